@@ -1,0 +1,299 @@
+package agent
+
+// The local API's request and response types. The CLI (cmd/fieldsync) and the
+// agent's HTTP handlers share them, so the JSON shapes of DESIGN §8 are
+// defined once. docs/api.md documents every endpoint with examples.
+//
+// The API is RPC-style: `POST /v1/<method>` with a JSON body (GET for the
+// read-only methods that take no arguments), so record IDs and names of any
+// script need no URL escaping. Errors are HTTP 4xx/5xx with ErrorBody.
+
+// API paths.
+const (
+	PathStatus        = "/v1/status"         // GET  -> Status
+	PathPeers         = "/v1/peers"          // GET  -> []PeerInfo
+	PathSpaceCreate   = "/v1/space/create"   // POST SpaceCreateRequest -> Space
+	PathSpaceList     = "/v1/space/list"     // GET  -> []Space
+	PathSpaceDigest   = "/v1/space/digest"   // POST SpaceRef -> Digest
+	PathSpaceRelease  = "/v1/space/release"  // POST SpaceBureauRequest -> Space
+	PathSpaceWithdraw = "/v1/space/withdraw" // POST SpaceBureauRequest -> Space
+	PathRecordPut     = "/v1/record/put"     // POST RecordPutRequest -> Record
+	PathRecordNew     = "/v1/record/new"     // POST RecordPutRequest (ID empty) -> Record
+	PathRecordGet     = "/v1/record/get"     // POST RecordRef -> Record
+	PathRecordList    = "/v1/record/list"    // POST SpaceRef -> []RecordSummary
+	PathRecordDelete  = "/v1/record/delete"  // POST RecordRef -> Record
+	PathSetOp         = "/v1/set/op"         // POST SetOpRequest -> Record
+	PathNoteAdd       = "/v1/note/add"       // POST NoteAddRequest -> Record
+	PathConflictsList = "/v1/conflicts/list" // POST ConflictsListRequest -> []Conflict
+	PathConflictsShow = "/v1/conflicts/show" // POST RecordRef -> ConflictsShow
+	PathResolve       = "/v1/resolve"        // POST ResolveRequest -> Record
+	PathHistory       = "/v1/history"        // POST RecordRef -> []HistoryEntry
+)
+
+// Error codes carried in ErrorBody; the CLI maps them to exit codes
+// (not_found -> 3, bad_request/ambiguous -> 2, anything else -> 1).
+const (
+	CodeBadRequest  = "bad_request" // 400: malformed request or invalid argument
+	CodeNotFound    = "not_found"   // 404: unknown space, record, field or sibling
+	CodeAmbiguous   = "ambiguous"   // 409: a name or prefix matches several spaces; message lists them
+	CodeConflict    = "conflict"    // 409: e.g. resolve names a sibling that is no longer live
+	CodeTooLarge    = "too_large"   // 413: request, value or change over the limit
+	CodeUnavailable = "unavailable" // 503: store quarantined or shutting down
+	CodeInternal    = "internal"    // 500
+)
+
+// ErrorBody is the JSON of every error response (and of the CLI's --json
+// errors on stderr).
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the problem and, where there is one, what to do.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// Space is `space create|list` (DESIGN §8).
+type Space struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Owner   string   `json:"owner"`   // owning bureau name
+	Release []string `json:"release"` // bureau names the space is released to, owner included
+}
+
+// SpaceCreateRequest creates a space owned by this device's bureau.
+type SpaceCreateRequest struct {
+	Name      string   `json:"name"`
+	ReleaseTo []string `json:"release_to,omitempty"` // bureau names or fingerprints
+}
+
+// SpaceRef names a space by ID, unique ID prefix (≥ 6 chars) or unique name.
+type SpaceRef struct {
+	Space string `json:"space"`
+}
+
+// SpaceBureauRequest is `space release|withdraw SPACE BUREAU`.
+type SpaceBureauRequest struct {
+	Space  string `json:"space"`
+	Bureau string `json:"bureau"`
+}
+
+// Digest is `space digest`.
+type Digest struct {
+	Space     string `json:"space"`
+	Digest    string `json:"digest"`    // hash of the materialized state (members only)
+	Envelopes string `json:"envelopes"` // hash of the set of envelope IDs held
+	Count     int    `json:"count"`     // number of envelopes held
+}
+
+// RecordRef names one record of a space.
+type RecordRef struct {
+	Space  string `json:"space"`
+	Record string `json:"record"`
+}
+
+// FieldValue is one FIELD=VALUE of `record put|new`. Exactly one of Value
+// (UTF-8 text) and ValueBase64 (binary, e.g. from @file) is set.
+type FieldValue struct {
+	Name        string `json:"name"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+}
+
+// RecordPutRequest writes register fields; an empty Record asks for a new,
+// generated record ID (`record new`).
+type RecordPutRequest struct {
+	Space  string       `json:"space"`
+	Record string       `json:"record,omitempty"`
+	Fields []FieldValue `json:"fields"`
+}
+
+// SetOpRequest is `set add|remove SPACE RECORD FIELD VALUE`.
+type SetOpRequest struct {
+	Space  string `json:"space"`
+	Record string `json:"record"`
+	Field  string `json:"field"`
+	Op     string `json:"op"` // "add" or "remove"
+	Value  string `json:"value"`
+}
+
+// NoteAddRequest is `note add SPACE RECORD TEXT`.
+type NoteAddRequest struct {
+	Space  string `json:"space"`
+	Record string `json:"record"`
+	Text   string `json:"text"`
+}
+
+// Sibling is one live value of a register (DESIGN §8).
+type Sibling struct {
+	Value       string `json:"value"`                  // UTF-8 text; empty when ValueBase64 is set
+	ValueBase64 string `json:"value_base64,omitempty"` // set when the value is not valid UTF-8
+	Author      string `json:"author"`                 // device ID
+	Officer     string `json:"officer"`                // from the author's profile; "" if unknown
+	Bureau      string `json:"bureau,omitempty"`       // author's bureau name, when known
+	HLC         string `json:"hlc"`                    // RFC 3339 UTC with milliseconds, then "+logical" when non-zero
+	Dot         string `json:"dot"`                    // the write's dot, as `resolve` takes it
+	Skewed      bool   `json:"skewed,omitempty"`       // the author's clock was beyond the drift limit
+}
+
+// Field is one register of `record get`.
+type Field struct {
+	Value    string    `json:"value"`    // the display winner's value (siblings[0])
+	Conflict bool      `json:"conflict"` // more than one live sibling
+	Siblings []Sibling `json:"siblings"` // every live value, winner first
+}
+
+// SetField is one add-wins set of `record get`.
+type SetField struct {
+	Elements []string `json:"elements"`
+}
+
+// Note is one entry of a record's notes list.
+type Note struct {
+	ID      string `json:"id"`
+	Author  string `json:"author"`
+	Officer string `json:"officer"`
+	HLC     string `json:"hlc"`
+	Text    string `json:"text"`
+	Removed bool   `json:"removed,omitempty"`
+}
+
+// Record is `record get` (DESIGN §8).
+type Record struct {
+	Space          string              `json:"space"`
+	ID             string              `json:"id"`
+	Deleted        bool                `json:"deleted"`
+	DeleteConflict bool                `json:"delete_conflict,omitempty"` // deleted, but an edit concurrent with the delete survives
+	Fields         map[string]Field    `json:"fields"`
+	Sets           map[string]SetField `json:"sets"`
+	Notes          []Note              `json:"notes"`
+}
+
+// RecordSummary is one row of `record list`.
+type RecordSummary struct {
+	ID        string `json:"id"`
+	Deleted   bool   `json:"deleted"`
+	Fields    int    `json:"fields"`
+	Conflicts int    `json:"conflicts"`
+}
+
+// ConflictsListRequest is `conflicts list [SPACE]`; an empty Space means all.
+type ConflictsListRequest struct {
+	Space string `json:"space,omitempty"`
+}
+
+// Conflict is one row of `conflicts list`.
+type Conflict struct {
+	Space    string    `json:"space"`
+	Record   string    `json:"record"`
+	Field    string    `json:"field"`
+	Siblings []Sibling `json:"siblings"`
+}
+
+// ConflictField is one conflicted field of `conflicts show`.
+type ConflictField struct {
+	Field    string    `json:"field"`
+	Siblings []Sibling `json:"siblings"`
+}
+
+// ConflictsShow is `conflicts show SPACE RECORD`.
+type ConflictsShow struct {
+	Space  string          `json:"space"`
+	Record string          `json:"record"`
+	Fields []ConflictField `json:"fields"`
+}
+
+// ResolveRequest resolves exactly the sibling dots named (the CLI names the
+// ones `conflicts show` printed, so a sibling that arrived later stays a
+// conflict). Exactly one of Value / ValueBase64 is the resolved value.
+type ResolveRequest struct {
+	Space       string   `json:"space"`
+	Record      string   `json:"record"`
+	Field       string   `json:"field"`
+	Dots        []string `json:"dots"`
+	Value       string   `json:"value,omitempty"`
+	ValueBase64 string   `json:"value_base64,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+}
+
+// HistoryOp is one operation of a change, as `history` shows it.
+type HistoryOp struct {
+	Kind     string   `json:"kind"` // put, set_add, set_remove, note_add, note_remove, delete, resolve
+	Record   string   `json:"record"`
+	Field    string   `json:"field,omitempty"`
+	Value    string   `json:"value,omitempty"`
+	Resolves []string `json:"resolves,omitempty"` // dots a resolve (or overwrite) replaced
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// HistoryEntry is one change of `history` (DESIGN §8).
+type HistoryEntry struct {
+	Author    string      `json:"author"`
+	Officer   string      `json:"officer"`
+	Bureau    string      `json:"bureau,omitempty"`
+	Seq       uint64      `json:"seq"`
+	HLC       string      `json:"hlc"`
+	Time      string      `json:"time"`      // the HLC's wall time, RFC 3339
+	Signature string      `json:"signature"` // "valid" or "invalid" (re-verified on every call)
+	Error     string      `json:"error,omitempty"`
+	Skewed    bool        `json:"skewed,omitempty"`
+	Ops       []HistoryOp `json:"ops"`
+}
+
+// DeviceInfo is the `device` object of `status`.
+type DeviceInfo struct {
+	ID             string `json:"id"`
+	Bureau         string `json:"bureau"`
+	Role           string `json:"role"`
+	CertValidUntil string `json:"cert_valid_until"`
+	CertWarning    string `json:"cert_warning,omitempty"`
+}
+
+// PeerInfo is one peer of `peers` and of `status`.
+type PeerInfo struct {
+	ID          string `json:"id"`
+	Address     string `json:"address"`
+	Role        string `json:"role"`
+	Bureau      string `json:"bureau,omitempty"`
+	State       string `json:"state"`        // alive, suspect, dead, left, unknown
+	LastContact string `json:"last_contact"` // RFC 3339, or "" if never
+	PendingOut  int    `json:"pending_out"`  // envelopes we hold that it lacks, as of the last round
+	PendingIn   int    `json:"pending_in"`   // envelopes it holds that we lack
+}
+
+// Skew is one author flagged for a clock beyond the drift limit.
+type Skew struct {
+	Author      string `json:"author"`
+	DriftMillis int64  `json:"drift_ms"`
+}
+
+// Gap is a withheld or missing range of an author's log in a space.
+type Gap struct {
+	Space  string `json:"space"`
+	Author string `json:"author"`
+	From   uint64 `json:"from"`
+	To     uint64 `json:"to"`
+}
+
+// Fork is evidence of two different envelopes for one (space, author, seq).
+type Fork struct {
+	Space  string `json:"space"`
+	Author string `json:"author"`
+	Seq    uint64 `json:"seq"`
+}
+
+// Status is `status` (DESIGN §8).
+type Status struct {
+	Device        DeviceInfo     `json:"device"`
+	Peers         []PeerInfo     `json:"peers"`
+	UnsyncedLocal int            `json:"unsynced_local"`
+	Rejected      map[string]int `json:"rejected"`
+	SkewedAuthors []Skew         `json:"skewed_authors"`
+	Gaps          []Gap          `json:"gaps"`
+	Forks         []Fork         `json:"forks"`
+	Missing       []Gap          `json:"missing"`        // acknowledged local envelopes found absent at open
+	CorruptValues int            `json:"corrupt_values"` // stored values that failed authentication since start
+	Version       string         `json:"version"`
+}

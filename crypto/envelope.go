@@ -1,0 +1,374 @@
+package crypto
+
+import (
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Kind is an envelope kind.
+type Kind uint8
+
+// Envelope kinds. Every kind belongs to one space's log and takes the next
+// seq of its author there.
+const (
+	KindChange   Kind = 1 // body: XChaCha20-Poly1305 ciphertext of a change, under the epoch key
+	KindKeyShare Kind = 2 // body: an epoch key wrapped to one device (WrapKey), in clear
+	KindProfile  Kind = 3 // body: a sealed Profile (the officer's name), under the epoch key
+	KindRouting  Kind = 4 // body: a Routing record, in clear
+)
+
+// String returns the kind's name.
+func (k Kind) String() string {
+	switch k {
+	case KindChange:
+		return "change"
+	case KindKeyShare:
+		return "key share"
+	case KindProfile:
+		return "profile"
+	case KindRouting:
+		return "routing"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+func (k Kind) valid() bool { return k >= KindChange && k <= KindRouting }
+
+// sealed reports whether the kind's body is encrypted under the epoch key.
+func (k Kind) sealed() bool { return k == KindChange || k == KindProfile }
+
+// HeaderVersion is the envelope header format version that Seal writes and
+// Verify accepts.
+const HeaderVersion = 1
+
+// MaxEnvelopeSize bounds a whole envelope: a change is at most 32 MiB, plus
+// header, nonce, tag and signature.
+const MaxEnvelopeSize = 33 << 20
+
+// Envelope layout sizes (docs/crypto.md has the byte-by-byte table).
+const (
+	HeaderSize    = 104                                          // clear header
+	SignatureSize = ed25519.SignatureSize                        // 64
+	MaxBodySize   = MaxEnvelopeSize - HeaderSize - SignatureSize // stored body
+	sealOverhead  = nonceSize + tagSize                          // 40
+	maxPlainBody  = MaxBodySize - sealOverhead                   // change/profile plaintext
+	envOverhead   = HeaderSize + SignatureSize                   // 168
+	_             = uint32(MaxBodySize)                          // fits the BodyLen field
+)
+
+// Header is an envelope's clear header. Everything in it is visible to relays
+// and to anyone holding the envelope; it is signed, and for sealed kinds it is
+// also the AEAD's additional data.
+type Header struct {
+	Version     uint8    // set by Seal to HeaderVersion
+	Kind        Kind     // what the body is
+	BodyVersion uint8    // version of the body's own format (agent stores+forwards newer ones)
+	Space       SpaceID  // the space whose log this envelope is in
+	Author      DeviceID // set by Seal from the signing identity
+	Seq         uint64   // contiguous from 1 per (space, author); every kind takes the next seq
+	Epoch       KeyID    // change/profile: the key that sealed the body; key share: the key wrapped; routing: the key that sealed the name (or zero)
+	HLC         uint64   // packed hybrid logical clock (opaque here)
+	Prev        [32]byte // Hash of the author's previous envelope in this space; zero for seq 1
+	BodyLen     uint32   // length of the stored body; set by Seal
+}
+
+func (h *Header) appendTo(b []byte) []byte {
+	b = append(b, h.Version, byte(h.Kind), h.BodyVersion, 0)
+	b = append(b, h.Space[:]...)
+	b = append(b, h.Author[:]...)
+	b = appendU64(b, h.Seq)
+	b = append(b, h.Epoch[:]...)
+	b = appendU64(b, h.HLC)
+	b = append(b, h.Prev[:]...)
+	return appendU32(b, h.BodyLen)
+}
+
+// check validates the fields every envelope must get right.
+func (h *Header) check() error {
+	if !h.Kind.valid() {
+		return invalid("envelope header", "unknown kind")
+	}
+	if h.Seq == 0 {
+		return invalid("envelope header", "seq 0")
+	}
+	if (h.Seq == 1) != (h.Prev == [32]byte{}) {
+		return invalid("envelope header", "prev must be zero exactly for seq 1")
+	}
+	if h.Kind.sealed() || h.Kind == KindKeyShare {
+		if h.Epoch.IsZero() {
+			return invalid("envelope header", "zero epoch")
+		}
+	}
+	return nil
+}
+
+func decodeHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < 1 {
+		return h, truncated("envelope header")
+	}
+	if b[0] != HeaderVersion {
+		return h, malformed("envelope header", ErrUnknownVersion, fmt.Sprintf("version %d", b[0]))
+	}
+	if len(b) < HeaderSize {
+		return h, truncated("envelope header")
+	}
+	h.Version = b[0]
+	h.Kind = Kind(b[1])
+	h.BodyVersion = b[2]
+	if b[3] != 0 {
+		return h, invalid("envelope header", "reserved byte")
+	}
+	copy(h.Space[:], b[4:20])
+	copy(h.Author[:], b[20:36])
+	h.Seq = binary.BigEndian.Uint64(b[36:44])
+	copy(h.Epoch[:], b[44:60])
+	h.HLC = binary.BigEndian.Uint64(b[60:68])
+	copy(h.Prev[:], b[68:100])
+	h.BodyLen = binary.BigEndian.Uint32(b[100:104])
+	if err := h.check(); err != nil {
+		return h, err
+	}
+	if h.BodyLen > MaxBodySize {
+		return h, malformed("envelope", ErrOversize, "body length")
+	}
+	if h.Kind.sealed() && h.BodyLen < sealOverhead {
+		return h, invalid("envelope", "sealed body shorter than nonce and tag")
+	}
+	return h, nil
+}
+
+// ParseHeader decodes an envelope's header and checks that the envelope's
+// length agrees with it, without checking the signature. It never panics.
+func ParseHeader(env []byte) (Header, error) {
+	if len(env) > MaxEnvelopeSize {
+		return Header{}, malformed("envelope", ErrOversize, "")
+	}
+	h, err := decodeHeader(env)
+	if err != nil {
+		return h, err
+	}
+	want := envOverhead + int(h.BodyLen)
+	switch {
+	case len(env) < want:
+		return h, truncated("envelope")
+	case len(env) > want:
+		return h, invalid("envelope", "trailing bytes")
+	}
+	return h, nil
+}
+
+// SpaceKey is one epoch's symmetric key for a space. The zero value holds no
+// key: Seal and Open refuse it.
+type SpaceKey struct {
+	key  [32]byte
+	id   KeyID
+	aead cipher.AEAD
+}
+
+// NewSpaceKey draws a new epoch key from rand.
+func NewSpaceKey(rand io.Reader) (*SpaceKey, error) {
+	var b [32]byte
+	defer clear(b[:])
+	if _, err := io.ReadFull(rand, b[:]); err != nil {
+		return nil, fmt.Errorf("new space key: %v", err)
+	}
+	return SpaceKeyFromBytes(b[:])
+}
+
+// SpaceKeyFromBytes makes a SpaceKey from its 32 bytes (copied).
+func SpaceKeyFromBytes(b []byte) (*SpaceKey, error) {
+	if len(b) != 32 {
+		return nil, invalid("space key", "want 32 bytes")
+	}
+	k := &SpaceKey{}
+	copy(k.key[:], b)
+	k.id = keyID(&k.key)
+	aead, err := chacha20poly1305.NewX(k.key[:])
+	if err != nil {
+		return nil, fmt.Errorf("space key: %v", err)
+	}
+	k.aead = aead
+	return k, nil
+}
+
+func keyID(k *[32]byte) KeyID { return KeyID(hash16("fieldsync epoch key id v1", k[:])) }
+
+// ID returns the key's epoch ID.
+func (k *SpaceKey) ID() KeyID { return k.id }
+
+// Bytes returns a copy of the key's 32 bytes (to store it; wipe it after).
+func (k *SpaceKey) Bytes() []byte { return append([]byte(nil), k.key[:]...) }
+
+func (k *SpaceKey) usable() bool { return k != nil && k.aead != nil }
+
+// Keyring finds epoch keys. It is shaped like age's Identity: an epoch is
+// named by its key ID. Implementations must be safe for the concurrency their
+// caller uses; Open only calls Key.
+type Keyring interface {
+	Key(space SpaceID, epoch KeyID) (*SpaceKey, bool)
+}
+
+// Seal builds a signed envelope. For KindChange and KindProfile, key is
+// required and the body is encrypted (XChaCha20-Poly1305, random nonce, the
+// encoded header as additional data); h.Epoch is set from key. For
+// KindKeyShare and KindRouting, key is nil and body is stored as is (it must
+// parse as a key share, with h.Epoch zero or equal to its epoch, or as a
+// routing record for h.Space). Seal sets h.Version, h.Author and h.BodyLen.
+// The signature is Ed25519ctx("fieldsync/envelope/v1") over header || body.
+func Seal(h Header, body []byte, key *SpaceKey, id *Identity, rand io.Reader) ([]byte, error) {
+	return seal(h, body, key, id, rand, false)
+}
+
+func seal(h Header, body []byte, key *SpaceKey, id *Identity, rand io.Reader, corrupt bool) ([]byte, error) {
+	if id == nil || id.sign == nil {
+		return nil, fmt.Errorf("seal: no identity")
+	}
+	h.Version = HeaderVersion
+	h.Author = id.id
+	bodyLen := len(body)
+	switch h.Kind {
+	case KindChange, KindProfile:
+		if !key.usable() {
+			return nil, fmt.Errorf("seal %v: %w", h.Kind, ErrNoKey)
+		}
+		if len(body) > maxPlainBody {
+			return nil, malformed("envelope", ErrOversize, "body")
+		}
+		h.Epoch = key.id
+		bodyLen += sealOverhead
+	case KindKeyShare:
+		ks, err := ParseKeyShare(body)
+		if err != nil {
+			return nil, fmt.Errorf("seal key share: %w", err)
+		}
+		if !h.Epoch.IsZero() && h.Epoch != ks.Epoch {
+			return nil, invalid("envelope header", "epoch differs from the key share's")
+		}
+		h.Epoch = ks.Epoch
+	case KindRouting:
+		r, err := ParseRouting(body)
+		if err != nil {
+			return nil, fmt.Errorf("seal routing: %w", err)
+		}
+		if r.Space != h.Space {
+			return nil, invalid("envelope", "routing record is for another space")
+		}
+	default:
+		return nil, invalid("envelope header", "unknown kind")
+	}
+	if bodyLen > MaxBodySize {
+		return nil, malformed("envelope", ErrOversize, "body")
+	}
+	h.BodyLen = uint32(bodyLen)
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, envOverhead+bodyLen)
+	out = h.appendTo(out)
+	if h.Kind.sealed() {
+		out = out[:HeaderSize+nonceSize]
+		if _, err := io.ReadFull(rand, out[HeaderSize:]); err != nil {
+			return nil, fmt.Errorf("seal: %v", err)
+		}
+		var nonce [nonceSize]byte
+		copy(nonce[:], out[HeaderSize:])
+		out = key.aead.Seal(out, nonce[:], body, out[:HeaderSize])
+		if corrupt { // tests only: a validly signed envelope whose AEAD fails
+			out[len(out)-1] ^= 1
+		}
+	} else {
+		out = append(out, body...)
+	}
+	sig := signCtx(id.sign, out, ctxEnvelope)
+	return append(out, sig...), nil
+}
+
+// Verify checks an envelope's structure and its author's signature, with no
+// space key: it is what relays call. author must be the device the header
+// names (else ErrSignature). It returns the header and the stored body (a
+// sub-slice of env: ciphertext for change and profile, clear for key share
+// and routing, whose structure it also checks). It does not judge the
+// author's certificate: see CheckAuthor.
+func Verify(env []byte, author DevicePublic) (Header, []byte, error) {
+	h, err := ParseHeader(env)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	if author.ID() != h.Author {
+		return Header{}, nil, wrapf(ErrSignature, "envelope author is not the given device")
+	}
+	n := HeaderSize + int(h.BodyLen)
+	if !verifyCtx(author.SignKey, env[:n], env[n:], ctxEnvelope) {
+		return Header{}, nil, ErrSignature
+	}
+	body := env[HeaderSize:n:n]
+	switch h.Kind {
+	case KindKeyShare:
+		ks, err := ParseKeyShare(body)
+		if err != nil {
+			return Header{}, nil, err
+		}
+		if ks.Epoch != h.Epoch {
+			return Header{}, nil, invalid("envelope", "key share epoch differs from the header's")
+		}
+	case KindRouting:
+		r, err := ParseRouting(body)
+		if err != nil {
+			return Header{}, nil, err
+		}
+		if r.Space != h.Space {
+			return Header{}, nil, invalid("envelope", "routing record is for another space")
+		}
+	}
+	return h, body, nil
+}
+
+// Open verifies an envelope (as Verify) and, for change and profile, decrypts
+// its body with the epoch key from keys: ErrNoKey if keys has none (or keys is
+// nil), ErrAuth if the AEAD refuses. For key share and routing it returns the
+// clear body, as Verify does. The returned plaintext is newly allocated.
+func Open(env []byte, author DevicePublic, keys Keyring) (Header, []byte, error) {
+	h, body, err := Verify(env, author)
+	if err != nil || !h.Kind.sealed() {
+		return h, body, err
+	}
+	if keys == nil {
+		return h, nil, ErrNoKey
+	}
+	k, ok := keys.Key(h.Space, h.Epoch)
+	if !ok || !k.usable() {
+		return h, nil, ErrNoKey
+	}
+	if k.id != h.Epoch {
+		return h, nil, ErrAuth
+	}
+	pt, err := k.aead.Open(nil, body[:nonceSize], body[nonceSize:], env[:HeaderSize])
+	if err != nil {
+		return h, nil, ErrAuth
+	}
+	return h, pt, nil
+}
+
+// Hash returns an envelope's ID and chain link: SHA-256 of
+// "fieldsync/envelope-id/v1\x00" || header || body, i.e. of everything the
+// signature covers (not of the signature, so the ID names the content). It is
+// meaningful for envelopes that parse; for shorter input it hashes all of it.
+func Hash(env []byte) [32]byte {
+	signed := env
+	if len(env) >= envOverhead {
+		signed = env[:len(env)-SignatureSize]
+	}
+	h := sha256.New()
+	h.Write([]byte("fieldsync/envelope-id/v1\x00"))
+	h.Write(signed)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}

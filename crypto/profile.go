@@ -1,0 +1,172 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// MaxOfficerName bounds an officer's name, in bytes of UTF-8.
+const MaxOfficerName = 1024
+
+const profileVersion = 1
+
+// Profile is the plaintext of a KindProfile body: the officer's name and the
+// salt that opens the name commitment in the device's certificate. Seal
+// encrypts it under the epoch key: the name is case data.
+//
+// Layout: version (1) | name salt (32) | name length (u16) | name (UTF-8).
+type Profile struct {
+	Officer  string
+	NameSalt [32]byte
+}
+
+// Marshal encodes p. It does not check the name's length: ParseProfile does.
+func (p Profile) Marshal() []byte {
+	b := make([]byte, 0, 1+32+2+len(p.Officer))
+	b = append(b, profileVersion)
+	b = append(b, p.NameSalt[:]...)
+	return appendStr16(b, p.Officer)
+}
+
+// ParseProfile decodes a profile plaintext.
+func ParseProfile(b []byte) (Profile, error) {
+	var p Profile
+	r := newReader(b, "profile")
+	if v := r.u8(); r.err == nil && v != profileVersion {
+		return p, malformed("profile", ErrUnknownVersion, fmt.Sprintf("version %d", v))
+	}
+	r.copyTo(p.NameSalt[:])
+	p.Officer = r.str(true, MaxOfficerName)
+	if err := r.done(); err != nil {
+		return Profile{}, err
+	}
+	return p, nil
+}
+
+// Matches reports whether p opens the name commitment of cert.
+func (p Profile) Matches(cert *Certificate) bool {
+	if cert == nil {
+		return false
+	}
+	c := NameCommitment(p.Officer, p.NameSalt)
+	return subtle.ConstantTimeCompare(c[:], cert.NameCommitment[:]) == 1
+}
+
+const routingVersion = 1
+
+// MaxReleased bounds the release list of a routing record.
+const MaxReleased = 255
+
+// MaxSealedName bounds Routing.SealedName.
+const MaxSealedName = 4096
+
+// Routing is the clear body of a KindRouting envelope: the one piece of space
+// metadata relays and peers read, to enforce entitlement. It is signed (as the
+// envelope) by a device of the owning bureau (see CheckRouting).
+//
+// Layout: version (1) | space (16) | owner (u8 length + fingerprint) |
+// count (u8) | count × (u8 length + fingerprint), sorted, unique, owner
+// included | sealed name (u16 length + bytes).
+type Routing struct {
+	Space      SpaceID
+	Owner      string   // owning bureau fingerprint
+	Released   []string // released bureau fingerprints, sorted, owner included
+	SealedName []byte   // the space name, sealed with SealName
+}
+
+// canonicalReleased returns Released sorted, deduplicated, with Owner.
+func (r Routing) canonicalReleased() []string {
+	l := append(slices.Clone(r.Released), r.Owner)
+	slices.Sort(l)
+	return slices.Compact(l)
+}
+
+// Marshal encodes r, normalising Released (sorted, unique, owner included).
+func (r Routing) Marshal() []byte {
+	b := []byte{routingVersion}
+	b = append(b, r.Space[:]...)
+	b = appendStr8(b, r.Owner)
+	rel := r.canonicalReleased()
+	b = append(b, byte(len(rel)))
+	for _, f := range rel {
+		b = appendStr8(b, f)
+	}
+	return append(appendU16(b, uint16(len(r.SealedName))), r.SealedName...)
+}
+
+// ParseRouting decodes a routing record and checks that it is canonical:
+// valid fingerprints, Released sorted, unique and holding Owner.
+func ParseRouting(b []byte) (Routing, error) {
+	var r Routing
+	rd := newReader(b, "routing record")
+	if v := rd.u8(); rd.err == nil && v != routingVersion {
+		return r, malformed("routing record", ErrUnknownVersion, fmt.Sprintf("version %d", v))
+	}
+	rd.copyTo(r.Space[:])
+	r.Owner = rd.str(false, idTextLen)
+	n := int(rd.u8())
+	for i := 0; i < n && rd.err == nil; i++ {
+		r.Released = append(r.Released, rd.str(false, idTextLen))
+	}
+	sn := int(rd.u16())
+	if rd.err == nil && sn > MaxSealedName {
+		return Routing{}, malformed("routing record", ErrOversize, "sealed name")
+	}
+	if v := rd.bytes(sn); v != nil {
+		r.SealedName = bytes.Clone(v)
+	}
+	if err := rd.done(); err != nil {
+		return Routing{}, err
+	}
+	if _, err := parseID("routing record", r.Owner); err != nil {
+		return Routing{}, err
+	}
+	for _, f := range r.Released {
+		if _, err := parseID("routing record", f); err != nil || f != strings.ToLower(f) {
+			return Routing{}, invalid("routing record", "bad fingerprint")
+		}
+	}
+	if !slices.Equal(r.Released, r.canonicalReleased()) || strings.ToLower(r.Owner) != r.Owner {
+		return Routing{}, invalid("routing record", "release list not canonical")
+	}
+	return r, nil
+}
+
+// Releases reports whether bureau fingerprint fp is on r's release list.
+func (r Routing) Releases(fp string) bool {
+	_, ok := slices.BinarySearch(r.Released, fp)
+	return ok
+}
+
+func nameKey(key *SpaceKey) [32]byte { return DeriveKey(&key.key, "space name") }
+
+func nameAD(space SpaceID) []byte {
+	return append([]byte("fieldsync/space-name/v1\x00"), space[:]...)
+}
+
+// SealName seals a space's name for its routing record: SealValue under
+// DeriveKey(space key, "space name"), with the space ID in the additional
+// data. rand must not fail (see SealValue).
+func SealName(key *SpaceKey, space SpaceID, name string, rand io.Reader) []byte {
+	k := nameKey(key)
+	defer clear(k[:])
+	return SealValue(&k, nameAD(space), []byte(name), rand)
+}
+
+// OpenName opens a name sealed by SealName: ErrAuth if it does not open.
+func OpenName(key *SpaceKey, space SpaceID, sealed []byte) (string, error) {
+	if !key.usable() {
+		return "", ErrNoKey
+	}
+	k := nameKey(key)
+	defer clear(k[:])
+	b, err := OpenValue(&k, nameAD(space), sealed)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}

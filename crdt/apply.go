@@ -1,0 +1,267 @@
+package crdt
+
+import (
+	"slices"
+)
+
+// applyValid applies a validated change whose records are all reachable
+// through rec (which must return a record, creating it if needed). It is a
+// join of the change's delta into the state; it returns false if the change
+// was already in ctx (nothing changes).
+func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
+	if ctx.hasChange(ch.Author, ch.Seq) {
+		return false
+	}
+	hlc := ch.HLC.Pack()
+	var r *Record
+	for i := range ch.Ops {
+		o := &ch.Ops[i]
+		if r == nil || r.id != o.Record {
+			r = rec(o.Record)
+		}
+		d := Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(i)}
+		// A partial dot for this op in this record means a change already
+		// applied overwrote it: the op arrives dead.
+		dead := ctx.hasPartial(d, o.Record)
+		switch o.Kind {
+		case OpPut, OpResolve:
+			if !dead {
+				r.addEntry(kindRegister, o.Field, "", entry{dot: d, hlc: hlc, value: o.Value})
+			}
+		case OpSetAdd:
+			if !dead {
+				r.addEntry(kindSet, o.Field, string(o.Value), entry{dot: d, hlc: hlc})
+			}
+		case OpDelete:
+			if !dead {
+				r.dels = insertEntry(r.dels, entry{dot: d, hlc: hlc})
+			}
+		case OpNoteAdd:
+			r.addNote(note{id: d, hlc: hlc, text: string(o.Value), removed: dead})
+		}
+		for _, s := range o.Seen {
+			if ctx.hasChange(s.Replica, s.Seq) {
+				r.removeDot(s, o)
+			} else {
+				ctx.addPartial(s, o.Record)
+			}
+		}
+	}
+	ctx.addChange(ch.Author, ch.Seq)
+	return true
+}
+
+// ApplyChange applies ch to the records it names and to the space's context
+// ctx (modified in place). load returns a stored record, or (nil, nil) for a
+// record not held; the records it returns may be modified. The result holds
+// every record the change names, to be stored with ctx in one batch; it is
+// empty if ch was already applied (applying a change twice, or after a
+// change that overwrote it, changes nothing). On error nothing is modified.
+func ApplyChange(ctx *Context, load func(RecordID) (*Record, error), ch *Change) (map[RecordID]*Record, error) {
+	if err := ch.Validate(); err != nil {
+		return nil, err
+	}
+	if ctx.hasChange(ch.Author, ch.Seq) {
+		return map[RecordID]*Record{}, nil
+	}
+	ids := ch.Records()
+	out := make(map[RecordID]*Record, len(ids))
+	for _, id := range ids {
+		r, err := load(id)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			r = NewRecord(id)
+		} else if r.id != id {
+			return nil, invalid("load(%q) returned record %q", id, r.id)
+		}
+		out[id] = r
+	}
+	applyValid(ctx, func(id RecordID) *Record { return out[id] }, ch)
+	return out, nil
+}
+
+// Space is a whole space in memory: its context and every record. Used by
+// tests, benchmarks and repair; the agent stores records one by one.
+type Space struct {
+	Context *Context
+	Records map[RecordID]*Record
+}
+
+// NewSpace returns an empty space.
+func NewSpace() *Space {
+	return &Space{Context: NewContext(), Records: make(map[RecordID]*Record)}
+}
+
+func (s *Space) record(id RecordID) *Record {
+	r := s.Records[id]
+	if r == nil {
+		r = NewRecord(id)
+		s.Records[id] = r
+	}
+	return r
+}
+
+// Apply applies a change (see ApplyChange). It keeps references to the
+// change's values.
+func (s *Space) Apply(ch *Change) error {
+	if err := ch.Validate(); err != nil {
+		return err
+	}
+	applyValid(s.Context, s.record, ch)
+	return nil
+}
+
+// MarkSeen records a seq that carried no CRDT operations.
+func (s *Space) MarkSeen(d Dot) { s.Context.Add(d) }
+
+// Record returns the record with the given ID, or nil.
+func (s *Space) Record(id RecordID) *Record { return s.Records[id] }
+
+// IDs returns the record IDs, sorted.
+func (s *Space) IDs() []RecordID {
+	ids := make([]RecordID, 0, len(s.Records))
+	for id := range s.Records {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Clone returns a deep copy of s.
+func (s *Space) Clone() *Space {
+	c := &Space{Context: s.Context.Clone(), Records: make(map[RecordID]*Record, len(s.Records))}
+	for id, r := range s.Records {
+		c.Records[id] = r.Clone()
+	}
+	return c
+}
+
+// Merge returns the join of two spaces; a and b are not modified (values
+// are shared). Merging agrees with applying: a space that applied changes X
+// merged with one that applied Y equals a space that applied X ∪ Y.
+func Merge(a, b *Space) *Space {
+	out := &Space{Context: a.Context.Clone(), Records: make(map[RecordID]*Record, len(a.Records))}
+	out.Context.Join(b.Context)
+	empty := &Record{}
+	for id, ra := range a.Records {
+		rb := b.Records[id]
+		if rb == nil {
+			rb = empty
+		}
+		out.Records[id] = mergeRecord(id, ra, a.Context, rb, b.Context)
+	}
+	for id, rb := range b.Records {
+		if _, ok := a.Records[id]; !ok {
+			out.Records[id] = mergeRecord(id, empty, a.Context, rb, b.Context)
+		}
+	}
+	return out
+}
+
+// mergeEntries joins two sorted entry lists: a dot both hold stays; a dot
+// one holds stays unless the other's context covers it (seen there, so
+// overwritten there).
+func mergeEntries(id RecordID, ea []entry, ca *Context, eb []entry, cb *Context) []entry {
+	var out []entry
+	i, j := 0, 0
+	for i < len(ea) || j < len(eb) {
+		var c int
+		switch {
+		case i == len(ea):
+			c = 1
+		case j == len(eb):
+			c = -1
+		default:
+			c = ea[i].dot.Compare(eb[j].dot)
+		}
+		switch {
+		case c == 0:
+			out = append(out, ea[i])
+			i++
+			j++
+		case c < 0:
+			if !cb.covers(ea[i].dot, id) {
+				out = append(out, ea[i])
+			}
+			i++
+		default:
+			if !ca.covers(eb[j].dot, id) {
+				out = append(out, eb[j])
+			}
+			j++
+		}
+	}
+	return out
+}
+
+func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) *Record {
+	out := &Record{id: id}
+	i, j := 0, 0
+	for i < len(ra.slots) || j < len(rb.slots) {
+		var c int
+		switch {
+		case i == len(ra.slots):
+			c = 1
+		case j == len(rb.slots):
+			c = -1
+		default:
+			sb := &rb.slots[j]
+			c = cmpSlotKey(&ra.slots[i], sb.kind, sb.name, sb.elem)
+		}
+		var s slot
+		switch {
+		case c == 0:
+			s = ra.slots[i]
+			s.entries = mergeEntries(id, ra.slots[i].entries, ca, rb.slots[j].entries, cb)
+			i++
+			j++
+		case c < 0:
+			s = ra.slots[i]
+			s.entries = mergeEntries(id, s.entries, ca, nil, cb)
+			i++
+		default:
+			s = rb.slots[j]
+			s.entries = mergeEntries(id, nil, ca, s.entries, cb)
+			j++
+		}
+		if len(s.entries) > 0 {
+			out.slots = append(out.slots, s)
+		}
+	}
+	out.dels = mergeEntries(id, ra.dels, ca, rb.dels, cb)
+	i, j = 0, 0
+	for i < len(ra.notes) || j < len(rb.notes) {
+		var c int
+		switch {
+		case i == len(ra.notes):
+			c = 1
+		case j == len(rb.notes):
+			c = -1
+		default:
+			c = ra.notes[i].id.Compare(rb.notes[j].id)
+		}
+		var n note
+		switch {
+		case c == 0:
+			n = ra.notes[i]
+			n.removed = n.removed || rb.notes[j].removed
+			i++
+			j++
+		case c < 0:
+			n = ra.notes[i]
+			n.removed = n.removed || cb.hasPartial(n.id, id)
+			i++
+		default:
+			n = rb.notes[j]
+			n.removed = n.removed || ca.hasPartial(n.id, id)
+			j++
+		}
+		if n.removed {
+			n.text = ""
+		}
+		out.notes = append(out.notes, n)
+	}
+	return out
+}

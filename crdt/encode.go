@@ -1,0 +1,834 @@
+package crdt
+
+import (
+	"bytes"
+	"compress/flate"
+	"io"
+	"slices"
+	"sync"
+)
+
+// Format versions (docs/format.md).
+const (
+	changeVersion  = 1
+	recordVersion  = 1
+	contextVersion = 1
+	spaceVersion   = 1
+	batchVersion   = 1
+)
+
+// replicaTable maps the replicas of an encoding to small indexes.
+type replicaTable struct {
+	ids []ReplicaID // sorted
+}
+
+func (t *replicaTable) add(r ReplicaID) { t.ids = append(t.ids, r) }
+
+func (t *replicaTable) finish() {
+	slices.SortFunc(t.ids, ReplicaID.Compare)
+	t.ids = slices.Compact(t.ids)
+}
+
+func (t *replicaTable) index(r ReplicaID) uint64 {
+	if len(t.ids) <= 8 {
+		for i := range t.ids {
+			if t.ids[i] == r {
+				return uint64(i)
+			}
+		}
+	}
+	i, _ := slices.BinarySearchFunc(t.ids, r, ReplicaID.Compare)
+	return uint64(i)
+}
+
+func appendTable(b []byte, t *replicaTable) []byte {
+	b = appendUvarint(b, uint64(len(t.ids)))
+	for i := range t.ids {
+		b = append(b, t.ids[i][:]...)
+	}
+	return b
+}
+
+// readTable reads a sorted, unique replica table. used tracks which entries
+// are referenced, so the decoder can reject unused ones (canonical form).
+func readTable(r *reader) ([]ReplicaID, []bool) {
+	n := r.count(16, 1<<24)
+	if r.err != nil {
+		return nil, nil
+	}
+	ids := make([]ReplicaID, n)
+	for i := range ids {
+		ids[i] = r.replica()
+		if i > 0 && ids[i-1].Compare(ids[i]) >= 0 {
+			r.fail(malformed(nil, "replica table not sorted"))
+			return nil, nil
+		}
+	}
+	return ids, make([]bool, n)
+}
+
+func checkUsed(r *reader, used []bool) {
+	for _, u := range used {
+		if !u {
+			r.fail(malformed(nil, "unused replica in table"))
+			return
+		}
+	}
+}
+
+func appendDot(b []byte, t *replicaTable, d Dot) []byte {
+	b = appendUvarint(b, t.index(d.Replica))
+	b = appendUvarint(b, d.Seq)
+	return appendUvarint(b, uint64(d.Op))
+}
+
+func readDot(r *reader, ids []ReplicaID, used []bool) Dot {
+	i := r.uvarint()
+	seq := r.uvarint()
+	op := r.uvarint()
+	if r.err != nil {
+		return Dot{}
+	}
+	if i >= uint64(len(ids)) {
+		r.fail(malformed(nil, "replica index %d out of range", i))
+		return Dot{}
+	}
+	if seq == 0 || op > 1<<32-1 {
+		r.fail(malformed(nil, "bad dot"))
+		return Dot{}
+	}
+	used[i] = true
+	return Dot{Replica: ids[i], Seq: seq, Op: uint32(op)}
+}
+
+// ---- Change ----
+
+func opHasField(k OpKind) bool {
+	return k == OpPut || k == OpResolve || k == OpSetAdd || k == OpSetRemove
+}
+
+func opHasValue(k OpKind) bool { return opHasField(k) || k == OpNoteAdd }
+
+// MarshalBinary encodes the change (docs/format.md, "Change"). The encoding
+// is deterministic: equal changes give equal bytes. An invalid change is an
+// error.
+func (c *Change) MarshalBinary() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c.appendBinary(nil)
+}
+
+func (c *Change) appendBinary(b []byte) ([]byte, error) {
+	// The replica table lists the replicas of seen dots other than the
+	// author; the author is index 0, the table's entries 1...
+	var t replicaTable
+	for i := range c.Ops {
+		for _, d := range c.Ops[i].Seen {
+			if d.Replica != c.Author {
+				t.add(d.Replica)
+			}
+		}
+	}
+	t.finish()
+	start := len(b)
+	b = append(b, changeVersion)
+	b = append(b, c.Author[:]...)
+	b = appendUvarint(b, c.Seq)
+	b = appendU64(b, c.HLC.Pack())
+	b = appendTable(b, &t)
+	b = appendUvarint(b, uint64(len(c.Ops)))
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		b = append(b, byte(o.Kind))
+		b = appendString(b, string(o.Record))
+		if opHasField(o.Kind) {
+			b = appendString(b, o.Field)
+		}
+		if opHasValue(o.Kind) {
+			b = appendBytes(b, o.Value)
+		}
+		if o.Kind == OpResolve {
+			b = appendString(b, o.Reason)
+		}
+		b = appendUvarint(b, uint64(len(o.Seen)))
+		for _, d := range o.Seen {
+			idx := uint64(0)
+			if d.Replica != c.Author {
+				idx = t.index(d.Replica) + 1
+			}
+			b = appendUvarint(b, idx)
+			b = appendUvarint(b, d.Seq)
+			b = appendUvarint(b, uint64(d.Op))
+		}
+	}
+	if len(b)-start > MaxChangeBytes {
+		return nil, invalid("encoded change is %d bytes > %d", len(b)-start, MaxChangeBytes)
+	}
+	return b, nil
+}
+
+// UnmarshalChange decodes a change. It is bounded (no input makes it panic
+// or allocate more than a small multiple of len(b)) and strict: it accepts
+// only what MarshalBinary produces, and only valid changes. The returned
+// change's values alias a private copy of b.
+func UnmarshalChange(b []byte) (*Change, error) {
+	if len(b) > MaxChangeBytes {
+		return nil, malformed(ErrOversize, "change of %d bytes", len(b))
+	}
+	r := &reader{b: bytes.Clone(b)}
+	c := &Change{}
+	decodeChange(r, c, nil)
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// interner shares the strings of a batch (record IDs, field names).
+type interner map[string]string
+
+func (in interner) text(r *reader, max int) string {
+	if in == nil {
+		return r.text(max)
+	}
+	p := r.bytes(max)
+	if r.err != nil {
+		return ""
+	}
+	if s, ok := in[string(p)]; ok {
+		return s
+	}
+	s := r.textOf(p)
+	if r.err == nil && len(in) < 1<<16 {
+		in[s] = s
+	}
+	return s
+}
+
+func decodeChange(r *reader, c *Change, in interner) {
+	if v := r.byte1(); r.err == nil && v != changeVersion {
+		r.fail(malformed(ErrUnknownVersion, "change version %d", v))
+		return
+	}
+	c.Author = r.replica()
+	c.Seq = r.uvarint()
+	c.HLC = UnpackTimestamp(r.u64())
+	ids, used := readTable(r)
+	if r.err != nil {
+		return
+	}
+	nops := r.count(3, MaxOpsPerChange)
+	if r.err != nil {
+		return
+	}
+	if nops > 0 {
+		c.Ops = make([]Op, nops)
+	}
+	for i := 0; i < nops && r.err == nil; i++ {
+		o := &c.Ops[i]
+		o.Kind = OpKind(r.byte1())
+		if r.err == nil && (o.Kind < OpPut || o.Kind > OpResolve) {
+			r.fail(malformed(nil, "op %d: unknown kind %d", i, o.Kind))
+			return
+		}
+		o.Record = RecordID(in.text(r, MaxNameBytes))
+		if opHasField(o.Kind) {
+			o.Field = in.text(r, MaxNameBytes)
+		}
+		if opHasValue(o.Kind) {
+			o.Value = r.bytes(MaxValueBytes)
+			if len(o.Value) == 0 {
+				o.Value = nil
+			}
+		}
+		if o.Kind == OpResolve {
+			o.Reason = r.text(MaxNameBytes)
+		}
+		ns := r.count(3, MaxOpsPerChange)
+		if ns > 0 && r.err == nil {
+			o.Seen = make([]Dot, ns)
+		}
+		for j := 0; j < ns && r.err == nil; j++ {
+			idx := r.uvarint()
+			seq := r.uvarint()
+			op := r.uvarint()
+			if r.err != nil {
+				return
+			}
+			if idx > uint64(len(ids)) || op > 1<<32-1 {
+				r.fail(malformed(nil, "op %d: bad seen dot", i))
+				return
+			}
+			d := Dot{Replica: c.Author, Seq: seq, Op: uint32(op)}
+			if idx > 0 {
+				d.Replica = ids[idx-1]
+				used[idx-1] = true
+				if d.Replica == c.Author {
+					r.fail(malformed(nil, "author in replica table"))
+					return
+				}
+			}
+			o.Seen[j] = d
+		}
+	}
+	if r.err != nil {
+		return
+	}
+	checkUsed(r, used)
+	if r.err != nil {
+		return
+	}
+	if err := c.Validate(); err != nil {
+		r.fail(malformed(nil, "%v", err))
+	}
+}
+
+func (r *reader) textOf(p []byte) string {
+	if !utf8Valid(p) {
+		r.fail(malformed(nil, "invalid UTF-8"))
+		return ""
+	}
+	return string(p)
+}
+
+// ---- Record ----
+
+// MarshalBinary encodes the record (docs/format.md, "Record"). Same state,
+// same bytes.
+func (r *Record) MarshalBinary() ([]byte, error) { return r.appendBinary(nil), nil }
+
+func (r *Record) appendBinary(b []byte) []byte {
+	var t replicaTable
+	for _, s := range r.slots {
+		for _, e := range s.entries {
+			t.add(e.dot.Replica)
+		}
+	}
+	for _, e := range r.dels {
+		t.add(e.dot.Replica)
+	}
+	for _, n := range r.notes {
+		t.add(n.id.Replica)
+	}
+	t.finish()
+	b = append(b, recordVersion)
+	b = appendString(b, string(r.id))
+	b = appendTable(b, &t)
+	b = appendUvarint(b, uint64(len(r.slots)))
+	for _, s := range r.slots {
+		b = append(b, byte(s.kind))
+		b = appendString(b, s.name)
+		if s.kind == kindSet {
+			b = appendString(b, s.elem)
+		}
+		b = appendUvarint(b, uint64(len(s.entries)))
+		for _, e := range s.entries {
+			b = appendDot(b, &t, e.dot)
+			b = appendU64(b, e.hlc)
+			if s.kind == kindRegister {
+				b = appendBytes(b, e.value)
+			}
+		}
+	}
+	b = appendUvarint(b, uint64(len(r.dels)))
+	for _, e := range r.dels {
+		b = appendDot(b, &t, e.dot)
+		b = appendU64(b, e.hlc)
+	}
+	b = appendUvarint(b, uint64(len(r.notes)))
+	for _, n := range r.notes {
+		b = appendDot(b, &t, n.id)
+		b = appendU64(b, n.hlc)
+		if n.removed {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+			b = appendString(b, n.text)
+		}
+	}
+	return b
+}
+
+// UnmarshalRecord decodes a record: bounded, strict (only canonical
+// encodings), never panics. Values alias a private copy of b.
+func UnmarshalRecord(b []byte) (*Record, error) {
+	if len(b) > MaxRecordBytes {
+		return nil, malformed(ErrOversize, "record of %d bytes", len(b))
+	}
+	r := &reader{b: bytes.Clone(b)}
+	rec := decodeRecord(r)
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool) []entry {
+	n := r.count(11, 1<<26)
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	es := make([]entry, n)
+	for i := range es {
+		es[i].dot = readDot(r, ids, used)
+		es[i].hlc = r.u64()
+		if withValue {
+			es[i].value = r.bytes(MaxValueBytes)
+		}
+		if r.err != nil {
+			return nil
+		}
+		if i > 0 && es[i-1].dot.Compare(es[i].dot) >= 0 {
+			r.fail(malformed(nil, "entries not sorted"))
+			return nil
+		}
+	}
+	return es
+}
+
+func decodeRecord(r *reader) *Record {
+	if v := r.byte1(); r.err == nil && v != recordVersion {
+		r.fail(malformed(ErrUnknownVersion, "record version %d", v))
+		return nil
+	}
+	id := r.text(MaxNameBytes)
+	if r.err == nil && id == "" {
+		r.fail(malformed(nil, "empty record id"))
+	}
+	ids, used := readTable(r)
+	rec := &Record{id: RecordID(id)}
+	ns := r.count(4, 1<<26)
+	if r.err != nil {
+		return nil
+	}
+	if ns > 0 {
+		rec.slots = make([]slot, ns)
+	}
+	for i := range rec.slots {
+		s := &rec.slots[i]
+		s.kind = slotKind(r.byte1())
+		if r.err == nil && s.kind != kindRegister && s.kind != kindSet {
+			r.fail(malformed(nil, "slot kind %d", s.kind))
+		}
+		s.name = r.text(MaxNameBytes)
+		if r.err == nil && s.name == "" {
+			r.fail(malformed(nil, "empty field name"))
+		}
+		if s.kind == kindSet {
+			s.elem = string(r.bytes(MaxValueBytes))
+		}
+		s.entries = decodeEntries(r, ids, used, s.kind == kindRegister)
+		if r.err != nil {
+			return nil
+		}
+		if len(s.entries) == 0 {
+			r.fail(malformed(nil, "empty slot"))
+			return nil
+		}
+		if i > 0 && cmpSlotKey(&rec.slots[i-1], s.kind, s.name, s.elem) >= 0 {
+			r.fail(malformed(nil, "slots not sorted"))
+			return nil
+		}
+	}
+	rec.dels = decodeEntries(r, ids, used, false)
+	nn := r.count(12, 1<<26)
+	if r.err != nil {
+		return nil
+	}
+	if nn > 0 {
+		rec.notes = make([]note, nn)
+	}
+	for i := range rec.notes {
+		n := &rec.notes[i]
+		n.id = readDot(r, ids, used)
+		n.hlc = r.u64()
+		switch r.byte1() {
+		case 0:
+			n.text = r.text(MaxValueBytes)
+		case 1:
+			n.removed = true
+		default:
+			r.fail(malformed(nil, "note flag"))
+		}
+		if r.err != nil {
+			return nil
+		}
+		if i > 0 && rec.notes[i-1].id.Compare(n.id) >= 0 {
+			r.fail(malformed(nil, "notes not sorted"))
+			return nil
+		}
+	}
+	checkUsed(r, used)
+	if r.err != nil {
+		return nil
+	}
+	return rec
+}
+
+// ---- Context ----
+
+// MarshalBinary encodes the context (docs/format.md, "Context").
+func (c *Context) MarshalBinary() ([]byte, error) { return c.appendBinary(nil), nil }
+
+func (c *Context) appendBinary(b []byte) []byte {
+	set := make(map[ReplicaID]struct{}, len(c.vv))
+	for r, s := range c.vv {
+		if s > 0 {
+			set[r] = struct{}{}
+		}
+	}
+	for r := range c.extra {
+		set[r] = struct{}{}
+	}
+	for r := range c.partial {
+		set[r] = struct{}{}
+	}
+	ids := sortedReplicas(set)
+	b = append(b, contextVersion)
+	b = appendUvarint(b, uint64(len(ids)))
+	for _, r := range ids {
+		b = append(b, r[:]...)
+		vv := c.vv[r]
+		b = appendUvarint(b, vv)
+		ex := c.extra[r]
+		b = appendUvarint(b, uint64(len(ex)))
+		prev := vv + 1
+		for _, s := range ex {
+			b = appendUvarint(b, s-prev-1)
+			prev = s
+		}
+		type pd struct {
+			seq uint64
+			partialDot
+		}
+		var ps []pd
+		for seq, l := range c.partial[r] {
+			for _, p := range l {
+				ps = append(ps, pd{seq, p})
+			}
+		}
+		slices.SortFunc(ps, func(a, b pd) int {
+			switch {
+			case a.seq != b.seq:
+				if a.seq < b.seq {
+					return -1
+				}
+				return 1
+			case a.op != b.op:
+				if a.op < b.op {
+					return -1
+				}
+				return 1
+			}
+			return compareStrings(string(a.rec), string(b.rec))
+		})
+		b = appendUvarint(b, uint64(len(ps)))
+		for _, p := range ps {
+			b = appendUvarint(b, p.seq)
+			b = appendUvarint(b, uint64(p.op))
+			b = appendString(b, string(p.rec))
+		}
+	}
+	return b
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// UnmarshalContext decodes a context: bounded, strict, never panics.
+func UnmarshalContext(b []byte) (*Context, error) {
+	r := &reader{b: b}
+	c := decodeContext(r)
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decodeContext(r *reader) *Context {
+	if v := r.byte1(); r.err == nil && v != contextVersion {
+		r.fail(malformed(ErrUnknownVersion, "context version %d", v))
+		return nil
+	}
+	c := &Context{}
+	n := r.count(19, 1<<24)
+	var prevID ReplicaID
+	for i := 0; i < n && r.err == nil; i++ {
+		id := r.replica()
+		if i > 0 && prevID.Compare(id) >= 0 {
+			r.fail(malformed(nil, "context replicas not sorted"))
+			return nil
+		}
+		prevID = id
+		vv := r.uvarint()
+		nex := r.count(1, 1<<32)
+		if r.err != nil {
+			return nil
+		}
+		if vv > 0 {
+			if c.vv == nil {
+				c.vv = make(map[ReplicaID]uint64)
+			}
+			c.vv[id] = vv
+		}
+		if nex > 0 {
+			ex := make([]uint64, nex)
+			prev := vv + 1
+			if prev == 0 {
+				r.fail(malformed(nil, "seq overflow"))
+				return nil
+			}
+			for j := range ex {
+				g := r.uvarint()
+				s := prev + 1 + g
+				if r.err != nil {
+					return nil
+				}
+				if s <= prev {
+					r.fail(malformed(nil, "seq overflow"))
+					return nil
+				}
+				ex[j] = s
+				prev = s
+			}
+			if c.extra == nil {
+				c.extra = make(map[ReplicaID][]uint64)
+			}
+			c.extra[id] = ex
+		}
+		np := r.count(3, 1<<26)
+		var last struct {
+			seq uint64
+			op  uint32
+			rec RecordID
+		}
+		for j := 0; j < np && r.err == nil; j++ {
+			seq := r.uvarint()
+			op := r.uvarint()
+			rec := RecordID(r.text(MaxNameBytes))
+			if r.err != nil {
+				return nil
+			}
+			if op > 1<<32-1 || seq == 0 || rec == "" || c.hasChange(id, seq) {
+				r.fail(malformed(nil, "bad partial dot"))
+				return nil
+			}
+			if j > 0 && (seq < last.seq || seq == last.seq && (uint32(op) < last.op || uint32(op) == last.op && rec <= last.rec)) {
+				r.fail(malformed(nil, "partial dots not sorted"))
+				return nil
+			}
+			last.seq, last.op, last.rec = seq, uint32(op), rec
+			c.addPartial(Dot{id, seq, uint32(op)}, rec)
+		}
+		if r.err == nil && vv == 0 && nex == 0 && np == 0 {
+			r.fail(malformed(nil, "empty context entry"))
+		}
+	}
+	if r.err != nil {
+		return nil
+	}
+	return c
+}
+
+// ---- Space ----
+
+// MarshalBinary encodes the whole space: a version byte, then a DEFLATE
+// stream of the context and every record sorted by ID (docs/format.md,
+// "Space"). Same state, same bytes (with the same Go release).
+func (s *Space) MarshalBinary() ([]byte, error) {
+	body := s.appendBody(nil)
+	var out bytes.Buffer
+	out.WriteByte(spaceVersion)
+	w, err := flate.NewWriter(&out, flate.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(body); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// AppendCanonical appends the uncompressed canonical encoding of the space
+// (context, then records sorted by ID) — what MarshalBinary compresses and
+// what a digest should hash.
+func (s *Space) AppendCanonical(b []byte) []byte { return s.appendBody(b) }
+
+func (s *Space) appendBody(b []byte) []byte {
+	ctx := s.Context.appendBinary(nil)
+	b = appendBytes(b, ctx)
+	ids := s.IDs()
+	b = appendUvarint(b, uint64(len(ids)))
+	var tmp []byte
+	for _, id := range ids {
+		tmp = s.Records[id].appendBinary(tmp[:0])
+		b = appendBytes(b, tmp)
+	}
+	return b
+}
+
+// UnmarshalSpace decodes a space. The decompressed size is bounded by
+// MaxStateBytes; never panics.
+func UnmarshalSpace(b []byte) (*Space, error) {
+	if len(b) == 0 {
+		return nil, malformed(ErrTruncated, "empty space")
+	}
+	if b[0] != spaceVersion {
+		return nil, malformed(ErrUnknownVersion, "space version %d", b[0])
+	}
+	body, err := inflate(b[1:], MaxStateBytes)
+	if err != nil {
+		return nil, err
+	}
+	return decodeSpaceBody(body)
+}
+
+func inflate(b []byte, max int64) ([]byte, error) {
+	fr := flate.NewReader(bytes.NewReader(b))
+	defer fr.Close()
+	body, err := io.ReadAll(io.LimitReader(fr, max+1))
+	if err != nil {
+		return nil, malformed(nil, "deflate: %v", err)
+	}
+	if int64(len(body)) > max {
+		return nil, malformed(ErrOversize, "decompressed size > %d", max)
+	}
+	return body, nil
+}
+
+func decodeSpaceBody(body []byte) (*Space, error) {
+	r := &reader{b: body}
+	cb := r.bytes(len(body))
+	if r.err != nil {
+		return nil, r.err
+	}
+	ctx, err := UnmarshalContext(cb)
+	if err != nil {
+		return nil, err
+	}
+	s := &Space{Context: ctx}
+	n := r.count(4, 1<<28)
+	if r.err != nil {
+		return nil, r.err
+	}
+	s.Records = make(map[RecordID]*Record, n)
+	var prev RecordID
+	for i := 0; i < n; i++ {
+		rb := r.bytes(len(body))
+		if r.err != nil {
+			return nil, r.err
+		}
+		rr := &reader{b: rb}
+		rec := decodeRecord(rr)
+		if err := rr.end(); err != nil {
+			return nil, err
+		}
+		if i > 0 && rec.id <= prev {
+			return nil, malformed(nil, "records not sorted")
+		}
+		prev = rec.id
+		s.Records[rec.id] = rec
+	}
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ---- Batches of changes (sync at the crdt layer, bundles) ----
+
+// EncodeChanges encodes a batch of changes: a version byte, a flags byte
+// (bit 0: the rest is a DEFLATE stream), then the count and each change's
+// encoding, length-prefixed (docs/format.md, "Change batch").
+func EncodeChanges(chs []*Change, compress bool) ([]byte, error) {
+	body := make([]byte, 0, 64*len(chs))
+	body = appendUvarint(body, uint64(len(chs)))
+	var tmp []byte
+	for _, c := range chs {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		var err error
+		if tmp, err = c.appendBinary(tmp[:0]); err != nil {
+			return nil, err
+		}
+		body = appendBytes(body, tmp)
+	}
+	if !compress {
+		return append([]byte{batchVersion, 0}, body...), nil
+	}
+	out := bytes.NewBuffer(make([]byte, 0, len(body)/3+16))
+	out.Write([]byte{batchVersion, 1})
+	w := flateWriters.Get().(*flate.Writer)
+	w.Reset(out)
+	w.Write(body)
+	w.Close()
+	flateWriters.Put(w)
+	return out.Bytes(), nil
+}
+
+var flateWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// MaxBatchBytes bounds the decoded size of a change batch.
+const MaxBatchBytes = 1 << 30
+
+// DecodeChanges decodes a batch written by EncodeChanges: bounded, strict,
+// never panics. Values alias the decoded buffer.
+func DecodeChanges(b []byte) ([]*Change, error) {
+	if len(b) < 2 {
+		return nil, malformed(ErrTruncated, "batch header")
+	}
+	if b[0] != batchVersion {
+		return nil, malformed(ErrUnknownVersion, "batch version %d", b[0])
+	}
+	var body []byte
+	switch b[1] {
+	case 0:
+		body = bytes.Clone(b[2:])
+	case 1:
+		var err error
+		if body, err = inflate(b[2:], MaxBatchBytes); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, malformed(nil, "batch flags %d", b[1])
+	}
+	r := &reader{b: body}
+	n := r.count(30, 1<<28)
+	if r.err != nil {
+		return nil, r.err
+	}
+	out := make([]*Change, n)
+	slab := make([]Change, n)
+	in := interner{}
+	for i := range out {
+		cb := r.bytes(MaxChangeBytes)
+		if r.err != nil {
+			return nil, r.err
+		}
+		cr := &reader{b: cb}
+		decodeChange(cr, &slab[i], in)
+		if err := cr.end(); err != nil {
+			return nil, err
+		}
+		out[i] = &slab[i]
+	}
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

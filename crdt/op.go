@@ -1,0 +1,230 @@
+package crdt
+
+import (
+	"slices"
+	"unicode/utf8"
+)
+
+// OpKind is the kind of an operation.
+type OpKind uint8
+
+// The operation kinds. Their numeric values are part of the binary format.
+const (
+	OpPut        OpKind = 1 // write a register value
+	OpSetAdd     OpKind = 2 // add an element to a set
+	OpSetRemove  OpKind = 3 // remove the observed element from a set
+	OpNoteAdd    OpKind = 4 // append a note
+	OpNoteRemove OpKind = 5 // tombstone the notes named in Seen
+	OpDelete     OpKind = 6 // delete the record (everything it saw)
+	OpResolve    OpKind = 7 // resolve exactly the sibling dots named in Seen
+)
+
+var opNames = [...]string{"", "put", "set-add", "set-remove", "note-add", "note-remove", "delete", "resolve"}
+
+func (k OpKind) String() string {
+	if int(k) < len(opNames) && k != 0 {
+		return opNames[k]
+	}
+	return "unknown"
+}
+
+// Op is one operation of a change. Build ops with the Record methods (Put,
+// SetAdd, Delete, Resolve, ...) and NoteAdd: they fill Seen with the dots
+// the author saw, which is what the op overwrites (docs/crdt.md).
+type Op struct {
+	Kind   OpKind
+	Record RecordID
+	// Field is the register or set name (Put, Resolve, SetAdd, SetRemove).
+	Field string
+	// Value is the register value (Put, Resolve), the set element (SetAdd,
+	// SetRemove) or the note text (NoteAdd). Apply keeps a reference to it:
+	// do not modify it afterwards.
+	Value []byte
+	// Seen lists the dots this op overwrites, sorted by Dot.Compare, unique.
+	// For NoteRemove these are the note IDs; for Resolve the resolved
+	// siblings.
+	Seen []Dot
+	// Reason is the optional reason of a Resolve.
+	Reason string
+}
+
+// Change is a batch of operations by one author in one space, identified by
+// (Author, Seq) and stamped with HLC. Op i of the change has the dot
+// (Author, Seq, i). Rules (checked by Validate and ApplyChange): at most one
+// register op (Put or Resolve) per (record, field); at most one set op per
+// (record, set, element); a Delete is the only op on its record; no seen dot
+// from the author's own seq or later.
+type Change struct {
+	Author ReplicaID
+	Seq    uint64
+	HLC    Timestamp
+	Ops    []Op
+}
+
+// MaxOpsPerChange bounds the number of operations in one change.
+const MaxOpsPerChange = 1 << 20
+
+// Dot returns the change-level dot (Author, Seq, 0).
+func (c *Change) Dot() Dot { return Dot{Replica: c.Author, Seq: c.Seq} }
+
+// Records returns the records the change touches, sorted and unique.
+func (c *Change) Records() []RecordID {
+	out := make([]RecordID, 0, 1)
+	for i := range c.Ops {
+		out = append(out, c.Ops[i].Record)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func validName(s string) bool {
+	return len(s) > 0 && len(s) <= MaxNameBytes && utf8.ValidString(s)
+}
+
+// Validate checks the rules of a change (see Change).
+func (c *Change) Validate() error {
+	if c.Author.IsZero() {
+		return invalid("zero author")
+	}
+	if c.Seq == 0 {
+		return invalid("seq 0")
+	}
+	if len(c.Ops) > MaxOpsPerChange {
+		return invalid("%d ops > %d", len(c.Ops), MaxOpsPerChange)
+	}
+	for i := range c.Ops {
+		if err := c.validOp(&c.Ops[i]); err != nil {
+			return invalid("op %d: %v", i, err)
+		}
+	}
+	if len(c.Ops) > 1 {
+		return c.checkUnique()
+	}
+	return nil
+}
+
+type opError string
+
+func (e opError) Error() string { return string(e) }
+
+func (c *Change) validOp(o *Op) error {
+	if !validName(string(o.Record)) {
+		return opError("bad record id")
+	}
+	if len(o.Value) > MaxValueBytes {
+		return opError("value too large")
+	}
+	switch o.Kind {
+	case OpPut, OpResolve, OpSetAdd, OpSetRemove:
+		if !validName(o.Field) {
+			return opError("bad field name")
+		}
+	case OpNoteAdd, OpNoteRemove, OpDelete:
+		if o.Field != "" {
+			return opError("field on a " + o.Kind.String())
+		}
+	default:
+		return opError("unknown kind")
+	}
+	switch o.Kind {
+	case OpNoteAdd:
+		if !utf8.Valid(o.Value) {
+			return opError("note text is not UTF-8")
+		}
+	case OpNoteRemove, OpDelete:
+		if len(o.Value) != 0 {
+			return opError("value on a " + o.Kind.String())
+		}
+	}
+	if o.Reason != "" && (o.Kind != OpResolve || len(o.Reason) > MaxNameBytes || !utf8.ValidString(o.Reason)) {
+		return opError("bad reason")
+	}
+	if (o.Kind == OpResolve || o.Kind == OpNoteRemove) && len(o.Seen) == 0 {
+		return opError(o.Kind.String() + " names nothing")
+	}
+	for j, d := range o.Seen {
+		if d.Seq == 0 {
+			return opError("seen dot with seq 0")
+		}
+		if d.Replica == c.Author && d.Seq >= c.Seq {
+			return opError("seen dot from the author's own future")
+		}
+		if j > 0 && o.Seen[j-1].Compare(d) >= 0 {
+			return opError("seen dots not sorted and unique")
+		}
+	}
+	return nil
+}
+
+type opKey struct {
+	rec   RecordID
+	class uint8 // 1 register, 2 set, 3 delete/record
+	field string
+	elem  string
+}
+
+func (c *Change) checkUnique() error {
+	seen := make(map[opKey]int, len(c.Ops))
+	deleted := make(map[RecordID]bool)
+	touched := make(map[RecordID]bool, 1)
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		var k opKey
+		switch o.Kind {
+		case OpPut, OpResolve:
+			k = opKey{o.Record, 1, o.Field, ""}
+		case OpSetAdd, OpSetRemove:
+			k = opKey{o.Record, 2, o.Field, string(o.Value)}
+		case OpDelete:
+			if deleted[o.Record] || touched[o.Record] {
+				return invalid("op %d: a delete must be the only op on its record", i)
+			}
+			deleted[o.Record] = true
+		}
+		if o.Kind != OpDelete {
+			if deleted[o.Record] {
+				return invalid("op %d: a delete must be the only op on its record", i)
+			}
+			touched[o.Record] = true
+		}
+		if k.class != 0 {
+			if j, dup := seen[k]; dup {
+				return invalid("ops %d and %d write the same field", j, i)
+			}
+			seen[k] = i
+		}
+	}
+	return nil
+}
+
+// OpView describes an operation for `history`.
+type OpView struct {
+	Kind   string   `json:"kind"`
+	Record RecordID `json:"record"`
+	Field  string   `json:"field,omitempty"`
+	Value  []byte   `json:"value,omitempty"`
+	Seen   []Dot    `json:"seen,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// Describe returns a view of the op for display.
+func (o Op) Describe() OpView {
+	return OpView{Kind: o.Kind.String(), Record: o.Record, Field: o.Field, Value: o.Value, Seen: o.Seen, Reason: o.Reason}
+}
+
+// NoteAdd builds an op that appends a note to a record. It carries no seen
+// dots, so it does not revive a deleted record; use (*Record).AddNote when
+// the record is at hand.
+func NoteAdd(record RecordID, text string) Op {
+	return Op{Kind: OpNoteAdd, Record: record, Value: []byte(text)}
+}
+
+// NewPut builds a Put on a record the author does not hold (no seen dots).
+func NewPut(record RecordID, field string, value []byte) Op {
+	return Op{Kind: OpPut, Record: record, Field: field, Value: value}
+}
+
+func sortDots(d []Dot) []Dot {
+	slices.SortFunc(d, Dot.Compare)
+	return slices.CompactFunc(d, func(a, b Dot) bool { return a == b })
+}

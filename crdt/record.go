@@ -1,0 +1,490 @@
+package crdt
+
+import (
+	"slices"
+	"sort"
+	"strings"
+)
+
+type slotKind uint8
+
+const (
+	kindRegister slotKind = 1
+	kindSet      slotKind = 2
+)
+
+// entry is one live dot of a register (a sibling, with its value), of a set
+// element, or a delete marker. hlc is the packed HLC of the dot's change.
+type entry struct {
+	dot   Dot
+	hlc   uint64
+	value []byte
+}
+
+// slot holds the live entries of one register, or of one element of a set.
+type slot struct {
+	kind    slotKind
+	name    string
+	elem    string
+	entries []entry // sorted by dot, never empty in a stored record
+}
+
+type note struct {
+	id      Dot
+	hlc     uint64
+	text    string
+	removed bool
+}
+
+// Record is the materialized state of one record: its registers, sets,
+// notes and delete markers, each as live dots. The zero value is not
+// usable: call NewRecord.
+type Record struct {
+	id    RecordID
+	slots []slot  // sorted by (kind, name, elem)
+	dels  []entry // live delete markers, sorted by dot
+	notes []note  // sorted by id
+}
+
+// NewRecord returns an empty record.
+func NewRecord(id RecordID) *Record { return &Record{id: id} }
+
+// ID returns the record's ID.
+func (r *Record) ID() RecordID { return r.id }
+
+func cmpSlotKey(s *slot, kind slotKind, name, elem string) int {
+	if s.kind != kind {
+		if s.kind < kind {
+			return -1
+		}
+		return 1
+	}
+	if c := strings.Compare(s.name, name); c != 0 {
+		return c
+	}
+	return strings.Compare(s.elem, elem)
+}
+
+func (r *Record) findSlot(kind slotKind, name, elem string) (int, bool) {
+	s := r.slots
+	// Most records are small: a linear scan beats binary search.
+	if len(s) <= 16 {
+		for i := range s {
+			c := cmpSlotKey(&s[i], kind, name, elem)
+			if c == 0 {
+				return i, true
+			}
+			if c > 0 {
+				return i, false
+			}
+		}
+		return len(s), false
+	}
+	i := sort.Search(len(s), func(i int) bool { return cmpSlotKey(&s[i], kind, name, elem) >= 0 })
+	return i, i < len(s) && cmpSlotKey(&s[i], kind, name, elem) == 0
+}
+
+func findEntry(es []entry, d Dot) (int, bool) {
+	if len(es) <= 8 {
+		for i := range es {
+			c := es[i].dot.Compare(d)
+			if c == 0 {
+				return i, true
+			}
+			if c > 0 {
+				return i, false
+			}
+		}
+		return len(es), false
+	}
+	return slices.BinarySearchFunc(es, d, func(e entry, d Dot) int { return e.dot.Compare(d) })
+}
+
+func insertEntry(es []entry, e entry) []entry {
+	i, found := findEntry(es, e.dot)
+	if found {
+		return es
+	}
+	if i == len(es) {
+		return append(es, e)
+	}
+	return slices.Insert(es, i, e)
+}
+
+func (r *Record) addEntry(kind slotKind, name, elem string, e entry) {
+	i, found := r.findSlot(kind, name, elem)
+	if !found {
+		r.slots = slices.Insert(r.slots, i, slot{kind: kind, name: name, elem: elem, entries: []entry{e}})
+		return
+	}
+	r.slots[i].entries = insertEntry(r.slots[i].entries, e)
+}
+
+// removeFromSlot removes dot d from slot i, dropping the slot if it empties.
+func (r *Record) removeFromSlot(i int, d Dot) bool {
+	es := r.slots[i].entries
+	j, found := findEntry(es, d)
+	if !found {
+		return false
+	}
+	if len(es) == 1 {
+		r.slots = slices.Delete(r.slots, i, i+1)
+		return true
+	}
+	r.slots[i].entries = slices.Delete(es, j, j+1)
+	return true
+}
+
+// removeDot removes the live dot d wherever it is in the record: a register
+// sibling, a set element's dot, a delete marker, or a note (tombstoned).
+// The op that saw d gives a hint where to look first.
+func (r *Record) removeDot(d Dot, hint *Op) {
+	switch hint.Kind {
+	case OpPut, OpResolve:
+		if i, ok := r.findSlot(kindRegister, hint.Field, ""); ok && r.removeFromSlot(i, d) {
+			return
+		}
+	case OpSetAdd, OpSetRemove:
+		if i, ok := r.findSlot(kindSet, hint.Field, string(hint.Value)); ok && r.removeFromSlot(i, d) {
+			return
+		}
+	}
+	if j, found := findEntry(r.dels, d); found {
+		r.dels = slices.Delete(r.dels, j, j+1)
+		return
+	}
+	if r.tombstone(d) {
+		return
+	}
+	for i := range r.slots {
+		if r.removeFromSlot(i, d) {
+			return
+		}
+	}
+}
+
+func (r *Record) findNote(id Dot) (int, bool) {
+	return slices.BinarySearchFunc(r.notes, id, func(n note, d Dot) int { return n.id.Compare(d) })
+}
+
+func (r *Record) tombstone(id Dot) bool {
+	i, found := r.findNote(id)
+	if !found {
+		return false
+	}
+	r.notes[i].removed = true
+	r.notes[i].text = ""
+	return true
+}
+
+func (r *Record) addNote(n note) {
+	i, found := r.findNote(n.id)
+	if found {
+		return
+	}
+	if n.removed {
+		n.text = ""
+	}
+	r.notes = slices.Insert(r.notes, i, n)
+}
+
+// Clone returns a deep copy of r (values are shared: they are immutable).
+func (r *Record) Clone() *Record {
+	c := &Record{id: r.id, dels: slices.Clone(r.dels), notes: slices.Clone(r.notes)}
+	c.slots = make([]slot, len(r.slots))
+	for i, s := range r.slots {
+		s.entries = slices.Clone(s.entries)
+		c.slots[i] = s
+	}
+	return c
+}
+
+// ---- building ops ----
+
+func (r *Record) registerDots(field string) []entry {
+	if r == nil {
+		return nil
+	}
+	if i, ok := r.findSlot(kindRegister, field, ""); ok {
+		return r.slots[i].entries
+	}
+	return nil
+}
+
+func (r *Record) recordID() RecordID {
+	if r == nil {
+		return ""
+	}
+	return r.id
+}
+
+func (r *Record) delEntries() []entry {
+	if r == nil {
+		return nil
+	}
+	return r.dels
+}
+
+func seenOf(a, b []entry) []Dot {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := make([]Dot, 0, len(a)+len(b))
+	for i := range a {
+		out = append(out, a[i].dot)
+	}
+	for i := range b {
+		out = append(out, b[i].dot)
+	}
+	if len(a) > 0 && len(b) > 0 {
+		out = sortDots(out)
+	}
+	return out
+}
+
+// Put builds an op writing value to the register field. It overwrites every
+// sibling the author holds and the record's live delete markers, so a Put
+// on a record that this replica sees deleted revives it (with only the
+// fields written since). r may be nil for a record not held: then the
+// returned op has an empty Record and the caller sets it (or use NewPut).
+func (r *Record) Put(field string, value []byte) Op {
+	return Op{Kind: OpPut, Record: r.recordID(), Field: field, Value: value,
+		Seen: seenOf(r.registerDots(field), r.delEntries())}
+}
+
+// Delete builds an op deleting the record: it overwrites every live dot the
+// author holds (register siblings, set elements, notes, older delete
+// markers) and adds a delete marker. Edits it did not see survive, and the
+// record then shows as deleted with a conflict.
+func (r *Record) Delete() Op {
+	var seen []Dot
+	for _, s := range r.slots {
+		for _, e := range s.entries {
+			seen = append(seen, e.dot)
+		}
+	}
+	for _, e := range r.dels {
+		seen = append(seen, e.dot)
+	}
+	for _, n := range r.notes {
+		if !n.removed {
+			seen = append(seen, n.id)
+		}
+	}
+	return Op{Kind: OpDelete, Record: r.id, Seen: sortDots(seen)}
+}
+
+func (r *Record) setDots(field string, elem []byte) []entry {
+	if r == nil {
+		return nil
+	}
+	if i, ok := r.findSlot(kindSet, field, string(elem)); ok {
+		return r.slots[i].entries
+	}
+	return nil
+}
+
+// SetAdd builds an op adding elem to the set field (add wins over a
+// concurrent remove). Like Put, it revives a deleted record.
+func (r *Record) SetAdd(field string, elem []byte) Op {
+	return Op{Kind: OpSetAdd, Record: r.recordID(), Field: field, Value: elem,
+		Seen: seenOf(r.setDots(field, elem), r.delEntries())}
+}
+
+// SetRemove builds an op removing elem from the set field: it removes the
+// adds the author has seen; a concurrent add survives.
+func (r *Record) SetRemove(field string, elem []byte) Op {
+	return Op{Kind: OpSetRemove, Record: r.recordID(), Field: field, Value: elem,
+		Seen: seenOf(r.setDots(field, elem), nil)}
+}
+
+// AddNote builds a NoteAdd that also overwrites the record's delete
+// markers, reviving a deleted record (NoteAdd, which needs no record, does
+// not).
+func (r *Record) AddNote(text string) Op {
+	o := NoteAdd(r.recordID(), text)
+	o.Seen = seenOf(r.delEntries(), nil)
+	return o
+}
+
+// NoteRemove builds an op tombstoning a note: its text is dropped, its ID,
+// author and time are kept. ErrNotSibling if the record has no such note.
+func (r *Record) NoteRemove(id NoteID) (Op, error) {
+	if _, ok := r.findNote(id); !ok {
+		return Op{}, ErrNotSibling
+	}
+	return Op{Kind: OpNoteRemove, Record: r.id, Seen: []Dot{id}}, nil
+}
+
+// Resolve builds an op that replaces exactly the named siblings of register
+// field with value, recording reason. Siblings not named (for example one
+// that arrived after the user looked) stay, and the field stays in
+// conflict. ErrNotSibling if a named dot is not a live sibling of field.
+func (r *Record) Resolve(field string, dots []Dot, value []byte, reason string) (Op, error) {
+	if len(dots) == 0 {
+		return Op{}, ErrNotSibling
+	}
+	live := r.registerDots(field)
+	for _, d := range dots {
+		if _, ok := findEntry(live, d); !ok {
+			return Op{}, ErrNotSibling
+		}
+	}
+	return Op{Kind: OpResolve, Record: r.id, Field: field, Value: value,
+		Seen: sortDots(slices.Clone(dots)), Reason: reason}, nil
+}
+
+// ---- reading ----
+
+// Sibling is one live value of a register. Its author is Dot.Replica.
+type Sibling struct {
+	Value []byte
+	Dot   Dot
+	HLC   Timestamp
+}
+
+// FieldView is a register with its live siblings, ordered HLC descending,
+// then replica bytes descending (then seq, op index descending): index 0 is
+// the display winner. In Conflicts, the delete-vs-edit conflict is a
+// FieldView with Delete true, Name "" and the live delete markers as
+// siblings (nil values).
+type FieldView struct {
+	Name     string
+	Siblings []Sibling
+	Conflict bool
+	Delete   bool
+}
+
+// Value returns the display winner's value (nil if there is none).
+func (f FieldView) Value() []byte {
+	if len(f.Siblings) == 0 {
+		return nil
+	}
+	return f.Siblings[0].Value
+}
+
+// SetView is a set with its live elements, sorted by bytes.
+type SetView struct {
+	Name     string
+	Elements [][]byte
+}
+
+// NoteView is one note. A removed note has no text.
+type NoteView struct {
+	ID      NoteID
+	Author  ReplicaID
+	HLC     Timestamp
+	Text    string
+	Removed bool
+}
+
+func siblings(es []entry) []Sibling {
+	out := make([]Sibling, len(es))
+	for i, e := range es {
+		out[i] = Sibling{Value: e.value, Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
+	}
+	slices.SortFunc(out, func(a, b Sibling) int {
+		if c := b.HLC.Compare(a.HLC); c != 0 {
+			return c
+		}
+		return b.Dot.Compare(a.Dot)
+	})
+	return out
+}
+
+// Register returns one register's view; ok is false if it has no live value.
+func (r *Record) Register(name string) (FieldView, bool) {
+	i, ok := r.findSlot(kindRegister, name, "")
+	if !ok {
+		return FieldView{}, false
+	}
+	es := r.slots[i].entries
+	return FieldView{Name: name, Siblings: siblings(es), Conflict: len(es) > 1}, true
+}
+
+// Registers returns the registers with a live value, sorted by name.
+func (r *Record) Registers() []FieldView {
+	var out []FieldView
+	for _, s := range r.slots {
+		if s.kind == kindRegister {
+			out = append(out, FieldView{Name: s.name, Siblings: siblings(s.entries), Conflict: len(s.entries) > 1})
+		}
+	}
+	return out
+}
+
+// Sets returns the sets with at least one element, sorted by name.
+func (r *Record) Sets() []SetView {
+	var out []SetView
+	for _, s := range r.slots {
+		if s.kind != kindSet {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Name != s.name {
+			out = append(out, SetView{Name: s.name})
+		}
+		v := &out[len(out)-1]
+		v.Elements = append(v.Elements, []byte(s.elem))
+	}
+	return out
+}
+
+// Notes returns the notes (removed ones as tombstones) in (HLC, ID) order.
+func (r *Record) Notes() []NoteView {
+	out := make([]NoteView, 0, len(r.notes))
+	for _, n := range r.notes {
+		out = append(out, NoteView{ID: n.id, Author: n.id.Replica, HLC: UnpackTimestamp(n.hlc), Text: n.text, Removed: n.removed})
+	}
+	slices.SortFunc(out, func(a, b NoteView) int {
+		if c := a.HLC.Compare(b.HLC); c != 0 {
+			return c
+		}
+		return a.ID.Compare(b.ID)
+	})
+	return out
+}
+
+// hasContent reports whether any register, set element or unremoved note
+// is live.
+func (r *Record) hasContent() bool {
+	if len(r.slots) > 0 {
+		return true
+	}
+	for _, n := range r.notes {
+		if !n.removed {
+			return true
+		}
+	}
+	return false
+}
+
+// Deleted reports whether the record is deleted (a delete marker is live)
+// and whether that delete is in conflict: some edit that no live delete saw
+// survives alongside it.
+func (r *Record) Deleted() (deleted bool, conflict bool) {
+	if len(r.dels) == 0 {
+		return false, false
+	}
+	return true, r.hasContent()
+}
+
+// Empty reports whether the record holds nothing live: no register, set
+// element, note (live or tombstone) or delete marker.
+func (r *Record) Empty() bool { return len(r.slots) == 0 && len(r.dels) == 0 && len(r.notes) == 0 }
+
+// Conflicts returns the conflicted registers, sorted by name, preceded, if
+// the record is deleted with a conflict, by the delete pseudo-field (Delete
+// true, Name "", siblings = the live delete markers). Resolve a delete
+// conflict with a Put (revives) or a new Delete (deletes what it saw).
+func (r *Record) Conflicts() []FieldView {
+	var out []FieldView
+	if del, conflict := r.Deleted(); del && conflict {
+		out = append(out, FieldView{Delete: true, Siblings: siblings(r.dels), Conflict: true})
+	}
+	for _, s := range r.slots {
+		if s.kind == kindRegister && len(s.entries) > 1 {
+			out = append(out, FieldView{Name: s.name, Siblings: siblings(s.entries), Conflict: true})
+		}
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Profile names a set of memberlist timings and sync intervals. One profile
+// per mesh: memberlist's timings are per node, and mixed timings make slow
+// nodes look dead (DESIGN §6).
+type Profile string
+
+// Profiles.
+const (
+	ProfileWAN   Profile = "wan"   // default: meshes with field laptops
+	ProfileLAN   Profile = "lan"   // a bureau's own servers
+	ProfileLocal Profile = "local" // tests and demos on one machine
+)
+
+// DefaultLabel is the memberlist label used when Config.Label is empty.
+const DefaultLabel = "fieldsync"
+
+// Config configures an Engine. Zero values take the documented defaults.
+type Config struct {
+	// Store and Auth are required.
+	Store Store
+	Auth  Authenticator
+
+	// Role is announced in node meta (officer or relay). Default officer.
+	Role Role
+
+	// Profile: wan (default), lan or local.
+	Profile Profile
+
+	// BindAddr is the host:port memberlist and sync listen on (TCP and
+	// UDP; port 0 picks a free one). Required: memberlist's default of
+	// 0.0.0.0:7946 is never used implicitly.
+	BindAddr string
+
+	// Advertise is the host:port other nodes should use, for nodes behind
+	// address translation. Default: the bound address.
+	Advertise string
+
+	// Join lists host:port addresses to join on start and to retry with
+	// backoff while this node sees no other member.
+	Join []string
+
+	// MeshKeys is memberlist's keyring: the first key is primary (used to
+	// send), all are accepted. 16, 24 or 32 bytes each. Required.
+	MeshKeys [][]byte
+
+	// Label keeps separate meshes apart on the same network (memberlist
+	// Label, and part of the stream challenge). Default DefaultLabel.
+	Label string
+
+	// Logger receives the engine's logs and memberlist's, with
+	// subsys=sync. Nil discards.
+	Logger *slog.Logger
+
+	// LogEvery rate-limits repeated warning lines of one kind (failed
+	// joins with another mesh key...): at most one per LogEvery, with a
+	// count of the lines suppressed. Default 10 s.
+	LogEvery time.Duration
+
+	// SyncInterval is the mean interval of anti-entropy rounds with a
+	// random peer (jittered ±50%). Default by profile: wan 30 s, lan 10 s,
+	// local 1 s. Negative disables the periodic rounds (tests).
+	SyncInterval time.Duration
+
+	// DisableHints stops sending and re-queuing hints (tests: convergence
+	// must come from anti-entropy alone). Received hints are still counted.
+	DisableHints bool
+
+	// Faults injects network faults. Tests only; nil in production.
+	Faults Faults
+}
+
+// Faults lets tests drop traffic between named nodes (node name = PeerID
+// text). Both gossip (packets and memberlist streams) and sync streams go
+// through it. Implementations must be safe for concurrent use.
+type Faults interface {
+	// Drop reports whether traffic from node `from` to node `to` is cut
+	// now. Checked on every packet, every dial, and every read and write of
+	// an open stream (an open stream whose pair is cut fails at once).
+	Drop(from, to string) bool
+	// WrapSync may wrap the raw connection of a sync stream (e.g. to cut it
+	// after N bytes). Return c unchanged for no fault.
+	WrapSync(from, to string, c net.Conn) net.Conn
+}
+
+// profileParams holds what a profile sets.
+type profileParams struct {
+	base         func() *memberlist.Config
+	gossipNodes  int
+	gossipEvery  time.Duration
+	retransmit   int
+	syncInterval time.Duration
+	rejoinMin    time.Duration
+	rejoinMax    time.Duration
+}
+
+func profileOf(p Profile) (profileParams, error) {
+	switch p {
+	case "", ProfileWAN:
+		return profileParams{base: memberlist.DefaultWANConfig, gossipNodes: 5, gossipEvery: 300 * time.Millisecond,
+			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute}, nil
+	case ProfileLAN:
+		return profileParams{base: memberlist.DefaultLANConfig, gossipNodes: 5, gossipEvery: 100 * time.Millisecond,
+			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute}, nil
+	case ProfileLocal:
+		return profileParams{base: memberlist.DefaultLocalConfig, gossipNodes: 4, gossipEvery: 50 * time.Millisecond,
+			retransmit: 5, syncInterval: 1 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second}, nil
+	}
+	return profileParams{}, fmt.Errorf("unknown profile %q (want wan, lan or local)", p)
+}
+
+// Validate reports every invalid field of c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("store is required"))
+	}
+	if c.Auth == nil {
+		errs = append(errs, errors.New("authenticator is required"))
+	}
+	if _, err := profileOf(c.Profile); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BindAddr == "" {
+		errs = append(errs, errors.New("bind address is required (host:port)"))
+	} else if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("bind address: %w", err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise); err != nil {
+			errs = append(errs, fmt.Errorf("advertise address: %w", err))
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("join address %q: %w", j, err))
+		}
+	}
+	if len(c.MeshKeys) == 0 {
+		errs = append(errs, errors.New("a mesh key is required"))
+	}
+	for i, k := range c.MeshKeys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("mesh key %d: %v", i, err))
+		}
+	}
+	if len(c.Label) > memberlist.LabelMaxSize {
+		errs = append(errs, fmt.Errorf("label longer than %d bytes", memberlist.LabelMaxSize))
+	}
+	if c.Role != 0 && c.Role != RoleOfficer && c.Role != RoleRelay {
+		errs = append(errs, fmt.Errorf("unknown role %d", c.Role))
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	h, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	if net.ParseIP(h) == nil {
+		return "", 0, fmt.Errorf("%q is not an IP address", h)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return h, port, nil
+}

@@ -1,0 +1,59 @@
+package sync
+
+import "time"
+
+// Named limits of the sync protocol. Decoders enforce every one of them on
+// input from the network; exceeding one is a protocol error that ends the
+// stream (or, for gossip, drops and counts the message).
+const (
+	// MaxFrame is the largest frame payload on a sync stream (DESIGN §6).
+	MaxFrame = 1 << 20
+
+	// MaxEnvelope is the largest envelope, reassembled across frames: a
+	// change is at most 32 MiB, plus header and signature (crypto.MaxEnvelopeSize).
+	MaxEnvelope = 33 << 20
+
+	// MaxSpacesPerDigest bounds the spaces one side may list in a round.
+	MaxSpacesPerDigest = 100_000
+
+	// MaxAuthorsPerSpace bounds the authors of one space's version vector.
+	MaxAuthorsPerSpace = 100_000
+
+	// MaxCertBlob bounds a peer's device certificate blob in the challenge.
+	MaxCertBlob = 64 << 10
+
+	// MaxMeshObject bounds one mesh-wide object (certificate, revocation).
+	MaxMeshObject = 1 << 20
+
+	// MaxMeshObjects bounds how many mesh-wide objects one side may send in a round.
+	MaxMeshObjects = 1_000_000
+
+	// MaxHint is the largest gossip message we send or accept. memberlist
+	// silently never sends a broadcast larger than ~1,350 bytes with the
+	// keyring on (DESIGN §6); ours are 26 bytes.
+	MaxHint = 1350
+
+	// MaxHintOrigins bounds the hint origins remembered for deduplication
+	// (and so the hints re-queued).
+	MaxHintOrigins = 4096
+
+	// MaxInboundSessions bounds concurrent inbound sync streams; more are refused.
+	MaxInboundSessions = 32
+
+	// MaxOutboundRounds bounds concurrent anti-entropy rounds this node starts.
+	MaxOutboundRounds = 4
+
+	// MaxSignature bounds a challenge signature.
+	MaxSignature = 1024
+
+	// HandshakeTimeout bounds TLS handshake plus challenge exchange.
+	HandshakeTimeout = 10 * time.Second
+
+	// StreamIdleTimeout bounds the wait for the next frame on a sync stream.
+	StreamIdleTimeout = 30 * time.Second
+
+	// PeekTimeout bounds the wait for an inbound stream's first byte before
+	// it is classified as memberlist's or ours (a slow client cannot stall
+	// memberlist: the peek runs in its own goroutine).
+	PeekTimeout = 5 * time.Second
+)

@@ -1,0 +1,142 @@
+package sync
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"strings"
+	gosync "sync"
+	"time"
+)
+
+// logBridge receives memberlist's log lines ("[LEVEL] memberlist: ...") and
+// routes them into slog: its routine lines at debug, problems at warn or
+// error, and repeated problems of one kind rate-limited to one line per
+// interval with a count of the lines suppressed. It is also the engine's own
+// rate limiter for noisy warnings.
+type logBridge struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu    gosync.Mutex
+	kinds map[string]*logKind
+}
+
+type logKind struct {
+	last       time.Time
+	suppressed uint64
+	level      slog.Level
+	msg        string
+}
+
+// maxLogKinds bounds the distinct rate-limited kinds tracked.
+const maxLogKinds = 256
+
+func newLogBridge(l *slog.Logger, every time.Duration) *logBridge {
+	return &logBridge{log: l, every: every, kinds: make(map[string]*logKind)}
+}
+
+// Write implements io.Writer for memberlist's *log.Logger (one line a call).
+func (b *logBridge) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	level, rest := memberlistLevel(line)
+	if level < slog.LevelWarn {
+		b.log.Debug(rest, "src", "memberlist")
+		return len(p), nil
+	}
+	kind, msg, reason := classifyMemberlist(rest)
+	b.limited(kind, level, msg, "src", "memberlist", "reason", reason, "detail", rest)
+	return len(p), nil
+}
+
+// limited logs at most one line of a kind per interval; the next line that
+// passes (or flush) carries how many were suppressed in between.
+func (b *logBridge) limited(kind string, level slog.Level, msg string, args ...any) {
+	now := time.Now()
+	b.mu.Lock()
+	k := b.kinds[kind]
+	if k == nil {
+		if len(b.kinds) >= maxLogKinds {
+			kind = "other"
+			k = b.kinds[kind]
+		}
+		if k == nil {
+			k = &logKind{}
+			b.kinds[kind] = k
+		}
+	}
+	k.level, k.msg = level, msg
+	if !k.last.IsZero() && now.Sub(k.last) < b.every {
+		k.suppressed++
+		b.mu.Unlock()
+		return
+	}
+	sup := k.suppressed
+	k.suppressed = 0
+	k.last = now
+	b.mu.Unlock()
+	if sup > 0 {
+		args = append(args, "suppressed", sup)
+	}
+	b.log.Log(context.Background(), level, msg, append(args, "kind", kind)...)
+}
+
+// flush reports suppressed counts whose interval has passed (all of them if
+// final).
+func (b *logBridge) flush(final bool) {
+	now := time.Now()
+	type out struct {
+		kind, msg string
+		level     slog.Level
+		n         uint64
+	}
+	var outs []out
+	b.mu.Lock()
+	for kind, k := range b.kinds {
+		if k.suppressed > 0 && (final || now.Sub(k.last) >= b.every) {
+			outs = append(outs, out{kind, k.msg, k.level, k.suppressed})
+			k.suppressed = 0
+			k.last = now
+		}
+	}
+	b.mu.Unlock()
+	for _, o := range outs {
+		b.log.Log(context.Background(), o.level, o.msg+" (repeated)", "kind", o.kind, "suppressed", o.n)
+	}
+}
+
+// memberlistLevel maps memberlist's "[LEVEL]" prefix to a slog level.
+func memberlistLevel(line string) (slog.Level, string) {
+	for _, p := range []struct {
+		tag string
+		l   slog.Level
+	}{{"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelDebug}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if i := strings.Index(line, p.tag); i >= 0 {
+			return p.l, strings.TrimSpace(line[i+len(p.tag):])
+		}
+	}
+	if strings.HasPrefix(line, "Err") {
+		return slog.LevelError, line
+	}
+	return slog.LevelDebug, line
+}
+
+var logNoise = regexp.MustCompile(`[0-9a-f:.\[\]]*[0-9][0-9a-f:.\[\]]*|"[^"]*"`)
+
+// classifyMemberlist names the kind of a problem line and says why in words.
+func classifyMemberlist(s string) (kind, msg, reason string) {
+	switch {
+	case strings.Contains(s, "No installed keys could decrypt"), strings.Contains(s, "Decrypt packet failed"),
+		strings.Contains(s, "message authentication failed"):
+		return "mesh-key", "refused traffic from a node with another mesh key", "mesh key mismatch"
+	case strings.Contains(s, "unacceptable label"), strings.Contains(s, "label header"):
+		return "mesh-label", "refused traffic from another mesh (label mismatch)", "label mismatch"
+	case strings.Contains(s, "Failed to join"), strings.Contains(s, "Failed push/pull"):
+		return "join", "join failed", "peer unreachable or refused"
+	}
+	k := logNoise.ReplaceAllString(s, "#")
+	if len(k) > 60 {
+		k = k[:60]
+	}
+	return "memberlist:" + k, "memberlist: " + k, "see detail"
+}

@@ -1,0 +1,681 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// exporterLabel is the TLS exporter label of the channel binding.
+const exporterLabel = "EXPORTER-fieldsync-sync-v1"
+
+// meshProofContext separates the mesh-key proof from every other MAC.
+const meshProofContext = "fieldsync mesh proof v1"
+
+// session is one sync stream, either side. The phases run in lockstep; in
+// each, both sides send and receive at once (a goroutine sends while the
+// session goroutine reads), so large phases cannot deadlock on full buffers.
+type session struct {
+	e         *Engine
+	conn      *tls.Conn
+	raw       net.Conn
+	initiator bool
+	fw        *frameWriter
+	fr        *frameReader
+	in, out   atomic.Uint64
+
+	peer  Peer
+	round Round
+	added, dups, rejected, sent atomic.Uint64
+	pendingOut, pendingIn       uint64
+}
+
+// runSession authenticates the stream and runs one anti-entropy round.
+// expect is the peer we dialed (initiator) or zero (responder).
+func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID) (Round, error) {
+	start := time.Now()
+	s := &session{e: e, initiator: initiator}
+	cc := &countConn{Conn: raw, in: &s.in, out: &s.out}
+	if initiator && e.cfg.Faults != nil {
+		s.raw = e.cfg.Faults.WrapSync(e.name, expect.String(), cc)
+	} else {
+		s.raw = cc
+	}
+	if initiator {
+		s.conn = tls.Client(s.raw, &tls.Config{
+			Certificates:       []tls.Certificate{e.tlsCrt},
+			InsecureSkipVerify: true, // identity comes from the challenge, checked below
+			MinVersion:         tls.VersionTLS13,
+			NextProtos:         []string{alpn},
+			ServerName:         "fieldsync",
+		})
+	} else {
+		s.conn = tls.Server(s.raw, &tls.Config{
+			Certificates:           []tls.Certificate{e.tlsCrt},
+			ClientAuth:             tls.RequireAnyClientCert,
+			MinVersion:             tls.VersionTLS13,
+			NextProtos:             []string{alpn},
+			SessionTicketsDisabled: true,
+		})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.conn.Close() })
+	defer stop()
+	defer s.conn.Close()
+
+	err := s.run(expect)
+	s.round.Duration = time.Since(start)
+	s.round.Peer = s.peer.ID
+	s.round.BytesSent = s.out.Load()
+	s.round.BytesReceived = s.in.Load()
+	s.round.Sent = s.sent.Load()
+	s.round.Added = s.added.Load()
+	s.round.Duplicates = s.dups.Load()
+	s.round.Rejected = s.rejected.Load()
+	e.finishRound(s, err)
+	if err != nil {
+		return s.round, fmt.Errorf("sync round (%s): %w", map[bool]string{true: "initiator", false: "responder"}[initiator], err)
+	}
+	return s.round, nil
+}
+
+// finishRound books a round's outcome into the engine's and the peer's counters.
+func (e *Engine) finishRound(s *session, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.SyncBytesIn += s.round.BytesReceived
+	e.stats.SyncBytesOut += s.round.BytesSent
+	e.stats.Added += s.round.Added
+	e.stats.Duplicates += s.round.Duplicates
+	e.stats.Sent += s.round.Sent
+	if err != nil {
+		e.stats.RoundErrors++
+	} else {
+		e.stats.Rounds++
+	}
+	if s.peer.ID.IsZero() {
+		return
+	}
+	p := e.peerLocked(s.peer.ID)
+	p.bytesSent += s.round.BytesSent
+	p.bytesRecv += s.round.BytesReceived
+	p.rounds++
+	if err != nil {
+		p.lastErr = err.Error()
+		return
+	}
+	p.lastErr = ""
+	p.lastContact = time.Now()
+	p.pendingOut = sub0(s.pendingOut, s.round.Sent)
+	p.pendingIn = sub0(s.pendingIn, s.round.Added+s.round.Duplicates+s.round.Rejected)
+}
+
+func sub0(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+func (s *session) run(expect PeerID) error {
+	_ = s.conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	if err := s.conn.Handshake(); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	if err := s.authenticate(expect); err != nil {
+		return err
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	if err := s.meshPhase(); err != nil {
+		return fmt.Errorf("mesh objects: %w", err)
+	}
+	mine, theirs, err := s.summaryPhase()
+	if err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	if err := s.envelopePhase(mine, theirs); err != nil {
+		return fmt.Errorf("envelopes: %w", err)
+	}
+	return nil
+}
+
+// exchange runs send in a goroutine while recv reads; either failing closes
+// the stream so the other returns too.
+func (s *session) exchange(send, recv func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		err := send()
+		if err == nil {
+			err = s.fw.flush()
+		}
+		if err != nil {
+			_ = s.conn.Close()
+		}
+		errc <- err
+	}()
+	rerr := recv()
+	if rerr != nil {
+		_ = s.conn.Close()
+	}
+	werr := <-errc
+	if rerr != nil {
+		return rerr
+	}
+	return werr
+}
+
+// next reads one frame with the idle deadline; an ERROR frame becomes a
+// *PeerError.
+func (s *session) next() (byte, []byte, error) {
+	_ = s.conn.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
+	typ, p, err := s.fr.next()
+	if err != nil {
+		return 0, nil, err
+	}
+	if typ == frameError {
+		return 0, nil, decodeError(p)
+	}
+	return typ, p, nil
+}
+
+func (s *session) write(typ byte, parts ...[]byte) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(StreamIdleTimeout))
+	return s.fw.write(typ, parts...)
+}
+
+// expectFrame reads one frame of the given type.
+func (s *session) expectFrame(want byte) ([]byte, error) {
+	typ, p, err := s.next()
+	if err != nil {
+		return nil, err
+	}
+	if typ != want {
+		return nil, malformed("frame type %d, want %d", typ, want)
+	}
+	return p, nil
+}
+
+// fail sends a best-effort ERROR frame.
+func (s *session) fail(code uint16, msg string) {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if s.fw.write(frameError, encodeError(code, msg)) == nil {
+		_ = s.fw.flush()
+	}
+}
+
+// authenticate: HELLO both ways (IDs, nonces), then AUTH both ways
+// (certificate, challenge signature over the transcript bound to this TLS
+// stream, proof of the mesh key), then verification.
+func (s *session) authenticate(expect PeerID) error {
+	e := s.e
+	s.fw = newFrameWriter(s.conn)
+	s.fr = newFrameReader(s.conn)
+	var nonce [32]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return err
+	}
+	me := hello{Version: ProtocolVersion, ID: e.id, Expect: expect, Nonce: nonce}
+	var them hello
+	err := s.exchange(func() error { return s.write(frameHello, me.encode()) }, func() error {
+		p, err := s.expectFrame(frameHello)
+		if err != nil {
+			return err
+		}
+		them, err = decodeHello(p)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	if them.Version != ProtocolVersion {
+		s.fail(codeVersion, "unsupported protocol version")
+		return fmt.Errorf("peer speaks protocol %d, we speak %d", them.Version, ProtocolVersion)
+	}
+	if s.initiator && them.ID != expect {
+		return s.authFail(them.ID, fmt.Errorf("dialed %s, answered by %s", expect, them.ID))
+	}
+	if !s.initiator && them.Expect != e.id {
+		return s.authFail(them.ID, fmt.Errorf("peer expected %s", them.Expect))
+	}
+	cs := s.conn.ConnectionState()
+	binding, err := cs.ExportKeyingMaterial(exporterLabel, nil, 32)
+	if err != nil {
+		return fmt.Errorf("channel binding: %w", err)
+	}
+	t := Transcript{Label: e.label, Binding: binding}
+	mySide, theirSide := SideInitiator, SideResponder
+	if s.initiator {
+		t.Initiator, t.Responder, t.InitiatorNonce, t.ResponderNonce = e.id, them.ID, me.Nonce, them.Nonce
+	} else {
+		t.Initiator, t.Responder, t.InitiatorNonce, t.ResponderNonce = them.ID, e.id, them.Nonce, me.Nonce
+		mySide, theirSide = SideResponder, SideInitiator
+	}
+	sig, err := e.auth.SignChallenge(t, mySide)
+	if err != nil {
+		return fmt.Errorf("sign challenge: %w", err)
+	}
+	mine := authMsg{Cert: e.auth.Certificate(), Sig: sig, MeshProof: meshProof(e.keyring.GetPrimaryKey(), mySide, e.label, binding)}
+	if len(mine.Cert) > MaxCertBlob || len(mine.Sig) > MaxSignature {
+		return errors.New("own certificate or signature exceeds limits")
+	}
+	var theirs authMsg
+	err = s.exchange(func() error { return s.write(frameAuth, mine.encode()) }, func() error {
+		p, err := s.expectFrame(frameAuth)
+		if err != nil {
+			return err
+		}
+		theirs, err = decodeAuth(p)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	okMesh := false
+	for _, k := range e.keyring.GetKeys() {
+		want := meshProof(k, theirSide, e.label, binding)
+		if hmac.Equal(want[:], theirs.MeshProof[:]) {
+			okMesh = true
+		}
+	}
+	if !okMesh {
+		return s.authFail(them.ID, errors.New("no proof of the mesh key (another mesh key or label)"))
+	}
+	if len(theirs.Cert) == 0 {
+		return s.authFail(them.ID, errors.New("no certificate presented"))
+	}
+	peer, err := e.auth.VerifyPeer(theirs.Cert, t, theirSide, theirs.Sig)
+	if err != nil {
+		return s.authFail(them.ID, err)
+	}
+	if peer.ID != them.ID {
+		return s.authFail(them.ID, fmt.Errorf("certificate names %s, hello %s", peer.ID, them.ID))
+	}
+	if len(peer.SignKey) > 0 {
+		if len(cs.PeerCertificates) == 0 {
+			return s.authFail(them.ID, errors.New("no tls certificate"))
+		}
+		k, ok := cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey)
+		if !ok || !bytes.Equal(k, peer.SignKey) {
+			return s.authFail(them.ID, errors.New("tls key is not the device key"))
+		}
+	}
+	s.peer = peer
+	e.peerAuthenticated(peer, s.initiator)
+	return nil
+}
+
+func (s *session) authFail(who PeerID, err error) error {
+	s.fail(codeAuth, "authentication failed")
+	e := s.e
+	e.mu.Lock()
+	e.stats.AuthFailures++
+	e.mu.Unlock()
+	reason := "challenge"
+	if r, ok := rejectReason(err); ok {
+		reason = r
+	}
+	e.logw.limited("auth-failed", slog.LevelWarn, "peer failed authentication; no space served",
+		"peer", who.String(), "reason", reason, "err", err.Error())
+	return fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+}
+
+func meshProof(key []byte, side Side, label string, binding []byte) (out [32]byte) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(meshProofContext))
+	m.Write([]byte{byte(side), byte(len(label))})
+	m.Write([]byte(label))
+	m.Write(binding)
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// peerAuthenticated records a peer that passed the challenge, and remembers it.
+func (e *Engine) peerAuthenticated(peer Peer, dialed bool) {
+	e.mu.Lock()
+	p := e.peerLocked(peer.ID)
+	p.authenticated = true
+	p.role = peer.Role
+	p.bureau = peer.Bureau
+	addr := p.addr
+	e.mu.Unlock()
+	if addr == "" {
+		addr = e.addrOfMember(peer.ID)
+	}
+	if addr != "" {
+		if err := e.store.SavePeer(KnownPeer{ID: peer.ID, Addr: addr, Role: peer.Role, LastSeen: time.Now()}); err != nil {
+			e.log.Warn("save peer", "peer", peer.ID.String(), "err", err)
+		}
+	}
+}
+
+// meshPhase: both send a digest of their mesh-wide objects; if they differ,
+// both send all their objects and ingest the other's.
+func (s *session) meshPhase() error {
+	e := s.e
+	objs, err := e.auth.MeshObjects()
+	if err != nil {
+		return err
+	}
+	if len(objs) > MaxMeshObjects {
+		objs = objs[:MaxMeshObjects]
+	}
+	digest := meshDigest(objs)
+	var theirDigest [32]byte
+	var theirCount uint32
+	err = s.exchange(func() error { return s.write(frameMeshDigest, encodeMeshDigest(digest, len(objs))) }, func() error {
+		p, err := s.expectFrame(frameMeshDigest)
+		if err != nil {
+			return err
+		}
+		theirDigest, theirCount, err = decodeMeshDigest(p)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if theirDigest == digest {
+		return nil
+	}
+	if theirCount > MaxMeshObjects {
+		return malformed("%d mesh objects", theirCount)
+	}
+	return s.exchange(func() error {
+		for _, o := range objs {
+			if len(o) > MaxMeshObject {
+				continue
+			}
+			if err := s.write(frameMeshObj, o); err != nil {
+				return err
+			}
+		}
+		return s.write(frameMeshEnd)
+	}, func() error {
+		for n := 0; ; n++ {
+			typ, p, err := s.next()
+			if err != nil {
+				return err
+			}
+			switch typ {
+			case frameMeshEnd:
+				return nil
+			case frameMeshObj:
+				if n >= MaxMeshObjects {
+					return malformed("too many mesh objects")
+				}
+				if _, err := e.auth.IngestMeshObject(s.peer, bytes.Clone(p)); err != nil {
+					reason, ok := rejectReason(err)
+					if !ok {
+						return fmt.Errorf("ingest mesh object: %w", err)
+					}
+					e.countReject(reason)
+				}
+			default:
+				return malformed("frame type %d in mesh phase", typ)
+			}
+		}
+	})
+}
+
+func meshDigest(objs [][]byte) [32]byte {
+	hs := make([][32]byte, len(objs))
+	for i, o := range objs {
+		hs[i] = sha256.Sum256(o)
+	}
+	sort.Slice(hs, func(i, j int) bool { return bytes.Compare(hs[i][:], hs[j][:]) < 0 })
+	h := sha256.New()
+	h.Write([]byte("fieldsync mesh digest v1"))
+	for i := range hs {
+		if i > 0 && hs[i] == hs[i-1] {
+			continue
+		}
+		h.Write(hs[i][:])
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// summaryPhase: both send the version vectors of the spaces the other is
+// entitled to (per the sender's own check), and read the other's.
+func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
+	e := s.e
+	spaces, err := e.store.Spaces()
+	if err != nil {
+		return nil, nil, err
+	}
+	mine = make(map[SpaceID]Vector)
+	for _, sp := range spaces {
+		if len(mine) >= MaxSpacesPerDigest {
+			break
+		}
+		if !e.auth.Entitled(s.peer, sp) {
+			continue
+		}
+		v, err := e.store.Heads(sp)
+		if err != nil {
+			return nil, nil, err
+		}
+		mine[sp] = v
+	}
+	theirs = make(map[SpaceID]Vector)
+	err = s.exchange(func() error {
+		entries := summaryEntries(mine)
+		for len(entries) > 0 {
+			n := min(len(entries), maxSummaryEntries)
+			if err := s.write(frameSummary, encodeSummary(entries[:n])); err != nil {
+				return err
+			}
+			entries = entries[n:]
+		}
+		return s.write(frameSummaryEnd)
+	}, func() error {
+		for {
+			typ, p, err := s.next()
+			if err != nil {
+				return err
+			}
+			switch typ {
+			case frameSummaryEnd:
+				return nil
+			case frameSummary:
+				entries, err := decodeSummary(p)
+				if err != nil {
+					return err
+				}
+				for _, en := range entries {
+					v := theirs[en.Space]
+					if v == nil {
+						if len(theirs) >= MaxSpacesPerDigest {
+							return malformed("more than %d spaces", MaxSpacesPerDigest)
+						}
+						v = Vector{}
+						theirs[en.Space] = v
+					}
+					if en.Seq == 0 {
+						continue
+					}
+					if _, ok := v[en.Author]; !ok && len(v) >= MaxAuthorsPerSpace {
+						return malformed("more than %d authors", MaxAuthorsPerSpace)
+					}
+					v[en.Author] = en.Seq
+				}
+			default:
+				return malformed("frame type %d in summary phase", typ)
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for sp, v := range mine {
+		s.pendingOut += v.Missing(theirs[sp])
+	}
+	for sp, v := range theirs {
+		h := mine[sp]
+		if h == nil {
+			if h, err = e.store.Heads(sp); err != nil {
+				return nil, nil, err
+			}
+		}
+		s.pendingIn += v.Missing(h)
+	}
+	return mine, theirs, nil
+}
+
+type spaceAuthor struct {
+	space  SpaceID
+	author PeerID
+}
+
+// envelopePhase: both stream what the other lacks, then DONE; both ingest
+// what arrives, in order.
+func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
+	e := s.e
+	spaces := make([]SpaceID, 0, len(mine))
+	for sp := range mine {
+		spaces = append(spaces, sp)
+	}
+	sort.Slice(spaces, func(i, j int) bool { return spaces[i].Compare(spaces[j]) < 0 })
+	return s.exchange(func() error {
+		for _, sp := range spaces {
+			have := theirs[sp]
+			if have == nil {
+				have = Vector{}
+			}
+			if mine[sp].Missing(have) == 0 {
+				continue
+			}
+			if err := e.store.Since(sp, have, s.sendEnvelope); err != nil {
+				return err
+			}
+		}
+		return s.write(frameDone)
+	}, s.receiveEnvelopes)
+}
+
+func (s *session) sendEnvelope(env Envelope) error {
+	if len(env.Data) > MaxEnvelope || env.Seq == 0 {
+		s.e.logw.limited("local-oversize", slog.LevelWarn, "not sending an envelope over the size limit",
+			"space", env.Space.String(), "author", env.Author.String(), "seq", env.Seq, "size", len(env.Data))
+		return nil
+	}
+	head := envHead{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data))}.encode()
+	data := env.Data
+	first := min(len(data), MaxFrame-envHeaderSize)
+	if err := s.write(frameEnv, head, data[:first]); err != nil {
+		return err
+	}
+	s.e.noteFrame(envHeaderSize + first)
+	data = data[first:]
+	for len(data) > 0 {
+		n := min(len(data), MaxFrame)
+		if err := s.write(frameEnvCont, data[:n]); err != nil {
+			return err
+		}
+		s.e.noteFrame(n)
+		data = data[n:]
+	}
+	s.sent.Add(1)
+	return nil
+}
+
+func (e *Engine) noteFrame(n int) {
+	e.mu.Lock()
+	if n > e.stats.LargestFrameOut {
+		e.stats.LargestFrameOut = n
+	}
+	e.mu.Unlock()
+}
+
+func (s *session) receiveEnvelopes() error {
+	e := s.e
+	var (
+		cur  *envHead
+		buf  []byte
+		skip = map[spaceAuthor]bool{}
+	)
+	deliver := func() error {
+		env := Envelope{Space: cur.Space, Author: cur.Author, Seq: cur.Seq, Data: buf}
+		key := spaceAuthor{cur.Space, cur.Author}
+		cur, buf = nil, nil
+		if skip[key] {
+			return nil
+		}
+		added, err := e.store.Ingest(s.peer.ID, env)
+		if err != nil {
+			reason, ok := rejectReason(err)
+			if !ok {
+				return fmt.Errorf("ingest: %w", err)
+			}
+			e.countReject(reason)
+			s.rejected.Add(1)
+			// The rest of this author's log in this space would only fail
+			// the chain: skip it for this round.
+			if len(skip) < MaxAuthorsPerSpace {
+				skip[key] = true
+			}
+			e.logw.limited("reject:"+reason, slog.LevelWarn, "rejected an envelope", "reason", reason,
+				"peer", s.peer.ID.String(), "space", env.Space.String(), "author", env.Author.String(), "seq", env.Seq)
+			return nil
+		}
+		if added {
+			s.added.Add(1)
+		} else {
+			s.dups.Add(1)
+		}
+		return nil
+	}
+	for {
+		typ, p, err := s.next()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		switch typ {
+		case frameEnv:
+			if cur != nil {
+				return malformed("envelope started before the previous one ended")
+			}
+			h, chunk, err := decodeEnvHead(p)
+			if err != nil {
+				return err
+			}
+			cur = &h
+			buf = make([]byte, 0, min(h.Total, MaxFrame)) // grows as chunks arrive
+			buf = append(buf, chunk...)
+		case frameEnvCont:
+			if cur == nil {
+				return malformed("continuation without an envelope")
+			}
+			if uint64(len(buf))+uint64(len(p)) > uint64(cur.Total) {
+				return malformed("envelope longer than announced")
+			}
+			buf = append(buf, p...)
+		case frameDone:
+			if cur != nil {
+				return malformed("stream done inside an envelope")
+			}
+			return nil
+		default:
+			return malformed("frame type %d in envelope phase", typ)
+		}
+		if cur != nil && uint32(len(buf)) == cur.Total {
+			if err := deliver(); err != nil {
+				return err
+			}
+		}
+	}
+}

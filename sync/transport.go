@@ -1,0 +1,297 @@
+package sync
+
+import (
+	"errors"
+	"io"
+	"log"
+	"net"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// tlsRecordHandshake is the first byte of a TLS ClientHello record. memberlist
+// streams start with a message type (0–13), an encryption version (0–1) or
+// its label marker (244), so 0x16 (22) is ours.
+const tlsRecordHandshake = 0x16
+
+// errDropped is returned for traffic cut by Faults.
+var errDropped = errors.New("sync: traffic dropped by fault injection")
+
+// muxTransport wraps memberlist's NetTransport so that one port carries both
+// memberlist (UDP gossip, TCP streams) and our TLS sync streams: inbound TCP
+// streams are classified by their first byte. It is also where traffic is
+// counted and where tests inject faults.
+type muxTransport struct {
+	inner  *memberlist.NetTransport
+	faults Faults
+	onSync func(net.Conn) // set before memberlist starts; runs in its own goroutine
+
+	name atomic.Pointer[string] // local node name
+
+	packetCh chan *memberlist.Packet
+	streamCh chan net.Conn
+	done     chan struct{}
+	wg       gosync.WaitGroup
+	closeMu  gosync.Once
+
+	mu       gosync.Mutex
+	addrName map[string]string // "ip:port" -> node name, from memberlist events
+
+	gossipIn, gossipOut atomic.Uint64 // bytes: UDP packets and memberlist streams
+}
+
+var _ memberlist.NodeAwareTransport = (*muxTransport)(nil)
+
+func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults) (*muxTransport, error) {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{bindIP}, BindPort: port, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &muxTransport{
+		inner:    nt,
+		faults:   faults,
+		packetCh: make(chan *memberlist.Packet),
+		streamCh: make(chan net.Conn),
+		done:     make(chan struct{}),
+		addrName: make(map[string]string),
+	}
+	empty := ""
+	t.name.Store(&empty)
+	t.wg.Add(2)
+	go t.pumpPackets()
+	go t.pumpStreams()
+	return t, nil
+}
+
+func (t *muxTransport) localName() string { return *t.name.Load() }
+
+func (t *muxTransport) setName(addr, name string) {
+	t.mu.Lock()
+	t.addrName[addr] = name
+	t.mu.Unlock()
+}
+
+func (t *muxTransport) nameOf(addr string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addrName[addr]
+}
+
+func (t *muxTransport) dropped(to string) bool {
+	return t.faults != nil && to != "" && t.faults.Drop(t.localName(), to)
+}
+
+func (t *muxTransport) pumpPackets() {
+	defer t.wg.Done()
+	in := t.inner.PacketCh()
+	for {
+		select {
+		case <-t.done:
+			return
+		case p := <-in:
+			if t.faults != nil {
+				if from := t.nameOf(p.From.String()); from != "" && t.faults.Drop(from, t.localName()) {
+					continue
+				}
+			}
+			t.gossipIn.Add(uint64(len(p.Buf)))
+			select {
+			case t.packetCh <- p:
+			case <-t.done:
+				return
+			}
+		}
+	}
+}
+
+func (t *muxTransport) pumpStreams() {
+	defer t.wg.Done()
+	in := t.inner.StreamCh()
+	for {
+		select {
+		case <-t.done:
+			return
+		case c := <-in:
+			t.wg.Add(1)
+			go t.classify(c)
+		}
+	}
+}
+
+// classify peeks the first byte of an inbound stream, with a deadline, in
+// its own goroutine, and hands the stream to the sync engine or memberlist.
+func (t *muxTransport) classify(c net.Conn) {
+	defer t.wg.Done()
+	_ = c.SetReadDeadline(time.Now().Add(PeekTimeout))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, first: b[:]}
+	if b[0] == tlsRecordHandshake && t.onSync != nil {
+		t.onSync(pc)
+		return
+	}
+	cc := &countConn{Conn: pc, in: &t.gossipIn, out: &t.gossipOut}
+	select {
+	case t.streamCh <- cc:
+	case <-t.done:
+		_ = c.Close()
+	}
+}
+
+// dialSync opens a raw TCP connection for a sync stream to node `to`.
+func (t *muxTransport) dialSync(addr, to string, timeout time.Duration) (net.Conn, error) {
+	if t.dropped(to) {
+		return nil, errDropped
+	}
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return t.faultConn(c, to), nil
+}
+
+// faultConn makes an open connection to or from node `peer` fail once
+// Faults cuts the pair. No-op without Faults.
+func (t *muxTransport) faultConn(c net.Conn, peer string) net.Conn {
+	if t.faults == nil || peer == "" {
+		return c
+	}
+	return &faultConn{Conn: c, t: t, peer: peer}
+}
+
+// FinalAdvertiseAddr implements memberlist.Transport.
+func (t *muxTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return t.inner.FinalAdvertiseAddr(ip, port)
+}
+
+// WriteTo implements memberlist.Transport.
+func (t *muxTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// WriteToAddress implements memberlist.NodeAwareTransport.
+func (t *muxTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	name := a.Name
+	if name == "" {
+		name = t.nameOf(a.Addr)
+	}
+	if t.dropped(name) {
+		return time.Now(), nil // lost in the network, as UDP is
+	}
+	t.gossipOut.Add(uint64(len(b)))
+	return t.inner.WriteToAddress(b, a)
+}
+
+// PacketCh implements memberlist.Transport.
+func (t *muxTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
+
+// DialTimeout implements memberlist.Transport.
+func (t *muxTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport.
+func (t *muxTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	name := a.Name
+	if name == "" {
+		name = t.nameOf(a.Addr)
+	}
+	if t.dropped(name) {
+		return nil, errDropped
+	}
+	c, err := t.inner.DialAddressTimeout(a, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &countConn{Conn: t.faultConn(c, name), in: &t.gossipIn, out: &t.gossipOut}, nil
+}
+
+// StreamCh implements memberlist.Transport.
+func (t *muxTransport) StreamCh() <-chan net.Conn { return t.streamCh }
+
+// Shutdown implements memberlist.Transport.
+func (t *muxTransport) Shutdown() error {
+	var err error
+	t.closeMu.Do(func() {
+		close(t.done)
+		err = t.inner.Shutdown()
+		t.wg.Wait()
+	})
+	return err
+}
+
+// peekedConn returns the peeked bytes before reading on.
+type peekedConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// countConn counts the bytes that cross a connection.
+type countConn struct {
+	net.Conn
+	in, out *atomic.Uint64
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(uint64(n))
+	return n, err
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(uint64(n))
+	return n, err
+}
+
+// faultConn fails reads and writes once Faults cuts the pair.
+type faultConn struct {
+	net.Conn
+	t    *muxTransport
+	peer string
+}
+
+func (c *faultConn) cut() bool {
+	me := c.t.localName()
+	if c.t.faults.Drop(me, c.peer) || c.t.faults.Drop(c.peer, me) {
+		_ = c.Conn.Close()
+		return true
+	}
+	return false
+}
+
+func (c *faultConn) Read(p []byte) (int, error) {
+	if c.cut() {
+		return 0, errDropped
+	}
+	n, err := c.Conn.Read(p)
+	if err == nil && c.cut() {
+		return 0, errDropped
+	}
+	return n, err
+}
+
+func (c *faultConn) Write(p []byte) (int, error) {
+	if c.cut() {
+		return 0, errDropped
+	}
+	return c.Conn.Write(p)
+}

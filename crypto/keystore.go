@@ -467,4 +467,3 @@ func NewMeshKeyFile(rand io.Reader) ([]byte, error) { return newLineKey(meshFile
 func ParseMeshKeyFile(data []byte) ([]byte, error) {
 	return parseLineKey(meshFileTag, "mesh key file", data, true)
 }
-

@@ -36,8 +36,8 @@ type session struct {
 	fr        *frameReader
 	in, out   atomic.Uint64
 
-	peer  Peer
-	round Round
+	peer                        Peer
+	round                       Round
 	added, dups, rejected, sent atomic.Uint64
 	pendingOut, pendingIn       uint64
 }

@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrAgentNotRunning means no agent serves the data directory's socket: the
+// socket file is absent or nothing accepts connections on it.
+var ErrAgentNotRunning = errors.New("agent not running")
+
+// APIError is an error response of the local API.
+type APIError struct {
+	Status int // HTTP status
+	ErrorDetail
+}
+
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("agent: %s (HTTP %d)", e.Code, e.Status)
+	}
+	return e.Message
+}
+
+// maxResponseBytes bounds what the client reads from the agent: a record's
+// values are each ≤ 24 MiB (default), so this leaves room for several.
+const maxResponseBytes = 1 << 30
+
+// Client talks to a running agent over its Unix socket. It is safe for
+// concurrent use.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// Dial connects to the agent of the data directory l. It returns an error
+// wrapping ErrAgentNotRunning when the socket is absent or refuses
+// connections.
+func Dial(l Layout) (*Client, error) {
+	sock := l.Socket()
+	if _, err := os.Stat(sock); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (no socket at %s)", ErrAgentNotRunning, sock)
+	}
+	conn, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (nothing listens on %s)", ErrAgentNotRunning, sock)
+		}
+		return nil, fmt.Errorf("connect to agent at %s: %w", sock, err)
+	}
+	conn.Close()
+	return NewClient(sock), nil
+}
+
+// NewClient returns a client for the agent socket at path without checking
+// that it is there.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConns:    2,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// Call sends one request: a POST with req as JSON body, or a GET when req is
+// nil. A 2xx response is decoded into resp (if not nil); any other status is
+// returned as *APIError.
+func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
+	method := http.MethodGet
+	var body io.Reader
+	if req != nil {
+		method = http.MethodPost
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, "http://fieldsync"+path, body)
+	if err != nil {
+		return err
+	}
+	if req != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.hc.Do(hr)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w (nothing listens on %s)", ErrAgentNotRunning, c.socket)
+		}
+		return fmt.Errorf("agent request %s: %w", path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
+	if err != nil {
+		return fmt.Errorf("agent response %s: %w", path, err)
+	}
+	if len(data) > maxResponseBytes {
+		return fmt.Errorf("agent response %s: over %d bytes", path, maxResponseBytes)
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			msg := strings.TrimSpace(string(data))
+			if len(msg) > 200 {
+				msg = msg[:200]
+			}
+			eb.Error = ErrorDetail{Code: codeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d: %s", res.StatusCode, msg)}
+		}
+		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, resp); err != nil {
+		return fmt.Errorf("agent response %s: %v", path, err)
+	}
+	return nil
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeBadRequest
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	return CodeInternal
+}
+
+// Status is `fieldsync status`.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.Call(ctx, PathStatus, nil, &s)
+}
+
+// Peers is `fieldsync peers`.
+func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var p []PeerInfo
+	return p, c.Call(ctx, PathPeers, nil, &p)
+}
+
+// SpaceCreate is `fieldsync space create`.
+func (c *Client) SpaceCreate(ctx context.Context, req SpaceCreateRequest) (Space, error) {
+	var s Space
+	return s, c.Call(ctx, PathSpaceCreate, req, &s)
+}
+
+// SpaceList is `fieldsync space list`.
+func (c *Client) SpaceList(ctx context.Context) ([]Space, error) {
+	var s []Space
+	return s, c.Call(ctx, PathSpaceList, nil, &s)
+}
+
+// SpaceDigest is `fieldsync space digest`.
+func (c *Client) SpaceDigest(ctx context.Context, req SpaceRef) (Digest, error) {
+	var d Digest
+	return d, c.Call(ctx, PathSpaceDigest, req, &d)
+}
+
+// SpaceRelease is `fieldsync space release`.
+func (c *Client) SpaceRelease(ctx context.Context, req SpaceBureauRequest) (Space, error) {
+	var s Space
+	return s, c.Call(ctx, PathSpaceRelease, req, &s)
+}
+
+// SpaceWithdraw is `fieldsync space withdraw`.
+func (c *Client) SpaceWithdraw(ctx context.Context, req SpaceBureauRequest) (Space, error) {
+	var s Space
+	return s, c.Call(ctx, PathSpaceWithdraw, req, &s)
+}
+
+// RecordPut is `fieldsync record put`.
+func (c *Client) RecordPut(ctx context.Context, req RecordPutRequest) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathRecordPut, req, &r)
+}
+
+// RecordNew is `fieldsync record new`; req.Record must be empty.
+func (c *Client) RecordNew(ctx context.Context, req RecordPutRequest) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathRecordNew, req, &r)
+}
+
+// RecordGet is `fieldsync record get`.
+func (c *Client) RecordGet(ctx context.Context, req RecordRef) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathRecordGet, req, &r)
+}
+
+// RecordList is `fieldsync record list`.
+func (c *Client) RecordList(ctx context.Context, req SpaceRef) ([]RecordSummary, error) {
+	var r []RecordSummary
+	return r, c.Call(ctx, PathRecordList, req, &r)
+}
+
+// RecordDelete is `fieldsync record delete`.
+func (c *Client) RecordDelete(ctx context.Context, req RecordRef) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathRecordDelete, req, &r)
+}
+
+// SetOp is `fieldsync set add|remove`.
+func (c *Client) SetOp(ctx context.Context, req SetOpRequest) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathSetOp, req, &r)
+}
+
+// NoteAdd is `fieldsync note add`.
+func (c *Client) NoteAdd(ctx context.Context, req NoteAddRequest) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathNoteAdd, req, &r)
+}
+
+// ConflictsList is `fieldsync conflicts list`.
+func (c *Client) ConflictsList(ctx context.Context, req ConflictsListRequest) ([]Conflict, error) {
+	var r []Conflict
+	return r, c.Call(ctx, PathConflictsList, req, &r)
+}
+
+// ConflictsShow is `fieldsync conflicts show`.
+func (c *Client) ConflictsShow(ctx context.Context, req RecordRef) (ConflictsShow, error) {
+	var r ConflictsShow
+	return r, c.Call(ctx, PathConflictsShow, req, &r)
+}
+
+// Resolve is `fieldsync resolve`.
+func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (Record, error) {
+	var r Record
+	return r, c.Call(ctx, PathResolve, req, &r)
+}
+
+// History is `fieldsync history`.
+func (c *Client) History(ctx context.Context, req RecordRef) ([]HistoryEntry, error) {
+	var r []HistoryEntry
+	return r, c.Call(ctx, PathHistory, req, &r)
+}

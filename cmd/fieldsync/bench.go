@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "run the benchmark workloads of BENCH.md",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "w1",
+				Usage:     "W1: two officers edit offline, then meet",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "size", Value: "S", Usage: "`SIZE`: S (10k records) or L (100k)"},
+					&cli.StringFlag{Name: "layer", Value: "crdt", Usage: "`LAYER`: crdt (in memory) or agent (two real agents)"},
+				},
+				Action: benchW1,
+			},
+		},
+	}
+}
+
+func benchW1(c *cli.Context) error {
+	if err := needArgs(c, 0, 0, "[--size S|L] [--layer crdt|agent]"); err != nil {
+		return err
+	}
+	size := c.String("size")
+	if size != "S" && size != "L" && size != "s" && size != "l" {
+		return usageErrorf("bad --size %q: want S or L", size)
+	}
+	switch c.String("layer") {
+	case "crdt":
+		return benchW1CRDT(c, size)
+	case "agent":
+		return fmt.Errorf("bench w1 --layer agent: not built yet (arrives with sync)")
+	}
+	return usageErrorf("bad --layer %q: want crdt or agent", c.String("layer"))
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"fieldsync/agent"
+	"fieldsync/crypto"
+)
+
+func certCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cert",
+		Usage: "install this device's certificate",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "install",
+				Usage:     "install a certificate issued for this device (`fieldsync enroll`) and trust its bureau",
+				ArgsUsage: "CERT-FILE",
+				Action:    certInstall,
+			},
+		},
+	}
+}
+
+func certInstall(c *cli.Context) error {
+	if err := needArgs(c, 1, 1, "CERT-FILE"); err != nil {
+		return err
+	}
+	path := c.Args().First()
+	data, err := readInput(path, "certificate")
+	if err != nil {
+		return err
+	}
+	// ParseCertificate checks the signature against the embedded bureau key.
+	cert, err := crypto.ParseCertificate(data)
+	if err != nil {
+		return fmt.Errorf("certificate %s is not a valid bureau certificate: %v", path, err)
+	}
+	l, err := layoutOf(c)
+	if err != nil {
+		return err
+	}
+	dev, err := agent.LoadDevice(l)
+	if err != nil {
+		return err
+	}
+	if cert.Device.ID() != dev.ID() || !bytes.Equal(cert.Device.SignKey, dev.SignKey) || cert.Device.AgreeKey != dev.AgreeKey {
+		return withHint(fmt.Errorf("certificate %s is for device %s, not for this device %s", path, cert.Device.ID(), dev.ID()),
+			fmt.Sprintf("check --data-dir (%s)", l.Dir))
+	}
+	ts, err := agent.LoadTrust(l)
+	if err != nil {
+		return err
+	}
+	_, had := ts.Lookup(cert.Bureau.Fingerprint())
+	ts.Add(cert.Bureau)
+	now := time.Now()
+	verr := cert.Verify(ts, now)
+	switch {
+	case verr == nil:
+	case errors.Is(verr, crypto.ErrNotYetValid):
+		fmt.Fprintf(c.App.ErrWriter, "fieldsync: warning: certificate is valid only from %s; check this machine's clock\n", cert.NotBefore.UTC().Format(time.RFC3339))
+	case errors.Is(verr, crypto.ErrExpired):
+		return withHint(fmt.Errorf("certificate %s expired on %s", path, cert.NotAfter.UTC().Format(time.RFC3339)),
+			"ask the bureau for a new one (`fieldsync enroll`)")
+	default:
+		return fmt.Errorf("certificate %s: %v", path, verr)
+	}
+	if err := agent.WriteFileAtomic(l.Cert(), data, 0o644); err != nil {
+		return fmt.Errorf("write certificate: %v", err)
+	}
+	if !had {
+		if err := agent.SaveTrust(l, ts); err != nil {
+			return fmt.Errorf("write trust list: %v", err)
+		}
+	}
+	return printCert(c, certInfo(cert, l.Cert()))
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"fieldsync/agent"
+)
+
+func conflictsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "conflicts",
+		Usage: "list and show fields with concurrent values",
+		Subcommands: []*cli.Command{
+			{Name: "list", Usage: "list conflicted fields, of one space or of all", ArgsUsage: "[SPACE]", Action: conflictsList},
+			{Name: "show", Usage: "show every value of a record's conflicted fields, numbered for `resolve --pick`", ArgsUsage: "SPACE RECORD", Action: conflictsShow},
+		},
+	}
+}
+
+func conflictsList(c *cli.Context) error {
+	if err := needArgs(c, 0, 1, "[SPACE]"); err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	cs, err := cl.ConflictsList(ctxOf(c), agent.ConflictsListRequest{Space: ident(c.Args().First())})
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []agent.Conflict{}
+	}
+	if jsonMode(c) {
+		return printJSON(c, cs)
+	}
+	if len(cs) == 0 {
+		fmt.Fprintln(c.App.Writer, "no conflicts")
+		return nil
+	}
+	t := newTable("SPACE", "RECORD", "FIELD", "#", "VALUE", "OFFICER", "AUTHOR", "HLC")
+	for _, cf := range cs {
+		for i, s := range cf.Siblings {
+			sp, rec, f := "", "", ""
+			if i == 0 {
+				sp, rec, f = cf.Space, cf.Record, cf.Field
+			}
+			t.add(sp, rec, f, fmt.Sprint(i+1), shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed))
+		}
+	}
+	t.write(c.App.Writer)
+	return nil
+}
+
+func conflictsShow(c *cli.Context) error {
+	if err := needArgs(c, 2, 2, "SPACE RECORD"); err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	cs, err := cl.ConflictsShow(ctxOf(c), recordRef(c))
+	if err != nil {
+		return err
+	}
+	if cs.Fields == nil {
+		cs.Fields = []agent.ConflictField{}
+	}
+	if jsonMode(c) {
+		return printJSON(c, cs)
+	}
+	writeConflictsShow(c, cs)
+	return nil
+}
+
+func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {
+	w := c.App.Writer
+	kv(w, "space", cs.Space, "record", cs.Record)
+	if len(cs.Fields) == 0 {
+		fmt.Fprintln(w, "no conflicts in this record")
+		return
+	}
+	for _, f := range cs.Fields {
+		fmt.Fprintf(w, "\nfield %s: %d values\n", escapeText(f.Field), len(f.Siblings))
+		t := newTable("#", "VALUE", "OFFICER", "AUTHOR", "HLC", "DOT")
+		for i, s := range f.Siblings {
+			t.add(fmt.Sprint(i+1), shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed), s.Dot)
+		}
+		t.write(w)
+	}
+	fmt.Fprintf(w, "\nresolve with `fieldsync resolve --pick N [--reason TEXT] %s %s FIELD` (or --value V)\n", escapeText(cs.Space), escapeText(cs.Record))
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"fieldsync/agent"
+)
+
+func historyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "history",
+		Usage:     "show who changed a record, when, from which device, re-verifying every signature",
+		ArgsUsage: "SPACE RECORD",
+		Action:    historyAction,
+	}
+}
+
+func historyAction(c *cli.Context) error {
+	if err := needArgs(c, 2, 2, "SPACE RECORD"); err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	h, err := cl.History(ctxOf(c), recordRef(c))
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		h = []agent.HistoryEntry{}
+	}
+	if jsonMode(c) {
+		return printJSON(c, h)
+	}
+	if len(h) == 0 {
+		fmt.Fprintln(c.App.Writer, "no history")
+		return nil
+	}
+	writeHistory(c, h)
+	return nil
+}
+
+func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
+	t := newTable("HLC", "OFFICER", "AUTHOR", "SEQ", "SIGNATURE", "CHANGE")
+	for _, e := range h {
+		sig := e.Signature
+		if e.Error != "" {
+			sig += ": " + e.Error
+		}
+		hlc := hlcShown(e.HLC, e.Skewed)
+		if len(e.Ops) == 0 {
+			t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, "")
+		}
+		for i, op := range e.Ops {
+			if i == 0 {
+				t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, opText(op))
+			} else {
+				t.add("", "", "", "", "", opText(op))
+			}
+		}
+	}
+	t.write(c.App.Writer)
+}
+
+// opText is one operation in words (escaped later, as a table cell).
+func opText(op agent.HistoryOp) string {
+	var b strings.Builder
+	switch op.Kind {
+	case "put":
+		fmt.Fprintf(&b, "put %s = %s", op.Field, shownValue(op.Value, ""))
+	case "set_add":
+		fmt.Fprintf(&b, "set add %s %s", op.Field, shownValue(op.Value, ""))
+	case "set_remove":
+		fmt.Fprintf(&b, "set remove %s %s", op.Field, shownValue(op.Value, ""))
+	case "note_add":
+		fmt.Fprintf(&b, "note %s", shownValue(op.Value, ""))
+	case "note_remove":
+		fmt.Fprintf(&b, "note removed %s", op.Field)
+	case "delete":
+		b.WriteString("delete record")
+	case "resolve":
+		fmt.Fprintf(&b, "resolve %s = %s", op.Field, shownValue(op.Value, ""))
+	default:
+		fmt.Fprintf(&b, "%s %s %s", op.Kind, op.Field, shownValue(op.Value, ""))
+	}
+	if len(op.Resolves) > 0 {
+		fmt.Fprintf(&b, " (replaces %s)", strings.Join(op.Resolves, ", "))
+	}
+	if op.Reason != "" {
+		fmt.Fprintf(&b, " reason: %s", op.Reason)
+	}
+	return b.String()
+}

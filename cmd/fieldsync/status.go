@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"fieldsync/agent"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the device, its peers, unsynced writes, rejections, skewed clocks, gaps and forks",
+		ArgsUsage: " ",
+		Action:    statusAction,
+	}
+}
+
+func statusAction(c *cli.Context) error {
+	if err := needArgs(c, 0, 0, ""); err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	s, err := cl.Status(ctxOf(c))
+	if err != nil {
+		return err
+	}
+	if jsonMode(c) {
+		return printJSON(c, s)
+	}
+	w := c.App.Writer
+	pairs := []string{
+		"device", s.Device.ID,
+		"bureau", s.Device.Bureau,
+		"role", s.Device.Role,
+		"certificate valid until", s.Device.CertValidUntil,
+	}
+	if s.Device.CertWarning != "" {
+		pairs = append(pairs, "certificate warning", s.Device.CertWarning)
+	}
+	pairs = append(pairs,
+		"unsynced local writes", fmt.Sprintf("%d (held by no peer yet)", s.UnsyncedLocal),
+		"rejected", rejectedText(s.Rejected),
+		"corrupt values", fmt.Sprint(s.CorruptValues),
+	)
+	if s.Version != "" {
+		pairs = append(pairs, "version", s.Version)
+	}
+	kv(w, pairs...)
+	if len(s.SkewedAuthors) > 0 {
+		fmt.Fprintln(w, "\nskewed clocks")
+		t := newTable("AUTHOR", "DRIFT")
+		for _, k := range s.SkewedAuthors {
+			t.add(k.Author, fmt.Sprintf("%dms", k.DriftMillis))
+		}
+		t.write(w)
+	}
+	writeGaps(c, "gaps (withheld or missing ranges)", s.Gaps)
+	writeGaps(c, "missing (acknowledged here, absent at open)", s.Missing)
+	if len(s.Forks) > 0 {
+		fmt.Fprintln(w, "\nforks (two envelopes for one seq: cloned or compromised device)")
+		t := newTable("SPACE", "AUTHOR", "SEQ")
+		for _, f := range s.Forks {
+			t.add(f.Space, f.Author, fmt.Sprint(f.Seq))
+		}
+		t.write(w)
+	}
+	fmt.Fprintln(w)
+	writePeers(c, s.Peers)
+	return nil
+}
+
+func rejectedText(m map[string]int) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeGaps(c *cli.Context, title string, gaps []agent.Gap) {
+	if len(gaps) == 0 {
+		return
+	}
+	fmt.Fprintf(c.App.Writer, "\n%s\n", title)
+	t := newTable("SPACE", "AUTHOR", "FROM", "TO")
+	for _, g := range gaps {
+		t.add(g.Space, g.Author, fmt.Sprint(g.From), fmt.Sprint(g.To))
+	}
+	t.write(c.App.Writer)
+}

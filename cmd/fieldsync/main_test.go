@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"fieldsync/agent"
+)
+
+func TestMain(m *testing.M) {
+	testscript.RunMain(m, map[string]func() int{
+		"fieldsync": func() int { return run(os.Args, os.Stdin, os.Stdout, os.Stderr) },
+	})
+}
+
+// TestScripts runs the CLI scripts in testdata/*.txt: the fieldsync main runs
+// as the command `fieldsync`, with cheap KDF parameters (FIELDSYNC_TEST_KDF).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("FIELDSYNC_TEST_KDF", "1")
+			env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, "xdg"))
+			env.Setenv("FIELDSYNC_DATA_DIR", "")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitagent": cmdWaitAgent,
+			"freeport":  cmdFreePort,
+			"exits":     cmdExits,
+			"capture":   cmdCapture,
+		},
+	})
+}
+
+// cmdWaitAgent waits (bounded) until the agent of data directory DIR
+// answers on its socket: `waitagent DIR [SECONDS]`.
+func cmdWaitAgent(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waitagent DIR [SECONDS]")
+	}
+	limit := 30 * time.Second
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			ts.Fatalf("waitagent: bad seconds %q", args[1])
+		}
+		limit = time.Duration(n) * time.Second
+	}
+	l := agent.Layout{Dir: ts.MkAbs(args[0])}
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		var c *agent.Client
+		if c, err = agent.Dial(l); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = c.Status(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if neg {
+		if err == nil {
+			ts.Fatalf("agent answers on %s", l.Socket())
+		}
+		return
+	}
+	if err != nil {
+		ts.Fatalf("agent did not answer on %s within %v: %v", l.Socket(), limit, err)
+	}
+}
+
+// cmdFreePort sets the environment variable NAME to a free 127.0.0.1
+// address: `freeport NAME`.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: freeport NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ts.Fatalf("freeport: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ts.Setenv(args[0], addr)
+	fmt.Fprintf(ts.Stdout(), "%s\n", addr)
+}
+
+// cmdExits runs a program and checks its exit code:
+// `exits CODE PROGRAM ARGS...`; its output is then stdout/stderr as for exec.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROGRAM ARGS...")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exits: bad code %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exits: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
+
+// cmdCapture sets NAME to the first submatch of REGEXP in the last
+// command's stdout: `capture NAME REGEXP`.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: capture NAME REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	if err != nil {
+		ts.Fatalf("capture: %v", err)
+	}
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("capture: no match for %q in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}

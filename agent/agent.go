@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// Version is the agent's version, set at build time with -ldflags.
+var Version = "dev"
+
+// Agent is one running fieldsync device: its store, its keys and its API.
+// New opens everything; Run serves until its context ends; the Agent owns
+// every goroutine it starts.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	ks    *crypto.Keystore
+	id    *crypto.Identity
+	dev   crypto.DeviceID
+	cert  *crypto.Certificate
+	trust *crypto.TrustSet
+	lock  *os.File // flock on Layout.Lock()
+
+	db  *sealedKV
+	com *committer
+
+	// writeMu serialises every change to the store: local writes and
+	// received envelopes are built under it, in the order they commit.
+	writeMu sync.Mutex
+	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
+	writeID uint64 // sequence number of the last write handed to the committer
+	clock   crdt.Clock
+	spaces  map[crypto.SpaceID]*spaceState
+	cache   *recordCache
+	certs   map[crypto.DeviceID]*crypto.Certificate
+	revs    map[crypto.DeviceID]*crypto.Revocation
+
+	// health and status (statMu)
+	statMu   sync.Mutex
+	rejected map[string]int
+	skewed   map[crypto.DeviceID]int64
+	missing  []Gap
+	gaps     map[gapKey]Gap
+	forks    []Fork
+	corrupt  int
+}
+
+type gapKey struct {
+	space  crypto.SpaceID
+	author crypto.DeviceID
+}
+
+// spaceState is what the agent keeps in memory of each space: its metadata,
+// causal context, the heads of every author's log, and the epoch keys it holds.
+type spaceState struct {
+	id      crypto.SpaceID
+	meta    spaceMeta
+	ctx     *crdt.Context
+	heads   map[crypto.DeviceID]head
+	keys    map[crypto.KeyID]*crypto.SpaceKey
+	current *crypto.SpaceKey // the epoch key new writes are sealed under; nil on relays
+	// profiled is true once this device has written its profile in the space.
+	profiled bool
+	// shared records the epoch keys already wrapped to each device.
+	shared map[shareKey]bool
+}
+
+// Key implements crypto.Keyring for one space.
+func (s *spaceState) Key(space crypto.SpaceID, epoch crypto.KeyID) (*crypto.SpaceKey, bool) {
+	if space != s.id {
+		return nil, false
+	}
+	k, ok := s.keys[epoch]
+	return k, ok
+}
+
+// New opens the data directory: the keystore, the certificate, the trust
+// list and the store, and checks the store against what it acknowledged.
+func New(cfg Config) (*Agent, error) {
+	if err := CheckQuarantine(cfg.Layout); err != nil {
+		return nil, err
+	}
+	return newAgent(cfg)
+}
+
+func newAgent(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      log,
+		spaces:   map[crypto.SpaceID]*spaceState{},
+		certs:    map[crypto.DeviceID]*crypto.Certificate{},
+		revs:     map[crypto.DeviceID]*crypto.Revocation{},
+		rejected: map[string]int{},
+		skewed:   map[crypto.DeviceID]int64{},
+		gaps:     map[gapKey]Gap{},
+		cache:    newRecordCache(4096),
+		gen:      1,
+	}
+	if err := a.open(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// ErrLocked means another agent runs on this data directory.
+var ErrLocked = errors.New("another agent is running on this data directory")
+
+func (a *Agent) open() error {
+	l := a.cfg.Layout
+	cert, err := LoadCert(l)
+	if err != nil {
+		if errors.Is(err, ErrNotEnrolled) {
+			if _, serr := os.Stat(l.Keystore()); serr != nil {
+				return fmt.Errorf("%w: %s", ErrNotInitialized, l.Dir)
+			}
+		}
+		return err
+	}
+	a.cert = cert
+	if a.trust, err = LoadTrust(l); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(l.Lock(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return fmt.Errorf("%w (%s)", ErrLocked, l.Dir)
+	}
+	a.lock = lock
+	if a.ks, err = LoadKeystore(l, a.cfg.Unlock); err != nil {
+		return err
+	}
+	a.id = a.ks.Identity
+	a.dev = a.id.ID()
+	if a.cert.Device.ID() != a.dev {
+		return fmt.Errorf("certificate %s is for device %s, not this device %s", l.Cert(), a.cert.Device.ID(), a.dev)
+	}
+	if a.cfg.Relay != (a.cert.Role == crypto.RoleRelay) {
+		return fmt.Errorf("certificate role is %s but the agent was started %s", a.cert.Role, map[bool]string{true: "with --relay", false: "without --relay"}[a.cfg.Relay])
+	}
+	now := a.cfg.now()
+	if err := a.cert.Verify(a.trust, now); err != nil {
+		switch {
+		case errors.Is(err, crypto.ErrExpired), errors.Is(err, crypto.ErrNotYetValid):
+			// DESIGN §5: our clock is more likely wrong than the certificate.
+			a.log.Warn("certificate looks invalid by this device's clock; starting anyway", "err", err, "not_before", a.cert.NotBefore, "not_after", a.cert.NotAfter)
+		default:
+			return fmt.Errorf("certificate: %w", err)
+		}
+	}
+	if err := os.MkdirAll(l.Store(), 0o700); err != nil {
+		return fmt.Errorf("create store directory: %w", err)
+	}
+	badgerKey := crypto.DeriveKey(&a.ks.StorageKey, "fieldsync badger encryption v1")
+	k, err := openKV(kvOptions{Dir: l.Store(), EncryptionKey: badgerKey[:], ValueThreshold: a.cfg.BadgerValueThreshold, Logger: a.log})
+	if err != nil {
+		if errors.Is(err, errStoreLocked) {
+			return fmt.Errorf("%w (%v)", ErrLocked, err)
+		}
+		return &StoreError{Dir: l.Store(), Err: err}
+	}
+	a.db = &sealedKV{kv: k, key: crypto.DeriveKey(&a.ks.StorageKey, "fieldsync value seal v1")}
+	a.com = newCommitter(k)
+	if err := a.checkFormat(); err != nil {
+		return err
+	}
+	if err := a.load(); err != nil {
+		return &StoreError{Dir: l.Store(), Err: err}
+	}
+	a.clock.MaxDriftMillis = a.cfg.MaxDrift.Milliseconds()
+	// Our own certificate is known to ourselves like any other.
+	a.certs[a.dev] = a.cert
+	return nil
+}
+
+// StoreError is a store that could not be opened or read; the message says
+// how to recover.
+type StoreError struct {
+	Dir string
+	Err error
+}
+
+func (e *StoreError) Error() string {
+	return fmt.Sprintf("store %s: %v", e.Dir, e.Err)
+}
+
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// Hint is what an operator can do about it.
+func (e *StoreError) Hint() string {
+	return "the store may be damaged: stop the agent and run `fieldsync repair`; if it cannot open, move " + e.Dir + " aside and resync from peers, or restore a backup"
+}
+
+// ErrUnknownFormat means the store was written by a newer (or foreign) version.
+var ErrUnknownFormat = errors.New("unknown storage format")
+
+func (a *Agent) checkFormat() error {
+	b, err := a.db.get(metaKey("format"))
+	if errors.Is(err, errKVNotFound) {
+		// A new store: is it really empty?
+		empty := true
+		_ = a.db.kv.scanKeys(nil, func([]byte) error { empty = false; return errStopScan })
+		if !empty {
+			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w: no format record, but the store is not empty", ErrUnknownFormat)}
+		}
+		f, _ := jsonMarshal(formatRecord{Format: storageFormat, Device: a.dev.String()})
+		errs := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(metaKey("format"), f)}})
+		return errs[0]
+	}
+	if err != nil {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("read format record: %w", err)}
+	}
+	var f formatRecord
+	if err := jsonUnmarshal(b, &f); err != nil {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("format record: %v", err)}
+	}
+	if f.Format != storageFormat {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w %d (this agent knows %d): upgrade fieldsync", ErrUnknownFormat, f.Format, storageFormat)}
+	}
+	if f.Device != a.dev.String() {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("store belongs to device %s, not %s", f.Device, a.dev)}
+	}
+	return nil
+}
+
+// Close stops the committer and closes the store. It is safe to call more
+// than once and on a partly opened agent.
+func (a *Agent) Close() error {
+	var err error
+	if a.com != nil {
+		a.com.stop()
+		a.com = nil
+	}
+	if a.db != nil {
+		err = a.db.kv.close()
+		a.db = nil
+	}
+	if a.ks != nil {
+		a.ks.Zero()
+	}
+	if a.lock != nil {
+		a.lock.Close()
+		a.lock = nil
+	}
+	return err
+}
+
+// Run serves the local API on the socket until ctx ends, then shuts down
+// cleanly: the API stops accepting, in-flight writes finish, the store closes.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.Close()
+	sock := a.cfg.Layout.Socket()
+	if a.cfg.Layout.SocketIsShort() {
+		a.log.Info("data directory path is too long for a Unix socket; using a short path", "socket", sock)
+	}
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	// We hold the agent lock, so a socket file left here is stale.
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("socket mode: %w", err)
+	}
+	defer os.Remove(sock)
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("agent running", "device", a.dev.String(), "role", a.cert.Role.String(), "socket", sock, "version", Version)
+	a.warnCertificate()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("api server: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	a.log.Info("agent stopped")
+	return nil
+}
+
+func (a *Agent) warnCertificate() {
+	left := a.cert.NotAfter.Sub(a.cfg.now())
+	if left > 0 && left < a.cfg.CertWarning {
+		a.log.Warn("certificate expires soon: ask your bureau for a new one", "not_after", a.cert.NotAfter, "days_left", int(left.Hours()/24))
+	}
+}
+
+// DeviceID is this agent's device ID.
+func (a *Agent) DeviceID() crypto.DeviceID { return a.dev }
+
+func (a *Agent) countReject(reason string) {
+	a.statMu.Lock()
+	a.rejected[reason]++
+	a.statMu.Unlock()
+}
+
+func (a *Agent) countCorrupt(key []byte) {
+	a.statMu.Lock()
+	a.corrupt++
+	a.statMu.Unlock()
+	a.log.Error("corrupt value in store", "key_prefix", string(key[:1]))
+}
+
+// sortedSpaces returns the spaces ordered by ID; the caller holds writeMu.
+func (a *Agent) sortedSpaces() []*spaceState {
+	out := make([]*spaceState, 0, len(a.spaces))
+	for _, s := range a.spaces {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i].id[:]) < string(out[j].id[:]) })
+	return out
+}

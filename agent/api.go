@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// Handler is the local API (docs/api.md): RPC-style JSON over the Unix socket.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	get := func(path string, fn func() (any, error)) {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+			v, err := fn()
+			a.reply(w, v, err)
+		})
+	}
+	get(PathStatus, func() (any, error) { return a.Status(), nil })
+	get(PathPeers, func() (any, error) { return a.Peers(), nil })
+	get(PathSpaceList, func() (any, error) { return a.ListSpaces(), nil })
+	post(a, mux, PathSpaceCreate, func(req SpaceCreateRequest) (any, error) { return a.CreateSpace(req.Name, req.ReleaseTo) })
+	post(a, mux, PathSpaceDigest, func(req SpaceRef) (any, error) { return a.Digest(req) })
+	post(a, mux, PathRecordPut, func(req RecordPutRequest) (any, error) {
+		if req.Record == "" {
+			return nil, fmt.Errorf("%w: no record ID (use record new for a generated one)", ErrBadRequest)
+		}
+		return a.PutFields(req)
+	})
+	post(a, mux, PathRecordNew, func(req RecordPutRequest) (any, error) {
+		req.Record = ""
+		return a.PutFields(req)
+	})
+	post(a, mux, PathRecordGet, func(req RecordRef) (any, error) { return a.GetRecord(req) })
+	post(a, mux, PathRecordList, func(req SpaceRef) (any, error) { return a.ListRecords(req) })
+	post(a, mux, PathRecordDelete, func(req RecordRef) (any, error) { return a.DeleteRecord(req) })
+	post(a, mux, PathSetOp, func(req SetOpRequest) (any, error) { return a.SetOp(req) })
+	post(a, mux, PathNoteAdd, func(req NoteAddRequest) (any, error) { return a.AddNote(req) })
+	post(a, mux, PathConflictsList, func(req ConflictsListRequest) (any, error) { return a.ConflictsList(req) })
+	post(a, mux, PathConflictsShow, func(req RecordRef) (any, error) { return a.ConflictsShow(req) })
+	post(a, mux, PathResolve, func(req ResolveRequest) (any, error) { return a.Resolve(req) })
+	post(a, mux, PathHistory, func(req RecordRef) (any, error) { return a.History(req) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.reply(w, nil, fmt.Errorf("%w: no API method %s %s (see docs/api.md)", ErrNotFound, r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// post registers a JSON method: the body is decoded strictly (unknown fields
+// and trailing data are errors) within the request size limit.
+func post[T any](a *Agent, mux *http.ServeMux, path string, fn func(T) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		body := http.MaxBytesReader(w, r.Body, a.cfg.MaxRequestBytes)
+		dec := json.NewDecoder(body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				a.reply(w, nil, fmt.Errorf("%w: request larger than %d bytes", errTooLarge, a.cfg.MaxRequestBytes))
+				return
+			}
+			a.reply(w, nil, fmt.Errorf("%w: malformed JSON request: %v", ErrBadRequest, err))
+			return
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			a.reply(w, nil, fmt.Errorf("%w: trailing data after the JSON request", ErrBadRequest))
+			return
+		}
+		v, err := fn(req)
+		a.reply(w, v, err)
+	})
+}
+
+// errorCode maps an error to its API code and HTTP status.
+func errorCode(err error) (string, int) {
+	var re *RejectError
+	var se *StoreError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound, http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		return CodeBadRequest, http.StatusBadRequest
+	case errors.Is(err, ErrAmbiguous):
+		return CodeAmbiguous, http.StatusConflict
+	case errors.Is(err, ErrConflict):
+		return CodeConflict, http.StatusConflict
+	case errors.Is(err, errTooLarge):
+		return CodeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrForbidden):
+		return CodeBadRequest, http.StatusForbidden
+	case errors.As(err, &re):
+		return CodeBadRequest, http.StatusBadRequest
+	case errors.As(err, &se):
+		return CodeUnavailable, http.StatusServiceUnavailable
+	}
+	return CodeInternal, http.StatusInternalServerError
+}
+
+func (a *Agent) reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code, status := errorCode(err)
+		body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}}
+		var se *StoreError
+		if errors.As(err, &se) {
+			body.Error.Hint = se.Hint()
+		}
+		if status >= 500 {
+			a.log.Error("api request failed", "err", err)
+		}
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(body)
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// History is `history SPACE RECORD`: every stored change that touches the
+// record, re-verified now (DESIGN §8), oldest first by HLC.
+func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
+	sp, rid, err := a.recordRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	out := []HistoryEntry{}
+	var scanErr error
+	err = a.db.kv.scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
+		env, err := a.db.open(k, sealed)
+		_, author, seq, _ := parseEnvKey(k)
+		e := HistoryEntry{Author: author.String(), Seq: seq, Ops: []HistoryOp{}}
+		if err != nil {
+			// Corrupt on disk: we cannot tell which records it touched, so
+			// it is listed in every record's history as invalid.
+			e.Signature, e.Error = "invalid", "stored envelope is corrupt"
+			out = append(out, e)
+			return nil
+		}
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			e.Signature, e.Error = "invalid", err.Error()
+			out = append(out, e)
+			return nil
+		}
+		if h.Kind != crypto.KindChange {
+			return nil
+		}
+		ts := crdt.UnpackTimestamp(h.HLC)
+		e.HLC, e.Time = formatHLC(ts), time.UnixMilli(ts.Wall).UTC().Format(time.RFC3339)
+		e.Officer = a.officer(sp, author)
+		e.Bureau = a.bureauOf(author)
+		e.Skewed = a.isSkewed(author)
+		a.statMu.Lock()
+		cert := a.certs[author]
+		a.statMu.Unlock()
+		if cert == nil {
+			e.Signature, e.Error = "invalid", "author's certificate is unknown"
+			out = append(out, e)
+			return nil
+		}
+		_, body, err := crypto.Open(env, cert.Device, sp)
+		if err != nil {
+			if errors.Is(err, crypto.ErrNoKey) {
+				return nil
+			}
+			e.Signature, e.Error = "invalid", err.Error()
+			out = append(out, e)
+			return nil
+		}
+		ch, err := crdt.UnmarshalChange(body)
+		if err != nil {
+			e.Signature, e.Error = "invalid", err.Error()
+			out = append(out, e)
+			return nil
+		}
+		e.Signature = "valid"
+		for _, op := range ch.Ops {
+			if op.Record != rid {
+				continue
+			}
+			v := op.Describe()
+			hop := HistoryOp{Kind: v.Kind, Record: string(v.Record), Field: v.Field, Reason: v.Reason}
+			if len(v.Value) > 0 {
+				hop.Value = string(v.Value)
+			}
+			for _, d := range v.Seen {
+				hop.Resolves = append(hop.Resolves, d.String())
+			}
+			e.Ops = append(e.Ops, hop)
+		}
+		if len(e.Ops) > 0 {
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if scanErr != nil {
+		return nil, scanErr
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].HLC != out[j].HLC {
+			return out[i].HLC < out[j].HLC
+		}
+		if out[i].Author != out[j].Author {
+			return out[i].Author < out[j].Author
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out, nil
+}
+
+// Status is `status` (DESIGN §8).
+func (a *Agent) Status() Status {
+	st := Status{
+		Device: DeviceInfo{
+			ID:             a.dev.String(),
+			Bureau:         a.cert.Bureau.Name,
+			Role:           a.cert.Role.String(),
+			CertValidUntil: a.cert.NotAfter.UTC().Format(time.RFC3339),
+		},
+		Peers:         a.Peers(),
+		Rejected:      map[string]int{},
+		SkewedAuthors: []Skew{},
+		Gaps:          []Gap{},
+		Forks:         []Fork{},
+		Missing:       []Gap{},
+		Version:       Version,
+	}
+	now := a.cfg.now()
+	switch {
+	case now.After(a.cert.NotAfter):
+		st.Device.CertWarning = "certificate has expired by this device's clock"
+	case now.Before(a.cert.NotBefore):
+		st.Device.CertWarning = "certificate is not yet valid by this device's clock"
+	case a.cert.NotAfter.Sub(now) < a.cfg.CertWarning:
+		st.Device.CertWarning = fmt.Sprintf("certificate expires in %d days", int(a.cert.NotAfter.Sub(now).Hours()/24))
+	}
+	a.writeMu.Lock()
+	for _, sp := range a.spaces {
+		// Until sync tracks what peers hold, every local envelope is unsynced.
+		st.UnsyncedLocal += int(sp.heads[a.dev].Seq - a.peerHeldSeq(sp.id))
+	}
+	a.writeMu.Unlock()
+	a.statMu.Lock()
+	for k, v := range a.rejected {
+		st.Rejected[k] = v
+	}
+	for dev, d := range a.skewed {
+		st.SkewedAuthors = append(st.SkewedAuthors, Skew{Author: dev.String(), DriftMillis: d})
+	}
+	for _, g := range a.gaps {
+		st.Gaps = append(st.Gaps, g)
+	}
+	st.Forks = append(st.Forks, a.forks...)
+	st.Missing = append(st.Missing, a.missing...)
+	st.CorruptValues = a.corrupt
+	a.statMu.Unlock()
+	sort.Slice(st.SkewedAuthors, func(i, j int) bool { return st.SkewedAuthors[i].Author < st.SkewedAuthors[j].Author })
+	sort.Slice(st.Gaps, func(i, j int) bool {
+		if st.Gaps[i].Space != st.Gaps[j].Space {
+			return st.Gaps[i].Space < st.Gaps[j].Space
+		}
+		return st.Gaps[i].Author < st.Gaps[j].Author
+	})
+	return st
+}
+
+// peerHeldSeq is the highest seq of our own log in the space that some peer
+// is known to hold. Sync reports it; until then it is 0. writeMu held.
+func (a *Agent) peerHeldSeq(space crypto.SpaceID) uint64 { return 0 }
+
+// Peers lists known peers (sync fills this in).
+func (a *Agent) Peers() []PeerInfo { return []PeerInfo{} }

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config is everything an agent needs to run. DefaultConfig fills in the
+// defaults; cmd/fieldsync turns flags into a Config.
+type Config struct {
+	// Layout is the data directory.
+	Layout Layout
+	// Unlock opens the keystore: a passphrase or a key file's contents.
+	Unlock Unlock
+	// MeshKey overrides the keystore's mesh key (--mesh-key-file); nil uses the keystore's.
+	MeshKey []byte
+	// Bind is the address memberlist listens on (gossip and sync streams).
+	Bind string
+	// Advertise is the address peers should use, for nodes behind address translation.
+	Advertise string
+	// Join lists peers to join at start (and to re-join while offline).
+	Join []string
+	// Relay runs the agent as a bureau relay: it stores and forwards
+	// envelopes without any space key. The certificate must say role relay.
+	Relay bool
+	// Profile is the mesh's memberlist timing profile: "wan", "lan" or "local".
+	Profile string
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// MaxValueBytes limits one field value; MaxChangeBytes one encoded change.
+	MaxValueBytes  int64
+	MaxChangeBytes int64
+	// MaxRequestBytes limits one local API request body.
+	MaxRequestBytes int64
+	// MaxDrift is how far ahead of our clock a remote HLC may be before its
+	// author is flagged as skewed (it is still accepted, DESIGN §3.4).
+	MaxDrift time.Duration
+	// CertWarning is how long before its certificate expires the agent warns.
+	CertWarning time.Duration
+	// SyncInterval is the mean anti-entropy interval (jittered).
+	SyncInterval time.Duration
+	// BadgerValueThreshold moves values larger than this into Badger's value
+	// log; 0 keeps the default. Tests only.
+	BadgerValueThreshold int64
+	// Now is the wall clock; nil means time.Now. Tests only.
+	Now func() time.Time
+}
+
+// DefaultConfig returns a Config with every default filled in; the caller
+// sets Layout and Unlock.
+func DefaultConfig() Config {
+	return Config{
+		Bind:            "127.0.0.1:7946",
+		Profile:         "wan",
+		MaxValueBytes:   24 << 20,
+		MaxChangeBytes:  32 << 20,
+		MaxRequestBytes: 40 << 20, // a 24 MiB value base64-encoded in JSON, plus the rest
+		MaxDrift:        10 * time.Minute,
+		CertWarning:     30 * 24 * time.Hour,
+		SyncInterval:    30 * time.Second,
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Layout.Dir == "" {
+		errs = append(errs, errors.New("data directory: not set"))
+	}
+	if c.Unlock.Passphrase == nil && c.Unlock.KeyFile == nil {
+		errs = append(errs, errors.New("unlock: neither a passphrase nor a key file"))
+	}
+	if _, _, err := net.SplitHostPort(c.Bind); err != nil {
+		errs = append(errs, fmt.Errorf("bind %q: %v", c.Bind, err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			errs = append(errs, fmt.Errorf("advertise %q: %v", c.Advertise, err))
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("join %q: %v", j, err))
+		}
+	}
+	switch c.Profile {
+	case "wan", "lan", "local":
+	default:
+		errs = append(errs, fmt.Errorf("profile %q: want wan, lan or local", c.Profile))
+	}
+	if c.MaxValueBytes <= 0 || c.MaxChangeBytes < c.MaxValueBytes {
+		errs = append(errs, fmt.Errorf("limits: value %d, change %d: need 0 < value <= change", c.MaxValueBytes, c.MaxChangeBytes))
+	}
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, errors.New("max request bytes: must be positive"))
+	}
+	if c.MaxDrift <= 0 {
+		errs = append(errs, errors.New("max drift: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,417 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// Rejection reasons, counted in status (DESIGN §3.5) and never stored as valid.
+const (
+	RejectMalformed  = "malformed"
+	RejectUnknown    = "unknown_device"
+	RejectSignature  = "signature"
+	RejectExpired    = "expired"
+	RejectNotYet     = "not_yet_valid"
+	RejectRevoked    = "revoked"
+	RejectUntrusted  = "untrusted"
+	RejectRole       = "role"
+	RejectGap        = "gap"
+	RejectChain      = "chain"
+	RejectFork       = "fork"
+	RejectMismatch   = "mismatch"
+	RejectUndecoded  = "undecodable"
+	RejectNotEntitle = "not_entitled"
+)
+
+// RejectError is an envelope refused by Ingest; Reason is one of the Reject
+// constants.
+type RejectError struct {
+	Reason string
+	Err    error
+}
+
+func (e *RejectError) Error() string { return fmt.Sprintf("envelope rejected (%s): %v", e.Reason, e.Err) }
+func (e *RejectError) Unwrap() error { return e.Err }
+
+func (a *Agent) reject(reason string, err error) error {
+	a.countReject(reason)
+	return &RejectError{Reason: reason, Err: err}
+}
+
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, crypto.ErrExpired):
+		return RejectExpired
+	case errors.Is(err, crypto.ErrNotYetValid):
+		return RejectNotYet
+	case errors.Is(err, crypto.ErrRevoked):
+		return RejectRevoked
+	case errors.Is(err, crypto.ErrUntrusted):
+		return RejectUntrusted
+	case errors.Is(err, crypto.ErrRole):
+		return RejectRole
+	case errors.Is(err, crypto.ErrSignature):
+		return RejectSignature
+	}
+	return RejectMalformed
+}
+
+// AddCertificate stores a device certificate from a trusted bureau, so that
+// the device's envelopes can be verified. It reports whether it was new.
+func (a *Agent) AddCertificate(blob []byte) (bool, error) {
+	c, err := crypto.ParseCertificate(blob)
+	if err != nil {
+		return false, fmt.Errorf("certificate: %w", err)
+	}
+	if _, ok := a.trust.Lookup(c.Bureau.Fingerprint()); !ok {
+		return false, fmt.Errorf("certificate of device %s: %w (bureau %s)", c.Device.ID(), crypto.ErrUntrusted, c.Bureau.Name)
+	}
+	id := c.Device.ID()
+	a.statMu.Lock()
+	old := a.certs[id]
+	a.statMu.Unlock()
+	if old != nil && string(old.MarshalBinary()) == string(c.MarshalBinary()) {
+		return false, nil
+	}
+	if err := a.beginWrite(); err != nil {
+		return false, err
+	}
+	a.statMu.Lock()
+	a.certs[id] = c
+	a.statMu.Unlock()
+	if err := a.commitWrite([]kvEntry{a.db.entry(certKey(id), c.MarshalBinary())}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Certificates returns every certificate this agent knows, binary form.
+func (a *Agent) Certificates() [][]byte {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	out := make([][]byte, 0, len(a.certs))
+	for _, c := range a.certs {
+		out = append(out, c.MarshalBinary())
+	}
+	return out
+}
+
+// Ingest verifies one envelope received from a peer or a bundle and, if it
+// is the next of its author's log, stores it and (when this device holds the
+// key) applies it, in one fsynced batch. Storing is idempotent: an envelope
+// already held returns added=false. A refused envelope returns a
+// *RejectError and is counted by reason; nothing of it is stored (but the
+// second envelope of a fork is kept as evidence).
+func (a *Agent) Ingest(env []byte) (added bool, err error) {
+	if len(env) > crypto.MaxEnvelopeSize {
+		return false, a.reject(RejectMalformed, fmt.Errorf("envelope of %d bytes", len(env)))
+	}
+	h, err := crypto.ParseHeader(env)
+	if err != nil {
+		return false, a.reject(RejectMalformed, err)
+	}
+	a.statMu.Lock()
+	cert, rev := a.certs[h.Author], a.revs[h.Author]
+	a.statMu.Unlock()
+	if cert == nil {
+		return false, a.reject(RejectUnknown, fmt.Errorf("no certificate for device %s", h.Author))
+	}
+	if _, _, err := crypto.Verify(env, cert.Device); err != nil {
+		return false, a.reject(RejectSignature, err)
+	}
+	hlc := crdt.UnpackTimestamp(h.HLC)
+	if err := crypto.CheckAuthor(h, cert, rev, a.trust, time.UnixMilli(hlc.Wall)); err != nil {
+		return false, a.reject(rejectReason(err), err)
+	}
+	if err := a.beginWrite(); err != nil {
+		return false, err
+	}
+	sp := a.spaces[h.Space]
+	if sp == nil {
+		sp = &spaceState{id: h.Space, meta: spaceMeta{ID: h.Space.String()}, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
+	}
+	hd := sp.heads[h.Author]
+	switch {
+	case h.Seq <= hd.Seq:
+		stored, err := a.db.get(envKey(h.Space, h.Author, h.Seq))
+		if err == nil && crypto.Hash(stored) == crypto.Hash(env) {
+			a.writeMu.Unlock()
+			return false, nil
+		}
+		if err != nil && !errors.Is(err, errKVNotFound) && !errors.Is(err, errCorrupt) {
+			a.writeMu.Unlock()
+			return false, err
+		}
+		if err != nil { // our copy is gone or corrupt: put it back
+			a.writeMu.Unlock()
+			return a.restoreEnvelope(h, env)
+		}
+		a.statMu.Lock()
+		a.forks = append(a.forks, Fork{Space: h.Space.String(), Author: h.Author.String(), Seq: h.Seq})
+		a.statMu.Unlock()
+		err = a.commitWrite([]kvEntry{a.db.entry(forkKey(h.Space, h.Author, h.Seq), env)})
+		if err != nil {
+			return false, err
+		}
+		return false, a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
+	case h.Seq > hd.Seq+1:
+		a.writeMu.Unlock()
+		a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
+		return false, a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
+	case h.Prev != hd.Hash:
+		a.writeMu.Unlock()
+		return false, a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
+	}
+	entries, err := a.applyEnvelope(sp, h, env, cert)
+	if err != nil {
+		a.abortWrite()
+		var re *RejectError
+		if errors.As(err, &re) {
+			a.countReject(re.Reason)
+		}
+		return false, err
+	}
+	a.spaces[h.Space] = sp
+	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
+	sp.heads[h.Author] = nh
+	ctxBytes, _ := sp.ctx.MarshalBinary()
+	entries = append(entries,
+		a.db.entry(envKey(h.Space, h.Author, h.Seq), env),
+		a.db.entry(headKey(h.Space, h.Author), nh.marshal()),
+		a.db.entry(ctxKey(h.Space), ctxBytes),
+		a.db.entry(spaceKey(h.Space), sp.meta.marshal()),
+		a.hlcEntry())
+	if err := a.commitWrite(entries); err != nil {
+		return false, err
+	}
+	a.clearGap(h.Space, h.Author, h.Seq)
+	return true, nil
+}
+
+// restoreEnvelope puts back an envelope that the store acknowledged but lost
+// (found missing or corrupt); it was verified by the caller.
+func (a *Agent) restoreEnvelope(h crypto.Header, env []byte) (bool, error) {
+	if err := a.beginWrite(); err != nil {
+		return false, err
+	}
+	if err := a.commitWrite([]kvEntry{a.db.entry(envKey(h.Space, h.Author, h.Seq), env)}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// applyEnvelope applies a verified envelope that is next in its author's log
+// to the in-memory state of sp and returns the store entries of its effects
+// (not the envelope and head themselves). writeMu held.
+func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert *crypto.Certificate) ([]kvEntry, error) {
+	var entries []kvEntry
+	dot := crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}
+	switch h.Kind {
+	case crypto.KindChange:
+		if _, ok := sp.keys[h.Epoch]; !ok {
+			// An officer whose key share has not arrived yet keeps the
+			// envelope and applies it when the key arrives; a relay never will.
+			if a.cfg.Relay {
+				return nil, nil
+			}
+			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
+		}
+		_, body, err := crypto.Open(env, cert.Device, sp)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectSignature, Err: err}
+		}
+		ch, err := crdt.UnmarshalChange(body)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
+		}
+		if ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
+			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("change body does not match its signed header")}
+		}
+		if drift, skewed := a.clock.Observe(ch.HLC, a.physMillis()); skewed {
+			a.statMu.Lock()
+			a.skewed[h.Author] = drift
+			a.statMu.Unlock()
+		}
+		touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
+		}
+		rec, err := a.recordEntries(sp, touched)
+		if err != nil {
+			return nil, err
+		}
+		return append(entries, rec...), nil
+	case crypto.KindProfile:
+		sp.ctx.Add(dot)
+		if _, ok := sp.keys[h.Epoch]; !ok {
+			if a.cfg.Relay {
+				return nil, nil
+			}
+			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
+		}
+		_, body, err := crypto.Open(env, cert.Device, sp)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectSignature, Err: err}
+		}
+		p, err := crypto.ParseProfile(body)
+		if err != nil || !p.Matches(cert) {
+			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("profile does not match the certificate's name commitment")}
+		}
+		return append(entries, a.db.entry(profileKey(sp.id, h.Author), []byte(p.Officer))), nil
+	case crypto.KindRouting:
+		sp.ctx.Add(dot)
+		_, body, _ := crypto.Verify(env, cert.Device)
+		r, err := crypto.ParseRouting(body)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
+		}
+		if r.Space != sp.id || r.Owner != cert.Bureau.Fingerprint() {
+			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record not signed by a device of the owning bureau")}
+		}
+		if sp.meta.OwnerFP == "" {
+			sp.meta.OwnerFP, sp.meta.Owner = r.Owner, cert.Bureau.Name
+		}
+		sp.meta.ReleaseFP = r.Released
+		sp.meta.Release = sp.meta.Release[:0]
+		for _, fp := range r.Released {
+			name := fp
+			if b, ok := a.trust.Lookup(fp); ok {
+				name = b.Name
+			}
+			sp.meta.Release = append(sp.meta.Release, name)
+		}
+		for _, k := range sp.keys {
+			if name, err := crypto.OpenName(k, sp.id, r.SealedName); err == nil {
+				sp.meta.Name = name
+			}
+		}
+		if sp.meta.Name == "" && !a.cfg.Relay {
+			entries = append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil))
+		}
+		return entries, nil
+	case crypto.KindKeyShare:
+		sp.ctx.Add(dot)
+		_, body, _ := crypto.Verify(env, cert.Device)
+		share, err := crypto.ParseKeyShare(body)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
+		}
+		sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
+		sp.markShared(sk)
+		entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
+		if share.Recipient != a.dev || a.cfg.Relay {
+			return entries, nil // stored and forwarded, not ours to open
+		}
+		key, err := crypto.UnwrapKey(body, sp.id, a.id)
+		if err != nil {
+			return nil, &RejectError{Reason: RejectSignature, Err: err}
+		}
+		if _, ok := sp.keys[key.ID()]; ok {
+			return entries, nil
+		}
+		sp.keys[key.ID()] = key
+		if sp.current == nil {
+			sp.current = key
+			sp.meta.Epoch = key.ID().String()
+		}
+		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), key.Bytes()))
+		more, err := a.applyPending(sp)
+		if err != nil {
+			return nil, err
+		}
+		return append(entries, more...), nil
+	}
+	// A kind this version does not know: stored and forwarded (DESIGN §5).
+	sp.ctx.Add(dot)
+	return nil, nil
+}
+
+// applyPending applies the envelopes of sp kept for want of a key, now that
+// a key has arrived. writeMu held.
+func (a *Agent) applyPending(sp *spaceState) ([]kvEntry, error) {
+	var entries []kvEntry
+	prefix := append([]byte{pfxPending}, sp.id[:]...)
+	var keys [][]byte
+	if err := a.db.kv.scanKeys(prefix, func(k []byte) error { keys = append(keys, k); return nil }); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if len(k) != 1+16+16+8 {
+			continue
+		}
+		var author crypto.DeviceID
+		copy(author[:], k[17:33])
+		seq := beUint64(k[33:])
+		env, err := a.db.get(envKey(sp.id, author, seq))
+		if err != nil {
+			continue // reported by the open-time check
+		}
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			continue
+		}
+		if _, ok := sp.keys[h.Epoch]; !ok && h.Kind != crypto.KindRouting {
+			continue
+		}
+		a.statMu.Lock()
+		cert := a.certs[author]
+		a.statMu.Unlock()
+		if cert == nil {
+			continue
+		}
+		more, err := a.applyEnvelope(sp, h, env, cert)
+		if err != nil {
+			a.log.Warn("pending envelope could not be applied", "err", err)
+			continue
+		}
+		entries = append(entries, more...)
+		entries = append(entries, kvEntry{key: k, del: true})
+	}
+	ctxBytes, _ := sp.ctx.MarshalBinary()
+	return append(entries, a.db.entry(ctxKey(sp.id), ctxBytes)), nil
+}
+
+func (a *Agent) noteGap(space crypto.SpaceID, author crypto.DeviceID, from, to uint64) {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	k := gapKey{space, author}
+	g, ok := a.gaps[k]
+	if !ok || to > g.To {
+		a.gaps[k] = Gap{Space: space.String(), Author: author.String(), From: from, To: max(to, g.To)}
+	}
+}
+
+func (a *Agent) clearGap(space crypto.SpaceID, author crypto.DeviceID, seq uint64) {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	k := gapKey{space, author}
+	if g, ok := a.gaps[k]; ok {
+		if seq >= g.To {
+			delete(a.gaps, k)
+		} else if seq >= g.From {
+			g.From = seq + 1
+			a.gaps[k] = g
+		}
+	}
+}
+
+// Envelopes calls fn with every envelope held in the space, in (author,
+// seq) order (bundles, tests, sync).
+func (a *Agent) Envelopes(space crypto.SpaceID, fn func(env []byte) error) error {
+	return a.db.scan(envSpacePrefix(space), func(k, v []byte) error { return fn(v) }, a.countCorrupt)
+}
+
+// SpaceIDs lists the spaces this agent holds.
+func (a *Agent) SpaceIDs() []crypto.SpaceID {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	var out []crypto.SpaceID
+	for _, s := range a.sortedSpaces() {
+		out = append(out, s.id)
+	}
+	return out
+}

@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// load reads every space's state into memory and checks that every envelope
+// the heads acknowledge is present (DESIGN §7). The caller holds writeMu or
+// has not started serving yet.
+func (a *Agent) load() error {
+	a.spaces = map[crypto.SpaceID]*spaceState{}
+	a.cache.clear()
+	get := func(id crypto.SpaceID) *spaceState {
+		s := a.spaces[id]
+		if s == nil {
+			s = &spaceState{id: id, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
+			a.spaces[id] = s
+		}
+		return s
+	}
+	// Space metadata.
+	err := a.db.scan([]byte{pfxSpace}, func(k, v []byte) error {
+		var id crypto.SpaceID
+		if len(k) != 17 {
+			return fmt.Errorf("space key of %d bytes", len(k))
+		}
+		copy(id[:], k[1:])
+		s := get(id)
+		if err := json.Unmarshal(v, &s.meta); err != nil {
+			return fmt.Errorf("space %s metadata: %v", id, err)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	// Causal contexts.
+	err = a.db.scan([]byte{pfxContext}, func(k, v []byte) error {
+		var id crypto.SpaceID
+		copy(id[:], k[1:])
+		c, err := crdt.UnmarshalContext(v)
+		if err != nil {
+			return fmt.Errorf("space %s context: %w", id, err)
+		}
+		get(id).ctx = c
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	// Heads.
+	err = a.db.scan([]byte{pfxHead}, func(k, v []byte) error {
+		if len(k) != 33 {
+			return fmt.Errorf("head key of %d bytes", len(k))
+		}
+		var id crypto.SpaceID
+		var author crypto.DeviceID
+		copy(id[:], k[1:17])
+		copy(author[:], k[17:33])
+		h, err := unmarshalHead(v)
+		if err != nil {
+			return err
+		}
+		get(id).heads[author] = h
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	// Epoch keys.
+	err = a.db.scan([]byte{pfxEpoch}, func(k, v []byte) error {
+		var id crypto.SpaceID
+		copy(id[:], k[1:17])
+		sk, err := crypto.SpaceKeyFromBytes(v)
+		if err != nil {
+			return fmt.Errorf("space %s epoch key: %w", id, err)
+		}
+		s := get(id)
+		s.keys[sk.ID()] = sk
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	err = a.db.scan([]byte{pfxShared}, func(k, v []byte) error {
+		if len(k) != 1+16+16+16 {
+			return nil
+		}
+		var id crypto.SpaceID
+		var sk shareKey
+		copy(id[:], k[1:17])
+		copy(sk.recipient[:], k[17:33])
+		copy(sk.epoch[:], k[33:49])
+		get(id).markShared(sk)
+		return nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	for _, s := range a.spaces {
+		if s.meta.Epoch != "" {
+			for id, k := range s.keys {
+				if id.String() == s.meta.Epoch {
+					s.current = k
+				}
+			}
+		}
+		// Our profile is the first or second envelope we write in a space
+		// (after the routing record when we created it).
+		_, s.profiled = s.heads[a.dev]
+	}
+	// Certificates and revocations.
+	err = a.db.scan([]byte{pfxCert}, func(k, v []byte) error {
+		c, err := crypto.ParseCertificate(v)
+		if err != nil {
+			return fmt.Errorf("stored certificate: %w", err)
+		}
+		a.certs[c.Device.ID()] = c
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return err
+	}
+	err = a.db.scan([]byte{pfxRevoke}, func(k, v []byte) error {
+		r, err := crypto.ParseRevocation(v)
+		if err != nil {
+			return fmt.Errorf("stored revocation: %w", err)
+		}
+		a.revs[r.Device] = r
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return err
+	}
+	// HLC: never run backwards across restarts.
+	if b, err := a.db.get(metaKey("hlc")); err == nil && len(b) == 8 {
+		a.clock.Last = crdt.UnpackTimestamp(beUint64(b))
+	} else if err != nil && !errors.Is(err, errKVNotFound) {
+		return fmt.Errorf("hlc: %w", err)
+	}
+	return a.checkAcknowledged()
+}
+
+// checkAcknowledged compares every head with the envelopes present: a seq at
+// or below a head whose envelope is gone was acknowledged and then lost
+// (bit rot, a truncated log). It is reported in status and re-fetched by sync.
+func (a *Agent) checkAcknowledged() error {
+	var missing []Gap
+	for _, s := range a.sortedSpaces() {
+		for author, h := range s.heads {
+			next := uint64(1)
+			err := a.db.kv.scanKeys(envAuthorPrefix(s.id, author), func(k []byte) error {
+				_, _, seq, ok := parseEnvKey(k)
+				if !ok || seq > h.Seq {
+					return errStopScan
+				}
+				if seq > next {
+					missing = append(missing, Gap{Space: s.id.String(), Author: author.String(), From: next, To: seq - 1})
+				}
+				next = seq + 1
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if next <= h.Seq {
+				missing = append(missing, Gap{Space: s.id.String(), Author: author.String(), From: next, To: h.Seq})
+			}
+		}
+	}
+	if len(missing) > 0 {
+		a.log.Error("acknowledged envelopes are missing from the store; they will be fetched again from peers", "ranges", len(missing))
+	}
+	a.statMu.Lock()
+	a.missing = missing
+	a.statMu.Unlock()
+	return nil
+}
+
+// recordCache holds the newest state of recently written records, including
+// writes not yet committed, so a write can build on the one before it without
+// waiting for the disk. Entries of committed writes may be evicted.
+type recordCache struct {
+	max     int
+	entries map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	rec     *crdt.Record
+	writeID uint64
+}
+
+func newRecordCache(max int) *recordCache {
+	return &recordCache{max: max, entries: map[string]cacheEntry{}}
+}
+
+func (c *recordCache) clear() { c.entries = map[string]cacheEntry{} }
+
+func (c *recordCache) get(key string) (*crdt.Record, bool) {
+	e, ok := c.entries[key]
+	return e.rec, ok
+}
+
+func (c *recordCache) put(key string, rec *crdt.Record, writeID, committed uint64) {
+	c.entries[key] = cacheEntry{rec: rec, writeID: writeID}
+	if len(c.entries) > c.max {
+		for k, e := range c.entries {
+			if e.writeID <= committed {
+				delete(c.entries, k)
+			}
+			if len(c.entries) <= c.max/2 {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// rebuildRecord recomputes one record from the space's change envelopes
+// (DESIGN §7: a corrupt record is rebuilt, never returned as data), stores
+// it again, and returns it (nil if no change names it). Envelopes that are
+// themselves corrupt are reported; the record may then lack their ops until
+// peers send them again. writeMu held.
+func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
+	ctx := crdt.NewContext()
+	var rec *crdt.Record
+	err := a.replayChanges(sp, func(ch *crdt.Change) error {
+		touches := false
+		for _, r := range ch.Records() {
+			if r == id {
+				touches = true
+				break
+			}
+		}
+		if !touches {
+			return nil
+		}
+		touched, err := crdt.ApplyChange(ctx, func(r crdt.RecordID) (*crdt.Record, error) {
+			if r == id {
+				return rec, nil
+			}
+			return nil, nil
+		}, ch)
+		if err != nil {
+			return err
+		}
+		if r := touched[id]; r != nil {
+			rec = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.log.Warn("rebuilt a corrupt record from its envelopes", "space", sp.id.String())
+	if rec != nil {
+		b, err := rec.MarshalBinary()
+		if err == nil {
+			// Store it again without waiting: a later write of the same
+			// record would go through the cache, which now holds it.
+			key := recKey(sp.id, string(id))
+			a.writeID++
+			a.cache.put(string(key), rec, a.writeID, a.com.committed.Load())
+			a.com.submit(&commitReq{entries: []kvEntry{a.db.entry(key, b)}, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)})
+		}
+	}
+	return rec, nil
+}
+
+// replayChanges calls fn with every change of the space this device can
+// open, in (author, seq) order. Corrupt envelopes are counted and skipped.
+func (a *Agent) replayChanges(sp *spaceState, fn func(*crdt.Change) error) error {
+	return a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil || h.Kind != crypto.KindChange {
+			return nil
+		}
+		if _, ok := sp.keys[h.Epoch]; !ok {
+			return nil
+		}
+		a.statMu.Lock()
+		cert := a.certs[h.Author]
+		a.statMu.Unlock()
+		if cert == nil {
+			return nil
+		}
+		_, body, err := crypto.Open(env, cert.Device, sp)
+		if err != nil {
+			a.countCorrupt(k)
+			return nil
+		}
+		ch, err := crdt.UnmarshalChange(body)
+		if err != nil {
+			a.countCorrupt(k)
+			return nil
+		}
+		return fn(ch)
+	}, a.countCorrupt)
+}
+
+// Repair rebuilds every space's materialized state (records and causal
+// context) from the envelopes, with the agent stopped (DESIGN §7). The result
+// is byte-identical to the state the write and apply paths produced, since
+// the merge is deterministic.
+func Repair(ctx context.Context, cfg Config, out io.Writer) error {
+	a, err := newAgent(cfg) // repair may open a quarantined store
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.repair(ctx, out); err != nil {
+		return err
+	}
+	if err := os.Remove(cfg.Layout.quarantineMarker()); err == nil {
+		fmt.Fprintln(out, "quarantine cleared: the agent may start again")
+	}
+	return nil
+}
+
+func (a *Agent) repair(ctx context.Context, out io.Writer) error {
+	if err := a.beginWrite(); err != nil {
+		return err
+	}
+	defer a.writeMu.Unlock()
+	for _, sp := range a.sortedSpaces() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		state := crdt.NewSpace()
+		// Seqs of envelopes without ops count as seen, as on the write path.
+		err := a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
+			h, err := crypto.ParseHeader(env)
+			if err != nil {
+				return nil
+			}
+			if h.Kind != crypto.KindChange {
+				state.MarkSeen(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
+			}
+			return nil
+		}, a.countCorrupt)
+		if err != nil {
+			return err
+		}
+		changes := 0
+		if err := a.replayChanges(sp, func(ch *crdt.Change) error {
+			changes++
+			return state.Apply(ch)
+		}); err != nil {
+			return err
+		}
+		var entries []kvEntry
+		// Drop every stored record, then write the rebuilt ones.
+		err = a.db.kv.scanKeys(recSpacePrefix(sp.id), func(k []byte) error {
+			entries = append(entries, kvEntry{key: k, del: true})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range state.IDs() {
+			b, err := state.Records[id].MarshalBinary()
+			if err != nil {
+				return err
+			}
+			entries = append(entries, a.db.entry(recKey(sp.id, string(id)), b))
+		}
+		cb, _ := state.Context.MarshalBinary()
+		entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
+		// Repair is idempotent, so the batch may span several transactions.
+		var groups [][]kvEntry
+		for len(entries) > 0 {
+			n := min(len(entries), 512)
+			groups, entries = append(groups, entries[:n]), entries[n:]
+		}
+		for _, e := range a.db.kv.commitGroups(groups) {
+			if e != nil {
+				return fmt.Errorf("repair space %s: %w", sp.id, e)
+			}
+		}
+		fmt.Fprintf(out, "space %s: rebuilt %d records from %d changes\n", sp.id, len(state.IDs()), changes)
+	}
+	a.cache.clear()
+	a.statMu.Lock()
+	corrupt := a.corrupt
+	a.statMu.Unlock()
+	if corrupt > 0 {
+		fmt.Fprintf(out, "%d corrupt values were skipped; start the agent to fetch them again from peers\n", corrupt)
+	}
+	return a.load()
+}

@@ -1,0 +1,506 @@
+package agent
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// maxIDBytes bounds record IDs and field names.
+const maxIDBytes = 512
+
+func checkName(what, s string) (string, error) {
+	s = NFC(s)
+	if s == "" || len(s) > maxIDBytes || !utf8.ValidString(s) {
+		return "", fmt.Errorf("%w: %s must be 1 to %d bytes of UTF-8", ErrBadRequest, what, maxIDBytes)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", fmt.Errorf("%w: %s %q contains a control character", ErrBadRequest, what, s)
+		}
+	}
+	return s, nil
+}
+
+// decodeValue returns a request value's bytes.
+func (a *Agent) decodeValue(text, b64 string) ([]byte, error) {
+	var v []byte
+	if b64 != "" {
+		if text != "" {
+			return nil, fmt.Errorf("%w: give value or value_base64, not both", ErrBadRequest)
+		}
+		var err error
+		if v, err = base64.StdEncoding.DecodeString(b64); err != nil {
+			return nil, fmt.Errorf("%w: value_base64: %v", ErrBadRequest, err)
+		}
+	} else {
+		v = []byte(text)
+	}
+	if int64(len(v)) > a.cfg.MaxValueBytes {
+		return nil, fmt.Errorf("%w: value of %d bytes exceeds the limit of %d", errTooLarge, len(v), a.cfg.MaxValueBytes)
+	}
+	return v, nil
+}
+
+// lookupSpace resolves a space reference under the write lock.
+func (a *Agent) lookupSpace(ref string) (*spaceState, error) {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return a.resolveSpace(ref)
+}
+
+// PutFields is `record put` (and `record new` when req.Record is empty).
+func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
+	sp, err := a.lookupSpace(req.Space)
+	if err != nil {
+		return Record{}, err
+	}
+	id := req.Record
+	if id == "" {
+		id = newRecordID()
+	}
+	if id, err = checkName("record ID", id); err != nil {
+		return Record{}, err
+	}
+	if len(req.Fields) == 0 {
+		return Record{}, fmt.Errorf("%w: no FIELD=VALUE given", ErrBadRequest)
+	}
+	type fv struct {
+		name string
+		val  []byte
+	}
+	var fields []fv
+	seen := map[string]bool{}
+	for _, f := range req.Fields {
+		name, err := checkName("field name", f.Name)
+		if err != nil {
+			return Record{}, err
+		}
+		if seen[name] {
+			return Record{}, fmt.Errorf("%w: field %q given twice", ErrBadRequest, name)
+		}
+		seen[name] = true
+		v, err := a.decodeValue(f.Value, f.ValueBase64)
+		if err != nil {
+			return Record{}, err
+		}
+		fields = append(fields, fv{name, v})
+	}
+	rid := crdt.RecordID(id)
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			r = crdt.NewRecord(rid)
+		}
+		ops := make([]crdt.Op, 0, len(fields))
+		for _, f := range fields {
+			ops = append(ops, r.Put(f.name, f.val))
+		}
+		return ops, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return a.recordView(sp, touched[rid]), nil
+}
+
+// newRecordID is a random record ID: "r" and 16 base32 characters.
+func newRecordID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return "r" + strings.ToLower(strings.TrimRight(b32(b[:]), "="))
+}
+
+// DeleteRecord is `record delete`.
+func (a *Agent) DeleteRecord(ref RecordRef) (Record, error) {
+	sp, rid, err := a.recordRef(ref)
+	if err != nil {
+		return Record{}, err
+	}
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return nil, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.id)
+		}
+		return []crdt.Op{r.Delete()}, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return a.recordView(sp, touched[rid]), nil
+}
+
+// SetOp is `set add|remove`.
+func (a *Agent) SetOp(req SetOpRequest) (Record, error) {
+	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+	if err != nil {
+		return Record{}, err
+	}
+	field, err := checkName("field name", req.Field)
+	if err != nil {
+		return Record{}, err
+	}
+	val, err := a.decodeValue(NFC(req.Value), "")
+	if err != nil {
+		return Record{}, err
+	}
+	if req.Op != "add" && req.Op != "remove" {
+		return Record{}, fmt.Errorf("%w: set op %q: want add or remove", ErrBadRequest, req.Op)
+	}
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			if req.Op == "remove" {
+				return nil, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+			}
+			r = crdt.NewRecord(rid)
+		}
+		if req.Op == "add" {
+			return []crdt.Op{r.SetAdd(field, val)}, nil
+		}
+		return []crdt.Op{r.SetRemove(field, val)}, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return a.recordView(sp, touched[rid]), nil
+}
+
+// AddNote is `note add`.
+func (a *Agent) AddNote(req NoteAddRequest) (Record, error) {
+	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+	if err != nil {
+		return Record{}, err
+	}
+	if req.Text == "" || int64(len(req.Text)) > a.cfg.MaxValueBytes || !utf8.ValidString(req.Text) {
+		return Record{}, fmt.Errorf("%w: a note is 1 to %d bytes of UTF-8", ErrBadRequest, a.cfg.MaxValueBytes)
+	}
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		return []crdt.Op{crdt.NoteAdd(rid, req.Text)}, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return a.recordView(sp, touched[rid]), nil
+}
+
+// Resolve is `resolve`: one write that has seen exactly the named siblings.
+func (a *Agent) Resolve(req ResolveRequest) (Record, error) {
+	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+	if err != nil {
+		return Record{}, err
+	}
+	field, err := checkName("field name", req.Field)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(req.Dots) == 0 {
+		return Record{}, fmt.Errorf("%w: resolve names no siblings", ErrBadRequest)
+	}
+	dots := make([]crdt.Dot, 0, len(req.Dots))
+	for _, s := range req.Dots {
+		d, err := crdt.ParseDot(s)
+		if err != nil {
+			return Record{}, fmt.Errorf("%w: dot %q: %v", ErrBadRequest, s, err)
+		}
+		dots = append(dots, d)
+	}
+	val, err := a.decodeValue(req.Value, req.ValueBase64)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(req.Reason) > 4096 || !utf8.ValidString(req.Reason) {
+		return Record{}, fmt.Errorf("%w: a reason is at most 4096 bytes of UTF-8", ErrBadRequest)
+	}
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return nil, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+		}
+		op, err := r.Resolve(field, dots, val, req.Reason)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v (see `fieldsync conflicts show`)", ErrConflict, err)
+		}
+		return []crdt.Op{op}, nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return a.recordView(sp, touched[rid]), nil
+}
+
+func (a *Agent) recordRef(ref RecordRef) (*spaceState, crdt.RecordID, error) {
+	sp, err := a.lookupSpace(ref.Space)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := checkName("record ID", ref.Record)
+	if err != nil {
+		return nil, "", err
+	}
+	return sp, crdt.RecordID(id), nil
+}
+
+// readRecord reads a committed record (nil if absent), rebuilding a corrupt one.
+func (a *Agent) readRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return a.loadRecord(sp, id)
+}
+
+// GetRecord is `record get`.
+func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
+	sp, rid, err := a.recordRef(ref)
+	if err != nil {
+		return Record{}, err
+	}
+	r, err := a.readRecord(sp, rid)
+	if err != nil {
+		return Record{}, err
+	}
+	if r == nil || r.Empty() {
+		return Record{}, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.meta.Name)
+	}
+	return a.recordView(sp, r), nil
+}
+
+// ListRecords is `record list`.
+func (a *Agent) ListRecords(ref SpaceRef) ([]RecordSummary, error) {
+	sp, err := a.lookupSpace(ref.Space)
+	if err != nil {
+		return nil, err
+	}
+	out := []RecordSummary{}
+	err = a.eachRecord(sp, func(r *crdt.Record) {
+		del, _ := r.Deleted()
+		out = append(out, RecordSummary{ID: string(r.ID()), Deleted: del, Fields: len(r.Registers()), Conflicts: len(r.Conflicts())})
+	})
+	return out, err
+}
+
+// eachRecord calls fn for every stored record of the space, in ID order.
+// A corrupt record is rebuilt from the envelopes.
+func (a *Agent) eachRecord(sp *spaceState, fn func(*crdt.Record)) error {
+	prefix := recSpacePrefix(sp.id)
+	var corrupt []crdt.RecordID
+	err := a.db.scan(prefix, func(k, v []byte) error {
+		r, err := crdt.UnmarshalRecord(v)
+		if err != nil {
+			a.countCorrupt(k)
+			corrupt = append(corrupt, crdt.RecordID(k[len(prefix):]))
+			return nil
+		}
+		if !r.Empty() {
+			fn(r)
+		}
+		return nil
+	}, func(k []byte) { corrupt = append(corrupt, crdt.RecordID(k[len(prefix):])) })
+	if err != nil {
+		return err
+	}
+	for _, id := range corrupt {
+		r, err := a.readRecord(sp, id)
+		if err != nil {
+			return err
+		}
+		if r != nil && !r.Empty() {
+			fn(r)
+		}
+	}
+	return nil
+}
+
+// ConflictsList is `conflicts list [SPACE]`, sorted by space, record, field.
+func (a *Agent) ConflictsList(req ConflictsListRequest) ([]Conflict, error) {
+	var spaces []*spaceState
+	if req.Space != "" {
+		sp, err := a.lookupSpace(req.Space)
+		if err != nil {
+			return nil, err
+		}
+		spaces = []*spaceState{sp}
+	} else {
+		a.writeMu.Lock()
+		spaces = a.sortedSpaces()
+		a.writeMu.Unlock()
+	}
+	out := []Conflict{}
+	for _, sp := range spaces {
+		err := a.eachRecord(sp, func(r *crdt.Record) {
+			for _, f := range r.Conflicts() {
+				out = append(out, Conflict{Space: sp.id.String(), Record: string(r.ID()), Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Space != out[j].Space {
+			return out[i].Space < out[j].Space
+		}
+		if out[i].Record != out[j].Record {
+			return out[i].Record < out[j].Record
+		}
+		return out[i].Field < out[j].Field
+	})
+	return out, nil
+}
+
+// ConflictsShow is `conflicts show SPACE RECORD`.
+func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
+	sp, rid, err := a.recordRef(ref)
+	if err != nil {
+		return ConflictsShow{}, err
+	}
+	r, err := a.readRecord(sp, rid)
+	if err != nil {
+		return ConflictsShow{}, err
+	}
+	if r == nil || r.Empty() {
+		return ConflictsShow{}, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+	}
+	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}}
+	for _, f := range r.Conflicts() {
+		out.Fields = append(out.Fields, ConflictField{Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
+	}
+	return out, nil
+}
+
+// recordView turns a record into the API shape of DESIGN §8.
+func (a *Agent) recordView(sp *spaceState, r *crdt.Record) Record {
+	out := Record{Space: sp.id.String(), Fields: map[string]Field{}, Sets: map[string]SetField{}, Notes: []Note{}}
+	if r == nil {
+		return out
+	}
+	out.ID = string(r.ID())
+	out.Deleted, out.DeleteConflict = r.Deleted()
+	for _, f := range r.Registers() {
+		sibs := a.siblings(sp, f.Siblings)
+		fv := Field{Conflict: f.Conflict, Siblings: sibs}
+		if len(sibs) > 0 {
+			fv.Value = sibs[0].Value
+		}
+		out.Fields[f.Name] = fv
+	}
+	for _, s := range r.Sets() {
+		el := make([]string, 0, len(s.Elements))
+		for _, e := range s.Elements {
+			el = append(el, string(e))
+		}
+		out.Sets[s.Name] = SetField{Elements: el}
+	}
+	for _, n := range r.Notes() {
+		author := crypto.DeviceID(n.Author)
+		out.Notes = append(out.Notes, Note{ID: n.ID.String(), Author: author.String(), Officer: a.officer(sp, author), HLC: formatHLC(n.HLC), Text: n.Text, Removed: n.Removed})
+	}
+	return out
+}
+
+func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []Sibling {
+	out := make([]Sibling, 0, len(in))
+	for _, s := range in {
+		author := crypto.DeviceID(s.Dot.Replica)
+		sib := Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String(), Skewed: a.isSkewed(author)}
+		if utf8.Valid(s.Value) {
+			sib.Value = string(s.Value)
+		} else {
+			sib.ValueBase64 = base64.StdEncoding.EncodeToString(s.Value)
+		}
+		out = append(out, sib)
+	}
+	return out
+}
+
+// officer is the name an author's profile gives in this space ("" if none).
+func (a *Agent) officer(sp *spaceState, author crypto.DeviceID) string {
+	if author == a.dev {
+		return a.ks.Officer
+	}
+	b, err := a.db.get(profileKey(sp.id, author))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func (a *Agent) bureauOf(author crypto.DeviceID) string {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	if c := a.certs[author]; c != nil {
+		return c.Bureau.Name
+	}
+	return ""
+}
+
+func (a *Agent) isSkewed(author crypto.DeviceID) bool {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	_, ok := a.skewed[author]
+	return ok
+}
+
+// formatHLC renders a timestamp as RFC 3339 UTC with milliseconds, then
+// "+logical" when the logical counter is not zero.
+func formatHLC(t crdt.Timestamp) string {
+	s := time.UnixMilli(t.Wall).UTC().Format("2006-01-02T15:04:05.000Z")
+	if t.Logical != 0 {
+		s += fmt.Sprintf("+%d", t.Logical)
+	}
+	return s
+}
+
+// Digest is `space digest`: a hash of the materialized state (members) and
+// of the set of envelope IDs held (any holder).
+func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
+	sp, err := a.lookupSpace(ref.Space)
+	if err != nil {
+		return Digest{}, err
+	}
+	out := Digest{Space: sp.id.String()}
+	env := sha256.New()
+	err = a.db.scan(envSpacePrefix(sp.id), func(k, v []byte) error {
+		h := crypto.Hash(v)
+		env.Write(h[:])
+		out.Count++
+		return nil
+	}, func(k []byte) { env.Write([]byte("corrupt")) })
+	if err != nil {
+		return Digest{}, err
+	}
+	out.Envelopes = hex.EncodeToString(env.Sum(nil))
+	if sp.current != nil || len(sp.keys) > 0 {
+		st := sha256.New()
+		err = a.eachRecord(sp, func(r *crdt.Record) {
+			b, _ := r.MarshalBinary()
+			fmt.Fprintf(st, "%d:%s%d:", len(r.ID()), r.ID(), len(b))
+			st.Write(b)
+		})
+		if err != nil {
+			return Digest{}, err
+		}
+		out.Digest = hex.EncodeToString(st.Sum(nil))
+	}
+	return out, nil
+}

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"fieldsync/crypto"
+)
+
+// errCorrupt means a stored value failed authentication: the disk returned
+// something other than what was written. It is never returned as data.
+var errCorrupt = errors.New("stored value is corrupt")
+
+// errStaleWrite fails a write that was built on state a failed commit lost.
+var errStaleWrite = errors.New("an earlier write failed to reach the disk; retry")
+
+// sealedKV is the kv with every value sealed under the local value key, the
+// Badger key being the additional data (DESIGN §7: Badger's own encryption
+// does not authenticate, and it can return a corrupted value as empty data).
+type sealedKV struct {
+	kv  *kv
+	key [32]byte
+}
+
+func (s *sealedKV) seal(key, plaintext []byte) []byte {
+	return crypto.SealValue(&s.key, key, plaintext, rand.Reader)
+}
+
+func (s *sealedKV) open(key, sealed []byte) ([]byte, error) {
+	pt, err := crypto.OpenValue(&s.key, key, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %x", errCorrupt, key)
+	}
+	return pt, nil
+}
+
+// get returns the opened value at key: errKVNotFound, errCorrupt, or an I/O error.
+func (s *sealedKV) get(key []byte) ([]byte, error) {
+	v, err := s.kv.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(key, v)
+}
+
+// entry builds a sealed kvEntry.
+func (s *sealedKV) entry(key, plaintext []byte) kvEntry {
+	return kvEntry{key: key, val: s.seal(key, plaintext)}
+}
+
+// scan calls fn with every opened value under prefix. A value that fails
+// authentication is passed to onCorrupt (if set) and skipped.
+func (s *sealedKV) scan(prefix []byte, fn func(key, val []byte) error, onCorrupt func(key []byte)) error {
+	return s.kv.scan(prefix, func(k, v []byte) error {
+		pt, err := s.open(k, v)
+		if err != nil {
+			if onCorrupt != nil {
+				onCorrupt(k)
+				return nil
+			}
+			return err
+		}
+		return fn(k, pt)
+	})
+}
+
+// head is the contiguous prefix of one author's log held in one space: every
+// seq from 1 to Seq is stored, and Hash is crypto.Hash of envelope Seq.
+type head struct {
+	Seq  uint64
+	Hash [32]byte
+}
+
+func (h head) marshal() []byte {
+	b := binary.BigEndian.AppendUint64(nil, h.Seq)
+	return append(b, h.Hash[:]...)
+}
+
+func unmarshalHead(b []byte) (head, error) {
+	if len(b) != 40 {
+		return head{}, fmt.Errorf("%w: head of %d bytes", errCorrupt, len(b))
+	}
+	var h head
+	h.Seq = binary.BigEndian.Uint64(b)
+	copy(h.Hash[:], b[8:])
+	return h, nil
+}
+
+// spaceMeta is what the agent knows of a space besides its records.
+type spaceMeta struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Owner     string   `json:"owner"`      // owning bureau name
+	OwnerFP   string   `json:"owner_fp"`   // owning bureau fingerprint
+	Release   []string `json:"release"`    // released bureau names
+	ReleaseFP []string `json:"release_fp"` // released bureau fingerprints (sorted)
+	Epoch     string   `json:"epoch"`      // current epoch key ID (hex); "" if none held
+}
+
+func (m *spaceMeta) marshal() []byte {
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// formatRecord is the meta value that names the storage format.
+type formatRecord struct {
+	Format int    `json:"format"`
+	Device string `json:"device"`
+}

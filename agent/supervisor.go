@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"fieldsync/crypto"
+)
+
+// Exit codes of `fieldsync agent` beyond DESIGN §8's 0–3. A service
+// manager should not restart on 4–8 (deploy/ sets RestartPreventExitStatus).
+const (
+	ExitNotEnrolled = 4 // no device or no certificate in the data directory
+	ExitLocked      = 5 // another agent runs on this data directory
+	ExitQuarantined = 6 // the store crashed the worker repeatedly and is quarantined
+	ExitKeystore    = 7 // wrong passphrase or key file, or a corrupt keystore
+	ExitStore       = 8 // the store cannot be opened (see the hint printed)
+)
+
+// Crash-loop policy: this many worker crashes within crashWindow quarantine
+// the store instead of restarting it again.
+const (
+	crashLimit  = 5
+	crashWindow = 2 * time.Minute
+)
+
+// quarantineMarker is the file whose presence stops the agent from starting
+// on a store that crash-looped.
+func (l Layout) quarantineMarker() string { return filepath.Join(l.Dir, "QUARANTINED") }
+
+// ErrQuarantined means the store was quarantined after a crash loop.
+var ErrQuarantined = errors.New("store is quarantined after repeated crashes")
+
+// quarantineHint says how to recover a quarantined store.
+func quarantineHint(l Layout) string {
+	return fmt.Sprintf("run `fieldsync --data-dir %s repair` (it clears the quarantine when the store rebuilds); if the store cannot open, restore a backup with `fieldsync restore` (a new device incarnation that catches up from peers); never delete %s and start afresh with the same device, which would reuse its sequence numbers", l.Dir, l.Store())
+}
+
+// SupervisorConfig configures RunSupervisor.
+type SupervisorConfig struct {
+	Exe        string   // the fieldsync binary (os.Executable())
+	WorkerArgs []string // argv after Exe that runs the worker (the hidden agent-worker command)
+	Unlock     Unlock   // handed to the worker on its stdin, never in argv or the environment
+	Layout     Layout
+	Logger     *slog.Logger
+	Stderr     io.Writer // the worker's stdout and stderr
+	// Backoff is the first restart delay (doubling up to 30 s); 0 means 1 s.
+	Backoff time.Duration
+}
+
+// workerUnlock is what the supervisor writes to the worker's stdin.
+type workerUnlock struct {
+	Passphrase []byte `json:"passphrase,omitempty"`
+	KeyFile    []byte `json:"key_file,omitempty"`
+}
+
+// ReadWorkerUnlock reads the worker's Unlock from r (its stdin).
+func ReadWorkerUnlock(r io.Reader) (Unlock, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return Unlock{}, fmt.Errorf("read unlock from supervisor: %w", err)
+	}
+	var w workerUnlock
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Unlock{}, fmt.Errorf("unlock from supervisor is malformed: %v", err)
+	}
+	if w.Passphrase == nil && w.KeyFile == nil {
+		return Unlock{}, errors.New("supervisor sent no passphrase or key file")
+	}
+	return Unlock{Passphrase: w.Passphrase, KeyFile: w.KeyFile}, nil
+}
+
+// ExitCode maps the worker's error to its exit code.
+func ExitCode(err error) int {
+	var se *StoreError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrNotInitialized):
+		return ExitNotEnrolled
+	case errors.Is(err, ErrLocked):
+		return ExitLocked
+	case errors.Is(err, ErrQuarantined):
+		return ExitQuarantined
+	case errors.Is(err, crypto.ErrWrongPassphrase), errors.Is(err, crypto.ErrMalformed) && !errors.As(err, &se):
+		return ExitKeystore
+	case errors.As(err, &se):
+		return ExitStore
+	}
+	return 1
+}
+
+// CheckQuarantine fails with ErrQuarantined if the store is quarantined.
+func CheckQuarantine(l Layout) error {
+	if b, err := os.ReadFile(l.quarantineMarker()); err == nil {
+		return fmt.Errorf("%w (%s): %s", ErrQuarantined, string(b), quarantineHint(l))
+	}
+	return nil
+}
+
+// RunSupervisor runs the agent's worker process and restarts it when it
+// crashes (Badger can panic in a background goroutine on a corrupted table,
+// DESIGN §7); a crash loop quarantines the store. The worker dies with the
+// supervisor (PR_SET_PDEATHSIG), so killing `fieldsync agent` even with
+// SIGKILL leaves nothing holding the store or the socket. It returns the
+// exit code for the process.
+func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
+	log := sc.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := CheckQuarantine(sc.Layout); err != nil {
+		log.Error("not starting", "err", err)
+		return ExitQuarantined
+	}
+	backoff := sc.Backoff
+	if backoff == 0 {
+		backoff = time.Second
+	}
+	var crashes []time.Time
+	for {
+		code, crashed := runWorker(ctx, sc, log)
+		if ctx.Err() != nil {
+			return 0
+		}
+		if !crashed {
+			return code
+		}
+		now := time.Now()
+		crashes = append(crashes, now)
+		for len(crashes) > 0 && now.Sub(crashes[0]) > crashWindow {
+			crashes = crashes[1:]
+		}
+		if len(crashes) >= crashLimit {
+			reason := fmt.Sprintf("%d worker crashes within %s, last at %s", len(crashes), crashWindow, now.UTC().Format(time.RFC3339))
+			if err := WriteFileAtomic(sc.Layout.quarantineMarker(), []byte(reason), 0o600); err != nil {
+				log.Error("could not write the quarantine marker", "err", err)
+			}
+			log.Error("store quarantined after a crash loop", "reason", reason, "recover", quarantineHint(sc.Layout))
+			return ExitQuarantined
+		}
+		log.Warn("agent worker crashed; restarting", "exit", code, "crashes_in_window", len(crashes), "after", backoff)
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// runWorker runs the worker once; crashed is true if it died by a signal or
+// an exit code that is not one of the agent's deliberate ones.
+func runWorker(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code int, crashed bool) {
+	cmd := exec.Command(sc.Exe, sc.WorkerArgs...)
+	cmd.Stdout, cmd.Stderr = sc.Stderr, sc.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		log.Error("worker stdin", "err", err)
+		return 1, false
+	}
+	if err := cmd.Start(); err != nil {
+		log.Error("start agent worker", "err", err)
+		return 1, false
+	}
+	msg, _ := json.Marshal(workerUnlock{Passphrase: sc.Unlock.Passphrase, KeyFile: sc.Unlock.KeyFile})
+	stdin.Write(msg)
+	stdin.Close()
+	for i := range msg {
+		msg[i] = 0
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err = <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			err = <-done
+		}
+		return 0, false
+	}
+	if err == nil {
+		return 0, false
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		log.Error("agent worker", "err", err)
+		return 1, true
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 1, true
+	}
+	switch c := ee.ExitCode(); c {
+	case ExitNotEnrolled, ExitLocked, ExitQuarantined, ExitKeystore, ExitStore, 1, 3:
+		// Deliberate: the worker said why; restarting would not help.
+		return c, false
+	default:
+		// 2 is what a Go panic exits with; anything else unexpected.
+		return c, true
+	}
+}
+
+// DisableCoreDumps sets RLIMIT_CORE to 0 so that key material held in memory
+// never lands in a core file.
+func DisableCoreDumps() error {
+	return syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{Cur: 0, Max: 0})
+}

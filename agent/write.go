@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// A write in progress: built under writeMu, committed by the group committer.
+type pendingWrite struct {
+	a       *Agent
+	sp      *spaceState
+	entries []kvEntry
+	records map[crdt.RecordID]*crdt.Record
+}
+
+// beginWrite takes the write lock and, if a commit failed since the last
+// write, reloads the in-memory state from the store first (writes built on
+// lost state must not be built upon). The caller must call a.writeMu.Unlock
+// (commitWrite does).
+func (a *Agent) beginWrite() error {
+	a.writeMu.Lock()
+	if a.gen <= a.com.failedGen.Load() {
+		if err := a.reload(); err != nil {
+			a.writeMu.Unlock()
+			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
+		}
+	}
+	return nil
+}
+
+// commitWrite hands the entries to the committer, releases the write lock
+// and waits until they are on disk (or failed).
+func (a *Agent) commitWrite(entries []kvEntry) error {
+	a.writeID++
+	req := &commitReq{entries: entries, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)}
+	a.com.submit(req)
+	a.writeMu.Unlock()
+	return <-req.done
+}
+
+// loadRecord returns the newest state of a record: from the cache (which
+// holds uncommitted writes too) or the store. A record that is absent yields
+// (nil, nil). A corrupt record is rebuilt from its envelopes. writeMu held.
+func (a *Agent) loadRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
+	key := recKey(sp.id, string(id))
+	if r, ok := a.cache.get(string(key)); ok {
+		return r, nil
+	}
+	b, err := a.db.get(key)
+	switch {
+	case errors.Is(err, errKVNotFound):
+		return nil, nil
+	case errors.Is(err, errCorrupt):
+		a.countCorrupt(key)
+		return a.rebuildRecord(sp, id)
+	case err != nil:
+		return nil, err
+	}
+	r, err := crdt.UnmarshalRecord(b)
+	if err != nil {
+		a.countCorrupt(key)
+		return a.rebuildRecord(sp, id)
+	}
+	return r, nil
+}
+
+// appendEnvelope seals and signs the next envelope of this device's log in
+// the space and returns the store entries for it (envelope and head). The
+// in-memory head moves on at once; a failed commit reloads it. writeMu held.
+func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, key *crypto.SpaceKey, hlc crdt.Timestamp) ([]byte, []kvEntry, error) {
+	h0 := sp.heads[a.dev]
+	h := crypto.Header{
+		Kind:   kind,
+		Space:  sp.id,
+		Author: a.dev,
+		Seq:    h0.Seq + 1,
+		HLC:    hlc.Pack(),
+		Prev:   h0.Hash,
+	}
+	env, err := crypto.Seal(h, body, key, a.id, rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal envelope: %w", err)
+	}
+	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
+	sp.heads[a.dev] = nh
+	if kind != crypto.KindChange {
+		// Seqs of envelopes without CRDT ops still count as seen, so the
+		// context's vector stays gap-free.
+		sp.ctx.Add(crdt.Dot{Replica: crdt.ReplicaID(a.dev), Seq: h.Seq})
+	}
+	return env, []kvEntry{
+		a.db.entry(envKey(sp.id, a.dev, h.Seq), env),
+		a.db.entry(headKey(sp.id, a.dev), nh.marshal()),
+	}, nil
+}
+
+// ensureProfile writes this device's profile (the officer's name, sealed
+// under the epoch key) the first time it writes in a space. writeMu held.
+func (a *Agent) ensureProfile(sp *spaceState) ([]kvEntry, error) {
+	if _, ok := sp.heads[a.dev]; ok && sp.profiled {
+		return nil, nil
+	}
+	if sp.current == nil {
+		return nil, fmt.Errorf("no key for space %s: this device cannot write in it yet", sp.id)
+	}
+	p := crypto.Profile{Officer: a.ks.Officer, NameSalt: a.ks.NameSalt}
+	_, entries, err := a.appendEnvelope(sp, crypto.KindProfile, p.Marshal(), sp.current, a.clock.Now(a.physMillis()))
+	if err != nil {
+		return nil, err
+	}
+	sp.profiled = true
+	entries = append(entries, a.db.entry(profileKey(sp.id, a.dev), []byte(a.ks.Officer)))
+	return entries, nil
+}
+
+func (a *Agent) physMillis() int64 { return a.cfg.now().UnixMilli() }
+
+// writeOps is the local write path (DESIGN §4): build the ops against the
+// newest state, encode the change, seal and sign it, apply it, and store the
+// envelope, the new record states, the context and the head in one atomic,
+// fsynced batch. It returns once the change is durable.
+func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error)) (*crdt.Change, map[crdt.RecordID]*crdt.Record, error) {
+	if err := a.beginWrite(); err != nil {
+		return nil, nil, err
+	}
+	// beginWrite may have reloaded: look the space up again.
+	sp = a.spaces[sp.id]
+	if sp == nil {
+		a.writeMu.Unlock()
+		return nil, nil, fmt.Errorf("%w: space", ErrNotFound)
+	}
+	if a.cfg.Relay || sp.current == nil {
+		a.writeMu.Unlock()
+		return nil, nil, fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
+	}
+	ops, err := build(func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) })
+	if err != nil {
+		a.writeMu.Unlock()
+		return nil, nil, err
+	}
+	if len(ops) == 0 {
+		a.writeMu.Unlock()
+		return nil, nil, fmt.Errorf("%w: nothing to write", ErrBadRequest)
+	}
+	entries, err := a.ensureProfile(sp)
+	if err != nil {
+		a.writeMu.Unlock()
+		return nil, nil, err
+	}
+	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops}
+	body, err := ch.MarshalBinary()
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if int64(len(body)) > a.cfg.MaxChangeBytes {
+		a.abortWrite()
+		return nil, nil, fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
+	}
+	touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, fmt.Errorf("apply own change: %w", err)
+	}
+	_, envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, err
+	}
+	entries = append(entries, envEntries...)
+	recEntries, err := a.recordEntries(sp, touched)
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, err
+	}
+	entries = append(entries, recEntries...)
+	ctxBytes, err := sp.ctx.MarshalBinary()
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, err
+	}
+	entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
+	if err := a.commitWrite(entries); err != nil {
+		return nil, nil, fmt.Errorf("write not stored: %w", err)
+	}
+	return ch, touched, nil
+}
+
+// abortWrite undoes the in-memory changes of a write that failed before it
+// was handed to the committer, and unlocks.
+func (a *Agent) abortWrite() {
+	if err := a.reload(); err != nil {
+		a.log.Error("reload after an aborted write failed", "err", err)
+	}
+	a.writeMu.Unlock()
+}
+
+// reload waits until every write already handed to the committer is on disk
+// or failed, then rebuilds the in-memory state from the store and starts a
+// new generation. writeMu held. Reloading without the barrier could forget a
+// write still in flight and hand its seq out again.
+func (a *Agent) reload() error {
+	barrier := &commitReq{done: make(chan error, 1)}
+	a.com.submit(barrier)
+	<-barrier.done
+	if err := a.load(); err != nil {
+		return err
+	}
+	if f := a.com.failedGen.Load(); a.gen <= f {
+		a.gen = f + 1
+	} else {
+		a.gen++
+	}
+	return nil
+}
+
+// recordEntries encodes and seals touched records, and caches them. writeMu held.
+func (a *Agent) recordEntries(sp *spaceState, touched map[crdt.RecordID]*crdt.Record) ([]kvEntry, error) {
+	ids := make([]crdt.RecordID, 0, len(touched))
+	for id := range touched {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	entries := make([]kvEntry, 0, len(ids))
+	for _, id := range ids {
+		b, err := touched[id].MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("encode record: %w", err)
+		}
+		key := recKey(sp.id, string(id))
+		entries = append(entries, a.db.entry(key, b))
+		a.cache.put(string(key), touched[id], a.writeID+1, a.com.committed.Load())
+	}
+	return entries, nil
+}
+
+func (a *Agent) hlcEntry() kvEntry {
+	return a.db.entry(metaKey("hlc"), be64(a.clock.Last.Pack()))
+}
+
+func be64(v uint64) []byte {
+	b := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+	return b
+}

@@ -34,7 +34,9 @@ type RejectError struct {
 	Err    error
 }
 
-func (e *RejectError) Error() string { return fmt.Sprintf("envelope rejected (%s): %v", e.Reason, e.Err) }
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("envelope rejected (%s): %v", e.Reason, e.Err)
+}
 func (e *RejectError) Unwrap() error { return e.Err }
 
 func (a *Agent) reject(reason string, err error) error {

@@ -501,4 +501,3 @@ func writeVectors(t *testing.T) {
 		}
 	}
 }
-

@@ -391,6 +391,16 @@ func (e *Engine) SyncWith(ctx context.Context, id PeerID) (Round, error) {
 	return e.round(ctx, id, addr)
 }
 
+// SyncWithAddr runs one round with the peer id at addr (host:port of its
+// engine), whether or not it is a memberlist member: a node that cannot be
+// reached back (DESIGN §10) can still pull and push over a stream it opens.
+func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Round, error) {
+	if e.tr == nil {
+		return Round{Peer: id}, errors.New("sync: engine not started")
+	}
+	return e.round(ctx, id, addr)
+}
+
 func (e *Engine) addrOf(id PeerID) string {
 	if ml := e.memberlist(); ml != nil {
 		for _, n := range ml.Members() {

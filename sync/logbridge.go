@@ -125,13 +125,15 @@ var logNoise = regexp.MustCompile(`[0-9a-f:.\[\]]*[0-9][0-9a-f:.\[\]]*|"[^"]*"`)
 
 // classifyMemberlist names the kind of a problem line and says why in words.
 func classifyMemberlist(s string) (kind, msg, reason string) {
+	s = strings.TrimPrefix(s, "memberlist: ")
+	l := strings.ToLower(s)
 	switch {
-	case strings.Contains(s, "No installed keys could decrypt"), strings.Contains(s, "Decrypt packet failed"),
-		strings.Contains(s, "message authentication failed"):
+	case strings.Contains(l, "no installed keys could decrypt"), strings.Contains(l, "decrypt packet failed"),
+		strings.Contains(l, "message authentication failed"), strings.Contains(l, "encryption is configured but"):
 		return "mesh-key", "refused traffic from a node with another mesh key", "mesh key mismatch"
-	case strings.Contains(s, "unacceptable label"), strings.Contains(s, "label header"):
+	case strings.Contains(l, "unacceptable label"), strings.Contains(l, "label header"):
 		return "mesh-label", "refused traffic from another mesh (label mismatch)", "label mismatch"
-	case strings.Contains(s, "Failed to join"), strings.Contains(s, "Failed push/pull"):
+	case strings.Contains(l, "failed to join"), strings.Contains(l, "failed push/pull"):
 		return "join", "join failed", "peer unreachable or refused"
 	}
 	k := logNoise.ReplaceAllString(s, "#")

@@ -291,6 +291,7 @@ func (a *Auth) Verifier() func(from fsync.PeerID, env fsync.Envelope) error {
 type Faults struct {
 	mu      gosync.Mutex
 	group   map[string]int // node name -> group; absent: group 0
+	pairs   map[[2]string]bool
 	cutFrom string
 	cutTo   string
 	cutN    int64
@@ -300,7 +301,15 @@ type Faults struct {
 var _ fsync.Faults = (*Faults)(nil)
 
 // NewFaults returns a fault injector with no faults.
-func NewFaults() *Faults { return &Faults{group: map[string]int{}} }
+func NewFaults() *Faults { return &Faults{group: map[string]int{}, pairs: map[[2]string]bool{}} }
+
+// Cut drops traffic between two nodes (both ways), until Heal.
+func (f *Faults) Cut(a, b *Node) {
+	f.mu.Lock()
+	f.pairs[[2]string{a.Name(), b.Name()}] = true
+	f.pairs[[2]string{b.Name(), a.Name()}] = true
+	f.mu.Unlock()
+}
 
 // Partition puts each list of nodes in its own group; traffic between
 // groups is dropped. Nodes not listed stay in group 0.
@@ -315,10 +324,11 @@ func (f *Faults) Partition(groups ...[]*Node) {
 	}
 }
 
-// Heal drops every partition.
+// Heal drops every partition and cut.
 func (f *Faults) Heal() {
 	f.mu.Lock()
 	f.group = map[string]int{}
+	f.pairs = map[[2]string]bool{}
 	f.mu.Unlock()
 }
 
@@ -337,7 +347,7 @@ func (f *Faults) Cuts() int64 { return f.cuts.Load() }
 func (f *Faults) Drop(from, to string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.group[from] != f.group[to]
+	return f.group[from] != f.group[to] || f.pairs[[2]string{from, to}]
 }
 
 // WrapSync implements sync.Faults.
@@ -403,6 +413,7 @@ type Options struct {
 	Logger       *slog.Logger  // default: discard
 	Join         []string      // default: the cluster's first node
 	LogEvery     time.Duration // default 10 s
+	WrongKey     bool          // sign challenges with a key that is not the device's
 	Tweak        func(*fsync.Config)
 }
 
@@ -488,6 +499,7 @@ func (c *Cluster) NewNode(o Options) *Node {
 		o.Join = []string{c.Nodes[0].Engine.LocalAddr()}
 	}
 	auth := NewAuth(o.Device, o.Trust...)
+	auth.WrongKey = o.WrongKey
 	store := fsync.NewMemStore(auth.Verifier())
 	cfg := fsync.Config{
 		Store: store, Auth: auth, Role: o.Device.Role, Profile: o.Profile,

@@ -413,3 +413,43 @@ func TestKeyFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestSignChallengeRefuses(t *testing.T) {
+	w := newWorld(t)
+	tr := Transcript{Initiator: w.alice.ID(), Responder: w.bob.ID(), InitiatorNonce: [32]byte{1}, ResponderNonce: [32]byte{2}}
+	if SignChallenge(w.bob, tr, SideInitiator) != nil {
+		t.Fatal("signed as another device")
+	}
+	z := tr
+	z.ResponderNonce = [32]byte{}
+	if SignChallenge(w.alice, z, SideInitiator) != nil {
+		t.Fatal("signed a zero nonce")
+	}
+	if SignChallenge(w.alice, tr, 3) != nil {
+		t.Fatal("signed an unknown side")
+	}
+	wantErr(t, VerifyChallenge(w.alice.Public(), tr, SideInitiator, nil), ErrSignature)
+}
+
+func TestNewerBodyVersionIsForwarded(t *testing.T) {
+	w := newWorld(t)
+	// A key share body of a future version: Verify accepts it (signed), the
+	// parser says it does not know it.
+	body := append([]byte{keyShareVersion + 1}, make([]byte, 200)...)
+	h := Header{Version: HeaderVersion, Kind: KindKeyShare, Space: w.space, Author: w.alice.ID(), Seq: 1, Epoch: KeyID{1}, BodyLen: uint32(len(body))}
+	env := append(h.appendTo(nil), body...)
+	env = append(env, signCtx(w.alice.sign, env, ctxEnvelope)...)
+	if _, _, err := Verify(env, w.alice.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseKeyShare(body); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatal(err)
+	}
+	// Version 0 is no version: refused.
+	body[0] = 0
+	env = append(h.appendTo(nil), body...)
+	env = append(env, signCtx(w.alice.sign, env, ctxEnvelope)...)
+	if _, _, err := Verify(env, w.alice.Public()); !errors.Is(err, ErrUnknownVersion) {
+		t.Fatal(err)
+	}
+}

@@ -36,10 +36,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitagent": cmdWaitAgent,
-			"freeport":  cmdFreePort,
-			"exits":     cmdExits,
-			"capture":   cmdCapture,
+			"waitagent":   cmdWaitAgent,
+			"freeport":    cmdFreePort,
+			"exits":       cmdExits,
+			"capture":     cmdCapture,
+			"fakeagent":   cmdFakeAgent,
+			"fakesibling": cmdFakeSibling,
+			"fakereq":     cmdFakeLastRequest,
 		},
 	})
 }

@@ -147,6 +147,11 @@ func (s *session) run(expect PeerID) error {
 	if err := s.envelopePhase(mine, theirs); err != nil {
 		return fmt.Errorf("envelopes: %w", err)
 	}
+	// Orderly close: send close_notify and read the peer's, so both ends
+	// count the same bytes every round (the idle-cost test relies on it).
+	_ = s.conn.CloseWrite()
+	_ = s.conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4096))
 	return nil
 }
 

@@ -48,10 +48,14 @@ func TestScripts(t *testing.T) {
 }
 
 // cmdWaitAgent waits (bounded) until the agent of data directory DIR
-// answers on its socket: `waitagent DIR [SECONDS]`.
+// answers on its socket: `waitagent DIR [SECONDS]`; with `fail` (or as
+// `! waitagent`) it checks that no agent answers within SECONDS.
 func cmdWaitAgent(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 3 && args[2] == "fail" {
+		neg, args = true, args[:2]
+	}
 	if len(args) < 1 || len(args) > 2 {
-		ts.Fatalf("usage: waitagent DIR [SECONDS]")
+		ts.Fatalf("usage: waitagent DIR [SECONDS [fail]]")
 	}
 	limit := 30 * time.Second
 	if len(args) == 2 {

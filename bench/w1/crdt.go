@@ -1,0 +1,274 @@
+package w1
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"fieldsync/crdt"
+)
+
+// Result is one W1 run. The JSON names are BENCH.md's.
+type Result struct {
+	Workload          string  `json:"workload"`
+	Size              string  `json:"size"`
+	Layer             string  `json:"layer"`
+	UpdatesPerS       float64 `json:"updates_per_s"`
+	InitSyncMS        float64 `json:"init_sync_ms"`
+	InitSyncBytes     int64   `json:"init_sync_bytes"`
+	DeltaSyncMS       float64 `json:"delta_sync_ms"`
+	DeltaBytesAB      int64   `json:"delta_bytes_ab"`
+	DeltaBytesBA      int64   `json:"delta_bytes_ba"`
+	Conflicts         int     `json:"conflicts"`
+	ExpectedConflicts int     `json:"expected_conflicts"`
+	Converged         bool    `json:"converged"`
+	StateBytes        int64   `json:"state_bytes"`
+	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	Nproc             int     `json:"nproc"`
+	GoVersion         string  `json:"go_version"`
+	// Not in BENCH.md's list, useful to compare:
+	Records        int     `json:"records"`
+	Updates        int     `json:"updates_per_side"`
+	ConflictsMatch bool    `json:"conflicts_match"` // every expected pair shows both values, nothing else conflicts
+	StateEncodeMS  float64 `json:"state_encode_ms"`
+}
+
+// Options tune RunCRDTWith.
+type Options struct {
+	// Compress sync batches with DEFLATE (BestSpeed). RunCRDT sets it.
+	Compress bool
+}
+
+const startWall = 1_780_000_000_000 // 2026-05-28, ms
+
+type side struct {
+	id    crdt.ReplicaID
+	space *crdt.Space
+	clock crdt.Clock
+	seq   uint64
+	log   []*crdt.Change
+	phys  int64
+}
+
+func (s *side) change(ops []crdt.Op) *crdt.Change {
+	s.seq++
+	s.phys++
+	return &crdt.Change{Author: s.id, Seq: s.seq, HLC: s.clock.Now(s.phys), Ops: ops}
+}
+
+// update makes one local update: build the op from the current record,
+// wrap it in its own change, apply it, log it.
+func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
+	r := s.space.Records[rec]
+	ch := s.change([]crdt.Op{r.Put(field, value)})
+	if err := s.space.Apply(ch); err != nil {
+		return err
+	}
+	s.log = append(s.log, ch)
+	return nil
+}
+
+// sync sends from src to dst the changes dst lacks: encode, decode, apply.
+// It returns the bytes encoded.
+func sync(src, dst *side, compress bool) (int64, error) {
+	var missing []*crdt.Change
+	for _, ch := range src.log {
+		if !dst.space.Context.Contains(ch.Dot()) {
+			missing = append(missing, ch)
+		}
+	}
+	b, err := crdt.EncodeChanges(missing, compress)
+	if err != nil {
+		return 0, err
+	}
+	chs, err := crdt.DecodeChanges(b)
+	if err != nil {
+		return 0, err
+	}
+	for _, ch := range chs {
+		if err := dst.space.Apply(ch); err != nil {
+			return 0, err
+		}
+		dst.log = append(dst.log, ch)
+	}
+	return int64(len(b)), nil
+}
+
+// RunCRDT runs W1 on the crdt layer (in memory) and prints the table, and
+// with jsonOut the JSON line. Sync batches are compressed.
+func RunCRDT(size Size, out io.Writer, jsonOut bool) (Result, error) {
+	res, err := RunCRDTWith(size, Options{Compress: true})
+	if err != nil {
+		return res, err
+	}
+	PrintTable(out, res)
+	if jsonOut {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(out, "%s\n", b)
+	}
+	return res, nil
+}
+
+// RunCRDTWith runs W1 on the crdt layer and returns the measurements.
+func RunCRDTWith(size Size, opt Options) (Result, error) {
+	res := Result{Workload: "W1", Size: size.Name, Layer: "crdt", Nproc: runtime.NumCPU(),
+		GoVersion: runtime.Version(), Records: size.Records, Updates: size.Updates}
+	w := Generate(size)
+	res.ExpectedConflicts = len(w.Conflicts)
+	ids := make([]crdt.RecordID, size.Records)
+	for i := range ids {
+		ids[i] = crdt.RecordID(RecordID(i))
+	}
+	a := &side{id: replica(0xa), space: crdt.NewSpace(), phys: startWall}
+	b := &side{id: replica(0xb), space: crdt.NewSpace(), phys: startWall}
+
+	// Step 2: A creates every record, one change per record.
+	for r := range w.Initial {
+		ops := make([]crdt.Op, len(Fields))
+		for f, name := range Fields {
+			ops[f] = crdt.NewPut(ids[r], name, []byte(w.Initial[r][f]))
+		}
+		ch := a.change(ops)
+		if err := a.space.Apply(ch); err != nil {
+			return res, err
+		}
+		a.log = append(a.log, ch)
+	}
+	// Step 3: initial sync A -> B.
+	t0 := time.Now()
+	n, err := sync(a, b, opt.Compress)
+	if err != nil {
+		return res, err
+	}
+	res.InitSyncMS = ms(time.Since(t0))
+	res.InitSyncBytes = n
+
+	// Step 4: offline phase. Values are prepared outside the timed loop.
+	valsA := make([][]byte, len(w.A))
+	for i, p := range w.A {
+		valsA[i] = []byte(p.Value)
+	}
+	valsB := make([][]byte, len(w.B))
+	for i, p := range w.B {
+		valsB[i] = []byte(p.Value)
+	}
+	runtime.GC()
+	t0 = time.Now()
+	for i, p := range w.A {
+		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i]); err != nil {
+			return res, err
+		}
+	}
+	res.UpdatesPerS = float64(len(w.A)) / time.Since(t0).Seconds()
+	for i, p := range w.B {
+		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i]); err != nil {
+			return res, err
+		}
+	}
+	// Step 5: delta sync both ways.
+	t0 = time.Now()
+	if res.DeltaBytesAB, err = sync(a, b, opt.Compress); err != nil {
+		return res, err
+	}
+	if res.DeltaBytesBA, err = sync(b, a, opt.Compress); err != nil {
+		return res, err
+	}
+	res.DeltaSyncMS = ms(time.Since(t0))
+
+	t0 = time.Now()
+	sa, err := a.space.MarshalBinary()
+	if err != nil {
+		return res, err
+	}
+	res.StateEncodeMS = ms(time.Since(t0))
+	sb, err := b.space.MarshalBinary()
+	if err != nil {
+		return res, err
+	}
+	res.StateBytes = int64(len(sa))
+	res.Converged = bytes.Equal(sa, sb)
+	res.Conflicts, res.ConflictsMatch = checkConflicts(w, ids, a, b)
+	res.PeakRSSMB = PeakRSSMB()
+	return res, nil
+}
+
+// checkConflicts counts conflicted fields on A and matches them pair by
+// pair against the generator: each expected pair has exactly A's and B's
+// last values, from A and B, and no other field is in conflict.
+func checkConflicts(w *Workload, ids []crdt.RecordID, a, b *side) (int, bool) {
+	count := 0
+	for _, id := range ids {
+		count += len(a.space.Records[id].Conflicts())
+	}
+	ok := count == len(w.Conflicts)
+	for _, c := range w.Conflicts {
+		f, found := a.space.Records[ids[c.Record]].Register(Fields[c.Field])
+		if !found || len(f.Siblings) != 2 {
+			ok = false
+			continue
+		}
+		got := map[crdt.ReplicaID]string{}
+		for _, s := range f.Siblings {
+			got[s.Dot.Replica] = string(s.Value)
+		}
+		if got[a.id] != c.ValueA || got[b.id] != c.ValueB {
+			ok = false
+		}
+	}
+	return count, ok
+}
+
+func replica(b byte) crdt.ReplicaID {
+	var r crdt.ReplicaID
+	for i := range r {
+		r[i] = b
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// PeakRSSMB returns the process's peak resident set size (VmHWM) in MB
+// (10^6 bytes), or 0 where /proc is not available.
+func PeakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return kb * 1024 / 1e6
+			}
+		}
+	}
+	return 0
+}
+
+// PrintTable prints the figures of BENCH.md for people.
+func PrintTable(out io.Writer, r Result) {
+	fmt.Fprintf(out, "W1-%s layer %s: %d records, 2×%d updates (nproc %d, %s)\n", r.Size, r.Layer, r.Records, r.Updates, r.Nproc, r.GoVersion)
+	row := func(k, v string) { fmt.Fprintf(out, "  %-26s %s\n", k, v) }
+	row("local updates/s", fmt.Sprintf("%.0f", r.UpdatesPerS))
+	row("initial sync", fmt.Sprintf("%.1f ms, %s", r.InitSyncMS, mb(r.InitSyncBytes)))
+	row("delta sync (both ways)", fmt.Sprintf("%.1f ms, A→B %s, B→A %s", r.DeltaSyncMS, mb(r.DeltaBytesAB), mb(r.DeltaBytesBA)))
+	if r.Updates > 0 {
+		row("bytes per changed field", fmt.Sprintf("%.1f", float64(r.DeltaBytesAB+r.DeltaBytesBA)/float64(2*r.Updates)))
+	}
+	if r.Records > 0 {
+		row("state bytes per record", fmt.Sprintf("%.1f (%s total)", float64(r.StateBytes)/float64(r.Records), mb(r.StateBytes)))
+	}
+	row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
+	row("conflicts", fmt.Sprintf("%d of %d expected (matched pair by pair: %v)", r.Conflicts, r.ExpectedConflicts, r.ConflictsMatch))
+	row("converged", fmt.Sprintf("%v", r.Converged))
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }

@@ -122,6 +122,8 @@ func agentExitHint(code int) string {
 		return "the store was quarantined after repeated crashes: see docs/operations.md (resync from peers, or restore)"
 	case agent.ExitKeystore:
 		return "the keystore could not be opened: check the passphrase or key file"
+	case agent.ExitStore:
+		return "the store could not be opened: see the messages above and docs/operations.md"
 	}
 	return ""
 }

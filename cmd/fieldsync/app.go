@@ -120,13 +120,18 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 func groupAction(c *cli.Context) error {
 	name := cmdPath(c)
 	if c.Args().Present() {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%s: unknown command %q", name, c.Args().First()),
+		return &exitError{code: exitUsage, err: fmt.Errorf("unknown command %q", strings.TrimPrefix(name+" "+c.Args().First(), "fieldsync ")),
 			hint: fmt.Sprintf("see `%s --help`", name)}
 	}
 	if err := cli.ShowSubcommandHelp(c); err != nil {
 		return err
 	}
-	return &exitError{code: exitUsage, err: fmt.Errorf("%s: missing command", name)}
+	msg := "missing command"
+	if name != "fieldsync" {
+		msg = fmt.Sprintf("missing command after %q", strings.TrimPrefix(name, "fieldsync "))
+	}
+	return &exitError{code: exitUsage, err: errors.New(msg),
+		hint: fmt.Sprintf("see `%s --help`", name)}
 }
 
 // cmdPath is the command's full name, e.g. "fieldsync trust list".

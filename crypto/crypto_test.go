@@ -3,6 +3,7 @@ package crypto
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -451,5 +452,41 @@ func TestNewerBodyVersionIsForwarded(t *testing.T) {
 	env = append(env, signCtx(w.alice.sign, env, ctxEnvelope)...)
 	if _, _, err := Verify(env, w.alice.Public()); !errors.Is(err, ErrUnknownVersion) {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrentUse: identities, space keys, certificates, revocations and
+// trust sets are used from many goroutines at once by the agent (run with
+// -race).
+func TestConcurrentUse(t *testing.T) {
+	w := newWorld(t)
+	rev := must(w.bureau.Revoke(w.alice.ID(), map[SpaceID]uint64{w.space: 100}, 0, t0))
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			var err error
+			for i := range 20 {
+				var env []byte
+				env, err = Seal(Header{Kind: KindChange, Space: w.space, Seq: 1}, []byte{byte(g), byte(i)}, w.key, w.alice, rand.Reader)
+				if err != nil {
+					break
+				}
+				var h Header
+				if h, _, err = Open(env, w.alice.Public(), w.keys); err != nil {
+					break
+				}
+				if err = CheckAuthor(h, w.aliceCert, rev, w.trust, t0); err != nil {
+					break
+				}
+				w.trust.Add(w.other.Public())
+				w.trust.Remove(w.other.Public().Fingerprint())
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

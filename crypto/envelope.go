@@ -277,9 +277,9 @@ func seal(h Header, body []byte, key *SpaceKey, id *Identity, rand io.Reader, co
 		if _, err := io.ReadFull(rand, out[HeaderSize:]); err != nil {
 			return nil, fmt.Errorf("seal: %v", err)
 		}
-		var nonce [nonceSize]byte
-		copy(nonce[:], out[HeaderSize:])
-		out = key.aead.Seal(out, nonce[:], body, out[:HeaderSize])
+		// The nonce is read in place: XChaCha20-Poly1305 consumes it before
+		// writing the ciphertext, which goes after it.
+		out = key.aead.Seal(out, out[HeaderSize:HeaderSize+nonceSize], body, out[:HeaderSize])
 		if corrupt { // tests only: a validly signed envelope whose AEAD fails
 			out[len(out)-1] ^= 1
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"fieldsync/crypto/internal/format"
 	"fmt"
 	"maps"
 	"slices"
@@ -23,24 +24,9 @@ const (
 	MaxRevocationCutoffs = 1 << 16
 )
 
-// checkMagic reads magic and version.
-func checkMagic(r *reader, magic string) {
-	m := r.bytes(len(magic))
-	if r.err != nil {
-		return
-	}
-	if string(m) != magic {
-		r.fail(malformed(r.what, ErrUnknownVersion, "magic"))
-		return
-	}
-	if v := r.u8(); r.err == nil && v != objectVersion {
-		r.fail(malformed(r.what, ErrUnknownVersion, fmt.Sprintf("version %d", v)))
-	}
-}
+func appendTime(b []byte, t time.Time) []byte { return format.AppendU64(b, uint64(t.Unix())) }
 
-func appendTime(b []byte, t time.Time) []byte { return appendU64(b, uint64(t.Unix())) }
-
-func readTime(r *reader) time.Time { return time.Unix(int64(r.u64()), 0).UTC() }
+func readTime(r *format.Reader) time.Time { return time.Unix(int64(r.U64()), 0).UTC() }
 
 // ---- Request ----
 
@@ -124,14 +110,14 @@ func ParseRequest(data []byte) (*Request, error) {
 		}
 		return r, nil
 	}
-	rd := newReader(data, "request")
-	checkMagic(rd, magicRequest)
+	rd := format.NewReader(data, "request")
+	rd.Magic(magicRequest, objectVersion)
 	r := &Request{}
-	r.Device.SignKey = bytes.Clone(rd.bytes(ed25519.PublicKeySize))
-	rd.copyTo(r.Device.AgreeKey[:])
-	rd.copyTo(r.NameCommitment[:])
-	r.sig = bytes.Clone(rd.bytes(SignatureSize))
-	if err := rd.done(); err != nil {
+	r.Device.SignKey = bytes.Clone(rd.Bytes(ed25519.PublicKeySize))
+	rd.CopyTo(r.Device.AgreeKey[:])
+	rd.CopyTo(r.NameCommitment[:])
+	r.sig = bytes.Clone(rd.Bytes(SignatureSize))
+	if err := rd.Done(); err != nil {
 		return nil, err
 	}
 	if err := r.check(); err != nil {
@@ -185,7 +171,7 @@ func (c *Certificate) encode() []byte {
 	b = append(b, c.Device.SignKey...)
 	b = append(b, c.Device.AgreeKey[:]...)
 	b = append(b, c.Bureau.Key...)
-	b = appendStr8(b, c.Bureau.Name)
+	b = format.AppendStr8(b, c.Bureau.Name)
 	b = appendTime(b, c.NotBefore)
 	b = appendTime(b, c.NotAfter)
 	return append(b, c.NameCommitment[:]...)
@@ -280,19 +266,19 @@ func ParseCertificate(data []byte) (*Certificate, error) {
 		}
 		return c, nil
 	}
-	r := newReader(data, "certificate")
-	checkMagic(r, magicCertificate)
+	r := format.NewReader(data, "certificate")
+	r.Magic(magicCertificate, objectVersion)
 	c := &Certificate{}
-	c.Role = Role(r.u8())
-	c.Device.SignKey = bytes.Clone(r.bytes(32))
-	r.copyTo(c.Device.AgreeKey[:])
-	c.Bureau.Key = bytes.Clone(r.bytes(32))
-	c.Bureau.Name = r.str(false, 16)
+	c.Role = Role(r.U8())
+	c.Device.SignKey = bytes.Clone(r.Bytes(32))
+	r.CopyTo(c.Device.AgreeKey[:])
+	c.Bureau.Key = bytes.Clone(r.Bytes(32))
+	c.Bureau.Name = r.Str(false, 16)
 	c.NotBefore = readTime(r)
 	c.NotAfter = readTime(r)
-	r.copyTo(c.NameCommitment[:])
-	c.sig = bytes.Clone(r.bytes(SignatureSize))
-	if err := r.done(); err != nil {
+	r.CopyTo(c.NameCommitment[:])
+	c.sig = bytes.Clone(r.Bytes(SignatureSize))
+	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	switch {
@@ -366,11 +352,11 @@ func (r *Revocation) encode(key ed25519.PublicKey) []byte {
 	b = append(b, key...)
 	b = append(b, r.Device[:]...)
 	b = appendTime(b, r.IssuedAt)
-	b = appendU64(b, r.DefaultCutoff)
-	b = appendU32(b, uint32(len(r.Cutoffs)))
+	b = format.AppendU64(b, r.DefaultCutoff)
+	b = format.AppendU32(b, uint32(len(r.Cutoffs)))
 	for _, s := range slices.SortedFunc(maps.Keys(r.Cutoffs), func(a, b SpaceID) int { return bytes.Compare(a[:], b[:]) }) {
 		b = append(b, s[:]...)
-		b = appendU64(b, r.Cutoffs[s])
+		b = format.AppendU64(b, r.Cutoffs[s])
 	}
 	return b
 }
@@ -408,15 +394,15 @@ func ParseRevocation(data []byte) (*Revocation, error) {
 	if len(data) > 5+32+16+8+8+4+24*MaxRevocationCutoffs+SignatureSize {
 		return nil, malformed("revocation", ErrOversize, "")
 	}
-	rd := newReader(data, "revocation")
-	checkMagic(rd, magicRevocation)
+	rd := format.NewReader(data, "revocation")
+	rd.Magic(magicRevocation, objectVersion)
 	r := &Revocation{}
-	r.key = bytes.Clone(rd.bytes(32))
-	rd.copyTo(r.Device[:])
+	r.key = bytes.Clone(rd.Bytes(32))
+	rd.CopyTo(r.Device[:])
 	r.IssuedAt = readTime(rd)
-	r.DefaultCutoff = rd.u64()
-	n := rd.u32()
-	if rd.err == nil && (n > MaxRevocationCutoffs || int(n)*24 > len(rd.b)) {
+	r.DefaultCutoff = rd.U64()
+	n := rd.U32()
+	if rd.Err() == nil && (n > MaxRevocationCutoffs || int(n)*24 > rd.Len()) {
 		if n > MaxRevocationCutoffs {
 			return nil, malformed("revocation", ErrOversize, "cut-off count")
 		}
@@ -424,17 +410,17 @@ func ParseRevocation(data []byte) (*Revocation, error) {
 	}
 	r.Cutoffs = make(map[SpaceID]uint64, n)
 	var last []byte
-	for i := uint32(0); i < n && rd.err == nil; i++ {
-		s := rd.bytes(16)
-		c := rd.u64()
-		if rd.err == nil && last != nil && bytes.Compare(last, s) >= 0 {
+	for i := uint32(0); i < n && rd.Err() == nil; i++ {
+		s := rd.Bytes(16)
+		c := rd.U64()
+		if rd.Err() == nil && last != nil && bytes.Compare(last, s) >= 0 {
 			return nil, invalid("revocation", "spaces not strictly ascending")
 		}
 		last = s
 		r.Cutoffs[SpaceID(s)] = c
 	}
-	r.sig = bytes.Clone(rd.bytes(SignatureSize))
-	if err := rd.done(); err != nil {
+	r.sig = bytes.Clone(rd.Bytes(SignatureSize))
+	if err := rd.Done(); err != nil {
 		return nil, err
 	}
 	if !verifyCtx(r.key, data[:len(data)-SignatureSize], r.sig, ctxRevocation) {

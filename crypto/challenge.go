@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"fieldsync/crypto/internal/format"
 	"fmt"
 	"io"
 )
@@ -45,8 +46,8 @@ const MaxChallengeField = 1024
 func (t *Transcript) message(side Side) []byte {
 	b := make([]byte, 0, 1+4+len(t.Label)+len(t.Binding)+32+64)
 	b = append(b, byte(side))
-	b = appendStr16(b, t.Label)
-	b = appendU16(b, uint16(len(t.Binding)))
+	b = format.AppendStr16(b, t.Label)
+	b = format.AppendU16(b, uint16(len(t.Binding)))
 	b = append(b, t.Binding...)
 	b = append(b, t.Initiator[:]...)
 	b = append(b, t.Responder[:]...)

@@ -4,7 +4,7 @@ import (
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
+	"fieldsync/crypto/internal/format"
 	"fmt"
 	"io"
 
@@ -45,7 +45,7 @@ func (k Kind) sealed() bool { return k == KindChange || k == KindProfile }
 
 // HeaderVersion is the envelope header format version that Seal writes and
 // Verify accepts.
-const HeaderVersion = 1
+const HeaderVersion = format.HeaderVersion
 
 // MaxEnvelopeSize bounds a whole envelope: a change is at most 32 MiB, plus
 // header, nonce, tag and signature.
@@ -53,7 +53,7 @@ const MaxEnvelopeSize = 33 << 20
 
 // Envelope layout sizes (docs/crypto.md has the byte-by-byte table).
 const (
-	HeaderSize    = 104                                          // clear header
+	HeaderSize    = format.HeaderSize                            // clear header (104)
 	SignatureSize = ed25519.SignatureSize                        // 64
 	MaxBodySize   = MaxEnvelopeSize - HeaderSize - SignatureSize // stored body
 	sealOverhead  = nonceSize + tagSize                          // 40
@@ -79,14 +79,10 @@ type Header struct {
 }
 
 func (h *Header) appendTo(b []byte) []byte {
-	b = append(b, h.Version, byte(h.Kind), h.BodyVersion, 0)
-	b = append(b, h.Space[:]...)
-	b = append(b, h.Author[:]...)
-	b = appendU64(b, h.Seq)
-	b = append(b, h.Epoch[:]...)
-	b = appendU64(b, h.HLC)
-	b = append(b, h.Prev[:]...)
-	return appendU32(b, h.BodyLen)
+	return format.AppendHeader(b, &format.Header{
+		Version: h.Version, Kind: uint8(h.Kind), BodyVersion: h.BodyVersion, Space: h.Space, Author: h.Author,
+		Seq: h.Seq, Epoch: h.Epoch, HLC: h.HLC, Prev: h.Prev, BodyLen: h.BodyLen,
+	})
 }
 
 // check validates the fields every envelope must get right.
@@ -109,29 +105,14 @@ func (h *Header) check() error {
 }
 
 func decodeHeader(b []byte) (Header, error) {
-	var h Header
-	if len(b) < 1 {
-		return h, truncated("envelope header")
+	var f format.Header
+	if err := format.DecodeHeader(b, &f); err != nil {
+		return Header{}, err
 	}
-	if b[0] != HeaderVersion {
-		return h, malformed("envelope header", ErrUnknownVersion, fmt.Sprintf("version %d", b[0]))
+	h := Header{
+		Version: f.Version, Kind: Kind(f.Kind), BodyVersion: f.BodyVersion, Space: f.Space, Author: f.Author,
+		Seq: f.Seq, Epoch: f.Epoch, HLC: f.HLC, Prev: f.Prev, BodyLen: f.BodyLen,
 	}
-	if len(b) < HeaderSize {
-		return h, truncated("envelope header")
-	}
-	h.Version = b[0]
-	h.Kind = Kind(b[1])
-	h.BodyVersion = b[2]
-	if b[3] != 0 {
-		return h, invalid("envelope header", "reserved byte")
-	}
-	copy(h.Space[:], b[4:20])
-	copy(h.Author[:], b[20:36])
-	h.Seq = binary.BigEndian.Uint64(b[36:44])
-	copy(h.Epoch[:], b[44:60])
-	h.HLC = binary.BigEndian.Uint64(b[60:68])
-	copy(h.Prev[:], b[68:100])
-	h.BodyLen = binary.BigEndian.Uint32(b[100:104])
 	if err := h.check(); err != nil {
 		return h, err
 	}

@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"errors"
+	"fieldsync/crypto/internal/format"
 	"fmt"
 )
 
@@ -13,16 +14,16 @@ var (
 	// returned bare: it always wraps one of the reasons below, so an error
 	// is both errors.Is(err, ErrMalformed) and errors.Is(err, ErrTruncated)
 	// (or ErrOversize, ErrUnknownVersion, ErrInvalid).
-	ErrMalformed = errors.New("malformed")
+	ErrMalformed = format.ErrMalformed
 	// ErrTruncated: the input ends before its format says it should.
-	ErrTruncated = errors.New("truncated")
+	ErrTruncated = format.ErrTruncated
 	// ErrOversize: a length is above its documented limit.
-	ErrOversize = errors.New("oversize")
+	ErrOversize = format.ErrOversize
 	// ErrUnknownVersion: a magic or version this code does not know.
-	ErrUnknownVersion = errors.New("unknown version")
+	ErrUnknownVersion = format.ErrUnknownVersion
 	// ErrInvalid: any other structural fault (unknown kind, trailing bytes,
 	// non-canonical encoding, a field out of range).
-	ErrInvalid = errors.New("invalid field")
+	ErrInvalid = format.ErrInvalid
 
 	// ErrSignature: not signed by the claimed key (or the claimed key is not
 	// the one the object names).
@@ -52,30 +53,13 @@ var (
 	ErrRole = errors.New("role not allowed")
 )
 
-// malformedError is ErrMalformed with its reason and a short context phrase.
-type malformedError struct {
-	what   string // e.g. "envelope header"
-	reason error  // ErrTruncated, ErrOversize, ErrUnknownVersion or ErrInvalid
-	detail string
-}
-
-func (e *malformedError) Error() string {
-	s := "malformed " + e.what + ": " + e.reason.Error()
-	if e.detail != "" {
-		s += " (" + e.detail + ")"
-	}
-	return s
-}
-
-func (e *malformedError) Unwrap() []error { return []error{ErrMalformed, e.reason} }
-
 func malformed(what string, reason error, detail string) error {
-	return &malformedError{what: what, reason: reason, detail: detail}
+	return format.Malformed(what, reason, detail)
 }
 
-func truncated(what string) error { return malformed(what, ErrTruncated, "") }
+func truncated(what string) error { return format.Truncated(what) }
 
-func invalid(what, detail string) error { return malformed(what, ErrInvalid, detail) }
+func invalid(what, detail string) error { return format.Invalid(what, detail) }
 
 func wrapf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))

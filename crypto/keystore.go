@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"fieldsync/crypto/internal/format"
 	"fmt"
 	"io"
 	"strings"
@@ -143,12 +144,12 @@ func sealFile(magic string, kind uint8, p KDFParams, secret, payload []byte, ran
 	b := make([]byte, 0, fileHeaderSize+len(payload)+tagSize)
 	b = append(b, magic...)
 	b = append(b, fileVersion, kind)
-	b = appendU32(b, f.params.Time)
-	b = appendU32(b, f.params.MemoryKiB)
+	b = format.AppendU32(b, f.params.Time)
+	b = format.AppendU32(b, f.params.MemoryKiB)
 	b = append(b, f.params.Threads)
 	b = append(b, f.salt[:]...)
 	b = append(b, f.nonce[:]...)
-	b = appendU32(b, uint32(len(payload)+tagSize))
+	b = format.AppendU32(b, uint32(len(payload)+tagSize))
 	b = append(b, check[:]...)
 	sum := headerSum(b)
 	b = append(b, sum[:]...)
@@ -259,23 +260,23 @@ func (ks *Keystore) payload() ([]byte, error) {
 	b = append(b, byte(len(ks.MeshKey)))
 	b = append(b, ks.MeshKey...)
 	b = append(b, ks.NameSalt[:]...)
-	return appendStr16(b, ks.Officer), nil
+	return format.AppendStr16(b, ks.Officer), nil
 }
 
 func parseKeystorePayload(pt []byte) (*Keystore, error) {
 	defer clear(pt)
-	r := newReader(pt, "keystore")
-	if v := r.u8(); r.err == nil && v != keystorePayloadVersion {
+	r := format.NewReader(pt, "keystore")
+	if v := r.U8(); r.Err() == nil && v != keystorePayloadVersion {
 		return nil, malformed("keystore", ErrUnknownVersion, "payload version")
 	}
-	seed := r.bytes(32)
-	x := r.bytes(32)
+	seed := r.Bytes(32)
+	x := r.Bytes(32)
 	ks := &Keystore{}
-	r.copyTo(ks.StorageKey[:])
-	mk := r.bytes(int(r.u8()))
-	r.copyTo(ks.NameSalt[:])
-	ks.Officer = r.str(true, MaxOfficerName)
-	if err := r.done(); err != nil {
+	r.CopyTo(ks.StorageKey[:])
+	mk := r.Bytes(int(r.U8()))
+	r.CopyTo(ks.NameSalt[:])
+	ks.Officer = r.Str(true, MaxOfficerName)
+	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	id, err := identityFromKeys(seed, x)
@@ -379,7 +380,7 @@ func SealBureau(b *Bureau, passphrase []byte, p KDFParams, rand io.Reader) ([]by
 		return nil, fmt.Errorf("seal bureau: no key or bad name")
 	}
 	pl := []byte{bureauPayloadVersion}
-	pl = appendStr8(pl, b.Name)
+	pl = format.AppendStr8(pl, b.Name)
 	pl = append(pl, b.priv.Seed()...)
 	defer clear(pl)
 	return sealFile(magicBureau, kdfArgon2id, p, passphrase, pl, rand)
@@ -393,13 +394,13 @@ func OpenBureau(data, passphrase []byte) (*Bureau, error) {
 		return nil, err
 	}
 	defer clear(pt)
-	r := newReader(pt, "bureau file")
-	if v := r.u8(); r.err == nil && v != bureauPayloadVersion {
+	r := format.NewReader(pt, "bureau file")
+	if v := r.U8(); r.Err() == nil && v != bureauPayloadVersion {
 		return nil, malformed("bureau file", ErrUnknownVersion, "payload version")
 	}
-	name := r.str(false, 16)
-	seed := r.bytes(32)
-	if err := r.done(); err != nil {
+	name := r.Str(false, 16)
+	seed := r.Bytes(32)
+	if err := r.Done(); err != nil {
 		return nil, err
 	}
 	if !ValidBureauName(name) {

@@ -3,6 +3,7 @@ package crypto
 import (
 	"bytes"
 	"crypto/subtle"
+	"fieldsync/crypto/internal/format"
 	"fmt"
 	"io"
 	"slices"
@@ -29,19 +30,19 @@ func (p Profile) Marshal() []byte {
 	b := make([]byte, 0, 1+32+2+len(p.Officer))
 	b = append(b, profileVersion)
 	b = append(b, p.NameSalt[:]...)
-	return appendStr16(b, p.Officer)
+	return format.AppendStr16(b, p.Officer)
 }
 
 // ParseProfile decodes a profile plaintext.
 func ParseProfile(b []byte) (Profile, error) {
 	var p Profile
-	r := newReader(b, "profile")
-	if v := r.u8(); r.err == nil && v != profileVersion {
+	r := format.NewReader(b, "profile")
+	if v := r.U8(); r.Err() == nil && v != profileVersion {
 		return p, malformed("profile", ErrUnknownVersion, fmt.Sprintf("version %d", v))
 	}
-	r.copyTo(p.NameSalt[:])
-	p.Officer = r.str(true, MaxOfficerName)
-	if err := r.done(); err != nil {
+	r.CopyTo(p.NameSalt[:])
+	p.Officer = r.Str(true, MaxOfficerName)
+	if err := r.Done(); err != nil {
 		return Profile{}, err
 	}
 	return p, nil
@@ -89,37 +90,37 @@ func (r Routing) canonicalReleased() []string {
 func (r Routing) Marshal() []byte {
 	b := []byte{routingVersion}
 	b = append(b, r.Space[:]...)
-	b = appendStr8(b, r.Owner)
+	b = format.AppendStr8(b, r.Owner)
 	rel := r.canonicalReleased()
 	b = append(b, byte(len(rel)))
 	for _, f := range rel {
-		b = appendStr8(b, f)
+		b = format.AppendStr8(b, f)
 	}
-	return append(appendU16(b, uint16(len(r.SealedName))), r.SealedName...)
+	return append(format.AppendU16(b, uint16(len(r.SealedName))), r.SealedName...)
 }
 
 // ParseRouting decodes a routing record and checks that it is canonical:
 // valid fingerprints, Released sorted, unique and holding Owner.
 func ParseRouting(b []byte) (Routing, error) {
 	var r Routing
-	rd := newReader(b, "routing record")
-	if v := rd.u8(); rd.err == nil && v != routingVersion {
+	rd := format.NewReader(b, "routing record")
+	if v := rd.U8(); rd.Err() == nil && v != routingVersion {
 		return r, malformed("routing record", ErrUnknownVersion, fmt.Sprintf("version %d", v))
 	}
-	rd.copyTo(r.Space[:])
-	r.Owner = rd.str(false, idTextLen)
-	n := int(rd.u8())
-	for i := 0; i < n && rd.err == nil; i++ {
-		r.Released = append(r.Released, rd.str(false, idTextLen))
+	rd.CopyTo(r.Space[:])
+	r.Owner = rd.Str(false, idTextLen)
+	n := int(rd.U8())
+	for i := 0; i < n && rd.Err() == nil; i++ {
+		r.Released = append(r.Released, rd.Str(false, idTextLen))
 	}
-	sn := int(rd.u16())
-	if rd.err == nil && sn > MaxSealedName {
+	sn := int(rd.U16())
+	if rd.Err() == nil && sn > MaxSealedName {
 		return Routing{}, malformed("routing record", ErrOversize, "sealed name")
 	}
-	if v := rd.bytes(sn); v != nil {
+	if v := rd.Bytes(sn); v != nil {
 		r.SealedName = bytes.Clone(v)
 	}
-	if err := rd.done(); err != nil {
+	if err := rd.Done(); err != nil {
 		return Routing{}, err
 	}
 	if _, err := parseID("routing record", r.Owner); err != nil {

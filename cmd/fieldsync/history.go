@@ -69,7 +69,7 @@ func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
 // opText is one operation in words (escaped later, as a table cell).
 func opText(op agent.HistoryOp) string {
 	var b strings.Builder
-	switch op.Kind {
+	switch strings.ReplaceAll(op.Kind, "-", "_") {
 	case "put":
 		fmt.Fprintf(&b, "put %s = %s", op.Field, shownValue(op.Value, ""))
 	case "set_add":

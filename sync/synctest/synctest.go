@@ -415,6 +415,8 @@ type Options struct {
 	LogEvery     time.Duration // default 10 s
 	WrongKey     bool          // sign challenges with a key that is not the device's
 	Tweak        func(*fsync.Config)
+	// Entitle overrides entitlement (default: everyone, every space).
+	Entitle func(peer fsync.Peer, space fsync.SpaceID) bool
 }
 
 // Node is one engine with its store and fake identity.
@@ -500,6 +502,7 @@ func (c *Cluster) NewNode(o Options) *Node {
 	}
 	auth := NewAuth(o.Device, o.Trust...)
 	auth.WrongKey = o.WrongKey
+	auth.Entitle = o.Entitle
 	store := fsync.NewMemStore(auth.Verifier())
 	cfg := fsync.Config{
 		Store: store, Auth: auth, Role: o.Device.Role, Profile: o.Profile,
@@ -676,4 +679,36 @@ func SortedIDs(nodes []*Node) []fsync.PeerID {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
 	return out
+}
+
+// Restart closes n's engine and starts a new one with the same device,
+// store and authenticator and no join addresses: it must find the mesh
+// through the peers its store remembers. The returned node replaces n in
+// the cluster.
+func (c *Cluster) Restart(n *Node, o Options) *Node {
+	c.T.Helper()
+	_ = n.Engine.Close()
+	if o.Profile == "" {
+		o.Profile = fsync.ProfileLocal
+	}
+	cfg := fsync.Config{
+		Store: n.Store, Auth: n.Auth, Role: n.Dev.Role, Profile: o.Profile,
+		BindAddr: "127.0.0.1:0", MeshKeys: [][]byte{c.MeshKey}, Logger: o.Logger,
+		SyncInterval: o.SyncInterval, DisableHints: o.DisableHints, Faults: c.Faults, LogEvery: o.LogEvery,
+	}
+	e, err := fsync.New(cfg)
+	if err != nil {
+		c.T.Fatalf("synctest: new engine: %v", err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		c.T.Fatalf("synctest: start: %v", err)
+	}
+	c.T.Cleanup(func() { _ = e.Close() })
+	nn := &Node{Engine: e, Store: n.Store, Auth: n.Auth, Dev: n.Dev, seq: n.seq}
+	for i, x := range c.Nodes {
+		if x == n {
+			c.Nodes[i] = nn
+		}
+	}
+	return nn
 }

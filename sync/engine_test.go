@@ -1,0 +1,104 @@
+package sync_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	fsync "fieldsync/sync"
+	"fieldsync/sync/synctest"
+)
+
+func TestHintsAlonePropagate(t *testing.T) {
+	c := synctest.NewCluster(t)
+	nodes := c.Start(4, synctest.Options{SyncInterval: -1})
+	if !synctest.WaitMembers(10*time.Second, nodes...) {
+		t.Fatal("no membership")
+	}
+	time.Sleep(300 * time.Millisecond) // join rounds done
+	sp := synctest.NewSpace()
+	nodes[2].Write(sp, []byte("hinted"))
+	synctest.WaitConverged(t, 10*time.Second, nodes...)
+	var got uint64
+	for _, n := range nodes {
+		got += n.Engine.Stats().HintsReceived
+	}
+	if got == 0 {
+		t.Fatal("converged without any hint: the test proves nothing")
+	}
+}
+
+func TestEntitlementLimitsSpaces(t *testing.T) {
+	c := synctest.NewCluster(t)
+	shared, private := synctest.NewSpace(), synctest.NewSpace()
+	out := synctest.NewDevice(c.Bureau, fsync.RoleOfficer)
+	entitle := func(p fsync.Peer, s fsync.SpaceID) bool { return s != private || p.ID != out.ID }
+	o := synctest.Options{SyncInterval: 200 * time.Millisecond, Entitle: entitle}
+	nodes := c.Start(2, o)
+	o.Device = out
+	nodes = append(nodes, c.Add(o))
+	nodes[0].Write(shared, []byte("for everyone"))
+	nodes[0].Write(private, []byte("not for the outsider"))
+	if !synctest.WaitFor(10*time.Second, func() bool {
+		return nodes[1].Store.Count() == 2 && nodes[2].Store.Count() == 1
+	}) {
+		t.Fatalf("counts %d %d", nodes[1].Store.Count(), nodes[2].Store.Count())
+	}
+	time.Sleep(time.Second) // more rounds
+	if h, _ := nodes[2].Store.Heads(private); len(h) != 0 {
+		t.Fatalf("outsider holds %v of the private space", h)
+	}
+}
+
+func TestRestartRejoinsRememberedPeers(t *testing.T) {
+	c := synctest.NewCluster(t)
+	o := synctest.Options{SyncInterval: 200 * time.Millisecond}
+	a := c.Add(o)
+	b := c.Add(o)
+	sp := synctest.NewSpace()
+	a.Write(sp, []byte("one"))
+	synctest.WaitConverged(t, 10*time.Second, a, b)
+	if ps, _ := b.Store.LoadPeers(); len(ps) != 1 || ps[0].ID != a.Dev.ID || ps[0].Addr != a.Engine.LocalAddr() {
+		t.Fatalf("b remembers %+v", ps)
+	}
+	b2 := c.Restart(b, o) // new port, no join addresses
+	a.Write(sp, []byte("two"))
+	synctest.WaitConverged(t, 15*time.Second, a, b2)
+	if b2.Store.Count() != 2 {
+		t.Fatalf("b holds %d", b2.Store.Count())
+	}
+}
+
+// A client that opens a TCP connection and sends nothing (or garbage that
+// looks like TLS) must not stall memberlist or sync.
+func TestSlowAndGarbageStreams(t *testing.T) {
+	c := synctest.NewCluster(t)
+	a := c.Add(synctest.Options{SyncInterval: 200 * time.Millisecond})
+	var idle []net.Conn
+	for i := 0; i < 20; i++ {
+		conn, err := net.Dial("tcp", a.Engine.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, conn)
+		defer conn.Close()
+	}
+	for i := 0; i < 20; i++ {
+		conn, err := net.Dial("tcp", a.Engine.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "\x16\x03\x01garbage that is not a client hello")
+		conn.Close()
+	}
+	b := c.Add(synctest.Options{SyncInterval: 200 * time.Millisecond})
+	sp := synctest.NewSpace()
+	b.Write(sp, []byte("through"))
+	synctest.WaitConverged(t, 10*time.Second, a, b)
+	if _, err := b.Engine.SyncWith(context.Background(), a.Dev.ID); err != nil {
+		t.Fatalf("round with idle clients connected: %v", err)
+	}
+	_ = idle
+}

@@ -63,6 +63,12 @@ func agentAction(c *cli.Context) error {
 	if _, err := agent.LoadDevice(l); err != nil {
 		return withHint(err, "create the device with `fieldsync init`")
 	}
+	if _, err := agent.LoadCert(l); errors.Is(err, agent.ErrNotEnrolled) {
+		return &exitError{code: agent.ExitNotEnrolled, errCode: "not_enrolled", err: fmt.Errorf("device is not enrolled: no certificate in %s", l.Dir),
+			hint: "have the bureau sign the request (`fieldsync enroll`), then `fieldsync cert install cert.json`"}
+	} else if err != nil {
+		return err
+	}
 	u, err := unlockOf(c)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-
-	"fieldsync/agent"
 )
 
 func TestMain(m *testing.M) {
@@ -65,29 +62,26 @@ func cmdWaitAgent(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		limit = time.Duration(n) * time.Second
 	}
-	l := agent.Layout{Dir: ts.MkAbs(args[0])}
+	// Ask through the CLI itself, so the socket is found with the script's
+	// environment (TMPDIR, XDG_RUNTIME_DIR), as a user's shell would.
+	dir := ts.MkAbs(args[0])
 	deadline := time.Now().Add(limit)
 	var err error
-	for time.Now().Before(deadline) {
-		var c *agent.Client
-		if c, err = agent.Dial(l); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = c.Status(ctx)
-			cancel()
-			if err == nil {
-				break
-			}
+	for {
+		err = ts.Exec("fieldsync", "--data-dir", dir, "status", "--json")
+		if err == nil || time.Now().After(deadline) {
+			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	if neg {
 		if err == nil {
-			ts.Fatalf("agent answers on %s", l.Socket())
+			ts.Fatalf("an agent answers for %s", dir)
 		}
 		return
 	}
 	if err != nil {
-		ts.Fatalf("agent did not answer on %s within %v: %v", l.Socket(), limit, err)
+		ts.Fatalf("agent for %s did not answer within %v: %v", dir, limit, err)
 	}
 }
 

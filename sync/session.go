@@ -72,6 +72,8 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.conn.Close() })
 	defer stop()
+	stopE := context.AfterFunc(e.ctx, func() { _ = s.conn.Close() }) // Close ends every stream
+	defer stopE()
 	defer s.conn.Close()
 
 	err := s.run(expect)

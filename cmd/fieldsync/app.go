@@ -238,9 +238,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s\n", b)
 		return code
 	}
-	fmt.Fprintf(stderr, "fieldsync: error: %s\n", msg)
+	fmt.Fprintf(stderr, "fieldsync: error: %s\n", escapeMessage(msg))
 	if hint != "" {
-		fmt.Fprintf(stderr, "fieldsync: hint: %s\n", hint)
+		fmt.Fprintf(stderr, "fieldsync: hint: %s\n", escapeMessage(hint))
 	}
 	return code
 }

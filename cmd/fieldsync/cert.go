@@ -79,5 +79,6 @@ func certInstall(c *cli.Context) error {
 			return fmt.Errorf("write trust list: %v", err)
 		}
 	}
+	noteRestart(c, l, "certificate and trust list")
 	return printCert(c, certInfo(cert, l.Cert()))
 }

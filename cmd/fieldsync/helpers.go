@@ -316,3 +316,11 @@ func ctxOf(c *cli.Context) context.Context {
 	}
 	return context.Background()
 }
+
+// noteRestart tells the user that a running agent reads the device files
+// only when it starts.
+func noteRestart(c *cli.Context, l agent.Layout, what string) {
+	if _, err := agent.Dial(l); err == nil {
+		fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: the running agent reads the %s when it starts; restart it to apply the change\n", what)
+	}
+}

@@ -51,7 +51,9 @@ func needsEscape(r rune) bool {
 // escapeText returns s with every control, format and bidi character
 // escaped (\n, \t, \r, \\, \uXXXX or \UXXXXXXXX) and invalid UTF-8 bytes
 // shown as \xNN. Text that needs no escaping is returned unchanged.
-func escapeText(s string) string {
+func escapeText(s string) string { return escape(s, true) }
+
+func escape(s string, backslash bool) string {
 	clean := true
 	for i, r := range s {
 		if r == utf8.RuneError {
@@ -60,7 +62,7 @@ func escapeText(s string) string {
 				break
 			}
 		}
-		if needsEscape(r) {
+		if needsEscape(r) && (backslash || r != '\\') {
 			clean = false
 			break
 		}
@@ -78,6 +80,8 @@ func escapeText(s string) string {
 		}
 		i += size
 		switch {
+		case r == '\\' && !backslash:
+			b.WriteRune(r)
 		case r == '\\':
 			b.WriteString(`\\`)
 		case r == '\n':
@@ -96,6 +100,11 @@ func escapeText(s string) string {
 	}
 	return b.String()
 }
+
+// escapeMessage escapes control, format and bidi characters in an error or
+// hint line (a record ID or name inside it may be crafted), but leaves
+// backslashes alone so paths stay readable.
+func escapeMessage(s string) string { return escape(s, false) }
 
 // runeWidth is the number of terminal columns r takes.
 func runeWidth(r rune) int {

@@ -158,3 +158,16 @@ func TestReorderArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestEscapeMessage(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`open C:\data\keystore`, `open C:\data\keystore`},
+		{"no record \"r\u202e1\"", `no record "r\u202e1"`},
+		{"two\nlines", `two\nlines`},
+	}
+	for _, c := range cases {
+		if got := escapeMessage(c.in); got != c.want {
+			t.Errorf("escapeMessage(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

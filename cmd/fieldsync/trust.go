@@ -92,6 +92,7 @@ func trustAdd(c *cli.Context) error {
 			return err
 		}
 		res.Changed = true
+		noteRestart(c, l, "trust list")
 	}
 	if jsonMode(c) {
 		return printJSON(c, res)
@@ -205,6 +206,7 @@ func trustRemove(c *cli.Context) error {
 	if err := saveTrust(l, keep); err != nil {
 		return err
 	}
+	noteRestart(c, l, "trust list")
 	res := trustChange{trustEntry: trustEntry{Name: gone.Name, Fingerprint: gone.Fingerprint()}, Changed: true}
 	if jsonMode(c) {
 		return printJSON(c, res)

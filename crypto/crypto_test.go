@@ -490,3 +490,22 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAuthorRevocationMismatch(t *testing.T) {
+	w := newWorld(t)
+	h := Header{Kind: KindChange, Space: w.space, Author: w.alice.ID(), Seq: 1}
+	// A revocation of another device, or by another bureau, is the caller's
+	// mistake: an error, never silently ignored.
+	revBob := must(w.bureau.Revoke(w.bob.ID(), nil, 0, t0))
+	if err := CheckAuthor(h, w.aliceCert, revBob, w.trust, t0); err == nil {
+		t.Fatal("revocation of another device accepted")
+	}
+	trustBoth := NewTrustSet(w.bureau.Public(), w.other.Public())
+	revKAZ := must(w.other.Revoke(w.alice.ID(), nil, 0, t0))
+	if err := CheckAuthor(h, w.aliceCert, revKAZ, trustBoth, t0); err == nil || errors.Is(err, ErrRevoked) {
+		t.Fatalf("revocation by another bureau: %v", err)
+	}
+	if w.alice.ID().Compare(w.bob.ID()) != -w.bob.ID().Compare(w.alice.ID()) || w.alice.ID().Compare(w.alice.ID()) != 0 {
+		t.Fatal("Compare is not antisymmetric")
+	}
+}

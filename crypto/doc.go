@@ -41,10 +41,18 @@
 //
 // # Contract notes
 //
-// The API follows plan/crypto-api.md. Additions: ErrInvalid (a fourth
-// ErrMalformed reason), VerifyMessage, CheckRouting, ValidBureauName,
-// ParseKeyID, KeystoreKDFParams, Request.MarshalBinary, TrustSet.Remove,
-// Routing.Releases, Bureau.Zero and size constants.
+// The API follows plan/crypto-api.md, unchanged. Additions: ErrInvalid (a
+// fourth ErrMalformed reason), VerifyMessage (checks Identity.Sign),
+// CheckRouting, ValidBureauName, ParseKeyID, DeviceID.Compare and IsZero,
+// KeyID.IsZero, DevicePublic.Equal, Kind.String, Side.String,
+// KeystoreKDFParams, Request.MarshalBinary, Certificate.ID, TrustSet.Remove,
+// Routing.Releases, Bureau.Zero and the size limits (HeaderSize,
+// SignatureSize, MaxBodySize, MaxOfficerName, MaxReleased, MaxSealedName,
+// MaxChallengeField, MaxObjectJSON, MaxRevocationCutoffs, MaxKDF*).
+// Choices the contract left open: Identity.Sign is Ed25519ctx with the
+// context "fieldsync/message/v1" (not raw Ed25519); BureauPublic.Marshal is
+// one line of text; Revocation.Marshal is binary only; SignChallenge returns
+// nil (never panics) for a transcript VerifyChallenge would refuse.
 //
 // See docs/crypto.md for every format byte by byte and the threat model.
 package crypto

@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
@@ -40,6 +41,10 @@ func (d DeviceID) String() string { return encodeID(d) }
 
 // IsZero reports whether d is the zero ID.
 func (d DeviceID) IsZero() bool { return d == DeviceID{} }
+
+// Compare orders device IDs by their raw bytes (DESIGN §2: the raw bytes
+// order ties): -1, 0 or +1.
+func (d DeviceID) Compare(o DeviceID) int { return bytes.Compare(d[:], o[:]) }
 
 // ParseDeviceID parses the text form of a device ID (case-insensitive).
 func ParseDeviceID(s string) (DeviceID, error) {

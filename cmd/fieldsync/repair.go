@@ -33,6 +33,11 @@ func repairAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ks, err := agent.LoadKeystore(l, u)
+	if err != nil {
+		return unlockError(l, err)
+	}
+	ks.Zero()
 	mk, err := meshKeyOverride(c)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -211,5 +212,16 @@ func BenchmarkWrapUnwrapKey(b *testing.B) {
 	for b.Loop() {
 		ks := must(WrapKey(w.key, w.space, w.bob.Public(), rand.Reader))
 		must(UnwrapKey(ks, w.space, w.bob))
+	}
+}
+
+// BenchmarkArgon2idDefault is the bare KDF at DefaultKDFParams, to compare
+// with BenchmarkUnlockKeystoreDefault in the same run.
+func BenchmarkArgon2idDefault(b *testing.B) {
+	p := DefaultKDFParams
+	salt := make([]byte, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		argon2.IDKey([]byte("passphrase"), salt, p.Time, p.MemoryKiB, p.Threads, 32)
 	}
 }

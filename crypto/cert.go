@@ -448,7 +448,11 @@ func (r *Revocation) Verify(trust *TrustSet) error {
 }
 
 // Cutoff returns the highest seq of the device that stays valid in space.
+// A nil revocation revokes nothing: its cut-off is the largest uint64.
 func (r *Revocation) Cutoff(space SpaceID) uint64 {
+	if r == nil {
+		return ^uint64(0)
+	}
 	if c, ok := r.Cutoffs[space]; ok {
 		return c
 	}

@@ -311,7 +311,7 @@ func TestCheckAuthor(t *testing.T) {
 	// A revocation edited after signing.
 	rev.Cutoffs[w.space] = 100
 	wantErr(t, rev.Verify(w.trust), ErrSignature)
-	if rev.Cutoff(SpaceID{4}) != 0 || rev.Cutoff(w.space) != 100 {
+	if rev.Cutoff(SpaceID{4}) != 0 || rev.Cutoff(w.space) != 100 || (*Revocation)(nil).Cutoff(w.space) != ^uint64(0) {
 		t.Fatal("cutoff lookup")
 	}
 }

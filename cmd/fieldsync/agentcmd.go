@@ -69,7 +69,7 @@ func agentAction(c *cli.Context) error {
 	} else if err != nil {
 		return err
 	}
-	u, err := unlockOf(c)
+	u, err := unlockOf(c, l)
 	if err != nil {
 		return err
 	}

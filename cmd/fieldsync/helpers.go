@@ -178,11 +178,27 @@ func readPassphrase(c *cli.Context, fileFlag, what string, confirm bool) ([]byte
 	return p, nil
 }
 
-// unlockOf returns what opens the device keystore: the key file if
-// --key-file is given, else the passphrase (file or prompt).
-func unlockOf(c *cli.Context) (agent.Unlock, error) {
-	if path := globalString(c, "key-file"); path != "" {
-		k, err := readSecretFile(path)
+// unlockOf returns what opens the device keystore of l: the key file if
+// --key-file is given, else the passphrase (file or prompt). A keystore
+// sealed the other way is reported before anything is asked.
+func unlockOf(c *cli.Context, l agent.Layout) (agent.Unlock, error) {
+	keyPath := globalString(c, "key-file")
+	if data, err := readBounded(l.Keystore(), maxSecretFile); err == nil {
+		if usesKey, err := crypto.KeystoreUsesKeyFile(data); err == nil {
+			switch {
+			case usesKey && keyPath == "":
+				return agent.Unlock{}, &exitError{code: exitFailure, errCode: "wrong_unlock",
+					err:  fmt.Errorf("the keystore in %s is sealed with a key file, not a passphrase", l.Dir),
+					hint: "give --key-file FILE (or FIELDSYNC_KEY_FILE)"}
+			case !usesKey && keyPath != "":
+				return agent.Unlock{}, &exitError{code: exitFailure, errCode: "wrong_unlock",
+					err:  fmt.Errorf("the keystore in %s is sealed with a passphrase, not a key file", l.Dir),
+					hint: "drop --key-file (and FIELDSYNC_KEY_FILE); give --passphrase-file FILE or type it"}
+			}
+		}
+	}
+	if keyPath != "" {
+		k, err := readSecretFile(keyPath)
 		if err != nil {
 			return agent.Unlock{}, fmt.Errorf("key file: %v", err)
 		}

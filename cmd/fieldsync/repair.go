@@ -29,7 +29,7 @@ func repairAction(c *cli.Context) error {
 		_ = cl
 		return withHint(fmt.Errorf("the agent is running on %s", l.Dir), "stop it first (SIGINT or SIGTERM), then run `fieldsync repair`")
 	}
-	u, err := unlockOf(c)
+	u, err := unlockOf(c, l)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,7 +49,7 @@ func bureauInit(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "--name NAME --out FILE"); err != nil {
 		return err
 	}
-	name, out := ident(c.String("name")), c.String("out")
+	name, out := strings.ToUpper(ident(c.String("name"))), c.String("out")
 	if name == "" || out == "" {
 		return usageErrorf("bureau init needs --name and --out")
 	}

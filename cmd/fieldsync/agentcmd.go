@@ -56,6 +56,7 @@ func agentAction(c *cli.Context) error {
 	if err := checkProfile(c.String("profile")); err != nil {
 		return err
 	}
+	noCoreDumps(c)
 	l, err := layoutOf(c)
 	if err != nil {
 		return err
@@ -81,6 +82,13 @@ func agentAction(c *cli.Context) error {
 	ks.Zero()
 	if _, err := meshKeyOverride(c); err != nil {
 		return err
+	}
+	cfg := agent.DefaultConfig()
+	cfg.Layout, cfg.Unlock = l, u
+	cfg.Bind, cfg.Advertise, cfg.Join = c.String("bind"), c.String("advertise"), c.StringSlice("join")
+	cfg.Relay, cfg.Profile = c.Bool("relay"), c.String("profile")
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("agent configuration: %v", err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -159,6 +167,7 @@ func newLogger(c *cli.Context) *slog.Logger {
 }
 
 func agentWorkerAction(c *cli.Context) error {
+	noCoreDumps(c)
 	l, err := layoutOf(c)
 	if err != nil {
 		return err
@@ -182,7 +191,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Profile = c.String("profile")
 	cfg.Logger = newLogger(c)
 	if err := cfg.Validate(); err != nil {
-		return usageErrorf("agent configuration: %v", err)
+		return fmt.Errorf("agent configuration: %v", err) // exit 1: the supervisor takes 2 for a panic
 	}
 	ctx, stop := signal.NotifyContext(ctxOf(c), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -119,6 +119,9 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 // known subcommand.
 func groupAction(c *cli.Context) error {
 	name := cmdPath(c)
+	if c.Args().First() == "help" && c.NArg() == 1 {
+		return cli.ShowSubcommandHelp(c)
+	}
 	if c.Args().Present() {
 		return &exitError{code: exitUsage, err: fmt.Errorf("unknown command %q", strings.TrimPrefix(name+" "+c.Args().First(), "fieldsync ")),
 			hint: fmt.Sprintf("see `%s --help`", name)}
@@ -232,6 +235,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			hint = "start it with `fieldsync agent`"
 		}
 	}
+	if code == exitUsage && isWorker(args) {
+		code = exitFailure // the supervisor takes exit code 2 for a Go panic
+	}
 	msg := strings.TrimSuffix(err.Error(), ".")
 	if jsonErrors {
 		b, _ := json.Marshal(agent.ErrorBody{Error: agent.ErrorDetail{Code: errCode, Message: msg, Hint: hint}})
@@ -264,6 +270,19 @@ func apiExitCode(code string) int {
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// isWorker reports whether args run the hidden agent-worker command.
+func isWorker(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "agent-worker" {
+			return true
+		}
+	}
+	return false
 }
 
 // wantsJSON reports whether --json appears among the arguments (before a

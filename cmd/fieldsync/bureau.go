@@ -49,6 +49,7 @@ func bureauInit(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "--name NAME --out FILE"); err != nil {
 		return err
 	}
+	noCoreDumps(c)
 	name, out := strings.ToUpper(ident(c.String("name"))), c.String("out")
 	if name == "" || out == "" {
 		return usageErrorf("bureau init needs --name and --out")
@@ -82,6 +83,7 @@ func bureauInit(c *cli.Context) error {
 
 // openBureauFile reads and unseals a bureau key file.
 func openBureauFile(c *cli.Context, path string) (*crypto.Bureau, error) {
+	noCoreDumps(c)
 	data, err := readInput(path, "bureau key")
 	if err != nil {
 		return nil, err

@@ -340,3 +340,11 @@ func noteRestart(c *cli.Context, l agent.Layout, what string) {
 		fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: the running agent reads the %s when it starts; restart it to apply the change\n", what)
 	}
 }
+
+// noCoreDumps keeps key material out of core files (DESIGN §5) for the
+// commands that hold keys; the agent's worker inherits the limit.
+func noCoreDumps(c *cli.Context) {
+	if err := agent.DisableCoreDumps(); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "fieldsync: warning: could not disable core dumps: %v\n", err)
+	}
+}

@@ -53,6 +53,7 @@ func initAction(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "--officer NAME (--bureau-key FILE | --request-out FILE) [--role relay] [--mesh-key FILE] [--key-file K]"); err != nil {
 		return err
 	}
+	noCoreDumps(c)
 	officer := ident(c.String("officer"))
 	bureauKey, reqOut := c.String("bureau-key"), c.String("request-out")
 	switch {

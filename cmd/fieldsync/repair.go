@@ -21,6 +21,7 @@ func repairAction(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, ""); err != nil {
 		return err
 	}
+	noCoreDumps(c)
 	l, err := layoutOf(c)
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ type bureauOut struct {
 	Name        string `json:"name"`
 	Fingerprint string `json:"fingerprint"`
 	File        string `json:"file,omitempty"`
+	Public      string `json:"public,omitempty"` // export to stdout under --json: the public key file's text
 }
 
 func bureauInit(c *cli.Context) error {
@@ -111,6 +112,9 @@ func bureauExport(c *cli.Context) error {
 	data := pub.Marshal()
 	out := c.String("out")
 	if out == "" || out == "-" {
+		if jsonMode(c) {
+			return printJSON(c, bureauOut{Name: pub.Name, Fingerprint: pub.Fingerprint(), Public: string(data)})
+		}
 		_, err := c.App.Writer.Write(data)
 		return err
 	}

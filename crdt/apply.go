@@ -23,10 +23,11 @@ func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
 		// A partial dot for this op in this record means a change already
 		// applied overwrote it: the op arrives dead.
 		dead := ctx.hasPartial(d, o.Record)
+		skip := Dot{}
 		switch o.Kind {
 		case OpPut, OpResolve:
 			if !dead {
-				r.addEntry(kindRegister, o.Field, "", entry{dot: d, hlc: hlc, value: o.Value})
+				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value})
 			}
 		case OpSetAdd:
 			if !dead {
@@ -40,6 +41,9 @@ func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
 			r.addNote(note{id: d, hlc: hlc, text: string(o.Value), removed: dead})
 		}
 		for _, s := range o.Seen {
+			if s == skip {
+				continue
+			}
 			if ctx.hasChange(s.Replica, s.Seq) {
 				r.removeDot(s, o)
 			} else {
@@ -264,4 +268,25 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 		out.notes = append(out.notes, n)
 	}
 	return out
+}
+
+// putEntry adds a register sibling. In the common case (the register has
+// one sibling, which the op saw and whose change is applied) it replaces it
+// in place and returns its dot, which the caller then skips.
+func (r *Record) putEntry(ctx *Context, o *Op, e entry) Dot {
+	i, found := r.findSlot(kindRegister, o.Field, "")
+	if found {
+		es := r.slots[i].entries
+		if len(es) == 1 && es[0].dot != e.dot {
+			old := es[0].dot
+			if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
+				es[0] = e
+				return old
+			}
+		}
+		r.slots[i].entries = insertEntry(es, e)
+		return Dot{}
+	}
+	r.slots = slices.Insert(r.slots, i, slot{kind: kindRegister, name: o.Field, entries: []entry{e}})
+	return Dot{}
 }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"io"
 	"slices"
 	"sync"
@@ -22,11 +23,18 @@ type replicaTable struct {
 	ids []ReplicaID // sorted
 }
 
-func (t *replicaTable) add(r ReplicaID) { t.ids = append(t.ids, r) }
+func (t *replicaTable) add(r ReplicaID) {
+	if n := len(t.ids); n > 0 && t.ids[n-1] == r {
+		return
+	}
+	t.ids = append(t.ids, r)
+}
 
 func (t *replicaTable) finish() {
-	slices.SortFunc(t.ids, ReplicaID.Compare)
-	t.ids = slices.Compact(t.ids)
+	if len(t.ids) > 1 {
+		slices.SortFunc(t.ids, ReplicaID.Compare)
+		t.ids = slices.Compact(t.ids)
+	}
 }
 
 func (t *replicaTable) index(r ReplicaID) uint64 {
@@ -49,22 +57,28 @@ func appendTable(b []byte, t *replicaTable) []byte {
 	return b
 }
 
-// readTable reads a sorted, unique replica table. used tracks which entries
-// are referenced, so the decoder can reject unused ones (canonical form).
-func readTable(r *reader) ([]ReplicaID, []bool) {
+// readTable reads a sorted, unique replica table into ids (reusing its
+// capacity). used tracks which entries are referenced, so the decoder can
+// reject unused ones (canonical form).
+func readTable(r *reader, ids []ReplicaID, used []bool) ([]ReplicaID, []bool) {
 	n := r.count(16, 1<<24)
 	if r.err != nil {
 		return nil, nil
 	}
-	ids := make([]ReplicaID, n)
+	if n > cap(ids) {
+		ids = make([]ReplicaID, n)
+		used = make([]bool, n)
+	}
+	ids, used = ids[:n], used[:n]
 	for i := range ids {
 		ids[i] = r.replica()
+		used[i] = false
 		if i > 0 && ids[i-1].Compare(ids[i]) >= 0 {
 			r.fail(malformed(nil, "replica table not sorted"))
 			return nil, nil
 		}
 	}
-	return ids, make([]bool, n)
+	return ids, used
 }
 
 func checkUsed(r *reader, used []bool) {
@@ -122,7 +136,8 @@ func (c *Change) MarshalBinary() ([]byte, error) {
 func (c *Change) appendBinary(b []byte) ([]byte, error) {
 	// The replica table lists the replicas of seen dots other than the
 	// author; the author is index 0, the table's entries 1...
-	var t replicaTable
+	var small [4]ReplicaID
+	t := replicaTable{ids: small[:0]}
 	for i := range c.Ops {
 		for _, d := range c.Ops[i].Seen {
 			if d.Replica != c.Author {
@@ -185,10 +200,39 @@ func UnmarshalChange(b []byte) (*Change, error) {
 	return c, nil
 }
 
-// interner shares the strings of a batch (record IDs, field names).
-type interner map[string]string
+// interner shares the strings of a batch (record IDs, field names) and
+// hands out op and dot slices from slabs, to save allocations.
+type interner struct {
+	m    map[string]string
+	ops  []Op
+	dots []Dot
+}
 
-func (in interner) text(r *reader, max int) string {
+func (in *interner) opSlice(n int) []Op {
+	if in == nil || n > 64 {
+		return make([]Op, n)
+	}
+	if len(in.ops) < n {
+		in.ops = make([]Op, 256)
+	}
+	s := in.ops[:n:n]
+	in.ops = in.ops[n:]
+	return s
+}
+
+func (in *interner) dotSlice(n int) []Dot {
+	if in == nil || n > 64 {
+		return make([]Dot, n)
+	}
+	if len(in.dots) < n {
+		in.dots = make([]Dot, 256)
+	}
+	s := in.dots[:n:n]
+	in.dots = in.dots[n:]
+	return s
+}
+
+func (in *interner) text(r *reader, max int) string {
 	if in == nil {
 		return r.text(max)
 	}
@@ -196,17 +240,17 @@ func (in interner) text(r *reader, max int) string {
 	if r.err != nil {
 		return ""
 	}
-	if s, ok := in[string(p)]; ok {
+	if s, ok := in.m[string(p)]; ok {
 		return s
 	}
 	s := r.textOf(p)
-	if r.err == nil && len(in) < 1<<16 {
-		in[s] = s
+	if r.err == nil && len(in.m) < 1<<16 {
+		in.m[s] = s
 	}
 	return s
 }
 
-func decodeChange(r *reader, c *Change, in interner) {
+func decodeChange(r *reader, c *Change, in *interner) {
 	if v := r.byte1(); r.err == nil && v != changeVersion {
 		r.fail(malformed(ErrUnknownVersion, "change version %d", v))
 		return
@@ -214,7 +258,9 @@ func decodeChange(r *reader, c *Change, in interner) {
 	c.Author = r.replica()
 	c.Seq = r.uvarint()
 	c.HLC = UnpackTimestamp(r.u64())
-	ids, used := readTable(r)
+	var smallIDs [4]ReplicaID
+	var smallUsed [4]bool
+	ids, used := readTable(r, smallIDs[:0], smallUsed[:0])
 	if r.err != nil {
 		return
 	}
@@ -223,7 +269,7 @@ func decodeChange(r *reader, c *Change, in interner) {
 		return
 	}
 	if nops > 0 {
-		c.Ops = make([]Op, nops)
+		c.Ops = in.opSlice(nops)
 	}
 	for i := 0; i < nops && r.err == nil; i++ {
 		o := &c.Ops[i]
@@ -247,7 +293,7 @@ func decodeChange(r *reader, c *Change, in interner) {
 		}
 		ns := r.count(3, MaxOpsPerChange)
 		if ns > 0 && r.err == nil {
-			o.Seen = make([]Dot, ns)
+			o.Seen = in.dotSlice(ns)
 		}
 		for j := 0; j < ns && r.err == nil; j++ {
 			idx := r.uvarint()
@@ -298,8 +344,26 @@ func (r *reader) textOf(p []byte) string {
 // same bytes.
 func (r *Record) MarshalBinary() ([]byte, error) { return r.appendBinary(nil), nil }
 
-func (r *Record) appendBinary(b []byte) []byte {
-	var t replicaTable
+func (r *Record) appendBinary(b []byte) []byte { return r.appendEncoding(b, false) }
+
+// appendValues appends the register values of r in encoding order (the
+// values column of a space).
+func (r *Record) appendValues(b []byte) []byte {
+	for _, s := range r.slots {
+		if s.kind == kindRegister {
+			for _, e := range s.entries {
+				b = appendBytes(b, e.value)
+			}
+		}
+	}
+	return b
+}
+
+// appendEncoding appends the record; with noValues, register values are
+// left out (a space stores them in a separate column).
+func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
+	var small [4]ReplicaID
+	t := replicaTable{ids: small[:0]}
 	for _, s := range r.slots {
 		for _, e := range s.entries {
 			t.add(e.dot.Replica)
@@ -326,7 +390,7 @@ func (r *Record) appendBinary(b []byte) []byte {
 		for _, e := range s.entries {
 			b = appendDot(b, &t, e.dot)
 			b = appendU64(b, e.hlc)
-			if s.kind == kindRegister {
+			if s.kind == kindRegister && !noValues {
 				b = appendBytes(b, e.value)
 			}
 		}
@@ -357,14 +421,16 @@ func UnmarshalRecord(b []byte) (*Record, error) {
 		return nil, malformed(ErrOversize, "record of %d bytes", len(b))
 	}
 	r := &reader{b: bytes.Clone(b)}
-	rec := decodeRecord(r)
+	rec := decodeRecord(r, nil)
 	if err := r.end(); err != nil {
 		return nil, err
 	}
 	return rec, nil
 }
 
-func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool) []entry {
+// decodeEntries reads entries; register values come from vr (the values
+// column of a space) or, if vr is nil, inline from r.
+func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool, vr *reader) []entry {
 	n := r.count(11, 1<<26)
 	if r.err != nil || n == 0 {
 		return nil
@@ -374,7 +440,14 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool) []en
 		es[i].dot = readDot(r, ids, used)
 		es[i].hlc = r.u64()
 		if withValue {
-			es[i].value = r.bytes(MaxValueBytes)
+			if vr != nil {
+				es[i].value = vr.bytes(MaxValueBytes)
+				if vr.err != nil {
+					r.fail(vr.err)
+				}
+			} else {
+				es[i].value = r.bytes(MaxValueBytes)
+			}
 		}
 		if r.err != nil {
 			return nil
@@ -387,7 +460,7 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool) []en
 	return es
 }
 
-func decodeRecord(r *reader) *Record {
+func decodeRecord(r *reader, vr *reader) *Record {
 	if v := r.byte1(); r.err == nil && v != recordVersion {
 		r.fail(malformed(ErrUnknownVersion, "record version %d", v))
 		return nil
@@ -396,7 +469,7 @@ func decodeRecord(r *reader) *Record {
 	if r.err == nil && id == "" {
 		r.fail(malformed(nil, "empty record id"))
 	}
-	ids, used := readTable(r)
+	ids, used := readTable(r, nil, nil)
 	rec := &Record{id: RecordID(id)}
 	ns := r.count(4, 1<<26)
 	if r.err != nil {
@@ -418,7 +491,7 @@ func decodeRecord(r *reader) *Record {
 		if s.kind == kindSet {
 			s.elem = string(r.bytes(MaxValueBytes))
 		}
-		s.entries = decodeEntries(r, ids, used, s.kind == kindRegister)
+		s.entries = decodeEntries(r, ids, used, s.kind == kindRegister, vr)
 		if r.err != nil {
 			return nil
 		}
@@ -431,7 +504,7 @@ func decodeRecord(r *reader) *Record {
 			return nil
 		}
 	}
-	rec.dels = decodeEntries(r, ids, used, false)
+	rec.dels = decodeEntries(r, ids, used, false, nil)
 	nn := r.count(12, 1<<26)
 	if r.err != nil {
 		return nil
@@ -641,19 +714,17 @@ func decodeContext(r *reader) *Context {
 // ---- Space ----
 
 // MarshalBinary encodes the whole space: a version byte, then a DEFLATE
-// stream of the context and every record sorted by ID (docs/format.md,
-// "Space"). Same state, same bytes (with the same Go release).
+// stream of the context, every record sorted by ID without its register
+// values, then the values column (docs/format.md, "Space"). Same state,
+// same bytes (with the same Go release).
 func (s *Space) MarshalBinary() ([]byte, error) {
-	body := s.appendBody(nil)
 	var out bytes.Buffer
 	out.WriteByte(spaceVersion)
 	w, err := flate.NewWriter(&out, flate.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(body); err != nil {
-		return nil, err
-	}
+	s.writeBody(func(p []byte) { w.Write(p) })
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
@@ -661,21 +732,27 @@ func (s *Space) MarshalBinary() ([]byte, error) {
 }
 
 // AppendCanonical appends the uncompressed canonical encoding of the space
-// (context, then records sorted by ID) — what MarshalBinary compresses and
-// what a digest should hash.
-func (s *Space) AppendCanonical(b []byte) []byte { return s.appendBody(b) }
-
-func (s *Space) appendBody(b []byte) []byte {
-	ctx := s.Context.appendBinary(nil)
-	b = appendBytes(b, ctx)
-	ids := s.IDs()
-	b = appendUvarint(b, uint64(len(ids)))
-	var tmp []byte
-	for _, id := range ids {
-		tmp = s.Records[id].appendBinary(tmp[:0])
-		b = appendBytes(b, tmp)
-	}
+// — what MarshalBinary compresses and what a digest should hash.
+func (s *Space) AppendCanonical(b []byte) []byte {
+	s.writeBody(func(p []byte) { b = append(b, p...) })
 	return b
+}
+
+func (s *Space) writeBody(write func([]byte)) {
+	tmp := appendBytes(nil, s.Context.appendBinary(nil))
+	ids := s.IDs()
+	tmp = appendUvarint(tmp, uint64(len(ids)))
+	write(tmp)
+	var rec []byte
+	for _, id := range ids {
+		rec = s.Records[id].appendEncoding(rec[:0], true)
+		tmp = appendBytes(tmp[:0], rec)
+		write(tmp)
+	}
+	for _, id := range ids {
+		tmp = s.Records[id].appendValues(tmp[:0])
+		write(tmp)
+	}
 }
 
 // UnmarshalSpace decodes a space. The decompressed size is bounded by
@@ -707,6 +784,21 @@ func inflate(b []byte, max int64) ([]byte, error) {
 	return body, nil
 }
 
+// inflateSized decompresses a stream that must hold exactly size bytes.
+func inflateSized(b []byte, size int) ([]byte, error) {
+	fr := flate.NewReader(bytes.NewReader(b))
+	defer fr.Close()
+	body := make([]byte, size)
+	if _, err := io.ReadFull(fr, body); err != nil {
+		return nil, malformed(ErrTruncated, "deflate: %v", err)
+	}
+	var one [1]byte
+	if n, _ := fr.Read(one[:]); n != 0 {
+		return nil, malformed(nil, "batch longer than its stated size")
+	}
+	return body, nil
+}
+
 func decodeSpaceBody(body []byte) (*Space, error) {
 	r := &reader{b: body}
 	cb := r.bytes(len(body))
@@ -722,15 +814,19 @@ func decodeSpaceBody(body []byte) (*Space, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	s.Records = make(map[RecordID]*Record, n)
-	var prev RecordID
-	for i := 0; i < n; i++ {
-		rb := r.bytes(len(body))
+	blobs := make([][]byte, n)
+	for i := range blobs {
+		blobs[i] = r.bytes(len(body))
 		if r.err != nil {
 			return nil, r.err
 		}
+	}
+	vr := &reader{b: body, off: r.off}
+	s.Records = make(map[RecordID]*Record, n)
+	var prev RecordID
+	for i, rb := range blobs {
 		rr := &reader{b: rb}
-		rec := decodeRecord(rr)
+		rec := decodeRecord(rr, vr)
 		if err := rr.end(); err != nil {
 			return nil, err
 		}
@@ -740,7 +836,7 @@ func decodeSpaceBody(body []byte) (*Space, error) {
 		prev = rec.id
 		s.Records[rec.id] = rec
 	}
-	if err := r.end(); err != nil {
+	if err := vr.end(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -768,8 +864,9 @@ func EncodeChanges(chs []*Change, compress bool) ([]byte, error) {
 	if !compress {
 		return append([]byte{batchVersion, 0}, body...), nil
 	}
-	out := bytes.NewBuffer(make([]byte, 0, len(body)/3+16))
+	out := bytes.NewBuffer(make([]byte, 0, len(body)/2+16))
 	out.Write([]byte{batchVersion, 1})
+	out.Write(binary.AppendUvarint(nil, uint64(len(body))))
 	w := flateWriters.Get().(*flate.Writer)
 	w.Reset(out)
 	w.Write(body)
@@ -800,8 +897,17 @@ func DecodeChanges(b []byte) ([]*Change, error) {
 	case 0:
 		body = bytes.Clone(b[2:])
 	case 1:
+		r := &reader{b: b, off: 2}
+		size := r.uvarint()
+		if r.err != nil {
+			return nil, r.err
+		}
+		// DEFLATE expands at most 1032:1; a larger claim is a lie.
+		if size > MaxBatchBytes || size > uint64(len(b))*1032 {
+			return nil, malformed(ErrOversize, "batch of %d bytes", size)
+		}
 		var err error
-		if body, err = inflate(b[2:], MaxBatchBytes); err != nil {
+		if body, err = inflateSized(b[r.off:], int(size)); err != nil {
 			return nil, err
 		}
 	default:
@@ -814,7 +920,7 @@ func DecodeChanges(b []byte) ([]*Change, error) {
 	}
 	out := make([]*Change, n)
 	slab := make([]Change, n)
-	in := interner{}
+	in := &interner{m: map[string]string{}}
 	for i := range out {
 		cb := r.bytes(MaxChangeBytes)
 		if r.err != nil {

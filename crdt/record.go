@@ -67,8 +67,14 @@ func cmpSlotKey(s *slot, kind slotKind, name, elem string) int {
 
 func (r *Record) findSlot(kind slotKind, name, elem string) (int, bool) {
 	s := r.slots
-	// Most records are small: a linear scan beats binary search.
+	// Most records are small: a linear scan beats binary search, and an
+	// equality pass is cheaper than ordering comparisons.
 	if len(s) <= 16 {
+		for i := range s {
+			if s[i].kind == kind && s[i].name == name && s[i].elem == elem {
+				return i, true
+			}
+		}
 		for i := range s {
 			c := cmpSlotKey(&s[i], kind, name, elem)
 			if c == 0 {

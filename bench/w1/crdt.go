@@ -95,8 +95,9 @@ func sync(src, dst *side, compress bool) (int64, error) {
 		if err := dst.space.Apply(ch); err != nil {
 			return 0, err
 		}
-		dst.log = append(dst.log, ch)
 	}
+	// With two replicas each side only ever ships its own changes, so the
+	// received ones are not logged (they live on in dst's state).
 	return int64(len(b)), nil
 }
 
@@ -140,6 +141,8 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		}
 		a.log = append(a.log, ch)
 	}
+	w.Initial = nil // the values now live in A's changes
+	memCheckpoint("after create")
 	// Step 3: initial sync A -> B.
 	t0 := time.Now()
 	n, err := sync(a, b, opt.Compress)
@@ -148,6 +151,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	res.InitSyncMS = ms(time.Since(t0))
 	res.InitSyncBytes = n
+	memCheckpoint("after initial sync")
 
 	// Step 4: offline phase. Values are prepared outside the timed loop.
 	valsA := make([][]byte, len(w.A))
@@ -158,19 +162,22 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	for i, p := range w.B {
 		valsB[i] = []byte(p.Value)
 	}
+	picksA, picksB := w.A, w.B
+	w.A, w.B = nil, nil
 	runtime.GC()
 	t0 = time.Now()
-	for i, p := range w.A {
+	for i, p := range picksA {
 		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i]); err != nil {
 			return res, err
 		}
 	}
-	res.UpdatesPerS = float64(len(w.A)) / time.Since(t0).Seconds()
-	for i, p := range w.B {
+	res.UpdatesPerS = float64(len(picksA)) / time.Since(t0).Seconds()
+	for i, p := range picksB {
 		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i]); err != nil {
 			return res, err
 		}
 	}
+	picksA, picksB, valsA, valsB = nil, nil, nil, nil
 	// Step 5: delta sync both ways.
 	t0 = time.Now()
 	if res.DeltaBytesAB, err = sync(a, b, opt.Compress); err != nil {
@@ -180,6 +187,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
+	memCheckpoint("after delta sync")
 
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()
@@ -272,3 +280,14 @@ func PrintTable(out io.Writer, r Result) {
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }
+
+// memCheckpoint prints the live heap when FIELDSYNC_W1_DEBUG is set.
+func memCheckpoint(where string) {
+	if os.Getenv("FIELDSYNC_W1_DEBUG") == "" {
+		return
+	}
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	fmt.Fprintf(os.Stderr, "w1: %-20s live heap %.1f MB, peak RSS %.1f MB\n", where, float64(m.HeapAlloc)/1e6, PeakRSSMB())
+}

@@ -300,8 +300,14 @@ func (s *Sim) Write(t *rapid.T, i int) {
 		used["any/"+string(rid)] = true
 		ops = append(ops, op)
 	}
-	if len(ops) == 0 {
-		return
+	if len(ops) == 0 { // every draw was skipped: write a plain Put
+		rid := cfg.Records[0]
+		val := []byte(fmt.Sprintf("fallback·%d.%d", i, r.Seq+1))
+		if rec := r.Space.Records[rid]; rec != nil {
+			ops = append(ops, rec.Put(cfg.Fields[0], val))
+		} else {
+			ops = append(ops, crdt.NewPut(rid, cfg.Fields[0], val))
+		}
 	}
 	r.Seq++
 	ch := &crdt.Change{Author: r.ID, Seq: r.Seq, HLC: r.Clock.Now(s.phys(r)), Ops: ops}

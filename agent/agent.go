@@ -34,6 +34,7 @@ type Agent struct {
 	cert  *crypto.Certificate
 	trust *crypto.TrustSet
 	lock  *os.File // flock on Layout.Lock()
+	ready func()   // called once the API is up (RunWorker's supervisor signal)
 
 	db  *sealedKV
 	com *committer
@@ -296,6 +297,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("agent running", "device", a.dev.String(), "role", a.cert.Role.String(), "socket", sock, "version", Version)
 	a.warnCertificate()
+	if a.ready != nil {
+		a.ready()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

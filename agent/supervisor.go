@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,31 @@ type SupervisorConfig struct {
 	Stderr     io.Writer // the worker's stdout and stderr
 	// Backoff is the first restart delay (doubling up to 30 s); 0 means 1 s.
 	Backoff time.Duration
+	// Env is added to the worker's environment.
+	Env []string
+}
+
+// readyFDEnv names the environment variable that tells a worker which file
+// descriptor to report readiness on (see RunWorker).
+const readyFDEnv = "FIELDSYNC_READY_FD"
+
+// RunWorker opens the agent and serves until ctx ends, telling a supervisor
+// (if one started it) once the store is open and the API is up: a worker that
+// crashes before that point crashed opening the store, and restarting it
+// again and again would not help.
+func RunWorker(ctx context.Context, cfg Config) error {
+	if err := DisableCoreDumps(); err != nil && cfg.Logger != nil {
+		cfg.Logger.Warn("could not disable core dumps", "err", err)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if fd := os.Getenv(readyFDEnv); fd == "3" {
+		ready := os.NewFile(3, "ready")
+		a.ready = func() { ready.Write([]byte("ready\n")); ready.Close() }
+	}
+	return a.Run(ctx)
 }
 
 // workerUnlock is what the supervisor writes to the worker's stdin.
@@ -127,15 +153,29 @@ func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
 		backoff = time.Second
 	}
 	var crashes []time.Time
+	startupCrashes := 0
 	for {
-		code, crashed := runWorker(ctx, sc, log)
+		code, crashed, wasReady := runWorker(ctx, sc, log)
 		if ctx.Err() != nil {
 			return 0
 		}
 		if !crashed {
+			if code == ExitStore {
+				fmt.Fprintf(sc.Stderr, "fieldsync: hint: %s\n", (&StoreError{Dir: sc.Layout.Store()}).Hint())
+			}
 			return code
 		}
 		now := time.Now()
+		if wasReady {
+			startupCrashes = 0
+		} else if startupCrashes++; startupCrashes >= 2 {
+			reason := fmt.Sprintf("the store crashed the agent while opening, %d times in a row, last at %s", startupCrashes, now.UTC().Format(time.RFC3339))
+			if err := WriteFileAtomic(sc.Layout.quarantineMarker(), []byte(reason), 0o600); err != nil {
+				log.Error("could not write the quarantine marker", "err", err)
+			}
+			log.Error("store quarantined: it cannot be opened", "reason", reason, "recover", quarantineHint(sc.Layout))
+			return ExitQuarantined
+		}
 		crashes = append(crashes, now)
 		for len(crashes) > 0 && now.Sub(crashes[0]) > crashWindow {
 			crashes = crashes[1:]
@@ -160,18 +200,48 @@ func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
 
 // runWorker runs the worker once; crashed is true if it died by a signal or
 // an exit code that is not one of the agent's deliberate ones.
-func runWorker(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code int, crashed bool) {
+func runWorker(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code int, crashed, wasReady bool) {
+	code, crashed, ready := runWorkerOnce(ctx, sc, log)
+	select {
+	case <-ready:
+		wasReady = true
+	default:
+	}
+	return code, crashed, wasReady
+}
+
+func runWorkerOnce(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code int, crashed bool, ready chan struct{}) {
+	ready = make(chan struct{})
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		log.Error("worker readiness pipe", "err", err)
+		return 1, false, ready
+	}
+	defer readyR.Close()
+	go func() {
+		b := make([]byte, 6)
+		if n, _ := io.ReadFull(readyR, b); n == 6 {
+			close(ready)
+		}
+	}()
 	cmd := exec.Command(sc.Exe, sc.WorkerArgs...)
-	cmd.Stdout, cmd.Stderr = sc.Stderr, sc.Stderr
+	cmd.Env = append(append(os.Environ(), sc.Env...), readyFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{readyW}
+	out := &crashFilter{w: sc.Stderr, layout: sc.Layout, log: log}
+	defer out.close()
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		readyW.Close()
 		log.Error("worker stdin", "err", err)
-		return 1, false
+		return 1, false, ready
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	readyW.Close() // the worker holds its own copy
+	if err != nil {
 		log.Error("start agent worker", "err", err)
-		return 1, false
+		return 1, false, ready
 	}
 	msg, _ := json.Marshal(workerUnlock{Passphrase: sc.Unlock.Passphrase, KeyFile: sc.Unlock.KeyFile})
 	stdin.Write(msg)
@@ -191,26 +261,26 @@ func runWorker(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code
 			cmd.Process.Kill()
 			err = <-done
 		}
-		return 0, false
+		return 0, false, ready
 	}
 	if err == nil {
-		return 0, false
+		return 0, false, ready
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		log.Error("agent worker", "err", err)
-		return 1, true
+		return 1, true, ready
 	}
 	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 1, true
+		return 1, true, ready
 	}
 	switch c := ee.ExitCode(); c {
 	case ExitNotEnrolled, ExitLocked, ExitQuarantined, ExitKeystore, ExitStore, 1, 3:
 		// Deliberate: the worker said why; restarting would not help.
-		return c, false
+		return c, false, ready
 	default:
 		// 2 is what a Go panic exits with; anything else unexpected.
-		return c, true
+		return c, true, ready
 	}
 }
 
@@ -218,4 +288,57 @@ func runWorker(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (code
 // never lands in a core file.
 func DisableCoreDumps() error {
 	return syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{Cur: 0, Max: 0})
+}
+
+// crashFilter passes the worker's output through, except a Go panic's dump:
+// from a line starting "panic:" or "fatal error:" on, the output goes to a
+// crash file in the data directory and the terminal gets one line saying
+// where (an operator needs the reason, not a goroutine dump).
+type crashFilter struct {
+	w      io.Writer
+	layout Layout
+	log    *slog.Logger
+	buf    []byte
+	crash  *os.File
+}
+
+func (f *crashFilter) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	for {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			if len(f.buf) > 64<<10 { // a very long line: pass it on as is
+				f.emit(f.buf)
+				f.buf = f.buf[:0]
+			}
+			return len(p), nil
+		}
+		f.emit(f.buf[:i+1])
+		f.buf = f.buf[i+1:]
+	}
+}
+
+func (f *crashFilter) emit(line []byte) {
+	if f.crash == nil && (bytes.HasPrefix(line, []byte("panic:")) || bytes.HasPrefix(line, []byte("fatal error:"))) {
+		name := filepath.Join(f.layout.Dir, "crash-"+time.Now().UTC().Format("20060102T150405.000")+".log")
+		if c, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+			f.crash = c
+			fmt.Fprintf(f.w, "fieldsync: agent worker crashed: %s\nfieldsync: details in %s\n", bytes.TrimSpace(line), name)
+		}
+	}
+	if f.crash != nil {
+		f.crash.Write(line)
+		return
+	}
+	f.w.Write(line)
+}
+
+func (f *crashFilter) close() {
+	if len(f.buf) > 0 {
+		f.emit(f.buf)
+		f.buf = nil
+	}
+	if f.crash != nil {
+		f.crash.Close()
+	}
 }

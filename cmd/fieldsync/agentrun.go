@@ -13,12 +13,11 @@ func runSupervisor(ctx context.Context, sc agent.SupervisorConfig) int {
 	return agent.RunSupervisor(ctx, sc)
 }
 
+// runWorker opens the store and serves; agent.RunWorker also tells the
+// supervisor when the store is open, so a crash while opening is not retried
+// in a loop, and turns core dumps off while keys are held.
 func runWorker(ctx context.Context, cfg agent.Config) error {
-	a, err := agent.New(cfg)
-	if err != nil {
-		return err
-	}
-	return a.Run(ctx)
+	return agent.RunWorker(ctx, cfg)
 }
 
 func runRepair(ctx context.Context, cfg agent.Config, out io.Writer) error {

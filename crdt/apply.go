@@ -14,10 +14,25 @@ func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
 	}
 	hlc := ch.HLC.Pack()
 	var r *Record
+	var arena []entry // entries for the new slots of a new record
 	for i := range ch.Ops {
 		o := &ch.Ops[i]
 		if r == nil || r.id != o.Record {
 			r = rec(o.Record)
+			if r.slots == nil {
+				// A new record: size its slots and entries for the ops of
+				// this change that follow on it, in one allocation each.
+				k := 0
+				for j := i; j < len(ch.Ops) && ch.Ops[j].Record == o.Record; j++ {
+					if ch.Ops[j].Kind == OpPut || ch.Ops[j].Kind == OpResolve || ch.Ops[j].Kind == OpSetAdd {
+						k++
+					}
+				}
+				if k > 1 {
+					r.slots = make([]slot, 0, k)
+					arena = make([]entry, k)
+				}
+			}
 		}
 		d := Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(i)}
 		// A partial dot for this op in this record means a change already
@@ -27,7 +42,7 @@ func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
 		switch o.Kind {
 		case OpPut, OpResolve:
 			if !dead {
-				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value})
+				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value}, &arena)
 			}
 		case OpSetAdd:
 			if !dead {
@@ -273,7 +288,7 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 // putEntry adds a register sibling. In the common case (the register has
 // one sibling, which the op saw and whose change is applied) it replaces it
 // in place and returns its dot, which the caller then skips.
-func (r *Record) putEntry(ctx *Context, o *Op, e entry) Dot {
+func (r *Record) putEntry(ctx *Context, o *Op, e entry, arena *[]entry) Dot {
 	i, found := r.findSlot(kindRegister, o.Field, "")
 	if found {
 		es := r.slots[i].entries
@@ -287,6 +302,17 @@ func (r *Record) putEntry(ctx *Context, o *Op, e entry) Dot {
 		r.slots[i].entries = insertEntry(es, e)
 		return Dot{}
 	}
-	r.slots = slices.Insert(r.slots, i, slot{kind: kindRegister, name: o.Field, entries: []entry{e}})
+	var es []entry
+	if a := *arena; len(a) > 0 {
+		es, *arena = a[:1:1], a[1:]
+		es[0] = e
+	} else {
+		es = []entry{e}
+	}
+	if i == len(r.slots) {
+		r.slots = append(r.slots, slot{kind: kindRegister, name: o.Field, entries: es})
+	} else {
+		r.slots = slices.Insert(r.slots, i, slot{kind: kindRegister, name: o.Field, entries: es})
+	}
 	return Dot{}
 }

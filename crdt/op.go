@@ -163,7 +163,36 @@ type opKey struct {
 	elem  string
 }
 
+func (o *Op) key() opKey {
+	switch o.Kind {
+	case OpPut, OpResolve:
+		return opKey{o.Record, 1, o.Field, ""}
+	case OpSetAdd, OpSetRemove:
+		return opKey{o.Record, 2, o.Field, string(o.Value)}
+	}
+	return opKey{}
+}
+
 func (c *Change) checkUnique() error {
+	if len(c.Ops) <= 16 {
+		// Small changes: pairwise, without maps.
+		for i := range c.Ops {
+			a := &c.Ops[i]
+			for j := 0; j < i; j++ {
+				b := &c.Ops[j]
+				if a.Record != b.Record {
+					continue
+				}
+				if a.Kind == OpDelete || b.Kind == OpDelete {
+					return invalid("op %d: a delete must be the only op on its record", i)
+				}
+				if ka := a.key(); ka.class != 0 && ka == b.key() {
+					return invalid("ops %d and %d write the same field", j, i)
+				}
+			}
+		}
+		return nil
+	}
 	seen := make(map[opKey]int, len(c.Ops))
 	deleted := make(map[RecordID]bool)
 	touched := make(map[RecordID]bool, 1)
@@ -227,4 +256,15 @@ func NewPut(record RecordID, field string, value []byte) Op {
 func sortDots(d []Dot) []Dot {
 	slices.SortFunc(d, Dot.Compare)
 	return slices.CompactFunc(d, func(a, b Dot) bool { return a == b })
+}
+
+// EncodedSizeHint returns an upper bound of the size of the change's
+// encoding, cheaply (to cut batches into frames).
+func (c *Change) EncodedSizeHint() int {
+	n := 1 + 16 + 10 + 8 + 1 + 10
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		n += 1 + 10 + len(o.Record) + 10 + len(o.Field) + 10 + len(o.Value) + 10 + len(o.Reason) + 10 + len(o.Seen)*(16+10+10+5)
+	}
+	return n
 }

@@ -37,6 +37,11 @@ type Result struct {
 	Updates        int     `json:"updates_per_side"`
 	ConflictsMatch bool    `json:"conflicts_match"` // every expected pair shows both values, nothing else conflicts
 	StateEncodeMS  float64 `json:"state_encode_ms"`
+	// CPU time (user+system, all threads, GC included) of the same phases:
+	// on a shared, loaded machine these are steadier than wall times.
+	UpdatesCPUMS   float64 `json:"updates_cpu_ms"`
+	InitSyncCPUMS  float64 `json:"init_sync_cpu_ms"`
+	DeltaSyncCPUMS float64 `json:"delta_sync_cpu_ms"`
 }
 
 // Options tune RunCRDTWith.
@@ -74,31 +79,54 @@ func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
 	return nil
 }
 
-// sync sends from src to dst the changes dst lacks: encode, decode, apply.
-// It returns the bytes encoded.
+// FrameBytes bounds the encoded changes of one sync frame (DESIGN §6:
+// frames of at most 1 MiB).
+const FrameBytes = 1 << 20
+
+// sync sends from src to dst the changes dst lacks, in frames of at most
+// FrameBytes of encoded changes: encode, (compress,) decode, apply. It
+// returns the bytes sent.
 func sync(src, dst *side, compress bool) (int64, error) {
-	var missing []*crdt.Change
+	var total int64
+	var frame []*crdt.Change
+	size := 0
+	flush := func() error {
+		if len(frame) == 0 {
+			return nil
+		}
+		b, err := crdt.EncodeChanges(frame, compress)
+		if err != nil {
+			return err
+		}
+		total += int64(len(b))
+		chs, err := crdt.DecodeChanges(b)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chs {
+			if err := dst.space.Apply(ch); err != nil {
+				return err
+			}
+		}
+		frame, size = frame[:0], 0
+		return nil
+	}
 	for _, ch := range src.log {
-		if !dst.space.Context.Contains(ch.Dot()) {
-			missing = append(missing, ch)
+		if dst.space.Context.Contains(ch.Dot()) {
+			continue
 		}
-	}
-	b, err := crdt.EncodeChanges(missing, compress)
-	if err != nil {
-		return 0, err
-	}
-	chs, err := crdt.DecodeChanges(b)
-	if err != nil {
-		return 0, err
-	}
-	for _, ch := range chs {
-		if err := dst.space.Apply(ch); err != nil {
-			return 0, err
+		n := ch.EncodedSizeHint()
+		if size+n > FrameBytes {
+			if err := flush(); err != nil {
+				return 0, err
+			}
 		}
+		frame = append(frame, ch)
+		size += n
 	}
 	// With two replicas each side only ever ships its own changes, so the
 	// received ones are not logged (they live on in dst's state).
-	return int64(len(b)), nil
+	return total, flush()
 }
 
 // RunCRDT runs W1 on the crdt layer (in memory) and prints the table, and
@@ -144,12 +172,14 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	w.Initial = nil // the values now live in A's changes
 	memCheckpoint("after create")
 	// Step 3: initial sync A -> B.
+	c0 := cpuTime()
 	t0 := time.Now()
 	n, err := sync(a, b, opt.Compress)
 	if err != nil {
 		return res, err
 	}
 	res.InitSyncMS = ms(time.Since(t0))
+	res.InitSyncCPUMS = cpuTime() - c0
 	res.InitSyncBytes = n
 	memCheckpoint("after initial sync")
 
@@ -165,6 +195,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	picksA, picksB := w.A, w.B
 	w.A, w.B = nil, nil
 	runtime.GC()
+	c0 = cpuTime()
 	t0 = time.Now()
 	for i, p := range picksA {
 		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i]); err != nil {
@@ -172,6 +203,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		}
 	}
 	res.UpdatesPerS = float64(len(picksA)) / time.Since(t0).Seconds()
+	res.UpdatesCPUMS = cpuTime() - c0
 	for i, p := range picksB {
 		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i]); err != nil {
 			return res, err
@@ -179,6 +211,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	picksA, picksB, valsA, valsB = nil, nil, nil, nil
 	// Step 5: delta sync both ways.
+	c0 = cpuTime()
 	t0 = time.Now()
 	if res.DeltaBytesAB, err = sync(a, b, opt.Compress); err != nil {
 		return res, err
@@ -187,6 +220,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
+	res.DeltaSyncCPUMS = cpuTime() - c0
 	memCheckpoint("after delta sync")
 
 	t0 = time.Now()
@@ -265,9 +299,9 @@ func PeakRSSMB() float64 {
 func PrintTable(out io.Writer, r Result) {
 	fmt.Fprintf(out, "W1-%s layer %s: %d records, 2×%d updates (nproc %d, %s)\n", r.Size, r.Layer, r.Records, r.Updates, r.Nproc, r.GoVersion)
 	row := func(k, v string) { fmt.Fprintf(out, "  %-26s %s\n", k, v) }
-	row("local updates/s", fmt.Sprintf("%.0f", r.UpdatesPerS))
-	row("initial sync", fmt.Sprintf("%.1f ms, %s", r.InitSyncMS, mb(r.InitSyncBytes)))
-	row("delta sync (both ways)", fmt.Sprintf("%.1f ms, A→B %s, B→A %s", r.DeltaSyncMS, mb(r.DeltaBytesAB), mb(r.DeltaBytesBA)))
+	row("local updates/s", fmt.Sprintf("%.0f (CPU: %.0f/s)", r.UpdatesPerS, float64(r.Updates)/(r.UpdatesCPUMS/1000)))
+	row("initial sync", fmt.Sprintf("%.1f ms (CPU %.1f ms), %s", r.InitSyncMS, r.InitSyncCPUMS, mb(r.InitSyncBytes)))
+	row("delta sync (both ways)", fmt.Sprintf("%.1f ms (CPU %.1f ms), A→B %s, B→A %s", r.DeltaSyncMS, r.DeltaSyncCPUMS, mb(r.DeltaBytesAB), mb(r.DeltaBytesBA)))
 	if r.Updates > 0 {
 		row("bytes per changed field", fmt.Sprintf("%.1f", float64(r.DeltaBytesAB+r.DeltaBytesBA)/float64(2*r.Updates)))
 	}

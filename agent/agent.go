@@ -58,6 +58,7 @@ type Agent struct {
 	gaps     map[gapKey]Gap
 	forks    []Fork
 	corrupt  int
+	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 }
 
 type gapKey struct {
@@ -115,6 +116,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		rejected: map[string]int{},
 		skewed:   map[crypto.DeviceID]int64{},
 		gaps:     map[gapKey]Gap{},
+		officers: map[gapKey]string{},
 		cache:    newRecordCache(4096),
 		gen:      1,
 	}

@@ -263,6 +263,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if err != nil || !p.Matches(cert) {
 			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("profile does not match the certificate's name commitment")}
 		}
+		a.setOfficer(sp.id, h.Author, p.Officer)
 		return append(entries, a.db.entry(profileKey(sp.id, h.Author), []byte(p.Officer))), nil
 	case crypto.KindRouting:
 		sp.ctx.Add(dot)

@@ -117,6 +117,21 @@ func (a *Agent) load() error {
 		// (after the routing record when we created it).
 		_, s.profiled = s.heads[a.dev]
 	}
+	// Officer names from verified profiles.
+	err = a.db.scan([]byte{pfxProfile}, func(k, v []byte) error {
+		if len(k) != 33 {
+			return nil
+		}
+		var id crypto.SpaceID
+		var author crypto.DeviceID
+		copy(id[:], k[1:17])
+		copy(author[:], k[17:33])
+		a.setOfficer(id, author, string(v))
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return err
+	}
 	// Certificates and revocations.
 	err = a.db.scan([]byte{pfxCert}, func(k, v []byte) error {
 		c, err := crypto.ParseCertificate(v)
@@ -221,4 +236,10 @@ func (c *recordCache) put(key string, rec *crdt.Record, writeID, committed uint6
 			}
 		}
 	}
+}
+
+func (a *Agent) setOfficer(space crypto.SpaceID, author crypto.DeviceID, name string) {
+	a.statMu.Lock()
+	a.officers[gapKey{space, author}] = name
+	a.statMu.Unlock()
 }

@@ -234,7 +234,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	next := 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	kills := 0
-	for len(acked) < total {
+	for len(acked) < total || kills < 3 {
 		// A round: 16 clients write until the agent is killed under them.
 		var wg sync.WaitGroup
 		stopAt := time.Now().Add(time.Duration(200+rng.IntN(600)) * time.Millisecond)

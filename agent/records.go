@@ -438,11 +438,9 @@ func (a *Agent) officer(sp *spaceState, author crypto.DeviceID) string {
 	if author == a.dev {
 		return a.ks.Officer
 	}
-	b, err := a.db.get(profileKey(sp.id, author))
-	if err != nil {
-		return ""
-	}
-	return string(b)
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	return a.officers[gapKey{sp.id, author}]
 }
 
 func (a *Agent) bureauOf(author crypto.DeviceID) string {

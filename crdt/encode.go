@@ -3,10 +3,8 @@ package crdt
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"io"
 	"slices"
-	"sync"
 )
 
 // Format versions (docs/format.md).
@@ -842,99 +840,3 @@ func decodeSpaceBody(body []byte) (*Space, error) {
 	return s, nil
 }
 
-// ---- Batches of changes (sync at the crdt layer, bundles) ----
-
-// EncodeChanges encodes a batch of changes: a version byte, a flags byte
-// (bit 0: the rest is a DEFLATE stream), then the count and each change's
-// encoding, length-prefixed (docs/format.md, "Change batch").
-func EncodeChanges(chs []*Change, compress bool) ([]byte, error) {
-	body := make([]byte, 0, 64*len(chs))
-	body = appendUvarint(body, uint64(len(chs)))
-	var tmp []byte
-	for _, c := range chs {
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
-		var err error
-		if tmp, err = c.appendBinary(tmp[:0]); err != nil {
-			return nil, err
-		}
-		body = appendBytes(body, tmp)
-	}
-	if !compress {
-		return append([]byte{batchVersion, 0}, body...), nil
-	}
-	out := bytes.NewBuffer(make([]byte, 0, len(body)/2+16))
-	out.Write([]byte{batchVersion, 1})
-	out.Write(binary.AppendUvarint(nil, uint64(len(body))))
-	w := flateWriters.Get().(*flate.Writer)
-	w.Reset(out)
-	w.Write(body)
-	w.Close()
-	flateWriters.Put(w)
-	return out.Bytes(), nil
-}
-
-var flateWriters = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
-}}
-
-// MaxBatchBytes bounds the decoded size of a change batch.
-const MaxBatchBytes = 1 << 30
-
-// DecodeChanges decodes a batch written by EncodeChanges: bounded, strict,
-// never panics. Values alias the decoded buffer.
-func DecodeChanges(b []byte) ([]*Change, error) {
-	if len(b) < 2 {
-		return nil, malformed(ErrTruncated, "batch header")
-	}
-	if b[0] != batchVersion {
-		return nil, malformed(ErrUnknownVersion, "batch version %d", b[0])
-	}
-	var body []byte
-	switch b[1] {
-	case 0:
-		body = bytes.Clone(b[2:])
-	case 1:
-		r := &reader{b: b, off: 2}
-		size := r.uvarint()
-		if r.err != nil {
-			return nil, r.err
-		}
-		// DEFLATE expands at most 1032:1; a larger claim is a lie.
-		if size > MaxBatchBytes || size > uint64(len(b))*1032 {
-			return nil, malformed(ErrOversize, "batch of %d bytes", size)
-		}
-		var err error
-		if body, err = inflateSized(b[r.off:], int(size)); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, malformed(nil, "batch flags %d", b[1])
-	}
-	r := &reader{b: body}
-	n := r.count(30, 1<<28)
-	if r.err != nil {
-		return nil, r.err
-	}
-	out := make([]*Change, n)
-	slab := make([]Change, n)
-	in := &interner{m: map[string]string{}}
-	for i := range out {
-		cb := r.bytes(MaxChangeBytes)
-		if r.err != nil {
-			return nil, r.err
-		}
-		cr := &reader{b: cb}
-		decodeChange(cr, &slab[i], in)
-		if err := cr.end(); err != nil {
-			return nil, err
-		}
-		out[i] = &slab[i]
-	}
-	if err := r.end(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}

@@ -2,6 +2,7 @@ package w1
 
 import (
 	"bytes"
+	"compress/flate"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,8 +47,9 @@ type Result struct {
 
 // Options tune RunCRDTWith.
 type Options struct {
-	// Compress sync batches with DEFLATE (BestSpeed). RunCRDT sets it.
+	// Compress sync batches with DEFLATE at Level (0 = BestSpeed).
 	Compress bool
+	Level    int
 }
 
 const startWall = 1_780_000_000_000 // 2026-05-28, ms
@@ -86,7 +88,7 @@ const FrameBytes = 1 << 20
 // sync sends from src to dst the changes dst lacks, in frames of at most
 // FrameBytes of encoded changes: encode, (compress,) decode, apply. It
 // returns the bytes sent.
-func sync(src, dst *side, compress bool) (int64, error) {
+func sync(src, dst *side, opt Options) (int64, error) {
 	var total int64
 	var frame []*crdt.Change
 	size := 0
@@ -94,7 +96,14 @@ func sync(src, dst *side, compress bool) (int64, error) {
 		if len(frame) == 0 {
 			return nil
 		}
-		b, err := crdt.EncodeChanges(frame, compress)
+		level := crdt.NoCompression
+		if opt.Compress {
+			level = opt.Level
+			if level == 0 {
+				level = flate.BestSpeed
+			}
+		}
+		b, err := crdt.EncodeChangesLevel(frame, level)
 		if err != nil {
 			return err
 		}
@@ -174,7 +183,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	// Step 3: initial sync A -> B.
 	c0 := cpuTime()
 	t0 := time.Now()
-	n, err := sync(a, b, opt.Compress)
+	n, err := sync(a, b, opt)
 	if err != nil {
 		return res, err
 	}
@@ -213,10 +222,10 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	// Step 5: delta sync both ways.
 	c0 = cpuTime()
 	t0 = time.Now()
-	if res.DeltaBytesAB, err = sync(a, b, opt.Compress); err != nil {
+	if res.DeltaBytesAB, err = sync(a, b, opt); err != nil {
 		return res, err
 	}
-	if res.DeltaBytesBA, err = sync(b, a, opt.Compress); err != nil {
+	if res.DeltaBytesBA, err = sync(b, a, opt); err != nil {
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))

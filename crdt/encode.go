@@ -839,4 +839,3 @@ func decodeSpaceBody(body []byte) (*Space, error) {
 	}
 	return s, nil
 }
-

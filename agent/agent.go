@@ -17,6 +17,7 @@ import (
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	fsync "fieldsync/sync"
 )
 
 // Version is the agent's version, set at build time with -ldflags.
@@ -43,6 +44,7 @@ type Agent struct {
 	// received envelopes are built under it, in the order they commit.
 	writeMu sync.Mutex
 	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
+	closed  bool   // set by Close: no more writes
 	writeID uint64 // sequence number of the last write handed to the committer
 	clock   crdt.Clock
 	spaces  map[crypto.SpaceID]*spaceState
@@ -59,6 +61,23 @@ type Agent struct {
 	forks    []Fork
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
+	peerHeld map[crypto.SpaceID]uint64
+
+	syncMu sync.Mutex
+	sync   *fsync.Engine // nil until Run starts it
+}
+
+func (a *Agent) engine() *fsync.Engine {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	return a.sync
+}
+
+// notify tells peers (through a hint) that this device has new changes.
+func (a *Agent) notify() {
+	if e := a.engine(); e != nil {
+		e.Notify()
+	}
 }
 
 type gapKey struct {
@@ -117,6 +136,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		skewed:   map[crypto.DeviceID]int64{},
 		gaps:     map[gapKey]Gap{},
 		officers: map[gapKey]string{},
+		peerHeld: map[crypto.SpaceID]uint64{},
 		cache:    newRecordCache(4096),
 		gen:      1,
 	}
@@ -253,14 +273,19 @@ func (a *Agent) checkFormat() error {
 // Close stops the committer and closes the store. It is safe to call more
 // than once and on a partly opened agent.
 func (a *Agent) Close() error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
 	var err error
 	if a.com != nil {
 		a.com.stop()
-		a.com = nil
 	}
 	if a.db != nil {
+		// a.db stays set: a late reader gets Badger's "closed" error, not a nil dereference.
 		err = a.db.kv.close()
-		a.db = nil
 	}
 	if a.ks != nil {
 		a.ks.Zero()
@@ -294,6 +319,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("socket mode: %w", err)
 	}
 	defer os.Remove(sock)
+	if err := a.startSync(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	defer a.stopSync()
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -345,4 +375,54 @@ func (a *Agent) sortedSpaces() []*spaceState {
 	}
 	sort.Slice(out, func(i, j int) bool { return string(out[i].id[:]) < string(out[j].id[:]) })
 	return out
+}
+
+// startSync starts the sync engine: memberlist on cfg.Bind, hints, anti-entropy.
+func (a *Agent) startSync(ctx context.Context) error {
+	mesh := a.cfg.MeshKey
+	if mesh == nil {
+		mesh = a.ks.MeshKey
+	}
+	if len(mesh) == 0 {
+		return errors.New("no mesh key: give --mesh-key-file or re-run init with --mesh-key")
+	}
+	role := fsync.RoleOfficer
+	if a.cfg.Relay {
+		role = fsync.RoleRelay
+	}
+	e, err := fsync.New(fsync.Config{
+		Store: syncAdapter{a}, Auth: syncAdapter{a}, Role: role,
+		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
+		Join: a.cfg.Join, MeshKeys: [][]byte{mesh}, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
+		DisableHints: a.cfg.DisableHints,
+	})
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := e.Start(ctx); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	a.syncMu.Lock()
+	a.sync = e
+	a.syncMu.Unlock()
+	a.log.Info("sync running", "addr", e.LocalAddr(), "profile", a.cfg.Profile)
+	return nil
+}
+
+func (a *Agent) stopSync() {
+	a.syncMu.Lock()
+	e := a.sync
+	a.sync = nil
+	a.syncMu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+}
+
+// SyncAddr is the address the sync engine listens on ("" before Run).
+func (a *Agent) SyncAddr() string {
+	if e := a.engine(); e != nil {
+		return e.LocalAddr()
+	}
+	return ""
 }

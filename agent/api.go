@@ -97,7 +97,7 @@ func errorCode(err error) (string, int) {
 		return CodeBadRequest, http.StatusForbidden
 	case errors.As(err, &re):
 		return CodeBadRequest, http.StatusBadRequest
-	case errors.As(err, &se):
+	case errors.As(err, &se), errors.Is(err, ErrClosed):
 		return CodeUnavailable, http.StatusServiceUnavailable
 	}
 	return CodeInternal, http.StatusInternalServerError
@@ -244,11 +244,16 @@ func (a *Agent) Status() Status {
 		st.Device.CertWarning = fmt.Sprintf("certificate expires in %d days", int(a.cert.NotAfter.Sub(now).Hours()/24))
 	}
 	a.writeMu.Lock()
-	for _, sp := range a.spaces {
-		// Until sync tracks what peers hold, every local envelope is unsynced.
-		st.UnsyncedLocal += int(sp.heads[a.dev].Seq - a.peerHeldSeq(sp.id))
+	own := map[crypto.SpaceID]uint64{}
+	for id, sp := range a.spaces {
+		own[id] = sp.heads[a.dev].Seq
 	}
 	a.writeMu.Unlock()
+	for id, seq := range own {
+		if held := a.peerHeldSeq(id); seq > held {
+			st.UnsyncedLocal += int(seq - held)
+		}
+	}
 	a.statMu.Lock()
 	for k, v := range a.rejected {
 		st.Rejected[k] = v
@@ -274,8 +279,42 @@ func (a *Agent) Status() Status {
 }
 
 // peerHeldSeq is the highest seq of our own log in the space that some peer
-// is known to hold. Sync reports it; until then it is 0. writeMu held.
-func (a *Agent) peerHeldSeq(space crypto.SpaceID) uint64 { return 0 }
+// is known to hold (from the version vectors peers send in sync rounds).
+func (a *Agent) peerHeldSeq(space crypto.SpaceID) uint64 {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	return a.peerHeld[space]
+}
 
-// Peers lists known peers (sync fills this in).
-func (a *Agent) Peers() []PeerInfo { return []PeerInfo{} }
+func (a *Agent) notePeerHeld(space crypto.SpaceID, seq uint64) {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	if seq > a.peerHeld[space] {
+		a.peerHeld[space] = seq
+	}
+}
+
+// Peers lists the peers the sync engine knows, with last contact and the
+// envelopes pending each way as of the last round.
+func (a *Agent) Peers() []PeerInfo {
+	out := []PeerInfo{}
+	e := a.engine()
+	if e == nil {
+		return out
+	}
+	for _, p := range e.Peers() {
+		pi := PeerInfo{ID: p.ID.String(), Address: p.Addr, Role: p.Role.String(), State: "dead",
+			PendingOut: int(p.PendingOut), PendingIn: int(p.PendingIn)}
+		if p.Alive {
+			pi.State = "alive"
+		}
+		if b, ok := a.trust.Lookup(p.Bureau); ok {
+			pi.Bureau = b.Name
+		}
+		if !p.LastContact.IsZero() {
+			pi.LastContact = p.LastContact.UTC().Format(time.RFC3339)
+		}
+		out = append(out, pi)
+	}
+	return out
+}

@@ -42,6 +42,9 @@ type Config struct {
 	CertWarning time.Duration
 	// SyncInterval is the mean anti-entropy interval (jittered).
 	SyncInterval time.Duration
+	// DisableHints stops hint broadcasts: convergence then comes from
+	// anti-entropy alone. Tests only.
+	DisableHints bool
 	// BadgerValueThreshold moves values larger than this into Badger's value
 	// log; 0 keeps the default. Tests only.
 	BadgerValueThreshold int64
@@ -60,7 +63,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes: 40 << 20, // a 24 MiB value base64-encoded in JSON, plus the rest
 		MaxDrift:        10 * time.Minute,
 		CertWarning:     30 * 24 * time.Hour,
-		SyncInterval:    30 * time.Second,
+		SyncInterval:    0, // the profile's
 	}
 }
 

@@ -73,6 +73,8 @@ func initTestDevice(t testing.TB, dir string, tb *testBureau, officer string, ro
 	cfg.Layout = l
 	cfg.Unlock = Unlock{Passphrase: testPassphrase}
 	cfg.Relay = role == crypto.RoleRelay
+	cfg.Bind = "127.0.0.1:0"
+	cfg.Profile = "local"
 	return cfg
 }
 

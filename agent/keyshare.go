@@ -91,6 +91,7 @@ func (a *Agent) ShareKeys() (int, error) {
 	if err := a.commitWrite(entries); err != nil {
 		return 0, err
 	}
+	a.notify()
 	return n, nil
 }
 

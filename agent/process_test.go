@@ -36,6 +36,8 @@ func runChildAgent(dir string) int {
 	cfg := DefaultConfig()
 	cfg.Layout = Layout{Dir: dir}
 	cfg.Unlock = Unlock{Passphrase: testPassphrase}
+	cfg.Bind = "127.0.0.1:0"
+	cfg.Profile = "local"
 	if v := os.Getenv("FIELDSYNC_TEST_VALUE_THRESHOLD"); v != "" {
 		fmt.Sscan(v, &cfg.BadgerValueThreshold)
 	}

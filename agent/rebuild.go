@@ -47,7 +47,7 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 		return nil, err
 	}
 	a.log.Warn("rebuilt a corrupt record from its envelopes", "space", sp.id.String())
-	if rec != nil {
+	if rec != nil && !a.closed {
 		b, err := rec.MarshalBinary()
 		if err == nil {
 			// Store it again without waiting: a later write of the same

@@ -159,6 +159,8 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	if err := a.commitWrite(entries); err != nil {
 		return Space{}, fmt.Errorf("space not stored: %w", err)
 	}
+	a.notify()
+	go a.ShareKeys() // officers of released bureaus already known get the key
 	return spaceView(meta), nil
 }
 

@@ -10,6 +10,9 @@ import (
 	"fieldsync/crypto"
 )
 
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("agent is shutting down")
+
 // A write in progress: built under writeMu, committed by the group committer.
 type pendingWrite struct {
 	a       *Agent
@@ -24,6 +27,10 @@ type pendingWrite struct {
 // (commitWrite does).
 func (a *Agent) beginWrite() error {
 	a.writeMu.Lock()
+	if a.closed {
+		a.writeMu.Unlock()
+		return ErrClosed
+	}
 	if a.gen <= a.com.failedGen.Load() {
 		if err := a.reload(); err != nil {
 			a.writeMu.Unlock()
@@ -188,6 +195,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 	if err := a.commitWrite(entries); err != nil {
 		return nil, nil, fmt.Errorf("write not stored: %w", err)
 	}
+	a.notify()
 	return ch, touched, nil
 }
 

@@ -1,0 +1,267 @@
+package agent
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"fieldsync/crypto"
+	fsync "fieldsync/sync"
+)
+
+// syncAdapter gives package sync what it needs of this agent: the envelope
+// log (fsync.Store) and the device identity and trust policy
+// (fsync.Authenticator). sync never sees a space key.
+type syncAdapter struct{ a *Agent }
+
+var (
+	_ fsync.Store             = syncAdapter{}
+	_ fsync.Authenticator     = syncAdapter{}
+	_ fsync.PeerHeadsObserver = syncAdapter{}
+)
+
+// --- fsync.Store ---
+
+func (s syncAdapter) Spaces() ([]fsync.SpaceID, error) {
+	var out []fsync.SpaceID
+	for _, id := range s.a.SpaceIDs() {
+		out = append(out, fsync.SpaceID(id))
+	}
+	return out, nil
+}
+
+func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
+	a := s.a
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	v := fsync.Vector{}
+	if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
+		for author, h := range sp.heads {
+			v[fsync.PeerID(author)] = h.Seq
+		}
+	}
+	return v, nil
+}
+
+func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync.Envelope) error) error {
+	a := s.a
+	heads, err := s.Heads(space)
+	if err != nil {
+		return err
+	}
+	authors := make([]fsync.PeerID, 0, len(heads))
+	for author, seq := range heads {
+		if seq > have[author] {
+			authors = append(authors, author)
+		}
+	}
+	slices.SortFunc(authors, func(x, y fsync.PeerID) int { return x.Compare(y) })
+	for _, author := range authors {
+		sp, dev := crypto.SpaceID(space), crypto.DeviceID(author)
+		start := envKey(sp, dev, have[author]+1)
+		err := a.db.kv.scanFrom(envAuthorPrefix(sp, dev), start, func(k, sealed []byte) error {
+			_, _, seq, ok := parseEnvKey(k)
+			if !ok || seq > heads[author] {
+				return errStopScan
+			}
+			env, err := a.db.open(k, sealed)
+			if err != nil {
+				// Corrupt here: skip it; the peer will see a gap and fetch
+				// it from someone else.
+				a.countCorrupt(k)
+				return errStopScan
+			}
+			return fn(fsync.Envelope{Space: space, Author: author, Seq: seq, Data: env})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ObservePeerHeads records what a peer holds of our own log: status shows
+// how many of our writes are still only on this laptop (DESIGN §3.3).
+func (s syncAdapter) ObservePeerHeads(peer fsync.PeerID, space fsync.SpaceID, have fsync.Vector) {
+	s.a.notePeerHeld(crypto.SpaceID(space), have[fsync.PeerID(s.a.dev)])
+}
+
+func (s syncAdapter) Get(space fsync.SpaceID, author fsync.PeerID, seq uint64) ([]byte, error) {
+	env, err := s.a.db.get(envKey(crypto.SpaceID(space), crypto.DeviceID(author), seq))
+	if errors.Is(err, errKVNotFound) {
+		return nil, fsync.ErrNotFound
+	}
+	return env, err
+}
+
+func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error) {
+	h, err := crypto.ParseHeader(env.Data)
+	if err != nil {
+		s.a.countReject(RejectMalformed)
+		return false, fsync.Reject(RejectMalformed, err)
+	}
+	if fsync.SpaceID(h.Space) != env.Space || fsync.PeerID(h.Author) != env.Author || h.Seq != env.Seq {
+		s.a.countReject(RejectMismatch)
+		return false, fsync.Reject(RejectMismatch, errors.New("envelope does not match the (space, author, seq) it was sent as"))
+	}
+	added, err := s.a.Ingest(env.Data)
+	var re *RejectError
+	if errors.As(err, &re) {
+		return false, fsync.Reject(re.Reason, re.Err)
+	}
+	return added, err
+}
+
+// peerRecord is a known peer as stored under the N prefix.
+type peerRecord struct {
+	Addr     string    `json:"addr"`
+	Role     uint8     `json:"role"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+func (s syncAdapter) LoadPeers() ([]fsync.KnownPeer, error) {
+	var out []fsync.KnownPeer
+	err := s.a.db.scan([]byte{pfxPeer}, func(k, v []byte) error {
+		if len(k) != 17 {
+			return nil
+		}
+		var p peerRecord
+		if err := json.Unmarshal(v, &p); err != nil {
+			return nil
+		}
+		var id fsync.PeerID
+		copy(id[:], k[1:])
+		out = append(out, fsync.KnownPeer{ID: id, Addr: p.Addr, Role: fsync.Role(p.Role), LastSeen: p.LastSeen})
+		return nil
+	}, s.a.countCorrupt)
+	return out, err
+}
+
+func (s syncAdapter) SavePeer(p fsync.KnownPeer) error {
+	a := s.a
+	b, _ := json.Marshal(peerRecord{Addr: p.Addr, Role: uint8(p.Role), LastSeen: p.LastSeen})
+	if err := a.beginWrite(); err != nil {
+		return err
+	}
+	return a.commitWrite([]kvEntry{a.db.entry(peerKey(crypto.DeviceID(p.ID)), b)})
+}
+
+// --- fsync.Authenticator ---
+
+func (s syncAdapter) LocalID() fsync.PeerID { return fsync.PeerID(s.a.dev) }
+
+func (s syncAdapter) TLSCertificate() (tls.Certificate, error) {
+	return fsync.SelfSignedTLS(s.a.id.Ed25519())
+}
+
+func (s syncAdapter) Certificate() []byte { return s.a.cert.MarshalBinary() }
+
+func toCryptoTranscript(t fsync.Transcript) crypto.Transcript {
+	return crypto.Transcript{
+		Label: t.Label, Binding: t.Binding,
+		Initiator: crypto.DeviceID(t.Initiator), Responder: crypto.DeviceID(t.Responder),
+		InitiatorNonce: t.InitiatorNonce, ResponderNonce: t.ResponderNonce,
+	}
+}
+
+func (s syncAdapter) SignChallenge(t fsync.Transcript, side fsync.Side) ([]byte, error) {
+	sig := crypto.SignChallenge(s.a.id, toCryptoTranscript(t), crypto.Side(side))
+	if sig == nil {
+		return nil, errors.New("challenge transcript refused")
+	}
+	return sig, nil
+}
+
+func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side, sig []byte) (fsync.Peer, error) {
+	a := s.a
+	c, err := crypto.ParseCertificate(blob)
+	if err != nil {
+		return fsync.Peer{}, fsync.Reject(RejectMalformed, err)
+	}
+	if err := c.Verify(a.trust, a.cfg.now()); err != nil {
+		return fsync.Peer{}, fsync.Reject(rejectReason(err), err)
+	}
+	id := c.Device.ID()
+	a.statMu.Lock()
+	rev := a.revs[id]
+	a.statMu.Unlock()
+	if rev != nil {
+		return fsync.Peer{}, fsync.Reject(RejectRevoked, fmt.Errorf("device %s is revoked", id))
+	}
+	if err := crypto.VerifyChallenge(c.Device, toCryptoTranscript(t), crypto.Side(side), sig); err != nil {
+		return fsync.Peer{}, fsync.Reject(RejectSignature, err)
+	}
+	if added, err := a.AddCertificate(blob); err == nil && added {
+		go a.ShareKeys()
+	}
+	return fsync.Peer{ID: fsync.PeerID(id), Bureau: c.Bureau.Fingerprint(), Role: fsync.Role(c.Role), SignKey: c.Device.SignKey}, nil
+}
+
+func (s syncAdapter) Entitled(p fsync.Peer, space fsync.SpaceID) bool {
+	a := s.a
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	sp := a.spaces[crypto.SpaceID(space)]
+	return sp != nil && slices.Contains(sp.meta.ReleaseFP, p.Bureau)
+}
+
+func (s syncAdapter) MeshObjects() ([][]byte, error) {
+	out := s.a.Certificates()
+	s.a.statMu.Lock()
+	for _, r := range s.a.revs {
+		out = append(out, r.Marshal())
+	}
+	s.a.statMu.Unlock()
+	return out, nil
+}
+
+func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error) {
+	if _, err := crypto.ParseCertificate(obj); err == nil {
+		added, err := s.a.AddCertificate(obj)
+		if err != nil {
+			return false, fsync.Reject(rejectReason(err), err)
+		}
+		if added {
+			go s.a.ShareKeys()
+		}
+		return added, nil
+	}
+	if _, err := crypto.ParseRevocation(obj); err == nil {
+		added, err := s.a.AddRevocation(obj)
+		if err != nil {
+			return false, fsync.Reject(rejectReason(err), err)
+		}
+		return added, nil
+	}
+	return false, fsync.Reject(RejectMalformed, errors.New("mesh object is neither a certificate nor a revocation"))
+}
+
+// AddRevocation stores a bureau-signed revocation after checking it.
+func (a *Agent) AddRevocation(blob []byte) (bool, error) {
+	r, err := crypto.ParseRevocation(blob)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Verify(a.trust); err != nil {
+		return false, err
+	}
+	a.statMu.Lock()
+	old := a.revs[r.Device]
+	a.statMu.Unlock()
+	if old != nil && string(old.Marshal()) == string(r.Marshal()) {
+		return false, nil
+	}
+	if err := a.beginWrite(); err != nil {
+		return false, err
+	}
+	a.statMu.Lock()
+	a.revs[r.Device] = r
+	a.statMu.Unlock()
+	if err := a.commitWrite([]kvEntry{a.db.entry(revokeKey(r.Device), r.Marshal())}); err != nil {
+		return false, err
+	}
+	return true, nil
+}

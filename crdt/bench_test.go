@@ -31,7 +31,13 @@ func benchSpace(b *testing.B, records int) (*crdt.Space, []crdt.RecordID, crdt.R
 // BenchmarkLocalPut: one local update = build a Put from the record, wrap
 // it in its own change, apply it (W1's offline phase).
 func BenchmarkLocalPut(b *testing.B) {
-	s, ids, a := benchSpace(b, 10_000)
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchLocalPut(b, n) })
+	}
+}
+
+func benchLocalPut(b *testing.B, records int) {
+	s, ids, a := benchSpace(b, records)
 	var clock crdt.Clock
 	seq := uint64(len(ids))
 	val := []byte("Иван Петров market حلب clinic market حلب #0042")

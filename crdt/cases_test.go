@@ -233,3 +233,27 @@ func TestApplyChangeIdempotent(t *testing.T) {
 		t.Fatalf("duplicate: %v %v", out, err)
 	}
 }
+
+// TestDisplayOrder asserts both directions: the higher HLC wins whatever
+// the replica; on equal HLCs the higher replica bytes win.
+func TestDisplayOrder(t *testing.T) {
+	lo, hi := rid(1), rid(2)
+	for _, tc := range []struct {
+		hlcLo, hlcHi int64
+		want         ReplicaID
+	}{{10, 20, hi}, {20, 10, lo}, {15, 15, hi}} {
+		for _, order := range [][2]int{{0, 1}, {1, 0}} {
+			chs := []*Change{
+				{Author: lo, Seq: 1, HLC: Timestamp{Wall: tc.hlcLo}, Ops: []Op{NewPut("r", "f", []byte("lo"))}},
+				{Author: hi, Seq: 1, HLC: Timestamp{Wall: tc.hlcHi}, Ops: []Op{NewPut("r", "f", []byte("hi"))}},
+			}
+			s := NewSpace()
+			mustApply(t, s, chs[order[0]])
+			mustApply(t, s, chs[order[1]])
+			f, _ := s.Record("r").Register("f")
+			if f.Siblings[0].Dot.Replica != tc.want || f.Siblings[1].Dot.Replica == tc.want {
+				t.Errorf("hlc lo=%d hi=%d: winner %v", tc.hlcLo, tc.hlcHi, f.Siblings[0].Dot.Replica[0])
+			}
+		}
+	}
+}

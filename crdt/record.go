@@ -343,6 +343,7 @@ func (r *Record) Resolve(field string, dots []Dot, value []byte, reason string) 
 // ---- reading ----
 
 // Sibling is one live value of a register. Its author is Dot.Replica.
+// Value is shared with the record: do not modify it.
 type Sibling struct {
 	Value []byte
 	Dot   Dot

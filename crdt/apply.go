@@ -102,7 +102,8 @@ func ApplyChange(ctx *Context, load func(RecordID) (*Record, error), ch *Change)
 }
 
 // Space is a whole space in memory: its context and every record. Used by
-// tests, benchmarks and repair; the agent stores records one by one.
+// tests, benchmarks and repair; the agent stores records one by one. The
+// zero Space is empty and ready to use.
 type Space struct {
 	Context *Context
 	Records map[RecordID]*Record
@@ -111,6 +112,16 @@ type Space struct {
 // NewSpace returns an empty space.
 func NewSpace() *Space {
 	return &Space{Context: NewContext(), Records: make(map[RecordID]*Record)}
+}
+
+// init makes the zero Space usable.
+func (s *Space) init() {
+	if s.Context == nil {
+		s.Context = NewContext()
+	}
+	if s.Records == nil {
+		s.Records = make(map[RecordID]*Record)
+	}
 }
 
 func (s *Space) record(id RecordID) *Record {
@@ -128,12 +139,16 @@ func (s *Space) Apply(ch *Change) error {
 	if err := ch.Validate(); err != nil {
 		return err
 	}
+	s.init()
 	applyValid(s.Context, s.record, ch)
 	return nil
 }
 
 // MarkSeen records a seq that carried no CRDT operations.
-func (s *Space) MarkSeen(d Dot) { s.Context.Add(d) }
+func (s *Space) MarkSeen(d Dot) {
+	s.init()
+	s.Context.Add(d)
+}
 
 // Record returns the record with the given ID, or nil.
 func (s *Space) Record(id RecordID) *Record { return s.Records[id] }
@@ -150,6 +165,7 @@ func (s *Space) IDs() []RecordID {
 
 // Clone returns a deep copy of s.
 func (s *Space) Clone() *Space {
+	s.init()
 	c := &Space{Context: s.Context.Clone(), Records: make(map[RecordID]*Record, len(s.Records))}
 	for id, r := range s.Records {
 		c.Records[id] = r.Clone()
@@ -161,6 +177,8 @@ func (s *Space) Clone() *Space {
 // are shared). Merging agrees with applying: a space that applied changes X
 // merged with one that applied Y equals a space that applied X ∪ Y.
 func Merge(a, b *Space) *Space {
+	a.init()
+	b.init()
 	out := &Space{Context: a.Context.Clone(), Records: make(map[RecordID]*Record, len(a.Records))}
 	out.Context.Join(b.Context)
 	empty := &Record{}

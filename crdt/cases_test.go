@@ -257,3 +257,22 @@ func TestDisplayOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroValues(t *testing.T) {
+	var s Space
+	mustApply(t, &s, &Change{Author: rid(1), Seq: 1, Ops: []Op{NewPut("r", "f", []byte("v"))}})
+	var s2 Space
+	s2.MarkSeen(Dot{Replica: rid(2), Seq: 1})
+	m := Merge(&s, &s2)
+	if !m.Context.Contains(Dot{Replica: rid(2), Seq: 1}) || m.Record("r") == nil {
+		t.Fatal("merge of zero-value spaces")
+	}
+	var c Context
+	c.Add(Dot{Replica: rid(1), Seq: 2})
+	if c.Contains(Dot{Replica: rid(1), Seq: 1}) || !c.Contains(Dot{Replica: rid(1), Seq: 2}) {
+		t.Fatal("zero context")
+	}
+	if _, err := (&Space{}).MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+}

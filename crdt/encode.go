@@ -737,6 +737,7 @@ func (s *Space) AppendCanonical(b []byte) []byte {
 }
 
 func (s *Space) writeBody(write func([]byte)) {
+	s.init()
 	tmp := appendBytes(nil, s.Context.appendBinary(nil))
 	ids := s.IDs()
 	tmp = appendUvarint(tmp, uint64(len(ids)))

@@ -394,7 +394,7 @@ func (a *Agent) startSync(ctx context.Context) error {
 		Store: syncAdapter{a}, Auth: syncAdapter{a}, Role: role,
 		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
 		Join: a.cfg.Join, MeshKeys: [][]byte{mesh}, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
-		DisableHints: a.cfg.DisableHints,
+		DisableHints: a.cfg.DisableHints, Faults: a.cfg.Faults,
 	})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	fsync "fieldsync/sync"
 )
 
 // Config is everything an agent needs to run. DefaultConfig fills in the
@@ -42,6 +44,9 @@ type Config struct {
 	CertWarning time.Duration
 	// SyncInterval is the mean anti-entropy interval (jittered).
 	SyncInterval time.Duration
+	// Faults injects network faults under memberlist and the sync streams.
+	// Tests only; nil in production.
+	Faults fsync.Faults
 	// DisableHints stops hint broadcasts: convergence then comes from
 	// anti-entropy alone. Tests only.
 	DisableHints bool

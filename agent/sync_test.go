@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,4 +75,274 @@ func TestTwoAgentsSync(t *testing.T) {
 	waitFor(t, "a's writes to count as held by b", func() bool { return a.Status().UnsyncedLocal == 0 })
 	_ = context.Background
 	_ = fmt.Sprint
+}
+
+// partition is a fsync.Faults that cuts traffic between groups of nodes.
+type partition struct {
+	mu    sync.Mutex
+	group map[string]int // node name -> group; absent = connected to all
+}
+
+func (p *partition) split(groups ...[]*Agent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.group = map[string]int{}
+	for i, g := range groups {
+		for _, a := range g {
+			p.group[a.DeviceID().String()] = i + 1
+		}
+	}
+}
+
+func (p *partition) heal() {
+	p.mu.Lock()
+	p.group = nil
+	p.mu.Unlock()
+}
+
+func (p *partition) Drop(from, to string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	gf, okf := p.group[from]
+	gt, okt := p.group[to]
+	return okf && okt && gf != gt
+}
+
+func (p *partition) WrapSync(from, to string, c net.Conn) net.Conn { return c }
+
+// TestPartitionHealConverges: five agents (four officers and a relay)
+// split 3|2 with both sides writing, including concurrent edits of the same
+// field; after healing every officer has the same digest and conflicts, and
+// the relay holds the same envelope set.
+func TestPartitionHealConverges(t *testing.T) {
+	for _, hints := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hints=%v", hints), func(t *testing.T) { partitionHeal(t, hints) })
+	}
+}
+
+func partitionHeal(t *testing.T, hints bool) {
+	omn := newTestBureau(t, "OMN")
+	faults := &partition{}
+	var agents []*Agent
+	var mesh []byte
+	var first string
+	mk := func(name string, role crypto.Role) *Agent {
+		cfg := newTestDevice(t, omn, name, role)
+		if mesh == nil {
+			ks, _ := LoadKeystore(cfg.Layout, cfg.Unlock)
+			mesh = ks.MeshKey
+		}
+		cfg.MeshKey = mesh
+		cfg.Faults = faults
+		cfg.DisableHints = !hints
+		if first != "" {
+			cfg.Join = []string{first}
+		}
+		a := startSyncAgent(t, cfg)
+		if first == "" {
+			first = a.SyncAddr()
+		}
+		agents = append(agents, a)
+		return a
+	}
+	A := mk("Amina", crypto.RoleOfficer)
+	sp, err := A.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	B := mk("Boris", crypto.RoleOfficer)
+	R := mk("relay", crypto.RoleRelay)
+	C := mk("Chen", crypto.RoleOfficer)
+	D := mk("Dana", crypto.RoleOfficer)
+	officers := []*Agent{A, B, C, D}
+	put := func(a *Agent, rec, field, val string) {
+		t.Helper()
+		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: field, Value: val}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everyone gets the key and a first record.
+	put(A, "p1", "name", "أمينة")
+	for _, o := range officers {
+		waitFor(t, o.ks.Officer+" to read p1", func() bool {
+			r, err := o.GetRecord(RecordRef{Space: sp.ID, Record: "p1"})
+			return err == nil && r.Fields["name"].Value == "أمينة"
+		})
+	}
+	faults.split([]*Agent{A, B, R}, []*Agent{C, D})
+	put(A, "p1", "name", "Amina (side 1)")
+	put(C, "p1", "name", "Амина (side 2)")
+	put(B, "p2", "plate", "KZ 1")
+	put(D, "p3", "phone", "+7 700 000")
+	faults.heal()
+	converged := func() bool {
+		d0, err := A.Digest(SpaceRef{Space: sp.ID})
+		if err != nil {
+			return false
+		}
+		for _, a := range agents[1:] {
+			d, err := a.Digest(SpaceRef{Space: sp.ID})
+			if err != nil || d.Envelopes != d0.Envelopes || (a != R && d.Digest != d0.Digest) {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "all five to converge", converged)
+	var want []Conflict
+	for i, o := range officers {
+		c, err := o.ConflictsList(ConflictsListRequest{Space: sp.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			want = c
+			if len(c) != 1 || c[0].Record != "p1" || len(c[0].Siblings) != 2 {
+				t.Fatalf("conflicts = %+v", c)
+			}
+			continue
+		}
+		if !sameJSON(t, c, want) {
+			t.Fatalf("%s's conflicts differ: %+v", o.ks.Officer, c)
+		}
+	}
+	// The relay holds every envelope but no key, and no share was wrapped to it.
+	rd, _ := R.Digest(SpaceRef{Space: sp.ID})
+	if rd.Digest != "" {
+		t.Fatalf("relay computed a state digest: it holds a key")
+	}
+	if _, err := R.GetRecord(RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+		t.Fatal("relay can read a record")
+	}
+	assertNoShareTo(t, A, sp.ID, R.DeviceID())
+}
+
+// assertNoShareTo fails if any key share in the space is addressed to dev.
+func assertNoShareTo(t *testing.T, a *Agent, space string, dev crypto.DeviceID) {
+	t.Helper()
+	id, _ := crypto.ParseSpaceID(space)
+	shares := 0
+	a.Envelopes(id, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil || h.Kind != crypto.KindKeyShare {
+			return nil
+		}
+		shares++
+		_, body, _ := crypto.Verify(env, a.certs[h.Author].Device)
+		ks, err := crypto.ParseKeyShare(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Recipient == dev {
+			t.Fatalf("a key share is addressed to %s", dev)
+		}
+		return nil
+	})
+	if shares == 0 {
+		t.Fatal("no key shares at all: the check proves nothing")
+	}
+}
+
+// runningAgent is an agent serving until stop is called.
+type runningAgent struct {
+	*Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startStoppable(t *testing.T, cfg Config) *runningAgent {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(r.stop)
+	waitFor(t, "sync to start", func() bool { return a.SyncAddr() != "" })
+	return r
+}
+
+func (r *runningAgent) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+// TestRelayBetweenOfficersNeverOnlineTogether: A and B are never online at
+// the same time; everything goes through the bureau relay, both ways. The
+// relay's disk holds no plaintext and no key share is addressed to it.
+func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
+	const canary = "CANARYrelay51"
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay)
+	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	for _, c := range []*Config{&cfgA, &cfgB, &cfgR} {
+		c.MeshKey = ks.MeshKey
+	}
+	R := startStoppable(t, cfgR)
+	cfgA.Join = []string{R.SyncAddr()}
+	cfgB.Join = []string{R.SyncAddr()}
+	heldBy := func(r *runningAgent, space string, n int) func() bool {
+		return func() bool {
+			d, err := r.Digest(SpaceRef{Space: space})
+			return err == nil && d.Count >= n
+		}
+	}
+
+	A := startStoppable(t, cfgA)
+	sp, err := A.CreateSpace("case "+canary, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := A.PutFields(RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []FieldValue{{Name: "note", Value: "secret " + canary}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the relay to hold A's envelopes", heldBy(R, sp.ID, 3))
+	A.stop()
+
+	// B comes online: its certificate reaches the relay; it gets envelopes
+	// it cannot open yet.
+	B := startStoppable(t, cfgB)
+	waitFor(t, "B to hold the space's envelopes", heldBy(B, sp.ID, 3))
+	waitFor(t, "the relay to learn B's certificate", func() bool {
+		R.statMu.Lock()
+		defer R.statMu.Unlock()
+		return R.certs[B.DeviceID()] != nil
+	})
+	B.stop()
+
+	// A comes back, learns B from the relay and wraps the key to B.
+	A = startStoppable(t, cfgA)
+	waitFor(t, "the relay to hold A's key share for B", heldBy(R, sp.ID, 4))
+	A.stop()
+
+	B = startStoppable(t, cfgB)
+	waitFor(t, "B to read A's record", func() bool {
+		r, err := B.GetRecord(RecordRef{Space: sp.ID, Record: "p-" + canary})
+		return err == nil && r.Fields["note"].Value == "secret "+canary
+	})
+	if _, err := B.PutFields(RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []FieldValue{{Name: "reply", Value: "seen " + canary}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the relay to hold B's reply", func() bool {
+		st := B.Status()
+		return st.UnsyncedLocal == 0
+	})
+	B.stop()
+
+	A = startStoppable(t, cfgA)
+	waitFor(t, "A to read B's reply", func() bool {
+		r, err := A.GetRecord(RecordRef{Space: sp.ID, Record: "p-" + canary})
+		return err == nil && r.Fields["reply"].Value == "seen "+canary
+	})
+	assertNoShareTo(t, A.Agent, sp.ID, R.DeviceID())
+	A.stop()
+	R.stop()
+	scanForCanary(t, cfgR.Layout.Dir, []byte(canary))
 }

@@ -268,6 +268,17 @@ func (a *Agent) Status() Status {
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
 	a.statMu.Unlock()
+	if e := a.engine(); e != nil {
+		s := e.Stats()
+		st.Sync = &SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,
+			EnvelopesAdded: s.Added, Duplicates: s.Duplicates, BytesIn: s.SyncBytesIn, BytesOut: s.SyncBytesOut,
+			GossipBytesIn: s.GossipBytesIn, GossipBytesOut: s.GossipBytesOut, AuthFailures: s.AuthFailures, BroadcastQueue: s.BroadcastQueue}
+		for reason, n := range s.Rejected {
+			if _, ok := st.Rejected[reason]; !ok { // counted by the engine only (e.g. mesh objects)
+				st.Rejected[reason] = int(n)
+			}
+		}
+	}
 	sort.Slice(st.SkewedAuthors, func(i, j int) bool { return st.SkewedAuthors[i].Author < st.SkewedAuthors[j].Author })
 	sort.Slice(st.Gaps, func(i, j int) bool {
 		if st.Gaps[i].Space != st.Gaps[j].Space {

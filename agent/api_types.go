@@ -86,6 +86,7 @@ type Digest struct {
 	Digest    string `json:"digest"`    // hash of the materialized state (members only)
 	Envelopes string `json:"envelopes"` // hash of the set of envelope IDs held
 	Count     int    `json:"count"`     // number of envelopes held
+	Bytes     int64  `json:"bytes"`     // total size of the envelopes held
 }
 
 // RecordRef names one record of a space.
@@ -295,5 +296,22 @@ type Status struct {
 	Forks         []Fork         `json:"forks"`
 	Missing       []Gap          `json:"missing"`        // acknowledged local envelopes found absent at open
 	CorruptValues int            `json:"corrupt_values"` // stored values that failed authentication since start
+	Sync          *SyncStats     `json:"sync,omitempty"` // nil while sync is not running
 	Version       string         `json:"version"`
+}
+
+// SyncStats are the sync engine's counters since the agent started.
+type SyncStats struct {
+	Addr           string `json:"addr"`            // the address memberlist and sync listen on
+	Rounds         uint64 `json:"rounds"`          // completed anti-entropy rounds
+	RoundErrors    uint64 `json:"round_errors"`    // failed or cut rounds
+	EnvelopesSent  uint64 `json:"envelopes_sent"`  // envelopes sent to peers
+	EnvelopesAdded uint64 `json:"envelopes_added"` // envelopes received and stored
+	Duplicates     uint64 `json:"duplicates"`      // envelopes received that were already held
+	BytesIn        uint64 `json:"bytes_in"`        // sync stream bytes received on the socket
+	BytesOut       uint64 `json:"bytes_out"`       // sync stream bytes sent on the socket
+	GossipBytesIn  uint64 `json:"gossip_bytes_in"`
+	GossipBytesOut uint64 `json:"gossip_bytes_out"`
+	AuthFailures   uint64 `json:"auth_failures"`
+	BroadcastQueue int    `json:"broadcast_queue"`
 }

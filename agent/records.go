@@ -482,6 +482,7 @@ func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
 		h := crypto.Hash(v)
 		env.Write(h[:])
 		out.Count++
+		out.Bytes += int64(len(v))
 		return nil
 	}, func(k []byte) { env.Write([]byte("corrupt")) })
 	if err != nil {

@@ -1,23 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"fieldsync/agent"
+	"fieldsync/internal/harness"
 )
 
 func demoCommand() *cli.Command {
@@ -36,22 +32,6 @@ func demoCommand() *cli.Command {
 	}
 }
 
-// demo drives the fieldsync binary the way an operator would.
-type demo struct {
-	exe    string
-	root   string
-	out    io.Writer
-	agents map[string]*demoAgent
-	ctx    context.Context
-}
-
-type demoAgent struct {
-	name, dir, bind string
-	relay           bool
-	cmd             *exec.Cmd
-	log             *os.File
-}
-
 func demoAction(c *cli.Context) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -61,202 +41,70 @@ func demoAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d := &demo{exe: exe, root: root, out: c.App.Writer, agents: map[string]*demoAgent{}, ctx: ctxOf(c)}
+	out := c.App.Writer
+	var cl *harness.Cluster
 	defer func() {
-		d.stopAll()
+		if cl != nil {
+			cl.StopAll()
+		}
 		if c.Bool("keep") {
-			fmt.Fprintf(d.out, "\nkept %s\n", root)
+			fmt.Fprintf(out, "\nkept %s\n", root)
 		} else {
 			os.RemoveAll(root)
 		}
 	}()
-	return d.run()
-}
-
-func (d *demo) step(format string, args ...any) {
-	fmt.Fprintf(d.out, "\n== "+format+"\n", args...)
-}
-
-// cli runs one fieldsync command and returns its stdout.
-func (d *demo) cli(dir string, args ...string) (string, error) {
-	full := []string{"--passphrase-file", filepath.Join(d.root, "passphrase"), "--bureau-passphrase-file", filepath.Join(d.root, "passphrase")}
-	if dir != "" {
-		full = append(full, "--data-dir", dir)
-	}
-	cmd := exec.CommandContext(d.ctx, d.exe, append(full, args...)...)
-	cmd.Env = append(os.Environ(), "FIELDSYNC_TEST_KDF=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("fieldsync %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
-}
-
-func (d *demo) cliJSON(dir string, v any, args ...string) error {
-	out, err := d.cli(dir, append([]string{"--json"}, args...)...)
-	if err != nil {
+	fmt.Fprintf(out, "fieldsync demo: a bureau relay and three officers on 127.0.0.1, each a separate agent process\n(working directory %s)\n", root)
+	step(out, "setting up: a bureau, a mesh key, four enrolled devices")
+	ctx := ctxOf(c)
+	if cl, err = harness.New(ctx, exe, root, "OMN"); err != nil {
 		return err
 	}
-	return json.Unmarshal([]byte(out), v)
+	return runDemo(ctx, cl, out)
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+func step(out io.Writer, format string, args ...any) {
+	fmt.Fprintf(out, "\n== "+format+"\n", args...)
 }
 
-// start runs `fieldsync agent` for one device and waits for its API.
-func (d *demo) start(a *demoAgent, meshKey string, join ...string) error {
-	args := []string{"--data-dir", a.dir, "--passphrase-file", filepath.Join(d.root, "passphrase")}
-	if meshKey != "" {
-		args = append(args, "--mesh-key-file", meshKey)
-	}
-	args = append(args, "agent", "--bind", a.bind, "--profile", "local", "--log-level", "warn")
-	if a.relay {
-		args = append(args, "--relay")
-	}
-	for _, j := range join {
-		args = append(args, "--join", j)
-	}
-	log, err := os.OpenFile(filepath.Join(d.root, a.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	a.log = log
-	a.cmd = exec.Command(d.exe, args...)
-	a.cmd.Stdout, a.cmd.Stderr = log, log
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- a.cmd.Wait() }()
-	cl := agent.NewClient(agent.Layout{Dir: a.dir}.Socket())
-	for i := 0; ; i++ {
-		if _, err := cl.Status(d.ctx); err == nil {
-			go func() { <-exited }()
-			return nil
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(log.Name())
-			return fmt.Errorf("agent %s exited (%v): %s", a.name, err, b)
-		case <-d.ctx.Done():
-			return d.ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if i > 600 {
-			return fmt.Errorf("agent %s did not start (log: %s)", a.name, log.Name())
-		}
-	}
-}
-
-func (d *demo) stop(a *demoAgent) {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	sock := agent.Layout{Dir: a.dir}.Socket()
-	for i := 0; i < 200; i++ { // the socket goes when the worker has closed the store
-		if _, err := os.Stat(sock); err != nil {
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
-	a.cmd = nil
-	a.log.Close()
-}
-
-func (d *demo) stopAll() {
-	for _, a := range d.agents {
-		d.stop(a)
-	}
-}
-
-// waitUntil polls cond (each poll runs CLI commands) for up to a minute.
-func (d *demo) waitUntil(what string, cond func() (bool, error)) (time.Duration, error) {
-	start := time.Now()
-	var last error
-	for time.Since(start) < time.Minute {
-		ok, err := cond()
-		if ok {
-			return time.Since(start), nil
-		}
-		last = err
-		select {
-		case <-d.ctx.Done():
-			return 0, d.ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return 0, fmt.Errorf("timed out waiting for %s (last error: %v)", what, last)
-}
-
-func (d *demo) run() error {
-	fmt.Fprintf(d.out, "fieldsync demo: a bureau relay and three officers on 127.0.0.1, each a separate agent process\n(working directory %s)\n", d.root)
-	if err := os.WriteFile(filepath.Join(d.root, "passphrase"), []byte("demo passphrase, never use it\n"), 0o600); err != nil {
-		return err
-	}
-	d.step("setting up: a bureau, a mesh key, four enrolled devices")
-	bureau := filepath.Join(d.root, "omn.bureau")
-	mesh := filepath.Join(d.root, "mesh.key")
-	if _, err := d.cli("", "bureau", "init", "--name", "OMN", "--out", bureau); err != nil {
-		return err
-	}
-	if _, err := d.cli("", "mesh-key", "new", "--out", mesh); err != nil {
-		return err
-	}
+func runDemo(ctx context.Context, cl *harness.Cluster, out io.Writer) error {
+	var nodes []*harness.Node
 	for _, spec := range []struct {
 		name, officer string
 		relay         bool
 	}{{"relay", "Bureau relay", true}, {"amina", "Amina Haddad", false}, {"boris", "Борис Ветров", false}, {"chen", "Chen Wei", false}} {
-		bind, err := freePort()
+		n, err := cl.Add(ctx, spec.name, spec.officer, spec.relay)
 		if err != nil {
 			return err
 		}
-		a := &demoAgent{name: spec.name, dir: filepath.Join(d.root, spec.name), bind: bind, relay: spec.relay}
-		args := []string{"init", "--officer", spec.officer, "--bureau-key", bureau, "--mesh-key", mesh}
-		if spec.relay {
-			args = append(args, "--role", "relay")
-		}
-		if _, err := d.cli(a.dir, args...); err != nil {
-			return err
-		}
-		d.agents[spec.name] = a
-		fmt.Fprintf(d.out, "  %-6s %s\n", spec.name, spec.officer)
+		nodes = append(nodes, n)
+		fmt.Fprintf(out, "  %-6s %s\n", spec.name, spec.officer)
 	}
-	relay, amina, boris, chen := d.agents["relay"], d.agents["amina"], d.agents["boris"], d.agents["chen"]
+	relay, amina, boris, chen := nodes[0], nodes[1], nodes[2], nodes[3]
 
-	d.step("starting the relay and three officer agents (memberlist on 127.0.0.1, profile local)")
-	if err := d.start(relay, ""); err != nil {
+	step(out, "starting the relay and three officer agents (memberlist on 127.0.0.1, profile local)")
+	if err := cl.Start(ctx, relay, ""); err != nil {
 		return err
 	}
-	for _, a := range []*demoAgent{amina, boris, chen} {
-		if err := d.start(a, "", relay.bind); err != nil {
+	for _, n := range []*harness.Node{amina, boris, chen} {
+		if err := cl.Start(ctx, n, "", relay.Bind); err != nil {
 			return err
 		}
-		fmt.Fprintf(d.out, "  %s joined through the relay at %s\n", a.name, relay.bind)
+		fmt.Fprintf(out, "  %s joined through the relay at %s\n", n.Name, relay.Bind)
 	}
 
-	d.step("amina creates a case file and records a person and a vehicle")
+	step(out, "amina creates a case file and records a person and a vehicle")
 	var sp agent.Space
-	if err := d.cliJSON(amina.dir, &sp, "space", "create", "Case 42 — قضية ٤٢"); err != nil {
+	if err := cl.CLIJSON(ctx, amina.Dir, &sp, "space", "create", "Case 42 — قضية ٤٢"); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "  space %s %q\n", sp.ID[:10], sp.Name)
-	if _, err := d.cli(amina.dir, "record", "put", sp.ID, "p1", "name=أمينة حداد", "vehicle=KZ 123 ABC", "place=Алматы market"); err != nil {
+	fmt.Fprintf(out, "  space %s %q\n", sp.ID[:10], sp.Name)
+	if _, err := cl.CLI(ctx, amina.Dir, "record", "put", sp.ID, "p1", "name=أمينة حداد", "vehicle=KZ 123 ABC", "place=Алматы market"); err != nil {
 		return err
 	}
-	took, err := d.waitUntil("boris and chen to see p1", func() (bool, error) {
-		for _, a := range []*demoAgent{boris, chen} {
+	took, err := harness.WaitUntil(ctx, time.Minute, "boris and chen to see p1", func() (bool, error) {
+		for _, n := range []*harness.Node{boris, chen} {
 			var r agent.Record
-			if err := d.cliJSON(a.dir, &r, "record", "get", sp.ID, "p1"); err != nil {
+			if err := cl.CLIJSON(ctx, n.Dir, &r, "record", "get", sp.ID, "p1"); err != nil {
 				return false, err
 			}
 			if r.Fields["vehicle"].Value != "KZ 123 ABC" {
@@ -268,77 +116,68 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "  boris and chen read p1 after %s (the space key was wrapped to them automatically)\n", took.Round(time.Millisecond))
+	fmt.Fprintf(out, "  boris and chen read p1 after %s (the space key was wrapped to them automatically)\n", took.Round(time.Millisecond))
 
-	d.step("chen's laptop drops off the mesh (its agent restarts outside it) and everyone keeps working")
-	d.stop(chen)
-	otherMesh := filepath.Join(d.root, "other-mesh.key")
-	if _, err := d.cli("", "mesh-key", "new", "--out", otherMesh); err != nil {
+	step(out, "chen's laptop drops off the mesh (its agent restarts outside it) and everyone keeps working")
+	if err := cl.Stop(chen); err != nil {
 		return err
 	}
-	if err := d.start(chen, otherMesh); err != nil {
+	otherMesh := filepath.Join(cl.Root, "other-mesh.key")
+	if _, err := cl.CLI(ctx, "", "mesh-key", "new", "--out", otherMesh); err != nil {
 		return err
 	}
-	if _, err := d.cli(amina.dir, "record", "put", sp.ID, "p1", "vehicle=KZ 124 ABC"); err != nil {
+	if err := cl.Start(ctx, chen, otherMesh); err != nil {
 		return err
 	}
-	fmt.Fprintln(d.out, "  amina: vehicle = KZ 124 ABC")
-	if _, err := d.cli(chen.dir, "record", "put", sp.ID, "p1", "vehicle=KZ 125 ABC — رأيتها"); err != nil {
-		return err
-	}
-	fmt.Fprintln(d.out, "  chen (offline): vehicle = KZ 125 ABC — رأيتها")
-	if _, err := d.cli(boris.dir, "note", "add", sp.ID, "p1", "Видели на границе в 14:10"); err != nil {
-		return err
-	}
-	fmt.Fprintln(d.out, "  boris: adds a note")
-
-	d.step("chen reconnects; the agents converge by anti-entropy")
-	d.stop(chen)
-	if err := d.start(chen, "", relay.bind, amina.bind); err != nil {
-		return err
-	}
-	took, err = d.waitUntil("every agent to hold the same state", func() (bool, error) {
-		var first agent.Digest
-		for i, a := range []*demoAgent{amina, boris, chen, relay} {
-			var dg agent.Digest
-			if err := d.cliJSON(a.dir, &dg, "space", "digest", sp.ID); err != nil {
-				return false, err
-			}
-			if i == 0 {
-				first = dg
-				continue
-			}
-			if dg.Envelopes != first.Envelopes || (!a.relay && dg.Digest != first.Digest) {
-				return false, nil
-			}
+	for _, w := range []struct {
+		n    *harness.Node
+		args []string
+		say  string
+	}{
+		{amina, []string{"record", "put", sp.ID, "p1", "vehicle=KZ 124 ABC"}, "amina: vehicle = KZ 124 ABC"},
+		{chen, []string{"record", "put", sp.ID, "p1", "vehicle=KZ 125 ABC — رأيتها"}, "chen (offline): vehicle = KZ 125 ABC — رأيتها"},
+		{boris, []string{"note", "add", sp.ID, "p1", "Видели на границе в 14:10"}, "boris: adds a note"},
+	} {
+		if _, err := cl.CLI(ctx, w.n.Dir, w.args...); err != nil {
+			return err
 		}
-		return true, nil
+		fmt.Fprintln(out, "  "+w.say)
+	}
+
+	step(out, "chen reconnects; the agents converge by anti-entropy")
+	if err := cl.Stop(chen); err != nil {
+		return err
+	}
+	if err := cl.Start(ctx, chen, "", relay.Bind, amina.Bind); err != nil {
+		return err
+	}
+	took, err = harness.WaitUntil(ctx, time.Minute, "every agent to hold the same state", func() (bool, error) {
+		return harness.Converged(ctx, sp.ID, amina, boris, chen, relay)
 	})
 	if err != nil {
 		return err
 	}
 	var dg agent.Digest
-	d.cliJSON(amina.dir, &dg, "space", "digest", sp.ID)
-	fmt.Fprintf(d.out, "  converged %s after reconnecting: state digest %s…, %d envelopes (the relay holds the same envelopes and cannot read them)\n",
+	if err := cl.CLIJSON(ctx, amina.Dir, &dg, "space", "digest", sp.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  converged %s after reconnecting: state digest %s…, %d envelopes (the relay holds the same envelopes and cannot read them)\n",
 		took.Round(time.Millisecond), dg.Digest[:16], dg.Count)
 
-	d.step("the concurrent edits are kept as a conflict, on every officer's laptop — here as boris sees it:")
-	out, err := d.cli(boris.dir, "conflicts", "show", sp.ID, "p1")
+	step(out, "the concurrent edits are kept as a conflict, on every officer's laptop — here as boris sees it:")
+	show, err := cl.CLI(ctx, boris.Dir, "conflicts", "show", sp.ID, "p1")
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(d.out, indent(out))
-	if _, err := d.cli(boris.dir, "record", "get", sp.ID, "p1"); err != nil {
-		return err
-	}
+	fmt.Fprint(out, indent(show))
 	var r agent.Record
-	if err := d.cliJSON(chen.dir, &r, "record", "get", sp.ID, "p1"); err != nil {
+	if err := cl.CLIJSON(ctx, chen.Dir, &r, "record", "get", sp.ID, "p1"); err != nil {
 		return err
 	}
 	if !r.Fields["vehicle"].Conflict || len(r.Fields["vehicle"].Siblings) != 2 {
 		return errors.New("demo: the conflict did not show on chen's laptop")
 	}
-	d.step("done: stopping the agents and removing the temporary directory")
+	step(out, "done: stopping the agents and removing the temporary directory")
 	return nil
 }
 

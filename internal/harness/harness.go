@@ -1,0 +1,257 @@
+// Package harness runs fieldsync agents as real processes of the fieldsync
+// binary on 127.0.0.1, each in its own data directory, and drives them
+// through the binary's own commands, the way an operator would. The demo,
+// the agent-layer benchmark and the end-to-end tests share it.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"fieldsync/agent"
+)
+
+// Cluster is a set of devices enrolled by one bureau, sharing a mesh key,
+// under one root directory.
+type Cluster struct {
+	Exe     string // the fieldsync binary
+	Root    string // working directory: passphrase, bureau key, mesh key, data dirs, logs
+	Bureau  string // the bureau key file
+	MeshKey string // the mesh key file
+	Env     []string
+	Nodes   map[string]*Node
+}
+
+// Node is one device and, while running, its agent process.
+type Node struct {
+	Name  string
+	Dir   string // data directory
+	Bind  string // 127.0.0.1:port for memberlist and sync
+	Relay bool
+
+	cmd    *exec.Cmd
+	exited chan error
+	log    *os.File
+}
+
+// New prepares a cluster under root: a passphrase file, a bureau and a mesh key.
+func New(ctx context.Context, exe, root, bureau string) (*Cluster, error) {
+	c := &Cluster{Exe: exe, Root: root, Nodes: map[string]*Node{}, Env: []string{"FIELDSYNC_TEST_KDF=1"}}
+	if err := os.WriteFile(c.passphrase(), []byte("harness passphrase, never use it\n"), 0o600); err != nil {
+		return nil, err
+	}
+	c.Bureau = filepath.Join(root, strings.ToLower(bureau)+".bureau")
+	c.MeshKey = filepath.Join(root, "mesh.key")
+	if _, err := c.CLI(ctx, "", "bureau", "init", "--name", bureau, "--out", c.Bureau); err != nil {
+		return nil, err
+	}
+	if _, err := c.CLI(ctx, "", "mesh-key", "new", "--out", c.MeshKey); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) passphrase() string { return filepath.Join(c.Root, "passphrase") }
+
+// CLI runs one fieldsync command (with dir as --data-dir when not empty)
+// and returns its standard output.
+func (c *Cluster) CLI(ctx context.Context, dir string, args ...string) (string, error) {
+	full := []string{"--passphrase-file", c.passphrase(), "--bureau-passphrase-file", c.passphrase()}
+	if dir != "" {
+		full = append(full, "--data-dir", dir)
+	}
+	cmd := exec.CommandContext(ctx, c.Exe, append(full, args...)...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("fieldsync %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// CLIJSON runs a command with --json and decodes its output into v.
+func (c *Cluster) CLIJSON(ctx context.Context, dir string, v any, args ...string) error {
+	out, err := c.CLI(ctx, dir, append([]string{"--json"}, args...)...)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(out), v)
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port free at the moment.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Add initialises and enrolls a device (an officer, or a relay).
+func (c *Cluster) Add(ctx context.Context, name, officer string, relay bool) (*Node, error) {
+	bind, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Name: name, Dir: filepath.Join(c.Root, name), Bind: bind, Relay: relay}
+	args := []string{"init", "--officer", officer, "--bureau-key", c.Bureau, "--mesh-key", c.MeshKey}
+	if relay {
+		args = append(args, "--role", "relay")
+	}
+	if _, err := c.CLI(ctx, n.Dir, args...); err != nil {
+		return nil, err
+	}
+	c.Nodes[name] = n
+	return n, nil
+}
+
+// Client is a local API client for the node's agent.
+func (n *Node) Client() *agent.Client {
+	return agent.NewClient(agent.Layout{Dir: n.Dir}.Socket())
+}
+
+// Running reports whether the node's agent process is running.
+func (n *Node) Running() bool { return n.cmd != nil }
+
+// Start runs `fieldsync agent` for the node and waits until its API answers.
+// meshKey overrides the cluster's mesh key file when not empty (a node with
+// another key is cut off from the mesh).
+func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...string) error {
+	args := []string{"--data-dir", n.Dir, "--passphrase-file", c.passphrase()}
+	if meshKey != "" {
+		args = append(args, "--mesh-key-file", meshKey)
+	}
+	args = append(args, "agent", "--bind", n.Bind, "--profile", "local", "--log-level", "warn")
+	if n.Relay {
+		args = append(args, "--relay")
+	}
+	for _, j := range join {
+		args = append(args, "--join", j)
+	}
+	log, err := os.OpenFile(filepath.Join(c.Root, n.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	n.log = log
+	n.cmd = exec.Command(c.Exe, args...)
+	n.cmd.Env = append(os.Environ(), c.Env...)
+	n.cmd.Stdout, n.cmd.Stderr = log, log
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := n.cmd.Start(); err != nil {
+		n.cmd = nil
+		return err
+	}
+	n.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd, ch chan error) { ch <- cmd.Wait() }(n.cmd, n.exited)
+	cl := n.Client()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := cl.Status(ctx); err == nil {
+			return nil
+		}
+		select {
+		case err := <-n.exited:
+			n.cmd = nil
+			b, _ := os.ReadFile(log.Name())
+			return fmt.Errorf("agent %s exited (%v): %s", n.Name, err, b)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent %s did not start (log: %s)", n.Name, log.Name())
+		}
+	}
+}
+
+// Stop ends the node's agent with SIGTERM and waits for it to exit.
+func (c *Cluster) Stop(n *Node) error {
+	return c.signal(n, syscall.SIGTERM)
+}
+
+// Kill ends the node's agent with SIGKILL.
+func (c *Cluster) Kill(n *Node) error {
+	return c.signal(n, syscall.SIGKILL)
+}
+
+func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
+	if n.cmd == nil {
+		return nil
+	}
+	n.cmd.Process.Signal(sig)
+	var err error
+	select {
+	case err = <-n.exited:
+	case <-time.After(30 * time.Second):
+		n.cmd.Process.Kill()
+		err = <-n.exited
+	}
+	n.cmd = nil
+	n.log.Close()
+	if sig == syscall.SIGKILL {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 0 {
+		return nil
+	}
+	return err
+}
+
+// StopAll stops every running agent.
+func (c *Cluster) StopAll() {
+	for _, n := range c.Nodes {
+		c.Stop(n)
+	}
+}
+
+// WaitUntil polls cond until it holds, ctx ends, or limit passes.
+func WaitUntil(ctx context.Context, limit time.Duration, what string, cond func() (bool, error)) (time.Duration, error) {
+	start := time.Now()
+	var last error
+	for time.Since(start) < limit {
+		ok, err := cond()
+		if ok {
+			return time.Since(start), nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("timed out after %s waiting for %s (last error: %v)", limit, what, last)
+}
+
+// Converged reports whether every node holds the same envelopes of the
+// space and every officer the same state digest.
+func Converged(ctx context.Context, space string, nodes ...*Node) (bool, error) {
+	var first agent.Digest
+	for i, n := range nodes {
+		d, err := n.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space})
+		if err != nil {
+			return false, err
+		}
+		if i == 0 {
+			first = d
+			continue
+		}
+		if d.Envelopes != first.Envelopes || (!n.Relay && d.Digest != first.Digest) {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -70,7 +70,7 @@ type Config struct {
 
 	// SyncInterval is the mean interval of anti-entropy rounds with a
 	// random peer (jittered ±50%). Default by profile: wan 30 s, lan 10 s,
-	// local 1 s. Negative disables the periodic rounds (tests).
+	// local 2 s. Negative disables the periodic rounds (tests).
 	SyncInterval time.Duration
 
 	// DisableHints stops sending and re-queuing hints (tests: convergence
@@ -115,7 +115,7 @@ func profileOf(p Profile) (profileParams, error) {
 			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute}, nil
 	case ProfileLocal:
 		return profileParams{base: memberlist.DefaultLocalConfig, gossipNodes: 4, gossipEvery: 50 * time.Millisecond,
-			retransmit: 5, syncInterval: 1 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second}, nil
+			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second}, nil
 	}
 	return profileParams{}, fmt.Errorf("unknown profile %q (want wan, lan or local)", p)
 }

@@ -41,8 +41,8 @@
 // not used for data: it opens a connection per message and has a hidden
 // ~20 MiB cap.
 //
-// A sync stream is TLS 1.3 with self-signed x509 certificates over each
-// device's Ed25519 key (SelfSignedTLS), then the fieldsync challenge:
+// A sync stream is TLS 1.3 (X25519) with self-signed x509 certificates over
+// each device's Ed25519 key (SelfSignedTLS), then the fieldsync challenge:
 //
 //	HELLO   both ways: protocol version, own ID, the ID expected, 32-byte nonce
 //	AUTH    both ways: device certificate blob, signature over the Transcript

@@ -199,30 +199,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	tr.onSync = e.serveInbound
 
-	mc := e.prof.base()
-	mc.Name = e.name
+	mc := e.memberlistConfig(host, tr.inner.GetAutoBindPort(), mlLog)
 	mc.Transport = tr
-	mc.BindAddr = host
-	mc.BindPort = tr.inner.GetAutoBindPort()
-	mc.AdvertiseAddr, mc.AdvertisePort = "", 0
-	if e.cfg.Advertise != "" {
-		mc.AdvertiseAddr, mc.AdvertisePort, _ = splitHostPort(e.cfg.Advertise)
-	}
-	mc.GossipNodes = e.prof.gossipNodes
-	mc.GossipInterval = e.prof.gossipEvery
-	mc.RetransmitMult = e.prof.retransmit
-	mc.EnableCompression = false
-	mc.Keyring = e.keyring
-	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-	mc.Label = e.label
-	mc.Logger = mlLog
-	mc.LogOutput = nil
-	d := &delegate{e: e}
-	mc.Delegate = d
-	mc.Events = d
-	mc.DelegateProtocolVersion = ProtocolVersion
-	mc.DelegateProtocolMin = ProtocolVersion
-	mc.DelegateProtocolMax = ProtocolVersion
 
 	e.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: e.prof.retransmit, NumNodes: func() int {
 		if ml := e.memberlist(); ml != nil {
@@ -245,6 +223,37 @@ func (e *Engine) Start(ctx context.Context) error {
 	go e.rejoinLoop()
 	go e.antiEntropyLoop()
 	return nil
+}
+
+// memberlistConfig builds memberlist's configuration from the profile and
+// Config (DESIGN §6): node name = device ID, explicit bind address, tuned
+// gossip, no compression, keyring, label, logs into slog.
+func (e *Engine) memberlistConfig(host string, port int, mlLog *log.Logger) *memberlist.Config {
+	mc := e.prof.base()
+	mc.Name = e.name
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertiseAddr, mc.AdvertisePort = "", 0
+	if e.cfg.Advertise != "" {
+		mc.AdvertiseAddr, mc.AdvertisePort, _ = splitHostPort(e.cfg.Advertise)
+	}
+	mc.GossipNodes = e.prof.gossipNodes
+	mc.GossipInterval = e.prof.gossipEvery
+	mc.RetransmitMult = e.prof.retransmit
+	mc.EnableCompression = false
+	mc.Keyring = e.keyring
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	mc.Label = e.label
+	mc.Logger = mlLog
+	mc.LogOutput = nil
+	d := &delegate{e: e}
+	mc.Delegate = d
+	mc.Events = d
+	mc.DelegateProtocolVersion = ProtocolVersion
+	mc.DelegateProtocolMin = ProtocolVersion
+	mc.DelegateProtocolMax = ProtocolVersion
+
+	return mc
 }
 
 // Run starts the engine and blocks until ctx is done, then closes it.

@@ -19,6 +19,10 @@ const (
 	// MaxAuthorsPerSpace bounds the authors of one space's version vector.
 	MaxAuthorsPerSpace = 100_000
 
+	// MaxSummaryEntries bounds the (space, author) entries one side may
+	// send in a round's summary (40 bytes each: 40 MB at most).
+	MaxSummaryEntries = 1_000_000
+
 	// MaxCertBlob bounds a peer's device certificate blob in the challenge.
 	MaxCertBlob = 64 << 10
 

@@ -18,6 +18,14 @@ import (
 	"time"
 )
 
+// curves: X25519 only. Go's default hybrid X25519MLKEM768 adds ~2.2 KB to
+// every round (most of an idle round's cost) on metered field links, and
+// what these streams carry is already end-to-end encrypted and signed
+// (envelopes) or public within the mesh (certificates); the metadata
+// (space IDs, vectors) is what a future quantum adversary would learn.
+// Revisit when links allow: add tls.X25519MLKEM768 first.
+var curves = []tls.CurveID{tls.X25519}
+
 // exporterLabel is the TLS exporter label of the channel binding.
 const exporterLabel = "EXPORTER-fieldsync-sync-v1"
 
@@ -58,6 +66,7 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			Certificates:       []tls.Certificate{e.tlsCrt},
 			InsecureSkipVerify: true, // identity comes from the challenge, checked below
 			MinVersion:         tls.VersionTLS13,
+			CurvePreferences:   curves,
 			NextProtos:         []string{alpn},
 			ServerName:         "fieldsync",
 		})
@@ -66,6 +75,7 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			Certificates:           []tls.Certificate{e.tlsCrt},
 			ClientAuth:             tls.RequireAnyClientCert,
 			MinVersion:             tls.VersionTLS13,
+			CurvePreferences:       curves,
 			NextProtos:             []string{alpn},
 			SessionTicketsDisabled: true,
 		})
@@ -462,10 +472,8 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 		return nil, nil, err
 	}
 	mine = make(map[SpaceID]Vector)
+	entries := 0
 	for _, sp := range spaces {
-		if len(mine) >= MaxSpacesPerDigest {
-			break
-		}
 		if !e.auth.Entitled(s.peer, sp) {
 			continue
 		}
@@ -473,9 +481,19 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		n := max(len(v), 1)
+		if len(mine) >= MaxSpacesPerDigest || len(v) > MaxAuthorsPerSpace || entries+n > MaxSummaryEntries {
+			// Over the protocol's limits: this space waits (a later
+			// protocol version pages summaries).
+			e.logw.limited("summary-limit", slog.LevelWarn, "space left out of a round: summary limits reached",
+				"space", sp.String(), "authors", len(v))
+			continue
+		}
+		entries += n
 		mine[sp] = v
 	}
 	theirs = make(map[SpaceID]Vector)
+	total := 0
 	err = s.exchange(func() error {
 		entries := summaryEntries(mine)
 		for len(entries) > 0 {
@@ -499,6 +517,9 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 				entries, err := decodeSummary(p)
 				if err != nil {
 					return err
+				}
+				if total += len(entries); total > MaxSummaryEntries {
+					return malformed("more than %d summary entries", MaxSummaryEntries)
 				}
 				for _, en := range entries {
 					v := theirs[en.Space]
@@ -559,6 +580,9 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 			have := theirs[sp]
 			if have == nil {
 				have = Vector{}
+			}
+			if o, ok := e.store.(PeerHeadsObserver); ok {
+				o.ObservePeerHeads(s.peer.ID, sp, have)
 			}
 			if mine[sp].Missing(have) == 0 {
 				continue

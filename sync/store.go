@@ -111,3 +111,11 @@ func rejectReason(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// PeerHeadsObserver is an optional interface of a Store: once per round and
+// space, before sending, the engine tells it what the authenticated peer
+// holds of the space (its version vector). The agent uses it to show how
+// many of its own writes no peer holds yet (DESIGN §3.3). It must not block.
+type PeerHeadsObserver interface {
+	ObservePeerHeads(peer PeerID, space SpaceID, have Vector)
+}

@@ -712,3 +712,15 @@ func (c *Cluster) Restart(n *Node, o Options) *Node {
 	}
 	return nn
 }
+
+// WaitForFast polls cond every millisecond (for latency measurements).
+func WaitForFast(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}

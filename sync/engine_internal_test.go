@@ -1,0 +1,79 @@
+package sync
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"log"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stubAuth is the least Authenticator New needs.
+type stubAuth struct{ key ed25519.PrivateKey }
+
+func (a stubAuth) LocalID() PeerID                                { return PeerID{1} }
+func (a stubAuth) TLSCertificate() (tls.Certificate, error)       { return SelfSignedTLS(a.key) }
+func (a stubAuth) Certificate() []byte                            { return nil }
+func (a stubAuth) SignChallenge(Transcript, Side) ([]byte, error) { return nil, nil }
+func (a stubAuth) VerifyPeer([]byte, Transcript, Side, []byte) (Peer, error) {
+	return Peer{}, ErrUnauthenticated
+}
+func (a stubAuth) Entitled(Peer, SpaceID) bool                 { return false }
+func (a stubAuth) MeshObjects() ([][]byte, error)              { return nil, nil }
+func (a stubAuth) IngestMeshObject(Peer, []byte) (bool, error) { return false, nil }
+
+func TestMemberlistConfigPerProfile(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	for _, p := range []Profile{"", ProfileWAN, ProfileLAN, ProfileLocal} {
+		e, err := New(Config{Store: NewMemStore(nil), Auth: stubAuth{key}, Profile: p, BindAddr: "127.0.0.1:0",
+			Advertise: "192.0.2.7:7000", MeshKeys: [][]byte{make([]byte, 32)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc := e.memberlistConfig("127.0.0.1", 7946, log.New(e.logw, "", 0))
+		if mc.Name != (PeerID{1}).String() || mc.BindAddr != "127.0.0.1" || mc.AdvertiseAddr != "192.0.2.7" || mc.AdvertisePort != 7000 {
+			t.Errorf("%q: addressing %s %s %s:%d", p, mc.Name, mc.BindAddr, mc.AdvertiseAddr, mc.AdvertisePort)
+		}
+		if mc.EnableCompression || mc.Keyring == nil || mc.Label != DefaultLabel || mc.LogOutput != nil || mc.Logger == nil {
+			t.Errorf("%q: compression %v keyring %v label %q", p, mc.EnableCompression, mc.Keyring != nil, mc.Label)
+		}
+		if mc.GossipNodes < 4 || mc.RetransmitMult < 4 || mc.GossipInterval > 300*time.Millisecond {
+			t.Errorf("%q: gossip nodes %d, retransmit %d, interval %v", p, mc.GossipNodes, mc.RetransmitMult, mc.GossipInterval)
+		}
+		if role, v, err := decodeMeta(mc.Delegate.NodeMeta(512)); err != nil || role != RoleOfficer || v != ProtocolVersion {
+			t.Errorf("%q: meta %v %v %v", p, role, v, err)
+		}
+	}
+}
+
+func TestLogBridgeLevelsAndRateLimit(t *testing.T) {
+	var got []string
+	h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { got = append(got, string(p)); return len(p), nil }),
+		&slog.HandlerOptions{Level: slog.LevelDebug})
+	b := newLogBridge(slog.New(h), time.Hour)
+	l := log.New(b, "", 0)
+	l.Printf("[DEBUG] memberlist: Stream connection from=127.0.0.1:1")
+	for i := 0; i < 50; i++ {
+		l.Printf("[ERR] memberlist: failed to receive: no installed keys could decrypt the message from=127.0.0.1:%d", 1000+i)
+	}
+	b.flush(true)
+	if len(got) != 3 {
+		t.Fatalf("%d lines: %q", len(got), got)
+	}
+	if !strings.Contains(got[0], "level=DEBUG") {
+		t.Errorf("routine line not at debug: %s", got[0])
+	}
+	if !strings.Contains(got[1], "level=ERROR") || !strings.Contains(got[1], `reason="mesh key mismatch"`) {
+		t.Errorf("problem line: %s", got[1])
+	}
+	if !strings.Contains(got[2], "suppressed=49") {
+		t.Errorf("flush line: %s", got[2])
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -42,7 +42,15 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 		return nil, fmt.Errorf("crdt: compression level %d", level)
 	}
 	reps := make([]ReplicaID, 0, 4)
+	sidx := make(map[string]uint64)
 	var strs []string
+	addStr := func(s string) {
+		if _, ok := sidx[s]; !ok {
+			sidx[s] = 0
+			strs = append(strs, s)
+		}
+	}
+	var lastRec RecordID
 	values := 0
 	for _, c := range chs {
 		if err := c.Validate(); err != nil {
@@ -51,9 +59,12 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 		reps = append(reps, c.Author)
 		for i := range c.Ops {
 			o := &c.Ops[i]
-			strs = append(strs, string(o.Record))
+			if o.Record != lastRec || len(strs) == 0 {
+				addStr(string(o.Record))
+				lastRec = o.Record
+			}
 			if opHasField(o.Kind) {
-				strs = append(strs, o.Field)
+				addStr(o.Field)
 			}
 			if opHasValue(o.Kind) {
 				values += len(o.Value)
@@ -68,8 +79,6 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 	slices.SortFunc(reps, ReplicaID.Compare)
 	reps = slices.Compact(reps)
 	slices.Sort(strs)
-	strs = slices.Compact(strs)
-	sidx := make(map[string]uint64, len(strs))
 	for i, s := range strs {
 		sidx[s] = uint64(i)
 	}

@@ -2,6 +2,8 @@ package crdt
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -274,5 +276,29 @@ func TestZeroValues(t *testing.T) {
 	}
 	if _, err := (&Space{}).MarshalBinary(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestChangeRulesLarge(t *testing.T) {
+	A := rid(1)
+	var ops []Op
+	for i := 0; i < 40; i++ {
+		ops = append(ops, NewPut(RecordID(fmt.Sprintf("r%d", i%5)), fmt.Sprintf("f%d", i), nil))
+	}
+	if err := NewSpace().Apply(&Change{Author: A, Seq: 1, Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	dup := append(slices.Clone(ops), NewPut("r3", "f3", nil))
+	if err := NewSpace().Apply(&Change{Author: A, Seq: 1, Ops: dup}); err == nil {
+		t.Fatal("duplicate field in a large change accepted")
+	}
+	del := append(slices.Clone(ops), Op{Kind: OpDelete, Record: "r2"})
+	if err := NewSpace().Apply(&Change{Author: A, Seq: 1, Ops: del}); err == nil {
+		t.Fatal("delete with other ops on its record accepted")
+	}
+	sets := append(slices.Clone(ops), Op{Kind: OpSetAdd, Record: "r2", Field: "s", Value: []byte("a")},
+		Op{Kind: OpSetRemove, Record: "r2", Field: "s", Value: []byte("a")})
+	if err := NewSpace().Apply(&Change{Author: A, Seq: 1, Ops: sets}); err == nil {
+		t.Fatal("add and remove of one element in one change accepted")
 	}
 }

@@ -92,10 +92,18 @@ func (c *Change) Validate() error {
 	if len(c.Ops) > MaxOpsPerChange {
 		return invalid("%d ops > %d", len(c.Ops), MaxOpsPerChange)
 	}
+	var prevRec RecordID
+	var prevField string
 	for i := range c.Ops {
-		if err := c.validOp(&c.Ops[i]); err != nil {
+		o := &c.Ops[i]
+		// Ops of a change mostly share their record and reuse field
+		// names: check each distinct string once.
+		recOK := i > 0 && o.Record == prevRec
+		fieldOK := i > 0 && o.Field == prevField && o.Field != ""
+		if err := c.validOp(o, recOK, fieldOK); err != nil {
 			return invalid("op %d: %v", i, err)
 		}
+		prevRec, prevField = o.Record, o.Field
 	}
 	if len(c.Ops) > 1 {
 		return c.checkUnique()
@@ -107,8 +115,8 @@ type opError string
 
 func (e opError) Error() string { return string(e) }
 
-func (c *Change) validOp(o *Op) error {
-	if !validName(string(o.Record)) {
+func (c *Change) validOp(o *Op, recOK, fieldOK bool) error {
+	if !recOK && !validName(string(o.Record)) {
 		return opError("bad record id")
 	}
 	if len(o.Value) > MaxValueBytes {
@@ -116,7 +124,7 @@ func (c *Change) validOp(o *Op) error {
 	}
 	switch o.Kind {
 	case OpPut, OpResolve, OpSetAdd, OpSetRemove:
-		if !validName(o.Field) {
+		if !fieldOK && !validName(o.Field) {
 			return opError("bad field name")
 		}
 	case OpNoteAdd, OpNoteRemove, OpDelete:
@@ -163,14 +171,15 @@ type opKey struct {
 	elem  string
 }
 
-func (o *Op) key() opKey {
-	switch o.Kind {
+// opClass: 1 register ops, 2 set ops, 0 others.
+func opClass(k OpKind) uint8 {
+	switch k {
 	case OpPut, OpResolve:
-		return opKey{o.Record, 1, o.Field, ""}
+		return 1
 	case OpSetAdd, OpSetRemove:
-		return opKey{o.Record, 2, o.Field, string(o.Value)}
+		return 2
 	}
-	return opKey{}
+	return 0
 }
 
 func (c *Change) checkUnique() error {
@@ -186,9 +195,12 @@ func (c *Change) checkUnique() error {
 				if a.Kind == OpDelete || b.Kind == OpDelete {
 					return invalid("op %d: a delete must be the only op on its record", i)
 				}
-				if ka := a.key(); ka.class != 0 && ka == b.key() {
-					return invalid("ops %d and %d write the same field", j, i)
+				ca := opClass(a.Kind)
+				if ca == 0 || ca != opClass(b.Kind) || a.Field != b.Field ||
+					ca == 2 && string(a.Value) != string(b.Value) {
+					continue
 				}
+				return invalid("ops %d and %d write the same field", j, i)
 			}
 		}
 		return nil

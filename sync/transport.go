@@ -223,7 +223,20 @@ func (t *muxTransport) Shutdown() error {
 	var err error
 	t.closeMu.Do(func() {
 		close(t.done)
-		err = t.inner.Shutdown()
+		// NetTransport's listeners block sending on unbuffered channels
+		// with no shutdown check: keep draining them until its Shutdown
+		// (which waits for those listeners) returns.
+		finished := make(chan error, 1)
+		go func() { finished <- t.inner.Shutdown() }()
+		for waiting := true; waiting; {
+			select {
+			case <-t.inner.PacketCh():
+			case c := <-t.inner.StreamCh():
+				_ = c.Close()
+			case err = <-finished:
+				waiting = false
+			}
+		}
 		t.wg.Wait()
 	})
 	return err

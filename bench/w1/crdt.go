@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"runtime"
 	"strconv"
 	"strings"
@@ -333,4 +335,10 @@ func memCheckpoint(where string) {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	fmt.Fprintf(os.Stderr, "w1: %-20s live heap %.1f MB, peak RSS %.1f MB\n", where, float64(m.HeapAlloc)/1e6, PeakRSSMB())
+	if dir := os.Getenv("FIELDSYNC_W1_HEAPDIR"); dir != "" {
+		if f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(where, " ", "_")+".heap")); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 }

@@ -21,6 +21,7 @@ const (
 
 var opNames = [...]string{"", "put", "set-add", "set-remove", "note-add", "note-remove", "delete", "resolve"}
 
+// String returns the kind's name as history shows it ("put", "set-add"...).
 func (k OpKind) String() string {
 	if int(k) < len(opNames) && k != 0 {
 		return opNames[k]

@@ -16,6 +16,7 @@ const (
 	ConcurrentLesser
 )
 
+// String returns the ordering's name.
 func (o Ordering) String() string {
 	switch o {
 	case Equal:

@@ -154,6 +154,7 @@ func Observe(r *crdt.Record) *Expect {
 	return e
 }
 
+// String renders an Expect canonically, for comparisons and messages.
 func (e *Expect) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "deleted=%v conflict=%v", e.Deleted, e.Conflict)

@@ -784,18 +784,18 @@ func inflate(b []byte, max int64) ([]byte, error) {
 }
 
 // inflateSized decompresses a stream that must hold exactly size bytes.
+// Memory grows with the data actually decompressed, not with the claim.
 func inflateSized(b []byte, size int) ([]byte, error) {
 	fr := flate.NewReader(bytes.NewReader(b))
 	defer fr.Close()
-	body := make([]byte, size)
-	if _, err := io.ReadFull(fr, body); err != nil {
-		return nil, malformed(ErrTruncated, "deflate: %v", err)
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, 4*len(b)+4096)))
+	if _, err := buf.ReadFrom(io.LimitReader(fr, int64(size)+1)); err != nil {
+		return nil, malformed(nil, "deflate: %v", err)
 	}
-	var one [1]byte
-	if n, _ := fr.Read(one[:]); n != 0 {
-		return nil, malformed(nil, "batch longer than its stated size")
+	if buf.Len() != size {
+		return nil, malformed(ErrTruncated, "batch is %d bytes, header says %d", buf.Len(), size)
 	}
-	return body, nil
+	return buf.Bytes(), nil
 }
 
 func decodeSpaceBody(body []byte) (*Space, error) {

@@ -40,7 +40,7 @@ func BenchmarkIdleRound(b *testing.B) {
 func BenchmarkWMesh(b *testing.B) {
 	c := synctest.NewCluster(b)
 	nodes := c.Start(*meshN, synctest.Options{})
-	if !synctest.WaitMembers(60*time.Second, nodes...) {
+	if !synctest.WaitMembers(180*time.Second, nodes...) {
 		b.Fatal("membership did not converge")
 	}
 	time.Sleep(500 * time.Millisecond)

@@ -701,7 +701,10 @@ func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 		p.role = role
 	}
 	e.mu.Unlock()
-	if alive && !was {
+	// A round runs both ways, so one per pair is enough: the side with the
+	// lower ID starts it (halves the round storm when a mesh starts; the
+	// interval covers a side that never sees the event).
+	if alive && !was && e.id.Compare(id) < 0 {
 		e.requestSync(id, "join")
 	}
 }

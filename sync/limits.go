@@ -44,6 +44,10 @@ const (
 	// MaxInboundSessions bounds concurrent inbound sync streams; more are refused.
 	MaxInboundSessions = 32
 
+	// MaxPendingPeeks bounds inbound streams waiting for their first byte;
+	// more are closed at once.
+	MaxPendingPeeks = 256
+
 	// MaxOutboundRounds bounds concurrent anti-entropy rounds this node starts.
 	MaxOutboundRounds = 4
 

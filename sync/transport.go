@@ -33,6 +33,7 @@ type muxTransport struct {
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
+	peeks    chan struct{} // bounds streams waiting for their first byte
 	done     chan struct{}
 	wg       gosync.WaitGroup
 	closeMu  gosync.Once
@@ -57,6 +58,7 @@ func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults)
 		faults:   faults,
 		packetCh: make(chan *memberlist.Packet),
 		streamCh: make(chan net.Conn),
+		peeks:    make(chan struct{}, MaxPendingPeeks),
 		done:     make(chan struct{}),
 		addrName: make(map[string]string),
 	}
@@ -117,6 +119,12 @@ func (t *muxTransport) pumpStreams() {
 		case <-t.done:
 			return
 		case c := <-in:
+			select {
+			case t.peeks <- struct{}{}:
+			default: // too many streams still silent: refuse this one
+				_ = c.Close()
+				continue
+			}
 			t.wg.Add(1)
 			go t.classify(c)
 		}
@@ -129,7 +137,9 @@ func (t *muxTransport) classify(c net.Conn) {
 	defer t.wg.Done()
 	_ = c.SetReadDeadline(time.Now().Add(PeekTimeout))
 	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
+	_, err := io.ReadFull(c, b[:])
+	<-t.peeks
+	if err != nil {
 		_ = c.Close()
 		return
 	}

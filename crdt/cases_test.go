@@ -302,3 +302,34 @@ func TestChangeRulesLarge(t *testing.T) {
 		t.Fatal("add and remove of one element in one change accepted")
 	}
 }
+
+func TestCaseConcurrentResolves(t *testing.T) {
+	A, B, C := newReplica(1), newReplica(2), newReplica(3)
+	x := A.write(t, 1, NewPut("r", "f", []byte("X")))
+	y := C.write(t, 2, NewPut("r", "f", []byte("Y")))
+	for _, ch := range []*Change{x, y} {
+		mustApply(t, A.s, ch)
+		mustApply(t, B.s, ch)
+	}
+	dots := []Dot{x.Dot(), y.Dot()}
+	opA, err := A.rec("r").Resolve("f", dots, []byte("X"), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opB, err := B.rec("r").Resolve("f", dots, []byte("Y'"), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := A.write(t, 3, opA)
+	rb := B.write(t, 3, opB)
+	s := both(t, x, y, ra, rb)
+	f, _ := s.Record("r").Register("f")
+	if len(f.Siblings) != 2 || f.Siblings[0].Dot != rb.Dot() && f.Siblings[1].Dot != rb.Dot() {
+		t.Fatalf("%+v", f)
+	}
+	for _, sib := range f.Siblings {
+		if sib.Dot == x.Dot() || sib.Dot == y.Dot() {
+			t.Fatalf("a resolved sibling survived: %+v", f)
+		}
+	}
+}

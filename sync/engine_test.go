@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -101,4 +102,36 @@ func TestSlowAndGarbageStreams(t *testing.T) {
 		t.Fatalf("round with idle clients connected: %v", err)
 	}
 	_ = idle
+}
+
+type observingStore struct {
+	fsync.Store
+	mu   gosync.Mutex
+	seen map[fsync.PeerID]fsync.Vector
+}
+
+func (o *observingStore) PeerHeads(peer fsync.PeerID, space fsync.SpaceID, heads fsync.Vector) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen[peer] = heads
+}
+
+func TestHeadsObserverSeesPeerVectors(t *testing.T) {
+	c := synctest.NewCluster(t)
+	obs := &observingStore{seen: map[fsync.PeerID]fsync.Vector{}}
+	a := c.Add(synctest.Options{SyncInterval: 200 * time.Millisecond, Tweak: func(cfg *fsync.Config) {
+		obs.Store = cfg.Store
+		cfg.Store = obs
+	}})
+	b := c.Add(synctest.Options{SyncInterval: 200 * time.Millisecond})
+	sp := synctest.NewSpace()
+	a.Write(sp, []byte("x"))
+	a.Write(sp, []byte("y"))
+	if !synctest.WaitFor(10*time.Second, func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.seen[b.Dev.ID][a.Dev.ID] == 2
+	}) {
+		t.Fatalf("a never learned that b holds its 2 writes: %v", obs.seen)
+	}
 }

@@ -549,6 +549,11 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 	for sp, v := range mine {
 		s.pendingOut += v.Missing(theirs[sp])
 	}
+	if obs, ok := e.store.(HeadsObserver); ok {
+		for sp, v := range theirs {
+			obs.PeerHeads(s.peer.ID, sp, v)
+		}
+	}
 	for sp, v := range theirs {
 		h := mine[sp]
 		if h == nil {
@@ -584,9 +589,8 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 			if o, ok := e.store.(PeerHeadsObserver); ok {
 				o.ObservePeerHeads(s.peer.ID, sp, have)
 			}
-			if mine[sp].Missing(have) == 0 {
-				continue
-			}
+			// Since runs even when nothing is missing: the store learns the
+			// peer's vector from it (the agent counts unsynced local writes).
 			if err := e.store.Since(sp, have, s.sendEnvelope); err != nil {
 				return err
 			}

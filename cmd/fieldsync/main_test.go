@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func TestScripts(t *testing.T) {
 			"waitagent":   cmdWaitAgent,
 			"freeport":    cmdFreePort,
 			"exits":       cmdExits,
+			"retry":       cmdRetry,
 			"capture":     cmdCapture,
 			"fakeagent":   cmdFakeAgent,
 			"fakesibling": cmdFakeSibling,
@@ -140,4 +142,32 @@ func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("capture: no match for %q in stdout", args[1])
 	}
 	ts.Setenv(args[0], m[1])
+}
+
+// cmdRetry runs a program until it succeeds with stdout matching REGEXP,
+// for at most SECONDS: `retry SECONDS REGEXP PROGRAM ARGS...` (sync is
+// asynchronous; the bound keeps a failure from hanging the test).
+func cmdRetry(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: retry SECONDS REGEXP PROGRAM ARGS...")
+	}
+	secs, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("retry: bad seconds %q", args[0])
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	if err != nil {
+		ts.Fatalf("retry: %v", err)
+	}
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	for {
+		err = ts.Exec(args[2], args[3:]...)
+		if err == nil && re.MatchString(ts.ReadFile("stdout")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("retry: %s did not succeed with stdout matching %q within %ds (last error: %v)", strings.Join(args[2:], " "), args[1], secs, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -108,7 +108,7 @@ func spaceDigest(c *cli.Context) error {
 	if jsonMode(c) {
 		return printJSON(c, d)
 	}
-	kv(c.App.Writer, "space", d.Space, "digest", d.Digest, "envelopes", fmt.Sprintf("%s (%d)", d.Envelopes, d.Count))
+	kv(c.App.Writer, "space", d.Space, "digest", d.Digest, "envelopes", fmt.Sprintf("%s (%d, %d bytes)", d.Envelopes, d.Count, d.Bytes))
 	return nil
 }
 

@@ -49,6 +49,17 @@ func statusAction(c *cli.Context) error {
 		"rejected", rejectedText(s.Rejected),
 		"corrupt values", fmt.Sprint(s.CorruptValues),
 	)
+	if y := s.Sync; y != nil {
+		pairs = append(pairs,
+			"sync address", y.Addr,
+			"sync rounds", fmt.Sprintf("%d (%d failed)", y.Rounds, y.RoundErrors),
+			"envelopes", fmt.Sprintf("%d sent, %d received, %d duplicates", y.EnvelopesSent, y.EnvelopesAdded, y.Duplicates),
+			"sync bytes", fmt.Sprintf("%d in, %d out (gossip %d in, %d out)", y.BytesIn, y.BytesOut, y.GossipBytesIn, y.GossipBytesOut),
+			"peer auth failures", fmt.Sprint(y.AuthFailures),
+		)
+	} else {
+		pairs = append(pairs, "sync", "not running")
+	}
 	if s.Version != "" {
 		pairs = append(pairs, "version", s.Version)
 	}

@@ -45,6 +45,9 @@ type Agent struct {
 	writeMu sync.Mutex
 	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
 	closed  bool   // set by Close: no more writes
+	// disk space guard (checkDiskSpace), under writeMu
+	diskChecked time.Time
+	diskOK      bool
 	writeID uint64 // sequence number of the last write handed to the committer
 	clock   crdt.Clock
 	spaces  map[crypto.SpaceID]*spaceState

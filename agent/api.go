@@ -97,7 +97,7 @@ func errorCode(err error) (string, int) {
 		return CodeBadRequest, http.StatusForbidden
 	case errors.As(err, &re):
 		return CodeBadRequest, http.StatusBadRequest
-	case errors.As(err, &se), errors.Is(err, ErrClosed):
+	case errors.As(err, &se), errors.Is(err, ErrClosed), errors.Is(err, ErrDiskFull):
 		return CodeUnavailable, http.StatusServiceUnavailable
 	}
 	return CodeInternal, http.StatusInternalServerError

@@ -37,6 +37,11 @@ type Config struct {
 	MaxChangeBytes int64
 	// MaxRequestBytes limits one local API request body.
 	MaxRequestBytes int64
+	// MinFreeBytes is the free disk space below which the agent refuses new
+	// writes with a clear error, before Badger runs out: Badger writes its
+	// logs through memory maps, and a full disk under a memory map is a
+	// crash (SIGBUS), not an error.
+	MinFreeBytes int64
 	// MaxDrift is how far ahead of our clock a remote HLC may be before its
 	// author is flagged as skewed (it is still accepted, DESIGN §3.4).
 	MaxDrift time.Duration
@@ -67,6 +72,7 @@ func DefaultConfig() Config {
 		MaxChangeBytes:  32 << 20,
 		MaxRequestBytes: 40 << 20, // a 24 MiB value base64-encoded in JSON, plus the rest
 		MaxDrift:        10 * time.Minute,
+		MinFreeBytes:    160 << 20, // two memtables, a value-log file and headroom
 		CertWarning:     30 * 24 * time.Hour,
 		SyncInterval:    0, // the profile's
 	}

@@ -75,6 +75,7 @@ func initTestDevice(t testing.TB, dir string, tb *testBureau, officer string, ro
 	cfg.Relay = role == crypto.RoleRelay
 	cfg.Bind = "127.0.0.1:0"
 	cfg.Profile = "local"
+	cfg.MinFreeBytes = 32 << 20 // shared CI disks can be tight; the disk-full test sets its own
 	return cfg
 }
 

@@ -5,10 +5,40 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
+	"time"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
+
+// ErrDiskFull means the store's disk has less free space than the agent
+// keeps in reserve; nothing was written.
+var ErrDiskFull = errors.New("disk full")
+
+// checkDiskSpace refuses writes while the store's file system has less than
+// MinFreeBytes free. It asks the kernel at most once a second while there
+// is room, and on every write once there is not. writeMu held.
+func (a *Agent) checkDiskSpace() error {
+	if a.cfg.MinFreeBytes <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if a.diskOK && now.Sub(a.diskChecked) < time.Second {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(a.cfg.Layout.Store(), &st); err != nil {
+		return nil // cannot tell: let the write try
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	a.diskChecked, a.diskOK = now, free >= a.cfg.MinFreeBytes
+	if !a.diskOK {
+		return fmt.Errorf("%w: %d MiB free where the store is (%s); the agent keeps %d MiB in reserve and accepts no writes until space is freed — nothing was lost",
+			ErrDiskFull, free>>20, a.cfg.Layout.Store(), a.cfg.MinFreeBytes>>20)
+	}
+	return nil
+}
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("agent is shutting down")
@@ -30,6 +60,10 @@ func (a *Agent) beginWrite() error {
 	if a.closed {
 		a.writeMu.Unlock()
 		return ErrClosed
+	}
+	if err := a.checkDiskSpace(); err != nil {
+		a.writeMu.Unlock()
+		return err
 	}
 	if a.gen <= a.com.failedGen.Load() {
 		if err := a.reload(); err != nil {

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"fieldsync/crypto"
+)
+
+// TestDiskFull fills a small tmpfs under a running agent: writes are
+// refused with a clear error before Badger runs out of space, nothing
+// acknowledged is lost, and writing resumes once space is freed. It needs
+// root (to mount the tmpfs); elsewhere it is skipped with a message.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+
+	omn := newTestBureau(t, "OMN")
+	os.MkdirAll(filepath.Join(mnt, "dev"), 0o700)
+	cfg := initTestDevice(t, filepath.Join(mnt, "dev"), omn, "Amina", crypto.RoleOfficer)
+	cfg.MinFreeBytes = 64 << 20
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ballast leaves about 80 MiB free.
+	var st syscall.Statfs_t
+	syscall.Statfs(mnt, &st)
+	free := int64(st.Bavail) * int64(st.Bsize)
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, free-(80<<20)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	val := strings.Repeat("x", 1<<20)
+	acked := 0
+	var werr error
+	for i := 0; i < 200; i++ {
+		_, werr = a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%03d", i), Fields: []FieldValue{{Name: "f", Value: val}}})
+		if werr != nil {
+			break
+		}
+		acked++
+	}
+	if !errors.Is(werr, ErrDiskFull) || !strings.Contains(werr.Error(), "free") {
+		t.Fatalf("after %d writes: err = %v, want a disk-full error", acked, werr)
+	}
+	if acked == 0 {
+		t.Fatal("no write succeeded before the disk filled")
+	}
+	code, _ := errorCode(werr)
+	if code != CodeUnavailable {
+		t.Fatalf("disk full maps to %q", code)
+	}
+	// Free space: writes resume (after the one-second recheck window).
+	os.Remove(ballast)
+	a.writeMu.Lock()
+	a.diskOK = false // recheck now rather than in a second
+	a.writeMu.Unlock()
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "after", Fields: []FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
+		t.Fatalf("write after freeing space: %v", err)
+	}
+	a.Close()
+	a = openTestAgent(t, cfg)
+	for i := 0; i < acked; i++ {
+		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%03d", i)})
+		if err != nil || r.Fields["f"].Value != val {
+			t.Fatalf("acknowledged write r%03d lost: %v", i, err)
+		}
+	}
+	t.Logf("%d MiB acknowledged before the disk-full refusal; all present after restart", acked)
+}

@@ -72,6 +72,7 @@ type peerState struct {
 	lastErr       string
 	running       bool
 	again         bool
+	inbound       int // inbound sessions from this peer in progress
 }
 
 // Stats are the engine's counters since New.
@@ -449,6 +450,21 @@ func (e *Engine) requestSync(id PeerID, why string) {
 	go func() {
 		defer e.wg.Done()
 		for {
+			// While the peer runs a round with us, wait for it to end
+			// rather than start a second one doing the same work; then
+			// run ours (it may carry changes newer than that round).
+			for e.ctx.Err() == nil {
+				e.mu.Lock()
+				busy := p.inbound > 0
+				e.mu.Unlock()
+				if !busy {
+					break
+				}
+				select {
+				case <-e.ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
 			if addr := e.addrOf(id); addr != "" && e.ctx.Err() == nil {
 				if _, err := e.round(e.ctx, id, addr); err != nil && e.ctx.Err() == nil {
 					e.log.Debug("sync round failed", "peer", id.String(), "why", why, "err", err)

@@ -48,6 +48,7 @@ type session struct {
 	round                       Round
 	added, dups, rejected, sent atomic.Uint64
 	pendingOut, pendingIn       uint64
+	countedInbound              bool // peerState.inbound was incremented
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
@@ -120,6 +121,9 @@ func (e *Engine) finishRound(s *session, err error) {
 		return
 	}
 	p := e.peerLocked(s.peer.ID)
+	if s.countedInbound {
+		p.inbound--
+	}
 	p.bytesSent += s.round.BytesSent
 	p.bytesRecv += s.round.BytesReceived
 	p.rounds++
@@ -159,10 +163,14 @@ func (s *session) run(expect PeerID) error {
 	if err := s.envelopePhase(mine, theirs); err != nil {
 		return fmt.Errorf("envelopes: %w", err)
 	}
-	// Orderly close: send close_notify and read the peer's, so both ends
-	// count the same bytes every round (the idle-cost test relies on it).
+	// Orderly close: send close_notify and wait for the peer's, which it
+	// sends once it has ingested everything we sent. So a round ends when
+	// both sides are done (the next round's summary then reflects this
+	// one), and both ends count the same bytes (the idle-cost test relies on
+	// it). TCP flow control bounds what the peer still has to ingest when
+	// our last write returns to its socket buffers.
 	_ = s.conn.CloseWrite()
-	_ = s.conn.SetReadDeadline(time.Now().Add(time.Second))
+	_ = s.conn.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
 	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4096))
 	return nil
 }
@@ -329,6 +337,12 @@ func (s *session) authenticate(expect PeerID) error {
 	}
 	s.peer = peer
 	e.peerAuthenticated(peer, s.initiator)
+	if !s.initiator {
+		e.mu.Lock()
+		e.peerLocked(peer.ID).inbound++
+		e.mu.Unlock()
+		s.countedInbound = true
+	}
 	return nil
 }
 

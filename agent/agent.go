@@ -101,6 +101,9 @@ type spaceState struct {
 	profiled bool
 	// shared records the epoch keys already wrapped to each device.
 	shared map[shareKey]bool
+	// unlocked is set while applying a key share that brought a new key:
+	// envelopes that waited for it are applied after that commit.
+	unlocked bool
 }
 
 // Key implements crypto.Keyring for one space.
@@ -335,6 +338,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.ready != nil {
 		a.ready()
 	}
+	// Envelopes left waiting for a key that has since arrived (a crash
+	// between storing the key and applying them) are applied now.
+	go func() {
+		for _, id := range a.SpaceIDs() {
+			if err := a.drainPending(id); err != nil && !errors.Is(err, ErrClosed) {
+				a.log.Warn("applying waiting envelopes", "err", err)
+			}
+		}
+	}()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -187,10 +187,17 @@ func (a *Agent) Ingest(env []byte) (added bool, err error) {
 		a.db.entry(ctxKey(h.Space), ctxBytes),
 		a.db.entry(spaceKey(h.Space), sp.meta.marshal()),
 		a.hlcEntry())
+	unlocked := sp.unlocked
+	sp.unlocked = false
 	if err := a.commitWrite(entries); err != nil {
 		return false, err
 	}
 	a.clearGap(h.Space, h.Author, h.Seq)
+	if unlocked {
+		if err := a.drainPending(h.Space); err != nil {
+			return true, err
+		}
+	}
 	return true, nil
 }
 
@@ -322,42 +329,81 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 			sp.meta.Epoch = key.ID().String()
 		}
 		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), key.Bytes()))
-		more, err := a.applyPending(sp)
-		if err != nil {
-			return nil, err
-		}
-		return append(entries, more...), nil
+		sp.unlocked = true // Ingest drains what waited for this key, after this commit
+		return entries, nil
 	}
 	// A kind this version does not know: stored and forwarded (DESIGN §5).
 	sp.ctx.Add(dot)
 	return nil, nil
 }
 
-// applyPending applies the envelopes of sp kept for want of a key, now that
-// a key has arrived. writeMu held.
-func (a *Agent) applyPending(sp *spaceState) ([]kvEntry, error) {
-	var entries []kvEntry
-	prefix := append([]byte{pfxPending}, sp.id[:]...)
-	var keys [][]byte
-	if err := a.db.kv.scanKeys(prefix, func(k []byte) error { keys = append(keys, k); return nil }); err != nil {
-		return nil, err
+// pendingBatch bounds how many waiting envelopes one commit applies, so a
+// key share that unlocks thousands of changes never makes one write larger
+// than a store transaction.
+const pendingBatch = 256
+
+// drainPending applies the envelopes of a space kept for want of a key, now
+// that a key has arrived, in bounded batches, each one durable commit. It
+// stops when none it can open are left.
+func (a *Agent) drainPending(space crypto.SpaceID) error {
+	for {
+		n, err := a.applyPendingBatch(space)
+		if err != nil || n == 0 {
+			return err
+		}
 	}
+}
+
+// applyPendingBatch applies up to pendingBatch waiting envelopes and
+// returns how many it applied.
+func (a *Agent) applyPendingBatch(space crypto.SpaceID) (int, error) {
+	if err := a.beginWrite(); err != nil {
+		return 0, err
+	}
+	sp := a.spaces[space]
+	if sp == nil {
+		a.writeMu.Unlock()
+		return 0, nil
+	}
+	prefix := append([]byte{pfxPending}, space[:]...)
+	var keys [][]byte
+	err := a.db.kv.scanKeys(prefix, func(k []byte) error {
+		keys = append(keys, k)
+		if len(keys) >= 4*pendingBatch {
+			return errStopScan
+		}
+		return nil
+	})
+	if err != nil {
+		a.writeMu.Unlock()
+		return 0, err
+	}
+	var entries []kvEntry
+	applied := 0
 	for _, k := range keys {
+		if applied >= pendingBatch {
+			break
+		}
 		if len(k) != 1+16+16+8 {
+			entries = append(entries, kvEntry{key: k, del: true})
 			continue
 		}
 		var author crypto.DeviceID
 		copy(author[:], k[17:33])
-		seq := beUint64(k[33:])
-		env, err := a.db.get(envKey(sp.id, author, seq))
+		env, err := a.db.get(envKey(space, author, beUint64(k[33:])))
 		if err != nil {
-			continue // reported by the open-time check
+			continue // reported by the open-time check; fetched again by sync
 		}
 		h, err := crypto.ParseHeader(env)
 		if err != nil {
+			entries = append(entries, kvEntry{key: k, del: true})
 			continue
 		}
 		if _, ok := sp.keys[h.Epoch]; !ok && h.Kind != crypto.KindRouting {
+			continue // still no key for this one
+		}
+		if h.Kind == crypto.KindRouting && sp.meta.Name != "" {
+			entries = append(entries, kvEntry{key: k, del: true})
 			continue
 		}
 		a.statMu.Lock()
@@ -368,14 +414,23 @@ func (a *Agent) applyPending(sp *spaceState) ([]kvEntry, error) {
 		}
 		more, err := a.applyEnvelope(sp, h, env, cert)
 		if err != nil {
-			a.log.Warn("pending envelope could not be applied", "err", err)
-			continue
+			a.log.Warn("a stored envelope could not be applied", "err", err)
+		} else {
+			entries = append(entries, more...)
 		}
-		entries = append(entries, more...)
 		entries = append(entries, kvEntry{key: k, del: true})
+		applied++
+	}
+	if len(entries) == 0 {
+		a.writeMu.Unlock()
+		return 0, nil
 	}
 	ctxBytes, _ := sp.ctx.MarshalBinary()
-	return append(entries, a.db.entry(ctxKey(sp.id), ctxBytes)), nil
+	entries = append(entries, a.db.entry(ctxKey(space), ctxBytes), a.db.entry(spaceKey(space), sp.meta.marshal()), a.hlcEntry())
+	if err := a.commitWrite(entries); err != nil {
+		return 0, err
+	}
+	return max(applied, 1), nil
 }
 
 func (a *Agent) noteGap(space crypto.SpaceID, author crypto.DeviceID, from, to uint64) {

@@ -346,3 +346,67 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 	R.stop()
 	scanForCanary(t, cfgR.Layout.Dir, []byte(canary))
 }
+
+// TestCatchUpManyChanges: a new officer joins after thousands of changes;
+// it receives them, and the key share that arrives after them, and applies
+// them in bounded batches (one unbounded write would exceed a store
+// transaction). It also covers a large value travelling in bounded frames.
+func TestCatchUpManyChanges(t *testing.T) {
+	n := 10000
+	if testing.Short() {
+		n = 1500
+	}
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	a := startSyncAgent(t, cfgA)
+	sp, _ := a.CreateSpace("case", nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%05d", i), Fields: []FieldValue{{Name: "f", Value: fmt.Sprint(i)}}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 20<<20)
+	for i := range big {
+		big[i] = byte('a' + i%26)
+	}
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "scan", Value: string(big)}}}); err != nil {
+		t.Fatal(err)
+	}
+	cfgB.Join = []string{a.SyncAddr()}
+	b := startSyncAgent(t, cfgB)
+	waitFor(t, "b to catch up", func() bool {
+		da, _ := a.Digest(SpaceRef{Space: sp.ID})
+		db, _ := b.Digest(SpaceRef{Space: sp.ID})
+		return da.Digest != "" && da == db
+	})
+	r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%05d", n-1)})
+	if err != nil || r.Fields["f"].Value != fmt.Sprint(n-1) {
+		t.Fatalf("b's copy: %v %+v", err, r.Fields)
+	}
+	r, err = b.GetRecord(RecordRef{Space: sp.ID, Record: "big"})
+	if err != nil || r.Fields["scan"].Value != string(big) {
+		t.Fatalf("20 MiB value did not arrive intact: %v", err)
+	}
+	st := b.Status()
+	if st.Sync == nil || st.Sync.EnvelopesAdded == 0 {
+		t.Fatalf("sync counters: %+v", st.Sync)
+	}
+	waitFor(t, "a's broadcast queue to empty", func() bool { return a.Status().Sync.BroadcastQueue == 0 })
+}

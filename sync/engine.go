@@ -241,6 +241,11 @@ func (e *Engine) memberlistConfig(host string, port int, mlLog *log.Logger) *mem
 	mc.GossipNodes = e.prof.gossipNodes
 	mc.GossipInterval = e.prof.gossipEvery
 	mc.RetransmitMult = e.prof.retransmit
+	// A laptop that crashed and comes back with another address (new
+	// Wi-Fi, DHCP) keeps its name (device ID); memberlist's default (0)
+	// refuses that name forever. Impostors gain nothing: sync streams
+	// authenticate the device key.
+	mc.DeadNodeReclaimTime = e.prof.reclaim
 	mc.EnableCompression = false
 	mc.Keyring = e.keyring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true

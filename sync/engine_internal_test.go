@@ -40,6 +40,9 @@ func TestMemberlistConfigPerProfile(t *testing.T) {
 		if mc.EnableCompression || mc.Keyring == nil || mc.Label != DefaultLabel || mc.LogOutput != nil || mc.Logger == nil {
 			t.Errorf("%q: compression %v keyring %v label %q", p, mc.EnableCompression, mc.Keyring != nil, mc.Label)
 		}
+		if mc.DeadNodeReclaimTime <= 0 {
+			t.Errorf("%q: a crashed node could never come back with a new address", p)
+		}
 		if mc.GossipNodes < 4 || mc.RetransmitMult < 4 || mc.GossipInterval > 300*time.Millisecond {
 			t.Errorf("%q: gossip nodes %d, retransmit %d, interval %v", p, mc.GossipNodes, mc.RetransmitMult, mc.GossipInterval)
 		}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"fieldsync/agent"
@@ -167,8 +168,9 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	res.DeltaBytesAB = int64(sa.Sync.BytesOut)
 	res.DeltaBytesBA = int64(sb.Sync.BytesOut)
 	da, _ := a.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space.ID})
-	// Both sides now hold the same envelopes: the delta is what each wrote offline.
-	res.SealedBytes = 2*da.Bytes - before["a"] - before["b"]
+	// Both sides now hold the same envelopes: the delta is what both wrote
+	// offline (each side held the same base before).
+	res.SealedBytes = da.Bytes - before["a"]
 	notePeak(a)
 	notePeak(b)
 
@@ -244,12 +246,18 @@ func checkConflicts(ctx context.Context, c *agent.Client, space string, w *w1.Wo
 	return len(list), ok, nil
 }
 
+// dirSize is the disk space the files under dir use (allocated blocks, as
+// du counts them: Badger's memory-mapped files are sparse).
 func dirSize(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				} else {
+					n += fi.Size()
+				}
 			}
 		}
 		return nil

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 )
 
@@ -37,7 +35,7 @@ func benchW1(c *cli.Context) error {
 	case "crdt":
 		return benchW1CRDT(c, size)
 	case "agent":
-		return fmt.Errorf("bench w1 --layer agent: not built yet (arrives with sync)")
+		return benchW1Agent(c, size)
 	}
 	return usageErrorf("bad --layer %q: want crdt or agent", c.String("layer"))
 }

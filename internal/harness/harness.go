@@ -255,3 +255,39 @@ func Converged(ctx context.Context, space string, nodes ...*Node) (bool, error) 
 	}
 	return true, nil
 }
+
+// PeakRSSMB is the peak resident set (VmHWM) of the node's agent worker
+// process (the supervisor's child), or of the supervisor if it has none.
+func (n *Node) PeakRSSMB() float64 {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	pid := n.cmd.Process.Pid
+	// The worker may have been started by any of the supervisor's threads.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		if b, err := os.ReadFile(t); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				if v := vmHWM(f[0]); v > 0 {
+					return v
+				}
+			}
+		}
+	}
+	return vmHWM(fmt.Sprint(pid))
+}
+
+func vmHWM(pid string) float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb float64
+			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}

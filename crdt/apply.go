@@ -8,7 +8,7 @@ import (
 // through rec (which must return a record, creating it if needed). It is a
 // join of the change's delta into the state; it returns false if the change
 // was already in ctx (nothing changes).
-func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
+func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool {
 	if ctx.hasChange(ch.Author, ch.Seq) {
 		return false
 	}
@@ -18,20 +18,20 @@ func applyValid(ctx *Context, rec func(RecordID) *Record, ch *Change) bool {
 	for i := range ch.Ops {
 		o := &ch.Ops[i]
 		if r == nil || r.id != o.Record {
-			r = rec(o.Record)
-			if r.slots == nil {
-				// A new record: size its slots and entries for the ops of
-				// this change that follow on it, in one allocation each.
-				k := 0
-				for j := i; j < len(ch.Ops) && ch.Ops[j].Record == o.Record; j++ {
-					if ch.Ops[j].Kind == OpPut || ch.Ops[j].Kind == OpResolve || ch.Ops[j].Kind == OpSetAdd {
-						k++
-					}
+			// k: the slots the ops of this change that follow on this
+			// record may create, to size a new record in one go.
+			k := 0
+			for j := i; j < len(ch.Ops) && ch.Ops[j].Record == o.Record; j++ {
+				if ch.Ops[j].Kind == OpPut || ch.Ops[j].Kind == OpResolve || ch.Ops[j].Kind == OpSetAdd {
+					k++
 				}
-				if k > 1 {
-					r.slots = make([]slot, 0, k)
-					arena = make([]entry, k)
-				}
+			}
+			r = rec(o.Record, k)
+			if r.slots == nil && k > 1 {
+				r.slots = make([]slot, 0, k)
+				arena = make([]entry, k)
+			} else if len(r.slots) == 0 && cap(r.arena) > 0 {
+				arena, r.arena = r.arena, nil
 			}
 		}
 		d := Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(i)}
@@ -97,7 +97,7 @@ func ApplyChange(ctx *Context, load func(RecordID) (*Record, error), ch *Change)
 		}
 		out[id] = r
 	}
-	applyValid(ctx, func(id RecordID) *Record { return out[id] }, ch)
+	applyValid(ctx, func(id RecordID, _ int) *Record { return out[id] }, ch)
 	return out, nil
 }
 
@@ -124,13 +124,42 @@ func (s *Space) init() {
 	}
 }
 
-func (s *Space) record(id RecordID) *Record {
+// record returns the record id, creating it if needed. A new record that
+// is about to get k slots is allocated with them and their entries in one
+// block, so that reading it later touches adjacent memory.
+func (s *Space) record(id RecordID, k int) *Record {
 	r := s.Records[id]
 	if r == nil {
-		r = NewRecord(id)
+		r = newRecordBlock(id, k)
 		s.Records[id] = r
 	}
 	return r
+}
+
+type recordBlock4 struct {
+	r Record
+	s [4]slot
+	e [4]entry
+}
+
+type recordBlock8 struct {
+	r Record
+	s [8]slot
+	e [8]entry
+}
+
+func newRecordBlock(id RecordID, k int) *Record {
+	switch {
+	case k >= 2 && k <= 4:
+		b := &recordBlock4{}
+		b.r = Record{id: id, slots: b.s[:0:k], arena: b.e[:k]}
+		return &b.r
+	case k >= 5 && k <= 8:
+		b := &recordBlock8{}
+		b.r = Record{id: id, slots: b.s[:0:k], arena: b.e[:k]}
+		return &b.r
+	}
+	return NewRecord(id)
 }
 
 // Apply applies a change (see ApplyChange). It keeps references to the

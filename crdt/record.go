@@ -44,6 +44,9 @@ type Record struct {
 	slots []slot  // sorted by (kind, name, elem)
 	dels  []entry // live delete markers, sorted by dot
 	notes []note  // sorted by id
+	// arena holds preallocated entries for the first slots of a record
+	// created by Space (see newRecordBlock); consumed by the first apply.
+	arena []entry
 }
 
 // NewRecord returns an empty record.

@@ -1,13 +1,16 @@
 package agent
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
@@ -94,7 +97,7 @@ func errorCode(err error) (string, int) {
 	case errors.Is(err, errTooLarge):
 		return CodeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrForbidden):
-		return CodeBadRequest, http.StatusForbidden
+		return CodeForbidden, http.StatusForbidden
 	case errors.As(err, &re):
 		return CodeBadRequest, http.StatusBadRequest
 	case errors.As(err, &se), errors.Is(err, ErrClosed), errors.Is(err, ErrDiskFull):
@@ -185,9 +188,11 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 				continue
 			}
 			v := op.Describe()
-			hop := HistoryOp{Kind: v.Kind, Record: string(v.Record), Field: v.Field, Reason: v.Reason}
-			if len(v.Value) > 0 {
+			hop := HistoryOp{Kind: strings.ReplaceAll(v.Kind, "-", "_"), Record: string(v.Record), Field: v.Field, Reason: v.Reason}
+			if utf8.Valid(v.Value) {
 				hop.Value = string(v.Value)
+			} else {
+				hop.ValueBase64 = base64.StdEncoding.EncodeToString(v.Value)
 			}
 			for _, d := range v.Seen {
 				hop.Resolves = append(hop.Resolves, d.String())

@@ -38,6 +38,7 @@ const (
 	CodeAmbiguous   = "ambiguous"   // 409: a name or prefix matches several spaces; message lists them
 	CodeConflict    = "conflict"    // 409: e.g. resolve names a sibling that is no longer live
 	CodeTooLarge    = "too_large"   // 413: request, value or change over the limit
+	CodeForbidden   = "forbidden"   // 403: not allowed for this device (a relay writing, no key for the space)
 	CodeUnavailable = "unavailable" // 503: store quarantined or shutting down
 	CodeInternal    = "internal"    // 500
 )
@@ -221,12 +222,13 @@ type ResolveRequest struct {
 
 // HistoryOp is one operation of a change, as `history` shows it.
 type HistoryOp struct {
-	Kind     string   `json:"kind"` // put, set_add, set_remove, note_add, note_remove, delete, resolve
-	Record   string   `json:"record"`
-	Field    string   `json:"field,omitempty"`
-	Value    string   `json:"value,omitempty"`
-	Resolves []string `json:"resolves,omitempty"` // dots a resolve (or overwrite) replaced
-	Reason   string   `json:"reason,omitempty"`
+	Kind        string   `json:"kind"` // put, set_add, set_remove, note_add, note_remove, delete, resolve
+	Record      string   `json:"record"`
+	Field       string   `json:"field,omitempty"`
+	Value       string   `json:"value,omitempty"`
+	ValueBase64 string   `json:"value_base64,omitempty"` // set instead of value when it is not UTF-8
+	Resolves    []string `json:"resolves,omitempty"`     // dots a resolve (or overwrite) replaced
+	Reason      string   `json:"reason,omitempty"`
 }
 
 // HistoryEntry is one change of `history` (DESIGN §8).

@@ -56,11 +56,9 @@ func (l Layout) Socket() string {
 		abs = l.Dir
 	}
 	sum := sha256.Sum256([]byte(abs))
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if base == "" || len(base) > 60 {
-		base = os.TempDir()
-	}
-	return filepath.Join(base, fmt.Sprintf("fieldsync-%d", os.Getuid()), hex.EncodeToString(sum[:8])+".sock")
+	// A fixed base, not $TMPDIR or $XDG_RUNTIME_DIR: the CLI must find the
+	// agent's socket whatever its own environment (sudo, PrivateTmp, tests).
+	return filepath.Join("/tmp", fmt.Sprintf("fieldsync-%d", os.Getuid()), hex.EncodeToString(sum[:8])+".sock")
 }
 
 // SocketIsShort reports whether Socket() had to move out of the data directory.

@@ -229,7 +229,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 			}
 			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
 		}
-		_, body, err := crypto.Open(env, cert.Device, sp)
+		_, body, err := crypto.OpenVerified(env, sp) // verified by Ingest before it was stored
 		if err != nil {
 			return nil, &RejectError{Reason: RejectSignature, Err: err}
 		}
@@ -262,7 +262,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 			}
 			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
 		}
-		_, body, err := crypto.Open(env, cert.Device, sp)
+		_, body, err := crypto.OpenVerified(env, sp) // verified by Ingest before it was stored
 		if err != nil {
 			return nil, &RejectError{Reason: RejectSignature, Err: err}
 		}

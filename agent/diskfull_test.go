@@ -22,7 +22,7 @@ func TestDiskFull(t *testing.T) {
 		t.Skip("needs root to mount a tmpfs")
 	}
 	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
@@ -30,18 +30,18 @@ func TestDiskFull(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	os.MkdirAll(filepath.Join(mnt, "dev"), 0o700)
 	cfg := initTestDevice(t, filepath.Join(mnt, "dev"), omn, "Amina", crypto.RoleOfficer)
-	cfg.MinFreeBytes = 64 << 20
+	cfg.MinFreeBytes = DefaultConfig().MinFreeBytes
 	a := openTestAgent(t, cfg)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Ballast leaves about 80 MiB free.
+	// Ballast leaves the reserve and 40 MiB free.
 	var st syscall.Statfs_t
 	syscall.Statfs(mnt, &st)
 	free := int64(st.Bavail) * int64(st.Bsize)
 	ballast := filepath.Join(mnt, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, free-(80<<20)), 0o600); err != nil {
+	if err := os.WriteFile(ballast, make([]byte, free-cfg.MinFreeBytes-(40<<20)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	val := strings.Repeat("x", 1<<20)

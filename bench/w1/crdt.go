@@ -87,57 +87,108 @@ func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
 // frames of at most 1 MiB).
 const FrameBytes = 1 << 20
 
-// sync sends from src to dst the changes dst lacks, in frames of at most
-// FrameBytes of encoded changes: encode, (compress,) decode, apply. It
-// returns the bytes sent.
-func sync(src, dst *side, opt Options) (int64, error) {
-	var total int64
-	var frame []*crdt.Change
-	size := 0
-	flush := func() error {
-		if len(frame) == 0 {
-			return nil
-		}
-		level := crdt.NoCompression
-		if opt.Compress {
-			level = opt.Level
-			if level == 0 {
-				level = flate.BestSpeed
-			}
-		}
-		b, err := crdt.EncodeChangesLevel(frame, level)
-		if err != nil {
-			return err
-		}
-		total += int64(len(b))
-		chs, err := crdt.DecodeChanges(b)
-		if err != nil {
-			return err
-		}
-		for _, ch := range chs {
-			if err := dst.space.Apply(ch); err != nil {
-				return err
-			}
-		}
-		frame, size = frame[:0], 0
-		return nil
-	}
+// missing returns the changes of src's log that dst lacks: what a version
+// vector exchange tells the sender before it streams.
+func missing(src, dst *side) []*crdt.Change {
+	var out []*crdt.Change
 	for _, ch := range src.log {
-		if dst.space.Context.Contains(ch.Dot()) {
+		if !dst.space.Context.Contains(ch.Dot()) {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// transfer streams chs from one replica to another as the two would over a
+// connection: a sender goroutine encodes (and compresses) frames of at most
+// FrameBytes, a receiver decodes and applies them to dst as they come, so
+// the two sides work at the same time, as two machines do. It returns the
+// bytes sent. The sender reads only chs (immutable); the receiver alone
+// writes dst.
+func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
+	level := crdt.NoCompression
+	if opt.Compress {
+		level = opt.Level
+		if level == 0 {
+			level = flate.BestSpeed
+		}
+	}
+	frames := make(chan []byte, 2)
+	sendErr := make(chan error, 1)
+	var total int64
+	go func() {
+		defer close(frames)
+		start, size := 0, 0
+		for i, ch := range chs {
+			n := ch.EncodedSizeHint()
+			if i > start && size+n > FrameBytes {
+				b, err := crdt.EncodeChangesLevel(chs[start:i], level)
+				if err != nil {
+					sendErr <- err
+					return
+				}
+				total += int64(len(b))
+				frames <- b
+				start, size = i, 0
+			}
+			size += n
+		}
+		if start < len(chs) {
+			b, err := crdt.EncodeChangesLevel(chs[start:], level)
+			if err != nil {
+				sendErr <- err
+				return
+			}
+			total += int64(len(b))
+			frames <- b
+		}
+		sendErr <- nil
+	}()
+	var recvErr error
+	for b := range frames {
+		if recvErr != nil {
+			continue // drain
+		}
+		dec, err := crdt.DecodeChanges(b)
+		if err != nil {
+			recvErr = err
 			continue
 		}
-		n := ch.EncodedSizeHint()
-		if size+n > FrameBytes {
-			if err := flush(); err != nil {
-				return 0, err
+		for _, ch := range dec {
+			if err := dst.space.Apply(ch); err != nil {
+				recvErr = err
+				break
 			}
 		}
-		frame = append(frame, ch)
-		size += n
+	}
+	if err := <-sendErr; err != nil {
+		return 0, err
 	}
 	// With two replicas each side only ever ships its own changes, so the
 	// received ones are not logged (they live on in dst's state).
-	return total, flush()
+	return total, recvErr
+}
+
+// sync sends from src to dst the changes dst lacks.
+func sync(src, dst *side, opt Options) (int64, error) {
+	return transfer(missing(src, dst), dst, opt)
+}
+
+// syncBoth runs both directions at once, after both sides learnt what the
+// other lacks (the version-vector exchange).
+func syncBoth(a, b *side, opt Options) (ab, ba int64, err error) {
+	toB, toA := missing(a, b), missing(b, a)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		ba, err = transfer(toA, a, opt)
+		done <- err
+	}()
+	ab, err = transfer(toB, b, opt)
+	if err2 := <-done; err == nil {
+		err = err2
+	}
+	return ab, ba, err
 }
 
 // RunCRDT runs W1 on the crdt layer (in memory) and prints the table, and
@@ -224,10 +275,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	// Step 5: delta sync both ways.
 	c0 = cpuTime()
 	t0 = time.Now()
-	if res.DeltaBytesAB, err = sync(a, b, opt); err != nil {
-		return res, err
-	}
-	if res.DeltaBytesBA, err = sync(b, a, opt); err != nil {
+	if res.DeltaBytesAB, res.DeltaBytesBA, err = syncBoth(a, b, opt); err != nil {
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))

@@ -61,7 +61,7 @@ type Agent struct {
 	skewed   map[crypto.DeviceID]int64
 	missing  []Gap
 	gaps     map[gapKey]Gap
-	forks    []Fork
+	frozen   map[gapKey]uint64 // (space, author) -> seq from which a forked author is frozen
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
@@ -143,6 +143,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		gaps:     map[gapKey]Gap{},
 		officers: map[gapKey]string{},
 		peerHeld: map[crypto.SpaceID]uint64{},
+		frozen:   map[gapKey]uint64{},
 		cache:    newRecordCache(4096),
 		gen:      1,
 	}

@@ -269,7 +269,9 @@ func (a *Agent) Status() Status {
 	for _, g := range a.gaps {
 		st.Gaps = append(st.Gaps, g)
 	}
-	st.Forks = append(st.Forks, a.forks...)
+	for k, seq := range a.frozen {
+		st.Forks = append(st.Forks, Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})
+	}
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
 	a.statMu.Unlock()
@@ -284,6 +286,12 @@ func (a *Agent) Status() Status {
 			}
 		}
 	}
+	sort.Slice(st.Forks, func(i, j int) bool {
+		if st.Forks[i].Space != st.Forks[j].Space {
+			return st.Forks[i].Space < st.Forks[j].Space
+		}
+		return st.Forks[i].Author < st.Forks[j].Author
+	})
 	sort.Slice(st.SkewedAuthors, func(i, j int) bool { return st.SkewedAuthors[i].Author < st.SkewedAuthors[j].Author })
 	sort.Slice(st.Gaps, func(i, j int) bool {
 		if st.Gaps[i].Space != st.Gaps[j].Space {

@@ -22,6 +22,7 @@ const (
 	RejectGap        = "gap"
 	RejectChain      = "chain"
 	RejectFork       = "fork"
+	RejectFrozen     = "frozen"
 	RejectMismatch   = "mismatch"
 	RejectUndecoded  = "undecodable"
 	RejectNotEntitle = "not_entitled"
@@ -129,6 +130,9 @@ func (a *Agent) Ingest(env []byte) (added bool, err error) {
 	if err := crypto.CheckAuthor(h, cert, rev, a.trust, time.UnixMilli(hlc.Wall)); err != nil {
 		return false, a.reject(rejectReason(err), err)
 	}
+	if f := a.frozenAt(h.Space, h.Author); f != 0 && h.Seq >= f {
+		return false, a.reject(RejectFrozen, fmt.Errorf("device %s is frozen in space %s from seq %d (forked)", h.Author, h.Space, f))
+	}
 	if err := a.beginWrite(); err != nil {
 		return false, err
 	}
@@ -152,11 +156,8 @@ func (a *Agent) Ingest(env []byte) (added bool, err error) {
 			a.writeMu.Unlock()
 			return a.restoreEnvelope(h, env)
 		}
-		a.statMu.Lock()
-		a.forks = append(a.forks, Fork{Space: h.Space.String(), Author: h.Author.String(), Seq: h.Seq})
-		a.statMu.Unlock()
-		err = a.commitWrite([]kvEntry{a.db.entry(forkKey(h.Space, h.Author, h.Seq), env)})
-		if err != nil {
+		defer a.writeMu.Unlock()
+		if _, err := a.freeze(stored, env); err != nil {
 			return false, err
 		}
 		return false, a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
@@ -165,7 +166,15 @@ func (a *Agent) Ingest(env []byte) (added bool, err error) {
 		a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
 		return false, a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
 	case h.Prev != hd.Hash:
-		a.writeMu.Unlock()
+		// Signed by the author yet not chained to the envelope it signed
+		// before: a fork, provable with the two.
+		defer a.writeMu.Unlock()
+		if stored, err := a.db.get(envKey(h.Space, h.Author, hd.Seq)); err == nil && hd.Seq > 0 {
+			if _, err := a.freeze(stored, env); err != nil {
+				return false, err
+			}
+			return false, a.reject(RejectFork, fmt.Errorf("device %s seq %d does not chain to its seq %d", h.Author, h.Seq, hd.Seq))
+		}
 		return false, a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
 	}
 	entries, err := a.applyEnvelope(sp, h, env, cert)

@@ -132,6 +132,32 @@ func (a *Agent) load() error {
 	if err != nil {
 		return err
 	}
+	// Fork evidence: the freeze points.
+	err = a.db.scan([]byte{pfxFork}, func(k, v []byte) error {
+		if len(k) < 33 {
+			return nil
+		}
+		var id crypto.SpaceID
+		var author crypto.DeviceID
+		copy(id[:], k[1:17])
+		copy(author[:], k[17:33])
+		e1, e2, err := parseEvidence(v)
+		if err != nil {
+			return nil
+		}
+		h1, err1 := crypto.ParseHeader(e1)
+		h2, err2 := crypto.ParseHeader(e2)
+		if err1 != nil || err2 != nil {
+			return nil
+		}
+		a.statMu.Lock()
+		a.frozen[gapKey{id, author}] = min(h1.Seq, h2.Seq)
+		a.statMu.Unlock()
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return err
+	}
 	// Certificates and revocations.
 	err = a.db.scan([]byte{pfxCert}, func(k, v []byte) error {
 		c, err := crypto.ParseCertificate(v)

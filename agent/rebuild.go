@@ -64,9 +64,13 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 // replayChanges calls fn with every change of the space this device can
 // open, in (author, seq) order. Corrupt envelopes are counted and skipped.
 func (a *Agent) replayChanges(sp *spaceState, fn func(*crdt.Change) error) error {
+	return a.replayChangesSkipping(sp, func(crypto.Header) bool { return false }, fn)
+}
+
+func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) bool, fn func(*crdt.Change) error) error {
 	return a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
-		if err != nil || h.Kind != crypto.KindChange {
+		if err != nil || h.Kind != crypto.KindChange || skip(h) {
 			return nil
 		}
 		if _, ok := sp.keys[h.Epoch]; !ok {
@@ -120,58 +124,11 @@ func (a *Agent) repair(ctx context.Context, out io.Writer) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		state := crdt.NewSpace()
-		// Seqs of envelopes without ops count as seen, as on the write path.
-		err := a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
-			h, err := crypto.ParseHeader(env)
-			if err != nil {
-				return nil
-			}
-			if h.Kind != crypto.KindChange {
-				state.MarkSeen(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
-			}
-			return nil
-		}, a.countCorrupt)
+		records, changes, err := a.rebuildSpace(sp, nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("repair space %s: %w", sp.id, err)
 		}
-		changes := 0
-		if err := a.replayChanges(sp, func(ch *crdt.Change) error {
-			changes++
-			return state.Apply(ch)
-		}); err != nil {
-			return err
-		}
-		var entries []kvEntry
-		// Drop every stored record, then write the rebuilt ones.
-		err = a.db.kv.scanKeys(recSpacePrefix(sp.id), func(k []byte) error {
-			entries = append(entries, kvEntry{key: k, del: true})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, id := range state.IDs() {
-			b, err := state.Records[id].MarshalBinary()
-			if err != nil {
-				return err
-			}
-			entries = append(entries, a.db.entry(recKey(sp.id, string(id)), b))
-		}
-		cb, _ := state.Context.MarshalBinary()
-		entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
-		// Repair is idempotent, so the batch may span several transactions.
-		var groups [][]kvEntry
-		for len(entries) > 0 {
-			n := min(len(entries), 512)
-			groups, entries = append(groups, entries[:n]), entries[n:]
-		}
-		for _, e := range a.db.kv.commitGroups(groups) {
-			if e != nil {
-				return fmt.Errorf("repair space %s: %w", sp.id, e)
-			}
-		}
-		fmt.Fprintf(out, "space %s: rebuilt %d records from %d changes\n", sp.id, len(state.IDs()), changes)
+		fmt.Fprintf(out, "space %s: rebuilt %d records from %d changes\n", sp.id, records, changes)
 	}
 	a.cache.clear()
 	a.statMu.Lock()
@@ -181,4 +138,73 @@ func (a *Agent) repair(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "%d corrupt values were skipped; start the agent to fetch them again from peers\n", corrupt)
 	}
 	return a.load()
+}
+
+// rebuildSpace recomputes a space's records and context from its envelopes
+// and writes them, with extra entries (deletes of envelopes, say) first. It
+// writes directly in several transactions — rebuilding is idempotent — so
+// the caller holds writeMu with nothing in flight (beginWrite, or a barrier),
+// and reloads afterwards.
+func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes int, err error) {
+	skip := func(h crypto.Header) bool { return false }
+	if len(extra) > 0 {
+		// Envelopes being deleted by extra are not replayed.
+		gone := map[string]bool{}
+		for _, e := range extra {
+			if e.del {
+				gone[string(e.key)] = true
+			}
+		}
+		skip = func(h crypto.Header) bool { return gone[string(envKey(h.Space, h.Author, h.Seq))] }
+	}
+	state := crdt.NewSpace()
+	// Seqs of envelopes without ops count as seen, as on the write path.
+	err = a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil || skip(h) {
+			return nil
+		}
+		if h.Kind != crypto.KindChange {
+			state.MarkSeen(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
+		}
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := a.replayChangesSkipping(sp, skip, func(ch *crdt.Change) error {
+		changes++
+		return state.Apply(ch)
+	}); err != nil {
+		return 0, 0, err
+	}
+	entries := append([]kvEntry(nil), extra...)
+	// Drop every stored record, then write the rebuilt ones.
+	err = a.db.kv.scanKeys(recSpacePrefix(sp.id), func(k []byte) error {
+		entries = append(entries, kvEntry{key: k, del: true})
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, id := range state.IDs() {
+		b, err := state.Records[id].MarshalBinary()
+		if err != nil {
+			return 0, 0, err
+		}
+		entries = append(entries, a.db.entry(recKey(sp.id, string(id)), b))
+	}
+	cb, _ := state.Context.MarshalBinary()
+	entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
+	var groups [][]kvEntry
+	for len(entries) > 0 {
+		n := min(len(entries), 512)
+		groups, entries = append(groups, entries[:n]), entries[n:]
+	}
+	for _, e := range a.db.kv.commitGroups(groups) {
+		if e != nil {
+			return 0, 0, e
+		}
+	}
+	return len(state.IDs()), changes, nil
 }

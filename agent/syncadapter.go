@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -210,6 +211,7 @@ func (s syncAdapter) Entitled(p fsync.Peer, space fsync.SpaceID) bool {
 
 func (s syncAdapter) MeshObjects() ([][]byte, error) {
 	out := s.a.Certificates()
+	out = append(out, s.a.evidenceBlobs()...)
 	s.a.statMu.Lock()
 	for _, r := range s.a.revs {
 		out = append(out, r.Marshal())
@@ -226,6 +228,13 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 		}
 		if added {
 			go s.a.ShareKeys()
+		}
+		return added, nil
+	}
+	if bytes.HasPrefix(obj, forkMagic) {
+		added, err := s.a.ingestEvidence(obj)
+		if err != nil {
+			return false, fsync.Reject(RejectFork, err)
 		}
 		return added, nil
 	}

@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"fieldsync/crypto"
+)
+
+// Forks (DESIGN §5): a device that signs two different envelopes for the
+// same place in its log — a cloned or compromised laptop — is frozen in that
+// space at the seq where its branches part. Every replica that learns the
+// evidence keeps only the author's envelopes below that seq, rebuilds the
+// space's state without the rest, refuses anything more from it there, and
+// passes the evidence on, so all replicas converge on the same decision.
+//
+// Evidence is a pair of envelopes of one author in one space, both signed
+// by it, that cannot both be in one honest log: the same seq with different
+// contents, or consecutive seqs where the later one does not chain to the
+// earlier. The freeze point is the lower seq; with several pieces of
+// evidence the lowest wins.
+
+// forkMagic starts a fork-evidence blob (a mesh object, docs/storage.md).
+var forkMagic = []byte("fieldsync-fork-evidence-v1\n")
+
+func encodeEvidence(e1, e2 []byte) []byte {
+	b := append([]byte(nil), forkMagic...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(e1)))
+	b = append(b, e1...)
+	return append(b, e2...)
+}
+
+func parseEvidence(blob []byte) (e1, e2 []byte, err error) {
+	if !bytes.HasPrefix(blob, forkMagic) {
+		return nil, nil, errors.New("not fork evidence")
+	}
+	rest := blob[len(forkMagic):]
+	if len(rest) < 4 {
+		return nil, nil, errors.New("fork evidence truncated")
+	}
+	n := binary.BigEndian.Uint32(rest)
+	rest = rest[4:]
+	if uint64(n) > uint64(len(rest)) || n > crypto.MaxEnvelopeSize {
+		return nil, nil, errors.New("fork evidence truncated")
+	}
+	return rest[:n], rest[n:], nil
+}
+
+// forkPoint checks that two envelopes prove a fork and returns where the
+// author's log parts. Both must verify against the author's certificate.
+func (a *Agent) forkPoint(e1, e2 []byte) (crypto.Header, uint64, error) {
+	h1, err := crypto.ParseHeader(e1)
+	if err != nil {
+		return h1, 0, err
+	}
+	h2, err := crypto.ParseHeader(e2)
+	if err != nil {
+		return h1, 0, err
+	}
+	if h1.Seq > h2.Seq {
+		e1, e2, h1, h2 = e2, e1, h2, h1
+	}
+	if h1.Space != h2.Space || h1.Author != h2.Author {
+		return h1, 0, errors.New("fork evidence: envelopes of different logs")
+	}
+	a.statMu.Lock()
+	cert := a.certs[h1.Author]
+	a.statMu.Unlock()
+	if cert == nil {
+		return h1, 0, fmt.Errorf("fork evidence: no certificate for device %s", h1.Author)
+	}
+	for _, e := range [][]byte{e1, e2} {
+		if _, _, err := crypto.Verify(e, cert.Device); err != nil {
+			return h1, 0, fmt.Errorf("fork evidence: %w", err)
+		}
+	}
+	switch {
+	case h1.Seq == h2.Seq && crypto.Hash(e1) != crypto.Hash(e2):
+		return h1, h1.Seq, nil
+	case h2.Seq == h1.Seq+1 && h2.Prev != crypto.Hash(e1):
+		return h1, h1.Seq, nil
+	}
+	return h1, 0, errors.New("fork evidence: the envelopes are consistent")
+}
+
+// frozenAt returns the seq from which the author is frozen in the space (0: not frozen).
+func (a *Agent) frozenAt(space crypto.SpaceID, author crypto.DeviceID) uint64 {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	return a.frozen[gapKey{space, author}]
+}
+
+// freeze applies fork evidence: it keeps the evidence, truncates the
+// author's log in the space below the fork, and rebuilds the space's state.
+// It reports whether the evidence moved the freeze point. writeMu held, with
+// nothing of this agent in flight (the caller ran beginWrite); it reloads.
+func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
+	h, seq, err := a.forkPoint(e1, e2)
+	if err != nil {
+		return false, err
+	}
+	if f := a.frozenAt(h.Space, h.Author); f != 0 && f <= seq {
+		return false, nil
+	}
+	sp := a.spaces[h.Space]
+	if sp == nil {
+		sp = &spaceState{id: h.Space, heads: map[crypto.DeviceID]head{}}
+	}
+	// Settle everything in flight before editing the log directly.
+	barrier := &commitReq{done: make(chan error, 1)}
+	a.com.submit(barrier)
+	<-barrier.done
+	extra := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
+	if hd := sp.heads[h.Author]; hd.Seq >= seq {
+		for s := seq; s <= hd.Seq; s++ {
+			extra = append(extra, kvEntry{key: envKey(h.Space, h.Author, s), del: true})
+		}
+		nh := head{Seq: seq - 1}
+		if seq > 1 {
+			prev, err := a.db.get(envKey(h.Space, h.Author, seq-1))
+			if err != nil {
+				return false, fmt.Errorf("freeze: read seq %d: %w", seq-1, err)
+			}
+			nh.Hash = crypto.Hash(prev)
+		}
+		if nh.Seq == 0 {
+			extra = append(extra, kvEntry{key: headKey(h.Space, h.Author), del: true})
+		} else {
+			extra = append(extra, a.db.entry(headKey(h.Space, h.Author), nh.marshal()))
+		}
+	}
+	a.statMu.Lock()
+	a.frozen[gapKey{h.Space, h.Author}] = seq
+	a.statMu.Unlock()
+	if a.spaces[h.Space] != nil {
+		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
+			return false, fmt.Errorf("freeze: rebuild space %s: %w", h.Space, err)
+		}
+	} else if errs := a.db.kv.commitGroups([][]kvEntry{extra}); errs[0] != nil {
+		return false, errs[0]
+	}
+	a.log.Error("forked device frozen in a space: two different envelopes signed for one place in its log (a cloned or compromised device)",
+		"device", h.Author.String(), "from_seq", seq)
+	return true, a.reload()
+}
+
+// ingestEvidence is the mesh-object path of fork evidence.
+func (a *Agent) ingestEvidence(blob []byte) (bool, error) {
+	e1, e2, err := parseEvidence(blob)
+	if err != nil {
+		return false, err
+	}
+	if err := a.beginWrite(); err != nil {
+		return false, err
+	}
+	defer a.writeMu.Unlock()
+	return a.freeze(e1, e2)
+}
+
+// evidenceBlobs returns the fork evidence this agent holds.
+func (a *Agent) evidenceBlobs() [][]byte {
+	var out [][]byte
+	a.db.scan([]byte{pfxFork}, func(k, v []byte) error {
+		out = append(out, v)
+		return nil
+	}, a.countCorrupt)
+	return out
+}

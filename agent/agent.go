@@ -48,12 +48,12 @@ type Agent struct {
 	// disk space guard (checkDiskSpace), under writeMu
 	diskChecked time.Time
 	diskOK      bool
-	writeID uint64 // sequence number of the last write handed to the committer
-	clock   crdt.Clock
-	spaces  map[crypto.SpaceID]*spaceState
-	cache   *recordCache
-	certs   map[crypto.DeviceID]*crypto.Certificate
-	revs    map[crypto.DeviceID]*crypto.Revocation
+	writeID     uint64 // sequence number of the last write handed to the committer
+	clock       crdt.Clock
+	spaces      map[crypto.SpaceID]*spaceState
+	cache       *recordCache
+	certs       map[crypto.DeviceID]*crypto.Certificate
+	revs        map[crypto.DeviceID]*crypto.Revocation
 
 	// health and status (statMu)
 	statMu   sync.Mutex

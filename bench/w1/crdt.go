@@ -40,6 +40,12 @@ type Result struct {
 	Updates        int     `json:"updates_per_side"`
 	ConflictsMatch bool    `json:"conflicts_match"` // every expected pair shows both values, nothing else conflicts
 	StateEncodeMS  float64 `json:"state_encode_ms"`
+	Compressed     bool    `json:"compressed"` // sync frames were DEFLATE-compressed
+	// With Options.ReportDeflate: the sync bytes had the frames been
+	// compressed (BestSpeed); 0 otherwise.
+	InitSyncBytesDeflate int64 `json:"init_sync_bytes_deflate,omitempty"`
+	DeltaBytesABDeflate  int64 `json:"delta_bytes_ab_deflate,omitempty"`
+	DeltaBytesBADeflate  int64 `json:"delta_bytes_ba_deflate,omitempty"`
 	// CPU time (user+system, all threads, GC included) of the same phases:
 	// on a shared, loaded machine these are steadier than wall times.
 	UpdatesCPUMS   float64 `json:"updates_cpu_ms"`
@@ -52,6 +58,9 @@ type Options struct {
 	// Compress sync batches with DEFLATE at Level (0 = BestSpeed).
 	Compress bool
 	Level    int
+	// ReportDeflate also measures, outside the timed sections, how many
+	// bytes the same frames take compressed with DEFLATE (BestSpeed).
+	ReportDeflate bool
 }
 
 const startWall = 1_780_000_000_000 // 2026-05-28, ms
@@ -174,6 +183,30 @@ func sync(src, dst *side, opt Options) (int64, error) {
 	return transfer(missing(src, dst), dst, opt)
 }
 
+// deflatedSize is the size of chs cut into the same frames as transfer's,
+// each compressed with DEFLATE (BestSpeed). Not timed.
+func deflatedSize(chs []*crdt.Change) (int64, error) {
+	var total int64
+	start, size := 0, 0
+	for i := 0; i <= len(chs); i++ {
+		if i == len(chs) || i > start && size+chs[i].EncodedSizeHint() > FrameBytes {
+			if i == start {
+				break
+			}
+			b, err := crdt.EncodeChangesLevel(chs[start:i], flate.BestSpeed)
+			if err != nil {
+				return 0, err
+			}
+			total += int64(len(b))
+			start, size = i, 0
+		}
+		if i < len(chs) {
+			size += chs[i].EncodedSizeHint()
+		}
+	}
+	return total, nil
+}
+
 // syncBoth runs both directions at once, after both sides learnt what the
 // other lacks (the version-vector exchange).
 func syncBoth(a, b *side, opt Options) (ab, ba int64, err error) {
@@ -192,9 +225,11 @@ func syncBoth(a, b *side, opt Options) (ab, ba int64, err error) {
 }
 
 // RunCRDT runs W1 on the crdt layer (in memory) and prints the table, and
-// with jsonOut the JSON line. Sync batches are compressed.
+// with jsonOut the JSON line. Sync frames are sent plain (the timed figures
+// are encode, decode and apply, as in BENCH.md's prototype); the bytes the
+// same frames take DEFLATE-compressed are reported beside them.
 func RunCRDT(size Size, out io.Writer, jsonOut bool) (Result, error) {
-	res, err := RunCRDTWith(size, Options{Compress: true})
+	res, err := RunCRDTWith(size, Options{ReportDeflate: true})
 	if err != nil {
 		return res, err
 	}
@@ -236,13 +271,21 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	// Step 3: initial sync A -> B.
 	c0 := cpuTime()
 	t0 := time.Now()
-	n, err := sync(a, b, opt)
+	res.Compressed = opt.Compress
+	initial := missing(a, b)
+	n, err := transfer(initial, b, opt)
 	if err != nil {
 		return res, err
 	}
 	res.InitSyncMS = ms(time.Since(t0))
 	res.InitSyncCPUMS = cpuTime() - c0
 	res.InitSyncBytes = n
+	if opt.ReportDeflate {
+		if res.InitSyncBytesDeflate, err = deflatedSize(initial); err != nil {
+			return res, err
+		}
+	}
+	initial = nil
 	memCheckpoint("after initial sync")
 
 	// Step 4: offline phase. Values are prepared outside the timed loop.
@@ -273,6 +316,10 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	picksA, picksB, valsA, valsB = nil, nil, nil, nil
 	// Step 5: delta sync both ways.
+	var toB, toA []*crdt.Change
+	if opt.ReportDeflate { // before the clock starts: sync computes its own
+		toB, toA = missing(a, b), missing(b, a)
+	}
 	c0 = cpuTime()
 	t0 = time.Now()
 	if res.DeltaBytesAB, res.DeltaBytesBA, err = syncBoth(a, b, opt); err != nil {
@@ -281,6 +328,15 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res.DeltaSyncMS = ms(time.Since(t0))
 	res.DeltaSyncCPUMS = cpuTime() - c0
 	memCheckpoint("after delta sync")
+	if opt.ReportDeflate {
+		if res.DeltaBytesABDeflate, err = deflatedSize(toB); err != nil {
+			return res, err
+		}
+		if res.DeltaBytesBADeflate, err = deflatedSize(toA); err != nil {
+			return res, err
+		}
+		toB, toA = nil, nil
+	}
 
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()
@@ -356,7 +412,11 @@ func PeakRSSMB() float64 {
 
 // PrintTable prints the figures of BENCH.md for people.
 func PrintTable(out io.Writer, r Result) {
-	fmt.Fprintf(out, "W1-%s layer %s: %d records, 2×%d updates (nproc %d, %s)\n", r.Size, r.Layer, r.Records, r.Updates, r.Nproc, r.GoVersion)
+	frames := "plain"
+	if r.Compressed {
+		frames = "DEFLATE"
+	}
+	fmt.Fprintf(out, "W1-%s layer %s: %d records, 2×%d updates, %s sync frames (nproc %d, %s)\n", r.Size, r.Layer, r.Records, r.Updates, frames, r.Nproc, r.GoVersion)
 	row := func(k, v string) { fmt.Fprintf(out, "  %-26s %s\n", k, v) }
 	row("local updates/s", fmt.Sprintf("%.0f (CPU: %.0f/s)", r.UpdatesPerS, float64(r.Updates)/(r.UpdatesCPUMS/1000)))
 	row("initial sync", fmt.Sprintf("%.1f ms (CPU %.1f ms), %s", r.InitSyncMS, r.InitSyncCPUMS, mb(r.InitSyncBytes)))
@@ -366,6 +426,11 @@ func PrintTable(out io.Writer, r Result) {
 	}
 	if r.Records > 0 {
 		row("state bytes per record", fmt.Sprintf("%.1f (%s total)", float64(r.StateBytes)/float64(r.Records), mb(r.StateBytes)))
+	}
+	if r.InitSyncBytesDeflate > 0 {
+		row("same frames with DEFLATE", fmt.Sprintf("initial %s, delta A→B %s, B→A %s (%.1f bytes per changed field)",
+			mb(r.InitSyncBytesDeflate), mb(r.DeltaBytesABDeflate), mb(r.DeltaBytesBADeflate),
+			float64(r.DeltaBytesABDeflate+r.DeltaBytesBADeflate)/float64(2*r.Updates)))
 	}
 	row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
 	row("conflicts", fmt.Sprintf("%d of %d expected (matched pair by pair: %v)", r.Conflicts, r.ExpectedConflicts, r.ConflictsMatch))

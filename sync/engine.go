@@ -45,7 +45,8 @@ type Engine struct {
 	roundSem   chan struct{}
 	inboundSem chan struct{}
 
-	hintCounter atomic.Uint64
+	hintCounter    atomic.Uint64
+	inboundWaiting atomic.Int64 // inbound streams waiting for or holding a slot
 
 	mu       gosync.Mutex
 	started  bool
@@ -736,9 +737,24 @@ func (e *Engine) dialTimeout() time.Duration { return HandshakeTimeout }
 // serveInbound runs an inbound sync stream (called by the transport, in its
 // own goroutine, with the first byte peeked).
 func (e *Engine) serveInbound(c net.Conn) {
+	// When every slot is taken (a hint makes every peer pull from the
+	// writer at once), wait a little for one instead of refusing: this runs
+	// on the stream's own goroutine, and the dialer's handshake deadline
+	// bounds the wait from its side.
+	if e.inboundWaiting.Add(1) > 4*MaxInboundSessions {
+		e.inboundWaiting.Add(-1)
+		_ = c.Close()
+		return
+	}
+	t := time.NewTimer(InboundQueueWait)
+	defer t.Stop()
+	defer e.inboundWaiting.Add(-1)
 	select {
 	case e.inboundSem <- struct{}{}:
-	default:
+	case <-t.C:
+		_ = c.Close()
+		return
+	case <-e.ctx.Done():
 		_ = c.Close()
 		return
 	}

@@ -41,8 +41,12 @@ const (
 	// (and so the hints re-queued).
 	MaxHintOrigins = 4096
 
-	// MaxInboundSessions bounds concurrent inbound sync streams; more are refused.
+	// MaxInboundSessions bounds concurrent inbound sync streams; more wait
+	// up to InboundQueueWait for a slot, then are refused.
 	MaxInboundSessions = 32
+
+	// InboundQueueWait bounds how long an inbound stream waits for a slot.
+	InboundQueueWait = 5 * time.Second
 
 	// MaxPendingPeeks bounds inbound streams waiting for their first byte;
 	// more are closed at once.

@@ -45,6 +45,8 @@ type Agent struct {
 	writeMu sync.Mutex
 	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
 	closed  bool   // set by Close: no more writes
+	// inflight holds the results of ingests not yet waited for (commitInWindow).
+	inflight []chan error
 	// disk space guard (checkDiskSpace), under writeMu
 	diskChecked time.Time
 	diskOK      bool

@@ -110,6 +110,20 @@ func (a *Agent) Certificates() [][]byte {
 // *RejectError and is counted by reason; nothing of it is stored (but the
 // second envelope of a fork is kept as evidence).
 func (a *Agent) Ingest(env []byte) (added bool, err error) {
+	return a.ingest(env, true)
+}
+
+// ingestWindow bounds how many received envelopes may wait for their fsync
+// while sync goes on ingesting (ingest with durable=false).
+const ingestWindow = 256
+
+// ingest is Ingest; with durable false it returns once the envelope is
+// handed to the group committer rather than on disk, waiting only when more
+// than ingestWindow are in flight. A sync stream ingests one envelope after
+// another: waiting for each fsync would cost one fsync per envelope, while
+// this lets the committer write hundreds with one. A crash loses at most the
+// window, which peers send again (our heads on disk never claim it).
+func (a *Agent) ingest(env []byte, durable bool) (added bool, err error) {
 	if len(env) > crypto.MaxEnvelopeSize {
 		return false, a.reject(RejectMalformed, fmt.Errorf("envelope of %d bytes", len(env)))
 	}
@@ -198,7 +212,11 @@ func (a *Agent) Ingest(env []byte) (added bool, err error) {
 		a.hlcEntry())
 	unlocked := sp.unlocked
 	sp.unlocked = false
-	if err := a.commitWrite(entries); err != nil {
+	if durable || unlocked {
+		if err := a.commitWrite(entries); err != nil {
+			return false, err
+		}
+	} else if err := a.commitInWindow(entries); err != nil {
 		return false, err
 	}
 	a.clearGap(h.Space, h.Author, h.Seq)

@@ -108,7 +108,7 @@ func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error)
 		s.a.countReject(RejectMismatch)
 		return false, fsync.Reject(RejectMismatch, errors.New("envelope does not match the (space, author, seq) it was sent as"))
 	}
-	added, err := s.a.Ingest(env.Data)
+	added, err := s.a.ingest(env.Data, false)
 	var re *RejectError
 	if errors.As(err, &re) {
 		return false, fsync.Reject(re.Reason, re.Err)

@@ -84,6 +84,30 @@ func (a *Agent) commitWrite(entries []kvEntry) error {
 	return <-req.done
 }
 
+// commitInWindow hands the entries to the committer and releases the write
+// lock without waiting for the disk, unless more than ingestWindow such
+// writes are in flight: then it waits for the oldest. A failed commit is
+// reported by whichever call collects it (and fails later writes built on
+// it, as always).
+func (a *Agent) commitInWindow(entries []kvEntry) error {
+	a.writeID++
+	req := &commitReq{entries: entries, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)}
+	a.com.submit(req)
+	a.inflight = append(a.inflight, req.done)
+	var wait []chan error
+	for len(a.inflight) > ingestWindow {
+		wait = append(wait, a.inflight[0])
+		a.inflight = a.inflight[1:]
+	}
+	a.writeMu.Unlock()
+	for _, w := range wait {
+		if err := <-w; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // loadRecord returns the newest state of a record: from the cache (which
 // holds uncommitted writes too) or the store. A record that is absent yields
 // (nil, nil). A corrupt record is rebuilt from its envelopes. writeMu held.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,10 @@ func (a *Agent) Handler() http.Handler {
 	post(a, mux, PathConflictsShow, func(req RecordRef) (any, error) { return a.ConflictsShow(req) })
 	post(a, mux, PathResolve, func(req ResolveRequest) (any, error) { return a.Resolve(req) })
 	post(a, mux, PathHistory, func(req RecordRef) (any, error) { return a.History(req) })
+	// Go's profiler, for diagnosing memory and CPU: the socket is the
+	// device owner's alone (mode 0600) and profiles hold no case data.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, nil, fmt.Errorf("%w: no API method %s %s (see docs/api.md)", ErrNotFound, r.Method, r.URL.Path))
 	})

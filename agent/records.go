@@ -194,7 +194,14 @@ func (a *Agent) AddNote(req NoteAddRequest) (Record, error) {
 		return Record{}, fmt.Errorf("%w: a note is 1 to %d bytes of UTF-8", ErrBadRequest, a.cfg.MaxValueBytes)
 	}
 	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		return []crdt.Op{crdt.NoteAdd(rid, req.Text)}, nil
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return []crdt.Op{crdt.NoteAdd(rid, req.Text)}, nil
+		}
+		return []crdt.Op{r.AddNote(req.Text)}, nil // revives a deleted record, like a put
 	})
 	if err != nil {
 		return Record{}, err

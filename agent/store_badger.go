@@ -43,9 +43,9 @@ func openKV(o kvOptions) (*kv, error) {
 	opts := badger.DefaultOptions(o.Dir).
 		WithSyncWrites(true).
 		WithEncryptionKey(o.EncryptionKey).
-		WithIndexCacheSize(16 << 20). // required with encryption, or Badger panics
-		WithBlockCacheSize(16 << 20).
-		WithMemTableSize(16 << 20).
+		WithIndexCacheSize(8 << 20). // required with encryption, or Badger panics
+		WithBlockCacheSize(8 << 20).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).

@@ -110,13 +110,13 @@ func profileOf(p Profile) (profileParams, error) {
 	switch p {
 	case "", ProfileWAN:
 		return profileParams{base: memberlist.DefaultWANConfig, gossipNodes: 5, gossipEvery: 300 * time.Millisecond,
-			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: time.Minute}, nil
+			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: 5 * time.Second}, nil
 	case ProfileLAN:
 		return profileParams{base: memberlist.DefaultLANConfig, gossipNodes: 5, gossipEvery: 100 * time.Millisecond,
-			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: 30 * time.Second}, nil
+			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: time.Second}, nil
 	case ProfileLocal:
 		return profileParams{base: memberlist.DefaultLocalConfig, gossipNodes: 4, gossipEvery: 50 * time.Millisecond,
-			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Second}, nil
+			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Millisecond}, nil
 	}
 	return profileParams{}, fmt.Errorf("unknown profile %q (want wan, lan or local)", p)
 }

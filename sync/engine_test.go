@@ -135,3 +135,41 @@ func TestHeadsObserverSeesPeerVectors(t *testing.T) {
 		t.Fatalf("a never learned that b holds its 2 writes: %v", obs.seen)
 	}
 }
+
+// A node that crashes (others declare it dead, it never leaves) and comes
+// back from another address keeps its name and is accepted again.
+func TestCrashedNodeReturnsFromNewAddress(t *testing.T) {
+	c := synctest.NewCluster(t)
+	o := synctest.Options{SyncInterval: 300 * time.Millisecond}
+	nodes := c.Start(3, o)
+	a, b, x := nodes[0], nodes[1], nodes[2]
+	sp := synctest.NewSpace()
+	a.Write(sp, []byte("before"))
+	synctest.WaitConverged(t, 10*time.Second, nodes...)
+	c.Faults.Partition([]*synctest.Node{a, b}, []*synctest.Node{x})
+	start := time.Now()
+	if !synctest.WaitFor(30*time.Second, func() bool { return len(a.Engine.Members()) == 1 }) {
+		t.Fatal("x not declared dead")
+	}
+	t.Logf("x declared dead after %v", time.Since(start))
+	oldAddr := x.Engine.LocalAddr()
+	_ = x.Engine.Close() // its leave message is lost in the partition: a crash, as far as a and b know
+	c.Faults.Heal()
+	x2 := c.Restart(x, o)
+	if x2.Engine.LocalAddr() == oldAddr {
+		t.Fatal("restarted on the same address: the test proves nothing")
+	}
+	if !synctest.WaitFor(20*time.Second, func() bool {
+		for _, id := range a.Engine.Members() {
+			if id == x2.Dev.ID {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("a does not accept x back from %s (was %s)", x2.Engine.LocalAddr(), oldAddr)
+	}
+	t.Logf("x back after %v", time.Since(start))
+	a.Write(sp, []byte("after"))
+	synctest.WaitConverged(t, 10*time.Second, a, b, x2)
+}

@@ -250,7 +250,7 @@ func (s *session) authenticate(expect PeerID) error {
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
 	}
-	me := hello{Version: ProtocolVersion, ID: e.id, Expect: expect, Nonce: nonce}
+	me := hello{Version: ProtocolVersion, ID: e.id, Expect: expect, Nonce: nonce, Addr: e.LocalAddr()}
 	var them hello
 	err := s.exchange(func() error { return s.write(frameHello, me.encode()) }, func() error {
 		p, err := s.expectFrame(frameHello)
@@ -336,7 +336,11 @@ func (s *session) authenticate(expect PeerID) error {
 		}
 	}
 	s.peer = peer
-	e.peerAuthenticated(peer, s.initiator)
+	addr := ""
+	if _, _, err := splitHostPort(them.Addr); err == nil {
+		addr = them.Addr
+	}
+	e.peerAuthenticated(peer, addr)
 	if !s.initiator {
 		e.mu.Lock()
 		e.peerLocked(peer.ID).inbound++
@@ -371,21 +375,44 @@ func meshProof(key []byte, side Side, label string, binding []byte) (out [32]byt
 	return out
 }
 
-// peerAuthenticated records a peer that passed the challenge, and remembers it.
-func (e *Engine) peerAuthenticated(peer Peer, dialed bool) {
+// peerAuthenticated records a peer that passed the challenge, and
+// remembers it at the address it advertised (or the one memberlist gave).
+// An authenticated peer that memberlist does not list as live (it returned
+// from a new address, or views are asymmetric) is joined at once.
+func (e *Engine) peerAuthenticated(peer Peer, advertised string) {
 	e.mu.Lock()
 	p := e.peerLocked(peer.ID)
 	p.authenticated = true
 	p.role = peer.Role
 	p.bureau = peer.Bureau
+	if advertised != "" {
+		p.addr = advertised
+	}
 	addr := p.addr
 	e.mu.Unlock()
 	if addr == "" {
 		addr = e.addrOfMember(peer.ID)
 	}
-	if addr != "" {
-		if err := e.store.SavePeer(KnownPeer{ID: peer.ID, Addr: addr, Role: peer.Role, LastSeen: time.Now()}); err != nil {
-			e.log.Warn("save peer", "peer", peer.ID.String(), "err", err)
+	if addr == "" {
+		return
+	}
+	if err := e.store.SavePeer(KnownPeer{ID: peer.ID, Addr: addr, Role: peer.Role, LastSeen: time.Now()}); err != nil {
+		e.log.Warn("save peer", "peer", peer.ID.String(), "err", err)
+	}
+	if e.addrOfMember(peer.ID) == "" {
+		e.mu.Lock()
+		closed := e.closed
+		if !closed {
+			e.wg.Add(1)
+		}
+		e.mu.Unlock()
+		if !closed {
+			go func() {
+				defer e.wg.Done()
+				if ml := e.memberlist(); ml != nil {
+					_, _ = ml.Join([]string{addr})
+				}
+			}()
 		}
 	}
 }

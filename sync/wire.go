@@ -176,21 +176,32 @@ func (d *dec) end() error {
 	return d.err
 }
 
-// --- HELLO: version u8, sender id 16, expected peer id 16 (zero if unknown), nonce 32
+// --- HELLO: version u8, sender id 16, expected peer id 16 (zero if unknown),
+// nonce 32, u8 n, n bytes of the sender's advertised memberlist address
+// ("ip:port", ≤ maxHelloAddr; may be empty)
+
+const maxHelloAddr = 64
 
 type hello struct {
 	Version byte
 	ID      PeerID
 	Expect  PeerID
 	Nonce   [32]byte
+	Addr    string
 }
 
 func (h hello) encode() []byte {
-	b := make([]byte, 0, 65)
+	addr := h.Addr
+	if len(addr) > maxHelloAddr {
+		addr = ""
+	}
+	b := make([]byte, 0, 66+len(addr))
 	b = append(b, h.Version)
 	b = append(b, h.ID[:]...)
 	b = append(b, h.Expect[:]...)
-	return append(b, h.Nonce[:]...)
+	b = append(b, h.Nonce[:]...)
+	b = append(b, byte(len(addr)))
+	return append(b, addr...)
 }
 
 func decodeHello(p []byte) (hello, error) {
@@ -200,6 +211,11 @@ func decodeHello(p []byte) (hello, error) {
 	h.ID = d.id16()
 	h.Expect = d.id16()
 	h.Nonce = d.id32()
+	n := d.u8()
+	if n > maxHelloAddr {
+		return h, malformed("address of %d bytes", n)
+	}
+	h.Addr = string(d.take(int(n)))
 	return h, d.end()
 }
 

@@ -44,7 +44,8 @@
 // A sync stream is TLS 1.3 (X25519) with self-signed x509 certificates over
 // each device's Ed25519 key (SelfSignedTLS), then the fieldsync challenge:
 //
-//	HELLO   both ways: protocol version, own ID, the ID expected, 32-byte nonce
+//	HELLO   both ways: protocol version, own ID, the ID expected, 32-byte
+//	        nonce, own advertised address
 //	AUTH    both ways: device certificate blob, signature over the Transcript
 //	        (label, TLS exporter "EXPORTER-fieldsync-sync-v1" of this stream,
 //	        both IDs, both nonces, side), HMAC proof of a mesh key
@@ -58,6 +59,10 @@
 // A round between peers in step costs bytes proportional to authors (40
 // bytes per author and space), not to records. The wire format is in
 // docs/sync.md.
+//
+// Sync streams are encrypted by TLS, not by memberlist's keyring; the mesh
+// key still keeps strangers out of them (the HMAC proof), and a round ends
+// only when both sides have ingested what they received.
 //
 // # Hints and anti-entropy
 //

@@ -110,13 +110,13 @@ type observingStore struct {
 	seen map[fsync.PeerID]fsync.Vector
 }
 
-func (o *observingStore) PeerHeads(peer fsync.PeerID, space fsync.SpaceID, heads fsync.Vector) {
+func (o *observingStore) ObservePeerHeads(peer fsync.PeerID, space fsync.SpaceID, heads fsync.Vector) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seen[peer] = heads
 }
 
-func TestHeadsObserverSeesPeerVectors(t *testing.T) {
+func TestPeerHeadsObserverSeesPeerVectors(t *testing.T) {
 	c := synctest.NewCluster(t)
 	obs := &observingStore{seen: map[fsync.PeerID]fsync.Vector{}}
 	a := c.Add(synctest.Options{SyncInterval: 200 * time.Millisecond, Tweak: func(cfg *fsync.Config) {

@@ -590,11 +590,6 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 	for sp, v := range mine {
 		s.pendingOut += v.Missing(theirs[sp])
 	}
-	if obs, ok := e.store.(HeadsObserver); ok {
-		for sp, v := range theirs {
-			obs.PeerHeads(s.peer.ID, sp, v)
-		}
-	}
 	for sp, v := range theirs {
 		h := mine[sp]
 		if h == nil {

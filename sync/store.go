@@ -68,15 +68,6 @@ type Store interface {
 	SavePeer(p KnownPeer) error
 }
 
-// HeadsObserver is an optional extension of Store: after the summaries of
-// a round are exchanged, the engine passes it each space vector the
-// authenticated peer sent (what that peer holds), e.g. to count local writes
-// no peer holds yet (DESIGN §3.3). Called on the session's goroutine; must
-// not block long; heads belongs to the callee.
-type HeadsObserver interface {
-	PeerHeads(peer PeerID, space SpaceID, heads Vector)
-}
-
 // KnownPeer is a remembered peer, re-joined on start and with backoff while
 // it is offline (DESIGN §6).
 type KnownPeer struct {

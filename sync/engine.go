@@ -48,13 +48,14 @@ type Engine struct {
 	hintCounter    atomic.Uint64
 	inboundWaiting atomic.Int64 // inbound streams waiting for or holding a slot
 
-	mu       gosync.Mutex
-	started  bool
-	closed   bool
-	peers    map[PeerID]*peerState
-	hintSeen map[PeerID]uint64
-	rejected map[string]uint64
-	stats    Stats
+	mu        gosync.Mutex
+	started   bool
+	localAddr string
+	closed    bool
+	peers     map[PeerID]*peerState
+	hintSeen  map[PeerID]uint64
+	rejected  map[string]uint64
+	stats     Stats
 }
 
 type peerState struct {
@@ -216,8 +217,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		_ = tr.Shutdown()
 		return fmt.Errorf("sync: start memberlist: %w", err)
 	}
+	local := ml.LocalNode().Address() // before any other node can touch its state
 	e.mu.Lock()
 	e.ml = ml
+	e.localAddr = local
 	e.mu.Unlock()
 	e.log.Info("sync started", "node", e.name, "addr", e.LocalAddr(), "profile", string(e.cfg.Profile), "role", e.cfg.Role.String())
 
@@ -303,11 +306,9 @@ func (e *Engine) memberlist() *memberlist.Memberlist {
 
 // LocalAddr returns the advertised host:port of this node.
 func (e *Engine) LocalAddr() string {
-	ml := e.memberlist()
-	if ml == nil {
-		return ""
-	}
-	return ml.LocalNode().Address()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.localAddr
 }
 
 // Join joins the mesh through the given host:port addresses now and
@@ -321,20 +322,17 @@ func (e *Engine) Join(addrs ...string) (int, error) {
 }
 
 // Members returns the IDs of the live memberlist members, self excluded.
+// (Kept from memberlist's events: the *Node values memberlist.Members
+// returns are mutated under its lock and cannot be read safely after.)
 func (e *Engine) Members() []PeerID {
-	ml := e.memberlist()
-	if ml == nil {
-		return nil
-	}
+	e.mu.Lock()
 	var out []PeerID
-	for _, n := range ml.Members() {
-		if n.Name == e.name {
-			continue
-		}
-		if id, err := ParsePeerID(n.Name); err == nil {
+	for id, p := range e.peers {
+		if p.alive {
 			out = append(out, id)
 		}
 	}
+	e.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
 	return out
 }
@@ -418,13 +416,6 @@ func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Roun
 }
 
 func (e *Engine) addrOf(id PeerID) string {
-	if ml := e.memberlist(); ml != nil {
-		for _, n := range ml.Members() {
-			if n.Name == id.String() {
-				return n.Address()
-			}
-		}
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.peers[id]; p != nil {
@@ -558,21 +549,18 @@ func (e *Engine) rejoinLoop() {
 // offlineTargets lists addresses of remembered peers that are not live
 // members, plus the configured join addresses while we are alone.
 func (e *Engine) offlineTargets() []string {
-	live := map[string]bool{}
-	if ml := e.memberlist(); ml != nil {
-		for _, n := range ml.Members() {
-			live[n.Name] = true
-		}
-	}
 	var out []string
+	live := 0
 	e.mu.Lock()
 	for _, p := range e.peers {
-		if p.addr != "" && !live[p.id.String()] {
+		if p.alive {
+			live++
+		} else if p.addr != "" {
 			out = append(out, p.addr)
 		}
 	}
 	e.mu.Unlock()
-	if len(live) <= 1 {
+	if live == 0 {
 		out = append(out, e.cfg.Join...)
 	}
 	return dedup(out)
@@ -627,12 +615,10 @@ func (e *Engine) onHint(h hint) {
 }
 
 func (e *Engine) addrOfMember(id PeerID) string {
-	if ml := e.memberlist(); ml != nil {
-		for _, n := range ml.Members() {
-			if n.Name == id.String() {
-				return n.Address()
-			}
-		}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.peers[id]; p != nil && p.alive {
+		return p.addr
 	}
 	return ""
 }

@@ -269,11 +269,16 @@ func (a *Agent) recordRef(ref RecordRef) (*spaceState, crdt.RecordID, error) {
 	return sp, crdt.RecordID(id), nil
 }
 
-// readRecord reads a committed record (nil if absent), rebuilding a corrupt one.
+// readRecord reads a record (nil if absent), rebuilding a corrupt one. It
+// returns a copy: the cached state is mutated in place by later writes.
 func (a *Agent) readRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	return a.loadRecord(sp, id)
+	r, err := a.loadRecord(sp, id)
+	if r == nil || err != nil {
+		return r, err
+	}
+	return r.Clone(), nil
 }
 
 // GetRecord is `record get`.
@@ -287,7 +292,7 @@ func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
 		return Record{}, err
 	}
 	if r == nil || r.Empty() {
-		return Record{}, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.meta.Name)
+		return Record{}, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.id)
 	}
 	return a.recordView(sp, r), nil
 }
@@ -496,7 +501,10 @@ func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
 		return Digest{}, err
 	}
 	out.Envelopes = hex.EncodeToString(env.Sum(nil))
-	if sp.current != nil || len(sp.keys) > 0 {
+	a.writeMu.Lock()
+	member := sp.current != nil || len(sp.keys) > 0
+	a.writeMu.Unlock()
+	if member {
 		st := sha256.New()
 		err = a.eachRecord(sp, func(r *crdt.Record) {
 			b, _ := r.MarshalBinary()

@@ -250,11 +250,17 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		return nil, nil, err
 	}
 	entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
+	// The cache keeps touched records and later writes mutate them in
+	// place: the caller gets copies made under the lock.
+	out := make(map[crdt.RecordID]*crdt.Record, len(touched))
+	for id, r := range touched {
+		out[id] = r.Clone()
+	}
 	if err := a.commitWrite(entries); err != nil {
 		return nil, nil, fmt.Errorf("write not stored: %w", err)
 	}
 	a.notify()
-	return ch, touched, nil
+	return ch, out, nil
 }
 
 // abortWrite undoes the in-memory changes of a write that failed before it

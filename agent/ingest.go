@@ -234,10 +234,61 @@ func (a *Agent) restoreEnvelope(h crypto.Header, env []byte) (bool, error) {
 	if err := a.beginWrite(); err != nil {
 		return false, err
 	}
+	// It must be the envelope we acknowledged: the next one we hold chains to it.
+	if next, err := a.db.get(envKey(h.Space, h.Author, h.Seq+1)); err == nil {
+		if nh, err := crypto.ParseHeader(next); err == nil && nh.Prev != crypto.Hash(env) {
+			defer a.writeMu.Unlock()
+			if _, err := a.freeze(env, next); err != nil {
+				return false, err
+			}
+			return false, a.reject(RejectFork, fmt.Errorf("device %s: seq %d does not chain to the seq %d we hold", h.Author, h.Seq+1, h.Seq))
+		}
+	}
 	if err := a.commitWrite([]kvEntry{a.db.entry(envKey(h.Space, h.Author, h.Seq), env)}); err != nil {
 		return false, err
 	}
+	a.restored(h.Space, h.Author, h.Seq)
 	return true, nil
+}
+
+// restored moves a missing range on once its first seq is back.
+func (a *Agent) restored(space crypto.SpaceID, author crypto.DeviceID, seq uint64) {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	for i := 0; i < len(a.missing); i++ {
+		g := &a.missing[i]
+		if g.Space != space.String() || g.Author != author.String() || seq < g.From || seq > g.To {
+			continue
+		}
+		switch {
+		case g.From == g.To:
+			a.missing = append(a.missing[:i], a.missing[i+1:]...)
+		case seq == g.From:
+			g.From++
+		case seq == g.To:
+			g.To--
+		default: // a hole in the middle: split
+			rest := Gap{Space: g.Space, Author: g.Author, From: seq + 1, To: g.To}
+			g.To = seq - 1
+			a.missing = append(a.missing, rest)
+		}
+		return
+	}
+}
+
+// missingFrom is the first seq of an author's log in a space that the store
+// acknowledged and lost (0: none). Heads report the log as held only below
+// it, so peers send the lost envelopes again.
+func (a *Agent) missingFrom(space crypto.SpaceID, author crypto.DeviceID) uint64 {
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	first := uint64(0)
+	for _, g := range a.missing {
+		if g.Space == space.String() && g.Author == author.String() && (first == 0 || g.From < first) {
+			first = g.From
+		}
+	}
+	return first
 }
 
 // applyEnvelope applies a verified envelope that is next in its author's log

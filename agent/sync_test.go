@@ -410,3 +410,43 @@ func TestCatchUpManyChanges(t *testing.T) {
 	}
 	waitFor(t, "a's broadcast queue to empty", func() bool { return a.Status().Sync.BroadcastQueue == 0 })
 }
+
+// TestLostEnvelopeFetchedAgain: an envelope the store acknowledged and then
+// lost (here deleted behind the agent's back, as bit rot or a truncated
+// log would) is reported at open and fetched again from a peer.
+func TestLostEnvelopeFetchedAgain(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	a := openTestAgent(t, cfgA)
+	sp, _ := a.CreateSpace("case", nil)
+	for i := 0; i < 5; i++ {
+		a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprint("r", i), Fields: []FieldValue{{Name: "f", Value: "v"}}})
+	}
+	b := openTestAgent(t, cfgB)
+	transfer(t, b, a)
+	a.ShareKeys()
+	transfer(t, a, b)
+	id, _ := crypto.ParseSpaceID(sp.ID)
+	lost := envKey(id, a.dev, 4)
+	if errs := a.db.kv.commitGroups([][]kvEntry{{{key: lost, del: true}}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	want, _ := b.Digest(SpaceRef{Space: sp.ID})
+	a.Close()
+	b.Close()
+
+	a = startSyncAgent(t, cfgA)
+	if st := a.Status(); len(st.Missing) != 1 || st.Missing[0].From != 4 || st.Missing[0].To != 4 {
+		t.Fatalf("missing at open: %+v", st.Missing)
+	}
+	cfgB.Join = []string{a.SyncAddr()}
+	startSyncAgent(t, cfgB)
+	waitFor(t, "the lost envelope to come back", func() bool { return len(a.Status().Missing) == 0 })
+	got, _ := a.Digest(SpaceRef{Space: sp.ID})
+	if got.Envelopes != want.Envelopes {
+		t.Fatalf("envelopes differ after restore: %+v vs %+v", got, want)
+	}
+}

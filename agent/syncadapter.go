@@ -41,7 +41,11 @@ func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
 	v := fsync.Vector{}
 	if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
 		for author, h := range sp.heads {
-			v[fsync.PeerID(author)] = h.Seq
+			seq := h.Seq
+			if f := a.missingFrom(sp.id, author); f > 0 && f-1 < seq {
+				seq = f - 1 // lost from the store: ask peers for it again
+			}
+			v[fsync.PeerID(author)] = seq
 		}
 	}
 	return v, nil

@@ -23,6 +23,9 @@ import (
 // set it runs an agent on that data directory until SIGTERM, so tests can
 // kill a real process with SIGKILL.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("FIELDSYNC_TEST_OPEN_DIR"); dir != "" {
+		os.Exit(openChild(dir))
+	}
 	if dir := os.Getenv("FIELDSYNC_TEST_AGENT_DIR"); dir != "" {
 		if os.Getenv("FIELDSYNC_TEST_SUPERVISE") == "1" {
 			os.Exit(runChildSupervisor(dir))

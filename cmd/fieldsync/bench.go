@@ -19,6 +19,7 @@ func benchCommand() *cli.Command {
 				},
 				Action: benchW1,
 			},
+			benchWMeshCommand(),
 		},
 	}
 }

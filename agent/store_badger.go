@@ -93,27 +93,7 @@ func (k *kv) get(key []byte) ([]byte, error) {
 // scan calls fn for every key with the prefix, in key order, with copies of
 // key and value. fn returning errStopScan ends the scan without error.
 func (k *kv) scan(prefix []byte, fn func(key, val []byte) error) error {
-	err := k.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			val, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("read %x: %w", item.Key(), err)
-			}
-			if err := fn(item.KeyCopy(nil), val); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if errors.Is(err, errStopScan) {
-		return nil
-	}
-	return err
+	return k.scanFrom(prefix, prefix, fn)
 }
 
 // scanKeys is scan without reading values.

@@ -97,7 +97,7 @@ func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
 	for done := 0; done < n; {
 		var entries []kvEntry
 		touched := map[crdt.RecordID]*crdt.Record{}
-		for i := 0; i < 1000 && done < n; i, done = i+1, done+1 {
+		for i := 0; i < 200 && done < n; i, done = i+1, done+1 {
 			rid := crdt.RecordID(fmt.Sprintf("r%06d", done%records))
 			r, err := a.loadRecord(sp, rid)
 			if err != nil {

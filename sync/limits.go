@@ -69,3 +69,7 @@ const (
 	// memberlist: the peek runs in its own goroutine).
 	PeekTimeout = 5 * time.Second
 )
+
+// IngestBatch is the most envelopes the engine hands a BatchIngester at once
+// (also bounded by MaxFrame bytes).
+const IngestBatch = 64

@@ -676,14 +676,12 @@ func (s *session) receiveEnvelopes() error {
 		buf  []byte
 		skip = map[spaceAuthor]bool{}
 	)
-	deliver := func() error {
-		env := Envelope{Space: cur.Space, Author: cur.Author, Seq: cur.Seq, Data: buf}
-		key := spaceAuthor{cur.Space, cur.Author}
-		cur, buf = nil, nil
-		if skip[key] {
-			return nil
-		}
-		added, err := e.store.Ingest(s.peer.ID, env)
+	// Complete envelopes wait in a batch (bounded in count and bytes) so a
+	// store that verifies in parallel (BatchIngester) gets several at once.
+	var batch []Envelope
+	batchBytes := 0
+	outcome := func(env Envelope, added bool, err error) error {
+		key := spaceAuthor{env.Space, env.Author}
 		if err != nil {
 			reason, ok := rejectReason(err)
 			if !ok {
@@ -704,6 +702,48 @@ func (s *session) receiveEnvelopes() error {
 			s.added.Add(1)
 		} else {
 			s.dups.Add(1)
+		}
+		return nil
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		envs := batch
+		batch, batchBytes = nil, 0
+		if bi, ok := e.store.(BatchIngester); ok {
+			res := bi.IngestBatch(s.peer.ID, envs)
+			for i, env := range envs {
+				if skip[spaceAuthor{env.Space, env.Author}] {
+					continue
+				}
+				if err := outcome(env, res[i].Added, res[i].Err); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, env := range envs {
+			if skip[spaceAuthor{env.Space, env.Author}] {
+				continue
+			}
+			added, err := e.store.Ingest(s.peer.ID, env)
+			if err := outcome(env, added, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	deliver := func() error {
+		env := Envelope{Space: cur.Space, Author: cur.Author, Seq: cur.Seq, Data: buf}
+		cur, buf = nil, nil
+		if skip[spaceAuthor{env.Space, env.Author}] {
+			return nil
+		}
+		batch = append(batch, env)
+		batchBytes += len(env.Data)
+		if len(batch) >= IngestBatch || batchBytes >= MaxFrame {
+			return flush()
 		}
 		return nil
 	}
@@ -739,7 +779,7 @@ func (s *session) receiveEnvelopes() error {
 			if cur != nil {
 				return malformed("stream done inside an envelope")
 			}
-			return nil
+			return flush()
 		default:
 			return malformed("frame type %d in envelope phase", typ)
 		}

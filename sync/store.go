@@ -119,3 +119,18 @@ func rejectReason(err error) (string, bool) {
 type PeerHeadsObserver interface {
 	ObservePeerHeads(peer PeerID, space SpaceID, have Vector)
 }
+
+// BatchIngester is an optional interface of a Store: the engine hands it the
+// envelopes of a stream in batches (in stream order) instead of one Ingest
+// call each, so the store can verify signatures in parallel. Results are per
+// envelope, in order, with Ingest's meaning; a non-rejection error ends the
+// stream.
+type BatchIngester interface {
+	IngestBatch(from PeerID, envs []Envelope) []IngestResult
+}
+
+// IngestResult is the outcome of one envelope of a batch.
+type IngestResult struct {
+	Added bool
+	Err   error
+}

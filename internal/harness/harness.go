@@ -38,6 +38,9 @@ type Node struct {
 	Dir   string // data directory
 	Bind  string // 127.0.0.1:port for memberlist and sync
 	Relay bool
+	// Env is added to this node's agent environment (after the cluster's),
+	// e.g. FIELDSYNC_CHAOS_FILE for a binary built with fieldsync_chaos.
+	Env []string
 
 	cmd    *exec.Cmd
 	exited chan error
@@ -146,7 +149,7 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 	}
 	n.log = log
 	n.cmd = exec.Command(c.Exe, args...)
-	n.cmd.Env = append(os.Environ(), c.Env...)
+	n.cmd.Env = append(append(os.Environ(), c.Env...), n.Env...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
@@ -254,6 +257,46 @@ func Converged(ctx context.Context, space string, nodes ...*Node) (bool, error) 
 		}
 	}
 	return true, nil
+}
+
+// Pid is the process ID of the node's agent (the supervisor), 0 if it is
+// not running.
+func (n *Node) Pid() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// WorkerPid is the process ID of the supervisor's worker child (the process
+// that holds the store and the sockets), 0 if there is none at the moment.
+func (n *Node) WorkerPid() int {
+	pid := n.Pid()
+	if pid == 0 {
+		return 0
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		if b, err := os.ReadFile(t); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				var w int
+				if _, err := fmt.Sscan(f[0], &w); err == nil && w > 0 {
+					return w
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// SignalWorker sends sig (e.g. SIGSTOP, SIGCONT) to the node's worker
+// process, the one serving the store and the mesh.
+func (n *Node) SignalWorker(sig syscall.Signal) error {
+	w := n.WorkerPid()
+	if w == 0 {
+		return fmt.Errorf("node %s: no worker process", n.Name)
+	}
+	return syscall.Kill(w, sig)
 }
 
 // PeakRSSMB is the peak resident set (VmHWM) of the node's agent worker

@@ -1,0 +1,112 @@
+//go:build fieldsync_chaos
+
+package main
+
+// Test-only network fault injection, compiled in only with
+// `-tags fieldsync_chaos` (the e2e chaos test builds such a binary). The
+// shipped binary uses chaos_off.go and has no way to drop traffic.
+//
+// The worker reads the file named by FIELDSYNC_CHAOS_FILE (if set) at most
+// every 100 ms. Each line is one rule; blank lines and lines starting with #
+// are ignored; node names are device IDs (memberlist node names):
+//
+//	drop FROM TO      traffic from FROM to TO is cut (one direction)
+//	isolate ID        all traffic to and from ID is cut
+//
+// A missing or unreadable file means no faults. Unknown lines are ignored
+// (a later harness may add kinds this binary does not know).
+//
+// Hooks for later work: WrapSync returns the connection unchanged; a rule
+// such as `cut FROM TO BYTES` (cut a sync stream after N bytes) or a hostile
+// relay would be added here, without touching the shipped code paths.
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"strings"
+	gosync "sync"
+	"time"
+
+	fsync "fieldsync/sync"
+)
+
+// chaosEnv names the file of fault rules.
+const chaosEnv = "FIELDSYNC_CHAOS_FILE"
+
+// chaosReread is how often the rules file is read again at most.
+const chaosReread = 100 * time.Millisecond
+
+// chaosMaxFile bounds the rules file read.
+const chaosMaxFile = 1 << 20
+
+func chaosFaults() fsync.Faults {
+	path := os.Getenv(chaosEnv)
+	if path == "" {
+		return nil
+	}
+	return &fileFaults{path: path}
+}
+
+type pair struct{ from, to string }
+
+// fileFaults implements sync.Faults from a rules file; safe for concurrent use.
+type fileFaults struct {
+	path string
+
+	mu       gosync.Mutex
+	read     time.Time
+	raw      []byte
+	drops    map[pair]bool
+	isolated map[string]bool
+}
+
+func (f *fileFaults) refresh() {
+	now := time.Now()
+	if !f.read.IsZero() && now.Sub(f.read) < chaosReread {
+		return
+	}
+	f.read = now
+	b, err := chaosReadFile(f.path, chaosMaxFile)
+	if err != nil {
+		b = nil // no file: no faults
+	}
+	if f.drops != nil && bytes.Equal(b, f.raw) {
+		return
+	}
+	f.raw = b
+	f.drops, f.isolated = map[pair]bool{}, map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		w := strings.Fields(line)
+		if len(w) == 0 || strings.HasPrefix(w[0], "#") {
+			continue
+		}
+		switch {
+		case w[0] == "drop" && len(w) == 3:
+			f.drops[pair{w[1], w[2]}] = true
+		case w[0] == "isolate" && len(w) == 2:
+			f.isolated[w[1]] = true
+		}
+	}
+}
+
+func chaosReadFile(path string, max int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return io.ReadAll(io.LimitReader(fh, max))
+}
+
+// Drop implements sync.Faults.
+func (f *fileFaults) Drop(from, to string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refresh()
+	return f.isolated[from] || f.isolated[to] || f.drops[pair{from, to}]
+}
+
+// WrapSync implements sync.Faults: no stream faults yet.
+func (f *fileFaults) WrapSync(from, to string, c net.Conn) net.Conn { return c }

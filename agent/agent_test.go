@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -248,8 +247,7 @@ func TestSecondAgentAndWrongPassphrase(t *testing.T) {
 	if _, err := New(bad); !errors.Is(err, crypto.ErrWrongPassphrase) || ExitCode(err) != ExitKeystore {
 		t.Fatalf("wrong passphrase: %v (exit %d)", err, ExitCode(err))
 	}
-	a := openTestAgent(t, cfg)
-	_ = a
+	openTestAgent(t, cfg)
 	if _, err := New(cfg); !errors.Is(err, ErrLocked) || ExitCode(err) != ExitLocked {
 		t.Fatalf("second agent: %v", err)
 	}
@@ -267,7 +265,6 @@ func TestSecondAgentAndWrongPassphrase(t *testing.T) {
 	if _, err := New(cfg3); ExitCode(err) != ExitNotEnrolled {
 		t.Fatalf("no certificate: %v", err)
 	}
-	_ = filepath.Join
 }
 
 func TestConcurrentWritesGroupCommit(t *testing.T) {

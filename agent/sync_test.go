@@ -73,8 +73,6 @@ func TestTwoAgentsSync(t *testing.T) {
 		t.Fatalf("a's peers: %+v", st.Peers)
 	}
 	waitFor(t, "a's writes to count as held by b", func() bool { return a.Status().UnsyncedLocal == 0 })
-	_ = context.Background
-	_ = fmt.Sprint
 }
 
 // partition is a fsync.Faults that cuts traffic between groups of nodes.

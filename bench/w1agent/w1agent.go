@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -277,5 +276,4 @@ func Print(out io.Writer, r Result) {
 	row("sealed envelopes (delta)", fmt.Sprintf("%.2f MB; wire/sealed = %.2f", float64(r.SealedBytes)/1e6, float64(wire)/float64(max(r.SealedBytes, 1))))
 	row("store", fmt.Sprintf("%.2f MB (%.2f× the %.2f MB of sealed envelopes it holds)", float64(r.StoreBytes)/1e6, float64(r.StoreBytes)/float64(max(r.HeldBytes, 1)), float64(r.HeldBytes)/1e6))
 	row("API clients per side", strconv.Itoa(r.Clients))
-	_ = strings.TrimSpace
 }

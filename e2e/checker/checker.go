@@ -1,0 +1,562 @@
+package checker
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Outcomes of an operation.
+const (
+	OK      = "ok"      // the agent acknowledged the write
+	Failed  = "failed"  // the write certainly did not happen (e.g. no agent listening)
+	Unknown = "unknown" // timed out, or the agent died or paused mid-call
+)
+
+// Op is one client operation, one JSON line of the op log.
+type Op struct {
+	Client  string    `json:"client"`
+	Node    string    `json:"node"` // the agent it was sent to
+	Op      int       `json:"op"`   // unique over the run
+	Kind    string    `json:"kind"` // "put"
+	Record  string    `json:"record"`
+	Field   string    `json:"field"`
+	Value   string    `json:"value"` // unique over the run
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Outcome string    `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
+	Dot     string    `json:"dot,omitempty"` // the write's dot, from the acknowledgement's `record get` shape
+}
+
+// ReadOps parses an op log of JSON lines.
+func ReadOps(r io.Reader) ([]Op, error) {
+	var ops []Op
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var op Op
+		if err := json.Unmarshal(line, &op); err != nil {
+			return nil, fmt.Errorf("op log line %d: %v", n, err)
+		}
+		ops = append(ops, op)
+	}
+	return ops, sc.Err()
+}
+
+// Node is what one agent printed after the run. Relays only have Digest.
+type Node struct {
+	Name      string
+	Relay     bool
+	Digest    []byte            // `space digest --json SPACE`
+	Conflicts []byte            // `conflicts list --json SPACE`
+	Records   map[string][]byte // record ID -> `record get --json`; nil value: not found
+	Histories map[string][]byte // record ID -> `history --json`; nil value: not found
+}
+
+// Violation is one property that did not hold.
+type Violation struct {
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+func (v Violation) String() string { return v.Kind + ": " + v.Detail }
+
+// Result is the checker's verdict and what it looked at.
+type Result struct {
+	OpsOK       int         `json:"ops_ok"`
+	OpsFailed   int         `json:"ops_failed"`
+	OpsUnknown  int         `json:"ops_unknown"`
+	Records     int         `json:"records"`
+	Fields      int         `json:"fields"`       // (record, field) pairs written
+	Writes      int         `json:"writes"`       // puts found in history
+	Siblings    int         `json:"siblings"`     // live values, all fields
+	Conflicted  int         `json:"conflicted"`   // fields with more than one sibling
+	UnknownSeen int         `json:"unknown_seen"` // unknown ops found applied
+	Envelopes   int         `json:"envelopes"`
+	Violations  []Violation `json:"violations"`
+}
+
+// Valid reports whether no violation was found.
+func (r Result) Valid() bool { return len(r.Violations) == 0 }
+
+// maxPerKind bounds the violations reported of one kind: the first few say
+// what went wrong; the count of the rest is reported.
+const maxPerKind = 8
+
+type digest struct {
+	Digest    string `json:"digest"`
+	Envelopes string `json:"envelopes"`
+	Count     int    `json:"count"`
+}
+
+type sibling struct {
+	Value       string `json:"value"`
+	ValueBase64 string `json:"value_base64"`
+	Author      string `json:"author"`
+	HLC         string `json:"hlc"`
+	Dot         string `json:"dot"`
+}
+
+type field struct {
+	Value    string    `json:"value"`
+	Conflict bool      `json:"conflict"`
+	Siblings []sibling `json:"siblings"`
+}
+
+type record struct {
+	ID      string           `json:"id"`
+	Deleted bool             `json:"deleted"`
+	Fields  map[string]field `json:"fields"`
+}
+
+type histOp struct {
+	Kind     string   `json:"kind"`
+	Record   string   `json:"record"`
+	Field    string   `json:"field"`
+	Value    string   `json:"value"`
+	Resolves []string `json:"resolves"`
+}
+
+type histEntry struct {
+	Author    string   `json:"author"`
+	Seq       uint64   `json:"seq"`
+	HLC       string   `json:"hlc"`
+	Signature string   `json:"signature"`
+	Error     string   `json:"error"`
+	Ops       []histOp `json:"ops"`
+}
+
+type conflictRow struct {
+	Record string `json:"record"`
+	Field  string `json:"field"`
+}
+
+// write is one put found in a history.
+type write struct {
+	dot, record, field, value string
+	resolves                  []string
+}
+
+type checker struct {
+	res    Result
+	counts map[string]int
+	ops    []Op
+	byVal  map[string]*Op
+}
+
+func (c *checker) fail(kind, format string, args ...any) {
+	c.counts[kind]++
+	if c.counts[kind] <= maxPerKind {
+		c.res.Violations = append(c.res.Violations, Violation{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+	}
+}
+
+// Check judges the run.
+func Check(ops []Op, nodes []Node) Result {
+	c := &checker{counts: map[string]int{}, ops: ops, byVal: map[string]*Op{}}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Outcome {
+		case OK:
+			c.res.OpsOK++
+		case Failed:
+			c.res.OpsFailed++
+		case Unknown:
+			c.res.OpsUnknown++
+		default:
+			c.fail("op-log", "op %d: outcome %q", op.Op, op.Outcome)
+		}
+		if prev := c.byVal[op.Value]; prev != nil {
+			c.fail("op-log", "ops %d and %d wrote the same value %q: values must be unique", prev.Op, op.Op, op.Value)
+		}
+		c.byVal[op.Value] = op
+	}
+	c.convergence(nodes)
+	var officers []Node
+	for _, n := range nodes {
+		if !n.Relay {
+			officers = append(officers, n)
+		}
+	}
+	if len(officers) == 0 {
+		c.fail("setup", "no officer outputs to check")
+	}
+	for i, n := range officers {
+		c.node(n, i == 0)
+	}
+	for k, n := range c.counts {
+		if n > maxPerKind {
+			c.res.Violations = append(c.res.Violations, Violation{Kind: k, Detail: fmt.Sprintf("... and %d more of this kind", n-maxPerKind)})
+		}
+	}
+	sort.SliceStable(c.res.Violations, func(i, j int) bool { return c.res.Violations[i].Kind < c.res.Violations[j].Kind })
+	return c.res
+}
+
+// convergence compares digests and the printed state across agents.
+func (c *checker) convergence(nodes []Node) {
+	var ref *digest
+	var refName, refOfficer string
+	var refDigest string
+	for _, n := range nodes {
+		var d digest
+		if err := json.Unmarshal(n.Digest, &d); err != nil {
+			c.fail("output", "%s: space digest: %v", n.Name, err)
+			continue
+		}
+		if ref == nil {
+			ref, refName = &d, n.Name
+			c.res.Envelopes = d.Count
+		} else if d.Envelopes != ref.Envelopes {
+			c.fail("diverged", "%s holds a different envelope set from %s (%d envelopes vs %d)", n.Name, refName, d.Count, ref.Count)
+		}
+		if n.Relay {
+			continue
+		}
+		if refOfficer == "" {
+			refOfficer, refDigest = n.Name, d.Digest
+		} else if d.Digest != refDigest {
+			c.fail("diverged", "%s's state digest differs from %s's", n.Name, refOfficer)
+		}
+	}
+	// The printed state: the same on every officer.
+	var first *Node
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Relay {
+			continue
+		}
+		if first == nil {
+			first = n
+			continue
+		}
+		if !sameJSON(first.Conflicts, n.Conflicts) {
+			c.fail("diverged", "`conflicts list` differs between %s and %s", first.Name, n.Name)
+		}
+		for _, id := range recordIDs(first, n) {
+			if !sameJSON(first.Records[id], n.Records[id]) {
+				c.fail("diverged", "`record get %s` differs between %s and %s: %s", id, first.Name, n.Name, firstDiff(first.Records[id], n.Records[id]))
+			}
+			if !sameJSON(first.Histories[id], n.Histories[id]) {
+				c.fail("diverged", "`history %s` differs between %s and %s", id, first.Name, n.Name)
+			}
+		}
+	}
+}
+
+func recordIDs(ns ...*Node) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range ns {
+		for id := range n.Records {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+		for id := range n.Histories {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// node checks one officer's state against the op log, by the history oracle.
+func (c *checker) node(n Node, count bool) {
+	var conflicts []conflictRow
+	if len(n.Conflicts) > 0 {
+		if err := json.Unmarshal(n.Conflicts, &conflicts); err != nil {
+			c.fail("output", "%s: conflicts list: %v", n.Name, err)
+		}
+	}
+	listed := map[[2]string]bool{}
+	for _, r := range conflicts {
+		listed[[2]string{r.Record, r.Field}] = true
+	}
+	// Records the clients wrote to, and the ones the node printed.
+	ids := map[string]bool{}
+	for _, op := range c.ops {
+		ids[op.Record] = true
+	}
+	for id := range n.Records {
+		ids[id] = true
+	}
+	var sorted []string
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	sort.Strings(sorted)
+	if count {
+		c.res.Records = len(sorted)
+	}
+	seenWrite := map[string]bool{} // values found in this node's history
+	for _, id := range sorted {
+		var rec record
+		if b := n.Records[id]; len(b) > 0 {
+			if err := json.Unmarshal(b, &rec); err != nil {
+				c.fail("output", "%s: record get %s: %v", n.Name, id, err)
+				continue
+			}
+		}
+		var hist []histEntry
+		if b := n.Histories[id]; len(b) > 0 {
+			if err := json.Unmarshal(b, &hist); err != nil {
+				c.fail("output", "%s: history %s: %v", n.Name, id, err)
+				continue
+			}
+		}
+		// Writes by field, from the history.
+		writes := map[string][]write{}
+		byDot := map[string]write{}
+		for _, e := range hist {
+			if e.Signature != "valid" {
+				c.fail("signature", "%s: history %s: %s:%d signature %q %s", n.Name, id, e.Author, e.Seq, e.Signature, e.Error)
+			}
+			for i, o := range e.Ops {
+				if o.Kind != "put" || o.Record != id {
+					continue
+				}
+				w := write{dot: fmt.Sprintf("%s:%d.%d", e.Author, e.Seq, i), record: id, field: o.Field, value: o.Value, resolves: o.Resolves}
+				writes[o.Field] = append(writes[o.Field], w)
+				byDot[w.dot] = w
+				seenWrite[w.value] = true
+				op := c.byVal[w.value]
+				switch {
+				case op == nil:
+					c.fail("phantom", "%s: record %s field %s holds value %q (dot %s) that no client wrote", n.Name, id, o.Field, o.Value, w.dot)
+				case op.Outcome == Failed:
+					c.fail("failed-applied", "%s: op %d (client %s at %s) failed (%s) but its value %q is in the history as %s", n.Name, op.Op, op.Client, op.Node, op.Error, op.Value, w.dot)
+				case op.Record != id || op.Field != o.Field:
+					c.fail("phantom", "%s: value %q of op %d (written to %s.%s) is in the history of %s.%s", n.Name, op.Value, op.Op, op.Record, op.Field, id, o.Field)
+				case op.Dot != "" && op.Dot != w.dot:
+					c.fail("dot", "%s: op %d was acknowledged as %s but the history names it %s", n.Name, op.Op, op.Dot, w.dot)
+				}
+				if count && op != nil && op.Outcome == Unknown {
+					c.res.UnknownSeen++
+				}
+			}
+		}
+		if count {
+			for _, ws := range writes {
+				c.res.Writes += len(ws)
+			}
+		}
+		// Fields: every field written (history) or printed (record get).
+		fields := map[string]bool{}
+		for f := range writes {
+			fields[f] = true
+		}
+		for f := range rec.Fields {
+			fields[f] = true
+		}
+		for _, f := range sortedKeys(fields) {
+			c.field(n, id, f, rec.Fields[f], writes[f], byDot, listed, count)
+		}
+	}
+	// Every acknowledged write is in the history.
+	for _, op := range c.ops {
+		if op.Outcome == OK && !seenWrite[op.Value] {
+			c.fail("lost-write", "%s: op %d (client %s wrote %s.%s=%q at %s, acknowledged %s) is not in the history", n.Name, op.Op, op.Client, op.Record, op.Field, op.Value, op.Node, op.End.Format("15:04:05.000"))
+		}
+	}
+	// conflicts list: exactly the fields with several siblings.
+	for k := range listed {
+		var rec record
+		json.Unmarshal(n.Records[k[0]], &rec)
+		if len(rec.Fields[k[1]].Siblings) < 2 {
+			c.fail("conflicts", "%s: conflicts list names %s.%s, which record get shows with %d sibling(s)", n.Name, k[0], k[1], len(rec.Fields[k[1]].Siblings))
+		}
+	}
+}
+
+// field applies the oracle to one register: the live siblings are the writes
+// to it that no write to it resolved.
+func (c *checker) field(n Node, id, f string, got field, ws []write, byDot map[string]write, listed map[[2]string]bool, count bool) {
+	resolved := map[string]string{} // dot -> the dot of a write that resolved it
+	for _, w := range ws {
+		for _, d := range w.resolves {
+			resolved[d] = w.dot
+		}
+	}
+	want := map[string]write{}
+	for _, w := range ws {
+		if _, ok := resolved[w.dot]; !ok {
+			want[w.dot] = w
+		}
+	}
+	have := map[string]sibling{}
+	for _, s := range got.Siblings {
+		have[s.Dot] = s
+	}
+	if count && len(ws) > 0 {
+		c.res.Fields++
+		c.res.Siblings += len(got.Siblings)
+		if len(got.Siblings) > 1 {
+			c.res.Conflicted++
+		}
+	}
+	if len(ws) > 0 && len(want) == 0 {
+		c.fail("cycle", "%s: every write to %s.%s is resolved by another (a cycle in resolves)", n.Name, id, f)
+	}
+	for _, d := range sortedKeys(want) {
+		if _, ok := have[d]; !ok {
+			w := want[d]
+			c.fail("lost-update", "%s: %s.%s: write %q (%s) is not visible, and no write saw and replaced it (visible: %s)", n.Name, id, f, w.value, c.describe(w), siblingValues(got.Siblings))
+		}
+	}
+	for _, s := range got.Siblings {
+		w, inHist := byDot[s.Dot]
+		switch {
+		case !inHist:
+			c.fail("phantom", "%s: %s.%s shows sibling %q with dot %s, which is not in the history", n.Name, id, f, s.Value, s.Dot)
+			if c.byVal[s.Value] == nil {
+				c.fail("phantom", "%s: %s.%s shows value %q that no client wrote", n.Name, id, f, s.Value)
+			}
+		case w.value != s.Value || w.field != f:
+			c.fail("phantom", "%s: %s.%s shows %q for dot %s, which wrote %s=%q", n.Name, id, f, s.Value, s.Dot, w.field, w.value)
+		default:
+			if by, gone := resolved[s.Dot]; gone {
+				c.fail("zombie", "%s: %s.%s: %q (%s) is still visible though %q (%s) saw and replaced it", n.Name, id, f, s.Value, c.describe(w), byDot[by].value, c.describe(byDot[by]))
+			}
+		}
+	}
+	if len(got.Siblings) > 0 && got.Value != got.Siblings[0].Value {
+		c.fail("output", "%s: %s.%s: value %q is not the first sibling %q", n.Name, id, f, got.Value, got.Siblings[0].Value)
+	}
+	if got.Conflict != (len(got.Siblings) > 1) {
+		c.fail("output", "%s: %s.%s: conflict=%v with %d siblings", n.Name, id, f, got.Conflict, len(got.Siblings))
+	}
+	if len(got.Siblings) > 1 && !listed[[2]string{id, f}] {
+		c.fail("conflicts", "%s: %s.%s has %d siblings but conflicts list does not name it", n.Name, id, f, len(got.Siblings))
+	}
+	c.sessions(n, id, f, ws, byDot)
+}
+
+// sessions: a write sees the writes its agent acknowledged before it started.
+func (c *checker) sessions(n Node, id, f string, ws []write, byDot map[string]write) {
+	var acked []*Op
+	for _, w := range ws {
+		if op := c.byVal[w.value]; op != nil && op.Outcome == OK {
+			acked = append(acked, op)
+		}
+	}
+	for _, b := range acked {
+		wb := dotOf(b, byDot, ws)
+		past := reach(wb, byDot)
+		for _, a := range acked {
+			if a == b || a.Node != b.Node || !a.End.Before(b.Start) {
+				continue
+			}
+			if wa := dotOf(a, byDot, ws); !past[wa] {
+				c.fail("stale-write", "%s: %s.%s: op %d (%q, %s) on %s started %s after op %d (%q, %s) was acknowledged there, but did not see it",
+					n.Name, id, f, b.Op, b.Value, wb, b.Node, b.Start.Sub(a.End).Round(time.Millisecond), a.Op, a.Value, wa)
+			}
+		}
+	}
+}
+
+func dotOf(op *Op, byDot map[string]write, ws []write) string {
+	for _, w := range ws {
+		if w.value == op.Value {
+			return w.dot
+		}
+	}
+	return ""
+}
+
+// reach is the set of dots a write saw, through resolves, transitively.
+func reach(from string, byDot map[string]write) map[string]bool {
+	seen := map[string]bool{}
+	stack := append([]string(nil), byDot[from].resolves...)
+	for len(stack) > 0 && len(seen) <= len(byDot)+1 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		stack = append(stack, byDot[d].resolves...)
+	}
+	return seen
+}
+
+func (c *checker) describe(w write) string {
+	op := c.byVal[w.value]
+	if op == nil {
+		return w.dot + ", no client op"
+	}
+	return fmt.Sprintf("%s, op %d by %s at %s, %s", w.dot, op.Op, op.Client, op.Node, op.Outcome)
+}
+
+func siblingValues(ss []sibling) string {
+	var v []string
+	for _, s := range ss {
+		v = append(v, fmt.Sprintf("%q", s.Value))
+	}
+	return "[" + strings.Join(v, " ") + "]"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sameJSON compares two JSON documents by value (key order, spacing aside).
+func sameJSON(a, b []byte) bool {
+	if len(bytes.TrimSpace(a)) == 0 || len(bytes.TrimSpace(b)) == 0 {
+		return len(bytes.TrimSpace(a)) == len(bytes.TrimSpace(b))
+	}
+	ca, ea := canonical(a)
+	cb, eb := canonical(b)
+	return ea == nil && eb == nil && bytes.Equal(ca, cb)
+}
+
+func canonical(b []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v) // maps marshal with sorted keys
+}
+
+// firstDiff names the first register that differs between two `record get`
+// outputs, or says the documents differ elsewhere.
+func firstDiff(a, b []byte) string {
+	var ra, rb record
+	if json.Unmarshal(a, &ra) != nil || json.Unmarshal(b, &rb) != nil {
+		return "one is missing or unreadable"
+	}
+	fs := map[string]bool{}
+	for f := range ra.Fields {
+		fs[f] = true
+	}
+	for f := range rb.Fields {
+		fs[f] = true
+	}
+	for _, f := range sortedKeys(fs) {
+		ja, _ := json.Marshal(ra.Fields[f])
+		jb, _ := json.Marshal(rb.Fields[f])
+		if !bytes.Equal(ja, jb) {
+			return fmt.Sprintf("field %s: %s vs %s", f, siblingValues(ra.Fields[f].Siblings), siblingValues(rb.Fields[f].Siblings))
+		}
+	}
+	return "outside the registers (sets, notes, officer names)"
+}

@@ -418,9 +418,19 @@ func PrintTable(out io.Writer, r Result) {
 	}
 	fmt.Fprintf(out, "W1-%s layer %s: %d records, 2×%d updates, %s sync frames (nproc %d, %s)\n", r.Size, r.Layer, r.Records, r.Updates, frames, r.Nproc, r.GoVersion)
 	row := func(k, v string) { fmt.Fprintf(out, "  %-26s %s\n", k, v) }
-	row("local updates/s", fmt.Sprintf("%.0f (CPU: %.0f/s)", r.UpdatesPerS, float64(r.Updates)/(r.UpdatesCPUMS/1000)))
-	row("initial sync", fmt.Sprintf("%.1f ms (CPU %.1f ms), %s", r.InitSyncMS, r.InitSyncCPUMS, mb(r.InitSyncBytes)))
-	row("delta sync (both ways)", fmt.Sprintf("%.1f ms (CPU %.1f ms), A→B %s, B→A %s", r.DeltaSyncMS, r.DeltaSyncCPUMS, mb(r.DeltaBytesAB), mb(r.DeltaBytesBA)))
+	cpu := func(ms float64) string { // the agent layer measures wall time only
+		if ms <= 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (CPU %.1f ms)", ms)
+	}
+	ups := fmt.Sprintf("%.0f", r.UpdatesPerS)
+	if r.UpdatesCPUMS > 0 {
+		ups += fmt.Sprintf(" (CPU: %.0f/s)", float64(r.Updates)/(r.UpdatesCPUMS/1000))
+	}
+	row("local updates/s", ups)
+	row("initial sync", fmt.Sprintf("%.1f ms%s, %s", r.InitSyncMS, cpu(r.InitSyncCPUMS), mb(r.InitSyncBytes)))
+	row("delta sync (both ways)", fmt.Sprintf("%.1f ms%s, A→B %s, B→A %s", r.DeltaSyncMS, cpu(r.DeltaSyncCPUMS), mb(r.DeltaBytesAB), mb(r.DeltaBytesBA)))
 	if r.Updates > 0 {
 		row("bytes per changed field", fmt.Sprintf("%.1f", float64(r.DeltaBytesAB+r.DeltaBytesBA)/float64(2*r.Updates)))
 	}

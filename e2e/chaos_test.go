@@ -1,0 +1,677 @@
+package e2e
+
+// TestChaos is a Jepsen-style randomized mesh test (issue 6). It runs real
+// agent processes (officers and a relay) of a binary built with the
+// fieldsync_chaos tag, has clients write through the CLI while a schedule of
+// faults drawn from a seed runs (network partitions through the fault
+// injector under memberlist, SIGKILL and restart, SIGSTOP/SIGCONT), heals
+// everything, waits for convergence and a quiet period, and hands the op log
+// and the CLI's --json output to e2e/checker. docs/e2e.md says how to run it
+// long and what a seed replays.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"fieldsync/agent"
+	"fieldsync/e2e/checker"
+	"fieldsync/internal/harness"
+)
+
+var (
+	chaosSeed     = flag.Int64("chaos.seed", 1, "chaos test seed (the fault schedule and the clients' choices); -1 picks one from the clock")
+	chaosAgents   = flag.Int("chaos.agents", 5, "chaos test agents, one of them a relay (at least 3)")
+	chaosOps      = flag.Int("chaos.ops", 200, "chaos test client operations (at most)")
+	chaosDuration = flag.Duration("chaos.duration", 30*time.Second, "chaos test workload time, under faults")
+	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
+	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
+)
+
+const (
+	chaosRecords   = 4                       // records r0..r3
+	chaosFields    = 3                       // fields f0..f2 of each
+	chaosClients   = 2                       // clients per officer
+	chaosOpTimeout = 5 * time.Second         // a put taking longer is "unknown"
+	chaosConverge  = 2 * time.Minute         // limit on convergence after the heal
+	chaosQuiet     = 3 * time.Second         // the state must stay put this long after converging
+	chaosMaxFaults = 40                      // bound on faults per run
+	chaosFaultMin  = 1000 * time.Millisecond // fault length bounds
+	chaosFaultMax  = 5000 * time.Millisecond
+)
+
+// fault is one entry of the schedule: At after the workload starts, for For.
+type fault struct {
+	At    time.Duration `json:"at"`
+	For   time.Duration `json:"for"`
+	Kind  string        `json:"kind"`            // partition, isolate, kill, pause
+	Nodes []string      `json:"nodes"`           // the node (isolate, kill, pause) or one side (partition)
+	Other []string      `json:"other,omitempty"` // the other side of a partition
+	Note  string        `json:"note,omitempty"`  // what happened when it ran
+}
+
+func (f fault) String() string {
+	s := fmt.Sprintf("%6.1fs +%.1fs %-9s %s", f.At.Seconds(), f.For.Seconds(), f.Kind, strings.Join(f.Nodes, ","))
+	if len(f.Other) > 0 {
+		s += " | " + strings.Join(f.Other, ",")
+	}
+	if f.Note != "" {
+		s += " (" + f.Note + ")"
+	}
+	return s
+}
+
+// schedule draws the faults from the seed alone: one at a time, each healed
+// before the next, none in the last two seconds of the workload.
+func schedule(seed int64, names []string, relay string, d time.Duration) []fault {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	var out []fault
+	t := 1500 * time.Millisecond
+	for len(out) < chaosMaxFaults {
+		dur := chaosFaultMin + time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin)))
+		if t+dur > d-2*time.Second {
+			break
+		}
+		f := fault{At: t, For: dur}
+		pick := func() string { return names[rng.IntN(len(names))] }
+		switch k := rng.IntN(10); {
+		case k < 3:
+			p := append([]string(nil), names...)
+			rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+			cut := 1 + rng.IntN(len(p)-1)
+			f.Kind, f.Nodes, f.Other = "partition", sorted(p[:cut]), sorted(p[cut:])
+		case k < 5:
+			f.Kind, f.Nodes = "isolate", []string{relay}
+			if rng.IntN(2) == 0 {
+				f.Nodes = []string{pick()}
+			}
+		case k < 8:
+			f.Kind, f.Nodes = "kill", []string{pick()}
+		default:
+			f.Kind, f.Nodes = "pause", []string{pick()}
+		}
+		out = append(out, f)
+		t += dur + 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}
+
+// chaosRun is one run's state.
+type chaosRun struct {
+	t       *testing.T
+	cl      *harness.Cluster
+	nodes   []*harness.Node // relay first
+	byName  map[string]*harness.Node
+	ids     map[string]string // node name -> device ID
+	space   string
+	rules   string // the fault rules file every agent reads
+	dir     string
+	opLog   *os.File
+	mu      gosync.Mutex
+	ops     []checker.Op
+	opID    atomic.Int64
+	budget  atomic.Int64
+	bytes   atomic.Uint64 // counters of agents before they were killed
+	started time.Time
+}
+
+// chaosReportT is the run's report.
+type chaosReportT struct {
+	Seed         int64          `json:"seed"`
+	Agents       int            `json:"agents"`
+	OpsBudget    int            `json:"ops_budget"`
+	Duration     string         `json:"duration"`
+	Faults       []fault        `json:"faults"`
+	OpsOK        int            `json:"ops_ok"`
+	OpsFailed    int            `json:"ops_failed"`
+	OpsUnknown   int            `json:"ops_unknown"`
+	ConvergedIn  string         `json:"converged_in"` // after the heal
+	BytesSent    uint64         `json:"bytes_sent"`   // sync streams and gossip, all agents
+	Check        checker.Result `json:"check"`
+	Verdict      string         `json:"verdict"`
+	Dir          string         `json:"dir,omitempty"`
+	ReplayNotice string         `json:"replay"`
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos: skipped in -short mode")
+	}
+	seed := *chaosSeed
+	if seed == -1 {
+		seed = time.Now().UnixNano() % 1_000_000
+	}
+	agents, ops, dur := *chaosAgents, *chaosOps, *chaosDuration
+	if agents < 3 {
+		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
+	}
+	t.Logf("chaos: seed %d, %d agents, %d ops, %s (replay: go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.ops %d -chaos.duration %s)",
+		seed, agents, ops, dur, seed, agents, ops, dur)
+	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
+	defer cancel()
+
+	dir, err := os.MkdirTemp("", "fieldsync-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &chaosRun{t: t, dir: dir, byName: map[string]*harness.Node{}, ids: map[string]string{}, rules: filepath.Join(dir, "faults")}
+	keep := *chaosKeep
+	defer func() {
+		if keep || t.Failed() {
+			t.Logf("chaos: run directory kept: %s", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(dir, "mesh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := harness.New(ctx, chaosBinary, filepath.Join(dir, "mesh"), "OMN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cl = cl
+	defer r.cleanup()
+	if r.opLog, err = os.Create(filepath.Join(dir, "ops.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	defer r.opLog.Close()
+	if err := r.setup(ctx, agents); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range r.nodes {
+		names = append(names, n.Name)
+	}
+	faults := schedule(seed, names, r.nodes[0].Name, dur)
+	for _, f := range faults {
+		t.Logf("chaos: fault %s", f)
+	}
+
+	// The workload, under faults.
+	r.budget.Store(int64(ops))
+	r.started = time.Now()
+	wctx, wcancel := context.WithTimeout(ctx, dur)
+	var wg gosync.WaitGroup
+	ci := 0
+	for _, n := range r.nodes {
+		if n.Relay {
+			continue
+		}
+		for k := 0; k < chaosClients; k++ {
+			ci++
+			wg.Add(1)
+			go func(ci int, n *harness.Node) {
+				defer wg.Done()
+				r.client(wctx, seed, ci, n, dur, ops)
+			}(ci, n)
+		}
+	}
+	applied := r.runFaults(wctx, faults)
+	wg.Wait()
+	wcancel()
+
+	// Heal, then wait for convergence and a quiet period.
+	if err := r.healAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	took, err := r.converge(ctx, healed)
+	if err != nil {
+		t.Error(err)
+	}
+
+	// Collect what the CLI prints, and judge.
+	outs, err := r.collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := checker.Check(r.ops, outs)
+	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Faults: applied,
+		OpsOK: res.OpsOK, OpsFailed: res.OpsFailed, OpsUnknown: res.OpsUnknown,
+		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res,
+		ReplayNotice: fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.ops %d -chaos.duration %s replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly", seed, agents, ops, dur)}
+	rep.Verdict = "valid"
+	if !res.Valid() || err != nil {
+		rep.Verdict = "INVALID"
+		rep.Dir = dir
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	os.WriteFile(filepath.Join(dir, "report.json"), b, 0o600)
+	if *chaosReport != "" {
+		if err := os.WriteFile(*chaosReport, b, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("chaos report: seed %d; faults %d; ops ok %d, failed %d, unknown %d (%d unknown found applied); %d records, %d fields, %d writes in history, %d siblings, %d fields in conflict; %d envelopes; converged %s after the heal; %d bytes sent; verdict %s",
+		seed, len(applied), res.OpsOK, res.OpsFailed, res.OpsUnknown, res.UnknownSeen, res.Records, res.Fields, res.Writes, res.Siblings, res.Conflicted, res.Envelopes, rep.ConvergedIn, rep.BytesSent, rep.Verdict)
+	for _, v := range res.Violations {
+		t.Errorf("chaos violation (seed %d): %s", seed, v)
+	}
+	if res.OpsOK == 0 {
+		t.Errorf("chaos (seed %d): no operation was acknowledged: the run checked nothing", seed)
+	}
+}
+
+// setup enrolls and starts the agents (relay first), creates the space and
+// waits until every officer reads it.
+func (r *chaosRun) setup(ctx context.Context, agents int) error {
+	for i := 0; i < agents; i++ {
+		name, officer, relay := fmt.Sprintf("o%d", i), fmt.Sprintf("Officer %d", i), false
+		if i == 0 {
+			name, officer, relay = "relay", "Bureau relay", true
+		}
+		n, err := r.cl.Add(ctx, name, officer, relay)
+		if err != nil {
+			return err
+		}
+		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules}
+		r.nodes = append(r.nodes, n)
+		r.byName[name] = n
+	}
+	if err := r.writeRules(""); err != nil {
+		return err
+	}
+	for i, n := range r.nodes {
+		var join []string
+		if i > 0 {
+			join = []string{r.nodes[0].Bind}
+		}
+		if err := r.cl.Start(ctx, n, "", join...); err != nil {
+			return err
+		}
+		var st agent.Status
+		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
+			return err
+		}
+		r.ids[n.Name] = st.Device.ID
+	}
+	first := r.nodes[1]
+	var sp agent.Space
+	if err := r.cl.CLIJSON(ctx, first.Dir, &sp, "space", "create", "chaos"); err != nil {
+		return err
+	}
+	r.space = sp.ID
+	if _, err := r.cl.CLI(ctx, first.Dir, "record", "put", sp.ID, "setup", "ready=yes"); err != nil {
+		return err
+	}
+	_, err := harness.WaitUntil(ctx, 2*time.Minute, "every officer to read the space", func() (bool, error) {
+		for _, n := range r.nodes[1:] {
+			var rec agent.Record
+			if err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", sp.ID, "setup"); err != nil {
+				return false, err
+			}
+			if rec.Fields["ready"].Value != "yes" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return err
+}
+
+// writeRules replaces the fault rules file atomically.
+func (r *chaosRun) writeRules(rules string) error {
+	tmp := r.rules + ".tmp"
+	if err := os.WriteFile(tmp, []byte(rules), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, r.rules)
+}
+
+var errCodeRE = regexp.MustCompile(`"code":\s*"([a-z_]+)"`)
+
+// client writes unique values to random fields of random records of its
+// officer's agent, through the CLI, until the budget or the time runs out.
+func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.Node, dur time.Duration, ops int) {
+	rng := rand.New(rand.NewPCG(uint64(seed), uint64(ci)))
+	clients := (len(r.nodes) - 1) * chaosClients
+	pace := dur * time.Duration(clients) / time.Duration(max(ops, 1))
+	for k := 1; ; k++ {
+		if ctx.Err() != nil || r.budget.Add(-1) < 0 {
+			return
+		}
+		rec, fld := fmt.Sprintf("r%d", rng.IntN(chaosRecords)), fmt.Sprintf("f%d", rng.IntN(chaosFields))
+		val := fmt.Sprintf("c%d-op%d", ci, k)
+		op := checker.Op{Client: fmt.Sprintf("c%d", ci), Node: n.Name, Op: int(r.opID.Add(1)), Kind: "put", Record: rec, Field: fld, Value: val, Start: time.Now()}
+		// The op's own deadline does not end with the workload's: a call
+		// under way finishes (or times out) and is logged.
+		octx, cancel := context.WithTimeout(context.Background(), chaosOpTimeout)
+		out, err := r.cl.CLI(octx, n.Dir, "--json", "record", "put", r.space, rec, fld+"="+val)
+		op.End = time.Now()
+		switch {
+		case err == nil:
+			op.Outcome = checker.OK
+			var got agent.Record
+			if json.Unmarshal([]byte(out), &got) == nil {
+				for _, s := range got.Fields[fld].Siblings {
+					if s.Value == val {
+						op.Dot = s.Dot
+					}
+				}
+			}
+		case octx.Err() != nil:
+			op.Outcome, op.Error = checker.Unknown, "timed out after "+chaosOpTimeout.String()
+		default:
+			op.Error = err.Error()
+			op.Outcome = checker.Unknown
+			if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
+				switch m[1] {
+				case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeTooLarge:
+					op.Outcome = checker.Failed // refused before anything was written
+				}
+			}
+		}
+		cancel()
+		r.logOp(op)
+		jitter := pace/2 + time.Duration(rng.Int64N(int64(pace)+1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter):
+		}
+	}
+}
+
+func (r *chaosRun) logOp(op checker.Op) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, op)
+	b, _ := json.Marshal(op)
+	r.opLog.Write(append(b, '\n'))
+}
+
+// runFaults runs the schedule until it ends or ctx does; every fault is
+// healed before the next starts. It returns the faults with what happened.
+func (r *chaosRun) runFaults(ctx context.Context, faults []fault) []fault {
+	var done []fault
+	for _, f := range faults {
+		if !sleepUntil(ctx, r.started.Add(f.At)) {
+			break
+		}
+		f.Note = r.inject(ctx, f)
+		r.t.Logf("chaos: %s", f)
+		done = append(done, f)
+	}
+	return done
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Until(t)):
+		return true
+	}
+}
+
+// inject applies one fault, waits its length (or until ctx ends), and heals it.
+func (r *chaosRun) inject(ctx context.Context, f fault) string {
+	hold := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(f.For):
+		}
+	}
+	switch f.Kind {
+	case "partition":
+		var b strings.Builder
+		for _, a := range f.Nodes {
+			for _, o := range f.Other {
+				fmt.Fprintf(&b, "drop %s %s\ndrop %s %s\n", r.ids[a], r.ids[o], r.ids[o], r.ids[a])
+			}
+		}
+		if err := r.writeRules(b.String()); err != nil {
+			return err.Error()
+		}
+		hold()
+		if err := r.writeRules(""); err != nil {
+			r.t.Errorf("heal partition: %v", err)
+		}
+		return ""
+	case "isolate":
+		if err := r.writeRules("isolate " + r.ids[f.Nodes[0]] + "\n"); err != nil {
+			return err.Error()
+		}
+		hold()
+		if err := r.writeRules(""); err != nil {
+			r.t.Errorf("heal isolation: %v", err)
+		}
+		return ""
+	case "kill":
+		n := r.byName[f.Nodes[0]]
+		r.bytes.Add(r.nodeBytes(ctx, n))
+		if err := r.kill(n); err != nil {
+			return err.Error()
+		}
+		hold()
+		// Restart even when the workload ended: the heal needs every agent.
+		sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := r.cl.Start(sctx, n, "", r.joinFor(n)...); err != nil {
+			r.t.Errorf("restart %s after SIGKILL: %v", n.Name, err)
+			return "restart failed"
+		}
+		return ""
+	case "pause":
+		n := r.byName[f.Nodes[0]]
+		if err := n.SignalWorker(syscall.SIGSTOP); err != nil {
+			return err.Error()
+		}
+		hold()
+		if err := n.SignalWorker(syscall.SIGCONT); err != nil {
+			r.t.Errorf("SIGCONT %s: %v", n.Name, err)
+		}
+		return ""
+	}
+	return "unknown fault kind"
+}
+
+// kill sends SIGKILL to the node's agent (its worker dies with it) and
+// waits until the worker is gone, so that a restart finds the store free.
+func (r *chaosRun) kill(n *harness.Node) error {
+	w := n.WorkerPid()
+	if err := r.cl.Kill(n); err != nil {
+		return err
+	}
+	if w == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(w, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w)); err == nil && strings.Contains(string(b), ") Z ") {
+			return nil // a zombie holds no files
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("worker %d of %s outlived its supervisor's SIGKILL by 15s", w, n.Name)
+}
+
+// joinFor lists the addresses a restarted node joins through: everyone else.
+func (r *chaosRun) joinFor(n *harness.Node) []string {
+	var out []string
+	for _, o := range r.nodes {
+		if o != n {
+			out = append(out, o.Bind)
+		}
+	}
+	return out
+}
+
+// healAll lifts every fault: no rules, every worker continued, every agent running.
+func (r *chaosRun) healAll(ctx context.Context) error {
+	if err := r.writeRules(""); err != nil {
+		return err
+	}
+	for _, n := range r.nodes {
+		if n.Running() {
+			n.SignalWorker(syscall.SIGCONT)
+			continue
+		}
+		if err := r.cl.Start(ctx, n, "", r.joinFor(n)...); err != nil {
+			return fmt.Errorf("heal: start %s: %v", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// cleanup continues any paused worker and stops every agent.
+func (r *chaosRun) cleanup() {
+	for _, n := range r.nodes {
+		if n.Running() {
+			n.SignalWorker(syscall.SIGCONT)
+		}
+	}
+	r.cl.StopAll()
+}
+
+// digests reads `space digest --json` on every agent.
+func (r *chaosRun) digests(ctx context.Context) ([]agent.Digest, error) {
+	var out []agent.Digest
+	for _, n := range r.nodes {
+		var d agent.Digest
+		if err := r.cl.CLIJSON(ctx, n.Dir, &d, "space", "digest", r.space); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (r *chaosRun) same(ds []agent.Digest) bool {
+	for i, d := range ds {
+		if d.Envelopes != ds[0].Envelopes || (!r.nodes[i].Relay && d.Digest != ds[1].Digest) {
+			return false
+		}
+	}
+	return true
+}
+
+// converge waits until every agent holds the same envelopes and every
+// officer the same state, then for a quiet period in which that holds
+// unchanged. It returns the time from the heal to the first convergence.
+func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duration, error) {
+	deadline := healed.Add(chaosConverge)
+	var took time.Duration
+	var last []agent.Digest
+	for time.Now().Before(deadline) {
+		ds, err := r.digests(ctx)
+		if err == nil && r.same(ds) {
+			if took == 0 {
+				took = time.Since(healed)
+			}
+			if last != nil && ds[0].Envelopes == last[0].Envelopes && ds[1].Digest == last[1].Digest {
+				return took, nil
+			}
+			last = ds
+			if !sleepUntil(ctx, time.Now().Add(chaosQuiet)) {
+				return took, ctx.Err()
+			}
+			continue
+		}
+		took, last = 0, nil
+		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+			return 0, ctx.Err()
+		}
+	}
+	ds, _ := r.digests(ctx)
+	var b strings.Builder
+	for i, d := range ds {
+		fmt.Fprintf(&b, "\n  %s: %d envelopes %.12s digest %.12s", r.nodes[i].Name, d.Count, d.Envelopes, d.Digest)
+	}
+	return 0, fmt.Errorf("agents did not converge within %s of the heal:%s", chaosConverge, b.String())
+}
+
+// collect reads what the checker needs through the CLI's --json output.
+func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
+	var out []checker.Node
+	for _, n := range r.nodes {
+		cn := checker.Node{Name: n.Name, Relay: n.Relay}
+		var err error
+		if cn.Digest, err = r.cliRaw(ctx, n, "space", "digest", r.space); err != nil {
+			return nil, err
+		}
+		if !n.Relay {
+			if cn.Conflicts, err = r.cliRaw(ctx, n, "conflicts", "list", r.space); err != nil {
+				return nil, err
+			}
+			cn.Records, cn.Histories = map[string][]byte{}, map[string][]byte{}
+			for i := 0; i < chaosRecords; i++ {
+				id := fmt.Sprintf("r%d", i)
+				if cn.Records[id], err = r.cliRaw(ctx, n, "record", "get", r.space, id); err != nil {
+					return nil, err
+				}
+				if cn.Histories[id], err = r.cliRaw(ctx, n, "history", r.space, id); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for name, b := range map[string][]byte{"digest": cn.Digest, "conflicts": cn.Conflicts} {
+			os.WriteFile(filepath.Join(r.dir, n.Name+"."+name+".json"), b, 0o600)
+		}
+		for id, b := range cn.Records {
+			os.WriteFile(filepath.Join(r.dir, n.Name+".record."+id+".json"), b, 0o600)
+			os.WriteFile(filepath.Join(r.dir, n.Name+".history."+id+".json"), cn.Histories[id], 0o600)
+		}
+		out = append(out, cn)
+	}
+	return out, nil
+}
+
+// cliRaw runs a --json command, retrying a few times; not found gives nil.
+func (r *chaosRun) cliRaw(ctx context.Context, n *harness.Node, args ...string) ([]byte, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var out string
+		out, err = r.cl.CLI(ctx, n.Dir, append([]string{"--json"}, args...)...)
+		if err == nil {
+			return []byte(out), nil
+		}
+		if m := errCodeRE.FindStringSubmatch(err.Error()); m != nil && m[1] == agent.CodeNotFound {
+			return nil, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("%s: %v", n.Name, err)
+}
+
+// nodeBytes is what one agent sent since it started (sync and gossip).
+func (r *chaosRun) nodeBytes(ctx context.Context, n *harness.Node) uint64 {
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := n.Client().Status(sctx)
+	if err != nil || st.Sync == nil {
+		return 0
+	}
+	return st.Sync.BytesOut + st.Sync.GossipBytesOut
+}
+
+func (r *chaosRun) sampleBytes(ctx context.Context) uint64 {
+	var sum uint64
+	for _, n := range r.nodes {
+		sum += r.nodeBytes(ctx, n)
+	}
+	return sum
+}

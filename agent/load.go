@@ -187,18 +187,31 @@ func (a *Agent) load() error {
 	} else if err != nil && !errors.Is(err, errKVNotFound) {
 		return fmt.Errorf("hlc: %w", err)
 	}
-	return a.checkAcknowledged()
+	return a.checkAcknowledged(false)
 }
+
+// openCheckDepth is how many of the newest seqs of each author's log the
+// open-time check looks up. A truncated write-ahead log or a lost value-log
+// tail loses the newest writes first; checking every envelope would read the
+// whole store (seconds and hundreds of MB of mapped tables at a million
+// changes), so that is left to `fieldsync repair` (full = true).
+const openCheckDepth = 256
 
 // checkAcknowledged compares every head with the envelopes present: a seq at
 // or below a head whose envelope is gone was acknowledged and then lost
-// (bit rot, a truncated log). It is reported in status and re-fetched by sync.
-func (a *Agent) checkAcknowledged() error {
+// (bit rot, a truncated log). It is reported in status and, since heads then
+// stop below the loss, fetched again by sync. With full false only the
+// newest openCheckDepth seqs of each log are looked up.
+func (a *Agent) checkAcknowledged(full bool) error {
 	var missing []Gap
 	for _, s := range a.sortedSpaces() {
 		for author, h := range s.heads {
-			next := uint64(1)
-			err := a.db.kv.scanKeys(envAuthorPrefix(s.id, author), func(k []byte) error {
+			from := uint64(1)
+			if !full && h.Seq > openCheckDepth {
+				from = h.Seq - openCheckDepth + 1
+			}
+			next := from
+			err := a.db.kv.scanKeysFrom(envAuthorPrefix(s.id, author), envKey(s.id, author, from), func(k []byte) error {
 				_, _, seq, ok := parseEnvKey(k)
 				if !ok || seq > h.Seq {
 					return errStopScan

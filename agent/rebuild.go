@@ -131,9 +131,16 @@ func (a *Agent) repair(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "space %s: rebuilt %d records from %d changes\n", sp.id, records, changes)
 	}
 	a.cache.clear()
+	// The full check of every acknowledged envelope, which opening skips.
+	if err := a.checkAcknowledged(true); err != nil {
+		return err
+	}
 	a.statMu.Lock()
-	corrupt := a.corrupt
+	corrupt, missing := a.corrupt, a.missing
 	a.statMu.Unlock()
+	for _, g := range missing {
+		fmt.Fprintf(out, "space %s: device %s seqs %d..%d acknowledged but missing; start the agent to fetch them again from peers\n", g.Space, g.Author, g.From, g.To)
+	}
 	if corrupt > 0 {
 		fmt.Fprintf(out, "%d corrupt values were skipped; start the agent to fetch them again from peers\n", corrupt)
 	}

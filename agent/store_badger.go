@@ -98,13 +98,18 @@ func (k *kv) scan(prefix []byte, fn func(key, val []byte) error) error {
 
 // scanKeys is scan without reading values.
 func (k *kv) scanKeys(prefix []byte, fn func(key []byte) error) error {
+	return k.scanKeysFrom(prefix, prefix, fn)
+}
+
+// scanKeysFrom is scanKeys starting at key start (≥ prefix).
+func (k *kv) scanKeysFrom(prefix, start []byte, fn func(key []byte) error) error {
 	err := k.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
 			if err := fn(it.Item().KeyCopy(nil)); err != nil {
 				return err
 			}

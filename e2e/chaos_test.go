@@ -45,7 +45,7 @@ const (
 	chaosRecords   = 4                       // records r0..r3
 	chaosFields    = 3                       // fields f0..f2 of each
 	chaosClients   = 2                       // clients per officer
-	chaosOpTimeout = 5 * time.Second         // a put taking longer is "unknown"
+	chaosOpTimeout = 3 * time.Second         // a put taking longer is "unknown"
 	chaosConverge  = 2 * time.Minute         // limit on convergence after the heal
 	chaosQuiet     = 3 * time.Second         // the state must stay put this long after converging
 	chaosMaxFaults = 40                      // bound on faults per run
@@ -57,7 +57,7 @@ const (
 type fault struct {
 	At    time.Duration `json:"at"`
 	For   time.Duration `json:"for"`
-	Kind  string        `json:"kind"`            // partition, isolate, kill, pause
+	Kind  string        `json:"kind"`            // partition, bridge (two officer groups, relay reaching both), isolate, kill, pause
 	Nodes []string      `json:"nodes"`           // the node (isolate, kill, pause) or one side (partition)
 	Other []string      `json:"other,omitempty"` // the other side of a partition
 	Note  string        `json:"note,omitempty"`  // what happened when it ran
@@ -75,36 +75,52 @@ func (f fault) String() string {
 }
 
 // schedule draws the faults from the seed alone: one at a time, each healed
-// before the next, none in the last two seconds of the workload.
+// before the next; the last lasts until the workload ends, so the final
+// heal has something to heal and "converged after the heal" means something.
 func schedule(seed int64, names []string, relay string, d time.Duration) []fault {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	var officers []string
+	for _, n := range names {
+		if n != relay {
+			officers = append(officers, n)
+		}
+	}
 	var out []fault
 	t := 1500 * time.Millisecond
-	for len(out) < chaosMaxFaults {
-		dur := chaosFaultMin + time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin)))
-		if t+dur > d-2*time.Second {
-			break
-		}
+	for len(out) < chaosMaxFaults && t+chaosFaultMin <= d {
+		dur := min(chaosFaultMin+time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin))), d-t)
 		f := fault{At: t, For: dur}
 		pick := func() string { return names[rng.IntN(len(names))] }
-		switch k := rng.IntN(10); {
-		case k < 3:
-			p := append([]string(nil), names...)
+		split := func(s []string) ([]string, []string) {
+			p := append([]string(nil), s...)
 			rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
 			cut := 1 + rng.IntN(len(p)-1)
-			f.Kind, f.Nodes, f.Other = "partition", sorted(p[:cut]), sorted(p[cut:])
+			return sorted(p[:cut]), sorted(p[cut:])
+		}
+		switch k := rng.IntN(12); {
+		case k < 3:
+			f.Kind = "partition"
+			f.Nodes, f.Other = split(names)
 		case k < 5:
+			// Officers in two groups that reach each other only through the relay.
+			f.Kind = "bridge"
+			f.Nodes, f.Other = split(officers)
+		case k < 7:
 			f.Kind, f.Nodes = "isolate", []string{relay}
 			if rng.IntN(2) == 0 {
 				f.Nodes = []string{pick()}
 			}
-		case k < 8:
+		case k < 10:
 			f.Kind, f.Nodes = "kill", []string{pick()}
 		default:
 			f.Kind, f.Nodes = "pause", []string{pick()}
 		}
 		out = append(out, f)
 		t += dur + 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+	}
+	if len(out) > 0 {
+		last := &out[len(out)-1]
+		last.For = d - last.At
 	}
 	return out
 }
@@ -203,9 +219,6 @@ func TestChaos(t *testing.T) {
 		names = append(names, n.Name)
 	}
 	faults := schedule(seed, names, r.nodes[0].Name, dur)
-	for _, f := range faults {
-		t.Logf("chaos: fault %s", f)
-	}
 
 	// The workload, under faults.
 	r.budget.Store(int64(ops))
@@ -433,7 +446,7 @@ func (r *chaosRun) inject(ctx context.Context, f fault) string {
 		}
 	}
 	switch f.Kind {
-	case "partition":
+	case "partition", "bridge":
 		var b strings.Builder
 		for _, a := range f.Nodes {
 			for _, o := range f.Other {

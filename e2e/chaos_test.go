@@ -37,6 +37,7 @@ var (
 	chaosAgents   = flag.Int("chaos.agents", 5, "chaos test agents, one of them a relay (at least 3)")
 	chaosOps      = flag.Int("chaos.ops", 200, "chaos test client operations (at most)")
 	chaosDuration = flag.Duration("chaos.duration", 30*time.Second, "chaos test workload time, under faults")
+	chaosClientsF = flag.Int("chaos.clients", 2, "chaos test clients per officer")
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 )
@@ -57,7 +58,7 @@ const (
 type fault struct {
 	At    time.Duration `json:"at"`
 	For   time.Duration `json:"for"`
-	Kind  string        `json:"kind"`            // partition, bridge (two officer groups, relay reaching both), isolate, kill, pause
+	Kind  string        `json:"kind"`            // partition, bridge (two officer groups, relay reaching both), isolate, kill, crash (worker only), pause
 	Nodes []string      `json:"nodes"`           // the node (isolate, kill, pause) or one side (partition)
 	Other []string      `json:"other,omitempty"` // the other side of a partition
 	Note  string        `json:"note,omitempty"`  // what happened when it ran
@@ -86,6 +87,7 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 		}
 	}
 	var out []fault
+	crashes := map[string][]time.Duration{}
 	t := 1500 * time.Millisecond
 	for len(out) < chaosMaxFaults && t+chaosFaultMin <= d {
 		dur := min(chaosFaultMin+time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin))), d-t)
@@ -97,7 +99,7 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 			cut := 1 + rng.IntN(len(p)-1)
 			return sorted(p[:cut]), sorted(p[cut:])
 		}
-		switch k := rng.IntN(12); {
+		switch k := rng.IntN(13); {
 		case k < 3:
 			f.Kind = "partition"
 			f.Nodes, f.Other = split(names)
@@ -110,8 +112,25 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 			if rng.IntN(2) == 0 {
 				f.Nodes = []string{pick()}
 			}
-		case k < 10:
+		case k < 9:
 			f.Kind, f.Nodes = "kill", []string{pick()}
+		case k < 10:
+			// SIGKILL of the worker alone: its supervisor restarts it. At
+			// most two per agent within the supervisor's crash window, which
+			// quarantines the store at five.
+			n := pick()
+			recent := 0
+			for _, c := range crashes[n] {
+				if t-c < 2*time.Minute+10*time.Second {
+					recent++
+				}
+			}
+			if recent >= 2 {
+				f.Kind, f.Nodes = "kill", []string{n}
+				break
+			}
+			crashes[n] = append(crashes[n], t)
+			f.Kind, f.Nodes = "crash", []string{n}
 		default:
 			f.Kind, f.Nodes = "pause", []string{pick()}
 		}
@@ -230,7 +249,7 @@ func TestChaos(t *testing.T) {
 		if n.Relay {
 			continue
 		}
-		for k := 0; k < chaosClients; k++ {
+		for k := 0; k < *chaosClientsF; k++ {
 			ci++
 			wg.Add(1)
 			go func(ci int, n *harness.Node) {
@@ -357,7 +376,7 @@ var errCodeRE = regexp.MustCompile(`"code":\s*"([a-z_]+)"`)
 // officer's agent, through the CLI, until the budget or the time runs out.
 func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.Node, dur time.Duration, ops int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), uint64(ci)))
-	clients := (len(r.nodes) - 1) * chaosClients
+	clients := (len(r.nodes) - 1) * *chaosClientsF
 	pace := dur * time.Duration(clients) / time.Duration(max(ops, 1))
 	for k := 1; ; k++ {
 		if ctx.Err() != nil || r.budget.Add(-1) < 0 {
@@ -483,6 +502,33 @@ func (r *chaosRun) inject(ctx context.Context, f fault) string {
 		if err := r.cl.Start(sctx, n, "", r.joinFor(n)...); err != nil {
 			r.t.Errorf("restart %s after SIGKILL: %v", n.Name, err)
 			return "restart failed"
+		}
+		return ""
+	case "crash":
+		n := r.byName[f.Nodes[0]]
+		// Only a worker that is up: one killed while it opens the store
+		// looks like a store that crashes at open, which the supervisor
+		// quarantines after two in a row (by design).
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := n.Client().Status(sctx)
+		cancel()
+		if err != nil {
+			return "skipped: worker not answering"
+		}
+		r.bytes.Add(r.nodeBytes(ctx, n))
+		if err := n.SignalWorker(syscall.SIGKILL); err != nil {
+			return err.Error()
+		}
+		hold()
+		// The supervisor restarts it after its backoff; wait for that.
+		wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if _, err := harness.WaitUntil(wctx, 60*time.Second, n.Name+" to restart after a worker crash", func() (bool, error) {
+			_, err := n.Client().Status(wctx)
+			return err == nil, err
+		}); err != nil {
+			r.t.Errorf("%v", err)
+			return "not restarted"
 		}
 		return ""
 	case "pause":

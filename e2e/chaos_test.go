@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	gosync "sync"
@@ -233,6 +234,9 @@ func TestChaos(t *testing.T) {
 	if err := r.setup(ctx, agents); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.probeInjector(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var names []string
 	for _, n := range r.nodes {
 		names = append(names, n.Name)
@@ -358,6 +362,40 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 		}
 		return true, nil
 	})
+	return err
+}
+
+// probeInjector checks that the fault injector cuts traffic, so that a
+// silently inert injector cannot pass for a healthy mesh: with o1 isolated,
+// a write on o1 must not reach o2 for a few sync intervals; healed, it must.
+func (r *chaosRun) probeInjector(ctx context.Context) error {
+	o1, o2 := r.nodes[1], r.nodes[2]
+	if err := r.writeRules("isolate " + r.ids[o1.Name] + "\n"); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond) // > the injector's 100 ms re-read
+	if _, err := r.cl.CLI(ctx, o1.Dir, "record", "put", r.space, "probe", "cut=yes"); err != nil {
+		return err
+	}
+	seen := func() (bool, error) {
+		var rec agent.Record
+		err := r.cl.CLIJSON(ctx, o2.Dir, &rec, "record", "get", r.space, "probe")
+		if err != nil && strings.Contains(err.Error(), agent.CodeNotFound) {
+			return false, nil
+		}
+		return rec.Fields["cut"].Value == "yes", err
+	}
+	deadline := time.Now().Add(5 * time.Second) // 2.5 mean sync intervals of the local profile
+	for time.Now().Before(deadline) {
+		if ok, _ := seen(); ok {
+			return fmt.Errorf("fault injector: o2 read o1's write while o1 was isolated (is %s built with -tags fieldsync_chaos?)", chaosBinary)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := r.writeRules(""); err != nil {
+		return err
+	}
+	_, err := harness.WaitUntil(ctx, time.Minute, "o2 to read o1's write after the isolation healed", seen)
 	return err
 }
 
@@ -733,4 +771,53 @@ func (r *chaosRun) sampleBytes(ctx context.Context) uint64 {
 		sum += r.nodeBytes(ctx, n)
 	}
 	return sum
+}
+
+// TestChaosSchedule: a seed gives one schedule; faults are bounded in count
+// and time, never overlap, and the last lasts until the workload ends.
+func TestChaosSchedule(t *testing.T) {
+	names := []string{"relay", "o1", "o2", "o3", "o4"}
+	d := 45 * time.Second
+	for seed := int64(1); seed <= 50; seed++ {
+		a, b := schedule(seed, names, "relay", d), schedule(seed, names, "relay", d)
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if string(ja) != string(jb) {
+			t.Fatalf("seed %d: two schedules differ", seed)
+		}
+		if len(a) == 0 || len(a) > chaosMaxFaults {
+			t.Fatalf("seed %d: %d faults", seed, len(a))
+		}
+		end := time.Duration(0)
+		crashes := map[string]int{}
+		for i, f := range a {
+			if f.At < end || f.For <= 0 || f.At+f.For > d {
+				t.Fatalf("seed %d: fault %d (%s) overlaps the previous or leaves the workload", seed, i, f)
+			}
+			if i < len(a)-1 && (f.For < chaosFaultMin || f.For > chaosFaultMax) {
+				t.Fatalf("seed %d: fault %d lasts %s", seed, i, f.For)
+			}
+			if f.Kind == "bridge" && (slices.Contains(f.Nodes, "relay") || slices.Contains(f.Other, "relay")) {
+				t.Fatalf("seed %d: bridge puts the relay on one side: %s", seed, f)
+			}
+			if (f.Kind == "partition" || f.Kind == "bridge") && (len(f.Nodes) == 0 || len(f.Other) == 0) {
+				t.Fatalf("seed %d: one-sided partition %s", seed, f)
+			}
+			if f.Kind == "crash" {
+				crashes[f.Nodes[0]]++
+			}
+			end = f.At + f.For
+		}
+		if end != d {
+			t.Fatalf("seed %d: the last fault ends at %s, not at the workload's end %s", seed, end, d)
+		}
+		for n, c := range crashes {
+			if c > 2 {
+				t.Fatalf("seed %d: %d worker crashes of %s within one crash window", seed, c, n)
+			}
+		}
+	}
+	if x, y := schedule(1, names, "relay", d), schedule(2, names, "relay", d); fmt.Sprint(x) == fmt.Sprint(y) {
+		t.Fatal("seeds 1 and 2 give the same schedule")
+	}
 }

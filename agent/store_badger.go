@@ -57,7 +57,7 @@ func openKV(o kvOptions) (*kv, error) {
 		WithCompression(options.None).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false). // the agent serialises its own writes
-		WithChecksumVerificationMode(options.OnTableAndBlockRead).
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true).
 		WithReadOnly(o.ReadOnly).
 		WithLogger(badgerLogger{o.Logger})

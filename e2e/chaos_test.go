@@ -50,7 +50,7 @@ const (
 	chaosOpTimeout = 3 * time.Second         // a put taking longer is "unknown"
 	chaosConverge  = 2 * time.Minute         // limit on convergence after the heal
 	chaosQuiet     = 3 * time.Second         // the state must stay put this long after converging
-	chaosMaxFaults = 40                      // bound on faults per run
+	chaosMaxFaults = 40                      // bound on faults per run, or one per 4 s of a longer run
 	chaosFaultMin  = 1000 * time.Millisecond // fault length bounds
 	chaosFaultMax  = 5000 * time.Millisecond
 )
@@ -90,7 +90,8 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 	var out []fault
 	crashes := map[string][]time.Duration{}
 	t := 1500 * time.Millisecond
-	for len(out) < chaosMaxFaults && t+chaosFaultMin <= d {
+	limit := max(chaosMaxFaults, int(d/(4*time.Second)))
+	for len(out) < limit && t+chaosFaultMin <= d {
 		dur := min(chaosFaultMin+time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin))), d-t)
 		f := fault{At: t, For: dur}
 		pick := func() string { return names[rng.IntN(len(names))] }

@@ -475,7 +475,7 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID) (int, error) {
 	var entries []kvEntry
 	applied := 0
 	for _, k := range keys {
-		if applied >= pendingBatch {
+		if applied >= pendingBatch || entriesSize(entries) > maxGroupBytes {
 			break
 		}
 		if len(k) != 1+16+16+8 {

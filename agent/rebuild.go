@@ -205,7 +205,11 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 	entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
 	var groups [][]kvEntry
 	for len(entries) > 0 {
-		n := min(len(entries), 512)
+		n, size := 0, 0
+		for n < len(entries) && n < 512 && (n == 0 || size+len(entries[n].key)+len(entries[n].val) <= maxGroupBytes) {
+			size += len(entries[n].key) + len(entries[n].val)
+			n++
+		}
 		groups, entries = append(groups, entries[:n]), entries[n:]
 	}
 	for _, e := range a.db.kv.commitGroups(groups) {

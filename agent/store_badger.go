@@ -45,7 +45,7 @@ func openKV(o kvOptions) (*kv, error) {
 		WithEncryptionKey(o.EncryptionKey).
 		WithIndexCacheSize(8 << 20). // required with encryption, or Badger panics
 		WithBlockCacheSize(8 << 20).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
@@ -208,6 +208,20 @@ func (k *kv) commitGroups(groups [][]kvEntry) []error {
 	commit()
 	txn.Discard()
 	return errs
+}
+
+// maxGroupBytes bounds the entries the agent puts in one atomic group when
+// it may choose (replays, batches of waiting envelopes): far below Badger's
+// transaction limit (15% of a memtable), since values over the value
+// threshold count only as pointers but smaller ones count whole.
+const maxGroupBytes = 256 << 10
+
+func entriesSize(es []kvEntry) int {
+	n := 0
+	for _, e := range es {
+		n += len(e.key) + len(e.val)
+	}
+	return n
 }
 
 // errTooLarge means a request, value or change exceeds a limit.

@@ -96,11 +96,7 @@ func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
 		fields = append(fields, fv{name, v})
 	}
 	rid := crdt.RecordID(id)
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		r, err := load(rid)
-		if err != nil {
-			return nil, err
-		}
+	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
 			r = crdt.NewRecord(rid)
 		}
@@ -110,10 +106,27 @@ func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
 		}
 		return ops, nil
 	})
+}
+
+// writeRecord is one write of one record: build gets the record's newest
+// state (nil if it has none) and returns the ops; the result is the
+// record as the write left it.
+func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crdt.Record) ([]crdt.Op, error)) (Record, error) {
+	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(rid)
+		if err != nil {
+			return nil, err
+		}
+		return build(r)
+	})
 	if err != nil {
 		return Record{}, err
 	}
 	return a.recordView(sp, touched[rid]), nil
+}
+
+func noRecord(sp *spaceState, rid crdt.RecordID) error {
+	return fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.id)
 }
 
 // newRecordID is a random record ID: "r" and 16 base32 characters.
@@ -129,20 +142,12 @@ func (a *Agent) DeleteRecord(ref RecordRef) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		r, err := load(rid)
-		if err != nil {
-			return nil, err
-		}
+	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
-			return nil, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.id)
+			return nil, noRecord(sp, rid)
 		}
 		return []crdt.Op{r.Delete()}, nil
 	})
-	if err != nil {
-		return Record{}, err
-	}
-	return a.recordView(sp, touched[rid]), nil
 }
 
 // SetOp is `set add|remove`.
@@ -162,14 +167,10 @@ func (a *Agent) SetOp(req SetOpRequest) (Record, error) {
 	if req.Op != "add" && req.Op != "remove" {
 		return Record{}, fmt.Errorf("%w: set op %q: want add or remove", ErrBadRequest, req.Op)
 	}
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		r, err := load(rid)
-		if err != nil {
-			return nil, err
-		}
+	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
 			if req.Op == "remove" {
-				return nil, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+				return nil, noRecord(sp, rid)
 			}
 			r = crdt.NewRecord(rid)
 		}
@@ -178,10 +179,6 @@ func (a *Agent) SetOp(req SetOpRequest) (Record, error) {
 		}
 		return []crdt.Op{r.SetRemove(field, val)}, nil
 	})
-	if err != nil {
-		return Record{}, err
-	}
-	return a.recordView(sp, touched[rid]), nil
 }
 
 // AddNote is `note add`.
@@ -193,20 +190,12 @@ func (a *Agent) AddNote(req NoteAddRequest) (Record, error) {
 	if req.Text == "" || int64(len(req.Text)) > a.cfg.MaxValueBytes || !utf8.ValidString(req.Text) {
 		return Record{}, fmt.Errorf("%w: a note is 1 to %d bytes of UTF-8", ErrBadRequest, a.cfg.MaxValueBytes)
 	}
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		r, err := load(rid)
-		if err != nil {
-			return nil, err
-		}
+	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
 			return []crdt.Op{crdt.NoteAdd(rid, req.Text)}, nil
 		}
 		return []crdt.Op{r.AddNote(req.Text)}, nil // revives a deleted record, like a put
 	})
-	if err != nil {
-		return Record{}, err
-	}
-	return a.recordView(sp, touched[rid]), nil
 }
 
 // Resolve is `resolve`: one write that has seen exactly the named siblings.
@@ -237,13 +226,9 @@ func (a *Agent) Resolve(req ResolveRequest) (Record, error) {
 	if len(req.Reason) > 4096 || !utf8.ValidString(req.Reason) {
 		return Record{}, fmt.Errorf("%w: a reason is at most 4096 bytes of UTF-8", ErrBadRequest)
 	}
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
-		r, err := load(rid)
-		if err != nil {
-			return nil, err
-		}
+	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
-			return nil, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+			return nil, noRecord(sp, rid)
 		}
 		op, err := r.Resolve(field, dots, val, req.Reason)
 		if err != nil {
@@ -251,10 +236,6 @@ func (a *Agent) Resolve(req ResolveRequest) (Record, error) {
 		}
 		return []crdt.Op{op}, nil
 	})
-	if err != nil {
-		return Record{}, err
-	}
-	return a.recordView(sp, touched[rid]), nil
 }
 
 func (a *Agent) recordRef(ref RecordRef) (*spaceState, crdt.RecordID, error) {
@@ -292,7 +273,7 @@ func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
 		return Record{}, err
 	}
 	if r == nil || r.Empty() {
-		return Record{}, fmt.Errorf("%w: no record %q in space %s", ErrNotFound, rid, sp.id)
+		return Record{}, noRecord(sp, rid)
 	}
 	return a.recordView(sp, r), nil
 }
@@ -391,7 +372,7 @@ func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
 		return ConflictsShow{}, err
 	}
 	if r == nil || r.Empty() {
-		return ConflictsShow{}, fmt.Errorf("%w: no record %q", ErrNotFound, rid)
+		return ConflictsShow{}, noRecord(sp, rid)
 	}
 	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}}
 	for _, f := range r.Conflicts() {

@@ -57,6 +57,7 @@ const (
 
 // fault is one entry of the schedule: At after the workload starts, for For.
 type fault struct {
+	Track string        `json:"track"` // net or proc: faults of one track never overlap
 	At    time.Duration `json:"at"`
 	For   time.Duration `json:"for"`
 	Kind  string        `json:"kind"`            // partition, bridge (two officer groups, relay reaching both), isolate, kill, crash (worker only), pause
@@ -76,32 +77,27 @@ func (f fault) String() string {
 	return s
 }
 
-// schedule draws the faults from the seed alone: one at a time, each healed
-// before the next; the last lasts until the workload ends, so the final
-// heal has something to heal and "converged after the heal" means something.
+// schedule draws the faults from the seed alone, on two tracks that run at
+// once: the network (partition, bridge, isolate) and the processes (kill,
+// crash, pause), so a node may die or stop inside a partition. On a track
+// the faults come one at a time, each healed before the next; the last of
+// each lasts until the workload ends, so the final heal has something to
+// heal and "converged after the heal" means something.
 func schedule(seed int64, names []string, relay string, d time.Duration) []fault {
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	var officers []string
 	for _, n := range names {
 		if n != relay {
 			officers = append(officers, n)
 		}
 	}
-	var out []fault
-	crashes := map[string][]time.Duration{}
-	t := 1500 * time.Millisecond
-	limit := max(chaosMaxFaults, int(d/(4*time.Second)))
-	for len(out) < limit && t+chaosFaultMin <= d {
-		dur := min(chaosFaultMin+time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin))), d-t)
-		f := fault{At: t, For: dur}
-		pick := func() string { return names[rng.IntN(len(names))] }
+	network := track(rand.New(rand.NewPCG(uint64(seed), 0x5eed)), "net", d, func(rng *rand.Rand, f *fault) {
 		split := func(s []string) ([]string, []string) {
 			p := append([]string(nil), s...)
 			rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
 			cut := 1 + rng.IntN(len(p)-1)
 			return sorted(p[:cut]), sorted(p[cut:])
 		}
-		switch k := rng.IntN(13); {
+		switch k := rng.IntN(7); {
 		case k < 3:
 			f.Kind = "partition"
 			f.Nodes, f.Other = split(names)
@@ -109,33 +105,54 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 			// Officers in two groups that reach each other only through the relay.
 			f.Kind = "bridge"
 			f.Nodes, f.Other = split(officers)
-		case k < 7:
+		default:
 			f.Kind, f.Nodes = "isolate", []string{relay}
 			if rng.IntN(2) == 0 {
-				f.Nodes = []string{pick()}
+				f.Nodes = []string{names[rng.IntN(len(names))]}
 			}
-		case k < 9:
-			f.Kind, f.Nodes = "kill", []string{pick()}
-		case k < 10:
+		}
+	})
+	crashes := map[string][]time.Duration{}
+	process := track(rand.New(rand.NewPCG(uint64(seed), 0x9a0c)), "proc", d, func(rng *rand.Rand, f *fault) {
+		n := names[rng.IntN(len(names))]
+		f.Nodes = []string{n}
+		switch k := rng.IntN(6); {
+		case k < 3:
+			f.Kind = "kill"
+		case k < 4:
 			// SIGKILL of the worker alone: its supervisor restarts it. At
 			// most two per agent within the supervisor's crash window, which
 			// quarantines the store at five.
-			n := pick()
 			recent := 0
 			for _, c := range crashes[n] {
-				if t-c < 2*time.Minute+10*time.Second {
+				if f.At-c < 2*time.Minute+10*time.Second {
 					recent++
 				}
 			}
 			if recent >= 2 {
-				f.Kind, f.Nodes = "kill", []string{n}
+				f.Kind = "kill"
 				break
 			}
-			crashes[n] = append(crashes[n], t)
-			f.Kind, f.Nodes = "crash", []string{n}
+			crashes[n] = append(crashes[n], f.At)
+			f.Kind = "crash"
 		default:
-			f.Kind, f.Nodes = "pause", []string{pick()}
+			f.Kind = "pause"
 		}
+	})
+	out := append(network, process...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
+	return out
+}
+
+// track draws one track's faults: times from rng, kinds and nodes from pick.
+func track(rng *rand.Rand, name string, d time.Duration, pick func(*rand.Rand, *fault)) []fault {
+	var out []fault
+	t := 1000*time.Millisecond + time.Duration(rng.Int64N(int64(time.Second)))
+	limit := max(chaosMaxFaults, int(d/(4*time.Second)))
+	for len(out) < limit && t+chaosFaultMin <= d {
+		dur := min(chaosFaultMin+time.Duration(rng.Int64N(int64(chaosFaultMax-chaosFaultMin))), d-t)
+		f := fault{At: t, For: dur, Track: name}
+		pick(rng, &f)
 		out = append(out, f)
 		t += dur + 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
 	}
@@ -474,15 +491,30 @@ func (r *chaosRun) logOp(op checker.Op) {
 // runFaults runs the schedule until it ends or ctx does; every fault is
 // healed before the next starts. It returns the faults with what happened.
 func (r *chaosRun) runFaults(ctx context.Context, faults []fault) []fault {
+	var mu gosync.Mutex
 	var done []fault
-	for _, f := range faults {
-		if !sleepUntil(ctx, r.started.Add(f.At)) {
-			break
-		}
-		f.Note = r.inject(ctx, f)
-		r.t.Logf("chaos: %s", f)
-		done = append(done, f)
+	var wg gosync.WaitGroup
+	for _, tr := range []string{"net", "proc"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, f := range faults {
+				if f.Track != tr {
+					continue
+				}
+				if !sleepUntil(ctx, r.started.Add(f.At)) {
+					break
+				}
+				f.Note = r.inject(ctx, f)
+				r.t.Logf("chaos: %s", f)
+				mu.Lock()
+				done = append(done, f)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
+	sort.SliceStable(done, func(i, j int) bool { return done[i].At < done[j].At })
 	return done
 }
 
@@ -775,7 +807,8 @@ func (r *chaosRun) sampleBytes(ctx context.Context) uint64 {
 }
 
 // TestChaosSchedule: a seed gives one schedule; faults are bounded in count
-// and time, never overlap, and the last lasts until the workload ends.
+// and time, never overlap on one track, and the last of each track lasts
+// until the workload ends.
 func TestChaosSchedule(t *testing.T) {
 	names := []string{"relay", "o1", "o2", "o3", "o4"}
 	d := 45 * time.Second
@@ -786,16 +819,22 @@ func TestChaosSchedule(t *testing.T) {
 		if string(ja) != string(jb) {
 			t.Fatalf("seed %d: two schedules differ", seed)
 		}
-		if len(a) == 0 || len(a) > chaosMaxFaults {
+		if len(a) == 0 || len(a) > 2*chaosMaxFaults {
 			t.Fatalf("seed %d: %d faults", seed, len(a))
 		}
-		end := time.Duration(0)
+		end := map[string]time.Duration{}
 		crashes := map[string]int{}
 		for i, f := range a {
-			if f.At < end || f.For <= 0 || f.At+f.For > d {
-				t.Fatalf("seed %d: fault %d (%s) overlaps the previous or leaves the workload", seed, i, f)
+			if f.Track != "net" && f.Track != "proc" {
+				t.Fatalf("seed %d: fault %d on track %q", seed, i, f.Track)
 			}
-			if i < len(a)-1 && (f.For < chaosFaultMin || f.For > chaosFaultMax) {
+			if net := f.Kind == "partition" || f.Kind == "bridge" || f.Kind == "isolate"; net != (f.Track == "net") {
+				t.Fatalf("seed %d: %s on track %s", seed, f.Kind, f.Track)
+			}
+			if f.At < end[f.Track] || f.For <= 0 || f.At+f.For > d {
+				t.Fatalf("seed %d: fault %d (%s) overlaps the previous of its track or leaves the workload", seed, i, f)
+			}
+			if f.At+f.For < d && (f.For < chaosFaultMin || f.For > chaosFaultMax) {
 				t.Fatalf("seed %d: fault %d lasts %s", seed, i, f.For)
 			}
 			if f.Kind == "bridge" && (slices.Contains(f.Nodes, "relay") || slices.Contains(f.Other, "relay")) {
@@ -807,10 +846,10 @@ func TestChaosSchedule(t *testing.T) {
 			if f.Kind == "crash" {
 				crashes[f.Nodes[0]]++
 			}
-			end = f.At + f.For
+			end[f.Track] = f.At + f.For
 		}
-		if end != d {
-			t.Fatalf("seed %d: the last fault ends at %s, not at the workload's end %s", seed, end, d)
+		if end["net"] != d || end["proc"] != d {
+			t.Fatalf("seed %d: the tracks end at %v, not at the workload's end %s", seed, end, d)
 		}
 		for n, c := range crashes {
 			if c > 2 {

@@ -216,7 +216,7 @@ func (a *Agent) open() error {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
 	a.db = &sealedKV{kv: k, key: crypto.DeriveKey(&a.ks.StorageKey, "fieldsync value seal v1")}
-	a.com = newCommitter(k)
+	a.com = newCommitter(k, a.cfg.FailCommit)
 	if err := a.checkFormat(); err != nil {
 		return err
 	}

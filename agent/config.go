@@ -58,8 +58,12 @@ type Config struct {
 	// BadgerValueThreshold moves values larger than this into Badger's value
 	// log; 0 keeps the default. Tests only.
 	BadgerValueThreshold int64
-	// Now is the wall clock; nil means time.Now. Tests only.
+	// Now is the wall clock; nil means time.Now. Tests only (skewed clocks).
 	Now func() time.Time
+	// FailCommit, when set, is asked before each store commit (numbered
+	// from 1) and makes that commit fail with its error: a disk that fails
+	// its Nth write. Tests only; nil in production.
+	FailCommit func(n uint64) error
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

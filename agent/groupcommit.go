@@ -36,14 +36,16 @@ type committer struct {
 	committed atomic.Uint64
 
 	commits atomic.Uint64 // transactions committed (for benchmarks and status)
+	// failCommit is Config.FailCommit (tests only).
+	failCommit func(n uint64) error
 	writes  atomic.Uint64 // requests acknowledged
 
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
 
-func newCommitter(k *kv) *committer {
-	c := &committer{kv: k, reqs: make(chan *commitReq, 1024), maxBatch: 512, stopped: make(chan struct{})}
+func newCommitter(k *kv, failCommit func(n uint64) error) *committer {
+	c := &committer{kv: k, reqs: make(chan *commitReq, 1024), maxBatch: 512, stopped: make(chan struct{}), failCommit: failCommit}
 	go c.loop()
 	return c
 }
@@ -102,7 +104,15 @@ func (c *committer) commit(batch []*commitReq) {
 	if len(live) == 0 {
 		return
 	}
-	errs := c.kv.commitGroups(groups)
+	var errs []error
+	if err := c.injectedFailure(); err != nil {
+		errs = make([]error, len(groups))
+		for i := range errs {
+			errs[i] = err
+		}
+	} else {
+		errs = c.kv.commitGroups(groups)
+	}
 	c.commits.Add(1)
 	for i, r := range live {
 		if errs[i] != nil {
@@ -115,4 +125,12 @@ func (c *committer) commit(batch []*commitReq) {
 		}
 		r.done <- errs[i]
 	}
+}
+
+// injectedFailure asks the test hook whether this commit fails.
+func (c *committer) injectedFailure() error {
+	if c.failCommit == nil {
+		return nil
+	}
+	return c.failCommit(c.commits.Load() + 1)
 }

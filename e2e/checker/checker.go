@@ -303,7 +303,8 @@ func (c *checker) node(n Node, count bool) {
 	if count {
 		c.res.Records = len(sorted)
 	}
-	seenWrite := map[string]bool{} // values found in this node's history
+	seenWrite := map[string]bool{}           // values found in this node's history
+	clocks := map[string]map[uint64]string{} // author -> seq -> HLC
 	for _, id := range sorted {
 		var rec record
 		if b := n.Records[id]; len(b) > 0 {
@@ -323,6 +324,10 @@ func (c *checker) node(n Node, count bool) {
 		writes := map[string][]write{}
 		byDot := map[string]write{}
 		for _, e := range hist {
+			if clocks[e.Author] == nil {
+				clocks[e.Author] = map[uint64]string{}
+			}
+			clocks[e.Author][e.Seq] = e.HLC
 			if e.Signature != "valid" {
 				c.fail("signature", "%s: history %s: %s:%d signature %q %s", n.Name, id, e.Author, e.Seq, e.Signature, e.Error)
 			}
@@ -367,6 +372,7 @@ func (c *checker) node(n Node, count bool) {
 			c.field(n, id, f, rec.Fields[f], writes[f], byDot, listed, count)
 		}
 	}
+	c.clocks(n, clocks)
 	// Every acknowledged write is in the history.
 	for _, op := range c.ops {
 		if op.Outcome == OK && !seenWrite[op.Value] {
@@ -390,6 +396,13 @@ func (c *checker) field(n Node, id, f string, got field, ws []write, byDot map[s
 	for _, w := range ws {
 		for _, d := range w.resolves {
 			resolved[d] = w.dot
+		}
+	}
+	for _, w := range ws {
+		for _, d := range w.resolves {
+			if r, ok := byDot[d]; !ok || r.field != f {
+				c.fail("resolves", "%s: %s.%s: write %q (%s) resolves %s, which is no write to this field in the history", n.Name, id, f, w.value, w.dot, d)
+			}
 		}
 	}
 	want := map[string]write{}
@@ -467,6 +480,55 @@ func (c *checker) sessions(n Node, id, f string, ws []write, byDot map[string]wr
 			}
 		}
 	}
+}
+
+// clocks: an author's HLC grows with its seq (the HLC survives restarts).
+func (c *checker) clocks(n Node, clocks map[string]map[uint64]string) {
+	for _, author := range sortedKeys(clocks) {
+		bySeq := clocks[author]
+		seqs := make([]uint64, 0, len(bySeq))
+		for s := range bySeq {
+			seqs = append(seqs, s)
+		}
+		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+		var prev hlc
+		for i, s := range seqs {
+			h, err := parseHLC(bySeq[s])
+			if err != nil {
+				c.fail("output", "%s: %s:%d: %v", n.Name, author, s, err)
+				continue
+			}
+			if i > 0 && !prev.less(h) {
+				c.fail("hlc", "%s: author %s: seq %d has HLC %s, not after seq %d's %s", n.Name, author, s, bySeq[s], seqs[i-1], bySeq[seqs[i-1]])
+			}
+			prev = h
+		}
+	}
+}
+
+type hlc struct {
+	wall    time.Time
+	logical uint64
+}
+
+func (a hlc) less(b hlc) bool {
+	return a.wall.Before(b.wall) || (a.wall.Equal(b.wall) && a.logical < b.logical)
+}
+
+// parseHLC reads "2026-01-02T15:04:05.000Z" with an optional "+LOGICAL".
+func parseHLC(s string) (hlc, error) {
+	w, l, hasL := strings.Cut(s, "+")
+	t, err := time.Parse(time.RFC3339Nano, w)
+	if err != nil {
+		return hlc{}, fmt.Errorf("HLC %q: %v", s, err)
+	}
+	h := hlc{wall: t}
+	if hasL {
+		if _, err := fmt.Sscan(l, &h.logical); err != nil {
+			return hlc{}, fmt.Errorf("HLC %q: logical part: %v", s, err)
+		}
+	}
+	return h, nil
 }
 
 func dotOf(op *Op, byDot map[string]write, ws []write) string {

@@ -17,6 +17,7 @@ type tw struct {
 	seq      uint64
 	value    string
 	resolves []string
+	hlc      string // default: t0 + seq seconds
 }
 
 func (w tw) dot() string { return fmt.Sprintf("%s:%d.0", w.author, w.seq) }
@@ -39,7 +40,11 @@ func mustJSON(v any) []byte {
 func officer(name string, writes []tw, live []tw, digest string) Node {
 	var hist []histEntry
 	for _, w := range writes {
-		hist = append(hist, histEntry{Author: w.author, Seq: w.seq, HLC: fmt.Sprint(w.seq), Signature: "valid",
+		hlc := w.hlc
+		if hlc == "" {
+			hlc = t0.Add(time.Duration(w.seq) * time.Second).Format("2006-01-02T15:04:05.000Z")
+		}
+		hist = append(hist, histEntry{Author: w.author, Seq: w.seq, HLC: hlc, Signature: "valid",
 			Ops: []histOp{{Kind: "put", Record: "r1", Field: "f", Value: w.value, Resolves: w.resolves}}})
 	}
 	var sibs []sibling
@@ -73,9 +78,9 @@ func relay() Node {
 // The base scenario: a wrote v1; b overwrote it with v2 (saw v1); a wrote v3
 // concurrently with v2 (also saw v1): v2 and v3 are a conflict.
 var (
-	w1 = tw{"aaaa", 1, "v1", nil}
-	w2 = tw{"bbbb", 1, "v2", []string{"aaaa:1.0"}}
-	w3 = tw{"aaaa", 2, "v3", []string{"aaaa:1.0"}}
+	w1 = tw{"aaaa", 1, "v1", nil, ""}
+	w2 = tw{"bbbb", 1, "v2", []string{"aaaa:1.0"}, ""}
+	w3 = tw{"aaaa", 2, "v3", []string{"aaaa:1.0"}, ""}
 )
 
 func baseOps() []Op {
@@ -116,10 +121,16 @@ func TestCheckFindsViolations(t *testing.T) {
 		{"acknowledged write missing from history", append(baseOps(), op(4, "b", "v4", OK, 4, 5)),
 			[]Node{officer("a", all, []tw{w3, w2}, "D"), officer("b", all, []tw{w3, w2}, "D")}, "lost-write"},
 		{"a value no client wrote", baseOps(),
-			[]Node{officer("a", append(all, tw{"bbbb", 2, "evil", []string{"bbbb:1.0"}}), []tw{w3, {"bbbb", 2, "evil", nil}}, "D"),
-				officer("b", append(all, tw{"bbbb", 2, "evil", []string{"bbbb:1.0"}}), []tw{w3, {"bbbb", 2, "evil", nil}}, "D")}, "phantom"},
+			[]Node{officer("a", append(all, tw{"bbbb", 2, "evil", []string{"bbbb:1.0"}, ""}), []tw{w3, {"bbbb", 2, "evil", nil, ""}}, "D"),
+				officer("b", append(all, tw{"bbbb", 2, "evil", []string{"bbbb:1.0"}, ""}), []tw{w3, {"bbbb", 2, "evil", nil, ""}}, "D")}, "phantom"},
 		{"a failed write was applied", []Op{op(1, "a", "v1", OK, 0, 1), op(2, "b", "v2", Failed, 2, 3), op(3, "a", "v3", OK, 2, 3)},
 			[]Node{officer("a", all, []tw{w3, w2}, "D"), officer("b", all, []tw{w3, w2}, "D")}, "failed-applied"},
+		{"an author's clock went back", baseOps(),
+			[]Node{officer("a", []tw{{"aaaa", 1, "v1", nil, "2026-01-01T10:00:05.000Z+2"}, w2, {"aaaa", 2, "v3", []string{"aaaa:1.0"}, "2026-01-01T10:00:05.000Z+1"}}, []tw{w3, w2}, "D"),
+				officer("b", all, []tw{w3, w2}, "D")}, "hlc"},
+		{"resolves names no write", baseOps(),
+			[]Node{officer("a", []tw{w1, w2, {"aaaa", 2, "v3", []string{"aaaa:1.0", "cccc:9.0"}, ""}}, []tw{w3, w2}, "D"),
+				officer("b", all, []tw{w3, w2}, "D")}, "resolves"},
 		{"digests differ", baseOps(),
 			[]Node{officer("a", all, []tw{w3, w2}, "D"), officer("b", all, []tw{w3, w2}, "X")}, "diverged"},
 		{"record get differs", baseOps(),
@@ -127,8 +138,8 @@ func TestCheckFindsViolations(t *testing.T) {
 		{"a write did not see its agent's earlier acknowledged write",
 			// v3 on a started after v1 was acknowledged on a, but resolves nothing.
 			baseOps(),
-			[]Node{officer("a", []tw{w1, w2, {"aaaa", 2, "v3", nil}}, []tw{{"aaaa", 2, "v3", nil}, w2}, "D"),
-				officer("b", []tw{w1, w2, {"aaaa", 2, "v3", nil}}, []tw{{"aaaa", 2, "v3", nil}, w2}, "D")}, "stale-write"},
+			[]Node{officer("a", []tw{w1, w2, {"aaaa", 2, "v3", nil, ""}}, []tw{{"aaaa", 2, "v3", nil, ""}, w2}, "D"),
+				officer("b", []tw{w1, w2, {"aaaa", 2, "v3", nil, ""}}, []tw{{"aaaa", 2, "v3", nil, ""}, w2}, "D")}, "stale-write"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Check(tc.ops, tc.nodes)
@@ -148,7 +159,7 @@ func TestCheckUnknownEitherWay(t *testing.T) {
 	if !r.Valid() {
 		t.Fatalf("unknown op not applied: %v", r.Violations)
 	}
-	w4 := tw{"bbbb", 2, "v4", []string{"aaaa:2.0", "bbbb:1.0"}}
+	w4 := tw{"bbbb", 2, "v4", []string{"aaaa:2.0", "bbbb:1.0"}, ""}
 	all = append(all, w4)
 	r = Check(ops, []Node{officer("a", all, []tw{w4}, "D"), officer("b", all, []tw{w4}, "D")})
 	if !r.Valid() || r.UnknownSeen != 1 {

@@ -22,6 +22,8 @@
 //     write A to a field was acknowledged by agent N before write B to the
 //     same field started on N, B's resolves reach A (directly or through
 //     writes that replaced A);
+//   - every dot a write resolves is a write to the same field in the history;
+//   - an author's HLC grows with its seq (the HLC survives restarts);
 //   - `conflicts list` names exactly the fields `record get` shows with more
 //     than one sibling, and every history signature is valid.
 //

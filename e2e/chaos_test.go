@@ -318,6 +318,9 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos report: seed %d; faults %d; ops ok %d, failed %d, unknown %d (%d unknown found applied); %d records, %d fields, %d writes in history, %d siblings, %d fields in conflict; %d envelopes; converged %s after the heal; %d bytes sent; verdict %s",
 		seed, len(applied), res.OpsOK, res.OpsFailed, res.OpsUnknown, res.UnknownSeen, res.Records, res.Fields, res.Writes, res.Siblings, res.Conflicted, res.Envelopes, rep.ConvergedIn, rep.BytesSent, rep.Verdict)
+	if len(res.Rejected) > 0 {
+		t.Logf("chaos: envelopes rejected (from status; reported, not judged): %v", res.Rejected)
+	}
 	for _, v := range res.Violations {
 		t.Errorf("chaos violation (seed %d): %s", seed, v)
 	}
@@ -743,6 +746,9 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 		if cn.Digest, err = r.cliRaw(ctx, n, "space", "digest", r.space); err != nil {
 			return nil, err
 		}
+		if cn.Status, err = r.cliRaw(ctx, n, "status"); err != nil {
+			return nil, err
+		}
 		if !n.Relay {
 			if cn.Conflicts, err = r.cliRaw(ctx, n, "conflicts", "list", r.space); err != nil {
 				return nil, err
@@ -758,7 +764,7 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 				}
 			}
 		}
-		for name, b := range map[string][]byte{"digest": cn.Digest, "conflicts": cn.Conflicts} {
+		for name, b := range map[string][]byte{"digest": cn.Digest, "conflicts": cn.Conflicts, "status": cn.Status} {
 			os.WriteFile(filepath.Join(r.dir, n.Name+"."+name+".json"), b, 0o600)
 		}
 		for id, b := range cn.Records {

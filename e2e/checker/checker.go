@@ -61,6 +61,7 @@ type Node struct {
 	Conflicts []byte            // `conflicts list --json SPACE`
 	Records   map[string][]byte // record ID -> `record get --json`; nil value: not found
 	Histories map[string][]byte // record ID -> `history --json`; nil value: not found
+	Status    []byte            // `status --json`; optional
 }
 
 // Violation is one property that did not hold.
@@ -73,17 +74,18 @@ func (v Violation) String() string { return v.Kind + ": " + v.Detail }
 
 // Result is the checker's verdict and what it looked at.
 type Result struct {
-	OpsOK       int         `json:"ops_ok"`
-	OpsFailed   int         `json:"ops_failed"`
-	OpsUnknown  int         `json:"ops_unknown"`
-	Records     int         `json:"records"`
-	Fields      int         `json:"fields"`       // (record, field) pairs written
-	Writes      int         `json:"writes"`       // puts found in history
-	Siblings    int         `json:"siblings"`     // live values, all fields
-	Conflicted  int         `json:"conflicted"`   // fields with more than one sibling
-	UnknownSeen int         `json:"unknown_seen"` // unknown ops found applied
-	Envelopes   int         `json:"envelopes"`
-	Violations  []Violation `json:"violations"`
+	OpsOK       int            `json:"ops_ok"`
+	OpsFailed   int            `json:"ops_failed"`
+	OpsUnknown  int            `json:"ops_unknown"`
+	Records     int            `json:"records"`
+	Fields      int            `json:"fields"`       // (record, field) pairs written
+	Writes      int            `json:"writes"`       // puts found in history
+	Siblings    int            `json:"siblings"`     // live values, all fields
+	Conflicted  int            `json:"conflicted"`   // fields with more than one sibling
+	UnknownSeen int            `json:"unknown_seen"` // unknown ops found applied
+	Envelopes   int            `json:"envelopes"`
+	Rejected    map[string]int `json:"rejected,omitempty"` // node: reason -> count, from status (reported, not judged)
+	Violations  []Violation    `json:"violations"`
 }
 
 // Valid reports whether no violation was found.
@@ -182,6 +184,9 @@ func Check(ops []Op, nodes []Node) Result {
 		c.byVal[op.Value] = op
 	}
 	c.convergence(nodes)
+	for _, n := range nodes {
+		c.status(n)
+	}
 	var officers []Node
 	for _, n := range nodes {
 		if !n.Relay {
@@ -201,6 +206,57 @@ func Check(ops []Op, nodes []Node) Result {
 	}
 	sort.SliceStable(c.res.Violations, func(i, j int) bool { return c.res.Violations[i].Kind < c.res.Violations[j].Kind })
 	return c.res
+}
+
+type status struct {
+	Rejected      map[string]int    `json:"rejected"`
+	Gaps          []json.RawMessage `json:"gaps"`
+	Forks         []json.RawMessage `json:"forks"`
+	Missing       []json.RawMessage `json:"missing"`
+	CorruptValues int               `json:"corrupt_values"`
+}
+
+// status: after a heal, no agent reports a fork (an author that reused a
+// seq, e.g. after SIGKILL), a gap, a missing acknowledged envelope or a
+// corrupt value. Rejections are counted in the result, not judged: some are
+// benign races (an envelope before its author's certificate).
+func (c *checker) status(n Node) {
+	if len(n.Status) == 0 {
+		return
+	}
+	var st status
+	if err := json.Unmarshal(n.Status, &st); err != nil {
+		c.fail("output", "%s: status: %v", n.Name, err)
+		return
+	}
+	if len(st.Forks) > 0 {
+		c.fail("fork", "%s: status reports forks: %s", n.Name, joinRaw(st.Forks))
+	}
+	if len(st.Gaps) > 0 {
+		c.fail("gap", "%s: status reports gaps after the heal: %s", n.Name, joinRaw(st.Gaps))
+	}
+	if len(st.Missing) > 0 {
+		c.fail("missing", "%s: status reports acknowledged local envelopes missing at open: %s", n.Name, joinRaw(st.Missing))
+	}
+	if st.CorruptValues > 0 {
+		c.fail("corrupt", "%s: status reports %d corrupt values", n.Name, st.CorruptValues)
+	}
+	for reason, k := range st.Rejected {
+		if k > 0 {
+			if c.res.Rejected == nil {
+				c.res.Rejected = map[string]int{}
+			}
+			c.res.Rejected[n.Name+": "+reason] += k
+		}
+	}
+}
+
+func joinRaw(rs []json.RawMessage) string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, string(r))
+	}
+	return strings.Join(s, " ")
 }
 
 // convergence compares digests and the printed state across agents.

@@ -71,6 +71,11 @@ func officer(name string, writes []tw, live []tw, digest string) Node {
 	}
 }
 
+func withStatus(n Node, st string) Node {
+	n.Status = []byte(st)
+	return n
+}
+
 func relay() Node {
 	return Node{Name: "relay", Relay: true, Digest: mustJSON(map[string]any{"digest": "", "envelopes": "E", "count": 3})}
 }
@@ -97,9 +102,13 @@ func kinds(r Result) string {
 
 func TestCheckValid(t *testing.T) {
 	all := []tw{w1, w2, w3}
-	r := Check(baseOps(), []Node{officer("a", all, []tw{w3, w2}, "D"), officer("b", all, []tw{w3, w2}, "D"), relay()})
+	ok := `{"rejected":{"unknown_author":1},"gaps":[],"forks":[],"missing":[],"corrupt_values":0}`
+	r := Check(baseOps(), []Node{withStatus(officer("a", all, []tw{w3, w2}, "D"), ok), officer("b", all, []tw{w3, w2}, "D"), relay()})
 	if !r.Valid() {
 		t.Fatalf("violations: %v", r.Violations)
+	}
+	if r.Rejected["a: unknown_author"] != 1 {
+		t.Fatalf("rejections not reported: %+v", r.Rejected)
 	}
 	if r.OpsOK != 3 || r.Fields != 1 || r.Siblings != 2 || r.Conflicted != 1 || r.Writes != 3 {
 		t.Fatalf("counts: %+v", r)
@@ -131,6 +140,8 @@ func TestCheckFindsViolations(t *testing.T) {
 		{"resolves names no write", baseOps(),
 			[]Node{officer("a", []tw{w1, w2, {"aaaa", 2, "v3", []string{"aaaa:1.0", "cccc:9.0"}, ""}}, []tw{w3, w2}, "D"),
 				officer("b", all, []tw{w3, w2}, "D")}, "resolves"},
+		{"an agent reports a fork", baseOps(),
+			[]Node{officer("a", all, []tw{w3, w2}, "D"), withStatus(officer("b", all, []tw{w3, w2}, "D"), `{"forks":[{"space":"s","author":"aaaa","seq":2}],"rejected":{}}`)}, "fork"},
 		{"digests differ", baseOps(),
 			[]Node{officer("a", all, []tw{w3, w2}, "D"), officer("b", all, []tw{w3, w2}, "X")}, "diverged"},
 		{"record get differs", baseOps(),

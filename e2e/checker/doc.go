@@ -3,7 +3,7 @@
 // reads only what a user could see — the clients' operation log (JSON lines,
 // one per attempted write, with its outcome ok / failed / unknown) and the
 // CLI's `--json` output on every agent after the faults healed (`space
-// digest`, `record get`, `history`, `conflicts list`).
+// digest`, `record get`, `history`, `conflicts list`, and `status`).
 //
 // What it checks (DESIGN §3):
 //
@@ -22,6 +22,8 @@
 //     write A to a field was acknowledged by agent N before write B to the
 //     same field started on N, B's resolves reach A (directly or through
 //     writes that replaced A);
+//   - no agent's `status` reports a fork, a gap, a missing acknowledged
+//     envelope or a corrupt value (rejections are counted, not judged);
 //   - every dot a write resolves is a write to the same field in the history;
 //   - an author's HLC grows with its seq (the HLC survives restarts);
 //   - `conflicts list` names exactly the fields `record get` shows with more

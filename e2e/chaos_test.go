@@ -218,8 +218,8 @@ func TestChaos(t *testing.T) {
 	if agents < 3 {
 		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
 	}
-	t.Logf("chaos: seed %d, %d agents, %d ops, %s (replay: go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.ops %d -chaos.duration %s)",
-		seed, agents, ops, dur, seed, agents, ops, dur)
+	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s", seed, agents, *chaosClientsF, ops, dur)
+	t.Logf("chaos: seed %d, %d agents, %d clients each officer, %d ops, %s (replay: %s)", seed, agents, *chaosClientsF, ops, dur, replay)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
 	defer cancel()
 
@@ -289,9 +289,9 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	healed := time.Now()
-	took, err := r.converge(ctx, healed)
-	if err != nil {
-		t.Error(err)
+	took, convErr := r.converge(ctx, healed)
+	if convErr != nil {
+		t.Error(convErr)
 	}
 
 	// Collect what the CLI prints, and judge.
@@ -303,9 +303,12 @@ func TestChaos(t *testing.T) {
 	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Faults: applied,
 		OpsOK: res.OpsOK, OpsFailed: res.OpsFailed, OpsUnknown: res.OpsUnknown,
 		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res,
-		ReplayNotice: fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.ops %d -chaos.duration %s replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly", seed, agents, ops, dur)}
+		ReplayNotice: replay + " replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly"}
 	rep.Verdict = "valid"
-	if !res.Valid() || err != nil {
+	if convErr != nil {
+		rep.ConvergedIn = "not converged: " + convErr.Error()
+	}
+	if !res.Valid() || convErr != nil {
 		rep.Verdict = "INVALID"
 		rep.Dir = dir
 	}
@@ -323,6 +326,9 @@ func TestChaos(t *testing.T) {
 	}
 	for _, v := range res.Violations {
 		t.Errorf("chaos violation (seed %d): %s", seed, v)
+	}
+	if t.Failed() {
+		t.Logf("chaos: replay the schedule with: %s (the interleaving of real processes is not replayed exactly)", replay)
 	}
 	if res.OpsOK == 0 {
 		t.Errorf("chaos (seed %d): no operation was acknowledged: the run checked nothing", seed)

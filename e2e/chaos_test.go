@@ -39,6 +39,8 @@ var (
 	chaosOps      = flag.Int("chaos.ops", 200, "chaos test client operations (at most)")
 	chaosDuration = flag.Duration("chaos.duration", 30*time.Second, "chaos test workload time, under faults")
 	chaosClientsF = flag.Int("chaos.clients", 2, "chaos test clients per officer")
+	chaosSkew     = flag.Bool("chaos.skew", true, "chaos test: skewed clocks (every officer a seeded offset within ±90 s, one 15 min ahead, beyond the drift limit)")
+	chaosFail     = flag.Bool("chaos.failcommit", true, "chaos test: one officer's store fails every Kth commit (K seeded, 8..24)")
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 )
@@ -186,24 +188,27 @@ type chaosRun struct {
 	budget  atomic.Int64
 	bytes   atomic.Uint64 // counters of agents before they were killed
 	started time.Time
+	// setupPlan is each node's seeded test-only configuration.
+	setupPlan map[string]nodeSetup
 }
 
 // chaosReportT is the run's report.
 type chaosReportT struct {
-	Seed         int64          `json:"seed"`
-	Agents       int            `json:"agents"`
-	OpsBudget    int            `json:"ops_budget"`
-	Duration     string         `json:"duration"`
-	Faults       []fault        `json:"faults"`
-	OpsOK        int            `json:"ops_ok"`
-	OpsFailed    int            `json:"ops_failed"`
-	OpsUnknown   int            `json:"ops_unknown"`
-	ConvergedIn  string         `json:"converged_in"` // after the heal
-	BytesSent    uint64         `json:"bytes_sent"`   // sync streams and gossip, all agents
-	Check        checker.Result `json:"check"`
-	Verdict      string         `json:"verdict"`
-	Dir          string         `json:"dir,omitempty"`
-	ReplayNotice string         `json:"replay"`
+	Seed         int64             `json:"seed"`
+	Agents       int               `json:"agents"`
+	OpsBudget    int               `json:"ops_budget"`
+	Duration     string            `json:"duration"`
+	Setup        map[string]string `json:"setup"` // skewed clocks, failing stores
+	Faults       []fault           `json:"faults"`
+	OpsOK        int               `json:"ops_ok"`
+	OpsFailed    int               `json:"ops_failed"`
+	OpsUnknown   int               `json:"ops_unknown"`
+	ConvergedIn  string            `json:"converged_in"` // after the heal
+	BytesSent    uint64            `json:"bytes_sent"`   // sync streams and gossip, all agents
+	Check        checker.Result    `json:"check"`
+	Verdict      string            `json:"verdict"`
+	Dir          string            `json:"dir,omitempty"`
+	ReplayNotice string            `json:"replay"`
 }
 
 func TestChaos(t *testing.T) {
@@ -218,7 +223,7 @@ func TestChaos(t *testing.T) {
 	if agents < 3 {
 		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
 	}
-	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s", seed, agents, *chaosClientsF, ops, dur)
+	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.failcommit=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosFail)
 	t.Logf("chaos: seed %d, %d agents, %d clients each officer, %d ops, %s (replay: %s)", seed, agents, *chaosClientsF, ops, dur, replay)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
 	defer cancel()
@@ -249,6 +254,12 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.opLog.Close()
+	r.setupPlan = planSetup(seed, agents, *chaosSkew, *chaosFail)
+	setupNotes := map[string]string{}
+	for _, name := range sortedKeys(r.setupPlan) {
+		setupNotes[name] = r.setupPlan[name].note
+		t.Logf("chaos: setup %s: %s", name, r.setupPlan[name].note)
+	}
 	if err := r.setup(ctx, agents); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +311,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := checker.Check(r.ops, outs)
-	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Faults: applied,
+	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Setup: setupNotes, Faults: applied,
 		OpsOK: res.OpsOK, OpsFailed: res.OpsFailed, OpsUnknown: res.OpsUnknown,
 		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res,
 		ReplayNotice: replay + " replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly"}
@@ -321,6 +332,9 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos report: seed %d; faults %d; ops ok %d, failed %d, unknown %d (%d unknown found applied); %d records, %d fields, %d writes in history, %d siblings, %d fields in conflict; %d envelopes; converged %s after the heal; %d bytes sent; verdict %s",
 		seed, len(applied), res.OpsOK, res.OpsFailed, res.OpsUnknown, res.UnknownSeen, res.Records, res.Fields, res.Writes, res.Siblings, res.Conflicted, res.Envelopes, rep.ConvergedIn, rep.BytesSent, rep.Verdict)
+	for _, n := range res.Notes {
+		t.Logf("chaos: note: %s", n)
+	}
 	if len(res.Rejected) > 0 {
 		t.Logf("chaos: envelopes rejected (from status; reported, not judged): %v", res.Rejected)
 	}
@@ -333,6 +347,47 @@ func TestChaos(t *testing.T) {
 	if res.OpsOK == 0 {
 		t.Errorf("chaos (seed %d): no operation was acknowledged: the run checked nothing", seed)
 	}
+}
+
+// nodeSetup is a node's seeded test-only configuration.
+type nodeSetup struct {
+	env  []string
+	note string
+}
+
+// planSetup draws, from the seed, which officers get a skewed clock and
+// which a store that fails every Kth commit. o1 creates the space, so its
+// store never fails (the setup would).
+func planSetup(seed int64, agents int, skew, fail bool) map[string]nodeSetup {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5e7))
+	out := map[string]nodeSetup{}
+	add := func(name, env, note string) {
+		d := out[name]
+		d.env = append(d.env, env)
+		if d.note != "" {
+			d.note += "; "
+		}
+		d.note += note
+		out[name] = d
+	}
+	if skew {
+		far := 1 + rng.IntN(agents-1)
+		for i := 1; i < agents; i++ {
+			off := time.Duration(rng.Int64N(int64(180*time.Second))) - 90*time.Second
+			off = off.Round(time.Millisecond)
+			note := "clock " + off.String()
+			if i == far {
+				off, note = 15*time.Minute, "clock +15m, beyond the 10 min drift limit"
+			}
+			add(fmt.Sprintf("o%d", i), "FIELDSYNC_CHAOS_CLOCK_OFFSET="+off.String(), note)
+		}
+	}
+	if fail && agents >= 3 {
+		i := 2 + rng.IntN(agents-2)
+		k := 8 + rng.IntN(17)
+		add(fmt.Sprintf("o%d", i), fmt.Sprintf("FIELDSYNC_CHAOS_FAIL_COMMIT=%d", k), fmt.Sprintf("every %dth store commit fails", k))
+	}
+	return out
 }
 
 // setup enrolls and starts the agents (relay first), creates the space and
@@ -348,6 +403,9 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 			return err
 		}
 		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules}
+		if d, ok := r.setupPlan[name]; ok {
+			n.Env = append(n.Env, d.env...)
+		}
 		r.nodes = append(r.nodes, n)
 		r.byName[name] = n
 	}
@@ -471,7 +529,11 @@ func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.No
 		default:
 			op.Error = err.Error()
 			op.Outcome = checker.Unknown
-			if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
+			if strings.Contains(op.Error, "chaos: injected commit failure") {
+				// The agent promises that a failed commit fails exactly
+				// its writes: the checker holds it to that.
+				op.Outcome = checker.Failed
+			} else if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
 				switch m[1] {
 				case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeTooLarge:
 					op.Outcome = checker.Failed // refused before anything was written
@@ -816,6 +878,15 @@ func (r *chaosRun) sampleBytes(ctx context.Context) uint64 {
 		sum += r.nodeBytes(ctx, n)
 	}
 	return sum
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TestChaosSchedule: a seed gives one schedule; faults are bounded in count

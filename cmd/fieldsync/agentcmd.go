@@ -190,7 +190,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Relay = c.Bool("relay")
 	cfg.Profile = c.String("profile")
 	cfg.Logger = newLogger(c)
-	cfg.Faults = chaosFaults() // nil unless built with -tags fieldsync_chaos
+	chaosConfig(&cfg) // test-only faults and hooks: nothing unless built with -tags fieldsync_chaos
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("agent configuration: %v", err) // exit 1: the supervisor takes 2 for a panic
 	}

@@ -2,9 +2,10 @@
 
 package main
 
-import fsync "fieldsync/sync"
+import "fieldsync/agent"
 
-// chaosFaults is the worker's network fault injector. The shipped binary has
-// none: fault injection is compiled in only with the fieldsync_chaos build
-// tag (chaos_on.go), for the randomized mesh test in e2e.
-func chaosFaults() fsync.Faults { return nil }
+// chaosConfig adds test-only faults and hooks to the worker's configuration.
+// The shipped binary has none: they are compiled in only with the
+// fieldsync_chaos build tag (chaos_on.go), for the randomized mesh test in
+// e2e.
+func chaosConfig(*agent.Config) {}

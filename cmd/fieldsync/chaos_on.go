@@ -6,6 +6,12 @@ package main
 // `-tags fieldsync_chaos` (the e2e chaos test builds such a binary). The
 // shipped binary uses chaos_off.go and has no way to drop traffic.
 //
+// Environment read by the worker (each optional):
+//
+//	FIELDSYNC_CHAOS_FILE=PATH            network fault rules, below
+//	FIELDSYNC_CHAOS_CLOCK_OFFSET=DUR     the agent's wall clock runs DUR ahead (negative: behind)
+//	FIELDSYNC_CHAOS_FAIL_COMMIT=K        every Kth store commit fails (a disk that fails writes)
+//
 // The worker reads the file named by FIELDSYNC_CHAOS_FILE (if set) at most
 // every 100 ms. Each line is one rule; blank lines and lines starting with #
 // are ignored; node names are device IDs (memberlist node names):
@@ -19,21 +25,61 @@ package main
 // Hooks for later work: WrapSync returns the connection unchanged; a rule
 // such as `cut FROM TO BYTES` (cut a sync stream after N bytes) or a hostile
 // relay would be added here, without touching the shipped code paths.
+//
+// A malformed offset or K stops the worker with an error: a chaos run that
+// silently ran without its fault would pass for a healthy one.
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"time"
 
+	"fieldsync/agent"
 	fsync "fieldsync/sync"
 )
 
-// chaosEnv names the file of fault rules.
-const chaosEnv = "FIELDSYNC_CHAOS_FILE"
+// Environment variables of the chaos build.
+const (
+	chaosEnv        = "FIELDSYNC_CHAOS_FILE"
+	chaosClockEnv   = "FIELDSYNC_CHAOS_CLOCK_OFFSET"
+	chaosFailEnv    = "FIELDSYNC_CHAOS_FAIL_COMMIT"
+	chaosFailMarker = "chaos: injected commit failure"
+)
+
+// chaosConfig fills the worker's test-only faults and hooks from the
+// environment.
+func chaosConfig(cfg *agent.Config) {
+	if f := chaosFaults(); f != nil {
+		cfg.Faults = f
+	}
+	if v := os.Getenv(chaosClockEnv); v != "" {
+		off, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fieldsync: %s=%q: %v\n", chaosClockEnv, v, err)
+			os.Exit(1)
+		}
+		cfg.Now = func() time.Time { return time.Now().Add(off) }
+	}
+	if v := os.Getenv(chaosFailEnv); v != "" {
+		k, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || k == 0 {
+			fmt.Fprintf(os.Stderr, "fieldsync: %s=%q: want a positive integer\n", chaosFailEnv, v)
+			os.Exit(1)
+		}
+		cfg.FailCommit = func(n uint64) error {
+			if n%k == 0 {
+				return fmt.Errorf("%s (commit %d)", chaosFailMarker, n)
+			}
+			return nil
+		}
+	}
+}
 
 // chaosReread is how often the rules file is read again at most.
 const chaosReread = 100 * time.Millisecond

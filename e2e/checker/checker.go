@@ -85,6 +85,7 @@ type Result struct {
 	UnknownSeen int            `json:"unknown_seen"` // unknown ops found applied
 	Envelopes   int            `json:"envelopes"`
 	Rejected    map[string]int `json:"rejected,omitempty"` // node: reason -> count, from status (reported, not judged)
+	Notes       []string       `json:"notes,omitempty"`    // observations that are not violations
 	Violations  []Violation    `json:"violations"`
 }
 
@@ -259,6 +260,72 @@ func joinRaw(rs []json.RawMessage) string {
 	return strings.Join(s, " ")
 }
 
+// deviceID is the node's own device ID, from its status ("" if unknown).
+func deviceID(n *Node) string {
+	var st struct {
+		Device struct {
+			ID string `json:"id"`
+		} `json:"device"`
+	}
+	if len(n.Status) == 0 || json.Unmarshal(n.Status, &st) != nil {
+		return ""
+	}
+	return st.Device.ID
+}
+
+// sameIgnoringSelfSkew compares two outputs of officers a and b, ignoring
+// the `skewed` flag on entries either device authored. The flag is relative
+// to the viewer's clock (DESIGN §3.4: a remote HLC far ahead of ours), so a
+// skewed device never flags itself and its own view differs there from its
+// peers' — which DESIGN §8 ("nothing in them depends on which device prints
+// them") does not foresee. selfOnly reports a pair that differs only there.
+func sameIgnoringSelfSkew(x, y []byte, a, b string) (same, selfOnly bool) {
+	if sameJSON(x, y) {
+		return true, false
+	}
+	if a == "" && b == "" {
+		return false, false
+	}
+	var vx, vy any
+	if json.Unmarshal(x, &vx) != nil || json.Unmarshal(y, &vy) != nil {
+		return false, false
+	}
+	for _, self := range []string{a, b} {
+		if self != "" {
+			dropSelfSkew(vx, self)
+			dropSelfSkew(vy, self)
+		}
+	}
+	jx, _ := json.Marshal(vx)
+	jy, _ := json.Marshal(vy)
+	if bytes.Equal(jx, jy) {
+		return true, true
+	}
+	return false, false
+}
+
+// dropSelfSkew deletes "skewed" from every object whose "author" is self.
+func dropSelfSkew(v any, self string) int {
+	n := 0
+	switch x := v.(type) {
+	case map[string]any:
+		if a, _ := x["author"].(string); a == self {
+			if _, ok := x["skewed"]; ok {
+				delete(x, "skewed")
+				n++
+			}
+		}
+		for _, e := range x {
+			n += dropSelfSkew(e, self)
+		}
+	case []any:
+		for _, e := range x {
+			n += dropSelfSkew(e, self)
+		}
+	}
+	return n
+}
+
 // convergence compares digests and the printed state across agents.
 func (c *checker) convergence(nodes []Node) {
 	var ref *digest
@@ -285,28 +352,43 @@ func (c *checker) convergence(nodes []Node) {
 			c.fail("diverged", "%s's state digest differs from %s's", n.Name, refOfficer)
 		}
 	}
-	// The printed state: the same on every officer.
-	var first *Node
+	// The printed state: the same on every officer. Each officer is
+	// compared with the previous one, so that the skew flags of an author
+	// are compared between two devices that are not its own.
+	var prev *Node
+	selfOnly := map[string]bool{}
 	for i := range nodes {
 		n := &nodes[i]
 		if n.Relay {
 			continue
 		}
-		if first == nil {
-			first = n
+		if prev == nil {
+			prev = n
 			continue
 		}
-		if !sameJSON(first.Conflicts, n.Conflicts) {
-			c.fail("diverged", "`conflicts list` differs between %s and %s", first.Name, n.Name)
-		}
-		for _, id := range recordIDs(first, n) {
-			if !sameJSON(first.Records[id], n.Records[id]) {
-				c.fail("diverged", "`record get %s` differs between %s and %s: %s", id, first.Name, n.Name, firstDiff(first.Records[id], n.Records[id]))
+		ia, ib := deviceID(prev), deviceID(n)
+		same := func(x, y []byte) bool {
+			ok, self := sameIgnoringSelfSkew(x, y, ia, ib)
+			if self {
+				selfOnly[prev.Name+"/"+n.Name] = true
 			}
-			if !sameJSON(first.Histories[id], n.Histories[id]) {
-				c.fail("diverged", "`history %s` differs between %s and %s", id, first.Name, n.Name)
+			return ok
+		}
+		if !same(prev.Conflicts, n.Conflicts) {
+			c.fail("diverged", "`conflicts list` differs between %s and %s", prev.Name, n.Name)
+		}
+		for _, id := range recordIDs(prev, n) {
+			if !same(prev.Records[id], n.Records[id]) {
+				c.fail("diverged", "`record get %s` differs between %s and %s: %s", id, prev.Name, n.Name, firstDiff(prev.Records[id], n.Records[id]))
+			}
+			if !same(prev.Histories[id], n.Histories[id]) {
+				c.fail("diverged", "`history %s` differs between %s and %s", id, prev.Name, n.Name)
 			}
 		}
+		prev = n
+	}
+	if len(selfOnly) > 0 {
+		c.res.Notes = append(c.res.Notes, "outputs differ only in `skewed` flags a device does not show on its own entries (viewer-relative, DESIGN §3.4; DESIGN §8 says conflict output does not depend on the printing device), between "+strings.Join(sortedKeys(selfOnly), ", ")+": ignored when comparing")
 	}
 }
 

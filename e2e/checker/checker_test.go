@@ -191,3 +191,58 @@ func TestReadOps(t *testing.T) {
 		t.Fatal("bad line accepted")
 	}
 }
+
+// addSkew marks every entry and sibling by author as skewed, as a device
+// whose clock is far behind that author's prints them.
+func addSkew(n Node, author string) Node {
+	mark := func(b []byte) []byte {
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return b
+		}
+		var walk func(any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				if x["author"] == author {
+					x["skewed"] = true
+				}
+				for _, e := range x {
+					walk(e)
+				}
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			}
+		}
+		walk(v)
+		return mustJSON(v)
+	}
+	for id := range n.Records {
+		n.Records[id] = mark(n.Records[id])
+		n.Histories[id] = mark(n.Histories[id])
+	}
+	n.Conflicts = mark(n.Conflicts)
+	return n
+}
+
+// The skewed device does not flag itself: its view differs from its peers'
+// only there (a note, not a divergence); peers that disagree on the flag
+// diverge.
+func TestCheckSkewFlags(t *testing.T) {
+	all := []tw{w1, w2, w3}
+	self := func(n Node, id string) Node { return withStatus(n, `{"device":{"id":"`+id+`"}}`) }
+	a := self(officer("a", all, []tw{w3, w2}, "D"), "aaaa")
+	b := self(addSkew(officer("b", all, []tw{w3, w2}, "D"), "aaaa"), "bbbb")
+	c := self(addSkew(officer("c", all, []tw{w3, w2}, "D"), "aaaa"), "cccc")
+	r := Check(baseOps(), []Node{a, b, c})
+	if !r.Valid() || len(r.Notes) != 1 {
+		t.Fatalf("self-view skew: violations %v, notes %v", r.Violations, r.Notes)
+	}
+	c = self(officer("c", all, []tw{w3, w2}, "D"), "cccc") // c does not flag aaaa, b does
+	r = Check(baseOps(), []Node{a, b, c})
+	if !strings.Contains(kinds(r), "diverged") {
+		t.Fatalf("peers disagreeing on a skew flag: %v", r.Violations)
+	}
+}

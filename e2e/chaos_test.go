@@ -39,7 +39,8 @@ var (
 	chaosOps      = flag.Int("chaos.ops", 200, "chaos test client operations (at most)")
 	chaosDuration = flag.Duration("chaos.duration", 30*time.Second, "chaos test workload time, under faults")
 	chaosClientsF = flag.Int("chaos.clients", 2, "chaos test clients per officer")
-	chaosSkew     = flag.Bool("chaos.skew", true, "chaos test: skewed clocks (every officer a seeded offset within ±90 s, one 15 min ahead, beyond the drift limit)")
+	chaosSkew     = flag.Bool("chaos.skew", true, "chaos test: skewed clocks (every officer a seeded offset from -chaos.behind to +90 s, one 15 min ahead, beyond the drift limit)")
+	chaosBehind   = flag.Duration("chaos.behind", time.Second, "chaos test: how far behind a skewed clock may be (a clock behind refuses peers' certificates minted since, until it passes them: the mesh comes up that much later)")
 	chaosFail     = flag.Bool("chaos.failcommit", true, "chaos test: one officer's store fails every Kth commit (K seeded, 8..24)")
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
@@ -223,7 +224,7 @@ func TestChaos(t *testing.T) {
 	if agents < 3 {
 		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
 	}
-	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.failcommit=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosFail)
+	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.behind %s -chaos.failcommit=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosBehind, *chaosFail)
 	t.Logf("chaos: seed %d, %d agents, %d clients each officer, %d ops, %s (replay: %s)", seed, agents, *chaosClientsF, ops, dur, replay)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
 	defer cancel()
@@ -254,18 +255,21 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.opLog.Close()
-	r.setupPlan = planSetup(seed, agents, *chaosSkew, *chaosFail)
+	r.setupPlan = planSetup(seed, agents, *chaosSkew, max(*chaosBehind, 0), *chaosFail)
 	setupNotes := map[string]string{}
 	for _, name := range sortedKeys(r.setupPlan) {
 		setupNotes[name] = r.setupPlan[name].note
 		t.Logf("chaos: setup %s: %s", name, r.setupPlan[name].note)
 	}
+	t0 := time.Now()
 	if err := r.setup(ctx, agents); err != nil {
 		t.Fatal(err)
 	}
+	t1 := time.Now()
 	if err := r.probeInjector(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("chaos: mesh up in %s, injector probed in %s", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	var names []string
 	for _, n := range r.nodes {
 		names = append(names, n.Name)
@@ -358,7 +362,7 @@ type nodeSetup struct {
 // planSetup draws, from the seed, which officers get a skewed clock and
 // which a store that fails every Kth commit. o1 creates the space, so its
 // store never fails (the setup would).
-func planSetup(seed int64, agents int, skew, fail bool) map[string]nodeSetup {
+func planSetup(seed int64, agents int, skew bool, behind time.Duration, fail bool) map[string]nodeSetup {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5e7))
 	out := map[string]nodeSetup{}
 	add := func(name, env, note string) {
@@ -373,7 +377,7 @@ func planSetup(seed int64, agents int, skew, fail bool) map[string]nodeSetup {
 	if skew {
 		far := 1 + rng.IntN(agents-1)
 		for i := 1; i < agents; i++ {
-			off := time.Duration(rng.Int64N(int64(180*time.Second))) - 90*time.Second
+			off := time.Duration(rng.Int64N(int64(90*time.Second+behind))) - behind
 			off = off.Round(time.Millisecond)
 			note := "clock " + off.String()
 			if i == far {

@@ -41,7 +41,7 @@ var (
 	chaosClientsF = flag.Int("chaos.clients", 2, "chaos test clients per officer")
 	chaosSkew     = flag.Bool("chaos.skew", true, "chaos test: skewed clocks (every officer a seeded offset from -chaos.behind to +90 s, one 15 min ahead, beyond the drift limit)")
 	chaosBehind   = flag.Duration("chaos.behind", time.Second, "chaos test: how far behind a skewed clock may be (a clock behind refuses peers' certificates minted since, until it passes them: the mesh comes up that much later)")
-	chaosFail     = flag.Bool("chaos.failcommit", true, "chaos test: one officer's store fails every Kth commit (K seeded, 8..24)")
+	chaosFail     = flag.Bool("chaos.failcommit", true, "chaos test: one officer's store fails one commit in K (K seeded, 8..24; which ones, a hash of the commit number and the seed)")
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 )
@@ -389,7 +389,7 @@ func planSetup(seed int64, agents int, skew bool, behind time.Duration, fail boo
 	if fail && agents >= 3 {
 		i := 2 + rng.IntN(agents-2)
 		k := 8 + rng.IntN(17)
-		add(fmt.Sprintf("o%d", i), fmt.Sprintf("FIELDSYNC_CHAOS_FAIL_COMMIT=%d", k), fmt.Sprintf("every %dth store commit fails", k))
+		add(fmt.Sprintf("o%d", i), fmt.Sprintf("FIELDSYNC_CHAOS_FAIL_COMMIT=%d:%d", k, rng.Uint32()), fmt.Sprintf("one store commit in %d fails", k))
 	}
 	return out
 }

@@ -10,7 +10,8 @@ package main
 //
 //	FIELDSYNC_CHAOS_FILE=PATH            network fault rules, below
 //	FIELDSYNC_CHAOS_CLOCK_OFFSET=DUR     the agent's wall clock runs DUR ahead (negative: behind)
-//	FIELDSYNC_CHAOS_FAIL_COMMIT=K        every Kth store commit fails (a disk that fails writes)
+//	FIELDSYNC_CHAOS_FAIL_COMMIT=K[:SALT] one store commit in K fails, chosen by a hash of
+//	                                     its number and SALT (a disk that fails writes)
 //
 // The worker reads the file named by FIELDSYNC_CHAOS_FILE (if set) at most
 // every 100 ms. Each line is one rule; blank lines and lines starting with #
@@ -67,13 +68,20 @@ func chaosConfig(cfg *agent.Config) {
 		cfg.Now = func() time.Time { return time.Now().Add(off) }
 	}
 	if v := os.Getenv(chaosFailEnv); v != "" {
-		k, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || k == 0 {
-			fmt.Fprintf(os.Stderr, "fieldsync: %s=%q: want a positive integer\n", chaosFailEnv, v)
+		ks, ss, _ := strings.Cut(v, ":")
+		k, err := strconv.ParseUint(ks, 10, 64)
+		salt, err2 := uint64(0), error(nil)
+		if ss != "" {
+			salt, err2 = strconv.ParseUint(ss, 10, 64)
+		}
+		if err != nil || err2 != nil || k == 0 {
+			fmt.Fprintf(os.Stderr, "fieldsync: %s=%q: want K or K:SALT, positive integers\n", chaosFailEnv, v)
 			os.Exit(1)
 		}
 		cfg.FailCommit = func(n uint64) error {
-			if n%k == 0 {
+			// Pseudo-random, not every Kth: periodic commits (peer
+			// saves) would otherwise take every failure.
+			if splitmix(n+salt)%k == 0 {
 				return fmt.Errorf("%s (commit %d)", chaosFailMarker, n)
 			}
 			return nil
@@ -86,6 +94,14 @@ const chaosReread = 100 * time.Millisecond
 
 // chaosMaxFile bounds the rules file read.
 const chaosMaxFile = 1 << 20
+
+// splitmix is SplitMix64's finalizer: a fixed, well-mixed hash.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
 
 func chaosFaults() fsync.Faults {
 	path := os.Getenv(chaosEnv)

@@ -241,7 +241,14 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 		return fsync.Peer{}, fsync.Reject(RejectMalformed, err)
 	}
 	if err := c.Verify(a.trust, a.cfg.now()); err != nil {
-		return fsync.Peer{}, fsync.Reject(rejectReason(err), err)
+		// A certificate "not yet valid" by our clock says more about our
+		// clock than about the peer (field laptops run hours or years
+		// behind, DESIGN §3.4); what the peer sends is judged by each
+		// envelope's own time anyway. Expired and everything else refuse.
+		if !errors.Is(err, crypto.ErrNotYetValid) {
+			return fsync.Peer{}, fsync.Reject(rejectReason(err), err)
+		}
+		a.log.Warn("a peer's certificate is not yet valid by this device's clock; accepting it (is the clock behind?)", "peer", c.Device.ID().String(), "not_before", c.NotBefore)
 	}
 	id := c.Device.ID()
 	a.statMu.Lock()

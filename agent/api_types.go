@@ -137,7 +137,10 @@ type Sibling struct {
 	Bureau      string `json:"bureau,omitempty"`       // author's bureau name, when known
 	HLC         string `json:"hlc"`                    // RFC 3339 UTC with milliseconds, then "+logical" when non-zero
 	Dot         string `json:"dot"`                    // the write's dot, as `resolve` takes it
-	Skewed      bool   `json:"skewed,omitempty"`       // the author's clock was beyond the drift limit
+	// Skewed is never set: clock skew is each device's own observation, so
+	// it is in status (skewed_authors) and history, not in record or
+	// conflict JSON, which must read the same on every device (DESIGN §8).
+	Skewed bool `json:"skewed,omitempty"`
 }
 
 // Field is one register of `record get`.

@@ -415,7 +415,9 @@ func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []Sibling {
 	out := make([]Sibling, 0, len(in))
 	for _, s := range in {
 		author := crypto.DeviceID(s.Dot.Replica)
-		sib := Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String(), Skewed: a.isSkewed(author)}
+		// No skew flag here: it is this device's observation, and record and
+		// conflict JSON must read the same on every device (DESIGN §8).
+		sib := Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String()}
 		if utf8.Valid(s.Value) {
 			sib.Value = string(s.Value)
 		} else {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -74,7 +76,30 @@ func conflictsShow(c *cli.Context) error {
 		return printJSON(c, cs)
 	}
 	writeConflictsShow(c, cs)
+	// Clock skew is this device's observation, so it is not in the JSON
+	// (which must read the same on every device): the table notes it.
+	if st, err := cl.Status(ctxOf(c)); err == nil {
+		noteSkew(c.App.Writer, cs, st.SkewedAuthors)
+	}
 	return nil
+}
+
+// noteSkew names the authors of shown siblings whose clocks this device
+// saw running ahead by more than the drift limit (DESIGN §3.4).
+func noteSkew(w io.Writer, cs agent.ConflictsShow, skewed []agent.Skew) {
+	drift := map[string]int64{}
+	for _, s := range skewed {
+		drift[s.Author] = s.DriftMillis
+	}
+	seen := map[string]bool{}
+	for _, f := range cs.Fields {
+		for _, s := range f.Siblings {
+			if d, ok := drift[s.Author]; ok && !seen[s.Author] {
+				seen[s.Author] = true
+				fmt.Fprintf(w, "note: %s's clock ran %s ahead of this device's: its HLC times are not wall-clock times\n", shortID(s.Author), time.Duration(d)*time.Millisecond)
+			}
+		}
+	}
 }
 
 func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {

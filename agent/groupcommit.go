@@ -38,7 +38,7 @@ type committer struct {
 	commits atomic.Uint64 // transactions committed (for benchmarks and status)
 	// failCommit is Config.FailCommit (tests only).
 	failCommit func(n uint64) error
-	writes  atomic.Uint64 // requests acknowledged
+	writes     atomic.Uint64 // requests acknowledged
 
 	stopOnce sync.Once
 	stopped  chan struct{}

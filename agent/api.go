@@ -163,7 +163,6 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 		e.HLC, e.Time = formatHLC(ts), time.UnixMilli(ts.Wall).UTC().Format(time.RFC3339)
 		e.Officer = a.officer(sp, author)
 		e.Bureau = a.bureauOf(author)
-		e.Skewed = a.isSkewed(author)
 		a.statMu.Lock()
 		cert := a.certs[author]
 		a.statMu.Unlock()

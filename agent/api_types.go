@@ -244,7 +244,7 @@ type HistoryEntry struct {
 	Time      string      `json:"time"`      // the HLC's wall time, RFC 3339
 	Signature string      `json:"signature"` // "valid" or "invalid" (re-verified on every call)
 	Error     string      `json:"error,omitempty"`
-	Skewed    bool        `json:"skewed,omitempty"`
+	Skewed    bool        `json:"skewed,omitempty"` // never set in JSON (skew is each device's own observation: status.skewed_authors); the CLI marks it in tables
 	Ops       []HistoryOp `json:"ops"`
 }
 

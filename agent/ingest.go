@@ -151,8 +151,17 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 	if _, _, err := crypto.Verify(env, cert.Device); err != nil {
 		return h, nil, a.reject(RejectSignature, err)
 	}
-	hlc := crdt.UnpackTimestamp(h.HLC)
-	if err := crypto.CheckAuthor(h, cert, rev, a.trust, time.UnixMilli(hlc.Wall)); err != nil {
+	// The change is judged against the certificate at the change's own
+	// time (DESIGN §5) — but an HLC before the certificate's start only
+	// says the author's clock runs behind (field laptops can be hours or
+	// years off, §3.4): a device controls its HLC anyway, so refusing those
+	// would only silence honest devices. Expiry still applies at the HLC,
+	// and revocation by seq.
+	at := time.UnixMilli(crdt.UnpackTimestamp(h.HLC).Wall)
+	if at.Before(cert.NotBefore) {
+		at = cert.NotBefore
+	}
+	if err := crypto.CheckAuthor(h, cert, rev, a.trust, at); err != nil {
 		return h, nil, a.reject(rejectReason(err), err)
 	}
 	return h, cert, nil

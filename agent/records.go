@@ -447,13 +447,6 @@ func (a *Agent) bureauOf(author crypto.DeviceID) string {
 	return ""
 }
 
-func (a *Agent) isSkewed(author crypto.DeviceID) bool {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	_, ok := a.skewed[author]
-	return ok
-}
-
 // formatHLC renders a timestamp as RFC 3339 UTC with milliseconds, then
 // "+logical" when the logical counter is not zero.
 func formatHLC(t crdt.Timestamp) string {

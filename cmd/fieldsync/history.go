@@ -40,6 +40,17 @@ func historyAction(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, "no history")
 		return nil
 	}
+	// Clock skew is this device's observation, kept out of the JSON (which
+	// reads the same on every device): mark it here from status.
+	if st, err := cl.Status(ctxOf(c)); err == nil {
+		skewed := map[string]bool{}
+		for _, s := range st.SkewedAuthors {
+			skewed[s.Author] = true
+		}
+		for i := range h {
+			h[i].Skewed = skewed[h[i].Author]
+		}
+	}
 	writeHistory(c, h)
 	return nil
 }

@@ -316,6 +316,24 @@ func (a *Agent) missingFrom(space crypto.SpaceID, author crypto.DeviceID) uint64
 	return first
 }
 
+// openOrWait decrypts a sealed envelope (verified when it was received). If
+// this device holds no key for its epoch, body is nil: an officer keeps a
+// pending marker (returned in wait) and applies it when the key arrives; a
+// relay never will, and keeps nothing more. writeMu held.
+func (a *Agent) openOrWait(sp *spaceState, h crypto.Header, env []byte) (body []byte, wait []kvEntry, err error) {
+	if _, ok := sp.keys[h.Epoch]; !ok {
+		if a.cfg.Relay {
+			return nil, nil, nil
+		}
+		return nil, []kvEntry{a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)}, nil
+	}
+	_, body, err = crypto.OpenVerified(env, sp)
+	if err != nil {
+		return nil, nil, &RejectError{Reason: RejectSignature, Err: err}
+	}
+	return body, nil, nil
+}
+
 // applyEnvelope applies a verified envelope that is next in its author's log
 // to the in-memory state of sp and returns the store entries of its effects
 // (not the envelope and head themselves). writeMu held.
@@ -324,17 +342,9 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 	dot := crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}
 	switch h.Kind {
 	case crypto.KindChange:
-		if _, ok := sp.keys[h.Epoch]; !ok {
-			// An officer whose key share has not arrived yet keeps the
-			// envelope and applies it when the key arrives; a relay never will.
-			if a.cfg.Relay {
-				return nil, nil
-			}
-			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
-		}
-		_, body, err := crypto.OpenVerified(env, sp) // verified by Ingest before it was stored
-		if err != nil {
-			return nil, &RejectError{Reason: RejectSignature, Err: err}
+		body, wait, err := a.openOrWait(sp, h, env)
+		if body == nil || err != nil {
+			return wait, err
 		}
 		ch, err := crdt.UnmarshalChange(body)
 		if err != nil {
@@ -359,15 +369,9 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		return append(entries, rec...), nil
 	case crypto.KindProfile:
 		sp.ctx.Add(dot)
-		if _, ok := sp.keys[h.Epoch]; !ok {
-			if a.cfg.Relay {
-				return nil, nil
-			}
-			return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), nil)), nil
-		}
-		_, body, err := crypto.OpenVerified(env, sp) // verified by Ingest before it was stored
-		if err != nil {
-			return nil, &RejectError{Reason: RejectSignature, Err: err}
+		body, wait, err := a.openOrWait(sp, h, env)
+		if body == nil || err != nil {
+			return wait, err
 		}
 		p, err := crypto.ParseProfile(body)
 		if err != nil || !p.Matches(cert) {
@@ -482,9 +486,9 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID) (int, error) {
 		return 0, err
 	}
 	var entries []kvEntry
-	applied := 0
+	applied, size := 0, 0
 	for _, k := range keys {
-		if applied >= pendingBatch || entriesSize(entries) > maxGroupBytes {
+		if applied >= pendingBatch || size > maxGroupBytes {
 			break
 		}
 		if len(k) != 1+16+16+8 {
@@ -520,6 +524,7 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID) (int, error) {
 			a.log.Warn("a stored envelope could not be applied", "err", err)
 		} else {
 			entries = append(entries, more...)
+			size += entriesSize(more)
 		}
 		entries = append(entries, kvEntry{key: k, del: true})
 		applied++

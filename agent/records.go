@@ -262,18 +262,27 @@ func (a *Agent) readRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, erro
 	return r.Clone(), nil
 }
 
-// GetRecord is `record get`.
-func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
+// existingRecord resolves a reference to a record that exists (not_found otherwise).
+func (a *Agent) existingRecord(ref RecordRef) (*spaceState, crdt.RecordID, *crdt.Record, error) {
 	sp, rid, err := a.recordRef(ref)
 	if err != nil {
-		return Record{}, err
+		return nil, "", nil, err
 	}
 	r, err := a.readRecord(sp, rid)
 	if err != nil {
-		return Record{}, err
+		return nil, "", nil, err
 	}
 	if r == nil || r.Empty() {
-		return Record{}, noRecord(sp, rid)
+		return nil, "", nil, noRecord(sp, rid)
+	}
+	return sp, rid, r, nil
+}
+
+// GetRecord is `record get`.
+func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
+	sp, _, r, err := a.existingRecord(ref)
+	if err != nil {
+		return Record{}, err
 	}
 	return a.recordView(sp, r), nil
 }
@@ -363,16 +372,9 @@ func (a *Agent) ConflictsList(req ConflictsListRequest) ([]Conflict, error) {
 
 // ConflictsShow is `conflicts show SPACE RECORD`.
 func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
-	sp, rid, err := a.recordRef(ref)
+	sp, rid, r, err := a.existingRecord(ref)
 	if err != nil {
 		return ConflictsShow{}, err
-	}
-	r, err := a.readRecord(sp, rid)
-	if err != nil {
-		return ConflictsShow{}, err
-	}
-	if r == nil || r.Empty() {
-		return ConflictsShow{}, noRecord(sp, rid)
 	}
 	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}}
 	for _, f := range r.Conflicts() {

@@ -50,6 +50,9 @@ func (a *Agent) Handler() http.Handler {
 	post(a, mux, PathConflictsShow, func(req RecordRef) (any, error) { return a.ConflictsShow(req) })
 	post(a, mux, PathResolve, func(req ResolveRequest) (any, error) { return a.Resolve(req) })
 	post(a, mux, PathHistory, func(req RecordRef) (any, error) { return a.History(req) })
+	for _, register := range apiExtensions {
+		register(a, mux)
+	}
 	// Go's profiler, for diagnosing memory and CPU: the socket is the
 	// device owner's alone (mode 0600) and profiles hold no case data.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -59,6 +62,11 @@ func (a *Agent) Handler() http.Handler {
 	})
 	return mux
 }
+
+// apiExtensions are the API methods that live in their own files (bundles,
+// backups, trust, mesh keys): each file adds its registration from init, so
+// features do not all edit one route table.
+var apiExtensions []func(a *Agent, mux *http.ServeMux)
 
 // post registers a JSON method: the body is decoded strictly (unknown fields
 // and trailing data are errors) within the request size limit.

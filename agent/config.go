@@ -64,6 +64,14 @@ type Config struct {
 	// from 1) and makes that commit fail with its error: a disk that fails
 	// its Nth write. Tests only; nil in production.
 	FailCommit func(n uint64) error
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics on this
+	// TCP address (docs/operations.md). Empty serves none.
+	MetricsAddr string
+	// Tamper, when set, rewrites every envelope this agent sends to a peer
+	// into zero or more envelopes: the e2e test's hostile relay (bit flips,
+	// truncation, splices, replays, a withheld range). Tests only; nil in
+	// production, and set only by binaries built with -tags fieldsync_chaos.
+	Tamper func(fsync.Envelope) []fsync.Envelope
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

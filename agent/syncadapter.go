@@ -82,7 +82,16 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 				a.countCorrupt(k)
 				return errStopScan
 			}
-			return fn(fsync.Envelope{Space: space, Author: author, Seq: seq, Data: env})
+			e := fsync.Envelope{Space: space, Author: author, Seq: seq, Data: env}
+			if a.cfg.Tamper == nil {
+				return fn(e)
+			}
+			for _, t := range a.cfg.Tamper(e) { // tests only: a hostile relay
+				if err := fn(t); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ func agentFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "relay", Usage: "run as a relay: store and forward without space keys"},
 		&cli.StringFlag{Name: "profile", Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
+		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics (e.g. 127.0.0.1:9464)"},
 	}
 }
 
@@ -109,6 +110,9 @@ func agentAction(c *cli.Context) error {
 	if c.Bool("relay") {
 		wargs = append(wargs, "--relay")
 	}
+	if m := c.String("metrics-addr"); m != "" {
+		wargs = append(wargs, "--metrics-addr", m)
+	}
 	ctx, stop := signal.NotifyContext(ctxOf(c), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := runSupervisor(ctx, agent.SupervisorConfig{
@@ -189,6 +193,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Join = c.StringSlice("join")
 	cfg.Relay = c.Bool("relay")
 	cfg.Profile = c.String("profile")
+	cfg.MetricsAddr = c.String("metrics-addr")
 	cfg.Logger = newLogger(c)
 	chaosConfig(&cfg) // test-only faults and hooks: nothing unless built with -tags fieldsync_chaos
 	if err := cfg.Validate(); err != nil {

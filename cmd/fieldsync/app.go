@@ -63,6 +63,12 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		statusCommand(),
 		peersCommand(),
 		repairCommand(),
+		revokeCommand(),
+		bundleCommand(),
+		backupCommand(),
+		restoreCommand(),
+		diagCommand(),
+		completionCommand(),
 		benchCommand(),
 		demoCommand(),
 	)

@@ -56,6 +56,7 @@ type Engine struct {
 	hintSeen  map[PeerID]uint64
 	rejected  map[string]uint64
 	stats     Stats
+	roundDur  roundHistograms // round durations (metrics.go)
 }
 
 type peerState struct {
@@ -90,6 +91,7 @@ type Stats struct {
 	Added           uint64            // envelopes stored (Ingest added=true)
 	Duplicates      uint64            // envelopes received that were already held
 	Sent            uint64            // envelopes sent
+	RejectedEnvs    uint64            // envelopes received in rounds and refused by the verifier
 	BroadcastQueue  int               // hints waiting in memberlist's queue
 	GossipBytesIn   uint64            // memberlist bytes (UDP + its streams) received
 	GossipBytesOut  uint64            // memberlist bytes sent

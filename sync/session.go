@@ -112,6 +112,8 @@ func (e *Engine) finishRound(s *session, err error) {
 	e.stats.Added += s.round.Added
 	e.stats.Duplicates += s.round.Duplicates
 	e.stats.Sent += s.round.Sent
+	e.stats.RejectedEnvs += s.round.Rejected
+	e.observeRoundLocked(s.initiator, err == nil, s.round.Duration)
 	if err != nil {
 		e.stats.RoundErrors++
 	} else {

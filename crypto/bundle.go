@@ -1,0 +1,514 @@
+package crypto
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"time"
+
+	"fieldsync/crypto/internal/format"
+)
+
+// Bundle files carry signed objects between devices that never share a
+// network (DESIGN §6, sneakernet). Two kinds share one framing:
+//
+//   - a want file ("FSWN"): the receiver's version vector per space, so the
+//     exporter sends only what is missing;
+//   - a bundle ("FSBN"): certificates, revocations, fork evidence and
+//     envelopes.
+//
+// Layout (all integers big-endian; docs/bundle.md has the full table):
+//
+//	magic (4) | version (1) = 1 | created (u64, Unix milliseconds) |
+//	recipient device ID (16, zero: any device) |
+//	items... | end item
+//	item     = type (1) | length (u32) | payload (length bytes)
+//	end item = 0xFF | length (u32) = 72 | item count (u64) | signature (64)
+//
+// The first item is the sender's certificate (ItemSender). The signature is
+// Ed25519ctx "fieldsync/bundle/v1" by the sender's device key over
+// SHA-256 of every byte of the file before the signature (magic, header,
+// items, and the end item's type, length and count), so a file of any size
+// is checked in one streaming pass with constant memory, and no byte can
+// change, move or go without the signature failing. Nothing may follow the
+// end item.
+type BundleKind uint8
+
+// Bundle file kinds.
+const (
+	BundleWant   BundleKind = 1 // a want file (version vectors)
+	BundleExport BundleKind = 2 // a bundle of objects and envelopes
+)
+
+// BundleVersion is the bundle and want file format version.
+const BundleVersion = 1
+
+const (
+	magicBundle = "FSBN"
+	magicWant   = "FSWN"
+	// bundleHeaderSize is magic, version, created and recipient.
+	bundleHeaderSize = 4 + 1 + 8 + 16
+	itemHeaderSize   = 1 + 4
+)
+
+func (k BundleKind) magic() string {
+	if k == BundleWant {
+		return magicWant
+	}
+	return magicBundle
+}
+
+func (k BundleKind) String() string {
+	switch k {
+	case BundleWant:
+		return "want file"
+	case BundleExport:
+		return "bundle"
+	}
+	return fmt.Sprintf("bundle kind %d", k)
+}
+
+// ItemType is the type of one item of a bundle or want file.
+type ItemType uint8
+
+// Item types. Codes are append-only.
+const (
+	ItemSender      ItemType = 1    // the signing device's certificate (binary); first item, exactly once
+	ItemCertificate ItemType = 2    // a device certificate (binary)
+	ItemRevocation  ItemType = 3    // a bureau-signed revocation (binary)
+	ItemEvidence    ItemType = 4    // fork evidence (two envelopes of one author; format of the agent)
+	ItemEnvelope    ItemType = 5    // a signed envelope
+	ItemVector      ItemType = 6    // want files: space (16) | count (u32) | count × (author (16) | seq (u64))
+	itemEnd         ItemType = 0xFF // the end item and signature
+)
+
+func (t ItemType) String() string {
+	switch t {
+	case ItemSender:
+		return "sender certificate"
+	case ItemCertificate:
+		return "certificate"
+	case ItemRevocation:
+		return "revocation"
+	case ItemEvidence:
+		return "fork evidence"
+	case ItemEnvelope:
+		return "envelope"
+	case ItemVector:
+		return "version vector"
+	case itemEnd:
+		return "end"
+	}
+	return fmt.Sprintf("item type %d", t)
+}
+
+// Bundle limits.
+const (
+	// MaxWantAuthors bounds the authors of one space in a want file.
+	MaxWantAuthors = 1 << 20
+	// maxCertItem bounds certificate and revocation items.
+	maxCertItem = 5 + 32 + 16 + 8 + 8 + 4 + 24*MaxRevocationCutoffs + SignatureSize
+	// maxEvidenceItem bounds fork evidence: two envelopes and a small header.
+	maxEvidenceItem = 2*MaxEnvelopeSize + 1024
+)
+
+// maxItem is the largest payload an item of type t may have in a file of
+// kind k; 0 means the type is not allowed there.
+func maxItem(k BundleKind, t ItemType) int {
+	switch t {
+	case ItemSender:
+		return maxCertItem
+	case ItemVector:
+		if k == BundleWant {
+			return 16 + 4 + 24*MaxWantAuthors
+		}
+	case ItemCertificate, ItemRevocation:
+		if k == BundleExport {
+			return maxCertItem
+		}
+	case ItemEvidence:
+		if k == BundleExport {
+			return maxEvidenceItem
+		}
+	case ItemEnvelope:
+		if k == BundleExport {
+			return MaxEnvelopeSize
+		}
+	}
+	return 0
+}
+
+var ctxBundle = &ed25519.Options{Context: "fieldsync/bundle/v1"}
+
+// BundleWriter writes a bundle or want file as a stream: the caller adds
+// items one by one and Close signs the whole. Nothing is held in memory
+// beyond one buffered item.
+type BundleWriter struct {
+	w     *bufio.Writer
+	h     hash.Hash
+	id    *Identity
+	kind  BundleKind
+	count uint64
+	err   error
+}
+
+// NewBundleWriter starts a file of the given kind on w, signed by id whose
+// certificate is cert (written as the first item). recipient names the
+// device the file is for (zero: any device); created is its time.
+func NewBundleWriter(w io.Writer, kind BundleKind, id *Identity, cert *Certificate, recipient DeviceID, created time.Time) (*BundleWriter, error) {
+	if kind != BundleWant && kind != BundleExport {
+		return nil, fmt.Errorf("bundle: unknown kind %d", kind)
+	}
+	if cert == nil || !cert.Device.Equal(id.Public()) {
+		return nil, errors.New("bundle: the certificate is not the signing device's")
+	}
+	bw := &BundleWriter{w: bufio.NewWriterSize(w, 256<<10), h: sha256.New(), id: id, kind: kind}
+	hdr := make([]byte, 0, bundleHeaderSize)
+	hdr = append(hdr, kind.magic()...)
+	hdr = append(hdr, BundleVersion)
+	hdr = format.AppendU64(hdr, uint64(created.UnixMilli()))
+	hdr = append(hdr, recipient[:]...)
+	bw.write(hdr)
+	if err := bw.Add(ItemSender, cert.MarshalBinary()); err != nil {
+		return nil, err
+	}
+	return bw, nil
+}
+
+func (bw *BundleWriter) write(b []byte) {
+	if bw.err != nil {
+		return
+	}
+	bw.h.Write(b)
+	_, bw.err = bw.w.Write(b)
+}
+
+// Add writes one item. The sender item is written by NewBundleWriter.
+func (bw *BundleWriter) Add(t ItemType, payload []byte) error {
+	if bw.err != nil {
+		return bw.err
+	}
+	if t == ItemSender && bw.count > 0 {
+		return errors.New("bundle: only one sender certificate")
+	}
+	if max := maxItem(bw.kind, t); max == 0 || len(payload) > max {
+		return fmt.Errorf("bundle: a %s of %d bytes does not belong in a %s", t, len(payload), bw.kind)
+	}
+	var hdr [itemHeaderSize]byte
+	hdr[0] = byte(t)
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
+	bw.write(hdr[:])
+	bw.write(payload)
+	bw.count++
+	return bw.err
+}
+
+// Close writes the end item with the signature and flushes. It does not
+// close the underlying writer.
+func (bw *BundleWriter) Close() error {
+	if bw.err != nil {
+		return bw.err
+	}
+	end := make([]byte, 0, itemHeaderSize+8)
+	end = append(end, byte(itemEnd))
+	end = format.AppendU32(end, 8+SignatureSize)
+	end = format.AppendU64(end, bw.count)
+	bw.write(end)
+	digest := bw.h.Sum(nil)
+	sig := signCtx(bw.id.sign, digest, ctxBundle)
+	if bw.err == nil {
+		_, bw.err = bw.w.Write(sig)
+	}
+	if bw.err == nil {
+		bw.err = bw.w.Flush()
+	}
+	if bw.err == nil {
+		bw.err = errors.New("bundle: writer closed")
+		return nil
+	}
+	return bw.err
+}
+
+// Items is how many items were written so far, the sender's included.
+func (bw *BundleWriter) Items() uint64 { return bw.count }
+
+// BundleHeader is the fixed header of a bundle or want file.
+type BundleHeader struct {
+	Kind      BundleKind
+	Created   time.Time
+	Recipient DeviceID // zero: any device
+}
+
+// BundleReader reads a bundle or want file as a stream, checking its
+// framing and limits as it goes and the sender's signature over all of it at
+// the end. Items it returns before Next reports io.EOF are NOT yet
+// authenticated: a caller must not act on any of them (store, apply) until
+// Next has returned io.EOF, which means the whole file verified against the
+// sender certificate's device key. Whether the sender's bureau is trusted is
+// the caller's question (Certificate.Verify).
+type BundleReader struct {
+	r      *bufio.Reader
+	h      hash.Hash
+	kind   BundleKind
+	header BundleHeader
+	sender *Certificate
+	count  uint64
+	read   int64
+	done   bool
+	err    error
+}
+
+// NewBundleReader reads the header of a file of the given kind and its first
+// item, the sender's certificate (checked against its bureau's signature,
+// not against any trust set).
+func NewBundleReader(r io.Reader, kind BundleKind) (*BundleReader, error) {
+	br := &BundleReader{r: bufio.NewReaderSize(r, 256<<10), h: sha256.New(), kind: kind}
+	hdr, err := br.readN(bundleHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	if string(hdr[:4]) != kind.magic() {
+		other := BundleWant
+		if kind == BundleWant {
+			other = BundleExport
+		}
+		if string(hdr[:4]) == other.magic() {
+			return nil, malformed(kind.String(), ErrInvalid, "this is a "+other.String()+", not a "+kind.String())
+		}
+		return nil, malformed(kind.String(), ErrUnknownVersion, "not a fieldsync "+kind.String()+" (bad magic)")
+	}
+	if hdr[4] != BundleVersion {
+		return nil, malformed(kind.String(), ErrUnknownVersion, fmt.Sprintf("version %d (this fieldsync reads %d): upgrade fieldsync", hdr[4], BundleVersion))
+	}
+	br.header = BundleHeader{Kind: kind, Created: time.UnixMilli(int64(binary.BigEndian.Uint64(hdr[5:13]))).UTC()}
+	copy(br.header.Recipient[:], hdr[13:29])
+	t, payload, err := br.next()
+	if err != nil {
+		return nil, err
+	}
+	if t != ItemSender {
+		return nil, malformed(kind.String(), ErrInvalid, "the first item is not the sender's certificate")
+	}
+	if br.sender, err = ParseCertificate(payload); err != nil {
+		return nil, fmt.Errorf("%s: sender certificate: %w", kind, err)
+	}
+	return br, nil
+}
+
+// Header is the file's fixed header (not authenticated until Next returns io.EOF).
+func (br *BundleReader) Header() BundleHeader { return br.header }
+
+// Sender is the certificate of the device that signed the file.
+func (br *BundleReader) Sender() *Certificate { return br.sender }
+
+// Offset is how many bytes have been read so far.
+func (br *BundleReader) Offset() int64 { return br.read }
+
+func (br *BundleReader) readN(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br.r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, truncated(br.kind.String())
+		}
+		return nil, fmt.Errorf("read %s: %w", br.kind, err)
+	}
+	br.h.Write(b)
+	br.read += int64(n)
+	return b, nil
+}
+
+// next reads one item's type and payload.
+func (br *BundleReader) next() (ItemType, []byte, error) {
+	hdr, err := br.readN(itemHeaderSize)
+	if err != nil {
+		return 0, nil, err
+	}
+	t, n := ItemType(hdr[0]), binary.BigEndian.Uint32(hdr[1:])
+	if t == itemEnd {
+		if n != 8+SignatureSize {
+			return 0, nil, malformed(br.kind.String(), ErrInvalid, "end item length")
+		}
+		return t, nil, nil
+	}
+	max := maxItem(br.kind, t)
+	if max == 0 {
+		return 0, nil, malformed(br.kind.String(), ErrInvalid, fmt.Sprintf("a %s at byte %d does not belong in a %s", t, br.read-itemHeaderSize, br.kind))
+	}
+	if t == ItemSender && br.count > 0 {
+		return 0, nil, malformed(br.kind.String(), ErrInvalid, "a second sender certificate")
+	}
+	if int64(n) > int64(max) {
+		return 0, nil, malformed(br.kind.String(), ErrOversize, fmt.Sprintf("a %s of %d bytes", t, n))
+	}
+	payload, err := br.readN(int(n))
+	if err != nil {
+		return 0, nil, err
+	}
+	br.count++
+	return t, payload, nil
+}
+
+// Next returns the next item. After the last item it checks the end item and
+// the signature over the whole file, and returns io.EOF only if both hold
+// and nothing follows; ErrSignature if the file was changed anywhere after
+// it was signed (or signed by another key); ErrMalformed for broken framing.
+// The payload is the caller's to keep.
+func (br *BundleReader) Next() (ItemType, []byte, error) {
+	if br.err != nil {
+		return 0, nil, br.err
+	}
+	if br.done {
+		return 0, nil, io.EOF
+	}
+	t, payload, err := br.next()
+	if err != nil {
+		br.err = err
+		return 0, nil, err
+	}
+	if t != itemEnd {
+		return t, payload, nil
+	}
+	br.err = br.finish()
+	if br.err != nil {
+		return 0, nil, br.err
+	}
+	br.done = true
+	return 0, nil, io.EOF
+}
+
+func (br *BundleReader) finish() error {
+	cnt, err := br.readN(8)
+	if err != nil {
+		return err
+	}
+	if binary.BigEndian.Uint64(cnt) != br.count { // the sender item counts too
+		return malformed(br.kind.String(), ErrInvalid, "item count does not match")
+	}
+	digest := br.h.Sum(nil)
+	sig := make([]byte, SignatureSize)
+	if _, err := io.ReadFull(br.r, sig); err != nil {
+		return truncated(br.kind.String())
+	}
+	br.read += SignatureSize
+	if !verifyCtx(br.sender.Device.SignKey, digest, sig, ctxBundle) {
+		return wrapf(ErrSignature, "the %s was changed after it was signed, or not signed by its sender", br.kind)
+	}
+	if _, err := br.r.ReadByte(); err != io.EOF {
+		return malformed(br.kind.String(), ErrInvalid, "data after the signature")
+	}
+	return nil
+}
+
+// Want is the content of a want file: per space, the highest contiguous
+// seq the receiver holds of each author.
+type Want struct {
+	Vectors map[SpaceID]map[DeviceID]uint64
+}
+
+// EncodeVector is an ItemVector payload.
+func EncodeVector(space SpaceID, v map[DeviceID]uint64) []byte {
+	b := make([]byte, 0, 20+24*len(v))
+	b = append(b, space[:]...)
+	b = format.AppendU32(b, uint32(len(v)))
+	keys := make([]DeviceID, 0, len(v))
+	for d := range v {
+		keys = append(keys, d)
+	}
+	sortDevices(keys)
+	for _, d := range keys {
+		b = append(b, d[:]...)
+		b = format.AppendU64(b, v[d])
+	}
+	return b
+}
+
+func sortDevices(d []DeviceID) {
+	slices.SortFunc(d, func(a, b DeviceID) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// ParseVector decodes an ItemVector payload. Authors must be strictly
+// ascending.
+func ParseVector(b []byte) (SpaceID, map[DeviceID]uint64, error) {
+	r := format.NewReader(b, "version vector")
+	var space SpaceID
+	r.CopyTo(space[:])
+	n := r.U32()
+	if r.Err() == nil && (n > MaxWantAuthors || int(n)*24 != r.Len()) {
+		if n > MaxWantAuthors {
+			return space, nil, malformed("version vector", ErrOversize, "author count")
+		}
+		return space, nil, truncated("version vector")
+	}
+	v := make(map[DeviceID]uint64, n)
+	var last []byte
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		d := r.Bytes(16)
+		seq := r.U64()
+		if r.Err() == nil && last != nil && bytes.Compare(last, d) >= 0 {
+			return space, nil, invalid("version vector", "authors not strictly ascending")
+		}
+		last = d
+		v[DeviceID(d)] = seq
+	}
+	if err := r.Done(); err != nil {
+		return space, nil, err
+	}
+	return space, v, nil
+}
+
+// MarshalWant writes a signed want file of w to out.
+func MarshalWant(out io.Writer, w Want, id *Identity, cert *Certificate, created time.Time) error {
+	bw, err := NewBundleWriter(out, BundleWant, id, cert, DeviceID{}, created)
+	if err != nil {
+		return err
+	}
+	spaces := make([]SpaceID, 0, len(w.Vectors))
+	for s := range w.Vectors {
+		spaces = append(spaces, s)
+	}
+	slices.SortFunc(spaces, func(a, b SpaceID) int { return bytes.Compare(a[:], b[:]) })
+	for _, s := range spaces {
+		if err := bw.Add(ItemVector, EncodeVector(s, w.Vectors[s])); err != nil {
+			return err
+		}
+	}
+	return bw.Close()
+}
+
+// ParseWant reads a whole want file and checks its signature; it returns the
+// vectors, the header and the sender's certificate (whose trust the caller
+// judges). A space may appear once.
+func ParseWant(r io.Reader) (Want, BundleHeader, *Certificate, error) {
+	br, err := NewBundleReader(r, BundleWant)
+	if err != nil {
+		return Want{}, BundleHeader{}, nil, err
+	}
+	w := Want{Vectors: map[SpaceID]map[DeviceID]uint64{}}
+	for {
+		t, payload, err := br.Next()
+		if err == io.EOF {
+			return w, br.Header(), br.Sender(), nil
+		}
+		if err != nil {
+			return Want{}, BundleHeader{}, nil, err
+		}
+		if t != ItemVector {
+			continue // cannot happen: maxItem allows only vectors
+		}
+		space, v, err := ParseVector(payload)
+		if err != nil {
+			return Want{}, BundleHeader{}, nil, err
+		}
+		if _, dup := w.Vectors[space]; dup {
+			return Want{}, BundleHeader{}, nil, invalid("want file", "a space listed twice")
+		}
+		w.Vectors[space] = v
+	}
+}

@@ -1,0 +1,219 @@
+package crypto
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const bundleVector = "testdata/bundle/bundle-v1.fsb"
+
+// testBundle writes a small bundle: a certificate, a revocation and two
+// chained envelopes of alice, signed by bob.
+func testBundle(t testing.TB, w *world) []byte {
+	t.Helper()
+	e1 := w.seal(t, KindChange, 1, [32]byte{}, []byte("first"))
+	e2 := w.seal(t, KindChange, 2, Hash(e1), []byte("second"))
+	rev := must(w.bureau.Revoke(w.relay.ID(), nil, 0, t0))
+	var buf bytes.Buffer
+	bw := must(NewBundleWriter(&buf, BundleExport, w.bob, w.bobCert, w.alice.ID(), t0))
+	for _, it := range []struct {
+		t ItemType
+		b []byte
+	}{{ItemCertificate, w.aliceCert.MarshalBinary()}, {ItemRevocation, rev.Marshal()}, {ItemEnvelope, e1}, {ItemEnvelope, e2}} {
+		if err := bw.Add(it.t, it.b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+type item struct {
+	t ItemType
+	b []byte
+}
+
+func readBundle(data []byte, kind BundleKind) (*BundleReader, []item, error) {
+	br, err := NewBundleReader(bytes.NewReader(data), kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []item
+	for {
+		t, b, err := br.Next()
+		if err == io.EOF {
+			return br, out, nil
+		}
+		if err != nil {
+			return br, out, err
+		}
+		out = append(out, item{t, b})
+	}
+}
+
+func TestBundleRoundTrip(t *testing.T) {
+	w := newWorld(t)
+	data := testBundle(t, w)
+	br, items, err := readBundle(data, BundleExport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !br.Sender().Device.Equal(w.bob.Public()) {
+		t.Fatal("sender is not bob")
+	}
+	if h := br.Header(); h.Recipient != w.alice.ID() || !h.Created.Equal(t0) || h.Kind != BundleExport {
+		t.Fatalf("header %+v", h)
+	}
+	wantTypes := []ItemType{ItemCertificate, ItemRevocation, ItemEnvelope, ItemEnvelope}
+	if len(items) != len(wantTypes) {
+		t.Fatalf("%d items, want %d", len(items), len(wantTypes))
+	}
+	for i, it := range items {
+		if it.t != wantTypes[i] {
+			t.Fatalf("item %d is a %s, want %s", i, it.t, wantTypes[i])
+		}
+	}
+	if _, err := ParseCertificate(items[0].b); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Verify(items[3].b, w.alice.Public()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every single flipped byte anywhere in the file is refused, as is every
+// truncation and any data appended.
+func TestBundleTamper(t *testing.T) {
+	w := newWorld(t)
+	data := testBundle(t, w)
+	for i := range data {
+		bad := bytes.Clone(data)
+		bad[i] ^= 0x01
+		if _, _, err := readBundle(bad, BundleExport); err == nil {
+			t.Fatalf("flipped byte %d of %d: accepted", i, len(data))
+		} else if !errors.Is(err, ErrSignature) && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("flipped byte %d: %v is neither ErrSignature nor ErrMalformed", i, err)
+		}
+	}
+	for n := 0; n < len(data); n++ {
+		if _, _, err := readBundle(data[:n], BundleExport); err == nil {
+			t.Fatalf("truncated to %d bytes: accepted", n)
+		}
+	}
+	_, _, err := readBundle(append(bytes.Clone(data), 0), BundleExport)
+	wantErr(t, err, ErrMalformed, ErrInvalid)
+}
+
+// A bundle re-signed by another device than the sender it names fails.
+func TestBundleWrongSigner(t *testing.T) {
+	w := newWorld(t)
+	if _, err := NewBundleWriter(io.Discard, BundleExport, w.alice, w.bobCert, DeviceID{}, t0); err == nil {
+		t.Fatal("a writer accepted another device's certificate")
+	}
+	data := testBundle(t, w)
+	// Swap the sender certificate for alice's (same length): the signature
+	// is bob's, so it must fail.
+	bob, alice := w.bobCert.MarshalBinary(), w.aliceCert.MarshalBinary()
+	i := bytes.Index(data, bob)
+	if i < 0 || len(bob) != len(alice) {
+		t.Fatal("test setup: sender certificate not found")
+	}
+	bad := bytes.Clone(data)
+	copy(bad[i:], alice)
+	_, _, err := readBundle(bad, BundleExport)
+	wantErr(t, err, ErrSignature)
+}
+
+func TestBundleKinds(t *testing.T) {
+	w := newWorld(t)
+	data := testBundle(t, w)
+	_, err := NewBundleReader(bytes.NewReader(data), BundleWant)
+	wantErr(t, err, ErrMalformed, ErrInvalid)
+	bad := bytes.Clone(data)
+	bad[4] = 2
+	_, err = NewBundleReader(bytes.NewReader(bad), BundleExport)
+	wantErr(t, err, ErrMalformed, ErrUnknownVersion)
+	var buf bytes.Buffer
+	bw := must(NewBundleWriter(&buf, BundleWant, w.bob, w.bobCert, DeviceID{}, t0))
+	if err := bw.Add(ItemEnvelope, []byte("x")); err == nil {
+		t.Fatal("a want file took an envelope")
+	}
+}
+
+func TestWantRoundTrip(t *testing.T) {
+	w := newWorld(t)
+	want := Want{Vectors: map[SpaceID]map[DeviceID]uint64{
+		w.space:   {w.alice.ID(): 7, w.bob.ID(): 3},
+		{1, 2, 3}: {},
+	}}
+	var buf bytes.Buffer
+	if err := MarshalWant(&buf, want, w.bob, w.bobCert, t1); err != nil {
+		t.Fatal(err)
+	}
+	got, hdr, sender, err := ParseWant(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sender.Device.Equal(w.bob.Public()) || !hdr.Created.Equal(t1) {
+		t.Fatal("sender or header differ")
+	}
+	if len(got.Vectors) != 2 || got.Vectors[w.space][w.alice.ID()] != 7 || got.Vectors[w.space][w.bob.ID()] != 3 || len(got.Vectors[SpaceID{1, 2, 3}]) != 0 {
+		t.Fatalf("vectors %v", got.Vectors)
+	}
+	data := buf.Bytes()
+	for i := range data {
+		bad := bytes.Clone(data)
+		bad[i] ^= 0x80
+		if _, _, _, err := ParseWant(bytes.NewReader(bad)); err == nil {
+			t.Fatalf("want file with byte %d flipped: accepted", i)
+		}
+	}
+}
+
+// The test vector in testdata is a bundle of format version 1: it must keep
+// reading (run with -update to rewrite it after a deliberate format change).
+func TestBundleVector(t *testing.T) {
+	w := newWorld(t)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(bundleVector), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bundleVector, testBundle(t, w), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(bundleVector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, items, err := readBundle(data, BundleExport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !br.Sender().Device.Equal(w.bob.Public()) || len(items) != 4 || br.Header().Created != t0 {
+		t.Fatalf("vector: sender %s, %d items, created %s", br.Sender().ID(), len(items), br.Header().Created)
+	}
+	if !bytes.Equal(data, testBundle(t, w)) {
+		t.Fatal("vector: the writer no longer produces the vector's bytes")
+	}
+	if _, _, err := Verify(items[2].b, w.alice.Public()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzBundleReader(f *testing.F) {
+	w := newWorld(f)
+	f.Add(testBundle(f, w))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		readBundle(data, BundleExport)
+		ParseWant(bytes.NewReader(data))
+	})
+}
+
+

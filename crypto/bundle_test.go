@@ -215,5 +215,3 @@ func FuzzBundleReader(f *testing.F) {
 		ParseWant(bytes.NewReader(data))
 	})
 }
-
-

@@ -36,6 +36,7 @@ type Agent struct {
 	trust *crypto.TrustSet
 	lock  *os.File // flock on Layout.Lock()
 	ready func()   // called once the API is up (RunWorker's supervisor signal)
+	logs  *logRing // recent log records, for diag (logring.go)
 
 	db  *sealedKV
 	com *committer
@@ -134,9 +135,11 @@ func newAgent(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	log, logs := withLogRing(log)
 	a := &Agent{
 		cfg:      cfg,
 		log:      log,
+		logs:     logs,
 		spaces:   map[crypto.SpaceID]*spaceState{},
 		certs:    map[crypto.DeviceID]*crypto.Certificate{},
 		revs:     map[crypto.DeviceID]*crypto.Revocation{},

@@ -19,7 +19,11 @@ import (
 type Keystore struct {
 	Identity   *Identity
 	StorageKey [32]byte // local storage master key (derive subkeys with DeriveKey)
-	MeshKey    []byte   // 32 bytes (or empty), memberlist keyring key
+	MeshKey    []byte   // 32 bytes (or empty), memberlist keyring key: the primary, used to send
+	// MeshKeys are the other mesh keys this device accepts while a mesh
+	// rotates (`fieldsync mesh-key add`); never the primary. At most
+	// MaxMeshKeys-1 of them.
+	MeshKeys [][]byte
 	Officer    string   // the officer's name (case data; sealed here, never in clear files)
 	NameSalt   [32]byte // opening of the certificate's name commitment
 }
@@ -33,6 +37,9 @@ func (ks *Keystore) Zero() {
 	ks.Identity.zero()
 	clear(ks.StorageKey[:])
 	clear(ks.MeshKey)
+	for _, k := range ks.MeshKeys {
+		clear(k)
+	}
 	clear(ks.NameSalt[:])
 }
 
@@ -238,35 +245,71 @@ func openFile(data []byte, magic, what string, kind uint8, secret []byte) ([]byt
 	return pt, nil
 }
 
-const keystorePayloadVersion = 1
+// Keystore payload versions: 1 holds one mesh key; 2 adds the other
+// accepted mesh keys (written only when there are some, so a keystore
+// that never rotated stays readable by older agents).
+const (
+	keystorePayloadVersion  = 1
+	keystorePayloadVersion2 = 2
+)
+
+// MaxMeshKeys bounds a device's mesh keyring (primary included).
+const MaxMeshKeys = 16
+
+func validMeshKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 
 func (ks *Keystore) payload() ([]byte, error) {
 	if ks == nil || ks.Identity == nil || ks.Identity.sign == nil {
 		return nil, fmt.Errorf("seal keystore: no identity")
 	}
-	switch len(ks.MeshKey) {
-	case 0, 16, 24, 32:
-	default:
+	if len(ks.MeshKey) != 0 && !validMeshKeyLen(len(ks.MeshKey)) {
 		return nil, fmt.Errorf("seal keystore: mesh key must be 16, 24 or 32 bytes")
+	}
+	if len(ks.MeshKeys) > 0 && len(ks.MeshKey) == 0 {
+		return nil, fmt.Errorf("seal keystore: other mesh keys without a primary")
+	}
+	if len(ks.MeshKeys) >= MaxMeshKeys {
+		return nil, fmt.Errorf("seal keystore: more than %d mesh keys", MaxMeshKeys)
+	}
+	for _, k := range ks.MeshKeys {
+		if !validMeshKeyLen(len(k)) {
+			return nil, fmt.Errorf("seal keystore: mesh key must be 16, 24 or 32 bytes")
+		}
+		if bytes.Equal(k, ks.MeshKey) {
+			return nil, fmt.Errorf("seal keystore: the primary mesh key is listed twice")
+		}
 	}
 	if len(ks.Officer) > MaxOfficerName {
 		return nil, fmt.Errorf("seal keystore: officer name longer than %d bytes", MaxOfficerName)
 	}
-	b := make([]byte, 0, 1+32*5+1+2+len(ks.Officer))
-	b = append(b, keystorePayloadVersion)
+	version := byte(keystorePayloadVersion)
+	if len(ks.MeshKeys) > 0 {
+		version = keystorePayloadVersion2
+	}
+	b := make([]byte, 0, 1+32*5+1+2+len(ks.Officer)+1+33*len(ks.MeshKeys))
+	b = append(b, version)
 	b = append(b, ks.Identity.sign.Seed()...)
 	b = append(b, ks.Identity.agree.Bytes()...)
 	b = append(b, ks.StorageKey[:]...)
 	b = append(b, byte(len(ks.MeshKey)))
 	b = append(b, ks.MeshKey...)
 	b = append(b, ks.NameSalt[:]...)
-	return format.AppendStr16(b, ks.Officer), nil
+	b = format.AppendStr16(b, ks.Officer)
+	if version == keystorePayloadVersion2 {
+		b = append(b, byte(len(ks.MeshKeys)))
+		for _, k := range ks.MeshKeys {
+			b = append(b, byte(len(k)))
+			b = append(b, k...)
+		}
+	}
+	return b, nil
 }
 
 func parseKeystorePayload(pt []byte) (*Keystore, error) {
 	defer clear(pt)
 	r := format.NewReader(pt, "keystore")
-	if v := r.U8(); r.Err() == nil && v != keystorePayloadVersion {
+	v := r.U8()
+	if r.Err() == nil && v != keystorePayloadVersion && v != keystorePayloadVersion2 {
 		return nil, malformed("keystore", ErrUnknownVersion, "payload version")
 	}
 	seed := r.Bytes(32)
@@ -276,8 +319,25 @@ func parseKeystorePayload(pt []byte) (*Keystore, error) {
 	mk := r.Bytes(int(r.U8()))
 	r.CopyTo(ks.NameSalt[:])
 	ks.Officer = r.Str(true, MaxOfficerName)
+	var others [][]byte
+	if v == keystorePayloadVersion2 {
+		n := int(r.U8())
+		if r.Err() == nil && (n == 0 || n >= MaxMeshKeys) {
+			return nil, invalid("keystore", "mesh key count")
+		}
+		for i := 0; i < n && r.Err() == nil; i++ {
+			k := r.Bytes(int(r.U8()))
+			if r.Err() == nil && (!validMeshKeyLen(len(k)) || bytes.Equal(k, mk)) {
+				return nil, invalid("keystore", "mesh key")
+			}
+			others = append(others, bytes.Clone(k))
+		}
+	}
 	if err := r.Done(); err != nil {
 		return nil, err
+	}
+	if len(mk) != 0 && !validMeshKeyLen(len(mk)) || len(others) > 0 && len(mk) == 0 {
+		return nil, invalid("keystore", "mesh key")
 	}
 	id, err := identityFromKeys(seed, x)
 	if err != nil {
@@ -287,6 +347,7 @@ func parseKeystorePayload(pt []byte) (*Keystore, error) {
 	if len(mk) > 0 {
 		ks.MeshKey = bytes.Clone(mk)
 	}
+	ks.MeshKeys = others
 	return ks, nil
 }
 
@@ -467,4 +528,71 @@ func NewMeshKeyFile(rand io.Reader) ([]byte, error) { return newLineKey(meshFile
 // bare line of base64 (memberlist's own form) is accepted too.
 func ParseMeshKeyFile(data []byte) ([]byte, error) {
 	return parseLineKey(meshFileTag, "mesh key file", data, true)
+}
+
+// MeshKeyFingerprint names a mesh key without revealing it: the first 8
+// bytes of SHA-256("fieldsync mesh key fingerprint v1\x00" || key), in hex.
+// Operators compare fingerprints across devices during a rotation.
+func MeshKeyFingerprint(key []byte) string {
+	h := hash16("fieldsync mesh key fingerprint v1\x00", key)
+	return fmt.Sprintf("%x", h[:8])
+}
+
+// Backup headers (docs/backup.md) use the sealed-file container with magic
+// "FSBU": the payload (the backup's data key and manifest, at most 64 KiB)
+// is sealed under argon2id(passphrase) or under a key file's key, as the
+// device's keystore is.
+const magicBackup = "FSBU"
+
+// SealBackupHeader seals a backup header payload under argon2id(passphrase)
+// with parameters p.
+func SealBackupHeader(payload, passphrase []byte, p KDFParams, rand io.Reader) ([]byte, error) {
+	return sealFile(magicBackup, kdfArgon2id, p, passphrase, payload, rand)
+}
+
+// SealBackupHeaderWithKeyFile seals a backup header payload under a key
+// file's 32-byte key.
+func SealBackupHeaderWithKeyFile(payload, fileKey []byte, rand io.Reader) ([]byte, error) {
+	if len(fileKey) != 32 {
+		return nil, fmt.Errorf("seal backup: key file key must be 32 bytes")
+	}
+	return sealFile(magicBackup, kdfKeyFile, KDFParams{}, fileKey, payload, rand)
+}
+
+// OpenBackupHeader opens a header sealed by SealBackupHeader (errors as
+// OpenKeystore: ErrWrongPassphrase vs ErrMalformed).
+func OpenBackupHeader(data, passphrase []byte) ([]byte, error) {
+	return openFile(data, magicBackup, "backup", kdfArgon2id, passphrase)
+}
+
+// OpenBackupHeaderWithKeyFile opens a header sealed by
+// SealBackupHeaderWithKeyFile.
+func OpenBackupHeaderWithKeyFile(data, fileKey []byte) ([]byte, error) {
+	return openFile(data, magicBackup, "backup", kdfKeyFile, fileKey)
+}
+
+// SealedHeaderSize is the size of the fixed part of a sealed-file
+// container: read this many bytes of a backup, then BackupHeaderLen says
+// how long the whole sealed header is.
+const SealedHeaderSize = fileHeaderSize
+
+// BackupHeaderLen checks the fixed part of a backup's sealed header (at
+// least SealedHeaderSize bytes) and returns the length of the whole
+// header, and whether it is locked with a key file (true) or a passphrase.
+func BackupHeaderLen(fixed []byte) (n int, keyFile bool, err error) {
+	if len(fixed) < fileHeaderSize {
+		return 0, false, truncated("backup")
+	}
+	ctLen := binary.BigEndian.Uint32(fixed[55:59])
+	if ctLen > maxFilePayload || ctLen < tagSize {
+		return 0, false, malformed("backup", ErrOversize, "header length")
+	}
+	n = fileHeaderSize + int(ctLen)
+	whole := make([]byte, n) // parseFileHeader checks the length against the bytes given
+	copy(whole, fixed[:fileHeaderSize])
+	f, err := parseFileHeader(whole, magicBackup, "backup")
+	if err != nil {
+		return 0, false, err
+	}
+	return n, f.kind == kdfKeyFile, nil
 }

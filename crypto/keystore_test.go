@@ -105,3 +105,79 @@ func TestKeystoreDefaultParams(t *testing.T) {
 	data := must(SealKeystore(ks, []byte("pass"), DefaultKDFParams, detRand("d")))
 	sameKeystore(t, ks, must(OpenKeystore(data, []byte("pass"))))
 }
+
+// TestKeystoreMeshKeys: the other accepted mesh keys of a rotation survive a
+// round trip (payload v2), a keystore without them stays v1, and a bad
+// keyring is refused at seal time.
+func TestKeystoreMeshKeys(t *testing.T) {
+	ks := testKeystore(t)
+	v1 := must(OpenKeystore(must(SealKeystore(ks, []byte("p"), TestKDFParams, detRand("v1"))), []byte("p")))
+	if len(v1.MeshKeys) != 0 {
+		t.Fatal("v1 keystore grew mesh keys")
+	}
+	pl := must(ks.payload())
+	if pl[0] != keystorePayloadVersion {
+		t.Fatalf("keystore without extra keys wrote payload version %d", pl[0])
+	}
+	ks.MeshKeys = [][]byte{bytes.Repeat([]byte{8}, 32), bytes.Repeat([]byte{9}, 16)}
+	got := must(OpenKeystore(must(SealKeystore(ks, []byte("p"), TestKDFParams, detRand("v2"))), []byte("p")))
+	sameKeystore(t, ks, got)
+	if len(got.MeshKeys) != 2 || !bytes.Equal(got.MeshKeys[0], ks.MeshKeys[0]) || !bytes.Equal(got.MeshKeys[1], ks.MeshKeys[1]) {
+		t.Fatalf("mesh keys after round trip: %x", got.MeshKeys)
+	}
+	fk := must(ParseKeyFile(must(NewKeyFile(detRand("kf")))))
+	got = must(OpenKeystoreWithKeyFile(must(SealKeystoreWithKeyFile(ks, fk, detRand("v2k"))), fk))
+	if len(got.MeshKeys) != 2 {
+		t.Fatal("key-file keystore lost its mesh keys")
+	}
+	for name, bad := range map[string][][]byte{
+		"primary twice": {bytes.Clone(ks.MeshKey)},
+		"bad length":    {make([]byte, 7)},
+		"too many":      make([][]byte, MaxMeshKeys),
+	} {
+		k := *ks
+		k.MeshKeys = bad
+		if name == "too many" {
+			for i := range bad {
+				bad[i] = bytes.Repeat([]byte{byte(i + 20)}, 32)
+			}
+		}
+		if _, err := SealKeystore(&k, []byte("p"), TestKDFParams, detRand("bad")); err == nil {
+			t.Errorf("%s: sealed", name)
+		}
+	}
+	if MeshKeyFingerprint(ks.MeshKey) == MeshKeyFingerprint(ks.MeshKeys[0]) || len(MeshKeyFingerprint(ks.MeshKey)) != 16 {
+		t.Fatal("fingerprints")
+	}
+}
+
+// TestBackupHeader: a backup header opens with its passphrase or key file
+// only, and BackupHeaderLen reads its length from the fixed part.
+func TestBackupHeader(t *testing.T) {
+	payload := []byte("backup header payload")
+	data := must(SealBackupHeader(payload, []byte("pass"), TestKDFParams, detRand("bh")))
+	n, kf, err := BackupHeaderLen(data[:SealedHeaderSize])
+	if err != nil || n != len(data) || kf {
+		t.Fatalf("header len %d (want %d) keyfile %v: %v", n, len(data), kf, err)
+	}
+	if got := must(OpenBackupHeader(data, []byte("pass"))); !bytes.Equal(got, payload) {
+		t.Fatal("payload differs")
+	}
+	_, err = OpenBackupHeader(data, []byte("wrong"))
+	wantErr(t, err, ErrWrongPassphrase)
+	if _, _, err := BackupHeaderLen(data[:10]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short header: %v", err)
+	}
+	ks := must(SealKeystore(testKeystore(t), []byte("pass"), TestKDFParams, detRand("ks")))
+	if _, _, err := BackupHeaderLen(ks[:SealedHeaderSize]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a keystore taken for a backup: %v", err)
+	}
+	fk := must(ParseKeyFile(must(NewKeyFile(detRand("kf")))))
+	kd := must(SealBackupHeaderWithKeyFile(payload, fk, detRand("bk")))
+	if _, kf, _ := BackupHeaderLen(kd[:SealedHeaderSize]); !kf {
+		t.Fatal("key-file backup says passphrase")
+	}
+	if got := must(OpenBackupHeaderWithKeyFile(kd, fk)); !bytes.Equal(got, payload) {
+		t.Fatal("key-file payload differs")
+	}
+}

@@ -24,8 +24,8 @@ type Keystore struct {
 	// rotates (`fieldsync mesh-key add`); never the primary. At most
 	// MaxMeshKeys-1 of them.
 	MeshKeys [][]byte
-	Officer    string   // the officer's name (case data; sealed here, never in clear files)
-	NameSalt   [32]byte // opening of the certificate's name commitment
+	Officer  string   // the officer's name (case data; sealed here, never in clear files)
+	NameSalt [32]byte // opening of the certificate's name commitment
 }
 
 // Zero wipes the keystore's key material (best effort: Go may have copied

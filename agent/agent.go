@@ -400,10 +400,7 @@ func (a *Agent) sortedSpaces() []*spaceState {
 
 // startSync starts the sync engine: memberlist on cfg.Bind, hints, anti-entropy.
 func (a *Agent) startSync(ctx context.Context) error {
-	mesh := a.cfg.MeshKey
-	if mesh == nil {
-		mesh = a.ks.MeshKey
-	}
+	mesh := a.meshKeyring() // agent/meshkey.go: the override, or the keystore's ring
 	if len(mesh) == 0 {
 		return errors.New("no mesh key: give --mesh-key-file or re-run init with --mesh-key")
 	}
@@ -414,7 +411,7 @@ func (a *Agent) startSync(ctx context.Context) error {
 	e, err := fsync.New(fsync.Config{
 		Store: syncAdapter{a}, Auth: syncAdapter{a}, Role: role,
 		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
-		Join: a.cfg.Join, MeshKeys: [][]byte{mesh}, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
+		Join: a.cfg.Join, MeshKeys: mesh, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
 		DisableHints: a.cfg.DisableHints, Faults: a.cfg.Faults,
 	})
 	if err != nil {

@@ -331,6 +331,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("socket mode: %w", err)
 	}
 	defer os.Remove(sock)
+	stopMetrics, err := a.startMetrics() // metrics.go: --metrics-addr
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	if err := a.startSync(ctx); err != nil {
 		ln.Close()
 		return err

@@ -100,6 +100,9 @@ type spaceState struct {
 	heads   map[crypto.DeviceID]head
 	keys    map[crypto.KeyID]*crypto.SpaceKey
 	current *crypto.SpaceKey // the epoch key new writes are sealed under; nil on relays
+	// epochAt is when each epoch began (packed HLC; 0 unknown): the newest
+	// epoch held is the current one (adoptEpoch).
+	epochAt map[crypto.KeyID]uint64
 	// profiled is true once this device has written its profile in the space.
 	profiled bool
 	// shared records the epoch keys already wrapped to each device.

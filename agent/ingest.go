@@ -342,9 +342,15 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 	dot := crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}
 	switch h.Kind {
 	case crypto.KindChange:
+		// Its author holds the epoch it wrote under: if it loses its
+		// entitlement, the next writer rotates (needsRotation).
+		entries = a.noteHolder(sp, h.Author, h.Epoch)
 		body, wait, err := a.openOrWait(sp, h, env)
-		if body == nil || err != nil {
-			return wait, err
+		if err != nil {
+			return nil, err
+		}
+		if body == nil {
+			return append(entries, wait...), nil
 		}
 		ch, err := crdt.UnmarshalChange(body)
 		if err != nil {
@@ -389,18 +395,10 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if r.Space != sp.id || r.Owner != cert.Bureau.Fingerprint() {
 			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record not signed by a device of the owning bureau")}
 		}
-		if sp.meta.OwnerFP == "" {
-			sp.meta.OwnerFP, sp.meta.Owner = r.Owner, cert.Bureau.Name
+		if sp.meta.OwnerFP != "" && sp.meta.OwnerFP != r.Owner {
+			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record names another owner than the space's first one")}
 		}
-		sp.meta.ReleaseFP = r.Released
-		sp.meta.Release = sp.meta.Release[:0]
-		for _, fp := range r.Released {
-			name := fp
-			if b, ok := a.trust.Lookup(fp); ok {
-				name = b.Name
-			}
-			sp.meta.Release = append(sp.meta.Release, name)
-		}
+		a.applyRouting(sp, h, r, cert.Bureau.Name)
 		for _, k := range sp.keys {
 			if name, err := crypto.OpenName(k, sp.id, r.SealedName); err == nil {
 				sp.meta.Name = name
@@ -420,6 +418,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
 		sp.markShared(sk)
 		entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
+		entries = append(entries, a.noteHolder(sp, h.Author, share.Epoch)...)
 		if share.Recipient != a.dev || a.cfg.Relay {
 			return entries, nil // stored and forwarded, not ours to open
 		}
@@ -430,12 +429,9 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if _, ok := sp.keys[key.ID()]; ok {
 			return entries, nil
 		}
-		sp.keys[key.ID()] = key
-		if sp.current == nil {
-			sp.current = key
-			sp.meta.Epoch = key.ID().String()
-		}
-		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), key.Bytes()))
+		// The epoch began no later than this share of it.
+		sp.adoptEpoch(key, packHLC(h))
+		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, sp.epochAt[key.ID()])))
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, nil
 	}

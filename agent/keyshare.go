@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/rand"
+	"maps"
 	"slices"
 
 	"fieldsync/crypto"
@@ -25,10 +27,11 @@ func entitled(sp *spaceState, c *crypto.Certificate) bool {
 	return c.Role == crypto.RoleOfficer && slices.Contains(sp.meta.ReleaseFP, c.Bureau.Fingerprint())
 }
 
-// ShareKeys wraps the current epoch key of every space this device writes in
-// to every known officer device entitled to it that has no share of that key
-// yet (DESIGN §2: epoch keys are wrapped only to officer devices of released
-// bureaus, never to relays). It returns how many shares it wrote.
+// ShareKeys wraps every epoch key of every space this device holds to every
+// known officer device entitled to it that has no share of that key yet
+// (DESIGN §2: epoch keys are wrapped only to officer devices of released
+// bureaus, never to relays; a device enrolled later gets the old epochs too,
+// so it can read the history). It returns how many shares it wrote.
 func (a *Agent) ShareKeys() (int, error) {
 	if a.cfg.Relay {
 		return 0, nil
@@ -36,49 +39,18 @@ func (a *Agent) ShareKeys() (int, error) {
 	if err := a.beginWrite(); err != nil {
 		return 0, err
 	}
-	a.statMu.Lock()
-	certs := make([]*crypto.Certificate, 0, len(a.certs))
-	for _, c := range a.certs {
-		certs = append(certs, c)
-	}
-	a.statMu.Unlock()
+	certs := a.knownCerts()
 	var entries []kvEntry
 	n := 0
 	for _, sp := range a.sortedSpaces() {
-		if sp.current == nil {
-			continue
+		es, shares, err := a.shareEntries(sp, certs)
+		if err != nil {
+			a.abortWrite()
+			return 0, err
 		}
-		for _, c := range certs {
-			dev := c.Device.ID()
-			sk := shareKey{recipient: dev, epoch: sp.current.ID()}
-			if dev == a.dev || !entitled(sp, c) || sp.shared[sk] {
-				continue
-			}
-			if a.isRevoked(dev, sp.id) {
-				continue
-			}
-			body, err := crypto.WrapKey(sp.current, sp.id, c.Device, rand.Reader)
-			if err != nil {
-				a.abortWrite()
-				return 0, err
-			}
-			if prof, err := a.ensureProfile(sp); err != nil {
-				a.abortWrite()
-				return 0, err
-			} else {
-				entries = append(entries, prof...)
-			}
-			_, env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, a.clock.Now(a.physMillis()))
-			if err != nil {
-				a.abortWrite()
-				return 0, err
-			}
-			entries = append(entries, env...)
-			sp.markShared(sk)
-			entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
-			n++
-		}
-		if n > 0 {
+		entries = append(entries, es...)
+		if shares > 0 {
+			n += shares
 			cb, _ := sp.ctx.MarshalBinary()
 			entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
 		}
@@ -93,6 +65,68 @@ func (a *Agent) ShareKeys() (int, error) {
 	}
 	a.notify()
 	return n, nil
+}
+
+// knownCerts returns the certificates this device knows, by device ID.
+func (a *Agent) knownCerts() []*crypto.Certificate {
+	a.statMu.Lock()
+	certs := make([]*crypto.Certificate, 0, len(a.certs))
+	for _, c := range a.certs {
+		certs = append(certs, c)
+	}
+	a.statMu.Unlock()
+	slices.SortFunc(certs, func(x, y *crypto.Certificate) int {
+		xi, yi := x.Device.ID(), y.Device.ID()
+		return bytes.Compare(xi[:], yi[:])
+	})
+	return certs
+}
+
+// shareEntries wraps each epoch key of the space that this device holds to
+// each entitled, unrevoked device in certs that has none of it yet, as key
+// share envelopes of this device's log (its profile first if it has not
+// written one), and how many shares it wrote. The current epoch goes first.
+// writeMu held; the caller stores the context.
+func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entries []kvEntry, shares int, err error) {
+	if a.cfg.Relay || sp.current == nil {
+		return nil, 0, nil
+	}
+	epochs := []*crypto.SpaceKey{sp.current}
+	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) }) {
+		if id != sp.current.ID() {
+			epochs = append(epochs, sp.keys[id])
+		}
+	}
+	for _, c := range certs {
+		dev := c.Device.ID()
+		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev, sp.id) {
+			continue
+		}
+		for _, key := range epochs {
+			sk := shareKey{recipient: dev, epoch: key.ID()}
+			if sp.shared[sk] {
+				continue
+			}
+			body, err := crypto.WrapKey(key, sp.id, c.Device, rand.Reader)
+			if err != nil {
+				return nil, 0, err
+			}
+			prof, err := a.ensureProfile(sp)
+			if err != nil {
+				return nil, 0, err
+			}
+			entries = append(entries, prof...)
+			_, env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, a.clock.Now(a.physMillis()))
+			if err != nil {
+				return nil, 0, err
+			}
+			entries = append(entries, env...)
+			sp.markShared(sk)
+			entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
+			shares++
+		}
+	}
+	return entries, shares, nil
 }
 
 func (s *spaceState) markShared(k shareKey) {

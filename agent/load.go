@@ -79,12 +79,16 @@ func (a *Agent) load() error {
 	err = a.db.scan([]byte{pfxEpoch}, func(k, v []byte) error {
 		var id crypto.SpaceID
 		copy(id[:], k[1:17])
-		sk, err := crypto.SpaceKeyFromBytes(v)
+		sk, began, err := parseEpochValue(v)
 		if err != nil {
 			return fmt.Errorf("space %s epoch key: %w", id, err)
 		}
 		s := get(id)
 		s.keys[sk.ID()] = sk
+		if s.epochAt == nil {
+			s.epochAt = map[crypto.KeyID]uint64{}
+		}
+		s.epochAt[sk.ID()] = began
 		return nil
 	}, nil)
 	if err != nil {

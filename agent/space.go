@@ -132,14 +132,17 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	if err := a.beginWrite(); err != nil {
 		return Space{}, err
 	}
+	began := a.clock.Now(a.physMillis())
 	sp := &spaceState{id: id, meta: meta, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{},
-		keys: map[crypto.KeyID]*crypto.SpaceKey{key.ID(): key}, current: key}
+		keys: map[crypto.KeyID]*crypto.SpaceKey{}}
+	sp.adoptEpoch(key, began.Pack())
 	a.spaces[id] = sp
 	_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
 	if err != nil {
 		a.abortWrite()
 		return Space{}, err
 	}
+	a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, routing, owner.Name)
 	prof, err := a.ensureProfile(sp)
 	if err != nil {
 		a.abortWrite()
@@ -152,8 +155,8 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 		return Space{}, err
 	}
 	entries = append(entries,
-		a.db.entry(spaceKey(id), meta.marshal()),
-		a.db.entry(epochKey(id, key.ID()), key.Bytes()),
+		a.db.entry(spaceKey(id), sp.meta.marshal()),
+		a.db.entry(epochKey(id, key.ID()), epochValue(key, began.Pack())),
 		a.db.entry(ctxKey(id), ctxBytes),
 		a.hlcEntry())
 	if err := a.commitWrite(entries); err != nil {

@@ -98,6 +98,9 @@ type spaceMeta struct {
 	Release   []string `json:"release"`    // released bureau names
 	ReleaseFP []string `json:"release_fp"` // released bureau fingerprints (sorted)
 	Epoch     string   `json:"epoch"`      // current epoch key ID (hex); "" if none held
+	// Routings are the space's routing records: the release list is
+	// computed from them (routing.go, docs/crdt.md "Release lists").
+	Routings []routingEntry `json:"routings,omitempty"`
 }
 
 func (m *spaceMeta) marshal() []byte {

@@ -321,30 +321,3 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 	}
 	return false, fsync.Reject(RejectMalformed, errors.New("mesh object is neither a certificate nor a revocation"))
 }
-
-// AddRevocation stores a bureau-signed revocation after checking it.
-func (a *Agent) AddRevocation(blob []byte) (bool, error) {
-	r, err := crypto.ParseRevocation(blob)
-	if err != nil {
-		return false, err
-	}
-	if err := r.Verify(a.trust); err != nil {
-		return false, err
-	}
-	a.statMu.Lock()
-	old := a.revs[r.Device]
-	a.statMu.Unlock()
-	if old != nil && string(old.Marshal()) == string(r.Marshal()) {
-		return false, nil
-	}
-	if err := a.beginWrite(); err != nil {
-		return false, err
-	}
-	a.statMu.Lock()
-	a.revs[r.Device] = r
-	a.statMu.Unlock()
-	if err := a.commitWrite([]kvEntry{a.db.entry(revokeKey(r.Device), r.Marshal())}); err != nil {
-		return false, err
-	}
-	return true, nil
-}

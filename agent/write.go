@@ -212,11 +212,28 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		a.writeMu.Unlock()
 		return nil, nil, fmt.Errorf("%w: nothing to write", ErrBadRequest)
 	}
-	entries, err := a.ensureProfile(sp)
+	var entries []kvEntry
+	if a.needsRotation(sp) {
+		// A device that held the current epoch key was revoked or its
+		// bureau withdrawn: this write opens a new epoch (DESIGN §5).
+		rot, err := a.rotateEpoch(sp)
+		if err != nil {
+			a.abortWrite()
+			return nil, nil, err
+		}
+		shares, _, err := a.shareEntries(sp, a.knownCerts())
+		if err != nil {
+			a.abortWrite()
+			return nil, nil, err
+		}
+		entries = append(append(entries, rot...), shares...)
+	}
+	prof, err := a.ensureProfile(sp)
 	if err != nil {
-		a.writeMu.Unlock()
+		a.abortWrite()
 		return nil, nil, err
 	}
+	entries = append(entries, prof...)
 	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops}
 	body, err := ch.MarshalBinary()
 	if err != nil {

@@ -327,7 +327,7 @@ func maxClearBodyVersion(k Kind) byte {
 	case KindKeyShare:
 		return keyShareVersion
 	case KindRouting:
-		return routingVersion
+		return routingVersion2
 	}
 	return 255
 }

@@ -57,7 +57,22 @@ func (p Profile) Matches(cert *Certificate) bool {
 	return subtle.ConstantTimeCompare(c[:], cert.NameCommitment[:]) == 1
 }
 
-const routingVersion = 1
+// Routing record versions: 1 has no Supersedes (a space's first record);
+// 2 adds it. Marshal writes 1 when Supersedes is empty, so a record has one
+// encoding.
+const (
+	routingVersion1 = 1
+	routingVersion2 = 2
+)
+
+// MaxSupersedes bounds Routing.Supersedes.
+const MaxSupersedes = 255
+
+// RoutingRef names one routing record by its place in its author's log.
+type RoutingRef struct {
+	Author DeviceID
+	Seq    uint64
+}
 
 // MaxReleased bounds the release list of a routing record.
 const MaxReleased = 255
@@ -69,14 +84,35 @@ const MaxSealedName = 4096
 // metadata relays and peers read, to enforce entitlement. It is signed (as the
 // envelope) by a device of the owning bureau (see CheckRouting).
 //
-// Layout: version (1) | space (16) | owner (u8 length + fingerprint) |
+// Layout: version (1 or 2) | space (16) | owner (u8 length + fingerprint) |
 // count (u8) | count × (u8 length + fingerprint), sorted, unique, owner
-// included | sealed name (u16 length + bytes).
+// included | sealed name (u16 length + bytes) | version 2 only: count (u8) |
+// count × (author (16) | seq (u64)), sorted by author then seq, unique.
+//
+// A space's release list is a small CRDT over its routing records
+// (docs/crdt.md, "Release lists"): each record states the whole list as its
+// writer means it, and names in Supersedes the records it replaces (the
+// heads its writer saw); an author's later record also replaces its earlier
+// ones.
 type Routing struct {
 	Space      SpaceID
-	Owner      string   // owning bureau fingerprint
-	Released   []string // released bureau fingerprints, sorted, owner included
-	SealedName []byte   // the space name, sealed with SealName
+	Owner      string       // owning bureau fingerprint
+	Released   []string     // released bureau fingerprints, sorted, owner included
+	SealedName []byte       // the space name, sealed with SealName
+	Supersedes []RoutingRef // routing records this one replaces
+}
+
+func compareRef(a, b RoutingRef) int {
+	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
+		return c
+	}
+	switch {
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return 0
 }
 
 // canonicalReleased returns Released sorted, deduplicated, with Owner.
@@ -86,9 +122,17 @@ func (r Routing) canonicalReleased() []string {
 	return slices.Compact(l)
 }
 
-// Marshal encodes r, normalising Released (sorted, unique, owner included).
+// Marshal encodes r, normalising Released (sorted, unique, owner included)
+// and Supersedes (sorted, unique).
 func (r Routing) Marshal() []byte {
-	b := []byte{routingVersion}
+	sup := slices.Clone(r.Supersedes)
+	slices.SortFunc(sup, compareRef)
+	sup = slices.Compact(sup)
+	version := byte(routingVersion1)
+	if len(sup) > 0 {
+		version = routingVersion2
+	}
+	b := []byte{version}
 	b = append(b, r.Space[:]...)
 	b = format.AppendStr8(b, r.Owner)
 	rel := r.canonicalReleased()
@@ -96,7 +140,15 @@ func (r Routing) Marshal() []byte {
 	for _, f := range rel {
 		b = format.AppendStr8(b, f)
 	}
-	return append(format.AppendU16(b, uint16(len(r.SealedName))), r.SealedName...)
+	b = append(format.AppendU16(b, uint16(len(r.SealedName))), r.SealedName...)
+	if version == routingVersion2 {
+		b = append(b, byte(len(sup)))
+		for _, ref := range sup {
+			b = append(b, ref.Author[:]...)
+			b = format.AppendU64(b, ref.Seq)
+		}
+	}
+	return b
 }
 
 // ParseRouting decodes a routing record and checks that it is canonical:
@@ -104,8 +156,9 @@ func (r Routing) Marshal() []byte {
 func ParseRouting(b []byte) (Routing, error) {
 	var r Routing
 	rd := format.NewReader(b, "routing record")
-	if v := rd.U8(); rd.Err() == nil && v != routingVersion {
-		return r, malformed("routing record", ErrUnknownVersion, fmt.Sprintf("version %d", v))
+	version := rd.U8()
+	if rd.Err() == nil && version != routingVersion1 && version != routingVersion2 {
+		return r, malformed("routing record", ErrUnknownVersion, fmt.Sprintf("version %d", version))
 	}
 	rd.CopyTo(r.Space[:])
 	r.Owner = rd.Str(false, idTextLen)
@@ -119,6 +172,21 @@ func ParseRouting(b []byte) (Routing, error) {
 	}
 	if v := rd.Bytes(sn); v != nil {
 		r.SealedName = bytes.Clone(v)
+	}
+	if version == routingVersion2 {
+		n := int(rd.U8())
+		for i := 0; i < n && rd.Err() == nil; i++ {
+			var ref RoutingRef
+			rd.CopyTo(ref.Author[:])
+			ref.Seq = rd.U64()
+			if rd.Err() == nil && len(r.Supersedes) > 0 && compareRef(r.Supersedes[len(r.Supersedes)-1], ref) >= 0 {
+				return Routing{}, invalid("routing record", "superseded records not sorted and unique")
+			}
+			r.Supersedes = append(r.Supersedes, ref)
+		}
+		if rd.Err() == nil && n == 0 {
+			return Routing{}, invalid("routing record", "version 2 with nothing superseded")
+		}
 	}
 	if err := rd.Done(); err != nil {
 		return Routing{}, err

@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"fieldsync/crypto"
+)
+
+// Revocation API (docs/api.md): the CLI asks the agent for the cut-offs it
+// holds (prepare), signs the revocation with the bureau key — which never
+// reaches the agent — and submits it.
+const (
+	PathRevokePrepare = "/v1/revoke/prepare" // POST RevokePrepareRequest -> RevokePlan
+	PathRevoke        = "/v1/revoke"         // POST RevokeSubmitRequest -> RevokeResult
+)
+
+// RevokePrepareRequest names the device to revoke (an ID or a unique prefix
+// of ≥ 6 characters of a device this agent knows) and explicit cut-offs,
+// each "SPACE:SEQ" with SPACE a space reference or "*".
+type RevokePrepareRequest struct {
+	Device  string   `json:"device"`
+	Cutoffs []string `json:"cutoffs,omitempty"`
+}
+
+// RevokePlan is what the bureau key is asked to sign.
+type RevokePlan struct {
+	Device string `json:"device"` // full device ID
+	Bureau string `json:"bureau"` // the device's bureau fingerprint (the signer must be it)
+	Role   string `json:"role"`
+	// Cutoffs maps space ID to the highest seq that stays valid: those
+	// this agent holds of the device, overridden by explicit ones.
+	Cutoffs map[string]uint64 `json:"cutoffs"`
+	// DefaultCutoff applies to every space not in Cutoffs (0 unless '*:N').
+	DefaultCutoff uint64 `json:"default_cutoff"`
+}
+
+// RevokeSubmitRequest carries a signed revocation (binary, base64).
+type RevokeSubmitRequest struct {
+	Revocation string `json:"revocation"`
+}
+
+// RevokeResult says what the revocation did here.
+type RevokeResult struct {
+	Device  string            `json:"device"`
+	Added   bool              `json:"added"` // false: this agent held it already
+	Cutoffs map[string]uint64 `json:"cutoffs"`
+	Default uint64            `json:"default_cutoff"`
+	// Dropped lists the envelopes past the cut-offs that this agent held
+	// and removed (they are rejected everywhere).
+	Dropped []Gap `json:"dropped"`
+}
+
+func init() {
+	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
+		post(a, mux, PathRevokePrepare, func(req RevokePrepareRequest) (any, error) { return a.PrepareRevocation(req) })
+		post(a, mux, PathRevoke, func(req RevokeSubmitRequest) (any, error) {
+			blob, err := base64.StdEncoding.DecodeString(req.Revocation)
+			if err != nil {
+				return nil, fmt.Errorf("%w: revocation is not base64: %v", ErrBadRequest, err)
+			}
+			return a.SubmitRevocation(blob)
+		})
+	})
+}
+
+// resolveDevice finds a known device by ID or unique prefix (≥ 6 characters).
+func (a *Agent) resolveDevice(ref string) (*crypto.Certificate, error) {
+	ref = strings.ToLower(strings.TrimSpace(ref))
+	if len(ref) < 6 {
+		return nil, fmt.Errorf("%w: a device ID or a prefix of at least 6 characters is needed", ErrBadRequest)
+	}
+	var found []*crypto.Certificate
+	for _, c := range a.knownCerts() {
+		if strings.HasPrefix(c.Device.ID().String(), ref) {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: no known device %q (see `fieldsync peers`; this agent must have seen its certificate)", ErrNotFound, ref)
+	case 1:
+		return found[0], nil
+	}
+	var ids []string
+	for _, c := range found {
+		ids = append(ids, c.Device.ID().String())
+	}
+	return nil, fmt.Errorf("%w: %q matches %d devices: %s", ErrAmbiguous, ref, len(found), strings.Join(ids, ", "))
+}
+
+// PrepareRevocation fills in the cut-offs this agent holds for the device:
+// per space, the contiguous seqs of its log held here (DESIGN §5). A space
+// where it holds nothing gets 0 through the default cut-off. Explicit
+// cut-offs override; "*:N" sets the default and drops the filled-in ones.
+func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) {
+	cert, err := a.resolveDevice(req.Device)
+	if err != nil {
+		return RevokePlan{}, err
+	}
+	dev := cert.Device.ID()
+	plan := RevokePlan{Device: dev.String(), Bureau: cert.Bureau.Fingerprint(), Role: cert.Role.String(), Cutoffs: map[string]uint64{}}
+	if dev == a.dev {
+		return RevokePlan{}, fmt.Errorf("%w: this agent's own device cannot be revoked through itself; run revoke on another device's agent", ErrBadRequest)
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	wildcard := false
+	type explicit struct {
+		space string
+		seq   uint64
+	}
+	var given []explicit
+	for _, c := range req.Cutoffs {
+		i := strings.LastIndexByte(c, ':')
+		if i <= 0 {
+			return RevokePlan{}, fmt.Errorf("%w: cut-off %q: want SPACE:SEQ (or '*:0')", ErrBadRequest, c)
+		}
+		seq, err := strconv.ParseUint(c[i+1:], 10, 64)
+		if err != nil {
+			return RevokePlan{}, fmt.Errorf("%w: cut-off %q: bad seq", ErrBadRequest, c)
+		}
+		if c[:i] == "*" {
+			wildcard, plan.DefaultCutoff = true, seq
+			continue
+		}
+		sp, err := a.resolveSpace(c[:i])
+		if err != nil {
+			return RevokePlan{}, err
+		}
+		given = append(given, explicit{sp.id.String(), seq})
+	}
+	if !wildcard {
+		for _, sp := range a.sortedSpaces() {
+			if hd, ok := sp.heads[dev]; ok && hd.Seq > 0 {
+				plan.Cutoffs[sp.id.String()] = hd.Seq
+			}
+		}
+	}
+	for _, g := range given {
+		plan.Cutoffs[g.space] = g.seq
+	}
+	if len(plan.Cutoffs) > crypto.MaxRevocationCutoffs {
+		return RevokePlan{}, fmt.Errorf("%w: %d cut-offs, more than a revocation holds (%d)", ErrBadRequest, len(plan.Cutoffs), crypto.MaxRevocationCutoffs)
+	}
+	return plan, nil
+}
+
+// SubmitRevocation stores a signed revocation and applies it here; sync then
+// spreads it to every peer (a mesh object) and bundles carry it.
+func (a *Agent) SubmitRevocation(blob []byte) (RevokeResult, error) {
+	r, err := crypto.ParseRevocation(blob)
+	if err != nil {
+		return RevokeResult{}, fmt.Errorf("%w: not a valid revocation: %v", ErrBadRequest, err)
+	}
+	a.statMu.Lock()
+	cert := a.certs[r.Device]
+	a.statMu.Unlock()
+	if cert != nil && cert.Bureau.Fingerprint() != r.Bureau {
+		return RevokeResult{}, fmt.Errorf("%w: device %s belongs to bureau %s; only that bureau's key can revoke it", ErrForbidden, r.Device, cert.Bureau.Fingerprint())
+	}
+	added, dropped, err := a.addRevocation(blob)
+	if err != nil {
+		if errors.Is(err, crypto.ErrUntrusted) {
+			return RevokeResult{}, fmt.Errorf("%w: %v (add the bureau with `fieldsync trust add`)", ErrForbidden, err)
+		}
+		return RevokeResult{}, err
+	}
+	res := RevokeResult{Device: r.Device.String(), Added: added, Cutoffs: map[string]uint64{}, Default: r.DefaultCutoff, Dropped: nonNilGaps(dropped)}
+	for s, c := range r.Cutoffs {
+		res.Cutoffs[s.String()] = c
+	}
+	a.notify()
+	return res, nil
+}
+
+func nonNilGaps(g []Gap) []Gap {
+	if g == nil {
+		return []Gap{}
+	}
+	return g
+}
+
+// AddRevocation stores a bureau-signed revocation after checking it, and
+// removes what the device wrote past its cut-offs (addRevocation).
+func (a *Agent) AddRevocation(blob []byte) (bool, error) {
+	added, _, err := a.addRevocation(blob)
+	return added, err
+}
+
+// newerRevocation reports whether r should replace old: the later issued
+// wins, ties by the signed bytes, so every replica keeps the same one.
+func newerRevocation(r, old *crypto.Revocation) bool {
+	if old == nil {
+		return true
+	}
+	if !r.IssuedAt.Equal(old.IssuedAt) {
+		return r.IssuedAt.After(old.IssuedAt)
+	}
+	return bytes.Compare(r.Marshal(), old.Marshal()) > 0
+}
+
+// addRevocation stores a revocation and applies it: in every space, the
+// device's envelopes past the cut-off are removed and the space's state is
+// rebuilt without them, so that replicas that accepted them before the
+// revocation arrived end where replicas that learnt of it first do
+// (DESIGN §5: changes past the cut-off are rejected by all peers). It
+// returns whether the revocation was new here and what it removed.
+func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
+	r, err := crypto.ParseRevocation(blob)
+	if err != nil {
+		return false, nil, err
+	}
+	if err := r.Verify(a.trust); err != nil {
+		return false, nil, err
+	}
+	a.statMu.Lock()
+	old, cert := a.revs[r.Device], a.certs[r.Device]
+	a.statMu.Unlock()
+	if cert != nil && cert.Bureau.Fingerprint() != r.Bureau {
+		return false, nil, fmt.Errorf("%w: revocation of device %s by bureau %s, not its own", crypto.ErrUntrusted, r.Device, r.Bureau)
+	}
+	if !newerRevocation(r, old) || (old != nil && bytes.Equal(old.Marshal(), r.Marshal())) {
+		return false, nil, nil
+	}
+	if err := a.beginWrite(); err != nil {
+		return false, nil, err
+	}
+	defer a.writeMu.Unlock()
+	// Settle everything in flight before editing logs directly.
+	barrier := &commitReq{done: make(chan error, 1)}
+	a.com.submit(barrier)
+	<-barrier.done
+	if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
+		return false, nil, err
+	}
+	a.statMu.Lock()
+	a.revs[r.Device] = r
+	a.statMu.Unlock()
+	var dropped []Gap
+	for _, sp := range a.sortedSpaces() {
+		cut := r.Cutoff(sp.id)
+		hd := sp.heads[r.Device]
+		if hd.Seq <= cut {
+			continue
+		}
+		extra, err := a.cutEntries(sp, r.Device, cut+1)
+		if err != nil {
+			return true, dropped, err
+		}
+		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
+			return true, dropped, fmt.Errorf("revocation: rebuild space %s: %w", sp.id, err)
+		}
+		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: cut + 1, To: hd.Seq})
+	}
+	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Space < dropped[j].Space })
+	a.log.Warn("device revoked", "device", r.Device.String(), "bureau", r.Bureau, "spaces_cut", len(dropped))
+	return true, dropped, a.reload()
+}
+
+// cutEntries returns the store edits that cut author's log in the space from
+// seq `from` on: its envelopes and pending marks deleted, its head moved
+// below, its routing records dropped (the caller rebuilds the space with
+// them). writeMu held.
+func (a *Agent) cutEntries(sp *spaceState, author crypto.DeviceID, from uint64) ([]kvEntry, error) {
+	hd := sp.heads[author]
+	var extra []kvEntry
+	for s := from; s <= hd.Seq; s++ {
+		extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
+	}
+	nh := head{Seq: from - 1}
+	if nh.Seq > 0 {
+		prev, err := a.db.get(envKey(sp.id, author, nh.Seq))
+		if err != nil {
+			return nil, fmt.Errorf("read seq %d: %w", nh.Seq, err)
+		}
+		nh.Hash = crypto.Hash(prev)
+		extra = append(extra, a.db.entry(headKey(sp.id, author), nh.marshal()))
+	} else {
+		extra = append(extra, kvEntry{key: headKey(sp.id, author), del: true})
+	}
+	a.dropRoutings(sp, author, nh.Seq)
+	return append(extra, a.db.entry(spaceKey(sp.id), sp.meta.marshal())), nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,19 +10,26 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"fieldsync/agent"
+	"fieldsync/internal/logging"
 )
 
+// agentFlags are the flags of `fieldsync agent` (and of the worker it
+// runs). Those wrapped by altsrc may also be set in the config file's
+// [agent] table; --log-level and --log-format here override the global
+// flags of the same name (which the config file sets at its top level).
 func agentFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "bind", Value: "127.0.0.1:7946", Usage: "gossip bind `HOST:PORT`"},
-		&cli.StringFlag{Name: "advertise", Usage: "address other nodes reach this one at, `HOST:PORT` (behind address translation)"},
-		&cli.StringSliceFlag{Name: "join", Usage: "join the mesh through `HOST:PORT` (repeatable)"},
-		&cli.BoolFlag{Name: "relay", Usage: "run as a relay: store and forward without space keys"},
-		&cli.StringFlag{Name: "profile", Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"},
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug, info, warn, error"},
-		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics (e.g. 127.0.0.1:9464)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "bind", EnvVars: []string{"FIELDSYNC_BIND"}, Value: "127.0.0.1:7946", Usage: "gossip bind `HOST:PORT`"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "advertise", EnvVars: []string{"FIELDSYNC_ADVERTISE"}, Usage: "address other nodes reach this one at, `HOST:PORT` (behind address translation)"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "join", EnvVars: []string{"FIELDSYNC_JOIN"}, Usage: "join the mesh through `HOST:PORT` (repeatable)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "relay", EnvVars: []string{"FIELDSYNC_RELAY"}, Usage: "run as a relay: store and forward without space keys"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "profile", EnvVars: []string{"FIELDSYNC_PROFILE"}, Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"}),
+		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn, error (default: the global --log-level)"},
+		&cli.StringFlag{Name: "log-format", Usage: "log `FORMAT`: text or json (default: the global --log-format)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"FIELDSYNC_METRICS_ADDR"}, Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics (e.g. 127.0.0.1:9464)"}),
 	}
 }
 
@@ -34,6 +42,7 @@ func agentCommand() *cli.Command {
 			"Stop it with SIGINT or SIGTERM.",
 		ArgsUsage: " ",
 		Flags:     agentFlags(),
+		Before:    applyAgentConfig,
 		Action:    agentAction,
 	}
 }
@@ -57,6 +66,11 @@ func agentAction(c *cli.Context) error {
 	if err := checkProfile(c.String("profile")); err != nil {
 		return err
 	}
+	logger, flushLog, err := newLoggerChecked(c)
+	if err != nil {
+		return err
+	}
+	defer flushLog()
 	noCoreDumps(c)
 	l, err := layoutOf(c)
 	if err != nil {
@@ -95,24 +109,7 @@ func agentAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %v", err)
 	}
-	wargs := []string{"--data-dir", l.Dir}
-	if p := globalString(c, "mesh-key-file"); p != "" {
-		wargs = append(wargs, "--mesh-key-file", p)
-	}
-	wargs = append(wargs, "agent-worker",
-		"--bind", c.String("bind"), "--profile", c.String("profile"), "--log-level", c.String("log-level"))
-	if a := c.String("advertise"); a != "" {
-		wargs = append(wargs, "--advertise", a)
-	}
-	for _, j := range c.StringSlice("join") {
-		wargs = append(wargs, "--join", j)
-	}
-	if c.Bool("relay") {
-		wargs = append(wargs, "--relay")
-	}
-	if m := c.String("metrics-addr"); m != "" {
-		wargs = append(wargs, "--metrics-addr", m)
-	}
+	wargs := workerArgs(c, l)
 	ctx, stop := signal.NotifyContext(ctxOf(c), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := runSupervisor(ctx, agent.SupervisorConfig{
@@ -120,7 +117,7 @@ func agentAction(c *cli.Context) error {
 		WorkerArgs: wargs,
 		Unlock:     u,
 		Layout:     l,
-		Logger:     newLogger(c),
+		Logger:     logger,
 		Stderr:     c.App.ErrWriter,
 	})
 	if code != 0 {
@@ -162,12 +159,70 @@ func unlockError(l agent.Layout, err error) error {
 	return keystoreError("keystore", l.Keystore(), err)
 }
 
-func newLogger(c *cli.Context) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		level = slog.LevelInfo
+// workerArgs are the worker's arguments: every setting resolved here
+// (command line, environment, config file, default) is passed explicitly,
+// and --config= keeps the worker from reading a config file again, so the
+// worker runs with exactly what the supervisor resolved even though it
+// inherits the environment.
+func workerArgs(c *cli.Context, l agent.Layout) []string {
+	level, format := logSettings(c)
+	wargs := []string{"--config=", "--data-dir", l.Dir, "--log-level", level, "--log-format", format}
+	if p := globalString(c, "mesh-key-file"); p != "" {
+		wargs = append(wargs, "--mesh-key-file", p)
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	wargs = append(wargs, "agent-worker",
+		"--bind", c.String("bind"), "--profile", c.String("profile"),
+		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")),
+		"--metrics-addr="+c.String("metrics-addr"))
+	for _, j := range c.StringSlice("join") {
+		wargs = append(wargs, "--join", j)
+	}
+	return wargs
+}
+
+// logSettings resolves --log-level and --log-format: the agent command's own
+// flag if given, else the global flag (command line, environment, config
+// file, default).
+func logSettings(c *cli.Context) (level, format string) {
+	level, format = globalString(c, "log-level"), globalString(c, "log-format")
+	if level == "" {
+		level = "info"
+	}
+	if format == "" {
+		format = string(logging.FormatText)
+	}
+	return level, format
+}
+
+// newLoggerChecked builds the logger that --log-level and --log-format ask
+// for (a usage error names a bad value), writing to stderr through the rate
+// limiter; flush reports what the limiter still holds back.
+func newLoggerChecked(c *cli.Context) (log *slog.Logger, flush func(), err error) {
+	ls, fs := logSettings(c)
+	level, err := logging.ParseLevel(ls)
+	if err != nil {
+		return nil, nil, usageErrorf("bad --log-level: %v", err)
+	}
+	format, err := logging.ParseFormat(fs)
+	if err != nil {
+		return nil, nil, usageErrorf("bad --log-format: %v", err)
+	}
+	log, rl := logging.New(c.App.ErrWriter, logging.Options{Level: level, Format: format})
+	flush = func() {}
+	if rl != nil {
+		flush = func() { rl.Flush(context.Background()) }
+	}
+	return log, flush, nil
+}
+
+// newLogger is newLoggerChecked for commands that log on the side: a bad
+// level or format falls back to info and text.
+func newLogger(c *cli.Context) *slog.Logger {
+	log, _, err := newLoggerChecked(c)
+	if err != nil {
+		log, _ = logging.New(c.App.ErrWriter, logging.Options{})
+	}
+	return log
 }
 
 func agentWorkerAction(c *cli.Context) error {
@@ -194,7 +249,12 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Relay = c.Bool("relay")
 	cfg.Profile = c.String("profile")
 	cfg.MetricsAddr = c.String("metrics-addr")
-	cfg.Logger = newLogger(c)
+	logger, flushLog, err := newLoggerChecked(c)
+	if err != nil {
+		return fmt.Errorf("agent worker: %v", err) // exit 1, as below
+	}
+	defer flushLog()
+	cfg.Logger = logger
 	chaosConfig(&cfg) // test-only faults and hooks: nothing unless built with -tags fieldsync_chaos
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("agent configuration: %v", err) // exit 1: the supervisor takes 2 for a panic

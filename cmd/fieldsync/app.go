@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"fieldsync/agent"
 )
@@ -37,12 +40,14 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Reader:               stdin,
 		Writer:               stdout,
 		ErrWriter:            stderr,
+		Version:              versionString(),
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
-		HideVersion:          true,
 		Flags:                globalFlags(),
+		Before:               loadConfig,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() maps errors to exit codes
 		Action:               groupAction,
+		Metadata:             map[string]any{},
 	}
 	app.Commands = append(app.Commands,
 		bureauCommand(),
@@ -69,6 +74,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		restoreCommand(),
 		diagCommand(),
 		completionCommand(),
+		manCommand(),
 		benchCommand(),
 		demoCommand(),
 	)
@@ -160,13 +166,18 @@ func cmdPath(c *cli.Context) string {
 	return strings.TrimSpace("fieldsync " + strings.Join(names, " "))
 }
 
+// globalFlags are the flags that go right after `fieldsync`. Those wrapped
+// by altsrc may also be set in the config file's top level (config.go).
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"FIELDSYNC_DATA_DIR"}, Usage: "data directory (default: XDG data dir)/fieldsync"},
-		&cli.StringFlag{Name: "passphrase-file", EnvVars: []string{"FIELDSYNC_PASSPHRASE_FILE"}, Usage: "read the keystore passphrase from `FILE`"},
-		&cli.StringFlag{Name: "bureau-passphrase-file", EnvVars: []string{"FIELDSYNC_BUREAU_PASSPHRASE_FILE"}, Usage: "read the bureau key passphrase from `FILE`"},
-		&cli.StringFlag{Name: "key-file", EnvVars: []string{"FIELDSYNC_KEY_FILE"}, Usage: "unlock the keystore with `FILE` instead of a passphrase (unattended relays)"},
-		&cli.StringFlag{Name: "mesh-key-file", EnvVars: []string{"FIELDSYNC_MESH_KEY_FILE"}, Usage: "override the keystore's mesh key with `FILE`"},
+		&cli.StringFlag{Name: "config", EnvVars: []string{"FIELDSYNC_CONFIG"}, Usage: "read flag values from the TOML or YAML config `FILE` (flags and environment variables override it)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", EnvVars: []string{"FIELDSYNC_DATA_DIR"}, Usage: "data directory (default: XDG data dir)/fieldsync"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "passphrase-file", EnvVars: []string{"FIELDSYNC_PASSPHRASE_FILE"}, Usage: "read the keystore passphrase from `FILE`"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "bureau-passphrase-file", EnvVars: []string{"FIELDSYNC_BUREAU_PASSPHRASE_FILE"}, Usage: "read the bureau key passphrase from `FILE`"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "key-file", EnvVars: []string{"FIELDSYNC_KEY_FILE"}, Usage: "unlock the keystore with `FILE` instead of a passphrase (unattended relays)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "mesh-key-file", EnvVars: []string{"FIELDSYNC_MESH_KEY_FILE"}, Usage: "override the keystore's mesh key with `FILE`"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", EnvVars: []string{"FIELDSYNC_LOG_LEVEL"}, Value: "info", Usage: "log `LEVEL`: debug, info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", EnvVars: []string{"FIELDSYNC_LOG_FORMAT"}, Value: "text", Usage: "log `FORMAT`: text or json"}),
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		// Tests, the demo and benchmarks only: cheap argon2id parameters for
 		// new keystores and bureau files. Never for real keys.
@@ -207,7 +218,10 @@ func notFoundf(format string, args ...any) error {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
 	jsonErrors := wantsJSON(args)
-	err := app.Run(reorderArgs(app, args))
+	if !isCompletionRequest(args) { // urfave/cli looks for it in the last argument
+		args = reorderArgs(app, args)
+	}
+	err := app.Run(args)
 	if err == nil {
 		return exitOK
 	}
@@ -392,3 +406,73 @@ func flagArity(flags []cli.Flag, a string) int {
 	}
 	return 0
 }
+
+// isCompletionRequest reports whether args ask for shell completion
+// (EnableBashCompletion: the last argument is --generate-bash-completion).
+func isCompletionRequest(args []string) bool {
+	return len(args) > 1 && args[len(args)-1] == "--generate-bash-completion"
+}
+
+// commit is the VCS revision, for builds without VCS stamping (GOFLAGS
+// -buildvcs=false): go build -ldflags "-X main.commit=$(git rev-parse HEAD)".
+var commit = ""
+
+// buildInfo is what `fieldsync --version` prints: agent.Version (set with
+// -ldflags "-X fieldsync/agent.Version=v1.2.3"), the commit and whether the
+// tree had uncommitted changes (runtime/debug.ReadBuildInfo's vcs.revision
+// and vcs.modified), and the Go version.
+type buildInfo struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit"`
+	Modified bool   `json:"modified"`
+	Go       string `json:"go"`
+}
+
+func readBuildInfo() buildInfo {
+	bi := buildInfo{Version: agent.Version, Commit: commit, Go: runtime.Version()}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if bi.Commit == "" {
+					bi.Commit = s.Value
+				}
+			case "vcs.modified":
+				bi.Modified = s.Value == "true"
+			}
+		}
+		if bi.Version == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			bi.Version = info.Main.Version // go install fieldsync/cmd/fieldsync@vX
+		}
+	}
+	return bi
+}
+
+// versionString is the app's Version: "v1.2.3 (commit 0123abcd, modified, go1.26.0)".
+func versionString() string {
+	bi := readBuildInfo()
+	c := bi.Commit
+	if c == "" {
+		c = "unknown"
+	} else if len(c) > 12 {
+		c = c[:12]
+	}
+	mod := ""
+	if bi.Modified {
+		mod = ", modified"
+	}
+	return fmt.Sprintf("%s (commit %s%s, %s)", bi.Version, c, mod, bi.Go)
+}
+
+// printVersion is cli.VersionPrinter: one line, or the buildInfo as JSON
+// under --json.
+func printVersion(c *cli.Context) {
+	if c.Bool("json") {
+		b, _ := json.Marshal(readBuildInfo())
+		fmt.Fprintf(c.App.Writer, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(c.App.Writer, "%s version %s\n", c.App.Name, c.App.Version)
+}
+
+func init() { cli.VersionPrinter = printVersion }

@@ -12,6 +12,15 @@ package main
 //	FIELDSYNC_CHAOS_CLOCK_OFFSET=DUR     the agent's wall clock runs DUR ahead (negative: behind)
 //	FIELDSYNC_CHAOS_FAIL_COMMIT=K[:SALT] one store commit in K fails, chosen by a hash of
 //	                                     its number and SALT (a disk that fails writes)
+//	FIELDSYNC_CHAOS_CLOCK_FILE=PATH      a further offset read from PATH (a Go duration, re-read
+//	                                     at most every 100 ms): the clock jumps when the test
+//	                                     rewrites it; missing or empty means 0
+//	FIELDSYNC_CHAOS_TAMPER=SEED          this agent is a hostile relay: every envelope it sends
+//	                                     goes through the tamper rules (chaos_tamper.go), each
+//	                                     decision a hash of SEED, the envelope and its attempt
+//	FIELDSYNC_CHAOS_TAMPER_FILE=PATH     the tamper rules (re-read at most every 100 ms)
+//	FIELDSYNC_CHAOS_TAMPER_LOG=PATH      one JSON line appended per alteration, withheld
+//	                                     envelope and replay: the test's account of what it did
 //
 // The worker reads the file named by FIELDSYNC_CHAOS_FILE (if set) at most
 // every 100 ms. Each line is one rule; blank lines and lines starting with #
@@ -51,7 +60,43 @@ const (
 	chaosClockEnv   = "FIELDSYNC_CHAOS_CLOCK_OFFSET"
 	chaosFailEnv    = "FIELDSYNC_CHAOS_FAIL_COMMIT"
 	chaosFailMarker = "chaos: injected commit failure"
+
+	chaosClockFileEnv  = "FIELDSYNC_CHAOS_CLOCK_FILE"
+	chaosTamperEnv     = "FIELDSYNC_CHAOS_TAMPER"
+	chaosTamperFileEnv = "FIELDSYNC_CHAOS_TAMPER_FILE"
+	chaosTamperLogEnv  = "FIELDSYNC_CHAOS_TAMPER_LOG"
 )
+
+// jumpClock is an offset read from a file that the test rewrites, so that
+// an agent's clock jumps (forward or back) while it runs.
+type jumpClock struct {
+	path string
+
+	mu   gosync.Mutex
+	read time.Time
+	off  time.Duration
+}
+
+func (j *jumpClock) offset() time.Duration {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	now := time.Now()
+	if !j.read.IsZero() && now.Sub(j.read) < chaosReread {
+		return j.off
+	}
+	j.read = now
+	b, err := chaosReadFile(j.path, 256)
+	if err != nil {
+		j.off = 0
+		return 0
+	}
+	if v := strings.TrimSpace(string(b)); v == "" {
+		j.off = 0
+	} else if d, err := time.ParseDuration(v); err == nil {
+		j.off = d
+	} // a half-written or malformed file keeps the last offset
+	return j.off
+}
 
 // chaosConfig fills the worker's test-only faults and hooks from the
 // environment.
@@ -66,6 +111,23 @@ func chaosConfig(cfg *agent.Config) {
 			os.Exit(1)
 		}
 		cfg.Now = func() time.Time { return time.Now().Add(off) }
+	}
+	if path := os.Getenv(chaosClockFileEnv); path != "" {
+		base := cfg.Now
+		if base == nil {
+			base = time.Now
+		}
+		jc := &jumpClock{path: path}
+		cfg.Now = func() time.Time { return base().Add(jc.offset()) }
+	}
+	if v := os.Getenv(chaosTamperEnv); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "fieldsync: %s=%q: want a seed, a non-negative integer\n", chaosTamperEnv, v)
+			os.Exit(1)
+		}
+		t := newTamperer(seed, os.Getenv(chaosTamperFileEnv), os.Getenv(chaosTamperLogEnv))
+		cfg.Tamper = t.apply
 	}
 	if v := os.Getenv(chaosFailEnv); v != "" {
 		ks, ss, _ := strings.Cut(v, ":")

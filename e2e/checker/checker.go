@@ -23,15 +23,17 @@ type Op struct {
 	Client  string    `json:"client"`
 	Node    string    `json:"node"` // the agent it was sent to
 	Op      int       `json:"op"`   // unique over the run
-	Kind    string    `json:"kind"` // "put"
+	Kind    string    `json:"kind"` // put, set_add, set_remove, note_add, delete, resolve (as history names them)
 	Record  string    `json:"record"`
-	Field   string    `json:"field"`
-	Value   string    `json:"value"` // unique over the run
+	Field   string    `json:"field,omitempty"`  // register or set name (put, set_*, resolve)
+	Value   string    `json:"value,omitempty"`  // put, set_add, note_add, resolve --value: unique over the run; set_remove: the element; resolve --pick: empty
+	Pick    int       `json:"pick,omitempty"`   // resolve --pick N
+	Reason  string    `json:"reason,omitempty"` // resolve --reason: unique over the run, how history names the resolve
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end"`
 	Outcome string    `json:"outcome"`
 	Error   string    `json:"error,omitempty"`
-	Dot     string    `json:"dot,omitempty"` // the write's dot, from the acknowledgement's `record get` shape
+	Dot     string    `json:"dot,omitempty"` // the write's dot, from the acknowledgement's `record get` shape (put, note_add, resolve --value)
 }
 
 // ReadOps parses an op log of JSON lines.
@@ -74,19 +76,24 @@ func (v Violation) String() string { return v.Kind + ": " + v.Detail }
 
 // Result is the checker's verdict and what it looked at.
 type Result struct {
-	OpsOK       int            `json:"ops_ok"`
-	OpsFailed   int            `json:"ops_failed"`
-	OpsUnknown  int            `json:"ops_unknown"`
-	Records     int            `json:"records"`
-	Fields      int            `json:"fields"`       // (record, field) pairs written
-	Writes      int            `json:"writes"`       // puts found in history
-	Siblings    int            `json:"siblings"`     // live values, all fields
-	Conflicted  int            `json:"conflicted"`   // fields with more than one sibling
-	UnknownSeen int            `json:"unknown_seen"` // unknown ops found applied
-	Envelopes   int            `json:"envelopes"`
-	Rejected    map[string]int `json:"rejected,omitempty"` // node: reason -> count, from status (reported, not judged)
-	Notes       []string       `json:"notes,omitempty"`    // observations that are not violations
-	Violations  []Violation    `json:"violations"`
+	OpsOK           int               `json:"ops_ok"`
+	OpsFailed       int               `json:"ops_failed"`
+	OpsUnknown      int               `json:"ops_unknown"`
+	Records         int               `json:"records"`
+	Fields          int               `json:"fields"`                // (record, field) pairs written
+	Writes          int               `json:"writes"`                // puts found in history
+	Siblings        int               `json:"siblings"`              // live values, all fields
+	Conflicted      int               `json:"conflicted"`            // fields with more than one sibling
+	UnknownSeen     int               `json:"unknown_seen"`          // unknown ops found applied
+	SetElements     int               `json:"set_elements"`          // elements shown, all sets
+	NotesShown      int               `json:"notes_shown"`           // notes shown (tombstones included)
+	Deleted         int               `json:"deleted"`               // records shown deleted
+	DeleteConflicts int               `json:"delete_conflicts"`      // of them, with an edit surviving
+	OpsByKind       map[string]string `json:"ops_by_kind,omitempty"` // kind -> "ok/failed/unknown"
+	Envelopes       int               `json:"envelopes"`
+	Rejected        map[string]int    `json:"rejected,omitempty"` // node: reason -> count, from status (reported, not judged)
+	Notes           []string          `json:"notes,omitempty"`    // observations that are not violations
+	Violations      []Violation       `json:"violations"`
 }
 
 // Valid reports whether no violation was found.
@@ -116,10 +123,24 @@ type field struct {
 	Siblings []sibling `json:"siblings"`
 }
 
+type setField struct {
+	Elements []string `json:"elements"`
+}
+
+type note struct {
+	ID      string `json:"id"`
+	Author  string `json:"author"`
+	Text    string `json:"text"`
+	Removed bool   `json:"removed"`
+}
+
 type record struct {
-	ID      string           `json:"id"`
-	Deleted bool             `json:"deleted"`
-	Fields  map[string]field `json:"fields"`
+	ID             string              `json:"id"`
+	Deleted        bool                `json:"deleted"`
+	DeleteConflict bool                `json:"delete_conflict"`
+	Fields         map[string]field    `json:"fields"`
+	Sets           map[string]setField `json:"sets"`
+	Notes          []note              `json:"notes"`
 }
 
 type histOp struct {
@@ -128,6 +149,7 @@ type histOp struct {
 	Field    string   `json:"field"`
 	Value    string   `json:"value"`
 	Resolves []string `json:"resolves"`
+	Reason   string   `json:"reason"`
 }
 
 type histEntry struct {
@@ -144,17 +166,20 @@ type conflictRow struct {
 	Field  string `json:"field"`
 }
 
-// write is one put found in a history.
+// write is one operation found in a history (any kind; the name is the
+// register writes' it had first).
 type write struct {
-	dot, record, field, value string
-	resolves                  []string
+	kind, dot, author, record, field, value, reason string
+	resolves                                        []string
 }
 
 type checker struct {
 	res    Result
 	counts map[string]int
 	ops    []Op
-	byVal  map[string]*Op
+	byVal  map[string]*Op    // unique values: put, set_add, note_add, resolve --value
+	byRsn  map[string]*Op    // resolve reasons
+	devOf  map[string]string // node name -> device ID (from status)
 }
 
 func (c *checker) fail(kind, format string, args ...any) {
@@ -166,7 +191,12 @@ func (c *checker) fail(kind, format string, args ...any) {
 
 // Check judges the run.
 func Check(ops []Op, nodes []Node) Result {
-	c := &checker{counts: map[string]int{}, ops: ops, byVal: map[string]*Op{}}
+	c := &checker{counts: map[string]int{}, ops: ops, byVal: map[string]*Op{}, byRsn: map[string]*Op{}, devOf: map[string]string{}}
+	for i := range nodes {
+		if id := deviceID(&nodes[i]); id != "" {
+			c.devOf[nodes[i].Name] = id
+		}
+	}
 	for i := range ops {
 		op := &ops[i]
 		switch op.Outcome {
@@ -179,10 +209,40 @@ func Check(ops []Op, nodes []Node) Result {
 		default:
 			c.fail("op-log", "op %d: outcome %q", op.Op, op.Outcome)
 		}
-		if prev := c.byVal[op.Value]; prev != nil {
-			c.fail("op-log", "ops %d and %d wrote the same value %q: values must be unique", prev.Op, op.Op, op.Value)
+		if !knownKind[op.Kind] {
+			c.fail("op-log", "op %d: kind %q", op.Op, op.Kind)
 		}
-		c.byVal[op.Value] = op
+		if uniqueValue(op) {
+			if prev := c.byVal[op.Value]; prev != nil {
+				c.fail("op-log", "ops %d and %d wrote the same value %q: values must be unique", prev.Op, op.Op, op.Value)
+			}
+			c.byVal[op.Value] = op
+		}
+		if op.Kind == "resolve" {
+			if prev := c.byRsn[op.Reason]; prev != nil || op.Reason == "" {
+				c.fail("op-log", "op %d: resolve reason %q is empty or not unique: the checker names resolves by it", op.Op, op.Reason)
+			}
+			c.byRsn[op.Reason] = op
+		}
+	}
+	byKind := map[string][3]int{}
+	for _, op := range ops {
+		k := byKind[op.Kind]
+		switch op.Outcome {
+		case OK:
+			k[0]++
+		case Failed:
+			k[1]++
+		default:
+			k[2]++
+		}
+		byKind[op.Kind] = k
+	}
+	for kind, k := range byKind {
+		if c.res.OpsByKind == nil {
+			c.res.OpsByKind = map[string]string{}
+		}
+		c.res.OpsByKind[kind] = fmt.Sprintf("%d/%d/%d", k[0], k[1], k[2])
 	}
 	c.convergence(nodes)
 	for _, n := range nodes {
@@ -413,213 +473,6 @@ func recordIDs(ns ...*Node) []string {
 	return out
 }
 
-// node checks one officer's state against the op log, by the history oracle.
-func (c *checker) node(n Node, count bool) {
-	var conflicts []conflictRow
-	if len(n.Conflicts) > 0 {
-		if err := json.Unmarshal(n.Conflicts, &conflicts); err != nil {
-			c.fail("output", "%s: conflicts list: %v", n.Name, err)
-		}
-	}
-	listed := map[[2]string]bool{}
-	for _, r := range conflicts {
-		listed[[2]string{r.Record, r.Field}] = true
-	}
-	// Records the clients wrote to, and the ones the node printed.
-	ids := map[string]bool{}
-	for _, op := range c.ops {
-		ids[op.Record] = true
-	}
-	for id := range n.Records {
-		ids[id] = true
-	}
-	var sorted []string
-	for id := range ids {
-		sorted = append(sorted, id)
-	}
-	sort.Strings(sorted)
-	if count {
-		c.res.Records = len(sorted)
-	}
-	seenWrite := map[string]bool{}           // values found in this node's history
-	clocks := map[string]map[uint64]string{} // author -> seq -> HLC
-	for _, id := range sorted {
-		var rec record
-		if b := n.Records[id]; len(b) > 0 {
-			if err := json.Unmarshal(b, &rec); err != nil {
-				c.fail("output", "%s: record get %s: %v", n.Name, id, err)
-				continue
-			}
-		}
-		var hist []histEntry
-		if b := n.Histories[id]; len(b) > 0 {
-			if err := json.Unmarshal(b, &hist); err != nil {
-				c.fail("output", "%s: history %s: %v", n.Name, id, err)
-				continue
-			}
-		}
-		// Writes by field, from the history.
-		writes := map[string][]write{}
-		byDot := map[string]write{}
-		for _, e := range hist {
-			if clocks[e.Author] == nil {
-				clocks[e.Author] = map[uint64]string{}
-			}
-			clocks[e.Author][e.Seq] = e.HLC
-			if e.Signature != "valid" {
-				c.fail("signature", "%s: history %s: %s:%d signature %q %s", n.Name, id, e.Author, e.Seq, e.Signature, e.Error)
-			}
-			for i, o := range e.Ops {
-				if o.Kind != "put" || o.Record != id {
-					continue
-				}
-				w := write{dot: fmt.Sprintf("%s:%d.%d", e.Author, e.Seq, i), record: id, field: o.Field, value: o.Value, resolves: o.Resolves}
-				writes[o.Field] = append(writes[o.Field], w)
-				byDot[w.dot] = w
-				seenWrite[w.value] = true
-				op := c.byVal[w.value]
-				switch {
-				case op == nil:
-					c.fail("phantom", "%s: record %s field %s holds value %q (dot %s) that no client wrote", n.Name, id, o.Field, o.Value, w.dot)
-				case op.Outcome == Failed:
-					c.fail("failed-applied", "%s: op %d (client %s at %s) failed (%s) but its value %q is in the history as %s", n.Name, op.Op, op.Client, op.Node, op.Error, op.Value, w.dot)
-				case op.Record != id || op.Field != o.Field:
-					c.fail("phantom", "%s: value %q of op %d (written to %s.%s) is in the history of %s.%s", n.Name, op.Value, op.Op, op.Record, op.Field, id, o.Field)
-				case op.Dot != "" && op.Dot != w.dot:
-					c.fail("dot", "%s: op %d was acknowledged as %s but the history names it %s", n.Name, op.Op, op.Dot, w.dot)
-				}
-				if count && op != nil && op.Outcome == Unknown {
-					c.res.UnknownSeen++
-				}
-			}
-		}
-		if count {
-			for _, ws := range writes {
-				c.res.Writes += len(ws)
-			}
-		}
-		// Fields: every field written (history) or printed (record get).
-		fields := map[string]bool{}
-		for f := range writes {
-			fields[f] = true
-		}
-		for f := range rec.Fields {
-			fields[f] = true
-		}
-		for _, f := range sortedKeys(fields) {
-			c.field(n, id, f, rec.Fields[f], writes[f], byDot, listed, count)
-		}
-	}
-	c.clocks(n, clocks)
-	// Every acknowledged write is in the history.
-	for _, op := range c.ops {
-		if op.Outcome == OK && !seenWrite[op.Value] {
-			c.fail("lost-write", "%s: op %d (client %s wrote %s.%s=%q at %s, acknowledged %s) is not in the history", n.Name, op.Op, op.Client, op.Record, op.Field, op.Value, op.Node, op.End.Format("15:04:05.000"))
-		}
-	}
-	// conflicts list: exactly the fields with several siblings.
-	for k := range listed {
-		var rec record
-		json.Unmarshal(n.Records[k[0]], &rec)
-		if len(rec.Fields[k[1]].Siblings) < 2 {
-			c.fail("conflicts", "%s: conflicts list names %s.%s, which record get shows with %d sibling(s)", n.Name, k[0], k[1], len(rec.Fields[k[1]].Siblings))
-		}
-	}
-}
-
-// field applies the oracle to one register: the live siblings are the writes
-// to it that no write to it resolved.
-func (c *checker) field(n Node, id, f string, got field, ws []write, byDot map[string]write, listed map[[2]string]bool, count bool) {
-	resolved := map[string]string{} // dot -> the dot of a write that resolved it
-	for _, w := range ws {
-		for _, d := range w.resolves {
-			resolved[d] = w.dot
-		}
-	}
-	for _, w := range ws {
-		for _, d := range w.resolves {
-			if r, ok := byDot[d]; !ok || r.field != f {
-				c.fail("resolves", "%s: %s.%s: write %q (%s) resolves %s, which is no write to this field in the history", n.Name, id, f, w.value, w.dot, d)
-			}
-		}
-	}
-	want := map[string]write{}
-	for _, w := range ws {
-		if _, ok := resolved[w.dot]; !ok {
-			want[w.dot] = w
-		}
-	}
-	have := map[string]sibling{}
-	for _, s := range got.Siblings {
-		have[s.Dot] = s
-	}
-	if count && len(ws) > 0 {
-		c.res.Fields++
-		c.res.Siblings += len(got.Siblings)
-		if len(got.Siblings) > 1 {
-			c.res.Conflicted++
-		}
-	}
-	if len(ws) > 0 && len(want) == 0 {
-		c.fail("cycle", "%s: every write to %s.%s is resolved by another (a cycle in resolves)", n.Name, id, f)
-	}
-	for _, d := range sortedKeys(want) {
-		if _, ok := have[d]; !ok {
-			w := want[d]
-			c.fail("lost-update", "%s: %s.%s: write %q (%s) is not visible, and no write saw and replaced it (visible: %s)", n.Name, id, f, w.value, c.describe(w), siblingValues(got.Siblings))
-		}
-	}
-	for _, s := range got.Siblings {
-		w, inHist := byDot[s.Dot]
-		switch {
-		case !inHist:
-			c.fail("phantom", "%s: %s.%s shows sibling %q with dot %s, which is not in the history", n.Name, id, f, s.Value, s.Dot)
-			if c.byVal[s.Value] == nil {
-				c.fail("phantom", "%s: %s.%s shows value %q that no client wrote", n.Name, id, f, s.Value)
-			}
-		case w.value != s.Value || w.field != f:
-			c.fail("phantom", "%s: %s.%s shows %q for dot %s, which wrote %s=%q", n.Name, id, f, s.Value, s.Dot, w.field, w.value)
-		default:
-			if by, gone := resolved[s.Dot]; gone {
-				c.fail("zombie", "%s: %s.%s: %q (%s) is still visible though %q (%s) saw and replaced it", n.Name, id, f, s.Value, c.describe(w), byDot[by].value, c.describe(byDot[by]))
-			}
-		}
-	}
-	if len(got.Siblings) > 0 && got.Value != got.Siblings[0].Value {
-		c.fail("output", "%s: %s.%s: value %q is not the first sibling %q", n.Name, id, f, got.Value, got.Siblings[0].Value)
-	}
-	if got.Conflict != (len(got.Siblings) > 1) {
-		c.fail("output", "%s: %s.%s: conflict=%v with %d siblings", n.Name, id, f, got.Conflict, len(got.Siblings))
-	}
-	if len(got.Siblings) > 1 && !listed[[2]string{id, f}] {
-		c.fail("conflicts", "%s: %s.%s has %d siblings but conflicts list does not name it", n.Name, id, f, len(got.Siblings))
-	}
-	c.sessions(n, id, f, ws, byDot)
-}
-
-// sessions: a write sees the writes its agent acknowledged before it started.
-func (c *checker) sessions(n Node, id, f string, ws []write, byDot map[string]write) {
-	var acked []*Op
-	for _, w := range ws {
-		if op := c.byVal[w.value]; op != nil && op.Outcome == OK {
-			acked = append(acked, op)
-		}
-	}
-	for _, b := range acked {
-		wb := dotOf(b, byDot, ws)
-		past := reach(wb, byDot)
-		for _, a := range acked {
-			if a == b || a.Node != b.Node || !a.End.Before(b.Start) {
-				continue
-			}
-			if wa := dotOf(a, byDot, ws); !past[wa] {
-				c.fail("stale-write", "%s: %s.%s: op %d (%q, %s) on %s started %s after op %d (%q, %s) was acknowledged there, but did not see it",
-					n.Name, id, f, b.Op, b.Value, wb, b.Node, b.Start.Sub(a.End).Round(time.Millisecond), a.Op, a.Value, wa)
-			}
-		}
-	}
-}
-
 // clocks: an author's HLC grows with its seq (the HLC survives restarts).
 func (c *checker) clocks(n Node, clocks map[string]map[uint64]string) {
 	for _, author := range sortedKeys(clocks) {
@@ -667,47 +520,6 @@ func parseHLC(s string) (hlc, error) {
 		}
 	}
 	return h, nil
-}
-
-func dotOf(op *Op, byDot map[string]write, ws []write) string {
-	for _, w := range ws {
-		if w.value == op.Value {
-			return w.dot
-		}
-	}
-	return ""
-}
-
-// reach is the set of dots a write saw, through resolves, transitively.
-func reach(from string, byDot map[string]write) map[string]bool {
-	seen := map[string]bool{}
-	stack := append([]string(nil), byDot[from].resolves...)
-	for len(stack) > 0 && len(seen) <= len(byDot)+1 {
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		stack = append(stack, byDot[d].resolves...)
-	}
-	return seen
-}
-
-func (c *checker) describe(w write) string {
-	op := c.byVal[w.value]
-	if op == nil {
-		return w.dot + ", no client op"
-	}
-	return fmt.Sprintf("%s, op %d by %s at %s, %s", w.dot, op.Op, op.Client, op.Node, op.Outcome)
-}
-
-func siblingValues(ss []sibling) string {
-	var v []string
-	for _, s := range ss {
-		v = append(v, fmt.Sprintf("%q", s.Value))
-	}
-	return "[" + strings.Join(v, " ") + "]"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

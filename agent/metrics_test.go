@@ -163,6 +163,9 @@ func TestMetricsDuringSync(t *testing.T) {
 		t.Fatalf("metrics carry case data (%q):\n%s", canary, text)
 	}
 
+	// A line quoting a space's name (which no log should) reaches the ring
+	// but is served redacted.
+	a.log.Warn("test line", "err", "cannot do it for "+canary+"-space now")
 	// The local API's copy, and the recent logs.
 	cl := NewClient(cfgA.Layout.Socket())
 	snap, err := cl.Metrics(context.Background())
@@ -182,10 +185,15 @@ func TestMetricsDuringSync(t *testing.T) {
 	if len(logs) == 0 {
 		t.Fatal("no recent logs although the agent logged at info level (the logger's own level is error)")
 	}
+	redacted := false
 	for _, l := range logs {
 		if s := fmt.Sprint(l); strings.Contains(strings.ToLower(s), canary) {
 			t.Fatalf("recent log carries case data: %s", s)
 		}
+		redacted = redacted || l.Message == "test line" && l.Attrs["err"] == "cannot do it for "+redactedText+" now"
+	}
+	if !redacted {
+		t.Fatalf("the test line is not in the recent logs, redacted: %+v", logs)
 	}
 	if logBuf.Len() != 0 && strings.Contains(logBuf.String(), "level=INFO") {
 		t.Fatalf("the inner handler got records below its level: %s", logBuf.String())

@@ -41,6 +41,9 @@ type Node struct {
 	// Env is added to this node's agent environment (after the cluster's),
 	// e.g. FIELDSYNC_CHAOS_FILE for a binary built with fieldsync_chaos.
 	Env []string
+	// Args are added to this node's `fieldsync agent` flags, e.g.
+	// --metrics-addr 127.0.0.1:PORT.
+	Args []string
 
 	cmd    *exec.Cmd
 	exited chan error
@@ -120,6 +123,64 @@ func (c *Cluster) Add(ctx context.Context, name, officer string, relay bool) (*N
 	return n, nil
 }
 
+// AddBureau makes another bureau key under the root and exports its public
+// part: it returns the key file and the public file.
+func (c *Cluster) AddBureau(ctx context.Context, name string) (key, pub string, err error) {
+	key = filepath.Join(c.Root, strings.ToLower(name)+".bureau")
+	pub = filepath.Join(c.Root, strings.ToLower(name)+".pub")
+	if _, err := c.CLI(ctx, "", "bureau", "init", "--name", name, "--out", key); err != nil {
+		return "", "", err
+	}
+	if _, err := c.CLI(ctx, "", "bureau", "export", "--out", pub, key); err != nil {
+		return "", "", err
+	}
+	return key, pub, nil
+}
+
+// BureauPub exports the cluster's own bureau's public part (once) and
+// returns its file, for other bureaus' devices to trust.
+func (c *Cluster) BureauPub(ctx context.Context) (string, error) {
+	pub := strings.TrimSuffix(c.Bureau, ".bureau") + ".pub"
+	if _, err := os.Stat(pub); err == nil {
+		return pub, nil
+	}
+	if _, err := c.CLI(ctx, "", "bureau", "export", "--out", pub, c.Bureau); err != nil {
+		return "", err
+	}
+	return pub, nil
+}
+
+// AddEnrolled initialises a device enrolled by bureauKey (any bureau's key
+// file) and makes it trust the bureaus whose public files are in trust.
+func (c *Cluster) AddEnrolled(ctx context.Context, name, officer string, relay bool, bureauKey string, trust ...string) (*Node, error) {
+	bind, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Name: name, Dir: filepath.Join(c.Root, name), Bind: bind, Relay: relay}
+	args := []string{"init", "--officer", officer, "--bureau-key", bureauKey, "--mesh-key", c.MeshKey}
+	if relay {
+		args = append(args, "--role", "relay")
+	}
+	if _, err := c.CLI(ctx, n.Dir, args...); err != nil {
+		return nil, err
+	}
+	for _, pub := range trust {
+		if _, err := c.CLI(ctx, n.Dir, "trust", "add", pub); err != nil {
+			return nil, err
+		}
+	}
+	c.Nodes[name] = n
+	return n, nil
+}
+
+// Passphrase is the passphrase every keystore and bureau file of the
+// cluster uses (tests open stopped nodes' stores with it).
+func (c *Cluster) Passphrase() []byte {
+	b, _ := os.ReadFile(c.passphrase())
+	return bytes.TrimSuffix(b, []byte("\n"))
+}
+
 // Client is a local API client for the node's agent.
 func (n *Node) Client() *agent.Client {
 	return agent.NewClient(agent.Layout{Dir: n.Dir}.Socket())
@@ -143,6 +204,7 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 	for _, j := range join {
 		args = append(args, "--join", j)
 	}
+	args = append(args, n.Args...)
 	log, err := os.OpenFile(filepath.Join(c.Root, n.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

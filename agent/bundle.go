@@ -1,0 +1,1021 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	gosync "sync"
+	"time"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+	fsync "fieldsync/sync"
+)
+
+// Sneakernet bundles (DESIGN §6, docs/bundle.md): `bundle want` writes this
+// device's version vectors, signed; `bundle export` writes what a receiver
+// lacks and is entitled to (or everything) as one signed file;
+// `bundle import` verifies a whole bundle before it stores any of it.
+//
+// The agent reads and writes the files itself (the CLI passes absolute
+// paths over the owner-only socket): a bundle is streamed from the store to
+// the file and from the file to the store, never held in memory whole.
+
+// Bundle API paths.
+const (
+	PathBundleWant   = "/v1/bundle/want"   // POST BundleWantRequest -> BundleWantResult
+	PathBundleExport = "/v1/bundle/export" // POST BundleExportRequest -> BundleExportResult (NDJSON with progress)
+	PathBundleImport = "/v1/bundle/import" // POST BundleImportRequest -> BundleImportResult (NDJSON with progress)
+)
+
+// CodeRefused is the API error code of a bundle or want file refused whole:
+// damaged, tampered, or signed by a device this one does not trust.
+const CodeRefused = "refused"
+
+// ErrRefused is a bundle or want file refused whole; nothing of it was stored.
+var ErrRefused = errors.New("refused")
+
+// maxWantFile bounds a want file (vectors only: 24 bytes per author and space).
+const maxWantFile = 64 << 20
+
+// BundleWantRequest is `bundle want --out FILE`.
+type BundleWantRequest struct {
+	Out string `json:"out"` // absolute path of the file to create
+}
+
+// BundleWantResult describes the want file written.
+type BundleWantResult struct {
+	Out    string `json:"out"`
+	Device string `json:"device"`
+	Spaces int    `json:"spaces"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// BundleExportRequest is `bundle export [--space S] [--want FILE] --out FILE`.
+type BundleExportRequest struct {
+	Space    string `json:"space,omitempty"` // one space (ID, prefix or name); empty: every space
+	Want     string `json:"want,omitempty"`  // absolute path of the receiver's want file
+	Out      string `json:"out"`             // absolute path of the bundle to create
+	Progress bool   `json:"progress,omitempty"`
+}
+
+// BundleSpaceCount is how many envelopes of a space a bundle carries (or an
+// import added).
+type BundleSpaceCount struct {
+	Space     string `json:"space"`
+	Envelopes int    `json:"envelopes"`
+}
+
+// BundleExportResult describes the bundle written.
+type BundleExportResult struct {
+	Out          string             `json:"out"`
+	Recipient    string             `json:"recipient,omitempty"` // the want file's device
+	Spaces       []BundleSpaceCount `json:"spaces"`
+	Envelopes    int                `json:"envelopes"`
+	KeyShares    int                `json:"key_shares"` // key-share envelopes among them
+	Certificates int                `json:"certificates"`
+	Revocations  int                `json:"revocations"`
+	Evidence     int                `json:"evidence"`
+	NotEntitled  []string           `json:"not_entitled"` // spaces held but not released to the recipient's bureau
+	Corrupt      int                `json:"corrupt"`      // envelopes left out: corrupt in this store
+	Bytes        int64              `json:"bytes"`
+}
+
+// BundleImportRequest is `bundle import FILE`.
+type BundleImportRequest struct {
+	File     string `json:"file"` // absolute path
+	Progress bool   `json:"progress,omitempty"`
+}
+
+// BundleSkip is a run of envelopes of one author in one space that an
+// import left out, and why (a Reject reason).
+type BundleSkip struct {
+	Space   string `json:"space"`
+	Author  string `json:"author"`
+	From    uint64 `json:"from"`
+	To      uint64 `json:"to"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// BundleImportResult is what an import added and what it left out.
+type BundleImportResult struct {
+	File            string             `json:"file"`
+	Exporter        string             `json:"exporter"`
+	ExporterBureau  string             `json:"exporter_bureau"`
+	Created         string             `json:"created"`
+	Recipient       string             `json:"recipient,omitempty"`
+	Envelopes       int                `json:"envelopes"`    // in the bundle
+	Added           int                `json:"added"`        // newly stored
+	AlreadyHeld     int                `json:"already_held"` // held before
+	Skipped         int                `json:"skipped"`      // left out (see skips)
+	Spaces          []BundleSpaceCount `json:"spaces"`       // added, by space
+	Certificates    int                `json:"certificates_added"`
+	Revocations     int                `json:"revocations_added"`
+	Evidence        int                `json:"evidence_added"`
+	SkippedObjects  int                `json:"skipped_objects"` // certificates/revocations/evidence not accepted
+	Skips           []BundleSkip       `json:"skips"`
+	ObjectSkipNotes []string           `json:"object_skips,omitempty"`
+}
+
+// BundleProgress is one progress line of a long export or import.
+type BundleProgress struct {
+	Phase string `json:"phase"` // export | verify | store
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"` // envelopes | bytes
+}
+
+func init() {
+	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
+		post(a, mux, PathBundleWant, func(req BundleWantRequest) (any, error) { return a.WriteWant(req) })
+		bundleRoute(a, mux, PathBundleExport, func(req BundleExportRequest) bool { return req.Progress },
+			func(req BundleExportRequest, p func(BundleProgress)) (any, error) { return a.ExportBundle(req, p) })
+		bundleRoute(a, mux, PathBundleImport, func(req BundleImportRequest) bool { return req.Progress },
+			func(req BundleImportRequest, p func(BundleProgress)) (any, error) { return a.ImportBundle(req, p) })
+	})
+}
+
+// bundleLine is one line of a streamed (progress) response: exactly one of
+// the fields is set; the last line holds result or error.
+type bundleLine struct {
+	Progress *BundleProgress `json:"progress,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *ErrorDetail    `json:"error,omitempty"`
+}
+
+// bundleRoute registers a long-running bundle method. Without progress it
+// answers like every other method; with progress the answer is NDJSON:
+// progress lines, then one line with the result or the error.
+func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress func(T) bool, fn func(T, func(BundleProgress)) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxRequestBytes))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			a.replyBundle(w, nil, fmt.Errorf("%w: malformed JSON request: %v", ErrBadRequest, err))
+			return
+		}
+		if !wantsProgress(req) {
+			v, err := fn(req, nil)
+			a.replyBundle(w, v, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		last := time.Time{}
+		progress := func(p BundleProgress) {
+			// At most ten lines a second, and the last one always.
+			if now := time.Now(); now.Sub(last) >= 100*time.Millisecond || p.Done == p.Total {
+				last = now
+				enc.Encode(bundleLine{Progress: &p})
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+		}
+		v, err := fn(req, progress)
+		if err != nil {
+			code, _ := bundleErrorCode(err)
+			enc.Encode(bundleLine{Error: &ErrorDetail{Code: code, Message: err.Error()}})
+			return
+		}
+		b, _ := json.Marshal(v)
+		enc.Encode(bundleLine{Result: b})
+	})
+}
+
+func bundleErrorCode(err error) (string, int) {
+	if errors.Is(err, ErrRefused) {
+		return CodeRefused, http.StatusUnprocessableEntity
+	}
+	return errorCode(err)
+}
+
+func (a *Agent) replyBundle(w http.ResponseWriter, v any, err error) {
+	if err == nil || !errors.Is(err, ErrRefused) {
+		a.reply(w, v, err)
+		return
+	}
+	code, status := bundleErrorCode(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}})
+}
+
+// ---- want ----
+
+// WriteWant writes this device's want file: its version vector of every
+// space it holds, signed by its device key, with its certificate.
+func (a *Agent) WriteWant(req BundleWantRequest) (BundleWantResult, error) {
+	want := crypto.Want{Vectors: map[crypto.SpaceID]map[crypto.DeviceID]uint64{}}
+	for _, id := range a.SpaceIDs() {
+		heads, err := syncAdapter{a}.Heads(fsync.SpaceID(id))
+		if err != nil {
+			return BundleWantResult{}, err
+		}
+		v := make(map[crypto.DeviceID]uint64, len(heads))
+		for author, seq := range heads {
+			if seq > 0 {
+				v[crypto.DeviceID(author)] = seq
+			}
+		}
+		want.Vectors[id] = v
+	}
+	n, err := writeFileAtomically(req.Out, func(w io.Writer) error {
+		return crypto.MarshalWant(w, want, a.id, a.cert, a.cfg.now())
+	})
+	if err != nil {
+		return BundleWantResult{}, err
+	}
+	return BundleWantResult{Out: req.Out, Device: a.dev.String(), Spaces: len(want.Vectors), Bytes: n}, nil
+}
+
+// writeFileAtomically creates path (which must not exist) with what write
+// produces: written to a temporary file beside it, synced, then linked into
+// place, so a failed export never leaves a partial file under the name.
+func writeFileAtomically(path string, write func(io.Writer) error) (int64, error) {
+	if !filepath.IsAbs(path) {
+		return 0, fmt.Errorf("%w: output path %q is not absolute", ErrBadRequest, path)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return 0, fmt.Errorf("%w: %s already exists: remove it first or choose another --out", ErrBadRequest, path)
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".partial-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("%w: create %s: %v", ErrBadRequest, path, err)
+	}
+	defer os.Remove(tmp)
+	cw := &countingWriter{w: f}
+	if err := write(cw); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	// Link refuses to replace a file that appeared meanwhile; file systems
+	// without links (FAT on removable media) get a rename after a check.
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return 0, fmt.Errorf("%w: %s already exists: remove it first or choose another --out", ErrBadRequest, path)
+		}
+		if _, serr := os.Lstat(path); serr == nil {
+			return 0, fmt.Errorf("%w: %s already exists", ErrBadRequest, path)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return 0, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readWant reads and checks a receiver's want file: signed by the device its
+// certificate names, from a bureau this device trusts, not revoked.
+func (a *Agent) readWant(path string) (crypto.Want, *crypto.Certificate, error) {
+	if !filepath.IsAbs(path) {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file path %q is not absolute", ErrBadRequest, path)
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: no such file", ErrNotFound, path)
+	}
+	if err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrBadRequest, path, err)
+	}
+	defer f.Close()
+	w, _, cert, err := crypto.ParseWant(io.LimitReader(f, maxWantFile))
+	if err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
+	}
+	if err := a.judgeSender(cert); err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
+	}
+	return w, cert, nil
+}
+
+// judgeSender decides whether a file signed by the device of cert may be
+// believed: its bureau trusted, its certificate not expired, the device not
+// revoked. A certificate not yet valid by our clock is accepted (our clock
+// is more likely behind, as at the sync stream).
+func (a *Agent) judgeSender(cert *crypto.Certificate) error {
+	dev := cert.Device.ID()
+	if err := cert.Verify(a.trust, a.cfg.now()); err != nil {
+		switch {
+		case errors.Is(err, crypto.ErrNotYetValid):
+			a.log.Warn("a bundle sender's certificate is not yet valid by this device's clock; accepting it (is the clock behind?)", "device", dev.String())
+		case errors.Is(err, crypto.ErrUntrusted):
+			return fmt.Errorf("signed by device %s of bureau %s (%s), which this device does not trust (add its key with `fieldsync trust add` if you mean to): %v",
+				dev, cert.Bureau.Name, cert.Bureau.Fingerprint(), err)
+		default:
+			return fmt.Errorf("signed by device %s whose certificate is not valid: %v", dev, err)
+		}
+	}
+	a.statMu.Lock()
+	rev := a.revs[dev]
+	a.statMu.Unlock()
+	if rev != nil {
+		return fmt.Errorf("signed by device %s, which is revoked", dev)
+	}
+	return nil
+}
+
+// ---- export ----
+
+// ExportBundle writes a bundle: the certificates, revocations and fork
+// evidence this device knows, and the envelopes of the chosen spaces — all
+// of them, or, given the receiver's want file, those it lacks of the spaces
+// it is entitled to (after wrapping the space keys to it when it is an
+// entitled officer this device had not met). progress may be nil.
+func (a *Agent) ExportBundle(req BundleExportRequest, progress func(BundleProgress)) (BundleExportResult, error) {
+	res := BundleExportResult{Out: req.Out, Spaces: []BundleSpaceCount{}, NotEntitled: []string{}}
+	var spaces []crypto.SpaceID
+	if req.Space != "" {
+		a.writeMu.Lock()
+		sp, err := a.resolveSpace(req.Space)
+		a.writeMu.Unlock()
+		if err != nil {
+			return res, err
+		}
+		spaces = []crypto.SpaceID{sp.id}
+	} else {
+		spaces = a.SpaceIDs()
+	}
+	var want crypto.Want
+	var recipient crypto.DeviceID
+	if req.Want != "" {
+		w, cert, err := a.readWant(req.Want)
+		if err != nil {
+			return res, err
+		}
+		want, recipient = w, cert.Device.ID()
+		res.Recipient = recipient.String()
+		if recipient != a.dev {
+			// Meeting the receiver: keep its certificate and wrap the space
+			// keys to it if it is an entitled officer (ShareKeys decides),
+			// so the bundle carries its key shares.
+			if _, err := a.AddCertificate(cert.MarshalBinary()); err != nil {
+				return res, fmt.Errorf("receiver's certificate: %w", err)
+			}
+			if _, err := a.ShareKeys(); err != nil {
+				return res, fmt.Errorf("share keys with the receiver: %w", err)
+			}
+		}
+		peer := fsync.Peer{ID: fsync.PeerID(recipient), Bureau: cert.Bureau.Fingerprint(), Role: fsync.Role(cert.Role), SignKey: cert.Device.SignKey}
+		kept := spaces[:0]
+		for _, id := range spaces {
+			if (syncAdapter{a}).Entitled(peer, fsync.SpaceID(id)) {
+				kept = append(kept, id)
+			} else {
+				res.NotEntitled = append(res.NotEntitled, id.String())
+			}
+		}
+		if req.Space != "" && len(kept) == 0 {
+			return res, fmt.Errorf("%w: device %s of bureau %s is not entitled to space %s (it is not released to that bureau)", ErrForbidden, recipient, cert.Bureau.Name, spaces[0])
+		}
+		spaces = kept
+	}
+	// What to send: per space, per author, the seqs above the receiver's.
+	type plan struct {
+		space crypto.SpaceID
+		have  map[crypto.DeviceID]uint64
+		heads fsync.Vector
+	}
+	var plans []plan
+	var total int64
+	for _, id := range spaces {
+		heads, err := syncAdapter{a}.Heads(fsync.SpaceID(id))
+		if err != nil {
+			return res, err
+		}
+		have := want.Vectors[id]
+		for author, seq := range heads {
+			if h := have[crypto.DeviceID(author)]; seq > h {
+				total += int64(seq - h)
+			}
+		}
+		plans = append(plans, plan{space: id, have: have, heads: heads})
+	}
+	var done int64
+	report := func() {
+		if progress != nil {
+			progress(BundleProgress{Phase: "export", Done: done, Total: total, Unit: "envelopes"})
+		}
+	}
+	report()
+	n, err := writeFileAtomically(req.Out, func(w io.Writer) error {
+		bw, err := crypto.NewBundleWriter(w, crypto.BundleExport, a.id, a.cert, recipient, a.cfg.now())
+		if err != nil {
+			return err
+		}
+		for _, c := range a.knownCerts() {
+			if c.Device.ID() == a.dev {
+				continue // the sender item carries it
+			}
+			if err := bw.Add(crypto.ItemCertificate, c.MarshalBinary()); err != nil {
+				return err
+			}
+			res.Certificates++
+		}
+		a.statMu.Lock()
+		var revs [][]byte
+		for _, r := range a.revs {
+			revs = append(revs, r.Marshal())
+		}
+		a.statMu.Unlock()
+		slices.SortFunc(revs, bytes.Compare)
+		for _, r := range revs {
+			if err := bw.Add(crypto.ItemRevocation, r); err != nil {
+				return err
+			}
+			res.Revocations++
+		}
+		for _, e := range a.evidenceBlobs() {
+			if err := bw.Add(crypto.ItemEvidence, e); err != nil {
+				return err
+			}
+			res.Evidence++
+		}
+		for _, p := range plans {
+			count := 0
+			err := a.scanToSend(p.space, p.have, p.heads, func(env []byte) error {
+				if h, err := crypto.ParseHeader(env); err == nil && h.Kind == crypto.KindKeyShare {
+					res.KeyShares++
+				}
+				count++
+				done++
+				if done%512 == 0 {
+					report()
+				}
+				return bw.Add(crypto.ItemEnvelope, env)
+			}, func() { res.Corrupt++ })
+			if err != nil {
+				return err
+			}
+			res.Envelopes += count
+			res.Spaces = append(res.Spaces, BundleSpaceCount{Space: p.space.String(), Envelopes: count})
+		}
+		return bw.Close()
+	})
+	if err != nil {
+		return res, err
+	}
+	done = total
+	report()
+	res.Bytes = n
+	return res, nil
+}
+
+// scanToSend calls fn with the envelopes of the space above have, up to
+// heads, each author's in seq order. An envelope corrupt in this store ends
+// that author's run (the receiver would see a gap): onCorrupt counts it.
+func (a *Agent) scanToSend(space crypto.SpaceID, have map[crypto.DeviceID]uint64, heads fsync.Vector, fn func([]byte) error, onCorrupt func()) error {
+	authors := make([]fsync.PeerID, 0, len(heads))
+	for author, seq := range heads {
+		if seq > have[crypto.DeviceID(author)] {
+			authors = append(authors, author)
+		}
+	}
+	slices.SortFunc(authors, func(x, y fsync.PeerID) int { return x.Compare(y) })
+	for _, author := range authors {
+		dev := crypto.DeviceID(author)
+		start := envKey(space, dev, have[dev]+1)
+		err := a.db.kv.scanFrom(envAuthorPrefix(space, dev), start, func(k, sealed []byte) error {
+			_, _, seq, ok := parseEnvKey(k)
+			if !ok || seq > heads[author] {
+				return errStopScan
+			}
+			env, err := a.db.open(k, sealed)
+			if err != nil {
+				a.countCorrupt(k)
+				onCorrupt()
+				return errStopScan
+			}
+			return fn(env)
+		})
+		if err != nil && !errors.Is(err, errStopScan) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- import ----
+
+// verdict is what the verifying pass decided about one envelope of a bundle.
+type verdict struct {
+	sum    [32]byte // SHA-256 of the envelope: the storing pass must read the same bytes
+	reason string   // "" accepted; else a Reject reason
+	msg    string
+}
+
+// ImportBundle verifies a bundle whole and then stores what it adds.
+//
+// The first pass reads the file to its end before anything is stored: the
+// framing, the exporter's signature over every byte, the exporter's
+// certificate against this device's trust, and every envelope (signature,
+// author's certificate and standing, per-author seq order). A damaged or
+// tampered file, or an untrusted exporter, refuses the bundle whole
+// (ErrRefused) and stores nothing. Envelopes from unknown, untrusted or
+// revoked authors are left out and reported, with the rest of their
+// author's run, which would follow a gap.
+//
+// The second pass reads the file again and stores: certificates,
+// revocations and fork evidence, then each accepted envelope as the next of
+// its author's log through the same path as sync (ingestVerified), checking
+// that each is byte for byte the one the first pass verified. A failure
+// midway (disk full, the file changed under us) leaves whole verified
+// envelopes, each the next of its author's chain: a consistent store that
+// importing the bundle again completes. One transaction for a bundle of any
+// size is not possible in Badger and would hold the whole bundle in memory.
+func (a *Agent) ImportBundle(req BundleImportRequest, progress func(BundleProgress)) (BundleImportResult, error) {
+	res := BundleImportResult{File: req.File, Spaces: []BundleSpaceCount{}, Skips: []BundleSkip{}}
+	if !filepath.IsAbs(req.File) {
+		return res, fmt.Errorf("%w: bundle path %q is not absolute", ErrBadRequest, req.File)
+	}
+	f, err := os.Open(req.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("%w: bundle %s: no such file", ErrNotFound, req.File)
+	}
+	if err != nil {
+		return res, fmt.Errorf("%w: bundle %s: %v", ErrBadRequest, req.File, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	size := st.Size()
+	report := func(phase string, done int64) {
+		if progress != nil {
+			progress(BundleProgress{Phase: phase, Done: done, Total: size, Unit: "bytes"})
+		}
+	}
+	refuse := func(err error) error {
+		return fmt.Errorf("%w: bundle %s: %v; nothing was imported", ErrRefused, req.File, err)
+	}
+
+	// Pass 1: verify everything.
+	v, err := a.verifyBundle(f, func(off int64) { report("verify", off) })
+	if err != nil {
+		return res, refuse(err)
+	}
+	res.Exporter, res.ExporterBureau = v.sender.Device.ID().String(), v.sender.Bureau.Name
+	res.Created = v.header.Created.Format(time.RFC3339)
+	if !v.header.Recipient.IsZero() {
+		res.Recipient = v.header.Recipient.String()
+	}
+	res.Envelopes = len(v.verdicts)
+	report("verify", size)
+
+	// Pass 2: store.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return res, err
+	}
+	a.writeMu.Lock()
+	gen0 := a.gen
+	a.writeMu.Unlock()
+	newCert := false
+	for _, c := range v.certs {
+		added, err := a.AddCertificate(c.MarshalBinary())
+		if err != nil {
+			res.SkippedObjects++
+			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("certificate of device %s: %v", c.Device.ID(), err))
+			continue
+		}
+		if added {
+			res.Certificates++
+			newCert = true
+		}
+	}
+	for _, r := range v.revs {
+		added, err := a.AddRevocation(r.Marshal())
+		if err != nil {
+			res.SkippedObjects++
+			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("revocation of device %s: %v", r.Device, err))
+			continue
+		}
+		if added {
+			res.Revocations++
+		}
+	}
+	res.SkippedObjects += v.skippedObjects
+	res.ObjectSkipNotes = append(res.ObjectSkipNotes, v.objectNotes...)
+	for _, e := range v.evidence {
+		added, err := a.ingestEvidence(e)
+		if err != nil {
+			res.SkippedObjects++
+			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("fork evidence: %v", err))
+			continue
+		}
+		if added {
+			res.Evidence++
+		}
+	}
+	br, err := crypto.NewBundleReader(f, crypto.BundleExport)
+	if err != nil {
+		return res, fmt.Errorf("bundle %s changed while it was being imported (read it again): %v", req.File, err)
+	}
+	skips := newSkipList()
+	added := map[crypto.SpaceID]int{}
+	i := 0
+	for {
+		t, payload, err := br.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("bundle %s changed while it was being imported: %v; what was stored is whole and verified: import it again", req.File, err)
+		}
+		if t != crypto.ItemEnvelope {
+			continue
+		}
+		if i >= len(v.verdicts) || sha256.Sum256(payload) != v.verdicts[i].sum {
+			return res, fmt.Errorf("bundle %s changed while it was being imported; what was stored is whole and verified: import it again", req.File)
+		}
+		vd := v.verdicts[i]
+		i++
+		if i%256 == 0 {
+			report("store", br.Offset())
+		}
+		h, perr := crypto.ParseHeader(payload)
+		if vd.reason != "" || perr != nil {
+			res.Skipped++
+			if perr == nil {
+				a.countReject(vd.reason)
+				skips.add(h.Space, h.Author, h.Seq, vd.reason, vd.msg)
+			}
+			continue
+		}
+		if skips.isBlocked(h.Space, h.Author) {
+			res.Skipped++
+			a.countReject(RejectGap)
+			skips.add(h.Space, h.Author, h.Seq, RejectGap, "follows an envelope that was left out")
+			continue
+		}
+		cert := v.certOf(h.Author, a)
+		ok, err := a.ingestVerified(payload, h, cert, false)
+		var re *RejectError
+		switch {
+		case errors.As(err, &re):
+			res.Skipped++
+			skips.add(h.Space, h.Author, h.Seq, re.Reason, re.Err.Error())
+		case err != nil:
+			return res, fmt.Errorf("store envelope %d of bundle %s: %w; what was stored is whole and verified: import it again", i, req.File, err)
+		case ok:
+			res.Added++
+			added[h.Space]++
+		default:
+			res.AlreadyHeld++
+		}
+	}
+	// Everything handed to the committer is on disk (or failed) after a barrier.
+	barrier := &commitReq{done: make(chan error, 1)}
+	a.com.submit(barrier)
+	<-barrier.done
+	if a.com.failedGen.Load() >= gen0 && res.Added > 0 {
+		return res, errors.New("a store write failed during the import; what was stored is whole and verified: import the bundle again")
+	}
+	report("store", size)
+	res.Skips = skips.list()
+	for id, n := range added {
+		res.Spaces = append(res.Spaces, BundleSpaceCount{Space: id.String(), Envelopes: n})
+	}
+	sort.Slice(res.Spaces, func(i, j int) bool { return res.Spaces[i].Space < res.Spaces[j].Space })
+	if res.Added > 0 {
+		a.notify()
+	}
+	if newCert {
+		if _, err := a.ShareKeys(); err != nil {
+			a.log.Warn("sharing keys with devices met in a bundle", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// verifiedBundle is what the first pass learnt.
+type verifiedBundle struct {
+	header         crypto.BundleHeader
+	sender         *crypto.Certificate
+	certs          []*crypto.Certificate // trusted certificates in the bundle (the sender's first)
+	byDevice       map[crypto.DeviceID]*crypto.Certificate
+	revs           []*crypto.Revocation // trusted revocations in the bundle
+	evidence       [][]byte
+	verdicts       []verdict
+	skippedObjects int
+	objectNotes    []string
+}
+
+// certOf is the certificate an envelope of author was verified against.
+func (v *verifiedBundle) certOf(author crypto.DeviceID, a *Agent) *crypto.Certificate {
+	if c := v.byDevice[author]; c != nil {
+		return c
+	}
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	return a.certs[author]
+}
+
+// verifyBatchBytes bounds the envelopes held at once while verifying.
+const verifyBatchBytes = 32 << 20
+
+// verifyBundle is the first pass of ImportBundle: it reads r to its end and
+// stores nothing.
+func (a *Agent) verifyBundle(r io.Reader, progress func(offset int64)) (*verifiedBundle, error) {
+	br, err := crypto.NewBundleReader(bufio.NewReaderSize(r, 1<<20), crypto.BundleExport)
+	if err != nil {
+		return nil, err
+	}
+	v := &verifiedBundle{header: br.Header(), sender: br.Sender(), byDevice: map[crypto.DeviceID]*crypto.Certificate{}}
+	if err := a.judgeSender(v.sender); err != nil {
+		// Read on: a damaged file says so before an untrusted signer does.
+		for {
+			if _, _, err := br.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		return nil, err
+	}
+	v.certs = append(v.certs, v.sender)
+	v.byDevice[v.sender.Device.ID()] = v.sender
+	a.statMu.Lock()
+	revs := make(map[crypto.DeviceID]*crypto.Revocation, len(a.revs))
+	for d, r := range a.revs {
+		revs[d] = r
+	}
+	a.statMu.Unlock()
+
+	type pending struct {
+		env []byte
+		idx int
+	}
+	var batch []pending
+	batchBytes := 0
+	flush := func() {
+		workers := min(runtime.GOMAXPROCS(0), len(batch))
+		var wg gosync.WaitGroup
+		next := make(chan int, len(batch))
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					p := batch[i]
+					reason, msg := a.judgeEnvelope(p.env, v, revs)
+					v.verdicts[p.idx].reason, v.verdicts[p.idx].msg = reason, msg
+				}
+			}()
+		}
+		wg.Wait()
+		batch, batchBytes = batch[:0], 0
+	}
+	lastSeq := map[gapKey]uint64{}
+	seenEnvelope := false
+	items := 0
+	for {
+		t, payload, err := br.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		items++
+		if items%256 == 0 {
+			progress(br.Offset())
+		}
+		if t != crypto.ItemEnvelope && seenEnvelope {
+			return nil, fmt.Errorf("a %s after the envelopes (certificates, revocations and evidence come first)", t)
+		}
+		switch t {
+		case crypto.ItemCertificate:
+			c, err := crypto.ParseCertificate(payload)
+			if err != nil {
+				return nil, fmt.Errorf("certificate item %d: %v", items, err)
+			}
+			if _, ok := a.trust.Lookup(c.Bureau.Fingerprint()); !ok {
+				v.skippedObjects++
+				v.objectNotes = append(v.objectNotes, fmt.Sprintf("certificate of device %s: bureau %s is not trusted", c.Device.ID(), c.Bureau.Name))
+				continue
+			}
+			if v.byDevice[c.Device.ID()] == nil {
+				v.certs = append(v.certs, c)
+				v.byDevice[c.Device.ID()] = c
+			}
+		case crypto.ItemRevocation:
+			r, err := crypto.ParseRevocation(payload)
+			if err != nil {
+				return nil, fmt.Errorf("revocation item %d: %v", items, err)
+			}
+			if err := r.Verify(a.trust); err != nil {
+				v.skippedObjects++
+				v.objectNotes = append(v.objectNotes, fmt.Sprintf("revocation of device %s: %v", r.Device, err))
+				continue
+			}
+			v.revs = append(v.revs, r)
+			revs[r.Device] = r
+		case crypto.ItemEvidence:
+			v.evidence = append(v.evidence, payload)
+		case crypto.ItemEnvelope:
+			seenEnvelope = true
+			v.verdicts = append(v.verdicts, verdict{sum: sha256.Sum256(payload)})
+			idx := len(v.verdicts) - 1
+			h, err := crypto.ParseHeader(payload)
+			if err != nil {
+				v.verdicts[idx].reason, v.verdicts[idx].msg = RejectMalformed, err.Error()
+				continue
+			}
+			k := gapKey{h.Space, h.Author}
+			if last, ok := lastSeq[k]; ok && h.Seq != last+1 {
+				return nil, fmt.Errorf("envelopes of device %s in space %s out of order (seq %d after %d)", h.Author, h.Space, h.Seq, last)
+			}
+			lastSeq[k] = h.Seq
+			batch = append(batch, pending{env: payload, idx: idx})
+			batchBytes += len(payload)
+			if batchBytes >= verifyBatchBytes || len(batch) >= 4096 {
+				flush()
+			}
+		}
+	}
+	flush()
+	return v, nil
+}
+
+// judgeEnvelope checks one envelope of a bundle as verifyEnvelope checks one
+// from a peer, against the bundle's certificates and revocations as well as
+// those this device holds. It returns "" or a Reject reason and message.
+func (a *Agent) judgeEnvelope(env []byte, v *verifiedBundle, revs map[crypto.DeviceID]*crypto.Revocation) (string, string) {
+	h, err := crypto.ParseHeader(env)
+	if err != nil {
+		return RejectMalformed, err.Error()
+	}
+	cert := v.byDevice[h.Author]
+	if cert == nil {
+		a.statMu.Lock()
+		cert = a.certs[h.Author]
+		a.statMu.Unlock()
+	}
+	if cert == nil {
+		return RejectUnknown, fmt.Sprintf("no certificate for device %s", h.Author)
+	}
+	if _, _, err := crypto.Verify(env, cert.Device); err != nil {
+		return RejectSignature, err.Error()
+	}
+	at := time.UnixMilli(crdt.UnpackTimestamp(h.HLC).Wall)
+	if at.Before(cert.NotBefore) {
+		at = cert.NotBefore
+	}
+	if err := crypto.CheckAuthor(h, cert, revs[h.Author], a.trust, at); err != nil {
+		return rejectReason(err), err.Error()
+	}
+	return "", ""
+}
+
+// skipList groups left-out envelopes into runs per (space, author, reason).
+type skipList struct {
+	runs    []BundleSkip
+	last    map[gapKey]int // the author's last run
+	blocked map[gapKey]bool
+}
+
+func newSkipList() *skipList {
+	return &skipList{last: map[gapKey]int{}, blocked: map[gapKey]bool{}}
+}
+
+func (s *skipList) add(space crypto.SpaceID, author crypto.DeviceID, seq uint64, reason, msg string) {
+	k := gapKey{space, author}
+	s.blocked[k] = true
+	if i, ok := s.last[k]; ok && s.runs[i].Reason == reason && s.runs[i].To+1 == seq {
+		s.runs[i].To = seq
+		return
+	}
+	s.last[k] = len(s.runs)
+	s.runs = append(s.runs, BundleSkip{Space: space.String(), Author: author.String(), From: seq, To: seq, Reason: reason, Message: msg})
+}
+
+// isBlocked reports whether an earlier envelope of the author in the space
+// was left out: the later ones would follow a gap.
+func (s *skipList) isBlocked(space crypto.SpaceID, author crypto.DeviceID) bool {
+	return s.blocked[gapKey{space, author}]
+}
+
+func (s *skipList) list() []BundleSkip {
+	if s.runs == nil {
+		return []BundleSkip{}
+	}
+	return s.runs
+}
+
+// ---- client ----
+
+// BundleWant is `bundle want`.
+func (c *Client) BundleWant(ctx context.Context, req BundleWantRequest) (BundleWantResult, error) {
+	var r BundleWantResult
+	return r, c.Call(ctx, PathBundleWant, req, &r)
+}
+
+// BundleExport is `bundle export`; onProgress, when set, receives progress lines.
+func (c *Client) BundleExport(ctx context.Context, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
+	var r BundleExportResult
+	req.Progress = onProgress != nil
+	return r, c.callProgress(ctx, PathBundleExport, req, &r, onProgress)
+}
+
+// BundleImport is `bundle import`; onProgress, when set, receives progress lines.
+func (c *Client) BundleImport(ctx context.Context, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
+	var r BundleImportResult
+	req.Progress = onProgress != nil
+	return r, c.callProgress(ctx, PathBundleImport, req, &r, onProgress)
+}
+
+// callProgress is Call for the streamed bundle methods.
+func (c *Client) callProgress(ctx context.Context, path string, req, resp any, onProgress func(BundleProgress)) error {
+	if onProgress == nil {
+		return c.Call(ctx, path, req, resp)
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := c.hc.Do(hr)
+	if err != nil {
+		return fmt.Errorf("agent request %s: %w", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			eb.Error = ErrorDetail{Code: codeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d", res.StatusCode)}
+		}
+		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
+	}
+	dec := json.NewDecoder(io.LimitReader(res.Body, maxResponseBytes))
+	for {
+		var line bundleLine
+		if err := dec.Decode(&line); err != nil {
+			return fmt.Errorf("agent response %s: %v (did the agent stop?)", path, err)
+		}
+		switch {
+		case line.Progress != nil:
+			onProgress(*line.Progress)
+		case line.Error != nil:
+			status := http.StatusInternalServerError
+			if line.Error.Code == CodeRefused {
+				status = http.StatusUnprocessableEntity
+			}
+			return &APIError{Status: status, ErrorDetail: *line.Error}
+		case line.Result != nil:
+			return json.Unmarshal(line.Result, resp)
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"fieldsync/crypto"
+)
+
+// put writes one register field.
+func put(t testing.TB, a *Agent, space, record, field, value string) {
+	t.Helper()
+	if _, err := a.PutFields(RecordPutRequest{Space: space, Record: record, Fields: []FieldValue{{Name: field, Value: value}}}); err != nil {
+		t.Fatalf("put %s/%s: %v", record, field, err)
+	}
+}
+
+// carry moves what to lacks from `from` through a want file and a bundle,
+// as two officers would on a USB stick, and returns the import's result.
+func carry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
+	t.Helper()
+	n := time.Now().UnixNano()
+	want := filepath.Join(dir, fmt.Sprintf("want-%d.fsw", n))
+	if _, err := to.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		t.Fatalf("want: %v", err)
+	}
+	out := filepath.Join(dir, fmt.Sprintf("bundle-%d.fsb", n))
+	exp, err := from.ExportBundle(BundleExportRequest{Want: want, Out: out}, nil)
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	_ = exp
+	res, err := to.ImportBundle(BundleImportRequest{File: out}, nil)
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	return res
+}
+
+func digestOf(t testing.TB, a *Agent, space string) Digest {
+	t.Helper()
+	d, err := a.Digest(SpaceRef{Space: space})
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
+// Two devices that never share a network converge through bundles carried
+// both ways; importing a bundle twice changes nothing.
+func TestBundleConverge(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		put(t, a, sp.ID, fmt.Sprintf("r%02d", i), "name", fmt.Sprintf("أمينة %d", i))
+	}
+	// B has never seen A: its want lists nothing; A's bundle carries a key share for B.
+	want := filepath.Join(dir, "b.fsw")
+	if _, err := b.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "a1.fsb")
+	exp, err := a.ExportBundle(BundleExportRequest{Want: want, Out: out}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp.KeyShares < 1 || exp.Recipient != b.dev.String() {
+		t.Fatalf("export for B: %d key shares, recipient %q", exp.KeyShares, exp.Recipient)
+	}
+	res, err := b.ImportBundle(BundleImportRequest{File: out}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != exp.Envelopes || res.Skipped != 0 {
+		t.Fatalf("import: added %d of %d, skipped %d: %+v", res.Added, exp.Envelopes, res.Skipped, res.Skips)
+	}
+	rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r07"})
+	if err != nil || rec.Fields["name"].Value != "أمينة 7" {
+		t.Fatalf("B reads r07: %+v, %v", rec, err)
+	}
+	// Both write offline, one field concurrently.
+	put(t, b, sp.ID, "r07", "name", "from B")
+	put(t, a, sp.ID, "r07", "name", "from A")
+	put(t, b, sp.ID, "b01", "village", "حلب")
+	carry(t, dir, b, a)
+	carry(t, dir, a, b)
+	da, db := digestOf(t, a, sp.ID), digestOf(t, b, sp.ID)
+	if da != db {
+		t.Fatalf("not converged:\nA %+v\nB %+v", da, db)
+	}
+	rec, _ = b.GetRecord(RecordRef{Space: sp.ID, Record: "r07"})
+	if !rec.Fields["name"].Conflict || len(rec.Fields["name"].Siblings) != 2 {
+		t.Fatalf("the concurrent writes are not both kept: %+v", rec.Fields["name"])
+	}
+	// The first bundle again: nothing changes.
+	again, err := b.ImportBundle(BundleImportRequest{File: out}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Added != 0 || again.AlreadyHeld != exp.Envelopes || again.Certificates != 0 {
+		t.Fatalf("second import added %d (held %d of %d), %d certificates", again.Added, again.AlreadyHeld, exp.Envelopes, again.Certificates)
+	}
+	if d := digestOf(t, b, sp.ID); d != db {
+		t.Fatalf("second import changed B: %+v -> %+v", db, d)
+	}
+}
+
+// A bundle with any one byte flipped is refused whole and leaves nothing.
+func TestBundleTamperedRefused(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		put(t, a, sp.ID, fmt.Sprintf("r%d", i), "name", strings.Repeat("x", 100))
+	}
+	out := filepath.Join(dir, "a.fsb")
+	if _, err := a.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certsBefore := len(b.Certificates())
+	positions := []int{0, 4, 5, 20, 30, 31, 40, len(data) / 3, len(data) / 2, len(data) - 65, len(data) - 64, len(data) - 1}
+	for _, pos := range positions {
+		bad := append([]byte(nil), data...)
+		bad[pos] ^= 0x04
+		f := filepath.Join(dir, fmt.Sprintf("bad-%d.fsb", pos))
+		if err := os.WriteFile(f, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.ImportBundle(BundleImportRequest{File: f}, nil)
+		if !errors.Is(err, ErrRefused) {
+			t.Fatalf("byte %d of %d flipped: got %v, want a refusal", pos, len(data), err)
+		}
+		if len(b.SpaceIDs()) != 0 || len(b.Certificates()) != certsBefore {
+			t.Fatalf("byte %d flipped: the refused bundle left %d spaces, %d certificates", pos, len(b.SpaceIDs()), len(b.Certificates()))
+		}
+	}
+	// Truncated: refused too.
+	f := filepath.Join(dir, "short.fsb")
+	os.WriteFile(f, data[:len(data)-1], 0o600)
+	if _, err := b.ImportBundle(BundleImportRequest{File: f}, nil); !errors.Is(err, ErrRefused) {
+		t.Fatalf("truncated: got %v", err)
+	}
+	// The intact bundle still imports.
+	if res, err := b.ImportBundle(BundleImportRequest{File: out}, nil); err != nil || res.Added == 0 {
+		t.Fatalf("intact bundle: %+v, %v", res, err)
+	}
+}
+
+// A bundle signed by a device of a bureau this device does not trust is
+// refused whole, with a reason that says so.
+func TestBundleUntrustedExporter(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Officer K", crypto.RoleOfficer))
+	dir := t.TempDir()
+	sp, err := k.CreateSpace("kaz case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, k, sp.ID, "r1", "name", "x")
+	out := filepath.Join(dir, "k.fsb")
+	if _, err := k.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.ImportBundle(BundleImportRequest{File: out}, nil)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "does not trust") {
+		t.Fatalf("got %v, want a refusal naming the untrusted bureau", err)
+	}
+	if len(a.SpaceIDs()) != 0 || len(a.Certificates()) != 1 {
+		t.Fatalf("refused bundle left %d spaces, %d certificates", len(a.SpaceIDs()), len(a.Certificates()))
+	}
+	// Its want file is refused by an exporter the same way.
+	want := filepath.Join(dir, "k.fsw")
+	if _, err := k.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ExportBundle(BundleExportRequest{Want: want, Out: filepath.Join(dir, "for-k.fsb")}, nil); !errors.Is(err, ErrRefused) {
+		t.Fatalf("export for an untrusted want: %v", err)
+	}
+}
+
+// Envelopes of an unknown author (its certificate is from a bureau the
+// importer does not trust) and of a revoked author past its cut-off are
+// left out and reported; the rest is imported.
+func TestBundleSkipsUnknownAndRevoked(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer, kaz))
+	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Officer C", crypto.RoleOfficer))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Officer K", crypto.RoleOfficer, omn))
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("shared", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, sp.ID, "r1", "name", "from A")
+	for _, x := range []*Agent{k, c} {
+		carry(t, dir, a, x)
+	}
+	put(t, k, sp.ID, "k1", "name", "from K")
+	put(t, c, sp.ID, "c1", "name", "from C")
+	put(t, c, sp.ID, "c2", "name", "from C")
+	carry(t, dir, k, a)
+	carry(t, dir, c, a)
+	// The bureau revokes C: what it wrote up to its seq 1 in the space
+	// stays valid. B learns it; A, the exporter, has not yet.
+	rev, err := omn.b.Revoke(c.dev, map[crypto.SpaceID]uint64{mustSpaceID(t, sp.ID): 1}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddRevocation(rev.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	res := carry(t, dir, a, b) // with B's want: A wraps the key to B
+	var unknown, revoked bool
+	for _, s := range res.Skips {
+		switch {
+		case s.Author == k.dev.String() && s.Reason == RejectUnknown && s.From == 1:
+			unknown = true
+		case s.Author == c.dev.String() && s.Reason == RejectRevoked && s.From == 2:
+			revoked = true
+		case s.Author == a.dev.String():
+			t.Fatalf("A's envelopes skipped: %+v", s)
+		}
+	}
+	if !unknown || !revoked || res.Added == 0 || res.SkippedObjects < 1 {
+		t.Fatalf("skips %+v (unknown %v revoked %v), added %d, skipped objects %d", res.Skips, unknown, revoked, res.Added, res.SkippedObjects)
+	}
+	if rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "from A" {
+		t.Fatalf("A's record on B: %+v, %v", rec, err)
+	}
+	if _, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "c1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a revoked author's change was applied: %v", err)
+	}
+	st := b.Status()
+	if st.Rejected[RejectUnknown] == 0 || st.Rejected[RejectRevoked] == 0 {
+		t.Fatalf("status does not count the skipped envelopes: %v", st.Rejected)
+	}
+}
+
+func mustSpaceID(t testing.TB, s string) crypto.SpaceID {
+	t.Helper()
+	id, err := crypto.ParseSpaceID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

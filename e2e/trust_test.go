@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"fieldsync/agent"
+	"fieldsync/crypto"
+	"fieldsync/internal/harness"
+)
+
+// trustMesh is three bureaus — OMN (the cluster's own), KAZ and TJK — whose
+// devices all trust one another, and an OMN relay.
+type trustMesh struct {
+	cl            *harness.Cluster
+	ctx           context.Context
+	kazKey        string
+	tjkKey        string
+	pubs          []string // every bureau's public file
+	relay         *harness.Node
+	omn, kaz, tjk *harness.Node
+}
+
+func newTrustMesh(t *testing.T) *trustMesh {
+	t.Helper()
+	cl, ctx := newCluster(t)
+	m := &trustMesh{cl: cl, ctx: ctx}
+	omnPub, err := cl.BureauPub(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kazKey, kazPub, err := cl.AddBureau(ctx, "KAZ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tjkKey, tjkPub, err := cl.AddBureau(ctx, "TJK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.kazKey, m.tjkKey, m.pubs = kazKey, tjkKey, []string{omnPub, kazPub, tjkPub}
+	m.relay = m.add(t, "relay", "Relay One", true, cl.Bureau)
+	m.omn = m.add(t, "omn1", "Amina Haddad", false, cl.Bureau)
+	m.kaz = m.add(t, "kaz1", "Дина Касымова", false, kazKey)
+	m.tjk = m.add(t, "tjk1", "Farrukh Rahimov", false, tjkKey)
+	for _, n := range []*harness.Node{m.relay, m.omn, m.kaz, m.tjk} {
+		m.start(t, n)
+	}
+	return m
+}
+
+func (m *trustMesh) add(t *testing.T, name, officer string, relay bool, bureauKey string) *harness.Node {
+	t.Helper()
+	n, err := m.cl.AddEnrolled(m.ctx, name, officer, relay, bureauKey, m.pubs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// start runs the node's agent, joining through the relay (or, for the relay,
+// through nobody).
+func (m *trustMesh) start(t *testing.T, n *harness.Node) {
+	t.Helper()
+	var join []string
+	if n != m.relay && m.relay.Running() {
+		join = append(join, m.relay.Bind)
+	}
+	if err := m.cl.Start(m.ctx, n, "", join...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRecord(t *testing.T, ctx context.Context, n *harness.Node, space, record, field, value string) {
+	t.Helper()
+	if _, err := n.Client().RecordPut(ctx, agent.RecordPutRequest{Space: space, Record: record, Fields: []agent.FieldValue{{Name: field, Value: value}}}); err != nil {
+		t.Fatalf("%s: record put %s: %v", n.Name, record, err)
+	}
+}
+
+// waitValue waits until node n reads value in the record's field.
+func waitValue(t *testing.T, ctx context.Context, n *harness.Node, space, record, field, value string) {
+	t.Helper()
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, fmt.Sprintf("%s to read %s.%s", n.Name, record, field), func() (bool, error) {
+		r, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: space, Record: record})
+		if err != nil {
+			return false, nil
+		}
+		f, ok := r.Fields[field]
+		return ok && f.Value == value, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moreRounds waits until node n has completed k more sync rounds than now:
+// whatever its peers would send it, they have had the chance to.
+func moreRounds(t *testing.T, ctx context.Context, n *harness.Node, k uint64) {
+	t.Helper()
+	st, err := n.Client().Status(ctx)
+	if err != nil || st.Sync == nil {
+		t.Fatalf("%s status: %v", n.Name, err)
+	}
+	from := st.Sync.Rounds
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, fmt.Sprintf("%s to run %d sync rounds", n.Name, k), func() (bool, error) {
+		st, err := n.Client().Status(ctx)
+		return err == nil && st.Sync != nil && st.Sync.Rounds >= from+k, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openStopped opens a stopped node's store in this process, to look at what
+// its disk really holds.
+func openStopped(t *testing.T, cl *harness.Cluster, n *harness.Node) *agent.Agent {
+	t.Helper()
+	cfg := agent.DefaultConfig()
+	cfg.Layout = agent.Layout{Dir: n.Dir}
+	cfg.Unlock = agent.Unlock{Passphrase: cl.Passphrase()}
+	cfg.MinFreeBytes = 0
+	cfg.Relay = n.Relay
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatalf("open %s's store: %v", n.Name, err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// shareRecipients lists, for each epoch, the devices the key shares held in a
+// store are addressed to.
+func shareRecipients(t *testing.T, a *agent.Agent, space crypto.SpaceID) map[crypto.KeyID][]crypto.DeviceID {
+	t.Helper()
+	out := map[crypto.KeyID][]crypto.DeviceID{}
+	err := a.Envelopes(space, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			return err
+		}
+		if h.Kind != crypto.KindKeyShare {
+			return nil
+		}
+		ks, err := crypto.ParseKeyShare(env[crypto.HeaderSize : crypto.HeaderSize+int(h.BodyLen)])
+		if err != nil {
+			return err
+		}
+		out[ks.Epoch] = append(out[ks.Epoch], ks.Recipient)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func envelopesOf(t *testing.T, a *agent.Agent, space crypto.SpaceID) [][]byte {
+	t.Helper()
+	var out [][]byte
+	if err := a.Envelopes(space, func(env []byte) error { out = append(out, bytes.Clone(env)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func deviceOf(t *testing.T, ctx context.Context, n *harness.Node) crypto.DeviceID {
+	t.Helper()
+	st, err := n.Client().Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := crypto.ParseDeviceID(st.Device.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// grepTree reports the files under dir that contain needle.
+func grepTree(t *testing.T, dir string, needle []byte) []string {
+	t.Helper()
+	var hits []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, needle) {
+			hits = append(hits, p)
+		}
+		return nil
+	})
+	return hits
+}
+
+// TestReleaseToNamedBureaus: a space released to OMN and KAZ reaches the
+// devices of both and nothing of it reaches TJK's device or the relay's
+// keys: no key share is addressed to either, TJK's disk holds neither the
+// canary nor any envelope of the space, and TJK's device handed the
+// envelopes directly cannot open them.
+func TestReleaseToNamedBureaus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents of three bureaus")
+	}
+	m := newTrustMesh(t)
+	ctx := m.ctx
+	sp, err := m.omn.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "op-north", ReleaseTo: []string{"KAZ"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sp.Release, []string{"KAZ", "OMN"}) && !slices.Equal(sp.Release, []string{"OMN", "KAZ"}) {
+		t.Fatalf("release = %v", sp.Release)
+	}
+	const canary = "CANARY-7f3a-released-to-KAZ-only"
+	mustRecord(t, ctx, m.omn, sp.ID, "p1", "name", canary)
+	waitValue(t, ctx, m.kaz, sp.ID, "p1", "name", canary) // read back on KAZ first
+	mustRecord(t, ctx, m.kaz, sp.ID, "p1", "phone", "+7 701 000 0000")
+	waitValue(t, ctx, m.omn, sp.ID, "p1", "phone", "+7 701 000 0000")
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "OMN and KAZ to converge", func() (bool, error) {
+		return harness.Converged(ctx, sp.ID, m.omn, m.kaz)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Give TJK every chance to be sent something.
+	moreRounds(t, ctx, m.tjk, 3)
+	if spaces, err := m.tjk.Client().SpaceList(ctx); err != nil || len(spaces) != 0 {
+		t.Fatalf("TJK's device lists spaces %v (%v); want none", spaces, err)
+	}
+	tjkID, relayID := deviceOf(t, ctx, m.tjk), deviceOf(t, ctx, m.relay)
+	for _, n := range []*harness.Node{m.relay, m.omn, m.kaz, m.tjk} {
+		if err := m.cl.Stop(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spaceID, _ := crypto.ParseSpaceID(sp.ID)
+	// No key share addressed to TJK's device or the relay, on any store.
+	for _, n := range []*harness.Node{m.relay, m.omn, m.kaz} {
+		a := openStopped(t, m.cl, n)
+		shares := shareRecipients(t, a, spaceID)
+		if len(shares) == 0 && n != m.relay {
+			t.Fatalf("%s holds no key share at all: the check below would prove nothing", n.Name)
+		}
+		for epoch, to := range shares {
+			if slices.Contains(to, tjkID) || slices.Contains(to, relayID) {
+				t.Fatalf("%s holds a share of epoch %s addressed to TJK's device or the relay: %v", n.Name, epoch, to)
+			}
+		}
+		a.Close()
+	}
+	// TJK's disk: no canary in any file, no envelope of the space.
+	if hits := grepTree(t, m.tjk.Dir, []byte(canary)); len(hits) > 0 {
+		t.Fatalf("canary found on TJK's disk: %v", hits)
+	}
+	tjk := openStopped(t, m.cl, m.tjk)
+	if envs := envelopesOf(t, tjk, spaceID); len(envs) != 0 {
+		t.Fatalf("TJK's store holds %d envelopes of the space", len(envs))
+	}
+	// Handed the envelopes directly (from the relay's store), TJK's
+	// device stores what verifies but opens nothing.
+	relay := openStopped(t, m.cl, m.relay)
+	envs := envelopesOf(t, relay, spaceID)
+	if len(envs) == 0 {
+		t.Fatal("the relay holds no envelope of the space")
+	}
+	relay.Close()
+	for _, env := range envs {
+		tjk.Ingest(env) // in chain order per author: Envelopes scans (author, seq)
+	}
+	if _, err := tjk.GetRecord(agent.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+		t.Fatal("TJK's device read a record of a space not released to its bureau")
+	}
+	for _, s := range tjk.ListSpaces() {
+		if s.Name != "" {
+			t.Fatalf("TJK's device learnt the space's name %q", s.Name)
+		}
+	}
+	if hits := grepTree(t, m.tjk.Dir, []byte(canary)); len(hits) > 0 {
+		t.Fatalf("canary found on TJK's disk after it was handed the envelopes: %v", hits)
+	}
+}

@@ -10,10 +10,12 @@ import (
 )
 
 // logBridge receives memberlist's log lines ("[LEVEL] memberlist: ...") and
-// routes them into slog: its routine lines at debug, problems at warn or
-// error, and repeated problems of one kind rate-limited to one line per
-// interval with a count of the lines suppressed. It is also the engine's own
-// rate limiter for noisy warnings.
+// routes them into slog: its routine lines at debug (its INFO and DEBUG
+// lines, and the WARN and ERR lines that only say a peer is unreachable or
+// suspected us, the normal state of a field mesh, which `fieldsync peers`
+// shows), problems at warn or error, and repeated problems of one kind
+// rate-limited to one line per interval with a count of the lines
+// suppressed. It is also the engine's own rate limiter for noisy warnings.
 type logBridge struct {
 	log   *slog.Logger
 	every time.Duration
@@ -40,7 +42,7 @@ func newLogBridge(l *slog.Logger, every time.Duration) *logBridge {
 func (b *logBridge) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\n")
 	level, rest := memberlistLevel(line)
-	if level < slog.LevelWarn {
+	if level < slog.LevelWarn || routineMemberlist(rest) {
 		b.log.Debug(rest, "src", "memberlist")
 		return len(p), nil
 	}
@@ -121,6 +123,31 @@ func memberlistLevel(line string) (slog.Level, string) {
 	return slog.LevelDebug, line
 }
 
+// routineLines are memberlist WARN and ERR lines (lower case) that report
+// no problem of this node's: a peer that does not answer (laptops go
+// offline), or a peer that suspected us and was refuted (lossy links).
+var routineLines = []string{
+	"push/pull with ", "failed fallback tcp ping", "failed to send udp ping", "failed to send indirect",
+	"failed to send udp compound ping", "failed to send gossip to", "refuting a suspect message",
+	"refuting a dead message",
+}
+
+// routineMemberlist reports whether a WARN or ERR line of memberlist's is
+// routine (logged at debug). A line naming a mesh key or label problem is
+// never routine, whatever else it says.
+func routineMemberlist(s string) bool {
+	l := strings.ToLower(s)
+	if kind, _, _ := classifyMemberlist(s); kind == "mesh-key" || kind == "mesh-label" {
+		return false
+	}
+	for _, r := range routineLines {
+		if strings.Contains(l, r) {
+			return true
+		}
+	}
+	return false
+}
+
 var logNoise = regexp.MustCompile(`[0-9a-f:.\[\]]*[0-9][0-9a-f:.\[\]]*|"[^"]*"`)
 
 // classifyMemberlist names the kind of a problem line and says why in words.
@@ -135,6 +162,10 @@ func classifyMemberlist(s string) (kind, msg, reason string) {
 		return "mesh-label", "refused traffic from another mesh (label mismatch)", "label mismatch"
 	case strings.Contains(l, "failed to join"), strings.Contains(l, "failed push/pull"):
 		return "join", "join failed", "peer unreachable or refused"
+	case strings.Contains(l, "udp probes failed"):
+		return "udp-blocked", "peers reach this node over TCP but not UDP", "open the gossip port for UDP as well as TCP"
+	case strings.Contains(l, "conflicting address"):
+		return "name-conflict", "two nodes claim one device id", "a cloned data directory, or a device restored without a new incarnation"
 	}
 	k := logNoise.ReplaceAllString(s, "#")
 	if len(k) > 60 {

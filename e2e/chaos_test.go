@@ -44,11 +44,13 @@ var (
 	chaosFail     = flag.Bool("chaos.failcommit", true, "chaos test: one officer's store fails one commit in K (K seeded, 8..24; which ones, a hash of the commit number and the seed)")
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
+	chaosTamper   = flag.Bool("chaos.tamper", true, "chaos test: the relay is hostile (flips, truncates, splices, replays during the workload; then a replay phase and a withhold phase in which it is the officers' only path)")
 )
 
 const (
 	chaosRecords   = 4                       // records r0..r3
-	chaosFields    = 3                       // fields f0..f2 of each
+	chaosFields    = 3                       // register fields f0..f2 of each
+	chaosSets      = 2                       // set fields s0, s1 of each
 	chaosClients   = 2                       // clients per officer
 	chaosOpTimeout = 3 * time.Second         // a put taking longer is "unknown"
 	chaosConverge  = 2 * time.Minute         // limit on convergence after the heal
@@ -58,6 +60,9 @@ const (
 	chaosFaultMax  = 5000 * time.Millisecond
 )
 
+// chaosWorkloadTamper is the hostile relay's rules during the workload.
+const chaosWorkloadTamper = "flip 0.03\ntruncate 0.03\nsplice 0.03\nreplay 0.1\n"
+
 // fault is one entry of the schedule: At after the workload starts, for For.
 type fault struct {
 	Track string        `json:"track"` // net or proc: faults of one track never overlap
@@ -66,6 +71,7 @@ type fault struct {
 	Kind  string        `json:"kind"`            // partition, bridge (two officer groups, relay reaching both), isolate, kill, crash (worker only), pause
 	Nodes []string      `json:"nodes"`           // the node (isolate, kill, pause) or one side (partition)
 	Other []string      `json:"other,omitempty"` // the other side of a partition
+	Jump  time.Duration `json:"jump,omitempty"`  // clockjump: how far the clock jumps (back after For)
 	Note  string        `json:"note,omitempty"`  // what happened when it ran
 }
 
@@ -73,6 +79,9 @@ func (f fault) String() string {
 	s := fmt.Sprintf("%6.1fs +%.1fs %-9s %s", f.At.Seconds(), f.For.Seconds(), f.Kind, strings.Join(f.Nodes, ","))
 	if len(f.Other) > 0 {
 		s += " | " + strings.Join(f.Other, ",")
+	}
+	if f.Jump != 0 {
+		s += fmt.Sprintf(" by %s", f.Jump)
 	}
 	if f.Note != "" {
 		s += " (" + f.Note + ")"
@@ -119,9 +128,17 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 	process := track(rand.New(rand.NewPCG(uint64(seed), 0x9a0c)), "proc", d, func(rng *rand.Rand, f *fault) {
 		n := names[rng.IntN(len(names))]
 		f.Nodes = []string{n}
-		switch k := rng.IntN(6); {
+		switch k := rng.IntN(7); {
 		case k < 3:
 			f.Kind = "kill"
+		case k == 6:
+			// The clock jumps (forward or back, minutes to two days) and
+			// jumps back when the fault ends.
+			f.Kind = "clockjump"
+			f.Jump = time.Duration(1+rng.Int64N(48*60)) * time.Minute
+			if rng.IntN(2) == 0 {
+				f.Jump = -f.Jump
+			}
 		case k < 4:
 			// SIGKILL of the worker alone: its supervisor restarts it. At
 			// most two per agent within the supervisor's crash window, which
@@ -191,25 +208,31 @@ type chaosRun struct {
 	started time.Time
 	// setupPlan is each node's seeded test-only configuration.
 	setupPlan map[string]nodeSetup
+	seed      int64
+	// honestTook is how long the agents took to converge once officers
+	// reached each other directly, the relay still withholding.
+	honestTook time.Duration
 }
 
 // chaosReportT is the run's report.
 type chaosReportT struct {
-	Seed         int64             `json:"seed"`
-	Agents       int               `json:"agents"`
-	OpsBudget    int               `json:"ops_budget"`
-	Duration     string            `json:"duration"`
-	Setup        map[string]string `json:"setup"` // skewed clocks, failing stores
-	Faults       []fault           `json:"faults"`
-	OpsOK        int               `json:"ops_ok"`
-	OpsFailed    int               `json:"ops_failed"`
-	OpsUnknown   int               `json:"ops_unknown"`
-	ConvergedIn  string            `json:"converged_in"` // after the heal
-	BytesSent    uint64            `json:"bytes_sent"`   // sync streams and gossip, all agents
-	Check        checker.Result    `json:"check"`
-	Verdict      string            `json:"verdict"`
-	Dir          string            `json:"dir,omitempty"`
-	ReplayNotice string            `json:"replay"`
+	Seed         int64                  `json:"seed"`
+	Agents       int                    `json:"agents"`
+	OpsBudget    int                    `json:"ops_budget"`
+	Duration     string                 `json:"duration"`
+	Setup        map[string]string      `json:"setup"` // skewed clocks, failing stores
+	Faults       []fault                `json:"faults"`
+	OpsOK        int                    `json:"ops_ok"`
+	OpsFailed    int                    `json:"ops_failed"`
+	OpsUnknown   int                    `json:"ops_unknown"`
+	ConvergedIn  string                 `json:"converged_in"`                       // after the heal
+	HonestPathIn string                 `json:"honest_path_converged_in,omitempty"` // after officers reached each other again, the relay still hostile
+	Hostile      *checker.HostileResult `json:"hostile,omitempty"`
+	BytesSent    uint64                 `json:"bytes_sent"` // sync streams and gossip, all agents
+	Check        checker.Result         `json:"check"`
+	Verdict      string                 `json:"verdict"`
+	Dir          string                 `json:"dir,omitempty"`
+	ReplayNotice string                 `json:"replay"`
 }
 
 func TestChaos(t *testing.T) {
@@ -233,7 +256,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &chaosRun{t: t, dir: dir, byName: map[string]*harness.Node{}, ids: map[string]string{}, rules: filepath.Join(dir, "faults")}
+	r := &chaosRun{t: t, seed: seed, dir: dir, byName: map[string]*harness.Node{}, ids: map[string]string{}, rules: filepath.Join(dir, "faults")}
 	keep := *chaosKeep
 	defer func() {
 		if keep || t.Failed() {
@@ -276,7 +299,12 @@ func TestChaos(t *testing.T) {
 	}
 	faults := schedule(seed, names, r.nodes[0].Name, dur)
 
-	// The workload, under faults.
+	// The workload, under faults, the relay hostile.
+	if *chaosTamper {
+		if err := r.writeTamper(chaosWorkloadTamper); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.budget.Store(int64(ops))
 	r.started = time.Now()
 	wctx, wcancel := context.WithTimeout(ctx, dur)
@@ -300,6 +328,9 @@ func TestChaos(t *testing.T) {
 	wcancel()
 
 	// Heal, then wait for convergence and a quiet period.
+	if err := r.writeTamper(""); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.healAll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -309,16 +340,41 @@ func TestChaos(t *testing.T) {
 		t.Error(convErr)
 	}
 
+	// The hostile relay as the officers' only path, then an honest path.
+	var hostile *checker.Hostile
+	if *chaosTamper && convErr == nil {
+		h, err := r.hostilePhases(ctx, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hostile = &h
+		if _, err := r.converge(ctx, time.Now()); err != nil {
+			t.Error(err)
+		}
+	}
+
 	// Collect what the CLI prints, and judge.
 	outs, err := r.collect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := checker.Check(r.ops, outs)
+	var hres *checker.HostileResult
+	if hostile != nil {
+		if f, err := os.Open(filepath.Join(dir, "tamper.jsonl")); err == nil {
+			hostile.Log, _ = checker.ReadTamperLog(f)
+			f.Close()
+		}
+		hr := checker.CheckHostile(&res, *hostile, outs, r.ops)
+		hres = &hr
+	}
 	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Setup: setupNotes, Faults: applied,
 		OpsOK: res.OpsOK, OpsFailed: res.OpsFailed, OpsUnknown: res.OpsUnknown,
-		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res,
+		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res, Hostile: hres,
 		ReplayNotice: replay + " replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly"}
+	if hostile != nil {
+		rep.HonestPathIn = r.honestTook.Round(time.Millisecond).String()
+	}
 	rep.Verdict = "valid"
 	if convErr != nil {
 		rep.ConvergedIn = "not converged: " + convErr.Error()
@@ -336,6 +392,14 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos report: seed %d; faults %d; ops ok %d, failed %d, unknown %d (%d unknown found applied); %d records, %d fields, %d writes in history, %d siblings, %d fields in conflict; %d envelopes; converged %s after the heal; %d bytes sent; verdict %s",
 		seed, len(applied), res.OpsOK, res.OpsFailed, res.OpsUnknown, res.UnknownSeen, res.Records, res.Fields, res.Writes, res.Siblings, res.Conflicted, res.Envelopes, rep.ConvergedIn, rep.BytesSent, rep.Verdict)
+	t.Logf("chaos: ops by kind (ok/failed/unknown): %v; sets %d elements, %d notes, %d records deleted (%d with a conflict)", res.OpsByKind, res.SetElements, res.NotesShown, res.Deleted, res.DeleteConflicts)
+	if hres != nil {
+		t.Logf("chaos: hostile relay: %d altered over the run (%v), %d rejected as altered; withhold phase: %d altered, %d rejected, gap %s %d..%d seen by %v; replay phase: %d replays, %d envelopes added; honest path converged in %s",
+			hres.Altered, hres.ByKind, hres.Rejected, hres.PhaseAltered, hres.PhaseRejected, hres.Gap.Author, hres.Gap.From, hres.Gap.To, hres.GapSeenBy, hres.PhaseReplays, hres.ReplayEnvelopes, rep.HonestPathIn)
+		for _, n := range hres.Notes {
+			t.Logf("chaos: note: %s", n)
+		}
+	}
 	for _, n := range res.Notes {
 		t.Logf("chaos: note: %s", n)
 	}
@@ -406,7 +470,12 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 		if err != nil {
 			return err
 		}
-		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules}
+		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules, "FIELDSYNC_CHAOS_CLOCK_FILE=" + r.clockFile(n)}
+		if relay {
+			n.Env = append(n.Env, fmt.Sprintf("FIELDSYNC_CHAOS_TAMPER=%d", r.seed),
+				"FIELDSYNC_CHAOS_TAMPER_FILE="+filepath.Join(r.dir, "tamper"),
+				"FIELDSYNC_CHAOS_TAMPER_LOG="+filepath.Join(r.dir, "tamper.jsonl"))
+		}
 		if d, ok := r.setupPlan[name]; ok {
 			n.Env = append(n.Env, d.env...)
 		}
@@ -489,68 +558,190 @@ func (r *chaosRun) probeInjector(ctx context.Context) error {
 }
 
 // writeRules replaces the fault rules file atomically.
-func (r *chaosRun) writeRules(rules string) error {
-	tmp := r.rules + ".tmp"
-	if err := os.WriteFile(tmp, []byte(rules), 0o600); err != nil {
+func (r *chaosRun) writeRules(rules string) error { return writeAtomic(r.rules, rules) }
+
+// writeTamper replaces the hostile relay's rules file atomically.
+func (r *chaosRun) writeTamper(rules string) error {
+	return writeAtomic(filepath.Join(r.dir, "tamper"), rules)
+}
+
+// clockFile is the file a node's clock offset jumps by (FIELDSYNC_CHAOS_CLOCK_FILE).
+func (r *chaosRun) clockFile(n *harness.Node) string {
+	return filepath.Join(r.dir, "clock."+n.Name)
+}
+
+// writeAtomic replaces a file that an agent reads (write, rename).
+func writeAtomic(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, r.rules)
+	return os.Rename(tmp, path)
 }
 
 var errCodeRE = regexp.MustCompile(`"code":\s*"([a-z_]+)"`)
 
-// client writes unique values to random fields of random records of its
-// officer's agent, through the CLI, until the budget or the time runs out.
+// clientState is what one client remembers between its operations.
+type clientState struct {
+	ci   int
+	rng  *rand.Rand
+	adds map[string][]string // record/set -> elements this client added
+}
+
+// opKind is one kind of client operation: how often a client draws it, the
+// CLI arguments it sends (after --json; nil: nothing to do, draw a put
+// instead), and what it reads from the acknowledgement. A new kind (a
+// release, a revocation) is one more row.
+type opKind struct {
+	name   string
+	weight int
+	args   func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string
+	ack    func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record)
+}
+
+// The op kinds, as `history` names them.
+var opKinds = []opKind{
+	{name: "put", weight: 10,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			op.Field, op.Value = fmt.Sprintf("f%d", cs.rng.IntN(chaosFields)), fmt.Sprintf("c%d-op%d", cs.ci, k)
+			return []string{"record", "put", r.space, op.Record, op.Field + "=" + op.Value}
+		},
+		ack: ackSibling},
+	{name: "set_add", weight: 3,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			op.Field, op.Value = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets)), fmt.Sprintf("c%d-op%d", cs.ci, k)
+			key := op.Record + "/" + op.Field
+			cs.adds[key] = append(cs.adds[key], op.Value)
+			return []string{"set", "add", r.space, op.Record, op.Field, op.Value}
+		}},
+	{name: "set_remove", weight: 2,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			op.Field = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets))
+			own := cs.adds[op.Record+"/"+op.Field]
+			if len(own) == 0 {
+				return nil
+			}
+			op.Value = own[cs.rng.IntN(len(own))]
+			return []string{"set", "remove", r.space, op.Record, op.Field, op.Value}
+		}},
+	{name: "note_add", weight: 2,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			op.Value = fmt.Sprintf("c%d-op%d", cs.ci, k)
+			return []string{"note", "add", r.space, op.Record, op.Value}
+		},
+		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+			for _, n := range rec.Notes {
+				if n.Text == op.Value {
+					op.Dot = n.ID
+				}
+			}
+		}},
+	{name: "delete", weight: 1,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			return []string{"record", "delete", r.space, op.Record}
+		}},
+	{name: "resolve", weight: 3,
+		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
+			op.Field, op.Reason = fmt.Sprintf("f%d", cs.rng.IntN(chaosFields)), fmt.Sprintf("c%d-op%d-why", cs.ci, k)
+			if cs.rng.IntN(2) == 0 {
+				op.Pick = 1 + cs.rng.IntN(2)
+				return []string{"resolve", "--pick", fmt.Sprint(op.Pick), "--reason", op.Reason, r.space, op.Record, op.Field}
+			}
+			op.Value = fmt.Sprintf("c%d-op%d", cs.ci, k)
+			return []string{"resolve", "--value", op.Value, "--reason", op.Reason, r.space, op.Record, op.Field}
+		},
+		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+			if op.Pick == 0 {
+				ackSibling(r, cs, op, rec)
+			}
+		}},
+}
+
+// ackSibling reads the dot of a register write from its acknowledgement.
+func ackSibling(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+	for _, s := range rec.Fields[op.Field].Siblings {
+		if s.Value == op.Value {
+			op.Dot = s.Dot
+		}
+	}
+}
+
+func drawKind(rng *rand.Rand) opKind {
+	total := 0
+	for _, k := range opKinds {
+		total += k.weight
+	}
+	x := rng.IntN(total)
+	for _, k := range opKinds {
+		if x < k.weight {
+			return k
+		}
+		x -= k.weight
+	}
+	return opKinds[0]
+}
+
+// client sends random operations of every kind (opKinds) to random records
+// of its officer's agent, through the CLI, with values unique over the run,
+// until the budget or the time runs out.
 func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.Node, dur time.Duration, ops int) {
-	rng := rand.New(rand.NewPCG(uint64(seed), uint64(ci)))
+	cs := &clientState{ci: ci, rng: rand.New(rand.NewPCG(uint64(seed), uint64(ci))), adds: map[string][]string{}}
 	clients := (len(r.nodes) - 1) * *chaosClientsF
 	pace := dur * time.Duration(clients) / time.Duration(max(ops, 1))
 	for k := 1; ; k++ {
 		if ctx.Err() != nil || r.budget.Add(-1) < 0 {
 			return
 		}
-		rec, fld := fmt.Sprintf("r%d", rng.IntN(chaosRecords)), fmt.Sprintf("f%d", rng.IntN(chaosFields))
-		val := fmt.Sprintf("c%d-op%d", ci, k)
-		op := checker.Op{Client: fmt.Sprintf("c%d", ci), Node: n.Name, Op: int(r.opID.Add(1)), Kind: "put", Record: rec, Field: fld, Value: val, Start: time.Now()}
-		// The op's own deadline does not end with the workload's: a call
-		// under way finishes (or times out) and is logged.
-		octx, cancel := context.WithTimeout(context.Background(), chaosOpTimeout)
-		out, err := r.cl.CLI(octx, n.Dir, "--json", "record", "put", r.space, rec, fld+"="+val)
-		op.End = time.Now()
-		switch {
-		case err == nil:
-			op.Outcome = checker.OK
-			var got agent.Record
-			if json.Unmarshal([]byte(out), &got) == nil {
-				for _, s := range got.Fields[fld].Siblings {
-					if s.Value == val {
-						op.Dot = s.Dot
-					}
-				}
-			}
-		case octx.Err() != nil:
-			op.Outcome, op.Error = checker.Unknown, "timed out after "+chaosOpTimeout.String()
-		default:
-			op.Error = err.Error()
-			op.Outcome = checker.Unknown
-			if strings.Contains(op.Error, "chaos: injected commit failure") {
-				// The agent promises that a failed commit fails exactly
-				// its writes: the checker holds it to that.
-				op.Outcome = checker.Failed
-			} else if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
-				switch m[1] {
-				case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeTooLarge:
-					op.Outcome = checker.Failed // refused before anything was written
-				}
-			}
+		kind := drawKind(cs.rng)
+		op := checker.Op{Client: fmt.Sprintf("c%d", ci), Node: n.Name, Kind: kind.name, Record: fmt.Sprintf("r%d", cs.rng.IntN(chaosRecords))}
+		args := kind.args(r, cs, &op, k)
+		if args == nil {
+			kind = opKinds[0]
+			op.Kind = kind.name
+			args = kind.args(r, cs, &op, k)
 		}
-		cancel()
+		r.runOp(n, &op, kind, cs, args)
 		r.logOp(op)
-		jitter := pace/2 + time.Duration(rng.Int64N(int64(pace)+1))
+		jitter := pace/2 + time.Duration(cs.rng.Int64N(int64(pace)+1))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(jitter):
+		}
+	}
+}
+
+// runOp sends one operation through the CLI and classifies its outcome.
+func (r *chaosRun) runOp(n *harness.Node, op *checker.Op, kind opKind, cs *clientState, args []string) {
+	op.Op = int(r.opID.Add(1))
+	op.Start = time.Now()
+	// The op's own deadline does not end with the workload's: a call under
+	// way finishes (or times out) and is logged.
+	octx, cancel := context.WithTimeout(context.Background(), chaosOpTimeout)
+	defer cancel()
+	out, err := r.cl.CLI(octx, n.Dir, append([]string{"--json"}, args...)...)
+	op.End = time.Now()
+	switch {
+	case err == nil:
+		op.Outcome = checker.OK
+		var got agent.Record
+		if kind.ack != nil && json.Unmarshal([]byte(out), &got) == nil {
+			kind.ack(r, cs, op, got)
+		}
+	case octx.Err() != nil:
+		op.Outcome, op.Error = checker.Unknown, "timed out after "+chaosOpTimeout.String()
+	default:
+		op.Error = err.Error()
+		op.Outcome = checker.Unknown
+		if strings.Contains(op.Error, "chaos: injected commit failure") {
+			// The agent promises that a failed commit fails exactly
+			// its writes: the checker holds it to that.
+			op.Outcome = checker.Failed
+		} else if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
+			switch m[1] {
+			case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeTooLarge, agent.CodeConflict, "usage":
+				op.Outcome = checker.Failed // refused before anything was written
+			}
 		}
 	}
 }
@@ -675,6 +866,16 @@ func (r *chaosRun) inject(ctx context.Context, f fault) string {
 		}); err != nil {
 			r.t.Errorf("%v", err)
 			return "not restarted"
+		}
+		return ""
+	case "clockjump":
+		n := r.byName[f.Nodes[0]]
+		if err := writeAtomic(r.clockFile(n), f.Jump.String()); err != nil {
+			return err.Error()
+		}
+		hold()
+		if err := writeAtomic(r.clockFile(n), ""); err != nil {
+			r.t.Errorf("clock of %s back: %v", n.Name, err)
 		}
 		return ""
 	case "pause":
@@ -809,6 +1010,188 @@ func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duratio
 	return 0, fmt.Errorf("agents did not converge within %s of the heal:%s", chaosConverge, b.String())
 }
 
+// Hostile phases: lengths and limits.
+const (
+	chaosPhaseLimit   = 90 * time.Second // bound on waiting for a phase's effect
+	chaosReplayWrites = 3                // writes in the replay phase
+	chaosSettle       = 2 * time.Second  // after the relay stops altering, before counting
+)
+
+// officerPairsCut is the rules that cut every officer from every other:
+// they reach each other only through the relay.
+func (r *chaosRun) officerPairsCut() string {
+	var b strings.Builder
+	for _, x := range r.nodes[1:] {
+		for _, y := range r.nodes[1:] {
+			if x != y {
+				fmt.Fprintf(&b, "drop %s %s\n", r.ids[x.Name], r.ids[y.Name])
+			}
+		}
+	}
+	return b.String()
+}
+
+// snapshot reads every agent's status and digest (and the officers'
+// record of the hostile phases) through the CLI.
+func (r *chaosRun) snapshot(ctx context.Context, label string) ([]checker.Node, error) {
+	var out []checker.Node
+	for _, n := range r.nodes {
+		cn := checker.Node{Name: n.Name, Relay: n.Relay}
+		var err error
+		if cn.Status, err = r.cliRaw(ctx, n, "status"); err != nil {
+			return nil, err
+		}
+		if cn.Digest, err = r.cliRaw(ctx, n, "space", "digest", r.space); err != nil {
+			return nil, err
+		}
+		if !n.Relay {
+			cn.Records = map[string][]byte{}
+			if cn.Records["h0"], err = r.cliRaw(ctx, n, "record", "get", r.space, "h0"); err != nil {
+				return nil, err
+			}
+		}
+		os.WriteFile(filepath.Join(r.dir, n.Name+"."+label+".status.json"), cn.Status, 0o600)
+		out = append(out, cn)
+	}
+	return out, nil
+}
+
+// hostileWrite is one logged put of the hostile phases (client "h").
+func (r *chaosRun) hostileWrite(n *harness.Node) checker.Op {
+	id := r.opID.Load() + 1
+	op := checker.Op{Client: "h", Node: n.Name, Kind: "put", Record: "h0", Field: "g" + strings.TrimPrefix(n.Name, "o"), Value: fmt.Sprintf("h-op%d", id)}
+	r.runOp(n, &op, opKinds[0], nil, []string{"record", "put", r.space, op.Record, op.Field + "=" + op.Value})
+	r.logOp(op)
+	return op
+}
+
+// hostilePhases runs, after the heal and convergence, the hostile relay as
+// the officers' only path: a replay phase (every envelope it sends followed
+// by an older one of its author: nothing may change), a withhold phase
+// (alterations, and o1's next seqs withheld: every other officer must show
+// the exact range as a gap), then an honest path (officers reach each
+// other; the relay still withholds) on which the agents must converge.
+func (r *chaosRun) hostilePhases(ctx context.Context, seed int64) (checker.Hostile, error) {
+	var h checker.Hostile
+	t := r.t
+	officers := r.nodes[1:]
+	o1 := officers[0]
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x4057))
+
+	// Replay phase.
+	var err error
+	if h.ReplayStart, err = r.snapshot(ctx, "replay-start"); err != nil {
+		return h, err
+	}
+	h.ReplayFrom = time.Now()
+	if err := r.writeRules(r.officerPairsCut()); err != nil {
+		return h, err
+	}
+	if err := r.writeTamper("replay 1\n"); err != nil {
+		return h, err
+	}
+	time.Sleep(300 * time.Millisecond) // > the agents' 100 ms re-read
+	writer := officers[1%len(officers)]
+	for i := 0; i < chaosReplayWrites; i++ {
+		if op := r.hostileWrite(writer); op.Outcome == checker.OK {
+			h.ReplayWrites++
+		} else if op.Outcome == checker.Unknown {
+			return h, fmt.Errorf("replay phase: write on %s: %s (no fault is running)", writer.Name, op.Error)
+		}
+	}
+	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, "every agent to hold the replay phase's writes through the hostile relay", func() (bool, error) {
+		ds, err := r.digests(ctx)
+		return err == nil && r.same(ds), err
+	}); err != nil {
+		t.Errorf("replay phase: %v", err)
+	}
+	if err := r.writeTamper(""); err != nil {
+		return h, err
+	}
+	time.Sleep(chaosSettle)
+	h.ReplayTo = time.Now()
+	if h.ReplayEnd, err = r.snapshot(ctx, "replay-end"); err != nil {
+		return h, err
+	}
+	t.Logf("chaos: replay phase: %d writes on %s through the relay in %s", h.ReplayWrites, writer.Name, h.ReplayTo.Sub(h.ReplayFrom).Round(time.Millisecond))
+
+	// Withhold phase: o1's head H from a first write, then H+1..H+k withheld.
+	if h.WithholdStart, err = r.snapshot(ctx, "withhold-start"); err != nil {
+		return h, err
+	}
+	h.WithholdFrom = time.Now()
+	alter := "flip 0.1\ntruncate 0.1\nsplice 0.1\nreplay 0.3\n"
+	if err := r.writeTamper(alter); err != nil {
+		return h, err
+	}
+	first := r.hostileWrite(o1)
+	_, seqs, _ := strings.Cut(first.Dot, ":")
+	seqs, _, _ = strings.Cut(seqs, ".")
+	var head uint64
+	if _, err := fmt.Sscan(seqs, &head); err != nil || first.Outcome != checker.OK {
+		return h, fmt.Errorf("withhold phase: o1's first write: %s %s (dot %q)", first.Outcome, first.Error, first.Dot)
+	}
+	k := uint64(2 + rng.IntN(4))
+	h.Gap = checker.Gap{Space: r.space, Author: r.ids[o1.Name], From: head + 1, To: head + k}
+	withhold := fmt.Sprintf("withhold %s %d %d\n", h.Gap.Author, h.Gap.From, h.Gap.To)
+	if err := r.writeTamper(alter + withhold); err != nil {
+		return h, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := uint64(0); i <= k; i++ { // k withheld, one after them
+		if op := r.hostileWrite(o1); op.Outcome != checker.OK {
+			return h, fmt.Errorf("withhold phase: o1's write %d: %s %s", i, op.Outcome, op.Error)
+		}
+	}
+	for _, o := range officers[1:] { // traffic for the relay to alter
+		r.hostileWrite(o)
+	}
+	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, "every officer but o1 to show o1's withheld range as a gap", func() (bool, error) {
+		for _, o := range officers[1:] {
+			var st agent.Status
+			if err := r.cl.CLIJSON(ctx, o.Dir, &st, "status"); err != nil {
+				return false, err
+			}
+			if !slices.ContainsFunc(st.Gaps, func(g agent.Gap) bool {
+				return g.Space == h.Gap.Space && g.Author == h.Gap.Author && g.From == h.Gap.From && g.To == h.Gap.To
+			}) {
+				return false, fmt.Errorf("%s: gaps %v", o.Name, st.Gaps)
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Logf("chaos: withhold phase: %v (the checker judges the snapshot)", err)
+	}
+	if err := r.writeTamper(withhold); err != nil { // stop altering; keep withholding
+		return h, err
+	}
+	time.Sleep(chaosSettle)
+	h.WithholdTo = time.Now()
+	if h.WithholdSeen, err = r.snapshot(ctx, "withhold-seen"); err != nil {
+		return h, err
+	}
+
+	// Honest path: officers reach each other; the relay still withholds.
+	if err := r.writeRules(""); err != nil {
+		return h, err
+	}
+	start := time.Now()
+	if _, err := harness.WaitUntil(ctx, chaosConverge, "convergence over an honest path, the relay withholding", func() (bool, error) {
+		ds, err := r.digests(ctx)
+		return err == nil && r.same(ds), err
+	}); err != nil {
+		h.HonestPathError = err.Error()
+	} else {
+		h.HonestPath = true
+		r.honestTook = time.Since(start)
+	}
+	if err := r.writeTamper(""); err != nil {
+		return h, err
+	}
+	t.Logf("chaos: withhold phase: o1's seqs %d..%d withheld; honest path converged in %s", h.Gap.From, h.Gap.To, r.honestTook.Round(time.Millisecond))
+	return h, nil
+}
+
 // collect reads what the checker needs through the CLI's --json output.
 func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 	var out []checker.Node
@@ -826,8 +1209,7 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 				return nil, err
 			}
 			cn.Records, cn.Histories = map[string][]byte{}, map[string][]byte{}
-			for i := 0; i < chaosRecords; i++ {
-				id := fmt.Sprintf("r%d", i)
+			for _, id := range r.recordIDs() {
 				if cn.Records[id], err = r.cliRaw(ctx, n, "record", "get", r.space, id); err != nil {
 					return nil, err
 				}
@@ -846,6 +1228,20 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 		out = append(out, cn)
 	}
 	return out, nil
+}
+
+// recordIDs lists the records the clients wrote to, and r0..r3.
+func (r *chaosRun) recordIDs() []string {
+	ids := map[string]bool{}
+	for i := 0; i < chaosRecords; i++ {
+		ids[fmt.Sprintf("r%d", i)] = true
+	}
+	r.mu.Lock()
+	for _, op := range r.ops {
+		ids[op.Record] = true
+	}
+	r.mu.Unlock()
+	return sortedKeys(ids)
 }
 
 // cliRaw runs a --json command, retrying a few times; not found gives nil.
@@ -899,6 +1295,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func TestChaosSchedule(t *testing.T) {
 	names := []string{"relay", "o1", "o2", "o3", "o4"}
 	d := 45 * time.Second
+	kinds := map[string]int{}
 	for seed := int64(1); seed <= 50; seed++ {
 		a, b := schedule(seed, names, "relay", d), schedule(seed, names, "relay", d)
 		ja, _ := json.Marshal(a)
@@ -933,6 +1330,10 @@ func TestChaosSchedule(t *testing.T) {
 			if f.Kind == "crash" {
 				crashes[f.Nodes[0]]++
 			}
+			if (f.Kind == "clockjump") != (f.Jump != 0) || f.Jump > 48*time.Hour || f.Jump < -48*time.Hour {
+				t.Fatalf("seed %d: %s jumps by %s", seed, f, f.Jump)
+			}
+			kinds[f.Kind]++
 			end[f.Track] = f.At + f.For
 		}
 		if end["net"] != d || end["proc"] != d {
@@ -942,6 +1343,11 @@ func TestChaosSchedule(t *testing.T) {
 			if c > 2 {
 				t.Fatalf("seed %d: %d worker crashes of %s within one crash window", seed, c, n)
 			}
+		}
+	}
+	for _, k := range []string{"partition", "bridge", "isolate", "kill", "crash", "pause", "clockjump"} {
+		if kinds[k] == 0 {
+			t.Fatalf("50 seeds drew no %s", k)
 		}
 	}
 	if x, y := schedule(1, names, "relay", d), schedule(2, names, "relay", d); fmt.Sprint(x) == fmt.Sprint(y) {

@@ -282,3 +282,251 @@ func TestReleaseToNamedBureaus(t *testing.T) {
 		t.Fatalf("canary found on TJK's disk after it was handed the envelopes: %v", hits)
 	}
 }
+
+// TestLateEnrolmentAndWithdrawal: a KAZ device enrolled while a space
+// released to KAZ exists gets its key and history by itself; withdrawing KAZ
+// rotates the epoch key, and KAZ's devices neither receive nor can open what
+// is written after.
+func TestLateEnrolmentAndWithdrawal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents of three bureaus")
+	}
+	m := newTrustMesh(t)
+	ctx := m.ctx
+	sp, err := m.omn.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "op-south", ReleaseTo: []string{"KAZ"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		mustRecord(t, ctx, m.omn, sp.ID, fmt.Sprintf("r%d", i), "note", fmt.Sprintf("before %d", i))
+	}
+	kaz2 := m.add(t, "kaz2", "Айгерим Сейтова", false, m.kazKey)
+	m.start(t, kaz2)
+	waitValue(t, ctx, kaz2, sp.ID, "r9", "note", "before 9")
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "the new KAZ device to converge", func() (bool, error) {
+		return harness.Converged(ctx, sp.ID, m.omn, m.kaz, kaz2)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Only OMN's devices may change the release list.
+	if _, err := m.kaz.Client().SpaceWithdraw(ctx, agent.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}); err == nil {
+		t.Fatal("a KAZ device changed the release list of an OMN space")
+	}
+	after, err := m.omn.Client().SpaceWithdraw(ctx, agent.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(after.Release, []string{"OMN"}) {
+		t.Fatalf("release after withdrawal = %v", after.Release)
+	}
+	const canary = "CANARY-after-withdrawal-91c2"
+	mustRecord(t, ctx, m.omn, sp.ID, "late", "note", canary)
+	omnDigest, err := m.omn.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "the relay to hold OMN's new envelopes", func() (bool, error) {
+		d, err := m.relay.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+		return err == nil && d.Envelopes == omnDigest.Envelopes, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*harness.Node{m.kaz, kaz2} {
+		moreRounds(t, ctx, n, 3)
+		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
+			t.Fatalf("%s reads a record written after KAZ was withdrawn", n.Name)
+		}
+		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r9"}); err != nil {
+			t.Fatalf("%s lost what it held before the withdrawal: %v", n.Name, err)
+		}
+	}
+	kazIDs := []crypto.DeviceID{deviceOf(t, ctx, m.kaz), deviceOf(t, ctx, kaz2)}
+	omnID := deviceOf(t, ctx, m.omn)
+	for _, n := range []*harness.Node{m.relay, m.omn, m.kaz, m.tjk, kaz2} {
+		if err := m.cl.Stop(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spaceID, _ := crypto.ParseSpaceID(sp.ID)
+	omn := openStopped(t, m.cl, m.omn)
+	envs := envelopesOf(t, omn, spaceID)
+	var lastEpoch crypto.KeyID
+	for _, env := range envs {
+		h, _ := crypto.ParseHeader(env)
+		if h.Kind == crypto.KindChange && h.Author == omnID {
+			lastEpoch = h.Epoch
+		}
+	}
+	shares := shareRecipients(t, omn, spaceID)
+	omn.Close()
+	wrappedToKAZ := 0
+	for epoch, to := range shares {
+		if slices.Contains(to, kazIDs[0]) || slices.Contains(to, kazIDs[1]) {
+			wrappedToKAZ++
+			if epoch == lastEpoch {
+				t.Fatalf("the epoch after the withdrawal (%s) was wrapped to a KAZ device: %v", epoch, to)
+			}
+		}
+	}
+	if wrappedToKAZ == 0 {
+		t.Fatal("no epoch was ever wrapped to KAZ's devices: the check above proves nothing")
+	}
+	// Handed everything directly, a KAZ device still cannot open the new change.
+	k2 := openStopped(t, m.cl, kaz2)
+	for _, env := range envs {
+		k2.Ingest(env)
+	}
+	if _, err := k2.GetRecord(agent.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
+		t.Fatal("a KAZ device opened a change written after the withdrawal")
+	}
+	k2.Close()
+	if hits := grepTree(t, kaz2.Dir, []byte(canary)); len(hits) > 0 {
+		t.Fatalf("canary on a KAZ disk: %v", hits)
+	}
+}
+
+// TestRevocation: a device revoked at the seqs an agent holds of it keeps its
+// changes up to the cut-off everywhere; a change past the cut-off that one
+// peer accepted before it learnt of the revocation (through the relay only)
+// is dropped there too; the next write opens an epoch the revoked device
+// never gets; and the revoked device, back online, gets nothing new and
+// delivers nothing.
+func TestRevocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real agents")
+	}
+	cl, ctx := newCluster(t)
+	add := func(name, officer string, relay bool) *harness.Node {
+		n, err := cl.Add(ctx, name, officer, relay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	relay := add("relay", "Relay", true)
+	a1, a2, a3 := add("a1", "Amina", false), add("a2", "Boris", false), add("a3", "Chen (laptop lost)", false)
+	start := func(n *harness.Node, join ...*harness.Node) {
+		t.Helper()
+		var addrs []string
+		for _, j := range join {
+			addrs = append(addrs, j.Bind)
+		}
+		if err := cl.Start(ctx, n, "", addrs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := func(ns ...*harness.Node) {
+		t.Helper()
+		for _, n := range ns {
+			if err := cl.Stop(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start(relay)
+	start(a1, relay)
+	start(a2, relay)
+	start(a3, relay)
+	sp, err := a1.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "case"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRecord(t, ctx, a1, sp.ID, "r0", "f", "from a1")
+	waitValue(t, ctx, a3, sp.ID, "r0", "f", "from a1")
+	for i := 1; i <= 3; i++ {
+		mustRecord(t, ctx, a3, sp.ID, fmt.Sprintf("k%d", i), "f", fmt.Sprintf("kept %d", i))
+	}
+	waitValue(t, ctx, a1, sp.ID, "k3", "f", "kept 3")
+	waitValue(t, ctx, a2, sp.ID, "k3", "f", "kept 3")
+	a3ID := deviceOf(t, ctx, a3)
+
+	// The laptop writes once more; only a2 gets it before a1 revokes it.
+	stop(a1, relay)
+	mustRecord(t, ctx, a3, sp.ID, "k4", "f", "past the cut-off")
+	waitValue(t, ctx, a2, sp.ID, "k4", "f", "past the cut-off")
+	stop(a2, a3)
+
+	start(relay)
+	start(a1, relay)
+	var res agent.RevokeResult
+	if err := cl.CLIJSON(ctx, a1.Dir, &res, "revoke", "--bureau-key", cl.Bureau, a3ID.String()[:8]); err != nil {
+		t.Fatal(err)
+	}
+	if res.Device != a3ID.String() || res.Cutoffs[sp.ID] == 0 {
+		t.Fatalf("revoke result %+v", res)
+	}
+	mustRecord(t, ctx, a1, sp.ID, "after", "f", "written after the revocation")
+	a1Digest, _ := a1.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "the relay to hold a1's envelopes", func() (bool, error) {
+		d, err := relay.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+		return err == nil && d.Envelopes == a1Digest.Envelopes, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop(a1)
+
+	// a2 learns of the revocation through the relay alone.
+	start(a2, relay)
+	waitValue(t, ctx, a2, sp.ID, "after", "f", "written after the revocation")
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "a2 to drop the change past the cut-off", func() (bool, error) {
+		_, err := a2.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k4"})
+		return err != nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		waitValue(t, ctx, a2, sp.ID, fmt.Sprintf("k%d", i), "f", fmt.Sprintf("kept %d", i))
+	}
+	start(a1, relay)
+	if _, err := harness.WaitUntil(ctx, 90*time.Second, "a1 and a2 to converge", func() (bool, error) {
+		return harness.Converged(ctx, sp.ID, a1, a2)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The revoked laptop comes back: it authenticates to no one.
+	start(a3, relay, a1)
+	mustRecord(t, ctx, a3, sp.ID, "k5", "f", "from a revoked device")
+	moreRounds(t, ctx, a1, 3)
+	moreRounds(t, ctx, a2, 3)
+	for _, n := range []*harness.Node{a1, a2} {
+		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k5"}); err == nil {
+			t.Fatalf("%s accepted a change from the revoked device", n.Name)
+		}
+	}
+	if _, err := a3.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
+		t.Fatal("the revoked device reads a change written after its revocation")
+	}
+	a1ID := deviceOf(t, ctx, a1)
+	stop(relay, a1, a2, a3)
+
+	spaceID, _ := crypto.ParseSpaceID(sp.ID)
+	s1 := openStopped(t, cl, a1)
+	envs := envelopesOf(t, s1, spaceID)
+	shares := shareRecipients(t, s1, spaceID)
+	s1.Close()
+	var lastEpoch crypto.KeyID
+	for _, env := range envs {
+		h, _ := crypto.ParseHeader(env)
+		if h.Kind == crypto.KindChange && h.Author == a1ID {
+			lastEpoch = h.Epoch
+		}
+		if h.Author == a3ID && h.Seq > res.Cutoffs[sp.ID] {
+			t.Fatalf("a1 holds the revoked device's seq %d, past its cut-off %d", h.Seq, res.Cutoffs[sp.ID])
+		}
+	}
+	if slices.Contains(shares[lastEpoch], a3ID) {
+		t.Fatal("the epoch after the revocation was wrapped to the revoked device")
+	}
+	if len(shares[lastEpoch]) == 0 {
+		t.Fatal("the epoch after the revocation was wrapped to no one: was it rotated at all?")
+	}
+	// Handed a1's envelopes, the revoked device cannot open the new change.
+	s3 := openStopped(t, cl, a3)
+	for _, env := range envs {
+		s3.Ingest(env)
+	}
+	if _, err := s3.GetRecord(agent.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
+		t.Fatal("the revoked device opened a change written after its revocation")
+	}
+}

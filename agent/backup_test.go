@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"fieldsync/crypto"
+)
+
+// backupBytes takes a backup of a in memory, as the API serves it.
+func backupBytes(t *testing.T, a *Agent) []byte {
+	t.Helper()
+	hdr, key, id, err := a.backupHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	info, err := a.writeBackup(&buf, hdr, &key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Bytes != int64(buf.Len()) || info.Entries == 0 {
+		t.Fatalf("backup info %+v for %d bytes", info, buf.Len())
+	}
+	if err := CheckBackupFraming(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("framing of a good backup: %v", err)
+	}
+	return buf.Bytes()
+}
+
+func restoreInto(t *testing.T, tb *testBureau, data []byte, dir string) (*RestoreResult, error) {
+	t.Helper()
+	b, err := OpenBackup(bytes.NewReader(data), Unlock{Passphrase: testPassphrase})
+	if err != nil {
+		return nil, err
+	}
+	return Restore(RestoreConfig{
+		Layout: Layout{Dir: dir}, Unlock: Unlock{Passphrase: testPassphrase}, KDF: crypto.TestKDFParams,
+		Enroll: func(req *crypto.Request, role crypto.Role) (*crypto.Certificate, error) {
+			now := time.Now()
+			return tb.b.Issue(req, role, now.Add(-time.Hour), now.Add(time.Hour))
+		},
+	}, b)
+}
+
+// TestBackupRestoreRoundTrip: a restored store opens as a new device with
+// the old one's records, envelopes and heads; the backup hides its
+// contents; the new device writes from seq 1 under its own ID.
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	tb := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, tb, "Canary Officer", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"first", "second CANARY-VALUE"} {
+		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: v}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := backupBytes(t, a)
+	for _, secret := range []string{"CANARY-VALUE", "Canary Officer", "case"} {
+		if bytes.Contains(data, []byte(secret)) {
+			t.Fatalf("%q in clear in the backup", secret)
+		}
+	}
+	oldHead := a.authorHeads(a.dev)[mustSpaceID(t, sp.ID)]
+
+	dir := t.TempDir()
+	res, err := restoreInto(t, tb, data, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device == a.dev || res.OldDevice != a.dev || res.Cert == nil {
+		t.Fatalf("restore result %+v", res)
+	}
+	if got := res.OldHeads[mustSpaceID(t, sp.ID)]; got != oldHead || got == 0 {
+		t.Fatalf("old heads %v, want %d", res.OldHeads, oldHead)
+	}
+	cfg := newTestDevice(t, tb, "unused", crypto.RoleOfficer)
+	cfg.Layout = Layout{Dir: dir}
+	b := openTestAgent(t, cfg)
+	if b.dev != res.Device || b.ks.Officer != "Canary Officer" || !bytes.Equal(b.ks.MeshKey, a.ks.MeshKey) {
+		t.Fatal("restored keystore: wrong device, officer or mesh key")
+	}
+	r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"})
+	if err != nil || r.Fields["f"].Value != "second CANARY-VALUE" {
+		t.Fatalf("restored record %+v: %v", r.Fields, err)
+	}
+	if _, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "third"}}}); err != nil {
+		t.Fatal(err)
+	}
+	heads := b.authorHeads(b.dev)[mustSpaceID(t, sp.ID)]
+	if heads == 0 || heads > 2 { // its profile, then its change
+		t.Fatalf("new device's head %d: it must start its own log at seq 1", heads)
+	}
+	if b.authorHeads(a.dev)[mustSpaceID(t, sp.ID)] != oldHead {
+		t.Fatal("the old device's log changed")
+	}
+	// A data directory that holds a device is refused; so is a running one.
+	if _, err := restoreInto(t, tb, data, dir); !errors.Is(err, ErrRestoreTarget) {
+		t.Fatalf("restore over a device: %v", err)
+	}
+}
+
+func mustSpaceID(t *testing.T, s string) crypto.SpaceID {
+	t.Helper()
+	id, err := crypto.ParseSpaceID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestBackupDamageRefused: a wrong passphrase, a truncated file, a flipped
+// bit and a frame from another backup are each refused with a clear error,
+// and a failed restore leaves the data directory empty.
+func TestBackupDamageRefused(t *testing.T) {
+	tb := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, tb, "Officer", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "v"}}}); err != nil {
+		t.Fatal(err)
+	}
+	data := backupBytes(t, a)
+	other := backupBytes(t, a)
+
+	if _, err := OpenBackup(bytes.NewReader(data), Unlock{Passphrase: []byte("wrong")}); !errors.Is(err, crypto.ErrWrongPassphrase) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	hdrLen, _, err := crypto.BackupHeaderLen(data[:crypto.SealedHeaderSize])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)-20] ^= 1
+	// Splice: the other backup's first frame (manifest) in place of ours.
+	spliced := append(bytes.Clone(data[:hdrLen]), other[hdrLen:]...)
+	cases := map[string][]byte{
+		"empty":        {},
+		"header only":  data[:hdrLen],
+		"cut in frame": data[:len(data)-7],
+		"no trailer":   data[:len(data)-60],
+		"trailing":     append(bytes.Clone(data), 0),
+		"flipped bit":  flipped,
+		"spliced":      spliced,
+	}
+	for name, bad := range cases {
+		dir := t.TempDir()
+		_, err := restoreInto(t, tb, bad, dir)
+		if !errors.Is(err, crypto.ErrMalformed) {
+			t.Errorf("%s: %v (want malformed)", name, err)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("%s: a failed restore left %d files", name, len(left))
+		}
+		if name != "flipped bit" && name != "spliced" && CheckBackupFraming(bytes.NewReader(bad)) == nil {
+			t.Errorf("%s: framing check passed", name)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // put writes one register field.
-func put(t testing.TB, a *Agent, space, record, field, value string) {
+func bundlePut(t testing.TB, a *Agent, space, record, field, value string) {
 	t.Helper()
 	if _, err := a.PutFields(RecordPutRequest{Space: space, Record: record, Fields: []FieldValue{{Name: field, Value: value}}}); err != nil {
 		t.Fatalf("put %s/%s: %v", record, field, err)
@@ -22,7 +23,7 @@ func put(t testing.TB, a *Agent, space, record, field, value string) {
 
 // carry moves what to lacks from `from` through a want file and a bundle,
 // as two officers would on a USB stick, and returns the import's result.
-func carry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
+func bundleCarry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
 	t.Helper()
 	n := time.Now().UnixNano()
 	want := filepath.Join(dir, fmt.Sprintf("want-%d.fsw", n))
@@ -42,7 +43,7 @@ func carry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
 	return res
 }
 
-func digestOf(t testing.TB, a *Agent, space string) Digest {
+func bundleDigest(t testing.TB, a *Agent, space string) Digest {
 	t.Helper()
 	d, err := a.Digest(SpaceRef{Space: space})
 	if err != nil {
@@ -63,7 +64,7 @@ func TestBundleConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
-		put(t, a, sp.ID, fmt.Sprintf("r%02d", i), "name", fmt.Sprintf("أمينة %d", i))
+		bundlePut(t, a, sp.ID, fmt.Sprintf("r%02d", i), "name", fmt.Sprintf("أمينة %d", i))
 	}
 	// B has never seen A: its want lists nothing; A's bundle carries a key share for B.
 	want := filepath.Join(dir, "b.fsw")
@@ -90,12 +91,12 @@ func TestBundleConverge(t *testing.T) {
 		t.Fatalf("B reads r07: %+v, %v", rec, err)
 	}
 	// Both write offline, one field concurrently.
-	put(t, b, sp.ID, "r07", "name", "from B")
-	put(t, a, sp.ID, "r07", "name", "from A")
-	put(t, b, sp.ID, "b01", "village", "حلب")
-	carry(t, dir, b, a)
-	carry(t, dir, a, b)
-	da, db := digestOf(t, a, sp.ID), digestOf(t, b, sp.ID)
+	bundlePut(t, b, sp.ID, "r07", "name", "from B")
+	bundlePut(t, a, sp.ID, "r07", "name", "from A")
+	bundlePut(t, b, sp.ID, "b01", "village", "حلب")
+	bundleCarry(t, dir, b, a)
+	bundleCarry(t, dir, a, b)
+	da, db := bundleDigest(t, a, sp.ID), bundleDigest(t, b, sp.ID)
 	if da != db {
 		t.Fatalf("not converged:\nA %+v\nB %+v", da, db)
 	}
@@ -111,7 +112,7 @@ func TestBundleConverge(t *testing.T) {
 	if again.Added != 0 || again.AlreadyHeld != exp.Envelopes || again.Certificates != 0 {
 		t.Fatalf("second import added %d (held %d of %d), %d certificates", again.Added, again.AlreadyHeld, exp.Envelopes, again.Certificates)
 	}
-	if d := digestOf(t, b, sp.ID); d != db {
+	if d := bundleDigest(t, b, sp.ID); d != db {
 		t.Fatalf("second import changed B: %+v -> %+v", db, d)
 	}
 }
@@ -127,7 +128,7 @@ func TestBundleTamperedRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		put(t, a, sp.ID, fmt.Sprintf("r%d", i), "name", strings.Repeat("x", 100))
+		bundlePut(t, a, sp.ID, fmt.Sprintf("r%d", i), "name", strings.Repeat("x", 100))
 	}
 	out := filepath.Join(dir, "a.fsb")
 	if _, err := a.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
@@ -177,7 +178,7 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, k, sp.ID, "r1", "name", "x")
+	bundlePut(t, k, sp.ID, "r1", "name", "x")
 	out := filepath.Join(dir, "k.fsb")
 	if _, err := k.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
 		t.Fatal(err)
@@ -213,25 +214,25 @@ func TestBundleSkipsUnknownAndRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, a, sp.ID, "r1", "name", "from A")
+	bundlePut(t, a, sp.ID, "r1", "name", "from A")
 	for _, x := range []*Agent{k, c} {
-		carry(t, dir, a, x)
+		bundleCarry(t, dir, a, x)
 	}
-	put(t, k, sp.ID, "k1", "name", "from K")
-	put(t, c, sp.ID, "c1", "name", "from C")
-	put(t, c, sp.ID, "c2", "name", "from C")
-	carry(t, dir, k, a)
-	carry(t, dir, c, a)
+	bundlePut(t, k, sp.ID, "k1", "name", "from K")
+	bundlePut(t, c, sp.ID, "c1", "name", "from C")
+	bundlePut(t, c, sp.ID, "c2", "name", "from C")
+	bundleCarry(t, dir, k, a)
+	bundleCarry(t, dir, c, a)
 	// The bureau revokes C: what it wrote up to its seq 1 in the space
 	// stays valid. B learns it; A, the exporter, has not yet.
-	rev, err := omn.b.Revoke(c.dev, map[crypto.SpaceID]uint64{mustSpaceID(t, sp.ID): 1}, 0, time.Now())
+	rev, err := omn.b.Revoke(c.dev, map[crypto.SpaceID]uint64{bundleSpaceID(t, sp.ID): 1}, 0, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.AddRevocation(rev.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	res := carry(t, dir, a, b) // with B's want: A wraps the key to B
+	res := bundleCarry(t, dir, a, b) // with B's want: A wraps the key to B
 	var unknown, revoked bool
 	for _, s := range res.Skips {
 		switch {
@@ -258,11 +259,53 @@ func TestBundleSkipsUnknownAndRevoked(t *testing.T) {
 	}
 }
 
-func mustSpaceID(t testing.TB, s string) crypto.SpaceID {
+func bundleSpaceID(t testing.TB, s string) crypto.SpaceID {
 	t.Helper()
 	id, err := crypto.ParseSpaceID(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// BenchmarkBundleImport imports a bundle of 5,000 changes into a fresh
+// device (in process): `go test ./agent -run '^$' -bench BundleImport`.
+func BenchmarkBundleImport(b *testing.B) {
+	omn := newTestBureau(b, "OMN")
+	a := openTestAgent(b, newTestDevice(b, omn, "Officer A", crypto.RoleOfficer))
+	dir := b.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 5000
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 32 {
+				bundlePut(b, a, sp.ID, fmt.Sprintf("r%05d", i), "name", strings.Repeat("أمينة market ", 3))
+			}
+		}(w)
+	}
+	wg.Wait()
+	out := filepath.Join(dir, "a.fsb")
+	if _, err := a.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		to := openTestAgent(b, newTestDevice(b, omn, "Officer B", crypto.RoleOfficer))
+		b.StartTimer()
+		res, err := to.ImportBundle(BundleImportRequest{File: out}, nil)
+		if err != nil || res.Added < n {
+			b.Fatalf("%+v %v", res, err)
+		}
+		b.StopTimer()
+		to.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "envelopes/s")
 }

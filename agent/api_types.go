@@ -141,6 +141,9 @@ type Sibling struct {
 	// it is in status (skewed_authors) and history, not in record or
 	// conflict JSON, which must read the same on every device (DESIGN §8).
 	Skewed bool `json:"skewed,omitempty"`
+	// Resolution is set, in `conflicts show`, on a value written by
+	// `resolve`: which siblings it replaced, and why.
+	Resolution *Resolution `json:"resolution,omitempty"`
 }
 
 // Field is one register of `record get`.
@@ -208,6 +211,9 @@ type ConflictsShow struct {
 	Space  string          `json:"space"`
 	Record string          `json:"record"`
 	Fields []ConflictField `json:"fields"`
+	// Resolved lists the fields whose current value came from `resolve`:
+	// who resolved which siblings, from which bureau, and why.
+	Resolved []ResolvedField `json:"resolved"`
 }
 
 // ResolveRequest resolves exactly the sibling dots named (the CLI names the

@@ -376,9 +376,30 @@ func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
 	if err != nil {
 		return ConflictsShow{}, err
 	}
-	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}}
+	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}, Resolved: []ResolvedField{}}
+	a.writeMu.Lock() // the space's keys, to read resolutions
+	defer a.writeMu.Unlock()
 	for _, f := range r.Conflicts() {
-		out.Fields = append(out.Fields, ConflictField{Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
+		sibs := a.siblings(sp, f.Siblings)
+		if !f.Delete {
+			sibs = a.withResolutions(sp, f.Siblings, sibs)
+		}
+		out.Fields = append(out.Fields, ConflictField{Field: f.Name, Siblings: sibs})
+	}
+	for _, f := range r.Registers() {
+		if f.Conflict {
+			continue
+		}
+		sibs := a.withResolutions(sp, f.Siblings, a.siblings(sp, f.Siblings))
+		var resolved []Sibling
+		for _, s := range sibs {
+			if s.Resolution != nil {
+				resolved = append(resolved, s)
+			}
+		}
+		if len(resolved) > 0 {
+			out.Resolved = append(out.Resolved, ResolvedField{Field: f.Name, Siblings: resolved})
+		}
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -105,6 +106,7 @@ func noteSkew(w io.Writer, cs agent.ConflictsShow, skewed []agent.Skew) {
 func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {
 	w := c.App.Writer
 	kv(w, "space", cs.Space, "record", cs.Record)
+	writeResolutions(w, cs.Resolved)
 	if len(cs.Fields) == 0 {
 		fmt.Fprintln(w, "no conflicts in this record")
 		return
@@ -116,6 +118,29 @@ func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {
 			t.add(fmt.Sprint(i+1), shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed), s.Dot)
 		}
 		t.write(w)
+		for i, s := range f.Siblings {
+			if s.Resolution != nil {
+				fmt.Fprintf(w, "  #%d is itself a resolution: %s\n", i+1, resolutionText(s))
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nresolve with `fieldsync resolve --pick N [--reason TEXT] %s %s FIELD` (or --value V)\n", escapeText(cs.Space), escapeText(cs.Record))
+}
+
+// writeResolutions prints who resolved which fields: the accountable trail
+// of resolutions across bureaus.
+func writeResolutions(w io.Writer, fields []agent.ResolvedField) {
+	for _, f := range fields {
+		for _, s := range f.Siblings {
+			fmt.Fprintf(w, "field %s resolved to %s: %s\n", escapeText(f.Field), shownValue(s.Value, s.ValueBase64), resolutionText(s))
+		}
+	}
+}
+
+func resolutionText(s agent.Sibling) string {
+	txt := fmt.Sprintf("by %s, device %s, at %s, replacing %s", officerOf(s.Officer, s.Bureau), shortID(s.Author), s.HLC, strings.Join(s.Resolution.Resolves, ", "))
+	if s.Resolution.Reason != "" {
+		txt += fmt.Sprintf(" — reason: %s", escapeText(s.Resolution.Reason))
+	}
+	return txt
 }

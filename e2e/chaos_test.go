@@ -51,6 +51,7 @@ const (
 	chaosRecords   = 4                       // records r0..r3
 	chaosFields    = 3                       // register fields f0..f2 of each
 	chaosSets      = 2                       // set fields s0, s1 of each
+	chaosElements  = 4                       // set elements e0..e3: adds and removes collide (add wins)
 	chaosClients   = 2                       // clients per officer
 	chaosOpTimeout = 3 * time.Second         // a put taking longer is "unknown"
 	chaosConverge  = 2 * time.Minute         // limit on convergence after the heal
@@ -584,8 +585,8 @@ var errCodeRE = regexp.MustCompile(`"code":\s*"([a-z_]+)"`)
 // clientState is what one client remembers between its operations.
 type clientState struct {
 	ci   int
+	node *harness.Node
 	rng  *rand.Rand
-	adds map[string][]string // record/set -> elements this client added
 }
 
 // opKind is one kind of client operation: how often a client draws it, the
@@ -609,19 +610,12 @@ var opKinds = []opKind{
 		ack: ackSibling},
 	{name: "set_add", weight: 3,
 		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
-			op.Field, op.Value = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets)), fmt.Sprintf("c%d-op%d", cs.ci, k)
-			key := op.Record + "/" + op.Field
-			cs.adds[key] = append(cs.adds[key], op.Value)
+			op.Field, op.Value = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets)), fmt.Sprintf("e%d", cs.rng.IntN(chaosElements))
 			return []string{"set", "add", r.space, op.Record, op.Field, op.Value}
 		}},
 	{name: "set_remove", weight: 2,
 		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
-			op.Field = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets))
-			own := cs.adds[op.Record+"/"+op.Field]
-			if len(own) == 0 {
-				return nil
-			}
-			op.Value = own[cs.rng.IntN(len(own))]
+			op.Field, op.Value = fmt.Sprintf("s%d", cs.rng.IntN(chaosSets)), fmt.Sprintf("e%d", cs.rng.IntN(chaosElements))
 			return []string{"set", "remove", r.space, op.Record, op.Field, op.Value}
 		}},
 	{name: "note_add", weight: 2,
@@ -643,6 +637,19 @@ var opKinds = []opKind{
 	{name: "resolve", weight: 3,
 		args: func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string {
 			op.Field, op.Reason = fmt.Sprintf("f%d", cs.rng.IntN(chaosFields)), fmt.Sprintf("c%d-op%d-why", cs.ci, k)
+			// A field in conflict on this agent, when there is one (the
+			// choice then depends on the state, not on the seed alone).
+			x := cs.rng.IntN(1 << 20) // drawn always: the client's later choices stay the seed's
+			lctx, cancel := context.WithTimeout(context.Background(), chaosOpTimeout)
+			var rows []agent.Conflict
+			if r.cl.CLIJSON(lctx, cs.node.Dir, &rows, "conflicts", "list", r.space) == nil {
+				rows = slices.DeleteFunc(rows, func(c agent.Conflict) bool { return c.Field == "" || c.Record == "h0" })
+				if len(rows) > 0 {
+					c := rows[x%len(rows)]
+					op.Record, op.Field = c.Record, c.Field
+				}
+			}
+			cancel()
 			if cs.rng.IntN(2) == 0 {
 				op.Pick = 1 + cs.rng.IntN(2)
 				return []string{"resolve", "--pick", fmt.Sprint(op.Pick), "--reason", op.Reason, r.space, op.Record, op.Field}
@@ -685,7 +692,7 @@ func drawKind(rng *rand.Rand) opKind {
 // of its officer's agent, through the CLI, with values unique over the run,
 // until the budget or the time runs out.
 func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.Node, dur time.Duration, ops int) {
-	cs := &clientState{ci: ci, rng: rand.New(rand.NewPCG(uint64(seed), uint64(ci))), adds: map[string][]string{}}
+	cs := &clientState{ci: ci, node: n, rng: rand.New(rand.NewPCG(uint64(seed), uint64(ci)))}
 	clients := (len(r.nodes) - 1) * *chaosClientsF
 	pace := dur * time.Duration(clients) / time.Duration(max(ops, 1))
 	for k := 1; ; k++ {

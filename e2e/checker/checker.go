@@ -180,6 +180,7 @@ type checker struct {
 	byVal  map[string]*Op    // unique values: put, set_add, note_add, resolve --value
 	byRsn  map[string]*Op    // resolve reasons
 	devOf  map[string]string // node name -> device ID (from status)
+	paired map[string]*Op    // dot -> client op, for set ops and deletes (pairCounted)
 }
 
 func (c *checker) fail(kind, format string, args ...any) {

@@ -3,6 +3,7 @@ package checker
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,12 +16,18 @@ var knownKind = map[string]bool{"put": true, "set_add": true, "set_remove": true
 // the history names it by its value.
 func uniqueValue(op *Op) bool {
 	switch op.Kind {
-	case "put", "set_add", "note_add":
+	case "put", "note_add":
 		return true
 	case "resolve":
 		return op.Pick == 0
 	}
-	return false
+	return false // set elements come from a small pool, so that adds and removes collide
+}
+
+// isCounted reports whether ops of this kind are matched to the history by
+// counting (per author, record, set and element) rather than by a unique value.
+func isCounted(kind string) bool {
+	return kind == "set_add" || kind == "set_remove" || kind == "delete"
 }
 
 // isEntry reports whether an op of this kind leaves an entry in the state
@@ -59,8 +66,8 @@ func mayResolve(w, t write) bool {
 	return false
 }
 
-// countKey names set removes and deletes, which carry no unique value: by
-// author device, record, set and element.
+// countKey names set adds, set removes and deletes, which carry no unique
+// value: by author device, record, set and element.
 func countKey(author, kind, record, field, value string) string {
 	return strings.Join([]string{author, kind, record, field, value}, "\x00")
 }
@@ -91,6 +98,14 @@ func (c *checker) node(n Node, count bool) {
 	found := map[*Op]bool{}                  // client ops found in this node's history
 	counted := map[string]int{}              // set removes and deletes in history, by countKey
 	clocks := map[string]map[uint64]string{} // author -> seq -> HLC
+	type parsed struct {
+		id    string
+		rec   record
+		ws    []write
+		byDot map[string]write
+	}
+	var recs []parsed
+	byKey := map[string][]write{} // counted ops in the history, by countKey
 	for _, id := range sorted {
 		var rec record
 		if b := n.Records[id]; len(b) > 0 {
@@ -129,20 +144,28 @@ func (c *checker) node(n Node, count bool) {
 						c.res.UnknownSeen++
 					}
 				}
+				if isCounted(w.kind) {
+					k := countKey(w.author, w.kind, w.record, w.field, w.value)
+					byKey[k] = append(byKey[k], w)
+				}
 			}
 		}
 		if count {
 			c.res.Writes += len(ws)
 		}
-		c.record(n, id, rec, ws, byDot, listed, count)
+		recs = append(recs, parsed{id, rec, ws, byDot})
+	}
+	c.pairCounted(byKey)
+	for _, p := range recs {
+		c.record(n, p.id, p.rec, p.ws, p.byDot, listed, count)
 	}
 	c.clocks(n, clocks)
-	// Every acknowledged write is in the history; removes and deletes, which
+	// Every acknowledged write is in the history; set ops and deletes, which
 	// carry no unique value, are counted per author, record and element.
 	acked, possible := map[string]int{}, map[string]int{}
 	for i := range c.ops {
 		op := &c.ops[i]
-		if op.Kind == "set_remove" || op.Kind == "delete" {
+		if isCounted(op.Kind) {
 			k := countKey(c.devOf[op.Node], op.Kind, op.Record, op.Field, op.Value)
 			if op.Outcome == OK {
 				acked[k]++
@@ -166,7 +189,7 @@ func (c *checker) node(n Node, count bool) {
 	for _, k := range sortedKeys(keys) {
 		p := strings.Split(k, "\x00")
 		what := fmt.Sprintf("%s by %s of %s", p[1], p[0], p[2])
-		if p[1] == "set_remove" {
+		if p[1] != "delete" {
 			what += fmt.Sprintf(".%s element %q", p[3], p[4])
 		}
 		switch {
@@ -193,15 +216,53 @@ func (c *checker) node(n Node, count bool) {
 	}
 }
 
+// pairCounted names the client ops of the counted kinds (set adds and
+// removes, deletes) where that is unambiguous: all the key's ops were
+// acknowledged and the history holds as many; they pair in order (an agent
+// gives seqs in the order it commits, and acknowledges after committing).
+// The sessions check uses the pairs.
+func (c *checker) pairCounted(byKey map[string][]write) {
+	c.paired = map[string]*Op{}
+	ops := map[string][]*Op{}
+	for i := range c.ops {
+		op := &c.ops[i]
+		if isCounted(op.Kind) && op.Outcome != Failed {
+			k := countKey(c.devOf[op.Node], op.Kind, op.Record, op.Field, op.Value)
+			ops[k] = append(ops[k], op)
+		}
+	}
+	for k, ws := range byKey {
+		os := ops[k]
+		if len(os) != len(ws) || slices.ContainsFunc(os, func(o *Op) bool { return o.Outcome != OK }) {
+			continue
+		}
+		sort.Slice(os, func(i, j int) bool { return os[i].End.Before(os[j].End) })
+		ws = slices.Clone(ws)
+		sort.Slice(ws, func(i, j int) bool { return dotSeq(ws[i].dot) < dotSeq(ws[j].dot) })
+		for i := range ws {
+			c.paired[ws[i].dot] = os[i]
+		}
+	}
+}
+
+// dotSeq is the seq of a dot AUTHOR:SEQ.OP (0 if it does not parse).
+func dotSeq(d string) uint64 {
+	_, rest, _ := strings.Cut(d, ":")
+	rest, _, _ = strings.Cut(rest, ".")
+	var n uint64
+	fmt.Sscan(rest, &n)
+	return n
+}
+
 // attribute names the client op that an op found in the history is, and
 // checks that it is one a client sent (and did not see fail). Removes and
 // deletes are counted instead (see node).
 func (c *checker) attribute(n Node, w write, counted map[string]int) *Op {
 	switch w.kind {
-	case "set_remove", "delete":
+	case "set_add", "set_remove", "delete":
 		counted[countKey(w.author, w.kind, w.record, w.field, w.value)]++
 		return nil
-	case "put", "set_add", "note_add", "resolve":
+	case "put", "note_add", "resolve":
 	default:
 		c.fail("phantom", "%s: %s holds a %s (%s) that no client sends", n.Name, w.record, w.kind, w.dot)
 		return nil
@@ -458,12 +519,12 @@ func (c *checker) register(n Node, id, f string, got field, ws []write, byDot ma
 // opOf is the client op a history op is, if it names one.
 func (c *checker) opOf(w write) *Op {
 	switch w.kind {
-	case "put", "set_add", "note_add":
+	case "put", "note_add":
 		return c.byVal[w.value]
 	case "resolve":
 		return c.byRsn[w.reason]
 	}
-	return nil
+	return c.paired[w.dot]
 }
 
 // chain lists the kinds through which an op of kind b can reach, by its
@@ -541,7 +602,9 @@ func (c *checker) sessions(n Node, id string, ws []write, byDot map[string]write
 			if a.op == b.op || a.op.Node != b.op.Node || !a.op.End.Before(b.op.Start) || !isEntry(a.w.kind) || !sees(b.w, a.w) || past[a.w.dot] {
 				continue
 			}
-			hidden := false
+			// A delete marker is replaced by whatever revives the record,
+			// in any field: b need not see that.
+			hidden := a.w.kind == "delete" && len(removedBy[a.w.dot]) > 0
 			for k := range removedBy[a.w.dot] {
 				if !ch[k] {
 					hidden = true

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -162,4 +163,53 @@ func TestParse(t *testing.T) {
 	if _, err := ParseFormat("xml"); err == nil {
 		t.Error("ParseFormat accepted xml")
 	}
+}
+
+// TestRateLimitConcurrentAccounting: under concurrent use every record is
+// either written or counted in a later "suppressed" line, never both, never
+// neither.
+func TestRateLimitConcurrentAccounting(t *testing.T) {
+	var buf lockedBuffer
+	h := NewRateLimiter(slog.NewJSONHandler(&buf, nil), RateLimitOptions{Every: time.Hour})
+	log := slog.New(h)
+	const workers, each = 8, 500
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < each; i++ {
+				log.Warn("peer unreachable", "peer", i%3) // three distinct records
+			}
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	h.Flush(context.Background())
+	written, suppressed := 0, 0
+	for _, line := range lines(&buf.b) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if k, ok := m["suppressed"].(float64); ok {
+			suppressed += int(k)
+		} else {
+			written++
+		}
+	}
+	if written != 3 || written+suppressed != workers*each {
+		t.Fatalf("written %d + suppressed %d != %d records (want 3 written)", written, suppressed, workers*each)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }

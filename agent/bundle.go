@@ -679,9 +679,11 @@ func (a *Agent) ImportBundle(req BundleImportRequest, progress func(BundleProgre
 		h, perr := crypto.ParseHeader(payload)
 		if vd.reason != "" || perr != nil {
 			res.Skipped++
+			a.countReject(vd.reason)
 			if perr == nil {
-				a.countReject(vd.reason)
 				skips.add(h.Space, h.Author, h.Seq, vd.reason, vd.msg)
+			} else {
+				res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("envelope %d: %v", i, perr))
 			}
 			continue
 		}

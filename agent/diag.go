@@ -171,12 +171,12 @@ func Diagnose(ctx context.Context, l Layout, cliConfig map[string]string) DiagBu
 	if err != nil {
 		why := err.Error()
 		if errors.Is(err, ErrAgentNotRunning) {
-			why = "agent not running (" + err.Error() + "): start it with `fieldsync agent` and run diag again for these sections"
+			why += ": start it with `fieldsync agent` and run diag again for these sections"
 		}
-		for _, s := range []string{DiagStatus, DiagPeers, DiagMetrics, DiagLogs} {
+		// config: the running agent's part (the CLI's part is there).
+		for _, s := range []string{DiagConfig, DiagStatus, DiagPeers, DiagMetrics, DiagLogs} {
 			b.Missing[s] = why
 		}
-		b.Missing[DiagConfig] = "the running agent's configuration: " + why
 		return b
 	}
 	missing := func(section string, err error) {

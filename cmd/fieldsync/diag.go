@@ -63,11 +63,17 @@ func diagAction(c *cli.Context) error {
 			present = append(present, s)
 		}
 	}
-	missing := make([]string, 0, len(b.Missing))
-	for s := range b.Missing {
-		missing = append(missing, s)
+	// One note per reason, naming the sections it cost.
+	byReason := map[string][]string{}
+	for s, why := range b.Missing {
+		byReason[why] = append(byReason[why], s)
 	}
-	sort.Strings(missing)
+	reasons := make([]string, 0, len(byReason))
+	for why := range byReason {
+		sort.Strings(byReason[why])
+		reasons = append(reasons, why)
+	}
+	sort.Strings(reasons)
 	if jsonMode(c) {
 		return printJSON(c, struct {
 			Out      string            `json:"out"`
@@ -77,8 +83,8 @@ func diagAction(c *cli.Context) error {
 		}{out, agent.DiagFormat, present, b.Missing})
 	}
 	fmt.Fprintf(c.App.Writer, "wrote %s (%s): %s\n", out, agent.DiagFormat, strings.Join(present, ", "))
-	for _, s := range missing {
-		fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: %s incomplete: %s\n", s, b.Missing[s])
+	for _, why := range reasons {
+		fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: %s incomplete: %s\n", strings.Join(byReason[why], ", "), why)
 	}
 	return nil
 }

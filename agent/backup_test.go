@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"os"
 	"testing"
@@ -232,5 +233,60 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 	}
 	if before.Count < 2 {
 		t.Fatalf("only %d envelopes in the backup", before.Count)
+	}
+}
+
+// TestBackupWithKeyFile: a relay unlocked by a key file backs up under that
+// key file; the passphrase does not open it; restored, it is a relay again,
+// sealed with the same key file.
+func TestBackupWithKeyFile(t *testing.T) {
+	tb := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, tb, "relay-1", crypto.RoleRelay)
+	ks, err := LoadKeystore(cfg.Layout, cfg.Unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, err := crypto.NewKeyFile(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := crypto.ParseKeyFile(kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := crypto.SealKeystoreWithKeyFile(ks, fk, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(cfg.Layout.Keystore(), sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Unlock = Unlock{KeyFile: kf}
+	a := openTestAgent(t, cfg)
+	data := backupBytes(t, a)
+	if _, err := OpenBackup(bytes.NewReader(data), Unlock{Passphrase: testPassphrase}); !errors.Is(err, crypto.ErrWrongPassphrase) {
+		t.Fatalf("a key-file backup opened with a passphrase: %v", err)
+	}
+	b, err := OpenBackup(bytes.NewReader(data), Unlock{KeyFile: kf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	res, err := Restore(RestoreConfig{Layout: Layout{Dir: dir}, Unlock: Unlock{KeyFile: kf},
+		Enroll: func(req *crypto.Request, role crypto.Role) (*crypto.Certificate, error) {
+			if role != crypto.RoleRelay {
+				t.Errorf("enrolled as %s, want relay", role)
+			}
+			now := time.Now()
+			return tb.b.Issue(req, role, now.Add(-time.Hour), now.Add(time.Hour))
+		}}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcfg := cfg
+	rcfg.Layout = Layout{Dir: dir}
+	r := openTestAgent(t, rcfg)
+	if r.dev != res.Device || r.cert.Role != crypto.RoleRelay {
+		t.Fatalf("restored relay: device %s role %s", r.dev, r.cert.Role)
 	}
 }

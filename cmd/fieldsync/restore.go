@@ -110,7 +110,7 @@ func restoreAction(c *cli.Context) error {
 	}
 	b, err := agent.OpenBackup(f, u)
 	if err != nil {
-		return keystoreError("backup", path, err)
+		return backupError(path, err)
 	}
 	old := b.OldDevice()
 	cfg := agent.RestoreConfig{Layout: l, Unlock: u, KDF: kdfParams(c)}
@@ -134,10 +134,7 @@ func restoreAction(c *cli.Context) error {
 	}
 	res, err := agent.Restore(cfg, b)
 	if err != nil {
-		if errors.Is(err, crypto.ErrMalformed) {
-			return withHint(fmt.Errorf("restore: %w", err), "the backup file is damaged or incomplete: nothing was restored; use another backup")
-		}
-		return fmt.Errorf("restore: %w", err)
+		return backupError(path, err)
 	}
 	out := restoreOut{Device: res.Device.String(), OldDevice: old.String(), DataDir: l.Dir, Entries: res.Entries,
 		BackupCreated: b.Created().UTC().Format(time.RFC3339), Enrolled: res.Cert != nil, Cutoffs: []restoreCutoff{}, CaughtUpFrom: []string{}}
@@ -157,6 +154,7 @@ func restoreAction(c *cli.Context) error {
 		}
 		acfg := agent.DefaultConfig()
 		acfg.Layout, acfg.Unlock = l, u
+		acfg.Relay = b.OldCertificate().Role == crypto.RoleRelay
 		acfg.Bind, acfg.Join, acfg.Profile = c.String("bind"), c.StringSlice("join"), c.String("profile")
 		acfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		if acfg.MeshKey, err = meshKeyOverride(c); err != nil {
@@ -225,6 +223,21 @@ func backupUnlock(c *cli.Context, f *os.File) (agent.Unlock, error) {
 		return agent.Unlock{}, err
 	}
 	return agent.Unlock{Passphrase: p}, nil
+}
+
+// backupError explains a backup that cannot be opened or restored.
+func backupError(path string, err error) error {
+	switch {
+	case errors.Is(err, crypto.ErrWrongPassphrase):
+		return &exitError{code: exitFailure, errCode: "wrong_passphrase", err: fmt.Errorf("backup %s: %w", path, err),
+			hint: "a backup opens with the passphrase (or key file) of the device it was taken from, as it was then"}
+	case errors.Is(err, crypto.ErrMalformed):
+		return &exitError{code: exitFailure, errCode: "corrupt", err: fmt.Errorf("backup %s is damaged, truncated or not a fieldsync backup: %w", path, err),
+			hint: "nothing was restored; use another copy of the backup"}
+	case errors.Is(err, agent.ErrRestoreTarget):
+		return &exitError{code: exitFailure, errCode: "restore_target", err: err}
+	}
+	return fmt.Errorf("restore: %w", err)
 }
 
 // notRevoked reports a restore that made and enrolled the new device but

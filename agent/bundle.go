@@ -144,9 +144,13 @@ func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
 		post(a, mux, PathBundleWant, func(req BundleWantRequest) (any, error) { return a.WriteWant(req) })
 		bundleRoute(a, mux, PathBundleExport, func(req BundleExportRequest) bool { return req.Progress },
-			func(req BundleExportRequest, p func(BundleProgress)) (any, error) { return a.ExportBundle(req, p) })
+			func(ctx context.Context, req BundleExportRequest, p func(BundleProgress)) (any, error) {
+				return a.ExportBundle(ctx, req, p)
+			})
 		bundleRoute(a, mux, PathBundleImport, func(req BundleImportRequest) bool { return req.Progress },
-			func(req BundleImportRequest, p func(BundleProgress)) (any, error) { return a.ImportBundle(req, p) })
+			func(ctx context.Context, req BundleImportRequest, p func(BundleProgress)) (any, error) {
+				return a.ImportBundle(ctx, req, p)
+			})
 	})
 }
 
@@ -161,7 +165,7 @@ type bundleLine struct {
 // bundleRoute registers a long-running bundle method. Without progress it
 // answers like every other method; with progress the answer is NDJSON:
 // progress lines, then one line with the result or the error.
-func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress func(T) bool, fn func(T, func(BundleProgress)) (any, error)) {
+func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress func(T) bool, fn func(context.Context, T, func(BundleProgress)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		var req T
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxRequestBytes))
@@ -171,7 +175,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 			return
 		}
 		if !wantsProgress(req) {
-			v, err := fn(req, nil)
+			v, err := fn(r.Context(), req, nil)
 			a.replyBundle(w, v, err)
 			return
 		}
@@ -190,7 +194,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 				}
 			}
 		}
-		v, err := fn(req, progress)
+		v, err := fn(r.Context(), req, progress)
 		if err != nil {
 			code, _ := bundleErrorCode(err)
 			enc.Encode(bundleLine{Error: &ErrorDetail{Code: code, Message: err.Error()}})
@@ -364,8 +368,9 @@ func (a *Agent) judgeSender(cert *crypto.Certificate) error {
 // evidence this device knows, and the envelopes of the chosen spaces — all
 // of them, or, given the receiver's want file, those it lacks of the spaces
 // it is entitled to (after wrapping the space keys to it when it is an
-// entitled officer this device had not met). progress may be nil.
-func (a *Agent) ExportBundle(req BundleExportRequest, progress func(BundleProgress)) (BundleExportResult, error) {
+// entitled officer this device had not met). progress may be nil. When ctx
+// ends (the client went away) the export stops and leaves no file.
+func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progress func(BundleProgress)) (BundleExportResult, error) {
 	res := BundleExportResult{Out: req.Out, Spaces: []BundleSpaceCount{}, NotEntitled: []string{}}
 	var spaces []crypto.SpaceID
 	if req.Space != "" {
@@ -483,6 +488,9 @@ func (a *Agent) ExportBundle(req BundleExportRequest, progress func(BundleProgre
 				count++
 				done++
 				if done%512 == 0 {
+					if err := ctx.Err(); err != nil {
+						return fmt.Errorf("export interrupted: %w", err)
+					}
 					report()
 				}
 				return bw.Add(crypto.ItemEnvelope, env)
@@ -566,7 +574,9 @@ type verdict struct {
 // envelopes, each the next of its author's chain: a consistent store that
 // importing the bundle again completes. One transaction for a bundle of any
 // size is not possible in Badger and would hold the whole bundle in memory.
-func (a *Agent) ImportBundle(req BundleImportRequest, progress func(BundleProgress)) (BundleImportResult, error) {
+// When ctx ends (the client went away) the import stops between envelopes,
+// with the same guarantee.
+func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progress func(BundleProgress)) (BundleImportResult, error) {
 	res := BundleImportResult{File: req.File, Spaces: []BundleSpaceCount{}, Skips: []BundleSkip{}}
 	if !filepath.IsAbs(req.File) {
 		return res, fmt.Errorf("%w: bundle path %q is not absolute", ErrBadRequest, req.File)
@@ -594,8 +604,11 @@ func (a *Agent) ImportBundle(req BundleImportRequest, progress func(BundleProgre
 	}
 
 	// Pass 1: verify everything.
-	v, err := a.verifyBundle(f, func(off int64) { report("verify", off) })
+	v, err := a.verifyBundle(ctx, f, func(off int64) { report("verify", off) })
 	if err != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("import of %s interrupted before anything was stored: %v", req.File, ctx.Err())
+		}
 		return res, refuse(err)
 	}
 	res.Exporter, res.ExporterBureau = v.sender.Device.ID().String(), v.sender.Bureau.Name
@@ -674,6 +687,9 @@ func (a *Agent) ImportBundle(req BundleImportRequest, progress func(BundleProgre
 		vd := v.verdicts[i]
 		i++
 		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return res, fmt.Errorf("import interrupted after %d of %d envelopes; what was stored is whole and verified: import the bundle again", i-1, len(v.verdicts))
+			}
 			report("store", br.Offset())
 		}
 		h, perr := crypto.ParseHeader(payload)
@@ -761,7 +777,7 @@ const verifyBatchBytes = 32 << 20
 
 // verifyBundle is the first pass of ImportBundle: it reads r to its end and
 // stores nothing.
-func (a *Agent) verifyBundle(r io.Reader, progress func(offset int64)) (*verifiedBundle, error) {
+func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(offset int64)) (*verifiedBundle, error) {
 	br, err := crypto.NewBundleReader(bufio.NewReaderSize(r, 1<<20), crypto.BundleExport)
 	if err != nil {
 		return nil, err
@@ -828,6 +844,9 @@ func (a *Agent) verifyBundle(r io.Reader, progress func(offset int64)) (*verifie
 		}
 		items++
 		if items%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("import interrupted: %w", err)
+			}
 			progress(br.Offset())
 		}
 		if t != crypto.ItemEnvelope && seenEnvelope {

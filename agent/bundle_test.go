@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -31,12 +32,12 @@ func bundleCarry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
 		t.Fatalf("want: %v", err)
 	}
 	out := filepath.Join(dir, fmt.Sprintf("bundle-%d.fsb", n))
-	exp, err := from.ExportBundle(BundleExportRequest{Want: want, Out: out}, nil)
+	exp, err := from.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	_ = exp
-	res, err := to.ImportBundle(BundleImportRequest{File: out}, nil)
+	res, err := to.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -72,14 +73,14 @@ func TestBundleConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "a1.fsb")
-	exp, err := a.ExportBundle(BundleExportRequest{Want: want, Out: out}, nil)
+	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if exp.KeyShares < 1 || exp.Recipient != b.dev.String() {
 		t.Fatalf("export for B: %d key shares, recipient %q", exp.KeyShares, exp.Recipient)
 	}
-	res, err := b.ImportBundle(BundleImportRequest{File: out}, nil)
+	res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestBundleConverge(t *testing.T) {
 		t.Fatalf("the concurrent writes are not both kept: %+v", rec.Fields["name"])
 	}
 	// The first bundle again: nothing changes.
-	again, err := b.ImportBundle(BundleImportRequest{File: out}, nil)
+	again, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestBundleTamperedRefused(t *testing.T) {
 		bundlePut(t, a, sp.ID, fmt.Sprintf("r%d", i), "name", strings.Repeat("x", 100))
 	}
 	out := filepath.Join(dir, "a.fsb")
-	if _, err := a.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(out)
@@ -147,7 +148,7 @@ func TestBundleTamperedRefused(t *testing.T) {
 		if err := os.WriteFile(f, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := b.ImportBundle(BundleImportRequest{File: f}, nil)
+		_, err := b.ImportBundle(context.Background(), BundleImportRequest{File: f}, nil)
 		if !errors.Is(err, ErrRefused) {
 			t.Fatalf("byte %d of %d flipped: got %v, want a refusal", pos, len(data), err)
 		}
@@ -158,11 +159,11 @@ func TestBundleTamperedRefused(t *testing.T) {
 	// Truncated: refused too.
 	f := filepath.Join(dir, "short.fsb")
 	os.WriteFile(f, data[:len(data)-1], 0o600)
-	if _, err := b.ImportBundle(BundleImportRequest{File: f}, nil); !errors.Is(err, ErrRefused) {
+	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: f}, nil); !errors.Is(err, ErrRefused) {
 		t.Fatalf("truncated: got %v", err)
 	}
 	// The intact bundle still imports.
-	if res, err := b.ImportBundle(BundleImportRequest{File: out}, nil); err != nil || res.Added == 0 {
+	if res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil); err != nil || res.Added == 0 {
 		t.Fatalf("intact bundle: %+v, %v", res, err)
 	}
 }
@@ -180,10 +181,10 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	}
 	bundlePut(t, k, sp.ID, "r1", "name", "x")
 	out := filepath.Join(dir, "k.fsb")
-	if _, err := k.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := k.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.ImportBundle(BundleImportRequest{File: out}, nil)
+	_, err = a.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "does not trust") {
 		t.Fatalf("got %v, want a refusal naming the untrusted bureau", err)
 	}
@@ -195,7 +196,7 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	if _, err := k.WriteWant(BundleWantRequest{Out: want}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.ExportBundle(BundleExportRequest{Want: want, Out: filepath.Join(dir, "for-k.fsb")}, nil); !errors.Is(err, ErrRefused) {
+	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: filepath.Join(dir, "for-k.fsb")}, nil); !errors.Is(err, ErrRefused) {
 		t.Fatalf("export for an untrusted want: %v", err)
 	}
 }
@@ -291,7 +292,7 @@ func BenchmarkBundleImport(b *testing.B) {
 	}
 	wg.Wait()
 	out := filepath.Join(dir, "a.fsb")
-	if _, err := a.ExportBundle(BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -299,7 +300,7 @@ func BenchmarkBundleImport(b *testing.B) {
 		b.StopTimer()
 		to := openTestAgent(b, newTestDevice(b, omn, "Officer B", crypto.RoleOfficer))
 		b.StartTimer()
-		res, err := to.ImportBundle(BundleImportRequest{File: out}, nil)
+		res, err := to.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
 		if err != nil || res.Added < n {
 			b.Fatalf("%+v %v", res, err)
 		}

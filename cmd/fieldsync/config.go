@@ -168,8 +168,14 @@ func checkConfigValue(flags []cli.Flag, excluded []string, key string, v any, di
 		return b, nil
 	case *altsrc.StringSliceFlag:
 		switch x := v.(type) {
-		case string:
-			return []any{x}, nil
+		case string: // one value, or comma-separated as on the command line
+			var out []any
+			for _, e := range strings.Split(x, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					out = append(out, e)
+				}
+			}
+			return out, nil
 		case []any:
 			for i, e := range x {
 				if _, ok := e.(string); !ok {

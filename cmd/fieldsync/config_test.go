@@ -264,6 +264,21 @@ func TestConfigFileErrors(t *testing.T) {
 	}
 }
 
+// A list may also be written as one string, comma-separated as on the
+// command line.
+func TestConfigListAsString(t *testing.T) {
+	clearEnv(t)
+	for name, text := range map[string]string{
+		"one.toml": "[agent]\njoin = \"relay-a:7946, relay-b:7946\"\n",
+		"one.yaml": "agent:\n  join: relay-a:7946,relay-b:7946\n",
+	} {
+		r, code, stderr := resolveArgs(t, "--config", writeConfig(t, name, text), "agent")
+		if code != 0 || !slices.Equal(r.Join, []string{"relay-a:7946", "relay-b:7946"}) {
+			t.Errorf("%s: exit %d %s: join %q", name, code, stderr, r.Join)
+		}
+	}
+}
+
 // The commented examples in docs/ are valid and say the same thing.
 func TestConfigExamples(t *testing.T) {
 	clearEnv(t)

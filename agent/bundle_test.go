@@ -310,3 +310,47 @@ func BenchmarkBundleImport(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "envelopes/s")
 }
+
+// An export for a want file carries only the spaces released to the
+// receiver's bureau, with key shares for it; asking for another is forbidden.
+func TestBundleEntitlement(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer, kaz))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Officer K", crypto.RoleOfficer, omn))
+	dir := t.TempDir()
+	own, err := a.CreateSpace("omn only", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := a.CreateSpace("shared", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundlePut(t, a, own.ID, "secret", "name", "not for KAZ")
+	bundlePut(t, a, shared.ID, "r1", "name", "for KAZ")
+	want := filepath.Join(dir, "k.fsw")
+	if _, err := k.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Space: own.ID, Out: filepath.Join(dir, "own.fsb")}, nil)
+	if !errors.Is(err, ErrForbidden) {
+		t.Fatalf("export of a space not released to the receiver: %v", err)
+	}
+	out := filepath.Join(dir, "k.fsb")
+	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Spaces) != 1 || exp.Spaces[0].Space != shared.ID || len(exp.NotEntitled) != 1 || exp.NotEntitled[0] != own.ID {
+		t.Fatalf("spaces %+v, not entitled %v", exp.Spaces, exp.NotEntitled)
+	}
+	if _, err := k.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := k.GetRecord(RecordRef{Space: shared.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "for KAZ" {
+		t.Fatalf("K reads the shared space: %+v, %v", rec, err)
+	}
+	if ids := k.SpaceIDs(); len(ids) != 1 {
+		t.Fatalf("K holds %d spaces", len(ids))
+	}
+}

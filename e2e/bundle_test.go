@@ -213,6 +213,132 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	}
 }
 
+// TestBundleSkipsRevokedAndUnknown: envelopes whose author the importer
+// cannot accept — unknown (its bureau is not trusted here) or revoked past
+// its cut-off — are skipped and reported; the rest of the bundle is stored.
+func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
+	cl, ctx := newCluster(t)
+	kroot := filepath.Join(cl.Root, "kaz")
+	if err := os.MkdirAll(kroot, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kcl, err := harness.New(ctx, binary, kroot, "KAZ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kcl.StopAll)
+	add := func(c *harness.Cluster, name string) *harness.Node {
+		n, err := c.Add(ctx, name, "Officer "+strings.ToUpper(name), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a, b, c, d, k := add(cl, "a"), add(cl, "b"), add(cl, "c"), add(cl, "d"), add(kcl, "k")
+	// A and K trust each other's bureau; B and C trust only their own.
+	omnPub, kazPub := filepath.Join(cl.Root, "omn.pub"), filepath.Join(cl.Root, "kaz.pub")
+	if _, err := cl.CLI(ctx, "", "bureau", "export", "--out", omnPub, cl.Bureau); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kcl.CLI(ctx, "", "bureau", "export", "--out", kazPub, kcl.Bureau); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CLI(ctx, a.Dir, "trust", "add", kazPub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kcl.CLI(ctx, k.Dir, "trust", "add", omnPub); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*harness.Node{a, b, c, d} {
+		isolated(t, ctx, cl, n)
+	}
+	isolated(t, ctx, kcl, k)
+
+	var sp agent.Space
+	if err := cl.CLIJSON(ctx, a.Dir, &sp, "space", "create", "--release-to", "KAZ", "shared"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CLI(ctx, a.Dir, "record", "put", sp.ID, "r1", "name=from A"); err != nil {
+		t.Fatal(err)
+	}
+	carryFile(t, ctx, cl, a, c, "a-to-c")
+	// K's want and bundle go through files too (another bureau's tools).
+	kwant, kout := filepath.Join(cl.Root, "k.fsw"), filepath.Join(cl.Root, "a-to-k.fsb")
+	if _, err := kcl.CLI(ctx, k.Dir, "bundle", "want", "--out", kwant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CLI(ctx, a.Dir, "bundle", "export", "--want", kwant, "--out", kout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kcl.CLI(ctx, k.Dir, "bundle", "import", kout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kcl.CLI(ctx, k.Dir, "record", "put", sp.ID, "k1", "name=from K"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"c1", "c2"} {
+		if _, err := cl.CLI(ctx, c.Dir, "record", "put", sp.ID, r, "name=from C"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kback := filepath.Join(cl.Root, "k-to-a.fsb")
+	if _, err := kcl.CLI(ctx, k.Dir, "bundle", "export", "--out", kback); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CLI(ctx, a.Dir, "bundle", "import", kback); err != nil {
+		t.Fatal(err)
+	}
+	carryFile(t, ctx, cl, c, a, "c-to-a")
+
+	// D, which got C's log from C, revokes C keeping only its seq 1 (its
+	// profile) in the space, and passes the revocation to B; A, the
+	// exporter, has not heard of it and still holds C's seqs 2 and 3.
+	carryFile(t, ctx, cl, c, d, "c-to-d")
+	var cst agent.Status
+	if err := cl.CLIJSON(ctx, c.Dir, &cst, "status"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CLI(ctx, d.Dir, "revoke", "--bureau-key", cl.Bureau, "--cutoff", sp.ID+":1", cst.Device.ID); err != nil {
+		t.Fatal(err)
+	}
+	if first := carryFile(t, ctx, cl, d, b, "d-to-b"); first.Revocations != 1 {
+		t.Fatalf("d's bundle to b: %+v", first)
+	}
+	var kst agent.Status
+	if err := kcl.CLIJSON(ctx, k.Dir, &kst, "status"); err != nil {
+		t.Fatal(err)
+	}
+	res := carryFile(t, ctx, cl, a, b, "a-to-b")
+	var unknown, revoked bool
+	for _, s := range res.Skips {
+		switch {
+		case s.Author == kst.Device.ID && s.Reason == agent.RejectUnknown:
+			unknown = true
+		case s.Author == cst.Device.ID && s.Reason == agent.RejectRevoked && s.From == 2 && s.To == 3:
+			revoked = true
+		default:
+			t.Fatalf("unexpected skip %+v", s)
+		}
+	}
+	if !unknown || !revoked || res.Added == 0 {
+		t.Fatalf("import on b: %+v", res)
+	}
+	var rec agent.Record
+	if err := cl.CLIJSON(ctx, b.Dir, &rec, "record", "get", sp.ID, "r1"); err != nil || rec.Fields["name"].Value != "from A" {
+		t.Fatalf("b reads A's record: %+v, %v", rec, err)
+	}
+	if _, err := cl.CLI(ctx, b.Dir, "record", "get", sp.ID, "c1"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("b holds the revoked author's change: %v", err)
+	}
+	var bst agent.Status
+	if err := cl.CLIJSON(ctx, b.Dir, &bst, "status"); err != nil {
+		t.Fatal(err)
+	}
+	if bst.Rejected[agent.RejectUnknown] == 0 || bst.Rejected[agent.RejectRevoked] == 0 {
+		t.Fatalf("b's status does not count the skipped envelopes: %v", bst.Rejected)
+	}
+}
+
 // BenchmarkBundleW1 measures bundles on BENCH.md's W1 workload (size S, or
 // L with FIELDSYNC_BENCH_SIZE=L) with two agent processes that never share
 // a network: the initial bundle A -> B (every record), then the offline

@@ -139,6 +139,14 @@ func (a *Agent) backupHeader() (hdr []byte, key [32]byte, id [16]byte, err error
 	if _, err = io.ReadFull(rand.Reader, id[:]); err != nil {
 		return nil, key, id, err
 	}
+	// The backup is sealed under what opens the keystore on disk now: if
+	// that changed since the agent started, say so rather than seal under a
+	// passphrase the owner no longer uses.
+	onDisk, err := LoadKeystore(a.cfg.Layout, a.cfg.Unlock)
+	if err != nil {
+		return nil, key, id, fmt.Errorf("the keystore no longer opens with what this agent was started with (was its passphrase changed?): restart the agent, then back up: %w", err)
+	}
+	onDisk.Zero()
 	payload := append([]byte{backupHeaderVersion}, key[:]...)
 	payload = append(payload, id[:]...)
 	defer clear(payload)

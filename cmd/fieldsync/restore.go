@@ -36,7 +36,7 @@ func restoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "request-out", Usage: "write the new device's enrolment request to `FILE` instead"},
 			&cli.StringFlag{Name: "valid", Value: "365d", Usage: "certificate validity `DURATION` (with --bureau-key)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "catch up through the peer at `HOST:PORT` (repeatable; default: the peers the backup remembers)"},
-			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:0", Usage: "gossip `HOST:PORT` while catching up"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:0", Usage: "gossip `HOST:PORT` while catching up (give the agent's own --bind when peers are on other hosts)"},
 			&cli.StringFlag{Name: "profile", Value: "wan", Usage: "gossip timing `PROFILE` of the mesh: wan, lan or local"},
 			&cli.DurationFlag{Name: "catch-up-timeout", Value: 2 * time.Minute, Usage: "give up reaching peers after `DURATION`"},
 			&cli.BoolFlag{Name: "offline", Usage: "do not contact peers: revoke the old device at the backup's heads"},

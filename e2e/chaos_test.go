@@ -126,13 +126,19 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 		}
 	})
 	crashes := map[string][]time.Duration{}
+	drawn, jumped := 0, false
 	process := track(rand.New(rand.NewPCG(uint64(seed), 0x9a0c)), "proc", d, func(rng *rand.Rand, f *fault) {
 		n := names[rng.IntN(len(names))]
 		f.Nodes = []string{n}
-		switch k := rng.IntN(7); {
+		k := rng.IntN(7)
+		if drawn++; drawn == 3 && !jumped {
+			k = 6 // every run has a clock jump, early enough to matter
+		}
+		switch {
 		case k < 3:
 			f.Kind = "kill"
 		case k == 6:
+			jumped = true
 			// The clock jumps (forward or back, minutes to two days) and
 			// jumps back when the fault ends.
 			f.Kind = "clockjump"

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	fsync "fieldsync/sync"
 )
@@ -85,5 +86,25 @@ func TestTamperer(t *testing.T) {
 	}
 	if kinds["withhold"] != 3 || kinds["replay"] == 0 || kinds["splice"] == 0 || kinds["truncate"] == 0 {
 		t.Fatalf("log %v", kinds)
+	}
+}
+
+// TestJumpClock: the offset follows the file the test rewrites; a missing
+// or empty file is no offset; a malformed one keeps the last.
+func TestJumpClock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clock")
+	j := &jumpClock{path: path}
+	if j.offset() != 0 {
+		t.Fatal("missing file: want no offset")
+	}
+	for _, tc := range []struct {
+		content string
+		want    time.Duration
+	}{{"36h", 36 * time.Hour}, {"garbage", 36 * time.Hour}, {"-90m\n", -90 * time.Minute}, {"", 0}} {
+		os.WriteFile(path, []byte(tc.content), 0o600)
+		j.read = time.Time{} // as if 100 ms had passed
+		if got := j.offset(); got != tc.want {
+			t.Fatalf("file %q: offset %s, want %s", tc.content, got, tc.want)
+		}
 	}
 }

@@ -600,7 +600,11 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		}
 	}
 	refuse := func(err error) error {
-		return fmt.Errorf("%w: bundle %s: %v; nothing was imported", ErrRefused, req.File, err)
+		what := ""
+		if errors.Is(err, crypto.ErrSignature) || errors.Is(err, crypto.ErrMalformed) {
+			what = " is damaged or was changed after it was signed"
+		}
+		return fmt.Errorf("%w: bundle %s%s: %v; nothing was imported", ErrRefused, req.File, what, err)
 	}
 
 	// Pass 1: verify everything.

@@ -75,6 +75,8 @@ func restoreAction(c *cli.Context) error {
 		return usageErrorf("restore needs --bureau-key FILE (enroll and revoke now) or --request-out FILE (a bureau elsewhere)")
 	case bureauKey != "" && reqOut != "":
 		return usageErrorf("give either --bureau-key or --request-out, not both")
+	case c.Bool("offline") && len(c.StringSlice("join")) > 0:
+		return usageErrorf("--offline contacts no peer: drop --join, or drop --offline to catch up through it")
 	case reqOut != "" && (c.Bool("offline") || len(c.StringSlice("join")) > 0):
 		return usageErrorf("--offline and --join go with --bureau-key (with --request-out the bureau revokes the old device)")
 	}

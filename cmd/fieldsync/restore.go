@@ -251,7 +251,7 @@ func notRevoked(out restoreOut, err error, heads map[crypto.SpaceID]uint64) erro
 	}
 	hint := fmt.Sprintf("the new device %s is restored and enrolled in %s, but the old device %s is NOT revoked yet: "+
 		"start `fieldsync agent --join PEER`, let it catch up, then run `fieldsync revoke --bureau-key FILE %s` there "+
-		"(its cut-offs are then what the mesh holds); if no peer can hold anything newer than the backup, revoke at the backup's heads: %s",
+		"(its cut-offs are then what the mesh holds); if no peer can hold anything newer than the backup, revoke at the backup's heads: `fieldsync revoke --bureau-key FILE %s`",
 		out.Device, out.DataDir, out.OldDevice, out.OldDevice, strings.Join(append(cut, out.OldDevice), " "))
 	return &exitError{code: exitFailure, errCode: "not_revoked", err: err, hint: hint}
 }

@@ -61,10 +61,12 @@ func (e *Engine) UseMeshKey(key []byte) error {
 // RemoveMeshKey takes key off the keyring: gossip and stream proofs under
 // it are refused from now on. The primary cannot be removed.
 //
-// memberlist's RemoveKey shifts the remaining keys within the slice it last
-// handed out, so a packet being opened at that instant may fail to open
-// (and be dropped, like any lost UDP packet; a stream round fails and is
-// retried). Rotation is rare and gossip tolerates loss.
+// memberlist's RemoveKey shifts the keys after the removed one down within
+// the slice it last handed out to readers. In a normal rotation the ring
+// holds two keys and the removed one is last, so nothing moves. With more
+// keys, a packet being opened at that instant may miss a remaining key and
+// be dropped, like any lost UDP packet (a stream round fails and is
+// retried).
 func (e *Engine) RemoveMeshKey(key []byte) error {
 	if !e.hasMeshKey(key) {
 		return ErrMeshKeyAbsent

@@ -402,6 +402,7 @@ func runBundleW1(b *testing.B, size w1.Size) {
 		envelopes          int
 		bytes              int64
 		export, importTime time.Duration
+		rssMB              float64 // the importing agent's peak RSS so far
 	}
 	var legs []leg
 	move := func(name string, from, to *harness.Node) {
@@ -425,7 +426,7 @@ func runBundleW1(b *testing.B, size w1.Size) {
 		if imp.Added != exp.Envelopes {
 			b.Fatalf("%s: imported %d of %d envelopes: %+v", name, imp.Added, exp.Envelopes, imp.Skips)
 		}
-		legs = append(legs, leg{name: name, envelopes: exp.Envelopes, bytes: exp.Bytes, export: te, importTime: ti})
+		legs = append(legs, leg{name: name, envelopes: exp.Envelopes, bytes: exp.Bytes, export: te, importTime: ti, rssMB: to.PeakRSSMB()})
 	}
 	b.ResetTimer()
 	move("initial A->B", na, nb)
@@ -459,10 +460,10 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "W1-%s bundles (two agents, no network; conflicts %d of %d expected):\n", size.Name, len(conflicts), len(w.Conflicts))
-	fmt.Fprintf(&report, "  %-14s %10s %10s %10s %10s %12s %12s\n", "leg", "envelopes", "MB", "export s", "import s", "export env/s", "import env/s")
+	fmt.Fprintf(&report, "  %-14s %10s %10s %10s %10s %12s %12s %12s\n", "leg", "envelopes", "MB", "export s", "import s", "export env/s", "import env/s", "importer RSS")
 	for _, l := range legs {
-		fmt.Fprintf(&report, "  %-14s %10d %10.2f %10.2f %10.2f %12.0f %12.0f\n", l.name, l.envelopes, float64(l.bytes)/1e6,
-			l.export.Seconds(), l.importTime.Seconds(), float64(l.envelopes)/l.export.Seconds(), float64(l.envelopes)/l.importTime.Seconds())
+		fmt.Fprintf(&report, "  %-14s %10d %10.2f %10.2f %10.2f %12.0f %12.0f %9.0f MB\n", l.name, l.envelopes, float64(l.bytes)/1e6,
+			l.export.Seconds(), l.importTime.Seconds(), float64(l.envelopes)/l.export.Seconds(), float64(l.envelopes)/l.importTime.Seconds(), l.rssMB)
 		key := strings.NewReplacer(" ", "_", ">", "").Replace(l.name)
 		b.ReportMetric(float64(l.bytes)/1e6, key+"_MB")
 		b.ReportMetric(l.export.Seconds(), key+"_export_s")

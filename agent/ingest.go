@@ -398,8 +398,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if sp.meta.OwnerFP != "" && sp.meta.OwnerFP != r.Owner {
 			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record names another owner than the space's first one")}
 		}
-		a.applyRouting(sp, h, r, cert.Bureau.Name)
-		if !a.cfg.Relay && sp.current != nil {
+		if a.applyRouting(sp, h, r, cert.Bureau.Name) && !a.cfg.Relay && sp.current != nil {
 			// A bureau may have been released: wrap our keys to its known
 			// officers once this write is through (ShareKeys takes writeMu).
 			go a.ShareKeys()

@@ -151,14 +151,24 @@ func routingHeads(recs []routingEntry) []crypto.RoutingRef {
 }
 
 // applyRouting adds a verified routing record to the space's release list and
-// recomputes it. writeMu held.
-func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, ownerName string) {
+// recomputes it; it reports whether a bureau was released that was not
+// before (not counting a space's first record). writeMu held.
+func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, ownerName string) (released bool) {
 	author := h.Author.String()
 	for _, e := range sp.meta.Routings {
 		if e.Author == author && e.Seq == h.Seq {
-			return
+			return false
 		}
 	}
+	before := slices.Clone(sp.meta.ReleaseFP)
+	first := len(sp.meta.Routings) == 0
+	defer func() {
+		for _, fp := range sp.meta.ReleaseFP {
+			if !first && !slices.Contains(before, fp) {
+				released = true
+			}
+		}
+	}()
 	e := routingEntry{Author: author, Seq: h.Seq, Released: slices.Clone(r.Released)}
 	for _, s := range r.Supersedes {
 		e.Supersedes = append(e.Supersedes, routingRef{Author: s.Author.String(), Seq: s.Seq})
@@ -168,6 +178,7 @@ func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, 
 		sp.meta.OwnerFP, sp.meta.Owner = r.Owner, ownerName
 	}
 	a.refreshRelease(sp)
+	return false // set by the deferred comparison
 }
 
 // refreshRelease recomputes the release list (fingerprints and names) from

@@ -341,3 +341,58 @@ func BenchmarkBackupRestore(b *testing.B) {
 		}
 	})
 }
+
+// backupVector is a version-1 backup kept in testdata, so that every later
+// fieldsync still reads it. Regenerate (only with a format change that
+// keeps reading version 1) with FIELDSYNC_WRITE_BACKUP_VECTOR=1.
+const backupVector = "testdata/backup-v1.fsbackup"
+
+func TestBackupFormatV1Vector(t *testing.T) {
+	if os.Getenv("FIELDSYNC_WRITE_BACKUP_VECTOR") == "1" {
+		tb := newTestBureau(t, "OMN")
+		a := openTestAgent(t, newTestDevice(t, tb, "Vector Officer", crypto.RoleOfficer))
+		sp, err := a.CreateSpace("vector case", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "vector value"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(backupVector, backupBytes(t, a), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(backupVector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBackup(bytes.NewReader(data), Unlock{Passphrase: testPassphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := b.manifest
+	if m.Format != 1 || m.Officer != "Vector Officer" || len(m.Heads) != 1 || m.Heads[0].Seq == 0 || len(m.MeshKeys) != 1 {
+		t.Fatalf("manifest %+v", m)
+	}
+	var records, envelopes int
+	found := false
+	n, err := b.entries(func(k, v []byte) error {
+		switch k[0] {
+		case pfxRecord:
+			records++
+			found = found || bytes.Contains(v, []byte("vector value"))
+		case pfxEnvelope:
+			envelopes++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records != 1 || envelopes < 2 || !found || n < records+envelopes {
+		t.Fatalf("%d entries: %d records (value found %v), %d envelopes", n, records, found, envelopes)
+	}
+}

@@ -3,6 +3,8 @@ package crypto
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -179,5 +181,33 @@ func TestBackupHeader(t *testing.T) {
 	}
 	if got := must(OpenBackupHeaderWithKeyFile(kd, fk)); !bytes.Equal(got, payload) {
 		t.Fatal("key-file payload differs")
+	}
+}
+
+// keystoreV2Vector is a keystore with payload version 2 (a mesh keyring of
+// three keys), kept so that every later build still opens it. Regenerate
+// with FIELDSYNC_WRITE_KEYSTORE_VECTOR=1 (it is deterministic).
+const keystoreV2Vector = "testdata/keystore/keystore-v2.fsks"
+
+func TestKeystoreV2Vector(t *testing.T) {
+	ks := testKeystore(t)
+	ks.MeshKeys = [][]byte{bytes.Repeat([]byte{8}, 32), bytes.Repeat([]byte{9}, 16)}
+	if os.Getenv("FIELDSYNC_WRITE_KEYSTORE_VECTOR") == "1" {
+		data := must(SealKeystore(ks, []byte("correct horse battery staple"), TestKDFParams, detRand("keystore-v2")))
+		if err := os.MkdirAll(filepath.Dir(keystoreV2Vector), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keystoreV2Vector, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(keystoreV2Vector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := must(OpenKeystore(data, []byte("correct horse battery staple")))
+	sameKeystore(t, ks, got)
+	if len(got.MeshKeys) != 2 || !bytes.Equal(got.MeshKeys[0], ks.MeshKeys[0]) || !bytes.Equal(got.MeshKeys[1], ks.MeshKeys[1]) {
+		t.Fatal("the vector's other mesh keys differ")
 	}
 }

@@ -362,7 +362,13 @@ func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A new epoch sorts after the one it replaces even when this device's
+	// clock runs behind the one that began that epoch (a Lamport bump): the
+	// mesh settles on the newest rotation, not on the most skewed clock.
 	began := a.clock.Now(a.physMillis()).Pack()
+	if sp.current != nil {
+		began = max(began, sp.epochAt[sp.current.ID()]+1)
+	}
 	sp.adoptEpoch(key, began)
 	sp.current, sp.meta.Epoch = key, key.ID().String() // ours is the newest by construction
 	a.log.Info("rotated a space's epoch key", "space", sp.id.String(), "epoch", key.ID().String())

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -185,6 +186,32 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 		}
 		if len(st.Forks) != 0 {
 			t.Fatalf("%s reports forks: %+v", n.Name, st.Forks)
+		}
+	}
+
+	// The revocation reached b with the restore: the old device, back from
+	// the dead with its old data directory, is refused, and what it writes
+	// now reaches nobody.
+	st, err := b.Client().Status(ctx)
+	if err != nil || st.Sync == nil {
+		t.Fatalf("b status: %+v, %v", st.Sync, err)
+	}
+	refusedBefore := st.Sync.AuthFailures
+	if err := cl.Start(ctx, a, "", b.Bind); err != nil {
+		t.Fatal(err)
+	}
+	put(ctx, t, a, sp.ID, "r99", "written by the revoked device")
+	if _, err := harness.WaitUntil(ctx, 2*time.Minute, "b to refuse the revoked device's stream", func() (bool, error) {
+		st, err := b.Client().Status(ctx)
+		return err == nil && st.Sync != nil && st.Sync.AuthFailures > refusedBefore, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*harness.Node{a2, b} {
+		_, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r99"})
+		var ae *agent.APIError
+		if !errors.As(err, &ae) || ae.Code != agent.CodeNotFound {
+			t.Fatalf("%s: the revoked device's new write: %v (want not found)", n.Name, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"maps"
 	"slices"
@@ -85,18 +86,29 @@ func (a *Agent) knownCerts() []*crypto.Certificate {
 // shareEntries wraps each epoch key of the space that this device holds to
 // each entitled, unrevoked device in certs that has none of it yet, as key
 // share envelopes of this device's log (its profile first if it has not
-// written one), and how many shares it wrote. The current epoch goes first.
+// written one), and how many shares it wrote. The current epoch goes last.
 // writeMu held; the caller stores the context.
 func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entries []kvEntry, shares int, err error) {
 	if a.cfg.Relay || sp.current == nil {
 		return nil, 0, nil
 	}
-	epochs := []*crypto.SpaceKey{sp.current}
-	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) }) {
+	// Oldest first, the current one last: a recipient dates each epoch by
+	// the share that brought it (adoptEpoch), so shares written in this
+	// order make it settle on the same current epoch as this device. (With
+	// the current one first, a device enrolled after a rotation took the
+	// last older epoch for the current one.)
+	var epochs []*crypto.SpaceKey
+	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int {
+		if bx, by := sp.epochAt[x], sp.epochAt[y]; bx != by {
+			return cmp.Compare(bx, by)
+		}
+		return bytes.Compare(x[:], y[:])
+	}) {
 		if id != sp.current.ID() {
 			epochs = append(epochs, sp.keys[id])
 		}
 	}
+	epochs = append(epochs, sp.current)
 	for _, c := range certs {
 		dev := c.Device.ID()
 		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev, sp.id) {

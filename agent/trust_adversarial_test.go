@@ -1,0 +1,667 @@
+package agent
+
+// Adversarial tests of the trust code (issue 7): release lists as a CRDT
+// over routing records, revocation with cut logs, epoch rotation and key
+// shares. Several real agents on Badger move envelopes in varied orders
+// (every certificate and envelope through Ingest, as sync or a bundle
+// would) and must end in the same state; hostile records must be refused
+// or harmless.
+
+import (
+	"bytes"
+	_ "crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"fieldsync/crypto"
+)
+
+// advMove copies every certificate the sender holds and every envelope of
+// every space to the receiver, skipping what the receiver refuses
+// (untrusted certificates, revoked or otherwise rejected envelopes), and
+// returns how many envelopes were added.
+func advMove(t testing.TB, from, to *Agent) (added int) {
+	t.Helper()
+	for _, c := range from.Certificates() {
+		if _, err := to.AddCertificate(c); err != nil && !errors.Is(err, crypto.ErrUntrusted) {
+			t.Fatalf("add certificate: %v", err)
+		}
+	}
+	for _, sp := range from.SpaceIDs() {
+		err := from.Envelopes(sp, func(env []byte) error {
+			ok, err := to.Ingest(env)
+			var re *RejectError
+			if err != nil && !errors.As(err, &re) {
+				return err
+			}
+			if ok {
+				added++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("move: %v", err)
+		}
+	}
+	return added
+}
+
+// advSettle wraps keys and moves envelopes between every ordered pair of the
+// agents until a whole round changes nothing (bounded).
+func advSettle(t testing.TB, agents ...*Agent) {
+	t.Helper()
+	for range 12 {
+		moved := 0
+		for _, a := range agents {
+			n, err := a.ShareKeys()
+			if err != nil {
+				t.Fatalf("share keys: %v", err)
+			}
+			moved += n
+		}
+		for _, x := range agents {
+			for _, y := range agents {
+				if x != y {
+					moved += advMove(t, x, y)
+				}
+			}
+		}
+		if moved == 0 {
+			return
+		}
+	}
+	t.Fatal("agents did not settle in 12 rounds")
+}
+
+func advSpaceID(t testing.TB, s string) crypto.SpaceID {
+	t.Helper()
+	id, err := crypto.ParseSpaceID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// advState is the trust state of a space on one agent.
+type advState struct {
+	release []string // fingerprints
+	current crypto.KeyID
+	keys    []crypto.KeyID
+	revoked []crypto.DeviceID
+}
+
+func advStateOf(t testing.TB, a *Agent, space crypto.SpaceID) advState {
+	t.Helper()
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	sp := a.spaces[space]
+	if sp == nil {
+		t.Fatalf("agent %s holds no space %s", a.dev, space)
+	}
+	st := advState{release: slices.Clone(sp.meta.ReleaseFP)}
+	if sp.current != nil {
+		st.current = sp.current.ID()
+	}
+	for id := range sp.keys {
+		st.keys = append(st.keys, id)
+	}
+	slices.SortFunc(st.keys, func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) })
+	a.statMu.Lock()
+	for d := range a.revs {
+		st.revoked = append(st.revoked, d)
+	}
+	a.statMu.Unlock()
+	slices.SortFunc(st.revoked, func(x, y crypto.DeviceID) int { return bytes.Compare(x[:], y[:]) })
+	return st
+}
+
+// advHeaders returns the headers of an author's envelopes held in a space, in seq order.
+func advHeaders(t testing.TB, a *Agent, space crypto.SpaceID, author crypto.DeviceID) []crypto.Header {
+	t.Helper()
+	var out []crypto.Header
+	err := a.Envelopes(space, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			return err
+		}
+		if h.Author == author {
+			out = append(out, h)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// advLastChangeEpoch is the epoch of the author's newest change envelope.
+func advLastChangeEpoch(t testing.TB, a *Agent, space crypto.SpaceID, author crypto.DeviceID) crypto.KeyID {
+	t.Helper()
+	hs := advHeaders(t, a, space, author)
+	for i := len(hs) - 1; i >= 0; i-- {
+		if hs[i].Kind == crypto.KindChange {
+			return hs[i].Epoch
+		}
+	}
+	t.Fatalf("no change of %s held", author)
+	return crypto.KeyID{}
+}
+
+func advPut(t testing.TB, a *Agent, space, record, value string) {
+	t.Helper()
+	if _, err := a.PutFields(RecordPutRequest{Space: space, Record: record, Fields: []FieldValue{{Name: "v", Value: value}}}); err != nil {
+		t.Fatalf("put %s on %s: %v", record, a.dev, err)
+	}
+}
+
+func advValue(a *Agent, space, record string) (string, error) {
+	r, err := a.GetRecord(RecordRef{Space: space, Record: record})
+	if err != nil {
+		return "", err
+	}
+	return r.Fields["v"].Value, nil
+}
+
+func advDigest(t testing.TB, a *Agent, space string) Digest {
+	t.Helper()
+	d, err := a.Digest(SpaceRef{Space: space})
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
+// advReopen closes an agent and opens its data directory again.
+func advReopen(t testing.TB, a *Agent) *Agent {
+	t.Helper()
+	cfg := a.cfg
+	if err := a.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	return openTestAgent(t, cfg)
+}
+
+func advFPs(bs ...*testBureau) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.b.Public().Fingerprint())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// advInterleave ingests the given logs (each in seq order) into the
+// receiver in a random interleaving that keeps each log's order.
+func advInterleave(t testing.TB, to *Agent, r *mrand.Rand, logs ...[][]byte) {
+	t.Helper()
+	pos := make([]int, len(logs))
+	for {
+		var open []int
+		for i, l := range logs {
+			if pos[i] < len(l) {
+				open = append(open, i)
+			}
+		}
+		if len(open) == 0 {
+			return
+		}
+		i := open[r.IntN(len(open))]
+		if _, err := to.Ingest(logs[i][pos[i]]); err != nil {
+			t.Fatalf("ingest: %v", err)
+		}
+		pos[i]++
+	}
+}
+
+// advLog returns the author's envelopes of a space held by a, in seq order.
+func advLog(t testing.TB, a *Agent, space crypto.SpaceID, author crypto.DeviceID) [][]byte {
+	t.Helper()
+	var out [][]byte
+	err := a.Envelopes(space, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			return err
+		}
+		if h.Author == author {
+			out = append(out, env)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func advCerts(t testing.TB, to *Agent, from ...*Agent) {
+	t.Helper()
+	for _, f := range from {
+		for _, c := range f.Certificates() {
+			if _, err := to.AddCertificate(c); err != nil && !errors.Is(err, crypto.ErrUntrusted) {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Two owner devices change the release list offline at once — releases of
+// different bureaus, of the same bureau, a withdrawal and a concurrent
+// re-release of the same bureau — and the records reach replicas (officers
+// and a relay) in many interleavings: every replica computes the same
+// list, the withdrawal wins, and what is written afterwards by any owner
+// device cannot be opened by the withdrawn bureau's device even when it is
+// handed every envelope. All of it survives a restart.
+func TestAdvReleaseListConverges(t *testing.T) {
+	omn, kaz, tjk, uzb := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ"), newTestBureau(t, "TJK"), newTestBureau(t, "UZB")
+	all := []*testBureau{kaz, tjk, uzb}
+	o1 := openTestAgent(t, newTestDevice(t, omn, "Owner One", crypto.RoleOfficer, all...))
+	o2 := openTestAgent(t, newTestDevice(t, omn, "Owner Two", crypto.RoleOfficer, all...))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Kaz Officer", crypto.RoleOfficer, omn, tjk, uzb))
+	sp, err := o1.CreateSpace("release-race", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, o1, sp.ID, "before", "old")
+	advSettle(t, o1, o2, k)
+	if v, err := advValue(k, sp.ID, "before"); err != nil || v != "old" {
+		t.Fatalf("KAZ device before the withdrawal: %q, %v", v, err)
+	}
+	// Offline, at once.
+	change := func(a *Agent, bureau string, release bool) {
+		t.Helper()
+		if _, err := a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: bureau}, release); err != nil {
+			t.Fatalf("change release (%s, %v): %v", bureau, release, err)
+		}
+	}
+	change(o1, "TJK", true)
+	change(o1, "KAZ", false)
+	change(o2, "UZB", true)
+	change(o2, "TJK", true)
+	change(o2, "KAZ", false)
+	change(o2, "KAZ", true) // re-released by a device that has not seen o1's withdrawal
+	want := advFPs(omn, tjk, uzb)
+
+	l1, l2, lk := advLog(t, o1, id, o1.dev), advLog(t, o2, id, o2.dev), advLog(t, k, id, k.dev)
+	r := mrand.New(mrand.NewPCG(7, 11))
+	var replicas []*Agent
+	for i := range 6 {
+		role, b := crypto.RoleOfficer, omn
+		switch i % 3 {
+		case 1:
+			role = crypto.RoleRelay
+		case 2:
+			b = tjk
+		}
+		x := openTestAgent(t, newTestDevice(t, b, fmt.Sprintf("replica %d", i), role, omn, kaz, tjk, uzb))
+		advCerts(t, x, o1, o2, k)
+		advInterleave(t, x, r, l1, l2, lk)
+		if got := advStateOf(t, x, id).release; !slices.Equal(got, want) {
+			t.Fatalf("replica %d (%v) in interleaving %d: release %v, want %v", i, role, i, got, want)
+		}
+		replicas = append(replicas, x)
+	}
+	// The two writers exchange, each way first.
+	if i := r.IntN(2); i == 0 {
+		advMove(t, o1, o2)
+		advMove(t, o2, o1)
+	} else {
+		advMove(t, o2, o1)
+		advMove(t, o1, o2)
+	}
+	for _, a := range []*Agent{o1, o2} {
+		if got := advStateOf(t, a, id).release; !slices.Equal(got, want) {
+			t.Fatalf("writer %s: release %v, want %v", a.dev, got, want)
+		}
+	}
+	everyone := append([]*Agent{o1, o2, k}, replicas...)
+	advSettle(t, everyone...)
+	// Any owner device's next write: the KAZ device, handed everything, cannot open it.
+	advPut(t, o2, sp.ID, "after-o2", "secret 2")
+	advPut(t, o1, sp.ID, "after-o1", "secret 1")
+	advSettle(t, everyone...)
+	for _, rec := range []string{"after-o1", "after-o2"} {
+		if v, err := advValue(k, sp.ID, rec); err == nil {
+			t.Fatalf("withdrawn KAZ device reads %s = %q", rec, v)
+		}
+	}
+	kst := advStateOf(t, k, id)
+	for _, a := range []*Agent{o1, o2} {
+		if ep := advLastChangeEpoch(t, a, id, a.dev); slices.Contains(kst.keys, ep) {
+			t.Fatalf("%s wrote under epoch %s, which the withdrawn KAZ device holds", a.dev, ep)
+		}
+	}
+	ref := advStateOf(t, o1, id)
+	for i, a := range everyone {
+		st := advStateOf(t, a, id)
+		if !slices.Equal(st.release, want) {
+			t.Fatalf("agent %d after settling: release %v, want %v", i, st.release, want)
+		}
+		if a.cfg.Relay || a == k {
+			continue
+		}
+		if st.current != ref.current {
+			t.Fatalf("agent %d: current epoch %s, o1's %s", i, st.current, ref.current)
+		}
+		for _, rec := range []string{"before", "after-o1", "after-o2"} {
+			if _, err := advValue(a, sp.ID, rec); err != nil {
+				t.Fatalf("agent %d cannot read %s: %v", i, rec, err)
+			}
+		}
+	}
+	d1 := advDigest(t, o1, sp.ID)
+	// Restart: the list, the epochs and the current epoch stay.
+	o1 = advReopen(t, o1)
+	if st := advStateOf(t, o1, id); !slices.Equal(st.release, want) || st.current != ref.current || !slices.Equal(st.keys, ref.keys) {
+		t.Fatalf("after restart: %+v, before %+v", st, ref)
+	}
+	if d := advDigest(t, o1, sp.ID); d != d1 {
+		t.Fatalf("digest changed on restart: %+v vs %+v", d, d1)
+	}
+	relay := advReopen(t, replicas[1])
+	if got := advStateOf(t, relay, id).release; !slices.Equal(got, want) {
+		t.Fatalf("relay after restart: %v", got)
+	}
+}
+
+func advRevoke(t testing.TB, tb *testBureau, dev crypto.DeviceID, cut map[crypto.SpaceID]uint64, def uint64, at time.Time) []byte {
+	t.Helper()
+	r, err := tb.b.Revoke(dev, cut, def, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Marshal()
+}
+
+func advAddRev(t testing.TB, a *Agent, rev []byte) {
+	t.Helper()
+	if _, err := a.AddRevocation(rev); err != nil {
+		t.Fatalf("add revocation on %s: %v", a.dev, err)
+	}
+}
+
+// advIngestUpTo ingests the author's envelopes held by `from` up to seq.
+func advIngestUpTo(t testing.TB, from, to *Agent, space crypto.SpaceID, author crypto.DeviceID, seq uint64) {
+	t.Helper()
+	advCerts(t, to, from)
+	for _, env := range advLog(t, from, space, author) {
+		h, _ := crypto.ParseHeader(env)
+		if h.Seq > seq {
+			return
+		}
+		if _, err := to.Ingest(env); err != nil {
+			t.Fatalf("ingest seq %d: %v", h.Seq, err)
+		}
+	}
+}
+
+func advSameDigests(t testing.TB, space string, agents ...*Agent) Digest {
+	t.Helper()
+	var ref Digest
+	for i, a := range agents {
+		d := advDigest(t, a, space)
+		if a.cfg.Relay {
+			d.Digest = ""
+		}
+		if i == 0 {
+			ref = d
+			continue
+		}
+		want := ref
+		if a.cfg.Relay {
+			want.Digest = ""
+		}
+		if d != want {
+			t.Fatalf("agent %d (%s) digest %+v, agent 0 %+v", i, a.dev, d, ref)
+		}
+	}
+	return ref
+}
+
+// A replica that accepted a device's envelopes past its cut-off before the
+// revocation and one that got the revocation first end identical: the
+// changes at or below the cut-off stay, those past it are gone (also on a
+// relay and on a device enrolled later), another device's changes made
+// after them still apply, and nothing comes back on restart.
+func TestAdvRevocationCutConverges(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie (revoked)", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "", crypto.RoleRelay))
+	sp, err := a.CreateSpace("cut", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, a, sp.ID, "a1", "from a")
+	advSettle(t, a, b, c)
+	advPut(t, c, sp.ID, "x1", "c kept")
+	cut := advStateOfHead(t, c, id, c.dev)
+	advPut(t, c, sp.ID, "x2", "c cut")
+	advPut(t, c, sp.ID, "x3", "c cut too")
+	// A takes all of C's log and writes over x2; B and C never meet again.
+	advMove(t, c, a)
+	advPut(t, a, sp.ID, "x2", "a over c")
+	advPut(t, a, sp.ID, "a2", "from a, after")
+	advIngestUpTo(t, c, b, id, c.dev, cut)
+	advMove(t, a, r)
+	advMove(t, c, r)
+
+	rev := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
+	advAddRev(t, b, rev) // first, then the rest
+	advMove(t, a, b)
+	advMove(t, c, b)
+	advAddRev(t, a, rev)
+	advAddRev(t, r, rev)
+	advPut(t, b, sp.ID, "b1", "from b, after the revocation")
+	advSettle(t, a, b, r)
+	advMove(t, c, a) // C keeps offering its cut envelopes
+	advMove(t, c, r)
+	advMove(t, c, b)
+	check := func(stage string, agents ...*Agent) {
+		t.Helper()
+		advSameDigests(t, sp.ID, agents...)
+		for _, x := range agents {
+			for _, h := range advHeaders(t, x, id, c.dev) {
+				if h.Seq > cut {
+					t.Fatalf("%s: %s holds C's seq %d past the cut-off %d", stage, x.dev, h.Seq, cut)
+				}
+			}
+			if x.cfg.Relay {
+				continue
+			}
+			for rec, want := range map[string]string{"a1": "from a", "x1": "c kept", "x2": "a over c", "a2": "from a, after", "b1": "from b, after the revocation"} {
+				if v, err := advValue(x, sp.ID, rec); err != nil || v != want {
+					t.Fatalf("%s: %s reads %s = %q, %v; want %q", stage, x.dev, rec, v, err, want)
+				}
+			}
+			if _, err := advValue(x, sp.ID, "x3"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%s: %s still has C's x3 past the cut-off: %v", stage, x.dev, err)
+			}
+		}
+	}
+	check("settled", a, b, r)
+	// A device enrolled later gets the history, without C's cut envelopes.
+	d := openTestAgent(t, newTestDevice(t, omn, "Delta (later)", crypto.RoleOfficer))
+	advAddRev(t, d, rev)
+	advSettle(t, a, b, r, d)
+	check("later device", a, b, r, d)
+	// Restart: nothing comes back.
+	a, b, r = advReopen(t, a), advReopen(t, b), advReopen(t, r)
+	check("restart", a, b, r, d)
+	if st := advStateOf(t, a, id); !slices.Contains(st.revoked, c.dev) {
+		t.Fatal("revocation forgotten on restart")
+	}
+	advMove(t, c, a)
+	check("restart, C offers again", a, b, r, d)
+}
+
+func advStateOfHead(t testing.TB, a *Agent, space crypto.SpaceID, dev crypto.DeviceID) uint64 {
+	t.Helper()
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return a.spaces[space].heads[dev].Seq
+}
+
+// A revocation replaced by a later-issued one with another cut-off (first
+// more lenient, then stricter) converges whatever order replicas receive
+// them in: the later one rules everywhere.
+func TestAdvRevocationReplacedConverges(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	e := openTestAgent(t, newTestDevice(t, omn, "Echo", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie (revoked)", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("replaced", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, a, b, e, c)
+	var seqs []uint64
+	for i := range 4 {
+		advPut(t, c, sp.ID, fmt.Sprintf("c%d", i), "c")
+		seqs = append(seqs, advStateOfHead(t, c, id, c.dev))
+	}
+	advMove(t, c, a)
+	advMove(t, c, b)
+	advMove(t, c, e)
+	now := time.Now()
+	strict := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: seqs[0]}, 0, now)
+	lenient := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: seqs[2]}, 0, now.Add(time.Minute))
+	stricter := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: seqs[1]}, 0, now.Add(2*time.Minute))
+	kept := func(stage string, n int) {
+		t.Helper()
+		for _, x := range []*Agent{a, b, e} {
+			for i := range 4 {
+				_, err := advValue(x, sp.ID, fmt.Sprintf("c%d", i))
+				if (i < n) != (err == nil) {
+					t.Fatalf("%s: %s reads c%d: %v (want the first %d kept)", stage, x.dev, i, err, n)
+				}
+			}
+		}
+		advSameDigests(t, sp.ID, a, b, e)
+	}
+	advAddRev(t, a, strict)
+	advAddRev(t, a, lenient)
+	advAddRev(t, b, lenient)
+	advAddRev(t, b, strict) // older: ignored
+	advAddRev(t, e, lenient)
+	advSettle(t, a, b, e)
+	advMove(t, c, a) // A cut c1 under the strict one: it takes it back
+	advMove(t, c, b)
+	advMove(t, c, e)
+	advSettle(t, a, b, e)
+	kept("lenient", 3)
+	advAddRev(t, e, stricter)
+	advAddRev(t, a, stricter)
+	b = advReopen(t, b)
+	advAddRev(t, b, strict)
+	advAddRev(t, b, stricter)
+	advAddRev(t, b, lenient)
+	advSettle(t, a, b, e)
+	advMove(t, c, a)
+	advMove(t, c, b)
+	kept("stricter", 2)
+	a = advReopen(t, a)
+	advMove(t, c, a)
+	kept("restart", 2)
+}
+
+// After a revocation the next write by any remaining officer — not only the
+// one that learnt of it first — opens a new epoch; two officers rotating
+// offline at once both stay readable and everyone settles on the same
+// current epoch, also a device enrolled afterwards, whose first write then
+// needs no new rotation; the revoked device gets none of the new keys.
+func TestAdvRotationAfterRevocation(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	// C's clock runs a second ahead, so that its rotation is later than
+	// B's beyond a millisecond (see TestAdvConcurrentRotationSameMillisecond).
+	ccfg := newTestDevice(t, omn, "Charlie", crypto.RoleOfficer)
+	ccfg.Now = func() time.Time { return time.Now().Add(time.Second) }
+	c := openTestAgent(t, ccfg)
+	v := openTestAgent(t, newTestDevice(t, omn, "Victor (revoked)", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("rotate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, a, sp.ID, "a0", "epoch one")
+	advSettle(t, a, b, c, v)
+	advPut(t, v, sp.ID, "v0", "victor's")
+	advSettle(t, a, b, c, v)
+	e1 := advStateOf(t, a, id).current
+	rev := advRevoke(t, omn, v.dev, map[crypto.SpaceID]uint64{id: advStateOfHead(t, v, id, v.dev)}, 0, time.Now())
+	for _, x := range []*Agent{a, b, c} {
+		advAddRev(t, x, rev)
+	}
+	// B and C write offline, at once: each opens an epoch of its own.
+	advPut(t, b, sp.ID, "b1", "bravo after")
+	advPut(t, c, sp.ID, "c1", "charlie after")
+	eb, ec := advLastChangeEpoch(t, b, id, b.dev), advLastChangeEpoch(t, c, id, c.dev)
+	if eb == e1 || ec == e1 || eb == ec {
+		t.Fatalf("epochs: first %s, B wrote under %s, C under %s: want two new ones", e1, eb, ec)
+	}
+	advSettle(t, a, b, c, v)
+	cur := advStateOf(t, a, id).current
+	if cur != eb && cur != ec {
+		t.Fatalf("A's current epoch %s is neither new one", cur)
+	}
+	for _, x := range []*Agent{b, c} {
+		if st := advStateOf(t, x, id); st.current != cur {
+			t.Fatalf("%s settled on epoch %s, A on %s", x.dev, st.current, cur)
+		}
+	}
+	advPut(t, a, sp.ID, "a1", "alpha after")
+	if ep := advLastChangeEpoch(t, a, id, a.dev); ep != cur {
+		t.Fatalf("A wrote under %s, not the settled epoch %s", ep, cur)
+	}
+	advSettle(t, a, b, c, v)
+	vst := advStateOf(t, v, id)
+	for _, k := range []crypto.KeyID{eb, ec, cur} {
+		if slices.Contains(vst.keys, k) {
+			t.Fatalf("the revoked device holds new epoch %s", k)
+		}
+	}
+	for _, rec := range []string{"b1", "c1", "a1"} {
+		if val, err := advValue(v, sp.ID, rec); err == nil {
+			t.Fatalf("the revoked device reads %s = %q", rec, val)
+		}
+	}
+	// A device enrolled now reads all of it, history under the first epoch
+	// included, and settles on the same current epoch.
+	d := openTestAgent(t, newTestDevice(t, omn, "Delta (later)", crypto.RoleOfficer))
+	advAddRev(t, d, rev)
+	advSettle(t, a, b, c, d)
+	for _, rec := range []string{"a0", "v0", "b1", "c1", "a1"} {
+		if _, err := advValue(d, sp.ID, rec); err != nil {
+			t.Fatalf("later device cannot read %s: %v", rec, err)
+		}
+	}
+	advSameDigests(t, sp.ID, a, b, c, d)
+	if st := advStateOf(t, d, id); st.current != cur {
+		t.Fatalf("later device's current epoch %s, the others' %s (first %s, B's %s, C's %s)", st.current, cur, e1, eb, ec)
+	}
+	advPut(t, d, sp.ID, "d1", "delta")
+	if ep := advLastChangeEpoch(t, d, id, d.dev); ep != cur {
+		t.Fatalf("later device wrote under %s, not the settled epoch %s", ep, cur)
+	}
+	// Restart: epochs and the current one stay; the next write needs no rotation.
+	before := advStateOf(t, c, id)
+	c = advReopen(t, c)
+	if st := advStateOf(t, c, id); st.current != before.current || !slices.Equal(st.keys, before.keys) || !slices.Equal(st.revoked, before.revoked) {
+		t.Fatalf("after restart %+v, before %+v", st, before)
+	}
+	advPut(t, c, sp.ID, "c2", "after restart")
+	if ep := advLastChangeEpoch(t, c, id, c.dev); ep != cur {
+		t.Fatalf("after restart C wrote under %s, not %s", ep, cur)
+	}
+}

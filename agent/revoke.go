@@ -270,9 +270,28 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 // them). writeMu held.
 func (a *Agent) cutEntries(sp *spaceState, author crypto.DeviceID, from uint64) ([]kvEntry, error) {
 	hd := sp.heads[author]
+	a.statMu.Lock()
+	cert := a.certs[author]
+	a.statMu.Unlock()
 	var extra []kvEntry
 	for s := from; s <= hd.Seq; s++ {
 		extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
+		// A key share being cut no longer gives its recipient the epoch
+		// (replicas that learnt of the cut first never accepted it): forget
+		// that it was given, so that a device holding the epoch wraps it
+		// again — else changes others wrote under it stay unreadable
+		// there. What the cut author holds is kept: it still holds it.
+		env, err := a.db.get(envKey(sp.id, author, s))
+		if err != nil || cert == nil {
+			continue
+		}
+		if h, body, err := crypto.Verify(env, cert.Device); err == nil && h.Kind == crypto.KindKeyShare {
+			if share, err := crypto.ParseKeyShare(body); err == nil && share.Recipient != author {
+				sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
+				delete(sp.shared, sk)
+				extra = append(extra, kvEntry{key: sharedKey(sp.id, sk), del: true})
+			}
+		}
 	}
 	nh := head{Seq: from - 1}
 	if nh.Seq > 0 {

@@ -665,3 +665,60 @@ func TestAdvRotationAfterRevocation(t *testing.T) {
 		t.Fatalf("after restart C wrote under %s, not %s", ep, cur)
 	}
 }
+
+// A device about to be revoked withdraws a bureau past its cut-off — which
+// rotates the epoch and wraps the new key to everyone — and an honest
+// officer that accepted it writes under that new epoch before the
+// revocation arrives. A replica that got the revocation first never gets
+// the revoked device's key share, yet must end able to read the honest
+// officer's change (someone wraps the epoch to it again), with the same
+// digest; the withdrawal past the cut-off is undone everywhere; and the
+// honest officer's next write leaves the epoch the revoked device made.
+func TestAdvRevokedDevicesEpochStaysReadable(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer, kaz))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer, kaz))
+	y := openTestAgent(t, newTestDevice(t, omn, "Yankee", crypto.RoleOfficer, kaz))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie (revoked)", crypto.RoleOfficer, kaz))
+	sp, err := a.CreateSpace("rotated-by-the-revoked", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, a, sp.ID, "a0", "first")
+	advSettle(t, a, b, y, c)
+	cut := advStateOfHead(t, c, id, c.dev)
+	if _, err := c.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+		t.Fatal(err)
+	}
+	ecRot := advStateOf(t, c, id).current
+	advMove(t, c, a)
+	advMove(t, c, b)
+	if st := advStateOf(t, b, id); st.current != ecRot || slices.Contains(st.release, kaz.b.Public().Fingerprint()) {
+		t.Fatalf("B before the revocation: %+v", st)
+	}
+	advPut(t, b, sp.ID, "b1", "under the revoked device's epoch")
+	if ep := advLastChangeEpoch(t, b, id, b.dev); ep != ecRot {
+		t.Fatalf("B wrote under %s, want %s", ep, ecRot)
+	}
+	rev := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
+	advAddRev(t, y, rev)
+	advMove(t, c, y)
+	advMove(t, b, y)
+	advAddRev(t, a, rev)
+	advAddRev(t, b, rev)
+	advSettle(t, a, b, y)
+	for _, x := range []*Agent{a, b, y} {
+		if v, err := advValue(x, sp.ID, "b1"); err != nil || v != "under the revoked device's epoch" {
+			t.Fatalf("%s reads b1: %q, %v", x.dev, v, err)
+		}
+		if st := advStateOf(t, x, id); !slices.Equal(st.release, advFPs(omn, kaz)) {
+			t.Fatalf("%s: release %v: the withdrawal past the cut-off stands", x.dev, st.release)
+		}
+	}
+	advSameDigests(t, sp.ID, a, b, y)
+	advPut(t, b, sp.ID, "b2", "after")
+	if ep := advLastChangeEpoch(t, b, id, b.dev); ep == ecRot {
+		t.Fatalf("B still writes under the epoch the revoked device made and holds")
+	}
+}

@@ -203,6 +203,13 @@ func (a *Agent) refreshRelease(sp *spaceState) {
 func (a *Agent) dropRoutings(sp *spaceState, author crypto.DeviceID, above uint64) {
 	id := author.String()
 	sp.meta.Routings = slices.DeleteFunc(sp.meta.Routings, func(e routingEntry) bool { return e.Author == id && e.Seq > above })
+	if len(sp.meta.Routings) == 0 {
+		// Its creating record is gone too ('*:0' of the creator): the space
+		// has no owner and no release list now, as on replicas that refused
+		// that record — fail closed, and the same everywhere.
+		sp.meta.OwnerFP, sp.meta.Owner, sp.meta.ReleaseFP, sp.meta.Release = "", "", nil, nil
+		return
+	}
 	a.refreshRelease(sp)
 }
 

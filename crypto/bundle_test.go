@@ -215,3 +215,37 @@ func FuzzBundleReader(f *testing.F) {
 		ParseWant(bytes.NewReader(data))
 	})
 }
+
+const wantVector = "testdata/bundle/want-v1.fsw"
+
+// The want file vector: bob holds alice's log up to seq 7 in the test space.
+func TestWantVector(t *testing.T) {
+	w := newWorld(t)
+	make := func() []byte {
+		var buf bytes.Buffer
+		want := Want{Vectors: map[SpaceID]map[DeviceID]uint64{w.space: {w.alice.ID(): 7}}}
+		if err := MarshalWant(&buf, want, w.bob, w.bobCert, t0); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	if *update {
+		if err := os.WriteFile(wantVector, make(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(wantVector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, hdr, sender, err := ParseWant(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sender.Device.Equal(w.bob.Public()) || !hdr.Created.Equal(t0) || got.Vectors[w.space][w.alice.ID()] != 7 || len(got.Vectors) != 1 {
+		t.Fatalf("want vector: %+v", got)
+	}
+	if !bytes.Equal(data, make()) {
+		t.Fatal("want vector: the writer no longer produces the vector's bytes")
+	}
+}

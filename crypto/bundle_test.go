@@ -221,7 +221,7 @@ const wantVector = "testdata/bundle/want-v1.fsw"
 // The want file vector: bob holds alice's log up to seq 7 in the test space.
 func TestWantVector(t *testing.T) {
 	w := newWorld(t)
-	make := func() []byte {
+	write := func() []byte {
 		var buf bytes.Buffer
 		want := Want{Vectors: map[SpaceID]map[DeviceID]uint64{w.space: {w.alice.ID(): 7}}}
 		if err := MarshalWant(&buf, want, w.bob, w.bobCert, t0); err != nil {
@@ -230,7 +230,7 @@ func TestWantVector(t *testing.T) {
 		return buf.Bytes()
 	}
 	if *update {
-		if err := os.WriteFile(wantVector, make(), 0o644); err != nil {
+		if err := os.WriteFile(wantVector, write(), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -245,7 +245,7 @@ func TestWantVector(t *testing.T) {
 	if !sender.Device.Equal(w.bob.Public()) || !hdr.Created.Equal(t0) || got.Vectors[w.space][w.alice.ID()] != 7 || len(got.Vectors) != 1 {
 		t.Fatalf("want vector: %+v", got)
 	}
-	if !bytes.Equal(data, make()) {
+	if !bytes.Equal(data, write()) {
 		t.Fatal("want vector: the writer no longer produces the vector's bytes")
 	}
 }

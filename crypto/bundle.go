@@ -312,16 +312,31 @@ func (br *BundleReader) Sender() *Certificate { return br.sender }
 func (br *BundleReader) Offset() int64 { return br.read }
 
 func (br *BundleReader) readN(n int) ([]byte, error) {
-	b := make([]byte, n)
-	if _, err := io.ReadFull(br.r, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, truncated(br.kind.String())
+	var b []byte
+	if n <= 1<<20 {
+		b = make([]byte, n)
+		if _, err := io.ReadFull(br.r, b); err != nil {
+			return nil, br.readErr(err)
 		}
-		return nil, fmt.Errorf("read %s: %w", br.kind, err)
+	} else {
+		// A large item grows with the bytes actually there, so a short
+		// file claiming a huge item costs no more memory than it holds.
+		var buf bytes.Buffer
+		if _, err := io.CopyN(&buf, br.r, int64(n)); err != nil {
+			return nil, br.readErr(err)
+		}
+		b = buf.Bytes()
 	}
 	br.h.Write(b)
 	br.read += int64(n)
 	return b, nil
+}
+
+func (br *BundleReader) readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return truncated(br.kind.String())
+	}
+	return fmt.Errorf("read %s: %w", br.kind, err)
 }
 
 // next reads one item's type and payload.

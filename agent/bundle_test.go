@@ -354,3 +354,44 @@ func TestBundleEntitlement(t *testing.T) {
 		t.Fatalf("K holds %d spaces", len(ids))
 	}
 }
+
+// A relay carries bundles it cannot read: it imports a bundle made for an
+// officer, and that officer reads the space from the relay's own bundle.
+func TestBundleThroughRelay(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "Relay", crypto.RoleRelay))
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundlePut(t, a, sp.ID, "r1", "name", "via the relay")
+	want := filepath.Join(dir, "b.fsw")
+	if _, err := b.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		t.Fatal(err)
+	}
+	forB := filepath.Join(dir, "a-for-b.fsb")
+	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: forB}, nil); err != nil {
+		t.Fatal(err)
+	}
+	in, err := r.ImportBundle(context.Background(), BundleImportRequest{File: forB}, nil)
+	if err != nil || in.Added == 0 || in.Recipient != b.dev.String() {
+		t.Fatalf("relay import: %+v, %v", in, err)
+	}
+	fromRelay := filepath.Join(dir, "relay-for-b.fsb")
+	exp, err := r.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: fromRelay}, nil)
+	if err != nil || exp.Envelopes != in.Added {
+		t.Fatalf("relay export: %+v, %v", exp, err)
+	}
+	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: fromRelay}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "via the relay" {
+		t.Fatalf("B reads through the relay: %+v, %v", rec, err)
+	}
+	if bundleDigest(t, a, sp.ID) != bundleDigest(t, b, sp.ID) {
+		t.Fatal("A and B differ")
+	}
+}

@@ -405,6 +405,12 @@ func TestRevocation(t *testing.T) {
 	}
 	relay := add("relay", "Relay", true)
 	a1, a2, a3 := add("a1", "Amina", false), add("a2", "Boris", false), add("a3", "Chen (laptop lost)", false)
+	// a4 never meets the mesh (another mesh key): bundles are all it gets.
+	a4 := add("a4", "Dana (air-gapped)", false)
+	island := filepath.Join(cl.Root, "island.key")
+	if _, err := cl.CLI(ctx, "", "mesh-key", "new", "--out", island); err != nil {
+		t.Fatal(err)
+	}
 	start := func(n *harness.Node, join ...*harness.Node) {
 		t.Helper()
 		var addrs []string
@@ -444,7 +450,13 @@ func TestRevocation(t *testing.T) {
 	stop(a1, relay)
 	mustRecord(t, ctx, a3, sp.ID, "k4", "f", "past the cut-off")
 	waitValue(t, ctx, a2, sp.ID, "k4", "f", "past the cut-off")
-	stop(a2, a3)
+	// The air-gapped device gets all of it, k4 included, by bundle from a3.
+	if err := cl.Start(ctx, a4, island); err != nil {
+		t.Fatal(err)
+	}
+	carryFile(t, ctx, cl, a3, a4, "a3-to-a4")
+	waitValue(t, ctx, a4, sp.ID, "k4", "f", "past the cut-off")
+	stop(a2, a3, a4)
 
 	start(relay)
 	start(a1, relay)
@@ -463,6 +475,17 @@ func TestRevocation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// a4 learns of the revocation through a bundle alone.
+	if err := cl.Start(ctx, a4, island); err != nil {
+		t.Fatal(err)
+	}
+	carryFile(t, ctx, cl, a1, a4, "a1-to-a4")
+	waitValue(t, ctx, a4, sp.ID, "after", "f", "written after the revocation")
+	if _, err := a4.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k4"}); err == nil {
+		t.Fatal("a4 kept the revoked device's change past the cut-off after importing the revocation")
+	}
+	waitValue(t, ctx, a4, sp.ID, "k3", "f", "kept 3")
+	stop(a4)
 	stop(a1)
 
 	// a2 learns of the revocation through the relay alone.

@@ -86,11 +86,42 @@ func (a *Agent) knownCerts() []*crypto.Certificate {
 // shareEntries wraps each epoch key of the space that this device holds to
 // each entitled, unrevoked device in certs that has none of it yet, as key
 // share envelopes of this device's log (its profile first if it has not
-// written one), and how many shares it wrote. The current epoch goes last.
-// writeMu held; the caller stores the context.
+// written one), and how many shares it wrote. The current epoch goes last,
+// and when it is held by a device not entitled to it, a new epoch is
+// started first (needsRotation). writeMu held; the caller stores the
+// context.
 func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entries []kvEntry, shares int, err error) {
 	if a.cfg.Relay || sp.current == nil {
 		return nil, 0, nil
+	}
+	var targets []*crypto.Certificate
+	due := false
+	for _, c := range certs {
+		dev := c.Device.ID()
+		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev, sp.id) {
+			continue
+		}
+		targets = append(targets, c)
+		for id := range sp.keys {
+			if !sp.shared[shareKey{recipient: dev, epoch: id}] {
+				due = true
+			}
+		}
+	}
+	if !due {
+		return nil, 0, nil
+	}
+	if a.needsRotation(sp) {
+		// The current epoch is held by a device no longer entitled (or one
+		// that never was, which wrapped it to us): wrapped as the newest,
+		// recipients would write under it — and a recipient that has not
+		// yet seen who else holds it would not rotate. Start a new one, so
+		// what goes last is an epoch only entitled devices hold.
+		rot, err := a.rotateEpoch(sp)
+		if err != nil {
+			return nil, 0, err
+		}
+		entries = append(entries, rot...)
 	}
 	// Oldest first, the current one last: a recipient dates each epoch by
 	// the share that brought it (adoptEpoch), so shares written in this
@@ -109,11 +140,8 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 		}
 	}
 	epochs = append(epochs, sp.current)
-	for _, c := range certs {
+	for _, c := range targets {
 		dev := c.Device.ID()
-		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev, sp.id) {
-			continue
-		}
 		for _, key := range epochs {
 			sk := shareKey{recipient: dev, epoch: key.ID()}
 			if sp.shared[sk] {

@@ -9,7 +9,7 @@ package agent
 
 import (
 	"bytes"
-	_ "crypto/rand"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -943,3 +943,217 @@ func TestAdvConcurrentRotationSameMillisecond(t *testing.T) {
 }
 
 const bugSameMillisecond = "BUG: concurrent rotations in one millisecond do not settle on one current epoch. A rotator dates its epoch by the rotation's HLC, a receiver by the HLC of the key share addressed to it (adoptEpoch in applyEnvelope, ingest.go), so within the few HLC ticks between a rotation and its shares two views order the two epochs oppositely and never converge (until the next rotation). Fix needs all replicas to date an epoch from the same data — e.g. the smallest HLC of any key share of that epoch (shares are clear), recorded in ingest.go, or the epoch's start carried in the key share (crypto)"
+
+// advForge signs the next envelope of the author's log in the space
+// without storing it (kind routing or key share: clear bodies). The caller
+// ingests it, into the author too, so its log stays one chain.
+func advForge(t testing.TB, author *Agent, space crypto.SpaceID, kind crypto.Kind, body []byte) []byte {
+	t.Helper()
+	author.writeMu.Lock()
+	defer author.writeMu.Unlock()
+	var hd head
+	if sp := author.spaces[space]; sp != nil {
+		hd = sp.heads[author.dev]
+	}
+	h := crypto.Header{Kind: kind, Space: space, Seq: hd.Seq + 1, HLC: author.clock.Now(author.physMillis()).Pack(), Prev: hd.Hash}
+	env, err := crypto.Seal(h, body, nil, author.id, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func advReject(t testing.TB, a *Agent, env []byte, reason string) {
+	t.Helper()
+	ok, err := a.Ingest(env)
+	var re *RejectError
+	if ok || !errors.As(err, &re) || re.Reason != reason {
+		t.Fatalf("ingest on %s: added %v, err %v; want rejected (%s)", a.dev, ok, err, reason)
+	}
+}
+
+func advAccept(t testing.TB, env []byte, agents ...*Agent) {
+	t.Helper()
+	for _, a := range agents {
+		if _, err := a.Ingest(env); err != nil {
+			t.Fatalf("ingest on %s: %v", a.dev, err)
+		}
+	}
+}
+
+// Hostile routing records and key shares, signed by real trusted devices:
+// a routing record of a device of another bureau than the owner is
+// refused; one whose Supersedes names
+// records that do not exist (or itself) cannot withdraw anything and every
+// replica computes the same list; a key share of a fresh epoch from a
+// device that is not entitled to the space is taken but never written
+// under; a key share that does not open for its recipient is refused there.
+// Nothing panics.
+func TestAdvHostileRoutingAndShares(t *testing.T) {
+	omn, kaz, tjk := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ"), newTestBureau(t, "TJK")
+	o1 := openTestAgent(t, newTestDevice(t, omn, "Owner One", crypto.RoleOfficer, kaz, tjk))
+	o2 := openTestAgent(t, newTestDevice(t, omn, "Owner Two", crypto.RoleOfficer, kaz, tjk))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Kaz Officer", crypto.RoleOfficer, omn, tjk))
+	tj := openTestAgent(t, newTestDevice(t, tjk, "Tjk Officer", crypto.RoleOfficer, omn, kaz))
+	r := openTestAgent(t, newTestDevice(t, omn, "", crypto.RoleRelay, kaz, tjk))
+	sp, err := o1.CreateSpace("hostile", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, o1, sp.ID, "r1", "one")
+	advSettle(t, o1, o2, k, tj, r)
+	base := advFPs(omn, kaz)
+	name := crypto.SealName(advKey(t, o1, id), id, "hostile", rand.Reader)
+	routing := func(owner string, released []string, sup ...crypto.RoutingRef) []byte {
+		return crypto.Routing{Space: id, Owner: owner, Released: released, SealedName: name, Supersedes: sup}.Marshal()
+	}
+	omnFP, kazFP, tjkFP := omn.b.Public().Fingerprint(), kaz.b.Public().Fingerprint(), tjk.b.Public().Fingerprint()
+
+	// Another bureau's device claims the space, or changes its list.
+	for _, body := range [][]byte{routing(kazFP, []string{kazFP}), routing(omnFP, []string{omnFP, kazFP, tjkFP})} {
+		env := advForge(t, k, id, crypto.KindRouting, body)
+		for _, x := range []*Agent{o1, r, k} {
+			advReject(t, x, env, RejectMismatch)
+		}
+	}
+	// (crypto.Seal refuses to sign a routing record for another space or
+	// one that does not decode, so those cannot even be made.)
+
+	// An owner device's record naming records that do not exist, and itself.
+	o2.writeMu.Lock()
+	next := o2.spaces[id].heads[o2.dev].Seq + 1
+	o2.writeMu.Unlock()
+	var ghost crypto.DeviceID
+	rand.Read(ghost[:])
+	bogus := advForge(t, o2, id, crypto.KindRouting, routing(omnFP, []string{omnFP},
+		crypto.RoutingRef{Author: ghost, Seq: 999}, crypto.RoutingRef{Author: o2.dev, Seq: next}))
+	advAccept(t, bogus, o2, r, o1, k)
+	for _, x := range []*Agent{o1, o2, r, k} {
+		if got := advStateOf(t, x, id).release; !slices.Equal(got, base) {
+			t.Fatalf("%s: a record superseding nothing real changed the list to %v", x.dev, got)
+		}
+	}
+	// The owner then withdraws KAZ for real; the next owner record supersedes the bogus one.
+	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// A device of a bureau the space is not released to wraps a fresh
+	// epoch key to an owner device: taken, but never written under.
+	fresh, err := crypto.NewSpaceKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o1cert := certOf(t, tj, o1.dev)
+	share, err := crypto.WrapKey(fresh, id, o1cert.Device, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advAccept(t, advForge(t, tj, id, crypto.KindKeyShare, share), tj, o1)
+	// A share that names o1 but was wrapped for another device: o1 refuses it.
+	bent, err := crypto.WrapKey(fresh, id, certOf(t, k, tj.dev).Device, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(bent[1:17], o1.dev[:])
+	benv := advForge(t, k, id, crypto.KindKeyShare, bent)
+	advAccept(t, benv, k)
+	advReject(t, o1, benv, RejectSignature)
+	// A KAZ device, withdrawn, wraps a fresh key too (to o2).
+	fresh2, _ := crypto.NewSpaceKey(rand.Reader)
+	share2, err := crypto.WrapKey(fresh2, id, certOf(t, k, o2.dev).Device, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advSettle(t, o1, o2, k, tj, r)
+	advAccept(t, advForge(t, k, id, crypto.KindKeyShare, share2), k)
+	advSettle(t, o1, o2, k, tj, r)
+	advPut(t, o1, sp.ID, "r2", "after the hostile shares")
+	advPut(t, o2, sp.ID, "r3", "after the hostile shares")
+	advSettle(t, o1, o2, k, tj, r)
+	for _, x := range []*Agent{o1, o2} {
+		ep := advLastChangeEpoch(t, x, id, x.dev)
+		if ep == fresh.ID() || ep == fresh2.ID() {
+			t.Fatalf("%s wrote under an epoch key made by a device not entitled to the space (fresh %v, fresh2 %v, o1 %s, o2 %s)", x.dev, ep == fresh.ID(), ep == fresh2.ID(), o1.dev, o2.dev)
+		}
+		for _, other := range []*Agent{k, tj} {
+			if slices.Contains(advStateOf(t, other, id).keys, ep) {
+				t.Fatalf("%s wrote under epoch %s, which %s (not entitled) holds", x.dev, ep, other.dev)
+			}
+		}
+	}
+	want := advFPs(omn)
+	for _, x := range []*Agent{o1, o2, k, tj, r} {
+		if got := advStateOf(t, x, id).release; !slices.Equal(got, want) {
+			t.Fatalf("%s: release %v, want %v", x.dev, got, want)
+		}
+	}
+	for _, rec := range []string{"r2", "r3"} {
+		for _, x := range []*Agent{k, tj} {
+			if v, err := advValue(x, sp.ID, rec); err == nil {
+				t.Fatalf("%s reads %s = %q", x.dev, rec, v)
+			}
+		}
+	}
+	// The states agree; the envelope sets do not: K's log is stuck on o1
+	// at the share o1 refused (TestAdvUnopenableShareBlocksLog).
+	sameState := func() {
+		t.Helper()
+		if d1, d2 := advDigest(t, o1, sp.ID), advDigest(t, o2, sp.ID); d1.Digest != d2.Digest {
+			t.Fatalf("states differ: %+v vs %+v", d1, d2)
+		}
+	}
+	sameState()
+	o1 = advReopen(t, o1)
+	sameState()
+	if st := advStateOf(t, o1, id); !slices.Equal(st.release, want) || slices.Contains(advStateOf(t, k, id).keys, st.current) {
+		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+// A key share that names a device but does not open for it is refused by
+// that device alone, as a bad signature: every other replica stores it, so
+// its author's log stops there on that device for good (each later
+// envelope of the author is a gap), and the replicas never hold the same
+// envelopes again.
+func TestAdvUnopenableShareBlocksLog(t *testing.T) {
+	t.Skip("BUG: applyEnvelope (ingest.go) rejects a key share whose UnwrapKey fails (RejectSignature), though the envelope's signature is valid and every other replica accepts it; the recipient then refuses every later envelope of that author in the space as a gap, forever — envelope sets never converge and sync retries it endlessly. Fix (ingest.go): store such a share as received but unopened (count it), do not reject the envelope")
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("bent", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, a, b, c)
+	bent, err := crypto.WrapKey(advKey(t, b, id), id, certOf(t, b, c.dev).Device, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(bent[1:17], a.dev[:])
+	advAccept(t, advForge(t, b, id, crypto.KindKeyShare, bent), b, c)
+	advPut(t, b, sp.ID, "b1", "after the bent share")
+	advSettle(t, a, b, c)
+	advSameDigests(t, sp.ID, a, b, c)
+}
+
+func advKey(t testing.TB, a *Agent, space crypto.SpaceID) *crypto.SpaceKey {
+	t.Helper()
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return a.spaces[space].current
+}
+
+func certOf(t testing.TB, a *Agent, dev crypto.DeviceID) *crypto.Certificate {
+	t.Helper()
+	a.statMu.Lock()
+	defer a.statMu.Unlock()
+	c := a.certs[dev]
+	if c == nil {
+		t.Fatalf("%s does not know %s", a.dev, dev)
+	}
+	return c
+}

@@ -384,7 +384,8 @@ func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 
 // needsRotation reports whether the current epoch key of the space is held
 // by a device no longer entitled to it — revoked, or of a bureau the space
-// was withdrawn from: the next write must then start a new epoch (DESIGN §5).
+// was withdrawn from, or unknown here: the next write must then start a new
+// epoch (DESIGN §5).
 // A device holds an epoch when a key share of it was addressed to it, or it
 // wrote a share or a change under it. writeMu held.
 func (a *Agent) needsRotation(sp *spaceState) bool {
@@ -401,7 +402,9 @@ func (a *Agent) needsRotation(sp *spaceState) bool {
 		if a.revs[sk.recipient] != nil {
 			return true
 		}
-		if c := a.certs[sk.recipient]; c != nil && !entitled(sp, c) {
+		// A holder whose certificate this device lacks (it knows it only
+		// from a share addressed to it) cannot be judged: fail closed.
+		if c := a.certs[sk.recipient]; c == nil || !entitled(sp, c) {
 			return true
 		}
 	}

@@ -1195,3 +1195,67 @@ func TestAdvForeignOwnerClaimFirst(t *testing.T) {
 		}
 	}
 }
+
+// advEnvelopes moves only the envelopes of the listed authors (not any
+// certificate) from one agent to another, ignoring refusals.
+func advEnvelopes(t testing.TB, from, to *Agent, space crypto.SpaceID, authors ...*Agent) {
+	t.Helper()
+	for _, au := range authors {
+		for _, env := range advLog(t, from, space, au.dev) {
+			if _, err := to.Ingest(env); err != nil {
+				var re *RejectError
+				if !errors.As(err, &re) {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// An officer that knows a holder of the current epoch only from a key share
+// addressed to it — not its certificate — and learns that its bureau was
+// withdrawn, must not write under that epoch: the holder's entitlement
+// cannot be judged, so it rotates (fail closed).
+func TestAdvRotationWhenHolderUnknown(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	o1 := openTestAgent(t, newTestDevice(t, omn, "Owner One", crypto.RoleOfficer, kaz))
+	o2 := openTestAgent(t, newTestDevice(t, omn, "Owner Two", crypto.RoleOfficer, kaz))
+	o3 := openTestAgent(t, newTestDevice(t, omn, "Owner Three", crypto.RoleOfficer, kaz))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Kaz", crypto.RoleOfficer, omn))
+	sp, err := o1.CreateSpace("unknown holder", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, o1, o2, o3) // o1, o2, o3 share the first epoch; none knows k yet
+	advMove(t, k, o2)        // o2 learns k's certificate and wraps the epoch to it
+	if _, err := o2.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	e1 := advStateOf(t, o2, id).current
+	advEnvelopes(t, o2, o3, id, o2) // o3: o2's share to k, not k's certificate
+	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+		t.Fatal(err)
+	}
+	// o3 learns of the withdrawal, but o1's new epoch was not wrapped to it
+	// (o1 shared before o3's certificate reached it: emulate by sending
+	// o1's log only up to its withdrawal).
+	upTo := uint64(0)
+	for _, h := range advHeaders(t, o1, id, o1.dev) {
+		if h.Kind == crypto.KindRouting {
+			upTo = h.Seq
+		}
+	}
+	advIngestUpTo(t, o1, o3, id, o1.dev, upTo)
+	if st := advStateOf(t, o3, id); st.current != e1 || slices.Contains(st.release, kaz.b.Public().Fingerprint()) {
+		t.Fatalf("setup: o3 %+v, first epoch %s", st, e1)
+	}
+	advPut(t, o3, sp.ID, "o3", "after the withdrawal")
+	if ep := advLastChangeEpoch(t, o3, id, o3.dev); ep == e1 {
+		t.Fatalf("o3 wrote under the epoch the withdrawn KAZ device holds")
+	}
+	advMove(t, o3, k)
+	if v, err := advValue(k, sp.ID, "o3"); err == nil {
+		t.Fatalf("the withdrawn KAZ device reads %q", v)
+	}
+}

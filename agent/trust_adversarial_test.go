@@ -1259,3 +1259,43 @@ func TestAdvRotationWhenHolderUnknown(t *testing.T) {
 		t.Fatalf("the withdrawn KAZ device reads %q", v)
 	}
 }
+
+// A crash after addRevocation stored the revocation and before it cut the
+// logs (they are separate transactions) leaves the revoked device's
+// envelopes past the cut-off in the store: on reopen they must not stay.
+// The crash is emulated by storing the revocation the way addRevocation's
+// first transaction does, then closing.
+func TestAdvRevocationCrashBeforeCut(t *testing.T) {
+	t.Skip("BUG: addRevocation commits the revocation, then cuts each space in further transactions; a crash in between leaves the envelopes past the cut-off (and the state built from them) in the store, and nothing re-applies the cut: load() only reads revocations, and the same revocation submitted again is 'not new' (addRevocation returns before cutting). Fix: on open (agent.go/load.go), cut every space whose head of a revoked device is past its cut-off; or make addRevocation re-check the logs when it already holds the revocation")
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie (revoked)", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("crash", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, a, c)
+	cut := advStateOfHead(t, c, id, c.dev)
+	advPut(t, c, sp.ID, "x", "past the cut-off")
+	advMove(t, c, a)
+	rev := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
+	a.writeMu.Lock()
+	if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(c.dev), rev)}})[0]; err != nil {
+		a.writeMu.Unlock()
+		t.Fatal(err)
+	}
+	a.writeMu.Unlock()
+	a = advReopen(t, a)
+	if _, err := a.AddRevocation(rev); err != nil { // delivered again by a peer
+		t.Fatal(err)
+	}
+	for _, h := range advHeaders(t, a, id, c.dev) {
+		if h.Seq > cut {
+			t.Fatalf("after the crash, seq %d past the cut-off %d is still held", h.Seq, cut)
+		}
+	}
+	if v, err := advValue(a, sp.ID, "x"); err == nil {
+		t.Fatalf("after the crash the cut change is still applied: %q", v)
+	}
+}

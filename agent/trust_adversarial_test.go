@@ -1299,3 +1299,77 @@ func TestAdvRevocationCrashBeforeCut(t *testing.T) {
 		t.Fatalf("after the crash the cut change is still applied: %q", v)
 	}
 }
+
+// The release list depends only on the set of routing records — also with
+// hostile Supersedes: refs to records that do not exist, to the record
+// itself, to records of the future (cycles), duplicates of one author's
+// seq — and never releases a bureau that no record releases.
+func TestAdvEffectiveReleaseHostileRefs(t *testing.T) {
+	r := mrand.New(mrand.NewPCG(3, 5))
+	bureaus := []string{"A", "B", "C", "D", "E"}
+	authors := []string{"d1", "d2", "d3"}
+	for trial := range 300 {
+		var recs []routingEntry
+		n := 1 + r.IntN(7)
+		for i := range n {
+			var rel []string
+			for _, b := range bureaus {
+				if r.IntN(2) == 0 {
+					rel = append(rel, b)
+				}
+			}
+			e := routingEntry{Author: authors[r.IntN(len(authors))], Seq: uint64(1 + r.IntN(6)), Released: rel}
+			for range r.IntN(4) {
+				switch r.IntN(3) {
+				case 0: // any record, maybe a later one (a cycle)
+					if i > 0 || n > 1 {
+						o := r.IntN(n)
+						if o < len(recs) {
+							e.Supersedes = append(e.Supersedes, routingRef{Author: recs[o].Author, Seq: recs[o].Seq})
+						} else {
+							e.Supersedes = append(e.Supersedes, routingRef{Author: authors[r.IntN(3)], Seq: uint64(r.IntN(8))})
+						}
+					}
+				case 1: // itself
+					e.Supersedes = append(e.Supersedes, routingRef{Author: e.Author, Seq: e.Seq})
+				default: // nothing that exists
+					e.Supersedes = append(e.Supersedes, routingRef{Author: "ghost", Seq: uint64(r.IntN(1000))})
+				}
+			}
+			// One record per (author, seq), as in a log.
+			dup := false
+			for _, o := range recs {
+				dup = dup || (o.Author == e.Author && o.Seq == e.Seq)
+			}
+			if !dup {
+				recs = append(recs, e)
+			}
+		}
+		want := effectiveRelease("A", recs)
+		any := map[string]bool{"A": true}
+		for _, e := range recs {
+			for _, b := range e.Released {
+				any[b] = true
+			}
+		}
+		for _, b := range want {
+			if !any[b] {
+				t.Fatalf("trial %d: %s released though no record releases it: %+v", trial, b, recs)
+			}
+		}
+		if !slices.Contains(want, "A") {
+			t.Fatalf("trial %d: owner missing from %v", trial, want)
+		}
+		for range 10 {
+			perm := slices.Clone(recs)
+			r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+			if got := effectiveRelease("A", perm); !slices.Equal(got, want) {
+				t.Fatalf("trial %d: order changes the list: %v vs %v\n%+v", trial, got, want, recs)
+			}
+			heads := routingHeads(perm)
+			if len(heads) > len(perm) {
+				t.Fatalf("more heads than records")
+			}
+		}
+	}
+}

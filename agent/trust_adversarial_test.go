@@ -1373,3 +1373,94 @@ func TestAdvEffectiveReleaseHostileRefs(t *testing.T) {
 		}
 	}
 }
+
+// Who may change a release list, and the revocation plan: a relay, a
+// device of another bureau and a withdrawal of the owner are refused; a
+// bureau released again after a withdrawal reads what is written from then
+// on; PrepareRevocation fills in the cut-offs held, '*:0' drops them, an
+// explicit one overrides, and the plan signed and submitted cuts as planned.
+func TestAdvReleaseRulesAndRevocationPlan(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	o1 := openTestAgent(t, newTestDevice(t, omn, "Owner One", crypto.RoleOfficer, kaz))
+	o2 := openTestAgent(t, newTestDevice(t, omn, "Owner Two", crypto.RoleOfficer, kaz))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Kaz", crypto.RoleOfficer, omn))
+	relay := openTestAgent(t, newTestDevice(t, omn, "", crypto.RoleRelay, kaz))
+	sp, err := o1.CreateSpace("rules", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, o1, o2, k, relay)
+	for _, c := range []struct {
+		a       *Agent
+		bureau  string
+		release bool
+		want    error
+	}{
+		{relay, "KAZ", false, ErrForbidden},
+		{k, "KAZ", false, ErrForbidden},
+		{k, "OMN", true, ErrForbidden},
+		{o2, "OMN", false, ErrBadRequest},
+	} {
+		if _, err := c.a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: c.bureau}, c.release); !errors.Is(err, c.want) {
+			t.Fatalf("change release by %s (%s, %v): %v, want %v", c.a.dev, c.bureau, c.release, err, c.want)
+		}
+	}
+	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+		t.Fatal(err)
+	}
+	advSettle(t, o1, o2, k, relay)
+	advPut(t, o2, sp.ID, "while-out", "withdrawn")
+	if _, err := o2.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, true); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, o1, sp.ID, "back", "released again") // o1 has not seen the re-release yet
+	advSettle(t, o1, o2, k, relay)
+	advPut(t, o1, sp.ID, "back2", "released again, seen")
+	advSettle(t, o1, o2, k, relay)
+	for _, x := range []*Agent{o1, o2, k, relay} {
+		if got := advStateOf(t, x, id).release; !slices.Equal(got, advFPs(omn, kaz)) {
+			t.Fatalf("%s: release %v after the re-release", x.dev, got)
+		}
+	}
+	if v, err := advValue(k, sp.ID, "back2"); err != nil || v != "released again, seen" {
+		t.Fatalf("KAZ, released again, reads back2: %q, %v", v, err)
+	}
+
+	// The revocation plan for o2, made on o1.
+	o2seq := advStateOfHead(t, o1, id, o2.dev)
+	plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String()[:8]})
+	if err != nil || plan.Cutoffs[sp.ID] != o2seq || plan.DefaultCutoff != 0 || plan.Bureau != omn.b.Public().Fingerprint() {
+		t.Fatalf("plan %+v, %v; want %s:%d", plan, err, sp.ID, o2seq)
+	}
+	if plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0"}}); err != nil || len(plan.Cutoffs) != 0 || plan.DefaultCutoff != 0 {
+		t.Fatalf("'*:0' plan %+v, %v", plan, err)
+	}
+	if plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0", sp.ID[:8] + ":2"}}); err != nil || plan.Cutoffs[sp.ID] != 2 {
+		t.Fatalf("explicit plan %+v, %v", plan, err)
+	}
+	if _, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o1.dev.String()}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("own device: %v", err)
+	}
+	for _, bad := range []string{"nocolon", sp.ID + ":x", ":3"} {
+		if _, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{bad}}); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("cut-off %q: %v", bad, err)
+		}
+	}
+	advPut(t, o2, sp.ID, "late", "after the plan") // o1 does not hold it: cut
+	cuts := map[crypto.SpaceID]uint64{}
+	for s, c := range plan.Cutoffs {
+		cuts[advSpaceID(t, s)] = c
+	}
+	rev := advRevoke(t, omn, o2.dev, cuts, plan.DefaultCutoff, time.Now())
+	res, err := o2.SubmitRevocation(rev)
+	if err != nil || !res.Added || len(res.Dropped) != 1 || res.Dropped[0].From != o2seq+1 {
+		t.Fatalf("submit on the revoked device itself: %+v, %v", res, err)
+	}
+	if _, err := advValue(o2, sp.ID, "late"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the change past the plan's cut-off stays: %v", err)
+	}
+	if _, err := o2.SubmitRevocation([]byte("not a revocation")); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("garbage revocation: %v", err)
+	}
+}

@@ -97,75 +97,41 @@ func (f fault) String() string {
 // each lasts until the workload ends, so the final heal has something to
 // heal and "converged after the heal" means something.
 func schedule(seed int64, names []string, relay string, d time.Duration) []fault {
-	var officers []string
+	dc := &drawCtx{names: names, relay: relay, crashes: map[string][]time.Duration{}}
 	for _, n := range names {
 		if n != relay {
-			officers = append(officers, n)
+			dc.officers = append(dc.officers, n)
 		}
 	}
-	network := track(rand.New(rand.NewPCG(uint64(seed), 0x5eed)), "net", d, func(rng *rand.Rand, f *fault) {
-		split := func(s []string) ([]string, []string) {
-			p := append([]string(nil), s...)
-			rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
-			cut := 1 + rng.IntN(len(p)-1)
-			return sorted(p[:cut]), sorted(p[cut:])
-		}
-		switch k := rng.IntN(7); {
-		case k < 3:
-			f.Kind = "partition"
-			f.Nodes, f.Other = split(names)
-		case k < 5:
-			// Officers in two groups that reach each other only through the relay.
-			f.Kind = "bridge"
-			f.Nodes, f.Other = split(officers)
-		default:
-			f.Kind, f.Nodes = "isolate", []string{relay}
-			if rng.IntN(2) == 0 {
-				f.Nodes = []string{names[rng.IntN(len(names))]}
+	pick := func(name string) func(*rand.Rand, *fault) {
+		var kinds []faultKind
+		total := 0
+		for _, k := range faultKinds {
+			if k.track == name {
+				kinds, total = append(kinds, k), total+k.weight
 			}
 		}
-	})
-	crashes := map[string][]time.Duration{}
-	drawn, jumped := 0, false
-	process := track(rand.New(rand.NewPCG(uint64(seed), 0x9a0c)), "proc", d, func(rng *rand.Rand, f *fault) {
-		n := names[rng.IntN(len(names))]
-		f.Nodes = []string{n}
-		k := rng.IntN(7)
-		if drawn++; drawn == 3 && !jumped {
-			k = 6 // every run has a clock jump, early enough to matter
-		}
-		switch {
-		case k < 3:
-			f.Kind = "kill"
-		case k == 6:
-			jumped = true
-			// The clock jumps (forward or back, minutes to two days) and
-			// jumps back when the fault ends.
-			f.Kind = "clockjump"
-			f.Jump = time.Duration(1+rng.Int64N(48*60)) * time.Minute
-			if rng.IntN(2) == 0 {
-				f.Jump = -f.Jump
-			}
-		case k < 4:
-			// SIGKILL of the worker alone: its supervisor restarts it. At
-			// most two per agent within the supervisor's crash window, which
-			// quarantines the store at five.
-			recent := 0
-			for _, c := range crashes[n] {
-				if f.At-c < 2*time.Minute+10*time.Second {
-					recent++
+		drawn, seen := 0, map[string]bool{}
+		return func(rng *rand.Rand, f *fault) {
+			x := rng.IntN(total)
+			k := kinds[0]
+			for _, c := range kinds {
+				if x < c.weight {
+					k = c
+					break
 				}
+				x -= c.weight
 			}
-			if recent >= 2 {
-				f.Kind = "kill"
-				break
+			if drawn++; name == "proc" && drawn == 3 && !seen["clockjump"] {
+				k, _ = faultKindNamed("clockjump") // every run has a clock jump, early enough to matter
 			}
-			crashes[n] = append(crashes[n], f.At)
-			f.Kind = "crash"
-		default:
-			f.Kind = "pause"
+			f.Kind = k.name
+			k.draw(rng, dc, f)
+			seen[f.Kind] = true
 		}
-	})
+	}
+	network := track(rand.New(rand.NewPCG(uint64(seed), 0x5eed)), "net", d, pick("net"))
+	process := track(rand.New(rand.NewPCG(uint64(seed), 0x9a0c)), "proc", d, pick("proc"))
 	out := append(network, process...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	return out
@@ -814,95 +780,196 @@ func (r *chaosRun) inject(ctx context.Context, f fault) string {
 		case <-time.After(f.For):
 		}
 	}
-	switch f.Kind {
-	case "partition", "bridge":
-		var b strings.Builder
-		for _, a := range f.Nodes {
-			for _, o := range f.Other {
-				fmt.Fprintf(&b, "drop %s %s\ndrop %s %s\n", r.ids[a], r.ids[o], r.ids[o], r.ids[a])
-			}
-		}
-		if err := r.writeRules(b.String()); err != nil {
-			return err.Error()
-		}
-		hold()
-		if err := r.writeRules(""); err != nil {
-			r.t.Errorf("heal partition: %v", err)
-		}
-		return ""
-	case "isolate":
-		if err := r.writeRules("isolate " + r.ids[f.Nodes[0]] + "\n"); err != nil {
-			return err.Error()
-		}
-		hold()
-		if err := r.writeRules(""); err != nil {
-			r.t.Errorf("heal isolation: %v", err)
-		}
-		return ""
-	case "kill":
-		n := r.byName[f.Nodes[0]]
-		r.bytes.Add(r.nodeBytes(ctx, n))
-		if err := r.kill(n); err != nil {
-			return err.Error()
-		}
-		hold()
-		// Restart even when the workload ended: the heal needs every agent.
-		sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		if err := r.cl.Start(sctx, n, "", r.joinFor(n)...); err != nil {
-			r.t.Errorf("restart %s after SIGKILL: %v", n.Name, err)
-			return "restart failed"
-		}
-		return ""
-	case "crash":
-		n := r.byName[f.Nodes[0]]
-		// Only a worker that is up: one killed while it opens the store
-		// looks like a store that crashes at open, which the supervisor
-		// quarantines after two in a row (by design).
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := n.Client().Status(sctx)
-		cancel()
-		if err != nil {
-			return "skipped: worker not answering"
-		}
-		r.bytes.Add(r.nodeBytes(ctx, n))
-		if err := n.SignalWorker(syscall.SIGKILL); err != nil {
-			return err.Error()
-		}
-		hold()
-		// The supervisor restarts it after its backoff; wait for that.
-		wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if _, err := harness.WaitUntil(wctx, 60*time.Second, n.Name+" to restart after a worker crash", func() (bool, error) {
-			_, err := n.Client().Status(wctx)
-			return err == nil, err
-		}); err != nil {
-			r.t.Errorf("%v", err)
-			return "not restarted"
-		}
-		return ""
-	case "clockjump":
-		n := r.byName[f.Nodes[0]]
-		if err := writeAtomic(r.clockFile(n), f.Jump.String()); err != nil {
-			return err.Error()
-		}
-		hold()
-		if err := writeAtomic(r.clockFile(n), ""); err != nil {
-			r.t.Errorf("clock of %s back: %v", n.Name, err)
-		}
-		return ""
-	case "pause":
-		n := r.byName[f.Nodes[0]]
-		if err := n.SignalWorker(syscall.SIGSTOP); err != nil {
-			return err.Error()
-		}
-		hold()
-		if err := n.SignalWorker(syscall.SIGCONT); err != nil {
-			r.t.Errorf("SIGCONT %s: %v", n.Name, err)
-		}
-		return ""
+	k, ok := faultKindNamed(f.Kind)
+	if !ok {
+		return "unknown fault kind"
 	}
-	return "unknown fault kind"
+	return k.inject(r, ctx, f, hold)
+}
+
+// faultKind is one kind of fault: its track, how often it is drawn there,
+// how its nodes and amounts are drawn, and how it is applied, held for its
+// length and healed. A new kind (a revocation, a bundle carried by hand) is
+// one more row.
+type faultKind struct {
+	name   string
+	track  string // "net" or "proc": faults of one track never overlap
+	weight int
+	draw   func(rng *rand.Rand, dc *drawCtx, f *fault)
+	inject func(r *chaosRun, ctx context.Context, f fault, hold func()) string
+}
+
+// drawCtx is what a fault kind's draw may use.
+type drawCtx struct {
+	names, officers []string
+	relay           string
+	crashes         map[string][]time.Duration // worker crashes drawn, by node
+}
+
+// split shuffles s and cuts it in two non-empty sides.
+func split(rng *rand.Rand, s []string) ([]string, []string) {
+	p := append([]string(nil), s...)
+	rng.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+	cut := 1 + rng.IntN(len(p)-1)
+	return sorted(p[:cut]), sorted(p[cut:])
+}
+
+func anyNode(rng *rand.Rand, dc *drawCtx, f *fault) {
+	f.Nodes = []string{dc.names[rng.IntN(len(dc.names))]}
+}
+
+// faultKinds is the table of fault kinds (set in init: the injectors refer
+// to chaosRun's methods).
+var faultKinds []faultKind
+
+func init() {
+	faultKinds = []faultKind{
+		{name: "partition", track: "net", weight: 3,
+			draw:   func(rng *rand.Rand, dc *drawCtx, f *fault) { f.Nodes, f.Other = split(rng, dc.names) },
+			inject: cutSides},
+		// Officers in two groups that reach each other only through the relay.
+		{name: "bridge", track: "net", weight: 2,
+			draw:   func(rng *rand.Rand, dc *drawCtx, f *fault) { f.Nodes, f.Other = split(rng, dc.officers) },
+			inject: cutSides},
+		{name: "isolate", track: "net", weight: 2,
+			draw: func(rng *rand.Rand, dc *drawCtx, f *fault) {
+				f.Nodes = []string{dc.relay}
+				if rng.IntN(2) == 0 {
+					anyNode(rng, dc, f)
+				}
+			},
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				if err := r.writeRules("isolate " + r.ids[f.Nodes[0]] + "\n"); err != nil {
+					return err.Error()
+				}
+				hold()
+				if err := r.writeRules(""); err != nil {
+					r.t.Errorf("heal isolation: %v", err)
+				}
+				return ""
+			}},
+		{name: "kill", track: "proc", weight: 3, draw: anyNode, inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+			n := r.byName[f.Nodes[0]]
+			r.bytes.Add(r.nodeBytes(ctx, n))
+			if err := r.kill(n); err != nil {
+				return err.Error()
+			}
+			hold()
+			// Restart even when the workload ended: the heal needs every agent.
+			sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			if err := r.cl.Start(sctx, n, "", r.joinFor(n)...); err != nil {
+				r.t.Errorf("restart %s after SIGKILL: %v", n.Name, err)
+				return "restart failed"
+			}
+			return ""
+		}},
+		// The worker alone: its supervisor restarts it. At most two per agent
+		// within the supervisor's crash window, which quarantines the store
+		// at five; past that, a kill.
+		{name: "crash", track: "proc", weight: 1,
+			draw: func(rng *rand.Rand, dc *drawCtx, f *fault) {
+				anyNode(rng, dc, f)
+				n, recent := f.Nodes[0], 0
+				for _, c := range dc.crashes[n] {
+					if f.At-c < 2*time.Minute+10*time.Second {
+						recent++
+					}
+				}
+				if recent >= 2 {
+					f.Kind = "kill"
+					return
+				}
+				dc.crashes[n] = append(dc.crashes[n], f.At)
+			},
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				n := r.byName[f.Nodes[0]]
+				// Only a worker that is up: one killed while it opens the store
+				// looks like a store that crashes at open, which the supervisor
+				// quarantines after two in a row (by design).
+				sctx, cancel := context.WithTimeout(ctx, time.Second)
+				_, err := n.Client().Status(sctx)
+				cancel()
+				if err != nil {
+					return "skipped: worker not answering"
+				}
+				r.bytes.Add(r.nodeBytes(ctx, n))
+				if err := n.SignalWorker(syscall.SIGKILL); err != nil {
+					return err.Error()
+				}
+				hold()
+				// The supervisor restarts it after its backoff; wait for that.
+				wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if _, err := harness.WaitUntil(wctx, 60*time.Second, n.Name+" to restart after a worker crash", func() (bool, error) {
+					_, err := n.Client().Status(wctx)
+					return err == nil, err
+				}); err != nil {
+					r.t.Errorf("%v", err)
+					return "not restarted"
+				}
+				return ""
+			}},
+		{name: "pause", track: "proc", weight: 2, draw: anyNode, inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+			n := r.byName[f.Nodes[0]]
+			if err := n.SignalWorker(syscall.SIGSTOP); err != nil {
+				return err.Error()
+			}
+			hold()
+			if err := n.SignalWorker(syscall.SIGCONT); err != nil {
+				r.t.Errorf("SIGCONT %s: %v", n.Name, err)
+			}
+			return ""
+		}},
+		// The clock jumps (forward or back, minutes to two days) and jumps
+		// back when the fault ends.
+		{name: "clockjump", track: "proc", weight: 1,
+			draw: func(rng *rand.Rand, dc *drawCtx, f *fault) {
+				anyNode(rng, dc, f)
+				f.Jump = time.Duration(1+rng.Int64N(48*60)) * time.Minute
+				if rng.IntN(2) == 0 {
+					f.Jump = -f.Jump
+				}
+			},
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				n := r.byName[f.Nodes[0]]
+				if err := writeAtomic(r.clockFile(n), f.Jump.String()); err != nil {
+					return err.Error()
+				}
+				hold()
+				if err := writeAtomic(r.clockFile(n), ""); err != nil {
+					r.t.Errorf("clock of %s back: %v", n.Name, err)
+				}
+				return ""
+			}},
+	}
+}
+
+func faultKindNamed(name string) (faultKind, bool) {
+	for _, k := range faultKinds {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return faultKind{}, false
+}
+
+// cutSides cuts every pair across a partition or a bridge.
+func cutSides(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+	var b strings.Builder
+	for _, a := range f.Nodes {
+		for _, o := range f.Other {
+			fmt.Fprintf(&b, "drop %s %s\ndrop %s %s\n", r.ids[a], r.ids[o], r.ids[o], r.ids[a])
+		}
+	}
+	if err := r.writeRules(b.String()); err != nil {
+		return err.Error()
+	}
+	hold()
+	if err := r.writeRules(""); err != nil {
+		r.t.Errorf("heal partition: %v", err)
+	}
+	return ""
 }
 
 // kill sends SIGKILL to the node's agent (its worker dies with it) and
@@ -1324,6 +1391,9 @@ func TestChaosSchedule(t *testing.T) {
 		for i, f := range a {
 			if f.Track != "net" && f.Track != "proc" {
 				t.Fatalf("seed %d: fault %d on track %q", seed, i, f.Track)
+			}
+			if k, ok := faultKindNamed(f.Kind); !ok || k.track != f.Track {
+				t.Fatalf("seed %d: %s on track %s, not in the table of fault kinds", seed, f.Kind, f.Track)
 			}
 			if net := f.Kind == "partition" || f.Kind == "bridge" || f.Kind == "isolate"; net != (f.Track == "net") {
 				t.Fatalf("seed %d: %s on track %s", seed, f.Kind, f.Track)

@@ -392,11 +392,11 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if err != nil {
 			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
 		}
-		if r.Space != sp.id || r.Owner != cert.Bureau.Fingerprint() {
-			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record not signed by a device of the owning bureau")}
-		}
-		if sp.meta.OwnerFP != "" && sp.meta.OwnerFP != r.Owner {
-			return nil, &RejectError{Reason: RejectMismatch, Err: errors.New("routing record names another owner than the space's first one")}
+		// Only a device of the bureau the space ID was made for may write
+		// its routing records (crypto.SpaceIDFor): no other bureau can
+		// claim the space, whichever record a replica sees first.
+		if err := crypto.CheckRouting(h, r, cert); err != nil {
+			return nil, &RejectError{Reason: RejectMismatch, Err: err}
 		}
 		if a.applyRouting(sp, h, r, cert.Bureau.Name) && !a.cfg.Relay && sp.current != nil {
 			// A bureau may have been released: wrap our keys to its known

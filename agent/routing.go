@@ -175,7 +175,7 @@ func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, 
 	}
 	sp.meta.Routings = append(sp.meta.Routings, e)
 	if sp.meta.OwnerFP == "" {
-		sp.meta.OwnerFP, sp.meta.Owner = r.Owner, ownerName
+		sp.meta.OwnerFP, sp.meta.Owner, sp.meta.Nonce = r.Owner, ownerName, r.Nonce
 	}
 	a.refreshRelease(sp)
 	return false // set by the deferred comparison
@@ -276,7 +276,7 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 		}
 		entries = append(entries, rot...)
 	}
-	r := crypto.Routing{Space: sp.id, Owner: sp.meta.OwnerFP, Released: list,
+	r := crypto.Routing{Space: sp.id, Nonce: sp.meta.Nonce, Owner: sp.meta.OwnerFP, Released: list,
 		SealedName: crypto.SealName(sp.current, sp.id, sp.meta.Name, rand.Reader),
 		Supersedes: routingHeads(sp.meta.Routings)}
 	prof, err := a.ensureProfile(sp)

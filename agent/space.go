@@ -111,7 +111,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 			released[b.Fingerprint()] = b.Name
 		}
 	}
-	id, err := crypto.NewSpaceID(rand.Reader)
+	id, nonce, err := crypto.NewSpaceIDFor(owner.Fingerprint(), rand.Reader)
 	if err != nil {
 		return Space{}, err
 	}
@@ -119,7 +119,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	if err != nil {
 		return Space{}, err
 	}
-	meta := spaceMeta{ID: id.String(), Name: name, Owner: owner.Name, OwnerFP: owner.Fingerprint(), Epoch: key.ID().String()}
+	meta := spaceMeta{ID: id.String(), Name: name, Owner: owner.Name, OwnerFP: owner.Fingerprint(), Epoch: key.ID().String(), Nonce: nonce}
 	for fp := range released {
 		meta.ReleaseFP = append(meta.ReleaseFP, fp)
 	}
@@ -127,7 +127,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	for _, fp := range meta.ReleaseFP {
 		meta.Release = append(meta.Release, released[fp])
 	}
-	routing := crypto.Routing{Space: id, Owner: meta.OwnerFP, Released: meta.ReleaseFP, SealedName: crypto.SealName(key, id, name, rand.Reader)}
+	routing := crypto.Routing{Space: id, Nonce: nonce, Owner: meta.OwnerFP, Released: meta.ReleaseFP, SealedName: crypto.SealName(key, id, name, rand.Reader)}
 
 	if err := a.beginWrite(); err != nil {
 		return Space{}, err

@@ -101,6 +101,9 @@ type spaceMeta struct {
 	// Routings are the space's routing records: the release list is
 	// computed from them (routing.go, docs/crdt.md "Release lists").
 	Routings []routingEntry `json:"routings,omitempty"`
+	// Nonce binds the space ID to its owner (crypto.SpaceIDFor); every
+	// routing record carries it.
+	Nonce [16]byte `json:"nonce"`
 }
 
 func (m *spaceMeta) marshal() []byte {

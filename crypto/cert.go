@@ -497,8 +497,11 @@ func CheckAuthor(h Header, cert *Certificate, rev *Revocation, trust *TrustSet, 
 }
 
 // CheckRouting checks a routing record against its envelope: it must be for
-// h.Space, and its author (whose certificate is cert, already judged by
-// CheckAuthor) must belong to the owning bureau (ErrRole otherwise).
+// h.Space, its author (whose certificate is cert, already judged by
+// CheckAuthor) must belong to the owning bureau (ErrRole otherwise), and the
+// space ID must be the one made for that owner (SpaceIDFor with the record's
+// nonce; ErrMalformed otherwise — so a version 1 record, without a nonce,
+// never passes).
 func CheckRouting(h Header, r Routing, cert *Certificate) error {
 	if r.Space != h.Space {
 		return invalid("routing record", "for another space")
@@ -508,6 +511,9 @@ func CheckRouting(h Header, r Routing, cert *Certificate) error {
 	}
 	if cert.Bureau.Fingerprint() != r.Owner {
 		return wrapf(ErrRole, "routing record signed by a device of another bureau than the owner")
+	}
+	if SpaceIDFor(r.Owner, r.Nonce) != h.Space {
+		return invalid("routing record", "its owner is not the one the space ID was made for")
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Fatal("unwrapped key differs")
 	}
 	// Routing.
-	r := Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()},
+	r := Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()},
 		SealedName: SealName(w.key, w.space, "Case 17 — حالة", detRand("n"))}
 	e4 := w.seal(t, KindRouting, 4, Hash(e3), r.Marshal())
 	h, pt, err = Verify(e4, w.alice.Public())
@@ -136,7 +136,7 @@ func TestSealRefuses(t *testing.T) {
 		{"unknown kind", Header{Kind: 9, Space: w.space, Seq: 1}, nil, w.key, ErrMalformed},
 		{"bad key share", Header{Kind: KindKeyShare, Space: w.space, Seq: 1}, []byte{1, 2}, nil, ErrTruncated},
 		{"routing of another space", Header{Kind: KindRouting, Space: SpaceID{9}, Seq: 1},
-			Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint()}.Marshal(), nil, ErrMalformed},
+			Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint()}.Marshal(), nil, ErrMalformed},
 		{"oversize", Header{Kind: KindChange, Space: w.space, Seq: 1}, make([]byte, maxPlainBody+1), w.key, ErrOversize},
 	}
 	for _, c := range cases {

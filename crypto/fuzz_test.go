@@ -29,7 +29,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(e1)
 	f.Add(w.seal(f, KindProfile, 2, Hash(e1), Profile{Officer: "x"}.Marshal()))
 	f.Add(w.seal(f, KindKeyShare, 3, Hash(e1), must(WrapKey(w.key, w.space, w.bob.Public(), detRand("e")))))
-	f.Add(w.seal(f, KindRouting, 4, Hash(e1), Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint()}.Marshal()))
+	f.Add(w.seal(f, KindRouting, 4, Hash(e1), Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint()}.Marshal()))
 	for _, v := range loadVectorsF(f, "envelope") {
 		f.Add(v.payload)
 	}
@@ -142,7 +142,7 @@ func FuzzParseRevocation(f *testing.F) {
 
 func FuzzParseRouting(f *testing.F) {
 	w := fuzzWorld(f)
-	f.Add(Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()}, SealedName: []byte("sealed")}.Marshal())
+	f.Add(Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()}, SealedName: []byte("sealed")}.Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ParseRouting(data)
 		if err != nil {

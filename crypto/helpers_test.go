@@ -40,6 +40,7 @@ type world struct {
 	keys          mapKeyring
 	aliceSalt     [32]byte
 	aliceName     string
+	nonce         [16]byte // w.space = SpaceIDFor(OMN, nonce)
 }
 
 // must returns v or panics (failing the test) on err.
@@ -65,7 +66,8 @@ func newWorld(t testing.TB) *world {
 	w.relayCert = must(w.bureau.Issue(NewRequest(w.relay, [32]byte{}), RoleRelay, t0, t1))
 	w.foreignCert = must(w.other.Issue(NewRequest(w.alice, [32]byte{}), RoleOfficer, t0, t1))
 	w.trust = NewTrustSet(w.bureau.Public())
-	w.space = must(NewSpaceID(detRand("space")))
+	io.ReadFull(detRand("space"), w.nonce[:])
+	w.space = SpaceIDFor(w.bureau.Public().Fingerprint(), w.nonce)
 	w.key = must(NewSpaceKey(detRand("epoch 1")))
 	w.keys = mapKeyring{w.key.ID(): w.key}
 	return w

@@ -64,6 +64,31 @@ func NewSpaceID(rand io.Reader) (SpaceID, error) {
 	return s, nil
 }
 
+// SpaceIDFor is the ID of a space owned by the bureau with fingerprint
+// owner: the first 16 bytes of SHA-256("fieldsync/space-id/v1\x00" ‖ owner ‖
+// nonce). Binding the ID to its owner means no device of another bureau can
+// claim the space with a routing record of its own (CheckRouting): it would
+// need a nonce hashing to the same ID under its bureau, a second preimage.
+func SpaceIDFor(owner string, nonce [16]byte) SpaceID {
+	h := sha256.New()
+	h.Write([]byte("fieldsync/space-id/v1\x00"))
+	h.Write([]byte(owner))
+	h.Write(nonce[:])
+	var s SpaceID
+	copy(s[:], h.Sum(nil))
+	return s
+}
+
+// NewSpaceIDFor draws a nonce from rand and returns the space ID it gives
+// for owner (SpaceIDFor) and the nonce, which every routing record carries.
+func NewSpaceIDFor(owner string, rand io.Reader) (SpaceID, [16]byte, error) {
+	var nonce [16]byte
+	if _, err := io.ReadFull(rand, nonce[:]); err != nil {
+		return SpaceID{}, nonce, fmt.Errorf("new space id: %v", err)
+	}
+	return SpaceIDFor(owner, nonce), nonce, nil
+}
+
 // String returns the 26-character lowercase base32 form.
 func (s SpaceID) String() string { return encodeID(s) }
 

@@ -57,9 +57,9 @@ func (p Profile) Matches(cert *Certificate) bool {
 	return subtle.ConstantTimeCompare(c[:], cert.NameCommitment[:]) == 1
 }
 
-// Routing record versions: 1 has no Supersedes (a space's first record);
-// 2 adds it. Marshal writes 1 when Supersedes is empty, so a record has one
-// encoding.
+// Routing record versions: 1 (superseded, parsed but refused by
+// CheckRouting: it does not bind the space ID to its owner) and 2, which
+// adds the space ID's nonce and Supersedes. Marshal writes 2.
 const (
 	routingVersion1 = 1
 	routingVersion2 = 2
@@ -86,8 +86,9 @@ const MaxSealedName = 4096
 //
 // Layout: version (1 or 2) | space (16) | owner (u8 length + fingerprint) |
 // count (u8) | count × (u8 length + fingerprint), sorted, unique, owner
-// included | sealed name (u16 length + bytes) | version 2 only: count (u8) |
-// count × (author (16) | seq (u64)), sorted by author then seq, unique.
+// included | sealed name (u16 length + bytes) | version 2 only: nonce (16) |
+// count (u8) | count × (author (16) | seq (u64)), sorted by author then seq,
+// unique.
 //
 // A space's release list is a small CRDT over its routing records
 // (docs/crdt.md, "Release lists"): each record states the whole list as its
@@ -99,6 +100,7 @@ type Routing struct {
 	Owner      string       // owning bureau fingerprint
 	Released   []string     // released bureau fingerprints, sorted, owner included
 	SealedName []byte       // the space name, sealed with SealName
+	Nonce      [16]byte     // Space == SpaceIDFor(Owner, Nonce)
 	Supersedes []RoutingRef // routing records this one replaces
 }
 
@@ -128,10 +130,7 @@ func (r Routing) Marshal() []byte {
 	sup := slices.Clone(r.Supersedes)
 	slices.SortFunc(sup, compareRef)
 	sup = slices.Compact(sup)
-	version := byte(routingVersion1)
-	if len(sup) > 0 {
-		version = routingVersion2
-	}
+	version := byte(routingVersion2)
 	b := []byte{version}
 	b = append(b, r.Space[:]...)
 	b = format.AppendStr8(b, r.Owner)
@@ -142,6 +141,7 @@ func (r Routing) Marshal() []byte {
 	}
 	b = append(format.AppendU16(b, uint16(len(r.SealedName))), r.SealedName...)
 	if version == routingVersion2 {
+		b = append(b, r.Nonce[:]...)
 		b = append(b, byte(len(sup)))
 		for _, ref := range sup {
 			b = append(b, ref.Author[:]...)
@@ -174,6 +174,7 @@ func ParseRouting(b []byte) (Routing, error) {
 		r.SealedName = bytes.Clone(v)
 	}
 	if version == routingVersion2 {
+		rd.CopyTo(r.Nonce[:])
 		n := int(rd.U8())
 		for i := 0; i < n && rd.Err() == nil; i++ {
 			var ref RoutingRef
@@ -183,9 +184,6 @@ func ParseRouting(b []byte) (Routing, error) {
 				return Routing{}, invalid("routing record", "superseded records not sorted and unique")
 			}
 			r.Supersedes = append(r.Supersedes, ref)
-		}
-		if rd.Err() == nil && n == 0 {
-			return Routing{}, invalid("routing record", "version 2 with nothing superseded")
 		}
 	}
 	if err := rd.Done(); err != nil {

@@ -26,8 +26,8 @@ func TestRoutingSupersedes(t *testing.T) {
 	if string(got.Marshal()) != string(b) {
 		t.Fatal("not canonical: re-encoding differs")
 	}
-	if v1 := (Routing{Space: SpaceID{7}, Owner: owner}).Marshal(); v1[0] != routingVersion1 {
-		t.Fatalf("a record superseding nothing is version %d", v1[0])
+	if v2 := (Routing{Space: SpaceID{7}, Owner: owner}).Marshal(); v2[0] != routingVersion2 {
+		t.Fatalf("a record superseding nothing is version %d", v2[0])
 	}
 	// Swap the two refs: no longer sorted.
 	bad := append([]byte(nil), b...)
@@ -37,9 +37,37 @@ func TestRoutingSupersedes(t *testing.T) {
 	if _, err := ParseRouting(bad); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("unsorted supersedes: %v", err)
 	}
-	// Version 2 with an empty list.
-	empty := append(append([]byte{routingVersion2}, (Routing{Space: SpaceID{7}, Owner: owner}).Marshal()[1:]...), 0)
-	if _, err := ParseRouting(empty); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("empty version 2 list: %v", err)
+}
+
+// TestRoutingBindsOwner: a routing record passes CheckRouting only when the
+// space ID is the one made for its owner with its nonce — so a device of
+// another bureau cannot claim a space — and a version 1 record never does.
+func TestRoutingBindsOwner(t *testing.T) {
+	w := newWorld(t)
+	r := Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint()}
+	h := Header{Kind: KindRouting, Space: w.space, Author: w.alice.ID(), Seq: 1}
+	if err := CheckRouting(h, r, w.aliceCert); err != nil {
+		t.Fatal(err)
+	}
+	// KAZ's device claims OMN's space, with any nonce: refused.
+	claim := Routing{Space: w.space, Nonce: w.nonce, Owner: w.other.Public().Fingerprint()}
+	if err := CheckRouting(h, claim, w.foreignCert); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("foreign claim: %v", err)
+	}
+	bad := r
+	bad.Nonce[0] ^= 1
+	if err := CheckRouting(h, bad, w.aliceCert); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("wrong nonce: %v", err)
+	}
+	// A version 1 record (no nonce) parses but never passes.
+	v1 := r.Marshal()
+	v1[0] = routingVersion1
+	v1 = v1[:len(v1)-17] // drop nonce and the empty supersedes count
+	p, err := ParseRouting(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRouting(h, p, w.aliceCert); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("version 1: %v", err)
 	}
 }

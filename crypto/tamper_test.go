@@ -88,7 +88,7 @@ func envelopeTamper(name string, env []byte, author DevicePublic, keys Keyring) 
 func TestTamperEnvelopes(t *testing.T) {
 	w := newWorld(t)
 	ks := must(WrapKey(w.key, w.space, w.bob.Public(), detRand("eph")))
-	r := Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint(), SealedName: SealName(w.key, w.space, "case", detRand("n"))}
+	r := Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint(), SealedName: SealName(w.key, w.space, "case", detRand("n"))}
 	e1 := w.seal(t, KindChange, 1, [32]byte{}, []byte("change body"))
 	e2 := w.seal(t, KindProfile, 2, Hash(e1), Profile{Officer: "A", NameSalt: w.aliceSalt}.Marshal())
 	e3 := w.seal(t, KindKeyShare, 3, Hash(e2), ks)

@@ -369,7 +369,7 @@ func writeVectors(t *testing.T) {
 	ks := must(WrapKey(w.key, w.space, w.bob.Public(), detRand("eph")))
 	e3 := w.seal(t, KindKeyShare, 3, Hash(e2), ks)
 	env("envelope-keyshare.txt", "success", "a key share to bob (clear body)", e3, alice, "", ks)
-	rt := Routing{Space: w.space, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()},
+	rt := Routing{Space: w.space, Nonce: w.nonce, Owner: w.bureau.Public().Fingerprint(), Released: []string{w.other.Public().Fingerprint()},
 		SealedName: SealName(w.key, w.space, "Case 17", detRand("name"))}.Marshal()
 	e4 := w.seal(t, KindRouting, 4, Hash(e3), rt)
 	env("envelope-routing.txt", "success", "a routing record (clear body)", e4, alice, "", rt)

@@ -11,21 +11,24 @@ import (
 
 // Rejection reasons, counted in status (DESIGN §3.5) and never stored as valid.
 const (
-	RejectMalformed  = "malformed"
-	RejectUnknown    = "unknown_device"
-	RejectSignature  = "signature"
-	RejectExpired    = "expired"
-	RejectNotYet     = "not_yet_valid"
-	RejectRevoked    = "revoked"
-	RejectUntrusted  = "untrusted"
-	RejectRole       = "role"
-	RejectGap        = "gap"
-	RejectChain      = "chain"
-	RejectFork       = "fork"
-	RejectFrozen     = "frozen"
-	RejectMismatch   = "mismatch"
-	RejectUndecoded  = "undecodable"
-	RejectNotEntitle = "not_entitled"
+	RejectMalformed = "malformed"
+	RejectUnknown   = "unknown_device"
+	RejectSignature = "signature"
+	RejectExpired   = "expired"
+	RejectNotYet    = "not_yet_valid"
+	RejectRevoked   = "revoked"
+	// RejectUnopenableShare counts key shares addressed to this device
+	// that do not open: kept (their author's log goes on), but unused.
+	RejectUnopenableShare = "unopenable_share"
+	RejectUntrusted       = "untrusted"
+	RejectRole            = "role"
+	RejectGap             = "gap"
+	RejectChain           = "chain"
+	RejectFork            = "fork"
+	RejectFrozen          = "frozen"
+	RejectMismatch        = "mismatch"
+	RejectUndecoded       = "undecodable"
+	RejectNotEntitle      = "not_entitled"
 )
 
 // RejectError is an envelope refused by Ingest; Reason is one of the Reject
@@ -428,7 +431,13 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		}
 		key, err := crypto.UnwrapKey(body, sp.id, a.id)
 		if err != nil {
-			return nil, &RejectError{Reason: RejectSignature, Err: err}
+			// Validly signed by its author, so every other replica keeps
+			// it: keep it too (refusing it would stop its author's log
+			// here for good), but it brings us no key.
+			a.countReject(RejectUnopenableShare) // counted, though kept
+			a.log.Warn("a key share addressed to this device does not open; kept, unused (ask its author to wrap the key again)",
+				"space", sp.id.String(), "author", h.Author.String(), "seq", h.Seq)
+			return entries, nil
 		}
 		if _, ok := sp.keys[key.ID()]; ok {
 			return entries, nil

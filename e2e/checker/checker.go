@@ -34,6 +34,11 @@ type Op struct {
 	Outcome string    `json:"outcome"`
 	Error   string    `json:"error,omitempty"`
 	Dot     string    `json:"dot,omitempty"` // the write's dot, from the acknowledgement's `record get` shape (put, note_add, resolve --value)
+	// Trust events (release, withdraw, revoke, bundle: see trust.go).
+	Bureau string          `json:"bureau,omitempty"` // release, withdraw: the bureau
+	Target string          `json:"target,omitempty"` // revoke: the revoked node; bundle: the importing node (Node exports)
+	Revoke json.RawMessage `json:"revoke,omitempty"` // revoke: what `revoke --json` printed (cut-offs per space)
+	Import json.RawMessage `json:"import,omitempty"` // bundle: what `bundle import --json` printed
 }
 
 // ReadOps parses an op log of JSON lines.
@@ -64,6 +69,10 @@ type Node struct {
 	Records   map[string][]byte // record ID -> `record get --json`; nil value: not found
 	Histories map[string][]byte // record ID -> `history --json`; nil value: not found
 	Status    []byte            // `status --json`; optional
+	Spaces    []byte            // `space list --json` (the release list); optional
+	// Dead: the agent was stopped for good (a revoked, lost laptop): only
+	// its Status from before is given, to name its device.
+	Dead bool
 }
 
 // Violation is one property that did not hold.
@@ -93,6 +102,7 @@ type Result struct {
 	Envelopes       int               `json:"envelopes"`
 	Rejected        map[string]int    `json:"rejected,omitempty"` // node: reason -> count, from status (reported, not judged)
 	Notes           []string          `json:"notes,omitempty"`    // observations that are not violations
+	Trust           *TrustResult      `json:"trust,omitempty"`    // releases, withdrawals, the revocation, bundles
 	Violations      []Violation       `json:"violations"`
 }
 
@@ -181,6 +191,7 @@ type checker struct {
 	byRsn  map[string]*Op    // resolve reasons
 	devOf  map[string]string // node name -> device ID (from status)
 	paired map[string]*Op    // dot -> client op, for set ops and deletes (pairCounted)
+	trust  *trust
 }
 
 func (c *checker) fail(kind, format string, args ...any) {
@@ -198,6 +209,7 @@ func Check(ops []Op, nodes []Node) Result {
 			c.devOf[nodes[i].Name] = id
 		}
 	}
+	c.trust = c.readTrust(ops, nodes)
 	for i := range ops {
 		op := &ops[i]
 		switch op.Outcome {
@@ -210,9 +222,15 @@ func Check(ops []Op, nodes []Node) Result {
 		default:
 			c.fail("op-log", "op %d: outcome %q", op.Op, op.Outcome)
 		}
-		if !knownKind[op.Kind] {
+		if !knownKind[op.Kind] && !trustKind[op.Kind] {
 			c.fail("op-log", "op %d: kind %q", op.Op, op.Kind)
 		}
+	}
+	// The oracle judges the client ops, with the revocation's and the
+	// withdrawal's exemptions (trust.go), over the entitled nodes.
+	c.ops = c.trust.clientOps(ops)
+	for i := range c.ops {
+		op := &c.ops[i]
 		if uniqueValue(op) {
 			if prev := c.byVal[op.Value]; prev != nil {
 				c.fail("op-log", "ops %d and %d wrote the same value %q: values must be unique", prev.Op, op.Op, op.Value)
@@ -245,6 +263,13 @@ func Check(ops []Op, nodes []Node) Result {
 		}
 		c.res.OpsByKind[kind] = fmt.Sprintf("%d/%d/%d", k[0], k[1], k[2])
 	}
+	all := nodes
+	nodes = nil
+	for i := range all {
+		if c.trust.entitled(&all[i]) {
+			nodes = append(nodes, all[i])
+		}
+	}
 	c.convergence(nodes)
 	for _, n := range nodes {
 		c.status(n)
@@ -261,6 +286,7 @@ func Check(ops []Op, nodes []Node) Result {
 	for i, n := range officers {
 		c.node(n, i == 0)
 	}
+	c.checkTrust(c.trust, ops, all)
 	for k, n := range c.counts {
 		if n > maxPerKind {
 			c.res.Violations = append(c.res.Violations, Violation{Kind: k, Detail: fmt.Sprintf("... and %d more of this kind", n-maxPerKind)})

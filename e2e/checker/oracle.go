@@ -318,6 +318,8 @@ func (c *checker) record(n Node, id string, rec record, ws []write, byDot map[st
 			seenBy[d] = w.dot
 			t, ok := byDot[d]
 			switch {
+			case !ok && c.trust.mayVanish(d):
+				// the revoked device's write past its cut-off, seen before the revocation arrived
 			case !ok:
 				c.fail("resolves", "%s: %s: %s %q (%s) resolves %s, which is nothing in this record's history", n.Name, id, w.kind, w.value, w.dot, d)
 			case !mayResolve(w, t):

@@ -232,6 +232,9 @@ func (a *Agent) open() error {
 	a.clock.MaxDriftMillis = a.cfg.MaxDrift.Milliseconds()
 	// Our own certificate is known to ourselves like any other.
 	a.certs[a.dev] = a.cert
+	if err := a.cutRevoked(); err != nil {
+		return &StoreError{Dir: l.Store(), Err: err}
+	}
 	return nil
 }
 

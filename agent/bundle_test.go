@@ -230,6 +230,11 @@ func TestBundleSkipsUnknownAndRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, cb := range c.Certificates() { // a revocation is taken once its device's certificate is known
+		if _, err := b.AddCertificate(cb); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := b.AddRevocation(rev.Marshal()); err != nil {
 		t.Fatal(err)
 	}

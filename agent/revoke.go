@@ -212,6 +212,13 @@ func newerRevocation(r, old *crypto.Revocation) bool {
 // revocation arrived end where replicas that learnt of it first do
 // (DESIGN §5: changes past the cut-off are rejected by all peers). It
 // returns whether the revocation was new here and what it removed.
+//
+// A revocation is taken only for a device whose certificate is known here,
+// so that it can be checked to come from the device's own bureau (one that
+// arrives first is refused and comes again with the next sync round, after
+// the certificate). Holding the revocation already, it still cuts what is
+// due: a crash between storing a revocation and cutting leaves the cut to
+// the next time it arrives, or to the next start (cutRevoked).
 func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	r, err := crypto.ParseRevocation(blob)
 	if err != nil {
@@ -223,26 +230,58 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	a.statMu.Lock()
 	old, cert := a.revs[r.Device], a.certs[r.Device]
 	a.statMu.Unlock()
-	if cert != nil && cert.Bureau.Fingerprint() != r.Bureau {
+	if cert == nil {
+		return false, nil, fmt.Errorf("%w: revocation of device %s, whose certificate this device has not seen yet (taken once it has)", crypto.ErrUntrusted, r.Device)
+	}
+	if cert.Bureau.Fingerprint() != r.Bureau {
 		return false, nil, fmt.Errorf("%w: revocation of device %s by bureau %s, not its own", crypto.ErrUntrusted, r.Device, r.Bureau)
 	}
-	if !newerRevocation(r, old) || (old != nil && bytes.Equal(old.Marshal(), r.Marshal())) {
-		return false, nil, nil
+	same := old != nil && bytes.Equal(old.Marshal(), r.Marshal())
+	if !same && !newerRevocation(r, old) {
+		return false, nil, nil // an older one: the newer stays
 	}
 	if err := a.beginWrite(); err != nil {
 		return false, nil, err
 	}
 	defer a.writeMu.Unlock()
+	if same && !a.cutDue(r) {
+		return false, nil, nil
+	}
 	// Settle everything in flight before editing logs directly.
 	barrier := &commitReq{done: make(chan error, 1)}
 	a.com.submit(barrier)
 	<-barrier.done
-	if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
-		return false, nil, err
+	if !same {
+		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
+			return false, nil, err
+		}
+		a.statMu.Lock()
+		a.revs[r.Device] = r
+		a.statMu.Unlock()
 	}
-	a.statMu.Lock()
-	a.revs[r.Device] = r
-	a.statMu.Unlock()
+	dropped, err := a.cutPast(r)
+	if err != nil {
+		return !same, dropped, err
+	}
+	a.log.Warn("device revoked", "device", r.Device.String(), "bureau", r.Bureau, "spaces_cut", len(dropped))
+	return !same, dropped, a.reload()
+}
+
+// cutDue reports whether some space holds envelopes of r's device past its
+// cut-off. writeMu held.
+func (a *Agent) cutDue(r *crypto.Revocation) bool {
+	for _, sp := range a.spaces {
+		if sp.heads[r.Device].Seq > r.Cutoff(sp.id) {
+			return true
+		}
+	}
+	return false
+}
+
+// cutPast removes r's device's envelopes past its cut-offs in every space
+// and rebuilds those spaces. writeMu held, nothing in flight; the caller
+// reloads.
+func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 	var dropped []Gap
 	for _, sp := range a.sortedSpaces() {
 		cut := r.Cutoff(sp.id)
@@ -252,16 +291,38 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 		}
 		extra, err := a.cutEntries(sp, r.Device, cut+1)
 		if err != nil {
-			return true, dropped, err
+			return dropped, err
 		}
 		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
-			return true, dropped, fmt.Errorf("revocation: rebuild space %s: %w", sp.id, err)
+			return dropped, fmt.Errorf("revocation: rebuild space %s: %w", sp.id, err)
 		}
 		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: cut + 1, To: hd.Seq})
 	}
 	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Space < dropped[j].Space })
-	a.log.Warn("device revoked", "device", r.Device.String(), "bureau", r.Bureau, "spaces_cut", len(dropped))
-	return true, dropped, a.reload()
+	return dropped, nil
+}
+
+// cutRevoked applies, at start, every cut a stored revocation calls for and
+// that is not done yet (a crash came between storing and cutting).
+func (a *Agent) cutRevoked() error {
+	a.statMu.Lock()
+	revs := make([]*crypto.Revocation, 0, len(a.revs))
+	for _, r := range a.revs {
+		revs = append(revs, r)
+	}
+	a.statMu.Unlock()
+	for _, r := range revs {
+		a.writeMu.Lock()
+		due := a.cutDue(r)
+		a.writeMu.Unlock()
+		if !due {
+			continue
+		}
+		if _, _, err := a.addRevocation(r.Marshal()); err != nil {
+			return fmt.Errorf("apply the stored revocation of %s: %w", r.Device, err)
+		}
+	}
+	return nil
 }
 
 // cutEntries returns the store edits that cut author's log in the space from

@@ -45,6 +45,7 @@ var (
 	chaosReport   = flag.String("chaos.report", "", "write the chaos run's JSON report to this file")
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 	chaosTamper   = flag.Bool("chaos.tamper", true, "chaos test: the relay is hostile (flips, truncates, splices, replays during the workload; then a replay phase and a withhold phase in which it is the officers' only path)")
+	chaosTrust    = flag.Bool("chaos.trust", true, "chaos test: officers of a second bureau (KAZ), withdrawals and releases of KAZ, at most one revocation, bundles carried across partitions")
 )
 
 const (
@@ -59,6 +60,10 @@ const (
 	chaosMaxFaults = 40                      // bound on faults per run, or one per 4 s of a longer run
 	chaosFaultMin  = 1000 * time.Millisecond // fault length bounds
 	chaosFaultMax  = 5000 * time.Millisecond
+	chaosMaxTrust  = 6                // bound on trust events (withdraw, release, revoke) per run, or one per 10 s of a longer run
+	chaosTrustOp   = 15 * time.Second // a trust event or a bundle step taking longer is "unknown"
+	chaosBureau    = "OMN"            // the cluster's own bureau, which owns the space
+	chaosOther     = "KAZ"            // the second bureau
 )
 
 // chaosWorkloadTamper is the hostile relay's rules during the workload.
@@ -73,6 +78,7 @@ type fault struct {
 	Nodes []string      `json:"nodes"`           // the node (isolate, kill, pause) or one side (partition)
 	Other []string      `json:"other,omitempty"` // the other side of a partition
 	Jump  time.Duration `json:"jump,omitempty"`  // clockjump: how far the clock jumps (back after For)
+	Carry []string      `json:"carry,omitempty"` // bundle: the officer who exports, the one who imports
 	Note  string        `json:"note,omitempty"`  // what happened when it ran
 }
 
@@ -83,6 +89,9 @@ func (f fault) String() string {
 	}
 	if f.Jump != 0 {
 		s += fmt.Sprintf(" by %s", f.Jump)
+	}
+	if len(f.Carry) == 2 {
+		s += fmt.Sprintf(", a bundle carried %s -> %s", f.Carry[0], f.Carry[1])
 	}
 	if f.Note != "" {
 		s += " (" + f.Note + ")"
@@ -107,7 +116,7 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 		var kinds []faultKind
 		total := 0
 		for _, k := range faultKinds {
-			if k.track == name {
+			if k.track == name && (k.name != "bundle" || *chaosTrust) {
 				kinds, total = append(kinds, k), total+k.weight
 			}
 		}
@@ -185,6 +194,18 @@ type chaosRun struct {
 	// honestTook is how long the agents took to converge once officers
 	// reached each other directly, the relay still withholding.
 	honestTook time.Duration
+	// Trust (-chaos.trust): each node's bureau, the second bureau's key,
+	// each node's status at setup (names a device that is gone at the end),
+	// the nodes stopped for good (the revoked laptop), the nodes judged
+	// after the heal (the relay and the officers still entitled).
+	bureau      map[string]string
+	kazKey      string
+	setupStatus map[string][]byte
+	deadMu      gosync.Mutex
+	dead        map[string]bool
+	life        gosync.Mutex // a kill or restart of an agent, and a kill for good, one at a time
+	judged      []*harness.Node
+	bundles     atomic.Int64
 }
 
 // chaosReportT is the run's report.
@@ -220,7 +241,7 @@ func TestChaos(t *testing.T) {
 	if agents < 3 {
 		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
 	}
-	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.behind %s -chaos.failcommit=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosBehind, *chaosFail)
+	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.behind %s -chaos.failcommit=%v -chaos.trust=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosBehind, *chaosFail, *chaosTrust)
 	t.Logf("chaos: seed %d, %d agents, %d clients each officer, %d ops, %s (replay: %s)", seed, agents, *chaosClientsF, ops, dur, replay)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
 	defer cancel()
@@ -229,7 +250,8 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &chaosRun{t: t, seed: seed, dir: dir, byName: map[string]*harness.Node{}, ids: map[string]string{}, rules: filepath.Join(dir, "faults")}
+	r := &chaosRun{t: t, seed: seed, dir: dir, byName: map[string]*harness.Node{}, ids: map[string]string{}, rules: filepath.Join(dir, "faults"),
+		bureau: map[string]string{}, setupStatus: map[string][]byte{}, dead: map[string]bool{}}
 	keep := *chaosKeep
 	defer func() {
 		if keep || t.Failed() {
@@ -271,6 +293,10 @@ func TestChaos(t *testing.T) {
 		names = append(names, n.Name)
 	}
 	faults := schedule(seed, names, r.nodes[0].Name, dur)
+	if *chaosTrust {
+		faults = append(faults, trustSchedule(seed, names, r.nodes[0].Name, r.bureau, dur)...)
+		sort.SliceStable(faults, func(i, j int) bool { return faults[i].At < faults[j].At })
+	}
 
 	// The workload, under faults, the relay hostile.
 	if *chaosTamper {
@@ -338,7 +364,13 @@ func TestChaos(t *testing.T) {
 			hostile.Log, _ = checker.ReadTamperLog(f)
 			f.Close()
 		}
-		hr := checker.CheckHostile(&res, *hostile, outs, r.ops)
+		var alive []checker.Node
+		for _, n := range outs {
+			if !n.Dead {
+				alive = append(alive, n)
+			}
+		}
+		hr := checker.CheckHostile(&res, *hostile, alive, r.ops)
 		hres = &hr
 	}
 	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Setup: setupNotes, Faults: applied,
@@ -375,6 +407,10 @@ func TestChaos(t *testing.T) {
 	}
 	for _, n := range res.Notes {
 		t.Logf("chaos: note: %s", n)
+	}
+	if tr := res.Trust; tr != nil && *chaosTrust {
+		t.Logf("chaos: trust: final release list %v; revoked %q (cut-off %d; %d acknowledged writes past it, checked visible nowhere; %d undecided); %d acknowledged writes of a bureau withdrawn at the end treated as unknown; %d values written after the final withdrawal checked unreadable on %v; %d bundles carried, %d envelopes added",
+			tr.Release, tr.Revoked, tr.Cutoff, tr.PastCutoff, tr.Undecided, tr.Stranded, tr.Protected, tr.WithdrawnChecked, tr.Bundles, tr.BundleAdded)
 	}
 	if len(res.Rejected) > 0 {
 		t.Logf("chaos: envelopes rejected (from status; reported, not judged): %v", res.Rejected)
@@ -434,15 +470,34 @@ func planSetup(seed int64, agents int, skew bool, behind time.Duration, fail boo
 // setup enrolls and starts the agents (relay first), creates the space and
 // waits until every officer reads it.
 func (r *chaosRun) setup(ctx context.Context, agents int) error {
+	var pubs []string
+	if *chaosTrust {
+		omnPub, err := r.cl.BureauPub(ctx)
+		if err != nil {
+			return err
+		}
+		kazKey, kazPub, err := r.cl.AddBureau(ctx, chaosOther)
+		if err != nil {
+			return err
+		}
+		r.kazKey, pubs = kazKey, []string{omnPub, kazPub}
+	}
 	for i := 0; i < agents; i++ {
 		name, officer, relay := fmt.Sprintf("o%d", i), fmt.Sprintf("Officer %d", i), false
 		if i == 0 {
 			name, officer, relay = "relay", "Bureau relay", true
 		}
-		n, err := r.cl.Add(ctx, name, officer, relay)
+		// With -chaos.trust, the even officers from o2 on are KAZ's; every
+		// device trusts both bureaus.
+		bureau, key := chaosBureau, r.cl.Bureau
+		if *chaosTrust && i >= 2 && i%2 == 0 {
+			bureau, key = chaosOther, r.kazKey
+		}
+		n, err := r.cl.AddEnrolled(ctx, name, officer, relay, key, pubs...)
 		if err != nil {
 			return err
 		}
+		r.bureau[name] = bureau
 		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules, "FIELDSYNC_CHAOS_CLOCK_FILE=" + r.clockFile(n)}
 		if relay {
 			n.Env = append(n.Env, fmt.Sprintf("FIELDSYNC_CHAOS_TAMPER=%d", r.seed),
@@ -466,15 +521,23 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 		if err := r.cl.Start(ctx, n, "", join...); err != nil {
 			return err
 		}
-		var st agent.Status
-		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
+		raw, err := r.cl.CLI(ctx, n.Dir, "--json", "status")
+		if err != nil {
 			return err
 		}
-		r.ids[n.Name] = st.Device.ID
+		var st agent.Status
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			return err
+		}
+		r.ids[n.Name], r.setupStatus[n.Name] = st.Device.ID, []byte(raw)
 	}
 	first := r.nodes[1]
 	var sp agent.Space
-	if err := r.cl.CLIJSON(ctx, first.Dir, &sp, "space", "create", "chaos"); err != nil {
+	create := []string{"space", "create", "chaos"}
+	if *chaosTrust {
+		create = []string{"space", "create", "--release-to", chaosOther, "chaos"}
+	}
+	if err := r.cl.CLIJSON(ctx, first.Dir, &sp, create...); err != nil {
 		return err
 	}
 	r.space = sp.ID
@@ -668,7 +731,7 @@ func (r *chaosRun) client(ctx context.Context, seed int64, ci int, n *harness.No
 	clients := (len(r.nodes) - 1) * *chaosClientsF
 	pace := dur * time.Duration(clients) / time.Duration(max(ops, 1))
 	for k := 1; ; k++ {
-		if ctx.Err() != nil || r.budget.Add(-1) < 0 {
+		if ctx.Err() != nil || r.isDead(n.Name) || r.budget.Add(-1) < 0 {
 			return
 		}
 		kind := drawKind(cs.rng)
@@ -739,7 +802,7 @@ func (r *chaosRun) runFaults(ctx context.Context, faults []fault) []fault {
 	var mu gosync.Mutex
 	var done []fault
 	var wg gosync.WaitGroup
-	for _, tr := range []string{"net", "proc"} {
+	for _, tr := range []string{"net", "proc", "trust"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -804,6 +867,8 @@ type drawCtx struct {
 	names, officers []string
 	relay           string
 	crashes         map[string][]time.Duration // worker crashes drawn, by node
+	bureau          map[string]string          // node -> bureau (trust events)
+	revoked         string                     // the officer revoked so far (trust events)
 }
 
 // split shuffles s and cuts it in two non-empty sides.
@@ -850,12 +915,24 @@ func init() {
 			}},
 		{name: "kill", track: "proc", weight: 3, draw: anyNode, inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
 			n := r.byName[f.Nodes[0]]
+			r.life.Lock()
+			if r.isDead(n.Name) {
+				r.life.Unlock()
+				return "skipped: revoked, stopped for good"
+			}
 			r.bytes.Add(r.nodeBytes(ctx, n))
-			if err := r.kill(n); err != nil {
+			err := r.kill(n)
+			r.life.Unlock()
+			if err != nil {
 				return err.Error()
 			}
 			hold()
 			// Restart even when the workload ended: the heal needs every agent.
+			r.life.Lock()
+			defer r.life.Unlock()
+			if r.isDead(n.Name) {
+				return "not restarted: revoked meanwhile"
+			}
 			sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			if err := r.cl.Start(sctx, n, "", r.joinFor(n)...); err != nil {
@@ -884,6 +961,9 @@ func init() {
 			},
 			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
 				n := r.byName[f.Nodes[0]]
+				if r.isDead(n.Name) {
+					return "skipped: revoked, stopped for good"
+				}
 				// Only a worker that is up: one killed while it opens the store
 				// looks like a store that crashes at open, which the supervisor
 				// quarantines after two in a row (by design).
@@ -902,6 +982,9 @@ func init() {
 				wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				if _, err := harness.WaitUntil(wctx, 60*time.Second, n.Name+" to restart after a worker crash", func() (bool, error) {
+					if r.isDead(n.Name) {
+						return true, nil
+					}
 					_, err := n.Client().Status(wctx)
 					return err == nil, err
 				}); err != nil {
@@ -912,11 +995,14 @@ func init() {
 			}},
 		{name: "pause", track: "proc", weight: 2, draw: anyNode, inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
 			n := r.byName[f.Nodes[0]]
+			if r.isDead(n.Name) {
+				return "skipped: revoked, stopped for good"
+			}
 			if err := n.SignalWorker(syscall.SIGSTOP); err != nil {
 				return err.Error()
 			}
 			hold()
-			if err := n.SignalWorker(syscall.SIGCONT); err != nil {
+			if err := n.SignalWorker(syscall.SIGCONT); err != nil && !r.isDead(n.Name) {
 				r.t.Errorf("SIGCONT %s: %v", n.Name, err)
 			}
 			return ""
@@ -942,7 +1028,111 @@ func init() {
 				}
 				return ""
 			}},
+		// A partition of the officers (the relay on one side) across which
+		// an officer carries a bundle by hand: `bundle want` on the
+		// receiver, `bundle export --want` on the sender, `bundle import`
+		// on the receiver (Carry: sender, receiver). Drawn only with
+		// -chaos.trust, so that the other runs keep their schedules.
+		{name: "bundle", track: "net", weight: 2,
+			draw: func(rng *rand.Rand, dc *drawCtx, f *fault) {
+				f.Nodes, f.Other = split(rng, dc.officers)
+				f.Carry = []string{f.Nodes[rng.IntN(len(f.Nodes))], f.Other[rng.IntN(len(f.Other))]}
+				if rng.IntN(2) == 0 {
+					f.Nodes = sorted(append(f.Nodes, dc.relay))
+				} else {
+					f.Other = sorted(append(f.Other, dc.relay))
+				}
+			},
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				start := time.Now()
+				return cutSidesAnd(r, f, hold, func() string {
+					// Let the sides drift apart a little first.
+					sleepUntil(ctx, start.Add(min(f.For/2, time.Second)))
+					return r.carry(r.byName[f.Carry[0]], r.byName[f.Carry[1]])
+				})
+			}},
+		// Trust events (track "trust", drawn by trustSchedule): an officer
+		// of the owning bureau withdraws KAZ or releases it again; at most
+		// once a run, an officer (not o1, which created the space) is
+		// revoked through another officer's agent and its agent stopped for
+		// good (a lost laptop).
+		{name: "withdraw", track: "trust", weight: 0, draw: drawActor,
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				return r.releaseOp("withdraw", f.Nodes)
+			}},
+		{name: "release", track: "trust", weight: 0, draw: drawActor,
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				return r.releaseOp("release", f.Nodes)
+			}},
+		{name: "revoke", track: "trust", weight: 0,
+			draw: func(rng *rand.Rand, dc *drawCtx, f *fault) {
+				cands := dc.officers[1:] // not o1, the space's creator
+				victim := cands[rng.IntN(len(cands))]
+				var others []string
+				for _, o := range dc.officers {
+					if o != victim {
+						others = append(others, o)
+					}
+				}
+				f.Nodes, f.Other = []string{others[rng.IntN(len(others))]}, []string{victim}
+				dc.revoked = victim
+			},
+			inject: func(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+				return r.revoke(r.byName[f.Nodes[0]], r.byName[f.Other[0]])
+			}},
 	}
+}
+
+// drawActor draws the owning bureau's officers who send a release or a
+// withdrawal: one first, the others (not revoked) in turn if it is down.
+func drawActor(rng *rand.Rand, dc *drawCtx, f *fault) {
+	var omn []string
+	for _, o := range dc.officers {
+		if dc.bureau[o] == chaosBureau && o != dc.revoked {
+			omn = append(omn, o)
+		}
+	}
+	first := rng.IntN(len(omn))
+	f.Nodes = append(append([]string(nil), omn[first:]...), omn[:first]...)
+}
+
+// trustSchedule draws the trust events from the seed alone (a PRNG of its
+// own, so the network and process tracks stay those of a run without
+// them): every 3–7 s, at most chaosMaxTrust (or one per 10 s of a longer
+// run), a withdrawal of KAZ when it is released, a release when it is
+// withdrawn; one of them (its place drawn) is the run's revocation.
+func trustSchedule(seed int64, names []string, relay string, bureau map[string]string, d time.Duration) []fault {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x7a57))
+	dc := &drawCtx{names: names, relay: relay, bureau: bureau}
+	for _, n := range names {
+		if n != relay {
+			dc.officers = append(dc.officers, n)
+		}
+	}
+	limit := max(chaosMaxTrust, int(d/(10*time.Second)))
+	revokeAt := rng.IntN(limit)
+	var out []fault
+	released := true
+	t := 2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
+	for len(out) < limit && t+2*time.Second <= d {
+		f := fault{Track: "trust", At: t, For: time.Second}
+		switch {
+		case len(out) == revokeAt && len(dc.officers) >= 2:
+			f.Kind = "revoke"
+		case released:
+			f.Kind = "withdraw"
+		default:
+			f.Kind = "release"
+		}
+		if f.Kind != "revoke" {
+			released = !released
+		}
+		k, _ := faultKindNamed(f.Kind)
+		k.draw(rng, dc, &f)
+		out = append(out, f)
+		t += 3*time.Second + time.Duration(rng.Int64N(int64(4*time.Second)))
+	}
+	return out
 }
 
 func faultKindNamed(name string) (faultKind, bool) {
@@ -956,6 +1146,12 @@ func faultKindNamed(name string) (faultKind, bool) {
 
 // cutSides cuts every pair across a partition or a bridge.
 func cutSides(r *chaosRun, ctx context.Context, f fault, hold func()) string {
+	return cutSidesAnd(r, f, hold, nil)
+}
+
+// cutSidesAnd cuts every pair across the sides, runs during (if any) while
+// they are cut, holds, and heals.
+func cutSidesAnd(r *chaosRun, f fault, hold func(), during func() string) string {
 	var b strings.Builder
 	for _, a := range f.Nodes {
 		for _, o := range f.Other {
@@ -965,11 +1161,15 @@ func cutSides(r *chaosRun, ctx context.Context, f fault, hold func()) string {
 	if err := r.writeRules(b.String()); err != nil {
 		return err.Error()
 	}
+	note := ""
+	if during != nil {
+		note = during()
+	}
 	hold()
 	if err := r.writeRules(""); err != nil {
 		r.t.Errorf("heal partition: %v", err)
 	}
-	return ""
+	return note
 }
 
 // kill sends SIGKILL to the node's agent (its worker dies with it) and
@@ -999,19 +1199,23 @@ func (r *chaosRun) kill(n *harness.Node) error {
 func (r *chaosRun) joinFor(n *harness.Node) []string {
 	var out []string
 	for _, o := range r.nodes {
-		if o != n {
+		if o != n && !r.isDead(o.Name) {
 			out = append(out, o.Bind)
 		}
 	}
 	return out
 }
 
-// healAll lifts every fault: no rules, every worker continued, every agent running.
+// healAll lifts every fault: no rules, every worker continued, every agent
+// running (but the one stopped for good).
 func (r *chaosRun) healAll(ctx context.Context) error {
 	if err := r.writeRules(""); err != nil {
 		return err
 	}
 	for _, n := range r.nodes {
+		if r.isDead(n.Name) {
+			continue
+		}
 		if n.Running() {
 			n.SignalWorker(syscall.SIGCONT)
 			continue
@@ -1033,10 +1237,10 @@ func (r *chaosRun) cleanup() {
 	r.cl.StopAll()
 }
 
-// digests reads `space digest --json` on every agent.
-func (r *chaosRun) digests(ctx context.Context) ([]agent.Digest, error) {
+// digests reads `space digest --json` on the given agents (relay first).
+func (r *chaosRun) digests(ctx context.Context, nodes []*harness.Node) ([]agent.Digest, error) {
 	var out []agent.Digest
-	for _, n := range r.nodes {
+	for _, n := range nodes {
 		var d agent.Digest
 		if err := r.cl.CLIJSON(ctx, n.Dir, &d, "space", "digest", r.space); err != nil {
 			return nil, err
@@ -1046,13 +1250,56 @@ func (r *chaosRun) digests(ctx context.Context) ([]agent.Digest, error) {
 	return out, nil
 }
 
-func (r *chaosRun) same(ds []agent.Digest) bool {
+func (r *chaosRun) same(nodes []*harness.Node, ds []agent.Digest) bool {
 	for i, d := range ds {
-		if d.Envelopes != ds[0].Envelopes || (!r.nodes[i].Relay && d.Digest != ds[1].Digest) {
+		if d.Envelopes != ds[0].Envelopes || (!nodes[i].Relay && d.Digest != ds[1].Digest) {
 			return false
 		}
 	}
 	return true
+}
+
+// isDead reports whether the node was stopped for good (revoked).
+func (r *chaosRun) isDead(name string) bool {
+	r.deadMu.Lock()
+	defer r.deadMu.Unlock()
+	return r.dead[name]
+}
+
+// entitled lists the agents judged for convergence: the relay first, then
+// every officer not stopped for good whose bureau is on the release list
+// o1 (the owning bureau's, never revoked) shows.
+func (r *chaosRun) entitled(ctx context.Context) ([]*harness.Node, error) {
+	release := []string{chaosBureau}
+	if *chaosTrust {
+		var rows []agent.Space
+		if err := r.cl.CLIJSON(ctx, r.nodes[1].Dir, &rows, "space", "list"); err != nil {
+			return nil, err
+		}
+		for _, sp := range rows {
+			if sp.ID == r.space {
+				release = sp.Release
+			}
+		}
+	}
+	var out []*harness.Node
+	for _, n := range r.nodes {
+		if !r.isDead(n.Name) && (n.Relay || !*chaosTrust || slices.Contains(release, r.bureau[n.Name])) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// judgedDigests reads the digests of the entitled agents, and remembers them.
+func (r *chaosRun) judgedDigests(ctx context.Context) ([]*harness.Node, []agent.Digest, error) {
+	nodes, err := r.entitled(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.judged = nodes
+	ds, err := r.digests(ctx, nodes)
+	return nodes, ds, err
 }
 
 // converge waits until every agent holds the same envelopes and every
@@ -1063,8 +1310,8 @@ func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duratio
 	var took time.Duration
 	var last []agent.Digest
 	for time.Now().Before(deadline) {
-		ds, err := r.digests(ctx)
-		if err == nil && r.same(ds) {
+		nodes, ds, err := r.judgedDigests(ctx)
+		if err == nil && r.same(nodes, ds) {
 			if took == 0 {
 				took = time.Since(healed)
 			}
@@ -1082,10 +1329,10 @@ func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duratio
 			return 0, ctx.Err()
 		}
 	}
-	ds, _ := r.digests(ctx)
+	nodes, ds, _ := r.judgedDigests(ctx)
 	var b strings.Builder
 	for i, d := range ds {
-		fmt.Fprintf(&b, "\n  %s: %d envelopes %.12s digest %.12s", r.nodes[i].Name, d.Count, d.Envelopes, d.Digest)
+		fmt.Fprintf(&b, "\n  %s: %d envelopes %.12s digest %.12s", nodes[i].Name, d.Count, d.Envelopes, d.Digest)
 	}
 	return 0, fmt.Errorf("agents did not converge within %s of the heal:%s", chaosConverge, b.String())
 }
@@ -1115,7 +1362,7 @@ func (r *chaosRun) officerPairsCut() string {
 // record of the hostile phases) through the CLI.
 func (r *chaosRun) snapshot(ctx context.Context, label string) ([]checker.Node, error) {
 	var out []checker.Node
-	for _, n := range r.nodes {
+	for _, n := range r.judged {
 		cn := checker.Node{Name: n.Name, Relay: n.Relay}
 		var err error
 		if cn.Status, err = r.cliRaw(ctx, n, "status"); err != nil {
@@ -1154,7 +1401,7 @@ func (r *chaosRun) hostileWrite(n *harness.Node) checker.Op {
 func (r *chaosRun) hostilePhases(ctx context.Context, seed int64) (checker.Hostile, error) {
 	var h checker.Hostile
 	t := r.t
-	officers := r.nodes[1:]
+	officers := r.judged[1:]
 	o1 := officers[0]
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x4057))
 
@@ -1180,8 +1427,8 @@ func (r *chaosRun) hostilePhases(ctx context.Context, seed int64) (checker.Hosti
 		}
 	}
 	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, "every agent to hold the replay phase's writes through the hostile relay", func() (bool, error) {
-		ds, err := r.digests(ctx)
-		return err == nil && r.same(ds), err
+		ds, err := r.digests(ctx, r.judged)
+		return err == nil && r.same(r.judged, ds), err
 	}); err != nil {
 		t.Errorf("replay phase: %v", err)
 	}
@@ -1257,8 +1504,8 @@ func (r *chaosRun) hostilePhases(ctx context.Context, seed int64) (checker.Hosti
 	}
 	start := time.Now()
 	if _, err := harness.WaitUntil(ctx, chaosConverge, "convergence over an honest path, the relay withholding", func() (bool, error) {
-		ds, err := r.digests(ctx)
-		return err == nil && r.same(ds), err
+		ds, err := r.digests(ctx, r.judged)
+		return err == nil && r.same(r.judged, ds), err
 	}); err != nil {
 		h.HonestPathError = err.Error()
 	} else {
@@ -1277,8 +1524,16 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 	var out []checker.Node
 	for _, n := range r.nodes {
 		cn := checker.Node{Name: n.Name, Relay: n.Relay}
+		if r.isDead(n.Name) {
+			cn.Dead, cn.Status = true, r.setupStatus[n.Name]
+			out = append(out, cn)
+			continue
+		}
 		var err error
 		if cn.Digest, err = r.cliRaw(ctx, n, "space", "digest", r.space); err != nil {
+			return nil, err
+		}
+		if cn.Spaces, err = r.cliRaw(ctx, n, "space", "list"); err != nil {
 			return nil, err
 		}
 		if cn.Status, err = r.cliRaw(ctx, n, "status"); err != nil {
@@ -1298,7 +1553,7 @@ func (r *chaosRun) collect(ctx context.Context) ([]checker.Node, error) {
 				}
 			}
 		}
-		for name, b := range map[string][]byte{"digest": cn.Digest, "conflicts": cn.Conflicts, "status": cn.Status} {
+		for name, b := range map[string][]byte{"digest": cn.Digest, "conflicts": cn.Conflicts, "status": cn.Status, "spaces": cn.Spaces} {
 			os.WriteFile(filepath.Join(r.dir, n.Name+"."+name+".json"), b, 0o600)
 		}
 		for id, b := range cn.Records {
@@ -1318,7 +1573,9 @@ func (r *chaosRun) recordIDs() []string {
 	}
 	r.mu.Lock()
 	for _, op := range r.ops {
-		ids[op.Record] = true
+		if op.Record != "" { // trust events name no record
+			ids[op.Record] = true
+		}
 	}
 	r.mu.Unlock()
 	return sortedKeys(ids)
@@ -1395,7 +1652,7 @@ func TestChaosSchedule(t *testing.T) {
 			if k, ok := faultKindNamed(f.Kind); !ok || k.track != f.Track {
 				t.Fatalf("seed %d: %s on track %s, not in the table of fault kinds", seed, f.Kind, f.Track)
 			}
-			if net := f.Kind == "partition" || f.Kind == "bridge" || f.Kind == "isolate"; net != (f.Track == "net") {
+			if net := f.Kind == "partition" || f.Kind == "bridge" || f.Kind == "isolate" || f.Kind == "bundle"; net != (f.Track == "net") {
 				t.Fatalf("seed %d: %s on track %s", seed, f.Kind, f.Track)
 			}
 			if f.At < end[f.Track] || f.For <= 0 || f.At+f.For > d {
@@ -1407,8 +1664,11 @@ func TestChaosSchedule(t *testing.T) {
 			if f.Kind == "bridge" && (slices.Contains(f.Nodes, "relay") || slices.Contains(f.Other, "relay")) {
 				t.Fatalf("seed %d: bridge puts the relay on one side: %s", seed, f)
 			}
-			if (f.Kind == "partition" || f.Kind == "bridge") && (len(f.Nodes) == 0 || len(f.Other) == 0) {
+			if (f.Kind == "partition" || f.Kind == "bridge" || f.Kind == "bundle") && (len(f.Nodes) == 0 || len(f.Other) == 0) {
 				t.Fatalf("seed %d: one-sided partition %s", seed, f)
+			}
+			if f.Kind == "bundle" && (len(f.Carry) != 2 || !slices.Contains(f.Nodes, f.Carry[0]) || !slices.Contains(f.Other, f.Carry[1]) || slices.Contains(f.Carry, "relay")) {
+				t.Fatalf("seed %d: a bundle not carried from one side's officer to the other's: %s", seed, f)
 			}
 			if f.Kind == "crash" {
 				crashes[f.Nodes[0]]++
@@ -1428,12 +1688,184 @@ func TestChaosSchedule(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"partition", "bridge", "isolate", "kill", "crash", "pause", "clockjump"} {
+	for _, k := range []string{"partition", "bridge", "isolate", "kill", "crash", "pause", "clockjump", "bundle"} {
 		if kinds[k] == 0 {
 			t.Fatalf("50 seeds drew no %s", k)
 		}
 	}
 	if x, y := schedule(1, names, "relay", d), schedule(2, names, "relay", d); fmt.Sprint(x) == fmt.Sprint(y) {
 		t.Fatal("seeds 1 and 2 give the same schedule")
+	}
+}
+
+// trustCLI runs one trust command (release, withdraw, revoke, a bundle
+// step) with --json and classifies its outcome like a client op.
+func (r *chaosRun) trustCLI(n *harness.Node, op *checker.Op, args ...string) string {
+	op.Op = int(r.opID.Add(1))
+	op.Start = time.Now()
+	octx, cancel := context.WithTimeout(context.Background(), chaosTrustOp)
+	defer cancel()
+	out, err := r.cl.CLI(octx, n.Dir, append([]string{"--json"}, args...)...)
+	op.End = time.Now()
+	switch {
+	case err == nil:
+		op.Outcome = checker.OK
+	case octx.Err() != nil:
+		op.Outcome, op.Error = checker.Unknown, "timed out after "+chaosTrustOp.String()
+	default:
+		op.Outcome, op.Error = checker.Unknown, err.Error()
+		if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
+			switch m[1] {
+			case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeConflict, "usage":
+				op.Outcome = checker.Failed
+			}
+		}
+	}
+	return out
+}
+
+// releaseOp sends `space withdraw|release SPACE KAZ` through the first of
+// the actors whose agent answers (the others in turn when one is down),
+// and logs every attempt.
+func (r *chaosRun) releaseOp(kind string, actors []string) string {
+	var notes []string
+	for _, a := range actors {
+		n := r.byName[a]
+		op := checker.Op{Client: "trust", Node: a, Kind: kind, Bureau: chaosOther}
+		r.trustCLI(n, &op, "space", kind, r.space, chaosOther)
+		r.logOp(op)
+		notes = append(notes, fmt.Sprintf("%s on %s: %s", kind, a, op.Outcome))
+		if op.Outcome != checker.Failed || !strings.Contains(op.Error, "agent_not_running") {
+			break
+		}
+	}
+	return strings.Join(notes, "; ")
+}
+
+// revoke revokes the victim's device through the revoker's agent (the
+// victim's bureau key signs; the agent fills in the cut-offs it holds),
+// then stops the victim's agent for good: a lost laptop.
+func (r *chaosRun) revoke(revoker, victim *harness.Node) string {
+	key := r.cl.Bureau
+	if r.bureau[victim.Name] == chaosOther {
+		key = r.kazKey
+	}
+	op := checker.Op{Client: "trust", Node: revoker.Name, Kind: "revoke", Target: victim.Name}
+	out := r.trustCLI(revoker, &op, "revoke", "--bureau-key", key, r.ids[victim.Name])
+	if op.Outcome == checker.OK {
+		op.Revoke = json.RawMessage(strings.TrimSpace(out))
+	}
+	// Stopped for good whatever the outcome: the laptop is lost.
+	r.life.Lock()
+	r.deadMu.Lock()
+	r.dead[victim.Name] = true
+	r.deadMu.Unlock()
+	r.bytes.Add(r.nodeBytes(context.Background(), victim))
+	victim.SignalWorker(syscall.SIGCONT) // a paused worker dies too
+	err := r.kill(victim)
+	r.life.Unlock()
+	r.logOp(op)
+	note := fmt.Sprintf("revoke %s through %s: %s", victim.Name, revoker.Name, op.Outcome)
+	if op.Outcome == checker.OK {
+		var res agent.RevokeResult
+		json.Unmarshal(op.Revoke, &res)
+		note += fmt.Sprintf(", cut-off %d", res.Cutoffs[r.space])
+	} else {
+		note += " (" + op.Error + ")"
+	}
+	if err != nil {
+		note += "; stop: " + err.Error()
+	}
+	return note
+}
+
+// carry takes a bundle by hand from one officer to another: `bundle want`
+// on the receiver, `bundle export --want` on the sender, `bundle import`
+// on the receiver; it logs one op with what the import reported.
+func (r *chaosRun) carry(from, to *harness.Node) string {
+	k := r.bundles.Add(1)
+	want := filepath.Join(r.dir, fmt.Sprintf("bundle-%d.want", k))
+	file := filepath.Join(r.dir, fmt.Sprintf("bundle-%d.fsb", k))
+	op := checker.Op{Client: "bundle", Node: from.Name, Kind: "bundle", Target: to.Name}
+	step := func(n *harness.Node, args ...string) (string, bool) {
+		var s checker.Op
+		out := r.trustCLI(n, &s, args...)
+		if s.Outcome != checker.OK {
+			op.Outcome, op.Error = s.Outcome, fmt.Sprintf("%s on %s: %s", args[1], n.Name, s.Error)
+			return "", false
+		}
+		return out, true
+	}
+	op.Start = time.Now()
+	if _, ok := step(to, "bundle", "want", "--out", want); ok {
+		if _, ok := step(from, "bundle", "export", "--space", r.space, "--want", want, "--out", file); ok {
+			if out, ok := step(to, "bundle", "import", file); ok {
+				op.Outcome, op.Import = checker.OK, json.RawMessage(strings.TrimSpace(out))
+			}
+		}
+	}
+	// A failed want or export wrote nothing; a failed import stores all or
+	// nothing, but its outcome is the step's.
+	op.Op, op.End = int(r.opID.Add(1)), time.Now()
+	r.logOp(op)
+	if op.Outcome != checker.OK {
+		return fmt.Sprintf("bundle %s -> %s: %s (%s)", from.Name, to.Name, op.Outcome, op.Error)
+	}
+	var imp agent.BundleImportResult
+	json.Unmarshal(op.Import, &imp)
+	return fmt.Sprintf("bundle %s -> %s: %d envelopes, %d added, %d held, %d skipped", from.Name, to.Name, imp.Envelopes, imp.Added, imp.AlreadyHeld, imp.Skipped)
+}
+
+// TestChaosTrustSchedule: the trust events come from the seed alone,
+// bounded; withdrawals and releases alternate, starting with a withdrawal;
+// at most one revocation, never of o1, through another officer; the actors
+// of releases and withdrawals are the owning bureau's officers, never the
+// revoked one.
+func TestChaosTrustSchedule(t *testing.T) {
+	names := []string{"relay", "o1", "o2", "o3", "o4"}
+	bureau := map[string]string{"relay": chaosBureau, "o1": chaosBureau, "o2": chaosOther, "o3": chaosBureau, "o4": chaosOther}
+	d := 30 * time.Second
+	kinds := map[string]int{}
+	for seed := int64(1); seed <= 50; seed++ {
+		a, b := trustSchedule(seed, names, "relay", bureau, d), trustSchedule(seed, names, "relay", bureau, d)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("seed %d: two trust schedules differ", seed)
+		}
+		if len(a) == 0 || len(a) > chaosMaxTrust {
+			t.Fatalf("seed %d: %d trust events", seed, len(a))
+		}
+		released, revoked := true, ""
+		var prev time.Duration
+		for _, f := range a {
+			if f.Track != "trust" || f.At < prev || f.At+f.For > d {
+				t.Fatalf("seed %d: %s", seed, f)
+			}
+			prev = f.At + f.For
+			kinds[f.Kind]++
+			switch f.Kind {
+			case "revoke":
+				if revoked != "" || f.Other[0] == "o1" || f.Nodes[0] == f.Other[0] || f.Nodes[0] == "relay" {
+					t.Fatalf("seed %d: revocation %s", seed, f)
+				}
+				revoked = f.Other[0]
+			case "withdraw", "release":
+				if (f.Kind == "withdraw") != released {
+					t.Fatalf("seed %d: %s while KAZ released=%v", seed, f, released)
+				}
+				released = !released
+				for _, n := range f.Nodes {
+					if bureau[n] != chaosBureau || n == revoked || n == "relay" {
+						t.Fatalf("seed %d: %s sent by %s", seed, f.Kind, n)
+					}
+				}
+			default:
+				t.Fatalf("seed %d: trust event %s", seed, f)
+			}
+		}
+	}
+	for _, k := range []string{"withdraw", "release", "revoke"} {
+		if kinds[k] == 0 {
+			t.Fatalf("50 seeds drew no %s", k)
+		}
 	}
 }

@@ -599,6 +599,11 @@ func (c *checker) sessions(n Node, id string, ws []write, byDot map[string]write
 	}
 	for _, b := range as {
 		past := reaches[b.w.dot]
+		if c.throughVanished(past, byDot) {
+			// b saw a write of the revoked device past its cut-off, since
+			// removed everywhere: what that write had seen is unknown.
+			continue
+		}
 		ch := chain(b.w.kind)
 		for _, a := range as {
 			if a.op == b.op || a.op.Node != b.op.Node || !a.op.End.Before(b.op.Start) || !isEntry(a.w.kind) || !sees(b.w, a.w) || past[a.w.dot] {

@@ -251,7 +251,7 @@ func after(op Op, ws []Op) bool {
 // also when another op had seen and replaced them before the revocation
 // arrived.
 func (t *trust) mayVanish(dot string) bool {
-	if t == nil || t.revDev == "" || !t.revKnown {
+	if t == nil || t.revDev == "" {
 		return false
 	}
 	author := dot
@@ -261,7 +261,19 @@ func (t *trust) mayVanish(dot string) bool {
 			break
 		}
 	}
-	return author == t.revDev && dotSeq(dot) > t.cutoff
+	// An unknown revocation's cut-off is unknown: any of its dots may go.
+	return author == t.revDev && (!t.revKnown || dotSeq(dot) > t.cutoff)
+}
+
+// throughVanished reports whether a set of dots an op saw holds one that
+// is gone from the history because the revocation removed it.
+func (c *checker) throughVanished(past map[string]bool, byDot map[string]write) bool {
+	for d := range past {
+		if _, ok := byDot[d]; !ok && c.trust.mayVanish(d) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTrust runs the trust rules on every collected node.

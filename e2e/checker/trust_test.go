@@ -147,3 +147,19 @@ func TestCheckBundleReport(t *testing.T) {
 		t.Fatalf("want bundle, got %v", r.Violations)
 	}
 }
+
+// a's v3 saw only x's v9 (which had replaced a's v1); the revocation removed
+// v9, so v1 is live again and v3 need not reach it: not a stale write.
+func TestCheckRevokedReplacedWrite(t *testing.T) {
+	v1 := tw{"aaaa", 1, "v1", nil, ""}
+	v3 := tw{"aaaa", 2, "v3", []string{"xxxx:2.0"}, ""}
+	ops := []Op{op(1, "a", "v1", OK, 0, 1), withDot(op(2, "x", "v9", OK, 2, 3), "xxxx:2.0"), op(3, "a", "v3", OK, 4, 5), revokeOp(4, "b", "x", 1, 6, 7)}
+	nodes := revokedWorld([]tw{v1, v3}, []tw{v1, v3})
+	if r := Check(ops, nodes); !r.Valid() {
+		t.Fatalf("violations: %v", r.Violations)
+	}
+	// Without the revocation, the same history is a stale write.
+	if r := Check(ops[:3], revokedWorld([]tw{v1, v3}, []tw{v1, v3})); !strings.Contains(kinds(r), "stale-write") {
+		t.Fatalf("want stale-write, got %v", r.Violations)
+	}
+}

@@ -100,8 +100,9 @@ type spaceState struct {
 	heads   map[crypto.DeviceID]head
 	keys    map[crypto.KeyID]*crypto.SpaceKey
 	current *crypto.SpaceKey // the epoch key new writes are sealed under; nil on relays
-	// epochAt is when each epoch began (packed HLC; 0 unknown): the newest
-	// epoch held is the current one (adoptEpoch).
+	// epochAt holds the provisional start of each epoch key held (packed
+	// HLC; 0 unknown), used until a key share of it dates it
+	// (meta.EpochStarts; routing.go, epochStart).
 	epochAt map[crypto.KeyID]uint64
 	// profiled is true once this device has written its profile in the space.
 	profiled bool

@@ -138,6 +138,15 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
 			return false, fmt.Errorf("freeze: rebuild space %s: %w", h.Space, err)
 		}
+		// The cut may have taken key shares that dated epochs, and routing
+		// records.
+		a.dropRoutings(sp, h.Author, seq-1)
+		if err := a.recomputeEpochStarts(sp); err != nil {
+			return false, err
+		}
+		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]; err != nil {
+			return false, err
+		}
 	} else if errs := a.db.kv.commitGroups([][]kvEntry{extra}); errs[0] != nil {
 		return false, errs[0]
 	}

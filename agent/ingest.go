@@ -426,6 +426,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		sp.markShared(sk)
 		entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 		entries = append(entries, a.noteHolder(sp, h.Author, share.Epoch)...)
+		sp.noteShare(share.Epoch, packHLC(h)) // dates the epoch, whoever it is for
 		if share.Recipient != a.dev || a.cfg.Relay {
 			return entries, nil // stored and forwarded, not ours to open
 		}
@@ -442,9 +443,8 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if _, ok := sp.keys[key.ID()]; ok {
 			return entries, nil
 		}
-		// The epoch began no later than this share of it.
-		sp.adoptEpoch(key, packHLC(h))
-		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, sp.epochAt[key.ID()])))
+		sp.adoptEpoch(key, 0) // dated by its shares (noteShare above)
+		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, 0)))
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, nil
 	}

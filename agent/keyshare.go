@@ -130,7 +130,7 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 	// last older epoch for the current one.)
 	var epochs []*crypto.SpaceKey
 	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int {
-		if bx, by := sp.epochAt[x], sp.epochAt[y]; bx != by {
+		if bx, by := sp.epochStart(x), sp.epochStart(y); bx != by {
 			return cmp.Compare(bx, by)
 		}
 		return bytes.Compare(x[:], y[:])
@@ -156,15 +156,20 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 				return nil, 0, err
 			}
 			entries = append(entries, prof...)
-			_, env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, a.clock.Now(a.physMillis()))
+			hlc := a.clock.Now(a.physMillis())
+			_, env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, hlc)
 			if err != nil {
 				return nil, 0, err
 			}
 			entries = append(entries, env...)
+			sp.noteShare(key.ID(), hlc.Pack())
 			sp.markShared(sk)
 			entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 			shares++
 		}
+	}
+	if shares > 0 {
+		entries = append(entries, a.db.entry(spaceKey(sp.id), sp.meta.marshal())) // the epochs' starts
 	}
 	return entries, shares, nil
 }

@@ -110,13 +110,7 @@ func (a *Agent) load() error {
 		return err
 	}
 	for _, s := range a.spaces {
-		if s.meta.Epoch != "" {
-			for id, k := range s.keys {
-				if id.String() == s.meta.Epoch {
-					s.current = k
-				}
-			}
-		}
+		s.pickCurrent()
 		// Our profile is the first or second envelope we write in a space
 		// (after the routing record when we created it).
 		_, s.profiled = s.heads[a.dev]

@@ -296,6 +296,13 @@ func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
 			return dropped, fmt.Errorf("revocation: rebuild space %s: %w", sp.id, err)
 		}
+		// Shares of the device past the cut-off may have dated epochs.
+		if err := a.recomputeEpochStarts(sp); err != nil {
+			return dropped, err
+		}
+		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]; err != nil {
+			return dropped, err
+		}
 		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: cut + 1, To: hd.Seq})
 	}
 	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Space < dropped[j].Space })

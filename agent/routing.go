@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -320,9 +321,16 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 
 // ---- Epoch keys ----
 
-// epochValue is the stored form of an epoch key: the key, then the packed
-// HLC at which its epoch began (0 when unknown: stores written before epochs
-// were ordered), which orders epochs (newestEpoch).
+// Epochs are ordered by when they began, the newest held being the current
+// one, and every replica must agree on that order from the envelopes alone
+// (docs/crdt.md, "Epochs"): an epoch's start is the earliest HLC of the key
+// shares of it in the space's log (spaceMeta.EpochStarts) — the rotator's
+// first share, normally — which every member and relay holds alike. An
+// epoch this device began and has not wrapped to anyone yet has only its
+// provisional start (stored with the key), and only this device holds it.
+
+// epochValue is the stored form of an epoch key: the key, then its
+// provisional start (packed HLC; 0 when unknown).
 func epochValue(k *crypto.SpaceKey, began uint64) []byte {
 	return binary.BigEndian.AppendUint64(k.Bytes(), began)
 }
@@ -337,28 +345,71 @@ func parseEpochValue(v []byte) (*crypto.SpaceKey, uint64, error) {
 	return k, began, err
 }
 
-// adoptEpoch records an epoch key with the time its epoch began, and makes it
-// the current one if it is the newest: the latest begun, ties broken by key
-// ID, so two writers rotating offline at once settle on the same epoch.
-func (s *spaceState) adoptEpoch(k *crypto.SpaceKey, began uint64) {
+// epochStart is when an epoch began, as every replica sees it: the earliest
+// key share of it, else its provisional start.
+func (s *spaceState) epochStart(id crypto.KeyID) uint64 {
+	if v, ok := s.meta.EpochStarts[id.String()]; ok {
+		return v
+	}
+	return s.epochAt[id]
+}
+
+// noteShare records a key share of an epoch at hlc (the earliest wins) and
+// settles the current epoch again.
+func (s *spaceState) noteShare(epoch crypto.KeyID, hlc uint64) {
+	if s.meta.EpochStarts == nil {
+		s.meta.EpochStarts = map[string]uint64{}
+	}
+	if old, ok := s.meta.EpochStarts[epoch.String()]; !ok || hlc < old {
+		s.meta.EpochStarts[epoch.String()] = hlc
+	}
+	s.pickCurrent()
+}
+
+// maxStart is the latest start of any epoch known in the space.
+func (s *spaceState) maxStart() uint64 {
+	var m uint64
+	for _, v := range s.meta.EpochStarts {
+		m = max(m, v)
+	}
+	for _, v := range s.epochAt {
+		m = max(m, v)
+	}
+	return m
+}
+
+// pickCurrent makes the newest epoch held the current one: the latest
+// start, ties broken by key ID.
+func (s *spaceState) pickCurrent() {
+	var best *crypto.SpaceKey
+	var bestStart uint64
+	for id, k := range s.keys {
+		st := s.epochStart(id)
+		bid := crypto.KeyID{}
+		if best != nil {
+			bid = best.ID()
+		}
+		if best == nil || st > bestStart || (st == bestStart && bytes.Compare(id[:], bid[:]) > 0) {
+			best, bestStart = k, st
+		}
+	}
+	s.current = best
+	if best != nil {
+		s.meta.Epoch = best.ID().String()
+	}
+}
+
+// adoptEpoch records an epoch key held (with its provisional start, 0 if
+// none) and settles the current epoch again.
+func (s *spaceState) adoptEpoch(k *crypto.SpaceKey, provisional uint64) {
 	if s.epochAt == nil {
 		s.epochAt = map[crypto.KeyID]uint64{}
 	}
-	if old, ok := s.epochAt[k.ID()]; !ok || (began != 0 && (old == 0 || began < old)) {
-		s.epochAt[k.ID()] = began
+	if _, ok := s.epochAt[k.ID()]; !ok {
+		s.epochAt[k.ID()] = provisional
 	}
 	s.keys[k.ID()] = k
-	if s.current == nil {
-		s.current = k
-		s.meta.Epoch = k.ID().String()
-		return
-	}
-	cur, cid := s.epochAt[s.current.ID()], s.current.ID()
-	nb, nid := s.epochAt[k.ID()], k.ID()
-	if nb > cur || (nb == cur && string(nid[:]) > string(cid[:])) {
-		s.current = k
-		s.meta.Epoch = k.ID().String()
-	}
+	s.pickCurrent()
 }
 
 // rotateEpoch starts a new epoch in the space: a fresh key, current from now
@@ -369,17 +420,49 @@ func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A new epoch sorts after the one it replaces even when this device's
-	// clock runs behind the one that began that epoch (a Lamport bump): the
-	// mesh settles on the newest rotation, not on the most skewed clock.
-	began := a.clock.Now(a.physMillis()).Pack()
-	if sp.current != nil {
-		began = max(began, sp.epochAt[sp.current.ID()]+1)
+	// The new epoch must sort after every epoch known even when this
+	// device's clock runs behind the one that began them (a Lamport bump):
+	// the mesh settles on the newest rotation, not on the most skewed
+	// clock. Its shares, written after, carry later HLCs still.
+	began := a.clock.Now(a.physMillis())
+	if m := sp.maxStart(); began.Pack() <= m {
+		a.clock.Last = crdt.UnpackTimestamp(m + 1)
+		began = a.clock.Now(a.physMillis())
 	}
-	sp.adoptEpoch(key, began)
-	sp.current, sp.meta.Epoch = key, key.ID().String() // ours is the newest by construction
+	sp.adoptEpoch(key, began.Pack())
+	if sp.current != key {
+		return nil, fmt.Errorf("rotate: the new epoch is not the newest (clock at %v)", began)
+	}
 	a.log.Info("rotated a space's epoch key", "space", sp.id.String(), "epoch", key.ID().String())
-	return []kvEntry{a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, began)), a.db.entry(spaceKey(sp.id), sp.meta.marshal())}, nil
+	return []kvEntry{a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, began.Pack())), a.db.entry(spaceKey(sp.id), sp.meta.marshal())}, nil
+}
+
+// recomputeEpochStarts dates every epoch again from the key shares left in
+// the space's log, after a cut removed some (revocation, fork). writeMu
+// held; the caller stores the metadata.
+func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
+	starts := map[string]uint64{}
+	err := a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil || h.Kind != crypto.KindKeyShare || len(env) < crypto.HeaderSize+int(h.BodyLen) {
+			return nil
+		}
+		share, err := crypto.ParseKeyShare(env[crypto.HeaderSize : crypto.HeaderSize+int(h.BodyLen)])
+		if err != nil {
+			return nil
+		}
+		id, hlc := share.Epoch.String(), packHLC(h)
+		if old, ok := starts[id]; !ok || hlc < old {
+			starts[id] = hlc
+		}
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return err
+	}
+	sp.meta.EpochStarts = starts
+	sp.pickCurrent()
+	return nil
 }
 
 // needsRotation reports whether the current epoch key of the space is held

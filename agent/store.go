@@ -104,6 +104,9 @@ type spaceMeta struct {
 	// Nonce binds the space ID to its owner (crypto.SpaceIDFor); every
 	// routing record carries it.
 	Nonce [16]byte `json:"nonce"`
+	// EpochStarts dates each epoch of the space by its earliest key share
+	// (packed HLC), by key ID: the newest epoch held is the current one.
+	EpochStarts map[string]uint64 `json:"epoch_starts,omitempty"`
 }
 
 func (m *spaceMeta) marshal() []byte {

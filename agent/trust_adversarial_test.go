@@ -937,7 +937,6 @@ func TestAdvConcurrentRotationSameMillisecond(t *testing.T) {
 	}
 }
 
-
 // advForge signs the next envelope of the author's log in the space
 // without storing it (kind routing or key share: clear bodies). The caller
 // ingests it, into the author too, so its log stays one chain.

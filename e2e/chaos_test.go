@@ -134,6 +134,9 @@ func schedule(seed int64, names []string, relay string, d time.Duration) []fault
 			if drawn++; name == "proc" && drawn == 3 && !seen["clockjump"] {
 				k, _ = faultKindNamed("clockjump") // every run has a clock jump, early enough to matter
 			}
+			if name == "net" && drawn == 2 && !seen["bundle"] && *chaosTrust {
+				k, _ = faultKindNamed("bundle") // and, with -chaos.trust, a bundle carried by hand
+			}
 			f.Kind = k.name
 			k.draw(rng, dc, f)
 			seen[f.Kind] = true

@@ -1051,7 +1051,12 @@ func init() {
 				return cutSidesAnd(r, f, hold, func() string {
 					// Let the sides drift apart a little first.
 					sleepUntil(ctx, start.Add(min(f.For/2, time.Second)))
-					return r.carry(r.byName[f.Carry[0]], r.byName[f.Carry[1]])
+					// A revoked officer carries nothing: another of its side does.
+					from, to := r.alive(f.Carry[0], f.Nodes), r.alive(f.Carry[1], f.Other)
+					if from == nil || to == nil {
+						return "no bundle: a side has no officer left"
+					}
+					return r.carry(from, to)
 				})
 			}},
 		// Trust events (track "trust", drawn by trustSchedule): an officer
@@ -1260,6 +1265,17 @@ func (r *chaosRun) same(nodes []*harness.Node, ds []agent.Digest) bool {
 		}
 	}
 	return true
+}
+
+// alive returns the named officer, or if it was stopped for good the first
+// other officer of side still there (nil if none).
+func (r *chaosRun) alive(name string, side []string) *harness.Node {
+	for _, n := range append([]string{name}, side...) {
+		if nd := r.byName[n]; !nd.Relay && !r.isDead(n) {
+			return nd
+		}
+	}
+	return nil
 }
 
 // isDead reports whether the node was stopped for good (revoked).

@@ -341,6 +341,24 @@ func (c *checker) checkTrust(t *trust, ops []Op, nodes []Node) {
 			}
 		}
 	}
+	// A withdrawn bureau's devices keep what they had: at least their own
+	// acknowledged writes, in their own history.
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Dead || n.Relay || t.entitled(n) {
+			continue
+		}
+		in := historyNames(n)
+		for _, op := range t.clientOpsOf(ops, n.Name) {
+			name := op.Value
+			if op.Kind == "resolve" {
+				name = op.Reason
+			}
+			if !in[name] {
+				c.fail("withdrawn-lost", "%s (bureau %s, withdrawn at the end) lost its own acknowledged %s (op %d at %s, dot %s): not in its history", n.Name, t.bureauOf[n.Name], describeOp(&op), op.Op, op.End.Format("15:04:05.000"), op.Dot)
+			}
+		}
+	}
 	// Bundles: an import that reports more envelopes added than the bundle
 	// held, or a negative count, is a broken report.
 	for _, op := range ops {
@@ -403,4 +421,38 @@ func shows(n *Node, value string) string {
 		}
 	}
 	return ""
+}
+
+// clientOpsOf lists the acknowledged client ops with a unique name (value,
+// or a resolve's reason) sent to one node.
+func (t *trust) clientOpsOf(ops []Op, node string) []Op {
+	var out []Op
+	for _, op := range ops {
+		if op.Node == node && op.Outcome == OK && !trustKind[op.Kind] && (uniqueValue(&op) || op.Kind == "resolve") {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// historyNames lists the values and resolve reasons in a node's histories.
+func historyNames(n *Node) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range n.Histories {
+		var hist []histEntry
+		if json.Unmarshal(b, &hist) != nil {
+			continue
+		}
+		for _, e := range hist {
+			for _, o := range e.Ops {
+				if o.Value != "" {
+					out[o.Value] = true
+				}
+				if o.Reason != "" {
+					out[o.Reason] = true
+				}
+			}
+		}
+	}
+	return out
 }

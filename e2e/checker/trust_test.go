@@ -98,7 +98,7 @@ func TestCheckRevocation(t *testing.T) {
 func withdrawnWorld(kLive []tw) []Node {
 	v1 := tw{"aaaa", 1, "v1", nil, ""}
 	v5 := tw{"aaaa", 2, "v5", []string{"aaaa:1.0"}, ""}
-	k := officer("k", []tw{v1}, kLive, "K")
+	k := officer("k", []tw{v1, {"kkkk", 1, "v7", nil, ""}}, kLive, "K")
 	return []Node{trustNode(officer("a", []tw{v1, v5}, []tw{v5}, "D"), "aaaa", "OMN"), trustNode(officer("b", []tw{v1, v5}, []tw{v5}, "D"), "bbbb", "OMN"),
 		trustNode(k, "kkkk", "KAZ"), trustNode(relay(), "rrrr", "OMN")}
 }
@@ -114,6 +114,11 @@ func TestCheckWithdrawal(t *testing.T) {
 	}
 	if r.Trust.Protected != 1 || r.Trust.Stranded != 1 || len(r.Trust.WithdrawnChecked) != 1 || strings.Join(r.Trust.Release, ",") != "OMN" {
 		t.Fatalf("trust account: %+v", r.Trust)
+	}
+	// k lost its own acknowledged write.
+	r = Check(withdrawnOps(op(5, "k", "v8", OK, 6, 7)), withdrawnWorld([]tw{{"aaaa", 1, "v1", nil, ""}}))
+	if !strings.Contains(kinds(r), "withdrawn-lost") {
+		t.Fatalf("want withdrawn-lost, got %v", r.Violations)
 	}
 	// k reads a value written after the withdrawal returned.
 	r = Check(withdrawnOps(), withdrawnWorld([]tw{{"aaaa", 2, "v5", nil, ""}}))

@@ -1113,7 +1113,8 @@ func drawActor(rng *rand.Rand, dc *drawCtx, f *fault) {
 // own, so the network and process tracks stay those of a run without
 // them): every 3–7 s, at most chaosMaxTrust (or one per 10 s of a longer
 // run), a withdrawal of KAZ when it is released, a release when it is
-// withdrawn; one of them (its place drawn) is the run's revocation.
+// withdrawn; one of them (its place drawn) is the run's revocation; whether
+// KAZ ends released is drawn too.
 func trustSchedule(seed int64, names []string, relay string, bureau map[string]string, d time.Duration) []fault {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x7a57))
 	dc := &drawCtx{names: names, relay: relay, bureau: bureau}
@@ -1144,6 +1145,17 @@ func trustSchedule(seed int64, names []string, relay string, bureau map[string]s
 		k.draw(rng, dc, &f)
 		out = append(out, f)
 		t += 3*time.Second + time.Duration(rng.Int64N(int64(4*time.Second)))
+	}
+	// Whether KAZ ends released is the seed's too (else the parity of the
+	// count would decide it, and long runs would always end withdrawn):
+	// if the draw differs, the last withdrawal or release is left out.
+	if endReleased := rng.IntN(2) == 0; endReleased != released {
+		for i := len(out) - 1; i >= 0; i-- {
+			if out[i].Kind != "revoke" {
+				out = append(out[:i], out[i+1:]...)
+				break
+			}
+		}
 	}
 	return out
 }
@@ -1848,14 +1860,17 @@ func (r *chaosRun) carry(from, to *harness.Node) string {
 func TestChaosTrustSchedule(t *testing.T) {
 	names := []string{"relay", "o1", "o2", "o3", "o4"}
 	bureau := map[string]string{"relay": chaosBureau, "o1": chaosBureau, "o2": chaosOther, "o3": chaosBureau, "o4": chaosOther}
-	d := 30 * time.Second
-	kinds := map[string]int{}
-	for seed := int64(1); seed <= 50; seed++ {
+	kinds, ends := map[string]int{}, map[string]int{}
+	for seed := int64(1); seed <= 100; seed++ {
+		d := 30 * time.Second
+		if seed > 50 {
+			d = 2 * time.Minute
+		}
 		a, b := trustSchedule(seed, names, "relay", bureau, d), trustSchedule(seed, names, "relay", bureau, d)
 		if fmt.Sprint(a) != fmt.Sprint(b) {
 			t.Fatalf("seed %d: two trust schedules differ", seed)
 		}
-		if len(a) == 0 || len(a) > chaosMaxTrust {
+		if len(a) == 0 || len(a) > max(chaosMaxTrust, int(d/(10*time.Second))) {
 			t.Fatalf("seed %d: %d trust events", seed, len(a))
 		}
 		released, revoked := true, ""
@@ -1886,6 +1901,10 @@ func TestChaosTrustSchedule(t *testing.T) {
 				t.Fatalf("seed %d: trust event %s", seed, f)
 			}
 		}
+		ends[fmt.Sprint(d, " released=", released)]++
+	}
+	if len(ends) != 4 {
+		t.Fatalf("KAZ's final state does not vary with the seed at both lengths: %v", ends)
 	}
 	for _, k := range []string{"withdraw", "release", "revoke"} {
 		if kinds[k] == 0 {

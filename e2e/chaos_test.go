@@ -6,8 +6,11 @@ package e2e
 // faults drawn from a seed runs (network partitions through the fault
 // injector under memberlist, SIGKILL and restart, SIGSTOP/SIGCONT), heals
 // everything, waits for convergence and a quiet period, and hands the op log
-// and the CLI's --json output to e2e/checker. docs/e2e.md says how to run it
-// long and what a seed replays.
+// and the CLI's --json output to e2e/checker. With -chaos.trust (the
+// default) officers of a second bureau take part, a trust track withdraws
+// and releases that bureau and revokes one officer (whose laptop is then
+// lost for good), and bundles are carried by hand across partitions.
+// docs/e2e.md says how to run it long and what a seed replays.
 
 import (
 	"context"

@@ -51,6 +51,16 @@
 // the relay was their only path, and convergence once an honest path
 // existed.
 //
+// With trust events in the op log (trust.go: release, withdraw, revoke,
+// bundle), convergence and the oracle apply to the entitled agents only
+// (bureau on the final release list from `space list`, not revoked); the
+// revoked device's acknowledged writes past its cut-off (from the revoke
+// JSON) must be visible nowhere, those at or below survive like any
+// other; values written on the withdrawing officer after its final
+// withdrawal returned must not be readable on the withdrawn bureau's
+// devices, which keep their own writes; writes of a bureau withdrawn at
+// the end count as unknown (stranded); bundle import reports add up.
+//
 // Ops whose outcome is unknown (timed out, agent killed or paused mid-call)
 // may or may not have happened: the checker accepts both.
 package checker

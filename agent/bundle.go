@@ -15,10 +15,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
-	gosync "sync"
 	"time"
 
 	"fieldsync/crdt"
@@ -814,25 +812,11 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(off
 	var batch []pending
 	batchBytes := 0
 	flush := func() {
-		workers := min(runtime.GOMAXPROCS(0), len(batch))
-		var wg gosync.WaitGroup
-		next := make(chan int, len(batch))
-		for i := range batch {
-			next <- i
-		}
-		close(next)
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					p := batch[i]
-					reason, msg := a.judgeEnvelope(p.env, v, revs)
-					v.verdicts[p.idx].reason, v.verdicts[p.idx].msg = reason, msg
-				}
-			}()
-		}
-		wg.Wait()
+		forEachParallel(len(batch), func(i int) {
+			p := batch[i]
+			reason, msg := a.judgeEnvelope(p.env, v, revs)
+			v.verdicts[p.idx].reason, v.verdicts[p.idx].msg = reason, msg
+		})
 		batch, batchBytes = batch[:0], 0
 	}
 	lastSeq := map[gapKey]uint64{}

@@ -104,50 +104,19 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 	if f := a.frozenAt(h.Space, h.Author); f != 0 && f <= seq {
 		return false, nil
 	}
-	sp := a.spaces[h.Space]
-	if sp == nil {
-		sp = &spaceState{id: h.Space, heads: map[crypto.DeviceID]head{}}
-	}
 	// Settle everything in flight before editing the log directly.
 	barrier := &commitReq{done: make(chan error, 1)}
 	a.com.submit(barrier)
 	<-barrier.done
-	extra := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
-	if hd := sp.heads[h.Author]; hd.Seq >= seq {
-		for s := seq; s <= hd.Seq; s++ {
-			extra = append(extra, kvEntry{key: envKey(h.Space, h.Author, s), del: true})
-		}
-		nh := head{Seq: seq - 1}
-		if seq > 1 {
-			prev, err := a.db.get(envKey(h.Space, h.Author, seq-1))
-			if err != nil {
-				return false, fmt.Errorf("freeze: read seq %d: %w", seq-1, err)
-			}
-			nh.Hash = crypto.Hash(prev)
-		}
-		if nh.Seq == 0 {
-			extra = append(extra, kvEntry{key: headKey(h.Space, h.Author), del: true})
-		} else {
-			extra = append(extra, a.db.entry(headKey(h.Space, h.Author), nh.marshal()))
-		}
-	}
+	evidence := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
 	a.statMu.Lock()
 	a.frozen[gapKey{h.Space, h.Author}] = seq
 	a.statMu.Unlock()
-	if a.spaces[h.Space] != nil {
-		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
-			return false, fmt.Errorf("freeze: rebuild space %s: %w", h.Space, err)
+	if sp := a.spaces[h.Space]; sp != nil {
+		if err := a.cutLog(sp, h.Author, seq, evidence); err != nil {
+			return false, fmt.Errorf("freeze: %w", err)
 		}
-		// The cut may have taken key shares that dated epochs, and routing
-		// records.
-		a.dropRoutings(sp, h.Author, seq-1)
-		if err := a.recomputeEpochStarts(sp); err != nil {
-			return false, err
-		}
-		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]; err != nil {
-			return false, err
-		}
-	} else if errs := a.db.kv.commitGroups([][]kvEntry{extra}); errs[0] != nil {
+	} else if errs := a.db.kv.commitGroups([][]kvEntry{evidence}); errs[0] != nil {
 		return false, errs[0]
 	}
 	a.log.Error("forked device frozen in a space: two different envelopes signed for one place in its log (a cloned or compromised device)",

@@ -289,19 +289,8 @@ func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 		if hd.Seq <= cut {
 			continue
 		}
-		extra, err := a.cutEntries(sp, r.Device, cut+1)
-		if err != nil {
-			return dropped, err
-		}
-		if _, _, err := a.rebuildSpace(sp, extra); err != nil {
-			return dropped, fmt.Errorf("revocation: rebuild space %s: %w", sp.id, err)
-		}
-		// Shares of the device past the cut-off may have dated epochs.
-		if err := a.recomputeEpochStarts(sp); err != nil {
-			return dropped, err
-		}
-		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]; err != nil {
-			return dropped, err
+		if err := a.cutLog(sp, r.Device, cut+1, nil); err != nil {
+			return dropped, fmt.Errorf("revocation: %w", err)
 		}
 		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: cut + 1, To: hd.Seq})
 	}
@@ -332,46 +321,54 @@ func (a *Agent) cutRevoked() error {
 	return nil
 }
 
-// cutEntries returns the store edits that cut author's log in the space from
-// seq `from` on: its envelopes and pending marks deleted, its head moved
-// below, its routing records dropped (the caller rebuilds the space with
-// them). writeMu held.
-func (a *Agent) cutEntries(sp *spaceState, author crypto.DeviceID, from uint64) ([]kvEntry, error) {
-	hd := sp.heads[author]
-	a.statMu.Lock()
-	cert := a.certs[author]
-	a.statMu.Unlock()
-	var extra []kvEntry
-	for s := from; s <= hd.Seq; s++ {
-		extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
-		// A key share being cut no longer gives its recipient the epoch
-		// (replicas that learnt of the cut first never accepted it): forget
-		// that it was given, so that a device holding the epoch wraps it
-		// again — else changes others wrote under it stay unreadable
-		// there. What the cut author holds is kept: it still holds it.
-		env, err := a.db.get(envKey(sp.id, author, s))
-		if err != nil || cert == nil {
-			continue
-		}
-		if h, body, err := crypto.Verify(env, cert.Device); err == nil && h.Kind == crypto.KindKeyShare {
-			if share, err := crypto.ParseKeyShare(body); err == nil && share.Recipient != author {
-				sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
-				delete(sp.shared, sk)
-				extra = append(extra, kvEntry{key: sharedKey(sp.id, sk), del: true})
+// cutLog cuts author's log in the space from seq `from` on — its envelopes
+// and pending marks deleted, its head moved below, its routing records
+// dropped — writes extra with it, rebuilds the space's state without what
+// was cut, and dates the epochs again from the key shares left. Revocations
+// and fork evidence both cut this way. writeMu held with nothing in flight;
+// the caller reloads.
+func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extra []kvEntry) error {
+	if hd := sp.heads[author]; hd.Seq >= from {
+		a.statMu.Lock()
+		cert := a.certs[author]
+		a.statMu.Unlock()
+		for s := from; s <= hd.Seq; s++ {
+			extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
+			// A key share being cut no longer gives its recipient the
+			// epoch (replicas that learnt of the cut first never accepted
+			// it): forget that it was given, so that a device holding the
+			// epoch wraps it again — else changes others wrote under it
+			// stay unreadable there. What the cut author holds is kept.
+			env, err := a.db.get(envKey(sp.id, author, s))
+			if err != nil || cert == nil {
+				continue
+			}
+			if h, body, err := crypto.Verify(env, cert.Device); err == nil && h.Kind == crypto.KindKeyShare {
+				if share, err := crypto.ParseKeyShare(body); err == nil && share.Recipient != author {
+					sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
+					delete(sp.shared, sk)
+					extra = append(extra, kvEntry{key: sharedKey(sp.id, sk), del: true})
+				}
 			}
 		}
-	}
-	nh := head{Seq: from - 1}
-	if nh.Seq > 0 {
-		prev, err := a.db.get(envKey(sp.id, author, nh.Seq))
-		if err != nil {
-			return nil, fmt.Errorf("read seq %d: %w", nh.Seq, err)
+		nh := head{Seq: from - 1}
+		if nh.Seq > 0 {
+			prev, err := a.db.get(envKey(sp.id, author, nh.Seq))
+			if err != nil {
+				return fmt.Errorf("read seq %d: %w", nh.Seq, err)
+			}
+			nh.Hash = crypto.Hash(prev)
+			extra = append(extra, a.db.entry(headKey(sp.id, author), nh.marshal()))
+		} else {
+			extra = append(extra, kvEntry{key: headKey(sp.id, author), del: true})
 		}
-		nh.Hash = crypto.Hash(prev)
-		extra = append(extra, a.db.entry(headKey(sp.id, author), nh.marshal()))
-	} else {
-		extra = append(extra, kvEntry{key: headKey(sp.id, author), del: true})
 	}
-	a.dropRoutings(sp, author, nh.Seq)
-	return append(extra, a.db.entry(spaceKey(sp.id), sp.meta.marshal())), nil
+	if _, _, err := a.rebuildSpace(sp, extra); err != nil {
+		return fmt.Errorf("rebuild space %s: %w", sp.id, err)
+	}
+	a.dropRoutings(sp, author, from-1)
+	if err := a.recomputeEpochStarts(sp); err != nil {
+		return err
+	}
+	return a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]
 }

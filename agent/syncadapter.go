@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	gosync "sync"
 	"time"
 
 	"fieldsync/crypto"
@@ -144,30 +142,16 @@ func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsy
 	}
 	out := make([]fsync.IngestResult, len(envs))
 	pre := make([]checked, len(envs))
-	workers := min(runtime.GOMAXPROCS(0), len(envs))
-	var wg gosync.WaitGroup
-	next := make(chan int, len(envs))
-	for i := range envs {
-		next <- i
-	}
-	close(next)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				env := envs[i]
-				h, err := crypto.ParseHeader(env.Data)
-				if err == nil && (fsync.SpaceID(h.Space) != env.Space || fsync.PeerID(h.Author) != env.Author || h.Seq != env.Seq) {
-					a.countReject(RejectMismatch)
-					pre[i].err = fsync.Reject(RejectMismatch, errors.New("envelope does not match the (space, author, seq) it was sent as"))
-					continue
-				}
-				pre[i].h, pre[i].cert, pre[i].err = a.verifyEnvelope(env.Data)
-			}
-		}()
-	}
-	wg.Wait()
+	forEachParallel(len(envs), func(i int) {
+		env := envs[i]
+		h, err := crypto.ParseHeader(env.Data)
+		if err == nil && (fsync.SpaceID(h.Space) != env.Space || fsync.PeerID(h.Author) != env.Author || h.Seq != env.Seq) {
+			a.countReject(RejectMismatch)
+			pre[i].err = fsync.Reject(RejectMismatch, errors.New("envelope does not match the (space, author, seq) it was sent as"))
+			return
+		}
+		pre[i].h, pre[i].cert, pre[i].err = a.verifyEnvelope(env.Data)
+	})
 	for i, env := range envs {
 		err := pre[i].err
 		added := false

@@ -58,44 +58,28 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 	if err != nil {
 		return err
 	}
-	authors := make([]fsync.PeerID, 0, len(heads))
-	for author, seq := range heads {
-		if seq > have[author] {
-			authors = append(authors, author)
-		}
+	held := make(map[crypto.DeviceID]uint64, len(have))
+	for author, seq := range have {
+		held[crypto.DeviceID(author)] = seq
 	}
-	slices.SortFunc(authors, func(x, y fsync.PeerID) int { return x.Compare(y) })
-	for _, author := range authors {
-		sp, dev := crypto.SpaceID(space), crypto.DeviceID(author)
-		start := envKey(sp, dev, have[author]+1)
-		err := a.db.kv.scanFrom(envAuthorPrefix(sp, dev), start, func(k, sealed []byte) error {
-			_, _, seq, ok := parseEnvKey(k)
-			if !ok || seq > heads[author] {
-				return errStopScan
-			}
-			env, err := a.db.open(k, sealed)
-			if err != nil {
-				// Corrupt here: skip it; the peer will see a gap and fetch
-				// it from someone else.
-				a.countCorrupt(k)
-				return errStopScan
-			}
-			e := fsync.Envelope{Space: space, Author: author, Seq: seq, Data: env}
-			if a.cfg.Tamper == nil {
-				return fn(e)
-			}
-			for _, t := range a.cfg.Tamper(e) { // tests only: a hostile relay
-				if err := fn(t); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+	// A corrupt envelope ends its author's run: the peer sees a gap and
+	// fetches it from someone else.
+	return a.scanToSend(crypto.SpaceID(space), held, heads, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
 		if err != nil {
-			return err
+			return nil // unreadable header: as corrupt, never sent
 		}
-	}
-	return nil
+		e := fsync.Envelope{Space: space, Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env}
+		if a.cfg.Tamper == nil {
+			return fn(e)
+		}
+		for _, t := range a.cfg.Tamper(e) { // tests only: a hostile relay
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() {})
 }
 
 // ObservePeerHeads records what a peer holds of our own log: status shows

@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"fieldsync/agent"
 	"fieldsync/bench/w1"
+	"fieldsync/bench/w1agent"
 	"fieldsync/internal/harness"
 )
 
@@ -386,7 +386,7 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	err = parallelDo(len(w.Initial), func(i int) error {
+	err = w1agent.Parallel(len(w.Initial), func(i int) error {
 		fields := make([]agent.FieldValue, len(w1.Fields))
 		for f, name := range w1.Fields {
 			fields[f] = agent.FieldValue{Name: name, Value: w.Initial[i][f]}
@@ -436,7 +436,7 @@ func runBundleW1(b *testing.B, size w1.Size) {
 		c     *agent.Client
 		picks []w1.Pick
 	}{{ca, w.A}, {cb, w.B}} {
-		err := parallelDo(len(side.picks), func(i int) error {
+		err := w1agent.Parallel(len(side.picks), func(i int) error {
 			p := side.picks[i]
 			_, err := side.c.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: w1.RecordID(p.Record),
 				Fields: []agent.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
@@ -475,28 +475,3 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	}
 }
 
-// parallelDo runs fn(0..n-1) on 32 goroutines; items with the same key(i)
-// go to the same goroutine, in order.
-func parallelDo(n int, fn func(i int) error, key func(i int) int) error {
-	const workers = 32
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for c := 0; c < workers; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			for i := 0; i < n; i++ {
-				if key(i)%workers != c {
-					continue
-				}
-				if err := fn(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}(c)
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}

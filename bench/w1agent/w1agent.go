@@ -79,7 +79,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	if err != nil {
 		return res, err
 	}
-	err = parallel(len(w.Initial), func(i int) error {
+	err = Parallel(len(w.Initial), func(i int) error {
 		fields := make([]agent.FieldValue, len(w1.Fields))
 		for f, name := range w1.Fields {
 			fields[f] = agent.FieldValue{Name: name, Value: w.Initial[i][f]}
@@ -112,7 +112,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	// (record, field) pair stay in generator order (one client per pair).
 	pairClient := func(p w1.Pick) int { return p.Record*len(w1.Fields) + p.Field }
 	update := func(c *agent.Client, picks []w1.Pick) error {
-		return parallel(len(picks), func(i int) error {
+		return Parallel(len(picks), func(i int) error {
 			p := picks[i]
 			_, err := c.RecordPut(ctx, agent.RecordPutRequest{Space: space.ID, Record: w1.RecordID(p.Record),
 				Fields: []agent.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
@@ -199,9 +199,9 @@ func digestOf(ctx context.Context, cl *harness.Cluster, n *harness.Node, space s
 	return n.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space})
 }
 
-// parallel runs fn(0..n-1) on Clients goroutines; items with the same
-// key(i) go to the same goroutine, in order.
-func parallel(n int, fn func(i int) error, key func(i int) int) error {
+// Parallel runs fn(0..n-1) on Clients goroutines; items with the same
+// key(i) go to the same goroutine, in order. It returns the first error.
+func Parallel(n int, fn func(i int) error, key func(i int) int) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, Clients)
 	for c := 0; c < Clients; c++ {

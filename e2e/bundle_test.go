@@ -474,4 +474,3 @@ func runBundleW1(b *testing.B, size w1.Size) {
 		b.Logf("%s", j)
 	}
 }
-

@@ -142,7 +142,7 @@ type agentCollector struct {
 	conflicts conflictCount
 
 	build, certExpiry                          *prometheus.Desc
-	peers, pending, unsynced                   *prometheus.Desc
+	peers, pending, peerPending, unsynced      *prometheus.Desc
 	sent, received, stored, dups               *prometheus.Desc
 	rejections, authFailures, badGossip        *prometheus.Desc
 	rounds, roundDur, syncBytes, gossipBytes   *prometheus.Desc
@@ -161,6 +161,7 @@ func newAgentCollector(a *Agent) *agentCollector {
 		certExpiry:     d("certificate_expiry_timestamp_seconds", "When this device's certificate expires (Unix time)."),
 		peers:          d("peers", "Known peers by state: alive (live member, last round fine), suspect (live member whose last round failed), dead (not a live member).", "state"),
 		pending:        d("pending_envelopes", "Envelopes pending with all peers as of each peer's last round: out = they lack and we hold, in = we lack and they hold.", "direction"),
+		peerPending:    d("peer_pending_envelopes", "Envelopes pending with one peer as of its last round (out = it lacks and we hold, in = we lack and it holds); peer is its device ID, never a name.", "peer", "direction"),
 		unsynced:       d("unsynced_local_writes", "Envelopes of this device's own logs that no peer is known to hold yet."),
 		sent:           d("envelopes_sent_total", "Envelopes sent to peers in sync rounds."),
 		received:       d("envelopes_received_total", "Envelopes received from peers in sync rounds (stored, duplicate or rejected)."),
@@ -192,7 +193,7 @@ var _ prometheus.Collector = (*agentCollector)(nil)
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.build, c.certExpiry, c.peers, c.pending, c.unsynced, c.sent, c.received, c.stored, c.dups,
+		c.build, c.certExpiry, c.peers, c.pending, c.peerPending, c.unsynced, c.sent, c.received, c.stored, c.dups,
 		c.rejections, c.authFailures, c.badGossip, c.rounds, c.roundDur, c.syncBytes, c.gossipBytes,
 		c.hintsSent, c.hintsRecv, c.broadcastQueue, c.spaces, c.logEnvelopes, c.storeBytes, c.openConf,
 		c.skewed, c.gaps, c.forks, c.missing, c.corrupt,
@@ -226,6 +227,8 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			pendOut += float64(p.PendingOut)
 			pendIn += float64(p.PendingIn)
+			gauge(c.peerPending, float64(p.PendingOut), p.ID.String(), "out")
+			gauge(c.peerPending, float64(p.PendingIn), p.ID.String(), "in")
 		}
 		s := e.Stats()
 		counter(c.sent, float64(s.Sent))

@@ -153,6 +153,9 @@ func TestMetricsDuringSync(t *testing.T) {
 	if got := m["fieldsync_peers"].sum(map[string]string{"state": "alive"}) + m["fieldsync_peers"].sum(map[string]string{"state": "suspect"}); got != 1 {
 		t.Errorf("live peers: %v, want 1", got)
 	}
+	if !strings.Contains(text, `fieldsync_peer_pending_envelopes{direction="out",peer="`+b.dev.String()+`"}`) {
+		t.Errorf("no per-peer pending series for the peer %s", b.dev)
+	}
 	if got := m["fieldsync_log_envelopes"].sum(map[string]string{"origin": "own"}); got < 3 {
 		t.Errorf("own log envelopes: %v, want at least 3", got)
 	}

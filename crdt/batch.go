@@ -56,6 +56,11 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 		if err := c.Validate(); err != nil {
 			return nil, err
 		}
+		if len(c.Deps) > 0 {
+			// Batches are the crdt layer's bulk form (benchmarks, state
+			// transfer tests); dependencies live in envelopes only.
+			return nil, invalid("a change batch carries no dependencies (change %s:%d has %d)", c.Author, c.Seq, len(c.Deps))
+		}
 		reps = append(reps, c.Author)
 		for i := range c.Ops {
 			o := &c.Ops[i]

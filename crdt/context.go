@@ -13,7 +13,10 @@ import (
 type Context struct {
 	vv      map[ReplicaID]uint64
 	extra   map[ReplicaID][]uint64 // sorted, all > vv[r]+1
-	partial map[ReplicaID]map[uint64][]partialDot
+	// partial is a set per (replica, seq): a hostile change may name many
+	// ops of one seq, and a list scanned on every insert made that
+	// quadratic (100k dots froze an agent for seconds).
+	partial map[ReplicaID]map[uint64]map[partialDot]struct{}
 }
 
 type partialDot struct {
@@ -103,31 +106,27 @@ func (c *Context) addChange(r ReplicaID, seq uint64) bool {
 // change arrived. The caller checks that d's change is not yet in c.
 func (c *Context) addPartial(d Dot, rec RecordID) {
 	if c.partial == nil {
-		c.partial = make(map[ReplicaID]map[uint64][]partialDot)
+		c.partial = make(map[ReplicaID]map[uint64]map[partialDot]struct{})
 	}
 	m := c.partial[d.Replica]
 	if m == nil {
-		m = make(map[uint64][]partialDot)
+		m = make(map[uint64]map[partialDot]struct{})
 		c.partial[d.Replica] = m
 	}
-	for _, p := range m[d.Seq] {
-		if p.op == d.Op && p.rec == rec {
-			return
-		}
+	set := m[d.Seq]
+	if set == nil {
+		set = make(map[partialDot]struct{}, 1)
+		m[d.Seq] = set
 	}
-	m[d.Seq] = append(m[d.Seq], partialDot{d.Op, rec})
+	set[partialDot{d.Op, rec}] = struct{}{}
 }
 
 func (c *Context) hasPartial(d Dot, rec RecordID) bool {
 	if len(c.partial) == 0 {
 		return false
 	}
-	for _, p := range c.partial[d.Replica][d.Seq] {
-		if p.op == d.Op && p.rec == rec {
-			return true
-		}
-	}
-	return false
+	_, ok := c.partial[d.Replica][d.Seq][partialDot{d.Op, rec}]
+	return ok
 }
 
 // covers reports whether op dot d, located in record rec, is in the context:
@@ -209,7 +208,7 @@ func (c *Context) Join(o *Context) {
 			if c.hasChange(r, seq) {
 				continue
 			}
-			for _, p := range ps {
+			for p := range ps {
 				c.addPartial(Dot{r, seq, p.op}, p.rec)
 			}
 		}

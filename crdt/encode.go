@@ -9,7 +9,9 @@ import (
 
 // Format versions (docs/format.md).
 const (
-	changeVersion  = 1
+	// changeVersion 2 adds the causal dependencies (Change.Deps); version 1
+	// (without them) still decodes.
+	changeVersion  = 2
 	recordVersion  = 1
 	contextVersion = 1
 	spaceVersion   = 1
@@ -150,6 +152,12 @@ func (c *Change) appendBinary(b []byte) ([]byte, error) {
 	b = appendUvarint(b, c.Seq)
 	b = appendU64(b, c.HLC.Pack())
 	b = appendTable(b, &t)
+	b = appendUvarint(b, uint64(len(c.Deps)))
+	for _, d := range c.Deps {
+		b = appendUvarint(b, t.index(d.Replica))
+		b = appendUvarint(b, d.Seq)
+		b = append(b, d.Hash[:]...)
+	}
 	b = appendUvarint(b, uint64(len(c.Ops)))
 	for i := range c.Ops {
 		o := &c.Ops[i]
@@ -249,7 +257,8 @@ func (in *interner) text(r *reader, max int) string {
 }
 
 func decodeChange(r *reader, c *Change, in *interner) {
-	if v := r.byte1(); r.err == nil && v != changeVersion {
+	v := r.byte1()
+	if r.err == nil && v != changeVersion && v != 1 {
 		r.fail(malformed(ErrUnknownVersion, "change version %d", v))
 		return
 	}
@@ -261,6 +270,31 @@ func decodeChange(r *reader, c *Change, in *interner) {
 	ids, used := readTable(r, smallIDs[:0], smallUsed[:0])
 	if r.err != nil {
 		return
+	}
+	if v >= 2 {
+		nd := r.count(34, uint64(len(ids)))
+		if r.err != nil {
+			return
+		}
+		if nd > 0 {
+			c.Deps = make([]Dep, nd)
+		}
+		last := -1
+		for i := 0; i < nd && r.err == nil; i++ {
+			idx := r.uvarint()
+			seq := r.uvarint()
+			h := r.fixed(32)
+			if r.err != nil {
+				return
+			}
+			if idx >= uint64(len(ids)) || int(idx) <= last || seq == 0 {
+				r.fail(malformed(nil, "bad dependency %d", i))
+				return
+			}
+			last = int(idx)
+			c.Deps[i] = Dep{Replica: ids[idx], Seq: seq}
+			copy(c.Deps[i].Hash[:], h)
+		}
 	}
 	nops := r.count(3, MaxOpsPerChange)
 	if r.err != nil {
@@ -575,7 +609,7 @@ func (c *Context) appendBinary(b []byte) []byte {
 		}
 		var ps []pd
 		for seq, l := range c.partial[r] {
-			for _, p := range l {
+			for p := range l {
 				ps = append(ps, pd{seq, p})
 			}
 		}

@@ -60,6 +60,50 @@ type Change struct {
 	Seq    uint64
 	HLC    Timestamp
 	Ops    []Op
+	// Deps is the author's causal context for the other replicas its ops
+	// name: for each replica of a seen dot other than the author, the
+	// newest envelope of that replica's log the author held when it wrote
+	// the change (seq and envelope ID, opaque here). It is sealed and
+	// signed with the change, so a replica can check that every seen dot
+	// lies within what the author really held (CheckDeps) and wait until
+	// it holds the same (docs/crdt.md, "Causal dependencies"). Sorted by
+	// replica, unique; each replica must appear among the seen dots.
+	Deps []Dep
+}
+
+// Dep is one entry of a change's causal context: the author held replica
+// Replica's log up to Seq, whose envelope has ID Hash.
+type Dep struct {
+	Replica ReplicaID
+	Seq     uint64
+	Hash    [32]byte
+}
+
+// MaxDeps bounds the dependencies of one change (one per other replica
+// named in its seen dots).
+const MaxDeps = 1 << 16
+
+// CheckDeps reports whether the change's seen dots lie within its causal
+// context: every seen dot of another replica must have a dependency on that
+// replica at or above its seq. A change that fails names dots its author
+// cannot have seen (a hostile or buggy writer); the agent applies it as a
+// no-op on every replica.
+func (c *Change) CheckDeps() error {
+	for i := range c.Ops {
+		for _, d := range c.Ops[i].Seen {
+			if d.Replica == c.Author {
+				continue
+			}
+			j, ok := slices.BinarySearchFunc(c.Deps, d.Replica, func(x Dep, r ReplicaID) int { return x.Replica.Compare(r) })
+			if !ok {
+				return invalid("op %d: seen dot of %s with no dependency on it", i, d.Replica)
+			}
+			if d.Seq > c.Deps[j].Seq {
+				return invalid("op %d: seen dot %s:%d above its dependency %d", i, d.Replica, d.Seq, c.Deps[j].Seq)
+			}
+		}
+	}
+	return nil
 }
 
 // MaxOpsPerChange bounds the number of operations in one change.
@@ -106,8 +150,42 @@ func (c *Change) Validate() error {
 		}
 		prevRec, prevField = o.Record, o.Field
 	}
+	if err := c.validDeps(); err != nil {
+		return err
+	}
 	if len(c.Ops) > 1 {
 		return c.checkUnique()
+	}
+	return nil
+}
+
+// validDeps checks that the dependencies are sorted, unique, name other
+// replicas than the author, and only replicas the seen dots name (so the
+// encoding's replica table covers them).
+func (c *Change) validDeps() error {
+	if len(c.Deps) == 0 {
+		return nil
+	}
+	if len(c.Deps) > MaxDeps {
+		return invalid("%d dependencies > %d", len(c.Deps), MaxDeps)
+	}
+	named := map[ReplicaID]bool{}
+	for i := range c.Ops {
+		for _, d := range c.Ops[i].Seen {
+			named[d.Replica] = true
+		}
+	}
+	for i, d := range c.Deps {
+		switch {
+		case d.Replica == c.Author:
+			return invalid("dependency on the author itself")
+		case d.Seq == 0:
+			return invalid("dependency with seq 0")
+		case i > 0 && c.Deps[i-1].Replica.Compare(d.Replica) >= 0:
+			return invalid("dependencies not sorted and unique")
+		case !named[d.Replica]:
+			return invalid("dependency on %s, which no seen dot names", d.Replica)
+		}
 	}
 	return nil
 }

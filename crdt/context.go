@@ -11,8 +11,8 @@ import (
 // their own change arrived ("partial" dots, each bound to the record it was
 // overwritten in). The zero Context is empty and ready to use.
 type Context struct {
-	vv      map[ReplicaID]uint64
-	extra   map[ReplicaID][]uint64 // sorted, all > vv[r]+1
+	vv    map[ReplicaID]uint64
+	extra map[ReplicaID][]uint64 // sorted, all > vv[r]+1
 	// partial is a set per (replica, seq): a hostile change may name many
 	// ops of one seq, and a list scanned on every insert made that
 	// quadratic (100k dots froze an agent for seconds).

@@ -71,6 +71,11 @@ type Agent struct {
 
 	syncMu sync.Mutex
 	sync   *fsync.Engine // nil until Run starts it
+
+	// orphans holds, in memory and bounded, verified envelopes of spaces
+	// whose routing record this device does not hold yet (orphans.go).
+	// writeMu.
+	orphans map[crypto.SpaceID]*orphanSet
 }
 
 func (a *Agent) engine() *fsync.Engine {
@@ -108,9 +113,14 @@ type spaceState struct {
 	profiled bool
 	// shared records the epoch keys already wrapped to each device.
 	shared map[shareKey]bool
-	// unlocked is set while applying a key share that brought a new key:
-	// envelopes that waited for it are applied after that commit.
+	// unlocked is set while applying an envelope that may let waiting ones
+	// go on (a key share that brought a new key, a change some waited
+	// for): they are applied after that commit (drainPending).
 	unlocked bool
+	// waits holds, per author, the lowest seq some waiting envelope of the
+	// space needs held or applied (causal.go); in memory only, noted again
+	// by every drain.
+	waits map[crypto.DeviceID]uint64
 }
 
 // Key implements crypto.Keyring for one space.
@@ -361,7 +371,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// between storing the key and applying them) are applied now.
 	go func() {
 		for _, id := range a.SpaceIDs() {
-			if err := a.drainPending(id); err != nil && !errors.Is(err, ErrClosed) {
+			if err := a.drain(id, true); err != nil && !errors.Is(err, ErrClosed) {
 				a.log.Warn("applying waiting envelopes", "err", err)
 			}
 		}

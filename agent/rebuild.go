@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,12 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 	ctx := crdt.NewContext()
 	var rec *crdt.Record
 	err := a.replayChanges(sp, func(ch *crdt.Change) error {
+		// Exactly the changes the live state applied: those in the
+		// space's context that are not no-ops (a change that waits is
+		// not in it yet). Their order does not matter (a join).
+		if !sp.ctx.Contains(ch.Dot()) || !a.staticReady(sp, ch, a.heldEnvelope(sp, nil)) {
+			return nil
+		}
 		touches := false
 		for _, r := range ch.Records() {
 			if r == id {
@@ -62,12 +69,19 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 }
 
 // replayChanges calls fn with every change of the space this device can
-// open, in (author, seq) order. Corrupt envelopes are counted and skipped.
+// open and decode, in (author, seq) order.
 func (a *Agent) replayChanges(sp *spaceState, fn func(*crdt.Change) error) error {
-	return a.replayChangesSkipping(sp, func(crypto.Header) bool { return false }, fn)
+	return a.replayChangesSkipping(sp, func(crypto.Header) bool { return false }, fn, nil)
 }
 
-func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) bool, fn func(*crdt.Change) error) error {
+// replayChangesSkipping is replayChanges without the envelopes skip names;
+// noop, if set, is called with the header of each change that opens to
+// something the apply path keeps as a no-op (does not open under its key,
+// does not decode, does not match its header).
+func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) bool, fn func(*crdt.Change) error, noop func(crypto.Header)) error {
+	if noop == nil {
+		noop = func(crypto.Header) {}
+	}
 	return a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
 		if err != nil || h.Kind != crypto.KindChange || skip(h) {
@@ -83,17 +97,39 @@ func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) b
 			return nil
 		}
 		_, body, err := crypto.Open(env, cert.Device, sp)
-		if err != nil {
+		if errors.Is(err, crypto.ErrSignature) {
 			a.countCorrupt(k)
 			return nil
 		}
-		ch, err := crdt.UnmarshalChange(body)
 		if err != nil {
-			a.countCorrupt(k)
+			noop(h)
+			return nil
+		}
+		ch, err := crdt.UnmarshalChange(body)
+		switch {
+		case errors.Is(err, crdt.ErrUnknownVersion):
+			return nil // waits for an upgrade
+		case err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC:
+			noop(h)
 			return nil
 		}
 		return fn(ch)
 	}, a.countCorrupt)
+}
+
+// heldEnvelope looks up the ID of an envelope held in the space, without
+// those skip names (being cut).
+func (a *Agent) heldEnvelope(sp *spaceState, skip func(crypto.Header) bool) func(crypto.DeviceID, uint64) ([32]byte, bool) {
+	return func(dev crypto.DeviceID, seq uint64) ([32]byte, bool) {
+		if skip != nil && skip(crypto.Header{Space: sp.id, Author: dev, Seq: seq}) {
+			return [32]byte{}, false
+		}
+		env, err := a.db.get(envKey(sp.id, dev, seq))
+		if err != nil {
+			return [32]byte{}, false
+		}
+		return crypto.Hash(env), true
+	}
 }
 
 // Repair rebuilds every space's materialized state (records and causal
@@ -179,11 +215,41 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 	if err != nil {
 		return 0, 0, err
 	}
+	// The changes the apply path would apply, in an order it could have
+	// (causal.go): each once every seen change is applied. No-ops count
+	// as seen; changes that wait (a dependency not held, an upgrade) do
+	// not.
+	held := a.heldEnvelope(sp, skip)
+	var ready []*crdt.Change
 	if err := a.replayChangesSkipping(sp, skip, func(ch *crdt.Change) error {
-		changes++
-		return state.Apply(ch)
+		switch v, _, _ := a.staticVerdict(sp, ch, held); v {
+		case causalBad:
+			state.MarkSeen(ch.Dot())
+		case causalReady:
+			ready = append(ready, ch)
+		}
+		return nil
+	}, func(h crypto.Header) {
+		state.MarkSeen(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
 	}); err != nil {
 		return 0, 0, err
+	}
+	for len(ready) > 0 {
+		var later []*crdt.Change
+		for _, ch := range ready {
+			if !a.seenApplied(sp, state.Context, ch) {
+				later = append(later, ch)
+				continue
+			}
+			changes++
+			if err := state.Apply(ch); err != nil {
+				state.MarkSeen(ch.Dot()) // as the apply path: a no-op
+			}
+		}
+		if len(later) == len(ready) {
+			break // the rest waits for changes not held or not openable
+		}
+		ready = later
 	}
 	entries := append([]kvEntry(nil), extra...)
 	// Drop every stored record, then write the rebuilt ones.
@@ -218,4 +284,9 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 		}
 	}
 	return len(state.IDs()), changes, nil
+}
+
+func (a *Agent) staticReady(sp *spaceState, ch *crdt.Change, held func(crypto.DeviceID, uint64) ([32]byte, bool)) bool {
+	v, _, _ := a.staticVerdict(sp, ch, held)
+	return v == causalReady
 }

@@ -777,13 +777,26 @@ func TestAdvRevokeEverything(t *testing.T) {
 			advSameDigests(t, s, a, b, r)
 		} else {
 			// Victor's space lost its creating routing record: released to
-			// nobody, no key is wrapped to B any more (A keeps the one it had).
-			if ea, eb := advDigest(t, a, s), advDigest(t, b, s); ea.Envelopes != eb.Envelopes || ea.Count != eb.Count {
-				t.Fatalf("victor's space: envelopes differ: A %+v, B %+v", ea, eb)
+			// nobody, no key is wrapped to B any more (A keeps the one it
+			// had), and nothing more is accepted in it anywhere (issue 12:
+			// only a routing record opens a space to writers): B, which
+			// learnt of the revocation before it saw the space, never
+			// holds it; A and the relay keep what they held.
+			if slices.Contains(b.SpaceIDs(), id) {
+				t.Fatalf("B holds victor's space, void since its creator's '*:0' (%+v)", advDigest(t, b, s))
+			}
+			if ea, er := advDigest(t, a, s), advDigest(t, r, s); ea.Envelopes != er.Envelopes || ea.Count != er.Count {
+				t.Fatalf("victor's space: envelopes differ: A %+v, relay %+v", ea, er)
 			}
 			if st := advStateOf(t, a, id); len(st.release) != 0 {
 				t.Fatalf("victor's space without its routing record is released to %v", st.release)
 			}
+			for _, x := range []*Agent{a, r} {
+				if hs := advHeaders(t, x, id, v.dev); len(hs) != 0 {
+					t.Fatalf("%s holds %d envelopes of the device revoked with '*:0'", x.dev, len(hs))
+				}
+			}
+			continue
 		}
 		for _, x := range []*Agent{a, b, r} {
 			if hs := advHeaders(t, x, id, v.dev); len(hs) != 0 {
@@ -1046,7 +1059,10 @@ func TestAdvHostileRoutingAndShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	advAccept(t, advForge(t, tj, id, crypto.KindKeyShare, share), tj, o1)
+	// (Issue 12: refused outright now — its bureau was never released.)
+	tjShare := advForge(t, tj, id, crypto.KindKeyShare, share)
+	advReject(t, o1, tjShare, RejectNotEntitle)
+	advReject(t, tj, tjShare, RejectNotEntitle) // its own replica applies the same rule
 	// A share that names o1 but was wrapped for another device: o1 keeps it
 	// (its author's log goes on) but gains no key from it.
 	bent, err := crypto.WrapKey(fresh, id, certOf(t, k, tj.dev).Device, rand.Reader)
@@ -1054,8 +1070,8 @@ func TestAdvHostileRoutingAndShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(bent[1:17], o1.dev[:])
-	benv := advForge(t, k, id, crypto.KindKeyShare, bent)
-	advAccept(t, benv, k)
+	benv := advForge(t, o2, id, crypto.KindKeyShare, bent)
+	advAccept(t, benv, o2)
 	keysBefore := len(advStateOf(t, o1, id).keys)
 	advAccept(t, benv, o1)
 	if got := len(advStateOf(t, o1, id).keys); got != keysBefore {

@@ -234,7 +234,12 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		return nil, nil, err
 	}
 	entries = append(entries, prof...)
-	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops}
+	deps, err := a.depsFor(sp, ops)
+	if err != nil {
+		a.abortWrite()
+		return nil, nil, err
+	}
+	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops, Deps: deps}
 	body, err := ch.MarshalBinary()
 	if err != nil {
 		a.abortWrite()

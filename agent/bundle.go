@@ -671,6 +671,7 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	}
 	skips := newSkipList()
 	added := map[crypto.SpaceID]int{}
+	var orphans []crypto.Header // held until their space's routing record came
 	i := 0
 	for {
 		t, payload, err := br.Next()
@@ -715,6 +716,10 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		ok, err := a.ingestVerified(payload, h, cert, false)
 		var re *RejectError
 		switch {
+		case errors.Is(err, errOrphanHeld):
+			// Its space's routing record comes later in the bundle (or
+			// not at all): judged after the loop.
+			orphans = append(orphans, h)
 		case errors.As(err, &re):
 			res.Skipped++
 			skips.add(h.Space, h.Author, h.Seq, re.Reason, re.Err.Error())
@@ -731,6 +736,15 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	barrier := &commitReq{done: make(chan error, 1)}
 	a.com.submit(barrier)
 	<-barrier.done
+	for _, h := range orphans {
+		if _, err := a.db.get(envKey(h.Space, h.Author, h.Seq)); err == nil {
+			res.Added++
+			added[h.Space]++
+			continue
+		}
+		res.Skipped++
+		skips.add(h.Space, h.Author, h.Seq, RejectNoRouting, "its space's routing record is neither in the bundle nor held here")
+	}
 	if a.com.failedGen.Load() >= gen0 && res.Added > 0 {
 		return res, errors.New("a store write failed during the import; what was stored is whole and verified: import the bundle again")
 	}

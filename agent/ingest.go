@@ -132,7 +132,11 @@ func (a *Agent) ingest(env []byte, durable bool) (added bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return a.ingestVerified(env, h, cert, durable)
+	added, err = a.ingestVerified(env, h, cert, durable)
+	if errors.Is(err, errOrphanHeld) {
+		return false, nil // not stored (yet): held until its space's routing record comes
+	}
+	return added, err
 }
 
 // verifyEnvelope is the part of ingest that needs no lock and dominates its

@@ -12,6 +12,7 @@ package agent
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -30,6 +31,11 @@ const (
 // RejectNoRouting counts envelopes refused because their space's routing
 // record is not held and the holding area is full.
 const RejectNoRouting = "no_routing"
+
+// errOrphanHeld is what ingestVerified returns for an envelope held until
+// its space's routing record comes: not an error for sync (ingest returns
+// nil for it), but not stored either.
+var errOrphanHeld = errors.New("held until the space's routing record arrives")
 
 type orphanEnv struct {
 	env  []byte
@@ -87,7 +93,7 @@ func (a *Agent) holdOrphan(h crypto.Header, env []byte, cert *crypto.Certificate
 	}
 	for _, e := range o.envs {
 		if e.h.Author == h.Author && e.h.Seq == h.Seq {
-			return nil // held already
+			return errOrphanHeld // held already
 		}
 	}
 	if o.bytes+len(env) > maxOrphanSpaceBytes || total+len(env) > maxOrphanBytes {
@@ -99,7 +105,7 @@ func (a *Agent) holdOrphan(h crypto.Header, env []byte, cert *crypto.Certificate
 	o.envs = append(o.envs, orphanEnv{env: env, h: h, cert: cert})
 	o.bytes += len(env)
 	a.orphans[h.Space] = o
-	return nil
+	return errOrphanHeld
 }
 
 // replayOrphans ingests what waited for the space's routing record, in
@@ -120,7 +126,8 @@ func (a *Agent) replayOrphans(space crypto.SpaceID) error {
 	})
 	for _, e := range o.envs {
 		if _, err := a.ingestVerified(e.env, e.h, e.cert, true); err != nil {
-			if _, ok := err.(*RejectError); !ok {
+			var re *RejectError
+			if !errors.As(err, &re) && !errors.Is(err, errOrphanHeld) {
 				return err
 			}
 		}

@@ -141,6 +141,9 @@ func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsy
 		added := false
 		if err == nil {
 			added, err = a.ingestVerified(env.Data, pre[i].h, pre[i].cert, false)
+			if errors.Is(err, errOrphanHeld) {
+				err = nil // held until its space's routing record comes
+			}
 		}
 		var re *RejectError
 		if errors.As(err, &re) {

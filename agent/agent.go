@@ -121,6 +121,9 @@ type spaceState struct {
 	// space needs held or applied (causal.go); in memory only, noted again
 	// by every drain.
 	waits map[crypto.DeviceID]uint64
+	// depIDs caches the IDs of held envelopes that changes name as
+	// dependencies (causal.go heldLive).
+	depIDs map[depKey][32]byte
 }
 
 // Key implements crypto.Keyring for one space.

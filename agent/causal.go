@@ -132,14 +132,32 @@ func (a *Agent) heldLive(sp *spaceState) func(crypto.DeviceID, uint64) ([32]byte
 		case hd.Seq == seq:
 			return hd.Hash, true
 		}
+		k := depKey{dev, seq}
+		if h, ok := sp.depIDs[k]; ok {
+			return h, true
+		}
 		env, err := a.db.get(envKey(sp.id, dev, seq))
 		if err != nil {
 			// Acknowledged but lost or corrupt here: wait until peers
 			// send it again.
 			return [32]byte{}, false
 		}
-		return crypto.Hash(env), true
+		h := crypto.Hash(env)
+		// Many changes name the same envelope (every write made between
+		// two syncs names the same head of each other author): remember
+		// a few. An envelope held never changes until a cut, which
+		// reloads the space state and so this cache.
+		if len(sp.depIDs) >= 256 || sp.depIDs == nil {
+			sp.depIDs = make(map[depKey][32]byte, 16)
+		}
+		sp.depIDs[k] = h
+		return h, true
 	}
+}
+
+type depKey struct {
+	author crypto.DeviceID
+	seq    uint64
 }
 
 // staticVerdict is the part of checkCausal that depends on the envelopes

@@ -6,9 +6,12 @@ package agent
 // chained by a real enrolled device; real agents on Badger receive it.
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"testing"
+	"time"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
@@ -50,6 +53,23 @@ func insHead(a *Agent, space crypto.SpaceID, dev crypto.DeviceID) head {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	return a.spaces[space].heads[dev]
+}
+
+// insRepairSame closes the agent, runs repair on its data directory, opens
+// it again and checks that the space's state is what it was.
+func insRepairSame(t testing.TB, a *Agent, space string) *Agent {
+	t.Helper()
+	before := advDigest(t, a, space)
+	cfg := a.cfg
+	a.Close()
+	if err := Repair(context.Background(), cfg, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	a = openTestAgent(t, cfg)
+	if after := advDigest(t, a, space); after != before {
+		t.Fatalf("repair changed the state: %+v, was %+v", after, before)
+	}
+	return a
 }
 
 func insContextBytes(a *Agent, space crypto.SpaceID) int {
@@ -112,6 +132,7 @@ func TestInsiderFutureDotsCancelNothing(t *testing.T) {
 	if d1, d2 := advDigest(t, victim, sp.ID), advDigest(t, other, sp.ID); d1 != d2 {
 		t.Errorf("replicas differ: %+v vs %+v", d1, d2)
 	}
+	insRepairSame(t, other, sp.ID)
 }
 
 // Item 5: a validly signed, chained change whose body does not decode (or
@@ -132,7 +153,7 @@ func TestInsiderUndecodableChangeSameEverywhere(t *testing.T) {
 	advSettle(t, member, evil, relay)
 	key := advKey(t, evil, id)
 	bodies := []func(uint64, crdt.Timestamp) []byte{
-		func(uint64, crdt.Timestamp) []byte { return []byte("not a change at all") },
+		func(uint64, crdt.Timestamp) []byte { return append([]byte{2}, "not a change at all"...) },
 		func(seq uint64, hlc crdt.Timestamp) []byte { // a newer version this build does not know
 			b := insChange(evil.dev, []crdt.Op{{Kind: crdt.OpPut, Record: "p9", Field: "v", Value: []byte("x")}}, nil)(seq, hlc)
 			b[0] = 99
@@ -154,6 +175,10 @@ func TestInsiderUndecodableChangeSameEverywhere(t *testing.T) {
 	if v, err := advValue(member, sp.ID, "p2"); err != nil || v != "after" {
 		t.Fatalf("the author's later change: p2 = %q (%v)", v, err)
 	}
+	if st := member.Status(); st.Rejected[RejectUndecoded] != 1 {
+		t.Errorf("the undecodable change is not counted as evidence once: %v", st.Rejected)
+	}
+	insRepairSame(t, member, sp.ID)
 }
 
 // Item 2: a device of a bureau the space was never released to wraps a key
@@ -226,4 +251,62 @@ func TestInsiderRandomSpacesBounded(t *testing.T) {
 	if got := len(victim.SpaceIDs()); got != 0 {
 		t.Errorf("after a restart %d spaces without a routing record were loaded", got)
 	}
+}
+
+// A change that depends on another author's envelope it saw waits where
+// that envelope is not held yet, and applies once it arrives; if that
+// author is revoked below the envelope instead, the change applies anyway
+// (what it saw is void everywhere) — the same state on every replica.
+func TestInsiderDependentChangeWaitsThenApplies(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	x := openTestAgent(t, newTestDevice(t, omn, "Xray", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Charlie", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, a, x, b, c)
+	xBefore := insHead(x, id, x.dev).Seq
+	advPut(t, x, sp.ID, "p1", "x's value")
+	advMove(t, x, a)
+	advPut(t, a, sp.ID, "p1", "a's overwrite") // saw x's value: depends on it
+	// b gets a's log first: its overwrite waits for x's envelope.
+	advEnvelopes(t, a, b, id, a)
+	if _, err := advValue(b, sp.ID, "p1"); err == nil {
+		t.Fatal("b applied a change before the change it overwrote")
+	}
+	if st := b.Status(); st.Rejected[RejectCausality] != 0 {
+		t.Fatalf("a waiting change was counted as bad: %v", st.Rejected)
+	}
+	advEnvelopes(t, x, b, id, x)
+	if v, err := advValue(b, sp.ID, "p1"); err != nil || v != "a's overwrite" {
+		t.Fatalf("b after x's envelope: %q, %v", v, err)
+	}
+	// c gets a's log, then x is revoked below its write: a's overwrite
+	// applies on c without x's envelope.
+	advEnvelopes(t, a, c, id, a)
+	rev := advRevoke(t, omn, x.dev, map[crypto.SpaceID]uint64{id: xBefore}, 0, time.Now())
+	for _, r := range []*Agent{a, b, c} {
+		advAddRev(t, r, rev)
+	}
+	if v, err := advValue(c, sp.ID, "p1"); err != nil || v != "a's overwrite" {
+		t.Fatalf("c after the revocation: %q, %v", v, err)
+	}
+	advSameDigests(t, sp.ID, a, b, c)
+	c = advReopen(t, c)
+	advSameDigests(t, sp.ID, a, b, c)
+	// repair rebuilds the same state from the envelopes.
+	var again []*Agent
+	for _, r := range []*Agent{a, c} {
+		cfg := r.cfg
+		r.Close()
+		if err := Repair(context.Background(), cfg, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		again = append(again, openTestAgent(t, cfg))
+	}
+	advSameDigests(t, sp.ID, append(again, b)...)
 }

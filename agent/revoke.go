@@ -172,6 +172,9 @@ func (a *Agent) SubmitRevocation(blob []byte) (RevokeResult, error) {
 		}
 		return RevokeResult{}, err
 	}
+	if added {
+		a.drainAfterRevocation()
+	}
 	res := RevokeResult{Device: r.Device.String(), Added: added, Cutoffs: map[string]uint64{}, Default: r.DefaultCutoff, Dropped: nonNilGaps(dropped)}
 	for s, c := range r.Cutoffs {
 		res.Cutoffs[s.String()] = c
@@ -191,7 +194,21 @@ func nonNilGaps(g []Gap) []Gap {
 // removes what the device wrote past its cut-offs (addRevocation).
 func (a *Agent) AddRevocation(blob []byte) (bool, error) {
 	added, _, err := a.addRevocation(blob)
+	if err == nil && added {
+		a.drainAfterRevocation()
+	}
 	return added, err
+}
+
+// drainAfterRevocation applies the changes that waited for envelopes a
+// revocation has made invalid: what lies past a cut-off no longer needs to
+// be held or applied (causal.go validUpTo).
+func (a *Agent) drainAfterRevocation() {
+	for _, id := range a.SpaceIDs() {
+		if err := a.drainPending(id); err != nil && !errors.Is(err, ErrClosed) {
+			a.log.Warn("applying waiting envelopes after a revocation", "err", err)
+		}
+	}
 }
 
 // newerRevocation reports whether r should replace old: the later issued

@@ -305,6 +305,12 @@ func (a *Agent) reload() error {
 	if err := a.load(); err != nil {
 		return err
 	}
+	for _, sp := range a.spaces {
+		// What waiting envelopes wait for is noted again by a drain: the
+		// next envelope received in the space drains it (a cut may also
+		// have settled what some waited for).
+		sp.unlocked = true
+	}
 	if f := a.com.failedGen.Load(); a.gen <= f {
 		a.gen = f + 1
 	} else {

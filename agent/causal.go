@@ -197,6 +197,57 @@ func (a *Agent) firstUnapplied(sp *spaceState, ctx *crdt.Context, ch *crdt.Chang
 	return crdt.Dot{}, false
 }
 
+// withoutVoidDots returns ch without the seen dots that name envelopes
+// past their author's valid log (a revocation's cut-off, a fork): every
+// replica removes those, so seeing them has no effect — and left in, they
+// would be kept as partial dots, as many as a hostile change names.
+func (a *Agent) withoutVoidDots(sp *spaceState, ch *crdt.Change) *crdt.Change {
+	var out *crdt.Change
+	for i := range ch.Ops {
+		seen := ch.Ops[i].Seen
+		keep := seen[:0:0]
+		void := false
+		for j, s := range seen {
+			if s.Seq > a.validUpTo(sp.id, crypto.DeviceID(s.Replica)) {
+				if !void {
+					keep = append(keep, seen[:j]...)
+					void = true
+				}
+				continue
+			}
+			if void {
+				keep = append(keep, s)
+			}
+		}
+		if !void {
+			continue
+		}
+		if out == nil {
+			c := *ch
+			c.Ops = slices.Clone(ch.Ops)
+			out = &c
+		}
+		out.Ops[i].Seen = keep
+	}
+	if out == nil {
+		return ch
+	}
+	// Resolve and note-remove must name something: one that named only
+	// void dots keeps one of them (removing it has no effect).
+	named := map[crdt.ReplicaID]bool{}
+	for i := range out.Ops {
+		if len(out.Ops[i].Seen) == 0 && len(ch.Ops[i].Seen) > 0 && (out.Ops[i].Kind == crdt.OpResolve || out.Ops[i].Kind == crdt.OpNoteRemove) {
+			out.Ops[i].Seen = ch.Ops[i].Seen[:1]
+		}
+		for _, d := range out.Ops[i].Seen {
+			named[d.Replica] = true
+		}
+	}
+	// Dependencies go with the replicas still named.
+	out.Deps = slices.DeleteFunc(slices.Clone(ch.Deps), func(d crdt.Dep) bool { return !named[d.Replica] })
+	return out
+}
+
 // seenApplied reports whether every change ch saw is applied in ctx.
 func (a *Agent) seenApplied(sp *spaceState, ctx *crdt.Context, ch *crdt.Change) bool {
 	_, missing := a.firstUnapplied(sp, ctx, ch)
@@ -318,6 +369,7 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 		sp.noteWait(dot)
 		return marker(dotWaitMarker(kind, dot))
 	}
+	ch = a.withoutVoidDots(sp, ch)
 	if drift, skewed := a.clock.Observe(ch.HLC, a.physMillis()); skewed {
 		a.statMu.Lock()
 		a.skewed[h.Author] = drift

@@ -310,3 +310,40 @@ func TestInsiderDependentChangeWaitsThenApplies(t *testing.T) {
 	}
 	advSameDigests(t, sp.ID, append(again, b)...)
 }
+
+// Seen dots past a revoked device's cut-off name writes every replica
+// removes: a change naming 100,000 of them changes nothing and does not
+// grow the space's context.
+func TestInsiderVoidDotsDoNotBloat(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	evil := openTestAgent(t, newTestDevice(t, omn, "Evil", crypto.RoleOfficer))
+	x := openTestAgent(t, newTestDevice(t, omn, "Xray", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, a, sp.ID, "p1", "a's value")
+	advSettle(t, a, evil, x)
+	cut := insHead(a, id, x.dev).Seq
+	rev := advRevoke(t, omn, x.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
+	advAddRev(t, a, rev)
+	advAddRev(t, evil, rev)
+	seen := make([]crdt.Dot, 0, 100_000)
+	for op := range 100_000 {
+		seen = append(seen, crdt.Dot{Replica: crdt.ReplicaID(x.dev), Seq: cut + 1, Op: uint32(op)})
+	}
+	env := insForgeChange(t, evil, id, advKey(t, evil, id), insChange(evil.dev,
+		[]crdt.Op{{Kind: crdt.OpPut, Record: "p2", Field: "v", Value: []byte("evil"), Seen: seen}},
+		[]crdt.Dep{{Replica: crdt.ReplicaID(x.dev), Seq: cut + 1}}))
+	advAccept(t, env, evil, a)
+	if n := insContextBytes(a, id); n > 64<<10 {
+		t.Errorf("a change naming 100,000 void dots grew the space context to %d bytes", n)
+	}
+	if v, err := advValue(a, sp.ID, "p2"); err != nil || v != "evil" {
+		t.Errorf("the change's own write: %q, %v", v, err)
+	}
+	advSameDigests(t, sp.ID, a, evil)
+	insRepairSame(t, a, sp.ID)
+}

@@ -41,7 +41,7 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 				return rec, nil
 			}
 			return nil, nil
-		}, ch)
+		}, a.withoutVoidDots(sp, ch))
 		if err != nil {
 			return err
 		}
@@ -242,7 +242,7 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 				continue
 			}
 			changes++
-			if err := state.Apply(ch); err != nil {
+			if err := state.Apply(a.withoutVoidDots(sp, ch)); err != nil {
 				state.MarkSeen(ch.Dot()) // as the apply path: a no-op
 			}
 		}

@@ -254,7 +254,15 @@ func TestScopedTrustReleasedBureau(t *testing.T) {
 	}
 	// K forging into the OMN-only space is refused: its bureau is not
 	// released there.
-	forged := advForge(t, k, hid, crypto.KindRouting, []byte{0xff})
+	fake, err := crypto.NewSpaceKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	share, err := crypto.WrapKey(fake, hid, a.cert.Device, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := advForge(t, k, hid, crypto.KindKeyShare, share)
 	advReject(t, a, forged, RejectUntrusted)
 	// The challenge: K passes, entitled to Joint only.
 	tr, side, sig := challengeFor(t, k.id, a.dev)
@@ -264,6 +272,22 @@ func TestScopedTrustReleasedBureau(t *testing.T) {
 	}
 	if !(syncAdapter{a}).Entitled(p, fsync.SpaceID(jid)) || (syncAdapter{a}).Entitled(p, fsync.SpaceID(hid)) {
 		t.Fatal("K's entitlement on A is not Joint alone")
+	}
+	// KAZ may revoke its own device on A; ZZZ may not revoke anything.
+	kHead := uint64(len(advLog(t, k, jid, k.dev)))
+	krev, err := kaz.b.Revoke(k.dev, map[crypto.SpaceID]uint64{jid: kHead}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AddRevocation(krev.Marshal()); err != nil {
+		t.Fatalf("KAZ revoking its own device on A: %v", err)
+	}
+	zrev, err := zzz.b.Revoke(k.dev, nil, 0, time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AddRevocation(zrev.Marshal()); !errors.Is(err, crypto.ErrUntrusted) {
+		t.Fatalf("ZZZ revoking KAZ's device on A: %v", err)
 	}
 	// ZZZ: no held space releases it.
 	if _, err := a.AddCertificate(z.cert.MarshalBinary()); !errors.Is(err, crypto.ErrUntrusted) {
@@ -283,4 +307,124 @@ func challengeFor(t testing.TB, id *crypto.Identity, responder crypto.DeviceID) 
 	sig := crypto.SignChallenge(id, crypto.Transcript{Label: tr.Label, Initiator: id.ID(), Responder: responder,
 		InitiatorNonce: tr.InitiatorNonce, ResponderNonce: tr.ResponderNonce}, crypto.SideInitiator)
 	return tr, fsync.SideInitiator, sig
+}
+
+// D itself (a compromised laptop, or one that also enrolled with partner X)
+// countersigns X's certificate of its keys: a valid version 2 certificate
+// that contradicts D's pinned one. It is kept as evidence, counted and shown
+// in status — across a restart — and never replaces the pin: X still cannot
+// revoke D, and D presenting it at the challenge is refused. A renewal by
+// D's own bureau (same keys, later NotAfter) replaces the pin; an older one
+// is ignored; a version 1 certificate of an unknown device is refused.
+func TestCertConflictIsEvidence(t *testing.T) {
+	y, x := newSeededBureau(t, "YYY"), newSeededBureau(t, "XXX")
+	d := openTestAgent(t, newTestDevice(t, y.testBureau, "Dana", crypto.RoleOfficer, x.testBureau))
+	o := openTestAgent(t, newTestDevice(t, y.testBureau, "Omar", crypto.RoleOfficer, x.testBureau))
+	sp, err := d.CreateSpace("Case 8", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, d, sp.ID, "r1", "one")
+	advSettle(t, d, o)
+	held := countEnvelopes(t, o, id, d.dev)
+	pinned := certOf(t, o, d.dev)
+	if !pinned.Countersigned() {
+		t.Fatal("the agent did not countersign its own version 1 certificate at start")
+	}
+	now := time.Now()
+	xCert := x.forgeCertV1(t, pinned.Device, crypto.RoleOfficer, now.Add(-time.Minute), now.Add(800*24*time.Hour), pinned.NameCommitment)
+	parsed, err := crypto.ParseCertificate(xCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byD, err := parsed.Countersign(d.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // gossip brings it again and again: one piece of evidence
+		if _, err := o.AddCertificate(byD.MarshalBinary()); !errors.Is(err, ErrCertConflict) || !errors.Is(err, crypto.ErrUntrusted) {
+			t.Fatalf("conflicting countersigned certificate: %v", err)
+		}
+	}
+	if c := certOf(t, o, d.dev); !bytes.Equal(c.MarshalBinary(), pinned.MarshalBinary()) {
+		t.Fatal("the pin was replaced by the conflicting certificate")
+	}
+	rev, err := x.b.Revoke(d.dev, nil, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.AddRevocation(rev.Marshal()); !errors.Is(err, crypto.ErrUntrusted) {
+		t.Fatalf("X's revocation of D: %v", err)
+	}
+	tr, side, sig := challengeFor(t, d.id, o.dev)
+	if _, err := (syncAdapter{o}).VerifyPeer(byD.MarshalBinary(), tr, side, sig); !isSyncReject(err, RejectUntrusted) {
+		t.Fatalf("D presenting X's certificate at the challenge: %v", err)
+	}
+	check := func(a *Agent) {
+		t.Helper()
+		st := a.Status()
+		want := []CertConflict{{Device: d.dev.String(), PinnedBureau: "YYY", PinnedFingerprint: y.b.Public().Fingerprint(),
+			OtherBureau: "XXX", OtherFingerprint: x.b.Public().Fingerprint()}}
+		if len(st.CertConflicts) != 1 || st.CertConflicts[0] != want[0] {
+			t.Fatalf("status cert_conflicts %+v, want %+v", st.CertConflicts, want)
+		}
+		if n := countEnvelopes(t, a, id, d.dev); n != held {
+			t.Fatalf("%d of D's %d envelopes left", n, held)
+		}
+	}
+	check(o)
+	if n := o.Status().Rejected[RejectCertConflict]; n != 1 {
+		t.Fatalf("cert_conflict counted %d times", n)
+	}
+	o = advReopen(t, o)
+	check(o)
+
+	// A renewal by D's own bureau replaces the pin; the older one is then ignored.
+	req := crypto.NewRequest(d.id, pinned.NameCommitment)
+	renewed, err := y.b.Issue(req, crypto.RoleOfficer, now.Add(-time.Minute), pinned.NotAfter.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, err := o.AddCertificate(renewed.MarshalBinary()); err == nil || added {
+		t.Fatalf("version 1 renewal, not countersigned: added %v, %v", added, err)
+	}
+	renewed2, err := renewed.Countersign(d.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, err := o.AddCertificate(renewed2.MarshalBinary()); err != nil || !added {
+		t.Fatalf("countersigned renewal: added %v, %v", added, err)
+	}
+	if added, err := o.AddCertificate(pinned.MarshalBinary()); err != nil || added {
+		t.Fatalf("the older certificate after the renewal: added %v, %v", added, err)
+	}
+	if c := certOf(t, o, d.dev); !bytes.Equal(c.MarshalBinary(), renewed2.MarshalBinary()) {
+		t.Fatal("the renewal did not replace the pin")
+	}
+	// The pinned bureau certifying D's signing key with another X25519 key
+	// (so that keys wrapped to D go elsewhere), countersigned by D: a
+	// conflict, not a renewal.
+	agree := pinned.Device
+	agree.AgreeKey[0] ^= 1
+	swapped := countersignV2(t, y.forgeCertV1(t, agree, crypto.RoleOfficer, now.Add(-time.Minute), now.Add(900*24*time.Hour), pinned.NameCommitment), d.id.Ed25519())
+	if _, err := o.AddCertificate(swapped); !errors.Is(err, ErrCertConflict) {
+		t.Fatalf("the pinned bureau's certificate with another X25519 key: %v", err)
+	}
+	if got := len(o.Status().CertConflicts); got != 2 {
+		t.Fatalf("%d conflicts in status, want 2", got)
+	}
+	// A version 1 certificate of a device this agent does not know.
+	stranger, _ := crypto.NewIdentity(rand.Reader)
+	sc, err := y.b.Issue(crypto.NewRequest(stranger, [32]byte{}), crypto.RoleOfficer, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := o.Status().Rejected[RejectUntrusted]
+	if _, err := o.AddCertificate(sc.MarshalBinary()); !errors.Is(err, crypto.ErrUntrusted) {
+		t.Fatalf("version 1 certificate of an unknown device: %v", err)
+	}
+	if o.Status().Rejected[RejectUntrusted] != before+1 {
+		t.Fatal("the refused version 1 certificate was not counted")
+	}
 }

@@ -124,7 +124,7 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 	if at.Before(cert.NotBefore) {
 		at = cert.NotBefore
 	}
-	if err := crypto.CheckAuthor(h, cert, rev, a.trust, at); err != nil {
+	if err := crypto.CheckAuthor(h, cert, rev, a.trustFor(h.Space, cert), at); err != nil {
 		return h, nil, a.reject(rejectReason(err), err)
 	}
 	return h, cert, nil

@@ -428,3 +428,81 @@ func TestCertConflictIsEvidence(t *testing.T) {
 		t.Fatal("the refused version 1 certificate was not counted")
 	}
 }
+
+// The same attack over real memberlist and sync streams on 127.0.0.1: X's
+// device xa holds a certificate of D's keys by X, countersigned by D (a
+// laptop compromised before it is revoked), pinned there as D's, and X's
+// '*:0' revocation of D. When xa syncs with o, o keeps D pinned to Y: the
+// certificate arrives as conflict evidence, the revocation is refused, and
+// D's envelopes, its space's owner and its records stay.
+func TestCertPinnedOverSync(t *testing.T) {
+	y, x := newTestBureau(t, "YYY"), newSeededBureau(t, "XXX")
+	cfgD := newTestDevice(t, y, "Dana", crypto.RoleOfficer, x.testBureau)
+	cfgO := newTestDevice(t, y, "Omar", crypto.RoleOfficer, x.testBureau)
+	cfgX := newTestDevice(t, x.testBureau, "Xavier", crypto.RoleOfficer, y)
+	ks, err := LoadKeystore(cfgD.Layout, cfgD.Unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgD.MeshKey, cfgO.MeshKey, cfgX.MeshKey = ks.MeshKey, ks.MeshKey, ks.MeshKey
+	d := startSyncAgent(t, cfgD)
+	sp, err := d.CreateSpace("Case 9", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, d, sp.ID, "r1", "one")
+	cfgO.Join = []string{d.SyncAddr()}
+	o := startSyncAgent(t, cfgO)
+	waitFor(t, "o to get D's record", func() bool { v, err := advValue(o, sp.ID, "r1"); return err == nil && v == "one" })
+	held := countEnvelopes(t, o, id, d.dev)
+
+	// X's device, which never met D, takes the countersigned certificate
+	// as D's and X's revocation of it.
+	xa := openTestAgent(t, cfgX)
+	pinned := certOf(t, o, d.dev)
+	now := time.Now()
+	byX, err := crypto.ParseCertificate(x.forgeCertV1(t, pinned.Device, crypto.RoleOfficer, now.Add(-time.Minute), now.Add(800*24*time.Hour), pinned.NameCommitment))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byD, err := byX.Countersign(d.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xa.AddCertificate(byD.MarshalBinary()); err != nil {
+		t.Fatalf("xa, which never met D: %v", err)
+	}
+	rev, err := x.b.Revoke(d.dev, nil, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xa.AddRevocation(rev.Marshal()); err != nil {
+		t.Fatalf("xa takes X's revocation of the device it pinned to X: %v", err)
+	}
+	xa.Close()
+	cfgX.Join = []string{o.SyncAddr()}
+	startSyncAgent(t, cfgX)
+	waitFor(t, "o to see X's certificate of D as a conflict", func() bool { return len(o.Status().CertConflicts) == 1 })
+	// Each session with xa refuses its certificate and its revocation of D
+	// (both "untrusted"): after several, the revocation has been judged.
+	waitFor(t, "o to refuse xa's mesh objects in several sessions", func() bool { return o.engine().Stats().Rejected[RejectUntrusted] >= 4 })
+	if c := certOf(t, o, d.dev); !bytes.Equal(c.MarshalBinary(), pinned.MarshalBinary()) {
+		t.Fatal("o replaced D's certificate")
+	}
+	o.statMu.Lock()
+	revoked := o.revs[d.dev] != nil
+	o.statMu.Unlock()
+	if revoked {
+		t.Fatal("o took X's revocation of D")
+	}
+	if n := countEnvelopes(t, o, id, d.dev); n < held {
+		t.Fatalf("o holds %d of D's %d envelopes", n, held)
+	}
+	if got := spaceOwnerFP(o, id); got != y.b.Public().Fingerprint() {
+		t.Fatalf("space owner on o: %q", got)
+	}
+	if v, err := advValue(o, sp.ID, "r1"); err != nil || v != "one" {
+		t.Fatalf("record on o: %q, %v", v, err)
+	}
+}

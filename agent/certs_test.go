@@ -332,6 +332,9 @@ func TestCertConflictIsEvidence(t *testing.T) {
 	if !pinned.Countersigned() {
 		t.Fatal("the agent did not countersign its own version 1 certificate at start")
 	}
+	if onDisk, err := LoadCert(d.cfg.Layout); err != nil || !bytes.Equal(onDisk.MarshalBinary(), pinned.MarshalBinary()) {
+		t.Fatalf("cert.json was not rewritten countersigned: %v", err)
+	}
 	now := time.Now()
 	xCert := x.forgeCertV1(t, pinned.Device, crypto.RoleOfficer, now.Add(-time.Minute), now.Add(800*24*time.Hour), pinned.NameCommitment)
 	parsed, err := crypto.ParseCertificate(xCert)

@@ -68,6 +68,11 @@ type Agent struct {
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
+	// certConflicts are certificates that contradict a pinned one (certs.go).
+	certConflicts []certConflict
+	// released is each space's effective release list, for readers without
+	// writeMu (trustFor, VerifyPeer; certs.go).
+	released map[crypto.SpaceID][]string
 
 	syncMu sync.Mutex
 	sync   *fsync.Engine // nil until Run starts it

@@ -250,6 +250,7 @@ func (a *Agent) Status() Status {
 		Forks:         []Fork{},
 		Missing:       []Gap{},
 		Version:       Version,
+		CertConflicts: a.CertConflicts(),
 	}
 	now := a.cfg.now()
 	switch {

@@ -309,6 +309,19 @@ type Status struct {
 	CorruptValues int            `json:"corrupt_values"` // stored values that failed authentication since start
 	Sync          *SyncStats     `json:"sync,omitempty"` // nil while sync is not running
 	Version       string         `json:"version"`
+	// CertConflicts lists certificates that claim a device pinned to
+	// another bureau (or to other keys), kept as evidence and never used.
+	CertConflicts []CertConflict `json:"cert_conflicts"`
+}
+
+// CertConflict is a certificate that contradicts a device's pinned one
+// (docs/crypto.md, "Pinning and scoped trust").
+type CertConflict struct {
+	Device            string `json:"device"`
+	PinnedBureau      string `json:"pinned_bureau"`
+	PinnedFingerprint string `json:"pinned_fingerprint"`
+	OtherBureau       string `json:"other_bureau"`
+	OtherFingerprint  string `json:"other_fingerprint"`
 }
 
 // SyncStats are the sync engine's counters since the agent started.

@@ -16,6 +16,8 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // the heads acknowledge is present (DESIGN §7). The caller holds writeMu or
 // has not started serving yet.
 func (a *Agent) load() error {
+	// A certificate from before version 2 is countersigned now (certs.go).
+	a.upgradeOwnCert()
 	a.spaces = map[crypto.SpaceID]*spaceState{}
 	a.cache.clear()
 	get := func(id crypto.SpaceID) *spaceState {
@@ -109,7 +111,11 @@ func (a *Agent) load() error {
 	if err != nil {
 		return err
 	}
+	a.statMu.Lock()
+	a.released = map[crypto.SpaceID][]string{}
+	a.statMu.Unlock()
 	for _, s := range a.spaces {
+		a.noteReleased(s)
 		s.pickCurrent()
 		// Our profile is the first or second envelope we write in a space
 		// (after the routing record when we created it).
@@ -162,10 +168,17 @@ func (a *Agent) load() error {
 		if err != nil {
 			return fmt.Errorf("stored certificate: %w", err)
 		}
-		a.certs[c.Device.ID()] = c
+		if id := c.Device.ID(); id != a.dev { // ours is the data dir's (open)
+			a.statMu.Lock()
+			a.certs[id] = c
+			a.statMu.Unlock()
+		}
 		return nil
 	}, a.countCorrupt)
 	if err != nil {
+		return err
+	}
+	if err := a.loadCertConflicts(); err != nil {
 		return err
 	}
 	err = a.db.scan([]byte{pfxRevoke}, func(k, v []byte) error {

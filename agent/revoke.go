@@ -241,12 +241,19 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	if err != nil {
 		return false, nil, err
 	}
-	if err := r.Verify(a.trust); err != nil {
-		return false, nil, err
-	}
 	a.statMu.Lock()
 	old, cert := a.revs[r.Device], a.certs[r.Device]
 	a.statMu.Unlock()
+	// The device's pinned certificate names the only bureau that may revoke
+	// it (certs.go): a trusted one, or one a space held here is released to
+	// (scoped trust: a bureau revoking its own device).
+	trust := a.trust
+	if cert != nil && cert.Bureau.Fingerprint() == r.Bureau {
+		trust = a.trustAnywhere(cert)
+	}
+	if err := r.Verify(trust); err != nil {
+		return false, nil, err
+	}
 	if cert == nil {
 		return false, nil, fmt.Errorf("%w: revocation of device %s, whose certificate this device has not seen yet (taken once it has)", crypto.ErrUntrusted, r.Device)
 	}

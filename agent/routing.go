@@ -197,6 +197,7 @@ func (a *Agent) refreshRelease(sp *spaceState) {
 		}
 		sp.meta.Release = append(sp.meta.Release, name)
 	}
+	a.noteReleased(sp)
 }
 
 // dropRoutings forgets the routing records of author above seq (its log was
@@ -209,6 +210,7 @@ func (a *Agent) dropRoutings(sp *spaceState, author crypto.DeviceID, above uint6
 		// has no owner and no release list now, as on replicas that refused
 		// that record — fail closed, and the same everywhere.
 		sp.meta.OwnerFP, sp.meta.Owner, sp.meta.ReleaseFP, sp.meta.Release = "", "", nil, nil
+		a.noteReleased(sp)
 		return
 	}
 	a.refreshRelease(sp)

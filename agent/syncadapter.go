@@ -220,7 +220,10 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 	if err != nil {
 		return fsync.Peer{}, fsync.Reject(RejectMalformed, err)
 	}
-	if err := c.Verify(a.trust, a.cfg.now()); err != nil {
+	// A bureau this device does not trust is accepted when a space held
+	// here is released to it; its device is then entitled to those spaces
+	// alone (Entitled; certs.go, trustAnywhere).
+	if err := c.Verify(a.trustAnywhere(c), a.cfg.now()); err != nil {
 		// A certificate "not yet valid" by our clock says more about our
 		// clock than about the peer (field laptops run hours or years
 		// behind, DESIGN §3.4); what the peer sends is judged by each
@@ -240,9 +243,23 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 	if err := crypto.VerifyChallenge(c.Device, toCryptoTranscript(t), crypto.Side(side), sig); err != nil {
 		return fsync.Peer{}, fsync.Reject(RejectSignature, err)
 	}
-	if added, err := a.AddCertificate(blob); err == nil && added {
+	// The peer is judged by the certificate pinned for it: one it presents
+	// that contradicts the pin, or a version 1 one this device does not
+	// hold, is refused (certs.go).
+	added, err := a.AddCertificate(blob)
+	if errors.Is(err, crypto.ErrUntrusted) {
+		return fsync.Peer{}, fsync.Reject(RejectUntrusted, err)
+	} else if err != nil {
+		a.log.Warn("could not store a peer's certificate", "peer", id.String(), "err", err)
+	}
+	if added {
 		go a.ShareKeys()
 	}
+	a.statMu.Lock()
+	if p := a.certs[id]; p != nil {
+		c = p
+	}
+	a.statMu.Unlock()
 	return fsync.Peer{ID: fsync.PeerID(id), Bureau: c.Bureau.Fingerprint(), Role: fsync.Role(c.Role), SignKey: c.Device.SignKey}, nil
 }
 

@@ -25,6 +25,9 @@ func TestVerifyPeerClockBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if cert, err = cert.Countersign(peer); err != nil {
+			t.Fatal(err)
+		}
 		tr := fsync.Transcript{Label: "fieldsync", Initiator: fsync.PeerID(peer.ID()), Responder: fsync.PeerID(a.dev)}
 		rand.Read(tr.InitiatorNonce[:])
 		rand.Read(tr.ResponderNonce[:])

@@ -17,12 +17,19 @@ const (
 	magicCertificate = "FSCT"
 	magicRevocation  = "FSRV"
 	objectVersion    = 1
+	// certVersion2 is a countersigned certificate: "FSCT" | 2 | the version
+	// 1 certificate as the bureau signed it | the device's countersignature.
+	certVersion2 = 2
 
 	// MaxObjectJSON bounds the JSON forms of requests and certificates.
 	MaxObjectJSON = 16 << 10
 	// MaxRevocationCutoffs bounds the per-space cut-offs of one revocation.
 	MaxRevocationCutoffs = 1 << 16
 )
+
+// ctxEnrollment is the domain of a device's countersignature over the
+// certificate its bureau signed for it (certificate version 2).
+var ctxEnrollment = &ed25519.Options{Context: "fieldsync/enrollment/v1"}
 
 func appendTime(b []byte, t time.Time) []byte { return format.AppendU64(b, uint64(t.Unix())) }
 
@@ -147,11 +154,18 @@ func decodeJSON(data []byte, v any, what string) error {
 // with a role, for a validity period, with a commitment to its officer's
 // name (never the name). Times have one-second precision.
 //
-// Binary: "FSCT" | 1 | role (1) | sign key (32) | agree key (32) |
-// bureau key (32) | bureau name (u8 length + ASCII) | not before (i64 Unix
-// seconds) | not after (i64) | name commitment (32) | signature (64,
-// Ed25519ctx "fieldsync/certificate/v1" over the bytes before it, by the
-// bureau key).
+// Binary, version 1 (what a bureau signs): "FSCT" | 1 | role (1) | sign key
+// (32) | agree key (32) | bureau key (32) | bureau name (u8 length + ASCII)
+// | not before (i64 Unix seconds) | not after (i64) | name commitment (32) |
+// signature (64, Ed25519ctx "fieldsync/certificate/v1" over the bytes
+// before it, by the bureau key).
+//
+// Version 2 (countersigned): "FSCT" | 2 | the whole version 1 certificate |
+// countersignature (64, Ed25519ctx "fieldsync/enrollment/v1" by the
+// device's own key over that version 1 certificate). It proves that the
+// device holding the certified key accepted this enrollment with this
+// bureau, these keys, this role and validity: a bureau cannot certify
+// another bureau's device without it.
 type Certificate struct {
 	Device         DevicePublic
 	Bureau         BureauPublic
@@ -160,8 +174,9 @@ type Certificate struct {
 	NotAfter       time.Time
 	NameCommitment [32]byte
 
-	sig    []byte
-	signed []byte // the bytes sig was checked against at construction
+	sig        []byte
+	signed     []byte // the bytes sig was checked against at construction
+	countersig []byte // the device's countersignature (version 2); nil for version 1
 }
 
 func (c *Certificate) encode() []byte {
@@ -205,12 +220,71 @@ func (b *Bureau) Issue(req *Request, role Role, notBefore, notAfter time.Time) (
 func (c *Certificate) ID() DeviceID { return c.Device.ID() }
 
 // MarshalBinary returns the compact signed form that travels in gossip (nil
-// for an unsigned certificate).
+// for an unsigned certificate): version 2 when countersigned, else version 1.
 func (c *Certificate) MarshalBinary() []byte {
 	if c.sig == nil {
 		return nil
 	}
+	if c.countersig == nil {
+		return c.BureauSigned()
+	}
+	v1 := c.BureauSigned()
+	b := make([]byte, 0, 5+len(v1)+SignatureSize)
+	b = append(b, magicCertificate...)
+	b = append(b, certVersion2)
+	b = append(b, v1...)
+	return append(b, c.countersig...)
+}
+
+// BureauSigned returns the version 1 form, the bytes the bureau signed with
+// its signature (nil for an unsigned certificate). The countersignature of
+// a version 2 certificate is over exactly these bytes.
+func (c *Certificate) BureauSigned() []byte {
+	if c.sig == nil {
+		return nil
+	}
 	return append(c.encode(), c.sig...)
+}
+
+// Countersigned reports whether c carries its device's countersignature
+// (version 2).
+func (c *Certificate) Countersigned() bool { return c != nil && c.countersig != nil }
+
+// Version is the certificate's binary format version: 2 when countersigned,
+// else 1.
+func (c *Certificate) Version() int {
+	if c.Countersigned() {
+		return certVersion2
+	}
+	return objectVersion
+}
+
+// Countersign returns a version 2 copy of c, countersigned by id, the
+// device it certifies (its Ed25519 and X25519 public keys must be c's).
+// Only the device can make it: a bureau cannot enroll a device that did not
+// accept it.
+func (c *Certificate) Countersign(id *Identity) (*Certificate, error) {
+	if c == nil || c.sig == nil {
+		return nil, wrapf(ErrSignature, "countersign: certificate is not signed")
+	}
+	if id == nil {
+		return nil, fmt.Errorf("countersign: no device identity")
+	}
+	pub := id.Public()
+	if !bytes.Equal(pub.SignKey, c.Device.SignKey) || pub.AgreeKey != c.Device.AgreeKey {
+		return nil, fmt.Errorf("countersign: certificate is for device %s, not %s", c.Device.ID(), pub.ID())
+	}
+	v1 := c.BureauSigned()
+	if !verifyCtx(c.Bureau.Key, v1[:len(v1)-SignatureSize], c.sig, ctxCertificate) {
+		return nil, wrapf(ErrSignature, "countersign: the bureau's signature does not match the certificate")
+	}
+	out := *c
+	out.Device = DevicePublic{SignKey: bytes.Clone(c.Device.SignKey), AgreeKey: c.Device.AgreeKey}
+	out.Bureau = BureauPublic{Name: c.Bureau.Name, Key: bytes.Clone(c.Bureau.Key)}
+	out.sig = bytes.Clone(c.sig)
+	out.signed = v1[:len(v1)-SignatureSize]
+	out.countersig = signCtx(id.sign, v1, ctxEnrollment)
+	return &out, nil
 }
 
 type certificateJSON struct {
@@ -224,9 +298,20 @@ type certificateJSON struct {
 	Binary            []byte `json:"binary"`
 }
 
+// Certificate JSON formats: version 1 (bureau-signed) and version 2
+// (countersigned by the device); the binary is authoritative for both.
+const (
+	certJSONv1 = "fieldsync-certificate-v1"
+	certJSONv2 = "fieldsync-certificate-v2"
+)
+
 func (c *Certificate) toJSON() certificateJSON {
+	f := certJSONv1
+	if c.Countersigned() {
+		f = certJSONv2
+	}
 	return certificateJSON{
-		Format: "fieldsync-certificate-v1", Device: c.Device.ID().String(),
+		Format: f, Device: c.Device.ID().String(),
 		Bureau: c.Bureau.Name, BureauFingerprint: c.Bureau.Fingerprint(), Role: c.Role.String(),
 		NotBefore: c.NotBefore.UTC().Format(time.RFC3339), NotAfter: c.NotAfter.UTC().Format(time.RFC3339),
 		Binary: c.MarshalBinary(),
@@ -242,16 +327,18 @@ func (c *Certificate) Marshal() []byte {
 	return append(b, '\n')
 }
 
-// ParseCertificate decodes a certificate in either form (JSON or binary) and
-// checks its signature against the bureau key it embeds (ErrSignature).
-// Whether that bureau is trusted is Verify's question.
+// ParseCertificate decodes a certificate in either form (JSON or binary),
+// version 1 or 2, and checks its signature against the bureau key it embeds
+// and, for version 2, the device's countersignature against the device key
+// it certifies (ErrSignature). Whether that bureau is trusted is Verify's
+// question; whether a version 1 certificate is enough is the caller's.
 func ParseCertificate(data []byte) (*Certificate, error) {
 	if isJSON(data) {
 		var j certificateJSON
 		if err := decodeJSON(data, &j, "certificate"); err != nil {
 			return nil, err
 		}
-		if j.Format != "fieldsync-certificate-v1" {
+		if j.Format != certJSONv1 && j.Format != certJSONv2 {
 			return nil, malformed("certificate", ErrUnknownVersion, "format")
 		}
 		c, err := ParseCertificate(j.Binary)
@@ -265,6 +352,9 @@ func ParseCertificate(data []byte) (*Certificate, error) {
 			return nil, invalid("certificate", "readable fields differ from the signed binary")
 		}
 		return c, nil
+	}
+	if len(data) > 5 && string(data[:4]) == magicCertificate && data[4] == certVersion2 {
+		return parseCertificateV2(data)
 	}
 	r := format.NewReader(data, "certificate")
 	r.Magic(magicCertificate, objectVersion)
@@ -297,6 +387,31 @@ func ParseCertificate(data []byte) (*Certificate, error) {
 	return c, nil
 }
 
+// parseCertificateV2 decodes "FSCT" | 2 | version 1 certificate |
+// countersignature and checks both signatures.
+func parseCertificateV2(data []byte) (*Certificate, error) {
+	if len(data) > MaxObjectJSON {
+		return nil, malformed("certificate", ErrOversize, "")
+	}
+	if len(data) < 5+5+SignatureSize {
+		return nil, truncated("certificate")
+	}
+	v1 := data[5 : len(data)-SignatureSize]
+	if len(v1) < 5 || string(v1[:4]) != magicCertificate || v1[4] != objectVersion {
+		return nil, invalid("certificate", "a version 2 certificate must hold a version 1 certificate")
+	}
+	c, err := ParseCertificate(v1)
+	if err != nil {
+		return nil, err
+	}
+	cs := data[len(data)-SignatureSize:]
+	if !verifyCtx(c.Device.SignKey, v1, cs, ctxEnrollment) {
+		return nil, wrapf(ErrSignature, "certificate: the device's countersignature does not match")
+	}
+	c.countersig = bytes.Clone(cs)
+	return c, nil
+}
+
 // Verify checks c at time at against trust: ErrSignature if c is unsigned or
 // was changed since it was signed, ErrUntrusted if its bureau key (and name)
 // is not in trust, ErrNotYetValid before NotBefore, ErrExpired after
@@ -308,6 +423,9 @@ func (c *Certificate) Verify(trust *TrustSet, at time.Time) error {
 	if cur := c.encode(); !bytes.Equal(cur, c.signed) {
 		// Fields changed after signing (or a hand-made value): check afresh.
 		if !verifyCtx(c.Bureau.Key, cur, c.sig, ctxCertificate) {
+			return ErrSignature
+		}
+		if c.countersig != nil && !verifyCtx(c.Device.SignKey, append(cur, c.sig...), c.countersig, ctxEnrollment) {
 			return ErrSignature
 		}
 	}

@@ -223,6 +223,9 @@ var vectorChecks = map[string]func(t *testing.T, v *vector) error{
 		if c.Device.ID().String() != v.get("device") || c.Role.String() != v.get("role") {
 			t.Fatal("certificate fields differ")
 		}
+		if want := v.get("version"); want != "" && strconv.Itoa(c.Version()) != want {
+			t.Fatalf("certificate version %d, want %s", c.Version(), want)
+		}
 		return nil
 	},
 	"request": func(t *testing.T, v *vector) error {
@@ -415,6 +418,19 @@ func writeVectors(t *testing.T) {
 	uc := bytes.Clone(cb)
 	uc[4] = 9
 	cert("certificate-unknown-version.txt", "unknown version", "version 9", uc, mid, trust)
+	cert2 := func(file, expect, comment string, data []byte) {
+		add(file, data, "expect", expect, "type", "certificate", "comment", comment, "trust", trust, "at", mid.Format(time.RFC3339),
+			"device", w.alice.ID().String(), "role", "officer", "version", "2")
+	}
+	c2 := must(w.aliceCert.Countersign(w.alice))
+	cert2("certificate-v2.txt", "success", "version 2: the version 1 certificate countersigned by the device (fieldsync/enrollment/v1)", c2.MarshalBinary())
+	cert2("certificate-v2-json.txt", "success", "version 2, cert.json form", c2.Marshal())
+	cs := append([]byte("FSCT\x02"), cb...)
+	cs = append(cs, signCtx(w.bob.sign, cb, ctxEnrollment)...)
+	cert2("certificate-v2-countersignature.txt", "signature", "countersigned by another device's key (bob), not the certified one", cs)
+	fc := w.foreignCert.MarshalBinary()
+	fs := append(append([]byte("FSCT\x02"), fc...), c2.MarshalBinary()[len(c2.MarshalBinary())-SignatureSize:]...)
+	cert2("certificate-v2-reused.txt", "signature", "alice's countersignature for OMN reused over KAZ's certificate of her keys", fs)
 
 	req := NewRequest(w.alice, NameCommitment(w.aliceName, w.aliceSalt))
 	add("request.txt", req.MarshalBinary(), "expect", "success", "type", "request", "device", w.alice.ID().String())

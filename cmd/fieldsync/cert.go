@@ -18,8 +18,11 @@ func certCommand() *cli.Command {
 		Usage: "install this device's certificate",
 		Subcommands: []*cli.Command{
 			{
-				Name:      "install",
-				Usage:     "install a certificate issued for this device (`fieldsync enroll`) and trust its bureau",
+				Name:  "install",
+				Usage: "install a certificate issued for this device (`fieldsync enroll`), countersigned by this device, and trust its bureau",
+				Description: "The device countersigns the bureau's certificate with its own key (certificate version 2),\n" +
+					"so the keystore is opened (--passphrase-file, --key-file or a prompt). Without a way to open it\n" +
+					"the certificate is installed as issued and the agent countersigns it when it starts.",
 				ArgsUsage: "CERT-FILE",
 				Action:    certInstall,
 			},
@@ -70,6 +73,25 @@ func certInstall(c *cli.Context) error {
 			"ask the bureau for a new one (`fieldsync enroll`)")
 	default:
 		return fmt.Errorf("certificate %s: %v", path, verr)
+	}
+	if !cert.Countersigned() {
+		// The device's countersignature proves it accepted this enrollment
+		// (docs/crypto.md §4); peers refuse a certificate without it.
+		u, uerr := unlockOf(c, l)
+		if uerr != nil {
+			fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: %v; the certificate is installed as issued and the agent countersigns it when it starts\n", uerr)
+		} else {
+			ks, err := agent.LoadKeystore(l, u)
+			if err != nil {
+				return keystoreError("keystore", l.Keystore(), err)
+			}
+			signed, err := cert.Countersign(ks.Identity)
+			ks.Zero()
+			if err != nil {
+				return fmt.Errorf("countersign certificate %s: %v", path, err)
+			}
+			cert, data = signed, signed.Marshal()
+		}
 	}
 	if err := agent.WriteFileAtomic(l.Cert(), data, 0o644); err != nil {
 		return fmt.Errorf("write certificate: %v", err)

@@ -156,6 +156,11 @@ func initAction(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("issue certificate: %v", err)
 		}
+		// Both keys are here: the device countersigns its enrollment
+		// (certificate version 2), which peers require.
+		if cert, err = cert.Countersign(id); err != nil {
+			return fmt.Errorf("countersign certificate: %v", err)
+		}
 		out.Bureau, out.BureauFingerprint = bureau.Public().Name, bureau.Public().Fingerprint()
 		out.CertValidUntil = cert.NotAfter.UTC().Format(time.RFC3339)
 	}

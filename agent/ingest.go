@@ -252,6 +252,14 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		if err := a.drainPending(h.Space); err != nil {
 			return true, err
 		}
+		// A key came in a share: wrap it on to every entitled device this
+		// device knows, whoever began the epoch (issue 12: a bureau its
+		// rotator cannot judge must not be cut off). Coalesced: one pass
+		// over every space, only when a new key arrived; a failure leaves
+		// the envelope stored and the wrapping to the next trigger.
+		if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+			a.log.Warn("wrapping a received epoch key on to entitled devices", "space", h.Space.String(), "err", err)
+		}
 	}
 	return true, nil
 }
@@ -419,6 +427,9 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		sp.ctx.Add(dot)
 		_, body, _ := crypto.Verify(env, cert.Device)
 		share, err := crypto.ParseKeyShare(body)
+		if errors.Is(err, crypto.ErrUnknownVersion) {
+			return entries, nil // a newer body (Verify passed it): stored and forwarded (DESIGN §5)
+		}
 		if err != nil {
 			return nil, &RejectError{Reason: RejectUndecoded, Err: err}
 		}
@@ -426,7 +437,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		sp.markShared(sk)
 		entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 		entries = append(entries, a.noteHolder(sp, h.Author, share.Epoch)...)
-		sp.noteShare(share.Epoch, packHLC(h)) // dates the epoch, whoever it is for
+		sp.noteShare(share, cert.Bureau.Fingerprint()) // what the epoch replaces, whoever it is for
 		if share.Recipient != a.dev || a.cfg.Relay {
 			return entries, nil // stored and forwarded, not ours to open
 		}
@@ -443,7 +454,7 @@ func (a *Agent) applyEnvelope(sp *spaceState, h crypto.Header, env []byte, cert 
 		if _, ok := sp.keys[key.ID()]; ok {
 			return entries, nil
 		}
-		sp.adoptEpoch(key, 0) // dated by its shares (noteShare above)
+		sp.adoptEpoch(key, 0) // ordered by the shares' lists (noteShare above)
 		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, 0)))
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, nil

@@ -123,15 +123,15 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 		}
 		entries = append(entries, rot...)
 	}
-	// Oldest first, the current one last: a recipient dates each epoch by
-	// the share that brought it (adoptEpoch), so shares written in this
-	// order make it settle on the same current epoch as this device. (With
-	// the current one first, a device enrolled after a rotation took the
-	// last older epoch for the current one.)
+	// Oldest first (by depth in the chain of replacements), the current
+	// one last. A recipient orders epochs by the lists the shares carry,
+	// not by their order; this order only keeps the current epoch out of
+	// a recipient's hands until the ones it replaces are there too.
+	_, depth := sp.epochOrder()
 	var epochs []*crypto.SpaceKey
 	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int {
-		if bx, by := sp.epochStart(x), sp.epochStart(y); bx != by {
-			return cmp.Compare(bx, by)
+		if dx, dy := depth[x.String()], depth[y.String()]; dx != dy {
+			return cmp.Compare(dx, dy)
 		}
 		return bytes.Compare(x[:], y[:])
 	}) {
@@ -147,7 +147,9 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 			if sp.shared[sk] {
 				continue
 			}
-			body, err := crypto.WrapKey(key, sp.id, c.Device, rand.Reader)
+			// The share carries what the epoch replaces, as this device
+			// learnt it, whoever began it (docs/crdt.md, "Epochs").
+			body, err := crypto.WrapKeyReplacing(key, sp.id, c.Device, sp.shareList(key.ID()), rand.Reader)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -162,14 +164,16 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 				return nil, 0, err
 			}
 			entries = append(entries, env...)
-			sp.noteShare(key.ID(), hlc.Pack())
+			if share, err := crypto.ParseKeyShare(body); err == nil {
+				sp.noteShare(share, a.cert.Bureau.Fingerprint())
+			}
 			sp.markShared(sk)
 			entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 			shares++
 		}
 	}
 	if shares > 0 {
-		entries = append(entries, a.db.entry(spaceKey(sp.id), sp.meta.marshal())) // the epochs' starts
+		entries = append(entries, a.db.entry(spaceKey(sp.id), sp.meta.marshal())) // the epochs' lists
 	}
 	return entries, shares, nil
 }

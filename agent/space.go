@@ -135,7 +135,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	began := a.clock.Now(a.physMillis())
 	sp := &spaceState{id: id, meta: meta, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{},
 		keys: map[crypto.KeyID]*crypto.SpaceKey{}}
-	sp.adoptEpoch(key, began.Pack())
+	sp.beginEpoch(key, began.Pack())
 	a.spaces[id] = sp
 	_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
 	if err != nil {
@@ -163,7 +163,11 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 		return Space{}, fmt.Errorf("space not stored: %w", err)
 	}
 	a.notify()
-	go a.ShareKeys() // officers of released bureaus already known get the key
+	// Officers of released bureaus already known get the key now (a
+	// failure leaves it to the next trigger: a new certificate, a key).
+	if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+		a.log.Warn("wrapping a new space's key to known officers", "space", id.String(), "err", err)
+	}
 	return spaceView(meta), nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,6 +72,10 @@ type Agent struct {
 
 	syncMu sync.Mutex
 	sync   *fsync.Engine // nil until Run starts it
+
+	// wrapDue: an epoch key came in a key share; it is wrapped on to
+	// every entitled device at the end of the batch (keyshare.go, wrapIfDue).
+	wrapDue atomic.Bool
 }
 
 func (a *Agent) engine() *fsync.Engine {

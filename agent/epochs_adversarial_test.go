@@ -9,13 +9,17 @@ package agent
 
 import (
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	fsync "fieldsync/sync"
 )
 
 // epochLongCert re-enrolls a test device with a certificate valid for
@@ -154,12 +158,13 @@ func TestAdvReleasedBureauNotCutOff(t *testing.T) {
 	if _, err := b.ShareKeys(); err != nil {
 		t.Fatal(err)
 	}
-	advMove(t, b, a)
-	advMove(t, b, k)
+	epochSyncMove(t, b, a)
+	epochSyncMove(t, b, k)
 	e1 := advStateOf(t, b, id).current
 	if v, err := advValue(k, sp.ID, "b0"); err != nil || v != "bravo's" {
 		t.Fatalf("setup: K reads b0: %q, %v", v, err)
 	}
+	epochCheckUnreadable(t, k, sp.ID, a.dev, false)
 	// Alpha writes: it rotates (it cannot judge K, which holds e1).
 	advPut(t, a, sp.ID, "a1", "alpha's")
 	e2 := advLastChangeEpoch(t, a, id, a.dev)
@@ -167,15 +172,16 @@ func TestAdvReleasedBureauNotCutOff(t *testing.T) {
 		t.Fatalf("setup: Alpha wrote under the first epoch")
 	}
 	// K gets Alpha's envelopes (through a relay, say) before Bravo wraps anything.
-	advMove(t, a, k)
+	epochSyncMove(t, a, k)
 	if _, err := advValue(k, sp.ID, "a1"); err == nil {
 		t.Fatalf("setup: K reads a1 without a key")
 	}
 	epochCheckUnreadable(t, k, sp.ID, a.dev, true)
-	// Bravo gets Alpha's envelopes; then K gets Bravo's.
-	advMove(t, a, b)
-	advMove(t, b, k)
-	if slices.Contains(advStateOf(t, k, id).keys, e2) == false {
+	// Bravo syncs with Alpha, then K with Bravo: nothing else happens.
+	bravoBefore := len(advLog(t, b, id, b.dev))
+	epochSyncMove(t, a, b)
+	epochSyncMove(t, b, k)
+	if !slices.Contains(advStateOf(t, k, id).keys, e2) {
 		t.Fatalf("K never got Alpha's epoch %s (Bravo holds it: %v)", e2, slices.Contains(advStateOf(t, b, id).keys, e2))
 	}
 	for _, rec := range []string{"b0", "a1"} {
@@ -183,11 +189,114 @@ func TestAdvReleasedBureauNotCutOff(t *testing.T) {
 			t.Fatalf("K cannot read %s: %v", rec, err)
 		}
 	}
+	// Bravo wrapped once, to K only (Alpha had wrapped to Bravo itself).
+	var to []crypto.DeviceID
+	for _, env := range advLog(t, b, id, b.dev)[bravoBefore:] {
+		if h, _ := crypto.ParseHeader(env); h.Kind == crypto.KindKeyShare {
+			ks, err := crypto.ParseKeyShare(env[crypto.HeaderSize : crypto.HeaderSize+int(h.BodyLen)])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ks.Epoch != e2 || len(ks.Replaces) == 0 {
+				t.Fatalf("Bravo wrapped epoch %s replacing %v, want %s (which replaces %s)", ks.Epoch, ks.Replaces, e2, e1)
+			}
+			to = append(to, ks.Recipient)
+		}
+	}
+	if !slices.Equal(to, []crypto.DeviceID{k.dev}) {
+		t.Fatalf("Bravo wrapped Alpha's epoch to %v, want K (%s) only", to, k.dev)
+	}
 	epochCheckUnreadable(t, k, sp.ID, a.dev, false)
 }
 
-// epochCheckUnreadable checks what status says about envelopes held that
-// cannot be opened (filled in once the status has such a field).
+// epochCheckUnreadable checks what status, space list and the metrics say
+// about the envelopes of a space held that cannot be opened: some, all of
+// them by author (want), or none.
 func epochCheckUnreadable(t *testing.T, a *Agent, space string, author crypto.DeviceID, want bool) {
 	t.Helper()
+	st := a.Status()
+	var spaces []Space
+	for _, s := range a.ListSpaces() {
+		if s.ID == space {
+			spaces = append(spaces, s)
+		}
+	}
+	if len(spaces) != 1 {
+		t.Fatalf("space list: %d entries for %s", len(spaces), space)
+	}
+	sl := spaces[0]
+	metrics := scrapeMetrics(t, a)
+	if !want {
+		if len(st.Unreadable) != 0 || sl.Unreadable != 0 || len(sl.UnreadableAuthors) != 0 {
+			t.Fatalf("nothing is unreadable, yet status says %+v and space list %+v", st.Unreadable, sl)
+		}
+		if !strings.Contains(metrics, "\nfieldsync_unreadable_envelopes 0\n") {
+			t.Fatalf("metrics: %s", grepLines(metrics, "unreadable"))
+		}
+		return
+	}
+	if len(st.Unreadable) != 1 || st.Unreadable[0].Space != space || st.Unreadable[0].Envelopes == 0 ||
+		!slices.Equal(st.Unreadable[0].Authors, []string{author.String()}) {
+		t.Fatalf("status.unreadable %+v, want envelopes of %s in %s", st.Unreadable, author, space)
+	}
+	if sl.Unreadable != st.Unreadable[0].Envelopes || !slices.Equal(sl.UnreadableAuthors, []string{author.String()}) {
+		t.Fatalf("space list %+v, status %+v", sl, st.Unreadable)
+	}
+	if !strings.Contains(metrics, fmt.Sprintf("\nfieldsync_unreadable_envelopes %d\n", sl.Unreadable)) ||
+		!strings.Contains(metrics, "\nfieldsync_unreadable_spaces 1\n") {
+		t.Fatalf("metrics: %s", grepLines(metrics, "unreadable"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// epochSyncMove hands every envelope `from` holds to `to` the way a sync
+// stream does: in (author, seq) order, as batches through the sync
+// adapter's IngestBatch (certificates are not moved: the caller does).
+func epochSyncMove(t *testing.T, from, to *Agent) {
+	t.Helper()
+	for _, space := range from.SpaceIDs() {
+		var envs []fsync.Envelope
+		err := from.Envelopes(space, func(env []byte) error {
+			h, err := crypto.ParseHeader(env)
+			if err != nil {
+				return err
+			}
+			envs = append(envs, fsync.Envelope{Space: fsync.SpaceID(h.Space), Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range (syncAdapter{to}).IngestBatch(fsync.PeerID(from.dev), envs) {
+			var re *fsync.RejectError
+			if r.Err != nil && !errors.As(r.Err, &re) {
+				t.Fatalf("ingest batch on %s: %v", to.dev, r.Err)
+			}
+		}
+		// What the batch handed to the group committer is on disk after a
+		// barrier (as at the end of a sync stream or a bundle import).
+		barrier := &commitReq{done: make(chan error, 1)}
+		to.com.submit(barrier)
+		if err := <-barrier.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func scrapeMetrics(t *testing.T, a *Agent) string {
+	t.Helper()
+	text, err := a.MetricsText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
 }

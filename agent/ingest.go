@@ -252,14 +252,7 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		if err := a.drainPending(h.Space); err != nil {
 			return true, err
 		}
-		// A key came in a share: wrap it on to every entitled device this
-		// device knows, whoever began the epoch (issue 12: a bureau its
-		// rotator cannot judge must not be cut off). Coalesced: one pass
-		// over every space, only when a new key arrived; a failure leaves
-		// the envelope stored and the wrapping to the next trigger.
-		if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
-			a.log.Warn("wrapping a received epoch key on to entitled devices", "space", h.Space.String(), "err", err)
-		}
+		a.wrapDue.Store(true) // wrapped on at the end of the batch (wrapIfDue)
 	}
 	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"errors"
 	"maps"
 	"slices"
 
@@ -66,6 +67,24 @@ func (a *Agent) ShareKeys() (int, error) {
 	}
 	a.notify()
 	return n, nil
+}
+
+// wrapIfDue wraps the epoch keys that came in key shares since it last ran
+// on to every entitled device this device knows, whoever began the epoch —
+// a rotator that cannot judge a released bureau's devices wraps only to
+// those it can, and the others must not be cut off (issue 12). It runs at
+// the end of each batch of received envelopes (a sync frame, a bundle):
+// one pass serves the whole batch, and it sees the shares the rotator
+// wrote to other devices further in the batch before deciding whom to
+// wrap to. A failure leaves it due for the next batch.
+func (a *Agent) wrapIfDue() {
+	if a.cfg.Relay || !a.wrapDue.Swap(false) {
+		return
+	}
+	if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+		a.wrapDue.Store(true)
+		a.log.Warn("wrapping received epoch keys on to entitled devices; will try again after the next batch", "err", err)
+	}
 }
 
 // knownCerts returns the certificates this device knows, by device ID.

@@ -191,6 +191,9 @@ func (a *Agent) load() error {
 		}
 		s.pickCurrent()
 	}
+	// A key adopted from a share just before a crash may not have been
+	// wrapped on yet: the first batch received checks (wrapIfDue).
+	a.wrapDue.Store(true)
 	if len(migrated) > 0 {
 		if err := a.db.kv.commitGroups([][]kvEntry{migrated})[0]; err != nil {
 			return fmt.Errorf("store the epochs' lists: %w", err)

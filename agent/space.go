@@ -172,7 +172,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 }
 
 func spaceView(m spaceMeta) Space {
-	return Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release))}
+	return Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}}
 }
 
 func nonNil(s []string) []string {
@@ -190,6 +190,15 @@ func (a *Agent) ListSpaces() []Space {
 		out = append(out, spaceView(s.meta))
 	}
 	a.writeMu.Unlock()
+	if !a.cfg.Relay {
+		for i := range out {
+			if id, err := crypto.ParseSpaceID(out[i].ID); err == nil {
+				if n, authors, err := a.unreadableIn(id); err == nil && n > 0 {
+					out[i].Unreadable, out[i].UnreadableAuthors = n, authors
+				}
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name

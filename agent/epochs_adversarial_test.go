@@ -300,3 +300,162 @@ func scrapeMetrics(t *testing.T, a *Agent) string {
 	}
 	return text
 }
+
+// TestEpochPickRules: the current epoch from the keys held and the lists of
+// the shares (docs/crdt.md, "Epochs"), in both directions where it orders,
+// and the same whatever order the shares came in.
+func TestEpochPickRules(t *testing.T) {
+	const omn, kaz, tjk = "omn-fp", "kaz-fp", "tjk-fp"
+	keys := make([]*crypto.SpaceKey, 6)
+	for i := range keys {
+		k, err := crypto.NewSpaceKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	id := func(i int) crypto.KeyID { return keys[i].ID() }
+	larger := func(i, j int) int {
+		a, b := id(i), id(j)
+		if string(a[:]) > string(b[:]) {
+			return i
+		}
+		return j
+	}
+	type share struct {
+		epoch    int
+		bureau   string
+		replaces []int
+	}
+	pick := func(held []int, shares []share) crypto.KeyID {
+		t.Helper()
+		var got crypto.KeyID
+		for round := range 8 { // shares in varied orders: one answer
+			sp := &spaceState{keys: map[crypto.KeyID]*crypto.SpaceKey{}, meta: spaceMeta{ReleaseFP: []string{kaz, omn}}}
+			order := slices.Clone(shares)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, s := range order {
+				ks := crypto.KeyShare{Epoch: id(s.epoch)}
+				for _, r := range s.replaces {
+					ks.Replaces = append(ks.Replaces, id(r))
+				}
+				sp.noteShare(ks, s.bureau)
+			}
+			for _, h := range held {
+				sp.adoptEpoch(keys[h], 0)
+			}
+			if sp.current == nil {
+				t.Fatal("no current epoch")
+			}
+			if round > 0 && sp.current.ID() != got {
+				t.Fatalf("order changed the answer: %s, then %s", got, sp.current.ID())
+			}
+			got = sp.current.ID()
+		}
+		return got
+	}
+	// A chain: 1 replaces 0, 2 replaces 1 — whichever key ID is larger.
+	chain := []share{{0, omn, nil}, {1, omn, []int{0}}, {2, kaz, []int{1}}}
+	if got := pick([]int{0, 1, 2}, chain); got != id(2) {
+		t.Fatalf("chain: %s, want the last rotation %s", got, id(2))
+	}
+	if got := pick([]int{0, 1}, chain); got != id(1) {
+		t.Fatalf("chain without the last key: %s, want %s", got, id(1))
+	}
+	// Concurrent rotations of the same epoch: the larger key ID, everywhere.
+	conc := []share{{0, omn, nil}, {1, omn, []int{0}}, {2, omn, []int{0}}}
+	if got, want := pick([]int{0, 1, 2}, conc), id(larger(1, 2)); got != want {
+		t.Fatalf("concurrent: %s, want %s", got, want)
+	}
+	// Deeper wins over a larger key ID: 3 replaced 2 (which replaced 0);
+	// 1 is a concurrent head of depth 2.
+	deep := []share{{0, omn, nil}, {1, omn, []int{0}}, {2, omn, []int{0}}, {3, omn, []int{2}}}
+	if got := pick([]int{0, 1, 3}, deep); got != id(3) {
+		t.Fatalf("deeper: %s, want %s", got, id(3))
+	}
+	// A bureau the space is not released to cannot retire epochs, and its
+	// epochs are never current while an entitled one is held.
+	hostile := []share{{0, omn, nil}, {1, omn, []int{0}}, {4, tjk, []int{0, 1}}, {5, tjk, []int{4, 1}}}
+	if got := pick([]int{0, 1, 4, 5}, hostile); got != id(1) {
+		t.Fatalf("non-entitled lists: %s, want %s", got, id(1))
+	}
+	// A hostile cycle (each lists the other): still one answer, one of them.
+	cycle := []share{{0, omn, []int{1}}, {1, omn, []int{0}}}
+	if got := pick([]int{0, 1}, cycle); got != id(0) && got != id(1) {
+		t.Fatalf("cycle: %s", got)
+	}
+	// Only keys no entitled device wrapped: the largest key ID held.
+	if got, want := pick([]int{4, 5}, []share{{4, tjk, nil}, {5, tjk, nil}}), id(larger(4, 5)); got != want {
+		t.Fatalf("unbacked only: %s, want %s", got, want)
+	}
+}
+
+// A store whose clock was pushed years ahead (by an agent before this fix)
+// opens with the clock back at physical time, and its next write is one
+// peers accept.
+func TestAdvPushedClockRestartsAtOpen(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("pushed before", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advSettle(t, a, b)
+	future := crdt.Timestamp{Wall: time.Now().AddDate(3, 0, 0).UnixMilli()}
+	a.writeMu.Lock()
+	err = a.db.kv.commitGroups([][]kvEntry{{a.db.entry(metaKey("hlc"), be64(future.Pack()))}})[0]
+	a.writeMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = advReopen(t, a)
+	if got := epochClock(a); got.Wall > time.Now().Add(a.cfg.MaxDrift).UnixMilli() {
+		t.Fatalf("after open the clock is %v", got)
+	}
+	advPut(t, a, sp.ID, "a1", "after the restart")
+	advSettle(t, a, b)
+	if v, err := advValue(b, sp.ID, "a1"); err != nil || v != "after the restart" {
+		t.Fatalf("Bravo reads a1: %q, %v (rejected %v)", v, err, b.Status().Rejected)
+	}
+}
+
+// A store written before epochs were ordered causally (no lists in its
+// metadata) is migrated at open: the lists are rebuilt from the key shares
+// in the log and the current epoch is the same as before.
+func TestEpochsMigratedAtOpen(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Alpha", crypto.RoleOfficer, kaz))
+	b := openTestAgent(t, newTestDevice(t, omn, "Bravo", crypto.RoleOfficer, kaz))
+	sp, err := a.CreateSpace("migrated", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advSettle(t, a, b)
+	if _, err := b.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+		t.Fatal(err)
+	}
+	advSettle(t, a, b)
+	before := advStateOf(t, a, id)
+	a.writeMu.Lock()
+	m := a.spaces[id].meta
+	m.Epochs, m.EpochStarts = nil, map[string]uint64{before.current.String(): 1}
+	err = a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(id), m.marshal())}})[0]
+	a.writeMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = advReopen(t, a)
+	if st := advStateOf(t, a, id); st.current != before.current || !slices.Equal(st.keys, before.keys) {
+		t.Fatalf("after migration %+v, before %+v", st, before)
+	}
+	a.writeMu.Lock()
+	migrated := a.spaces[id].meta
+	a.writeMu.Unlock()
+	if migrated.EpochStarts != nil || len(migrated.Epochs) != len(before.keys) {
+		t.Fatalf("migrated metadata: starts %v, %d epochs known", migrated.EpochStarts, len(migrated.Epochs))
+	}
+}

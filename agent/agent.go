@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,6 +82,9 @@ type Agent struct {
 	// whose routing record this device does not hold yet (orphans.go).
 	// writeMu.
 	orphans map[crypto.SpaceID]*orphanSet
+	// wrapDue: an epoch key came in a key share; it is wrapped on to
+	// every entitled device at the end of the batch (keyshare.go, wrapIfDue).
+	wrapDue atomic.Bool
 }
 
 func (a *Agent) engine() *fsync.Engine {

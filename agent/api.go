@@ -288,6 +288,7 @@ func (a *Agent) Status() Status {
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
 	a.statMu.Unlock()
+	st.Unreadable = a.unreadable()
 	if e := a.engine(); e != nil {
 		s := e.Stats()
 		st.Sync = &SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,

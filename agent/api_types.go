@@ -62,6 +62,24 @@ type Space struct {
 	Name    string   `json:"name"`
 	Owner   string   `json:"owner"`   // owning bureau name
 	Release []string `json:"release"` // bureau names the space is released to, owner included
+	// Unreadable counts the envelopes of the space this device holds but
+	// cannot open yet (no key for their epoch has reached it), and
+	// UnreadableAuthors lists their authors' device IDs (space list only;
+	// 0 and [] elsewhere, and always on relays, which open nothing).
+	Unreadable        int      `json:"unreadable"`
+	UnreadableAuthors []string `json:"unreadable_authors"`
+}
+
+// UnreadableSpace is one space with envelopes held that this device cannot
+// open yet: how many, and their authors' device IDs (status).
+type UnreadableSpace struct {
+	Space     string   `json:"space"`
+	Envelopes int      `json:"envelopes"`
+	Authors   []string `json:"authors"`
+	// Waiting counts envelopes that open but wait for a change they
+	// depend on, or for a build that knows their format (docs/crdt.md,
+	// "Causal dependencies").
+	Waiting int `json:"waiting"`
 }
 
 // SpaceCreateRequest creates a space owned by this device's bureau.
@@ -307,8 +325,11 @@ type Status struct {
 	Forks         []Fork         `json:"forks"`
 	Missing       []Gap          `json:"missing"`        // acknowledged local envelopes found absent at open
 	CorruptValues int            `json:"corrupt_values"` // stored values that failed authentication since start
-	Sync          *SyncStats     `json:"sync,omitempty"` // nil while sync is not running
-	Version       string         `json:"version"`
+	// Unreadable lists the spaces with envelopes held that cannot be
+	// opened yet (no key for their epoch), with their authors.
+	Unreadable []UnreadableSpace `json:"unreadable"`
+	Sync       *SyncStats        `json:"sync,omitempty"` // nil while sync is not running
+	Version    string            `json:"version"`
 	// CertConflicts lists certificates that claim a device pinned to
 	// another bureau (or to other keys), kept as evidence and never used.
 	CertConflicts []CertConflict `json:"cert_conflicts"`

@@ -762,6 +762,7 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 			a.log.Warn("sharing keys with devices met in a bundle", "err", err)
 		}
 	}
+	a.wrapIfDue() // keys that came in shares go on to entitled devices
 	return res, nil
 }
 

@@ -244,6 +244,7 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		if err := a.drainPending(h.Space); err != nil {
 			return true, err
 		}
+		a.wrapDue.Store(true) // wrapped on at the end of the batch (wrapIfDue)
 	}
 	if created {
 		// The routing record that opens the space: what waited for it
@@ -428,7 +429,7 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		sp.markShared(sk)
 		entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 		entries = append(entries, a.noteHolder(sp, h.Author, share.Epoch)...)
-		sp.noteShare(share.Epoch, packHLC(h)) // dates the epoch, whoever it is for
+		sp.noteShare(share, cert.Bureau.Fingerprint()) // what the epoch replaces, whoever it is for
 		if share.Recipient != a.dev || a.cfg.Relay {
 			return entries, false, nil // stored and forwarded, not ours to open
 		}
@@ -453,7 +454,7 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		if _, ok := sp.keys[key.ID()]; ok {
 			return entries, false, nil
 		}
-		sp.adoptEpoch(key, 0) // dated by its shares (noteShare above)
+		sp.adoptEpoch(key, 0) // ordered by the shares' lists (noteShare above)
 		entries = append(entries, a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, 0)))
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, false, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"errors"
 	"maps"
 	"slices"
 
@@ -68,6 +69,24 @@ func (a *Agent) ShareKeys() (int, error) {
 	return n, nil
 }
 
+// wrapIfDue wraps the epoch keys that came in key shares since it last ran
+// on to every entitled device this device knows, whoever began the epoch —
+// a rotator that cannot judge a released bureau's devices wraps only to
+// those it can, and the others must not be cut off (issue 12). It runs at
+// the end of each batch of received envelopes (a sync frame, a bundle):
+// one pass serves the whole batch, and it sees the shares the rotator
+// wrote to other devices further in the batch before deciding whom to
+// wrap to. A failure leaves it due for the next batch.
+func (a *Agent) wrapIfDue() {
+	if a.cfg.Relay || !a.wrapDue.Swap(false) {
+		return
+	}
+	if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+		a.wrapDue.Store(true)
+		a.log.Warn("wrapping received epoch keys on to entitled devices; will try again after the next batch", "err", err)
+	}
+}
+
 // knownCerts returns the certificates this device knows, by device ID.
 func (a *Agent) knownCerts() []*crypto.Certificate {
 	a.statMu.Lock()
@@ -123,15 +142,15 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 		}
 		entries = append(entries, rot...)
 	}
-	// Oldest first, the current one last: a recipient dates each epoch by
-	// the share that brought it (adoptEpoch), so shares written in this
-	// order make it settle on the same current epoch as this device. (With
-	// the current one first, a device enrolled after a rotation took the
-	// last older epoch for the current one.)
+	// Oldest first (by depth in the chain of replacements), the current
+	// one last. A recipient orders epochs by the lists the shares carry,
+	// not by their order; this order only keeps the current epoch out of
+	// a recipient's hands until the ones it replaces are there too.
+	_, depth := sp.epochOrder()
 	var epochs []*crypto.SpaceKey
 	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int {
-		if bx, by := sp.epochStart(x), sp.epochStart(y); bx != by {
-			return cmp.Compare(bx, by)
+		if dx, dy := depth[x.String()], depth[y.String()]; dx != dy {
+			return cmp.Compare(dx, dy)
 		}
 		return bytes.Compare(x[:], y[:])
 	}) {
@@ -147,7 +166,9 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 			if sp.shared[sk] {
 				continue
 			}
-			body, err := crypto.WrapKey(key, sp.id, c.Device, rand.Reader)
+			// The share carries what the epoch replaces, as this device
+			// learnt it, whoever began it (docs/crdt.md, "Epochs").
+			body, err := crypto.WrapKeyReplacing(key, sp.id, c.Device, sp.shareList(key.ID()), rand.Reader)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -162,14 +183,16 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 				return nil, 0, err
 			}
 			entries = append(entries, env...)
-			sp.noteShare(key.ID(), hlc.Pack())
+			if share, err := crypto.ParseKeyShare(body); err == nil {
+				sp.noteShare(share, a.cert.Bureau.Fingerprint())
+			}
 			sp.markShared(sk)
 			entries = append(entries, a.db.entry(sharedKey(sp.id, sk), nil))
 			shares++
 		}
 	}
 	if shares > 0 {
-		entries = append(entries, a.db.entry(spaceKey(sp.id), sp.meta.marshal())) // the epochs' starts
+		entries = append(entries, a.db.entry(spaceKey(sp.id), sp.meta.marshal())) // the epochs' lists
 	}
 	return entries, shares, nil
 }

@@ -116,7 +116,6 @@ func (a *Agent) load() error {
 	a.statMu.Unlock()
 	for _, s := range a.spaces {
 		a.noteReleased(s)
-		s.pickCurrent()
 		// Our profile is the first or second envelope we write in a space
 		// (after the routing record when we created it).
 		_, s.profiled = s.heads[a.dev]
@@ -192,9 +191,42 @@ func (a *Agent) load() error {
 	if err != nil {
 		return err
 	}
-	// HLC: never run backwards across restarts.
+	// Epochs: the current one of each space, from the lists of its key
+	// shares. A store written before epochs were ordered causally has no
+	// lists yet: build them from the log once (certificates are loaded).
+	var migrated []kvEntry
+	for _, s := range a.sortedSpaces() {
+		if s.meta.Epochs == nil && len(s.keys) > 0 {
+			if err := a.recomputeEpochStarts(s); err != nil {
+				return fmt.Errorf("space %s epochs: %w", s.id, err)
+			}
+			migrated = append(migrated, a.db.entry(spaceKey(s.id), s.meta.marshal()))
+		}
+		s.pickCurrent()
+	}
+	// A key adopted from a share just before a crash may not have been
+	// wrapped on yet: the first batch received checks (wrapIfDue).
+	a.wrapDue.Store(true)
+	if len(migrated) > 0 {
+		if err := a.db.kv.commitGroups([][]kvEntry{migrated})[0]; err != nil {
+			return fmt.Errorf("store the epochs' lists: %w", err)
+		}
+	}
+	// HLC: never run backwards across restarts — but never start beyond
+	// physical time plus the drift limit either: a clock that far ahead
+	// was pushed (by an agent before issue 12, which let a key share dated
+	// years ahead move it) or this device's own clock has been set back,
+	// and staying there would date every write where peers refuse it as
+	// past its author's certificate. Causal order does not depend on it
+	// (dots and the epochs' lists do), so it restarts from physical time.
 	if b, err := a.db.get(metaKey("hlc")); err == nil && len(b) == 8 {
 		a.clock.Last = crdt.UnpackTimestamp(beUint64(b))
+		phys := a.physMillis()
+		if limit := phys + a.cfg.MaxDrift.Milliseconds(); a.clock.Last.Wall > limit {
+			a.log.Warn("the stored clock is ahead of this device's clock beyond the drift limit; restarting it from this device's clock (check the system clock if it was set back)",
+				"stored", a.clock.Last.String(), "now", crdt.Timestamp{Wall: phys}.String())
+			a.clock.Last = crdt.Timestamp{Wall: phys}
+		}
 	} else if err != nil && !errors.Is(err, errKVNotFound) {
 		return fmt.Errorf("hlc: %w", err)
 	}

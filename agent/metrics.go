@@ -149,6 +149,7 @@ type agentCollector struct {
 	hintsSent, hintsRecv, broadcastQueue       *prometheus.Desc
 	spaces, logEnvelopes, storeBytes, openConf *prometheus.Desc
 	skewed, gaps, forks, missing, corrupt      *prometheus.Desc
+	unreadable, unreadableSpaces               *prometheus.Desc
 }
 
 func newAgentCollector(a *Agent) *agentCollector {
@@ -156,36 +157,38 @@ func newAgentCollector(a *Agent) *agentCollector {
 		return prometheus.NewDesc("fieldsync_"+name, help, labels, nil)
 	}
 	return &agentCollector{
-		a:              a,
-		build:          d("build_info", "Always 1; labels name the agent's version and role.", "version", "role"),
-		certExpiry:     d("certificate_expiry_timestamp_seconds", "When this device's certificate expires (Unix time)."),
-		peers:          d("peers", "Known peers by state: alive (live member, last round fine), suspect (live member whose last round failed), dead (not a live member).", "state"),
-		pending:        d("pending_envelopes", "Envelopes pending with all peers as of each peer's last round: out = they lack and we hold, in = we lack and they hold.", "direction"),
-		peerPending:    d("peer_pending_envelopes", "Envelopes pending with one peer as of its last round (out = it lacks and we hold, in = we lack and it holds); peer is its device ID, never a name.", "peer", "direction"),
-		unsynced:       d("unsynced_local_writes", "Envelopes of this device's own logs that no peer is known to hold yet."),
-		sent:           d("envelopes_sent_total", "Envelopes sent to peers in sync rounds."),
-		received:       d("envelopes_received_total", "Envelopes received from peers in sync rounds (stored, duplicate or rejected)."),
-		stored:         d("envelopes_stored_total", "Envelopes received from peers and stored (new to this device)."),
-		dups:           d("envelopes_duplicate_total", "Envelopes received from peers that this device already held."),
-		rejections:     d("rejections_total", "Envelopes and mesh objects refused, by reason.", "reason"),
-		authFailures:   d("auth_failures_total", "Sync streams whose peer failed authentication."),
-		badGossip:      d("gossip_dropped_total", "Undecodable gossip messages dropped."),
-		rounds:         d("sync_rounds_total", "Anti-entropy rounds, by result (ok, error; errors include failed dials).", "result"),
-		roundDur:       d("sync_round_duration_seconds", "Duration of anti-entropy rounds, by this device's role and the result.", "role", "result"),
-		syncBytes:      d("sync_bytes_total", "Bytes on the wire in sync streams (TLS included), by direction.", "direction"),
-		gossipBytes:    d("gossip_bytes_total", "Bytes on the wire of memberlist gossip and its streams, by direction.", "direction"),
-		hintsSent:      d("hints_sent_total", "Hints of new changes this device queued."),
-		hintsRecv:      d("hints_received_total", "Hints received (any origin)."),
-		broadcastQueue: d("broadcast_queue", "Hints waiting in memberlist's broadcast queue."),
-		spaces:         d("spaces", "Spaces this device holds."),
-		logEnvelopes:   d("log_envelopes", "Envelopes in the logs this device holds, up to each author's head: own = this device's, peers = everyone else's.", "origin"),
-		storeBytes:     d("store_disk_bytes", "Disk space used by the store directory."),
-		openConf:       d("open_conflicts", "Register fields with more than one live value, across all spaces (recounted at most once a minute)."),
-		skewed:         d("skewed_authors", "Authors whose clocks run ahead of this device's beyond the allowed drift."),
-		gaps:           d("gaps", "Authors' logs with a gap this device waits to fill."),
-		forks:          d("forks", "Authors' logs found forked (two envelopes with one seq), frozen from the fork."),
-		missing:        d("missing_envelopes", "Ranges of acknowledged envelopes found absent from the store when it opened."),
-		corrupt:        d("corrupt_values_total", "Stored values that failed authentication since the agent started."),
+		a:                a,
+		build:            d("build_info", "Always 1; labels name the agent's version and role.", "version", "role"),
+		certExpiry:       d("certificate_expiry_timestamp_seconds", "When this device's certificate expires (Unix time)."),
+		peers:            d("peers", "Known peers by state: alive (live member, last round fine), suspect (live member whose last round failed), dead (not a live member).", "state"),
+		pending:          d("pending_envelopes", "Envelopes pending with all peers as of each peer's last round: out = they lack and we hold, in = we lack and they hold.", "direction"),
+		peerPending:      d("peer_pending_envelopes", "Envelopes pending with one peer as of its last round (out = it lacks and we hold, in = we lack and it holds); peer is its device ID, never a name.", "peer", "direction"),
+		unsynced:         d("unsynced_local_writes", "Envelopes of this device's own logs that no peer is known to hold yet."),
+		sent:             d("envelopes_sent_total", "Envelopes sent to peers in sync rounds."),
+		received:         d("envelopes_received_total", "Envelopes received from peers in sync rounds (stored, duplicate or rejected)."),
+		stored:           d("envelopes_stored_total", "Envelopes received from peers and stored (new to this device)."),
+		dups:             d("envelopes_duplicate_total", "Envelopes received from peers that this device already held."),
+		rejections:       d("rejections_total", "Envelopes and mesh objects refused, by reason.", "reason"),
+		authFailures:     d("auth_failures_total", "Sync streams whose peer failed authentication."),
+		badGossip:        d("gossip_dropped_total", "Undecodable gossip messages dropped."),
+		rounds:           d("sync_rounds_total", "Anti-entropy rounds, by result (ok, error; errors include failed dials).", "result"),
+		roundDur:         d("sync_round_duration_seconds", "Duration of anti-entropy rounds, by this device's role and the result.", "role", "result"),
+		syncBytes:        d("sync_bytes_total", "Bytes on the wire in sync streams (TLS included), by direction.", "direction"),
+		gossipBytes:      d("gossip_bytes_total", "Bytes on the wire of memberlist gossip and its streams, by direction.", "direction"),
+		hintsSent:        d("hints_sent_total", "Hints of new changes this device queued."),
+		hintsRecv:        d("hints_received_total", "Hints received (any origin)."),
+		broadcastQueue:   d("broadcast_queue", "Hints waiting in memberlist's broadcast queue."),
+		spaces:           d("spaces", "Spaces this device holds."),
+		logEnvelopes:     d("log_envelopes", "Envelopes in the logs this device holds, up to each author's head: own = this device's, peers = everyone else's.", "origin"),
+		storeBytes:       d("store_disk_bytes", "Disk space used by the store directory."),
+		openConf:         d("open_conflicts", "Register fields with more than one live value, across all spaces (recounted at most once a minute)."),
+		skewed:           d("skewed_authors", "Authors whose clocks run ahead of this device's beyond the allowed drift."),
+		gaps:             d("gaps", "Authors' logs with a gap this device waits to fill."),
+		forks:            d("forks", "Authors' logs found forked (two envelopes with one seq), frozen from the fork."),
+		missing:          d("missing_envelopes", "Ranges of acknowledged envelopes found absent from the store when it opened."),
+		corrupt:          d("corrupt_values_total", "Stored values that failed authentication since the agent started."),
+		unreadable:       d("unreadable_envelopes", "Envelopes held that this device cannot open yet (no key for their epoch has reached it), all spaces together."),
+		unreadableSpaces: d("unreadable_spaces", "Spaces with envelopes held that this device cannot open yet."),
 	}
 }
 
@@ -196,7 +199,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.build, c.certExpiry, c.peers, c.pending, c.peerPending, c.unsynced, c.sent, c.received, c.stored, c.dups,
 		c.rejections, c.authFailures, c.badGossip, c.rounds, c.roundDur, c.syncBytes, c.gossipBytes,
 		c.hintsSent, c.hintsRecv, c.broadcastQueue, c.spaces, c.logEnvelopes, c.storeBytes, c.openConf,
-		c.skewed, c.gaps, c.forks, c.missing, c.corrupt,
+		c.skewed, c.gaps, c.forks, c.missing, c.corrupt, c.unreadable, c.unreadableSpaces,
 	} {
 		ch <- d
 	}
@@ -276,6 +279,12 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.forks, float64(len(st.Forks)))
 	gauge(c.missing, float64(len(st.Missing)))
 	counter(c.corrupt, float64(st.CorruptValues))
+	unreadable := 0
+	for _, u := range st.Unreadable {
+		unreadable += u.Envelopes
+	}
+	gauge(c.unreadable, float64(unreadable))
+	gauge(c.unreadableSpaces, float64(len(st.Unreadable)))
 
 	spaces, own, peers := a.logSizes()
 	gauge(c.spaces, float64(spaces))

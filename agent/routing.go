@@ -2,9 +2,11 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -198,6 +200,7 @@ func (a *Agent) refreshRelease(sp *spaceState) {
 		sp.meta.Release = append(sp.meta.Release, name)
 	}
 	a.noteReleased(sp)
+	sp.pickCurrent() // which epochs' lists count depends on the release list
 }
 
 // dropRoutings forgets the routing records of author above seq (its log was
@@ -323,16 +326,35 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 
 // ---- Epoch keys ----
 
-// Epochs are ordered by when they began, the newest held being the current
-// one, and every replica must agree on that order from the envelopes alone
-// (docs/crdt.md, "Epochs"): an epoch's start is the earliest HLC of the key
-// shares of it in the space's log (spaceMeta.EpochStarts) — the rotator's
-// first share, normally — which every member and relay holds alike. An
-// epoch this device began and has not wrapped to anyone yet has only its
-// provisional start (stored with the key), and only this device holds it.
+// Epochs are ordered causally, not by wall clock (docs/crdt.md, "Epochs"):
+// a rotation names, in every key share of the new epoch, the epochs it
+// replaces — those current on the rotating device — and every device that
+// wraps that epoch later copies the list. Every replica computes the
+// current epoch from the lists of the shares in the space's log (clear
+// bodies every member and relay holds alike) and the keys it holds; no
+// HLC takes part, so a share dated years ahead moves nothing.
+//
+// spaceMeta.Epochs keeps, per epoch, what the log says of it: by bureau
+// (of the shares' authors), the union of the lists they gave. A list
+// counts only while its bureau is released (a withdrawn bureau's devices
+// cannot retire the epochs of those still entitled).
 
-// epochValue is the stored form of an epoch key: the key, then its
-// provisional start (packed HLC; 0 when unknown).
+// epochInfo is what this device knows of one epoch of a space.
+type epochInfo struct {
+	// By maps the fingerprint of each bureau whose devices wrote key
+	// shares of this epoch to the union of the epochs those shares list
+	// as replaced (sorted key IDs; empty for version 1 shares).
+	By map[string][]string `json:"by,omitempty"`
+	// Mine is set when this device began the epoch; Own is the list it
+	// gave it (kept even before its first share is written, and across a
+	// cut, which rebuilds By from the log).
+	Mine bool     `json:"mine,omitempty"`
+	Own  []string `json:"own,omitempty"`
+}
+
+// epochValue is the stored form of an epoch key: the key, then when this
+// device began it (packed HLC; 0 when it got it from a share). The time is
+// informational: it orders nothing.
 func epochValue(k *crypto.SpaceKey, began uint64) []byte {
 	return binary.BigEndian.AppendUint64(k.Bytes(), began)
 }
@@ -347,53 +369,156 @@ func parseEpochValue(v []byte) (*crypto.SpaceKey, uint64, error) {
 	return k, began, err
 }
 
-// epochStart is when an epoch began, as every replica sees it: the earliest
-// key share of it, else its provisional start.
-func (s *spaceState) epochStart(id crypto.KeyID) uint64 {
-	if v, ok := s.meta.EpochStarts[id.String()]; ok {
-		return v
+func (s *spaceState) epochInfo(id string) *epochInfo {
+	if s.meta.Epochs == nil {
+		s.meta.Epochs = map[string]*epochInfo{}
 	}
-	return s.epochAt[id]
+	e := s.meta.Epochs[id]
+	if e == nil {
+		e = &epochInfo{}
+		s.meta.Epochs[id] = e
+	}
+	return e
 }
 
-// noteShare records a key share of an epoch at hlc (the earliest wins) and
-// settles the current epoch again.
-func (s *spaceState) noteShare(epoch crypto.KeyID, hlc uint64) {
-	if s.meta.EpochStarts == nil {
-		s.meta.EpochStarts = map[string]uint64{}
+// noteShare records what a key share of an epoch says (its author's bureau
+// and the epochs it replaces) and settles the current epoch again. It
+// reports whether the metadata changed.
+func (s *spaceState) noteShare(share crypto.KeyShare, bureau string) bool {
+	e := s.epochInfo(share.Epoch.String())
+	old, had := e.By[bureau]
+	merged := slices.Clone(old)
+	for _, r := range share.Replaces {
+		merged = append(merged, r.String())
 	}
-	if old, ok := s.meta.EpochStarts[epoch.String()]; !ok || hlc < old {
-		s.meta.EpochStarts[epoch.String()] = hlc
+	slices.Sort(merged)
+	merged = slices.Compact(merged)
+	if had && slices.Equal(old, merged) {
+		return false
 	}
+	if e.By == nil {
+		e.By = map[string][]string{}
+	}
+	e.By[bureau] = merged
 	s.pickCurrent()
+	return true
 }
 
-// maxStart is the latest start of any epoch known in the space.
-func (s *spaceState) maxStart() uint64 {
-	var m uint64
-	for _, v := range s.meta.EpochStarts {
-		m = max(m, v)
+// epochReplaces is what an epoch replaces as far as this device knows:
+// its own list if it began it, and the lists of the shares of it by
+// devices of released bureaus. Sorted, unique.
+func (s *spaceState) epochReplaces(e *epochInfo) []string {
+	var out []string
+	if e == nil {
+		return nil
 	}
-	for _, v := range s.epochAt {
-		m = max(m, v)
+	out = append(out, e.Own...)
+	for b, l := range e.By {
+		if slices.Contains(s.meta.ReleaseFP, b) {
+			out = append(out, l...)
+		}
 	}
-	return m
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
-// pickCurrent makes the newest epoch held the current one: the latest
-// start, ties broken by key ID.
+// backed reports whether an epoch may be current: this device began it, or
+// a device of a released bureau wrote a share of it. An epoch key wrapped
+// to us only by devices not entitled to the space is kept (it may open
+// what they wrote) but never written under.
+func (s *spaceState) backed(e *epochInfo) bool {
+	if e == nil {
+		return false
+	}
+	if e.Mine {
+		return true
+	}
+	for b := range e.By {
+		if slices.Contains(s.meta.ReleaseFP, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// epochOrder computes, for the epochs known (held or named in the log),
+// which are replaced and how deep each is: depth(E) = 1 + the largest
+// depth of the epochs E replaces (an epoch named but not otherwise known
+// counts 1). A hostile cycle cannot loop: an epoch met again on the path
+// counts 0. Visiting in key ID order keeps it the same on every replica.
+func (s *spaceState) epochOrder() (replaced map[string]bool, depth map[string]int) {
+	lists := map[string][]string{}
+	for id, e := range s.meta.Epochs {
+		lists[id] = s.epochReplaces(e)
+	}
+	replaced = map[string]bool{}
+	for id, l := range lists {
+		for _, r := range l {
+			if r != id {
+				replaced[r] = true
+			}
+		}
+	}
+	depth = map[string]int{}
+	onPath := map[string]bool{}
+	var visit func(id string) int
+	visit = func(id string) int {
+		if d, ok := depth[id]; ok {
+			return d
+		}
+		if onPath[id] {
+			return 0
+		}
+		l, known := lists[id]
+		if !known {
+			return 1
+		}
+		onPath[id] = true
+		d := 0
+		for _, r := range l {
+			d = max(d, visit(r))
+		}
+		onPath[id] = false
+		depth[id] = d + 1
+		return d + 1
+	}
+	for _, id := range slices.Sorted(maps.Keys(lists)) {
+		visit(id)
+	}
+	return replaced, depth
+}
+
+// pickCurrent settles the current epoch: among the epoch keys held that
+// may be current (backed; all held if none is), those no known epoch
+// replaces (all of them if every one is replaced: a hostile cycle); of
+// those the deepest, then the largest key ID. Every replica holding the
+// same keys and the same log settles on the same epoch.
 func (s *spaceState) pickCurrent() {
+	replaced, depth := s.epochOrder()
+	var cands []crypto.KeyID
+	for id := range s.keys {
+		if s.backed(s.meta.Epochs[id.String()]) {
+			cands = append(cands, id)
+		}
+	}
+	if len(cands) == 0 {
+		cands = slices.Collect(maps.Keys(s.keys))
+	}
+	heads := slices.DeleteFunc(slices.Clone(cands), func(id crypto.KeyID) bool { return replaced[id.String()] })
+	if len(heads) == 0 {
+		heads = cands
+	}
 	var best *crypto.SpaceKey
-	var bestStart uint64
-	for id, k := range s.keys {
-		st := s.epochStart(id)
-		bid := crypto.KeyID{}
+	bestDepth := 0
+	for _, id := range heads {
+		d := depth[id.String()]
 		if best != nil {
-			bid = best.ID()
+			bid := best.ID()
+			if d < bestDepth || (d == bestDepth && bytes.Compare(id[:], bid[:]) < 0) {
+				continue
+			}
 		}
-		if best == nil || st > bestStart || (st == bestStart && bytes.Compare(id[:], bid[:]) > 0) {
-			best, bestStart = k, st
-		}
+		best, bestDepth = s.keys[id], d
 	}
 	s.current = best
 	if best != nil {
@@ -401,49 +526,117 @@ func (s *spaceState) pickCurrent() {
 	}
 }
 
-// adoptEpoch records an epoch key held (with its provisional start, 0 if
-// none) and settles the current epoch again.
-func (s *spaceState) adoptEpoch(k *crypto.SpaceKey, provisional uint64) {
+// epochHeads lists what a new epoch replaces: the current epoch first,
+// then every other epoch held that nothing known replaces, deepest first,
+// at most crypto.MaxReplaces.
+func (s *spaceState) epochHeads() []crypto.KeyID {
+	replaced, depth := s.epochOrder()
+	var out []crypto.KeyID
+	for id := range s.keys {
+		if s.current != nil && id == s.current.ID() || replaced[id.String()] {
+			continue
+		}
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(x, y crypto.KeyID) int {
+		if dx, dy := depth[x.String()], depth[y.String()]; dx != dy {
+			return cmp.Compare(dy, dx)
+		}
+		return bytes.Compare(y[:], x[:])
+	})
+	if s.current != nil {
+		out = append([]crypto.KeyID{s.current.ID()}, out...)
+	}
+	if len(out) > crypto.MaxReplaces {
+		out = out[:crypto.MaxReplaces]
+	}
+	return out
+}
+
+// shareList is the list a key share of the epoch carries: what this
+// device knows the epoch replaces, at most crypto.MaxReplaces (the
+// smallest key IDs if a hostile author made it longer).
+func (s *spaceState) shareList(id crypto.KeyID) []crypto.KeyID {
+	var out []crypto.KeyID
+	for _, r := range s.epochReplaces(s.meta.Epochs[id.String()]) {
+		k, err := crypto.ParseKeyID(r)
+		if err == nil && k != id {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) })
+	if len(out) > crypto.MaxReplaces {
+		out = out[:crypto.MaxReplaces]
+	}
+	return out
+}
+
+// adoptEpoch records an epoch key held (began: when this device began it,
+// 0 if it got it from a share) and settles the current epoch again.
+func (s *spaceState) adoptEpoch(k *crypto.SpaceKey, began uint64) {
 	if s.epochAt == nil {
 		s.epochAt = map[crypto.KeyID]uint64{}
 	}
 	if _, ok := s.epochAt[k.ID()]; !ok {
-		s.epochAt[k.ID()] = provisional
+		s.epochAt[k.ID()] = began
 	}
 	s.keys[k.ID()] = k
 	s.pickCurrent()
 }
 
-// rotateEpoch starts a new epoch in the space: a fresh key, current from now
-// on. The caller writes its key shares (shareEntries) in the same commit.
-// writeMu held.
+// beginEpoch makes a new epoch key this device's own: it replaces the
+// epochs current here (epochHeads), and becomes the current one.
+func (s *spaceState) beginEpoch(k *crypto.SpaceKey, began uint64) {
+	e := s.epochInfo(k.ID().String())
+	e.Mine = true
+	e.Own = nil
+	for _, id := range s.epochHeads() {
+		e.Own = append(e.Own, id.String())
+	}
+	slices.Sort(e.Own)
+	s.adoptEpoch(k, began)
+}
+
+// rotateEpoch starts a new epoch in the space: a fresh key that replaces
+// the current one (and every other epoch held that nothing replaces yet),
+// current from now on. The caller writes its key shares (shareEntries) in
+// the same commit. The clock is only read, never moved: epochs are not
+// ordered by time. writeMu held.
 func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 	key, err := crypto.NewSpaceKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	// The new epoch must sort after every epoch known even when this
-	// device's clock runs behind the one that began them (a Lamport bump):
-	// the mesh settles on the newest rotation, not on the most skewed
-	// clock. Its shares, written after, carry later HLCs still.
 	began := a.clock.Now(a.physMillis())
-	if m := sp.maxStart(); began.Pack() <= m {
-		a.clock.Last = crdt.UnpackTimestamp(m + 1)
-		began = a.clock.Now(a.physMillis())
-	}
-	sp.adoptEpoch(key, began.Pack())
+	sp.beginEpoch(key, began.Pack())
 	if sp.current != key {
-		return nil, fmt.Errorf("rotate: the new epoch is not the newest (clock at %v)", began)
+		return nil, fmt.Errorf("rotate: the new epoch did not become the current one in space %s", sp.id)
 	}
 	a.log.Info("rotated a space's epoch key", "space", sp.id.String(), "epoch", key.ID().String())
 	return []kvEntry{a.db.entry(epochKey(sp.id, key.ID()), epochValue(key, began.Pack())), a.db.entry(spaceKey(sp.id), sp.meta.marshal())}, nil
 }
 
-// recomputeEpochStarts dates every epoch again from the key shares left in
-// the space's log, after a cut removed some (revocation, fork). writeMu
-// held; the caller stores the metadata.
+// recomputeEpochStarts builds the epochs' lists again from the key shares
+// left in the space's log, after a cut removed some (revocation, fork), or
+// when a store written before epochs were ordered causally is opened (then
+// the epochs this device began are those stored with a start). writeMu
+// held (or not serving yet); the caller stores the metadata.
 func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
-	starts := map[string]uint64{}
+	old := sp.meta.Epochs
+	sp.meta.Epochs = map[string]*epochInfo{}
+	for id, e := range old {
+		if e != nil && e.Mine {
+			sp.meta.Epochs[id] = &epochInfo{Mine: true, Own: e.Own}
+		}
+	}
+	if old == nil {
+		for id, began := range sp.epochAt {
+			if began != 0 {
+				sp.epochInfo(id.String()).Mine = true
+			}
+		}
+	}
+	sp.meta.EpochStarts = nil // dated epochs by HLC before: no longer read
 	err := a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
 		if err != nil || h.Kind != crypto.KindKeyShare || len(env) < crypto.HeaderSize+int(h.BodyLen) {
@@ -453,16 +646,21 @@ func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
 		if err != nil {
 			return nil
 		}
-		id, hlc := share.Epoch.String(), packHLC(h)
-		if old, ok := starts[id]; !ok || hlc < old {
-			starts[id] = hlc
+		cert := a.cert // our own is known before a.certs holds it (load)
+		if h.Author != a.dev {
+			a.statMu.Lock()
+			cert = a.certs[h.Author]
+			a.statMu.Unlock()
 		}
+		if cert == nil {
+			return nil
+		}
+		sp.noteShare(share, cert.Bureau.Fingerprint())
 		return nil
 	}, a.countCorrupt)
 	if err != nil {
 		return err
 	}
-	sp.meta.EpochStarts = starts
 	sp.pickCurrent()
 	return nil
 }
@@ -507,5 +705,5 @@ func (a *Agent) noteHolder(sp *spaceState, dev crypto.DeviceID, epoch crypto.Key
 	return []kvEntry{a.db.entry(sharedKey(sp.id, sk), nil)}
 }
 
-// packHLC is the packed HLC of an envelope header, for epoch ordering.
+// packHLC is the packed HLC of an envelope header.
 func packHLC(h crypto.Header) uint64 { return crdt.UnpackTimestamp(h.HLC).Pack() }

@@ -135,7 +135,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	began := a.clock.Now(a.physMillis())
 	sp := &spaceState{id: id, meta: meta, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{},
 		keys: map[crypto.KeyID]*crypto.SpaceKey{}}
-	sp.adoptEpoch(key, began.Pack())
+	sp.beginEpoch(key, began.Pack())
 	a.spaces[id] = sp
 	_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
 	if err != nil {
@@ -163,12 +163,16 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 		return Space{}, fmt.Errorf("space not stored: %w", err)
 	}
 	a.notify()
-	go a.ShareKeys() // officers of released bureaus already known get the key
+	// Officers of released bureaus already known get the key now (a
+	// failure leaves it to the next trigger: a new certificate, a key).
+	if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+		a.log.Warn("wrapping a new space's key to known officers", "space", id.String(), "err", err)
+	}
 	return spaceView(meta), nil
 }
 
 func spaceView(m spaceMeta) Space {
-	return Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release))}
+	return Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}}
 }
 
 func nonNil(s []string) []string {
@@ -186,6 +190,15 @@ func (a *Agent) ListSpaces() []Space {
 		out = append(out, spaceView(s.meta))
 	}
 	a.writeMu.Unlock()
+	if !a.cfg.Relay {
+		for i := range out {
+			if id, err := crypto.ParseSpaceID(out[i].ID); err == nil {
+				if n, authors, _, err := a.unreadableIn(id); err == nil && n > 0 {
+					out[i].Unreadable, out[i].UnreadableAuthors = n, authors
+				}
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name

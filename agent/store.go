@@ -104,9 +104,14 @@ type spaceMeta struct {
 	// Nonce binds the space ID to its owner (crypto.SpaceIDFor); every
 	// routing record carries it.
 	Nonce [16]byte `json:"nonce"`
-	// EpochStarts dates each epoch of the space by its earliest key share
-	// (packed HLC), by key ID: the newest epoch held is the current one.
+	// EpochStarts dated each epoch by its earliest key share (packed HLC)
+	// before epochs were ordered causally: read from older stores, no
+	// longer used (dropped when the epochs are next rebuilt).
 	EpochStarts map[string]uint64 `json:"epoch_starts,omitempty"`
+	// Epochs is what the log says of each epoch, by key ID: the epochs it
+	// replaces, per bureau of the shares' authors (routing.go, "Epoch
+	// keys"; docs/crdt.md "Epochs").
+	Epochs map[string]*epochInfo `json:"epochs,omitempty"`
 }
 
 func (m *spaceMeta) marshal() []byte {

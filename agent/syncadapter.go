@@ -97,6 +97,7 @@ func (s syncAdapter) Get(space fsync.SpaceID, author fsync.PeerID, seq uint64) (
 }
 
 func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error) {
+	defer s.a.wrapIfDue() // keys that came in shares go on to entitled devices
 	h, err := crypto.ParseHeader(env.Data)
 	if err != nil {
 		s.a.countReject(RejectMalformed)
@@ -119,6 +120,7 @@ func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error)
 // far more than applying the change, so this is what bounds catch-up speed.
 func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsync.IngestResult {
 	a := s.a
+	defer a.wrapIfDue() // keys that came in shares go on to entitled devices
 	type checked struct {
 		h    crypto.Header
 		cert *crypto.Certificate

@@ -72,6 +72,7 @@ func FuzzParseHeader(f *testing.F) {
 func FuzzUnwrapKey(f *testing.F) {
 	w := fuzzWorld(f)
 	f.Add(must(WrapKey(w.key, w.space, w.bob.Public(), detRand("e"))))
+	f.Add(must(WrapKeyReplacing(w.key, w.space, w.bob.Public(), []KeyID{{1}, {2}}, detRand("e"))))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if _, err := ParseKeyShare(body); err != nil {
 			typedErr(t, err)

@@ -210,6 +210,17 @@ var vectorChecks = map[string]func(t *testing.T, v *vector) error{
 		if !bytes.Equal(k.Bytes(), v.hex(t, "key")) || k.ID().String() != v.get("epoch") {
 			t.Fatal("unwrapped key differs")
 		}
+		ks, err := ParseKeyShare(v.payload)
+		if err != nil {
+			return err
+		}
+		var replaces []string
+		for _, r := range ks.Replaces {
+			replaces = append(replaces, r.String())
+		}
+		if strings.Join(replaces, ",") != v.get("replaces") {
+			t.Fatalf("replaced epochs %v, want %q", replaces, v.get("replaces"))
+		}
 		return nil
 	},
 	"certificate": func(t *testing.T, v *vector) error {
@@ -399,6 +410,19 @@ func writeVectors(t *testing.T) {
 		"key", keyHex, "epoch", w.key.ID().String())
 	add("keyshare-wrong-recipient.txt", ks, "expect", "wrong recipient", "type", "key share", "recipient", alice, "space", hex.EncodeToString(w.space[:]))
 	add("keyshare-other-space.txt", ks, "expect", "auth failure", "type", "key share", "recipient", bobHex, "space", strings.Repeat("00", 16))
+	// Version 2: the epochs the wrapped one replaces follow the wrapped key.
+	old1, old2 := must(NewSpaceKey(detRand("epoch 0a"))).ID(), must(NewSpaceKey(detRand("epoch 0b"))).ID()
+	ks2 := must(WrapKeyReplacing(w.key, w.space, w.bob.Public(), []KeyID{old2, old1}, detRand("eph")))
+	sorted := []string{old1.String(), old2.String()}
+	if bytes.Compare(old1[:], old2[:]) > 0 {
+		sorted[0], sorted[1] = sorted[1], sorted[0]
+	}
+	add("keyshare-v2.txt", ks2, "expect", "success", "type", "key share", "recipient", bobHex, "space", hex.EncodeToString(w.space[:]),
+		"key", keyHex, "epoch", w.key.ID().String(), "replaces", strings.Join(sorted, ","))
+	unsorted := bytes.Clone(ks2)
+	copy(unsorted[keyShareSize+1:], ks2[keyShareSize+17:])
+	copy(unsorted[keyShareSize+17:], ks2[keyShareSize+1:keyShareSize+17])
+	add("keyshare-v2-unsorted.txt", unsorted, "expect", "invalid", "type", "key share", "recipient", bobHex, "space", hex.EncodeToString(w.space[:]))
 
 	cert := func(file, expect, comment string, data []byte, at time.Time, trust string) {
 		add(file, data, "expect", expect, "type", "certificate", "comment", comment, "trust", trust, "at", at.Format(time.RFC3339),

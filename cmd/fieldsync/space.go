@@ -60,9 +60,27 @@ func spaceCreate(c *cli.Context) error {
 }
 
 func writeSpaces(c *cli.Context, spaces []agent.Space) {
-	t := newTable("ID", "NAME", "OWNER", "RELEASED TO")
+	unreadable := false
 	for _, s := range spaces {
-		t.add(s.ID, s.Name, s.Owner, strings.Join(s.Release, ","))
+		unreadable = unreadable || s.Unreadable > 0
+	}
+	if !unreadable {
+		t := newTable("ID", "NAME", "OWNER", "RELEASED TO")
+		for _, s := range spaces {
+			t.add(s.ID, s.Name, s.Owner, strings.Join(s.Release, ","))
+		}
+		t.write(c.App.Writer)
+		return
+	}
+	// Envelopes held that cannot be opened yet: no key for their epoch
+	// has reached this device (status lists them too).
+	t := newTable("ID", "NAME", "OWNER", "RELEASED TO", "UNREADABLE")
+	for _, s := range spaces {
+		u := "0"
+		if s.Unreadable > 0 {
+			u = fmt.Sprintf("%d (from %s)", s.Unreadable, strings.Join(s.UnreadableAuthors, ","))
+		}
+		t.add(s.ID, s.Name, s.Owner, strings.Join(s.Release, ","), u)
 	}
 	t.write(c.App.Writer)
 }

@@ -74,6 +74,14 @@ func statusAction(c *cli.Context) error {
 	}
 	writeGaps(c, "gaps (withheld or missing ranges)", s.Gaps)
 	writeGaps(c, "missing (acknowledged here, absent at open)", s.Missing)
+	if len(s.Unreadable) > 0 {
+		fmt.Fprintln(w, "\nunreadable (held, no key for their epoch yet: a member holding it wraps it to this device)")
+		t := newTable("SPACE", "ENVELOPES", "AUTHORS")
+		for _, u := range s.Unreadable {
+			t.add(u.Space, fmt.Sprint(u.Envelopes), strings.Join(u.Authors, ","))
+		}
+		t.write(w)
+	}
 	if len(s.Forks) > 0 {
 		fmt.Fprintln(w, "\nforks (two envelopes for one seq: cloned or compromised device)")
 		t := newTable("SPACE", "AUTHOR", "SEQ")

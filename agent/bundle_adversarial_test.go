@@ -147,6 +147,18 @@ func TestBundleAttackForgedSignatureBuffers(t *testing.T) {
 		}
 	})
 	spliceSender(t, path, m.cert)
+	// What the import allocates in all (not only what it keeps): reading
+	// the items of a file before its signature is checked costs their size.
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: path}, nil); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a forged bundle was not refused: %v", err)
+	}
+	runtime.ReadMemStats(&m1)
+	t.Logf("refusing a forged bundle of 48 MiB allocated %d MiB", (m1.TotalAlloc-m0.TotalAlloc)>>20)
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 8<<20 {
+		t.Fatalf("refusing a forged bundle of 48 MiB allocated %d MiB: it reads the items before it checks the signature", got>>20)
+	}
 	_, err, peak := importMeasured(t, b, path)
 	t.Logf("import: err %v; live heap grew by up to %d MiB", err, peak>>20)
 	if !errors.Is(err, ErrRefused) {
@@ -200,5 +212,85 @@ func TestBundleAttackEvidenceCountFlood(t *testing.T) {
 	}
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "1024") {
 		t.Fatalf("refused, but not naming the evidence limit: %v", err)
+	}
+}
+
+// withBundleLimits lowers the bundle limits for one test.
+func withBundleLimits(t *testing.T, set func(*crypto.BundleLimits)) {
+	t.Helper()
+	old := bundleLimits
+	set(&bundleLimits)
+	t.Cleanup(func() { bundleLimits = old })
+}
+
+// The per-space, space and author limits, which the importer checks on the
+// envelopes' headers: a bundle over any is refused whole, naming the limit,
+// and nothing of it is stored; an exporter refuses to write such a bundle.
+// (The real limits are millions of envelopes; the test lowers them.)
+func TestBundleEnvelopeLimits(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Officer A", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Officer C", crypto.RoleOfficer))
+	dir := t.TempDir()
+	sp1, err := a.CreateSpace("one", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp2, err := a.CreateSpace("two", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		bundlePut(t, a, sp1.ID, "r", "n", strings.Repeat("x", i+1))
+	}
+	bundlePut(t, a, sp2.ID, "r", "n", "y")
+	// C writes in space one too: two authors there.
+	bundleCarry(t, dir, a, c)
+	bundlePut(t, c, sp1.ID, "c", "n", "from C")
+	bundleCarry(t, dir, c, a)
+	out := filepath.Join(dir, "all.fsb")
+	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSpace := map[string]int{}
+	for _, s := range exp.Spaces {
+		perSpace[s.Space] = s.Envelopes
+	}
+	cases := []struct {
+		name string
+		set  func(*crypto.BundleLimits)
+		want string
+	}{
+		{"envelopes per space", func(l *crypto.BundleLimits) { l.EnvelopesPerSpace = perSpace[sp1.ID] - 1 }, "envelopes of space"},
+		{"spaces", func(l *crypto.BundleLimits) { l.Spaces = 1 }, "more than 1 spaces"},
+		{"authors", func(l *crypto.BundleLimits) { l.Authors = 2 }, "more than 2 (space, author) logs"},
+		{"envelopes", func(l *crypto.BundleLimits) { l.Envelopes = exp.Envelopes - 1 }, "envelopes in one bundle"},
+		{"certificates", func(l *crypto.BundleLimits) { l.Certificates = 0 }, "more than 0 certificates"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			withBundleLimits(t, tc.set)
+			b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+			_, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "over a limit of bundles") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a refusal naming %q", err, tc.want)
+			}
+			if len(b.SpaceIDs()) != 0 || len(b.Certificates()) != 1 {
+				t.Fatalf("a refused bundle left %d spaces, %d certificates", len(b.SpaceIDs()), len(b.Certificates()))
+			}
+			_, err = a.ExportBundle(context.Background(), BundleExportRequest{Out: filepath.Join(t.TempDir(), "over.fsb")}, nil)
+			if code, _ := errorCode(err); code != CodeTooLarge {
+				t.Fatalf("export over the limit: %v (code %s), want too_large", err, code)
+			}
+		})
+	}
+	// Under the limits it imports, and again: idempotent.
+	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
+	for i := 0; i < 2; i++ {
+		res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+		if err != nil || res.Added+res.AlreadyHeld != exp.Envelopes || (i == 1 && res.Added != 0) {
+			t.Fatalf("import %d: %+v, %v", i, res, err)
+		}
 	}
 }

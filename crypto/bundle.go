@@ -169,12 +169,13 @@ func DefaultBundleLimits() BundleLimits {
 // error also matches ErrOversize. The bundle is refused whole.
 var ErrBundleLimit = errors.New("over a bundle limit")
 
-// LimitError is ErrBundleLimit naming the limit: what (e.g. "certificates"),
-// the limit and its unit.
-func LimitError(what string, limit int64, unit string) error {
-	return fmt.Errorf("%w (%w): more than %d %s of %s in one bundle; the importer stops here and stores nothing. "+
-		"The exporter must carry less in one bundle (export for the receiver's want file, or one space at a time with --space)",
-		ErrBundleLimit, ErrOversize, limit, unit, what)
+// LimitError is ErrBundleLimit naming the limit: "more than <limit> <what>
+// in one bundle", what a noun phrase ("certificates", "bytes of fork
+// evidence", "envelopes of space S").
+func LimitError(limit int64, what string) error {
+	return fmt.Errorf("%w (%w): more than %d %s in one bundle, the limit an importer accepts (docs/bundle.md, \"Limits\"); "+
+		"it stops reading there and stores nothing. The exporter must carry less in one bundle: export for the receiver's want file, or one space at a time with --space",
+		ErrBundleLimit, ErrOversize, limit, what)
 }
 
 // limit is the count and byte limit of items of type t, and their name.
@@ -185,7 +186,7 @@ func (l *BundleLimits) limit(t ItemType) (count int, bytes int64, what string) {
 	case ItemRevocation:
 		return l.Revocations, l.RevocationBytes, "revocations"
 	case ItemEvidence:
-		return l.Evidence, l.EvidenceBytes, "fork evidence"
+		return l.Evidence, l.EvidenceBytes, "pieces of fork evidence"
 	case ItemEnvelope:
 		return l.Envelopes, 0, "envelopes"
 	}
@@ -447,10 +448,10 @@ func (br *BundleReader) next() (ItemType, []byte, error) {
 		// the importer no more than the limit.
 		if maxN, maxB, what := br.limits.limit(t); what != "" {
 			if br.nItems[t]+1 > maxN {
-				return 0, nil, LimitError(what, int64(maxN), "items")
+				return 0, nil, LimitError(int64(maxN), what)
 			}
 			if maxB > 0 && br.nBytes[t]+int64(n) > maxB {
-				return 0, nil, LimitError(what, maxB, "bytes")
+				return 0, nil, LimitError(maxB, "bytes of "+what)
 			}
 			br.nItems[t]++
 			br.nBytes[t] += int64(n)

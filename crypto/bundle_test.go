@@ -269,13 +269,13 @@ func TestBundleSectionLimits(t *testing.T) {
 		count int // items written; the limit is crossed at the last
 		want  string
 	}{
-		{"certificate count", ItemCertificate, cert, func(l *BundleLimits) { l.Certificates = 3 }, 4, "more than 3 items of certificates"},
+		{"certificate count", ItemCertificate, cert, func(l *BundleLimits) { l.Certificates = 3 }, 4, "more than 3 certificates"},
 		{"certificate bytes", ItemCertificate, cert, func(l *BundleLimits) { l.CertificateBytes = int64(2*len(cert) + 1) }, 3, "bytes of certificates"},
-		{"revocation count", ItemRevocation, rev, func(l *BundleLimits) { l.Revocations = 1 }, 2, "more than 1 items of revocations"},
+		{"revocation count", ItemRevocation, rev, func(l *BundleLimits) { l.Revocations = 1 }, 2, "more than 1 revocations"},
 		{"revocation bytes", ItemRevocation, rev, func(l *BundleLimits) { l.RevocationBytes = int64(len(rev)) }, 2, "bytes of revocations"},
-		{"evidence count", ItemEvidence, evidence, func(l *BundleLimits) { l.Evidence = 5 }, 6, "more than 5 items of fork evidence"},
-		{"evidence bytes", ItemEvidence, evidence, func(l *BundleLimits) { l.EvidenceBytes = 2500 }, 3, "more than 2500 bytes of fork evidence"},
-		{"envelope count", ItemEnvelope, env, func(l *BundleLimits) { l.Envelopes = 2 }, 3, "more than 2 items of envelopes"},
+		{"evidence count", ItemEvidence, evidence, func(l *BundleLimits) { l.Evidence = 5 }, 6, "more than 5 pieces of fork evidence"},
+		{"evidence bytes", ItemEvidence, evidence, func(l *BundleLimits) { l.EvidenceBytes = 2500 }, 3, "more than 2500 bytes of pieces of fork evidence"},
+		{"envelope count", ItemEnvelope, env, func(l *BundleLimits) { l.Envelopes = 2 }, 3, "more than 2 envelopes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

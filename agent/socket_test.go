@@ -218,3 +218,51 @@ func TestSocketAttackHostileDataDir(t *testing.T) {
 		t.Fatalf("an impostor is reported as an agent that is not running: %v", err)
 	}
 }
+
+// A client made for a socket path checks the socket at every connection,
+// not only when Dial looked: an impostor swapped in later is refused too.
+func TestSocketAttackSwappedAfterDial(t *testing.T) {
+	needRoot(t)
+	l := clientTestDir(t)
+	got := impostor(t, l.Socket())
+	cl := NewClient(l.Socket())
+	os.Chown(l.Socket(), attackerUID, attackerUID)
+	var st Status
+	if err := cl.Call(clientCtx(t), PathStatus, nil, &st); err == nil || got.Load() > 0 {
+		t.Fatalf("a client sent %d requests to a socket owned by uid %d (err %v)", got.Load(), attackerUID, err)
+	}
+}
+
+// The fallback works: with a long data directory the agent makes its
+// private directory under XDG_RUNTIME_DIR (or TMPDIR), listens there, and
+// the CLI finds and talks to it.
+func TestSocketFallbackServes(t *testing.T) {
+	for _, xdg := range []bool{true, false} {
+		t.Run(map[bool]string{true: "XDG_RUNTIME_DIR", false: "TMPDIR"}[xdg], func(t *testing.T) {
+			base := t.TempDir()
+			if xdg {
+				t.Setenv("XDG_RUNTIME_DIR", base)
+			} else {
+				t.Setenv("XDG_RUNTIME_DIR", "")
+				t.Setenv("TMPDIR", base)
+			}
+			omn := newTestBureau(t, "OMN")
+			cfg := initTestDevice(t, longDataDir(t), omn, "Officer", crypto.RoleOfficer)
+			a := openTestAgent(t, cfg)
+			if listening, err := runUntilListening(t, a); !listening {
+				t.Fatalf("the agent did not listen: %v", err)
+			}
+			sock := cfg.Layout.Socket()
+			if !strings.HasPrefix(sock, base+string(filepath.Separator)) {
+				t.Fatalf("socket %s not under %s", sock, base)
+			}
+			fi, err := os.Lstat(filepath.Dir(sock))
+			if err != nil || fi.Mode().Perm() != 0o700 {
+				t.Fatalf("socket directory: %v, mode %v", err, fi.Mode())
+			}
+			if err := dialAndSend(t, cfg.Layout); err != nil {
+				t.Fatalf("the CLI cannot talk to its own agent: %v", err)
+			}
+		})
+	}
+}

@@ -2,7 +2,10 @@
 
 package agent
 
-import "os"
+import (
+	"fmt"
+	"os"
+)
 
 // On Windows the socket's directory is protected by the ACL of the user's
 // profile (the data directory is under it); file modes and owners are not
@@ -14,7 +17,7 @@ func checkPrivateDir(dir string, strict bool) error {
 		return err
 	}
 	if fi.Mode()&os.ModeSymlink != 0 {
-		return ErrUnsafeSocket
+		return fmt.Errorf("%w: socket directory %s is a symlink: remove it", ErrUnsafeSocket, dir)
 	}
 	return nil
 }
@@ -25,7 +28,7 @@ func checkSocketFile(path string, strict bool) error {
 		return err
 	}
 	if fi.Mode()&os.ModeSymlink != 0 {
-		return ErrUnsafeSocket
+		return fmt.Errorf("%w: %s is a symlink, not the agent's socket: remove it", ErrUnsafeSocket, path)
 	}
 	return nil
 }

@@ -97,10 +97,13 @@ func (l Layout) socketDir() (dir string, short bool) {
 }
 
 // PrepareSocketDir makes sure the directory the agent's socket goes in
-// exists and is the user's alone: the data directory, or the short
-// fieldsync-UID directory (created 0700 here when missing). It refuses a
-// directory another user owns, a symlink, or one that grants any access to
-// group or others, naming the directory and what to do.
+// exists and is the user's: the short fieldsync-UID directory (created 0700
+// here when missing), which must be the user's and grant group and others
+// no access at all; or the data directory, which must be the user's and not
+// writable by group or others (read access there lets no one replace or
+// reach the socket, which is 0600, and data directories made by hand are
+// often 0755). A symlink for the short directory is refused. The error
+// names the directory and what to do.
 func (l Layout) PrepareSocketDir() error {
 	dir, short := l.socketDir()
 	if short {
@@ -108,7 +111,7 @@ func (l Layout) PrepareSocketDir() error {
 			return fmt.Errorf("socket directory %s: %w (the data directory's path is too long for a socket; set XDG_RUNTIME_DIR to a private directory, or use a shorter --data-dir)", dir, err)
 		}
 	}
-	return checkPrivateDir(dir, true)
+	return checkPrivateDir(dir, short)
 }
 
 // CheckSocket is what a client checks before it connects to the agent's

@@ -266,3 +266,23 @@ func TestSocketFallbackServes(t *testing.T) {
 		})
 	}
 }
+
+// A data directory of the user's that group or others may write to: anyone
+// there could replace the socket, so the agent refuses it; one they may
+// only read (0755, as made by hand) is accepted.
+func TestSocketDataDirWritableByOthers(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Officer", crypto.RoleOfficer)
+	if err := os.Chmod(cfg.Layout.Dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Layout.PrepareSocketDir(); !errors.Is(err, ErrUnsafeSocket) || !strings.Contains(err.Error(), "0770") {
+		t.Fatalf("group-writable data directory: %v", err)
+	}
+	if err := os.Chmod(cfg.Layout.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Layout.PrepareSocketDir(); err != nil {
+		t.Fatalf("a 0755 data directory of the user's: %v", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -346,8 +345,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Layout.SocketIsShort() {
 		a.log.Info("data directory path is too long for a Unix socket; using a short path", "socket", sock)
 	}
-	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-		return fmt.Errorf("socket directory: %w", err)
+	if err := a.cfg.Layout.PrepareSocketDir(); err != nil { // datadir.go: the user's alone
+		return err
 	}
 	// We hold the agent lock, so a socket file left here is stale.
 	os.Remove(sock)
@@ -358,6 +357,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		ln.Close()
 		return fmt.Errorf("socket mode: %w", err)
+	}
+	if err := checkOwnSocket(sock); err != nil {
+		ln.Close()
+		return err
 	}
 	defer os.Remove(sock)
 	stopMetrics, err := a.startMetrics() // metrics.go: --metrics-addr

@@ -127,6 +127,7 @@ type BundleImportResult struct {
 	Evidence        int                `json:"evidence_added"`
 	SkippedObjects  int                `json:"skipped_objects"` // certificates/revocations/evidence not accepted
 	Skips           []BundleSkip       `json:"skips"`
+	SkipsOmitted    int                `json:"skips_omitted,omitempty"` // runs of skips not listed (over 4,096)
 	ObjectSkipNotes []string           `json:"object_skips,omitempty"`
 }
 
@@ -324,12 +325,35 @@ func (a *Agent) readWant(path string) (crypto.Want, *crypto.Certificate, error) 
 		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrBadRequest, path, err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrBadRequest, path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s is not a regular file", ErrBadRequest, path)
+	}
+	if st.Size() > maxWantFile {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %d bytes, over the limit of %d", ErrRefused, path, st.Size(), maxWantFile)
+	}
+	// The signature and the signer first, in constant memory: nothing of a
+	// file its sender did not sign, or from a sender this device does not
+	// trust, is parsed into memory.
+	_, sender, err := crypto.CheckBundleSignature(bufio.NewReader(f), st.Size(), crypto.BundleWant)
+	if err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
+	}
+	if err := a.judgeSender(sender); err != nil {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return crypto.Want{}, nil, err
+	}
 	w, _, cert, err := crypto.ParseWant(io.LimitReader(f, maxWantFile))
 	if err != nil {
 		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
 	}
-	if err := a.judgeSender(cert); err != nil {
-		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s: %v", ErrRefused, path, err)
+	if !bytes.Equal(cert.MarshalBinary(), sender.MarshalBinary()) {
+		return crypto.Want{}, nil, fmt.Errorf("%w: want file %s changed while it was being read: read it again", ErrRefused, path)
 	}
 	return w, cert, nil
 }
@@ -437,6 +461,44 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 		}
 		plans = append(plans, plan{space: id, have: have, heads: heads})
 	}
+	// What an importer would refuse is not written: the limits of a bundle
+	// (docs/bundle.md, "Limits").
+	lim := bundleLimits
+	certs := a.knownCerts()
+	a.statMu.Lock()
+	var revs [][]byte
+	for _, r := range a.revs {
+		revs = append(revs, r.Marshal())
+	}
+	a.statMu.Unlock()
+	slices.SortFunc(revs, bytes.Compare)
+	evidence := a.evidenceBlobs()
+	if err := checkExportLimits(lim, certs, a.dev, revs, evidence); err != nil {
+		return res, err
+	}
+	if len(plans) > lim.Spaces {
+		return res, fmt.Errorf("%w: %d spaces to export, over the limit of %d spaces an importer accepts in one bundle: export fewer with --space", errTooLarge, len(plans), lim.Spaces)
+	}
+	pairs := 0
+	for _, p := range plans {
+		var n uint64
+		for author, seq := range p.heads {
+			if h := p.have[crypto.DeviceID(author)]; seq > h {
+				n += seq - h
+				pairs++
+			}
+		}
+		if n > uint64(lim.EnvelopesPerSpace) {
+			return res, fmt.Errorf("%w: %d envelopes of space %s to export, over the limit of %d an importer accepts in one bundle: export for the receiver's want file, carry the bundle, and export again",
+				errTooLarge, n, p.space, lim.EnvelopesPerSpace)
+		}
+	}
+	if total > int64(lim.Envelopes) {
+		return res, fmt.Errorf("%w: %d envelopes to export, over the limit of %d an importer accepts in one bundle: export one space at a time with --space", errTooLarge, total, lim.Envelopes)
+	}
+	if pairs > lim.Authors {
+		return res, fmt.Errorf("%w: %d (space, author) logs to export, over the limit of %d an importer accepts in one bundle: export one space at a time with --space", errTooLarge, pairs, lim.Authors)
+	}
 	var done int64
 	report := func() {
 		if progress != nil {
@@ -449,7 +511,7 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 		if err != nil {
 			return err
 		}
-		for _, c := range a.knownCerts() {
+		for _, c := range certs {
 			if c.Device.ID() == a.dev {
 				continue // the sender item carries it
 			}
@@ -458,20 +520,13 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 			}
 			res.Certificates++
 		}
-		a.statMu.Lock()
-		var revs [][]byte
-		for _, r := range a.revs {
-			revs = append(revs, r.Marshal())
-		}
-		a.statMu.Unlock()
-		slices.SortFunc(revs, bytes.Compare)
 		for _, r := range revs {
 			if err := bw.Add(crypto.ItemRevocation, r); err != nil {
 				return err
 			}
 			res.Revocations++
 		}
-		for _, e := range a.evidenceBlobs() {
+		for _, e := range evidence {
 			if err := bw.Add(crypto.ItemEvidence, e); err != nil {
 				return err
 			}
@@ -510,6 +565,40 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 	return res, nil
 }
 
+// checkExportLimits refuses an export whose certificates, revocations or
+// fork evidence are over what an importer accepts in one bundle.
+func checkExportLimits(lim crypto.BundleLimits, certs []*crypto.Certificate, self crypto.DeviceID, revs, evidence [][]byte) error {
+	over := func(what string, n int, bytes, maxN int, maxBytes int64) error {
+		if n > maxN || int64(bytes) > maxBytes {
+			return fmt.Errorf("%w: this device holds %d %s (%d bytes), over what an importer accepts in one bundle (%d, %d bytes; docs/bundle.md, \"Limits\")",
+				errTooLarge, n, what, bytes, maxN, maxBytes)
+		}
+		return nil
+	}
+	nc, bc := 0, 0
+	for _, c := range certs {
+		if c.Device.ID() != self {
+			nc++
+			bc += len(c.MarshalBinary())
+		}
+	}
+	if err := over("certificates", nc, bc, lim.Certificates, lim.CertificateBytes); err != nil {
+		return err
+	}
+	br := 0
+	for _, r := range revs {
+		br += len(r)
+	}
+	if err := over("revocations", len(revs), br, lim.Revocations, lim.RevocationBytes); err != nil {
+		return err
+	}
+	be := 0
+	for _, e := range evidence {
+		be += len(e)
+	}
+	return over("pieces of fork evidence", len(evidence), be, lim.Evidence, lim.EvidenceBytes)
+}
+
 // scanToSend calls fn with the envelopes of the space above have, up to
 // heads, each author's in seq order. An envelope corrupt in this store ends
 // that author's run (the receiver would see a gap): onCorrupt counts it.
@@ -546,34 +635,57 @@ func (a *Agent) scanToSend(space crypto.SpaceID, have map[crypto.DeviceID]uint64
 
 // ---- import ----
 
+// bundleLimits are the limits an import enforces and an export respects
+// (crypto.DefaultBundleLimits; tests lower them).
+var bundleLimits = crypto.DefaultBundleLimits()
+
+// Bounds on what an import reports, so that its answer stays small whatever
+// the bundle holds: runs of left-out envelopes listed (the rest are counted
+// in skips_omitted), notes on objects left out, and messages kept for
+// rejected envelopes.
+const (
+	maxListedSkips     = 4096
+	maxObjectNotes     = 256
+	maxSkipMessages    = 4096
+	skipMessageNotKept = "(the details were not kept: too many envelopes left out)"
+)
+
 // verdict is what the verifying pass decided about one envelope of a bundle.
 type verdict struct {
 	sum    [32]byte // SHA-256 of the envelope: the storing pass must read the same bytes
-	reason string   // "" accepted; else a Reject reason
-	msg    string
+	reason string   // "" accepted; else a Reject reason (a constant: no memory per envelope)
 }
 
 // ImportBundle verifies a bundle whole and then stores what it adds.
 //
-// The first pass reads the file to its end before anything is stored: the
-// framing, the exporter's signature over every byte, the exporter's
-// certificate against this device's trust, and every envelope (signature,
-// author's certificate and standing, per-author seq order). A damaged or
-// tampered file, or an untrusted exporter, refuses the bundle whole
-// (ErrRefused) and stores nothing. Envelopes from unknown, untrusted or
-// revoked authors are left out and reported, with the rest of their
-// author's run, which would follow a gap.
+// A first pass reads the file only to check the exporter's signature over
+// every byte (in constant memory, parsing nothing but the header and the
+// exporter's certificate) and the exporter's certificate against this
+// device's trust: a bundle its sender did not sign, or from a sender this
+// device does not trust, is refused before any of it is parsed or kept.
 //
-// The second pass reads the file again and stores: certificates,
-// revocations and fork evidence, then each accepted envelope as the next of
-// its author's log through the same path as sync (ingestVerified), checking
-// that each is byte for byte the one the first pass verified. A failure
-// midway (disk full, the file changed under us) leaves whole verified
-// envelopes, each the next of its author's chain: a consistent store that
-// importing the bundle again completes. One transaction for a bundle of any
-// size is not possible in Badger and would hold the whole bundle in memory.
-// When ctx ends (the client went away) the import stops between envelopes,
-// with the same guarantee.
+// The second pass reads the file again before anything is stored: the
+// framing and the section limits (crypto.BundleLimits: a bundle over any is
+// refused at the item that crosses it), the signature again (the file may
+// have changed), and every envelope (signature, author's certificate and
+// standing, per-author seq order). A damaged or tampered file, an untrusted
+// exporter or a bundle over a limit is refused whole (ErrRefused) and
+// nothing is stored. Envelopes from unknown, untrusted or revoked authors
+// are left out and reported, with the rest of their author's run, which
+// would follow a gap. What this pass keeps is bounded by the limits: the
+// trusted certificates and revocations, a hash per piece of evidence and
+// per envelope.
+//
+// The third pass reads the file again and stores: certificates and
+// revocations, then each piece of fork evidence and each accepted envelope
+// as it comes (envelopes as the next of their author's log through the same
+// path as sync, ingestVerified), checking that each is byte for byte the
+// one the second pass saw. A failure midway (disk full, the file changed
+// under us) leaves whole verified envelopes, each the next of its author's
+// chain: a consistent store that importing the bundle again completes. One
+// transaction for a bundle of any size is not possible in Badger and would
+// hold the whole bundle in memory. When ctx ends (the client went away) the
+// import stops between envelopes, with the same guarantee.
 func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progress func(BundleProgress)) (BundleImportResult, error) {
 	res := BundleImportResult{File: req.File, Spaces: []BundleSpaceCount{}, Skips: []BundleSkip{}}
 	if !filepath.IsAbs(req.File) {
@@ -591,6 +703,9 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	if err != nil {
 		return res, err
 	}
+	if !st.Mode().IsRegular() {
+		return res, fmt.Errorf("%w: bundle %s is not a regular file (%s): copy it to a file first", ErrBadRequest, req.File, st.Mode().Type())
+	}
 	size := st.Size()
 	report := func(phase string, done int64) {
 		if progress != nil {
@@ -599,14 +714,29 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	}
 	refuse := func(err error) error {
 		what := ""
-		if errors.Is(err, crypto.ErrSignature) || errors.Is(err, crypto.ErrMalformed) {
+		switch {
+		case errors.Is(err, crypto.ErrBundleLimit):
+			what = " is over a limit of bundles"
+		case errors.Is(err, crypto.ErrSignature) || errors.Is(err, crypto.ErrMalformed):
 			what = " is damaged or was changed after it was signed"
 		}
 		return fmt.Errorf("%w: bundle %s%s: %v; nothing was imported", ErrRefused, req.File, what, err)
 	}
 
-	// Pass 1: verify everything.
-	v, err := a.verifyBundle(ctx, f, func(off int64) { report("verify", off) })
+	// Pass 1: the signature over the whole file, and the signer's standing.
+	_, sender, err := crypto.CheckBundleSignature(bufio.NewReaderSize(f, 1<<20), size, crypto.BundleExport)
+	if err != nil {
+		return res, refuse(err)
+	}
+	if err := a.judgeSender(sender); err != nil {
+		return res, refuse(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return res, err
+	}
+
+	// Pass 2: verify everything.
+	v, err := a.verifyBundle(ctx, f, sender, func(off int64) { report("verify", off) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("import of %s interrupted before anything was stored: %v", req.File, ctx.Err())
@@ -621,10 +751,11 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	res.Envelopes = len(v.verdicts)
 	report("verify", size)
 
-	// Pass 2: store.
+	// Pass 3: store.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return res, err
 	}
+	notes := &noteList{}
 	a.writeMu.Lock()
 	gen0 := a.gen
 	a.writeMu.Unlock()
@@ -633,7 +764,7 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		added, err := a.AddCertificate(c.MarshalBinary())
 		if err != nil {
 			res.SkippedObjects++
-			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("certificate of device %s: %v", c.Device.ID(), err))
+			notes.add(fmt.Sprintf("certificate of device %s: %v", c.Device.ID(), err))
 			continue
 		}
 		if added {
@@ -645,7 +776,7 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		added, err := a.AddRevocation(r.Marshal())
 		if err != nil {
 			res.SkippedObjects++
-			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("revocation of device %s: %v", r.Device, err))
+			notes.add(fmt.Sprintf("revocation of device %s: %v", r.Device, err))
 			continue
 		}
 		if added {
@@ -653,26 +784,22 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		}
 	}
 	res.SkippedObjects += v.skippedObjects
-	res.ObjectSkipNotes = append(res.ObjectSkipNotes, v.objectNotes...)
-	for _, e := range v.evidence {
-		added, err := a.ingestEvidence(e)
-		if err != nil {
-			res.SkippedObjects++
-			res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("fork evidence: %v", err))
-			continue
-		}
-		if added {
-			res.Evidence++
-		}
+	for _, n := range v.notes.notes {
+		notes.add(n)
 	}
+	notes.omitted += v.notes.omitted
 	br, err := crypto.NewBundleReader(f, crypto.BundleExport)
 	if err != nil {
 		return res, fmt.Errorf("bundle %s changed while it was being imported (read it again): %v", req.File, err)
 	}
+	br.SetLimits(bundleLimits)
+	changed := func() error {
+		return fmt.Errorf("bundle %s changed while it was being imported; what was stored is whole and verified: import it again", req.File)
+	}
 	skips := newSkipList()
 	added := map[crypto.SpaceID]int{}
 	var orphans []crypto.Header // held until their space's routing record came
-	i := 0
+	i, ev := 0, 0
 	for {
 		t, payload, err := br.Next()
 		if err == io.EOF {
@@ -681,11 +808,27 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		if err != nil {
 			return res, fmt.Errorf("bundle %s changed while it was being imported: %v; what was stored is whole and verified: import it again", req.File, err)
 		}
+		if t == crypto.ItemEvidence {
+			// Fork evidence is not kept in memory between the passes: it is
+			// read again here, and must be what the second pass hashed.
+			if ev >= len(v.evidence) || sha256.Sum256(payload) != v.evidence[ev] {
+				return res, changed()
+			}
+			ev++
+			ok, err := a.ingestEvidence(payload)
+			if err != nil {
+				res.SkippedObjects++
+				notes.add(fmt.Sprintf("fork evidence: %v", err))
+			} else if ok {
+				res.Evidence++
+			}
+			continue
+		}
 		if t != crypto.ItemEnvelope {
 			continue
 		}
 		if i >= len(v.verdicts) || sha256.Sum256(payload) != v.verdicts[i].sum {
-			return res, fmt.Errorf("bundle %s changed while it was being imported; what was stored is whole and verified: import it again", req.File)
+			return res, changed()
 		}
 		vd := v.verdicts[i]
 		i++
@@ -700,9 +843,9 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 			res.Skipped++
 			a.countReject(vd.reason)
 			if perr == nil {
-				skips.add(h.Space, h.Author, h.Seq, vd.reason, vd.msg)
+				skips.add(h.Space, h.Author, h.Seq, vd.reason, v.message(i-1))
 			} else {
-				res.ObjectSkipNotes = append(res.ObjectSkipNotes, fmt.Sprintf("envelope %d: %v", i, perr))
+				notes.add(fmt.Sprintf("envelope %d: %v", i, perr))
 			}
 			continue
 		}
@@ -749,7 +892,8 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		return res, errors.New("a store write failed during the import; what was stored is whole and verified: import the bundle again")
 	}
 	report("store", size)
-	res.Skips = skips.list()
+	res.Skips, res.SkipsOmitted = skips.list(), skips.omitted
+	res.ObjectSkipNotes = notes.list()
 	for id, n := range added {
 		res.Spaces = append(res.Spaces, BundleSpaceCount{Space: id.String(), Envelopes: n})
 	}
@@ -766,17 +910,49 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 	return res, nil
 }
 
-// verifiedBundle is what the first pass learnt.
+// noteList keeps the first maxObjectNotes notes and counts the rest.
+type noteList struct {
+	notes   []string
+	omitted int
+}
+
+func (n *noteList) add(s string) {
+	if len(n.notes) < maxObjectNotes {
+		n.notes = append(n.notes, s)
+		return
+	}
+	n.omitted++
+}
+
+func (n *noteList) list() []string {
+	if n.omitted == 0 {
+		return n.notes
+	}
+	return append(n.notes, fmt.Sprintf("… and %d more objects left out", n.omitted))
+}
+
+// verifiedBundle is what the verifying pass learnt. Its size is bounded by
+// the bundle limits: no payload of the bundle is kept but certificates and
+// revocations.
 type verifiedBundle struct {
 	header         crypto.BundleHeader
 	sender         *crypto.Certificate
 	certs          []*crypto.Certificate // trusted certificates in the bundle (the sender's first)
 	byDevice       map[crypto.DeviceID]*crypto.Certificate
 	revs           []*crypto.Revocation // trusted revocations in the bundle
-	evidence       [][]byte
+	evidence       [][32]byte           // SHA-256 of each piece of fork evidence, in order
 	verdicts       []verdict
+	messages       map[int]string // why an envelope was left out, for the first maxSkipMessages
 	skippedObjects int
-	objectNotes    []string
+	notes          noteList
+}
+
+// message is why envelope i was left out.
+func (v *verifiedBundle) message(i int) string {
+	if m, ok := v.messages[i]; ok {
+		return m
+	}
+	return skipMessageNotKept
 }
 
 // certOf is the certificate an envelope of author was verified against.
@@ -792,24 +968,22 @@ func (v *verifiedBundle) certOf(author crypto.DeviceID, a *Agent) *crypto.Certif
 // verifyBatchBytes bounds the envelopes held at once while verifying.
 const verifyBatchBytes = 32 << 20
 
-// verifyBundle is the first pass of ImportBundle: it reads r to its end and
-// stores nothing.
-func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(offset int64)) (*verifiedBundle, error) {
+// verifyBundle is the verifying pass of ImportBundle: it reads r to its end
+// and stores nothing. It refuses a bundle over any of bundleLimits at the
+// item that crosses it.
+//
+// sender is the exporter's certificate as the signature check read it (and
+// judgeSender accepted): the file must still name it.
+func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Certificate, progress func(offset int64)) (*verifiedBundle, error) {
 	br, err := crypto.NewBundleReader(bufio.NewReaderSize(r, 1<<20), crypto.BundleExport)
 	if err != nil {
 		return nil, err
 	}
-	v := &verifiedBundle{header: br.Header(), sender: br.Sender(), byDevice: map[crypto.DeviceID]*crypto.Certificate{}}
-	if err := a.judgeSender(v.sender); err != nil {
-		// Read on: a damaged file says so before an untrusted signer does.
-		for {
-			if _, _, err := br.Next(); err == io.EOF {
-				break
-			} else if err != nil {
-				return nil, err
-			}
-		}
-		return nil, err
+	lim := bundleLimits
+	br.SetLimits(lim)
+	v := &verifiedBundle{header: br.Header(), sender: br.Sender(), byDevice: map[crypto.DeviceID]*crypto.Certificate{}, messages: map[int]string{}}
+	if !bytes.Equal(v.sender.MarshalBinary(), sender.MarshalBinary()) {
+		return nil, errors.New("the file changed while it was being read (its sender is not the one whose signature was checked): read it again")
 	}
 	v.certs = append(v.certs, v.sender)
 	v.byDevice[v.sender.Device.ID()] = v.sender
@@ -821,20 +995,27 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(off
 	a.statMu.Unlock()
 
 	type pending struct {
-		env []byte
-		idx int
+		env    []byte
+		idx    int
+		reason string
+		msg    string
 	}
 	var batch []pending
 	batchBytes := 0
 	flush := func() {
 		forEachParallel(len(batch), func(i int) {
-			p := batch[i]
-			reason, msg := a.judgeEnvelope(p.env, v, revs)
-			v.verdicts[p.idx].reason, v.verdicts[p.idx].msg = reason, msg
+			batch[i].reason, batch[i].msg = a.judgeEnvelope(batch[i].env, v, revs)
 		})
+		for _, p := range batch {
+			v.verdicts[p.idx].reason = p.reason
+			if p.reason != "" && len(v.messages) < maxSkipMessages {
+				v.messages[p.idx] = p.msg
+			}
+		}
 		batch, batchBytes = batch[:0], 0
 	}
 	lastSeq := map[gapKey]uint64{}
+	perSpace := map[crypto.SpaceID]int{}
 	seenEnvelope := false
 	items := 0
 	for {
@@ -863,7 +1044,7 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(off
 			}
 			if _, ok := a.trust.Lookup(c.Bureau.Fingerprint()); !ok {
 				v.skippedObjects++
-				v.objectNotes = append(v.objectNotes, fmt.Sprintf("certificate of device %s: bureau %s is not trusted", c.Device.ID(), c.Bureau.Name))
+				v.notes.add(fmt.Sprintf("certificate of device %s: bureau %s is not trusted", c.Device.ID(), c.Bureau.Name))
 				continue
 			}
 			if v.byDevice[c.Device.ID()] == nil {
@@ -877,25 +1058,38 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, progress func(off
 			}
 			if err := r.Verify(a.trust); err != nil {
 				v.skippedObjects++
-				v.objectNotes = append(v.objectNotes, fmt.Sprintf("revocation of device %s: %v", r.Device, err))
+				v.notes.add(fmt.Sprintf("revocation of device %s: %v", r.Device, err))
 				continue
 			}
 			v.revs = append(v.revs, r)
 			revs[r.Device] = r
 		case crypto.ItemEvidence:
-			v.evidence = append(v.evidence, payload)
+			v.evidence = append(v.evidence, sha256.Sum256(payload))
 		case crypto.ItemEnvelope:
 			seenEnvelope = true
 			v.verdicts = append(v.verdicts, verdict{sum: sha256.Sum256(payload)})
 			idx := len(v.verdicts) - 1
 			h, err := crypto.ParseHeader(payload)
 			if err != nil {
-				v.verdicts[idx].reason, v.verdicts[idx].msg = RejectMalformed, err.Error()
+				v.verdicts[idx].reason = RejectMalformed
+				if len(v.messages) < maxSkipMessages {
+					v.messages[idx] = err.Error()
+				}
 				continue
 			}
+			if _, ok := perSpace[h.Space]; !ok && len(perSpace) >= lim.Spaces {
+				return nil, crypto.LimitError(int64(lim.Spaces), "spaces")
+			}
+			if perSpace[h.Space]++; perSpace[h.Space] > lim.EnvelopesPerSpace {
+				return nil, crypto.LimitError(int64(lim.EnvelopesPerSpace), "envelopes of space "+h.Space.String())
+			}
 			k := gapKey{h.Space, h.Author}
-			if last, ok := lastSeq[k]; ok && h.Seq != last+1 {
+			last, ok := lastSeq[k]
+			if ok && h.Seq != last+1 {
 				return nil, fmt.Errorf("envelopes of device %s in space %s out of order (seq %d after %d)", h.Author, h.Space, h.Seq, last)
+			}
+			if !ok && len(lastSeq) >= lim.Authors {
+				return nil, crypto.LimitError(int64(lim.Authors), "(space, author) logs")
 			}
 			lastSeq[k] = h.Seq
 			batch = append(batch, pending{env: payload, idx: idx})
@@ -940,14 +1134,22 @@ func (a *Agent) judgeEnvelope(env []byte, v *verifiedBundle, revs map[crypto.Dev
 }
 
 // skipList groups left-out envelopes into runs per (space, author, reason).
+// It lists the first maxListedSkips runs and counts the rest.
 type skipList struct {
-	runs    []BundleSkip
-	last    map[gapKey]int // the author's last run
-	blocked map[gapKey]bool
+	runs        []BundleSkip
+	omitted     int            // runs not listed
+	last        map[gapKey]int // the author's last listed run
+	lastOmitted map[gapKey]omittedRun
+	blocked     map[gapKey]bool
+}
+
+type omittedRun struct {
+	reason string
+	to     uint64
 }
 
 func newSkipList() *skipList {
-	return &skipList{last: map[gapKey]int{}, blocked: map[gapKey]bool{}}
+	return &skipList{last: map[gapKey]int{}, lastOmitted: map[gapKey]omittedRun{}, blocked: map[gapKey]bool{}}
 }
 
 func (s *skipList) add(space crypto.SpaceID, author crypto.DeviceID, seq uint64, reason, msg string) {
@@ -955,6 +1157,14 @@ func (s *skipList) add(space crypto.SpaceID, author crypto.DeviceID, seq uint64,
 	s.blocked[k] = true
 	if i, ok := s.last[k]; ok && s.runs[i].Reason == reason && s.runs[i].To+1 == seq {
 		s.runs[i].To = seq
+		return
+	}
+	if len(s.runs) >= maxListedSkips {
+		delete(s.last, k)
+		if o, ok := s.lastOmitted[k]; !ok || o.reason != reason || o.to+1 != seq {
+			s.omitted++
+		}
+		s.lastOmitted[k] = omittedRun{reason, seq}
 		return
 	}
 	s.last[k] = len(s.runs)

@@ -49,8 +49,16 @@ type Client struct {
 // connections.
 func Dial(l Layout) (*Client, error) {
 	sock := l.Socket()
-	if _, err := os.Stat(sock); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(sock); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w (no socket at %s)", ErrAgentNotRunning, sock)
+	}
+	// Before anything is sent (a mesh key, a passphrase-protected
+	// operation): the socket and its directory are this user's alone.
+	if err := l.CheckSocket(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (no socket at %s)", ErrAgentNotRunning, sock)
+		}
+		return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
 	}
 	conn, err := net.DialTimeout("unix", sock, 2*time.Second)
 	if err != nil {
@@ -64,10 +72,14 @@ func Dial(l Layout) (*Client, error) {
 }
 
 // NewClient returns a client for the agent socket at path without checking
-// that it is there.
+// that it is there. Each connection it opens first checks that the socket is
+// not a symlink and is owned by this user (Dial checks its directory too).
 func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if err := checkSocketFile(socket, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
+			}
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},

@@ -44,8 +44,13 @@ func (l Layout) Lock() string       { return filepath.Join(l.Dir, "agent.lock") 
 func (l Layout) Quarantine() string { return filepath.Join(l.Dir, "quarantine") }  // stores set aside after a crash loop
 
 // Socket is the agent's API socket: agent.sock in the data directory, or, when
-// that path would exceed the kernel's limit, a path in a short runtime
-// directory derived from the data directory (so the CLI finds it too).
+// that path would exceed the kernel's limit, HASH.sock (HASH derived from the
+// data directory, so the CLI finds it too) in a directory fieldsync-UID of
+// the user's runtime directory, $XDG_RUNTIME_DIR, or of os.TempDir() when
+// that is unset. The agent creates that directory 0700 and, like the CLI,
+// refuses it unless the user owns it and no one else may enter it
+// (PrepareSocketDir, CheckSocket): another local user who made it first
+// cannot put an impostor agent where the CLI looks.
 func (l Layout) Socket() string {
 	p := filepath.Join(l.Dir, "agent.sock")
 	if len(p) <= maxSocketPath {
@@ -56,14 +61,75 @@ func (l Layout) Socket() string {
 		abs = l.Dir
 	}
 	sum := sha256.Sum256([]byte(abs))
-	// A fixed base, not $TMPDIR or $XDG_RUNTIME_DIR: the CLI must find the
-	// agent's socket whatever its own environment (sudo, PrivateTmp, tests).
-	return filepath.Join("/tmp", fmt.Sprintf("fieldsync-%d", os.Getuid()), hex.EncodeToString(sum[:8])+".sock")
+	return filepath.Join(runtimeDir(), fmt.Sprintf("fieldsync-%d", os.Getuid()), hex.EncodeToString(sum[:8])+".sock")
+}
+
+// runtimeDir is $XDG_RUNTIME_DIR when set to an absolute path, else the
+// system's temporary directory.
+func runtimeDir() string {
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && filepath.IsAbs(x) {
+		return x
+	}
+	return os.TempDir()
 }
 
 // SocketIsShort reports whether Socket() had to move out of the data directory.
 func (l Layout) SocketIsShort() bool {
 	return len(filepath.Join(l.Dir, "agent.sock")) > maxSocketPath
+}
+
+// ErrUnsafeSocket means the socket, or the directory it lives in, is not the
+// user's alone: another local user could have put an impostor agent there.
+var ErrUnsafeSocket = errors.New("unsafe agent socket")
+
+// socketDir is the directory the socket lives in: the short directory, or
+// the data directory with any symlink in its path resolved (a data
+// directory may be a link the user made; the short directory may not).
+func (l Layout) socketDir() (dir string, short bool) {
+	if l.SocketIsShort() {
+		return filepath.Dir(l.Socket()), true
+	}
+	dir = l.Dir
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = r
+	}
+	return dir, false
+}
+
+// PrepareSocketDir makes sure the directory the agent's socket goes in
+// exists and is the user's: the short fieldsync-UID directory (created 0700
+// here when missing), which must be the user's and grant group and others
+// no access at all; or the data directory, which must be the user's and not
+// writable by group or others (read access there lets no one replace or
+// reach the socket, which is 0600, and data directories made by hand are
+// often 0755). A symlink for the short directory is refused. The error
+// names the directory and what to do.
+func (l Layout) PrepareSocketDir() error {
+	dir, short := l.socketDir()
+	if short {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("socket directory %s: %w (the data directory's path is too long for a socket; set XDG_RUNTIME_DIR to a private directory, or use a shorter --data-dir)", dir, err)
+		}
+	}
+	return checkPrivateDir(dir, short)
+}
+
+// CheckSocket is what a client checks before it connects to the agent's
+// socket: the socket is not a symlink, is a socket, and the user owns it;
+// its directory is the user's and no one else may write to it. A failure
+// wraps ErrUnsafeSocket; no socket at all is fs.ErrNotExist.
+func (l Layout) CheckSocket() error {
+	dir, _ := l.socketDir()
+	if err := checkPrivateDir(dir, false); err != nil {
+		return err
+	}
+	return checkSocketFile(l.Socket(), false)
+}
+
+// checkOwnSocket is the agent's check of the socket it has just created:
+// its own, and no access for group or others.
+func checkOwnSocket(path string) error {
+	return checkSocketFile(path, true)
 }
 
 // ErrNotInitialized means the data directory holds no keystore.

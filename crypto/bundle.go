@@ -119,6 +119,80 @@ const (
 	maxEvidenceItem = 2*MaxEnvelopeSize + 1024
 )
 
+// BundleLimits bounds each section of a bundle, so that no bundle — signed
+// by a member device, or carried by anyone — can make an importer hold or
+// work through more than these (docs/bundle.md, "Limits"). A BundleReader
+// checks the item counts and bytes as it reads each item header, before it
+// reads the payload; the importer checks the per-space counts, which need
+// the envelopes' headers. An exporter refuses to write a bundle over them.
+type BundleLimits struct {
+	Certificates      int   // certificate items (the sender's not counted)
+	CertificateBytes  int64 // their payload bytes
+	Revocations       int   // revocation items
+	RevocationBytes   int64
+	Evidence          int // fork evidence items
+	EvidenceBytes     int64
+	Envelopes         int // envelope items in the whole bundle
+	EnvelopesPerSpace int // envelopes of one space (checked by the importer)
+	Spaces            int // distinct spaces with envelopes (checked by the importer)
+	Authors           int // distinct (space, author) pairs (checked by the importer)
+}
+
+// Default bundle limits (docs/bundle.md). They are far above what a device
+// holds (W1-L's largest bundle has 200,001 envelopes in one space) and keep
+// an importer's memory for a bundle's bookkeeping under about 200 MiB.
+const (
+	MaxBundleCertificates      = 1 << 16
+	MaxBundleCertificateBytes  = 64 << 20
+	MaxBundleRevocations       = 1 << 16
+	MaxBundleRevocationBytes   = 64 << 20
+	MaxBundleEvidence          = 1 << 10
+	MaxBundleEvidenceBytes     = 256 << 20
+	MaxBundleEnvelopes         = 1 << 22
+	MaxBundleEnvelopesPerSpace = 1 << 21
+	MaxBundleSpaces            = 1 << 16
+	MaxBundleAuthors           = 1 << 20
+)
+
+// DefaultBundleLimits are the limits every reader starts with.
+func DefaultBundleLimits() BundleLimits {
+	return BundleLimits{
+		Certificates: MaxBundleCertificates, CertificateBytes: MaxBundleCertificateBytes,
+		Revocations: MaxBundleRevocations, RevocationBytes: MaxBundleRevocationBytes,
+		Evidence: MaxBundleEvidence, EvidenceBytes: MaxBundleEvidenceBytes,
+		Envelopes: MaxBundleEnvelopes, EnvelopesPerSpace: MaxBundleEnvelopesPerSpace,
+		Spaces: MaxBundleSpaces, Authors: MaxBundleAuthors,
+	}
+}
+
+// ErrBundleLimit is a bundle over one of its limits (BundleLimits); the
+// error also matches ErrOversize. The bundle is refused whole.
+var ErrBundleLimit = errors.New("over a bundle limit")
+
+// LimitError is ErrBundleLimit naming the limit: "more than <limit> <what>
+// in one bundle", what a noun phrase ("certificates", "bytes of fork
+// evidence", "envelopes of space S").
+func LimitError(limit int64, what string) error {
+	return fmt.Errorf("%w (%w): more than %d %s in one bundle, the limit an importer accepts (docs/bundle.md, \"Limits\"); "+
+		"it stops reading there and stores nothing. The exporter must carry less in one bundle: export for the receiver's want file, or one space at a time with --space",
+		ErrBundleLimit, ErrOversize, limit, what)
+}
+
+// limit is the count and byte limit of items of type t, and their name.
+func (l *BundleLimits) limit(t ItemType) (count int, bytes int64, what string) {
+	switch t {
+	case ItemCertificate:
+		return l.Certificates, l.CertificateBytes, "certificates"
+	case ItemRevocation:
+		return l.Revocations, l.RevocationBytes, "revocations"
+	case ItemEvidence:
+		return l.Evidence, l.EvidenceBytes, "pieces of fork evidence"
+	case ItemEnvelope:
+		return l.Envelopes, 0, "envelopes"
+	}
+	return 0, 0, ""
+}
+
 // maxItem is the largest payload an item of type t may have in a file of
 // kind k; 0 means the type is not allowed there.
 func maxItem(k BundleKind, t ItemType) int {
@@ -263,13 +337,20 @@ type BundleReader struct {
 	read   int64
 	done   bool
 	err    error
+	limits BundleLimits
+	// per item type: items and payload bytes read so far
+	nItems [8]int
+	nBytes [8]int64
 }
+
+// SetLimits replaces the reader's limits (DefaultBundleLimits at first).
+func (br *BundleReader) SetLimits(l BundleLimits) { br.limits = l }
 
 // NewBundleReader reads the header of a file of the given kind and its first
 // item, the sender's certificate (checked against its bureau's signature,
 // not against any trust set).
 func NewBundleReader(r io.Reader, kind BundleKind) (*BundleReader, error) {
-	br := &BundleReader{r: bufio.NewReaderSize(r, 256<<10), h: sha256.New(), kind: kind}
+	br := &BundleReader{r: bufio.NewReaderSize(r, 256<<10), h: sha256.New(), kind: kind, limits: DefaultBundleLimits()}
 	hdr, err := br.readN(bundleHeaderSize)
 	if err != nil {
 		return nil, err
@@ -362,6 +443,20 @@ func (br *BundleReader) next() (ItemType, []byte, error) {
 	if int64(n) > int64(max) {
 		return 0, nil, malformed(br.kind.String(), ErrOversize, fmt.Sprintf("a %s of %d bytes", t, n))
 	}
+	if br.kind == BundleExport {
+		// Counted before the payload is read: a bundle over a limit costs
+		// the importer no more than the limit.
+		if maxN, maxB, what := br.limits.limit(t); what != "" {
+			if br.nItems[t]+1 > maxN {
+				return 0, nil, LimitError(int64(maxN), what)
+			}
+			if maxB > 0 && br.nBytes[t]+int64(n) > maxB {
+				return 0, nil, LimitError(maxB, "bytes of "+what)
+			}
+			br.nItems[t]++
+			br.nBytes[t] += int64(n)
+		}
+	}
 	payload, err := br.readN(int(n))
 	if err != nil {
 		return 0, nil, err
@@ -419,6 +514,49 @@ func (br *BundleReader) finish() error {
 		return malformed(br.kind.String(), ErrInvalid, "data after the signature")
 	}
 	return nil
+}
+
+// CheckBundleSignature reads a whole file of the given kind, size bytes
+// long, and checks only the sender's signature over it, in constant memory:
+// it parses the header and the sender's certificate and only hashes every
+// other byte. An importer calls it before it parses anything else, so that
+// nothing of a file its sender did not sign is parsed, kept or verified (a
+// stranger can attach any member's public certificate as the sender). The
+// parsing pass (BundleReader) checks the signature again, in case the file
+// changed in between. It returns the header and the sender's certificate
+// (checked against its bureau's signature, not against any trust set).
+func CheckBundleSignature(r io.Reader, size int64, kind BundleKind) (BundleHeader, *Certificate, error) {
+	br, err := NewBundleReader(r, kind)
+	if err != nil {
+		return BundleHeader{}, nil, err
+	}
+	const endItem = itemHeaderSize + 8
+	rest := size - SignatureSize - endItem - br.read
+	if rest < 0 {
+		return BundleHeader{}, nil, truncated(kind.String())
+	}
+	if _, err := io.CopyN(br.h, br.r, rest); err != nil {
+		return BundleHeader{}, nil, br.readErr(err)
+	}
+	end, err := br.readN(endItem)
+	if err != nil {
+		return BundleHeader{}, nil, err
+	}
+	if ItemType(end[0]) != itemEnd || binary.BigEndian.Uint32(end[1:5]) != 8+SignatureSize {
+		return BundleHeader{}, nil, malformed(kind.String(), ErrInvalid, "no end item before the last 64 bytes: the file is truncated, or has data after its signature")
+	}
+	digest := br.h.Sum(nil)
+	sig := make([]byte, SignatureSize)
+	if _, err := io.ReadFull(br.r, sig); err != nil {
+		return BundleHeader{}, nil, truncated(kind.String())
+	}
+	if !verifyCtx(br.sender.Device.SignKey, digest, sig, ctxBundle) {
+		return BundleHeader{}, nil, wrapf(ErrSignature, "the %s was changed after it was signed, or not signed by its sender", kind)
+	}
+	if _, err := br.r.ReadByte(); err != io.EOF {
+		return BundleHeader{}, nil, malformed(kind.String(), ErrInvalid, "data after the signature")
+	}
+	return br.header, br.sender, nil
 }
 
 // Want is the content of a want file: per space, the highest contiguous

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -247,5 +249,156 @@ func TestWantVector(t *testing.T) {
 	}
 	if !bytes.Equal(data, write()) {
 		t.Fatal("want vector: the writer no longer produces the vector's bytes")
+	}
+}
+
+// A reader refuses a bundle over any section limit at the item header that
+// crosses it, before it reads that item's payload or anything after it, and
+// names the limit.
+func TestBundleSectionLimits(t *testing.T) {
+	w := newWorld(t)
+	rev := must(w.bureau.Revoke(w.relay.ID(), nil, 0, t0)).Marshal()
+	cert := w.aliceCert.MarshalBinary()
+	evidence := bytes.Repeat([]byte{7}, 1000)
+	env := w.seal(t, KindChange, 1, [32]byte{}, []byte("x"))
+	cases := []struct {
+		name  string
+		t     ItemType
+		item  []byte
+		set   func(*BundleLimits)
+		count int // items written; the limit is crossed at the last
+		want  string
+	}{
+		{"certificate count", ItemCertificate, cert, func(l *BundleLimits) { l.Certificates = 3 }, 4, "more than 3 certificates"},
+		{"certificate bytes", ItemCertificate, cert, func(l *BundleLimits) { l.CertificateBytes = int64(2*len(cert) + 1) }, 3, "bytes of certificates"},
+		{"revocation count", ItemRevocation, rev, func(l *BundleLimits) { l.Revocations = 1 }, 2, "more than 1 revocations"},
+		{"revocation bytes", ItemRevocation, rev, func(l *BundleLimits) { l.RevocationBytes = int64(len(rev)) }, 2, "bytes of revocations"},
+		{"evidence count", ItemEvidence, evidence, func(l *BundleLimits) { l.Evidence = 5 }, 6, "more than 5 pieces of fork evidence"},
+		{"evidence bytes", ItemEvidence, evidence, func(l *BundleLimits) { l.EvidenceBytes = 2500 }, 3, "more than 2500 bytes of pieces of fork evidence"},
+		{"envelope count", ItemEnvelope, env, func(l *BundleLimits) { l.Envelopes = 2 }, 3, "more than 2 envelopes"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			bw := must(NewBundleWriter(&buf, BundleExport, w.bob, w.bobCert, DeviceID{}, t0))
+			for i := 0; i < c.count; i++ {
+				if err := bw.Add(c.t, c.item); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Much more after the item that crosses the limit: never read.
+			for i := 0; i < 200; i++ {
+				bw.Add(c.t, c.item)
+			}
+			if err := bw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			br, err := NewBundleReader(bytes.NewReader(buf.Bytes()), BundleExport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := DefaultBundleLimits()
+			c.set(&l)
+			br.SetLimits(l)
+			n := 0
+			for {
+				_, _, err = br.Next()
+				if err != nil {
+					break
+				}
+				n++
+			}
+			if !errors.Is(err, ErrBundleLimit) || !errors.Is(err, ErrOversize) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("after %d items: %v; want ErrBundleLimit naming %q", n, err, c.want)
+			}
+			if n != c.count-1 {
+				t.Fatalf("refused after %d items, want %d", n, c.count-1)
+			}
+			hdr := int64(4 + 1 + 8 + 16)
+			at := hdr + int64(5+len(w.bobCert.MarshalBinary())) + int64(c.count-1)*int64(5+len(c.item)) + 5
+			if br.Offset() != at {
+				t.Fatalf("reader at byte %d, want %d (the header of the item over the limit)", br.Offset(), at)
+			}
+		})
+	}
+	// The defaults hold a bundle under them.
+	if _, _, err := readBundle(testBundle(t, w), BundleExport); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CheckBundleSignature accepts a bundle exactly when a full read does, in
+// constant memory, and refuses a stranger's bundle that names a member as
+// its sender.
+func TestCheckBundleSignature(t *testing.T) {
+	w := newWorld(t)
+	data := testBundle(t, w)
+	hdr, sender, err := CheckBundleSignature(bytes.NewReader(data), int64(len(data)), BundleExport)
+	if err != nil || !sender.Device.Equal(w.bob.Public()) || hdr.Recipient != w.alice.ID() {
+		t.Fatalf("intact bundle: %+v %v", hdr, err)
+	}
+	for i := range data {
+		bad := bytes.Clone(data)
+		bad[i] ^= 0x01
+		if _, _, err := CheckBundleSignature(bytes.NewReader(bad), int64(len(bad)), BundleExport); err == nil {
+			t.Fatalf("flipped byte %d of %d: accepted", i, len(data))
+		} else if !errors.Is(err, ErrSignature) && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("flipped byte %d: %v is neither ErrSignature nor ErrMalformed", i, err)
+		}
+	}
+	for n := 0; n < len(data); n++ {
+		if _, _, err := CheckBundleSignature(bytes.NewReader(data[:n]), int64(n), BundleExport); err == nil {
+			t.Fatalf("truncated to %d bytes: accepted", n)
+		}
+		// A size that lies about the file.
+		if _, _, err := CheckBundleSignature(bytes.NewReader(data), int64(n), BundleExport); err == nil {
+			t.Fatalf("size %d of %d: accepted", n, len(data))
+		}
+	}
+	long := append(bytes.Clone(data), 0)
+	if _, _, err := CheckBundleSignature(bytes.NewReader(long), int64(len(long)), BundleExport); err == nil {
+		t.Fatal("a byte appended: accepted")
+	}
+	if _, _, err := CheckBundleSignature(bytes.NewReader(long), int64(len(data)), BundleExport); err == nil {
+		t.Fatal("a byte beyond the stated size: accepted")
+	}
+	// Alice's certificate in bob's bundle: a stranger's forgery.
+	bob, alice := w.bobCert.MarshalBinary(), w.aliceCert.MarshalBinary()
+	i := bytes.Index(data, bob)
+	bad := bytes.Clone(data)
+	copy(bad[i:], alice)
+	_, _, err = CheckBundleSignature(bytes.NewReader(bad), int64(len(bad)), BundleExport)
+	wantErr(t, err, ErrSignature)
+}
+
+// CheckBundleSignature's memory does not grow with the file: 64 MiB of
+// items cost it no more than a small one.
+func TestCheckBundleSignatureConstantMemory(t *testing.T) {
+	w := newWorld(t)
+	var buf bytes.Buffer
+	bw := must(NewBundleWriter(&buf, BundleExport, w.bob, w.bobCert, DeviceID{}, t0))
+	junk := bytes.Repeat([]byte{1}, 8<<20)
+	for i := 0; i < 8; i++ {
+		if err := bw.Add(ItemEvidence, junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	allocs := testing.AllocsPerRun(3, func() {
+		if _, _, err := CheckBundleSignature(bytes.NewReader(data), int64(len(data)), BundleExport); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if _, _, err := CheckBundleSignature(bytes.NewReader(data), int64(len(data)), BundleExport); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&m1)
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 2<<20 {
+		t.Fatalf("checking a %d MiB bundle allocated %d KiB (%.0f allocations)", len(data)>>20, got>>10, allocs)
 	}
 }

@@ -322,6 +322,12 @@ func dial(c *cli.Context) (*agent.Client, error) {
 			err:  fmt.Errorf("agent not running — start it with `fieldsync agent`"),
 			hint: fmt.Sprintf("data directory %s", l.Dir)}
 	}
+	if errors.Is(err, agent.ErrUnsafeSocket) {
+		// Nothing was sent: the socket (or its directory) is not this
+		// user's alone, so whoever listens there may not be the agent.
+		return nil, &exitError{code: exitFailure, errCode: codeFailure, err: err,
+			hint: "the agent's socket and its directory must be yours alone (XDG_RUNTIME_DIR or the data directory, mode 0700); nothing was sent"}
+	}
 	return cl, err
 }
 

@@ -364,7 +364,16 @@ func (a *Agent) readWant(path string) (crypto.Want, *crypto.Certificate, error) 
 // is more likely behind, as at the sync stream).
 func (a *Agent) judgeSender(cert *crypto.Certificate) error {
 	dev := cert.Device.ID()
-	if err := cert.Verify(a.trust, a.cfg.now()); err != nil {
+	a.statMu.Lock()
+	pinned := a.certs[dev]
+	a.statMu.Unlock()
+	if pinned != nil && !sameEnrollment(pinned, cert) {
+		return fmt.Errorf("signed by device %s with a certificate of bureau %s that conflicts with the one it is pinned to here (bureau %s)", dev, cert.Bureau.Name, pinned.Bureau.Name)
+	}
+	if pinned == nil && !cert.Countersigned() {
+		return fmt.Errorf("signed by device %s whose certificate lacks its own countersignature (version 1): it must start once with this version first", dev)
+	}
+	if err := cert.Verify(a.trustAnywhere(cert), a.cfg.now()); err != nil {
 		switch {
 		case errors.Is(err, crypto.ErrNotYetValid):
 			a.log.Warn("a bundle sender's certificate is not yet valid by this device's clock; accepting it (is the clock behind?)", "device", dev.String())
@@ -955,14 +964,16 @@ func (v *verifiedBundle) message(i int) string {
 	return skipMessageNotKept
 }
 
-// certOf is the certificate an envelope of author was verified against.
+// certOf is the certificate an envelope of author was verified against:
+// the pinned one, else the bundle's.
 func (v *verifiedBundle) certOf(author crypto.DeviceID, a *Agent) *crypto.Certificate {
-	if c := v.byDevice[author]; c != nil {
+	a.statMu.Lock()
+	c := a.certs[author]
+	a.statMu.Unlock()
+	if c != nil {
 		return c
 	}
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	return a.certs[author]
+	return v.byDevice[author]
 }
 
 // verifyBatchBytes bounds the envelopes held at once while verifying.
@@ -1042,9 +1053,25 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Ce
 			if err != nil {
 				return nil, fmt.Errorf("certificate item %d: %v", items, err)
 			}
-			if _, ok := a.trust.Lookup(c.Bureau.Fingerprint()); !ok {
+			if _, ok := a.trust.Lookup(c.Bureau.Fingerprint()); !ok && !a.releasedAnywhere(c.Bureau.Fingerprint()) {
 				v.skippedObjects++
 				v.notes.add(fmt.Sprintf("certificate of device %s: bureau %s is not trusted", c.Device.ID(), c.Bureau.Name))
+				continue
+			}
+			// As AddCertificate: a device stays pinned to the bureau and
+			// keys that first certified it, and only a countersigned
+			// certificate pins (docs/crypto.md, "Pinning and scoped trust").
+			a.statMu.Lock()
+			pinned := a.certs[c.Device.ID()]
+			a.statMu.Unlock()
+			if pinned != nil && !sameEnrollment(pinned, c) {
+				v.skippedObjects++
+				v.notes.add(fmt.Sprintf("certificate of device %s by bureau %s: conflicts with the one it is pinned to (bureau %s)", c.Device.ID(), c.Bureau.Name, pinned.Bureau.Name))
+				continue
+			}
+			if pinned == nil && !c.Countersigned() {
+				v.skippedObjects++
+				v.notes.add(fmt.Sprintf("certificate of device %s: version 1, without the device's countersignature", c.Device.ID()))
 				continue
 			}
 			if v.byDevice[c.Device.ID()] == nil {
@@ -1056,7 +1083,17 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Ce
 			if err != nil {
 				return nil, fmt.Errorf("revocation item %d: %v", items, err)
 			}
-			if err := r.Verify(a.trust); err != nil {
+			ts := a.trust
+			a.statMu.Lock()
+			rc := a.certs[r.Device]
+			a.statMu.Unlock()
+			if rc == nil {
+				rc = v.byDevice[r.Device]
+			}
+			if rc != nil {
+				ts = a.trustAnywhere(rc) // a released bureau revoking its own device
+			}
+			if err := r.Verify(ts); err != nil {
 				v.skippedObjects++
 				v.notes.add(fmt.Sprintf("revocation of device %s: %v", r.Device, err))
 				continue
@@ -1111,11 +1148,11 @@ func (a *Agent) judgeEnvelope(env []byte, v *verifiedBundle, revs map[crypto.Dev
 	if err != nil {
 		return RejectMalformed, err.Error()
 	}
-	cert := v.byDevice[h.Author]
+	a.statMu.Lock()
+	cert := a.certs[h.Author] // the pinned certificate first
+	a.statMu.Unlock()
 	if cert == nil {
-		a.statMu.Lock()
-		cert = a.certs[h.Author]
-		a.statMu.Unlock()
+		cert = v.byDevice[h.Author]
 	}
 	if cert == nil {
 		return RejectUnknown, fmt.Sprintf("no certificate for device %s", h.Author)
@@ -1127,7 +1164,7 @@ func (a *Agent) judgeEnvelope(env []byte, v *verifiedBundle, revs map[crypto.Dev
 	if at.Before(cert.NotBefore) {
 		at = cert.NotBefore
 	}
-	if err := crypto.CheckAuthor(h, cert, revs[h.Author], a.trust, at); err != nil {
+	if err := crypto.CheckAuthor(h, cert, revs[h.Author], a.trustFor(h.Space, cert), at); err != nil {
 		return rejectReason(err), err.Error()
 	}
 	return "", ""

@@ -27,26 +27,33 @@ var errDropped = errors.New("sync: traffic dropped by fault injection")
 type muxTransport struct {
 	inner  *memberlist.NetTransport
 	faults Faults
-	onSync func(net.Conn) // set before memberlist starts; runs in its own goroutine
+	lim    Limits
+	// onSync is set before memberlist starts and runs in the stream's own
+	// goroutine; it must call release (idempotent) once the stream no
+	// longer counts against its source address (authenticated or closed).
+	onSync func(c net.Conn, release func())
 
 	name atomic.Pointer[string] // local node name
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	peeks    chan struct{} // bounds streams waiting for their first byte
+	gossip   chan struct{} // bounds memberlist streams being served
 	done     chan struct{}
 	wg       gosync.WaitGroup
 	closeMu  gosync.Once
 
 	mu       gosync.Mutex
 	addrName map[string]string // "ip:port" -> node name, from memberlist events
+	perIP    map[string]int    // source key -> unauthenticated inbound streams open
 
 	gossipIn, gossipOut atomic.Uint64 // bytes: UDP packets and memberlist streams
+	refused             atomic.Uint64 // inbound streams closed by a limit
 }
 
 var _ memberlist.NodeAwareTransport = (*muxTransport)(nil)
 
-func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults) (*muxTransport, error) {
+func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults, lim Limits) (*muxTransport, error) {
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{bindIP}, BindPort: port, Logger: logger,
 	})
@@ -56,11 +63,14 @@ func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults)
 	t := &muxTransport{
 		inner:    nt,
 		faults:   faults,
+		lim:      lim,
 		packetCh: make(chan *memberlist.Packet),
 		streamCh: make(chan net.Conn),
-		peeks:    make(chan struct{}, MaxPendingPeeks),
+		peeks:    make(chan struct{}, lim.PendingPeeks),
+		gossip:   make(chan struct{}, lim.GossipStreams),
 		done:     make(chan struct{}),
 		addrName: make(map[string]string),
+		perIP:    make(map[string]int),
 	}
 	empty := ""
 	t.name.Store(&empty)
@@ -76,6 +86,60 @@ func (t *muxTransport) setName(addr, name string) {
 	t.mu.Lock()
 	t.addrName[addr] = name
 	t.mu.Unlock()
+}
+
+func (t *muxTransport) forgetName(addr string) {
+	t.mu.Lock()
+	delete(t.addrName, addr)
+	t.mu.Unlock()
+}
+
+// sourceKey is what per-address limits count by: the IPv4 address, or the
+// /64 of an IPv6 address (one host usually holds a whole /64).
+func sourceKey(a net.Addr) string {
+	var ip net.IP
+	switch x := a.(type) {
+	case *net.TCPAddr:
+		ip = x.IP
+	default:
+		h, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			return a.String()
+		}
+		ip = net.ParseIP(h)
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	if len(ip) == net.IPv6len {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return a.String()
+}
+
+// admitSource counts one more unauthenticated stream from key, unless the
+// per-address limit is reached.
+func (t *muxTransport) admitSource(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.perIP[key] >= t.lim.ConnsPerIP {
+		return false
+	}
+	t.perIP[key]++
+	return true
+}
+
+func (t *muxTransport) releaseSource(key string) {
+	t.mu.Lock()
+	if t.perIP[key]--; t.perIP[key] <= 0 {
+		delete(t.perIP, key)
+	}
+	t.mu.Unlock()
+}
+
+func (t *muxTransport) refuse(c net.Conn) {
+	t.refused.Add(1)
+	_ = c.Close()
 }
 
 func (t *muxTransport) nameOf(addr string) string {
@@ -119,42 +183,79 @@ func (t *muxTransport) pumpStreams() {
 		case <-t.done:
 			return
 		case c := <-in:
+			// One source address cannot hold more than its share of
+			// anything before it authenticates.
+			key := sourceKey(c.RemoteAddr())
+			if !t.admitSource(key) {
+				t.refuse(c)
+				continue
+			}
 			select {
 			case t.peeks <- struct{}{}:
 			default: // too many streams still silent: refuse this one
-				_ = c.Close()
+				t.releaseSource(key)
+				t.refuse(c)
 				continue
 			}
 			t.wg.Add(1)
-			go t.classify(c)
+			go t.classify(c, key)
 		}
 	}
 }
 
 // classify peeks the first byte of an inbound stream, with a deadline, in
 // its own goroutine, and hands the stream to the sync engine or memberlist.
-func (t *muxTransport) classify(c net.Conn) {
+// Sync streams and memberlist streams have budgets of their own, so a flood
+// of one kind cannot starve the other.
+func (t *muxTransport) classify(c net.Conn, key string) {
 	defer t.wg.Done()
-	_ = c.SetReadDeadline(time.Now().Add(PeekTimeout))
+	release := gosync.OnceFunc(func() { t.releaseSource(key) })
+	_ = c.SetReadDeadline(time.Now().Add(t.lim.PeekTimeout))
 	var b [1]byte
 	_, err := io.ReadFull(c, b[:])
 	<-t.peeks
 	if err != nil {
+		release()
 		_ = c.Close()
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	pc := &peekedConn{Conn: c, first: b[:]}
 	if b[0] == tlsRecordHandshake && t.onSync != nil {
-		t.onSync(pc)
+		t.onSync(pc, release)
 		return
 	}
-	cc := &countConn{Conn: pc, in: &t.gossipIn, out: &t.gossipOut}
 	select {
-	case t.streamCh <- cc:
-	case <-t.done:
-		_ = c.Close()
+	case t.gossip <- struct{}{}:
+	default:
+		release()
+		t.refuse(c)
+		return
 	}
+	// memberlist closes every stream it is handed (handleConn); the slot
+	// and the address's count are given back then.
+	rc := &releaseConn{Conn: &countConn{Conn: pc, in: &t.gossipIn, out: &t.gossipOut}}
+	rc.release = gosync.OnceFunc(func() {
+		release()
+		<-t.gossip
+	})
+	select {
+	case t.streamCh <- rc:
+	case <-t.done:
+		_ = rc.Close()
+	}
+}
+
+// releaseConn gives its budget back when closed.
+type releaseConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
 }
 
 // dialSync opens a raw TCP connection for a sync stream to node `to`.

@@ -58,7 +58,18 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 		}
 	}
 	put("before")
-	b := openTestAgent(t, cfgB) // not run: its engine is the liar's own
+	// The liar's engine is not the agent's own (b is not run). Its ID is
+	// above A's, so that after the round A, not the liar, would start the
+	// join round (and fails to reach the address the liar advertised):
+	// the one round below is the only one, and the writes after it race
+	// with no other claim.
+	b := openTestAgent(t, cfgB)
+	for i := 0; fsync.PeerID(b.DeviceID()).Compare(fsync.PeerID(a.DeviceID())) < 0; i++ {
+		if i == 20 {
+			t.Fatal("no device ID above A's in 20 tries")
+		}
+		b = openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	}
 	spaceID, err := crypto.ParseSpaceID(sp.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +77,8 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	liar, err := fsync.New(fsync.Config{
 		Store: lyingHeads{syncAdapter{b}, fsync.SpaceID(spaceID), fsync.PeerID(a.DeviceID())},
 		Auth:  entitledToAll{syncAdapter{b}}, Profile: fsync.ProfileLocal, BindAddr: "127.0.0.1:0",
-		MeshKeys: [][]byte{ks.MeshKey}, SyncInterval: -1, DisableHints: true,
+		Advertise: "127.0.0.1:1", // where nothing listens: A cannot dial it back
+		MeshKeys:  [][]byte{ks.MeshKey}, SyncInterval: -1, DisableHints: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +89,12 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	t.Cleanup(func() { _ = liar.Close() })
 	if _, err := liar.SyncWithAddr(context.Background(), fsync.PeerID(a.DeviceID()), a.SyncAddr()); err != nil {
 		t.Fatalf("round with the liar: %v", err)
+	}
+	a.writeMu.Lock()
+	ownThen := a.spaces[spaceID].heads[a.dev].Seq
+	a.writeMu.Unlock()
+	if held := a.peerHeldSeq(spaceID); held > ownThen {
+		t.Errorf("after the round A believes a peer holds seq %d of its log, which has %d", held, ownThen)
 	}
 	for i := 0; i < 5; i++ {
 		put(fmt.Sprintf("after %d", i))

@@ -44,8 +44,9 @@ type muxTransport struct {
 	closeMu  gosync.Once
 
 	mu       gosync.Mutex
-	addrName map[string]string // "ip:port" -> node name, from memberlist events
-	perIP    map[string]int    // source key -> unauthenticated inbound streams open
+	addrName map[string]string       // "ip:port" -> node name, from memberlist events
+	perIP    map[string]*sourceSlots // source key -> its unauthenticated inbound streams
+	waiting  atomic.Int64            // streams waiting for their source's slot
 
 	gossipIn, gossipOut atomic.Uint64 // bytes: UDP packets and memberlist streams
 	refused             atomic.Uint64 // inbound streams closed by a limit
@@ -70,7 +71,7 @@ func newMuxTransport(bindIP string, port int, logger *log.Logger, faults Faults,
 		gossip:   make(chan struct{}, lim.GossipStreams),
 		done:     make(chan struct{}),
 		addrName: make(map[string]string),
-		perIP:    make(map[string]int),
+		perIP:    make(map[string]*sourceSlots),
 	}
 	empty := ""
 	t.name.Store(&empty)
@@ -117,24 +118,53 @@ func sourceKey(a net.Addr) string {
 	return a.String()
 }
 
-// admitSource counts one more unauthenticated stream from key, unless the
-// per-address limit is reached.
-func (t *muxTransport) admitSource(key string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.perIP[key] >= t.lim.ConnsPerIP {
-		return false
-	}
-	t.perIP[key]++
-	return true
+// sourceSlots are one source address's slots: at most ConnsPerIP of its
+// streams are unauthenticated at once, and at most as many more wait (up to
+// PeekTimeout) for one of those slots; the rest are refused at once. Many
+// devices behind one address (or 50 nodes on one test machine) that all
+// pull at once after a hint wait a moment instead of failing.
+type sourceSlots struct {
+	key   string
+	sem   chan struct{}
+	users int // holding or waiting; the entry is dropped at 0
 }
 
-func (t *muxTransport) releaseSource(key string) {
+// reserveSource counts one more stream of key, unless as many already hold
+// or wait for its slots as the limits allow.
+func (t *muxTransport) reserveSource(key string) *sourceSlots {
 	t.mu.Lock()
-	if t.perIP[key]--; t.perIP[key] <= 0 {
-		delete(t.perIP, key)
+	defer t.mu.Unlock()
+	s := t.perIP[key]
+	if s == nil {
+		s = &sourceSlots{key: key, sem: make(chan struct{}, t.lim.ConnsPerIP)}
+		t.perIP[key] = s
+	}
+	if s.users >= 2*t.lim.ConnsPerIP {
+		return nil
+	}
+	s.users++
+	return s
+}
+
+func (t *muxTransport) unreserveSource(s *sourceSlots) {
+	t.mu.Lock()
+	if s.users--; s.users <= 0 {
+		delete(t.perIP, s.key)
 	}
 	t.mu.Unlock()
+}
+
+// waitSource waits (up to PeekTimeout) for a slot of s.
+func (t *muxTransport) waitSource(s *sourceSlots) bool {
+	timer := time.NewTimer(t.lim.PeekTimeout)
+	defer timer.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-timer.C:
+	case <-t.done:
+	}
+	return false
 }
 
 func (t *muxTransport) refuse(c net.Conn) {
@@ -185,31 +215,65 @@ func (t *muxTransport) pumpStreams() {
 		case c := <-in:
 			// One source address cannot hold more than its share of
 			// anything before it authenticates.
-			key := sourceKey(c.RemoteAddr())
-			if !t.admitSource(key) {
+			src := t.reserveSource(sourceKey(c.RemoteAddr()))
+			if src == nil {
 				t.refuse(c)
 				continue
 			}
 			select {
-			case t.peeks <- struct{}{}:
-			default: // too many streams still silent: refuse this one
-				t.releaseSource(key)
+			case src.sem <- struct{}{}:
+				t.startClassify(c, src)
+				continue
+			default:
+			}
+			if t.waiting.Add(1) > int64(t.lim.PendingPeeks) {
+				t.waiting.Add(-1)
+				t.unreserveSource(src)
 				t.refuse(c)
 				continue
 			}
 			t.wg.Add(1)
-			go t.classify(c, key)
+			go func() {
+				defer t.wg.Done()
+				ok := t.waitSource(src)
+				t.waiting.Add(-1)
+				if !ok {
+					t.unreserveSource(src)
+					t.refuse(c)
+					return
+				}
+				t.startClassify(c, src)
+			}()
 		}
 	}
+}
+
+// startClassify takes a slot of the pending-peek table (or refuses the
+// stream) and classifies it in its own goroutine. The stream holds a slot
+// of its source.
+func (t *muxTransport) startClassify(c net.Conn, src *sourceSlots) {
+	select {
+	case t.peeks <- struct{}{}:
+	default: // too many streams still silent: refuse this one
+		<-src.sem
+		t.unreserveSource(src)
+		t.refuse(c)
+		return
+	}
+	t.wg.Add(1)
+	go t.classify(c, src)
 }
 
 // classify peeks the first byte of an inbound stream, with a deadline, in
 // its own goroutine, and hands the stream to the sync engine or memberlist.
 // Sync streams and memberlist streams have budgets of their own, so a flood
 // of one kind cannot starve the other.
-func (t *muxTransport) classify(c net.Conn, key string) {
+func (t *muxTransport) classify(c net.Conn, src *sourceSlots) {
 	defer t.wg.Done()
-	release := gosync.OnceFunc(func() { t.releaseSource(key) })
+	release := gosync.OnceFunc(func() {
+		<-src.sem
+		t.unreserveSource(src)
+	})
 	_ = c.SetReadDeadline(time.Now().Add(t.lim.PeekTimeout))
 	var b [1]byte
 	_, err := io.ReadFull(c, b[:])

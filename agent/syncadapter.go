@@ -83,9 +83,23 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 }
 
 // ObservePeerHeads records what a peer holds of our own log: status shows
-// how many of our writes are still only on this laptop (DESIGN §3.3).
+// how many of our writes are still only on this laptop (DESIGN §3.3). A peer
+// cannot hold more of our log than we have written: its claim is clamped to
+// our own head in the space (a claim of seq 10^9 would otherwise make every
+// later local write look safe elsewhere, for ever).
 func (s syncAdapter) ObservePeerHeads(peer fsync.PeerID, space fsync.SpaceID, have fsync.Vector) {
-	s.a.notePeerHeld(crypto.SpaceID(space), have[fsync.PeerID(s.a.dev)])
+	a := s.a
+	claim := have[fsync.PeerID(a.dev)]
+	if claim == 0 {
+		return
+	}
+	a.writeMu.Lock()
+	var own uint64
+	if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
+		own = sp.heads[a.dev].Seq
+	}
+	a.writeMu.Unlock()
+	a.notePeerHeld(crypto.SpaceID(space), min(claim, own))
 }
 
 func (s syncAdapter) Get(space fsync.SpaceID, author fsync.PeerID, seq uint64) ([]byte, error) {

@@ -79,6 +79,149 @@ type Config struct {
 
 	// Faults injects network faults. Tests only; nil in production.
 	Faults Faults
+
+	// Limits bound what strangers on the port and members of the mesh can
+	// make this node hold or do. Zero fields take the defaults.
+	Limits Limits
+}
+
+// Limits are the engine's resource bounds against strangers on the port and
+// misbehaving members (docs/sync.md "Limits"). Every zero field takes the
+// default named in its comment; a negative count or duration is invalid.
+type Limits struct {
+	// ConnsPerIP bounds the inbound connections from one source address
+	// (an IPv4 address, or an IPv6 /64) that are not yet authenticated
+	// sync sessions: streams waiting for their first byte, sync streams in
+	// their TLS handshake or challenge, and memberlist streams being
+	// served. More are closed at once. Default 32. Raise it on a relay
+	// behind which many laptops share one public address.
+	ConnsPerIP int
+
+	// PendingPeeks bounds inbound streams waiting for their first byte.
+	// Default MaxPendingPeeks (256).
+	PendingPeeks int
+
+	// Handshakes bounds inbound sync streams in their TLS handshake or
+	// challenge (strangers included). More are closed at once. Default 128.
+	Handshakes int
+
+	// GossipStreams bounds memberlist streams (push/pull, TCP pings, user
+	// messages) served at once, separately from sync streams. Default 128.
+	GossipStreams int
+
+	// InboundSessions bounds authenticated inbound sync sessions; more
+	// wait up to InboundQueueWait for a slot. Default MaxInboundSessions (32).
+	InboundSessions int
+
+	// SessionsPerPeer bounds the inbound sessions of one device at once.
+	// Default 2.
+	SessionsPerPeer int
+
+	// PeekTimeout bounds the wait for an inbound stream's first byte.
+	// Default PeekTimeout (3 s).
+	PeekTimeout time.Duration
+
+	// TLSHandshakeTimeout bounds an inbound or outbound sync stream's TLS
+	// handshake. Default 5 s.
+	TLSHandshakeTimeout time.Duration
+
+	// HandshakeTimeout bounds TLS handshake plus challenge. Default
+	// HandshakeTimeout (10 s).
+	HandshakeTimeout time.Duration
+
+	// SessionTimeout bounds a whole sync session, either side; a round cut
+	// by it resumes in the next. Default 10 min.
+	SessionTimeout time.Duration
+
+	// HintRoundEvery is the least interval between two rounds started by
+	// hints of the same origin (hints in between schedule one more round at
+	// the end of the interval); hints of origins that are not known peers
+	// share one such budget. Default by profile: wan 2 s, lan 1 s, local
+	// 200 ms.
+	HintRoundEvery time.Duration
+
+	// MaxPeers bounds the peer table (members, remembered and authenticated
+	// peers). Default 4,096.
+	MaxPeers int
+
+	// PeerExpiry: a peer neither alive nor seen (authenticated) for this
+	// long is forgotten and no longer rejoined. Default 90 days.
+	PeerExpiry time.Duration
+
+	// MeshObjectsPerRound and MeshBytesPerRound bound the mesh objects one
+	// side sends (and accepts) in a round. Defaults 100,000 and 64 MiB.
+	MeshObjectsPerRound int
+	MeshBytesPerRound   int64
+}
+
+// Default limits not named elsewhere.
+const (
+	DefaultConnsPerIP          = 32
+	DefaultHandshakes          = 128
+	DefaultGossipStreams       = 128
+	DefaultSessionsPerPeer     = 2
+	DefaultTLSHandshakeTimeout = 5 * time.Second
+	DefaultSessionTimeout      = 10 * time.Minute
+	DefaultMaxPeers            = 4096
+	DefaultPeerExpiry          = 90 * 24 * time.Hour
+	DefaultMeshObjectsPerRound = 100_000
+	DefaultMeshBytesPerRound   = 64 << 20
+)
+
+// withDefaults fills the zero fields of l.
+func (l Limits) withDefaults(prof profileParams) Limits {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.ConnsPerIP, DefaultConnsPerIP)
+	def(&l.PendingPeeks, MaxPendingPeeks)
+	def(&l.Handshakes, DefaultHandshakes)
+	def(&l.GossipStreams, DefaultGossipStreams)
+	def(&l.InboundSessions, MaxInboundSessions)
+	def(&l.SessionsPerPeer, DefaultSessionsPerPeer)
+	def(&l.MaxPeers, DefaultMaxPeers)
+	def(&l.MeshObjectsPerRound, DefaultMeshObjectsPerRound)
+	if l.MeshObjectsPerRound > MaxMeshObjects {
+		l.MeshObjectsPerRound = MaxMeshObjects
+	}
+	if l.MeshBytesPerRound == 0 {
+		l.MeshBytesPerRound = DefaultMeshBytesPerRound
+	}
+	defD(&l.PeekTimeout, PeekTimeout)
+	defD(&l.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
+	defD(&l.HandshakeTimeout, HandshakeTimeout)
+	defD(&l.SessionTimeout, DefaultSessionTimeout)
+	defD(&l.HintRoundEvery, prof.hintEvery)
+	defD(&l.PeerExpiry, DefaultPeerExpiry)
+	return l
+}
+
+func (l Limits) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"conns per IP", int64(l.ConnsPerIP)}, {"pending peeks", int64(l.PendingPeeks)}, {"handshakes", int64(l.Handshakes)},
+		{"gossip streams", int64(l.GossipStreams)}, {"inbound sessions", int64(l.InboundSessions)},
+		{"sessions per peer", int64(l.SessionsPerPeer)}, {"max peers", int64(l.MaxPeers)},
+		{"mesh objects per round", int64(l.MeshObjectsPerRound)}, {"mesh bytes per round", l.MeshBytesPerRound},
+		{"peek timeout", int64(l.PeekTimeout)}, {"TLS handshake timeout", int64(l.TLSHandshakeTimeout)},
+		{"handshake timeout", int64(l.HandshakeTimeout)}, {"session timeout", int64(l.SessionTimeout)},
+		{"hint round interval", int64(l.HintRoundEvery)}, {"peer expiry", int64(l.PeerExpiry)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("limit %s is negative (0 takes the default)", f.name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Faults lets tests drop traffic between named nodes (node name = PeerID
@@ -104,19 +247,20 @@ type profileParams struct {
 	rejoinMin    time.Duration
 	rejoinMax    time.Duration
 	reclaim      time.Duration // DeadNodeReclaimTime
+	hintEvery    time.Duration // default Limits.HintRoundEvery
 }
 
 func profileOf(p Profile) (profileParams, error) {
 	switch p {
 	case "", ProfileWAN:
 		return profileParams{base: memberlist.DefaultWANConfig, gossipNodes: 5, gossipEvery: 300 * time.Millisecond,
-			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: 5 * time.Second}, nil
+			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: 5 * time.Second, hintEvery: 2 * time.Second}, nil
 	case ProfileLAN:
 		return profileParams{base: memberlist.DefaultLANConfig, gossipNodes: 5, gossipEvery: 100 * time.Millisecond,
-			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: time.Second}, nil
+			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: time.Second, hintEvery: time.Second}, nil
 	case ProfileLocal:
 		return profileParams{base: memberlist.DefaultLocalConfig, gossipNodes: 4, gossipEvery: 50 * time.Millisecond,
-			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Millisecond}, nil
+			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Millisecond, hintEvery: 200 * time.Millisecond}, nil
 	}
 	return profileParams{}, fmt.Errorf("unknown profile %q (want wan, lan or local)", p)
 }
@@ -158,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Label) > memberlist.LabelMaxSize {
 		errs = append(errs, fmt.Errorf("label longer than %d bytes", memberlist.LabelMaxSize))
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Role != 0 && c.Role != RoleOfficer && c.Role != RoleRelay {
 		errs = append(errs, fmt.Errorf("unknown role %d", c.Role))

@@ -24,6 +24,7 @@ import (
 type Engine struct {
 	cfg    Config
 	prof   profileParams
+	lim    Limits
 	log    *slog.Logger
 	store  Store
 	auth   Authenticator
@@ -42,8 +43,9 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     gosync.WaitGroup
 
-	roundSem   chan struct{}
-	inboundSem chan struct{}
+	roundSem     chan struct{}
+	inboundSem   chan struct{} // authenticated inbound sessions
+	handshakeSem chan struct{} // inbound streams in TLS handshake or challenge
 
 	hintCounter    atomic.Uint64
 	inboundWaiting atomic.Int64 // inbound streams waiting for or holding a slot
@@ -53,7 +55,8 @@ type Engine struct {
 	localAddr string
 	closed    bool
 	peers     map[PeerID]*peerState
-	hintSeen  map[PeerID]uint64
+	hintSeen  map[PeerID]*hintOrigin // known origins only
+	hintAnon  hintOrigin             // shared budget of origins we do not know
 	rejected  map[string]uint64
 	stats     Stats
 	roundDur  roundHistograms // round durations (metrics.go)
@@ -61,7 +64,10 @@ type Engine struct {
 
 type peerState struct {
 	id            PeerID
-	addr          string
+	addr          string // the member address memberlist gives (or the vouched one)
+	vouched       string // an address an authenticated peer named, or we reached it at
+	lastSeen      time.Time
+	dialBlocked   time.Time // no automatic dial before (it failed the challenge)
 	alive         bool
 	role          Role
 	bureau        string
@@ -86,6 +92,9 @@ type Stats struct {
 	HintsSent       uint64            // own hints queued
 	HintsReceived   uint64            // hints received (any origin)
 	HintsRequeued   uint64            // hints not seen before, queued again
+	HintsUnknown    uint64            // hints whose origin is not a known peer (never re-queued)
+	StreamsRefused  uint64            // inbound streams closed by a limit (per address, budgets, per peer)
+	MeshSkipped     uint64            // own mesh objects not offered: over MaxMeshObject or the per-round caps
 	Rounds          uint64            // completed anti-entropy rounds (either direction)
 	RoundErrors     uint64            // failed or cut rounds
 	Added           uint64            // envelopes stored (Ingest added=true)
@@ -135,6 +144,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("sync config: %w", err)
 	}
 	prof, _ := profileOf(cfg.Profile)
+	lim := cfg.Limits.withDefaults(prof)
 	if cfg.Role == 0 {
 		cfg.Role = RoleOfficer
 	}
@@ -162,13 +172,14 @@ func New(cfg Config) (*Engine, error) {
 	}
 	id := cfg.Auth.LocalID()
 	e := &Engine{
-		cfg: cfg, prof: prof, log: lg, store: cfg.Store, auth: cfg.Auth,
+		cfg: cfg, prof: prof, lim: lim, log: lg, store: cfg.Store, auth: cfg.Auth,
 		id: id, name: id.String(), label: cfg.Label, tlsCrt: crt, keyring: kr,
-		roundSem:   make(chan struct{}, MaxOutboundRounds),
-		inboundSem: make(chan struct{}, MaxInboundSessions),
-		peers:      make(map[PeerID]*peerState),
-		hintSeen:   make(map[PeerID]uint64),
-		rejected:   make(map[string]uint64),
+		roundSem:     make(chan struct{}, MaxOutboundRounds),
+		inboundSem:   make(chan struct{}, lim.InboundSessions),
+		handshakeSem: make(chan struct{}, lim.Handshakes),
+		peers:        make(map[PeerID]*peerState),
+		hintSeen:     make(map[PeerID]*hintOrigin),
+		rejected:     make(map[string]uint64),
 	}
 	e.logw = newLogBridge(lg, cfg.LogEvery)
 	// Hint counters start at the clock so that a restarted node's hints are
@@ -194,7 +205,7 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	host, port, _ := splitHostPort(e.cfg.BindAddr)
 	mlLog := log.New(e.logw, "", 0)
-	tr, err := newMuxTransport(host, port, mlLog, e.cfg.Faults)
+	tr, err := newMuxTransport(host, port, mlLog, e.cfg.Faults, e.lim)
 	if err != nil {
 		return fmt.Errorf("sync: listen %s: %w", e.cfg.BindAddr, err)
 	}
@@ -367,6 +378,7 @@ func (e *Engine) Stats() Stats {
 	if e.tr != nil {
 		s.GossipBytesIn = e.tr.gossipIn.Load()
 		s.GossipBytesOut = e.tr.gossipOut.Load()
+		s.StreamsRefused += e.tr.refused.Load()
 	}
 	return s
 }
@@ -417,13 +429,24 @@ func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Roun
 	return e.round(ctx, id, addr)
 }
 
+// addrOf is the address to dial a peer at: its member address while
+// memberlist lists it as live, else one an authenticated peer vouched for;
+// nothing while it is blocked for failing the challenge.
 func (e *Engine) addrOf(id PeerID) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if p := e.peers[id]; p != nil {
+	return e.addrOfLocked(id)
+}
+
+func (e *Engine) addrOfLocked(id PeerID) string {
+	p := e.peers[id]
+	if p == nil || time.Now().Before(p.dialBlocked) {
+		return ""
+	}
+	if p.alive {
 		return p.addr
 	}
-	return ""
+	return p.vouched
 }
 
 // requestSync starts a round with a peer in the background, unless one is
@@ -496,41 +519,41 @@ func (e *Engine) antiEntropyLoop() {
 		case <-time.After(d):
 		}
 		e.logw.flush(false)
-		if m := e.Members(); len(m) > 0 {
+		if m := e.dialableMembers(); len(m) > 0 {
 			e.requestSync(m[rand.IntN(len(m))], "interval")
 		}
 	}
 }
 
 // rejoinLoop joins configured and remembered peers on start, then retries
-// the ones that are not live members with exponential backoff.
+// the ones that are not live members with exponential backoff. Only
+// addresses an authenticated peer vouched for (or the configured ones) are
+// ever dialed here; remembered peers unseen for PeerExpiry are forgotten.
 func (e *Engine) rejoinLoop() {
 	defer e.wg.Done()
 	if known, err := e.store.LoadPeers(); err != nil {
 		e.log.Warn("load known peers", "err", err)
 	} else {
-		e.mu.Lock()
-		for _, k := range known {
-			if k.ID == e.id {
-				continue
-			}
-			p := e.peerLocked(k.ID)
-			if p.addr == "" {
-				p.addr = k.Addr
-			}
-			if p.role == 0 {
-				p.role = k.Role
-			}
-		}
-		e.mu.Unlock()
+		e.loadKnown(known)
 	}
 	delay := e.prof.rejoinMin
 	for {
+		e.prunePeers()
 		targets := e.offlineTargets()
 		if len(targets) > 0 {
 			if ml := e.memberlist(); ml != nil {
-				n, err := ml.Join(targets)
-				e.log.Debug("rejoin", "tried", len(targets), "reached", n, "err", err)
+				// One address at a time, so that Close waits for one
+				// dial at most.
+				n := 0
+				for _, t := range targets {
+					if e.ctx.Err() != nil {
+						return
+					}
+					if k, _ := ml.Join([]string{t}); k > 0 {
+						n += k
+					}
+				}
+				e.log.Debug("rejoin", "tried", len(targets), "reached", n)
 				if n > 0 {
 					delay = e.prof.rejoinMin
 				} else {
@@ -548,24 +571,135 @@ func (e *Engine) rejoinLoop() {
 	}
 }
 
-// offlineTargets lists addresses of remembered peers that are not live
-// members, plus the configured join addresses while we are alone.
+// loadKnown takes the remembered peers into the table: the most recently
+// seen first, at most MaxPeers, none unseen for PeerExpiry.
+func (e *Engine) loadKnown(known []KnownPeer) {
+	sort.Slice(known, func(i, j int) bool { return known[i].LastSeen.After(known[j].LastSeen) })
+	cutoff := time.Now().Add(-e.lim.PeerExpiry)
+	skipped := 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, k := range known {
+		if k.ID == e.id || k.Addr == "" {
+			continue
+		}
+		if (!k.LastSeen.IsZero() && k.LastSeen.Before(cutoff)) || len(e.peers) >= e.lim.MaxPeers {
+			skipped++
+			continue
+		}
+		if _, _, err := net.SplitHostPort(k.Addr); err != nil {
+			skipped++
+			continue
+		}
+		p := e.peerLocked(k.ID)
+		if p.vouched == "" {
+			p.vouched = k.Addr
+		}
+		if p.addr == "" {
+			p.addr = k.Addr
+		}
+		if k.LastSeen.After(p.lastSeen) {
+			p.lastSeen = k.LastSeen
+		}
+		if p.role == 0 {
+			p.role = k.Role
+		}
+	}
+	if skipped > 0 {
+		e.log.Info("remembered peers not rejoined: unseen too long or over the peer table's bound", "skipped", skipped,
+			"expiry", e.lim.PeerExpiry.String(), "max_peers", e.lim.MaxPeers)
+	}
+}
+
+// maxRejoinTargets bounds the addresses one rejoin attempt dials.
+const maxRejoinTargets = 16
+
+// offlineTargets lists vouched addresses of remembered peers that are not
+// live members (at most maxRejoinTargets, chosen at random), plus the
+// configured join addresses while we are alone.
 func (e *Engine) offlineTargets() []string {
 	var out []string
 	live := 0
+	now := time.Now()
 	e.mu.Lock()
 	for _, p := range e.peers {
 		if p.alive {
 			live++
-		} else if p.addr != "" {
-			out = append(out, p.addr)
+		} else if p.vouched != "" && !now.Before(p.dialBlocked) {
+			out = append(out, p.vouched)
 		}
 	}
 	e.mu.Unlock()
+	out = dedup(out)
+	if len(out) > maxRejoinTargets {
+		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		out = out[:maxRejoinTargets]
+	}
 	if live == 0 {
 		out = append(out, e.cfg.Join...)
 	}
 	return dedup(out)
+}
+
+// prunePeers forgets peers that are neither live nor running a round and
+// that no authenticated contact vouches for (or not for PeerExpiry), then,
+// over MaxPeers, the longest unseen of the rest that are not live.
+func (e *Engine) prunePeers() {
+	cutoff := time.Now().Add(-e.lim.PeerExpiry)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	busy := func(p *peerState) bool { return p.alive || p.running || p.inbound > 0 }
+	for id, p := range e.peers {
+		if busy(p) {
+			continue
+		}
+		seen := p.lastSeen
+		if p.lastContact.After(seen) {
+			seen = p.lastContact
+		}
+		if (!p.authenticated && p.vouched == "") || seen.Before(cutoff) {
+			e.forgetPeerLocked(id)
+		}
+	}
+	if len(e.peers) <= e.lim.MaxPeers {
+		return
+	}
+	var idle []*peerState
+	for _, p := range e.peers {
+		if !busy(p) {
+			idle = append(idle, p)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].lastSeen.Before(idle[j].lastSeen) })
+	for _, p := range idle {
+		if len(e.peers) <= e.lim.MaxPeers {
+			break
+		}
+		e.forgetPeerLocked(p.id)
+	}
+}
+
+func (e *Engine) forgetPeerLocked(id PeerID) {
+	if p := e.peers[id]; p != nil && p.addr != "" && e.tr != nil {
+		e.tr.forgetName(p.addr)
+	}
+	delete(e.peers, id)
+	delete(e.hintSeen, id)
+}
+
+// dialableMembers are the live members we may start a round with now.
+func (e *Engine) dialableMembers() []PeerID {
+	now := time.Now()
+	e.mu.Lock()
+	var out []PeerID
+	for id, p := range e.peers {
+		if p.alive && p.addr != "" && !now.Before(p.dialBlocked) {
+			out = append(out, id)
+		}
+	}
+	e.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
+	return out
 }
 
 func dedup(s []string) []string {
@@ -580,34 +714,115 @@ func dedup(s []string) []string {
 	return out
 }
 
-// onHint handles a received hint (from NotifyMsg: must not block).
+// hintRecent is how many counters per origin are remembered to recognise
+// a hint already seen.
+const hintRecent = 16
+
+// hintOrigin is what the engine keeps per hint origin: the counters seen
+// lately (a set, not a maximum: a forged counter of 2^64-1 must not
+// silence the origin's real hints) and the pace of rounds its hints start.
+type hintOrigin struct {
+	recent  [hintRecent]uint64
+	n       int // counters stored (ring)
+	lastReq time.Time
+	pending bool // a round is scheduled for the end of the interval
+}
+
+func (h *hintOrigin) seen(c uint64) bool {
+	for i := 0; i < min(h.n, hintRecent); i++ {
+		if h.recent[i] == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *hintOrigin) add(c uint64) {
+	h.recent[h.n%hintRecent] = c
+	h.n++
+	if h.n >= 2*hintRecent {
+		h.n -= hintRecent
+	}
+}
+
+// onHint handles a received hint (from NotifyMsg: must not block). Hints
+// are unauthenticated claims of any mesh-key holder, so: a hint is
+// recognised as seen by its exact (origin, counter), not by a maximum;
+// only hints of known peers (live members or authenticated) are re-queued
+// and remembered (at most MaxHintOrigins); and the rounds hints start are
+// paced per origin (Limits.HintRoundEvery), origins we do not know sharing
+// one budget.
 func (e *Engine) onHint(h hint) {
 	e.mu.Lock()
 	e.stats.HintsReceived++
-	if h.Origin == e.id || h.Counter <= e.hintSeen[h.Origin] {
+	if h.Origin == e.id || e.closed {
 		e.mu.Unlock()
 		return
 	}
-	if _, ok := e.hintSeen[h.Origin]; !ok && len(e.hintSeen) >= MaxHintOrigins {
-		for k := range e.hintSeen { // forget one at random
-			delete(e.hintSeen, k)
-			break
+	p := e.peers[h.Origin]
+	known := p != nil && (p.alive || p.authenticated)
+	var st *hintOrigin
+	if known {
+		st = e.hintSeen[h.Origin]
+		if st == nil {
+			if len(e.hintSeen) >= MaxHintOrigins {
+				for k := range e.hintSeen { // forget one at random
+					delete(e.hintSeen, k)
+					break
+				}
+			}
+			st = &hintOrigin{}
+			e.hintSeen[h.Origin] = st
 		}
+		if st.seen(h.Counter) {
+			e.mu.Unlock()
+			return
+		}
+		st.add(h.Counter)
+	} else {
+		e.stats.HintsUnknown++
+		st = &e.hintAnon
 	}
-	e.hintSeen[h.Origin] = h.Counter
-	requeue := !e.cfg.DisableHints
+	requeue := known && !e.cfg.DisableHints
 	if requeue {
 		e.stats.HintsRequeued++
+	}
+	now := time.Now()
+	var wait time.Duration
+	start := false
+	switch {
+	case st.pending:
+	case now.Sub(st.lastReq) >= e.lim.HintRoundEvery:
+		st.lastReq = now
+		start = true
+	default:
+		st.pending = true
+		wait = st.lastReq.Add(e.lim.HintRoundEvery).Sub(now)
 	}
 	e.mu.Unlock()
 	if requeue {
 		e.queue.QueueBroadcast(&hintBroadcast{origin: h.Origin, msg: h.encode()})
 	}
-	// Pull from the origin if it is a member; else from any member (the
-	// hint reached us through someone who may have it).
-	target := h.Origin
+	origin := h.Origin
+	if start {
+		e.hintPull(origin)
+	} else if wait > 0 {
+		time.AfterFunc(wait, func() {
+			e.mu.Lock()
+			st.pending = false
+			st.lastReq = time.Now()
+			e.mu.Unlock()
+			e.hintPull(origin)
+		})
+	}
+}
+
+// hintPull pulls from a hint's origin if it is a live member; else from a
+// random member (the hint reached us through someone who may have it).
+func (e *Engine) hintPull(origin PeerID) {
+	target := origin
 	if e.addrOfMember(target) == "" {
-		m := e.Members()
+		m := e.dialableMembers()
 		if len(m) == 0 {
 			return
 		}
@@ -689,7 +904,9 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.e.onMember(n, true) }
 
 // onMember records a member's address and state; a member that (re)appears
-// gets an anti-entropy round.
+// gets an anti-entropy round. memberlist reports whatever any mesh-key
+// holder gossips, so the table is bounded (MaxPeers) and a member that
+// leaves without ever having authenticated is forgotten.
 func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 	if n.Name == e.name {
 		return
@@ -700,17 +917,41 @@ func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 		return
 	}
 	addr := n.Address()
-	e.tr.setName(addr, n.Name)
 	role, _, _ := decodeMeta(n.Meta)
 	e.mu.Lock()
-	p := e.peerLocked(id)
+	p := e.peers[id]
+	if p == nil {
+		if !alive {
+			e.mu.Unlock()
+			return
+		}
+		if len(e.peers) >= e.lim.MaxPeers { // the rejoin loop prunes
+			e.mu.Unlock()
+			e.logw.limited("peer-table-full", slog.LevelWarn, "member not tracked: the peer table is full",
+				"max_peers", e.lim.MaxPeers)
+			return
+		}
+		p = e.peerLocked(id)
+	}
 	was := p.alive
 	p.alive = alive
+	if p.addr != addr {
+		if p.addr != "" {
+			e.tr.forgetName(p.addr)
+		}
+		p.dialBlocked = time.Time{} // a new address gets a new chance
+	}
 	p.addr = addr
 	if role != 0 {
 		p.role = role
 	}
+	if !alive && !p.authenticated && p.vouched == "" && !p.running && p.inbound == 0 {
+		e.forgetPeerLocked(id)
+		e.mu.Unlock()
+		return
+	}
 	e.mu.Unlock()
+	e.tr.setName(addr, n.Name)
 	// A round runs both ways, so one per pair is enough: the side with the
 	// lower ID starts it (halves the round storm when a mesh starts; the
 	// interval covers a side that never sees the event).
@@ -720,33 +961,34 @@ func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 }
 
 // dialTimeout for sync streams.
-func (e *Engine) dialTimeout() time.Duration { return HandshakeTimeout }
+func (e *Engine) dialTimeout() time.Duration { return e.lim.TLSHandshakeTimeout }
+
+// errBusy refuses a session over a limit.
+var errBusy = errors.New("busy: too many sessions")
 
 // serveInbound runs an inbound sync stream (called by the transport, in its
-// own goroutine, with the first byte peeked).
-func (e *Engine) serveInbound(c net.Conn) {
-	// When every slot is taken (a hint makes every peer pull from the
-	// writer at once), wait a little for one instead of refusing: this runs
-	// on the stream's own goroutine, and the dialer's handshake deadline
-	// bounds the wait from its side.
-	if e.inboundWaiting.Add(1) > 4*MaxInboundSessions {
-		e.inboundWaiting.Add(-1)
-		_ = c.Close()
-		return
-	}
-	t := time.NewTimer(InboundQueueWait)
-	defer t.Stop()
-	defer e.inboundWaiting.Add(-1)
+// own goroutine, with the first byte peeked). Until the peer authenticates
+// the stream holds a handshake slot (Limits.Handshakes) and counts against
+// its source address (releaseSource); then it needs one of the peer's own
+// slots (Limits.SessionsPerPeer) and a session slot (Limits.InboundSessions).
+func (e *Engine) serveInbound(c net.Conn, releaseSource func()) {
+	defer releaseSource()
 	select {
-	case e.inboundSem <- struct{}{}:
-	case <-t.C:
-		_ = c.Close()
-		return
-	case <-e.ctx.Done():
-		_ = c.Close()
+	case e.handshakeSem <- struct{}{}:
+	default:
+		releaseSource()
+		e.refused(c)
 		return
 	}
-	defer func() { <-e.inboundSem }()
+	handshaking := true
+	endHandshake := func() {
+		if handshaking {
+			handshaking = false
+			<-e.handshakeSem
+			releaseSource()
+		}
+	}
+	defer endHandshake()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -756,7 +998,58 @@ func (e *Engine) serveInbound(c net.Conn) {
 	e.wg.Add(1)
 	e.mu.Unlock()
 	defer e.wg.Done()
-	_, _ = e.runSession(e.ctx, c, false, PeerID{})
+	holding := false
+	defer func() {
+		if holding {
+			<-e.inboundSem
+		}
+	}()
+	admit := func(s *session) error {
+		endHandshake()
+		e.mu.Lock()
+		p := e.peerLocked(s.peer.ID)
+		if p.inbound >= e.lim.SessionsPerPeer {
+			e.stats.StreamsRefused++
+			e.mu.Unlock()
+			return fmt.Errorf("%w: %d sessions of this peer already", errBusy, p.inbound)
+		}
+		p.inbound++
+		s.countedInbound = true
+		e.mu.Unlock()
+		// When every slot is taken (a hint makes every peer pull from the
+		// writer at once), wait a little for one instead of refusing; the
+		// dialer's idle deadline bounds the wait from its side.
+		if e.inboundWaiting.Add(1) > int64(4*e.lim.InboundSessions) {
+			e.inboundWaiting.Add(-1)
+			e.mu.Lock()
+			e.stats.StreamsRefused++
+			e.mu.Unlock()
+			return fmt.Errorf("%w: too many sessions waiting", errBusy)
+		}
+		defer e.inboundWaiting.Add(-1)
+		t := time.NewTimer(InboundQueueWait)
+		defer t.Stop()
+		select {
+		case e.inboundSem <- struct{}{}:
+			holding = true
+			return nil
+		case <-t.C:
+			e.mu.Lock()
+			e.stats.StreamsRefused++
+			e.mu.Unlock()
+			return fmt.Errorf("%w: no session slot within %v", errBusy, InboundQueueWait)
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		}
+	}
+	_, _ = e.runSession(e.ctx, c, false, PeerID{}, admit)
+}
+
+func (e *Engine) refused(c net.Conn) {
+	e.mu.Lock()
+	e.stats.StreamsRefused++
+	e.mu.Unlock()
+	_ = c.Close()
 }
 
 // round dials a peer and runs one session as initiator.
@@ -771,9 +1064,26 @@ func (e *Engine) round(ctx context.Context, id PeerID, addr string) (Round, erro
 	if err != nil {
 		e.mu.Lock()
 		e.stats.RoundErrors++
-		e.peerLocked(id).lastErr = err.Error()
+		if p := e.peers[id]; p != nil {
+			p.lastErr = err.Error()
+		}
 		e.mu.Unlock()
 		return Round{Peer: id}, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return e.runSession(ctx, c, true, id)
+	r, err := e.runSession(ctx, c, true, id, nil)
+	if errors.Is(err, ErrUnauthenticated) {
+		// Whoever answers there is not the device we expected (or no longer
+		// passes the challenge): no automatic dial of it until memberlist
+		// gives it a new address or the rejoin backoff's maximum passes,
+		// and the address is no longer vouched for.
+		e.mu.Lock()
+		if p := e.peers[id]; p != nil {
+			p.dialBlocked = time.Now().Add(e.prof.rejoinMax)
+			if p.vouched == addr {
+				p.vouched = ""
+			}
+		}
+		e.mu.Unlock()
+	}
+	return r, err
 }

@@ -41,15 +41,16 @@ const (
 	// (and so the hints re-queued).
 	MaxHintOrigins = 4096
 
-	// MaxInboundSessions bounds concurrent inbound sync streams; more wait
-	// up to InboundQueueWait for a slot, then are refused.
+	// MaxInboundSessions is the default bound of concurrent authenticated
+	// inbound sync sessions (Limits.InboundSessions); more wait up to
+	// InboundQueueWait for a slot, then are refused.
 	MaxInboundSessions = 32
 
 	// InboundQueueWait bounds how long an inbound stream waits for a slot.
 	InboundQueueWait = 5 * time.Second
 
-	// MaxPendingPeeks bounds inbound streams waiting for their first byte;
-	// more are closed at once.
+	// MaxPendingPeeks is the default bound of inbound streams waiting for
+	// their first byte (Limits.PendingPeeks); more are closed at once.
 	MaxPendingPeeks = 256
 
 	// MaxOutboundRounds bounds concurrent anti-entropy rounds this node starts.
@@ -64,10 +65,12 @@ const (
 	// StreamIdleTimeout bounds the wait for the next frame on a sync stream.
 	StreamIdleTimeout = 30 * time.Second
 
-	// PeekTimeout bounds the wait for an inbound stream's first byte before
-	// it is classified as memberlist's or ours (a slow client cannot stall
-	// memberlist: the peek runs in its own goroutine).
-	PeekTimeout = 5 * time.Second
+	// PeekTimeout is the default bound of the wait for an inbound stream's
+	// first byte before it is classified as memberlist's or ours
+	// (Limits.PeekTimeout; a slow client cannot stall memberlist: the peek
+	// runs in its own goroutine). Both memberlist and TLS clients send
+	// their first byte at once.
+	PeekTimeout = 3 * time.Second
 )
 
 // IngestBatch is the most envelopes the engine hands a BatchIngester at once

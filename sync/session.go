@@ -48,14 +48,18 @@ type session struct {
 	round                       Round
 	added, dups, rejected, sent atomic.Uint64
 	pendingOut, pendingIn       uint64
-	countedInbound              bool // peerState.inbound was incremented
+	countedInbound              bool      // peerState.inbound was incremented
+	deadline                    time.Time // the whole session's (Limits.SessionTimeout)
+	admit                       func(*session) error
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
-// expect is the peer we dialed (initiator) or zero (responder).
-func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID) (Round, error) {
+// expect is the peer we dialed (initiator) or zero (responder). admit, if
+// set, is called once the peer has authenticated and may refuse the session
+// (limits); it is the responder's.
+func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID, admit func(*session) error) (Round, error) {
 	start := time.Now()
-	s := &session{e: e, initiator: initiator}
+	s := &session{e: e, initiator: initiator, deadline: start.Add(e.lim.SessionTimeout), admit: admit}
 	cc := &countConn{Conn: raw, in: &s.in, out: &s.out}
 	if initiator && e.cfg.Faults != nil {
 		s.raw = e.cfg.Faults.WrapSync(e.name, expect.String(), cc)
@@ -147,10 +151,15 @@ func sub0(a, b uint64) uint64 {
 }
 
 func (s *session) run(expect PeerID) error {
-	_ = s.conn.SetDeadline(time.Now().Add(HandshakeTimeout))
+	// Short deadlines until the peer has proved who it is: a stranger that
+	// sends one byte of a ClientHello and stalls is gone within
+	// TLSHandshakeTimeout.
+	start := time.Now()
+	_ = s.conn.SetDeadline(start.Add(s.e.lim.TLSHandshakeTimeout))
 	if err := s.conn.Handshake(); err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
+	_ = s.conn.SetDeadline(start.Add(s.e.lim.HandshakeTimeout))
 	if err := s.authenticate(expect); err != nil {
 		return err
 	}
@@ -172,7 +181,7 @@ func (s *session) run(expect PeerID) error {
 	// it). TCP flow control bounds what the peer still has to ingest when
 	// our last write returns to its socket buffers.
 	_ = s.conn.CloseWrite()
-	_ = s.conn.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
+	_ = s.conn.SetReadDeadline(s.idleDeadline())
 	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4096))
 	return nil
 }
@@ -202,10 +211,29 @@ func (s *session) exchange(send, recv func() error) error {
 	return werr
 }
 
+// idleDeadline is the deadline of the next read or write: the idle timeout,
+// within the whole session's deadline. Before authentication the handshake
+// deadline set in run applies.
+func (s *session) idleDeadline() time.Time {
+	if s.peer.ID.IsZero() {
+		return s.deadlineBefore(time.Now().Add(s.e.lim.HandshakeTimeout))
+	}
+	return s.deadlineBefore(time.Now().Add(StreamIdleTimeout))
+}
+
+func (s *session) deadlineBefore(t time.Time) time.Time {
+	if t.After(s.deadline) {
+		return s.deadline
+	}
+	return t
+}
+
 // next reads one frame with the idle deadline; an ERROR frame becomes a
 // *PeerError.
 func (s *session) next() (byte, []byte, error) {
-	_ = s.conn.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
+	if !s.peer.ID.IsZero() {
+		_ = s.conn.SetReadDeadline(s.idleDeadline())
+	}
 	typ, p, err := s.fr.next()
 	if err != nil {
 		return 0, nil, err
@@ -217,7 +245,9 @@ func (s *session) next() (byte, []byte, error) {
 }
 
 func (s *session) write(typ byte, parts ...[]byte) error {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(StreamIdleTimeout))
+	if !s.peer.ID.IsZero() {
+		_ = s.conn.SetWriteDeadline(s.idleDeadline())
+	}
 	return s.fw.write(typ, parts...)
 }
 
@@ -342,12 +372,16 @@ func (s *session) authenticate(expect PeerID) error {
 	if _, _, err := splitHostPort(them.Addr); err == nil {
 		addr = them.Addr
 	}
-	e.peerAuthenticated(peer, addr)
-	if !s.initiator {
-		e.mu.Lock()
-		e.peerLocked(peer.ID).inbound++
-		e.mu.Unlock()
-		s.countedInbound = true
+	dialed := ""
+	if s.initiator && s.raw.RemoteAddr() != nil {
+		dialed = s.raw.RemoteAddr().String()
+	}
+	e.peerAuthenticated(peer, addr, dialed)
+	if s.admit != nil {
+		if err := s.admit(s); err != nil {
+			s.fail(codeBusy, "busy")
+			return err
+		}
 	}
 	return nil
 }
@@ -378,59 +412,109 @@ func meshProof(key []byte, side Side, label string, binding []byte) (out [32]byt
 }
 
 // peerAuthenticated records a peer that passed the challenge, and
-// remembers it at the address it advertised (or the one memberlist gave).
+// remembers it at the address it advertised (or, if it advertised none, the
+// one we reached it at): only such vouched addresses are saved and rejoined.
 // An authenticated peer that memberlist does not list as live (it returned
 // from a new address, or views are asymmetric) is joined at once.
-func (e *Engine) peerAuthenticated(peer Peer, advertised string) {
+func (e *Engine) peerAuthenticated(peer Peer, advertised, dialed string) {
 	e.mu.Lock()
 	p := e.peerLocked(peer.ID)
 	p.authenticated = true
 	p.role = peer.Role
 	p.bureau = peer.Bureau
-	if advertised != "" {
-		p.addr = advertised
+	p.lastSeen = time.Now()
+	p.dialBlocked = time.Time{}
+	switch {
+	case advertised != "":
+		p.vouched = advertised
+	case dialed != "":
+		p.vouched = dialed
 	}
-	addr := p.addr
+	if p.addr == "" {
+		p.addr = p.vouched
+	}
+	addr := p.vouched
+	live := p.alive
+	closed := e.closed
+	if addr != "" && !live && !closed {
+		e.wg.Add(1)
+	}
 	e.mu.Unlock()
-	if addr == "" {
-		addr = e.addrOfMember(peer.ID)
-	}
 	if addr == "" {
 		return
 	}
 	if err := e.store.SavePeer(KnownPeer{ID: peer.ID, Addr: addr, Role: peer.Role, LastSeen: time.Now()}); err != nil {
 		e.log.Warn("save peer", "peer", peer.ID.String(), "err", err)
 	}
-	if e.addrOfMember(peer.ID) == "" {
-		e.mu.Lock()
-		closed := e.closed
-		if !closed {
-			e.wg.Add(1)
-		}
-		e.mu.Unlock()
-		if !closed {
-			go func() {
-				defer e.wg.Done()
-				if ml := e.memberlist(); ml != nil {
-					_, _ = ml.Join([]string{addr})
-				}
-			}()
-		}
+	if !live && !closed {
+		go func() {
+			defer e.wg.Done()
+			if ml := e.memberlist(); ml != nil {
+				_, _ = ml.Join([]string{addr})
+			}
+		}()
 	}
 }
 
-// meshPhase: both send a digest of their mesh-wide objects; if they differ,
-// both send all their objects and ingest the other's.
+// meshOffer is the set of mesh-wide objects this node offers in a round,
+// and the digest of exactly that set: objects over MaxMeshObject (never
+// sent) are left out of both, duplicates once, and past the per-round caps
+// (in hash order, so that peers holding the same set offer the same part)
+// the rest waits. Peers in step therefore have equal digests and send
+// nothing. skipped counts what was left out.
+func (e *Engine) meshOffer() (objs [][]byte, digest [32]byte, skipped int, err error) {
+	all, err := e.auth.MeshObjects()
+	if err != nil {
+		return nil, digest, 0, err
+	}
+	type hashed struct {
+		h [32]byte
+		o []byte
+	}
+	hs := make([]hashed, 0, len(all))
+	for _, o := range all {
+		if len(o) == 0 || len(o) > MaxMeshObject {
+			skipped++
+			continue
+		}
+		hs = append(hs, hashed{sha256.Sum256(o), o})
+	}
+	sort.Slice(hs, func(i, j int) bool { return bytes.Compare(hs[i].h[:], hs[j].h[:]) < 0 })
+	h := sha256.New()
+	h.Write([]byte("fieldsync mesh digest v1"))
+	var total int64
+	for i, x := range hs {
+		if i > 0 && x.h == hs[i-1].h {
+			continue
+		}
+		if len(objs) >= e.lim.MeshObjectsPerRound || total+int64(len(x.o)) > e.lim.MeshBytesPerRound {
+			skipped++
+			continue
+		}
+		total += int64(len(x.o))
+		objs = append(objs, x.o)
+		h.Write(x.h[:])
+	}
+	copy(digest[:], h.Sum(nil))
+	return objs, digest, skipped, nil
+}
+
+// meshPhase: both send a digest of the mesh-wide objects they offer; if
+// they differ, both send those objects and ingest the other's, within the
+// per-round caps.
 func (s *session) meshPhase() error {
 	e := s.e
-	objs, err := e.auth.MeshObjects()
+	objs, digest, skipped, err := e.meshOffer()
 	if err != nil {
 		return err
 	}
-	if len(objs) > MaxMeshObjects {
-		objs = objs[:MaxMeshObjects]
+	if skipped > 0 {
+		e.mu.Lock()
+		e.stats.MeshSkipped += uint64(skipped)
+		e.mu.Unlock()
+		e.logw.limited("mesh-skipped", slog.LevelWarn, "mesh objects not offered: over the size limit or the per-round caps",
+			"objects", skipped, "max_object", MaxMeshObject, "per_round", e.lim.MeshObjectsPerRound, "bytes_per_round", e.lim.MeshBytesPerRound)
 	}
-	digest := meshDigest(objs)
 	var theirDigest [32]byte
 	var theirCount uint32
 	err = s.exchange(func() error { return s.write(frameMeshDigest, encodeMeshDigest(digest, len(objs))) }, func() error {
@@ -447,20 +531,18 @@ func (s *session) meshPhase() error {
 	if theirDigest == digest {
 		return nil
 	}
-	if theirCount > MaxMeshObjects {
-		return malformed("%d mesh objects", theirCount)
+	if int64(theirCount) > int64(e.lim.MeshObjectsPerRound) {
+		return malformed("%d mesh objects announced, more than %d a round", theirCount, e.lim.MeshObjectsPerRound)
 	}
 	return s.exchange(func() error {
 		for _, o := range objs {
-			if len(o) > MaxMeshObject {
-				continue
-			}
 			if err := s.write(frameMeshObj, o); err != nil {
 				return err
 			}
 		}
 		return s.write(frameMeshEnd)
 	}, func() error {
+		var total int64
 		for n := 0; ; n++ {
 			typ, p, err := s.next()
 			if err != nil {
@@ -470,8 +552,11 @@ func (s *session) meshPhase() error {
 			case frameMeshEnd:
 				return nil
 			case frameMeshObj:
-				if n >= MaxMeshObjects {
-					return malformed("too many mesh objects")
+				if n >= e.lim.MeshObjectsPerRound {
+					return malformed("more than %d mesh objects in a round", e.lim.MeshObjectsPerRound)
+				}
+				if total += int64(len(p)); total > e.lim.MeshBytesPerRound {
+					return malformed("more than %d bytes of mesh objects in a round", e.lim.MeshBytesPerRound)
 				}
 				if _, err := e.auth.IngestMeshObject(s.peer, bytes.Clone(p)); err != nil {
 					reason, ok := rejectReason(err)

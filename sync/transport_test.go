@@ -12,7 +12,7 @@ import (
 // over a packet or a stream that nobody reads any more (found by the 50-node
 // benchmark: engines hung in Close).
 func TestTransportShutdownWithPendingTraffic(t *testing.T) {
-	tr, err := newMuxTransport("127.0.0.1", 0, log.New(io.Discard, "", 0), nil)
+	tr, err := newMuxTransport("127.0.0.1", 0, log.New(io.Discard, "", 0), nil, Limits{}.withDefaults(profileParams{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,13 @@ type Auth struct {
 	// device's (a peer that cannot answer the challenge).
 	WrongKey bool
 
+	// Extra are mesh objects offered besides the known certificates (a
+	// hostile or unlucky node: oversize or junk objects).
+	Extra [][]byte
+
+	// MeshIngested counts IngestMeshObject calls (objects received).
+	MeshIngested atomic.Int64
+
 	mu    gosync.Mutex
 	certs map[fsync.PeerID][]byte // known certificates (mesh-wide objects)
 }
@@ -202,15 +209,16 @@ func (a *Auth) Entitled(p fsync.Peer, s fsync.SpaceID) bool {
 func (a *Auth) MeshObjects() ([][]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([][]byte, 0, len(a.certs))
+	out := make([][]byte, 0, len(a.certs)+len(a.Extra))
 	for _, c := range a.certs {
 		out = append(out, c)
 	}
-	return out, nil
+	return append(out, a.Extra...), nil
 }
 
 // IngestMeshObject implements sync.Authenticator.
 func (a *Auth) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error) {
+	a.MeshIngested.Add(1)
 	c, err := parseCert(obj)
 	if err != nil {
 		return false, err

@@ -214,8 +214,10 @@ func TestBundleUntrustedExporter(t *testing.T) {
 }
 
 // TestBundleSkipsRevokedAndUnknown: envelopes whose author the importer
-// cannot accept — unknown (its bureau is not trusted here) or revoked past
-// its cut-off — are skipped and reported; the rest of the bundle is stored.
+// cannot accept — revoked past its cut-off — are skipped and reported; the
+// rest of the bundle is stored, including those of a bureau the importer
+// does not trust but the space's owner released it to (scoped trust; before
+// issue 12 they were skipped as unknown).
 func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	cl, ctx := newCluster(t)
 	kroot := filepath.Join(cl.Root, "kaz")
@@ -304,24 +306,26 @@ func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	if first := carryFile(t, ctx, cl, d, b, "d-to-b"); first.Revocations != 1 {
 		t.Fatalf("d's bundle to b: %+v", first)
 	}
-	var kst agent.Status
-	if err := kcl.CLIJSON(ctx, k.Dir, &kst, "status"); err != nil {
-		t.Fatal(err)
-	}
 	res := carryFile(t, ctx, cl, a, b, "a-to-b")
-	var unknown, revoked bool
+	// B does not trust KAZ, but the space's owner released it to KAZ: B
+	// takes K's certificate and envelopes for this space (scoped trust,
+	// docs/crypto.md "Pinning and scoped trust"); C's past its cut-off are
+	// left out.
+	var revoked bool
 	for _, s := range res.Skips {
 		switch {
-		case s.Author == kst.Device.ID && s.Reason == agent.RejectUnknown:
-			unknown = true
 		case s.Author == cst.Device.ID && s.Reason == agent.RejectRevoked && s.From == 2 && s.To == 3:
 			revoked = true
 		default:
 			t.Fatalf("unexpected skip %+v", s)
 		}
 	}
-	if !unknown || !revoked || res.Added == 0 {
+	if !revoked || res.Added == 0 {
 		t.Fatalf("import on b: %+v", res)
+	}
+	var krec agent.Record
+	if err := cl.CLIJSON(ctx, b.Dir, &krec, "record", "get", sp.ID, "k1"); err != nil || krec.Fields["name"].Value != "from K" {
+		t.Fatalf("b reads K's record (scoped trust): %+v, %v", krec, err)
 	}
 	var rec agent.Record
 	if err := cl.CLIJSON(ctx, b.Dir, &rec, "record", "get", sp.ID, "r1"); err != nil || rec.Fields["name"].Value != "from A" {
@@ -334,7 +338,7 @@ func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	if err := cl.CLIJSON(ctx, b.Dir, &bst, "status"); err != nil {
 		t.Fatal(err)
 	}
-	if bst.Rejected[agent.RejectUnknown] == 0 || bst.Rejected[agent.RejectRevoked] == 0 {
+	if bst.Rejected[agent.RejectRevoked] == 0 {
 		t.Fatalf("b's status does not count the skipped envelopes: %v", bst.Rejected)
 	}
 }

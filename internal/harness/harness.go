@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,9 +48,10 @@ type Node struct {
 	// --metrics-addr 127.0.0.1:PORT.
 	Args []string
 
-	cmd    *exec.Cmd
-	exited chan error
-	log    *os.File
+	cmd     *exec.Cmd
+	rebinds int // times Start took another port after a bind failed
+	exited  chan error
+	log     *os.File
 }
 
 // New prepares a cluster under root: a passphrase file, a bureau and a mesh key.
@@ -95,15 +99,41 @@ func (c *Cluster) CLIJSON(ctx context.Context, dir string, v any, args ...string
 	return json.Unmarshal([]byte(out), v)
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port free at the moment.
+// FreeAddr returns a 127.0.0.1 address whose port is free, for TCP and UDP
+// (memberlist binds both), at the moment. It picks below Linux's ephemeral
+// range (32768 and up), where the kernel hands out ports for outgoing
+// connections and for ":0" listeners: a port chosen there could be taken
+// by any connection before the agent binds it. Ports already handed out by
+// this process are not given twice.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if freeGiven[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		freeGiven[port] = true
+		return addr, nil
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port found on 127.0.0.1")
 }
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[int]bool{}
+)
 
 // Add initialises and enrolls a device (an officer, or a relay).
 func (c *Cluster) Add(ctx context.Context, name, officer string, relay bool) (*Node, error) {
@@ -230,6 +260,17 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 		case err := <-n.exited:
 			n.cmd = nil
 			b, _ := os.ReadFile(log.Name())
+			if bytes.Contains(b, []byte("address already in use")) && n.rebinds < 3 {
+				// Another process took the port between FreeAddr and
+				// the bind: take another one (peers learn it through
+				// memberlist; later joins read n.Bind).
+				if addr, ferr := FreeAddr(); ferr == nil {
+					n.rebinds++
+					n.Bind = addr
+					log.Close()
+					return c.Start(ctx, n, meshKey, join...)
+				}
+			}
 			return fmt.Errorf("agent %s exited (%v): %s", n.Name, err, b)
 		case <-ctx.Done():
 			return ctx.Err()

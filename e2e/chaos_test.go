@@ -49,6 +49,7 @@ var (
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 	chaosTamper   = flag.Bool("chaos.tamper", true, "chaos test: the relay is hostile (flips, truncates, splices, replays during the workload; then a replay phase and a withhold phase in which it is the officers' only path)")
 	chaosTrust    = flag.Bool("chaos.trust", true, "chaos test: officers of a second bureau (KAZ), withdrawals and releases of KAZ, at most one revocation, bundles carried across partitions")
+	chaosInsider  = flag.Bool("chaos.insider", true, "chaos test: after the heal (and the hostile relay's phases), an entitled officer acts as a compromised laptop and forges envelopes of its own log (future dots, 100,000 dots, undecodable bodies, key shares for random spaces)")
 )
 
 const (
@@ -212,6 +213,7 @@ type chaosRun struct {
 	life        gosync.Mutex // a kill or restart of an agent, and a kill for good, one at a time
 	judged      []*harness.Node
 	bundles     atomic.Int64
+	insiderSeq  atomic.Int64 // insider command IDs
 }
 
 // chaosReportT is the run's report.
@@ -228,7 +230,8 @@ type chaosReportT struct {
 	ConvergedIn  string                 `json:"converged_in"`                       // after the heal
 	HonestPathIn string                 `json:"honest_path_converged_in,omitempty"` // after officers reached each other again, the relay still hostile
 	Hostile      *checker.HostileResult `json:"hostile,omitempty"`
-	BytesSent    uint64                 `json:"bytes_sent"` // sync streams and gossip, all agents
+	Insider      *insiderReport         `json:"insider,omitempty"` // the insider phase (-chaos.insider)
+	BytesSent    uint64                 `json:"bytes_sent"`        // sync streams and gossip, all agents
 	Check        checker.Result         `json:"check"`
 	Verdict      string                 `json:"verdict"`
 	Dir          string                 `json:"dir,omitempty"`
@@ -247,7 +250,7 @@ func TestChaos(t *testing.T) {
 	if agents < 3 {
 		t.Fatalf("-chaos.agents %d: want at least 3 (a relay and two officers)", agents)
 	}
-	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.behind %s -chaos.failcommit=%v -chaos.trust=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosBehind, *chaosFail, *chaosTrust)
+	replay := fmt.Sprintf("go test ./e2e -run Chaos -chaos.seed %d -chaos.agents %d -chaos.clients %d -chaos.ops %d -chaos.duration %s -chaos.skew=%v -chaos.behind %s -chaos.failcommit=%v -chaos.trust=%v -chaos.insider=%v", seed, agents, *chaosClientsF, ops, dur, *chaosSkew, *chaosBehind, *chaosFail, *chaosTrust, *chaosInsider)
 	t.Logf("chaos: seed %d, %d agents, %d clients each officer, %d ops, %s (replay: %s)", seed, agents, *chaosClientsF, ops, dur, replay)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+8*time.Minute)
 	defer cancel()
@@ -347,6 +350,7 @@ func TestChaos(t *testing.T) {
 
 	// The hostile relay as the officers' only path, then an honest path.
 	var hostile *checker.Hostile
+	settled := convErr == nil // the agents converged after the last phase
 	if *chaosTamper && convErr == nil && len(r.judged) < 3 {
 		t.Logf("chaos: hostile relay phases skipped: %d entitled officer(s) left after the trust events, and the phases need two", len(r.judged)-1)
 	}
@@ -358,6 +362,24 @@ func TestChaos(t *testing.T) {
 		hostile = &h
 		if _, err := r.converge(ctx, time.Now()); err != nil {
 			t.Error(err)
+			settled = false
+		}
+	}
+
+	// A compromised officer laptop forges envelopes of its own log.
+	var insider *insiderReport
+	if *chaosInsider && settled {
+		if len(r.judged) < 3 {
+			insider = &insiderReport{Skipped: fmt.Sprintf("%d entitled officer(s) left after the trust events, and the phase needs two", len(r.judged)-1)}
+			t.Logf("chaos: insider phase skipped: %s", insider.Skipped)
+		} else {
+			var err error
+			if insider, err = r.insiderPhase(ctx, seed); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.converge(ctx, time.Now()); err != nil {
+				t.Error(err)
+			}
 		}
 	}
 
@@ -384,7 +406,7 @@ func TestChaos(t *testing.T) {
 	}
 	rep := chaosReportT{Seed: seed, Agents: agents, OpsBudget: ops, Duration: dur.String(), Setup: setupNotes, Faults: applied,
 		OpsOK: res.OpsOK, OpsFailed: res.OpsFailed, OpsUnknown: res.OpsUnknown,
-		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res, Hostile: hres,
+		ConvergedIn: took.Round(time.Millisecond).String(), BytesSent: r.bytes.Load() + r.sampleBytes(ctx), Check: res, Hostile: hres, Insider: insider,
 		ReplayNotice: replay + " replays the fault schedule and each client's choices; the interleaving of real processes (timing, memberlist's gossip, which ops land in a fault) is not replayed exactly"}
 	if hostile != nil {
 		rep.HonestPathIn = r.honestTook.Round(time.Millisecond).String()
@@ -393,7 +415,7 @@ func TestChaos(t *testing.T) {
 	if convErr != nil {
 		rep.ConvergedIn = "not converged: " + convErr.Error()
 	}
-	if !res.Valid() || convErr != nil {
+	if !res.Valid() || convErr != nil || (insider != nil && len(insider.Violations) > 0) {
 		rep.Verdict = "INVALID"
 		rep.Dir = dir
 	}
@@ -413,6 +435,11 @@ func TestChaos(t *testing.T) {
 		for _, n := range hres.Notes {
 			t.Logf("chaos: note: %s", n)
 		}
+	}
+	if in := insider; in != nil && in.Skipped == "" {
+		t.Logf("chaos: insider phase: %s forged as a compromised laptop, %s its victim: %d envelopes of its own log (%s); 2 changes naming %s's seqs %d..%d (%d dots in all), %d of %s's %d writes named, its last shown on every officer; the insider's next write %s applied everywhere; %d key shares for random spaces: %d held in memory, %d refused by the insider, skipped by the imports %v, no space more (%v), also after restarting %v (spaces in memory after the phase/restart %v); context bytes before/after %v; rejections grown %v, %s's after its restart %v; history of %s %d bytes; converged in %s",
+			in.Insider, in.Victim, len(in.Forged), insiderForgedSummary(in.Forged), in.Victim, in.VictimSeqsNamed[0], in.VictimSeqsNamed[1], in.DotsNamed, in.VictimNamed, in.Victim, len(in.VictimWrites), in.HonestWrite,
+			in.KeyShares, in.HeldHere, in.RefusedHer, in.Imports, in.Spaces, in.Restarted, in.Orphans, in.ContextBytes, in.Rejected, in.Victim, in.VictimRestartRejected, chaosInsiderRecord, in.HistoryBytes, in.ConvergedIn)
 	}
 	for _, n := range res.Notes {
 		t.Logf("chaos: note: %s", n)
@@ -510,6 +537,9 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 		}
 		r.bureau[name] = bureau
 		n.Env = []string{"FIELDSYNC_CHAOS_FILE=" + r.rules, "FIELDSYNC_CHAOS_CLOCK_FILE=" + r.clockFile(n)}
+		if *chaosInsider {
+			n.Env = append(n.Env, "FIELDSYNC_CHAOS_INSIDER_FILE="+r.insiderFile(n))
+		}
 		if relay {
 			n.Env = append(n.Env, fmt.Sprintf("FIELDSYNC_CHAOS_TAMPER=%d", r.seed),
 				"FIELDSYNC_CHAOS_TAMPER_FILE="+filepath.Join(r.dir, "tamper"),
@@ -1914,4 +1944,466 @@ func TestChaosTrustSchedule(t *testing.T) {
 			t.Fatalf("50 seeds drew no %s", k)
 		}
 	}
+}
+
+// Insider phase (issue 12): an enrolled officer of an entitled bureau is a
+// compromised laptop. Through the chaos build's insider hook
+// (FIELDSYNC_CHAOS_INSIDER_FILE, agent/chaos_insider.go) it forges validly
+// signed envelopes, chained as the next of its own log, and ingests them
+// itself; its peers get them by normal sync.
+const (
+	chaosInsiderSeqs   = 3        // the victim's future seqs the forged changes name, and its writes
+	chaosInsiderDots   = 100_000  // dots the second forged change names
+	chaosInsiderSpaces = 300      // key shares for random space IDs
+	chaosInsiderCtx    = 64 << 10 // bound on a space context's growth over the phase
+	chaosInsiderRecord = "i0"     // the record the phase writes and forges on
+)
+
+// insiderCmd and insiderRes mirror agent.InsiderCommand and
+// agent.InsiderResult, which exist only in the fieldsync_chaos build.
+type insiderCmd struct {
+	ID     string `json:"id"`
+	Op     string `json:"op"`
+	Space  string `json:"space"`
+	Victim string `json:"victim,omitempty"`
+	Record string `json:"record,omitempty"`
+	Field  string `json:"field,omitempty"`
+	Seqs   int    `json:"seqs,omitempty"`
+	Dots   int    `json:"dots,omitempty"`
+	Spaces int    `json:"spaces,omitempty"`
+	Seed   uint64 `json:"seed,omitempty"`
+	Bundle string `json:"bundle,omitempty"`
+}
+
+type insiderRes struct {
+	ID           string        `json:"id"`
+	Op           string        `json:"op"`
+	Error        string        `json:"error,omitempty"`
+	Envelopes    []insiderEnv  `json:"envelopes,omitempty"`
+	VictimFrom   uint64        `json:"victim_from,omitempty"`
+	VictimTo     uint64        `json:"victim_to,omitempty"`
+	Dots         int           `json:"dots,omitempty"`
+	Forged       int           `json:"forged,omitempty"`
+	Held         int           `json:"held,omitempty"`
+	Refused      int           `json:"refused,omitempty"`
+	Bundled      int           `json:"bundled,omitempty"`
+	ContextBytes int           `json:"context_bytes"`
+	SpacesHeld   int           `json:"spaces_held"`
+	OrphanSpaces int           `json:"orphan_spaces"`
+	Took         time.Duration `json:"-"`
+}
+
+type insiderEnv struct {
+	What   string `json:"what"`
+	Space  string `json:"space"`
+	Seq    uint64 `json:"seq"`
+	Bytes  int    `json:"bytes"`
+	Added  bool   `json:"added"`
+	Reject string `json:"reject,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// insiderReport is the insider phase's account, in the report.
+type insiderReport struct {
+	Skipped string `json:"skipped,omitempty"`
+	Insider string `json:"insider,omitempty"`
+	Victim  string `json:"victim,omitempty"`
+	// The forged envelopes and what the insider's own ingest made of them.
+	Forged []insiderEnv `json:"forged,omitempty"`
+	// Future dots: the victim's seqs the forged changes named, the dots
+	// they named, the victim's writes (dots) and how many of them were
+	// named.
+	VictimSeqsNamed [2]uint64 `json:"victim_seqs_named"`
+	DotsNamed       int       `json:"dots_named"`
+	VictimWrites    []string  `json:"victim_writes,omitempty"`
+	VictimNamed     int       `json:"victim_writes_named"`
+	// The insider's honest write after its undecodable changes (dot).
+	HonestWrite string `json:"honest_write,omitempty"`
+	// Key shares for random space IDs: forged, held in memory and refused
+	// by the insider's own ingest; imported as a bundle on the others.
+	KeyShares  int            `json:"key_shares"`
+	HeldHere   int            `json:"held_in_memory"`
+	RefusedHer int            `json:"refused"`
+	Imports    map[string]int `json:"imports_skipped,omitempty"` // node -> envelopes the import skipped
+	// Per node: the space context's size before and after, the growth of
+	// the rejection counters, the spaces listed at the end.
+	ContextBytes map[string][2]int         `json:"context_bytes,omitempty"`
+	Rejected     map[string]map[string]int `json:"rejected_growth,omitempty"`
+	Spaces       map[string]int            `json:"spaces_listed,omitempty"`
+	Orphans      map[string][2]int         `json:"orphan_spaces,omitempty"` // spaces held in memory for want of a routing record: after the phase, after a restart (-1: not restarted)
+	Restarted    []string                  `json:"restarted,omitempty"`
+	// The victim's rejection counters after its restart (they start from
+	// zero): what it decided about the forged changes at its start.
+	VictimRestartRejected map[string]int `json:"victim_rejected_after_restart,omitempty"`
+	// The bytes of `history --json` of the record on the first officer.
+	HistoryBytes int      `json:"history_bytes"`
+	ConvergedIn  string   `json:"converged_in,omitempty"`
+	Violations   []string `json:"violations,omitempty"`
+}
+
+// insiderFile is the node's insider command file.
+func (r *chaosRun) insiderFile(n *harness.Node) string {
+	return filepath.Join(r.dir, "insider."+n.Name)
+}
+
+// insider sends one command to the node's insider hook and waits for its
+// result (bounded by the phase limit).
+func (r *chaosRun) insider(ctx context.Context, n *harness.Node, cmd insiderCmd) (insiderRes, error) {
+	cmd.ID = fmt.Sprintf("c%d", r.insiderSeq.Add(1))
+	cmd.Space = r.space
+	b, _ := json.Marshal(cmd)
+	start := time.Now()
+	if err := writeAtomic(r.insiderFile(n), string(b)); err != nil {
+		return insiderRes{}, err
+	}
+	out := r.insiderFile(n) + "." + cmd.ID + ".json"
+	var res insiderRes
+	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, fmt.Sprintf("%s to execute insider command %s (%s)", n.Name, cmd.ID, cmd.Op), func() (bool, error) {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			return false, nil
+		}
+		return true, json.Unmarshal(b, &res)
+	}); err != nil {
+		return res, err
+	}
+	res.Took = time.Since(start)
+	if res.Error != "" {
+		return res, fmt.Errorf("%s: insider command %s: %s", n.Name, cmd.Op, res.Error)
+	}
+	return res, nil
+}
+
+// insiderWrite is one logged put of the insider phase (client "i"), tried
+// again while it fails (a store failing one commit in K).
+func (r *chaosRun) insiderWrite(n *harness.Node, field string) (checker.Op, error) {
+	var op checker.Op
+	for try := 0; try < 5; try++ {
+		id := r.opID.Load() + 1
+		op = checker.Op{Client: "i", Node: n.Name, Kind: "put", Record: chaosInsiderRecord, Field: field, Value: fmt.Sprintf("i-op%d", id)}
+		r.runOp(n, &op, opKinds[0], nil, []string{"record", "put", r.space, op.Record, op.Field + "=" + op.Value})
+		r.logOp(op)
+		if op.Outcome == checker.OK {
+			return op, nil
+		}
+		if op.Outcome == checker.Unknown {
+			break
+		}
+	}
+	return op, fmt.Errorf("write on %s: %s %s (no fault is running)", n.Name, op.Outcome, op.Error)
+}
+
+// dotSeq is the seq of a dot AUTHOR:SEQ.OP.
+func dotSeq(dot string) (uint64, bool) {
+	_, s, _ := strings.Cut(dot, ":")
+	s, _, _ = strings.Cut(s, ".")
+	var seq uint64
+	_, err := fmt.Sscan(s, &seq)
+	return seq, err == nil && seq > 0
+}
+
+// spaceIDs lists the spaces `space list` shows on the node.
+func (r *chaosRun) spaceIDs(ctx context.Context, n *harness.Node) ([]string, error) {
+	var rows []agent.Space
+	if err := r.cl.CLIJSON(ctx, n.Dir, &rows, "space", "list"); err != nil {
+		return nil, fmt.Errorf("%s: space list: %v", n.Name, err)
+	}
+	var ids []string
+	for _, s := range rows {
+		ids = append(ids, s.ID)
+	}
+	return sorted(ids), nil
+}
+
+// insiderPhase runs, after the hostile relay's phases, one entitled officer
+// as a compromised laptop (docs/e2e.md, "Insider phase"): it forges (1) a
+// change naming the victim's future dots with a dependency that cannot
+// match what the victim writes there, (2) one naming 100,000 such dots, (3)
+// a change whose body does not decode and one of body version 99, and (4)
+// key shares for 300 random space IDs, carried to the others in a bundle.
+// The victim's writes and the insider's next honest write must be visible
+// on every officer, every replica must hold the same envelopes, no space
+// context may grow, and no replica may list a space more — also after a
+// restart of the victim and the insider.
+func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport, error) {
+	rep := &insiderReport{ContextBytes: map[string][2]int{}, Rejected: map[string]map[string]int{}, Spaces: map[string]int{}, Imports: map[string]int{}, Orphans: map[string][2]int{}}
+	t := r.t
+	officers := r.judged[1:]
+	violation := func(format string, args ...any) {
+		v := fmt.Sprintf(format, args...)
+		rep.Violations = append(rep.Violations, v)
+		t.Errorf("chaos: insider phase (seed %d): %s", seed, v)
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x1a51de))
+	// Officers whose store does not fail commits, if two remain.
+	var cands []*harness.Node
+	for _, o := range officers {
+		if !slices.ContainsFunc(o.Env, func(e string) bool { return strings.HasPrefix(e, "FIELDSYNC_CHAOS_FAIL_COMMIT=") }) {
+			cands = append(cands, o)
+		}
+	}
+	if len(cands) < 2 {
+		cands = officers
+	}
+	perm := rng.Perm(len(cands))
+	evil, victim := cands[perm[0]], cands[perm[1]]
+	rep.Insider, rep.Victim = evil.Name, victim.Name
+	fv, fe := "v"+strings.TrimPrefix(victim.Name, "o"), "v"+strings.TrimPrefix(evil.Name, "o")
+
+	// Before: each replica's context size, rejection counters and spaces.
+	ctxBefore, rejBefore, spacesBefore := map[string]int{}, map[string]map[string]int{}, map[string][]string{}
+	for _, n := range r.judged {
+		p, err := r.insider(ctx, n, insiderCmd{Op: "probe"})
+		if err != nil {
+			return rep, err
+		}
+		ctxBefore[n.Name] = p.ContextBytes
+		var st agent.Status
+		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
+			return rep, err
+		}
+		rejBefore[n.Name] = st.Rejected
+		if spacesBefore[n.Name], err = r.spaceIDs(ctx, n); err != nil {
+			return rep, err
+		}
+	}
+	start := time.Now()
+
+	// (1) and (2): the victim's future dots, then its writes.
+	fd, err := r.insider(ctx, evil, insiderCmd{Op: "future_dots", Victim: r.ids[victim.Name], Record: chaosInsiderRecord, Field: fv, Seqs: chaosInsiderSeqs, Dots: chaosInsiderDots})
+	if err != nil {
+		return rep, err
+	}
+	rep.Forged = append(rep.Forged, fd.Envelopes...)
+	rep.VictimSeqsNamed, rep.DotsNamed = [2]uint64{fd.VictimFrom, fd.VictimTo}, fd.Dots
+	var victimLast checker.Op
+	for i := 0; i < chaosInsiderSeqs; i++ {
+		op, err := r.insiderWrite(victim, fv)
+		if err != nil {
+			return rep, fmt.Errorf("insider phase: the victim's write %d: %v", i, err)
+		}
+		victimLast = op
+		rep.VictimWrites = append(rep.VictimWrites, op.Dot)
+		if s, ok := dotSeq(op.Dot); ok && s >= fd.VictimFrom && s <= fd.VictimTo {
+			rep.VictimNamed++
+		}
+	}
+	// (3): undecodable bodies, then the insider's own next honest write.
+	ud, err := r.insider(ctx, evil, insiderCmd{Op: "undecodable", Record: chaosInsiderRecord, Field: fe, Seed: uint64(seed)})
+	if err != nil {
+		return rep, err
+	}
+	rep.Forged = append(rep.Forged, ud.Envelopes...)
+	honest, err := r.insiderWrite(evil, fe)
+	if err != nil {
+		return rep, fmt.Errorf("insider phase: the insider's honest write: %v", err)
+	}
+	rep.HonestWrite = honest.Dot
+	for _, e := range rep.Forged {
+		if !e.Added || e.Reject != "" || e.Error != "" {
+			violation("%s's own ingest of its forged %s change (seq %d): added %v, reject %q, error %q (it is signed and chained: it must be kept)", evil.Name, e.What, e.Seq, e.Added, e.Reject, e.Error)
+		}
+	}
+
+	// (4): key shares for random space IDs, ingested by the insider and
+	// imported on every other replica from a bundle it signed.
+	bundle := filepath.Join(r.dir, "insider-keyshares.fsb")
+	rs, err := r.insider(ctx, evil, insiderCmd{Op: "random_spaces", Victim: r.ids[victim.Name], Spaces: chaosInsiderSpaces, Seed: uint64(seed), Bundle: bundle})
+	if err != nil {
+		return rep, err
+	}
+	rep.KeyShares, rep.HeldHere, rep.RefusedHer = rs.Forged, rs.Held, rs.Refused
+	if rs.Held+rs.Refused != rs.Forged || rs.Bundled != rs.Forged {
+		violation("%s ingested %d key shares for random spaces: %d held in memory + %d refused, %d bundled (%v)", evil.Name, rs.Forged, rs.Held, rs.Refused, rs.Bundled, rs.Envelopes)
+	}
+	for _, n := range r.judged {
+		if n == evil {
+			continue
+		}
+		var imp agent.BundleImportResult
+		if err := r.cl.CLIJSON(ctx, n.Dir, &imp, "bundle", "import", bundle); err != nil {
+			return rep, fmt.Errorf("insider phase: bundle import on %s: %v", n.Name, err)
+		}
+		rep.Imports[n.Name] = imp.Skipped
+		if imp.Envelopes != imp.Added+imp.AlreadyHeld+imp.Skipped || imp.Added != 0 {
+			violation("%s imported the key shares for %d random spaces: %d envelopes = %d added + %d held + %d skipped (none may be stored: no routing record)", n.Name, rs.Bundled, imp.Envelopes, imp.Added, imp.AlreadyHeld, imp.Skipped)
+		}
+	}
+
+	// Every replica holds the same envelopes, every officer the same
+	// state, in which the victim's last write and the insider's honest
+	// write stand.
+	shows := func(n *harness.Node) (string, error) {
+		var rec agent.Record
+		if err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", r.space, chaosInsiderRecord); err != nil {
+			return "", err
+		}
+		var bad []string
+		for _, f := range []struct{ name, want string }{{fv, victimLast.Value}, {fe, honest.Value}} {
+			fld := rec.Fields[f.name]
+			if len(fld.Siblings) != 1 || fld.Siblings[0].Value != f.want {
+				var vals []string
+				for _, s := range fld.Siblings {
+					vals = append(vals, s.Value)
+				}
+				bad = append(bad, fmt.Sprintf("%s.%s = %q, want %q", chaosInsiderRecord, f.name, vals, f.want))
+			}
+		}
+		for name, fld := range rec.Fields {
+			for _, s := range fld.Siblings {
+				if strings.HasPrefix(s.Value, "insider-") {
+					bad = append(bad, fmt.Sprintf("%s.%s shows the forged value %q", chaosInsiderRecord, name, s.Value))
+				}
+			}
+		}
+		return strings.Join(bad, "; "), nil
+	}
+	var lastWrong string
+	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, "every replica to hold the insider phase's envelopes and every officer to show the victim's and the insider's writes", func() (bool, error) {
+		ds, err := r.digests(ctx, r.judged)
+		if err != nil || !r.same(r.judged, ds) {
+			lastWrong = "envelopes or state differ"
+			return false, err
+		}
+		for _, o := range officers {
+			wrong, err := shows(o)
+			if err != nil {
+				return false, err
+			}
+			if wrong != "" {
+				lastWrong = o.Name + ": " + wrong
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		nodes := r.judged
+		ds, _ := r.digests(ctx, nodes)
+		var b strings.Builder
+		for i, d := range ds {
+			fmt.Fprintf(&b, "; %s: %d envelopes %.12s digest %.12s", nodes[i].Name, d.Count, d.Envelopes, d.Digest)
+		}
+		violation("%v (last: %s%s)", err, lastWrong, b.String())
+	} else {
+		rep.ConvergedIn = time.Since(start).Round(time.Millisecond).String()
+	}
+
+	// After: the contexts did not grow, the counters, no space more.
+	check := func(n *harness.Node, when string) error {
+		p, err := r.insider(ctx, n, insiderCmd{Op: "probe"})
+		if err != nil {
+			return err
+		}
+		o, ok := rep.Orphans[n.Name]
+		if !ok {
+			o = [2]int{p.OrphanSpaces, -1}
+		} else {
+			o[1] = p.OrphanSpaces
+		}
+		rep.Orphans[n.Name] = o
+		ids, err := r.spaceIDs(ctx, n)
+		if err != nil {
+			return err
+		}
+		rep.Spaces[n.Name] = len(ids)
+		if !slices.Equal(ids, spacesBefore[n.Name]) || p.SpacesHeld != len(spacesBefore[n.Name]) {
+			violation("%s lists spaces %v %s (held %d), %v before the key shares for random spaces", n.Name, ids, when, p.SpacesHeld, spacesBefore[n.Name])
+		}
+		c := rep.ContextBytes[n.Name]
+		c[0], c[1] = ctxBefore[n.Name], p.ContextBytes
+		rep.ContextBytes[n.Name] = c
+		if p.ContextBytes-ctxBefore[n.Name] > chaosInsiderCtx {
+			violation("%s: the space context grew from %d to %d bytes %s", n.Name, ctxBefore[n.Name], p.ContextBytes, when)
+		}
+		return nil
+	}
+	for _, n := range r.judged {
+		if err := check(n, "after the phase"); err != nil {
+			return rep, err
+		}
+		var st agent.Status
+		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
+			return rep, err
+		}
+		grew := map[string]int{}
+		for k, v := range st.Rejected {
+			if d := v - rejBefore[n.Name][k]; d != 0 {
+				grew[k] = d
+			}
+		}
+		rep.Rejected[n.Name] = grew
+	}
+
+	// A restart of the victim (which imported the key shares) and of the
+	// insider (whose own ingest held them): still no space more.
+	for _, n := range []*harness.Node{victim, evil} {
+		r.bytes.Add(r.nodeBytes(ctx, n))
+		if err := r.kill(n); err != nil {
+			return rep, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, chaosPhaseLimit)
+		err := r.cl.Start(sctx, n, "", r.joinFor(n)...)
+		cancel()
+		if err != nil {
+			return rep, fmt.Errorf("insider phase: restart %s: %v", n.Name, err)
+		}
+		rep.Restarted = append(rep.Restarted, n.Name)
+		if err := check(n, "after a restart"); err != nil {
+			return rep, err
+		}
+		if n == victim {
+			var st agent.Status
+			if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
+				return rep, err
+			}
+			rep.VictimRestartRejected = st.Rejected
+		}
+	}
+
+	// The audit trail: `history` must not present a forged change that
+	// changed nothing (a no-op, or one waiting for an upgrade) as a write
+	// that replaced the victim's, nor call a valid signature invalid.
+	forged := map[uint64]insiderEnv{}
+	for _, e := range rep.Forged {
+		forged[e.Seq] = e
+	}
+	for i, o := range officers {
+		raw, err := r.cliRaw(ctx, o, "history", r.space, chaosInsiderRecord)
+		if err != nil {
+			return rep, err
+		}
+		if i == 0 {
+			rep.HistoryBytes = len(raw)
+		}
+		var hist []agent.HistoryEntry
+		if err := json.Unmarshal(raw, &hist); err != nil {
+			return rep, fmt.Errorf("%s: history: %v", o.Name, err)
+		}
+		for _, e := range hist {
+			f, ok := forged[e.Seq]
+			if e.Author != r.ids[evil.Name] || !ok {
+				continue
+			}
+			resolves := 0
+			for _, op := range e.Ops {
+				resolves += len(op.Resolves)
+			}
+			switch {
+			case e.Signature != "valid":
+				violation("%s: history of %s lists %s's forged %s change (seq %d, validly signed: every replica kept it) with signature %q (%s)", o.Name, chaosInsiderRecord, evil.Name, f.What, e.Seq, e.Signature, e.Error)
+			case len(e.Ops) > 0:
+				violation("%s: history of %s lists %s's forged %s change (seq %d), which changed nothing, as a valid write: %d op(s) replacing %d dot(s) (history is %d bytes)", o.Name, chaosInsiderRecord, evil.Name, f.What, e.Seq, len(e.Ops), resolves, len(raw))
+			}
+		}
+	}
+	return rep, nil
+}
+
+// insiderForgedSummary is "what seq bytes" of each forged envelope.
+func insiderForgedSummary(envs []insiderEnv) string {
+	var parts []string
+	for _, e := range envs {
+		parts = append(parts, fmt.Sprintf("%s seq %d, %d bytes", e.What, e.Seq, e.Bytes))
+	}
+	return strings.Join(parts, "; ")
 }

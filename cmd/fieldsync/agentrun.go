@@ -15,10 +15,10 @@ func runSupervisor(ctx context.Context, sc agent.SupervisorConfig) int {
 
 // runWorker opens the store and serves; agent.RunWorker also tells the
 // supervisor when the store is open, so a crash while opening is not retried
-// in a loop, and turns core dumps off while keys are held.
-func runWorker(ctx context.Context, cfg agent.Config) error {
-	return agent.RunWorker(ctx, cfg)
-}
+// in a loop, and turns core dumps off while keys are held. A variable only so
+// that a build with -tags fieldsync_chaos can run the agent with its
+// test-only hooks (chaos_on.go); the shipped build never changes it.
+var runWorker = agent.RunWorker
 
 func runRepair(ctx context.Context, cfg agent.Config, out io.Writer) error {
 	return agent.Repair(ctx, cfg, out)

@@ -21,6 +21,10 @@ package main
 //	FIELDSYNC_CHAOS_TAMPER_FILE=PATH     the tamper rules (re-read at most every 100 ms)
 //	FIELDSYNC_CHAOS_TAMPER_LOG=PATH      one JSON line appended per alteration, withheld
 //	                                     envelope and replay: the test's account of what it did
+//	FIELDSYNC_CHAOS_INSIDER_FILE=PATH    this agent can act as a compromised officer laptop:
+//	                                     the worker polls PATH for one JSON command
+//	                                     (agent.InsiderCommand), executes each command ID once
+//	                                     and writes its agent.InsiderResult to PATH.ID.json
 //
 // The worker reads the file named by FIELDSYNC_CHAOS_FILE (if set) at most
 // every 100 ms. Each line is one rule; blank lines and lines starting with #
@@ -41,10 +45,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -65,6 +73,7 @@ const (
 	chaosTamperEnv     = "FIELDSYNC_CHAOS_TAMPER"
 	chaosTamperFileEnv = "FIELDSYNC_CHAOS_TAMPER_FILE"
 	chaosTamperLogEnv  = "FIELDSYNC_CHAOS_TAMPER_LOG"
+	chaosInsiderEnv    = "FIELDSYNC_CHAOS_INSIDER_FILE"
 )
 
 // jumpClock is an offset read from a file that the test rewrites, so that
@@ -128,6 +137,13 @@ func chaosConfig(cfg *agent.Config) {
 		}
 		t := newTamperer(seed, os.Getenv(chaosTamperFileEnv), os.Getenv(chaosTamperLogEnv))
 		cfg.Tamper = t.apply
+	}
+	if path := os.Getenv(chaosInsiderEnv); path != "" {
+		// The insider hook needs the open agent: run it through the
+		// chaos build's RunWorker, which starts the poller on it.
+		runWorker = func(ctx context.Context, cfg agent.Config) error {
+			return agent.RunWorkerChaos(ctx, cfg, func(ctx context.Context, a *agent.Agent) { insiderLoop(ctx, a, path) })
+		}
 	}
 	if v := os.Getenv(chaosFailEnv); v != "" {
 		ks, ss, _ := strings.Cut(v, ":")
@@ -234,3 +250,42 @@ func (f *fileFaults) Drop(from, to string) bool {
 
 // WrapSync implements sync.Faults: no stream faults yet.
 func (f *fileFaults) WrapSync(from, to string, c net.Conn) net.Conn { return c }
+
+// insiderID is what a command ID may be: it names the result file.
+var insiderID = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+
+// insiderLoop polls the insider command file (at most every 100 ms) and
+// executes each new command once: a command whose result file exists was
+// executed before (by this worker or before a restart) and is not again.
+// A missing, half-written or malformed file is ignored until it changes;
+// the test writes it atomically.
+func insiderLoop(ctx context.Context, a *agent.Agent, path string) {
+	last := ""
+	tick := time.NewTicker(chaosReread)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		b, err := chaosReadFile(path, chaosMaxFile)
+		if err != nil {
+			continue
+		}
+		var cmd agent.InsiderCommand
+		if json.Unmarshal(b, &cmd) != nil || cmd.ID == last || !insiderID.MatchString(cmd.ID) {
+			continue
+		}
+		last = cmd.ID
+		out := path + "." + cmd.ID + ".json"
+		if _, err := os.Stat(out); err == nil {
+			continue
+		}
+		res, _ := json.Marshal(a.ChaosInsider(ctx, cmd))
+		tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".tmp")
+		if os.WriteFile(tmp, res, 0o600) == nil {
+			os.Rename(tmp, out)
+		}
+	}
+}

@@ -147,6 +147,13 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 	}
 	out := []HistoryEntry{}
 	var scanErr error
+	// What the apply path did with each change (causal.go): applied, kept as
+	// a no-op, or waiting. Judged from a snapshot of the space's context and
+	// the envelopes held, as repair does.
+	a.writeMu.Lock()
+	applied := sp.ctx.Clone()
+	a.writeMu.Unlock()
+	held := a.heldEnvelope(sp, nil)
 	err = a.db.kv.scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
 		env, err := a.db.open(k, sealed)
 		_, author, seq, _ := parseEnvKey(k)
@@ -180,23 +187,41 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 			return nil
 		}
 		_, body, err := crypto.Open(env, cert.Device, sp)
-		if err != nil {
-			if errors.Is(err, crypto.ErrNoKey) {
-				return nil
-			}
+		switch {
+		case errors.Is(err, crypto.ErrNoKey):
+			return nil
+		case errors.Is(err, crypto.ErrSignature):
 			e.Signature, e.Error = "invalid", err.Error()
 			out = append(out, e)
+			return nil
+		case err != nil:
+			// Validly signed, but its body does not open under its epoch
+			// key: a no-op everywhere, naming no record we can tell.
 			return nil
 		}
 		ch, err := crdt.UnmarshalChange(body)
-		if err != nil {
-			e.Signature, e.Error = "invalid", err.Error()
-			out = append(out, e)
+		if err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
+			// Validly signed; does not decode (or waits for a newer
+			// build), or does not match its header: it changed nothing
+			// and names no record we can trust.
 			return nil
 		}
-		e.Signature = "valid"
+		e.Signature, e.Outcome = "valid", OutcomeApplied
+		if v, _, why := a.staticVerdict(sp, ch, held); v == causalBad {
+			e.Outcome, e.Error = OutcomeNoop, why.Error()
+		} else if !applied.Contains(ch.Dot()) {
+			e.Outcome, e.Error = OutcomeWaiting, "not applied yet: it waits for a change it depends on"
+		}
+		touches := false
 		for _, op := range ch.Ops {
 			if op.Record != rid {
+				continue
+			}
+			touches = true
+			if e.Outcome != OutcomeApplied {
+				// Listed, but not as a write: it changed nothing (yet),
+				// and a hostile change's seen dots are not worth
+				// listing.
 				continue
 			}
 			v := op.Describe()
@@ -211,7 +236,7 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 			}
 			e.Ops = append(e.Ops, hop)
 		}
-		if len(e.Ops) > 0 {
+		if touches {
 			out = append(out, e)
 		}
 		return nil

@@ -260,17 +260,27 @@ type HistoryOp struct {
 
 // HistoryEntry is one change of `history` (DESIGN §8).
 type HistoryEntry struct {
-	Author    string      `json:"author"`
-	Officer   string      `json:"officer"`
-	Bureau    string      `json:"bureau,omitempty"`
-	Seq       uint64      `json:"seq"`
-	HLC       string      `json:"hlc"`
-	Time      string      `json:"time"`      // the HLC's wall time, RFC 3339
-	Signature string      `json:"signature"` // "valid" or "invalid" (re-verified on every call)
-	Error     string      `json:"error,omitempty"`
-	Skewed    bool        `json:"skewed,omitempty"` // never set in JSON (skew is each device's own observation: status.skewed_authors); the CLI marks it in tables
-	Ops       []HistoryOp `json:"ops"`
+	Author    string `json:"author"`
+	Officer   string `json:"officer"`
+	Bureau    string `json:"bureau,omitempty"`
+	Seq       uint64 `json:"seq"`
+	HLC       string `json:"hlc"`
+	Time      string `json:"time"`      // the HLC's wall time, RFC 3339
+	Signature string `json:"signature"` // "valid" or "invalid" (re-verified on every call)
+	Error     string `json:"error,omitempty"`
+	Skewed    bool   `json:"skewed,omitempty"` // never set in JSON (skew is each device's own observation: status.skewed_authors); the CLI marks it in tables
+	// Outcome is what the apply path did with the change (OutcomeApplied,
+	// OutcomeNoop, OutcomeWaiting); Ops is empty unless it was applied.
+	Outcome string      `json:"outcome,omitempty"`
+	Ops     []HistoryOp `json:"ops"`
 }
+
+// Outcomes of a change in history (docs/crdt.md, "Causal dependencies").
+const (
+	OutcomeApplied = "applied"
+	OutcomeNoop    = "no-op"   // kept, changes nothing: it named dots outside its causal context
+	OutcomeWaiting = "waiting" // held, not applied yet: a change it depends on is not
+)
 
 // DeviceInfo is the `device` object of `status`.
 type DeviceInfo struct {

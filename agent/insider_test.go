@@ -132,6 +132,32 @@ func TestInsiderFutureDotsCancelNothing(t *testing.T) {
 	if d1, d2 := advDigest(t, victim, sp.ID), advDigest(t, other, sp.ID); d1 != d2 {
 		t.Errorf("replicas differ: %+v vs %+v", d1, d2)
 	}
+	// Judged on every replica, the victim's own included (its write
+	// resolved what the hostile change waited for), and shown in history
+	// as a change that changed nothing — not as a write that replaced the
+	// victim's.
+	for _, x := range []*Agent{victim, other} {
+		if n := x.Status().Rejected[RejectCausality]; n != 1 {
+			t.Errorf("%s counts %d changes outside their causal context, want 1", x.dev, n)
+		}
+		hist, err := x.History(RecordRef{Space: sp.ID, Record: "p1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range hist {
+			if e.Author != evil.dev.String() {
+				continue
+			}
+			found = true
+			if e.Signature != "valid" || e.Outcome != OutcomeNoop || len(e.Ops) != 0 {
+				t.Errorf("%s: history shows the hostile change as %+v", x.dev, e)
+			}
+		}
+		if !found {
+			t.Errorf("%s: history of p1 does not list the hostile change", x.dev)
+		}
+	}
 	insRepairSame(t, other, sp.ID)
 }
 

@@ -259,6 +259,9 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		a.abortWrite()
 		return nil, nil, err
 	}
+	// A received change may wait for this very write (a hostile one named
+	// it before it was made): judge it once this write is stored.
+	drain := sp.resolvesWait(a.dev, ch.Seq)
 	entries = append(entries, envEntries...)
 	recEntries, err := a.recordEntries(sp, touched)
 	if err != nil {
@@ -280,6 +283,11 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 	}
 	if err := a.commitWrite(entries); err != nil {
 		return nil, nil, fmt.Errorf("write not stored: %w", err)
+	}
+	if drain {
+		if err := a.drainPending(sp.id); err != nil && !errors.Is(err, ErrClosed) {
+			a.log.Warn("applying waiting envelopes", "err", err)
+		}
 	}
 	a.notify()
 	return ch, out, nil

@@ -64,7 +64,11 @@ func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
 		}
 		hlc := hlcShown(e.HLC, e.Skewed)
 		if len(e.Ops) == 0 {
-			t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, "")
+			what := ""
+			if e.Outcome != "" && e.Outcome != agent.OutcomeApplied {
+				what = "(" + e.Outcome + ": changed nothing)"
+			}
+			t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, what)
 		}
 		for i, op := range e.Ops {
 			if i == 0 {

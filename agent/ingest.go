@@ -503,8 +503,15 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID, upgrade bool) (int, erro
 	prefix := append([]byte{pfxPending}, space[:]...)
 	var keys [][]byte
 	err := a.db.scan(prefix, func(k, v []byte) error {
-		if a.markerReady(sp, v, upgrade) && len(keys) < 4*pendingBatch {
+		if a.markerReady(sp, v, upgrade) {
 			keys = append(keys, bytes.Clone(k))
+			if len(keys) >= 4*pendingBatch {
+				// Enough for this batch (a key share that unlocks
+				// thousands would otherwise make each batch scan them
+				// all). The batch that finds fewer scanned every marker,
+				// so every wait is noted by the last one.
+				return errStopScan
+			}
 		}
 		return nil
 	}, a.countCorrupt)

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"fieldsync/crdt"
@@ -32,16 +31,9 @@ import (
 // RunWorkerChaos is RunWorker with hook started on the open agent (in its
 // own goroutine, with a context that ends when Run returns).
 func RunWorkerChaos(ctx context.Context, cfg Config, hook func(context.Context, *Agent)) error {
-	if err := DisableCoreDumps(); err != nil && cfg.Logger != nil {
-		cfg.Logger.Warn("could not disable core dumps", "err", err)
-	}
-	a, err := New(cfg)
+	a, err := openWorker(cfg)
 	if err != nil {
 		return err
-	}
-	if fd := os.Getenv(readyFDEnv); fd == "3" {
-		ready := os.NewFile(3, "ready")
-		a.ready = func() { ready.Write([]byte("ready\n")); ready.Close() }
 	}
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()

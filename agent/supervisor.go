@@ -69,18 +69,28 @@ const readyFDEnv = "FIELDSYNC_READY_FD"
 // crashes before that point crashed opening the store, and restarting it
 // again and again would not help.
 func RunWorker(ctx context.Context, cfg Config) error {
+	a, err := openWorker(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// openWorker is RunWorker's opening: no core dumps, the agent opened, its
+// readiness wired to the supervisor's file descriptor.
+func openWorker(cfg Config) (*Agent, error) {
 	if err := DisableCoreDumps(); err != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("could not disable core dumps", "err", err)
 	}
 	a, err := New(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if fd := os.Getenv(readyFDEnv); fd == "3" {
 		ready := os.NewFile(3, "ready")
 		a.ready = func() { ready.Write([]byte("ready\n")); ready.Close() }
 	}
-	return a.Run(ctx)
+	return a, nil
 }
 
 // workerUnlock is what the supervisor writes to the worker's stdin.

@@ -226,7 +226,7 @@ func (a *Agent) open() error {
 	if err := a.cert.Verify(a.trust, now); err != nil {
 		switch {
 		case errors.Is(err, crypto.ErrExpired), errors.Is(err, crypto.ErrNotYetValid):
-			// DESIGN §5: our clock is more likely wrong than the certificate.
+			// docs/design.md §5: our clock is more likely wrong than the certificate.
 			a.log.Warn("certificate looks invalid by this device's clock; starting anyway", "err", err, "not_before", a.cert.NotBefore, "not_after", a.cert.NotAfter)
 		default:
 			return fmt.Errorf("certificate: %w", err)

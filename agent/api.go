@@ -139,7 +139,7 @@ func (a *Agent) reply(w http.ResponseWriter, v any, err error) {
 }
 
 // History is `history SPACE RECORD`: every stored change that touches the
-// record, re-verified now (DESIGN §8), oldest first by HLC.
+// record, re-verified now (docs/design.md §8), oldest first by HLC.
 func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 	sp, rid, err := a.recordRef(ref)
 	if err != nil {
@@ -259,7 +259,7 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 	return out, nil
 }
 
-// Status is `status` (DESIGN §8).
+// Status is `status` (docs/design.md §8).
 func (a *Agent) Status() Status {
 	st := Status{
 		Device: DeviceInfo{

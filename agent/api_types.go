@@ -1,7 +1,7 @@
 package agent
 
 // The local API's request and response types. The CLI (cmd/fieldsync) and the
-// agent's HTTP handlers share them, so the JSON shapes of DESIGN §8 are
+// agent's HTTP handlers share them, so the JSON shapes of docs/design.md §8 are
 // defined once. docs/api.md documents every endpoint with examples.
 //
 // The API is RPC-style: `POST /v1/<method>` with a JSON body (GET for the
@@ -56,7 +56,7 @@ type ErrorDetail struct {
 	Hint    string `json:"hint,omitempty"`
 }
 
-// Space is `space create|list` (DESIGN §8).
+// Space is `space create|list` (docs/design.md §8).
 type Space struct {
 	ID      string   `json:"id"`
 	Name    string   `json:"name"`
@@ -146,7 +146,7 @@ type NoteAddRequest struct {
 	Text   string `json:"text"`
 }
 
-// Sibling is one live value of a register (DESIGN §8).
+// Sibling is one live value of a register (docs/design.md §8).
 type Sibling struct {
 	Value       string `json:"value"`                  // UTF-8 text; empty when ValueBase64 is set
 	ValueBase64 string `json:"value_base64,omitempty"` // set when the value is not valid UTF-8
@@ -157,7 +157,7 @@ type Sibling struct {
 	Dot         string `json:"dot"`                    // the write's dot, as `resolve` takes it
 	// Skewed is never set: clock skew is each device's own observation, so
 	// it is in status (skewed_authors) and history, not in record or
-	// conflict JSON, which must read the same on every device (DESIGN §8).
+	// conflict JSON, which must read the same on every device (docs/design.md §8).
 	Skewed bool `json:"skewed,omitempty"`
 	// Resolution is set, in `conflicts show`, on a value written by
 	// `resolve`: which siblings it replaced, and why.
@@ -186,7 +186,7 @@ type Note struct {
 	Removed bool   `json:"removed,omitempty"`
 }
 
-// Record is `record get` (DESIGN §8).
+// Record is `record get` (docs/design.md §8).
 type Record struct {
 	Space          string              `json:"space"`
 	ID             string              `json:"id"`
@@ -258,7 +258,7 @@ type HistoryOp struct {
 	Reason      string   `json:"reason,omitempty"`
 }
 
-// HistoryEntry is one change of `history` (DESIGN §8).
+// HistoryEntry is one change of `history` (docs/design.md §8).
 type HistoryEntry struct {
 	Author    string `json:"author"`
 	Officer   string `json:"officer"`
@@ -324,7 +324,7 @@ type Fork struct {
 	Seq    uint64 `json:"seq"`
 }
 
-// Status is `status` (DESIGN §8).
+// Status is `status` (docs/design.md §8).
 type Status struct {
 	Device        DeviceInfo     `json:"device"`
 	Peers         []PeerInfo     `json:"peers"`

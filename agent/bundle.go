@@ -24,7 +24,7 @@ import (
 	fsync "fieldsync/sync"
 )
 
-// Sneakernet bundles (DESIGN §6, docs/bundle.md): `bundle want` writes this
+// Sneakernet bundles (docs/design.md §6, docs/bundle.md): `bundle want` writes this
 // device's version vectors, signed; `bundle export` writes what a receiver
 // lacks and is entitled to (or everything) as one signed file;
 // `bundle import` verifies a whole bundle before it stores any of it.

@@ -352,7 +352,7 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 	ch, err := crdt.UnmarshalChange(body)
 	switch {
 	case errors.Is(err, crdt.ErrUnknownVersion):
-		// A newer format: kept, applied after an upgrade (DESIGN §5).
+		// A newer format: kept, applied after an upgrade (docs/design.md §5).
 		return marker([]byte{waitUpgrade})
 	case err != nil:
 		a.noopEnvelope(sp, h, RejectUndecoded, err)

@@ -43,7 +43,7 @@ type Config struct {
 	// crash (SIGBUS), not an error.
 	MinFreeBytes int64
 	// MaxDrift is how far ahead of our clock a remote HLC may be before its
-	// author is flagged as skewed (it is still accepted, DESIGN §3.4).
+	// author is flagged as skewed (it is still accepted, docs/design.md §3.4).
 	MaxDrift time.Duration
 	// CertWarning is how long before its certificate expires the agent warns.
 	CertWarning time.Duration

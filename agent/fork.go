@@ -9,7 +9,7 @@ import (
 	"fieldsync/crypto"
 )
 
-// Forks (DESIGN §5): a device that signs two different envelopes for the
+// Forks (docs/design.md §5): a device that signs two different envelopes for the
 // same place in its log — a cloned or compromised laptop — is frozen in that
 // space at the seq where its branches part. Every replica that learns the
 // evidence keeps only the author's envelopes below that seq, rebuilds the

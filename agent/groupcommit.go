@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 )
 
-// The group commit (DESIGN §7): writers build their entries under the write
+// The group commit (docs/design.md §7): writers build their entries under the write
 // lock, hand them to one committer goroutine and wait. The committer takes
 // every request waiting at that moment and writes them with one fsync, so N
 // concurrent writers cost about one fsync instead of N. Badger's own batching

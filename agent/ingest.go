@@ -10,7 +10,7 @@ import (
 	"fieldsync/crypto"
 )
 
-// Rejection reasons, counted in status (DESIGN §3.5) and never stored as valid.
+// Rejection reasons, counted in status (docs/design.md §3.5) and never stored as valid.
 const (
 	RejectMalformed = "malformed"
 	RejectUnknown   = "unknown_device"
@@ -120,7 +120,7 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 		return h, nil, a.reject(RejectSignature, err)
 	}
 	// The change is judged against the certificate at the change's own
-	// time (DESIGN §5) — but an HLC before the certificate's start only
+	// time (docs/design.md §5) — but an HLC before the certificate's start only
 	// says the author's clock runs behind (field laptops can be hours or
 	// years off, §3.4): a device controls its HLC anyway, so refusing those
 	// would only silence honest devices. Expiry still applies at the HLC,
@@ -459,7 +459,7 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, false, nil
 	}
-	// A kind this version does not know: stored and forwarded (DESIGN §5).
+	// A kind this version does not know: stored and forwarded (docs/design.md §5).
 	sp.ctx.Add(dot)
 	return nil, false, nil
 }

@@ -31,7 +31,7 @@ func entitled(sp *spaceState, c *crypto.Certificate) bool {
 
 // ShareKeys wraps every epoch key of every space this device holds to every
 // known officer device entitled to it that has no share of that key yet
-// (DESIGN §2: epoch keys are wrapped only to officer devices of released
+// (docs/design.md §2: epoch keys are wrapped only to officer devices of released
 // bureaus, never to relays; a device enrolled later gets the old epochs too,
 // so it can read the history). It returns how many shares it wrote.
 func (a *Agent) ShareKeys() (int, error) {

@@ -13,7 +13,7 @@ func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // load reads every space's state into memory and checks that every envelope
-// the heads acknowledge is present (DESIGN §7). The caller holds writeMu or
+// the heads acknowledge is present (docs/design.md §7). The caller holds writeMu or
 // has not started serving yet.
 func (a *Agent) load() error {
 	// A certificate from before version 2 is countersigned now (certs.go).

@@ -191,7 +191,7 @@ func (a *Agent) RecentLogs() []LogRecord {
 }
 
 // caseNameScrubber replaces the names of this agent's spaces and of the
-// officers it knows (case data, DESIGN §2) by "[redacted]". Names shorter
+// officers it knows (case data, docs/design.md §2) by "[redacted]". Names shorter
 // than three bytes are left alone: they would mangle every line.
 func (a *Agent) caseNameScrubber() *strings.Replacer {
 	var names []string

@@ -12,7 +12,7 @@ import (
 )
 
 // rebuildRecord recomputes one record from the space's change envelopes
-// (DESIGN §7: a corrupt record is rebuilt, never returned as data), stores
+// (docs/design.md §7: a corrupt record is rebuilt, never returned as data), stores
 // it again, and returns it (nil if no change names it). Envelopes that are
 // themselves corrupt are reported; the record may then lack their ops until
 // peers send them again. writeMu held.
@@ -133,7 +133,7 @@ func (a *Agent) heldEnvelope(sp *spaceState, skip func(crypto.Header) bool) func
 }
 
 // Repair rebuilds every space's materialized state (records and causal
-// context) from the envelopes, with the agent stopped (DESIGN §7). The result
+// context) from the envelopes, with the agent stopped (docs/design.md §7). The result
 // is byte-identical to the state the write and apply paths produced, since
 // the merge is deterministic.
 func Repair(ctx context.Context, cfg Config, out io.Writer) error {

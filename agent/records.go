@@ -404,7 +404,7 @@ func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
 	return out, nil
 }
 
-// recordView turns a record into the API shape of DESIGN §8.
+// recordView turns a record into the API shape of docs/design.md §8.
 func (a *Agent) recordView(sp *spaceState, r *crdt.Record) Record {
 	out := Record{Space: sp.id.String(), Fields: map[string]Field{}, Sets: map[string]SetField{}, Notes: []Note{}}
 	if r == nil {
@@ -439,7 +439,7 @@ func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []Sibling {
 	for _, s := range in {
 		author := crypto.DeviceID(s.Dot.Replica)
 		// No skew flag here: it is this device's observation, and record and
-		// conflict JSON must read the same on every device (DESIGN §8).
+		// conflict JSON must read the same on every device (docs/design.md §8).
 		sib := Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String()}
 		if utf8.Valid(s.Value) {
 			sib.Value = string(s.Value)

@@ -20,7 +20,7 @@ import (
 )
 
 // Restoring a backup (docs/backup.md) makes a new incarnation of the device
-// (DESIGN §7): a fresh device key, enrolled again, and the old device
+// (docs/design.md §7): a fresh device key, enrolled again, and the old device
 // revoked, so that no (author, seq) is ever signed twice. The restored store
 // holds everything the backup held, the old device's envelopes included
 // (valid up to its cut-off); the new device writes under its own ID from

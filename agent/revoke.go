@@ -96,7 +96,7 @@ func (a *Agent) resolveDevice(ref string) (*crypto.Certificate, error) {
 }
 
 // PrepareRevocation fills in the cut-offs this agent holds for the device:
-// per space, the contiguous seqs of its log held here (DESIGN §5). A space
+// per space, the contiguous seqs of its log held here (docs/design.md §5). A space
 // where it holds nothing gets 0 through the default cut-off. Explicit
 // cut-offs override; "*:N" sets the default and drops the filled-in ones.
 func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) {
@@ -227,7 +227,7 @@ func newerRevocation(r, old *crypto.Revocation) bool {
 // device's envelopes past the cut-off are removed and the space's state is
 // rebuilt without them, so that replicas that accepted them before the
 // revocation arrived end where replicas that learnt of it first do
-// (DESIGN §5: changes past the cut-off are rejected by all peers). It
+// (docs/design.md §5: changes past the cut-off are rejected by all peers). It
 // returns whether the revocation was new here and what it removed.
 //
 // A revocation is taken only for a device whose certificate is known here,

@@ -35,7 +35,7 @@ type routingRef struct {
 // are the heads. A bureau is released when a head releases it and no head
 // withdrew it — a head withdraws a bureau when it leaves out a bureau that a
 // record it replaced (directly or not) had released. So a withdrawal wins
-// over a concurrent release of the same bureau (fail closed, DESIGN §2),
+// over a concurrent release of the same bureau (fail closed, docs/design.md §2),
 // while concurrent releases of different bureaus both stand. The owner is
 // always released. The result is sorted and does not depend on the order in
 // which the records arrived.
@@ -668,7 +668,7 @@ func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
 // needsRotation reports whether the current epoch key of the space is held
 // by a device no longer entitled to it — revoked, or of a bureau the space
 // was withdrawn from, or unknown here: the next write must then start a new
-// epoch (DESIGN §5).
+// epoch (docs/design.md §5).
 // A device holds an epoch when a key share of it was addressed to it, or it
 // wrote a share or a change under it. writeMu held.
 func (a *Agent) needsRotation(sp *spaceState) bool {

@@ -27,7 +27,7 @@ var (
 func NFC(s string) string { return norm.NFC.String(s) }
 
 // resolveSpace finds a space by ID, unique ID prefix (≥ 6 characters) or
-// unique name (DESIGN §8). writeMu held.
+// unique name (docs/design.md §8). writeMu held.
 func (a *Agent) resolveSpace(ref string) (*spaceState, error) {
 	ref = NFC(strings.TrimSpace(ref))
 	if ref == "" {

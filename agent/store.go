@@ -18,7 +18,7 @@ var errCorrupt = errors.New("stored value is corrupt")
 var errStaleWrite = errors.New("an earlier write failed to reach the disk; retry")
 
 // sealedKV is the kv with every value sealed under the local value key, the
-// Badger key being the additional data (DESIGN §7: Badger's own encryption
+// Badger key being the additional data (docs/design.md §7: Badger's own encryption
 // does not authenticate, and it can return a corrupted value as empty data).
 type sealedKV struct {
 	kv  *kv

@@ -13,7 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 )
 
-// kvOptions tune Badger for a laptop (DESIGN §7): small memtables and caches,
+// kvOptions tune Badger for a laptop (docs/design.md §7): small memtables and caches,
 // no compression (every value is sealed, so it would not compress), few
 // compactors, and every commit fsynced.
 type kvOptions struct {

@@ -17,7 +17,7 @@ import (
 	"fieldsync/crypto"
 )
 
-// Exit codes of `fieldsync agent` beyond DESIGN §8's 0–3. A service
+// Exit codes of `fieldsync agent` beyond docs/design.md §8's 0–3. A service
 // manager should not restart on 4–8 (deploy/ sets RestartPreventExitStatus).
 const (
 	ExitNotEnrolled = 4 // no device or no certificate in the data directory
@@ -145,7 +145,7 @@ func CheckQuarantine(l Layout) error {
 
 // RunSupervisor runs the agent's worker process and restarts it when it
 // crashes (Badger can panic in a background goroutine on a corrupted table,
-// DESIGN §7); a crash loop quarantines the store. The worker dies with the
+// docs/design.md §7); a crash loop quarantines the store. The worker dies with the
 // supervisor (PR_SET_PDEATHSIG), so killing `fieldsync agent` even with
 // SIGKILL leaves nothing holding the store or the socket. It returns the
 // exit code for the process.

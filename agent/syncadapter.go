@@ -83,7 +83,7 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 }
 
 // ObservePeerHeads records what a peer holds of our own log: status shows
-// how many of our writes are still only on this laptop (DESIGN §3.3). A peer
+// how many of our writes are still only on this laptop (docs/design.md §3.3). A peer
 // cannot hold more of our log than we have written: its claim is clamped to
 // our own head in the space (a claim of seq 10^9 would otherwise make every
 // later local write look safe elsewhere, for ever).
@@ -242,7 +242,7 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 	if err := c.Verify(a.trustAnywhere(c), a.cfg.now()); err != nil {
 		// A certificate "not yet valid" by our clock says more about our
 		// clock than about the peer (field laptops run hours or years
-		// behind, DESIGN §3.4); what the peer sends is judged by each
+		// behind, docs/design.md §3.4); what the peer sends is judged by each
 		// envelope's own time anyway. Expired and everything else refuse.
 		if !errors.Is(err, crypto.ErrNotYetValid) {
 			return fsync.Peer{}, fsync.Reject(rejectReason(err), err)

@@ -185,7 +185,7 @@ func (a *Agent) ensureProfile(sp *spaceState) ([]kvEntry, error) {
 
 func (a *Agent) physMillis() int64 { return a.cfg.now().UnixMilli() }
 
-// writeOps is the local write path (DESIGN §4): build the ops against the
+// writeOps is the local write path (docs/design.md §4): build the ops against the
 // newest state, encode the change, seal and sign it, apply it, and store the
 // envelope, the new record states, the context and the head in one atomic,
 // fsynced batch. It returns once the change is durable.
@@ -215,7 +215,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 	var entries []kvEntry
 	if a.needsRotation(sp) {
 		// A device that held the current epoch key was revoked or its
-		// bureau withdrawn: this write opens a new epoch (DESIGN §5).
+		// bureau withdrawn: this write opens a new epoch (docs/design.md §5).
 		rot, err := a.rotateEpoch(sp)
 		if err != nil {
 			a.abortWrite()

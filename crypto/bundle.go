@@ -17,7 +17,7 @@ import (
 )
 
 // Bundle files carry signed objects between devices that never share a
-// network (DESIGN §6, sneakernet). Two kinds share one framing:
+// network (docs/design.md §6, sneakernet). Two kinds share one framing:
 //
 //   - a want file ("FSWN"): the receiver's version vector per space, so the
 //     exporter sends only what is missing;

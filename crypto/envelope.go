@@ -294,7 +294,7 @@ func Verify(env []byte, author DevicePublic) (Header, []byte, error) {
 	}
 	body := env[HeaderSize:n:n]
 	if len(body) > 0 && body[0] > maxClearBodyVersion(h.Kind) {
-		// A newer body format (DESIGN §5 "Versions"): signed and stored,
+		// A newer body format (docs/design.md §5 "Versions"): signed and stored,
 		// forwarded, parsed once this code is upgraded.
 		return h, body, nil
 	}

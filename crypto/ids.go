@@ -42,7 +42,7 @@ func (d DeviceID) String() string { return encodeID(d) }
 // IsZero reports whether d is the zero ID.
 func (d DeviceID) IsZero() bool { return d == DeviceID{} }
 
-// Compare orders device IDs by their raw bytes (DESIGN §2: the raw bytes
+// Compare orders device IDs by their raw bytes (docs/design.md §2: the raw bytes
 // order ties): -1, 0 or +1.
 func (d DeviceID) Compare(o DeviceID) int { return bytes.Compare(d[:], o[:]) }
 

@@ -13,7 +13,7 @@ import (
 
 // Profile names a set of memberlist timings and sync intervals. One profile
 // per mesh: memberlist's timings are per node, and mixed timings make slow
-// nodes look dead (DESIGN §6).
+// nodes look dead (docs/design.md §6).
 type Profile string
 
 // Profiles.

@@ -109,7 +109,7 @@ type Stats struct {
 	LargestFrameOut int               // largest frame payload sent
 }
 
-// PeerStatus is what the engine knows of one peer (DESIGN §9 `status`).
+// PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
 type PeerStatus struct {
 	ID            PeerID
 	Addr          string
@@ -244,7 +244,7 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // memberlistConfig builds memberlist's configuration from the profile and
-// Config (DESIGN §6): node name = device ID, explicit bind address, tuned
+// Config (docs/design.md §6): node name = device ID, explicit bind address, tuned
 // gossip, no compression, keyring, label, logs into slog.
 func (e *Engine) memberlistConfig(host string, port int, mlLog *log.Logger) *memberlist.Config {
 	mc := e.prof.base()
@@ -421,7 +421,7 @@ func (e *Engine) SyncWith(ctx context.Context, id PeerID) (Round, error) {
 
 // SyncWithAddr runs one round with the peer id at addr (host:port of its
 // engine), whether or not it is a memberlist member: a node that cannot be
-// reached back (DESIGN §10) can still pull and push over a stream it opens.
+// reached back (docs/design.md §10) can still pull and push over a stream it opens.
 func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Round, error) {
 	if e.tr == nil {
 		return Round{Peer: id}, errors.New("sync: engine not started")

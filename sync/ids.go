@@ -21,7 +21,7 @@ func (p PeerID) String() string { return strings.ToLower(b32.EncodeToString(p[:]
 // IsZero reports whether p is the zero ID.
 func (p PeerID) IsZero() bool { return p == PeerID{} }
 
-// Compare orders IDs by their raw bytes (DESIGN §2: the raw bytes order ties).
+// Compare orders IDs by their raw bytes (docs/design.md §2: the raw bytes order ties).
 func (p PeerID) Compare(q PeerID) int { return bytes.Compare(p[:], q[:]) }
 
 // ParsePeerID parses the 26-character text form.
@@ -68,7 +68,7 @@ func parse16(s string) ([]byte, error) {
 
 // Vector is a version vector over one space: for each author, the highest seq
 // of the contiguous prefix (1..seq) held. A missing author means 0. Logs are
-// contiguous per (space, author) (DESIGN §2), so this is the whole digest.
+// contiguous per (space, author) (docs/design.md §2), so this is the whole digest.
 type Vector map[PeerID]uint64
 
 // Clone returns a copy of v.

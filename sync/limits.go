@@ -6,7 +6,7 @@ import "time"
 // input from the network; exceeding one is a protocol error that ends the
 // stream (or, for gossip, drops and counts the message).
 const (
-	// MaxFrame is the largest frame payload on a sync stream (DESIGN §6).
+	// MaxFrame is the largest frame payload on a sync stream (docs/design.md §6).
 	MaxFrame = 1 << 20
 
 	// MaxEnvelope is the largest envelope, reassembled across frames: a
@@ -34,7 +34,7 @@ const (
 
 	// MaxHint is the largest gossip message we send or accept. memberlist
 	// silently never sends a broadcast larger than ~1,350 bytes with the
-	// keyring on (DESIGN §6); ours are 26 bytes.
+	// keyring on (docs/design.md §6); ours are 26 bytes.
 	MaxHint = 1350
 
 	// MaxHintOrigins bounds the hint origins remembered for deduplication

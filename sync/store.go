@@ -69,7 +69,7 @@ type Store interface {
 }
 
 // KnownPeer is a remembered peer, re-joined on start and with backoff while
-// it is offline (DESIGN §6).
+// it is offline (docs/design.md §6).
 type KnownPeer struct {
 	ID       PeerID
 	Addr     string // host:port of its memberlist (and sync) endpoint
@@ -115,7 +115,7 @@ func rejectReason(err error) (string, bool) {
 // PeerHeadsObserver is an optional interface of a Store: once per round and
 // space, before sending, the engine tells it what the authenticated peer
 // holds of the space (its version vector). The agent uses it to show how
-// many of its own writes no peer holds yet (DESIGN §3.3). It must not block.
+// many of its own writes no peer holds yet (docs/design.md §3.3). It must not block.
 type PeerHeadsObserver interface {
 	ObservePeerHeads(peer PeerID, space SpaceID, have Vector)
 }

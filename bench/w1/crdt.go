@@ -92,7 +92,7 @@ func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
 	return nil
 }
 
-// FrameBytes bounds the encoded changes of one sync frame (DESIGN §6:
+// FrameBytes bounds the encoded changes of one sync frame (docs/design.md §6:
 // frames of at most 1 MiB).
 const FrameBytes = 1 << 20
 

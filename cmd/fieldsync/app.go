@@ -15,7 +15,7 @@ import (
 	"fieldsync/agent"
 )
 
-// Exit codes fixed by DESIGN §8.
+// Exit codes fixed by docs/design.md §8.
 const (
 	exitOK       = 0
 	exitFailure  = 1
@@ -281,7 +281,7 @@ func codeFor(exit int) string {
 	return codeFailure
 }
 
-// apiExitCode maps an API error code to an exit code (DESIGN §8).
+// apiExitCode maps an API error code to an exit code (docs/design.md §8).
 func apiExitCode(code string) int {
 	switch code {
 	case agent.CodeNotFound:

@@ -86,7 +86,7 @@ func conflictsShow(c *cli.Context) error {
 }
 
 // noteSkew names the authors of shown siblings whose clocks this device
-// saw running ahead by more than the drift limit (DESIGN §3.4).
+// saw running ahead by more than the drift limit (docs/design.md §3.4).
 func noteSkew(w io.Writer, cs agent.ConflictsShow, skewed []agent.Skew) {
 	drift := map[string]int64{}
 	for _, s := range skewed {

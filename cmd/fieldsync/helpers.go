@@ -347,7 +347,7 @@ func noteRestart(c *cli.Context, l agent.Layout, what string) {
 	}
 }
 
-// noCoreDumps keeps key material out of core files (DESIGN §5) for the
+// noCoreDumps keeps key material out of core files (docs/design.md §5) for the
 // commands that hold keys; the agent's worker inherits the limit.
 func noCoreDumps(c *cli.Context) {
 	if err := agent.DisableCoreDumps(); err != nil {

@@ -2,7 +2,7 @@ package main
 
 // Human output: aligned tables that keep right-to-left text intact.
 //
-// Rules (DESIGN §1):
+// Rules (docs/design.md §1):
 //   - text is never reordered: cells are written in logical order and the
 //     terminal's own bidi algorithm (if any) displays them;
 //   - columns are aligned by display width (East Asian wide characters count

@@ -362,9 +362,9 @@ func deviceID(n *Node) string {
 
 // sameIgnoringSelfSkew compares two outputs of officers a and b, ignoring
 // the `skewed` flag on entries either device authored. The flag is relative
-// to the viewer's clock (DESIGN §3.4: a remote HLC far ahead of ours), so a
+// to the viewer's clock (docs/design.md §3.4: a remote HLC far ahead of ours), so a
 // skewed device never flags itself and its own view differs there from its
-// peers' — which DESIGN §8 ("nothing in them depends on which device prints
+// peers' — which docs/design.md §8 ("nothing in them depends on which device prints
 // them") does not foresee. selfOnly reports a pair that differs only there.
 func sameIgnoringSelfSkew(x, y []byte, a, b string) (same, selfOnly bool) {
 	if sameJSON(x, y) {
@@ -475,7 +475,7 @@ func (c *checker) convergence(nodes []Node) {
 		prev = n
 	}
 	if len(selfOnly) > 0 {
-		c.res.Notes = append(c.res.Notes, "outputs differ only in `skewed` flags a device does not show on its own entries (viewer-relative, DESIGN §3.4; DESIGN §8 says conflict output does not depend on the printing device), between "+strings.Join(sortedKeys(selfOnly), ", ")+": ignored when comparing")
+		c.res.Notes = append(c.res.Notes, "outputs differ only in `skewed` flags a device does not show on its own entries (viewer-relative, docs/design.md §3.4; docs/design.md §8 says conflict output does not depend on the printing device), between "+strings.Join(sortedKeys(selfOnly), ", ")+": ignored when comparing")
 	}
 }
 

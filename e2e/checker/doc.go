@@ -5,7 +5,7 @@
 // CLI's `--json` output on every agent after the faults healed (`space
 // digest`, `record get`, `history`, `conflicts list`, and `status`).
 //
-// What it checks (DESIGN §3):
+// What it checks (docs/design.md §3):
 //
 //   - convergence: every officer has the same state digest, every agent
 //     (relays included) the same envelope set; `record get`, `history` and

@@ -31,7 +31,7 @@ func isCounted(kind string) bool {
 }
 
 // isEntry reports whether an op of this kind leaves an entry in the state
-// that later ops see and replace (DESIGN §3 "How"): a register sibling, a
+// that later ops see and replace (docs/design.md §3 "How"): a register sibling, a
 // set element's dot, a note, a delete marker.
 func isEntry(kind string) bool {
 	switch kind {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -55,8 +56,11 @@ type Agent struct {
 	clock       crdt.Clock
 	spaces      map[crypto.SpaceID]*spaceState
 	cache       *recordCache
-	certs       map[crypto.DeviceID]*crypto.Certificate
-	revs        map[crypto.DeviceID]*crypto.Revocation
+	// stale: a write transaction panicked; the next one reloads the state.
+	stale bool
+	// trustTab holds the trust tables, copy-on-write (state.go).
+	trustTab atomic.Pointer[trustTables]
+	ownedGoroutines
 
 	// health and status (statMu)
 	statMu   sync.Mutex
@@ -64,15 +68,9 @@ type Agent struct {
 	skewed   map[crypto.DeviceID]int64
 	missing  []Gap
 	gaps     map[gapKey]Gap
-	frozen   map[gapKey]uint64 // (space, author) -> seq from which a forked author is frozen
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
-	// certConflicts are certificates that contradict a pinned one (certs.go).
-	certConflicts []certConflict
-	// released is each space's effective release list, for readers without
-	// writeMu (trustFor, VerifyPeer; certs.go).
-	released map[crypto.SpaceID][]string
 
 	syncMu sync.Mutex
 	sync   *fsync.Engine // nil until Run starts it
@@ -134,6 +132,12 @@ type spaceState struct {
 	depIDs map[depKey][32]byte
 }
 
+// keyring returns a copy of the space's epoch keys, to open envelopes
+// outside writeMu. writeMu held.
+func (s *spaceState) keyring() crypto.Keyring {
+	return &spaceState{id: s.id, keys: maps.Clone(s.keys)}
+}
+
 // Key implements crypto.Keyring for one space.
 func (s *spaceState) Key(space crypto.SpaceID, epoch crypto.KeyID) (*crypto.SpaceKey, bool) {
 	if space != s.id {
@@ -166,17 +170,15 @@ func newAgent(cfg Config) (*Agent, error) {
 		log:      log,
 		logs:     logs,
 		spaces:   map[crypto.SpaceID]*spaceState{},
-		certs:    map[crypto.DeviceID]*crypto.Certificate{},
-		revs:     map[crypto.DeviceID]*crypto.Revocation{},
 		rejected: map[string]int{},
 		skewed:   map[crypto.DeviceID]int64{},
 		gaps:     map[gapKey]Gap{},
 		officers: map[gapKey]string{},
 		peerHeld: map[crypto.SpaceID]uint64{},
-		frozen:   map[gapKey]uint64{},
 		cache:    newRecordCache(4096),
 		gen:      1,
 	}
+	a.trustTab.Store(newTrustTables())
 	if err := a.open(); err != nil {
 		a.Close()
 		return nil, err
@@ -252,8 +254,6 @@ func (a *Agent) open() error {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
 	a.clock.MaxDriftMillis = a.cfg.MaxDrift.Milliseconds()
-	// Our own certificate is known to ourselves like any other.
-	a.certs[a.dev] = a.cert
 	if err := a.cutRevoked(); err != nil {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}

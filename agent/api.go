@@ -146,13 +146,22 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 		return nil, err
 	}
 	out := []HistoryEntry{}
-	var scanErr error
 	// What the apply path did with each change (causal.go): applied, kept as
 	// a no-op, or waiting. Judged from a snapshot of the space's context and
-	// the envelopes held, as repair does.
-	a.writeMu.Lock()
-	applied := sp.ctx.Clone()
-	a.writeMu.Unlock()
+	// the envelopes held, as repair does. The envelopes are opened with a
+	// snapshot of the space's epoch keys: rotations add keys meanwhile.
+	var applied *crdt.Context
+	var keys crypto.Keyring
+	err = a.withRead(func() error {
+		if cur := a.spaces[sp.id]; cur != nil {
+			sp = cur // a reload since the lookup made a new one
+		}
+		applied, keys = sp.ctx.Clone(), sp.keyring()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	held := a.heldEnvelope(sp, nil)
 	err = a.db.kv.scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
 		env, err := a.db.open(k, sealed)
@@ -178,15 +187,13 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 		e.HLC, e.Time = formatHLC(ts), time.UnixMilli(ts.Wall).UTC().Format(time.RFC3339)
 		e.Officer = a.officer(sp, author)
 		e.Bureau = a.bureauOf(author)
-		a.statMu.Lock()
-		cert := a.certs[author]
-		a.statMu.Unlock()
+		cert := a.trustNow().certs[author]
 		if cert == nil {
 			e.Signature, e.Error = "invalid", "author's certificate is unknown"
 			out = append(out, e)
 			return nil
 		}
-		_, body, err := crypto.Open(env, cert.Device, sp)
+		_, body, err := crypto.Open(env, cert.Device, keys)
 		switch {
 		case errors.Is(err, crypto.ErrNoKey):
 			return nil
@@ -243,9 +250,6 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	if scanErr != nil {
-		return nil, scanErr
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].HLC != out[j].HLC {
@@ -307,12 +311,12 @@ func (a *Agent) Status() Status {
 	for _, g := range a.gaps {
 		st.Gaps = append(st.Gaps, g)
 	}
-	for k, seq := range a.frozen {
-		st.Forks = append(st.Forks, Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})
-	}
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
 	a.statMu.Unlock()
+	for k, seq := range a.trustNow().frozen {
+		st.Forks = append(st.Forks, Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})
+	}
 	st.Unreadable = a.unreadable()
 	if e := a.engine(); e != nil {
 		s := e.Stats()

@@ -364,9 +364,7 @@ func (a *Agent) readWant(path string) (crypto.Want, *crypto.Certificate, error) 
 // is more likely behind, as at the sync stream).
 func (a *Agent) judgeSender(cert *crypto.Certificate) error {
 	dev := cert.Device.ID()
-	a.statMu.Lock()
-	pinned := a.certs[dev]
-	a.statMu.Unlock()
+	pinned := a.trustNow().certs[dev]
 	if pinned != nil && !sameEnrollment(pinned, cert) {
 		return fmt.Errorf("signed by device %s with a certificate of bureau %s that conflicts with the one it is pinned to here (bureau %s)", dev, cert.Bureau.Name, pinned.Bureau.Name)
 	}
@@ -384,9 +382,7 @@ func (a *Agent) judgeSender(cert *crypto.Certificate) error {
 			return fmt.Errorf("signed by device %s whose certificate is not valid: %v", dev, err)
 		}
 	}
-	a.statMu.Lock()
-	rev := a.revs[dev]
-	a.statMu.Unlock()
+	rev := a.trustNow().revs[dev]
 	if rev != nil {
 		return fmt.Errorf("signed by device %s, which is revoked", dev)
 	}
@@ -474,12 +470,10 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 	// (docs/bundle.md, "Limits").
 	lim := bundleLimits
 	certs := a.knownCerts()
-	a.statMu.Lock()
 	var revs [][]byte
-	for _, r := range a.revs {
+	for _, r := range a.trustNow().revs {
 		revs = append(revs, r.Marshal())
 	}
-	a.statMu.Unlock()
 	slices.SortFunc(revs, bytes.Compare)
 	evidence := a.evidenceBlobs()
 	if err := checkExportLimits(lim, certs, a.dev, revs, evidence); err != nil {
@@ -967,9 +961,7 @@ func (v *verifiedBundle) message(i int) string {
 // certOf is the certificate an envelope of author was verified against:
 // the pinned one, else the bundle's.
 func (v *verifiedBundle) certOf(author crypto.DeviceID, a *Agent) *crypto.Certificate {
-	a.statMu.Lock()
-	c := a.certs[author]
-	a.statMu.Unlock()
+	c := a.trustNow().certs[author]
 	if c != nil {
 		return c
 	}
@@ -998,12 +990,10 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Ce
 	}
 	v.certs = append(v.certs, v.sender)
 	v.byDevice[v.sender.Device.ID()] = v.sender
-	a.statMu.Lock()
-	revs := make(map[crypto.DeviceID]*crypto.Revocation, len(a.revs))
-	for d, r := range a.revs {
+	revs := make(map[crypto.DeviceID]*crypto.Revocation, len(a.trustNow().revs))
+	for d, r := range a.trustNow().revs {
 		revs[d] = r
 	}
-	a.statMu.Unlock()
 
 	type pending struct {
 		env    []byte
@@ -1061,9 +1051,7 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Ce
 			// As AddCertificate: a device stays pinned to the bureau and
 			// keys that first certified it, and only a countersigned
 			// certificate pins (docs/crypto.md, "Pinning and scoped trust").
-			a.statMu.Lock()
-			pinned := a.certs[c.Device.ID()]
-			a.statMu.Unlock()
+			pinned := a.trustNow().certs[c.Device.ID()]
 			if pinned != nil && !sameEnrollment(pinned, c) {
 				v.skippedObjects++
 				v.notes.add(fmt.Sprintf("certificate of device %s by bureau %s: conflicts with the one it is pinned to (bureau %s)", c.Device.ID(), c.Bureau.Name, pinned.Bureau.Name))
@@ -1084,9 +1072,7 @@ func (a *Agent) verifyBundle(ctx context.Context, r io.Reader, sender *crypto.Ce
 				return nil, fmt.Errorf("revocation item %d: %v", items, err)
 			}
 			ts := a.trust
-			a.statMu.Lock()
-			rc := a.certs[r.Device]
-			a.statMu.Unlock()
+			rc := a.trustNow().certs[r.Device]
 			if rc == nil {
 				rc = v.byDevice[r.Device]
 			}
@@ -1148,9 +1134,7 @@ func (a *Agent) judgeEnvelope(env []byte, v *verifiedBundle, revs map[crypto.Dev
 	if err != nil {
 		return RejectMalformed, err.Error()
 	}
-	a.statMu.Lock()
-	cert := a.certs[h.Author] // the pinned certificate first
-	a.statMu.Unlock()
+	cert := a.trustNow().certs[h.Author] // the pinned certificate first
 	if cert == nil {
 		cert = v.byDevice[h.Author]
 	}

@@ -82,14 +82,13 @@ func (a *Agent) depsFor(sp *spaceState, ops []crdt.Op) ([]crdt.Dep, error) {
 // write still stands).
 func (a *Agent) validUpTo(space crypto.SpaceID, author crypto.DeviceID) uint64 {
 	lim := uint64(math.MaxUint64)
-	a.statMu.Lock()
-	if r := a.revs[author]; r != nil {
+	tt := a.trustNow()
+	if r := tt.revs[author]; r != nil {
 		lim = r.Cutoff(space)
 	}
-	if f, ok := a.frozen[gapKey{space, author}]; ok && f > 0 {
+	if f, ok := tt.frozen[gapKey{space, author}]; ok && f > 0 {
 		lim = min(lim, f-1)
 	}
-	a.statMu.Unlock()
 	return lim
 }
 

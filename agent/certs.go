@@ -67,9 +67,7 @@ func (a *Agent) AddCertificate(blob []byte) (bool, error) {
 		return false, fmt.Errorf("certificate: %w", err)
 	}
 	id := c.Device.ID()
-	a.statMu.Lock()
-	old := a.certs[id]
-	a.statMu.Unlock()
+	old := a.trustNow().certs[id]
 	if old != nil && bytes.Equal(old.MarshalBinary(), c.MarshalBinary()) {
 		return false, nil
 	}
@@ -100,20 +98,30 @@ func (a *Agent) AddCertificate(blob []byte) (bool, error) {
 			return false, nil // an older certificate of the pinned bureau
 		}
 	}
-	if err := a.beginWrite(); err != nil {
-		return false, err
+	added := false
+	err = a.withWrite(func(t *tx) error {
+		if a.trustNow().certs[id] != old {
+			// Another certificate of this device came in meanwhile: judge
+			// this one again against it.
+			return errCertRaced
+		}
+		t.editTrust(func(tt *trustTables) { tt.certs[id] = c })
+		t.put(a.db.entry(certKey(id), c.MarshalBinary()))
+		added = true
+		return nil
+	})
+	if errors.Is(err, errCertRaced) {
+		return a.AddCertificate(blob)
 	}
-	a.statMu.Lock()
-	a.certs[id] = c
-	a.statMu.Unlock()
-	if err := a.commitWrite([]kvEntry{a.db.entry(certKey(id), c.MarshalBinary())}); err != nil {
-		return false, err
-	}
-	return true, nil
+	return added, err
 }
 
 // sameEnrollment reports whether c is of the same bureau (key and name) and
 // for the same device keys (Ed25519 and X25519) as pinned.
+// errCertRaced: another certificate of the device was stored between the
+// check and the write; AddCertificate judges again.
+var errCertRaced = errors.New("certificate raced")
+
 func sameEnrollment(pinned, c *crypto.Certificate) bool {
 	return bytes.Equal(pinned.Bureau.Key, c.Bureau.Key) && pinned.Bureau.Name == c.Bureau.Name &&
 		bytes.Equal(pinned.Device.SignKey, c.Device.SignKey) && pinned.Device.AgreeKey == c.Device.AgreeKey
@@ -128,10 +136,9 @@ func (a *Agent) noteConflict(pinned, c *crypto.Certificate) error {
 	key := certConflictKey(id, blob)
 	err := fmt.Errorf("%w (%w): device %s is pinned to bureau %s (%s); this certificate by bureau %s (%s) is kept as evidence, never used",
 		ErrCertConflict, crypto.ErrUntrusted, id, pinned.Bureau.Name, pinned.Bureau.Fingerprint(), c.Bureau.Name, c.Bureau.Fingerprint())
-	a.statMu.Lock()
-	known := slices.ContainsFunc(a.certConflicts, func(x certConflict) bool { return x.key == string(key) })
-	full := len(a.certConflicts) >= maxCertConflicts
-	a.statMu.Unlock()
+	tt := a.trustNow()
+	known := slices.ContainsFunc(tt.conflicts, func(x certConflict) bool { return x.key == string(key) })
+	full := len(tt.conflicts) >= maxCertConflicts
 	if known {
 		return err
 	}
@@ -142,48 +149,45 @@ func (a *Agent) noteConflict(pinned, c *crypto.Certificate) error {
 	if full {
 		return err
 	}
-	if werr := a.beginWrite(); werr != nil {
+	werr := a.withWrite(func(t *tx) error {
+		if !slices.ContainsFunc(a.trustNow().conflicts, func(x certConflict) bool { return x.key == string(key) }) {
+			t.editTrust(func(tt *trustTables) {
+				tt.conflicts = append(tt.conflicts, certConflict{key: string(key), pinned: pinned, other: c})
+			})
+		}
+		t.put(a.db.entry(key, blob))
+		return nil
+	})
+	if werr != nil {
 		return werr
 	}
-	if werr := a.commitWrite([]kvEntry{a.db.entry(key, blob)}); werr != nil {
-		return werr
-	}
-	a.statMu.Lock()
-	if !slices.ContainsFunc(a.certConflicts, func(x certConflict) bool { return x.key == string(key) }) {
-		a.certConflicts = append(a.certConflicts, certConflict{key: string(key), pinned: pinned, other: c})
-	}
-	a.statMu.Unlock()
 	return err
 }
 
-// loadCertConflicts reads the conflict evidence into memory (load.go).
-func (a *Agent) loadCertConflicts() error {
+// loadCertConflicts reads the conflict evidence into the trust tables
+// being loaded (load.go).
+func (a *Agent) loadCertConflicts(tt *trustTables) error {
 	var out []certConflict
 	err := a.db.scan([]byte{pfxCertConflict}, func(k, v []byte) error {
 		c, err := crypto.ParseCertificate(v)
 		if err != nil || len(k) != 1+16+16 {
 			return nil // evidence only: an unreadable entry is skipped
 		}
-		a.statMu.Lock()
-		pinned := a.certs[c.Device.ID()]
-		a.statMu.Unlock()
+		pinned := tt.certs[c.Device.ID()]
 		if pinned != nil && len(out) < maxCertConflicts {
 			out = append(out, certConflict{key: string(k), pinned: pinned, other: c})
 		}
 		return nil
 	}, a.countCorrupt)
-	a.statMu.Lock()
-	a.certConflicts = out
-	a.statMu.Unlock()
+	tt.conflicts = out
 	return err
 }
 
 // CertConflicts lists the conflicting certificates held as evidence.
 func (a *Agent) CertConflicts() []CertConflict {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	out := make([]CertConflict, 0, len(a.certConflicts))
-	for _, x := range a.certConflicts {
+	tt := a.trustNow()
+	out := make([]CertConflict, 0, len(tt.conflicts))
+	for _, x := range tt.conflicts {
 		out = append(out, CertConflict{
 			Device:       x.other.Device.ID().String(),
 			PinnedBureau: x.pinned.Bureau.Name, PinnedFingerprint: x.pinned.Bureau.Fingerprint(),
@@ -204,10 +208,9 @@ func (a *Agent) CertConflicts() []CertConflict {
 // certificate held from before version 2 is kept for local use but not
 // passed on: no peer would take it).
 func (a *Agent) Certificates() [][]byte {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	out := make([][]byte, 0, len(a.certs))
-	for id, c := range a.certs {
+	tt := a.trustNow()
+	out := make([][]byte, 0, len(tt.certs))
+	for id, c := range tt.certs {
 		if c.Countersigned() || id == a.dev {
 			out = append(out, c.MarshalBinary())
 		}
@@ -217,28 +220,30 @@ func (a *Agent) Certificates() [][]byte {
 
 // ---- scoped trust ----
 
-// noteReleased records a space's effective release list for the lock-free
-// readers (verifyEnvelope, VerifyPeer): routing.go calls it whenever the
-// list changes, load.go for every space loaded. writeMu held.
+// noteReleased publishes a space's effective release list in the trust
+// tables, for the lock-free readers (verifyEnvelope, VerifyPeer), when it
+// changed: routing.go calls it whenever the list may have. writeMu held.
 func (a *Agent) noteReleased(sp *spaceState) {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	if a.released == nil {
-		a.released = map[crypto.SpaceID][]string{}
-	}
-	if len(sp.meta.ReleaseFP) == 0 {
-		delete(a.released, sp.id)
+	if slices.Equal(a.trustNow().released[sp.id], sp.meta.ReleaseFP) {
 		return
 	}
-	a.released[sp.id] = slices.Clone(sp.meta.ReleaseFP)
+	a.editTrustLocked(func(tt *trustTables) { setReleased(tt, sp) })
+}
+
+// setReleased records a space's effective release list in trust tables
+// being built (load.go, noteReleased).
+func setReleased(tt *trustTables, sp *spaceState) {
+	if len(sp.meta.ReleaseFP) == 0 {
+		delete(tt.released, sp.id)
+		return
+	}
+	tt.released[sp.id] = slices.Clone(sp.meta.ReleaseFP)
 }
 
 // releasedAnywhere reports whether some space held here releases the bureau
 // of fingerprint fp.
 func (a *Agent) releasedAnywhere(fp string) bool {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	for _, fps := range a.released {
+	for _, fps := range a.trustNow().released {
 		if slices.Contains(fps, fp) {
 			return true
 		}
@@ -260,9 +265,7 @@ func (a *Agent) trustFor(space crypto.SpaceID, cert *crypto.Certificate) *crypto
 	if _, ok := a.trust.Lookup(fp); ok {
 		return a.trust
 	}
-	a.statMu.Lock()
-	rel := slices.Contains(a.released[space], fp)
-	a.statMu.Unlock()
+	rel := slices.Contains(a.trustNow().released[space], fp)
 	if !rel {
 		return a.trust
 	}

@@ -331,9 +331,7 @@ func (a *Agent) insiderRandomSpaces(ctx context.Context, cmd InsiderCommand, res
 	if err != nil {
 		return fmt.Errorf("random_spaces: victim: %w", err)
 	}
-	a.statMu.Lock()
-	vc := a.certs[victim]
-	a.statMu.Unlock()
+	vc := a.trustNow().certs[victim]
 	if vc == nil {
 		return fmt.Errorf("random_spaces: no certificate of %s", victim)
 	}

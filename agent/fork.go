@@ -65,9 +65,7 @@ func (a *Agent) forkPoint(e1, e2 []byte) (crypto.Header, uint64, error) {
 	if h1.Space != h2.Space || h1.Author != h2.Author {
 		return h1, 0, errors.New("fork evidence: envelopes of different logs")
 	}
-	a.statMu.Lock()
-	cert := a.certs[h1.Author]
-	a.statMu.Unlock()
+	cert := a.trustNow().certs[h1.Author]
 	if cert == nil {
 		return h1, 0, fmt.Errorf("fork evidence: no certificate for device %s", h1.Author)
 	}
@@ -87,9 +85,7 @@ func (a *Agent) forkPoint(e1, e2 []byte) (crypto.Header, uint64, error) {
 
 // frozenAt returns the seq from which the author is frozen in the space (0: not frozen).
 func (a *Agent) frozenAt(space crypto.SpaceID, author crypto.DeviceID) uint64 {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	return a.frozen[gapKey{space, author}]
+	return a.trustNow().frozen[gapKey{space, author}]
 }
 
 // freeze applies fork evidence: it keeps the evidence, truncates the
@@ -109,9 +105,7 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 	a.com.submit(barrier)
 	<-barrier.done
 	evidence := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
-	a.statMu.Lock()
-	a.frozen[gapKey{h.Space, h.Author}] = seq
-	a.statMu.Unlock()
+	a.editTrustLocked(func(tt *trustTables) { tt.frozen[gapKey{h.Space, h.Author}] = seq })
 	if sp := a.spaces[h.Space]; sp != nil {
 		if err := a.cutLog(sp, h.Author, seq, evidence); err != nil {
 			return false, fmt.Errorf("freeze: %w", err)

@@ -110,9 +110,7 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 	if err != nil {
 		return h, nil, a.reject(RejectMalformed, err)
 	}
-	a.statMu.Lock()
-	cert, rev := a.certs[h.Author], a.revs[h.Author]
-	a.statMu.Unlock()
+	cert, rev := a.trustNow().certs[h.Author], a.trustNow().revs[h.Author]
 	if cert == nil {
 		return h, nil, a.reject(RejectUnknown, fmt.Errorf("no certificate for device %s", h.Author))
 	}
@@ -544,9 +542,7 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID, upgrade bool) (int, erro
 			entries = append(entries, kvEntry{key: k, del: true})
 			continue
 		}
-		a.statMu.Lock()
-		cert := a.certs[author]
-		a.statMu.Unlock()
+		cert := a.trustNow().certs[author]
 		if cert == nil {
 			continue
 		}

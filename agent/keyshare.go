@@ -89,12 +89,10 @@ func (a *Agent) wrapIfDue() {
 
 // knownCerts returns the certificates this device knows, by device ID.
 func (a *Agent) knownCerts() []*crypto.Certificate {
-	a.statMu.Lock()
-	certs := make([]*crypto.Certificate, 0, len(a.certs))
-	for _, c := range a.certs {
+	certs := make([]*crypto.Certificate, 0, len(a.trustNow().certs))
+	for _, c := range a.trustNow().certs {
 		certs = append(certs, c)
 	}
-	a.statMu.Unlock()
 	slices.SortFunc(certs, func(x, y *crypto.Certificate) int {
 		xi, yi := x.Device.ID(), y.Device.ID()
 		return bytes.Compare(xi[:], yi[:])
@@ -206,7 +204,5 @@ func (s *spaceState) markShared(k shareKey) {
 
 // isRevoked reports whether dev is revoked with nothing more accepted in the space.
 func (a *Agent) isRevoked(dev crypto.DeviceID, space crypto.SpaceID) bool {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	return a.revs[dev] != nil
+	return a.trustNow().revs[dev] != nil
 }

@@ -111,11 +111,13 @@ func (a *Agent) load() error {
 	if err != nil {
 		return err
 	}
-	a.statMu.Lock()
-	a.released = map[crypto.SpaceID][]string{}
-	a.statMu.Unlock()
+	// The trust tables are built afresh and published at once when they
+	// are whole: readers outside writeMu (signature checks, handshakes)
+	// never see a half-loaded one.
+	tt := newTrustTables()
+	tt.certs[a.dev] = a.cert // our own certificate is known to ourselves like any other
 	for _, s := range a.spaces {
-		a.noteReleased(s)
+		setReleased(tt, s)
 		// Our profile is the first or second envelope we write in a space
 		// (after the routing record when we created it).
 		_, s.profiled = s.heads[a.dev]
@@ -153,9 +155,7 @@ func (a *Agent) load() error {
 		if err1 != nil || err2 != nil {
 			return nil
 		}
-		a.statMu.Lock()
-		a.frozen[gapKey{id, author}] = min(h1.Seq, h2.Seq)
-		a.statMu.Unlock()
+		tt.frozen[gapKey{id, author}] = min(h1.Seq, h2.Seq)
 		return nil
 	}, a.countCorrupt)
 	if err != nil {
@@ -168,16 +168,14 @@ func (a *Agent) load() error {
 			return fmt.Errorf("stored certificate: %w", err)
 		}
 		if id := c.Device.ID(); id != a.dev { // ours is the data dir's (open)
-			a.statMu.Lock()
-			a.certs[id] = c
-			a.statMu.Unlock()
+			tt.certs[id] = c
 		}
 		return nil
 	}, a.countCorrupt)
 	if err != nil {
 		return err
 	}
-	if err := a.loadCertConflicts(); err != nil {
+	if err := a.loadCertConflicts(tt); err != nil {
 		return err
 	}
 	err = a.db.scan([]byte{pfxRevoke}, func(k, v []byte) error {
@@ -185,12 +183,13 @@ func (a *Agent) load() error {
 		if err != nil {
 			return fmt.Errorf("stored revocation: %w", err)
 		}
-		a.revs[r.Device] = r
+		tt.revs[r.Device] = r
 		return nil
 	}, a.countCorrupt)
 	if err != nil {
 		return err
 	}
+	a.trustTab.Store(tt)
 	// Epochs: the current one of each space, from the lists of its key
 	// shares. A store written before epochs were ordered causally has no
 	// lists yet: build them from the log once (certificates are loaded).

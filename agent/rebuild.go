@@ -90,9 +90,7 @@ func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) b
 		if _, ok := sp.keys[h.Epoch]; !ok {
 			return nil
 		}
-		a.statMu.Lock()
-		cert := a.certs[h.Author]
-		a.statMu.Unlock()
+		cert := a.trustNow().certs[h.Author]
 		if cert == nil {
 			return nil
 		}

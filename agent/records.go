@@ -462,9 +462,7 @@ func (a *Agent) officer(sp *spaceState, author crypto.DeviceID) string {
 }
 
 func (a *Agent) bureauOf(author crypto.DeviceID) string {
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
-	if c := a.certs[author]; c != nil {
+	if c := a.trustNow().certs[author]; c != nil {
 		return c.Bureau.Name
 	}
 	return ""

@@ -28,9 +28,7 @@ func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *Resolution {
 	if err != nil {
 		return nil
 	}
-	a.statMu.Lock()
-	cert := a.certs[author]
-	a.statMu.Unlock()
+	cert := a.trustNow().certs[author]
 	if cert == nil {
 		return nil
 	}

@@ -159,9 +159,7 @@ func (a *Agent) SubmitRevocation(blob []byte) (RevokeResult, error) {
 	if err != nil {
 		return RevokeResult{}, fmt.Errorf("%w: not a valid revocation: %v", ErrBadRequest, err)
 	}
-	a.statMu.Lock()
-	cert := a.certs[r.Device]
-	a.statMu.Unlock()
+	cert := a.trustNow().certs[r.Device]
 	if cert != nil && cert.Bureau.Fingerprint() != r.Bureau {
 		return RevokeResult{}, fmt.Errorf("%w: device %s belongs to bureau %s; only that bureau's key can revoke it", ErrForbidden, r.Device, cert.Bureau.Fingerprint())
 	}
@@ -241,9 +239,7 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	if err != nil {
 		return false, nil, err
 	}
-	a.statMu.Lock()
-	old, cert := a.revs[r.Device], a.certs[r.Device]
-	a.statMu.Unlock()
+	old, cert := a.trustNow().revs[r.Device], a.trustNow().certs[r.Device]
 	// The device's pinned certificate names the only bureau that may revoke
 	// it (certs.go): a trusted one, or one a space held here is released to
 	// (scoped trust: a bureau revoking its own device).
@@ -279,9 +275,7 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
 			return false, nil, err
 		}
-		a.statMu.Lock()
-		a.revs[r.Device] = r
-		a.statMu.Unlock()
+		a.editTrustLocked(func(tt *trustTables) { tt.revs[r.Device] = r })
 	}
 	dropped, err := a.cutPast(r)
 	if err != nil {
@@ -325,12 +319,10 @@ func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 // cutRevoked applies, at start, every cut a stored revocation calls for and
 // that is not done yet (a crash came between storing and cutting).
 func (a *Agent) cutRevoked() error {
-	a.statMu.Lock()
-	revs := make([]*crypto.Revocation, 0, len(a.revs))
-	for _, r := range a.revs {
+	revs := make([]*crypto.Revocation, 0, len(a.trustNow().revs))
+	for _, r := range a.trustNow().revs {
 		revs = append(revs, r)
 	}
-	a.statMu.Unlock()
 	for _, r := range revs {
 		a.writeMu.Lock()
 		due := a.cutDue(r)
@@ -353,9 +345,7 @@ func (a *Agent) cutRevoked() error {
 // the caller reloads.
 func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extra []kvEntry) error {
 	if hd := sp.heads[author]; hd.Seq >= from {
-		a.statMu.Lock()
-		cert := a.certs[author]
-		a.statMu.Unlock()
+		cert := a.trustNow().certs[author]
 		for s := from; s <= hd.Seq; s++ {
 			extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
 			// A key share being cut no longer gives its recipient the

@@ -646,11 +646,9 @@ func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
 		if err != nil {
 			return nil
 		}
-		cert := a.cert // our own is known before a.certs holds it (load)
+		cert := a.cert // our own is known before a.trustNow().certs holds it (load)
 		if h.Author != a.dev {
-			a.statMu.Lock()
-			cert = a.certs[h.Author]
-			a.statMu.Unlock()
+			cert = a.trustNow().certs[h.Author]
 		}
 		if cert == nil {
 			return nil
@@ -676,18 +674,16 @@ func (a *Agent) needsRotation(sp *spaceState) bool {
 		return false
 	}
 	cur := sp.current.ID()
-	a.statMu.Lock()
-	defer a.statMu.Unlock()
 	for sk := range sp.shared {
 		if sk.epoch != cur || sk.recipient == a.dev {
 			continue
 		}
-		if a.revs[sk.recipient] != nil {
+		if a.trustNow().revs[sk.recipient] != nil {
 			return true
 		}
 		// A holder whose certificate this device lacks (it knows it only
 		// from a share addressed to it) cannot be judged: fail closed.
-		if c := a.certs[sk.recipient]; c == nil || !entitled(sp, c) {
+		if c := a.trustNow().certs[sk.recipient]; c == nil || !entitled(sp, c) {
 			return true
 		}
 	}

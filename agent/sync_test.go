@@ -226,7 +226,7 @@ func assertNoShareTo(t *testing.T, a *Agent, space string, dev crypto.DeviceID) 
 			return nil
 		}
 		shares++
-		_, body, _ := crypto.Verify(env, a.certs[h.Author].Device)
+		_, body, _ := crypto.Verify(env, a.trustNow().certs[h.Author].Device)
 		ks, err := crypto.ParseKeyShare(body)
 		if err != nil {
 			t.Fatal(err)
@@ -309,9 +309,7 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 	B := startStoppable(t, cfgB)
 	waitFor(t, "B to hold the space's envelopes", heldBy(B, sp.ID, 3))
 	waitFor(t, "the relay to learn B's certificate", func() bool {
-		R.statMu.Lock()
-		defer R.statMu.Unlock()
-		return R.certs[B.DeviceID()] != nil
+		return R.trustNow().certs[B.DeviceID()] != nil
 	})
 	B.stop()
 

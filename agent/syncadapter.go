@@ -250,9 +250,7 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 		a.log.Warn("a peer's certificate is not yet valid by this device's clock; accepting it (is the clock behind?)", "peer", c.Device.ID().String(), "not_before", c.NotBefore)
 	}
 	id := c.Device.ID()
-	a.statMu.Lock()
-	rev := a.revs[id]
-	a.statMu.Unlock()
+	rev := a.trustNow().revs[id]
 	if rev != nil {
 		return fsync.Peer{}, fsync.Reject(RejectRevoked, fmt.Errorf("device %s is revoked", id))
 	}
@@ -271,11 +269,9 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 	if added {
 		go a.ShareKeys()
 	}
-	a.statMu.Lock()
-	if p := a.certs[id]; p != nil {
+	if p := a.trustNow().certs[id]; p != nil {
 		c = p
 	}
-	a.statMu.Unlock()
 	return fsync.Peer{ID: fsync.PeerID(id), Bureau: c.Bureau.Fingerprint(), Role: fsync.Role(c.Role), SignKey: c.Device.SignKey}, nil
 }
 
@@ -290,11 +286,9 @@ func (s syncAdapter) Entitled(p fsync.Peer, space fsync.SpaceID) bool {
 func (s syncAdapter) MeshObjects() ([][]byte, error) {
 	out := s.a.Certificates()
 	out = append(out, s.a.evidenceBlobs()...)
-	s.a.statMu.Lock()
-	for _, r := range s.a.revs {
+	for _, r := range s.a.trustNow().revs {
 		out = append(out, r.Marshal())
 	}
-	s.a.statMu.Unlock()
 	return out, nil
 }
 

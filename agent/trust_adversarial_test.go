@@ -115,11 +115,9 @@ func advStateOf(t testing.TB, a *Agent, space crypto.SpaceID) advState {
 		st.keys = append(st.keys, id)
 	}
 	slices.SortFunc(st.keys, func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) })
-	a.statMu.Lock()
-	for d := range a.revs {
+	for d := range a.trustNow().revs {
 		st.revoked = append(st.revoked, d)
 	}
-	a.statMu.Unlock()
 	slices.SortFunc(st.revoked, func(x, y crypto.DeviceID) int { return bytes.Compare(x[:], y[:]) })
 	return st
 }
@@ -864,9 +862,7 @@ func TestAdvRevocationWrongBureauRefused(t *testing.T) {
 		t.Fatal("AddRevocation took a revocation by the wrong bureau")
 	}
 	for i, x := range []*Agent{onlyOMN, knows} {
-		x.statMu.Lock()
-		rev := x.revs[k.dev]
-		x.statMu.Unlock()
+		rev := x.trustNow().revs[k.dev]
 		if rev != nil {
 			t.Fatalf("agent %d stored a refused revocation", i)
 		}
@@ -899,9 +895,7 @@ func TestAdvRevocationWrongBureauBeforeCertificate(t *testing.T) {
 	}
 	// And the right bureau's revocation, issued earlier than the wrong one, still rules.
 	advAddRev(t, fresh, byKAZ)
-	fresh.statMu.Lock()
-	got := fresh.revs[k.dev]
-	fresh.statMu.Unlock()
+	got := fresh.trustNow().revs[k.dev]
 	if got == nil || got.Bureau != kaz.b.Public().Fingerprint() {
 		t.Fatalf("the device's own bureau's revocation is not the one in force: %+v", got)
 	}
@@ -1169,7 +1163,7 @@ func certOf(t testing.TB, a *Agent, dev crypto.DeviceID) *crypto.Certificate {
 	t.Helper()
 	a.statMu.Lock()
 	defer a.statMu.Unlock()
-	c := a.certs[dev]
+	c := a.trustNow().certs[dev]
 	if c == nil {
 		t.Fatalf("%s does not know %s", a.dev, dev)
 	}

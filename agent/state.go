@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"fieldsync/crypto"
+)
+
+// The agent's state has one owner (docs/design.md §4, "One owner of state"):
+//
+//   - What writes build on (the spaces with their metadata, contexts, heads
+//     and epoch keys, the record cache, the clock, the orphans) is guarded by
+//     writeMu. It changes only inside a write transaction (withWrite), which
+//     always unlocks; readers hold writeMu too, so they see one state.
+//   - The trust tables (certificates, revocations, frozen authors, release
+//     lists, certificate conflicts) are copy-on-write: a write transaction
+//     publishes a changed copy (tx.editTrust); anyone reads the current one
+//     without a lock (trustNow). Signature checks, which run in parallel
+//     outside writeMu, and handshakes need them.
+//   - statMu guards only counters and display caches (rejections, gaps,
+//     skew, officer names, peers' claims). It is a leaf: nothing else is
+//     locked while it is held.
+//   - Work after a commit runs on goroutines the agent owns (goOwned), which
+//     Close waits for.
+
+// trustTables is the agent's trust state. A published value is never
+// changed: writers publish a modified copy.
+type trustTables struct {
+	certs    map[crypto.DeviceID]*crypto.Certificate
+	revs     map[crypto.DeviceID]*crypto.Revocation
+	frozen   map[gapKey]uint64           // (space, author) -> seq from which a forked author is frozen
+	released map[crypto.SpaceID][]string // each space's effective release list (bureau fingerprints)
+	// conflicts are certificates that contradict a pinned one (certs.go).
+	conflicts []certConflict
+}
+
+func newTrustTables() *trustTables {
+	return &trustTables{
+		certs:    map[crypto.DeviceID]*crypto.Certificate{},
+		revs:     map[crypto.DeviceID]*crypto.Revocation{},
+		frozen:   map[gapKey]uint64{},
+		released: map[crypto.SpaceID][]string{},
+	}
+}
+
+func (t *trustTables) clone() *trustTables {
+	return &trustTables{
+		certs:     maps.Clone(t.certs),
+		revs:      maps.Clone(t.revs),
+		frozen:    maps.Clone(t.frozen),
+		released:  maps.Clone(t.released), // the lists are replaced, never changed in place
+		conflicts: slices.Clone(t.conflicts),
+	}
+}
+
+// trustNow returns the current trust tables: a consistent snapshot, safe
+// to read from any goroutine, never to change.
+func (a *Agent) trustNow() *trustTables { return a.trustTab.Load() }
+
+// tx is one write transaction over the agent's state (withWrite).
+type tx struct {
+	a       *Agent
+	entries []kvEntry
+	// dirty: the in-memory state may have changed; if the transaction
+	// fails, the state is reloaded from the store. Validation that fails
+	// before anything changed leaves it false, and reloads nothing.
+	dirty bool
+	// window: hand the entries to the committer and return without waiting
+	// for the disk (up to ingestWindow in flight; commitInWindow).
+	window bool
+}
+
+// put adds store entries to the transaction's atomic batch.
+func (t *tx) put(e ...kvEntry) { t.entries = append(t.entries, e...) }
+
+// changed marks that the in-memory state is being changed.
+func (t *tx) changed() { t.dirty = true }
+
+// fail returns err after marking the state changed: the transaction's
+// in-memory changes are undone by a reload.
+func (t *tx) fail(err error) error {
+	t.dirty = true
+	return err
+}
+
+// editTrust publishes a copy of the trust tables changed by fn.
+func (t *tx) editTrust(fn func(*trustTables)) {
+	t.dirty = true
+	t.a.editTrustLocked(fn)
+}
+
+// editTrustLocked publishes a copy of the trust tables changed by fn, for
+// the few paths that hold writeMu and write the store directly (revocation
+// cuts, fork evidence; both reload after). writeMu held.
+func (a *Agent) editTrustLocked(fn func(*trustTables)) {
+	n := a.trustNow().clone()
+	fn(n)
+	a.trustTab.Store(n)
+}
+
+// withWrite runs fn as one write transaction: under writeMu, on the newest
+// state (reloaded first if a commit failed since), then commits what fn put
+// in one atomic, fsynced batch and returns once it is on disk. If fn fails
+// after changing the state (tx.fail, tx.changed), the state is reloaded from
+// the store. writeMu is released on every path, panics included (the next
+// transaction then reloads).
+func (a *Agent) withWrite(fn func(t *tx) error) error {
+	if err := a.beginWrite(); err != nil {
+		return err
+	}
+	return a.inWrite(fn)
+}
+
+// inWrite is withWrite for a caller that already holds writeMu through
+// beginWrite; it releases it.
+func (a *Agent) inWrite(fn func(t *tx) error) error {
+	t := &tx{a: a}
+	done := false
+	defer func() {
+		if !done { // fn panicked: whatever it changed is not trusted
+			a.stale = true
+			a.writeMu.Unlock()
+		}
+	}()
+	if err := fn(t); err != nil {
+		done = true
+		if t.dirty {
+			a.abortWrite()
+		} else {
+			a.writeMu.Unlock()
+		}
+		return err
+	}
+	done = true
+	if len(t.entries) == 0 {
+		a.writeMu.Unlock()
+		return nil
+	}
+	if t.window {
+		return a.commitInWindow(t.entries)
+	}
+	return a.commitWrite(t.entries)
+}
+
+// withRead runs fn under writeMu, on the same consistent state writes see.
+// fn must not write.
+func (a *Agent) withRead(fn func() error) error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return fn()
+}
+
+// goOwned runs fn on a goroutine the agent owns: Close waits for it. After
+// Close has begun, fn is not started.
+func (a *Agent) goOwned(fn func()) {
+	a.ownedMu.Lock()
+	defer a.ownedMu.Unlock()
+	if a.closing {
+		return
+	}
+	a.owned.Add(1)
+	go func() {
+		defer a.owned.Done()
+		fn()
+	}()
+}
+
+// stopOwned stops new owned goroutines and waits for the running ones.
+func (a *Agent) stopOwned() {
+	a.ownedMu.Lock()
+	a.closing = true
+	a.ownedMu.Unlock()
+	a.owned.Wait()
+}
+
+// owned is the set of goroutines started by goOwned.
+type ownedGoroutines struct {
+	ownedMu sync.Mutex
+	closing bool
+	owned   sync.WaitGroup
+}
+
+var errNoSpace = fmt.Errorf("%w: space", ErrNotFound)

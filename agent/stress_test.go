@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"fieldsync/crypto"
+	fsync "fieldsync/sync"
+)
+
+// TestStressStateUnderRace drives every reader of the agent's state
+// (history, status, record get, conflicts, metrics scrapes, bundle export)
+// at once with every kind of writer: epoch rotations, revocation cuts,
+// bundle imports, failed commits that reload the state, too-large writes,
+// and sync ingest. It asserts only behaviour (no unexpected error, nothing
+// acknowledged lost, the agents converge); its real check is the race
+// detector, which CI runs on it (.ci/run: -race -short). Bounded in count:
+// every goroutine does a fixed number of rounds.
+func TestStressStateUnderRace(t *testing.T) {
+	rounds := 24
+	if testing.Short() {
+		rounds = 12
+	}
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	acfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
+	var failing atomic.Bool
+	acfg.FailCommit = func(n uint64) error {
+		if failing.Load() && n%3 == 0 {
+			return errors.New("injected: disk write failed")
+		}
+		return nil
+	}
+	acfg.MaxValueBytes, acfg.MaxChangeBytes = 48<<10, 64<<10
+	a := openTestAgent(t, acfg)
+	b := openTestAgent(t, newTestDevice(t, omn, "Bilal", crypto.RoleOfficer, kaz))
+	k := openTestAgent(t, newTestDevice(t, kaz, "Kairat", crypto.RoleOfficer, omn))
+	var victims []*Agent
+	for i := range 3 {
+		victims = append(victims, openTestAgent(t, newTestDevice(t, omn, fmt.Sprint("Victim ", i), crypto.RoleOfficer, kaz)))
+	}
+	sp, err := a.CreateSpace("stress", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	advPut(t, a, sp.ID, "seed", "first")
+	all := append([]*Agent{a, b, k}, victims...)
+	advSettle(t, all...)
+	for _, v := range victims {
+		advPut(t, v, sp.ID, "v-"+v.dev.String()[:6], "victim's")
+	}
+	advSettle(t, all...)
+	var revs [][]byte
+	for _, v := range victims {
+		revs = append(revs, advRevoke(t, omn, v.dev, map[crypto.SpaceID]uint64{id: advStateOfHead(t, v, id, v.dev)}, 0, time.Now()))
+	}
+	dir := t.TempDir()
+
+	// Every error a goroutine meets that the test did not provoke ends the
+	// test; provoked ones (injected commit failures, too large) are expected.
+	var mu sync.Mutex
+	var unexpected []error
+	fail := func(what string, err error) {
+		if err == nil || errors.Is(err, errTooLarge) || errors.Is(err, ErrClosed) {
+			return
+		}
+		// Injected commit failures, as each path reports them.
+		if msg := err.Error(); strings.Contains(msg, "injected") || strings.Contains(msg, "store write failed") {
+			return
+		}
+		mu.Lock()
+		unexpected = append(unexpected, fmt.Errorf("%s: %w", what, err))
+		mu.Unlock()
+	}
+	var acked sync.Map // record -> value acknowledged by A
+	var wg sync.WaitGroup
+	run := func(fn func(i int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				fn(i)
+			}
+		}()
+	}
+	ctx := context.Background()
+
+	// Writers on A: plain writes, too-large writes (a validation error), and
+	// release changes that make the next write rotate the epoch.
+	run(func(i int) {
+		rec, val := fmt.Sprintf("w%02d", i%5), fmt.Sprint("value ", i)
+		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "name", Value: val}}}); err == nil {
+			acked.Store(rec, val)
+		} else {
+			fail("put", err)
+		}
+		// Two values under the value limit, over the change limit together.
+		big := strings.Repeat("x", 40<<10)
+		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "scan", Value: big}, {Name: "scan2", Value: big}}}); err == nil {
+			fail("too large put", errors.New("accepted"))
+		}
+	})
+	run(func(i int) {
+		_, err := a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, i%2 == 1)
+		fail("release", err)
+		_, err = a.PutFields(RecordPutRequest{Space: sp.ID, Record: "rot", Fields: []FieldValue{{Name: "n", Value: fmt.Sprint(i)}}})
+		fail("put after release change", err)
+	})
+	run(func(i int) {
+		if i < len(revs) {
+			_, err := a.AddRevocation(revs[i])
+			fail("revoke", err)
+		}
+	})
+	run(func(i int) {
+		failing.Store(i%2 == 0)
+		time.Sleep(time.Millisecond)
+	})
+	// B writes (and rotates on its own once it hears of a revocation); its
+	// envelopes reach A through the sync ingest path, and A's reach B.
+	run(func(i int) {
+		_, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("b%02d", i%4), Fields: []FieldValue{{Name: "name", Value: fmt.Sprint("bilal ", i)}}})
+		fail("b put", err)
+		if i < len(revs) {
+			_, err := b.AddRevocation(revs[i])
+			fail("b revoke", err)
+		}
+		for _, pair := range [][2]*Agent{{b, a}, {a, b}, {k, a}} {
+			from, to := pair[0], pair[1]
+			var envs []fsync.Envelope
+			err := from.Envelopes(id, func(env []byte) error {
+				h, _ := crypto.ParseHeader(env)
+				envs = append(envs, fsync.Envelope{Space: fsync.SpaceID(id), Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: append([]byte(nil), env...)})
+				return nil
+			})
+			fail("envelopes", err)
+			for _, r := range (syncAdapter{to}).IngestBatch(fsync.PeerID(from.dev), envs) {
+				var re *fsync.RejectError
+				if !errors.As(r.Err, &re) {
+					fail("ingest batch", r.Err)
+				}
+			}
+		}
+		_, err = a.ShareKeys()
+		fail("share keys", err)
+	})
+	run(func(i int) {
+		want, out := filepath.Join(dir, fmt.Sprint("want", i)), filepath.Join(dir, fmt.Sprint("b", i, ".bundle"))
+		if _, err := a.WriteWant(BundleWantRequest{Out: want}); err != nil {
+			fail("want", err)
+			return
+		}
+		if _, err := b.ExportBundle(ctx, BundleExportRequest{Want: want, Out: out}, nil); err != nil {
+			fail("export from b", err)
+			return
+		}
+		_, err := a.ImportBundle(ctx, BundleImportRequest{File: out}, nil)
+		fail("import", err)
+		_, err = a.ExportBundle(ctx, BundleExportRequest{Out: out + ".a"}, nil)
+		fail("export from a", err)
+	})
+	// Readers of A's state. History opens every envelope of the space with
+	// the space's epoch keys while rotations add keys: it runs more often.
+	for range 2 {
+		run(func(i int) {
+			for _, rec := range []string{"rot", "w01", "seed", "b01"} {
+				if _, err := a.History(RecordRef{Space: sp.ID, Record: rec}); !errors.Is(err, ErrNotFound) {
+					fail("history", err)
+				}
+			}
+		})
+	}
+	run(func(i int) {
+		_ = a.Status()
+		_, err = a.GetRecord(RecordRef{Space: sp.ID, Record: "seed"})
+		fail("get", err)
+		_, err = a.ConflictsList(ConflictsListRequest{})
+		fail("conflicts", err)
+		_, err = a.MetricsText()
+		fail("metrics", err)
+		_ = a.ListSpaces()
+		_ = a.CertConflicts()
+		_, err = a.Digest(SpaceRef{Space: sp.ID})
+		fail("digest", err)
+	})
+	wg.Wait()
+	failing.Store(false)
+	for _, err := range unexpected {
+		t.Error(err)
+	}
+	// Nothing acknowledged is lost, also across a restart, and the two
+	// writers converge.
+	advSettle(t, a, b, k)
+	a = advReopen(t, a)
+	acked.Range(func(rec, val any) bool {
+		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: rec.(string)})
+		if err != nil {
+			t.Errorf("acknowledged %s lost: %v", rec, err)
+			return true
+		}
+		// Only this goroutine wrote these records, one after another: the
+		// last acknowledged value is the value.
+		if got := r.Fields["name"].Value; got != val.(string) {
+			t.Errorf("acknowledged %s = %q, record holds %q", rec, val, got)
+		}
+		return true
+	})
+	if st := a.Status(); len(st.Missing) != 0 {
+		t.Fatalf("missing after the stress: %+v", st.Missing)
+	}
+	advSettle(t, a, b, k)
+	advSameDigests(t, sp.ID, a, b)
+}

@@ -60,7 +60,11 @@ type Agent struct {
 	stale bool
 	// trustTab holds the trust tables, copy-on-write (state.go).
 	trustTab atomic.Pointer[trustTables]
-	ownedGoroutines
+	// reloads counts reloads of the whole state (tests: a refused write
+	// must not cost one).
+	reloads atomic.Uint64
+	// after is the worker for work that follows commits (state.go).
+	after afterWork
 
 	// health and status (statMu)
 	statMu   sync.Mutex
@@ -247,6 +251,7 @@ func (a *Agent) open() error {
 	}
 	a.db = &sealedKV{kv: k, key: crypto.DeriveKey(&a.ks.StorageKey, "fieldsync value seal v1")}
 	a.com = newCommitter(k, a.cfg.FailCommit)
+	a.startAfterWork()
 	if err := a.checkFormat(); err != nil {
 		return err
 	}
@@ -314,11 +319,16 @@ func (a *Agent) checkFormat() error {
 // than once and on a partly opened agent.
 func (a *Agent) Close() error {
 	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
 	if a.closed {
+		a.writeMu.Unlock()
 		return nil
 	}
-	a.closed = true
+	a.closed = true // from here every write transaction fails with ErrClosed
+	a.writeMu.Unlock()
+	// The worker's job in progress ends at its next transaction.
+	a.stopAfterWork()
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
 	var err error
 	if a.com != nil {
 		a.com.stop()
@@ -384,13 +394,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Envelopes left waiting for a key that has since arrived (a crash
 	// between storing the key and applying them) are applied now.
-	go func() {
-		for _, id := range a.SpaceIDs() {
-			if err := a.drain(id, true); err != nil && !errors.Is(err, ErrClosed) {
-				a.log.Warn("applying waiting envelopes", "err", err)
-			}
-		}
-	}()
+	a.queueDrainAll()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -399,6 +403,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+	<-errc // Serve has returned
 	a.log.Info("agent stopped")
 	return nil
 }

@@ -879,9 +879,7 @@ func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progr
 		}
 	}
 	// Everything handed to the committer is on disk (or failed) after a barrier.
-	barrier := &commitReq{done: make(chan error, 1)}
-	a.com.submit(barrier)
-	<-barrier.done
+	a.com.barrier()
 	for _, h := range orphans {
 		if _, err := a.db.get(envKey(h.Space, h.Author, h.Seq)); err == nil {
 			res.Added++

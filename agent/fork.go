@@ -101,9 +101,7 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 		return false, nil
 	}
 	// Settle everything in flight before editing the log directly.
-	barrier := &commitReq{done: make(chan error, 1)}
-	a.com.submit(barrier)
-	<-barrier.done
+	a.com.barrier()
 	evidence := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
 	a.editTrustLocked(func(tt *trustTables) { tt.frozen[gapKey{h.Space, h.Author}] = seq })
 	if sp := a.spaces[h.Space]; sp != nil {
@@ -124,11 +122,12 @@ func (a *Agent) ingestEvidence(blob []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := a.beginWrite(); err != nil {
-		return false, err
-	}
-	defer a.writeMu.Unlock()
-	return a.freeze(e1, e2)
+	var moved bool
+	err = a.withWrite(func(*tx) error {
+		moved, err = a.freeze(e1, e2) // freeze writes and reloads itself
+		return err
+	})
+	return moved, err
 }
 
 // evidenceBlobs returns the fork evidence this agent holds.

@@ -53,6 +53,15 @@ func newCommitter(k *kv, failCommit func(n uint64) error) *committer {
 // submit queues a request; the caller waits on req.done.
 func (c *committer) submit(r *commitReq) { c.reqs <- r }
 
+// barrier returns once everything submitted before it is on disk or failed.
+// The store may then be written directly (a revocation cut, fork evidence,
+// a reload) without racing a write in flight.
+func (c *committer) barrier() {
+	b := &commitReq{done: make(chan error, 1)}
+	c.submit(b)
+	<-b.done
+}
+
 // stop ends the loop after the queued requests are committed.
 func (c *committer) stop() {
 	c.stopOnce.Do(func() { close(c.reqs) })

@@ -138,103 +138,100 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 	if f := a.frozenAt(h.Space, h.Author); f != 0 && h.Seq >= f {
 		return false, a.reject(RejectFrozen, fmt.Errorf("device %s is frozen in space %s from seq %d (forked)", h.Author, h.Space, f))
 	}
-	if err := a.beginWrite(); err != nil {
-		return false, err
-	}
-	sp := a.spaces[h.Space]
-	if h.Kind != crypto.KindRouting {
-		// Only a space's routing record may open it here; the rest waits
-		// for it, bounded and in memory (orphans.go). And only officer
-		// devices of bureaus the space was released to may write in it
-		// (issue 12, item 2): judged against every routing record held,
-		// so every replica decides alike once it holds them.
-		if sp == nil || len(sp.meta.Routings) == 0 {
-			defer a.writeMu.Unlock()
-			return false, a.holdOrphan(h, env, cert)
-		}
-	} else if sp == nil && h.Seq != 1 {
-		// A space opens with its creator's first envelope; another
-		// device's routing record follows envelopes of its own log that
-		// wait for the space to open.
-		defer a.writeMu.Unlock()
-		return false, a.holdOrphan(h, env, cert)
-	}
-	if h.Kind != crypto.KindRouting {
-		if !everReleased(sp, cert) {
-			a.writeMu.Unlock()
-			return false, a.reject(RejectNotEntitle, fmt.Errorf("device %s of bureau %s writes in space %s, which was never released to its bureau", h.Author, cert.Bureau.Name, h.Space))
-		}
-	}
-	created := sp == nil
-	if sp == nil {
-		sp = &spaceState{id: h.Space, meta: spaceMeta{ID: h.Space.String()}, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
-	}
-	hd := sp.heads[h.Author]
-	switch {
-	case h.Seq <= hd.Seq:
-		stored, err := a.db.get(envKey(h.Space, h.Author, h.Seq))
-		if err == nil && crypto.Hash(stored) == crypto.Hash(env) {
-			a.writeMu.Unlock()
-			return false, nil
-		}
-		if err != nil && !errors.Is(err, errKVNotFound) && !errors.Is(err, errCorrupt) {
-			a.writeMu.Unlock()
-			return false, err
-		}
-		if err != nil { // our copy is gone or corrupt: put it back
-			a.writeMu.Unlock()
-			return a.restoreEnvelope(h, env)
-		}
-		defer a.writeMu.Unlock()
-		if _, err := a.freeze(stored, env); err != nil {
-			return false, err
-		}
-		return false, a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
-	case h.Seq > hd.Seq+1:
-		a.writeMu.Unlock()
-		a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
-		return false, a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
-	case h.Prev != hd.Hash:
-		// Signed by the author yet not chained to the envelope it signed
-		// before: a fork, provable with the two.
-		defer a.writeMu.Unlock()
-		if stored, err := a.db.get(envKey(h.Space, h.Author, hd.Seq)); err == nil && hd.Seq > 0 {
-			if _, err := a.freeze(stored, env); err != nil {
-				return false, err
+	var created, unlocked, restore bool
+	err = a.withWrite(func(t *tx) error {
+		sp := a.spaces[h.Space]
+		if h.Kind != crypto.KindRouting {
+			// Only a space's routing record may open it here; the rest
+			// waits for it, bounded and in memory (orphans.go). And only
+			// officer devices of bureaus the space was released to may
+			// write in it (issue 12, item 2): judged against every routing
+			// record held, so every replica decides alike once it holds
+			// them.
+			if sp == nil || len(sp.meta.Routings) == 0 {
+				return a.holdOrphan(h, env, cert)
 			}
-			return false, a.reject(RejectFork, fmt.Errorf("device %s seq %d does not chain to its seq %d", h.Author, h.Seq, hd.Seq))
+		} else if sp == nil && h.Seq != 1 {
+			// A space opens with its creator's first envelope; another
+			// device's routing record follows envelopes of its own log
+			// that wait for the space to open.
+			return a.holdOrphan(h, env, cert)
 		}
-		return false, a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
-	}
-	entries, _, err := a.applyEnvelope(sp, h, env, cert)
-	if err != nil {
-		a.abortWrite()
-		var re *RejectError
-		if errors.As(err, &re) {
-			a.countReject(re.Reason)
+		if h.Kind != crypto.KindRouting && !everReleased(sp, cert) {
+			return a.reject(RejectNotEntitle, fmt.Errorf("device %s of bureau %s writes in space %s, which was never released to its bureau", h.Author, cert.Bureau.Name, h.Space))
 		}
-		return false, err
-	}
-	a.spaces[h.Space] = sp
-	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
-	sp.heads[h.Author] = nh
-	if sp.resolvesWait(h.Author, h.Seq) {
-		sp.unlocked = true
-	}
-	ctxBytes, _ := sp.ctx.MarshalBinary()
-	entries = append(entries,
-		a.db.entry(envKey(h.Space, h.Author, h.Seq), env),
-		a.db.entry(headKey(h.Space, h.Author), nh.marshal()),
-		a.db.entry(ctxKey(h.Space), ctxBytes),
-		a.db.entry(spaceKey(h.Space), sp.meta.marshal()),
-		a.hlcEntry())
-	unlocked := sp.unlocked
-	sp.unlocked = false
-	if durable || unlocked {
-		if err := a.commitWrite(entries); err != nil {
-			return false, err
+		created = sp == nil
+		if sp == nil {
+			sp = &spaceState{id: h.Space, meta: spaceMeta{ID: h.Space.String()}, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
 		}
-	} else if err := a.commitInWindow(entries); err != nil {
+		hd := sp.heads[h.Author]
+		switch {
+		case h.Seq <= hd.Seq:
+			stored, err := a.db.get(envKey(h.Space, h.Author, h.Seq))
+			if err == nil && crypto.Hash(stored) == crypto.Hash(env) {
+				return nil // held already
+			}
+			if err != nil && !errors.Is(err, errKVNotFound) && !errors.Is(err, errCorrupt) {
+				return err
+			}
+			if err != nil { // our copy is gone or corrupt: put it back
+				restore = true
+				return nil
+			}
+			if _, err := a.freeze(stored, env); err != nil {
+				return err
+			}
+			return a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
+		case h.Seq > hd.Seq+1:
+			a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
+			return a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
+		case h.Prev != hd.Hash:
+			// Signed by the author yet not chained to the envelope it
+			// signed before: a fork, provable with the two.
+			if stored, err := a.db.get(envKey(h.Space, h.Author, hd.Seq)); err == nil && hd.Seq > 0 {
+				if _, err := a.freeze(stored, env); err != nil {
+					return err
+				}
+				return a.reject(RejectFork, fmt.Errorf("device %s seq %d does not chain to its seq %d", h.Author, h.Seq, hd.Seq))
+			}
+			return a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
+		}
+		t.changed()
+		entries, _, err := a.applyEnvelope(sp, h, env, cert)
+		if err != nil {
+			var re *RejectError
+			if errors.As(err, &re) {
+				a.countReject(re.Reason)
+			}
+			return err
+		}
+		a.spaces[h.Space] = sp
+		nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
+		sp.heads[h.Author] = nh
+		if sp.resolvesWait(h.Author, h.Seq) {
+			sp.unlocked = true
+		}
+		ctxBytes, _ := sp.ctx.MarshalBinary()
+		t.put(entries...)
+		t.put(
+			a.db.entry(envKey(h.Space, h.Author, h.Seq), env),
+			a.db.entry(headKey(h.Space, h.Author), nh.marshal()),
+			a.db.entry(ctxKey(h.Space), ctxBytes),
+			a.db.entry(spaceKey(h.Space), sp.meta.marshal()),
+			a.hlcEntry())
+		unlocked = sp.unlocked
+		sp.unlocked = false
+		// A received envelope is handed to the committer without waiting
+		// for its fsync (ingestWindow), unless it unlocks waiting ones,
+		// which are applied on top of it.
+		t.window = !durable && !unlocked
+		added = true
+		return nil
+	})
+	if restore {
+		return a.restoreEnvelope(h, env)
+	}
+	if err != nil || !added {
 		return false, err
 	}
 	a.clearGap(h.Space, h.Author, h.Seq)
@@ -257,20 +254,21 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 // restoreEnvelope puts back an envelope that the store acknowledged but lost
 // (found missing or corrupt); it was verified by the caller.
 func (a *Agent) restoreEnvelope(h crypto.Header, env []byte) (bool, error) {
-	if err := a.beginWrite(); err != nil {
-		return false, err
-	}
-	// It must be the envelope we acknowledged: the next one we hold chains to it.
-	if next, err := a.db.get(envKey(h.Space, h.Author, h.Seq+1)); err == nil {
-		if nh, err := crypto.ParseHeader(next); err == nil && nh.Prev != crypto.Hash(env) {
-			defer a.writeMu.Unlock()
-			if _, err := a.freeze(env, next); err != nil {
-				return false, err
+	err := a.withWrite(func(t *tx) error {
+		// It must be the envelope we acknowledged: the next one we hold
+		// chains to it.
+		if next, err := a.db.get(envKey(h.Space, h.Author, h.Seq+1)); err == nil {
+			if nh, err := crypto.ParseHeader(next); err == nil && nh.Prev != crypto.Hash(env) {
+				if _, err := a.freeze(env, next); err != nil {
+					return err
+				}
+				return a.reject(RejectFork, fmt.Errorf("device %s: seq %d does not chain to the seq %d we hold", h.Author, h.Seq+1, h.Seq))
 			}
-			return false, a.reject(RejectFork, fmt.Errorf("device %s: seq %d does not chain to the seq %d we hold", h.Author, h.Seq+1, h.Seq))
 		}
-	}
-	if err := a.commitWrite([]kvEntry{a.db.entry(envKey(h.Space, h.Author, h.Seq), env)}); err != nil {
+		t.put(a.db.entry(envKey(h.Space, h.Author, h.Seq), env))
+		return nil
+	})
+	if err != nil {
 		return false, err
 	}
 	a.restored(h.Space, h.Author, h.Seq)
@@ -402,7 +400,7 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		if a.applyRouting(sp, h, r, cert.Bureau.Name) && !a.cfg.Relay && sp.current != nil {
 			// A bureau may have been released: wrap our keys to its known
 			// officers once this write is through (ShareKeys takes writeMu).
-			go a.ShareKeys()
+			a.queueShareKeys()
 		}
 		for _, k := range sp.keys {
 			if name, err := crypto.OpenName(k, sp.id, r.SealedName); err == nil {
@@ -490,15 +488,48 @@ func (a *Agent) drain(space crypto.SpaceID, upgrade bool) error {
 // marker says they may go on, and returns how many it applied. An envelope
 // that still waits (for something else now) gets its marker rewritten.
 func (a *Agent) applyPendingBatch(space crypto.SpaceID, upgrade bool) (int, error) {
-	if err := a.beginWrite(); err != nil {
+	applied := 0
+	err := a.withWrite(func(t *tx) error {
+		sp := a.spaces[space]
+		if sp == nil {
+			return nil
+		}
+		keys, err := a.readyMarkers(sp, upgrade)
+		if err != nil {
+			return err
+		}
+		t.changed()
+		size := 0
+		for _, k := range keys {
+			if applied >= pendingBatch || size > maxGroupBytes {
+				break
+			}
+			more, done := a.applyWaiting(sp, k)
+			t.put(more...)
+			size += entriesSize(more)
+			if done {
+				applied++
+			}
+		}
+		sp.unlocked = false // what it unlocked is in this batch or the next
+		if len(t.entries) == 0 {
+			applied = 0
+			return nil
+		}
+		ctxBytes, _ := sp.ctx.MarshalBinary()
+		t.put(a.db.entry(ctxKey(space), ctxBytes), a.db.entry(spaceKey(space), sp.meta.marshal()), a.hlcEntry())
+		return nil
+	})
+	if err != nil {
 		return 0, err
 	}
-	sp := a.spaces[space]
-	if sp == nil {
-		a.writeMu.Unlock()
-		return 0, nil
-	}
-	prefix := append([]byte{pfxPending}, space[:]...)
+	return applied, nil
+}
+
+// readyMarkers lists the keys of the space's waiting markers that say their
+// envelope may go on now, up to four batches' worth. writeMu held.
+func (a *Agent) readyMarkers(sp *spaceState, upgrade bool) ([][]byte, error) {
+	prefix := append([]byte{pfxPending}, sp.id[:]...)
 	var keys [][]byte
 	err := a.db.scan(prefix, func(k, v []byte) error {
 		if a.markerReady(sp, v, upgrade) {
@@ -513,63 +544,45 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID, upgrade bool) (int, erro
 		}
 		return nil
 	}, a.countCorrupt)
+	return keys, err
+}
+
+// applyWaiting applies the envelope a waiting marker names, and returns the
+// store entries (the marker's deletion among them, or its rewrite if the
+// envelope waits on for something else) and whether the marker is settled.
+// An envelope not held now, or of an author whose certificate is unknown,
+// is left waiting. writeMu held.
+func (a *Agent) applyWaiting(sp *spaceState, k []byte) ([]kvEntry, bool) {
+	del := []kvEntry{{key: k, del: true}}
+	if len(k) != 1+16+16+8 {
+		return del, false
+	}
+	var author crypto.DeviceID
+	copy(author[:], k[17:33])
+	env, err := a.db.get(envKey(sp.id, author, beUint64(k[33:])))
 	if err != nil {
-		a.writeMu.Unlock()
-		return 0, err
+		return nil, false // reported by the open-time check; fetched again by sync
 	}
-	var entries []kvEntry
-	applied, size := 0, 0
-	for _, k := range keys {
-		if applied >= pendingBatch || size > maxGroupBytes {
-			break
-		}
-		if len(k) != 1+16+16+8 {
-			entries = append(entries, kvEntry{key: k, del: true})
-			continue
-		}
-		var author crypto.DeviceID
-		copy(author[:], k[17:33])
-		env, err := a.db.get(envKey(space, author, beUint64(k[33:])))
-		if err != nil {
-			continue // reported by the open-time check; fetched again by sync
-		}
-		h, err := crypto.ParseHeader(env)
-		if err != nil {
-			entries = append(entries, kvEntry{key: k, del: true})
-			continue
-		}
-		if h.Kind == crypto.KindRouting && sp.meta.Name != "" {
-			entries = append(entries, kvEntry{key: k, del: true})
-			continue
-		}
-		cert := a.trustNow().certs[author]
-		if cert == nil {
-			continue
-		}
-		more, waiting, err := a.applyEnvelope(sp, h, env, cert)
-		if err != nil {
-			a.log.Warn("a stored envelope could not be applied", "err", err)
-		} else {
-			entries = append(entries, more...)
-			size += entriesSize(more)
-		}
-		if waiting && err == nil {
-			continue // its marker is rewritten among more
-		}
-		entries = append(entries, kvEntry{key: k, del: true})
-		applied++
+	h, err := crypto.ParseHeader(env)
+	if err != nil {
+		return del, false
 	}
-	sp.unlocked = false // what it unlocked is in this batch or the next
-	if len(entries) == 0 {
-		a.writeMu.Unlock()
-		return 0, nil
+	if h.Kind == crypto.KindRouting && sp.meta.Name != "" {
+		return del, false
 	}
-	ctxBytes, _ := sp.ctx.MarshalBinary()
-	entries = append(entries, a.db.entry(ctxKey(space), ctxBytes), a.db.entry(spaceKey(space), sp.meta.marshal()), a.hlcEntry())
-	if err := a.commitWrite(entries); err != nil {
-		return 0, err
+	cert := a.trustNow().certs[author]
+	if cert == nil {
+		return nil, false
 	}
-	return applied, nil
+	more, waiting, err := a.applyEnvelope(sp, h, env, cert)
+	if err != nil {
+		a.log.Warn("a stored envelope could not be applied", "err", err)
+		return del, true
+	}
+	if waiting {
+		return more, false // its marker is rewritten among more
+	}
+	return append(more, del...), true
 }
 
 func (a *Agent) noteGap(space crypto.SpaceID, author crypto.DeviceID, from, to uint64) {

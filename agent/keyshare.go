@@ -38,31 +38,30 @@ func (a *Agent) ShareKeys() (int, error) {
 	if a.cfg.Relay {
 		return 0, nil
 	}
-	if err := a.beginWrite(); err != nil {
-		return 0, err
-	}
-	certs := a.knownCerts()
-	var entries []kvEntry
 	n := 0
-	for _, sp := range a.sortedSpaces() {
-		es, shares, err := a.shareEntries(sp, certs)
-		if err != nil {
-			a.abortWrite()
-			return 0, err
+	err := a.withWrite(func(t *tx) error {
+		certs := a.knownCerts()
+		var entries []kvEntry
+		for _, sp := range a.sortedSpaces() {
+			es, shares, err := a.shareEntries(sp, certs)
+			if err != nil {
+				return t.fail(err)
+			}
+			entries = append(entries, es...)
+			if shares > 0 {
+				n += shares
+				cb, _ := sp.ctx.MarshalBinary()
+				entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
+			}
 		}
-		entries = append(entries, es...)
-		if shares > 0 {
-			n += shares
-			cb, _ := sp.ctx.MarshalBinary()
-			entries = append(entries, a.db.entry(ctxKey(sp.id), cb))
+		if n > 0 {
+			t.changed()
+			t.put(entries...)
+			t.put(a.hlcEntry())
 		}
-	}
-	if n == 0 {
-		a.writeMu.Unlock()
-		return 0, nil
-	}
-	entries = append(entries, a.hlcEntry())
-	if err := a.commitWrite(entries); err != nil {
+		return nil
+	})
+	if err != nil || n == 0 {
 		return 0, err
 	}
 	a.notify()

@@ -150,10 +150,12 @@ func Repair(ctx context.Context, cfg Config, out io.Writer) error {
 }
 
 func (a *Agent) repair(ctx context.Context, out io.Writer) error {
-	if err := a.beginWrite(); err != nil {
-		return err
-	}
-	defer a.writeMu.Unlock()
+	return a.withWrite(func(*tx) error { return a.repairLocked(ctx, out) })
+}
+
+// repairLocked is repair inside its write transaction: it rebuilds and
+// writes the store directly. writeMu held.
+func (a *Agent) repairLocked(ctx context.Context, out io.Writer) error {
 	for _, sp := range a.sortedSpaces() {
 		if err := ctx.Err(); err != nil {
 			return err

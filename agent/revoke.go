@@ -260,29 +260,30 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	if !same && !newerRevocation(r, old) {
 		return false, nil, nil // an older one: the newer stays
 	}
-	if err := a.beginWrite(); err != nil {
-		return false, nil, err
-	}
-	defer a.writeMu.Unlock()
-	if same && !a.cutDue(r) {
-		return false, nil, nil
-	}
-	// Settle everything in flight before editing logs directly.
-	barrier := &commitReq{done: make(chan error, 1)}
-	a.com.submit(barrier)
-	<-barrier.done
-	if !same {
-		if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
-			return false, nil, err
+	var dropped []Gap
+	fresh := false
+	err = a.withWrite(func(t *tx) error {
+		if same && !a.cutDue(r) {
+			return nil
 		}
-		a.editTrustLocked(func(tt *trustTables) { tt.revs[r.Device] = r })
-	}
-	dropped, err := a.cutPast(r)
-	if err != nil {
-		return !same, dropped, err
-	}
-	a.log.Warn("device revoked", "device", r.Device.String(), "bureau", r.Bureau, "spaces_cut", len(dropped))
-	return !same, dropped, a.reload()
+		// Settle everything in flight before editing logs directly: the
+		// cut writes the store itself and reloads.
+		a.com.barrier()
+		if !same {
+			if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
+				return err
+			}
+			a.editTrustLocked(func(tt *trustTables) { tt.revs[r.Device] = r })
+			fresh = true
+		}
+		var err error
+		if dropped, err = a.cutPast(r); err != nil {
+			return err
+		}
+		a.log.Warn("device revoked", "device", r.Device.String(), "bureau", r.Bureau, "spaces_cut", len(dropped))
+		return a.reload()
+	})
+	return fresh, dropped, err
 }
 
 // cutDue reports whether some space holds envelopes of r's device past its

@@ -240,86 +240,86 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 	if err != nil {
 		return Space{}, err
 	}
-	if err := a.beginWrite(); err != nil {
-		return Space{}, err
-	}
-	sp, err := a.resolveSpace(req.Space)
-	if err != nil {
-		a.writeMu.Unlock()
-		return Space{}, err
-	}
-	if sp.meta.OwnerFP != a.cert.Bureau.Fingerprint() {
-		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: only devices of the owning bureau (%s) may change the release list of space %s", ErrForbidden, sp.meta.Owner, sp.id)
-	}
-	if sp.current == nil {
-		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
-	}
+	var view Space
+	var spaceID crypto.SpaceID
 	fp := b.Fingerprint()
-	if !release && fp == sp.meta.OwnerFP {
-		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: the owning bureau cannot be withdrawn from its own space", ErrBadRequest)
-	}
-	has := slices.Contains(sp.meta.ReleaseFP, fp)
-	if has == release {
-		view := spaceView(sp.meta)
-		a.writeMu.Unlock()
-		return view, nil // already so: nothing to sign
-	}
-	list := slices.DeleteFunc(slices.Clone(sp.meta.ReleaseFP), func(x string) bool { return x == fp })
-	if release {
-		list = append(list, fp)
-	}
-	var entries []kvEntry
-	if !release {
-		// Rotate first, so the name in the new record is sealed under the
-		// key the withdrawn bureau will not get.
-		rot, err := a.rotateEpoch(sp)
+	changed := false
+	err = a.withWrite(func(t *tx) error {
+		sp, err := a.resolveSpace(req.Space)
 		if err != nil {
-			a.abortWrite()
-			return Space{}, err
+			return err
 		}
-		entries = append(entries, rot...)
-	}
-	r := crypto.Routing{Space: sp.id, Nonce: sp.meta.Nonce, Owner: sp.meta.OwnerFP, Released: list,
-		SealedName: crypto.SealName(sp.current, sp.id, sp.meta.Name, rand.Reader),
-		Supersedes: routingHeads(sp.meta.Routings)}
-	prof, err := a.ensureProfile(sp)
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries, prof...)
-	hlc := a.clock.Now(a.physMillis())
-	_, env, err := a.appendEnvelope(sp, crypto.KindRouting, r.Marshal(), nil, hlc)
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries, env...)
-	a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, r, a.cert.Bureau.Name)
-	shares, _, err := a.shareEntries(sp, a.knownCerts())
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries, shares...)
-	ctxBytes, err := sp.ctx.MarshalBinary()
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.db.entry(spaceKey(sp.id), sp.meta.marshal()), a.hlcEntry())
-	view := spaceView(sp.meta)
-	if err := a.commitWrite(entries); err != nil {
+		if sp.meta.OwnerFP != a.cert.Bureau.Fingerprint() {
+			return fmt.Errorf("%w: only devices of the owning bureau (%s) may change the release list of space %s", ErrForbidden, sp.meta.Owner, sp.id)
+		}
+		if sp.current == nil {
+			return fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
+		}
+		if !release && fp == sp.meta.OwnerFP {
+			return fmt.Errorf("%w: the owning bureau cannot be withdrawn from its own space", ErrBadRequest)
+		}
+		has := slices.Contains(sp.meta.ReleaseFP, fp)
+		if has == release {
+			view = spaceView(sp.meta)
+			return nil // already so: nothing to sign
+		}
+		t.changed()
+		list := slices.DeleteFunc(slices.Clone(sp.meta.ReleaseFP), func(x string) bool { return x == fp })
+		if release {
+			list = append(list, fp)
+		}
+		var entries []kvEntry
+		if !release {
+			// Rotate first, so the name in the new record is sealed under the
+			// key the withdrawn bureau will not get.
+			rot, err := a.rotateEpoch(sp)
+			if err != nil {
+				return t.fail(err)
+			}
+			entries = append(entries, rot...)
+		}
+		r := crypto.Routing{Space: sp.id, Nonce: sp.meta.Nonce, Owner: sp.meta.OwnerFP, Released: list,
+			SealedName: crypto.SealName(sp.current, sp.id, sp.meta.Name, rand.Reader),
+			Supersedes: routingHeads(sp.meta.Routings)}
+		prof, err := a.ensureProfile(sp)
+		if err != nil {
+			return t.fail(err)
+		}
+		entries = append(entries, prof...)
+		hlc := a.clock.Now(a.physMillis())
+		_, env, err := a.appendEnvelope(sp, crypto.KindRouting, r.Marshal(), nil, hlc)
+		if err != nil {
+			return t.fail(err)
+		}
+		entries = append(entries, env...)
+		a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, r, a.cert.Bureau.Name)
+		shares, _, err := a.shareEntries(sp, a.knownCerts())
+		if err != nil {
+			return t.fail(err)
+		}
+		entries = append(entries, shares...)
+		ctxBytes, err := sp.ctx.MarshalBinary()
+		if err != nil {
+			return t.fail(err)
+		}
+		entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.db.entry(spaceKey(sp.id), sp.meta.marshal()), a.hlcEntry())
+		view, spaceID, changed = spaceView(sp.meta), sp.id, true
+		t.put(entries...)
+		return nil
+	})
+	switch {
+	case err != nil && changed:
 		return Space{}, fmt.Errorf("release list not changed: %w", err)
+	case err != nil:
+		return Space{}, err
+	case !changed:
+		return view, nil
 	}
 	verb := "withdrew"
 	if release {
 		verb = "released"
 	}
-	a.log.Info(verb+" a space", "space", sp.id.String(), "bureau", fp)
+	a.log.Info(verb+" a space", "space", spaceID.String(), "bureau", fp)
 	a.notify()
 	return view, nil
 }

@@ -129,38 +129,42 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	}
 	routing := crypto.Routing{Space: id, Nonce: nonce, Owner: meta.OwnerFP, Released: meta.ReleaseFP, SealedName: crypto.SealName(key, id, name, rand.Reader)}
 
-	if err := a.beginWrite(); err != nil {
-		return Space{}, err
-	}
-	began := a.clock.Now(a.physMillis())
-	sp := &spaceState{id: id, meta: meta, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{},
-		keys: map[crypto.KeyID]*crypto.SpaceKey{}}
-	sp.beginEpoch(key, began.Pack())
-	a.spaces[id] = sp
-	_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
+	stored := false
+	err = a.withWrite(func(t *tx) error {
+		t.changed()
+		began := a.clock.Now(a.physMillis())
+		sp := &spaceState{id: id, meta: meta, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{},
+			keys: map[crypto.KeyID]*crypto.SpaceKey{}}
+		sp.beginEpoch(key, began.Pack())
+		a.spaces[id] = sp
+		_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
+		if err != nil {
+			return err
+		}
+		a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, routing, owner.Name)
+		prof, err := a.ensureProfile(sp)
+		if err != nil {
+			return err
+		}
+		ctxBytes, err := sp.ctx.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		t.put(entries...)
+		t.put(prof...)
+		t.put(
+			a.db.entry(spaceKey(id), sp.meta.marshal()),
+			a.db.entry(epochKey(id, key.ID()), epochValue(key, began.Pack())),
+			a.db.entry(ctxKey(id), ctxBytes),
+			a.hlcEntry())
+		stored = true
+		return nil
+	})
 	if err != nil {
-		a.abortWrite()
+		if stored {
+			return Space{}, fmt.Errorf("space not stored: %w", err)
+		}
 		return Space{}, err
-	}
-	a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, routing, owner.Name)
-	prof, err := a.ensureProfile(sp)
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries, prof...)
-	ctxBytes, err := sp.ctx.MarshalBinary()
-	if err != nil {
-		a.abortWrite()
-		return Space{}, err
-	}
-	entries = append(entries,
-		a.db.entry(spaceKey(id), sp.meta.marshal()),
-		a.db.entry(epochKey(id, key.ID()), epochValue(key, began.Pack())),
-		a.db.entry(ctxKey(id), ctxBytes),
-		a.hlcEntry())
-	if err := a.commitWrite(entries); err != nil {
-		return Space{}, fmt.Errorf("space not stored: %w", err)
 	}
 	a.notify()
 	// Officers of released bureaus already known get the key now (a

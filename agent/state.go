@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"fieldsync/crypto"
 )
@@ -23,8 +25,10 @@ import (
 //   - statMu guards only counters and display caches (rejections, gaps,
 //     skew, officer names, peers' claims). It is a leaf: nothing else is
 //     locked while it is held.
-//   - Work after a commit runs on goroutines the agent owns (goOwned), which
-//     Close waits for.
+//   - Work after a commit runs on the agent's own worker (afterWork), which
+//     Close stops and waits for; the agent starts no other goroutine that
+//     outlives the call that started it, but for Run's servers, which Run
+//     waits for.
 
 // trustTables is the agent's trust state. A published value is never
 // changed: writers publish a modified copy.
@@ -153,34 +157,82 @@ func (a *Agent) withRead(fn func() error) error {
 	return fn()
 }
 
-// goOwned runs fn on a goroutine the agent owns: Close waits for it. After
-// Close has begun, fn is not started.
-func (a *Agent) goOwned(fn func()) {
-	a.ownedMu.Lock()
-	defer a.ownedMu.Unlock()
-	if a.closing {
+// afterWork is the agent's one worker for work that follows a commit and
+// must not run under writeMu or hold up its caller: wrapping keys on to
+// officers a change made entitled, and applying at start what waited for a
+// key that has since arrived. Requests coalesce: a burst of releases wraps
+// once. Close stops it and waits for it.
+type afterWork struct {
+	mu       sync.Mutex // guards wake against a send after close
+	stopped  bool
+	wake     chan struct{}
+	done     chan struct{}
+	shareDue atomic.Bool // ShareKeys
+	drainDue atomic.Bool // drain every space, for upgrades too
+}
+
+func (a *Agent) startAfterWork() {
+	a.after.mu.Lock()
+	defer a.after.mu.Unlock()
+	a.after.wake = make(chan struct{}, 1)
+	a.after.done = make(chan struct{})
+	go a.afterLoop()
+}
+
+func (a *Agent) afterLoop() {
+	defer close(a.after.done)
+	for range a.after.wake {
+		if a.after.shareDue.Swap(false) {
+			if _, err := a.ShareKeys(); err != nil && !errors.Is(err, ErrClosed) {
+				a.log.Warn("wrapping keys to newly entitled officers", "err", err)
+			}
+		}
+		if a.after.drainDue.Swap(false) {
+			for _, id := range a.SpaceIDs() {
+				if err := a.drain(id, true); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						a.log.Warn("applying waiting envelopes", "err", err)
+					}
+					break
+				}
+			}
+		}
+	}
+}
+
+// queueShareKeys asks the worker to wrap keys on (ShareKeys) soon.
+func (a *Agent) queueShareKeys() { a.queueAfter(&a.after.shareDue) }
+
+// queueDrainAll asks the worker to apply whatever waits in every space.
+func (a *Agent) queueDrainAll() { a.queueAfter(&a.after.drainDue) }
+
+func (a *Agent) queueAfter(due *atomic.Bool) {
+	a.after.mu.Lock()
+	defer a.after.mu.Unlock()
+	if a.after.wake == nil || a.after.stopped {
+		return // not opened, or closing
+	}
+	due.Store(true)
+	select {
+	case a.after.wake <- struct{}{}:
+	default: // already woken: it will see the flag
+	}
+}
+
+// stopAfterWork ends the worker once its current job is done. Jobs queued
+// and not started are dropped: each is redone at the next start or trigger.
+func (a *Agent) stopAfterWork() {
+	a.after.mu.Lock()
+	if a.after.wake == nil {
+		a.after.mu.Unlock()
 		return
 	}
-	a.owned.Add(1)
-	go func() {
-		defer a.owned.Done()
-		fn()
-	}()
-}
-
-// stopOwned stops new owned goroutines and waits for the running ones.
-func (a *Agent) stopOwned() {
-	a.ownedMu.Lock()
-	a.closing = true
-	a.ownedMu.Unlock()
-	a.owned.Wait()
-}
-
-// owned is the set of goroutines started by goOwned.
-type ownedGoroutines struct {
-	ownedMu sync.Mutex
-	closing bool
-	owned   sync.WaitGroup
+	if !a.after.stopped {
+		a.after.stopped = true
+		close(a.after.wake)
+	}
+	a.after.mu.Unlock()
+	<-a.after.done
 }
 
 var errNoSpace = fmt.Errorf("%w: space", ErrNotFound)

@@ -218,3 +218,51 @@ func TestStressStateUnderRace(t *testing.T) {
 	advSettle(t, a, b, k)
 	advSameDigests(t, sp.ID, a, b)
 }
+
+// TestRefusedWriteDoesNotReload: writes refused by validation (too large,
+// unknown space, nothing to write) leave the state as it was and cost no
+// reload; a write whose commit fails does reload, so the count is live.
+func TestRefusedWriteDoesNotReload(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.MaxValueBytes, cfg.MaxChangeBytes = 48<<10, 64<<10
+	var failNext atomic.Bool
+	cfg.FailCommit = func(uint64) error {
+		if failNext.Swap(false) {
+			return errors.New("injected: disk write failed")
+		}
+		return nil
+	}
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, a, sp.ID, "r", "v1")
+	before := a.reloads.Load()
+	big := strings.Repeat("x", 40<<10)
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "a", Value: big}, {Name: "b", Value: big}}}); !errors.Is(err, errTooLarge) {
+		t.Fatalf("too large change: %v", err)
+	}
+	if _, err := a.PutFields(RecordPutRequest{Space: "no-such-space", Record: "r", Fields: []FieldValue{{Name: "a", Value: "x"}}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown space: %v", err)
+	}
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r"}); err == nil {
+		t.Fatal("a put of nothing was accepted")
+	}
+	if n := a.reloads.Load() - before; n != 0 {
+		t.Fatalf("refused writes reloaded the state %d times", n)
+	}
+	advPut(t, a, sp.ID, "r", "v2")
+	failNext.Store(true)
+	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r", Fields: []FieldValue{{Name: "name", Value: "lost"}}}); err == nil {
+		t.Fatal("the injected commit failure did not fail the write")
+	}
+	advPut(t, a, sp.ID, "r", "v3") // builds on the state reloaded after the failure
+	if n := a.reloads.Load() - before; n != 1 {
+		t.Fatalf("a failed commit reloaded %d times, want 1", n)
+	}
+	if v, err := advValue(a, sp.ID, "r"); err != nil || v != "v3" {
+		t.Fatalf("after the failed commit: %q, %v", v, err)
+	}
+}

@@ -198,10 +198,10 @@ func (s syncAdapter) LoadPeers() ([]fsync.KnownPeer, error) {
 func (s syncAdapter) SavePeer(p fsync.KnownPeer) error {
 	a := s.a
 	b, _ := json.Marshal(peerRecord{Addr: p.Addr, Role: uint8(p.Role), LastSeen: p.LastSeen})
-	if err := a.beginWrite(); err != nil {
-		return err
-	}
-	return a.commitWrite([]kvEntry{a.db.entry(peerKey(crypto.DeviceID(p.ID)), b)})
+	return a.withWrite(func(t *tx) error {
+		t.put(a.db.entry(peerKey(crypto.DeviceID(p.ID)), b))
+		return nil
+	})
 }
 
 // --- fsync.Authenticator ---
@@ -267,7 +267,7 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 		a.log.Warn("could not store a peer's certificate", "peer", id.String(), "err", err)
 	}
 	if added {
-		go a.ShareKeys()
+		a.queueShareKeys()
 	}
 	if p := a.trustNow().certs[id]; p != nil {
 		c = p
@@ -299,7 +299,7 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 			return false, fsync.Reject(rejectReason(err), err)
 		}
 		if added {
-			go s.a.ShareKeys()
+			s.a.queueShareKeys()
 		}
 		return added, nil
 	}

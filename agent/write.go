@@ -43,14 +43,6 @@ func (a *Agent) checkDiskSpace() error {
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("agent is shutting down")
 
-// A write in progress: built under writeMu, committed by the group committer.
-type pendingWrite struct {
-	a       *Agent
-	sp      *spaceState
-	entries []kvEntry
-	records map[crdt.RecordID]*crdt.Record
-}
-
 // beginWrite takes the write lock and, if a commit failed since the last
 // write, reloads the in-memory state from the store first (writes built on
 // lost state must not be built upon). The caller must call a.writeMu.Unlock
@@ -190,99 +182,99 @@ func (a *Agent) physMillis() int64 { return a.cfg.now().UnixMilli() }
 // envelope, the new record states, the context and the head in one atomic,
 // fsynced batch. It returns once the change is durable.
 func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error)) (*crdt.Change, map[crdt.RecordID]*crdt.Record, error) {
-	if err := a.beginWrite(); err != nil {
-		return nil, nil, err
-	}
-	// beginWrite may have reloaded: look the space up again.
-	sp = a.spaces[sp.id]
-	if sp == nil {
-		a.writeMu.Unlock()
-		return nil, nil, fmt.Errorf("%w: space", ErrNotFound)
-	}
-	if a.cfg.Relay || sp.current == nil {
-		a.writeMu.Unlock()
-		return nil, nil, fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
-	}
-	ops, err := build(func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) })
-	if err != nil {
-		a.writeMu.Unlock()
-		return nil, nil, err
-	}
-	if len(ops) == 0 {
-		a.writeMu.Unlock()
-		return nil, nil, fmt.Errorf("%w: nothing to write", ErrBadRequest)
-	}
-	var entries []kvEntry
-	if a.needsRotation(sp) {
-		// A device that held the current epoch key was revoked or its
-		// bureau withdrawn: this write opens a new epoch (docs/design.md §5).
-		rot, err := a.rotateEpoch(sp)
-		if err != nil {
-			a.abortWrite()
-			return nil, nil, err
+	var ch *crdt.Change
+	var out map[crdt.RecordID]*crdt.Record
+	drain := false
+	err := a.withWrite(func(t *tx) error {
+		// withWrite may have reloaded: look the space up again.
+		if sp = a.spaces[sp.id]; sp == nil {
+			return errNoSpace
 		}
-		shares, _, err := a.shareEntries(sp, a.knownCerts())
-		if err != nil {
-			a.abortWrite()
-			return nil, nil, err
+		if a.cfg.Relay || sp.current == nil {
+			return fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
 		}
-		entries = append(append(entries, rot...), shares...)
-	}
-	prof, err := a.ensureProfile(sp)
+		ops, err := build(func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) })
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			return fmt.Errorf("%w: nothing to write", ErrBadRequest)
+		}
+		// The dependencies name other authors' envelopes only: the rotation
+		// and profile below do not change them.
+		deps, err := a.depsFor(sp, ops)
+		if err != nil {
+			return err
+		}
+		// Judge the size before anything changes: a refused write must not
+		// cost a reload of the whole state. The final encoding differs only
+		// in its seq and clock (a few bytes), checked again below.
+		if err := a.checkChangeSize(&crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 3, HLC: a.clock.Last, Ops: ops, Deps: deps}); err != nil {
+			return err
+		}
+		t.changed()
+		if a.needsRotation(sp) {
+			// A device that held the current epoch key was revoked or its
+			// bureau withdrawn: this write opens a new epoch (docs/design.md §5).
+			rot, err := a.rotateEpoch(sp)
+			if err != nil {
+				return err
+			}
+			shares, _, err := a.shareEntries(sp, a.knownCerts())
+			if err != nil {
+				return err
+			}
+			t.put(rot...)
+			t.put(shares...)
+		}
+		prof, err := a.ensureProfile(sp)
+		if err != nil {
+			return err
+		}
+		t.put(prof...)
+		ch = &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops, Deps: deps}
+		body, err := ch.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		if int64(len(body)) > a.cfg.MaxChangeBytes { // a few bytes over the check above
+			return fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
+		}
+		touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
+		if err != nil {
+			return fmt.Errorf("apply own change: %w", err)
+		}
+		_, envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+		if err != nil {
+			return err
+		}
+		// A received change may wait for this very write (a hostile one
+		// named it before it was made): judge it once this write is stored.
+		drain = sp.resolvesWait(a.dev, ch.Seq)
+		t.put(envEntries...)
+		recEntries, err := a.recordEntries(sp, touched)
+		if err != nil {
+			return err
+		}
+		t.put(recEntries...)
+		ctxBytes, err := sp.ctx.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		t.put(a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
+		// The cache keeps touched records and later writes mutate them in
+		// place: the caller gets copies made under the lock.
+		out = make(map[crdt.RecordID]*crdt.Record, len(touched))
+		for id, r := range touched {
+			out[id] = r.Clone()
+		}
+		return nil
+	})
 	if err != nil {
-		a.abortWrite()
+		if ch != nil && out != nil {
+			return nil, nil, fmt.Errorf("write not stored: %w", err)
+		}
 		return nil, nil, err
-	}
-	entries = append(entries, prof...)
-	deps, err := a.depsFor(sp, ops)
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, err
-	}
-	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops, Deps: deps}
-	body, err := ch.MarshalBinary()
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if int64(len(body)) > a.cfg.MaxChangeBytes {
-		a.abortWrite()
-		return nil, nil, fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
-	}
-	touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, fmt.Errorf("apply own change: %w", err)
-	}
-	_, envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, err
-	}
-	// A received change may wait for this very write (a hostile one named
-	// it before it was made): judge it once this write is stored.
-	drain := sp.resolvesWait(a.dev, ch.Seq)
-	entries = append(entries, envEntries...)
-	recEntries, err := a.recordEntries(sp, touched)
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, err
-	}
-	entries = append(entries, recEntries...)
-	ctxBytes, err := sp.ctx.MarshalBinary()
-	if err != nil {
-		a.abortWrite()
-		return nil, nil, err
-	}
-	entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
-	// The cache keeps touched records and later writes mutate them in
-	// place: the caller gets copies made under the lock.
-	out := make(map[crdt.RecordID]*crdt.Record, len(touched))
-	for id, r := range touched {
-		out[id] = r.Clone()
-	}
-	if err := a.commitWrite(entries); err != nil {
-		return nil, nil, fmt.Errorf("write not stored: %w", err)
 	}
 	if drain {
 		if err := a.drainPending(sp.id); err != nil && !errors.Is(err, ErrClosed) {
@@ -291,6 +283,18 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 	}
 	a.notify()
 	return ch, out, nil
+}
+
+// checkChangeSize refuses a change whose encoding exceeds MaxChangeBytes.
+func (a *Agent) checkChangeSize(ch *crdt.Change) error {
+	body, err := ch.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if int64(len(body)) > a.cfg.MaxChangeBytes {
+		return fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
+	}
+	return nil
 }
 
 // abortWrite undoes the in-memory changes of a write that failed before it
@@ -307,9 +311,8 @@ func (a *Agent) abortWrite() {
 // new generation. writeMu held. Reloading without the barrier could forget a
 // write still in flight and hand its seq out again.
 func (a *Agent) reload() error {
-	barrier := &commitReq{done: make(chan error, 1)}
-	a.com.submit(barrier)
-	<-barrier.done
+	a.com.barrier()
+	a.reloads.Add(1)
 	if err := a.load(); err != nil {
 		return err
 	}

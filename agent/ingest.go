@@ -455,7 +455,8 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		sp.unlocked = true // Ingest drains what waited for this key, after this commit
 		return entries, false, nil
 	}
-	// A kind this version does not know: stored and forwarded (docs/design.md §5).
+	// No other kind reaches here: crypto.ParseHeader refuses a kind this
+	// version does not know (a new kind is a wire change, docs/design.md §5).
 	sp.ctx.Add(dot)
 	return nil, false, nil
 }

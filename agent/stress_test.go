@@ -266,3 +266,69 @@ func TestRefusedWriteDoesNotReload(t *testing.T) {
 		t.Fatalf("after the failed commit: %q, %v", v, err)
 	}
 }
+
+// TestHeadsReportOnlyDurable: sync's Ingest returns before the envelope is
+// on disk (one fsync serves many), so Heads, which peers take as what this
+// device holds, must report only what reached the disk. Here the commits
+// of received envelopes fail: Heads must not claim them (before the fix it
+// reported them, and a peer would count its writes as held here).
+func TestHeadsReportOnlyDurable(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	bcfg := newTestDevice(t, omn, "Bilal", crypto.RoleOfficer)
+	var failing atomic.Bool
+	bcfg.FailCommit = func(uint64) error {
+		if failing.Load() {
+			return errors.New("injected: disk write failed")
+		}
+		return nil
+	}
+	b := openTestAgent(t, bcfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := advSpaceID(t, sp.ID)
+	for i := range 6 {
+		advPut(t, a, sp.ID, fmt.Sprint("r", i), "v")
+	}
+	advCerts(t, b, a)
+	log := advLog(t, a, id, a.dev)
+	sb := syncAdapter{b}
+	ingest := func(envs [][]byte) {
+		t.Helper()
+		for _, env := range envs {
+			h, _ := crypto.ParseHeader(env)
+			_, err := sb.Ingest(fsync.PeerID(a.dev), fsync.Envelope{Space: fsync.SpaceID(id), Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env})
+			var re *fsync.RejectError
+			if err != nil && !(failing.Load() && errors.As(err, &re)) {
+				// While commits fail, a later envelope may find the
+				// failure, reload, and be refused as a gap: sync sends
+				// it again next round.
+				t.Fatalf("ingest seq %d: %v", h.Seq, err)
+			}
+		}
+	}
+	ingest(log[:3])
+	if heads, err := sb.Heads(fsync.SpaceID(id)); err != nil || heads[fsync.PeerID(a.dev)] != 3 {
+		t.Fatalf("heads after three: %v, %v", heads, err) // and they are on disk now
+	}
+	failing.Store(true)
+	ingest(log[3:]) // handed to the committer, which fails them
+	heads, err := sb.Heads(fsync.SpaceID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := heads[fsync.PeerID(a.dev)]; got != 3 {
+		t.Fatalf("heads report seq %d of A's log; only 3 reached the disk", got)
+	}
+	failing.Store(false)
+	ingest(log[3:]) // sync sends them again
+	heads, err = sb.Heads(fsync.SpaceID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := heads[fsync.PeerID(a.dev)]; got != uint64(len(log)) {
+		t.Fatalf("after the retry heads report seq %d, want %d", got, len(log))
+	}
+}

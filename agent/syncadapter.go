@@ -37,19 +37,36 @@ func (s syncAdapter) Spaces() ([]fsync.SpaceID, error) {
 
 func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
 	a := s.a
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
-	v := fsync.Vector{}
-	if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
-		for author, h := range sp.heads {
-			seq := h.Seq
-			if f := a.missingFrom(sp.id, author); f > 0 && f-1 < seq {
-				seq = f - 1 // lost from the store: ask peers for it again
+	// Report only what is on disk (fsync.Store's contract): the heads are
+	// read together with the received envelopes still waiting for their
+	// fsync, which are then waited for. If one failed, the state is
+	// reloaded from the disk and read again.
+	for range 3 {
+		a.writeMu.Lock()
+		v := fsync.Vector{}
+		if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
+			for author, h := range sp.heads {
+				seq := h.Seq
+				if f := a.missingFrom(sp.id, author); f > 0 && f-1 < seq {
+					seq = f - 1 // lost from the store: ask peers for it again
+				}
+				v[fsync.PeerID(author)] = seq
 			}
-			v[fsync.PeerID(author)] = seq
+		}
+		wait := a.takeInflight()
+		a.writeMu.Unlock()
+		failed := false
+		for _, w := range wait {
+			failed = <-w != nil || failed
+		}
+		if !failed {
+			return v, nil
+		}
+		if err := a.reloadIfFailed(); err != nil {
+			return nil, err
 		}
 	}
-	return v, nil
+	return nil, &StoreError{Dir: a.cfg.Layout.Store(), Err: errors.New("received envelopes keep failing to reach the disk")}
 }
 
 func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync.Envelope) error) error {

@@ -100,6 +100,29 @@ func (a *Agent) commitInWindow(entries []kvEntry) error {
 	return nil
 }
 
+// takeInflight hands the caller the results of the received envelopes
+// handed to the committer without waiting (commitInWindow); the caller
+// must receive each. writeMu held.
+func (a *Agent) takeInflight() []chan error {
+	w := a.inflight
+	a.inflight = nil
+	return w
+}
+
+// reloadIfFailed reloads the state from the store if a commit failed since
+// it was last loaded, so that the in-memory heads are again what is on disk.
+func (a *Agent) reloadIfFailed() error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if a.closed || a.gen > a.com.failedGen.Load() {
+		return nil
+	}
+	if err := a.reload(); err != nil {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
+	}
+	return nil
+}
+
 // loadRecord returns the newest state of a record: from the cache (which
 // holds uncommitted writes too) or the store. A record that is absent yields
 // (nil, nil). A corrupt record is rebuilt from its envelopes. writeMu held.

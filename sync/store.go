@@ -35,7 +35,8 @@ type Store interface {
 	Spaces() ([]SpaceID, error)
 
 	// Heads returns the version vector of a space: per author, the highest
-	// seq of the contiguous prefix held. An unknown space has an empty vector.
+	// seq of the contiguous prefix held on disk (see Ingest). An unknown
+	// space has an empty vector.
 	Heads(space SpaceID) (Vector, error)
 
 	// Since calls fn, in (author raw bytes, seq) ascending order, with every
@@ -56,8 +57,13 @@ type Store interface {
 	// already held returns (false, nil) and changes nothing. A rejected
 	// envelope returns an error wrapping a *RejectError, whose Reason sync
 	// counts; any other error is a local failure and ends the stream.
-	// Ingest must be durable before it returns added=true: a sync that is
-	// cut off resumes from Heads.
+	//
+	// Ingest may return added=true before env is on disk, so that one fsync
+	// serves many envelopes, if the store keeps two promises: what it
+	// acknowledged reaches the disk in order (a crash loses only the newest
+	// few), and Heads reports only envelopes on disk. A sync that is cut
+	// off, or a crash, then resumes from Heads and loses nothing a peer was
+	// told we hold.
 	Ingest(from PeerID, env Envelope) (added bool, err error)
 
 	// LoadPeers returns the remembered peers (any order).

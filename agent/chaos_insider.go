@@ -24,6 +24,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"fieldsync/agent/bundle"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -375,7 +376,7 @@ func (a *Agent) insiderRandomSpaces(ctx context.Context, cmd InsiderCommand, res
 	if cmd.Bundle == "" {
 		return nil
 	}
-	_, err = writeFileAtomically(cmd.Bundle, func(w io.Writer) error {
+	_, err = bundle.CreateFile(cmd.Bundle, func(w io.Writer) error {
 		bw, err := crypto.NewBundleWriter(w, crypto.BundleExport, a.id, a.cert, crypto.DeviceID{}, a.cfg.now())
 		if err != nil {
 			return err

@@ -50,32 +50,92 @@ type initOut struct {
 }
 
 func initAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 0, "--officer NAME (--bureau-key FILE | --request-out FILE) [--role relay] [--mesh-key FILE] [--key-file K]"); err != nil {
+	o, err := parseInitFlags(c)
+	if err != nil {
 		return err
+	}
+	if err := checkInitTargets(o); err != nil {
+		return err
+	}
+	// Everything that can fail for a reason the user can fix comes first.
+	var bureau *crypto.Bureau
+	if o.bureauKey != "" {
+		if bureau, err = openBureauFile(c, o.bureauKey); err != nil {
+			return err
+		}
+	}
+	meshKey, err := initMeshKey(c)
+	if err != nil {
+		return err
+	}
+	id, ks, err := newKeystore(o.officer, meshKey)
+	if err != nil {
+		return err
+	}
+	defer ks.Zero()
+	req := crypto.NewRequest(id, crypto.NameCommitment(o.officer, ks.NameSalt))
+	sealed, keyFile, err := sealNewKeystore(c, ks, o.keyFile)
+	if err != nil {
+		return err
+	}
+	out := initOut{Device: id.ID().String(), DataDir: o.layout.Dir, Role: o.role.String()}
+	var cert *crypto.Certificate
+	if bureau != nil {
+		if cert, err = enrollNow(bureau, id, req, o, &out); err != nil {
+			return err
+		}
+	}
+	f := initFiles{device: id.Public(), request: req, keyFile: keyFile, sealed: sealed, cert: cert, bureau: bureau}
+	if err := writeInitFiles(o, f, &out); err != nil {
+		return err
+	}
+	return printInit(c, out)
+}
+
+// initOpts are init's flags, checked.
+type initOpts struct {
+	officer   string
+	bureauKey string // enroll at once with this bureau key file
+	reqOut    string // or write an enrolment request here
+	keyFile   string // seal with a new key file written here; empty: a passphrase
+	role      crypto.Role
+	validity  time.Duration
+	layout    agent.Layout
+}
+
+// parseInitFlags reads and checks init's flags.
+func parseInitFlags(c *cli.Context) (initOpts, error) {
+	if err := needArgs(c, 0, 0, "--officer NAME (--bureau-key FILE | --request-out FILE) [--role relay] [--mesh-key FILE] [--key-file K]"); err != nil {
+		return initOpts{}, err
 	}
 	noCoreDumps(c)
-	officer := ident(c.String("officer"))
-	bureauKey, reqOut := c.String("bureau-key"), c.String("request-out")
+	o := initOpts{officer: ident(c.String("officer")), bureauKey: c.String("bureau-key"), reqOut: c.String("request-out")}
 	switch {
-	case officer == "":
-		return usageErrorf("init needs --officer NAME")
-	case bureauKey == "" && reqOut == "":
-		return usageErrorf("init needs --bureau-key FILE (enroll now) or --request-out FILE (enroll elsewhere)")
-	case bureauKey != "" && reqOut != "":
-		return usageErrorf("give either --bureau-key or --request-out, not both")
+	case o.officer == "":
+		return o, usageErrorf("init needs --officer NAME")
+	case o.bureauKey == "" && o.reqOut == "":
+		return o, usageErrorf("init needs --bureau-key FILE (enroll now) or --request-out FILE (enroll elsewhere)")
+	case o.bureauKey != "" && o.reqOut != "":
+		return o, usageErrorf("give either --bureau-key or --request-out, not both")
 	}
-	role, err := crypto.ParseRole(c.String("role"))
-	if err != nil {
-		return usageErrorf("bad --role %q: want officer or relay", c.String("role"))
+	var err error
+	if o.role, err = crypto.ParseRole(c.String("role")); err != nil {
+		return o, usageErrorf("bad --role %q: want officer or relay", c.String("role"))
 	}
-	validity, err := parseValidity(c.String("valid"))
-	if err != nil {
-		return err
+	if o.validity, err = parseValidity(c.String("valid")); err != nil {
+		return o, err
 	}
-	l, err := layoutOf(c)
-	if err != nil {
-		return err
+	if o.layout, err = layoutOf(c); err != nil {
+		return o, err
 	}
+	o.keyFile = globalString(c, "key-file")
+	return o, nil
+}
+
+// checkInitTargets refuses to overwrite anything: a device in the data
+// directory, the key file, the request.
+func checkInitTargets(o initOpts) error {
+	l := o.layout
 	if _, err := os.Stat(l.Keystore()); err == nil {
 		dev, _ := agent.LoadDevice(l)
 		id := ""
@@ -87,127 +147,149 @@ func initAction(c *cli.Context) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("data directory %s: %v", l.Dir, err)
 	}
-	keyFilePath := globalString(c, "key-file")
-	if keyFilePath != "" {
-		if _, err := os.Lstat(keyFilePath); err == nil {
-			return withHint(fmt.Errorf("key file %s already exists", keyFilePath), "init writes a new key file; choose another path")
+	if o.keyFile != "" {
+		if _, err := os.Lstat(o.keyFile); err == nil {
+			return withHint(fmt.Errorf("key file %s already exists", o.keyFile), "init writes a new key file; choose another path")
 		}
 	}
-	if reqOut != "" {
-		if _, err := os.Lstat(reqOut); err == nil {
-			return withHint(fmt.Errorf("%s already exists", reqOut), "choose another --request-out")
+	if o.reqOut != "" {
+		if _, err := os.Lstat(o.reqOut); err == nil {
+			return withHint(fmt.Errorf("%s already exists", o.reqOut), "choose another --request-out")
 		}
 	}
+	return nil
+}
 
-	// Everything that can fail for a reason the user can fix comes first.
-	var bureau *crypto.Bureau
-	if bureauKey != "" {
-		if bureau, err = openBureauFile(c, bureauKey); err != nil {
-			return err
-		}
-	}
-	meshKey, err := initMeshKey(c)
-	if err != nil {
-		return err
-	}
-
+// newKeystore makes the device's keys: its identity, storage key and name
+// salt. The caller zeroes the keystore.
+func newKeystore(officer string, meshKey []byte) (*crypto.Identity, *crypto.Keystore, error) {
 	id, err := crypto.NewIdentity(rand.Reader)
 	if err != nil {
-		return fmt.Errorf("new device identity: %v", err)
+		return nil, nil, fmt.Errorf("new device identity: %v", err)
 	}
 	ks := &crypto.Keystore{Identity: id, MeshKey: meshKey, Officer: officer}
-	defer ks.Zero()
 	if _, err := io.ReadFull(rand.Reader, ks.StorageKey[:]); err != nil {
-		return err
+		ks.Zero()
+		return nil, nil, err
 	}
 	if _, err := io.ReadFull(rand.Reader, ks.NameSalt[:]); err != nil {
-		return err
+		ks.Zero()
+		return nil, nil, err
 	}
-	req := crypto.NewRequest(id, crypto.NameCommitment(officer, ks.NameSalt))
+	return id, ks, nil
+}
 
-	var sealed, keyFile []byte
-	if keyFilePath != "" {
-		keyFile, err = crypto.NewKeyFile(rand.Reader)
-		if err != nil {
-			return fmt.Errorf("new key file: %v", err)
-		}
-		key, err := crypto.ParseKeyFile(keyFile)
-		if err != nil {
-			return fmt.Errorf("new key file: %v", err)
-		}
-		if sealed, err = crypto.SealKeystoreWithKeyFile(ks, key, rand.Reader); err != nil {
-			return fmt.Errorf("seal keystore: %v", err)
-		}
-	} else {
+// sealNewKeystore seals ks with a new key file (returned, to be written to
+// keyFilePath) or, without one, with a passphrase asked for twice.
+func sealNewKeystore(c *cli.Context, ks *crypto.Keystore, keyFilePath string) (sealed, keyFile []byte, err error) {
+	if keyFilePath == "" {
 		pass, err := readPassphrase(c, "passphrase-file", "new device passphrase", true)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if sealed, err = crypto.SealKeystore(ks, pass, kdfParams(c), rand.Reader); err != nil {
-			return fmt.Errorf("seal keystore: %v", err)
+			return nil, nil, fmt.Errorf("seal keystore: %v", err)
 		}
+		return sealed, nil, nil
 	}
-
-	out := initOut{Device: id.ID().String(), DataDir: l.Dir, Role: role.String()}
-	var cert *crypto.Certificate
-	if bureau != nil {
-		now := time.Now().UTC().Truncate(time.Second)
-		cert, err = bureau.Issue(req, role, now, now.Add(validity))
-		if err != nil {
-			return fmt.Errorf("issue certificate: %v", err)
-		}
-		// Both keys are here: the device countersigns its enrollment
-		// (certificate version 2), which peers require.
-		if cert, err = cert.Countersign(id); err != nil {
-			return fmt.Errorf("countersign certificate: %v", err)
-		}
-		out.Bureau, out.BureauFingerprint = bureau.Public().Name, bureau.Public().Fingerprint()
-		out.CertValidUntil = cert.NotAfter.UTC().Format(time.RFC3339)
+	if keyFile, err = crypto.NewKeyFile(rand.Reader); err != nil {
+		return nil, nil, fmt.Errorf("new key file: %v", err)
 	}
+	key, err := crypto.ParseKeyFile(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("new key file: %v", err)
+	}
+	if sealed, err = crypto.SealKeystoreWithKeyFile(ks, key, rand.Reader); err != nil {
+		return nil, nil, fmt.Errorf("seal keystore: %v", err)
+	}
+	return sealed, keyFile, nil
+}
 
-	// Write: the request or key file first (never overwritten), then the
-	// public files, and the keystore last: it is what marks a device.
+// enrollNow issues the device's certificate with the bureau key, valid
+// from now, countersigned by the device, and notes it in out.
+func enrollNow(bureau *crypto.Bureau, id *crypto.Identity, req *crypto.Request, o initOpts, out *initOut) (*crypto.Certificate, error) {
+	now := time.Now().UTC().Truncate(time.Second)
+	cert, err := bureau.Issue(req, o.role, now, now.Add(o.validity))
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate: %v", err)
+	}
+	// Both keys are here: the device countersigns its enrollment
+	// (certificate version 2), which peers require.
+	if cert, err = cert.Countersign(id); err != nil {
+		return nil, fmt.Errorf("countersign certificate: %v", err)
+	}
+	out.Bureau, out.BureauFingerprint = bureau.Public().Name, bureau.Public().Fingerprint()
+	out.CertValidUntil = cert.NotAfter.UTC().Format(time.RFC3339)
+	return cert, nil
+}
+
+// initFiles is what init writes.
+type initFiles struct {
+	device  crypto.DevicePublic
+	request *crypto.Request
+	keyFile []byte // nil: sealed with a passphrase
+	sealed  []byte // the keystore
+	cert    *crypto.Certificate
+	bureau  *crypto.Bureau // with cert
+}
+
+// writeInitFiles writes the request or key file first (never overwritten),
+// then the public files, and the keystore last: it is what marks a device.
+func writeInitFiles(o initOpts, f initFiles, out *initOut) error {
+	l := o.layout
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %v", err)
 	}
-	if reqOut != "" {
-		if err := writeNewFile(reqOut, req.Marshal(), 0o644); err != nil {
+	if o.reqOut != "" {
+		if err := writeNewFile(o.reqOut, f.request.Marshal(), 0o644); err != nil {
 			return err
 		}
-		out.Request = reqOut
+		out.Request = o.reqOut
 	}
-	if keyFilePath != "" {
-		if err := writeNewFile(keyFilePath, keyFile, 0o600); err != nil {
+	if o.keyFile != "" {
+		if err := writeNewFile(o.keyFile, f.keyFile, 0o600); err != nil {
 			return err
 		}
-		out.KeyFile = keyFilePath
+		out.KeyFile = o.keyFile
 	}
-	if err := agent.SaveDevice(l, id.Public()); err != nil {
+	if err := agent.SaveDevice(l, f.device); err != nil {
 		return fmt.Errorf("write device file: %v", err)
 	}
-	if cert != nil {
-		if err := agent.WriteFileAtomic(l.Cert(), cert.Marshal(), 0o644); err != nil {
-			return fmt.Errorf("write certificate: %v", err)
-		}
-		ts, err := agent.LoadTrust(l)
-		if err != nil {
+	if f.cert != nil {
+		if err := writeEnrollment(l, f.cert, f.bureau); err != nil {
 			return err
 		}
-		ts.Add(bureau.Public())
-		if err := agent.SaveTrust(l, ts); err != nil {
-			return fmt.Errorf("write trust list: %v", err)
-		}
 	}
-	if err := agent.WriteFileAtomic(l.Keystore(), sealed, 0o600); err != nil {
+	if err := agent.WriteFileAtomic(l.Keystore(), f.sealed, 0o600); err != nil {
 		return fmt.Errorf("write keystore: %v", err)
 	}
+	return nil
+}
 
+// writeEnrollment writes the certificate and trusts its bureau.
+func writeEnrollment(l agent.Layout, cert *crypto.Certificate, bureau *crypto.Bureau) error {
+	if err := agent.WriteFileAtomic(l.Cert(), cert.Marshal(), 0o644); err != nil {
+		return fmt.Errorf("write certificate: %v", err)
+	}
+	ts, err := agent.LoadTrust(l)
+	if err != nil {
+		return err
+	}
+	ts.Add(bureau.Public())
+	if err := agent.SaveTrust(l, ts); err != nil {
+		return fmt.Errorf("write trust list: %v", err)
+	}
+	return nil
+}
+
+// printInit tells the user what init made and what to do next.
+func printInit(c *cli.Context, out initOut) error {
 	if jsonMode(c) {
 		return printJSON(c, out)
 	}
 	w := c.App.Writer
 	pairs := []string{"device", out.Device, "role", out.Role, "data dir", out.DataDir}
-	if cert != nil {
+	if out.CertValidUntil != "" { // enrolled at once
 		pairs = append(pairs, "bureau", out.Bureau+" "+out.BureauFingerprint, "valid until", out.CertValidUntil)
 	}
 	if out.KeyFile != "" {
@@ -218,7 +300,7 @@ func initAction(c *cli.Context) error {
 	}
 	kv(w, pairs...)
 	if out.Request != "" {
-		fmt.Fprintf(w, "next: the bureau runs `fieldsync enroll --out cert.json %s`; then run `fieldsync cert install cert.json` here\n", reqOut)
+		fmt.Fprintf(w, "next: the bureau runs `fieldsync enroll --out cert.json %s`; then run `fieldsync cert install cert.json` here\n", out.Request)
 	} else {
 		fmt.Fprintln(w, "next: start the agent with `fieldsync agent`")
 	}

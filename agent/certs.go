@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // Certificates of other devices: pinning and scoped trust (docs/crypto.md
@@ -85,18 +86,16 @@ func (a *Agent) AddCertificate(blob []byte) (bool, error) {
 		return false, fmt.Errorf("certificate of device %s: %w (bureau %s, %s: not trusted, and no space held here is released to it)", id, crypto.ErrUntrusted, c.Bureau.Name, fp)
 	}
 	if old != nil {
-		switch {
-		case !sameEnrollment(old, c) || id == a.dev:
-			if id == a.dev && sameEnrollment(old, c) {
-				return false, nil // our own certificate comes only from our data dir
-			}
+		switch rules.PinCertificate(old, c, id == a.dev) {
+		case rules.PinConflict:
 			return false, a.noteConflict(old, c)
-		case c.NotAfter.After(old.NotAfter), !old.Countersigned() && !c.NotAfter.Before(old.NotAfter):
-			// A renewal by the pinned bureau, or the countersigned form of
-			// a certificate held from before version 2.
-		default:
-			return false, nil // an older certificate of the pinned bureau
+		case rules.PinKeep:
+			// An older certificate of the pinned bureau, or our own (which
+			// comes only from our data dir).
+			return false, nil
 		}
+		// rules.PinRenew: a renewal by the pinned bureau, or the
+		// countersigned form of a certificate held from before version 2.
 	}
 	added := false
 	err = a.withWrite(func(t *tx) error {
@@ -123,8 +122,7 @@ func (a *Agent) AddCertificate(blob []byte) (bool, error) {
 var errCertRaced = errors.New("certificate raced")
 
 func sameEnrollment(pinned, c *crypto.Certificate) bool {
-	return bytes.Equal(pinned.Bureau.Key, c.Bureau.Key) && pinned.Bureau.Name == c.Bureau.Name &&
-		bytes.Equal(pinned.Device.SignKey, c.Device.SignKey) && pinned.Device.AgreeKey == c.Device.AgreeKey
+	return rules.SameEnrollment(pinned, c)
 }
 
 // noteConflict keeps c, which contradicts the pinned certificate, as

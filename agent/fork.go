@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // Forks (docs/design.md §5): a device that signs two different envelopes for the
@@ -74,13 +75,8 @@ func (a *Agent) forkPoint(e1, e2 []byte) (crypto.Header, uint64, error) {
 			return h1, 0, fmt.Errorf("fork evidence: %w", err)
 		}
 	}
-	switch {
-	case h1.Seq == h2.Seq && crypto.Hash(e1) != crypto.Hash(e2):
-		return h1, h1.Seq, nil
-	case h2.Seq == h1.Seq+1 && h2.Prev != crypto.Hash(e1):
-		return h1, h1.Seq, nil
-	}
-	return h1, 0, errors.New("fork evidence: the envelopes are consistent")
+	seq, err := rules.ForkPoint(h1, crypto.Hash(e1), h2, crypto.Hash(e2))
+	return h1, seq, err
 }
 
 // frozenAt returns the seq from which the author is frozen in the space (0: not frozen).
@@ -97,7 +93,7 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if f := a.frozenAt(h.Space, h.Author); f != 0 && f <= seq {
+	if _, moved := rules.FreezePoint(a.frozenAt(h.Space, h.Author), seq); !moved {
 		return false, nil
 	}
 	// Settle everything in flight before editing the log directly.

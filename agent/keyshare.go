@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // shareKey identifies one epoch key wrapped to one device in a space.
@@ -26,7 +27,7 @@ func sharedKey(space crypto.SpaceID, s shareKey) []byte {
 // entitled reports whether a certificate's device may read the space: an
 // officer of a bureau the space is released to (never a relay).
 func entitled(sp *spaceState, c *crypto.Certificate) bool {
-	return c.Role == crypto.RoleOfficer && slices.Contains(sp.meta.ReleaseFP, c.Bureau.Fingerprint())
+	return rules.Entitled(c, sp.meta.ReleaseFP)
 }
 
 // ShareKeys wraps every epoch key of every space this device holds to every
@@ -146,7 +147,7 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 	_, depth := sp.epochOrder()
 	var epochs []*crypto.SpaceKey
 	for _, id := range slices.SortedFunc(maps.Keys(sp.keys), func(x, y crypto.KeyID) int {
-		if dx, dy := depth[x.String()], depth[y.String()]; dx != dy {
+		if dx, dy := depth[x], depth[y]; dx != dy {
 			return cmp.Compare(dx, dy)
 		}
 		return bytes.Compare(x[:], y[:])

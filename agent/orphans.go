@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // Bounds of the orphan holding area.
@@ -54,19 +55,7 @@ type orphanSet struct {
 // any record held names (a withdrawal does not make a bureau's earlier
 // writes invalid: docs/crypto.md, "Known limits").
 func everReleased(sp *spaceState, c *crypto.Certificate) bool {
-	if c.Role != crypto.RoleOfficer {
-		return false
-	}
-	fp := c.Bureau.Fingerprint()
-	if fp == sp.meta.OwnerFP {
-		return true
-	}
-	for _, r := range sp.meta.Routings {
-		if slices.Contains(r.Released, fp) {
-			return true
-		}
-	}
-	return false
+	return rules.EverReleased(c, sp.meta.OwnerFP, routingRules(sp.meta.Routings))
 }
 
 // holdOrphan keeps a verified envelope of a space without a routing record,

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // Revocation API (docs/api.md): the CLI asks the agent for the cut-offs it
@@ -210,15 +211,10 @@ func (a *Agent) drainAfterRevocation() {
 }
 
 // newerRevocation reports whether r should replace old: the later issued
-// wins, ties by the signed bytes, so every replica keeps the same one.
+// wins, ties by the signed bytes, so every replica keeps the same one
+// (rules.RevocationReplaces).
 func newerRevocation(r, old *crypto.Revocation) bool {
-	if old == nil {
-		return true
-	}
-	if !r.IssuedAt.Equal(old.IssuedAt) {
-		return r.IssuedAt.After(old.IssuedAt)
-	}
-	return bytes.Compare(r.Marshal(), old.Marshal()) > 0
+	return rules.RevocationReplaces(r, old)
 }
 
 // addRevocation stores a revocation and applies it: in every space, the
@@ -290,7 +286,7 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 // cut-off. writeMu held.
 func (a *Agent) cutDue(r *crypto.Revocation) bool {
 	for _, sp := range a.spaces {
-		if sp.heads[r.Device].Seq > r.Cutoff(sp.id) {
+		if _, due := rules.CutFrom(r, sp.id, sp.heads[r.Device].Seq); due {
 			return true
 		}
 	}
@@ -303,15 +299,15 @@ func (a *Agent) cutDue(r *crypto.Revocation) bool {
 func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 	var dropped []Gap
 	for _, sp := range a.sortedSpaces() {
-		cut := r.Cutoff(sp.id)
 		hd := sp.heads[r.Device]
-		if hd.Seq <= cut {
+		from, due := rules.CutFrom(r, sp.id, hd.Seq)
+		if !due {
 			continue
 		}
-		if err := a.cutLog(sp, r.Device, cut+1, nil); err != nil {
+		if err := a.cutLog(sp, r.Device, from, nil); err != nil {
 			return dropped, fmt.Errorf("revocation: %w", err)
 		}
-		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: cut + 1, To: hd.Seq})
+		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: from, To: hd.Seq})
 	}
 	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Space < dropped[j].Space })
 	return dropped, nil

@@ -1,18 +1,16 @@
 package agent
 
 import (
-	"bytes"
-	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
-	"sort"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // routingEntry is one routing record of a space, as the release-list CRDT
@@ -30,94 +28,21 @@ type routingRef struct {
 }
 
 // effectiveRelease computes a space's release list from its routing records
-// (docs/crdt.md, "Release lists"). A record replaces the records it names in
-// Supersedes and its author's earlier records; the records nothing replaces
-// are the heads. A bureau is released when a head releases it and no head
-// withdrew it — a head withdraws a bureau when it leaves out a bureau that a
-// record it replaced (directly or not) had released. So a withdrawal wins
-// over a concurrent release of the same bureau (fail closed, docs/design.md §2),
-// while concurrent releases of different bureaus both stand. The owner is
-// always released. The result is sorted and does not depend on the order in
-// which the records arrived.
+// (rules.ReleaseList; docs/crdt.md, "Release lists"): a withdrawal wins over
+// a concurrent release of the same bureau, the owner is always released.
 func effectiveRelease(owner string, recs []routingEntry) []string {
-	type ref struct {
-		author string
-		seq    uint64
-	}
-	index := make(map[ref]int, len(recs))
+	return rules.ReleaseList(owner, routingRules(recs))
+}
+
+// routingRules is the routing records as the rules take them.
+func routingRules(recs []routingEntry) []rules.Routing {
+	out := make([]rules.Routing, len(recs))
 	for i, r := range recs {
-		index[ref{r.Author, r.Seq}] = i
-	}
-	// replaces[i] lists the records record i replaces directly.
-	replaces := make([][]int, len(recs))
-	replaced := make([]bool, len(recs))
-	for i, r := range recs {
+		out[i] = rules.Routing{Author: r.Author, Seq: r.Seq, Released: r.Released}
 		for _, s := range r.Supersedes {
-			if j, ok := index[ref{s.Author, s.Seq}]; ok && j != i {
-				replaces[i] = append(replaces[i], j)
-				replaced[j] = true
-			}
-		}
-		for j, o := range recs {
-			if o.Author == r.Author && o.Seq < r.Seq {
-				replaces[i] = append(replaces[i], j)
-				replaced[j] = true
-			}
+			out[i].Supersedes = append(out[i].Supersedes, rules.Ref{Author: s.Author, Seq: s.Seq})
 		}
 	}
-	// known(i): every bureau released by a record in i's past.
-	known := func(i int) map[string]bool {
-		seen := map[int]bool{}
-		out := map[string]bool{}
-		stack := slices.Clone(replaces[i])
-		for len(stack) > 0 {
-			j := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if seen[j] {
-				continue
-			}
-			seen[j] = true
-			for _, b := range recs[j].Released {
-				out[b] = true
-			}
-			stack = append(stack, replaces[j]...)
-		}
-		return out
-	}
-	released := map[string]bool{owner: true}
-	var heads []int
-	for i := range recs {
-		if !replaced[i] {
-			heads = append(heads, i)
-		}
-	}
-	candidates := map[string]bool{}
-	for _, i := range heads {
-		for _, b := range recs[i].Released {
-			candidates[b] = true
-		}
-	}
-	pasts := make([]map[string]bool, len(heads))
-	for k, i := range heads {
-		pasts[k] = known(i)
-	}
-	for b := range candidates {
-		in := true
-		for k, i := range heads {
-			if !slices.Contains(recs[i].Released, b) && pasts[k][b] {
-				in = false // this head withdrew it
-				break
-			}
-		}
-		if in {
-			released[b] = true
-		}
-	}
-	out := make([]string, 0, len(released))
-	for b := range released {
-		out = append(out, b)
-	}
-	sort.Strings(out)
 	return out
 }
 
@@ -125,29 +50,9 @@ func effectiveRelease(owner string, recs []routingEntry) []string {
 // new routing record supersedes them.
 func routingHeads(recs []routingEntry) []crypto.RoutingRef {
 	var out []crypto.RoutingRef
-	for i, r := range recs {
-		head := true
-		for j, o := range recs {
-			if i == j {
-				continue
-			}
-			if o.Author == r.Author && o.Seq > r.Seq {
-				head = false
-				break
-			}
-			for _, s := range o.Supersedes {
-				if s.Author == r.Author && s.Seq == r.Seq {
-					head = false
-				}
-			}
-			if !head {
-				break
-			}
-		}
-		if head {
-			if dev, err := crypto.ParseDeviceID(r.Author); err == nil {
-				out = append(out, crypto.RoutingRef{Author: dev, Seq: r.Seq})
-			}
+	for _, r := range rules.RoutingHeads(routingRules(recs)) {
+		if dev, err := crypto.ParseDeviceID(r.Author); err == nil {
+			out = append(out, crypto.RoutingRef{Author: dev, Seq: r.Seq})
 		}
 	}
 	return out
@@ -404,88 +309,43 @@ func (s *spaceState) noteShare(share crypto.KeyShare, bureau string) bool {
 	return true
 }
 
-// epochReplaces is what an epoch replaces as far as this device knows:
-// its own list if it began it, and the lists of the shares of it by
-// devices of released bureaus. Sorted, unique.
-func (s *spaceState) epochReplaces(e *epochInfo) []string {
-	var out []string
-	if e == nil {
-		return nil
-	}
-	out = append(out, e.Own...)
-	for b, l := range e.By {
-		if slices.Contains(s.meta.ReleaseFP, b) {
-			out = append(out, l...)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// backed reports whether an epoch may be current: this device began it, or
-// a device of a released bureau wrote a share of it. An epoch key wrapped
-// to us only by devices not entitled to the space is kept (it may open
-// what they wrote) but never written under.
-func (s *spaceState) backed(e *epochInfo) bool {
-	if e == nil {
-		return false
-	}
-	if e.Mine {
-		return true
-	}
-	for b := range e.By {
-		if slices.Contains(s.meta.ReleaseFP, b) {
-			return true
-		}
-	}
-	return false
-}
-
-// epochOrder computes, for the epochs known (held or named in the log),
-// which are replaced and how deep each is: depth(E) = 1 + the largest
-// depth of the epochs E replaces (an epoch named but not otherwise known
-// counts 1). A hostile cycle cannot loop: an epoch met again on the path
-// counts 0. Visiting in key ID order keeps it the same on every replica.
-func (s *spaceState) epochOrder() (replaced map[string]bool, depth map[string]int) {
-	lists := map[string][]string{}
+// epochRules is what this device knows of the space's epochs, as the rules
+// take it: the lists of released bureaus count (docs/crdt.md, "Epochs").
+func (s *spaceState) epochRules() rules.Epochs {
+	known := make(map[crypto.KeyID]rules.Epoch, len(s.meta.Epochs))
 	for id, e := range s.meta.Epochs {
-		lists[id] = s.epochReplaces(e)
-	}
-	replaced = map[string]bool{}
-	for id, l := range lists {
-		for _, r := range l {
-			if r != id {
-				replaced[r] = true
+		k, err := crypto.ParseKeyID(id)
+		if err != nil {
+			continue
+		}
+		var re rules.Epoch
+		if e != nil {
+			re.Mine, re.Own = e.Mine, keyIDs(e.Own)
+			re.By = make(map[string][]crypto.KeyID, len(e.By))
+			for b, l := range e.By {
+				re.By[b] = keyIDs(l)
 			}
 		}
+		known[k] = re
 	}
-	depth = map[string]int{}
-	onPath := map[string]bool{}
-	var visit func(id string) int
-	visit = func(id string) int {
-		if d, ok := depth[id]; ok {
-			return d
+	return rules.Epochs{Known: known, Released: s.meta.ReleaseFP}
+}
+
+// keyIDs parses key IDs in text form, skipping any that do not parse.
+func keyIDs(l []string) []crypto.KeyID {
+	out := make([]crypto.KeyID, 0, len(l))
+	for _, s := range l {
+		if k, err := crypto.ParseKeyID(s); err == nil {
+			out = append(out, k)
 		}
-		if onPath[id] {
-			return 0
-		}
-		l, known := lists[id]
-		if !known {
-			return 1
-		}
-		onPath[id] = true
-		d := 0
-		for _, r := range l {
-			d = max(d, visit(r))
-		}
-		onPath[id] = false
-		depth[id] = d + 1
-		return d + 1
 	}
-	for _, id := range slices.Sorted(maps.Keys(lists)) {
-		visit(id)
-	}
-	return replaced, depth
+	return out
+}
+
+// epochOrder computes which known epochs are replaced and how deep each is
+// (rules.Epochs.Order).
+func (s *spaceState) epochOrder() (replaced map[crypto.KeyID]bool, depth map[crypto.KeyID]int) {
+	return s.epochRules().Order()
 }
 
 // pickCurrent settles the current epoch: among the epoch keys held that
@@ -494,35 +354,9 @@ func (s *spaceState) epochOrder() (replaced map[string]bool, depth map[string]in
 // those the deepest, then the largest key ID. Every replica holding the
 // same keys and the same log settles on the same epoch.
 func (s *spaceState) pickCurrent() {
-	replaced, depth := s.epochOrder()
-	var cands []crypto.KeyID
-	for id := range s.keys {
-		if s.backed(s.meta.Epochs[id.String()]) {
-			cands = append(cands, id)
-		}
-	}
-	if len(cands) == 0 {
-		cands = slices.Collect(maps.Keys(s.keys))
-	}
-	heads := slices.DeleteFunc(slices.Clone(cands), func(id crypto.KeyID) bool { return replaced[id.String()] })
-	if len(heads) == 0 {
-		heads = cands
-	}
-	var best *crypto.SpaceKey
-	bestDepth := 0
-	for _, id := range heads {
-		d := depth[id.String()]
-		if best != nil {
-			bid := best.ID()
-			if d < bestDepth || (d == bestDepth && bytes.Compare(id[:], bid[:]) < 0) {
-				continue
-			}
-		}
-		best, bestDepth = s.keys[id], d
-	}
-	s.current = best
-	if best != nil {
-		s.meta.Epoch = best.ID().String()
+	s.current = nil
+	if id, ok := s.epochRules().Current(slices.Collect(maps.Keys(s.keys))); ok {
+		s.current, s.meta.Epoch = s.keys[id], id.String()
 	}
 }
 
@@ -530,45 +364,18 @@ func (s *spaceState) pickCurrent() {
 // then every other epoch held that nothing known replaces, deepest first,
 // at most crypto.MaxReplaces.
 func (s *spaceState) epochHeads() []crypto.KeyID {
-	replaced, depth := s.epochOrder()
-	var out []crypto.KeyID
-	for id := range s.keys {
-		if s.current != nil && id == s.current.ID() || replaced[id.String()] {
-			continue
-		}
-		out = append(out, id)
-	}
-	slices.SortFunc(out, func(x, y crypto.KeyID) int {
-		if dx, dy := depth[x.String()], depth[y.String()]; dx != dy {
-			return cmp.Compare(dy, dx)
-		}
-		return bytes.Compare(y[:], x[:])
-	})
+	var cur crypto.KeyID
 	if s.current != nil {
-		out = append([]crypto.KeyID{s.current.ID()}, out...)
+		cur = s.current.ID()
 	}
-	if len(out) > crypto.MaxReplaces {
-		out = out[:crypto.MaxReplaces]
-	}
-	return out
+	return s.epochRules().Heads(slices.Collect(maps.Keys(s.keys)), cur)
 }
 
 // shareList is the list a key share of the epoch carries: what this
 // device knows the epoch replaces, at most crypto.MaxReplaces (the
 // smallest key IDs if a hostile author made it longer).
 func (s *spaceState) shareList(id crypto.KeyID) []crypto.KeyID {
-	var out []crypto.KeyID
-	for _, r := range s.epochReplaces(s.meta.Epochs[id.String()]) {
-		k, err := crypto.ParseKeyID(r)
-		if err == nil && k != id {
-			out = append(out, k)
-		}
-	}
-	slices.SortFunc(out, func(x, y crypto.KeyID) int { return bytes.Compare(x[:], y[:]) })
-	if len(out) > crypto.MaxReplaces {
-		out = out[:crypto.MaxReplaces]
-	}
-	return out
+	return s.epochRules().ShareList(id)
 }
 
 // adoptEpoch records an epoch key held (began: when this device began it,

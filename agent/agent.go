@@ -18,6 +18,7 @@ import (
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/store"
 	fsync "fieldsync/sync"
 )
 
@@ -40,7 +41,7 @@ type Agent struct {
 	logs  *logRing // recent log records, for diag (logring.go)
 
 	db  *sealedKV
-	com *committer
+	com *store.Committer
 
 	// writeMu serialises every change to the store: local writes and
 	// received envelopes are built under it, in the order they commit.
@@ -48,7 +49,7 @@ type Agent struct {
 	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
 	closed  bool   // set by Close: no more writes
 	// inflight holds the results of ingests not yet waited for (commitInWindow).
-	inflight []chan error
+	inflight []<-chan error
 	// disk space guard (checkDiskSpace), under writeMu
 	diskChecked time.Time
 	diskOK      bool
@@ -242,7 +243,7 @@ func (a *Agent) open() error {
 		return fmt.Errorf("create store directory: %w", err)
 	}
 	badgerKey := crypto.DeriveKey(&a.ks.StorageKey, "fieldsync badger encryption v1")
-	k, err := openKV(kvOptions{Dir: l.Store(), EncryptionKey: badgerKey[:], ValueThreshold: a.cfg.BadgerValueThreshold, Logger: a.log})
+	k, err := store.Open(store.Options{Dir: l.Store(), EncryptionKey: badgerKey[:], ValueThreshold: a.cfg.BadgerValueThreshold, Logger: a.log})
 	if err != nil {
 		if errors.Is(err, errStoreLocked) {
 			return fmt.Errorf("%w (%v)", ErrLocked, err)
@@ -250,7 +251,7 @@ func (a *Agent) open() error {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
 	a.db = &sealedKV{kv: k, key: crypto.DeriveKey(&a.ks.StorageKey, "fieldsync value seal v1")}
-	a.com = newCommitter(k, a.cfg.FailCommit)
+	a.com = store.NewCommitter(k, a.cfg.FailCommit)
 	a.startAfterWork()
 	if err := a.checkFormat(); err != nil {
 		return err
@@ -291,12 +292,12 @@ func (a *Agent) checkFormat() error {
 	if errors.Is(err, errKVNotFound) {
 		// A new store: is it really empty?
 		empty := true
-		_ = a.db.kv.scanKeys(nil, func([]byte) error { empty = false; return errStopScan })
+		_ = a.db.kv.ScanKeys(nil, func([]byte) error { empty = false; return errStopScan })
 		if !empty {
 			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w: no format record, but the store is not empty", ErrUnknownFormat)}
 		}
 		f, _ := jsonMarshal(formatRecord{Format: storageFormat, Device: a.dev.String()})
-		errs := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(metaKey("format"), f)}})
+		errs := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(metaKey("format"), f)}})
 		return errs[0]
 	}
 	if err != nil {
@@ -331,11 +332,11 @@ func (a *Agent) Close() error {
 	defer a.writeMu.Unlock()
 	var err error
 	if a.com != nil {
-		a.com.stop()
+		a.com.Stop()
 	}
 	if a.db != nil {
 		// a.db stays set: a late reader gets Badger's "closed" error, not a nil dereference.
-		err = a.db.kv.close()
+		err = a.db.kv.Close()
 	}
 	if a.ks != nil {
 		a.ks.Zero()

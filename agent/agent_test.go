@@ -309,8 +309,8 @@ func TestConcurrentWritesGroupCommit(t *testing.T) {
 	if st := a.Status(); len(st.Missing) != 0 {
 		t.Fatalf("missing = %+v", st.Missing)
 	}
-	if a.com.commits.Load() >= a.com.writes.Load() {
-		t.Logf("no batching observed (%d commits for %d writes)", a.com.commits.Load(), a.com.writes.Load())
+	if a.com.Commits() >= a.com.Writes() {
+		t.Logf("no batching observed (%d commits for %d writes)", a.com.Commits(), a.com.Writes())
 	}
 }
 

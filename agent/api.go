@@ -163,7 +163,7 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 		return nil, err
 	}
 	held := a.heldEnvelope(sp, nil)
-	err = a.db.kv.scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
+	err = a.db.kv.Scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
 		env, err := a.db.open(k, sealed)
 		_, author, seq, _ := parseEnvKey(k)
 		e := HistoryEntry{Author: author.String(), Seq: seq, Ops: []HistoryOp{}}

@@ -66,7 +66,7 @@ func BenchmarkDurableWrites(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
-			b.ReportMetric(float64(a.com.writes.Load())/float64(max(a.com.commits.Load(), 1)), "writes/fsync")
+			b.ReportMetric(float64(a.com.Writes())/float64(max(a.com.Commits(), 1)), "writes/fsync")
 		})
 	}
 }

@@ -125,10 +125,10 @@ func (b bundleCore) WriteMark() uint64 {
 }
 
 func (b bundleCore) Flush() {
-	b.a.com.barrier()
+	b.a.com.Barrier()
 }
 
-func (b bundleCore) FailedSince(mark uint64) bool { return b.a.com.failedGen.Load() >= mark }
+func (b bundleCore) FailedSince(mark uint64) bool { return b.a.com.FailedGen() >= mark }
 
 func (b bundleCore) ShareKeys() (int, error) { return b.a.ShareKeys() }
 

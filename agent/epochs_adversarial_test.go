@@ -284,11 +284,7 @@ func epochSyncMove(t *testing.T, from, to *Agent) {
 		}
 		// What the batch handed to the group committer is on disk after a
 		// barrier (as at the end of a sync stream or a bundle import).
-		barrier := &commitReq{done: make(chan error, 1)}
-		to.com.submit(barrier)
-		if err := <-barrier.done; err != nil {
-			t.Fatal(err)
-		}
+		to.com.Barrier()
 	}
 }
 
@@ -406,7 +402,7 @@ func TestAdvPushedClockRestartsAtOpen(t *testing.T) {
 	advSettle(t, a, b)
 	future := crdt.Timestamp{Wall: time.Now().AddDate(3, 0, 0).UnixMilli()}
 	a.writeMu.Lock()
-	err = a.db.kv.commitGroups([][]kvEntry{{a.db.entry(metaKey("hlc"), be64(future.Pack()))}})[0]
+	err = a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(metaKey("hlc"), be64(future.Pack()))}})[0]
 	a.writeMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +439,7 @@ func TestEpochsMigratedAtOpen(t *testing.T) {
 	a.writeMu.Lock()
 	m := a.spaces[id].meta
 	m.Epochs, m.EpochStarts = nil, map[string]uint64{before.current.String(): 1}
-	err = a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(id), m.marshal())}})[0]
+	err = a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(spaceKey(id), m.marshal())}})[0]
 	a.writeMu.Unlock()
 	if err != nil {
 		t.Fatal(err)

@@ -97,14 +97,14 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 		return false, nil
 	}
 	// Settle everything in flight before editing the log directly.
-	a.com.barrier()
+	a.com.Barrier()
 	evidence := []kvEntry{a.db.entry(forkKey(h.Space, h.Author, 0), encodeEvidence(e1, e2))}
 	a.editTrustLocked(func(tt *trustTables) { tt.frozen[gapKey{h.Space, h.Author}] = seq })
 	if sp := a.spaces[h.Space]; sp != nil {
 		if err := a.cutLog(sp, h.Author, seq, evidence); err != nil {
 			return false, fmt.Errorf("freeze: %w", err)
 		}
-	} else if errs := a.db.kv.commitGroups([][]kvEntry{evidence}); errs[0] != nil {
+	} else if errs := a.db.kv.CommitGroups([][]kvEntry{evidence}); errs[0] != nil {
 		return false, errs[0]
 	}
 	a.log.Error("forked device frozen in a space: two different envelopes signed for one place in its log (a cloned or compromised device)",

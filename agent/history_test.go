@@ -40,7 +40,7 @@ func TestHistoryShowsCorruptEnvelopeInvalid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		errs := a.db.kv.commitGroups([][]kvEntry{{{key: key, val: fn(env)}}})
+		errs := a.db.kv.CommitGroups([][]kvEntry{{{Key: key, Val: fn(env)}}})
 		if errs[0] != nil {
 			t.Fatal(errs[0])
 		}

@@ -554,7 +554,7 @@ func (a *Agent) readyMarkers(sp *spaceState, upgrade bool) ([][]byte, error) {
 // An envelope not held now, or of an author whose certificate is unknown,
 // is left waiting. writeMu held.
 func (a *Agent) applyWaiting(sp *spaceState, k []byte) ([]kvEntry, bool) {
-	del := []kvEntry{{key: k, del: true}}
+	del := []kvEntry{{Key: k, Del: true}}
 	if len(k) != 1+16+16+8 {
 		return del, false
 	}

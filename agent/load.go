@@ -207,7 +207,7 @@ func (a *Agent) load() error {
 	// wrapped on yet: the first batch received checks (wrapIfDue).
 	a.wrapDue.Store(true)
 	if len(migrated) > 0 {
-		if err := a.db.kv.commitGroups([][]kvEntry{migrated})[0]; err != nil {
+		if err := a.db.kv.CommitGroups([][]kvEntry{migrated})[0]; err != nil {
 			return fmt.Errorf("store the epochs' lists: %w", err)
 		}
 	}
@@ -253,7 +253,7 @@ func (a *Agent) checkAcknowledged(full bool) error {
 				from = h.Seq - openCheckDepth + 1
 			}
 			next := from
-			err := a.db.kv.scanKeysFrom(envAuthorPrefix(s.id, author), envKey(s.id, author, from), func(k []byte) error {
+			err := a.db.kv.ScanKeysFrom(envAuthorPrefix(s.id, author), envKey(s.id, author, from), func(k []byte) error {
 				_, _, seq, ok := parseEnvKey(k)
 				if !ok || seq > h.Seq {
 					return errStopScan

@@ -36,7 +36,7 @@ func (a *Agent) scanToSend(space crypto.SpaceID, have map[crypto.DeviceID]uint64
 // seq to, in order. An envelope corrupt in the store is counted and ends
 // the run: corrupt is true.
 func (a *Agent) readLog(space crypto.SpaceID, author crypto.DeviceID, from, to uint64, fn func(env []byte) error) (corrupt bool, err error) {
-	err = a.db.kv.scanFrom(envAuthorPrefix(space, author), envKey(space, author, from), func(k, sealed []byte) error {
+	err = a.db.kv.ScanFrom(envAuthorPrefix(space, author), envKey(space, author, from), func(k, sealed []byte) error {
 		_, _, seq, ok := parseEnvKey(k)
 		if !ok || seq > to {
 			return errStopScan

@@ -135,7 +135,7 @@ func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
 		cb, _ := sp.ctx.MarshalBinary()
 		entries = append(entries, rec...)
 		entries = append(entries, a.db.entry(ctxKey(space), cb), a.hlcEntry())
-		for _, err := range a.db.kv.commitGroups([][]kvEntry{entries}) {
+		for _, err := range a.db.kv.CommitGroups([][]kvEntry{entries}) {
 			if err != nil {
 				return err
 			}

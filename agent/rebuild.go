@@ -61,8 +61,8 @@ func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, e
 			// record would go through the cache, which now holds it.
 			key := recKey(sp.id, string(id))
 			a.writeID++
-			a.cache.put(string(key), rec, a.writeID, a.com.committed.Load())
-			a.com.submit(&commitReq{entries: []kvEntry{a.db.entry(key, b)}, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)})
+			a.cache.put(string(key), rec, a.writeID, a.com.Committed())
+			a.com.Submit([]kvEntry{a.db.entry(key, b)}, a.gen, a.writeID) // its result is not waited for
 		}
 	}
 	return rec, nil
@@ -194,8 +194,8 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 		// Envelopes being deleted by extra are not replayed.
 		gone := map[string]bool{}
 		for _, e := range extra {
-			if e.del {
-				gone[string(e.key)] = true
+			if e.Del {
+				gone[string(e.Key)] = true
 			}
 		}
 		skip = func(h crypto.Header) bool { return gone[string(envKey(h.Space, h.Author, h.Seq))] }
@@ -253,8 +253,8 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 	}
 	entries := append([]kvEntry(nil), extra...)
 	// Drop every stored record, then write the rebuilt ones.
-	err = a.db.kv.scanKeys(recSpacePrefix(sp.id), func(k []byte) error {
-		entries = append(entries, kvEntry{key: k, del: true})
+	err = a.db.kv.ScanKeys(recSpacePrefix(sp.id), func(k []byte) error {
+		entries = append(entries, kvEntry{Key: k, Del: true})
 		return nil
 	})
 	if err != nil {
@@ -272,13 +272,13 @@ func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes 
 	var groups [][]kvEntry
 	for len(entries) > 0 {
 		n, size := 0, 0
-		for n < len(entries) && n < 512 && (n == 0 || size+len(entries[n].key)+len(entries[n].val) <= maxGroupBytes) {
-			size += len(entries[n].key) + len(entries[n].val)
+		for n < len(entries) && n < 512 && (n == 0 || size+len(entries[n].Key)+len(entries[n].Val) <= maxGroupBytes) {
+			size += len(entries[n].Key) + len(entries[n].Val)
 			n++
 		}
 		groups, entries = append(groups, entries[:n]), entries[n:]
 	}
-	for _, e := range a.db.kv.commitGroups(groups) {
+	for _, e := range a.db.kv.CommitGroups(groups) {
 		if e != nil {
 			return 0, 0, e
 		}

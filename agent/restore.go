@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/store"
 	fsync "fieldsync/sync"
 )
 
@@ -363,12 +364,12 @@ func restoreStore(l Layout, ks *crypto.Keystore, b *BackupReader, res *RestoreRe
 		return 0, fmt.Errorf("create store directory: %w", err)
 	}
 	badgerKey := crypto.DeriveKey(&ks.StorageKey, "fieldsync badger encryption v1")
-	k, err := openKV(kvOptions{Dir: l.Store(), EncryptionKey: badgerKey[:]})
+	k, err := store.Open(store.Options{Dir: l.Store(), EncryptionKey: badgerKey[:]})
 	clear(badgerKey[:])
 	if err != nil {
 		return 0, &StoreError{Dir: l.Store(), Err: err}
 	}
-	defer k.close()
+	defer k.Close()
 	db := &sealedKV{kv: k, key: crypto.DeriveKey(&ks.StorageKey, "fieldsync value seal v1")}
 	defer clear(db.key[:])
 	f, _ := jsonMarshal(formatRecord{Format: storageFormat, Device: ks.Identity.ID().String()})
@@ -378,7 +379,7 @@ func restoreStore(l Layout, ks *crypto.Keystore, b *BackupReader, res *RestoreRe
 		if len(group) == 0 {
 			return nil
 		}
-		errs := k.commitGroups([][]kvEntry{group})
+		errs := k.CommitGroups([][]kvEntry{group})
 		group, size = nil, 0
 		return errs[0]
 	}
@@ -402,7 +403,7 @@ func restoreStore(l Layout, ks *crypto.Keystore, b *BackupReader, res *RestoreRe
 		}
 		e := db.entry(bytes.Clone(key), val)
 		group = append(group, e)
-		size += len(e.key) + len(e.val)
+		size += len(e.Key) + len(e.Val)
 		if size >= maxGroupBytes {
 			return flush()
 		}

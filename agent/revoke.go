@@ -264,9 +264,9 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 		}
 		// Settle everything in flight before editing logs directly: the
 		// cut writes the store itself and reloads.
-		a.com.barrier()
+		a.com.Barrier()
 		if !same {
-			if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
+			if err := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(revokeKey(r.Device), r.Marshal())}})[0]; err != nil {
 				return err
 			}
 			a.editTrustLocked(func(tt *trustTables) { tt.revs[r.Device] = r })
@@ -344,7 +344,7 @@ func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extr
 	if hd := sp.heads[author]; hd.Seq >= from {
 		cert := a.trustNow().certs[author]
 		for s := from; s <= hd.Seq; s++ {
-			extra = append(extra, kvEntry{key: envKey(sp.id, author, s), del: true}, kvEntry{key: pendingKey(sp.id, author, s), del: true})
+			extra = append(extra, kvEntry{Key: envKey(sp.id, author, s), Del: true}, kvEntry{Key: pendingKey(sp.id, author, s), Del: true})
 			// A key share being cut no longer gives its recipient the
 			// epoch (replicas that learnt of the cut first never accepted
 			// it): forget that it was given, so that a device holding the
@@ -358,7 +358,7 @@ func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extr
 				if share, err := crypto.ParseKeyShare(body); err == nil && share.Recipient != author {
 					sk := shareKey{recipient: share.Recipient, epoch: share.Epoch}
 					delete(sp.shared, sk)
-					extra = append(extra, kvEntry{key: sharedKey(sp.id, sk), del: true})
+					extra = append(extra, kvEntry{Key: sharedKey(sp.id, sk), Del: true})
 				}
 			}
 		}
@@ -371,7 +371,7 @@ func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extr
 			nh.Hash = crypto.Hash(prev)
 			extra = append(extra, a.db.entry(headKey(sp.id, author), nh.marshal()))
 		} else {
-			extra = append(extra, kvEntry{key: headKey(sp.id, author), del: true})
+			extra = append(extra, kvEntry{Key: headKey(sp.id, author), Del: true})
 		}
 	}
 	if _, _, err := a.rebuildSpace(sp, extra); err != nil {
@@ -381,5 +381,5 @@ func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extr
 	if err := a.recomputeEpochStarts(sp); err != nil {
 		return err
 	}
-	return a.db.kv.commitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]
+	return a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(spaceKey(sp.id), sp.meta.marshal())}})[0]
 }

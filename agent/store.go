@@ -8,20 +8,19 @@ import (
 	"fmt"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/store"
 )
 
 // errCorrupt means a stored value failed authentication: the disk returned
 // something other than what was written. It is never returned as data.
 var errCorrupt = errors.New("stored value is corrupt")
 
-// errStaleWrite fails a write that was built on state a failed commit lost.
-var errStaleWrite = errors.New("an earlier write failed to reach the disk; retry")
 
 // sealedKV is the kv with every value sealed under the local value key, the
 // Badger key being the additional data (docs/design.md §7: Badger's own encryption
 // does not authenticate, and it can return a corrupted value as empty data).
 type sealedKV struct {
-	kv  *kv
+	kv  *store.DB
 	key [32]byte
 }
 
@@ -39,7 +38,7 @@ func (s *sealedKV) open(key, sealed []byte) ([]byte, error) {
 
 // get returns the opened value at key: errKVNotFound, errCorrupt, or an I/O error.
 func (s *sealedKV) get(key []byte) ([]byte, error) {
-	v, err := s.kv.get(key)
+	v, err := s.kv.Get(key)
 	if err != nil {
 		return nil, err
 	}
@@ -48,13 +47,13 @@ func (s *sealedKV) get(key []byte) ([]byte, error) {
 
 // entry builds a sealed kvEntry.
 func (s *sealedKV) entry(key, plaintext []byte) kvEntry {
-	return kvEntry{key: key, val: s.seal(key, plaintext)}
+	return kvEntry{Key: key, Val: s.seal(key, plaintext)}
 }
 
 // scan calls fn with every opened value under prefix. A value that fails
 // authentication is passed to onCorrupt (if set) and skipped.
 func (s *sealedKV) scan(prefix []byte, fn func(key, val []byte) error, onCorrupt func(key []byte)) error {
-	return s.kv.scan(prefix, func(k, v []byte) error {
+	return s.kv.Scan(prefix, func(k, v []byte) error {
 		pt, err := s.open(k, v)
 		if err != nil {
 			if onCorrupt != nil {

@@ -427,7 +427,7 @@ func TestLostEnvelopeFetchedAgain(t *testing.T) {
 	transfer(t, a, b)
 	id, _ := crypto.ParseSpaceID(sp.ID)
 	lost := envKey(id, a.dev, 4)
-	if errs := a.db.kv.commitGroups([][]kvEntry{{{key: lost, del: true}}}); errs[0] != nil {
+	if errs := a.db.kv.CommitGroups([][]kvEntry{{{Key: lost, Del: true}}}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	want, _ := b.Digest(SpaceRef{Space: sp.ID})

@@ -1294,7 +1294,7 @@ func TestAdvRevocationCrashBeforeCut(t *testing.T) {
 	advMove(t, c, a)
 	rev := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
 	a.writeMu.Lock()
-	if err := a.db.kv.commitGroups([][]kvEntry{{a.db.entry(revokeKey(c.dev), rev)}})[0]; err != nil {
+	if err := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(revokeKey(c.dev), rev)}})[0]; err != nil {
 		a.writeMu.Unlock()
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func (a *Agent) beginWrite() error {
 		a.writeMu.Unlock()
 		return err
 	}
-	if a.gen <= a.com.failedGen.Load() {
+	if a.gen <= a.com.FailedGen() {
 		if err := a.reload(); err != nil {
 			a.writeMu.Unlock()
 			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
@@ -70,10 +70,9 @@ func (a *Agent) beginWrite() error {
 // and waits until they are on disk (or failed).
 func (a *Agent) commitWrite(entries []kvEntry) error {
 	a.writeID++
-	req := &commitReq{entries: entries, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)}
-	a.com.submit(req)
+	done := a.com.Submit(entries, a.gen, a.writeID)
 	a.writeMu.Unlock()
-	return <-req.done
+	return <-done
 }
 
 // commitInWindow hands the entries to the committer and releases the write
@@ -83,10 +82,8 @@ func (a *Agent) commitWrite(entries []kvEntry) error {
 // it, as always).
 func (a *Agent) commitInWindow(entries []kvEntry) error {
 	a.writeID++
-	req := &commitReq{entries: entries, gen: a.gen, writeID: a.writeID, done: make(chan error, 1)}
-	a.com.submit(req)
-	a.inflight = append(a.inflight, req.done)
-	var wait []chan error
+	a.inflight = append(a.inflight, a.com.Submit(entries, a.gen, a.writeID))
+	var wait []<-chan error
 	for len(a.inflight) > ingestWindow {
 		wait = append(wait, a.inflight[0])
 		a.inflight = a.inflight[1:]
@@ -103,7 +100,7 @@ func (a *Agent) commitInWindow(entries []kvEntry) error {
 // takeInflight hands the caller the results of the received envelopes
 // handed to the committer without waiting (commitInWindow); the caller
 // must receive each. writeMu held.
-func (a *Agent) takeInflight() []chan error {
+func (a *Agent) takeInflight() []<-chan error {
 	w := a.inflight
 	a.inflight = nil
 	return w
@@ -114,7 +111,7 @@ func (a *Agent) takeInflight() []chan error {
 func (a *Agent) reloadIfFailed() error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if a.closed || a.gen > a.com.failedGen.Load() {
+	if a.closed || a.gen > a.com.FailedGen() {
 		return nil
 	}
 	if err := a.reload(); err != nil {
@@ -334,7 +331,7 @@ func (a *Agent) abortWrite() {
 // new generation. writeMu held. Reloading without the barrier could forget a
 // write still in flight and hand its seq out again.
 func (a *Agent) reload() error {
-	a.com.barrier()
+	a.com.Barrier()
 	a.reloads.Add(1)
 	if err := a.load(); err != nil {
 		return err
@@ -345,7 +342,7 @@ func (a *Agent) reload() error {
 		// have settled what some waited for).
 		sp.unlocked = true
 	}
-	if f := a.com.failedGen.Load(); a.gen <= f {
+	if f := a.com.FailedGen(); a.gen <= f {
 		a.gen = f + 1
 	} else {
 		a.gen++
@@ -368,7 +365,7 @@ func (a *Agent) recordEntries(sp *spaceState, touched map[crdt.RecordID]*crdt.Re
 		}
 		key := recKey(sp.id, string(id))
 		entries = append(entries, a.db.entry(key, b))
-		a.cache.put(string(key), touched[id], a.writeID+1, a.com.committed.Load())
+		a.cache.put(string(key), touched[id], a.writeID+1, a.com.Committed())
 	}
 	return entries, nil
 }

@@ -1,7 +1,10 @@
-package agent
-
-// This is the only file that imports Badger (STYLE.md). Everything above it
-// sees a key-value store of sealed values: kv.
+// Package store is fieldsync's one door to Badger (internal/deptest checks
+// that no other package imports it): an ordered key-value store tuned for a
+// laptop (DB), and the group committer that writes every waiting writer's
+// atomic group with one fsync (Committer). It knows nothing of envelopes,
+// keys or sealing: the agent seals every value before it gets here
+// (docs/storage.md; docs/design.md §7).
+package store
 
 import (
 	"errors"
@@ -13,10 +16,10 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 )
 
-// kvOptions tune Badger for a laptop (docs/design.md §7): small memtables and caches,
+// Options tune Badger for a laptop (docs/design.md §7): small memtables and caches,
 // no compression (every value is sealed, so it would not compress), few
 // compactors, and every commit fsynced.
-type kvOptions struct {
+type Options struct {
 	Dir            string
 	EncryptionKey  []byte // 32 bytes: Badger's AES encryption at rest (hides keys too)
 	ValueThreshold int64  // values larger than this go to the value log (0 = default)
@@ -24,18 +27,25 @@ type kvOptions struct {
 	ReadOnly       bool
 }
 
-// errKVNotFound is returned by kv.get for an absent key.
-var errKVNotFound = errors.New("key not found")
+// ErrNotFound is returned by Get for an absent key.
+var ErrNotFound = errors.New("key not found")
 
-// errStoreLocked means another process holds the store's directory lock.
-var errStoreLocked = errors.New("store is in use by another process")
+// ErrLocked means another process holds the store's directory lock.
+var ErrLocked = errors.New("store is in use by another process")
 
-// kv wraps one Badger database.
-type kv struct {
+// ErrTooLarge means one atomic group is larger than a store transaction.
+var ErrTooLarge = errors.New("too large")
+
+// ErrStop, returned by a scan's callback, ends the scan without error.
+var ErrStop = errors.New("stop scan")
+
+// DB is one Badger database.
+type DB struct {
 	db *badger.DB
 }
 
-func openKV(o kvOptions) (*kv, error) {
+// Open opens (or creates) the database in o.Dir.
+func Open(o Options) (*DB, error) {
 	threshold := o.ValueThreshold
 	if threshold == 0 {
 		threshold = 32 << 10
@@ -64,17 +74,18 @@ func openKV(o kvOptions) (*kv, error) {
 	db, err := badger.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") || strings.Contains(err.Error(), "resource temporarily unavailable") {
-			return nil, fmt.Errorf("%w (%v)", errStoreLocked, err)
+			return nil, fmt.Errorf("%w (%v)", ErrLocked, err)
 		}
 		return nil, err
 	}
-	return &kv{db: db}, nil
+	return &DB{db: db}, nil
 }
 
-func (k *kv) close() error { return k.db.Close() }
+// Close closes the database.
+func (k *DB) Close() error { return k.db.Close() }
 
-// get returns a copy of the value at key, or errKVNotFound.
-func (k *kv) get(key []byte) ([]byte, error) {
+// Get returns a copy of the value at key, or ErrNotFound.
+func (k *DB) Get(key []byte) ([]byte, error) {
 	var out []byte
 	err := k.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(key)
@@ -85,24 +96,24 @@ func (k *kv) get(key []byte) ([]byte, error) {
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, errKVNotFound
+		return nil, ErrNotFound
 	}
 	return out, err
 }
 
-// scan calls fn for every key with the prefix, in key order, with copies of
-// key and value. fn returning errStopScan ends the scan without error.
-func (k *kv) scan(prefix []byte, fn func(key, val []byte) error) error {
-	return k.scanFrom(prefix, prefix, fn)
+// Scan calls fn for every key with the prefix, in key order, with copies of
+// key and value. fn returning ErrStop ends the scan without error.
+func (k *DB) Scan(prefix []byte, fn func(key, val []byte) error) error {
+	return k.ScanFrom(prefix, prefix, fn)
 }
 
-// scanKeys is scan without reading values.
-func (k *kv) scanKeys(prefix []byte, fn func(key []byte) error) error {
-	return k.scanKeysFrom(prefix, prefix, fn)
+// ScanKeys is Scan without reading values.
+func (k *DB) ScanKeys(prefix []byte, fn func(key []byte) error) error {
+	return k.ScanKeysFrom(prefix, prefix, fn)
 }
 
-// scanKeysFrom is scanKeys starting at key start (≥ prefix).
-func (k *kv) scanKeysFrom(prefix, start []byte, fn func(key []byte) error) error {
+// ScanKeysFrom is ScanKeys starting at key start (≥ prefix).
+func (k *DB) ScanKeysFrom(prefix, start []byte, fn func(key []byte) error) error {
 	err := k.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -116,27 +127,25 @@ func (k *kv) scanKeysFrom(prefix, start []byte, fn func(key []byte) error) error
 		}
 		return nil
 	})
-	if errors.Is(err, errStopScan) {
+	if errors.Is(err, ErrStop) {
 		return nil
 	}
 	return err
 }
 
-var errStopScan = errors.New("stop scan")
-
-// kvEntry is one key to set (or delete, when del is true).
-type kvEntry struct {
-	key, val []byte
-	del      bool
+// Entry is one key to set (or delete, when Del is true).
+type Entry struct {
+	Key, Val []byte
+	Del      bool
 }
 
-// commitGroups writes groups of entries, each group atomically, in order,
+// CommitGroups writes groups of entries, each group atomically, in order,
 // packing as many whole groups into one fsynced transaction as fit (the group
 // commit: one fsync for every writer waiting at that moment). It returns, for
 // each group, the error of the transaction that carried it; once a
 // transaction fails, every later group fails with that error too, since later
 // writes may have been built on earlier ones.
-func (k *kv) commitGroups(groups [][]kvEntry) []error {
+func (k *DB) CommitGroups(groups [][]Entry) []error {
 	errs := make([]error, len(groups))
 	var pending []int // groups in the transaction being built
 	var failed error
@@ -197,7 +206,7 @@ func (k *kv) commitGroups(groups [][]kvEntry) []error {
 			}
 			pending = pending[:0]
 			if errors.Is(err, badger.ErrTxnTooBig) {
-				err = fmt.Errorf("%w: one write is larger than a store transaction", errTooLarge)
+				err = fmt.Errorf("%w: one write is larger than a store transaction", ErrTooLarge)
 			}
 			errs[i] = err
 			failed = err
@@ -210,30 +219,28 @@ func (k *kv) commitGroups(groups [][]kvEntry) []error {
 	return errs
 }
 
-// maxGroupBytes bounds the entries the agent puts in one atomic group when
+// MaxGroupBytes bounds the entries the agent puts in one atomic group when
 // it may choose (replays, batches of waiting envelopes): far below Badger's
 // transaction limit (15% of a memtable), since values over the value
 // threshold count only as pointers but smaller ones count whole.
-const maxGroupBytes = 256 << 10
+const MaxGroupBytes = 256 << 10
 
-func entriesSize(es []kvEntry) int {
+// Size is the bytes of keys and values of es.
+func Size(es []Entry) int {
 	n := 0
 	for _, e := range es {
-		n += len(e.key) + len(e.val)
+		n += len(e.Key) + len(e.Val)
 	}
 	return n
 }
 
-// errTooLarge means a request, value or change exceeds a limit.
-var errTooLarge = errors.New("too large")
-
-func addGroup(txn *badger.Txn, g []kvEntry) error {
+func addGroup(txn *badger.Txn, g []Entry) error {
 	for _, e := range g {
 		var err error
-		if e.del {
-			err = txn.Delete(e.key)
+		if e.Del {
+			err = txn.Delete(e.Key)
 		} else {
-			err = txn.SetEntry(badger.NewEntry(e.key, e.val))
+			err = txn.SetEntry(badger.NewEntry(e.Key, e.Val))
 		}
 		if err != nil {
 			return err
@@ -241,9 +248,6 @@ func addGroup(txn *badger.Txn, g []kvEntry) error {
 	}
 	return nil
 }
-
-// size reports the bytes Badger holds on disk (LSM, value log).
-func (k *kv) size() (int64, int64) { return k.db.Size() }
 
 // badgerLogger routes Badger's log lines into slog: its info lines at debug.
 type badgerLogger struct{ l *slog.Logger }
@@ -258,9 +262,9 @@ func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a.
 func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug-4, f, a...) }
 
-// scanFrom is scan starting at key start (≥ prefix) instead of the prefix's
+// ScanFrom is Scan starting at key start (≥ prefix) instead of the prefix's
 // first key.
-func (k *kv) scanFrom(prefix, start []byte, fn func(key, val []byte) error) error {
+func (k *DB) ScanFrom(prefix, start []byte, fn func(key, val []byte) error) error {
 	err := k.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -278,7 +282,7 @@ func (k *kv) scanFrom(prefix, start []byte, fn func(key, val []byte) error) erro
 		}
 		return nil
 	})
-	if errors.Is(err, errStopScan) {
+	if errors.Is(err, ErrStop) {
 		return nil
 	}
 	return err

@@ -15,7 +15,6 @@ import (
 // something other than what was written. It is never returned as data.
 var errCorrupt = errors.New("stored value is corrupt")
 
-
 // sealedKV is the kv with every value sealed under the local value key, the
 // Badger key being the additional data (docs/design.md §7: Badger's own encryption
 // does not authenticate, and it can return a corrupted value as empty data).

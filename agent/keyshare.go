@@ -115,7 +115,7 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 	due := false
 	for _, c := range certs {
 		dev := c.Device.ID()
-		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev, sp.id) {
+		if dev == a.dev || !entitled(sp, c) || a.isRevoked(dev) {
 			continue
 		}
 		targets = append(targets, c)
@@ -176,7 +176,7 @@ func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entri
 			}
 			entries = append(entries, prof...)
 			hlc := a.clock.Now(a.physMillis())
-			_, env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, hlc)
+			env, err := a.appendEnvelope(sp, crypto.KindKeyShare, body, nil, hlc)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -202,7 +202,8 @@ func (s *spaceState) markShared(k shareKey) {
 	s.shared[k] = true
 }
 
-// isRevoked reports whether dev is revoked with nothing more accepted in the space.
-func (a *Agent) isRevoked(dev crypto.DeviceID, space crypto.SpaceID) bool {
+// isRevoked reports whether dev is revoked: it gets no epoch key, whatever
+// its cut-off in a space.
+func (a *Agent) isRevoked(dev crypto.DeviceID) bool {
 	return a.trustNow().revs[dev] != nil
 }

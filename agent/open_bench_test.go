@@ -122,7 +122,7 @@ func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
 			for id, rec := range got {
 				touched[id] = rec
 			}
-			_, env, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+			env, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
 			if err != nil {
 				return err
 			}

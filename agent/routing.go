@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 
-	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/rules"
 )
@@ -192,7 +191,7 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 		}
 		entries = append(entries, prof...)
 		hlc := a.clock.Now(a.physMillis())
-		_, env, err := a.appendEnvelope(sp, crypto.KindRouting, r.Marshal(), nil, hlc)
+		env, err := a.appendEnvelope(sp, crypto.KindRouting, r.Marshal(), nil, hlc)
 		if err != nil {
 			return t.fail(err)
 		}
@@ -288,8 +287,8 @@ func (s *spaceState) epochInfo(id string) *epochInfo {
 
 // noteShare records what a key share of an epoch says (its author's bureau
 // and the epochs it replaces) and settles the current epoch again. It
-// reports whether the metadata changed.
-func (s *spaceState) noteShare(share crypto.KeyShare, bureau string) bool {
+// changes nothing when the share says nothing new.
+func (s *spaceState) noteShare(share crypto.KeyShare, bureau string) {
 	e := s.epochInfo(share.Epoch.String())
 	old, had := e.By[bureau]
 	merged := slices.Clone(old)
@@ -299,14 +298,13 @@ func (s *spaceState) noteShare(share crypto.KeyShare, bureau string) bool {
 	slices.Sort(merged)
 	merged = slices.Compact(merged)
 	if had && slices.Equal(old, merged) {
-		return false
+		return
 	}
 	if e.By == nil {
 		e.By = map[string][]string{}
 	}
 	e.By[bureau] = merged
 	s.pickCurrent()
-	return true
 }
 
 // epochRules is what this device knows of the space's epochs, as the rules
@@ -507,6 +505,3 @@ func (a *Agent) noteHolder(sp *spaceState, dev crypto.DeviceID, epoch crypto.Key
 	sp.markShared(sk)
 	return []kvEntry{a.db.entry(sharedKey(sp.id, sk), nil)}
 }
-
-// packHLC is the packed HLC of an envelope header.
-func packHLC(h crypto.Header) uint64 { return crdt.UnpackTimestamp(h.HLC).Pack() }

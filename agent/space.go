@@ -137,7 +137,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 			keys: map[crypto.KeyID]*crypto.SpaceKey{}}
 		sp.beginEpoch(key, began.Pack())
 		a.spaces[id] = sp
-		_, entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
+		entries, err := a.appendEnvelope(sp, crypto.KindRouting, routing.Marshal(), nil, a.clock.Now(a.physMillis()))
 		if err != nil {
 			return err
 		}

@@ -149,7 +149,7 @@ func (a *Agent) loadRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, erro
 // appendEnvelope seals and signs the next envelope of this device's log in
 // the space and returns the store entries for it (envelope and head). The
 // in-memory head moves on at once; a failed commit reloads it. writeMu held.
-func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, key *crypto.SpaceKey, hlc crdt.Timestamp) ([]byte, []kvEntry, error) {
+func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, key *crypto.SpaceKey, hlc crdt.Timestamp) ([]kvEntry, error) {
 	h0 := sp.heads[a.dev]
 	h := crypto.Header{
 		Kind:   kind,
@@ -161,7 +161,7 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 	}
 	env, err := crypto.Seal(h, body, key, a.id, rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("seal envelope: %w", err)
+		return nil, fmt.Errorf("seal envelope: %w", err)
 	}
 	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
 	sp.heads[a.dev] = nh
@@ -170,7 +170,7 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 		// context's vector stays gap-free.
 		sp.ctx.Add(crdt.Dot{Replica: crdt.ReplicaID(a.dev), Seq: h.Seq})
 	}
-	return env, []kvEntry{
+	return []kvEntry{
 		a.db.entry(envKey(sp.id, a.dev, h.Seq), env),
 		a.db.entry(headKey(sp.id, a.dev), nh.marshal()),
 	}, nil
@@ -186,7 +186,7 @@ func (a *Agent) ensureProfile(sp *spaceState) ([]kvEntry, error) {
 		return nil, fmt.Errorf("no key for space %s: this device cannot write in it yet", sp.id)
 	}
 	p := crypto.Profile{Officer: a.ks.Officer, NameSalt: a.ks.NameSalt}
-	_, entries, err := a.appendEnvelope(sp, crypto.KindProfile, p.Marshal(), sp.current, a.clock.Now(a.physMillis()))
+	entries, err := a.appendEnvelope(sp, crypto.KindProfile, p.Marshal(), sp.current, a.clock.Now(a.physMillis()))
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		if err != nil {
 			return fmt.Errorf("apply own change: %w", err)
 		}
-		_, envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+		envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
 		if err != nil {
 			return err
 		}

@@ -310,9 +310,6 @@ func (bw *BundleWriter) Close() error {
 	return bw.err
 }
 
-// Items is how many items were written so far, the sender's included.
-func (bw *BundleWriter) Items() uint64 { return bw.count }
-
 // BundleHeader is the fixed header of a bundle or want file.
 type BundleHeader struct {
 	Kind      BundleKind

@@ -355,9 +355,6 @@ func (s *Sim) Closed(i int) bool {
 	return true
 }
 
-// Event returns the event of a change key.
-func (s *Sim) Event(k Key) *Event { return s.byKey[k] }
-
 func concurrent(a, b *Event) bool {
 	ka := Key{a.Change.Author, a.Change.Seq}
 	kb := Key{b.Change.Author, b.Change.Seq}

@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
@@ -37,12 +36,6 @@ type Bureau struct {
 func NewBureau() *Bureau {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	return &Bureau{Pub: pub, priv: priv}
-}
-
-// Fingerprint names the bureau.
-func (b *Bureau) Fingerprint() string {
-	h := sha256.Sum256(b.Pub)
-	return fmt.Sprintf("%x", h[:8])
 }
 
 // Device is a fake device identity.
@@ -678,16 +671,6 @@ func (h *bufHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &bufHandler{b: h.b, level: h.level, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
 }
 func (h *bufHandler) WithGroup(string) slog.Handler { return h }
-
-// SortedIDs returns node IDs in raw order (for deterministic output).
-func SortedIDs(nodes []*Node) []fsync.PeerID {
-	out := make([]fsync.PeerID, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.Dev.ID
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
-	return out
-}
 
 // Restart closes n's engine and starts a new one with the same device,
 // store and authenticator and no join addresses: it must find the mesh

@@ -169,14 +169,6 @@ func (r *Reader) Magic(magic string, version byte) {
 	}
 }
 
-// Version reads a version byte, failing with ErrUnknownVersion unless it is
-// version.
-func (r *Reader) Version(version byte) {
-	if v := r.U8(); r.err == nil && v != version {
-		r.Fail(Malformed(r.what, ErrUnknownVersion, "version "+itoa(v)))
-	}
-}
-
 // Done fails unless every byte was consumed, and returns the first error.
 func (r *Reader) Done() error {
 	if r.err == nil && len(r.b) != 0 {

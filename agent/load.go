@@ -12,187 +12,238 @@ import (
 func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
-// load reads every space's state into memory and checks that every envelope
-// the heads acknowledge is present (docs/design.md §7). The caller holds writeMu or
-// has not started serving yet.
+// load reads every space's state and the trust tables into memory and
+// checks that every envelope the heads acknowledge is present
+// (docs/design.md §7). The caller holds writeMu or has not started serving
+// yet.
 func (a *Agent) load() error {
 	// A certificate from before version 2 is countersigned now (certs.go).
 	a.upgradeOwnCert()
-	a.spaces = map[crypto.SpaceID]*spaceState{}
 	a.cache.clear()
-	get := func(id crypto.SpaceID) *spaceState {
-		s := a.spaces[id]
-		if s == nil {
-			s = &spaceState{id: id, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
-			a.spaces[id] = s
-		}
-		return s
-	}
-	// Space metadata.
-	err := a.db.scan([]byte{pfxSpace}, func(k, v []byte) error {
-		var id crypto.SpaceID
-		if len(k) != 17 {
-			return fmt.Errorf("space key of %d bytes", len(k))
-		}
-		copy(id[:], k[1:])
-		s := get(id)
-		if err := json.Unmarshal(v, &s.meta); err != nil {
-			return fmt.Errorf("space %s metadata: %v", id, err)
-		}
-		return nil
-	}, nil)
+	spaces, err := a.loadSpaces()
 	if err != nil {
 		return err
 	}
-	// Causal contexts.
-	err = a.db.scan([]byte{pfxContext}, func(k, v []byte) error {
-		var id crypto.SpaceID
-		copy(id[:], k[1:])
-		c, err := crdt.UnmarshalContext(v)
-		if err != nil {
-			return fmt.Errorf("space %s context: %w", id, err)
-		}
-		get(id).ctx = c
-		return nil
-	}, nil)
-	if err != nil {
-		return err
-	}
-	// Heads.
-	err = a.db.scan([]byte{pfxHead}, func(k, v []byte) error {
-		if len(k) != 33 {
-			return fmt.Errorf("head key of %d bytes", len(k))
-		}
-		var id crypto.SpaceID
-		var author crypto.DeviceID
-		copy(id[:], k[1:17])
-		copy(author[:], k[17:33])
-		h, err := unmarshalHead(v)
-		if err != nil {
-			return err
-		}
-		get(id).heads[author] = h
-		return nil
-	}, nil)
-	if err != nil {
-		return err
-	}
-	// Epoch keys.
-	err = a.db.scan([]byte{pfxEpoch}, func(k, v []byte) error {
-		var id crypto.SpaceID
-		copy(id[:], k[1:17])
-		sk, began, err := parseEpochValue(v)
-		if err != nil {
-			return fmt.Errorf("space %s epoch key: %w", id, err)
-		}
-		s := get(id)
-		s.keys[sk.ID()] = sk
-		if s.epochAt == nil {
-			s.epochAt = map[crypto.KeyID]uint64{}
-		}
-		s.epochAt[sk.ID()] = began
-		return nil
-	}, nil)
-	if err != nil {
-		return err
-	}
-	err = a.db.scan([]byte{pfxShared}, func(k, v []byte) error {
-		if len(k) != 1+16+16+16 {
-			return nil
-		}
-		var id crypto.SpaceID
-		var sk shareKey
-		copy(id[:], k[1:17])
-		copy(sk.recipient[:], k[17:33])
-		copy(sk.epoch[:], k[33:49])
-		get(id).markShared(sk)
-		return nil
-	}, nil)
-	if err != nil {
-		return err
-	}
+	a.spaces = spaces
 	// The trust tables are built afresh and published at once when they
 	// are whole: readers outside writeMu (signature checks, handshakes)
 	// never see a half-loaded one.
-	tt := newTrustTables()
-	tt.certs[a.dev] = a.cert // our own certificate is known to ourselves like any other
-	for _, s := range a.spaces {
-		setReleased(tt, s)
-		// Our profile is the first or second envelope we write in a space
-		// (after the routing record when we created it).
-		_, s.profiled = s.heads[a.dev]
-	}
-	// Officer names from verified profiles.
-	err = a.db.scan([]byte{pfxProfile}, func(k, v []byte) error {
-		if len(k) != 33 {
-			return nil
-		}
-		var id crypto.SpaceID
-		var author crypto.DeviceID
-		copy(id[:], k[1:17])
-		copy(author[:], k[17:33])
-		a.setOfficer(id, author, string(v))
-		return nil
-	}, a.countCorrupt)
-	if err != nil {
-		return err
-	}
-	// Fork evidence: the freeze points.
-	err = a.db.scan([]byte{pfxFork}, func(k, v []byte) error {
-		if len(k) < 33 {
-			return nil
-		}
-		var id crypto.SpaceID
-		var author crypto.DeviceID
-		copy(id[:], k[1:17])
-		copy(author[:], k[17:33])
-		e1, e2, err := parseEvidence(v)
-		if err != nil {
-			return nil
-		}
-		h1, err1 := crypto.ParseHeader(e1)
-		h2, err2 := crypto.ParseHeader(e2)
-		if err1 != nil || err2 != nil {
-			return nil
-		}
-		tt.frozen[gapKey{id, author}] = min(h1.Seq, h2.Seq)
-		return nil
-	}, a.countCorrupt)
-	if err != nil {
-		return err
-	}
-	// Certificates and revocations.
-	err = a.db.scan([]byte{pfxCert}, func(k, v []byte) error {
-		c, err := crypto.ParseCertificate(v)
-		if err != nil {
-			return fmt.Errorf("stored certificate: %w", err)
-		}
-		if id := c.Device.ID(); id != a.dev { // ours is the data dir's (open)
-			tt.certs[id] = c
-		}
-		return nil
-	}, a.countCorrupt)
-	if err != nil {
-		return err
-	}
-	if err := a.loadCertConflicts(tt); err != nil {
-		return err
-	}
-	err = a.db.scan([]byte{pfxRevoke}, func(k, v []byte) error {
-		r, err := crypto.ParseRevocation(v)
-		if err != nil {
-			return fmt.Errorf("stored revocation: %w", err)
-		}
-		tt.revs[r.Device] = r
-		return nil
-	}, a.countCorrupt)
+	tt, err := a.loadTrust()
 	if err != nil {
 		return err
 	}
 	a.trustTab.Store(tt)
-	// Epochs: the current one of each space, from the lists of its key
-	// shares. A store written before epochs were ordered causally has no
-	// lists yet: build them from the log once (certificates are loaded).
+	if err := a.settleEpochs(); err != nil {
+		return err
+	}
+	// A key adopted from a share just before a crash may not have been
+	// wrapped on yet: the first batch received checks (wrapIfDue).
+	a.wrapDue.Store(true)
+	if err := a.loadClock(); err != nil {
+		return err
+	}
+	return a.checkAcknowledged(false)
+}
+
+// spaceSet is the spaces being loaded, by ID.
+type spaceSet map[crypto.SpaceID]*spaceState
+
+func (m spaceSet) get(id crypto.SpaceID) *spaceState {
+	s := m[id]
+	if s == nil {
+		s = &spaceState{id: id, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
+		m[id] = s
+	}
+	return s
+}
+
+// loadSpaces reads each space's metadata, causal context, heads, epoch keys
+// and the shares it already wrote. Any of them unreadable fails the load:
+// the store needs `fieldsync repair`.
+func (a *Agent) loadSpaces() (spaceSet, error) {
+	m := spaceSet{}
+	steps := []struct {
+		prefix byte
+		load   func(m spaceSet, k, v []byte) error
+	}{
+		{pfxSpace, loadSpaceMeta},
+		{pfxContext, loadContext},
+		{pfxHead, loadHead},
+		{pfxEpoch, loadEpochKey},
+		{pfxShared, loadShared},
+	}
+	for _, st := range steps {
+		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error { return st.load(m, k, v) }, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range m {
+		// Our profile is the first or second envelope we write in a space
+		// (after the routing record when we created it).
+		_, s.profiled = s.heads[a.dev]
+	}
+	return m, nil
+}
+
+func loadSpaceMeta(m spaceSet, k, v []byte) error {
+	var id crypto.SpaceID
+	if len(k) != 17 {
+		return fmt.Errorf("space key of %d bytes", len(k))
+	}
+	copy(id[:], k[1:])
+	if err := json.Unmarshal(v, &m.get(id).meta); err != nil {
+		return fmt.Errorf("space %s metadata: %v", id, err)
+	}
+	return nil
+}
+
+func loadContext(m spaceSet, k, v []byte) error {
+	var id crypto.SpaceID
+	copy(id[:], k[1:])
+	c, err := crdt.UnmarshalContext(v)
+	if err != nil {
+		return fmt.Errorf("space %s context: %w", id, err)
+	}
+	m.get(id).ctx = c
+	return nil
+}
+
+func loadHead(m spaceSet, k, v []byte) error {
+	if len(k) != 33 {
+		return fmt.Errorf("head key of %d bytes", len(k))
+	}
+	var id crypto.SpaceID
+	var author crypto.DeviceID
+	copy(id[:], k[1:17])
+	copy(author[:], k[17:33])
+	h, err := unmarshalHead(v)
+	if err != nil {
+		return err
+	}
+	m.get(id).heads[author] = h
+	return nil
+}
+
+func loadEpochKey(m spaceSet, k, v []byte) error {
+	var id crypto.SpaceID
+	copy(id[:], k[1:17])
+	sk, began, err := parseEpochValue(v)
+	if err != nil {
+		return fmt.Errorf("space %s epoch key: %w", id, err)
+	}
+	s := m.get(id)
+	s.keys[sk.ID()] = sk
+	if s.epochAt == nil {
+		s.epochAt = map[crypto.KeyID]uint64{}
+	}
+	s.epochAt[sk.ID()] = began
+	return nil
+}
+
+func loadShared(m spaceSet, k, _ []byte) error {
+	if len(k) != 1+16+16+16 {
+		return nil
+	}
+	var id crypto.SpaceID
+	var sk shareKey
+	copy(id[:], k[1:17])
+	copy(sk.recipient[:], k[17:33])
+	copy(sk.epoch[:], k[33:49])
+	m.get(id).markShared(sk)
+	return nil
+}
+
+// loadTrust builds the trust tables from the store: release lists (from
+// the spaces loaded), fork evidence, certificates, certificate conflicts
+// and revocations. It also notes officer names from verified profiles.
+// Unreadable evidence or profiles are counted as corrupt and skipped.
+func (a *Agent) loadTrust() (*trustTables, error) {
+	tt := newTrustTables()
+	tt.certs[a.dev] = a.cert // our own certificate is known to ourselves like any other
+	for _, s := range a.spaces {
+		setReleased(tt, s)
+	}
+	steps := []struct {
+		prefix byte
+		load   func(tt *trustTables, k, v []byte) error
+	}{
+		{pfxProfile, a.loadProfile},
+		{pfxFork, loadForkPoint},
+		{pfxCert, a.loadCert},
+	}
+	for _, st := range steps {
+		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error { return st.load(tt, k, v) }, a.countCorrupt)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := a.loadCertConflicts(tt); err != nil { // needs the certificates
+		return nil, err
+	}
+	err := a.db.scan([]byte{pfxRevoke}, func(k, v []byte) error { return loadRevocation(tt, k, v) }, a.countCorrupt)
+	return tt, err
+}
+
+func (a *Agent) loadProfile(_ *trustTables, k, v []byte) error {
+	if len(k) != 33 {
+		return nil
+	}
+	var id crypto.SpaceID
+	var author crypto.DeviceID
+	copy(id[:], k[1:17])
+	copy(author[:], k[17:33])
+	a.setOfficer(id, author, string(v))
+	return nil
+}
+
+// loadForkPoint notes where fork evidence freezes its author.
+func loadForkPoint(tt *trustTables, k, v []byte) error {
+	if len(k) < 33 {
+		return nil
+	}
+	var id crypto.SpaceID
+	var author crypto.DeviceID
+	copy(id[:], k[1:17])
+	copy(author[:], k[17:33])
+	e1, e2, err := parseEvidence(v)
+	if err != nil {
+		return nil
+	}
+	h1, err1 := crypto.ParseHeader(e1)
+	h2, err2 := crypto.ParseHeader(e2)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	tt.frozen[gapKey{id, author}] = min(h1.Seq, h2.Seq)
+	return nil
+}
+
+func (a *Agent) loadCert(tt *trustTables, _, v []byte) error {
+	c, err := crypto.ParseCertificate(v)
+	if err != nil {
+		return fmt.Errorf("stored certificate: %w", err)
+	}
+	if id := c.Device.ID(); id != a.dev { // ours is the data dir's (open)
+		tt.certs[id] = c
+	}
+	return nil
+}
+
+func loadRevocation(tt *trustTables, _, v []byte) error {
+	r, err := crypto.ParseRevocation(v)
+	if err != nil {
+		return fmt.Errorf("stored revocation: %w", err)
+	}
+	tt.revs[r.Device] = r
+	return nil
+}
+
+// settleEpochs picks each space's current epoch from the lists of its key
+// shares. A store written before epochs were ordered causally has no lists
+// yet: they are built from the log once (certificates are loaded by then)
+// and stored.
+func (a *Agent) settleEpochs() error {
 	var migrated []kvEntry
 	for _, s := range a.sortedSpaces() {
 		if s.meta.Epochs == nil && len(s.keys) > 0 {
@@ -203,33 +254,39 @@ func (a *Agent) load() error {
 		}
 		s.pickCurrent()
 	}
-	// A key adopted from a share just before a crash may not have been
-	// wrapped on yet: the first batch received checks (wrapIfDue).
-	a.wrapDue.Store(true)
 	if len(migrated) > 0 {
 		if err := a.db.kv.CommitGroups([][]kvEntry{migrated})[0]; err != nil {
 			return fmt.Errorf("store the epochs' lists: %w", err)
 		}
 	}
-	// HLC: never run backwards across restarts — but never start beyond
-	// physical time plus the drift limit either: a clock that far ahead
-	// was pushed (by an agent before issue 12, which let a key share dated
-	// years ahead move it) or this device's own clock has been set back,
-	// and staying there would date every write where peers refuse it as
-	// past its author's certificate. Causal order does not depend on it
-	// (dots and the epochs' lists do), so it restarts from physical time.
-	if b, err := a.db.get(metaKey("hlc")); err == nil && len(b) == 8 {
-		a.clock.Last = crdt.UnpackTimestamp(beUint64(b))
-		phys := a.physMillis()
-		if limit := phys + a.cfg.MaxDrift.Milliseconds(); a.clock.Last.Wall > limit {
-			a.log.Warn("the stored clock is ahead of this device's clock beyond the drift limit; restarting it from this device's clock (check the system clock if it was set back)",
-				"stored", a.clock.Last.String(), "now", crdt.Timestamp{Wall: phys}.String())
-			a.clock.Last = crdt.Timestamp{Wall: phys}
-		}
-	} else if err != nil && !errors.Is(err, errKVNotFound) {
+	return nil
+}
+
+// loadClock restores the HLC: never run backwards across restarts — but
+// never start beyond physical time plus the drift limit either: a clock
+// that far ahead was pushed (by an agent before issue 12, which let a key
+// share dated years ahead move it) or this device's own clock has been set
+// back, and staying there would date every write where peers refuse it as
+// past its author's certificate. Causal order does not depend on it (dots
+// and the epochs' lists do), so it restarts from physical time.
+func (a *Agent) loadClock() error {
+	b, err := a.db.get(metaKey("hlc"))
+	switch {
+	case errors.Is(err, errKVNotFound):
+		return nil
+	case err != nil:
 		return fmt.Errorf("hlc: %w", err)
+	case len(b) != 8:
+		return nil
 	}
-	return a.checkAcknowledged(false)
+	a.clock.Last = crdt.UnpackTimestamp(beUint64(b))
+	phys := a.physMillis()
+	if limit := phys + a.cfg.MaxDrift.Milliseconds(); a.clock.Last.Wall > limit {
+		a.log.Warn("the stored clock is ahead of this device's clock beyond the drift limit; restarting it from this device's clock (check the system clock if it was set back)",
+			"stored", a.clock.Last.String(), "now", crdt.Timestamp{Wall: phys}.String())
+		a.clock.Last = crdt.Timestamp{Wall: phys}
+	}
+	return nil
 }
 
 // openCheckDepth is how many of the newest seqs of each author's log the

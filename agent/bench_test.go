@@ -38,7 +38,7 @@ func BenchmarkDurableWrites(b *testing.B) {
 			omn := newTestBureau(b, "OMN")
 			a := openTestAgent(b, newTestDevice(b, omn, "Amina", crypto.RoleOfficer))
 			runAgent(b, a)
-			cl := NewClient(a.cfg.Layout.Socket())
+			cl := NewClient(a.cfg.Layout)
 			ctx := context.Background()
 			sp, err := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "bench"})
 			if err != nil {
@@ -76,7 +76,7 @@ func BenchmarkReads(b *testing.B) {
 	omn := newTestBureau(b, "OMN")
 	a := openTestAgent(b, newTestDevice(b, omn, "Amina", crypto.RoleOfficer))
 	runAgent(b, a)
-	cl := NewClient(a.cfg.Layout.Socket())
+	cl := NewClient(a.cfg.Layout)
 	ctx := context.Background()
 	sp, _ := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "bench"})
 	for i := 0; i < 100; i++ {

@@ -153,13 +153,8 @@ func init() {
 	})
 }
 
-// bundleLine is one line of a streamed (progress) response: exactly one of
-// the fields is set; the last line holds result or error.
-type bundleLine struct {
-	Progress *BundleProgress `json:"progress,omitempty"`
-	Result   json.RawMessage `json:"result,omitempty"`
-	Error    *ErrorDetail    `json:"error,omitempty"`
-}
+// bundleLine is one line of a streamed (progress) response.
+type bundleLine = ProgressLine[BundleProgress]
 
 // bundleRoute registers a long-running bundle method. Without progress it
 // answers like every other method; with progress the answer is NDJSON:
@@ -1224,69 +1219,21 @@ func (s *skipList) list() []BundleSkip {
 // ---- client ----
 
 // BundleWant is `bundle want`.
-func (c *Client) BundleWant(ctx context.Context, req BundleWantRequest) (BundleWantResult, error) {
+func BundleWant(ctx context.Context, c *Client, req BundleWantRequest) (BundleWantResult, error) {
 	var r BundleWantResult
 	return r, c.Call(ctx, PathBundleWant, req, &r)
 }
 
 // BundleExport is `bundle export`; onProgress, when set, receives progress lines.
-func (c *Client) BundleExport(ctx context.Context, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
+func BundleExport(ctx context.Context, c *Client, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
 	var r BundleExportResult
 	req.Progress = onProgress != nil
-	return r, c.callProgress(ctx, PathBundleExport, req, &r, onProgress)
+	return r, CallProgress(ctx, c, PathBundleExport, req, &r, onProgress)
 }
 
 // BundleImport is `bundle import`; onProgress, when set, receives progress lines.
-func (c *Client) BundleImport(ctx context.Context, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
+func BundleImport(ctx context.Context, c *Client, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
 	var r BundleImportResult
 	req.Progress = onProgress != nil
-	return r, c.callProgress(ctx, PathBundleImport, req, &r, onProgress)
-}
-
-// callProgress is Call for the streamed bundle methods.
-func (c *Client) callProgress(ctx context.Context, path string, req, resp any, onProgress func(BundleProgress)) error {
-	if onProgress == nil {
-		return c.Call(ctx, path, req, resp)
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return fmt.Errorf("agent request %s: %w", path, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = ErrorDetail{Code: codeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d", res.StatusCode)}
-		}
-		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
-	}
-	dec := json.NewDecoder(io.LimitReader(res.Body, maxResponseBytes))
-	for {
-		var line bundleLine
-		if err := dec.Decode(&line); err != nil {
-			return fmt.Errorf("agent response %s: %v (did the agent stop?)", path, err)
-		}
-		switch {
-		case line.Progress != nil:
-			onProgress(*line.Progress)
-		case line.Error != nil:
-			status := http.StatusInternalServerError
-			if line.Error.Code == CodeRefused {
-				status = http.StatusUnprocessableEntity
-			}
-			return &APIError{Status: status, ErrorDetail: *line.Error}
-		case line.Result != nil:
-			return json.Unmarshal(line.Result, resp)
-		}
-	}
+	return r, CallProgress(ctx, c, PathBundleImport, req, &r, onProgress)
 }

@@ -170,7 +170,7 @@ func TestMetricsDuringSync(t *testing.T) {
 	// but is served redacted.
 	a.log.Warn("test line", "err", "cannot do it for "+canary+"-space now")
 	// The local API's copy, and the recent logs.
-	cl := NewClient(cfgA.Layout.Socket())
+	cl := NewClient(cfgA.Layout)
 	snap, err := cl.Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -130,7 +130,7 @@ func startChild(t testing.TB, cfg Config, env ...string) *childAgent {
 	}
 }
 
-func (c *childAgent) client() *Client { return NewClient(c.cfg.Layout.Socket()) }
+func (c *childAgent) client() *Client { return NewClient(c.cfg.Layout) }
 
 func (c *childAgent) stop() {
 	c.cmd.Process.Signal(syscall.SIGTERM)

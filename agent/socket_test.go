@@ -225,7 +225,7 @@ func TestSocketAttackSwappedAfterDial(t *testing.T) {
 	needRoot(t)
 	l := clientTestDir(t)
 	got := impostor(t, l.Socket())
-	cl := NewClient(l.Socket())
+	cl := NewClient(l)
 	os.Chown(l.Socket(), attackerUID, attackerUID)
 	var st Status
 	if err := cl.Call(clientCtx(t), PathStatus, nil, &st); err == nil || got.Load() > 0 {

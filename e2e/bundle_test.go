@@ -412,17 +412,17 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	move := func(name string, from, to *harness.Node) {
 		want := filepath.Join(cl.Root, name+".fsw")
 		out := filepath.Join(cl.Root, name+".fsb")
-		if _, err := to.Client().BundleWant(ctx, agent.BundleWantRequest{Out: want}); err != nil {
+		if _, err := agent.BundleWant(ctx, to.Client(), agent.BundleWantRequest{Out: want}); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		exp, err := from.Client().BundleExport(ctx, agent.BundleExportRequest{Want: want, Out: out}, nil)
+		exp, err := agent.BundleExport(ctx, from.Client(), agent.BundleExportRequest{Want: want, Out: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		te := time.Since(t0)
 		t0 = time.Now()
-		imp, err := to.Client().BundleImport(ctx, agent.BundleImportRequest{File: out}, nil)
+		imp, err := agent.BundleImport(ctx, to.Client(), agent.BundleImportRequest{File: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -92,7 +92,7 @@ func bundleWant(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.BundleWant(ctxOf(c), agent.BundleWantRequest{Out: out})
+	r, err := agent.BundleWant(ctxOf(c), cl, agent.BundleWantRequest{Out: out})
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func bundleExport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := cl.BundleExport(ctxOf(c), req, bar.update())
+	r, err := agent.BundleExport(ctxOf(c), cl, req, bar.update())
 	bar.finish()
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func bundleImport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := cl.BundleImport(ctxOf(c), agent.BundleImportRequest{File: file}, bar.update())
+	r, err := agent.BundleImport(ctxOf(c), cl, agent.BundleImportRequest{File: file}, bar.update())
 	bar.finish()
 	if err != nil {
 		var ae *agent.APIError

@@ -69,7 +69,7 @@ func TestDiagBundle(t *testing.T) {
 		}
 	}
 	t.Cleanup(stop)
-	cl := agent.NewClient(cfg.Layout.Socket())
+	cl := agent.NewClient(cfg.Layout)
 	var sp agent.Space
 	for i := 0; ; i++ {
 		if sp, err = cl.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: canary + "-space"}); err == nil {

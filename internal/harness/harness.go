@@ -213,7 +213,7 @@ func (c *Cluster) Passphrase() []byte {
 
 // Client is a local API client for the node's agent.
 func (n *Node) Client() *agent.Client {
-	return agent.NewClient(agent.Layout{Dir: n.Dir}.Socket())
+	return agent.NewClient(agent.Layout{Dir: n.Dir})
 }
 
 // Running reports whether the node's agent process is running.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
@@ -62,8 +63,8 @@ type Agent struct {
 	statMu   sync.Mutex
 	rejected map[string]int
 	skewed   map[crypto.DeviceID]int64
-	missing  []Gap
-	gaps     map[gapKey]Gap
+	missing  []api.Gap
+	gaps     map[gapKey]api.Gap
 	frozen   map[gapKey]uint64 // (space, author) -> seq from which a forked author is frozen
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
@@ -170,7 +171,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		revs:     map[crypto.DeviceID]*crypto.Revocation{},
 		rejected: map[string]int{},
 		skewed:   map[crypto.DeviceID]int64{},
-		gaps:     map[gapKey]Gap{},
+		gaps:     map[gapKey]api.Gap{},
 		officers: map[gapKey]string{},
 		peerHeld: map[crypto.SpaceID]uint64{},
 		frozen:   map[gapKey]uint64{},

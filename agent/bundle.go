@@ -19,6 +19,7 @@ import (
 	"sort"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
@@ -39,10 +40,6 @@ const (
 	PathBundleExport = "/v1/bundle/export" // POST BundleExportRequest -> BundleExportResult (NDJSON with progress)
 	PathBundleImport = "/v1/bundle/import" // POST BundleImportRequest -> BundleImportResult (NDJSON with progress)
 )
-
-// CodeRefused is the API error code of a bundle or want file refused whole:
-// damaged, tampered, or signed by a device this one does not trust.
-const CodeRefused = "refused"
 
 // ErrRefused is a bundle or want file refused whole; nothing of it was stored.
 var ErrRefused = errors.New("refused")
@@ -154,7 +151,7 @@ func init() {
 }
 
 // bundleLine is one line of a streamed (progress) response.
-type bundleLine = ProgressLine[BundleProgress]
+type bundleLine = api.ProgressLine[BundleProgress]
 
 // bundleRoute registers a long-running bundle method. Without progress it
 // answers like every other method; with progress the answer is NDJSON:
@@ -191,7 +188,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 		v, err := fn(r.Context(), req, progress)
 		if err != nil {
 			code, _ := bundleErrorCode(err)
-			enc.Encode(bundleLine{Error: &ErrorDetail{Code: code, Message: err.Error()}})
+			enc.Encode(bundleLine{Error: &api.ErrorDetail{Code: code, Message: err.Error()}})
 			return
 		}
 		b, _ := json.Marshal(v)
@@ -201,7 +198,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 
 func bundleErrorCode(err error) (string, int) {
 	if errors.Is(err, ErrRefused) {
-		return CodeRefused, http.StatusUnprocessableEntity
+		return api.CodeRefused, api.HTTPStatus(api.CodeRefused)
 	}
 	return errorCode(err)
 }
@@ -214,7 +211,7 @@ func (a *Agent) replyBundle(w http.ResponseWriter, v any, err error) {
 	code, status := bundleErrorCode(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}})
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: err.Error()}})
 }
 
 // ---- want ----
@@ -1219,21 +1216,21 @@ func (s *skipList) list() []BundleSkip {
 // ---- client ----
 
 // BundleWant is `bundle want`.
-func BundleWant(ctx context.Context, c *Client, req BundleWantRequest) (BundleWantResult, error) {
+func BundleWant(ctx context.Context, c *api.Client, req BundleWantRequest) (BundleWantResult, error) {
 	var r BundleWantResult
 	return r, c.Call(ctx, PathBundleWant, req, &r)
 }
 
 // BundleExport is `bundle export`; onProgress, when set, receives progress lines.
-func BundleExport(ctx context.Context, c *Client, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
+func BundleExport(ctx context.Context, c *api.Client, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
 	var r BundleExportResult
 	req.Progress = onProgress != nil
-	return r, CallProgress(ctx, c, PathBundleExport, req, &r, onProgress)
+	return r, api.CallProgress(ctx, c, PathBundleExport, req, &r, onProgress)
 }
 
 // BundleImport is `bundle import`; onProgress, when set, receives progress lines.
-func BundleImport(ctx context.Context, c *Client, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
+func BundleImport(ctx context.Context, c *api.Client, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
 	var r BundleImportResult
 	req.Progress = onProgress != nil
-	return r, CallProgress(ctx, c, PathBundleImport, req, &r, onProgress)
+	return r, api.CallProgress(ctx, c, PathBundleImport, req, &r, onProgress)
 }

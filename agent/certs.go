@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -179,12 +180,12 @@ func (a *Agent) loadCertConflicts() error {
 }
 
 // CertConflicts lists the conflicting certificates held as evidence.
-func (a *Agent) CertConflicts() []CertConflict {
+func (a *Agent) CertConflicts() []api.CertConflict {
 	a.statMu.Lock()
 	defer a.statMu.Unlock()
-	out := make([]CertConflict, 0, len(a.certConflicts))
+	out := make([]api.CertConflict, 0, len(a.certConflicts))
 	for _, x := range a.certConflicts {
-		out = append(out, CertConflict{
+		out = append(out, api.CertConflict{
 			Device:       x.other.Device.ID().String(),
 			PinnedBureau: x.pinned.Bureau.Name, PinnedFingerprint: x.pinned.Bureau.Fingerprint(),
 			OtherBureau: x.other.Bureau.Name, OtherFingerprint: x.other.Bureau.Fingerprint(),

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -221,8 +222,8 @@ func (a *Agent) dropRoutings(sp *spaceState, author crypto.DeviceID, above uint6
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		post(a, mux, PathSpaceRelease, func(req SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, true) })
-		post(a, mux, PathSpaceWithdraw, func(req SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, false) })
+		post(a, mux, api.PathSpaceRelease, func(req api.SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, true) })
+		post(a, mux, api.PathSpaceWithdraw, func(req api.SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, false) })
 	})
 }
 
@@ -232,34 +233,34 @@ func init() {
 // cannot be withdrawn. A withdrawal rotates the epoch key at once, wrapped
 // only to the devices still entitled, so the withdrawn bureau cannot open
 // what is written from now on (what it already holds, it keeps).
-func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, error) {
+func (a *Agent) ChangeRelease(req api.SpaceBureauRequest, release bool) (api.Space, error) {
 	if a.cfg.Relay {
-		return Space{}, fmt.Errorf("%w: a relay cannot change a space's release list", ErrForbidden)
+		return api.Space{}, fmt.Errorf("%w: a relay cannot change a space's release list", ErrForbidden)
 	}
 	b, err := a.resolveBureau(req.Bureau)
 	if err != nil {
-		return Space{}, err
+		return api.Space{}, err
 	}
 	if err := a.beginWrite(); err != nil {
-		return Space{}, err
+		return api.Space{}, err
 	}
 	sp, err := a.resolveSpace(req.Space)
 	if err != nil {
 		a.writeMu.Unlock()
-		return Space{}, err
+		return api.Space{}, err
 	}
 	if sp.meta.OwnerFP != a.cert.Bureau.Fingerprint() {
 		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: only devices of the owning bureau (%s) may change the release list of space %s", ErrForbidden, sp.meta.Owner, sp.id)
+		return api.Space{}, fmt.Errorf("%w: only devices of the owning bureau (%s) may change the release list of space %s", ErrForbidden, sp.meta.Owner, sp.id)
 	}
 	if sp.current == nil {
 		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
+		return api.Space{}, fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
 	}
 	fp := b.Fingerprint()
 	if !release && fp == sp.meta.OwnerFP {
 		a.writeMu.Unlock()
-		return Space{}, fmt.Errorf("%w: the owning bureau cannot be withdrawn from its own space", ErrBadRequest)
+		return api.Space{}, fmt.Errorf("%w: the owning bureau cannot be withdrawn from its own space", ErrBadRequest)
 	}
 	has := slices.Contains(sp.meta.ReleaseFP, fp)
 	if has == release {
@@ -278,7 +279,7 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 		rot, err := a.rotateEpoch(sp)
 		if err != nil {
 			a.abortWrite()
-			return Space{}, err
+			return api.Space{}, err
 		}
 		entries = append(entries, rot...)
 	}
@@ -288,32 +289,32 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 	prof, err := a.ensureProfile(sp)
 	if err != nil {
 		a.abortWrite()
-		return Space{}, err
+		return api.Space{}, err
 	}
 	entries = append(entries, prof...)
 	hlc := a.clock.Now(a.physMillis())
 	_, env, err := a.appendEnvelope(sp, crypto.KindRouting, r.Marshal(), nil, hlc)
 	if err != nil {
 		a.abortWrite()
-		return Space{}, err
+		return api.Space{}, err
 	}
 	entries = append(entries, env...)
 	a.applyRouting(sp, crypto.Header{Author: a.dev, Seq: sp.heads[a.dev].Seq}, r, a.cert.Bureau.Name)
 	shares, _, err := a.shareEntries(sp, a.knownCerts())
 	if err != nil {
 		a.abortWrite()
-		return Space{}, err
+		return api.Space{}, err
 	}
 	entries = append(entries, shares...)
 	ctxBytes, err := sp.ctx.MarshalBinary()
 	if err != nil {
 		a.abortWrite()
-		return Space{}, err
+		return api.Space{}, err
 	}
 	entries = append(entries, a.db.entry(ctxKey(sp.id), ctxBytes), a.db.entry(spaceKey(sp.id), sp.meta.marshal()), a.hlcEntry())
 	view := spaceView(sp.meta)
 	if err := a.commitWrite(entries); err != nil {
-		return Space{}, fmt.Errorf("release list not changed: %w", err)
+		return api.Space{}, fmt.Errorf("release list not changed: %w", err)
 	}
 	verb := "withdrew"
 	if release {

@@ -1,4 +1,4 @@
-package agent
+package api
 
 import (
 	"bytes"
@@ -15,23 +15,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// ErrAgentNotRunning means no agent serves the data directory's socket: the
-// socket file is absent or nothing accepts connections on it.
-var ErrAgentNotRunning = errors.New("agent not running")
-
-// APIError is an error response of the local API.
-type APIError struct {
-	Status int // HTTP status
-	ErrorDetail
-}
-
-func (e *APIError) Error() string {
-	if e.Message == "" {
-		return fmt.Sprintf("agent: %s (HTTP %d)", e.Code, e.Status)
-	}
-	return e.Message
-}
 
 // maxResponseBytes bounds what the client reads from the agent: a record's
 // values are each ≤ 24 MiB (default), so this leaves room for several.
@@ -154,24 +137,6 @@ func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
 		return fmt.Errorf("agent response %s: %v", path, err)
 	}
 	return nil
-}
-
-// CodeForStatus is the error code of an error response whose body names
-// none (not the agent's answer, e.g. a proxy's), from its HTTP status.
-func CodeForStatus(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return CodeBadRequest
-	case http.StatusNotFound:
-		return CodeNotFound
-	case http.StatusConflict:
-		return CodeConflict
-	case http.StatusRequestEntityTooLarge:
-		return CodeTooLarge
-	case http.StatusServiceUnavailable:
-		return CodeUnavailable
-	}
-	return CodeInternal
 }
 
 // Status is `fieldsync status`.

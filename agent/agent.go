@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/store"
@@ -71,8 +72,8 @@ type Agent struct {
 	statMu   sync.Mutex
 	rejected map[string]int
 	skewed   map[crypto.DeviceID]int64
-	missing  []Gap
-	gaps     map[gapKey]Gap
+	missing  []api.Gap
+	gaps     map[gapKey]api.Gap
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
@@ -177,7 +178,7 @@ func newAgent(cfg Config) (*Agent, error) {
 		spaces:   map[crypto.SpaceID]*spaceState{},
 		rejected: map[string]int{},
 		skewed:   map[crypto.DeviceID]int64{},
-		gaps:     map[gapKey]Gap{},
+		gaps:     map[gapKey]api.Gap{},
 		officers: map[gapKey]string{},
 		peerHeld: map[crypto.SpaceID]uint64{},
 		cache:    newRecordCache(4096),

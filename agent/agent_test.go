@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -24,7 +25,7 @@ func TestPutGetRestart(t *testing.T) {
 	if sp.Owner != "OMN" || len(sp.Release) != 1 || sp.Release[0] != "OMN" {
 		t.Fatalf("space = %+v", sp)
 	}
-	rec, err := a.PutFields(RecordPutRequest{Space: "قضية ٤٢", Record: "p1", Fields: []FieldValue{
+	rec, err := a.PutFields(api.RecordPutRequest{Space: "قضية ٤٢", Record: "p1", Fields: []api.FieldValue{
 		{Name: "name", Value: "أمينة حداد"}, {Name: "alias", Value: "Амина"},
 	}})
 	if err != nil {
@@ -39,7 +40,7 @@ func TestPutGetRestart(t *testing.T) {
 	a.Close()
 
 	a = openTestAgent(t, cfg)
-	got, err := a.GetRecord(RecordRef{Space: sp.ID[:8], Record: "p1"})
+	got, err := a.GetRecord(api.RecordRef{Space: sp.ID[:8], Record: "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +48,13 @@ func TestPutGetRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", got.Fields)
 	}
 	// The seq goes on where it stopped: a new write chains to the old log.
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []FieldValue{{Name: "name", Value: "Amina"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "name", Value: "Amina"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.GetRecord(RecordRef{Space: sp.ID, Record: "nope"}); !errors.Is(err, ErrNotFound) {
+	if _, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "nope"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing record: err = %v", err)
 	}
-	if _, err := a.GetRecord(RecordRef{Space: "no-such-space", Record: "p1"}); !errors.Is(err, ErrNotFound) {
+	if _, err := a.GetRecord(api.RecordRef{Space: "no-such-space", Record: "p1"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing space: err = %v", err)
 	}
 }
@@ -66,7 +67,7 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []FieldValue{{Name: "plate", Value: "KZ 123"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []api.FieldValue{{Name: "plate", Value: "KZ 123"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// A learns B's certificate and wraps the space key to it; B gets it all.
@@ -75,7 +76,7 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 		t.Fatalf("ShareKeys = %d, %v", n, err)
 	}
 	transfer(t, a, b)
-	got, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "v1"})
+	got, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,19 +88,19 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 	}
 
 	// Concurrent edits of the same field: both kept as siblings.
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []FieldValue{{Name: "plate", Value: "KZ 124"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []api.FieldValue{{Name: "plate", Value: "KZ 124"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []FieldValue{{Name: "plate", Value: "KZ 125"}}}); err != nil {
+	if _, err := b.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "v1", Fields: []api.FieldValue{{Name: "plate", Value: "KZ 125"}}}); err != nil {
 		t.Fatal(err)
 	}
 	transfer(t, a, b)
 	transfer(t, b, a)
-	ca, err := a.ConflictsList(ConflictsListRequest{})
+	ca, err := a.ConflictsList(api.ConflictsListRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := b.ConflictsList(ConflictsListRequest{Space: "case"})
+	cb, err := b.ConflictsList(api.ConflictsListRequest{Space: "case"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +110,14 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 	if !sameJSON(t, ca, cb) {
 		t.Fatalf("conflicts differ:\na=%+v\nb=%+v", ca, cb)
 	}
-	da, _ := a.Digest(SpaceRef{Space: sp.ID})
-	db, _ := b.Digest(SpaceRef{Space: sp.ID})
+	da, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+	db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
 	if da != db {
 		t.Fatalf("digests differ: %+v vs %+v", da, db)
 	}
 
 	// Resolve exactly the shown siblings, with a reason.
-	show, err := b.ConflictsShow(RecordRef{Space: sp.ID, Record: "v1"})
+	show, err := b.ConflictsShow(api.RecordRef{Space: sp.ID, Record: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 	for _, s := range show.Fields[0].Siblings {
 		dots = append(dots, s.Dot)
 	}
-	res, err := b.Resolve(ResolveRequest{Space: sp.ID, Record: "v1", Field: "plate", Dots: dots, Value: "KZ 125", Reason: "checked the registry"})
+	res, err := b.Resolve(api.ResolveRequest{Space: sp.ID, Record: "v1", Field: "plate", Dots: dots, Value: "KZ 125", Reason: "checked the registry"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +133,10 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 		t.Fatalf("after resolve: %+v", res.Fields["plate"])
 	}
 	transfer(t, b, a)
-	if c, _ := a.ConflictsList(ConflictsListRequest{}); len(c) != 0 {
+	if c, _ := a.ConflictsList(api.ConflictsListRequest{}); len(c) != 0 {
 		t.Fatalf("a still has conflicts %+v", c)
 	}
-	h, err := a.History(RecordRef{Space: sp.ID, Record: "v1"})
+	h, err := a.History(api.RecordRef{Space: sp.ID, Record: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestConflictResolveHistoryAcrossDevices(t *testing.T) {
 		t.Fatalf("last history entry = %+v", last)
 	}
 	// Resolving siblings that are gone is a conflict error, not a silent write.
-	if _, err := a.Resolve(ResolveRequest{Space: sp.ID, Record: "v1", Field: "plate", Dots: dots, Value: "x"}); !errors.Is(err, ErrConflict) {
+	if _, err := a.Resolve(api.ResolveRequest{Space: sp.ID, Record: "v1", Field: "plate", Dots: dots, Value: "x"}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("stale resolve: err = %v", err)
 	}
 }
@@ -155,7 +156,7 @@ func TestIngestRejects(t *testing.T) {
 	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
 	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
 	sp, _ := a.CreateSpace("case", nil)
-	a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r", Fields: []FieldValue{{Name: "f", Value: "v"}}})
+	a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r", Fields: []api.FieldValue{{Name: "f", Value: "v"}}})
 	var envs [][]byte
 	id, _ := crypto.ParseSpaceID(sp.ID)
 	a.Envelopes(id, func(e []byte) error { envs = append(envs, e); return nil })
@@ -198,11 +199,11 @@ func TestRepairIsByteIdentical(t *testing.T) {
 	a := openTestAgent(t, cfg)
 	sp, _ := a.CreateSpace("case", nil)
 	for i, v := range []string{"a", "b", "c"} {
-		a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r" + v, Fields: []FieldValue{{Name: "f", Value: strings.Repeat(v, i+1)}}})
+		a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r" + v, Fields: []api.FieldValue{{Name: "f", Value: strings.Repeat(v, i+1)}}})
 	}
-	a.SetOp(SetOpRequest{Space: sp.ID, Record: "ra", Field: "phones", Op: "add", Value: "+7 700"})
-	a.AddNote(NoteAddRequest{Space: sp.ID, Record: "rb", Text: "seen at the border"})
-	a.DeleteRecord(RecordRef{Space: sp.ID, Record: "rc"})
+	a.SetOp(api.SetOpRequest{Space: sp.ID, Record: "ra", Field: "phones", Op: "add", Value: "+7 700"})
+	a.AddNote(api.NoteAddRequest{Space: sp.ID, Record: "rb", Text: "seen at the border"})
+	a.DeleteRecord(api.RecordRef{Space: sp.ID, Record: "rc"})
 	before := dumpPrefix(t, a, pfxRecord, pfxContext)
 	a.Close()
 	var out bytes.Buffer
@@ -280,7 +281,7 @@ func TestConcurrentWritesGroupCommit(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				_, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r", Fields: []FieldValue{{Name: "f" + string(rune('a'+w)), Value: strings.Repeat("x", i)}}})
+				_, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r", Fields: []api.FieldValue{{Name: "f" + string(rune('a'+w)), Value: strings.Repeat("x", i)}}})
 				if err != nil {
 					errs <- err
 				}
@@ -292,7 +293,7 @@ func TestConcurrentWritesGroupCommit(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: "r"})
+	r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestFailedCommitLosesNothingAcknowledged(t *testing.T) {
 	acked, failed := map[string]string{}, 0
 	for i := 0; i < 40; i++ {
 		rec, val := fmt.Sprintf("r%02d", i%7), fmt.Sprint("v", i)
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "f", Value: val}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: "f", Value: val}}}); err != nil {
 			failed++
 			continue
 		}
@@ -347,7 +348,7 @@ func TestFailedCommitLosesNothingAcknowledged(t *testing.T) {
 	cfg.FailCommit = nil
 	a = openTestAgent(t, cfg)
 	for rec, val := range acked {
-		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: rec})
+		r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: rec})
 		if err != nil || r.Fields["f"].Value != val {
 			t.Fatalf("acknowledged %s=%s lost: %v %+v", rec, val, err, r.Fields)
 		}
@@ -356,7 +357,7 @@ func TestFailedCommitLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("missing after failed commits: %+v", st.Missing)
 	}
 	// The log is gap-free and chained: a fresh write still works.
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "after", Fields: []FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "after", Fields: []api.FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d writes acknowledged, %d failed by injection", len(acked), failed)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -26,30 +27,30 @@ func (a *Agent) Handler() http.Handler {
 			a.reply(w, v, err)
 		})
 	}
-	get(PathStatus, func() (any, error) { return a.Status(), nil })
-	get(PathPeers, func() (any, error) { return a.Peers(), nil })
-	get(PathSpaceList, func() (any, error) { return a.ListSpaces(), nil })
-	post(a, mux, PathSpaceCreate, func(req SpaceCreateRequest) (any, error) { return a.CreateSpace(req.Name, req.ReleaseTo) })
-	post(a, mux, PathSpaceDigest, func(req SpaceRef) (any, error) { return a.Digest(req) })
-	post(a, mux, PathRecordPut, func(req RecordPutRequest) (any, error) {
+	get(api.PathStatus, func() (any, error) { return a.Status(), nil })
+	get(api.PathPeers, func() (any, error) { return a.Peers(), nil })
+	get(api.PathSpaceList, func() (any, error) { return a.ListSpaces(), nil })
+	post(a, mux, api.PathSpaceCreate, func(req api.SpaceCreateRequest) (any, error) { return a.CreateSpace(req.Name, req.ReleaseTo) })
+	post(a, mux, api.PathSpaceDigest, func(req api.SpaceRef) (any, error) { return a.Digest(req) })
+	post(a, mux, api.PathRecordPut, func(req api.RecordPutRequest) (any, error) {
 		if req.Record == "" {
 			return nil, fmt.Errorf("%w: no record ID (use record new for a generated one)", ErrBadRequest)
 		}
 		return a.PutFields(req)
 	})
-	post(a, mux, PathRecordNew, func(req RecordPutRequest) (any, error) {
+	post(a, mux, api.PathRecordNew, func(req api.RecordPutRequest) (any, error) {
 		req.Record = ""
 		return a.PutFields(req)
 	})
-	post(a, mux, PathRecordGet, func(req RecordRef) (any, error) { return a.GetRecord(req) })
-	post(a, mux, PathRecordList, func(req SpaceRef) (any, error) { return a.ListRecords(req) })
-	post(a, mux, PathRecordDelete, func(req RecordRef) (any, error) { return a.DeleteRecord(req) })
-	post(a, mux, PathSetOp, func(req SetOpRequest) (any, error) { return a.SetOp(req) })
-	post(a, mux, PathNoteAdd, func(req NoteAddRequest) (any, error) { return a.AddNote(req) })
-	post(a, mux, PathConflictsList, func(req ConflictsListRequest) (any, error) { return a.ConflictsList(req) })
-	post(a, mux, PathConflictsShow, func(req RecordRef) (any, error) { return a.ConflictsShow(req) })
-	post(a, mux, PathResolve, func(req ResolveRequest) (any, error) { return a.Resolve(req) })
-	post(a, mux, PathHistory, func(req RecordRef) (any, error) { return a.History(req) })
+	post(a, mux, api.PathRecordGet, func(req api.RecordRef) (any, error) { return a.GetRecord(req) })
+	post(a, mux, api.PathRecordList, func(req api.SpaceRef) (any, error) { return a.ListRecords(req) })
+	post(a, mux, api.PathRecordDelete, func(req api.RecordRef) (any, error) { return a.DeleteRecord(req) })
+	post(a, mux, api.PathSetOp, func(req api.SetOpRequest) (any, error) { return a.SetOp(req) })
+	post(a, mux, api.PathNoteAdd, func(req api.NoteAddRequest) (any, error) { return a.AddNote(req) })
+	post(a, mux, api.PathConflictsList, func(req api.ConflictsListRequest) (any, error) { return a.ConflictsList(req) })
+	post(a, mux, api.PathConflictsShow, func(req api.RecordRef) (any, error) { return a.ConflictsShow(req) })
+	post(a, mux, api.PathResolve, func(req api.ResolveRequest) (any, error) { return a.Resolve(req) })
+	post(a, mux, api.PathHistory, func(req api.RecordRef) (any, error) { return a.History(req) })
 	for _, register := range apiExtensions {
 		register(a, mux)
 	}
@@ -94,36 +95,43 @@ func post[T any](a *Agent, mux *http.ServeMux, path string, fn func(T) (any, err
 	})
 }
 
-// errorCode maps an error to its API code and HTTP status.
+// errorCode maps an error to its API code and the HTTP status that code
+// travels with (api.HTTPStatus).
 func errorCode(err error) (string, int) {
+	code := apiCode(err)
+	return code, api.HTTPStatus(code)
+}
+
+// apiCode is the API error code of err.
+func apiCode(err error) string {
 	var re *RejectError
 	var se *StoreError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return CodeNotFound, http.StatusNotFound
+		return api.CodeNotFound
 	case errors.Is(err, ErrBadRequest):
-		return CodeBadRequest, http.StatusBadRequest
+		return api.CodeBadRequest
 	case errors.Is(err, ErrAmbiguous):
-		return CodeAmbiguous, http.StatusConflict
+		return api.CodeAmbiguous
 	case errors.Is(err, ErrConflict):
-		return CodeConflict, http.StatusConflict
+		return api.CodeConflict
 	case errors.Is(err, errTooLarge):
-		return CodeTooLarge, http.StatusRequestEntityTooLarge
+		return api.CodeTooLarge
 	case errors.Is(err, ErrForbidden):
-		return CodeForbidden, http.StatusForbidden
+		return api.CodeForbidden
 	case errors.As(err, &re):
-		return CodeBadRequest, http.StatusBadRequest
+		return api.CodeBadRequest
 	case errors.As(err, &se), errors.Is(err, ErrClosed), errors.Is(err, ErrDiskFull):
-		return CodeUnavailable, http.StatusServiceUnavailable
+		return api.CodeUnavailable
 	}
-	return CodeInternal, http.StatusInternalServerError
+	return api.CodeInternal
 }
 
 func (a *Agent) reply(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		code, status := errorCode(err)
-		body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}}
+		body := api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: err.Error()}}
 		var se *StoreError
 		if errors.As(err, &se) {
 			body.Error.Hint = se.Hint()
@@ -140,12 +148,12 @@ func (a *Agent) reply(w http.ResponseWriter, v any, err error) {
 
 // History is `history SPACE RECORD`: every stored change that touches the
 // record, re-verified now (docs/design.md §8), oldest first by HLC.
-func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
+func (a *Agent) History(ref api.RecordRef) ([]api.HistoryEntry, error) {
 	sp, rid, err := a.recordRef(ref)
 	if err != nil {
 		return nil, err
 	}
-	out := []HistoryEntry{}
+	out := []api.HistoryEntry{}
 	// What the apply path did with each change (causal.go): applied, kept as
 	// a no-op, or waiting. Judged from a snapshot of the space's context and
 	// the envelopes held, as repair does. The envelopes are opened with a
@@ -166,7 +174,7 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 	err = a.db.kv.Scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
 		env, err := a.db.open(k, sealed)
 		_, author, seq, _ := parseEnvKey(k)
-		e := HistoryEntry{Author: author.String(), Seq: seq, Ops: []HistoryOp{}}
+		e := api.HistoryEntry{Author: author.String(), Seq: seq, Ops: []api.HistoryOp{}}
 		if err != nil {
 			// Corrupt on disk: we cannot tell which records it touched, so
 			// it is listed in every record's history as invalid.
@@ -213,11 +221,11 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 			// and names no record we can trust.
 			return nil
 		}
-		e.Signature, e.Outcome = "valid", OutcomeApplied
+		e.Signature, e.Outcome = "valid", api.OutcomeApplied
 		if v, _, why := a.staticVerdict(sp, ch, held); v == causalBad {
-			e.Outcome, e.Error = OutcomeNoop, why.Error()
+			e.Outcome, e.Error = api.OutcomeNoop, why.Error()
 		} else if !applied.Contains(ch.Dot()) {
-			e.Outcome, e.Error = OutcomeWaiting, "not applied yet: it waits for a change it depends on"
+			e.Outcome, e.Error = api.OutcomeWaiting, "not applied yet: it waits for a change it depends on"
 		}
 		touches := false
 		for _, op := range ch.Ops {
@@ -225,14 +233,14 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 				continue
 			}
 			touches = true
-			if e.Outcome != OutcomeApplied {
+			if e.Outcome != api.OutcomeApplied {
 				// Listed, but not as a write: it changed nothing (yet),
 				// and a hostile change's seen dots are not worth
 				// listing.
 				continue
 			}
 			v := op.Describe()
-			hop := HistoryOp{Kind: strings.ReplaceAll(v.Kind, "-", "_"), Record: string(v.Record), Field: v.Field, Reason: v.Reason}
+			hop := api.HistoryOp{Kind: strings.ReplaceAll(v.Kind, "-", "_"), Record: string(v.Record), Field: v.Field, Reason: v.Reason}
 			if utf8.Valid(v.Value) {
 				hop.Value = string(v.Value)
 			} else {
@@ -264,9 +272,9 @@ func (a *Agent) History(ref RecordRef) ([]HistoryEntry, error) {
 }
 
 // Status is `status` (docs/design.md §8).
-func (a *Agent) Status() Status {
-	st := Status{
-		Device: DeviceInfo{
+func (a *Agent) Status() api.Status {
+	st := api.Status{
+		Device: api.DeviceInfo{
 			ID:             a.dev.String(),
 			Bureau:         a.cert.Bureau.Name,
 			Role:           a.cert.Role.String(),
@@ -274,10 +282,10 @@ func (a *Agent) Status() Status {
 		},
 		Peers:         a.Peers(),
 		Rejected:      map[string]int{},
-		SkewedAuthors: []Skew{},
-		Gaps:          []Gap{},
-		Forks:         []Fork{},
-		Missing:       []Gap{},
+		SkewedAuthors: []api.Skew{},
+		Gaps:          []api.Gap{},
+		Forks:         []api.Fork{},
+		Missing:       []api.Gap{},
 		Version:       Version,
 		CertConflicts: a.CertConflicts(),
 	}
@@ -306,7 +314,7 @@ func (a *Agent) Status() Status {
 		st.Rejected[k] = v
 	}
 	for dev, d := range a.skewed {
-		st.SkewedAuthors = append(st.SkewedAuthors, Skew{Author: dev.String(), DriftMillis: d})
+		st.SkewedAuthors = append(st.SkewedAuthors, api.Skew{Author: dev.String(), DriftMillis: d})
 	}
 	for _, g := range a.gaps {
 		st.Gaps = append(st.Gaps, g)
@@ -315,12 +323,12 @@ func (a *Agent) Status() Status {
 	st.CorruptValues = a.corrupt
 	a.statMu.Unlock()
 	for k, seq := range a.trustNow().frozen {
-		st.Forks = append(st.Forks, Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})
+		st.Forks = append(st.Forks, api.Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})
 	}
 	st.Unreadable = a.unreadable()
 	if e := a.engine(); e != nil {
 		s := e.Stats()
-		st.Sync = &SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,
+		st.Sync = &api.SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,
 			EnvelopesAdded: s.Added, Duplicates: s.Duplicates, BytesIn: s.SyncBytesIn, BytesOut: s.SyncBytesOut,
 			GossipBytesIn: s.GossipBytesIn, GossipBytesOut: s.GossipBytesOut, AuthFailures: s.AuthFailures, BroadcastQueue: s.BroadcastQueue}
 		for reason, n := range s.Rejected {
@@ -363,14 +371,14 @@ func (a *Agent) notePeerHeld(space crypto.SpaceID, seq uint64) {
 
 // Peers lists the peers the sync engine knows, with last contact and the
 // envelopes pending each way as of the last round.
-func (a *Agent) Peers() []PeerInfo {
-	out := []PeerInfo{}
+func (a *Agent) Peers() []api.PeerInfo {
+	out := []api.PeerInfo{}
 	e := a.engine()
 	if e == nil {
 		return out
 	}
 	for _, p := range e.Peers() {
-		pi := PeerInfo{ID: p.ID.String(), Address: p.Addr, Role: p.Role.String(), State: "dead",
+		pi := api.PeerInfo{ID: p.ID.String(), Address: p.Addr, Role: p.Role.String(), State: "dead",
 			PendingOut: int(p.PendingOut), PendingIn: int(p.PendingIn)}
 		if p.Alive {
 			pi.State = "alive"

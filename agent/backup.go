@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -26,49 +26,18 @@ import (
 // reveals nothing without the passphrase. `fieldsync restore` turns a backup
 // into a new incarnation of the device (agent/restore.go).
 
-// PathBackup streams a backup: POST BackupRequest -> the backup file's bytes
-// (application/octet-stream), then the trailer BackupTrailer.
-const PathBackup = "/v1/backup"
-
-// BackupTrailer is the HTTP trailer of a backup response: empty on success;
-// otherwise the error that cut the backup short (the file is incomplete).
-const BackupTrailer = "Fieldsync-Backup-Error"
-
-// BackupInfoTrailer carries BackupInfo as JSON at the end of a backup.
-const BackupInfoTrailer = "Fieldsync-Backup-Info"
-
-// BackupRequest asks for a backup. It has no options yet.
-type BackupRequest struct{}
-
-// BackupInfo describes a backup (the `backup --json` output).
-type BackupInfo struct {
-	File    string       `json:"file,omitempty"`
-	Device  string       `json:"device"`  // the device backed up
-	Created string       `json:"created"` // RFC 3339
-	Entries int          `json:"entries"` // store entries
-	Bytes   int64        `json:"bytes"`   // size of the backup file
-	Heads   []BackupHead `json:"heads"`   // the device's own log heads, per space
-}
-
-// BackupHead is the highest seq of the backed-up device's own log in one
-// space, as the backup holds it.
-type BackupHead struct {
-	Space string `json:"space"`
-	Seq   uint64 `json:"seq"`
-}
-
 // backupManifest is the first frame of a backup.
 type backupManifest struct {
-	Format   int          `json:"format"` // backupFormat
-	Storage  int          `json:"storage"`
-	Device   string       `json:"device"`
-	Role     string       `json:"role"`
-	Officer  string       `json:"officer"`   // case data: only ever sealed
-	MeshKeys [][]byte     `json:"mesh_keys"` // the keystore's keyring, primary first
-	Trust    []string     `json:"trust"`     // trusted bureaus, BureauPublic.Marshal
-	Cert     []byte       `json:"cert"`      // the device certificate, binary
-	Created  time.Time    `json:"created"`
-	Heads    []BackupHead `json:"heads"`
+	Format   int              `json:"format"` // backupFormat
+	Storage  int              `json:"storage"`
+	Device   string           `json:"device"`
+	Role     string           `json:"role"`
+	Officer  string           `json:"officer"`   // case data: only ever sealed
+	MeshKeys [][]byte         `json:"mesh_keys"` // the keystore's keyring, primary first
+	Trust    []string         `json:"trust"`     // trusted bureaus, BureauPublic.Marshal
+	Cert     []byte           `json:"cert"`      // the device certificate, binary
+	Created  time.Time        `json:"created"`
+	Heads    []api.BackupHead `json:"heads"`
 }
 
 // backupTrailer is the last frame of a backup.
@@ -93,12 +62,12 @@ const (
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		mux.HandleFunc("POST "+PathBackup, a.serveBackup)
+		mux.HandleFunc("POST "+api.PathBackup, a.serveBackup)
 	})
 }
 
 func (a *Agent) serveBackup(w http.ResponseWriter, r *http.Request) {
-	var req BackupRequest
+	var req api.BackupRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
@@ -113,7 +82,7 @@ func (a *Agent) serveBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	defer clear(key[:])
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Trailer", BackupTrailer+", "+BackupInfoTrailer)
+	w.Header().Set("Trailer", api.BackupTrailer+", "+api.BackupInfoTrailer)
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 256<<10)
 	info, err := a.writeBackup(bw, hdr, &key, id)
@@ -122,11 +91,11 @@ func (a *Agent) serveBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		a.log.Error("backup failed", "err", err)
-		w.Header().Set(BackupTrailer, strings.ReplaceAll(err.Error(), "\n", " "))
+		w.Header().Set(api.BackupTrailer, strings.ReplaceAll(err.Error(), "\n", " "))
 		return
 	}
 	b, _ := json.Marshal(info)
-	w.Header().Set(BackupInfoTrailer, string(b))
+	w.Header().Set(api.BackupInfoTrailer, string(b))
 	a.log.Info("backup written", "entries", info.Entries, "bytes", info.Bytes)
 }
 
@@ -205,20 +174,20 @@ func (bw *backupWriter) frame(flags byte, pt []byte) error {
 
 // writeBackup writes the whole backup: header, manifest, the store's
 // entries from one read transaction, trailer.
-func (a *Agent) writeBackup(w io.Writer, hdr []byte, key *[32]byte, id [16]byte) (BackupInfo, error) {
+func (a *Agent) writeBackup(w io.Writer, hdr []byte, key *[32]byte, id [16]byte) (api.BackupInfo, error) {
 	if _, err := w.Write(hdr); err != nil {
-		return BackupInfo{}, err
+		return api.BackupInfo{}, err
 	}
 	bw := &backupWriter{w: w, key: key, id: id, n: int64(len(hdr))}
 	m := a.backupManifest()
 	mj, err := json.Marshal(m)
 	if err != nil {
-		return BackupInfo{}, err
+		return api.BackupInfo{}, err
 	}
 	err = bw.frame(0, mj)
 	clear(mj)
 	if err != nil {
-		return BackupInfo{}, err
+		return api.BackupInfo{}, err
 	}
 	entries := 0
 	var buf []byte
@@ -240,20 +209,20 @@ func (a *Agent) writeBackup(w io.Writer, hdr []byte, key *[32]byte, id [16]byte)
 		return nil
 	}, nil)
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("read store: %w (a corrupt value: stop the agent and run `fieldsync repair`, then back up again)", err)
+		return api.BackupInfo{}, fmt.Errorf("read store: %w (a corrupt value: stop the agent and run `fieldsync repair`, then back up again)", err)
 	}
 	if len(buf) > 0 {
 		err := bw.frame(0, buf)
 		clear(buf)
 		if err != nil {
-			return BackupInfo{}, err
+			return api.BackupInfo{}, err
 		}
 	}
 	tj, _ := json.Marshal(backupTrailer{Entries: entries, Frames: int(bw.index)})
 	if err := bw.frame(frameFinal, tj); err != nil {
-		return BackupInfo{}, err
+		return api.BackupInfo{}, err
 	}
-	return BackupInfo{Device: m.Device, Created: m.Created.Format(time.RFC3339), Entries: entries, Bytes: bw.n, Heads: m.Heads}, nil
+	return api.BackupInfo{Device: m.Device, Created: m.Created.Format(time.RFC3339), Entries: entries, Bytes: bw.n, Heads: m.Heads}, nil
 }
 
 // backupManifest describes the device: what restore needs besides the store.
@@ -263,7 +232,7 @@ func (a *Agent) backupManifest() backupManifest {
 	m := backupManifest{
 		Format: backupFormat, Storage: storageFormat, Device: a.dev.String(), Role: a.cert.Role.String(),
 		Officer: a.ks.Officer, Cert: a.cert.MarshalBinary(), Created: a.cfg.now().UTC().Truncate(time.Second),
-		Heads: []BackupHead{},
+		Heads: []api.BackupHead{},
 	}
 	m.MeshKeys = a.meshKeyring()
 	for _, b := range a.trust.List() {
@@ -273,49 +242,11 @@ func (a *Agent) backupManifest() backupManifest {
 	a.writeMu.Lock()
 	for _, s := range a.sortedSpaces() {
 		if h, ok := s.heads[a.dev]; ok {
-			m.Heads = append(m.Heads, BackupHead{Space: s.id.String(), Seq: h.Seq})
+			m.Heads = append(m.Heads, api.BackupHead{Space: s.id.String(), Seq: h.Seq})
 		}
 	}
 	a.writeMu.Unlock()
 	return m
-}
-
-// Backup streams a backup of the agent's store into w and returns what the
-// agent reported. An incomplete backup is an error.
-func (c *Client) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+PathBackup, strings.NewReader("{}"))
-	if err != nil {
-		return BackupInfo{}, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return BackupInfo{}, fmt.Errorf("agent request %s: %w", PathBackup, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return BackupInfo{}, &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
-		}
-		return BackupInfo{}, fmt.Errorf("agent backup: HTTP %d: %s", res.StatusCode, strings.TrimSpace(string(data)))
-	}
-	n, err := io.Copy(w, res.Body)
-	if err != nil {
-		return BackupInfo{}, fmt.Errorf("backup stream: %w", err)
-	}
-	if msg := res.Trailer.Get(BackupTrailer); msg != "" {
-		return BackupInfo{}, fmt.Errorf("the agent could not finish the backup: %s", msg)
-	}
-	var info BackupInfo
-	if err := json.Unmarshal([]byte(res.Trailer.Get(BackupInfoTrailer)), &info); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup incomplete: the agent stopped before the end (see its log)")
-	}
-	if info.Bytes != n {
-		return BackupInfo{}, fmt.Errorf("backup incomplete: %d bytes received, the agent sent %d", n, info.Bytes)
-	}
-	return info, nil
 }
 
 // CheckBackupFraming reads a backup file's framing without its key: the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -59,7 +60,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"first", "second CANARY-VALUE"} {
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: v}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: v}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -88,11 +89,11 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if b.dev != res.Device || b.ks.Officer != "Canary Officer" || !bytes.Equal(b.ks.MeshKey, a.ks.MeshKey) {
 		t.Fatal("restored keystore: wrong device, officer or mesh key")
 	}
-	r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"})
+	r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"})
 	if err != nil || r.Fields["f"].Value != "second CANARY-VALUE" {
 		t.Fatalf("restored record %+v: %v", r.Fields, err)
 	}
-	if _, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "third"}}}); err != nil {
+	if _, err := b.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: "third"}}}); err != nil {
 		t.Fatal(err)
 	}
 	heads := b.authorHeads(b.dev)[mustSpaceID(t, sp.ID)]
@@ -127,7 +128,7 @@ func TestBackupDamageRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "v"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: "v"}}}); err != nil {
 		t.Fatal(err)
 	}
 	data := backupBytes(t, a)
@@ -190,7 +191,7 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 				default:
 				}
 				rec := "r" + string(rune('a'+w)) + string(rune('a'+i%7))
-				if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "f", Value: time.Now().String()}}}); err != nil {
+				if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: "f", Value: time.Now().String()}}}); err != nil {
 					done <- err
 					return
 				}
@@ -215,7 +216,7 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 	if st := b.Status(); len(st.Gaps) != 0 || len(st.Missing) != 0 || st.CorruptValues != 0 {
 		t.Fatalf("restored store: gaps %+v, missing %+v, corrupt %d", st.Gaps, st.Missing, st.CorruptValues)
 	}
-	before, err := b.Digest(SpaceRef{Space: sp.ID})
+	before, err := b.Digest(api.SpaceRef{Space: sp.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 		t.Fatalf("repair: %v\n%s", err, out.String())
 	}
 	b = openTestAgent(t, cfg)
-	after, err := b.Digest(SpaceRef{Space: sp.ID})
+	after, err := b.Digest(api.SpaceRef{Space: sp.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 	}
 	val := string(bytes.Repeat([]byte("v"), 300))
 	for i := 0; i < 2000; i++ {
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r" + strconv.Itoa(i), Fields: []FieldValue{{Name: "f", Value: val}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r" + strconv.Itoa(i), Fields: []api.FieldValue{{Name: "f", Value: val}}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -355,7 +356,7 @@ func TestBackupFormatV1Vector(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "vector value"}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: "vector value"}}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.MkdirAll("testdata", 0o755); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -38,9 +39,9 @@ func BenchmarkDurableWrites(b *testing.B) {
 			omn := newTestBureau(b, "OMN")
 			a := openTestAgent(b, newTestDevice(b, omn, "Amina", crypto.RoleOfficer))
 			runAgent(b, a)
-			cl := NewClient(a.cfg.Layout.Socket())
+			cl := api.NewClient(a.cfg.Layout)
 			ctx := context.Background()
-			sp, err := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "bench"})
+			sp, err := cl.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -56,7 +57,7 @@ func BenchmarkDurableWrites(b *testing.B) {
 						if i > int64(b.N) {
 							return
 						}
-						_, err := cl.RecordPut(ctx, RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%06d", i%10000), Fields: []FieldValue{{Name: "status_note", Value: "أمينة market حلب clinic #0042"}}})
+						_, err := cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%06d", i%10000), Fields: []api.FieldValue{{Name: "status_note", Value: "أمينة market حلب clinic #0042"}}})
 						if err != nil {
 							b.Error(err)
 							return
@@ -76,15 +77,15 @@ func BenchmarkReads(b *testing.B) {
 	omn := newTestBureau(b, "OMN")
 	a := openTestAgent(b, newTestDevice(b, omn, "Amina", crypto.RoleOfficer))
 	runAgent(b, a)
-	cl := NewClient(a.cfg.Layout.Socket())
+	cl := api.NewClient(a.cfg.Layout)
 	ctx := context.Background()
-	sp, _ := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "bench"})
+	sp, _ := cl.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "bench"})
 	for i := 0; i < 100; i++ {
-		cl.RecordPut(ctx, RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%03d", i), Fields: []FieldValue{{Name: "f", Value: "v"}}})
+		cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%03d", i), Fields: []api.FieldValue{{Name: "f", Value: "v"}}})
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := cl.RecordGet(ctx, RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%03d", i%100)}); err != nil {
+		if _, err := cl.RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%03d", i%100)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -47,7 +48,7 @@ func bitRotVariant(t *testing.T, threshold string, kill bool) {
 	ctx := context.Background()
 	c := startChild(t, cfg, env...)
 	cl := c.client()
-	sp, err := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "rot"})
+	sp, err := cl.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "rot"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func bitRotVariant(t *testing.T, threshold string, kill bool) {
 	for i := 0; i < 60; i++ {
 		rec := fmt.Sprintf("r%02d", i%20)
 		val := fmt.Sprintf("value %d %s", i, strings.Repeat("د", i%7))
-		if _, err := cl.RecordPut(ctx, RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "f", Value: val}}}); err != nil {
+		if _, err := cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: "f", Value: val}}}); err != nil {
 			t.Fatal(err)
 		}
 		want[rec] = val
@@ -135,7 +136,7 @@ func readAfterFlip(t *testing.T, cfg Config, env []string, space string, want ma
 	cl := c.client()
 	ctx := context.Background()
 	for rec, val := range want {
-		r, err := cl.RecordGet(ctx, RecordRef{Space: space, Record: rec})
+		r, err := cl.RecordGet(ctx, api.RecordRef{Space: space, Record: rec})
 		if err != nil {
 			hit = true
 			continue

@@ -1,15 +1,14 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/agent/bundle"
 	"fieldsync/crypto"
 )
@@ -29,10 +28,6 @@ const (
 	PathBundleExport = "/v1/bundle/export" // POST BundleExportRequest -> BundleExportResult (NDJSON with progress)
 	PathBundleImport = "/v1/bundle/import" // POST BundleImportRequest -> BundleImportResult (NDJSON with progress)
 )
-
-// CodeRefused is the API error code of a bundle or want file refused whole:
-// damaged, tampered, or signed by a device this one does not trust.
-const CodeRefused = "refused"
 
 // ErrRefused is a bundle or want file refused whole; nothing of it was stored.
 var ErrRefused = bundle.ErrRefused
@@ -64,13 +59,8 @@ func init() {
 	})
 }
 
-// bundleLine is one line of a streamed (progress) response: exactly one of
-// the fields is set; the last line holds result or error.
-type bundleLine struct {
-	Progress *BundleProgress `json:"progress,omitempty"`
-	Result   json.RawMessage `json:"result,omitempty"`
-	Error    *ErrorDetail    `json:"error,omitempty"`
-}
+// bundleLine is one line of a streamed (progress) response.
+type bundleLine = api.ProgressLine[BundleProgress]
 
 // bundleRoute registers a long-running bundle method. Without progress it
 // answers like every other method; with progress the answer is NDJSON:
@@ -107,7 +97,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 		v, err := fn(r.Context(), req, progress)
 		if err != nil {
 			code, _ := bundleErrorCode(err)
-			enc.Encode(bundleLine{Error: &ErrorDetail{Code: code, Message: err.Error()}})
+			enc.Encode(bundleLine{Error: &api.ErrorDetail{Code: code, Message: err.Error()}})
 			return
 		}
 		b, _ := json.Marshal(v)
@@ -117,7 +107,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 
 func bundleErrorCode(err error) (string, int) {
 	if errors.Is(err, ErrRefused) {
-		return CodeRefused, http.StatusUnprocessableEntity
+		return api.CodeRefused, api.HTTPStatus(api.CodeRefused)
 	}
 	return errorCode(err)
 }
@@ -130,7 +120,7 @@ func (a *Agent) replyBundle(w http.ResponseWriter, v any, err error) {
 	code, status := bundleErrorCode(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}})
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: err.Error()}})
 }
 
 // bundleLimits are the limits an import enforces and an export respects
@@ -189,69 +179,21 @@ func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
 // ---- client ----
 
 // BundleWant is `bundle want`.
-func (c *Client) BundleWant(ctx context.Context, req BundleWantRequest) (BundleWantResult, error) {
+func BundleWant(ctx context.Context, c *api.Client, req BundleWantRequest) (BundleWantResult, error) {
 	var r BundleWantResult
 	return r, c.Call(ctx, PathBundleWant, req, &r)
 }
 
 // BundleExport is `bundle export`; onProgress, when set, receives progress lines.
-func (c *Client) BundleExport(ctx context.Context, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
+func BundleExport(ctx context.Context, c *api.Client, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
 	var r BundleExportResult
 	req.Progress = onProgress != nil
-	return r, c.callProgress(ctx, PathBundleExport, req, &r, onProgress)
+	return r, api.CallProgress(ctx, c, PathBundleExport, req, &r, onProgress)
 }
 
 // BundleImport is `bundle import`; onProgress, when set, receives progress lines.
-func (c *Client) BundleImport(ctx context.Context, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
+func BundleImport(ctx context.Context, c *api.Client, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
 	var r BundleImportResult
 	req.Progress = onProgress != nil
-	return r, c.callProgress(ctx, PathBundleImport, req, &r, onProgress)
-}
-
-// callProgress is Call for the streamed bundle methods.
-func (c *Client) callProgress(ctx context.Context, path string, req, resp any, onProgress func(BundleProgress)) error {
-	if onProgress == nil {
-		return c.Call(ctx, path, req, resp)
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return fmt.Errorf("agent request %s: %w", path, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = ErrorDetail{Code: codeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d", res.StatusCode)}
-		}
-		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
-	}
-	dec := json.NewDecoder(io.LimitReader(res.Body, maxResponseBytes))
-	for {
-		var line bundleLine
-		if err := dec.Decode(&line); err != nil {
-			return fmt.Errorf("agent response %s: %v (did the agent stop?)", path, err)
-		}
-		switch {
-		case line.Progress != nil:
-			onProgress(*line.Progress)
-		case line.Error != nil:
-			status := http.StatusInternalServerError
-			if line.Error.Code == CodeRefused {
-				status = http.StatusUnprocessableEntity
-			}
-			return &APIError{Status: status, ErrorDetail: *line.Error}
-		case line.Result != nil:
-			return json.Unmarshal(line.Result, resp)
-		}
-	}
+	return r, api.CallProgress(ctx, c, PathBundleImport, req, &r, onProgress)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -280,7 +281,7 @@ func TestBundleEnvelopeLimits(t *testing.T) {
 				t.Fatalf("a refused bundle left %d spaces, %d certificates", len(b.SpaceIDs()), len(b.Certificates()))
 			}
 			_, err = a.ExportBundle(context.Background(), BundleExportRequest{Out: filepath.Join(t.TempDir(), "over.fsb")}, nil)
-			if code, _ := errorCode(err); code != CodeTooLarge {
+			if code, _ := errorCode(err); code != api.CodeTooLarge {
 				t.Fatalf("export over the limit: %v (code %s), want too_large", err, code)
 			}
 		})

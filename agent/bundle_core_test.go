@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fieldsync/agent/api"
 	"fmt"
 	"testing"
 
@@ -31,11 +32,11 @@ func TestBundleErrorKinds(t *testing.T) {
 		from, to error
 		code     string
 	}{
-		{bundle.ErrBadRequest, ErrBadRequest, CodeBadRequest},
-		{bundle.ErrNotFound, ErrNotFound, CodeNotFound},
-		{bundle.ErrForbidden, ErrForbidden, CodeForbidden},
-		{bundle.ErrTooLarge, errTooLarge, CodeTooLarge},
-		{bundle.ErrRefused, ErrRefused, CodeRefused},
+		{bundle.ErrBadRequest, ErrBadRequest, api.CodeBadRequest},
+		{bundle.ErrNotFound, ErrNotFound, api.CodeNotFound},
+		{bundle.ErrForbidden, ErrForbidden, api.CodeForbidden},
+		{bundle.ErrTooLarge, errTooLarge, api.CodeTooLarge},
+		{bundle.ErrRefused, ErrRefused, api.CodeRefused},
 	} {
 		err := bundleError(fmt.Errorf("%w: x", c.from))
 		if !errors.Is(err, c.to) || !errors.Is(err, c.from) {

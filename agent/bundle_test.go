@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
 // put writes one register field.
 func bundlePut(t testing.TB, a *Agent, space, record, field, value string) {
 	t.Helper()
-	if _, err := a.PutFields(RecordPutRequest{Space: space, Record: record, Fields: []FieldValue{{Name: field, Value: value}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: space, Record: record, Fields: []api.FieldValue{{Name: field, Value: value}}}); err != nil {
 		t.Fatalf("put %s/%s: %v", record, field, err)
 	}
 }
@@ -44,9 +45,9 @@ func bundleCarry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
 	return res
 }
 
-func bundleDigest(t testing.TB, a *Agent, space string) Digest {
+func bundleDigest(t testing.TB, a *Agent, space string) api.Digest {
 	t.Helper()
-	d, err := a.Digest(SpaceRef{Space: space})
+	d, err := a.Digest(api.SpaceRef{Space: space})
 	if err != nil {
 		t.Fatalf("digest: %v", err)
 	}
@@ -87,7 +88,7 @@ func TestBundleConverge(t *testing.T) {
 	if res.Added != exp.Envelopes || res.Skipped != 0 {
 		t.Fatalf("import: added %d of %d, skipped %d: %+v", res.Added, exp.Envelopes, res.Skipped, res.Skips)
 	}
-	rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r07"})
+	rec, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r07"})
 	if err != nil || rec.Fields["name"].Value != "أمينة 7" {
 		t.Fatalf("B reads r07: %+v, %v", rec, err)
 	}
@@ -101,7 +102,7 @@ func TestBundleConverge(t *testing.T) {
 	if da != db {
 		t.Fatalf("not converged:\nA %+v\nB %+v", da, db)
 	}
-	rec, _ = b.GetRecord(RecordRef{Space: sp.ID, Record: "r07"})
+	rec, _ = b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r07"})
 	if !rec.Fields["name"].Conflict || len(rec.Fields["name"].Siblings) != 2 {
 		t.Fatalf("the concurrent writes are not both kept: %+v", rec.Fields["name"])
 	}
@@ -253,10 +254,10 @@ func TestBundleSkipsUnknownAndRevoked(t *testing.T) {
 	if !unknown || !revoked || res.Added == 0 || res.SkippedObjects < 1 {
 		t.Fatalf("skips %+v (unknown %v revoked %v), added %d, skipped objects %d", res.Skips, unknown, revoked, res.Added, res.SkippedObjects)
 	}
-	if rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "from A" {
+	if rec, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "from A" {
 		t.Fatalf("A's record on B: %+v, %v", rec, err)
 	}
-	if _, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "c1"}); !errors.Is(err, ErrNotFound) {
+	if _, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "c1"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a revoked author's change was applied: %v", err)
 	}
 	st := b.Status()
@@ -352,7 +353,7 @@ func TestBundleEntitlement(t *testing.T) {
 	if _, err := k.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := k.GetRecord(RecordRef{Space: shared.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "for KAZ" {
+	if rec, err := k.GetRecord(api.RecordRef{Space: shared.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "for KAZ" {
 		t.Fatalf("K reads the shared space: %+v, %v", rec, err)
 	}
 	if ids := k.SpaceIDs(); len(ids) != 1 {
@@ -393,7 +394,7 @@ func TestBundleThroughRelay(t *testing.T) {
 	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: fromRelay}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "via the relay" {
+	if rec, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "via the relay" {
 		t.Fatalf("B reads through the relay: %+v, %v", rec, err)
 	}
 	if bundleDigest(t, a, sp.ID) != bundleDigest(t, b, sp.ID) {

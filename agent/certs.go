@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	"fieldsync/internal/rules"
 )
@@ -182,11 +183,11 @@ func (a *Agent) loadCertConflicts(tt *trustTables) error {
 }
 
 // CertConflicts lists the conflicting certificates held as evidence.
-func (a *Agent) CertConflicts() []CertConflict {
+func (a *Agent) CertConflicts() []api.CertConflict {
 	tt := a.trustNow()
-	out := make([]CertConflict, 0, len(tt.conflicts))
+	out := make([]api.CertConflict, 0, len(tt.conflicts))
 	for _, x := range tt.conflicts {
-		out = append(out, CertConflict{
+		out = append(out, api.CertConflict{
 			Device:       x.other.Device.ID().String(),
 			PinnedBureau: x.pinned.Bureau.Name, PinnedFingerprint: x.pinned.Bureau.Fingerprint(),
 			OtherBureau: x.other.Bureau.Name, OtherFingerprint: x.other.Bureau.Fingerprint(),

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
 )
@@ -367,7 +368,7 @@ func TestCertConflictIsEvidence(t *testing.T) {
 	check := func(a *Agent) {
 		t.Helper()
 		st := a.Status()
-		want := []CertConflict{{Device: d.dev.String(), PinnedBureau: "YYY", PinnedFingerprint: y.b.Public().Fingerprint(),
+		want := []api.CertConflict{{Device: d.dev.String(), PinnedBureau: "YYY", PinnedFingerprint: y.b.Public().Fingerprint(),
 			OtherBureau: "XXX", OtherFingerprint: x.b.Public().Fingerprint()}}
 		if len(st.CertConflicts) != 1 || st.CertConflicts[0] != want[0] {
 			t.Fatalf("status cert_conflicts %+v, want %+v", st.CertConflicts, want)

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"time"
+
+	"fieldsync/agent/api"
 )
 
 // The diagnostics bundle (`fieldsync diag`, docs/metrics.md): what support
@@ -24,10 +26,6 @@ import (
 
 // DiagFormat names the bundle's format and version.
 const DiagFormat = "fieldsync-diag/1"
-
-// PathConfig is the running agent's configuration, without secrets:
-// GET -> ConfigView.
-const PathConfig = "/v1/config"
 
 // Diag section names, as in DiagBundle's JSON and its Missing map.
 const (
@@ -45,15 +43,15 @@ var DiagSections = []string{DiagVersions, DiagConfig, DiagDataDir, DiagStatus, D
 
 // DiagBundle is the diagnostics bundle: one JSON document.
 type DiagBundle struct {
-	Format   string           `json:"format"`  // DiagFormat
-	Created  string           `json:"created"` // RFC 3339, UTC
-	Versions VersionsView     `json:"versions"`
-	Config   DiagConfigView   `json:"config"`
-	DataDir  DataDirView      `json:"data_dir"`
-	Status   *Status          `json:"status"`  // nil when the agent is not running
-	Peers    []PeerInfo       `json:"peers"`   // nil when the agent is not running
-	Metrics  *MetricsSnapshot `json:"metrics"` // nil when the agent is not running
-	Logs     []LogRecord      `json:"logs"`    // nil when the agent is not running
+	Format   string               `json:"format"`  // DiagFormat
+	Created  string               `json:"created"` // RFC 3339, UTC
+	Versions VersionsView         `json:"versions"`
+	Config   DiagConfigView       `json:"config"`
+	DataDir  DataDirView          `json:"data_dir"`
+	Status   *api.Status          `json:"status"`  // nil when the agent is not running
+	Peers    []api.PeerInfo       `json:"peers"`   // nil when the agent is not running
+	Metrics  *api.MetricsSnapshot `json:"metrics"` // nil when the agent is not running
+	Logs     []api.LogRecord      `json:"logs"`    // nil when the agent is not running
 	// Missing names each section left out and why (e.g. the agent is not running).
 	Missing map[string]string `json:"missing"`
 }
@@ -74,27 +72,7 @@ type VersionsView struct {
 // configuration.
 type DiagConfigView struct {
 	CLI   map[string]string `json:"cli"`
-	Agent *ConfigView       `json:"agent"` // nil when the agent is not running
-}
-
-// ConfigView is an agent's configuration without any secret.
-type ConfigView struct {
-	DataDir         string   `json:"data_dir"`
-	Socket          string   `json:"socket"`
-	Unlock          string   `json:"unlock"` // "passphrase" or "key file": how, never what
-	MeshKeyOverride bool     `json:"mesh_key_override"`
-	Bind            string   `json:"bind"`
-	Advertise       string   `json:"advertise,omitempty"`
-	Join            []string `json:"join"`
-	Relay           bool     `json:"relay"`
-	Profile         string   `json:"profile"`
-	MetricsAddr     string   `json:"metrics_addr,omitempty"`
-	SyncInterval    string   `json:"sync_interval"` // "0s": the profile's
-	MaxDrift        string   `json:"max_drift"`
-	MaxValueBytes   int64    `json:"max_value_bytes"`
-	MaxChangeBytes  int64    `json:"max_change_bytes"`
-	MaxRequestBytes int64    `json:"max_request_bytes"`
-	MinFreeBytes    int64    `json:"min_free_bytes"`
+	Agent *api.ConfigView   `json:"agent"` // nil when the agent is not running
 }
 
 // DataDirView is the bundle's "data_dir" section: facts about the files,
@@ -129,9 +107,9 @@ type DeviceFacts struct {
 }
 
 // Config returns the agent's configuration without secrets.
-func (a *Agent) Config() ConfigView {
+func (a *Agent) Config() api.ConfigView {
 	c := a.cfg
-	v := ConfigView{
+	v := api.ConfigView{
 		DataDir: c.Layout.Dir, Socket: c.Layout.Socket(), Unlock: "passphrase", MeshKeyOverride: c.MeshKey != nil,
 		Bind: c.Bind, Advertise: c.Advertise, Join: append([]string{}, c.Join...), Relay: c.Relay, Profile: c.Profile,
 		MetricsAddr: c.MetricsAddr, SyncInterval: c.SyncInterval.String(), MaxDrift: c.MaxDrift.String(),
@@ -145,7 +123,7 @@ func (a *Agent) Config() ConfigView {
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		mux.HandleFunc("GET "+PathConfig, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET "+api.PathConfig, func(w http.ResponseWriter, r *http.Request) {
 			a.reply(w, a.Config(), nil)
 		})
 	})
@@ -167,10 +145,10 @@ func Diagnose(ctx context.Context, l Layout, cliConfig map[string]string) DiagBu
 	if b.Config.CLI == nil {
 		b.Config.CLI = map[string]string{}
 	}
-	cl, err := Dial(l)
+	cl, err := api.Dial(l)
 	if err != nil {
 		why := err.Error()
-		if errors.Is(err, ErrAgentNotRunning) {
+		if errors.Is(err, api.ErrAgentNotRunning) {
 			why += ": start it with `fieldsync agent` and run diag again for these sections"
 		}
 		// config: the running agent's part (the CLI's part is there).
@@ -195,8 +173,8 @@ func Diagnose(ctx context.Context, l Layout, cliConfig map[string]string) DiagBu
 	} else {
 		missing(DiagPeers, err)
 	}
-	var cv ConfigView
-	if err := cl.Call(ctx, PathConfig, nil, &cv); err == nil {
+	var cv api.ConfigView
+	if err := cl.Call(ctx, api.PathConfig, nil, &cv); err == nil {
 		b.Config.Agent = &cv
 	} else {
 		missing(DiagConfig, fmt.Errorf("the running agent's configuration: %w", err))

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -48,7 +49,7 @@ func TestDiskFull(t *testing.T) {
 	acked := 0
 	var werr error
 	for i := 0; i < 200; i++ {
-		_, werr = a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%03d", i), Fields: []FieldValue{{Name: "f", Value: val}}})
+		_, werr = a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%03d", i), Fields: []api.FieldValue{{Name: "f", Value: val}}})
 		if werr != nil {
 			break
 		}
@@ -61,7 +62,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal("no write succeeded before the disk filled")
 	}
 	code, _ := errorCode(werr)
-	if code != CodeUnavailable {
+	if code != api.CodeUnavailable {
 		t.Fatalf("disk full maps to %q", code)
 	}
 	// Free space: writes resume (after the one-second recheck window).
@@ -69,13 +70,13 @@ func TestDiskFull(t *testing.T) {
 	a.writeMu.Lock()
 	a.diskOK = false // recheck now rather than in a second
 	a.writeMu.Unlock()
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "after", Fields: []FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "after", Fields: []api.FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
 		t.Fatalf("write after freeing space: %v", err)
 	}
 	a.Close()
 	a = openTestAgent(t, cfg)
 	for i := 0; i < acked; i++ {
-		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%03d", i)})
+		r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%03d", i)})
 		if err != nil || r.Fields["f"].Value != val {
 			t.Fatalf("acknowledged write r%03d lost: %v", i, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
@@ -98,7 +99,7 @@ func TestAdvClockPushedByFutureShare(t *testing.T) {
 	advAccept(t, env, m, b, c)
 
 	// Bravo's next rotation (a withdrawal) and write.
-	if _, err := b.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := b.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 	rot := advStateOf(t, b, id).current
@@ -215,7 +216,7 @@ func TestAdvReleasedBureauNotCutOff(t *testing.T) {
 func epochCheckUnreadable(t *testing.T, a *Agent, space string, author crypto.DeviceID, want bool) {
 	t.Helper()
 	st := a.Status()
-	var spaces []Space
+	var spaces []api.Space
 	for _, s := range a.ListSpaces() {
 		if s.ID == space {
 			spaces = append(spaces, s)
@@ -431,7 +432,7 @@ func TestEpochsMigratedAtOpen(t *testing.T) {
 	}
 	id := advSpaceID(t, sp.ID)
 	advSettle(t, a, b)
-	if _, err := b.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := b.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 	advSettle(t, a, b)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
@@ -42,7 +43,7 @@ func TestForkFrozenEverywhere(t *testing.T) {
 	c := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
 	sp, _ := a.CreateSpace("case", nil)
 	id, _ := crypto.ParseSpaceID(sp.ID)
-	a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "honest"}}})
+	a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: "honest"}}})
 	transfer(t, b, a)
 	transfer(t, c, a)
 	if n, err := a.ShareKeys(); err != nil || n != 2 {
@@ -74,17 +75,17 @@ func TestForkFrozenEverywhere(t *testing.T) {
 	if added, err := (syncAdapter{b}).IngestMeshObject(fsyncPeer(), blobs[0]); err != nil || !added {
 		t.Fatalf("b ingests the evidence: %v %v", added, err)
 	}
-	db, _ := b.Digest(SpaceRef{Space: sp.ID})
-	dc, _ := c.Digest(SpaceRef{Space: sp.ID})
+	db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
+	dc, _ := c.Digest(api.SpaceRef{Space: sp.ID})
 	if db != dc {
 		t.Fatalf("b and c differ after freezing:\n%+v\n%+v", db, dc)
 	}
-	rb, _ := b.GetRecord(RecordRef{Space: sp.ID, Record: "r1"})
+	rb, _ := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"})
 	if rb.Fields["f"].Value != "honest" || rb.Fields["f"].Conflict {
 		t.Fatalf("b's r1 after the freeze: %+v", rb.Fields["f"])
 	}
 	// Anything more from the forked author in that space is refused.
-	a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []FieldValue{{Name: "f", Value: "later"}}})
+	a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r1", Fields: []api.FieldValue{{Name: "f", Value: "later"}}})
 	var later []byte
 	a.Envelopes(id, func(env []byte) error { later = env; return nil })
 	for _, x := range []*Agent{b, c} {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -15,11 +16,11 @@ func TestHistoryShowsCorruptEnvelopeInvalid(t *testing.T) {
 	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
 	sp, _ := a.CreateSpace("case", nil)
 	for _, v := range []string{"one", "two", "three"} {
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r", Fields: []FieldValue{{Name: "f", Value: v}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r", Fields: []api.FieldValue{{Name: "f", Value: v}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	h, err := a.History(RecordRef{Space: sp.ID, Record: "r"})
+	h, err := a.History(api.RecordRef{Space: sp.ID, Record: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestHistoryShowsCorruptEnvelopeInvalid(t *testing.T) {
 		return a.db.seal(envKey(id, a.dev, 4), env)
 	})
 	alter(5, func(env []byte) []byte { return []byte("garbage where a sealed envelope was") })
-	h, err = a.History(RecordRef{Space: sp.ID, Record: "r"})
+	h, err = a.History(api.RecordRef{Space: sp.ID, Record: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -292,7 +293,7 @@ func (a *Agent) restored(space crypto.SpaceID, author crypto.DeviceID, seq uint6
 		case seq == g.To:
 			g.To--
 		default: // a hole in the middle: split
-			rest := Gap{Space: g.Space, Author: g.Author, From: seq + 1, To: g.To}
+			rest := api.Gap{Space: g.Space, Author: g.Author, From: seq + 1, To: g.To}
 			g.To = seq - 1
 			a.missing = append(a.missing, rest)
 		}
@@ -592,7 +593,7 @@ func (a *Agent) noteGap(space crypto.SpaceID, author crypto.DeviceID, from, to u
 	k := gapKey{space, author}
 	g, ok := a.gaps[k]
 	if !ok || to > g.To {
-		a.gaps[k] = Gap{Space: space.String(), Author: author.String(), From: from, To: max(to, g.To)}
+		a.gaps[k] = api.Gap{Space: space.String(), Author: author.String(), From: from, To: max(to, g.To)}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -140,7 +141,7 @@ func TestInsiderFutureDotsCancelNothing(t *testing.T) {
 		if n := x.Status().Rejected[RejectCausality]; n != 1 {
 			t.Errorf("%s counts %d changes outside their causal context, want 1", x.dev, n)
 		}
-		hist, err := x.History(RecordRef{Space: sp.ID, Record: "p1"})
+		hist, err := x.History(api.RecordRef{Space: sp.ID, Record: "p1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TestInsiderFutureDotsCancelNothing(t *testing.T) {
 				continue
 			}
 			found = true
-			if e.Signature != "valid" || e.Outcome != OutcomeNoop || len(e.Ops) != 0 {
+			if e.Signature != "valid" || e.Outcome != api.OutcomeNoop || len(e.Ops) != 0 {
 				t.Errorf("%s: history shows the hostile change as %+v", x.dev, e)
 			}
 		}
@@ -238,7 +239,7 @@ func TestInsiderUnreleasedBureauCannotWrite(t *testing.T) {
 	cenv := insForgeChange(t, tj, id, fresh, insChange(tj.dev, []crdt.Op{{Kind: crdt.OpPut, Record: "p1", Field: "v", Value: []byte("outsider's value")}}, nil))
 	tj.Ingest(cenv)
 	o1.Ingest(cenv)
-	r, err := o1.GetRecord(RecordRef{Space: sp.ID, Record: "p1"})
+	r, err := o1.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fieldsync/agent/api"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -33,11 +34,11 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	b := startStoppable(t, cfgB)
 	// Releasing the space to KAZ, B's bureau, wraps A's key to B on the
 	// worker; B then reads the record.
-	if _, err := a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, true); err != nil {
+	if _, err := a.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, true); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "b to read the record", func() bool {
-		_, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "p1"})
+		_, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
 		return err == nil
 	})
 	b.stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -302,7 +303,7 @@ const openCheckDepth = 256
 // stop below the loss, fetched again by sync. With full false only the
 // newest openCheckDepth seqs of each log are looked up.
 func (a *Agent) checkAcknowledged(full bool) error {
-	var missing []Gap
+	var missing []api.Gap
 	for _, s := range a.sortedSpaces() {
 		for author, h := range s.heads {
 			from := uint64(1)
@@ -316,7 +317,7 @@ func (a *Agent) checkAcknowledged(full bool) error {
 					return errStopScan
 				}
 				if seq > next {
-					missing = append(missing, Gap{Space: s.id.String(), Author: author.String(), From: next, To: seq - 1})
+					missing = append(missing, api.Gap{Space: s.id.String(), Author: author.String(), From: next, To: seq - 1})
 				}
 				next = seq + 1
 				return nil
@@ -325,7 +326,7 @@ func (a *Agent) checkAcknowledged(full bool) error {
 				return err
 			}
 			if next <= h.Seq {
-				missing = append(missing, Gap{Space: s.id.String(), Author: author.String(), From: next, To: h.Seq})
+				missing = append(missing, api.Gap{Space: s.id.String(), Author: author.String(), From: next, To: h.Seq})
 			}
 		}
 	}

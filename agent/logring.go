@@ -9,6 +9,8 @@ import (
 	gosync "sync"
 	"time"
 	"unicode/utf8"
+
+	"fieldsync/agent/api"
 )
 
 // The agent keeps its most recent log records in memory, so that `fieldsync
@@ -23,31 +25,22 @@ const (
 	logRingLevel = slog.LevelInfo   // lowest level kept, whatever the logger's own level
 	maxLogText   = 1024             // bytes kept of a message or an attribute value
 	redactedText = "[redacted]"     // what a redacted value becomes
-	PathLogs     = "/v1/logs"       // GET -> []LogRecord (most recent last)
-	logRingTime  = time.RFC3339Nano // LogRecord.Time format
+	logRingTime  = time.RFC3339Nano // api.LogRecord.Time format
 )
 
 // redactedKeys are attribute keys whose values may be case data: they are
 // never kept in the ring (compared after any group prefix).
 var redactedKeys = []string{"name", "officer", "record", "field", "value", "values", "text", "note", "alias", "passphrase", "secret", "key", "token"}
 
-// LogRecord is one log record as `GET /v1/logs` returns it.
-type LogRecord struct {
-	Time    string            `json:"time"`
-	Level   string            `json:"level"`
-	Message string            `json:"msg"`
-	Attrs   map[string]string `json:"attrs,omitempty"`
-}
-
 // logRing is a bounded ring of recent log records, safe for concurrent use.
 type logRing struct {
 	mu      gosync.Mutex
-	recs    []LogRecord
+	recs    []api.LogRecord
 	next    int    // where the next record goes once the ring is full
 	dropped uint64 // records that fell off the ring
 }
 
-func (r *logRing) add(rec LogRecord) {
+func (r *logRing) add(rec api.LogRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.recs) < logRingSize {
@@ -60,10 +53,10 @@ func (r *logRing) add(rec LogRecord) {
 }
 
 // records returns the ring's records, oldest first.
-func (r *logRing) records() []LogRecord {
+func (r *logRing) records() []api.LogRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]LogRecord, 0, len(r.recs))
+	out := make([]api.LogRecord, 0, len(r.recs))
 	out = append(out, r.recs[r.next:]...)
 	return append(out, r.recs[:r.next]...)
 }
@@ -92,7 +85,7 @@ func (h *ringHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *ringHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= logRingLevel {
-		rec := LogRecord{Time: r.Time.UTC().Format(logRingTime), Level: r.Level.String(), Message: clip(r.Message)}
+		rec := api.LogRecord{Time: r.Time.UTC().Format(logRingTime), Level: r.Level.String(), Message: clip(r.Message)}
 		put := func(a slog.Attr) {
 			if rec.Attrs == nil {
 				rec.Attrs = map[string]string{}
@@ -175,9 +168,9 @@ func clip(s string) string {
 
 // RecentLogs returns the agent's recent log records, oldest first, with any
 // space or officer name this agent knows replaced by "[redacted]".
-func (a *Agent) RecentLogs() []LogRecord {
+func (a *Agent) RecentLogs() []api.LogRecord {
 	if a.logs == nil {
-		return []LogRecord{}
+		return []api.LogRecord{}
 	}
 	recs := a.logs.records()
 	scrub := a.caseNameScrubber()
@@ -223,7 +216,7 @@ func (a *Agent) caseNameScrubber() *strings.Replacer {
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		mux.HandleFunc("GET "+PathLogs, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET "+api.PathLogs, func(w http.ResponseWriter, r *http.Request) {
 			a.reply(w, a.RecentLogs(), nil)
 		})
 	})

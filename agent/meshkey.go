@@ -2,14 +2,13 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"sync"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
 )
@@ -25,46 +24,14 @@ import (
 // use the file again). Rotate such a node by editing its file and
 // restarting it, or drop the flag: the keystore's keyring is used then.
 
-// Local API paths of the mesh keyring.
-const (
-	PathMeshKeyList   = "/v1/mesh-key/list"   // GET  -> MeshKeyring
-	PathMeshKeyAdd    = "/v1/mesh-key/add"    // POST MeshKeyRequest -> MeshKeyring
-	PathMeshKeyUse    = "/v1/mesh-key/use"    // POST MeshKeyRequest -> MeshKeyring
-	PathMeshKeyRemove = "/v1/mesh-key/remove" // POST MeshKeyRequest -> MeshKeyring
-)
-
-// MeshKeyRequest names one mesh key: its raw bytes (16, 24 or 32; base64 in
-// JSON). It travels only over the agent's own socket (mode 0600).
-type MeshKeyRequest struct {
-	Key []byte `json:"key"`
-}
-
-// MeshKeyInfo is one key of the keyring, named by its fingerprint
-// (crypto.MeshKeyFingerprint), never shown.
-type MeshKeyInfo struct {
-	Fingerprint string `json:"fingerprint"`
-	Primary     bool   `json:"primary"` // the key gossip is sent under
-}
-
-// MeshKeyring is the agent's mesh keyring, primary first.
-type MeshKeyring struct {
-	Keys []MeshKeyInfo `json:"keys"`
-	// Override is true when the agent runs with --mesh-key-file: Keys is
-	// that file's key, and rotation requests are refused.
-	Override bool `json:"override"`
-	// Changed reports whether the request changed the keyring (adding a key
-	// already there, or using the primary, changes nothing).
-	Changed bool `json:"changed"`
-}
-
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		mux.HandleFunc("GET "+PathMeshKeyList, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET "+api.PathMeshKeyList, func(w http.ResponseWriter, r *http.Request) {
 			a.reply(w, a.MeshKeys(), nil)
 		})
-		post(a, mux, PathMeshKeyAdd, func(req MeshKeyRequest) (any, error) { return a.AddMeshKey(req.Key) })
-		post(a, mux, PathMeshKeyUse, func(req MeshKeyRequest) (any, error) { return a.UseMeshKey(req.Key) })
-		post(a, mux, PathMeshKeyRemove, func(req MeshKeyRequest) (any, error) { return a.RemoveMeshKey(req.Key) })
+		post(a, mux, api.PathMeshKeyAdd, func(req api.MeshKeyRequest) (any, error) { return a.AddMeshKey(req.Key) })
+		post(a, mux, api.PathMeshKeyUse, func(req api.MeshKeyRequest) (any, error) { return a.UseMeshKey(req.Key) })
+		post(a, mux, api.PathMeshKeyRemove, func(req api.MeshKeyRequest) (any, error) { return a.RemoveMeshKey(req.Key) })
 	})
 }
 
@@ -93,21 +60,21 @@ func (a *Agent) meshKeyring() [][]byte {
 
 // MeshKeys describes the keyring: the running engine's, or the one it
 // will start with.
-func (a *Agent) MeshKeys() MeshKeyring {
+func (a *Agent) MeshKeys() api.MeshKeyring {
 	keys := a.meshKeyring()
 	if e := a.engine(); e != nil {
 		keys = e.MeshKeys()
 	}
-	out := MeshKeyring{Override: a.cfg.MeshKey != nil, Keys: []MeshKeyInfo{}}
+	out := api.MeshKeyring{Override: a.cfg.MeshKey != nil, Keys: []api.MeshKeyInfo{}}
 	for i, k := range keys {
-		out.Keys = append(out.Keys, MeshKeyInfo{Fingerprint: crypto.MeshKeyFingerprint(k), Primary: i == 0})
+		out.Keys = append(out.Keys, api.MeshKeyInfo{Fingerprint: crypto.MeshKeyFingerprint(k), Primary: i == 0})
 	}
 	return out
 }
 
 // AddMeshKey makes the agent accept key (gossip and stream proofs) besides
 // its others; it keeps sending under its primary.
-func (a *Agent) AddMeshKey(key []byte) (MeshKeyring, error) {
+func (a *Agent) AddMeshKey(key []byte) (api.MeshKeyring, error) {
 	return a.changeMeshKeys("add", key, func(primary []byte, others [][]byte) ([]byte, [][]byte, error) {
 		if bytes.Equal(key, primary) || containsKey(others, key) {
 			return nil, nil, nil
@@ -121,7 +88,7 @@ func (a *Agent) AddMeshKey(key []byte) (MeshKeyring, error) {
 
 // UseMeshKey makes key, already on the keyring, the primary: gossip is sent
 // under it from now on. The previous primary stays accepted.
-func (a *Agent) UseMeshKey(key []byte) (MeshKeyring, error) {
+func (a *Agent) UseMeshKey(key []byte) (api.MeshKeyring, error) {
 	return a.changeMeshKeys("use", key, func(primary []byte, others [][]byte) ([]byte, [][]byte, error) {
 		if bytes.Equal(key, primary) {
 			return nil, nil, nil
@@ -134,7 +101,7 @@ func (a *Agent) UseMeshKey(key []byte) (MeshKeyring, error) {
 }
 
 // RemoveMeshKey stops accepting key. The primary cannot be removed.
-func (a *Agent) RemoveMeshKey(key []byte) (MeshKeyring, error) {
+func (a *Agent) RemoveMeshKey(key []byte) (api.MeshKeyring, error) {
 	return a.changeMeshKeys("remove", key, func(primary []byte, others [][]byte) ([]byte, [][]byte, error) {
 		if bytes.Equal(key, primary) {
 			return nil, nil, fmt.Errorf("%w: mesh key %s is the primary: use another key first (`fieldsync mesh-key use`)", ErrConflict, crypto.MeshKeyFingerprint(key))
@@ -149,12 +116,12 @@ func (a *Agent) RemoveMeshKey(key []byte) (MeshKeyring, error) {
 // changeMeshKeys computes the new keyring with plan (a nil primary means
 // nothing changes), seals it into the keystore, then applies it to the
 // running engine with apply.
-func (a *Agent) changeMeshKeys(op string, key []byte, plan func(primary []byte, others [][]byte) ([]byte, [][]byte, error), apply func(*fsync.Engine) error) (MeshKeyring, error) {
+func (a *Agent) changeMeshKeys(op string, key []byte, plan func(primary []byte, others [][]byte) ([]byte, [][]byte, error), apply func(*fsync.Engine) error) (api.MeshKeyring, error) {
 	if err := validMeshKey(key); err != nil {
-		return MeshKeyring{}, err
+		return api.MeshKeyring{}, err
 	}
 	if a.cfg.MeshKey != nil {
-		return MeshKeyring{}, fmt.Errorf("%w: this agent runs with --mesh-key-file, which overrides the keystore's keyring: rotate by editing that file and restarting, or restart without the flag to use the keystore's keyring", ErrConflict)
+		return api.MeshKeyring{}, fmt.Errorf("%w: this agent runs with --mesh-key-file, which overrides the keystore's keyring: rotate by editing that file and restarting, or restart without the flag to use the keystore's keyring", ErrConflict)
 	}
 	meshKeyMu.Lock()
 	primary, others, err := plan(bytes.Clone(a.ks.MeshKey), cloneKeys(a.ks.MeshKeys))
@@ -163,12 +130,12 @@ func (a *Agent) changeMeshKeys(op string, key []byte, plan func(primary []byte, 
 	}
 	meshKeyMu.Unlock()
 	if err != nil {
-		return MeshKeyring{}, err
+		return api.MeshKeyring{}, err
 	}
 	if primary != nil {
 		if e := a.engine(); e != nil {
 			if err := apply(e); err != nil {
-				return MeshKeyring{}, fmt.Errorf("mesh key %s: saved in the keystore but not applied (restart the agent): %w", op, err)
+				return api.MeshKeyring{}, fmt.Errorf("mesh key %s: saved in the keystore but not applied (restart the agent): %w", op, err)
 			}
 		}
 		a.log.Info("mesh keyring changed", "op", op, "fingerprint", crypto.MeshKeyFingerprint(key))
@@ -260,24 +227,4 @@ func cloneKeys(keys [][]byte) [][]byte {
 		out = append(out, bytes.Clone(k))
 	}
 	return out
-}
-
-// MeshKeys returns the agent's mesh keyring.
-func (c *Client) MeshKeys(ctx context.Context) (MeshKeyring, error) {
-	var out MeshKeyring
-	err := c.Call(ctx, PathMeshKeyList, nil, &out)
-	return out, err
-}
-
-// MeshKeyChange sends one keyring change: path is PathMeshKeyAdd,
-// PathMeshKeyUse or PathMeshKeyRemove.
-func (c *Client) MeshKeyChange(ctx context.Context, path string, key []byte) (MeshKeyring, error) {
-	switch path {
-	case PathMeshKeyAdd, PathMeshKeyUse, PathMeshKeyRemove:
-	default:
-		return MeshKeyring{}, errors.New("mesh key change: unknown path " + path)
-	}
-	var out MeshKeyring
-	err := c.Call(ctx, path, MeshKeyRequest{Key: key}, &out)
-	return out, err
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -58,8 +58,8 @@ func startWriters(ctx context.Context, space string, nodes ...*harness.Node) *wr
 				if p, _ := w.paused.Load(n.Name); p == true {
 					continue
 				}
-				_, err := n.Client().RecordPut(ctx, agent.RecordPutRequest{Space: space, Record: fmt.Sprintf("w-%s-%05d", n.Name, i),
-					Fields: []agent.FieldValue{{Name: "n", Value: fmt.Sprint(i)}}})
+				_, err := n.Client().RecordPut(ctx, api.RecordPutRequest{Space: space, Record: fmt.Sprintf("w-%s-%05d", n.Name, i),
+					Fields: []api.FieldValue{{Name: "n", Value: fmt.Sprint(i)}}})
 				if err != nil {
 					if p, _ := w.paused.Load(n.Name); p == true {
 						continue // the write raced the restart
@@ -91,7 +91,7 @@ func probe(ctx context.Context, t *testing.T, space, label string, nodes ...*har
 	t.Helper()
 	for _, from := range nodes {
 		rec := "probe-" + label + "-" + from.Name
-		if _, err := from.Client().RecordPut(ctx, agent.RecordPutRequest{Space: space, Record: rec, Fields: []agent.FieldValue{{Name: "p", Value: label}}}); err != nil {
+		if _, err := from.Client().RecordPut(ctx, api.RecordPutRequest{Space: space, Record: rec, Fields: []api.FieldValue{{Name: "p", Value: label}}}); err != nil {
 			t.Fatalf("%s: write on %s: %v", label, from.Name, err)
 		}
 		for _, to := range nodes {
@@ -99,7 +99,7 @@ func probe(ctx context.Context, t *testing.T, space, label string, nodes ...*har
 				continue
 			}
 			_, err := harness.WaitUntil(ctx, 90*time.Second, fmt.Sprintf("%s to read %s (%s)", to.Name, rec, label), func() (bool, error) {
-				_, err := to.Client().RecordGet(ctx, agent.RecordRef{Space: space, Record: rec})
+				_, err := to.Client().RecordGet(ctx, api.RecordRef{Space: space, Record: rec})
 				return err == nil, err
 			})
 			if err != nil {
@@ -109,9 +109,9 @@ func probe(ctx context.Context, t *testing.T, space, label string, nodes ...*har
 	}
 }
 
-func keyringOf(ctx context.Context, t *testing.T, cl *harness.Cluster, n *harness.Node) agent.MeshKeyring {
+func keyringOf(ctx context.Context, t *testing.T, cl *harness.Cluster, n *harness.Node) api.MeshKeyring {
 	t.Helper()
-	var kr agent.MeshKeyring
+	var kr api.MeshKeyring
 	if err := cl.CLIJSON(ctx, n.Dir, &kr, "mesh-key", "list"); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestMeshKeyRotationAcrossAgents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sp, err := a.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "rotation"})
+	sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "rotation"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestMeshKeyRotationAcrossAgents(t *testing.T) {
 	w := startWriters(ctx, sp.ID, a, b, c)
 	for _, step := range []struct{ op, file string }{{"add", newKey}, {"use", newKey}, {"remove", oldKey}} {
 		for _, n := range nodes {
-			var kr agent.MeshKeyring
+			var kr api.MeshKeyring
 			if err := cl.CLIJSON(ctx, n.Dir, &kr, "mesh-key", step.op, step.file); err != nil {
 				t.Fatalf("mesh-key %s on %s: %v", step.op, n.Name, err)
 			}

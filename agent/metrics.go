@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 )
 
@@ -30,40 +31,15 @@ import (
 // (states, reasons, directions), never space names, record IDs, officer
 // names or device IDs.
 
-// PathMetrics is the local API's copy of the metrics, for `fieldsync diag`
-// when --metrics-addr is not set: GET -> MetricsSnapshot.
-const PathMetrics = "/v1/metrics"
-
 // conflictsTTL is how long a count of open conflicts is reused: counting
 // reads every record of every space.
 const conflictsTTL = time.Minute
 
-// MetricsSnapshot is the response of GET /v1/metrics: the Prometheus text
-// exposition of every metric, as /metrics serves it.
-type MetricsSnapshot struct {
-	Format string `json:"format"` // the exposition's content type
-	Text   string `json:"text"`
-}
-
-// Metrics fetches a metrics snapshot from the agent.
-func (c *Client) Metrics(ctx context.Context) (MetricsSnapshot, error) {
-	var m MetricsSnapshot
-	err := c.Call(ctx, PathMetrics, nil, &m)
-	return m, err
-}
-
-// Logs fetches the agent's recent log records, oldest first.
-func (c *Client) Logs(ctx context.Context) ([]LogRecord, error) {
-	var l []LogRecord
-	err := c.Call(ctx, PathLogs, nil, &l)
-	return l, err
-}
-
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		mux.HandleFunc("GET "+PathMetrics, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET "+api.PathMetrics, func(w http.ResponseWriter, r *http.Request) {
 			text, err := a.MetricsText()
-			a.reply(w, MetricsSnapshot{Format: string(expfmt.NewFormat(expfmt.TypeTextPlain)), Text: text}, err)
+			a.reply(w, api.MetricsSnapshot{Format: string(expfmt.NewFormat(expfmt.TypeTextPlain)), Text: text}, err)
 		})
 	})
 }

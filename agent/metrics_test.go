@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -111,8 +112,8 @@ func TestMetricsDuringSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		rec := RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("%s-record-%d", canary, i),
-			Fields: []FieldValue{{Name: canary + "-field", Value: canary + "-value"}}}
+		rec := api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("%s-record-%d", canary, i),
+			Fields: []api.FieldValue{{Name: canary + "-field", Value: canary + "-value"}}}
 		if _, err := a.PutFields(rec); err != nil {
 			t.Fatal(err)
 		}
@@ -120,14 +121,14 @@ func TestMetricsDuringSync(t *testing.T) {
 	cfgB.Join = []string{a.SyncAddr()}
 	b := startSyncAgent(t, cfgB)
 	waitFor(t, "b to hold a's records", func() bool {
-		r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: canary + "-record-2"})
+		r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: canary + "-record-2"})
 		return err == nil && r.Fields[canary+"-field"].Value == canary+"-value"
 	})
-	if _, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: canary + "-record-b", Fields: []FieldValue{{Name: canary + "-field", Value: canary + "-b"}}}); err != nil {
+	if _, err := b.PutFields(api.RecordPutRequest{Space: sp.ID, Record: canary + "-record-b", Fields: []api.FieldValue{{Name: canary + "-field", Value: canary + "-b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a to get b's record", func() bool {
-		_, err := a.GetRecord(RecordRef{Space: sp.ID, Record: canary + "-record-b"})
+		_, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: canary + "-record-b"})
 		return err == nil
 	})
 
@@ -170,7 +171,7 @@ func TestMetricsDuringSync(t *testing.T) {
 	// but is served redacted.
 	a.log.Warn("test line", "err", "cannot do it for "+canary+"-space now")
 	// The local API's copy, and the recent logs.
-	cl := NewClient(cfgA.Layout.Socket())
+	cl := api.NewClient(cfgA.Layout)
 	snap, err := cl.Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -274,8 +275,8 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	for w := 0; w < writers; w++ {
 		go func(w int) {
 			for i := w; i < records; i += writers {
-				if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%05d", i),
-					Fields: []FieldValue{{Name: "name", Value: strings.Repeat("x", 200)}, {Name: "place", Value: "somewhere"}}}); err != nil {
+				if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%05d", i),
+					Fields: []api.FieldValue{{Name: "name", Value: strings.Repeat("x", 200)}, {Name: "place", Value: "somewhere"}}}); err != nil {
 					errs <- err
 					return
 				}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -130,7 +131,7 @@ func startChild(t testing.TB, cfg Config, env ...string) *childAgent {
 	}
 }
 
-func (c *childAgent) client() *Client { return NewClient(c.cfg.Layout.Socket()) }
+func (c *childAgent) client() *api.Client { return api.NewClient(c.cfg.Layout) }
 
 func (c *childAgent) stop() {
 	c.cmd.Process.Signal(syscall.SIGTERM)
@@ -202,23 +203,23 @@ func TestCanaryNeverOnDisk(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			c := startChild(t, cfg)
 			cl := c.client()
-			sp, err := cl.SpaceCreate(ctx, SpaceCreateRequest{Name: "space " + canary + " " + how})
+			sp, err := cl.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "space " + canary + " " + how})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rec := "record-" + canary + "-" + how
-			if _, err := cl.RecordPut(ctx, RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{
+			if _, err := cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{
 				{Name: "field_" + canary, Value: "value " + canary + " أمينة"},
 			}}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := cl.NoteAdd(ctx, NoteAddRequest{Space: sp.ID, Record: rec, Text: "note " + canary}); err != nil {
+			if _, err := cl.NoteAdd(ctx, api.NoteAddRequest{Space: sp.ID, Record: rec, Text: "note " + canary}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := cl.SetOp(ctx, SetOpRequest{Space: sp.ID, Record: rec, Field: "aliases", Op: "add", Value: "alias " + canary}); err != nil {
+			if _, err := cl.SetOp(ctx, api.SetOpRequest{Space: sp.ID, Record: rec, Field: "aliases", Op: "add", Value: "alias " + canary}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := cl.RecordGet(ctx, RecordRef{Space: sp.ID, Record: rec})
+			got, err := cl.RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: rec})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +248,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	ctx := context.Background()
 	c := startChild(t, cfg)
-	sp, err := c.client().SpaceCreate(ctx, SpaceCreateRequest{Name: "crash"})
+	sp, err := c.client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "crash"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 					next++
 					mu.Unlock()
 					rec, field, val := fmt.Sprintf("r%03d", n%300), fmt.Sprintf("f%05d", n), fmt.Sprintf("v%d", n)
-					_, err := cl.RecordPut(ctx, RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: field, Value: val}}})
+					_, err := cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: field, Value: val}}})
 					if err != nil {
 						return // the agent died under us: outcome unknown
 					}
@@ -296,12 +297,12 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	defer c.stop()
 	cl := c.client()
-	records := map[string]Record{}
+	records := map[string]api.Record{}
 	for key, val := range acked {
 		rec, field, _ := cutSlash(key)
 		r, ok := records[rec]
 		if !ok {
-			r, err = cl.RecordGet(ctx, RecordRef{Space: sp.ID, Record: rec})
+			r, err = cl.RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: rec})
 			if err != nil {
 				t.Fatalf("record %s: %v", rec, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -59,20 +60,20 @@ func (a *Agent) lookupSpace(ref string) (*spaceState, error) {
 }
 
 // PutFields is `record put` (and `record new` when req.Record is empty).
-func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
+func (a *Agent) PutFields(req api.RecordPutRequest) (api.Record, error) {
 	sp, err := a.lookupSpace(req.Space)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	id := req.Record
 	if id == "" {
 		id = newRecordID()
 	}
 	if id, err = checkName("record ID", id); err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	if len(req.Fields) == 0 {
-		return Record{}, fmt.Errorf("%w: no FIELD=VALUE given", ErrBadRequest)
+		return api.Record{}, fmt.Errorf("%w: no FIELD=VALUE given", ErrBadRequest)
 	}
 	type fv struct {
 		name string
@@ -83,15 +84,15 @@ func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
 	for _, f := range req.Fields {
 		name, err := checkName("field name", f.Name)
 		if err != nil {
-			return Record{}, err
+			return api.Record{}, err
 		}
 		if seen[name] {
-			return Record{}, fmt.Errorf("%w: field %q given twice", ErrBadRequest, name)
+			return api.Record{}, fmt.Errorf("%w: field %q given twice", ErrBadRequest, name)
 		}
 		seen[name] = true
 		v, err := a.decodeValue(f.Value, f.ValueBase64)
 		if err != nil {
-			return Record{}, err
+			return api.Record{}, err
 		}
 		fields = append(fields, fv{name, v})
 	}
@@ -111,7 +112,7 @@ func (a *Agent) PutFields(req RecordPutRequest) (Record, error) {
 // writeRecord is one write of one record: build gets the record's newest
 // state (nil if it has none) and returns the ops; the result is the
 // record as the write left it.
-func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crdt.Record) ([]crdt.Op, error)) (Record, error) {
+func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crdt.Record) ([]crdt.Op, error)) (api.Record, error) {
 	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
 		r, err := load(rid)
 		if err != nil {
@@ -120,7 +121,7 @@ func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crd
 		return build(r)
 	})
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	return a.recordView(sp, touched[rid]), nil
 }
@@ -137,10 +138,10 @@ func newRecordID() string {
 }
 
 // DeleteRecord is `record delete`.
-func (a *Agent) DeleteRecord(ref RecordRef) (Record, error) {
+func (a *Agent) DeleteRecord(ref api.RecordRef) (api.Record, error) {
 	sp, rid, err := a.recordRef(ref)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
@@ -151,21 +152,21 @@ func (a *Agent) DeleteRecord(ref RecordRef) (Record, error) {
 }
 
 // SetOp is `set add|remove`.
-func (a *Agent) SetOp(req SetOpRequest) (Record, error) {
-	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+func (a *Agent) SetOp(req api.SetOpRequest) (api.Record, error) {
+	sp, rid, err := a.recordRef(api.RecordRef{Space: req.Space, Record: req.Record})
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	field, err := checkName("field name", req.Field)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	val, err := a.decodeValue(NFC(req.Value), "")
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	if req.Op != "add" && req.Op != "remove" {
-		return Record{}, fmt.Errorf("%w: set op %q: want add or remove", ErrBadRequest, req.Op)
+		return api.Record{}, fmt.Errorf("%w: set op %q: want add or remove", ErrBadRequest, req.Op)
 	}
 	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
@@ -182,13 +183,13 @@ func (a *Agent) SetOp(req SetOpRequest) (Record, error) {
 }
 
 // AddNote is `note add`.
-func (a *Agent) AddNote(req NoteAddRequest) (Record, error) {
-	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+func (a *Agent) AddNote(req api.NoteAddRequest) (api.Record, error) {
+	sp, rid, err := a.recordRef(api.RecordRef{Space: req.Space, Record: req.Record})
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	if req.Text == "" || int64(len(req.Text)) > a.cfg.MaxValueBytes || !utf8.ValidString(req.Text) {
-		return Record{}, fmt.Errorf("%w: a note is 1 to %d bytes of UTF-8", ErrBadRequest, a.cfg.MaxValueBytes)
+		return api.Record{}, fmt.Errorf("%w: a note is 1 to %d bytes of UTF-8", ErrBadRequest, a.cfg.MaxValueBytes)
 	}
 	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
@@ -199,32 +200,32 @@ func (a *Agent) AddNote(req NoteAddRequest) (Record, error) {
 }
 
 // Resolve is `resolve`: one write that has seen exactly the named siblings.
-func (a *Agent) Resolve(req ResolveRequest) (Record, error) {
-	sp, rid, err := a.recordRef(RecordRef{Space: req.Space, Record: req.Record})
+func (a *Agent) Resolve(req api.ResolveRequest) (api.Record, error) {
+	sp, rid, err := a.recordRef(api.RecordRef{Space: req.Space, Record: req.Record})
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	field, err := checkName("field name", req.Field)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	if len(req.Dots) == 0 {
-		return Record{}, fmt.Errorf("%w: resolve names no siblings", ErrBadRequest)
+		return api.Record{}, fmt.Errorf("%w: resolve names no siblings", ErrBadRequest)
 	}
 	dots := make([]crdt.Dot, 0, len(req.Dots))
 	for _, s := range req.Dots {
 		d, err := crdt.ParseDot(s)
 		if err != nil {
-			return Record{}, fmt.Errorf("%w: dot %q: %v", ErrBadRequest, s, err)
+			return api.Record{}, fmt.Errorf("%w: dot %q: %v", ErrBadRequest, s, err)
 		}
 		dots = append(dots, d)
 	}
 	val, err := a.decodeValue(req.Value, req.ValueBase64)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	if len(req.Reason) > 4096 || !utf8.ValidString(req.Reason) {
-		return Record{}, fmt.Errorf("%w: a reason is at most 4096 bytes of UTF-8", ErrBadRequest)
+		return api.Record{}, fmt.Errorf("%w: a reason is at most 4096 bytes of UTF-8", ErrBadRequest)
 	}
 	return a.writeRecord(sp, rid, func(r *crdt.Record) ([]crdt.Op, error) {
 		if r == nil {
@@ -238,7 +239,7 @@ func (a *Agent) Resolve(req ResolveRequest) (Record, error) {
 	})
 }
 
-func (a *Agent) recordRef(ref RecordRef) (*spaceState, crdt.RecordID, error) {
+func (a *Agent) recordRef(ref api.RecordRef) (*spaceState, crdt.RecordID, error) {
 	sp, err := a.lookupSpace(ref.Space)
 	if err != nil {
 		return nil, "", err
@@ -263,7 +264,7 @@ func (a *Agent) readRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, erro
 }
 
 // existingRecord resolves a reference to a record that exists (not_found otherwise).
-func (a *Agent) existingRecord(ref RecordRef) (*spaceState, crdt.RecordID, *crdt.Record, error) {
+func (a *Agent) existingRecord(ref api.RecordRef) (*spaceState, crdt.RecordID, *crdt.Record, error) {
 	sp, rid, err := a.recordRef(ref)
 	if err != nil {
 		return nil, "", nil, err
@@ -279,24 +280,24 @@ func (a *Agent) existingRecord(ref RecordRef) (*spaceState, crdt.RecordID, *crdt
 }
 
 // GetRecord is `record get`.
-func (a *Agent) GetRecord(ref RecordRef) (Record, error) {
+func (a *Agent) GetRecord(ref api.RecordRef) (api.Record, error) {
 	sp, _, r, err := a.existingRecord(ref)
 	if err != nil {
-		return Record{}, err
+		return api.Record{}, err
 	}
 	return a.recordView(sp, r), nil
 }
 
 // ListRecords is `record list`.
-func (a *Agent) ListRecords(ref SpaceRef) ([]RecordSummary, error) {
+func (a *Agent) ListRecords(ref api.SpaceRef) ([]api.RecordSummary, error) {
 	sp, err := a.lookupSpace(ref.Space)
 	if err != nil {
 		return nil, err
 	}
-	out := []RecordSummary{}
+	out := []api.RecordSummary{}
 	err = a.eachRecord(sp, func(r *crdt.Record) {
 		del, _ := r.Deleted()
-		out = append(out, RecordSummary{ID: string(r.ID()), Deleted: del, Fields: len(r.Registers()), Conflicts: len(r.Conflicts())})
+		out = append(out, api.RecordSummary{ID: string(r.ID()), Deleted: del, Fields: len(r.Registers()), Conflicts: len(r.Conflicts())})
 	})
 	return out, err
 }
@@ -334,7 +335,7 @@ func (a *Agent) eachRecord(sp *spaceState, fn func(*crdt.Record)) error {
 }
 
 // ConflictsList is `conflicts list [SPACE]`, sorted by space, record, field.
-func (a *Agent) ConflictsList(req ConflictsListRequest) ([]Conflict, error) {
+func (a *Agent) ConflictsList(req api.ConflictsListRequest) ([]api.Conflict, error) {
 	var spaces []*spaceState
 	if req.Space != "" {
 		sp, err := a.lookupSpace(req.Space)
@@ -347,11 +348,11 @@ func (a *Agent) ConflictsList(req ConflictsListRequest) ([]Conflict, error) {
 		spaces = a.sortedSpaces()
 		a.writeMu.Unlock()
 	}
-	out := []Conflict{}
+	out := []api.Conflict{}
 	for _, sp := range spaces {
 		err := a.eachRecord(sp, func(r *crdt.Record) {
 			for _, f := range r.Conflicts() {
-				out = append(out, Conflict{Space: sp.id.String(), Record: string(r.ID()), Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
+				out = append(out, api.Conflict{Space: sp.id.String(), Record: string(r.ID()), Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
 			}
 		})
 		if err != nil {
@@ -371,12 +372,12 @@ func (a *Agent) ConflictsList(req ConflictsListRequest) ([]Conflict, error) {
 }
 
 // ConflictsShow is `conflicts show SPACE RECORD`.
-func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
+func (a *Agent) ConflictsShow(ref api.RecordRef) (api.ConflictsShow, error) {
 	sp, rid, r, err := a.existingRecord(ref)
 	if err != nil {
-		return ConflictsShow{}, err
+		return api.ConflictsShow{}, err
 	}
-	out := ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []ConflictField{}, Resolved: []ResolvedField{}}
+	out := api.ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []api.ConflictField{}, Resolved: []api.ResolvedField{}}
 	a.writeMu.Lock() // the space's keys, to read resolutions
 	defer a.writeMu.Unlock()
 	for _, f := range r.Conflicts() {
@@ -384,29 +385,29 @@ func (a *Agent) ConflictsShow(ref RecordRef) (ConflictsShow, error) {
 		if !f.Delete {
 			sibs = a.withResolutions(sp, f.Siblings, sibs)
 		}
-		out.Fields = append(out.Fields, ConflictField{Field: f.Name, Siblings: sibs})
+		out.Fields = append(out.Fields, api.ConflictField{Field: f.Name, Siblings: sibs})
 	}
 	for _, f := range r.Registers() {
 		if f.Conflict {
 			continue
 		}
 		sibs := a.withResolutions(sp, f.Siblings, a.siblings(sp, f.Siblings))
-		var resolved []Sibling
+		var resolved []api.Sibling
 		for _, s := range sibs {
 			if s.Resolution != nil {
 				resolved = append(resolved, s)
 			}
 		}
 		if len(resolved) > 0 {
-			out.Resolved = append(out.Resolved, ResolvedField{Field: f.Name, Siblings: resolved})
+			out.Resolved = append(out.Resolved, api.ResolvedField{Field: f.Name, Siblings: resolved})
 		}
 	}
 	return out, nil
 }
 
 // recordView turns a record into the API shape of docs/design.md §8.
-func (a *Agent) recordView(sp *spaceState, r *crdt.Record) Record {
-	out := Record{Space: sp.id.String(), Fields: map[string]Field{}, Sets: map[string]SetField{}, Notes: []Note{}}
+func (a *Agent) recordView(sp *spaceState, r *crdt.Record) api.Record {
+	out := api.Record{Space: sp.id.String(), Fields: map[string]api.Field{}, Sets: map[string]api.SetField{}, Notes: []api.Note{}}
 	if r == nil {
 		return out
 	}
@@ -414,7 +415,7 @@ func (a *Agent) recordView(sp *spaceState, r *crdt.Record) Record {
 	out.Deleted, out.DeleteConflict = r.Deleted()
 	for _, f := range r.Registers() {
 		sibs := a.siblings(sp, f.Siblings)
-		fv := Field{Conflict: f.Conflict, Siblings: sibs}
+		fv := api.Field{Conflict: f.Conflict, Siblings: sibs}
 		if len(sibs) > 0 {
 			fv.Value = sibs[0].Value
 		}
@@ -425,22 +426,22 @@ func (a *Agent) recordView(sp *spaceState, r *crdt.Record) Record {
 		for _, e := range s.Elements {
 			el = append(el, string(e))
 		}
-		out.Sets[s.Name] = SetField{Elements: el}
+		out.Sets[s.Name] = api.SetField{Elements: el}
 	}
 	for _, n := range r.Notes() {
 		author := crypto.DeviceID(n.Author)
-		out.Notes = append(out.Notes, Note{ID: n.ID.String(), Author: author.String(), Officer: a.officer(sp, author), HLC: formatHLC(n.HLC), Text: n.Text, Removed: n.Removed})
+		out.Notes = append(out.Notes, api.Note{ID: n.ID.String(), Author: author.String(), Officer: a.officer(sp, author), HLC: formatHLC(n.HLC), Text: n.Text, Removed: n.Removed})
 	}
 	return out
 }
 
-func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []Sibling {
-	out := make([]Sibling, 0, len(in))
+func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []api.Sibling {
+	out := make([]api.Sibling, 0, len(in))
 	for _, s := range in {
 		author := crypto.DeviceID(s.Dot.Replica)
 		// No skew flag here: it is this device's observation, and record and
 		// conflict JSON must read the same on every device (docs/design.md §8).
-		sib := Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String()}
+		sib := api.Sibling{Author: author.String(), Officer: a.officer(sp, author), Bureau: a.bureauOf(author), HLC: formatHLC(s.HLC), Dot: s.Dot.String()}
 		if utf8.Valid(s.Value) {
 			sib.Value = string(s.Value)
 		} else {
@@ -480,12 +481,12 @@ func formatHLC(t crdt.Timestamp) string {
 
 // Digest is `space digest`: a hash of the materialized state (members) and
 // of the set of envelope IDs held (any holder).
-func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
+func (a *Agent) Digest(ref api.SpaceRef) (api.Digest, error) {
 	sp, err := a.lookupSpace(ref.Space)
 	if err != nil {
-		return Digest{}, err
+		return api.Digest{}, err
 	}
-	out := Digest{Space: sp.id.String()}
+	out := api.Digest{Space: sp.id.String()}
 	env := sha256.New()
 	err = a.db.scan(envSpacePrefix(sp.id), func(k, v []byte) error {
 		h := crypto.Hash(v)
@@ -495,7 +496,7 @@ func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
 		return nil
 	}, func(k []byte) { env.Write([]byte("corrupt")) })
 	if err != nil {
-		return Digest{}, err
+		return api.Digest{}, err
 	}
 	out.Envelopes = hex.EncodeToString(env.Sum(nil))
 	a.writeMu.Lock()
@@ -509,7 +510,7 @@ func (a *Agent) Digest(ref SpaceRef) (Digest, error) {
 			st.Write(b)
 		})
 		if err != nil {
-			return Digest{}, err
+			return api.Digest{}, err
 		}
 		out.Digest = hex.EncodeToString(st.Sum(nil))
 	}

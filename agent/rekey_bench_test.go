@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -68,7 +69,7 @@ func BenchmarkRekeyAfterRevocation(b *testing.B) {
 		if !a.needsRotation(a.spaces[id]) {
 			b.Fatal("no rotation due after revoking a device that holds the key")
 		}
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r00000", Fields: []FieldValue{{Name: "name", Value: fmt.Sprint(i)}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r00000", Fields: []api.FieldValue{{Name: "name", Value: fmt.Sprint(i)}}}); err != nil {
 			b.Fatal(err)
 		}
 		revokeTime += t1.Sub(t0)

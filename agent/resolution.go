@@ -1,28 +1,15 @@
 package agent
 
 import (
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
 
-// Resolution says that a value was written by `resolve`: which siblings it
-// replaced and the reason given. With the sibling's author, officer and
-// bureau, it makes a resolution accountable across bureaus.
-type Resolution struct {
-	Resolves []string `json:"resolves"`         // the dots of the siblings it replaced
-	Reason   string   `json:"reason,omitempty"` // as given to `resolve --reason`
-}
-
-// ResolvedField is a field whose current value came from a resolution.
-type ResolvedField struct {
-	Field    string    `json:"field"`
-	Siblings []Sibling `json:"siblings"` // the live values written by resolutions
-}
-
 // resolutionOf reads the op behind a dot from its envelope and returns its
 // resolution, or nil when the op is not a resolve (or cannot be read here).
 // writeMu held (the space's keys).
-func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *Resolution {
+func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *api.Resolution {
 	author := crypto.DeviceID(dot.Replica)
 	env, err := a.db.get(envKey(sp.id, author, dot.Seq))
 	if err != nil {
@@ -44,7 +31,7 @@ func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *Resolution {
 	if op.Kind != crdt.OpResolve {
 		return nil
 	}
-	r := &Resolution{Resolves: make([]string, 0, len(op.Seen)), Reason: op.Reason}
+	r := &api.Resolution{Resolves: make([]string, 0, len(op.Seen)), Reason: op.Reason}
 	for _, d := range op.Seen {
 		r.Resolves = append(r.Resolves, d.String())
 	}
@@ -52,7 +39,7 @@ func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *Resolution {
 }
 
 // withResolutions fills in the resolution of each sibling written by one.
-func (a *Agent) withResolutions(sp *spaceState, in []crdt.Sibling, out []Sibling) []Sibling {
+func (a *Agent) withResolutions(sp *spaceState, in []crdt.Sibling, out []api.Sibling) []api.Sibling {
 	for i := range out {
 		out[i].Resolution = a.resolutionOf(sp, in[i].Dot)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -24,7 +25,7 @@ func TestAccountableResolution(t *testing.T) {
 	}
 	transfer(t, a, b)
 	put := func(ag *Agent, v string) {
-		if _, err := ag.PutFields(RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []FieldValue{{Name: "dob", Value: v}}}); err != nil {
+		if _, err := ag.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "dob", Value: v}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -32,7 +33,7 @@ func TestAccountableResolution(t *testing.T) {
 	put(b, "1980-02-01")
 	transfer(t, a, b)
 	transfer(t, b, a)
-	shown, err := b.ConflictsShow(RecordRef{Space: sp.ID, Record: "p1"})
+	shown, err := b.ConflictsShow(api.RecordRef{Space: sp.ID, Record: "p1"})
 	if err != nil || len(shown.Fields) != 1 || len(shown.Fields[0].Siblings) != 2 {
 		t.Fatalf("conflicts show = %+v, %v", shown, err)
 	}
@@ -40,12 +41,12 @@ func TestAccountableResolution(t *testing.T) {
 	for _, s := range shown.Fields[0].Siblings {
 		dots = append(dots, s.Dot)
 	}
-	if _, err := b.Resolve(ResolveRequest{Space: sp.ID, Record: "p1", Field: "dob", Value: "1980-02-01", Dots: dots, Reason: "passport seen at the border post"}); err != nil {
+	if _, err := b.Resolve(api.ResolveRequest{Space: sp.ID, Record: "p1", Field: "dob", Value: "1980-02-01", Dots: dots, Reason: "passport seen at the border post"}); err != nil {
 		t.Fatal(err)
 	}
 	transfer(t, b, a)
 	for _, ag := range []*Agent{a, b} {
-		cs, err := ag.ConflictsShow(RecordRef{Space: sp.ID, Record: "p1"})
+		cs, err := ag.ConflictsShow(api.RecordRef{Space: sp.ID, Record: "p1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +57,7 @@ func TestAccountableResolution(t *testing.T) {
 		if s.Bureau != "KAZ" || s.Officer != "Дина" || s.Resolution == nil || s.Resolution.Reason != "passport seen at the border post" || len(s.Resolution.Resolves) != 2 {
 			t.Fatalf("resolution shown as %+v (%+v)", s, s.Resolution)
 		}
-		h, err := ag.History(RecordRef{Space: sp.ID, Record: "p1"})
+		h, err := ag.History(api.RecordRef{Space: sp.ID, Record: "p1"})
 		if err != nil {
 			t.Fatal(err)
 		}

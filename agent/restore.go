@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	"fieldsync/internal/store"
 	fsync "fieldsync/sync"
@@ -57,7 +58,7 @@ func CheckRestoreTarget(l Layout) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if _, err := Dial(l); err == nil {
+	if _, err := api.Dial(l); err == nil {
 		return fmt.Errorf("%w: an agent is running on %s: stop it, then move that directory aside (keep it until the restored device has caught up) or restore into an empty --data-dir", ErrRestoreTarget, l.Dir)
 	}
 	if dev, err := LoadDevice(l); err == nil {

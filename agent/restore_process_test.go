@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -28,7 +28,7 @@ type restoreJSON struct {
 
 func put(ctx context.Context, t *testing.T, n *harness.Node, space, rec, val string) {
 	t.Helper()
-	if _, err := n.Client().RecordPut(ctx, agent.RecordPutRequest{Space: space, Record: rec, Fields: []agent.FieldValue{{Name: "v", Value: val}}}); err != nil {
+	if _, err := n.Client().RecordPut(ctx, api.RecordPutRequest{Space: space, Record: rec, Fields: []api.FieldValue{{Name: "v", Value: val}}}); err != nil {
 		t.Fatalf("put %s on %s: %v", rec, n.Name, err)
 	}
 }
@@ -71,7 +71,7 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 	if err := cl.Start(ctx, b, "", a.Bind); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := a.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "case"})
+	sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "case"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 	waitConverged(ctx, t, "b to hold a's first writes", sp.ID, a, b)
 
 	backup := filepath.Join(cl.Root, "a.fsbackup")
-	var info agent.BackupInfo
+	var info api.BackupInfo
 	if err := cl.CLIJSON(ctx, a.Dir, &info, "backup", "--out", backup); err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +141,12 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 	seen := map[string]string{} // "author/seq" -> ops
 	authors := map[string]int{}
 	for _, n := range []*harness.Node{a2, b} {
-		recs, err := n.Client().RecordList(ctx, agent.SpaceRef{Space: sp.ID})
+		recs, err := n.Client().RecordList(ctx, api.SpaceRef{Space: sp.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range recs {
-			hist, err := n.Client().History(ctx, agent.RecordRef{Space: sp.ID, Record: r.ID})
+			hist, err := n.Client().History(ctx, api.RecordRef{Space: sp.ID, Record: r.ID})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,11 +172,11 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 	// The old device's changes stay valid on both, those after the backup
 	// included; a2's write on r6 builds on the old device's.
 	for _, n := range []*harness.Node{a2, b} {
-		r, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r10"})
+		r, err := n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "r10"})
 		if err != nil || r.Fields["v"].Value != "after the backup" {
 			t.Fatalf("%s: r10 = %+v, %v", n.Name, r.Fields["v"], err)
 		}
-		r, err = n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r6"})
+		r, err = n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "r6"})
 		if err != nil || r.Fields["v"].Value != "written by the new incarnation" || r.Fields["v"].Conflict {
 			t.Fatalf("%s: r6 = %+v, %v", n.Name, r.Fields["v"], err)
 		}
@@ -208,9 +208,9 @@ func TestBackupRestoreNoReusedSeq(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []*harness.Node{a2, b} {
-		_, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r99"})
-		var ae *agent.APIError
-		if !errors.As(err, &ae) || ae.Code != agent.CodeNotFound {
+		_, err := n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "r99"})
+		var ae *api.APIError
+		if !errors.As(err, &ae) || ae.Code != api.CodeNotFound {
 			t.Fatalf("%s: the revoked device's new write: %v (want not found)", n.Name, err)
 		}
 	}

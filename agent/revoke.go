@@ -10,58 +10,19 @@ import (
 	"strconv"
 	"strings"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	"fieldsync/internal/rules"
 )
 
-// Revocation API (docs/api.md): the CLI asks the agent for the cut-offs it
-// holds (prepare), signs the revocation with the bureau key — which never
-// reaches the agent — and submits it.
-const (
-	PathRevokePrepare = "/v1/revoke/prepare" // POST RevokePrepareRequest -> RevokePlan
-	PathRevoke        = "/v1/revoke"         // POST RevokeSubmitRequest -> RevokeResult
-)
-
-// RevokePrepareRequest names the device to revoke (an ID or a unique prefix
-// of ≥ 6 characters of a device this agent knows) and explicit cut-offs,
-// each "SPACE:SEQ" with SPACE a space reference or "*".
-type RevokePrepareRequest struct {
-	Device  string   `json:"device"`
-	Cutoffs []string `json:"cutoffs,omitempty"`
-}
-
-// RevokePlan is what the bureau key is asked to sign.
-type RevokePlan struct {
-	Device string `json:"device"` // full device ID
-	Bureau string `json:"bureau"` // the device's bureau fingerprint (the signer must be it)
-	Role   string `json:"role"`
-	// Cutoffs maps space ID to the highest seq that stays valid: those
-	// this agent holds of the device, overridden by explicit ones.
-	Cutoffs map[string]uint64 `json:"cutoffs"`
-	// DefaultCutoff applies to every space not in Cutoffs (0 unless '*:N').
-	DefaultCutoff uint64 `json:"default_cutoff"`
-}
-
-// RevokeSubmitRequest carries a signed revocation (binary, base64).
-type RevokeSubmitRequest struct {
-	Revocation string `json:"revocation"`
-}
-
-// RevokeResult says what the revocation did here.
-type RevokeResult struct {
-	Device  string            `json:"device"`
-	Added   bool              `json:"added"` // false: this agent held it already
-	Cutoffs map[string]uint64 `json:"cutoffs"`
-	Default uint64            `json:"default_cutoff"`
-	// Dropped lists the envelopes past the cut-offs that this agent held
-	// and removed (they are rejected everywhere).
-	Dropped []Gap `json:"dropped"`
-}
+// Revocation API (docs/api.md; its types are in agent/api): the CLI asks
+// the agent for the cut-offs it holds (prepare), signs the revocation with
+// the bureau key — which never reaches the agent — and submits it.
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		post(a, mux, PathRevokePrepare, func(req RevokePrepareRequest) (any, error) { return a.PrepareRevocation(req) })
-		post(a, mux, PathRevoke, func(req RevokeSubmitRequest) (any, error) {
+		post(a, mux, api.PathRevokePrepare, func(req api.RevokePrepareRequest) (any, error) { return a.PrepareRevocation(req) })
+		post(a, mux, api.PathRevoke, func(req api.RevokeSubmitRequest) (any, error) {
 			blob, err := base64.StdEncoding.DecodeString(req.Revocation)
 			if err != nil {
 				return nil, fmt.Errorf("%w: revocation is not base64: %v", ErrBadRequest, err)
@@ -100,15 +61,15 @@ func (a *Agent) resolveDevice(ref string) (*crypto.Certificate, error) {
 // per space, the contiguous seqs of its log held here (docs/design.md §5). A space
 // where it holds nothing gets 0 through the default cut-off. Explicit
 // cut-offs override; "*:N" sets the default and drops the filled-in ones.
-func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) {
+func (a *Agent) PrepareRevocation(req api.RevokePrepareRequest) (api.RevokePlan, error) {
 	cert, err := a.resolveDevice(req.Device)
 	if err != nil {
-		return RevokePlan{}, err
+		return api.RevokePlan{}, err
 	}
 	dev := cert.Device.ID()
-	plan := RevokePlan{Device: dev.String(), Bureau: cert.Bureau.Fingerprint(), Role: cert.Role.String(), Cutoffs: map[string]uint64{}}
+	plan := api.RevokePlan{Device: dev.String(), Bureau: cert.Bureau.Fingerprint(), Role: cert.Role.String(), Cutoffs: map[string]uint64{}}
 	if dev == a.dev {
-		return RevokePlan{}, fmt.Errorf("%w: this agent's own device cannot be revoked through itself; run revoke on another device's agent", ErrBadRequest)
+		return api.RevokePlan{}, fmt.Errorf("%w: this agent's own device cannot be revoked through itself; run revoke on another device's agent", ErrBadRequest)
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
@@ -121,11 +82,11 @@ func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) 
 	for _, c := range req.Cutoffs {
 		i := strings.LastIndexByte(c, ':')
 		if i <= 0 {
-			return RevokePlan{}, fmt.Errorf("%w: cut-off %q: want SPACE:SEQ (or '*:0')", ErrBadRequest, c)
+			return api.RevokePlan{}, fmt.Errorf("%w: cut-off %q: want SPACE:SEQ (or '*:0')", ErrBadRequest, c)
 		}
 		seq, err := strconv.ParseUint(c[i+1:], 10, 64)
 		if err != nil {
-			return RevokePlan{}, fmt.Errorf("%w: cut-off %q: bad seq", ErrBadRequest, c)
+			return api.RevokePlan{}, fmt.Errorf("%w: cut-off %q: bad seq", ErrBadRequest, c)
 		}
 		if c[:i] == "*" {
 			wildcard, plan.DefaultCutoff = true, seq
@@ -133,7 +94,7 @@ func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) 
 		}
 		sp, err := a.resolveSpace(c[:i])
 		if err != nil {
-			return RevokePlan{}, err
+			return api.RevokePlan{}, err
 		}
 		given = append(given, explicit{sp.id.String(), seq})
 	}
@@ -148,33 +109,33 @@ func (a *Agent) PrepareRevocation(req RevokePrepareRequest) (RevokePlan, error) 
 		plan.Cutoffs[g.space] = g.seq
 	}
 	if len(plan.Cutoffs) > crypto.MaxRevocationCutoffs {
-		return RevokePlan{}, fmt.Errorf("%w: %d cut-offs, more than a revocation holds (%d)", ErrBadRequest, len(plan.Cutoffs), crypto.MaxRevocationCutoffs)
+		return api.RevokePlan{}, fmt.Errorf("%w: %d cut-offs, more than a revocation holds (%d)", ErrBadRequest, len(plan.Cutoffs), crypto.MaxRevocationCutoffs)
 	}
 	return plan, nil
 }
 
 // SubmitRevocation stores a signed revocation and applies it here; sync then
 // spreads it to every peer (a mesh object) and bundles carry it.
-func (a *Agent) SubmitRevocation(blob []byte) (RevokeResult, error) {
+func (a *Agent) SubmitRevocation(blob []byte) (api.RevokeResult, error) {
 	r, err := crypto.ParseRevocation(blob)
 	if err != nil {
-		return RevokeResult{}, fmt.Errorf("%w: not a valid revocation: %v", ErrBadRequest, err)
+		return api.RevokeResult{}, fmt.Errorf("%w: not a valid revocation: %v", ErrBadRequest, err)
 	}
 	cert := a.trustNow().certs[r.Device]
 	if cert != nil && cert.Bureau.Fingerprint() != r.Bureau {
-		return RevokeResult{}, fmt.Errorf("%w: device %s belongs to bureau %s; only that bureau's key can revoke it", ErrForbidden, r.Device, cert.Bureau.Fingerprint())
+		return api.RevokeResult{}, fmt.Errorf("%w: device %s belongs to bureau %s; only that bureau's key can revoke it", ErrForbidden, r.Device, cert.Bureau.Fingerprint())
 	}
 	added, dropped, err := a.addRevocation(blob)
 	if err != nil {
 		if errors.Is(err, crypto.ErrUntrusted) {
-			return RevokeResult{}, fmt.Errorf("%w: %v (add the bureau with `fieldsync trust add`)", ErrForbidden, err)
+			return api.RevokeResult{}, fmt.Errorf("%w: %v (add the bureau with `fieldsync trust add`)", ErrForbidden, err)
 		}
-		return RevokeResult{}, err
+		return api.RevokeResult{}, err
 	}
 	if added {
 		a.drainAfterRevocation()
 	}
-	res := RevokeResult{Device: r.Device.String(), Added: added, Cutoffs: map[string]uint64{}, Default: r.DefaultCutoff, Dropped: nonNilGaps(dropped)}
+	res := api.RevokeResult{Device: r.Device.String(), Added: added, Cutoffs: map[string]uint64{}, Default: r.DefaultCutoff, Dropped: nonNilGaps(dropped)}
 	for s, c := range r.Cutoffs {
 		res.Cutoffs[s.String()] = c
 	}
@@ -182,9 +143,9 @@ func (a *Agent) SubmitRevocation(blob []byte) (RevokeResult, error) {
 	return res, nil
 }
 
-func nonNilGaps(g []Gap) []Gap {
+func nonNilGaps(g []api.Gap) []api.Gap {
 	if g == nil {
-		return []Gap{}
+		return []api.Gap{}
 	}
 	return g
 }
@@ -230,7 +191,7 @@ func newerRevocation(r, old *crypto.Revocation) bool {
 // the certificate). Holding the revocation already, it still cuts what is
 // due: a crash between storing a revocation and cutting leaves the cut to
 // the next time it arrives, or to the next start (cutRevoked).
-func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
+func (a *Agent) addRevocation(blob []byte) (bool, []api.Gap, error) {
 	r, err := crypto.ParseRevocation(blob)
 	if err != nil {
 		return false, nil, err
@@ -256,7 +217,7 @@ func (a *Agent) addRevocation(blob []byte) (bool, []Gap, error) {
 	if !same && !newerRevocation(r, old) {
 		return false, nil, nil // an older one: the newer stays
 	}
-	var dropped []Gap
+	var dropped []api.Gap
 	fresh := false
 	err = a.withWrite(func(t *tx) error {
 		if same && !a.cutDue(r) {
@@ -296,8 +257,8 @@ func (a *Agent) cutDue(r *crypto.Revocation) bool {
 // cutPast removes r's device's envelopes past its cut-offs in every space
 // and rebuilds those spaces. writeMu held, nothing in flight; the caller
 // reloads.
-func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
-	var dropped []Gap
+func (a *Agent) cutPast(r *crypto.Revocation) ([]api.Gap, error) {
+	var dropped []api.Gap
 	for _, sp := range a.sortedSpaces() {
 		hd := sp.heads[r.Device]
 		from, due := rules.CutFrom(r, sp.id, hd.Seq)
@@ -307,7 +268,7 @@ func (a *Agent) cutPast(r *crypto.Revocation) ([]Gap, error) {
 		if err := a.cutLog(sp, r.Device, from, nil); err != nil {
 			return dropped, fmt.Errorf("revocation: %w", err)
 		}
-		dropped = append(dropped, Gap{Space: sp.id.String(), Author: r.Device.String(), From: from, To: hd.Seq})
+		dropped = append(dropped, api.Gap{Space: sp.id.String(), Author: r.Device.String(), From: from, To: hd.Seq})
 	}
 	sort.Slice(dropped, func(i, j int) bool { return dropped[i].Space < dropped[j].Space })
 	return dropped, nil

@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"fieldsync/agent/api"
 	"fmt"
 	"maps"
 	"net/http"
@@ -125,8 +126,8 @@ func (a *Agent) dropRoutings(sp *spaceState, author crypto.DeviceID, above uint6
 
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		post(a, mux, PathSpaceRelease, func(req SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, true) })
-		post(a, mux, PathSpaceWithdraw, func(req SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, false) })
+		post(a, mux, api.PathSpaceRelease, func(req api.SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, true) })
+		post(a, mux, api.PathSpaceWithdraw, func(req api.SpaceBureauRequest) (any, error) { return a.ChangeRelease(req, false) })
 	})
 }
 
@@ -136,15 +137,15 @@ func init() {
 // cannot be withdrawn. A withdrawal rotates the epoch key at once, wrapped
 // only to the devices still entitled, so the withdrawn bureau cannot open
 // what is written from now on (what it already holds, it keeps).
-func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, error) {
+func (a *Agent) ChangeRelease(req api.SpaceBureauRequest, release bool) (api.Space, error) {
 	if a.cfg.Relay {
-		return Space{}, fmt.Errorf("%w: a relay cannot change a space's release list", ErrForbidden)
+		return api.Space{}, fmt.Errorf("%w: a relay cannot change a space's release list", ErrForbidden)
 	}
 	b, err := a.resolveBureau(req.Bureau)
 	if err != nil {
-		return Space{}, err
+		return api.Space{}, err
 	}
-	var view Space
+	var view api.Space
 	var spaceID crypto.SpaceID
 	fp := b.Fingerprint()
 	changed := false
@@ -213,9 +214,9 @@ func (a *Agent) ChangeRelease(req SpaceBureauRequest, release bool) (Space, erro
 	})
 	switch {
 	case err != nil && changed:
-		return Space{}, fmt.Errorf("release list not changed: %w", err)
+		return api.Space{}, fmt.Errorf("release list not changed: %w", err)
 	case err != nil:
-		return Space{}, err
+		return api.Space{}, err
 	case !changed:
 		return view, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -60,12 +61,12 @@ func impostor(t *testing.T, path string) *atomic.Int32 {
 // dialAndSend is what the CLI does: Dial, then send a request.
 func dialAndSend(t *testing.T, l Layout) error {
 	t.Helper()
-	cl, err := Dial(l)
+	cl, err := api.Dial(l)
 	if err != nil {
 		return err
 	}
-	var st Status
-	return cl.Call(clientCtx(t), PathStatus, nil, &st)
+	var st api.Status
+	return cl.Call(clientCtx(t), api.PathStatus, nil, &st)
 }
 
 // runUntilListening starts the agent and reports whether it came to listen
@@ -214,7 +215,7 @@ func TestSocketAttackHostileDataDir(t *testing.T) {
 	if err := dialAndSend(t, cfg.Layout); err == nil || got.Load() > 0 {
 		t.Fatalf("the client talked to a socket in a directory another user controls (%d requests, err %v)", got.Load(), err)
 	}
-	if errors.Is(err, ErrAgentNotRunning) {
+	if errors.Is(err, api.ErrAgentNotRunning) {
 		t.Fatalf("an impostor is reported as an agent that is not running: %v", err)
 	}
 }
@@ -225,10 +226,10 @@ func TestSocketAttackSwappedAfterDial(t *testing.T) {
 	needRoot(t)
 	l := clientTestDir(t)
 	got := impostor(t, l.Socket())
-	cl := NewClient(l.Socket())
+	cl := api.NewClient(l)
 	os.Chown(l.Socket(), attackerUID, attackerUID)
-	var st Status
-	if err := cl.Call(clientCtx(t), PathStatus, nil, &st); err == nil || got.Load() > 0 {
+	var st api.Status
+	if err := cl.Call(clientCtx(t), api.PathStatus, nil, &st); err == nil || got.Load() > 0 {
 		t.Fatalf("a client sent %d requests to a socket owned by uid %d (err %v)", got.Load(), attackerUID, err)
 	}
 }
@@ -285,4 +286,21 @@ func TestSocketDataDirWritableByOthers(t *testing.T) {
 	if err := cfg.Layout.PrepareSocketDir(); err != nil {
 		t.Fatalf("a 0755 data directory of the user's: %v", err)
 	}
+}
+
+// clientTestDir is a temporary data directory whose socket path fits the limit.
+func clientTestDir(t *testing.T) Layout {
+	t.Helper()
+	d, err := os.MkdirTemp("", "fsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return Layout{Dir: d}
+}
+
+func clientCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -89,13 +90,13 @@ func (a *Agent) resolveBureau(ref string) (crypto.BureauPublic, error) {
 // CreateSpace creates a space owned by this device's bureau and released to
 // it and the named bureaus: its log starts with the signed routing record
 // and this device's profile.
-func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
+func (a *Agent) CreateSpace(name string, releaseTo []string) (api.Space, error) {
 	name = NFC(strings.TrimSpace(name))
 	if name == "" || len(name) > 256 {
-		return Space{}, fmt.Errorf("%w: a space name of 1 to 256 bytes is needed", ErrBadRequest)
+		return api.Space{}, fmt.Errorf("%w: a space name of 1 to 256 bytes is needed", ErrBadRequest)
 	}
 	if a.cfg.Relay {
-		return Space{}, fmt.Errorf("%w: a relay cannot create spaces", ErrForbidden)
+		return api.Space{}, fmt.Errorf("%w: a relay cannot create spaces", ErrForbidden)
 	}
 	owner := a.cert.Bureau
 	released := map[string]string{owner.Fingerprint(): owner.Name}
@@ -106,18 +107,18 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 			}
 			b, err := a.resolveBureau(part)
 			if err != nil {
-				return Space{}, err
+				return api.Space{}, err
 			}
 			released[b.Fingerprint()] = b.Name
 		}
 	}
 	id, nonce, err := crypto.NewSpaceIDFor(owner.Fingerprint(), rand.Reader)
 	if err != nil {
-		return Space{}, err
+		return api.Space{}, err
 	}
 	key, err := crypto.NewSpaceKey(rand.Reader)
 	if err != nil {
-		return Space{}, err
+		return api.Space{}, err
 	}
 	meta := spaceMeta{ID: id.String(), Name: name, Owner: owner.Name, OwnerFP: owner.Fingerprint(), Epoch: key.ID().String(), Nonce: nonce}
 	for fp := range released {
@@ -162,9 +163,9 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	})
 	if err != nil {
 		if stored {
-			return Space{}, fmt.Errorf("space not stored: %w", err)
+			return api.Space{}, fmt.Errorf("space not stored: %w", err)
 		}
-		return Space{}, err
+		return api.Space{}, err
 	}
 	a.notify()
 	// Officers of released bureaus already known get the key now (a
@@ -175,8 +176,8 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (Space, error) {
 	return spaceView(meta), nil
 }
 
-func spaceView(m spaceMeta) Space {
-	return Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}}
+func spaceView(m spaceMeta) api.Space {
+	return api.Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}}
 }
 
 func nonNil(s []string) []string {
@@ -187,9 +188,9 @@ func nonNil(s []string) []string {
 }
 
 // ListSpaces returns every space this device holds, by name then ID.
-func (a *Agent) ListSpaces() []Space {
+func (a *Agent) ListSpaces() []api.Space {
 	a.writeMu.Lock()
-	out := make([]Space, 0, len(a.spaces))
+	out := make([]api.Space, 0, len(a.spaces))
 	for _, s := range a.spaces {
 		out = append(out, spaceView(s.meta))
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fieldsync/agent/api"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -96,21 +97,21 @@ func TestStressStateUnderRace(t *testing.T) {
 	// release changes that make the next write rotate the epoch.
 	run(func(i int) {
 		rec, val := fmt.Sprintf("w%02d", i%5), fmt.Sprint("value ", i)
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "name", Value: val}}}); err == nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: "name", Value: val}}}); err == nil {
 			acked.Store(rec, val)
 		} else {
 			fail("put", err)
 		}
 		// Two values under the value limit, over the change limit together.
 		big := strings.Repeat("x", 40<<10)
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "scan", Value: big}, {Name: "scan2", Value: big}}}); err == nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "big", Fields: []api.FieldValue{{Name: "scan", Value: big}, {Name: "scan2", Value: big}}}); err == nil {
 			fail("too large put", errors.New("accepted"))
 		}
 	})
 	run(func(i int) {
-		_, err := a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, i%2 == 1)
+		_, err := a.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, i%2 == 1)
 		fail("release", err)
-		_, err = a.PutFields(RecordPutRequest{Space: sp.ID, Record: "rot", Fields: []FieldValue{{Name: "n", Value: fmt.Sprint(i)}}})
+		_, err = a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "rot", Fields: []api.FieldValue{{Name: "n", Value: fmt.Sprint(i)}}})
 		fail("put after release change", err)
 	})
 	run(func(i int) {
@@ -126,7 +127,7 @@ func TestStressStateUnderRace(t *testing.T) {
 	// B writes (and rotates on its own once it hears of a revocation); its
 	// envelopes reach A through the sync ingest path, and A's reach B.
 	run(func(i int) {
-		_, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("b%02d", i%4), Fields: []FieldValue{{Name: "name", Value: fmt.Sprint("bilal ", i)}}})
+		_, err := b.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("b%02d", i%4), Fields: []api.FieldValue{{Name: "name", Value: fmt.Sprint("bilal ", i)}}})
 		fail("b put", err)
 		if i < len(revs) {
 			_, err := b.AddRevocation(revs[i])
@@ -171,7 +172,7 @@ func TestStressStateUnderRace(t *testing.T) {
 	for range 2 {
 		run(func(i int) {
 			for _, rec := range []string{"rot", "w01", "seed", "b01"} {
-				if _, err := a.History(RecordRef{Space: sp.ID, Record: rec}); !errors.Is(err, ErrNotFound) {
+				if _, err := a.History(api.RecordRef{Space: sp.ID, Record: rec}); !errors.Is(err, ErrNotFound) {
 					fail("history", err)
 				}
 			}
@@ -179,15 +180,15 @@ func TestStressStateUnderRace(t *testing.T) {
 	}
 	run(func(i int) {
 		_ = a.Status()
-		_, err = a.GetRecord(RecordRef{Space: sp.ID, Record: "seed"})
+		_, err = a.GetRecord(api.RecordRef{Space: sp.ID, Record: "seed"})
 		fail("get", err)
-		_, err = a.ConflictsList(ConflictsListRequest{})
+		_, err = a.ConflictsList(api.ConflictsListRequest{})
 		fail("conflicts", err)
 		_, err = a.MetricsText()
 		fail("metrics", err)
 		_ = a.ListSpaces()
 		_ = a.CertConflicts()
-		_, err = a.Digest(SpaceRef{Space: sp.ID})
+		_, err = a.Digest(api.SpaceRef{Space: sp.ID})
 		fail("digest", err)
 	})
 	wg.Wait()
@@ -200,7 +201,7 @@ func TestStressStateUnderRace(t *testing.T) {
 	advSettle(t, a, b, k)
 	a = advReopen(t, a)
 	acked.Range(func(rec, val any) bool {
-		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: rec.(string)})
+		r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: rec.(string)})
 		if err != nil {
 			t.Errorf("acknowledged %s lost: %v", rec, err)
 			return true
@@ -241,13 +242,13 @@ func TestRefusedWriteDoesNotReload(t *testing.T) {
 	advPut(t, a, sp.ID, "r", "v1")
 	before := a.reloads.Load()
 	big := strings.Repeat("x", 40<<10)
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "a", Value: big}, {Name: "b", Value: big}}}); !errors.Is(err, errTooLarge) {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "big", Fields: []api.FieldValue{{Name: "a", Value: big}, {Name: "b", Value: big}}}); !errors.Is(err, errTooLarge) {
 		t.Fatalf("too large change: %v", err)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: "no-such-space", Record: "r", Fields: []FieldValue{{Name: "a", Value: "x"}}}); !errors.Is(err, ErrNotFound) {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: "no-such-space", Record: "r", Fields: []api.FieldValue{{Name: "a", Value: "x"}}}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown space: %v", err)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r"}); err == nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r"}); err == nil {
 		t.Fatal("a put of nothing was accepted")
 	}
 	if n := a.reloads.Load() - before; n != 0 {
@@ -255,7 +256,7 @@ func TestRefusedWriteDoesNotReload(t *testing.T) {
 	}
 	advPut(t, a, sp.ID, "r", "v2")
 	failNext.Store(true)
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "r", Fields: []FieldValue{{Name: "name", Value: "lost"}}}); err == nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r", Fields: []api.FieldValue{{Name: "name", Value: "lost"}}}); err == nil {
 		t.Fatal("the injected commit failure did not fail the write")
 	}
 	advPut(t, a, sp.ID, "r", "v3") // builds on the state reloaded after the failure

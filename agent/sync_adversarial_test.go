@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	fsync "fieldsync/sync"
 )
@@ -61,7 +62,7 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	}
 	put := func(rec string) {
 		t.Helper()
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: "n", Value: rec}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: "n", Value: rec}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

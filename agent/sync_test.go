@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -47,25 +48,25 @@ func TestTwoAgentsSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []FieldValue{{Name: "name", Value: "أمينة"}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "name", Value: "أمينة"}}}); err != nil {
 		t.Fatal(err)
 	}
 	cfgB.Join = []string{a.SyncAddr()}
 	b := startSyncAgent(t, cfgB)
 	waitFor(t, "b to get the record", func() bool {
-		r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: "p1"})
+		r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
 		return err == nil && r.Fields["name"].Value == "أمينة"
 	})
-	if _, err := b.PutFields(RecordPutRequest{Space: sp.ID, Record: "p2", Fields: []FieldValue{{Name: "plate", Value: "KZ 1"}}}); err != nil {
+	if _, err := b.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p2", Fields: []api.FieldValue{{Name: "plate", Value: "KZ 1"}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a to get b's record", func() bool {
-		r, err := a.GetRecord(RecordRef{Space: sp.ID, Record: "p2"})
+		r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "p2"})
 		return err == nil && r.Fields["plate"].Value == "KZ 1" && r.Fields["plate"].Siblings[0].Officer == "Boris"
 	})
 	waitFor(t, "digests to match", func() bool {
-		da, _ := a.Digest(SpaceRef{Space: sp.ID})
-		db, _ := b.Digest(SpaceRef{Space: sp.ID})
+		da, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+		db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
 		return da == db
 	})
 	st := a.Status()
@@ -155,7 +156,7 @@ func partitionHeal(t *testing.T, hints bool) {
 	officers := []*Agent{A, B, C, D}
 	put := func(a *Agent, rec, field, val string) {
 		t.Helper()
-		if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: rec, Fields: []FieldValue{{Name: field, Value: val}}}); err != nil {
+		if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: field, Value: val}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,7 +164,7 @@ func partitionHeal(t *testing.T, hints bool) {
 	put(A, "p1", "name", "أمينة")
 	for _, o := range officers {
 		waitFor(t, o.ks.Officer+" to read p1", func() bool {
-			r, err := o.GetRecord(RecordRef{Space: sp.ID, Record: "p1"})
+			r, err := o.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
 			return err == nil && r.Fields["name"].Value == "أمينة"
 		})
 	}
@@ -174,12 +175,12 @@ func partitionHeal(t *testing.T, hints bool) {
 	put(D, "p3", "phone", "+7 700 000")
 	faults.heal()
 	converged := func() bool {
-		d0, err := A.Digest(SpaceRef{Space: sp.ID})
+		d0, err := A.Digest(api.SpaceRef{Space: sp.ID})
 		if err != nil {
 			return false
 		}
 		for _, a := range agents[1:] {
-			d, err := a.Digest(SpaceRef{Space: sp.ID})
+			d, err := a.Digest(api.SpaceRef{Space: sp.ID})
 			if err != nil || d.Envelopes != d0.Envelopes || (a != R && d.Digest != d0.Digest) {
 				return false
 			}
@@ -187,9 +188,9 @@ func partitionHeal(t *testing.T, hints bool) {
 		return true
 	}
 	waitFor(t, "all five to converge", converged)
-	var want []Conflict
+	var want []api.Conflict
 	for i, o := range officers {
-		c, err := o.ConflictsList(ConflictsListRequest{Space: sp.ID})
+		c, err := o.ConflictsList(api.ConflictsListRequest{Space: sp.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,11 +206,11 @@ func partitionHeal(t *testing.T, hints bool) {
 		}
 	}
 	// The relay holds every envelope but no key, and no share was wrapped to it.
-	rd, _ := R.Digest(SpaceRef{Space: sp.ID})
+	rd, _ := R.Digest(api.SpaceRef{Space: sp.ID})
 	if rd.Digest != "" {
 		t.Fatalf("relay computed a state digest: it holds a key")
 	}
-	if _, err := R.GetRecord(RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+	if _, err := R.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
 		t.Fatal("relay can read a record")
 	}
 	assertNoShareTo(t, A, sp.ID, R.DeviceID())
@@ -288,7 +289,7 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 	cfgB.Join = []string{R.SyncAddr()}
 	heldBy := func(r *runningAgent, space string, n int) func() bool {
 		return func() bool {
-			d, err := r.Digest(SpaceRef{Space: space})
+			d, err := r.Digest(api.SpaceRef{Space: space})
 			return err == nil && d.Count >= n
 		}
 	}
@@ -298,7 +299,7 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := A.PutFields(RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []FieldValue{{Name: "note", Value: "secret " + canary}}}); err != nil {
+	if _, err := A.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []api.FieldValue{{Name: "note", Value: "secret " + canary}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the relay to hold A's envelopes", heldBy(R, sp.ID, 3))
@@ -320,10 +321,10 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 
 	B = startStoppable(t, cfgB)
 	waitFor(t, "B to read A's record", func() bool {
-		r, err := B.GetRecord(RecordRef{Space: sp.ID, Record: "p-" + canary})
+		r, err := B.GetRecord(api.RecordRef{Space: sp.ID, Record: "p-" + canary})
 		return err == nil && r.Fields["note"].Value == "secret "+canary
 	})
-	if _, err := B.PutFields(RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []FieldValue{{Name: "reply", Value: "seen " + canary}}}); err != nil {
+	if _, err := B.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p-" + canary, Fields: []api.FieldValue{{Name: "reply", Value: "seen " + canary}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the relay to hold B's reply", func() bool {
@@ -334,7 +335,7 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 
 	A = startStoppable(t, cfgA)
 	waitFor(t, "A to read B's reply", func() bool {
-		r, err := A.GetRecord(RecordRef{Space: sp.ID, Record: "p-" + canary})
+		r, err := A.GetRecord(api.RecordRef{Space: sp.ID, Record: "p-" + canary})
 		return err == nil && r.Fields["reply"].Value == "seen "+canary
 	})
 	assertNoShareTo(t, A.Agent, sp.ID, R.DeviceID())
@@ -366,7 +367,7 @@ func TestCatchUpManyChanges(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < n; i += 16 {
-				if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%05d", i), Fields: []FieldValue{{Name: "f", Value: fmt.Sprint(i)}}}); err != nil {
+				if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%05d", i), Fields: []api.FieldValue{{Name: "f", Value: fmt.Sprint(i)}}}); err != nil {
 					errs <- err
 					return
 				}
@@ -382,21 +383,21 @@ func TestCatchUpManyChanges(t *testing.T) {
 	for i := range big {
 		big[i] = byte('a' + i%26)
 	}
-	if _, err := a.PutFields(RecordPutRequest{Space: sp.ID, Record: "big", Fields: []FieldValue{{Name: "scan", Value: string(big)}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "big", Fields: []api.FieldValue{{Name: "scan", Value: string(big)}}}); err != nil {
 		t.Fatal(err)
 	}
 	cfgB.Join = []string{a.SyncAddr()}
 	b := startSyncAgent(t, cfgB)
 	waitFor(t, "b to catch up", func() bool {
-		da, _ := a.Digest(SpaceRef{Space: sp.ID})
-		db, _ := b.Digest(SpaceRef{Space: sp.ID})
+		da, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+		db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
 		return da.Digest != "" && da == db
 	})
-	r, err := b.GetRecord(RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%05d", n-1)})
+	r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%05d", n-1)})
 	if err != nil || r.Fields["f"].Value != fmt.Sprint(n-1) {
 		t.Fatalf("b's copy: %v %+v", err, r.Fields)
 	}
-	r, err = b.GetRecord(RecordRef{Space: sp.ID, Record: "big"})
+	r, err = b.GetRecord(api.RecordRef{Space: sp.ID, Record: "big"})
 	if err != nil || r.Fields["scan"].Value != string(big) {
 		t.Fatalf("20 MiB value did not arrive intact: %v", err)
 	}
@@ -419,7 +420,7 @@ func TestLostEnvelopeFetchedAgain(t *testing.T) {
 	a := openTestAgent(t, cfgA)
 	sp, _ := a.CreateSpace("case", nil)
 	for i := 0; i < 5; i++ {
-		a.PutFields(RecordPutRequest{Space: sp.ID, Record: fmt.Sprint("r", i), Fields: []FieldValue{{Name: "f", Value: "v"}}})
+		a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprint("r", i), Fields: []api.FieldValue{{Name: "f", Value: "v"}}})
 	}
 	b := openTestAgent(t, cfgB)
 	transfer(t, b, a)
@@ -430,7 +431,7 @@ func TestLostEnvelopeFetchedAgain(t *testing.T) {
 	if errs := a.db.kv.CommitGroups([][]kvEntry{{{Key: lost, Del: true}}}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	want, _ := b.Digest(SpaceRef{Space: sp.ID})
+	want, _ := b.Digest(api.SpaceRef{Space: sp.ID})
 	a.Close()
 	b.Close()
 
@@ -441,7 +442,7 @@ func TestLostEnvelopeFetchedAgain(t *testing.T) {
 	cfgB.Join = []string{a.SyncAddr()}
 	startSyncAgent(t, cfgB)
 	waitFor(t, "the lost envelope to come back", func() bool { return len(a.Status().Missing) == 0 })
-	got, _ := a.Digest(SpaceRef{Space: sp.ID})
+	got, _ := a.Digest(api.SpaceRef{Space: sp.ID})
 	if got.Envelopes != want.Envelopes {
 		t.Fatalf("envelopes differ after restore: %+v vs %+v", got, want)
 	}

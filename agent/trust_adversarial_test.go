@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 )
@@ -157,22 +158,22 @@ func advLastChangeEpoch(t testing.TB, a *Agent, space crypto.SpaceID, author cry
 
 func advPut(t testing.TB, a *Agent, space, record, value string) {
 	t.Helper()
-	if _, err := a.PutFields(RecordPutRequest{Space: space, Record: record, Fields: []FieldValue{{Name: "v", Value: value}}}); err != nil {
+	if _, err := a.PutFields(api.RecordPutRequest{Space: space, Record: record, Fields: []api.FieldValue{{Name: "v", Value: value}}}); err != nil {
 		t.Fatalf("put %s on %s: %v", record, a.dev, err)
 	}
 }
 
 func advValue(a *Agent, space, record string) (string, error) {
-	r, err := a.GetRecord(RecordRef{Space: space, Record: record})
+	r, err := a.GetRecord(api.RecordRef{Space: space, Record: record})
 	if err != nil {
 		return "", err
 	}
 	return r.Fields["v"].Value, nil
 }
 
-func advDigest(t testing.TB, a *Agent, space string) Digest {
+func advDigest(t testing.TB, a *Agent, space string) api.Digest {
 	t.Helper()
-	d, err := a.Digest(SpaceRef{Space: space})
+	d, err := a.Digest(api.SpaceRef{Space: space})
 	if err != nil {
 		t.Fatalf("digest: %v", err)
 	}
@@ -280,7 +281,7 @@ func TestAdvReleaseListConverges(t *testing.T) {
 	// Offline, at once.
 	change := func(a *Agent, bureau string, release bool) {
 		t.Helper()
-		if _, err := a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: bureau}, release); err != nil {
+		if _, err := a.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: bureau}, release); err != nil {
 			t.Fatalf("change release (%s, %v): %v", bureau, release, err)
 		}
 	}
@@ -405,9 +406,9 @@ func advIngestUpTo(t testing.TB, from, to *Agent, space crypto.SpaceID, author c
 	}
 }
 
-func advSameDigests(t testing.TB, space string, agents ...*Agent) Digest {
+func advSameDigests(t testing.TB, space string, agents ...*Agent) api.Digest {
 	t.Helper()
-	var ref Digest
+	var ref api.Digest
 	for i, a := range agents {
 		d := advDigest(t, a, space)
 		if a.cfg.Relay {
@@ -692,7 +693,7 @@ func TestAdvRevokedDevicesEpochStaysReadable(t *testing.T) {
 	advPut(t, a, sp.ID, "a0", "first")
 	advSettle(t, a, b, y, c)
 	cut := advStateOfHead(t, c, id, c.dev)
-	if _, err := c.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := c.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 	ecRot := advStateOf(t, c, id).current
@@ -928,10 +929,10 @@ func TestAdvConcurrentRotationSameMillisecond(t *testing.T) {
 	c.clock.Last = crdt.UnpackTimestamp(last)
 	c.writeMu.Unlock()
 	b.writeMu.Unlock()
-	if _, err := b.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := b.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "TJK"}, false); err != nil {
+	if _, err := c.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "TJK"}, false); err != nil {
 		t.Fatal(err)
 	}
 	advSettle(t, a, b, c)
@@ -1038,7 +1039,7 @@ func TestAdvHostileRoutingAndShares(t *testing.T) {
 		}
 	}
 	// The owner then withdraws KAZ for real; the next owner record supersedes the bogus one.
-	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := o1.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1248,7 +1249,7 @@ func TestAdvRotationWhenHolderUnknown(t *testing.T) {
 	}
 	e1 := advStateOf(t, o2, id).current
 	advEnvelopes(t, o2, o3, id, o2) // o3: o2's share to k, not k's certificate
-	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := o1.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 	// o3 learns of the withdrawal, but o1's new epoch was not wrapped to it
@@ -1415,16 +1416,16 @@ func TestAdvReleaseRulesAndRevocationPlan(t *testing.T) {
 		{k, "OMN", true, ErrForbidden},
 		{o2, "OMN", false, ErrBadRequest},
 	} {
-		if _, err := c.a.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: c.bureau}, c.release); !errors.Is(err, c.want) {
+		if _, err := c.a.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: c.bureau}, c.release); !errors.Is(err, c.want) {
 			t.Fatalf("change release by %s (%s, %v): %v, want %v", c.a.dev, c.bureau, c.release, err, c.want)
 		}
 	}
-	if _, err := o1.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
+	if _, err := o1.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
 	advSettle(t, o1, o2, k, relay)
 	advPut(t, o2, sp.ID, "while-out", "withdrawn")
-	if _, err := o2.ChangeRelease(SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, true); err != nil {
+	if _, err := o2.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, true); err != nil {
 		t.Fatal(err)
 	}
 	advPut(t, o1, sp.ID, "back", "released again") // o1 has not seen the re-release yet
@@ -1442,21 +1443,21 @@ func TestAdvReleaseRulesAndRevocationPlan(t *testing.T) {
 
 	// The revocation plan for o2, made on o1.
 	o2seq := advStateOfHead(t, o1, id, o2.dev)
-	plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String()[:8]})
+	plan, err := o1.PrepareRevocation(api.RevokePrepareRequest{Device: o2.dev.String()[:8]})
 	if err != nil || plan.Cutoffs[sp.ID] != o2seq || plan.DefaultCutoff != 0 || plan.Bureau != omn.b.Public().Fingerprint() {
 		t.Fatalf("plan %+v, %v; want %s:%d", plan, err, sp.ID, o2seq)
 	}
-	if plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0"}}); err != nil || len(plan.Cutoffs) != 0 || plan.DefaultCutoff != 0 {
+	if plan, err := o1.PrepareRevocation(api.RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0"}}); err != nil || len(plan.Cutoffs) != 0 || plan.DefaultCutoff != 0 {
 		t.Fatalf("'*:0' plan %+v, %v", plan, err)
 	}
-	if plan, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0", sp.ID[:8] + ":2"}}); err != nil || plan.Cutoffs[sp.ID] != 2 {
+	if plan, err := o1.PrepareRevocation(api.RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{"*:0", sp.ID[:8] + ":2"}}); err != nil || plan.Cutoffs[sp.ID] != 2 {
 		t.Fatalf("explicit plan %+v, %v", plan, err)
 	}
-	if _, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o1.dev.String()}); !errors.Is(err, ErrBadRequest) {
+	if _, err := o1.PrepareRevocation(api.RevokePrepareRequest{Device: o1.dev.String()}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("own device: %v", err)
 	}
 	for _, bad := range []string{"nocolon", sp.ID + ":x", ":3"} {
-		if _, err := o1.PrepareRevocation(RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{bad}}); !errors.Is(err, ErrBadRequest) {
+		if _, err := o1.PrepareRevocation(api.RevokePrepareRequest{Device: o2.dev.String(), Cutoffs: []string{bad}}); !errors.Is(err, ErrBadRequest) {
 			t.Fatalf("cut-off %q: %v", bad, err)
 		}
 	}

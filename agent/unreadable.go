@@ -3,6 +3,7 @@ package agent
 import (
 	"slices"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -38,8 +39,8 @@ func (a *Agent) unreadableIn(space crypto.SpaceID) (n int, authors []string, wai
 // unreadable is, for every space with envelopes this device cannot open
 // yet, how many and from whom (Status; docs/api.md). A space whose count
 // cannot be read is left out (the store's error shows elsewhere).
-func (a *Agent) unreadable() []UnreadableSpace {
-	out := []UnreadableSpace{}
+func (a *Agent) unreadable() []api.UnreadableSpace {
+	out := []api.UnreadableSpace{}
 	if a.cfg.Relay {
 		return out
 	}
@@ -51,7 +52,7 @@ func (a *Agent) unreadable() []UnreadableSpace {
 		if authors == nil {
 			authors = []string{}
 		}
-		out = append(out, UnreadableSpace{Space: id.String(), Envelopes: n, Authors: authors, Waiting: waiting})
+		out = append(out, api.UnreadableSpace{Space: id.String(), Envelopes: n, Authors: authors, Waiting: waiting})
 	}
 	return out
 }

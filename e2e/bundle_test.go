@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/bench/w1"
 	"fieldsync/bench/w1agent"
 	"fieldsync/internal/harness"
@@ -51,9 +52,9 @@ func carryFile(t testing.TB, ctx context.Context, cl *harness.Cluster, from, to 
 	return res
 }
 
-func cliDigest(t testing.TB, ctx context.Context, cl *harness.Cluster, n *harness.Node, space string) agent.Digest {
+func cliDigest(t testing.TB, ctx context.Context, cl *harness.Cluster, n *harness.Node, space string) api.Digest {
 	t.Helper()
-	var d agent.Digest
+	var d api.Digest
 	if err := cl.CLIJSON(ctx, n.Dir, &d, "space", "digest", space); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestBundleSneakernet(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	var sp agent.Space
+	var sp api.Space
 	if err := cl.CLIJSON(ctx, a.Dir, &sp, "space", "create", "قضية"); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestBundleSneakernet(t *testing.T) {
 	if da != db {
 		t.Fatalf("not converged:\na %+v\nb %+v", da, db)
 	}
-	var rec agent.Record
+	var rec api.Record
 	if err := cl.CLIJSON(ctx, b.Dir, &rec, "record", "get", sp.ID, "r1"); err != nil {
 		t.Fatal(err)
 	}
@@ -144,11 +145,11 @@ func TestBundleSneakernet(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), `"code":"refused"`) {
 			t.Fatalf("byte %d of %d flipped: %v", pos, len(data), err)
 		}
-		var spaces []agent.Space
+		var spaces []api.Space
 		if err := cl.CLIJSON(ctx, c.Dir, &spaces, "space", "list"); err != nil {
 			t.Fatal(err)
 		}
-		var st agent.Status
+		var st api.Status
 		if err := cl.CLIJSON(ctx, c.Dir, &st, "status"); err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +190,7 @@ func TestBundleUntrustedExporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	isolated(t, ctx, kcl, k)
-	var sp agent.Space
+	var sp api.Space
 	if err := kcl.CLIJSON(ctx, k.Dir, &sp, "space", "create", "kaz case"); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), "which this device does not trust") {
 		t.Fatalf("untrusted exporter: %v", err)
 	}
-	var spaces []agent.Space
+	var spaces []api.Space
 	if err := cl.CLIJSON(ctx, a.Dir, &spaces, "space", "list"); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	}
 	isolated(t, ctx, kcl, k)
 
-	var sp agent.Space
+	var sp api.Space
 	if err := cl.CLIJSON(ctx, a.Dir, &sp, "space", "create", "--release-to", "KAZ", "shared"); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	// profile) in the space, and passes the revocation to B; A, the
 	// exporter, has not heard of it and still holds C's seqs 2 and 3.
 	carryFile(t, ctx, cl, c, d, "c-to-d")
-	var cst agent.Status
+	var cst api.Status
 	if err := cl.CLIJSON(ctx, c.Dir, &cst, "status"); err != nil {
 		t.Fatal(err)
 	}
@@ -323,18 +324,18 @@ func TestBundleSkipsRevokedAndUnknown(t *testing.T) {
 	if !revoked || res.Added == 0 {
 		t.Fatalf("import on b: %+v", res)
 	}
-	var krec agent.Record
+	var krec api.Record
 	if err := cl.CLIJSON(ctx, b.Dir, &krec, "record", "get", sp.ID, "k1"); err != nil || krec.Fields["name"].Value != "from K" {
 		t.Fatalf("b reads K's record (scoped trust): %+v, %v", krec, err)
 	}
-	var rec agent.Record
+	var rec api.Record
 	if err := cl.CLIJSON(ctx, b.Dir, &rec, "record", "get", sp.ID, "r1"); err != nil || rec.Fields["name"].Value != "from A" {
 		t.Fatalf("b reads A's record: %+v, %v", rec, err)
 	}
 	if _, err := cl.CLI(ctx, b.Dir, "record", "get", sp.ID, "c1"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("b holds the revoked author's change: %v", err)
 	}
-	var bst agent.Status
+	var bst api.Status
 	if err := cl.CLIJSON(ctx, b.Dir, &bst, "status"); err != nil {
 		t.Fatal(err)
 	}
@@ -386,16 +387,16 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	}
 	w := w1.Generate(size)
 	ca, cb := na.Client(), nb.Client()
-	sp, err := ca.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "w1"})
+	sp, err := ca.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "w1"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	err = w1agent.Parallel(len(w.Initial), func(i int) error {
-		fields := make([]agent.FieldValue, len(w1.Fields))
+		fields := make([]api.FieldValue, len(w1.Fields))
 		for f, name := range w1.Fields {
-			fields[f] = agent.FieldValue{Name: name, Value: w.Initial[i][f]}
+			fields[f] = api.FieldValue{Name: name, Value: w.Initial[i][f]}
 		}
-		_, err := ca.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: w1.RecordID(i), Fields: fields})
+		_, err := ca.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: w1.RecordID(i), Fields: fields})
 		return err
 	}, func(i int) int { return i })
 	if err != nil {
@@ -412,17 +413,17 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	move := func(name string, from, to *harness.Node) {
 		want := filepath.Join(cl.Root, name+".fsw")
 		out := filepath.Join(cl.Root, name+".fsb")
-		if _, err := to.Client().BundleWant(ctx, agent.BundleWantRequest{Out: want}); err != nil {
+		if _, err := agent.BundleWant(ctx, to.Client(), agent.BundleWantRequest{Out: want}); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		exp, err := from.Client().BundleExport(ctx, agent.BundleExportRequest{Want: want, Out: out}, nil)
+		exp, err := agent.BundleExport(ctx, from.Client(), agent.BundleExportRequest{Want: want, Out: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		te := time.Since(t0)
 		t0 = time.Now()
-		imp, err := to.Client().BundleImport(ctx, agent.BundleImportRequest{File: out}, nil)
+		imp, err := agent.BundleImport(ctx, to.Client(), agent.BundleImportRequest{File: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -437,13 +438,13 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	// Offline phase: each side writes its updates alone.
 	pair := func(p w1.Pick) int { return p.Record*len(w1.Fields) + p.Field }
 	for _, side := range []struct {
-		c     *agent.Client
+		c     *api.Client
 		picks []w1.Pick
 	}{{ca, w.A}, {cb, w.B}} {
 		err := w1agent.Parallel(len(side.picks), func(i int) error {
 			p := side.picks[i]
-			_, err := side.c.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: w1.RecordID(p.Record),
-				Fields: []agent.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
+			_, err := side.c.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: w1.RecordID(p.Record),
+				Fields: []api.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
 			return err
 		}, func(i int) int { return pair(side.picks[i]) })
 		if err != nil {
@@ -453,12 +454,12 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	move("delta A->B", na, nb)
 	move("delta B->A", nb, na)
 	b.StopTimer()
-	da, _ := ca.SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
-	db, _ := cb.SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	da, _ := ca.SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
+	db, _ := cb.SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 	if da != db {
 		b.Fatalf("not converged: %+v %+v", da, db)
 	}
-	conflicts, err := ca.ConflictsList(ctx, agent.ConflictsListRequest{Space: sp.ID})
+	conflicts, err := ca.ConflictsList(ctx, api.ConflictsListRequest{Space: sp.ID})
 	if err != nil {
 		b.Fatal(err)
 	}

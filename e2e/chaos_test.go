@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/e2e/checker"
 	"fieldsync/internal/harness"
 )
@@ -566,14 +567,14 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 		if err != nil {
 			return err
 		}
-		var st agent.Status
+		var st api.Status
 		if err := json.Unmarshal([]byte(raw), &st); err != nil {
 			return err
 		}
 		r.ids[n.Name], r.setupStatus[n.Name] = st.Device.ID, []byte(raw)
 	}
 	first := r.nodes[1]
-	var sp agent.Space
+	var sp api.Space
 	create := []string{"space", "create", "chaos"}
 	if *chaosTrust {
 		create = []string{"space", "create", "--release-to", chaosOther, "chaos"}
@@ -587,7 +588,7 @@ func (r *chaosRun) setup(ctx context.Context, agents int) error {
 	}
 	_, err := harness.WaitUntil(ctx, 2*time.Minute, "every officer to read the space", func() (bool, error) {
 		for _, n := range r.nodes[1:] {
-			var rec agent.Record
+			var rec api.Record
 			if err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", sp.ID, "setup"); err != nil {
 				return false, err
 			}
@@ -613,9 +614,9 @@ func (r *chaosRun) probeInjector(ctx context.Context) error {
 		return err
 	}
 	seen := func() (bool, error) {
-		var rec agent.Record
+		var rec api.Record
 		err := r.cl.CLIJSON(ctx, o2.Dir, &rec, "record", "get", r.space, "probe")
-		if err != nil && strings.Contains(err.Error(), agent.CodeNotFound) {
+		if err != nil && strings.Contains(err.Error(), api.CodeNotFound) {
 			return false, nil
 		}
 		return rec.Fields["cut"].Value == "yes", err
@@ -673,7 +674,7 @@ type opKind struct {
 	name   string
 	weight int
 	args   func(r *chaosRun, cs *clientState, op *checker.Op, k int) []string
-	ack    func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record)
+	ack    func(r *chaosRun, cs *clientState, op *checker.Op, rec api.Record)
 }
 
 // The op kinds, as `history` names them.
@@ -699,7 +700,7 @@ var opKinds = []opKind{
 			op.Value = fmt.Sprintf("c%d-op%d", cs.ci, k)
 			return []string{"note", "add", r.space, op.Record, op.Value}
 		},
-		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec api.Record) {
 			for _, n := range rec.Notes {
 				if n.Text == op.Value {
 					op.Dot = n.ID
@@ -717,9 +718,9 @@ var opKinds = []opKind{
 			// choice then depends on the state, not on the seed alone).
 			x := cs.rng.IntN(1 << 20) // drawn always: the client's later choices stay the seed's
 			lctx, cancel := context.WithTimeout(context.Background(), chaosOpTimeout)
-			var rows []agent.Conflict
+			var rows []api.Conflict
 			if r.cl.CLIJSON(lctx, cs.node.Dir, &rows, "conflicts", "list", r.space) == nil {
-				rows = slices.DeleteFunc(rows, func(c agent.Conflict) bool { return c.Field == "" || c.Record == "h0" })
+				rows = slices.DeleteFunc(rows, func(c api.Conflict) bool { return c.Field == "" || c.Record == "h0" })
 				if len(rows) > 0 {
 					c := rows[x%len(rows)]
 					op.Record, op.Field = c.Record, c.Field
@@ -733,7 +734,7 @@ var opKinds = []opKind{
 			op.Value = fmt.Sprintf("c%d-op%d", cs.ci, k)
 			return []string{"resolve", "--value", op.Value, "--reason", op.Reason, r.space, op.Record, op.Field}
 		},
-		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+		ack: func(r *chaosRun, cs *clientState, op *checker.Op, rec api.Record) {
 			if op.Pick == 0 {
 				ackSibling(r, cs, op, rec)
 			}
@@ -741,7 +742,7 @@ var opKinds = []opKind{
 }
 
 // ackSibling reads the dot of a register write from its acknowledgement.
-func ackSibling(r *chaosRun, cs *clientState, op *checker.Op, rec agent.Record) {
+func ackSibling(r *chaosRun, cs *clientState, op *checker.Op, rec api.Record) {
 	for _, s := range rec.Fields[op.Field].Siblings {
 		if s.Value == op.Value {
 			op.Dot = s.Dot
@@ -807,7 +808,7 @@ func (r *chaosRun) runOp(n *harness.Node, op *checker.Op, kind opKind, cs *clien
 	switch {
 	case err == nil:
 		op.Outcome = checker.OK
-		var got agent.Record
+		var got api.Record
 		if kind.ack != nil && json.Unmarshal([]byte(out), &got) == nil {
 			kind.ack(r, cs, op, got)
 		}
@@ -822,7 +823,7 @@ func (r *chaosRun) runOp(n *harness.Node, op *checker.Op, kind opKind, cs *clien
 			op.Outcome = checker.Failed
 		} else if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
 			switch m[1] {
-			case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeTooLarge, agent.CodeConflict, "usage":
+			case "agent_not_running", api.CodeBadRequest, api.CodeNotFound, api.CodeForbidden, api.CodeTooLarge, api.CodeConflict, "usage":
 				op.Outcome = checker.Failed // refused before anything was written
 			}
 		}
@@ -1296,10 +1297,10 @@ func (r *chaosRun) cleanup() {
 }
 
 // digests reads `space digest --json` on the given agents (relay first).
-func (r *chaosRun) digests(ctx context.Context, nodes []*harness.Node) ([]agent.Digest, error) {
-	var out []agent.Digest
+func (r *chaosRun) digests(ctx context.Context, nodes []*harness.Node) ([]api.Digest, error) {
+	var out []api.Digest
 	for _, n := range nodes {
-		var d agent.Digest
+		var d api.Digest
 		if err := r.cl.CLIJSON(ctx, n.Dir, &d, "space", "digest", r.space); err != nil {
 			return nil, err
 		}
@@ -1308,7 +1309,7 @@ func (r *chaosRun) digests(ctx context.Context, nodes []*harness.Node) ([]agent.
 	return out, nil
 }
 
-func (r *chaosRun) same(nodes []*harness.Node, ds []agent.Digest) bool {
+func (r *chaosRun) same(nodes []*harness.Node, ds []api.Digest) bool {
 	for i, d := range ds {
 		if d.Envelopes != ds[0].Envelopes || (!nodes[i].Relay && d.Digest != ds[1].Digest) {
 			return false
@@ -1341,7 +1342,7 @@ func (r *chaosRun) isDead(name string) bool {
 func (r *chaosRun) entitled(ctx context.Context) ([]*harness.Node, error) {
 	release := []string{chaosBureau}
 	if *chaosTrust {
-		var rows []agent.Space
+		var rows []api.Space
 		if err := r.cl.CLIJSON(ctx, r.nodes[1].Dir, &rows, "space", "list"); err != nil {
 			return nil, err
 		}
@@ -1361,7 +1362,7 @@ func (r *chaosRun) entitled(ctx context.Context) ([]*harness.Node, error) {
 }
 
 // judgedDigests reads the digests of the entitled agents, and remembers them.
-func (r *chaosRun) judgedDigests(ctx context.Context) ([]*harness.Node, []agent.Digest, error) {
+func (r *chaosRun) judgedDigests(ctx context.Context) ([]*harness.Node, []api.Digest, error) {
 	nodes, err := r.entitled(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -1377,7 +1378,7 @@ func (r *chaosRun) judgedDigests(ctx context.Context) ([]*harness.Node, []agent.
 func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duration, error) {
 	deadline := healed.Add(chaosConverge)
 	var took time.Duration
-	var last []agent.Digest
+	var last []api.Digest
 	for time.Now().Before(deadline) {
 		nodes, ds, err := r.judgedDigests(ctx)
 		if err == nil && r.same(nodes, ds) {
@@ -1544,11 +1545,11 @@ func (r *chaosRun) hostilePhases(ctx context.Context, seed int64) (checker.Hosti
 	}
 	if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, "every officer but o1 to show o1's withheld range as a gap", func() (bool, error) {
 		for _, o := range officers[1:] {
-			var st agent.Status
+			var st api.Status
 			if err := r.cl.CLIJSON(ctx, o.Dir, &st, "status"); err != nil {
 				return false, err
 			}
-			if !slices.ContainsFunc(st.Gaps, func(g agent.Gap) bool {
+			if !slices.ContainsFunc(st.Gaps, func(g api.Gap) bool {
 				return g.Space == h.Gap.Space && g.Author == h.Gap.Author && g.From == h.Gap.From && g.To == h.Gap.To
 			}) {
 				return false, fmt.Errorf("%s: gaps %v", o.Name, st.Gaps)
@@ -1659,7 +1660,7 @@ func (r *chaosRun) cliRaw(ctx context.Context, n *harness.Node, args ...string) 
 		if err == nil {
 			return []byte(out), nil
 		}
-		if m := errCodeRE.FindStringSubmatch(err.Error()); m != nil && m[1] == agent.CodeNotFound {
+		if m := errCodeRE.FindStringSubmatch(err.Error()); m != nil && m[1] == api.CodeNotFound {
 			return nil, nil
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -1785,7 +1786,7 @@ func (r *chaosRun) trustCLI(n *harness.Node, op *checker.Op, args ...string) str
 		op.Outcome, op.Error = checker.Unknown, err.Error()
 		if m := errCodeRE.FindStringSubmatch(op.Error); m != nil {
 			switch m[1] {
-			case "agent_not_running", agent.CodeBadRequest, agent.CodeNotFound, agent.CodeForbidden, agent.CodeConflict, "usage":
+			case "agent_not_running", api.CodeBadRequest, api.CodeNotFound, api.CodeForbidden, api.CodeConflict, "usage":
 				op.Outcome = checker.Failed
 			}
 		}
@@ -1836,7 +1837,7 @@ func (r *chaosRun) revoke(revoker, victim *harness.Node) string {
 	r.logOp(op)
 	note := fmt.Sprintf("revoke %s through %s: %s", victim.Name, revoker.Name, op.Outcome)
 	if op.Outcome == checker.OK {
-		var res agent.RevokeResult
+		var res api.RevokeResult
 		json.Unmarshal(op.Revoke, &res)
 		note += fmt.Sprintf(", cut-off %d", res.Cutoffs[r.space])
 	} else {
@@ -2104,7 +2105,7 @@ func dotSeq(dot string) (uint64, bool) {
 
 // spaceIDs lists the spaces `space list` shows on the node.
 func (r *chaosRun) spaceIDs(ctx context.Context, n *harness.Node) ([]string, error) {
-	var rows []agent.Space
+	var rows []api.Space
 	if err := r.cl.CLIJSON(ctx, n.Dir, &rows, "space", "list"); err != nil {
 		return nil, fmt.Errorf("%s: space list: %v", n.Name, err)
 	}
@@ -2158,7 +2159,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 			return rep, err
 		}
 		ctxBefore[n.Name] = p.ContextBytes
-		var st agent.Status
+		var st api.Status
 		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
 			return rep, err
 		}
@@ -2234,7 +2235,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 	// state, in which the victim's last write and the insider's honest
 	// write stand.
 	shows := func(n *harness.Node) (string, error) {
-		var rec agent.Record
+		var rec api.Record
 		if err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", r.space, chaosInsiderRecord); err != nil {
 			return "", err
 		}
@@ -2321,7 +2322,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 		if err := check(n, "after the phase"); err != nil {
 			return rep, err
 		}
-		var st agent.Status
+		var st api.Status
 		if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
 			return rep, err
 		}
@@ -2352,7 +2353,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 			return rep, err
 		}
 		if n == victim {
-			var st agent.Status
+			var st api.Status
 			if err := r.cl.CLIJSON(ctx, n.Dir, &st, "status"); err != nil {
 				return rep, err
 			}
@@ -2375,7 +2376,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 		if i == 0 {
 			rep.HistoryBytes = len(raw)
 		}
-		var hist []agent.HistoryEntry
+		var hist []api.HistoryEntry
 		if err := json.Unmarshal(raw, &hist); err != nil {
 			return rep, fmt.Errorf("%s: history: %v", o.Name, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -117,14 +118,14 @@ func TestMetricsDuringSync(t *testing.T) {
 	if err := cl.Start(ctx, r, "", a.Bind); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := a.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: metricsCanary + " space"})
+	sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: metricsCanary + " space"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	put := func(n *harness.Node, i int) {
 		t.Helper()
-		_, err := n.Client().RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("%s-record-%s-%d", metricsCanary, n.Name, i),
-			Fields: []agent.FieldValue{{Name: metricsCanary + "_field", Value: metricsCanary + " value " + n.Name}}})
+		_, err := n.Client().RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("%s-record-%s-%d", metricsCanary, n.Name, i),
+			Fields: []api.FieldValue{{Name: metricsCanary + "_field", Value: metricsCanary + " value " + n.Name}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +138,7 @@ func TestMetricsDuringSync(t *testing.T) {
 	}
 	// b writes once it holds the space (and its key).
 	if _, err := harness.WaitUntil(ctx, 2*time.Minute, "b to hold a's records", func() (bool, error) {
-		_, err := b.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: metricsCanary + "-record-a-19"})
+		_, err := b.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: metricsCanary + "-record-a-19"})
 		return err == nil, err
 	}); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -40,7 +40,7 @@ func TestKilledMidSyncResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := a.Client()
-	sp, err := ca.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "case"})
+	sp, err := ca.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "case"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestKilledMidSyncResumes(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < n; i += 16 {
-				if _, err := ca.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%04d", i), Fields: []agent.FieldValue{{Name: "f", Value: fmt.Sprint(i)}}}); err != nil {
+				if _, err := ca.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%04d", i), Fields: []api.FieldValue{{Name: "f", Value: fmt.Sprint(i)}}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -66,10 +66,10 @@ func TestKilledMidSyncResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill B once it holds some of the space but not all of it.
-	total, _ := ca.SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	total, _ := ca.SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 	var partial int
 	if _, err := harness.WaitUntil(ctx, time.Minute, "b to be part way", func() (bool, error) {
-		d, err := b.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+		d, err := b.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 		if err != nil {
 			return false, nil
 		}
@@ -90,12 +90,12 @@ func TestKilledMidSyncResumes(t *testing.T) {
 	}
 	// Converged compares the envelope-set hashes; the counts say the same
 	// in numbers (A wrote B's key share after B first joined).
-	da, _ := ca.SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
-	db, _ := b.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	da, _ := ca.SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
+	db, _ := b.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 	if db.Count != da.Count || db.Count < total.Count {
 		t.Fatalf("b holds %d envelopes, a %d (before b joined: %d)", db.Count, da.Count, total.Count)
 	}
-	r, err := b.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%04d", n-1)})
+	r, err := b.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: fmt.Sprintf("r%04d", n-1)})
 	if err != nil || r.Fields["f"].Value != fmt.Sprint(n-1) {
 		t.Fatalf("b's record: %v %+v", err, r.Fields)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 	"fieldsync/internal/harness"
 )
@@ -79,7 +80,7 @@ func (m *trustMesh) start(t *testing.T, n *harness.Node) {
 
 func mustRecord(t *testing.T, ctx context.Context, n *harness.Node, space, record, field, value string) {
 	t.Helper()
-	if _, err := n.Client().RecordPut(ctx, agent.RecordPutRequest{Space: space, Record: record, Fields: []agent.FieldValue{{Name: field, Value: value}}}); err != nil {
+	if _, err := n.Client().RecordPut(ctx, api.RecordPutRequest{Space: space, Record: record, Fields: []api.FieldValue{{Name: field, Value: value}}}); err != nil {
 		t.Fatalf("%s: record put %s: %v", n.Name, record, err)
 	}
 }
@@ -88,7 +89,7 @@ func mustRecord(t *testing.T, ctx context.Context, n *harness.Node, space, recor
 func waitValue(t *testing.T, ctx context.Context, n *harness.Node, space, record, field, value string) {
 	t.Helper()
 	if _, err := harness.WaitUntil(ctx, 90*time.Second, fmt.Sprintf("%s to read %s.%s", n.Name, record, field), func() (bool, error) {
-		r, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: space, Record: record})
+		r, err := n.Client().RecordGet(ctx, api.RecordRef{Space: space, Record: record})
 		if err != nil {
 			return false, nil
 		}
@@ -208,7 +209,7 @@ func TestReleaseToNamedBureaus(t *testing.T) {
 	}
 	m := newTrustMesh(t)
 	ctx := m.ctx
-	sp, err := m.omn.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "op-north", ReleaseTo: []string{"KAZ"}})
+	sp, err := m.omn.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "op-north", ReleaseTo: []string{"KAZ"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestReleaseToNamedBureaus(t *testing.T) {
 	for _, env := range envs {
 		tjk.Ingest(env) // in chain order per author: Envelopes scans (author, seq)
 	}
-	if _, err := tjk.GetRecord(agent.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+	if _, err := tjk.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
 		t.Fatal("TJK's device read a record of a space not released to its bureau")
 	}
 	for _, s := range tjk.ListSpaces() {
@@ -293,7 +294,7 @@ func TestLateEnrolmentAndWithdrawal(t *testing.T) {
 	}
 	m := newTrustMesh(t)
 	ctx := m.ctx
-	sp, err := m.omn.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "op-south", ReleaseTo: []string{"KAZ"}})
+	sp, err := m.omn.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "op-south", ReleaseTo: []string{"KAZ"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,10 +310,10 @@ func TestLateEnrolmentAndWithdrawal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only OMN's devices may change the release list.
-	if _, err := m.kaz.Client().SpaceWithdraw(ctx, agent.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}); err == nil {
+	if _, err := m.kaz.Client().SpaceWithdraw(ctx, api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}); err == nil {
 		t.Fatal("a KAZ device changed the release list of an OMN space")
 	}
-	after, err := m.omn.Client().SpaceWithdraw(ctx, agent.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"})
+	after, err := m.omn.Client().SpaceWithdraw(ctx, api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,22 +322,22 @@ func TestLateEnrolmentAndWithdrawal(t *testing.T) {
 	}
 	const canary = "CANARY-after-withdrawal-91c2"
 	mustRecord(t, ctx, m.omn, sp.ID, "late", "note", canary)
-	omnDigest, err := m.omn.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	omnDigest, err := m.omn.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := harness.WaitUntil(ctx, 90*time.Second, "the relay to hold OMN's new envelopes", func() (bool, error) {
-		d, err := m.relay.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+		d, err := m.relay.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 		return err == nil && d.Envelopes == omnDigest.Envelopes, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*harness.Node{m.kaz, kaz2} {
 		moreRounds(t, ctx, n, 3)
-		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
+		if _, err := n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
 			t.Fatalf("%s reads a record written after KAZ was withdrawn", n.Name)
 		}
-		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "r9"}); err != nil {
+		if _, err := n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "r9"}); err != nil {
 			t.Fatalf("%s lost what it held before the withdrawal: %v", n.Name, err)
 		}
 	}
@@ -376,7 +377,7 @@ func TestLateEnrolmentAndWithdrawal(t *testing.T) {
 	for _, env := range envs {
 		k2.Ingest(env)
 	}
-	if _, err := k2.GetRecord(agent.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
+	if _, err := k2.GetRecord(api.RecordRef{Space: sp.ID, Record: "late"}); err == nil {
 		t.Fatal("a KAZ device opened a change written after the withdrawal")
 	}
 	k2.Close()
@@ -433,7 +434,7 @@ func TestRevocation(t *testing.T) {
 	start(a1, relay)
 	start(a2, relay)
 	start(a3, relay)
-	sp, err := a1.Client().SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "case"})
+	sp, err := a1.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "case"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +461,7 @@ func TestRevocation(t *testing.T) {
 
 	start(relay)
 	start(a1, relay)
-	var res agent.RevokeResult
+	var res api.RevokeResult
 	if err := cl.CLIJSON(ctx, a1.Dir, &res, "revoke", "--bureau-key", cl.Bureau, a3ID.String()[:8]); err != nil {
 		t.Fatal(err)
 	}
@@ -468,9 +469,9 @@ func TestRevocation(t *testing.T) {
 		t.Fatalf("revoke result %+v", res)
 	}
 	mustRecord(t, ctx, a1, sp.ID, "after", "f", "written after the revocation")
-	a1Digest, _ := a1.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+	a1Digest, _ := a1.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 	if _, err := harness.WaitUntil(ctx, 90*time.Second, "the relay to hold a1's envelopes", func() (bool, error) {
-		d, err := relay.Client().SpaceDigest(ctx, agent.SpaceRef{Space: sp.ID})
+		d, err := relay.Client().SpaceDigest(ctx, api.SpaceRef{Space: sp.ID})
 		return err == nil && d.Envelopes == a1Digest.Envelopes, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -481,7 +482,7 @@ func TestRevocation(t *testing.T) {
 	}
 	carryFile(t, ctx, cl, a1, a4, "a1-to-a4")
 	waitValue(t, ctx, a4, sp.ID, "after", "f", "written after the revocation")
-	if _, err := a4.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k4"}); err == nil {
+	if _, err := a4.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "k4"}); err == nil {
 		t.Fatal("a4 kept the revoked device's change past the cut-off after importing the revocation")
 	}
 	waitValue(t, ctx, a4, sp.ID, "k3", "f", "kept 3")
@@ -492,7 +493,7 @@ func TestRevocation(t *testing.T) {
 	start(a2, relay)
 	waitValue(t, ctx, a2, sp.ID, "after", "f", "written after the revocation")
 	if _, err := harness.WaitUntil(ctx, 90*time.Second, "a2 to drop the change past the cut-off", func() (bool, error) {
-		_, err := a2.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k4"})
+		_, err := a2.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "k4"})
 		return err != nil, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -513,11 +514,11 @@ func TestRevocation(t *testing.T) {
 	moreRounds(t, ctx, a1, 3)
 	moreRounds(t, ctx, a2, 3)
 	for _, n := range []*harness.Node{a1, a2} {
-		if _, err := n.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "k5"}); err == nil {
+		if _, err := n.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "k5"}); err == nil {
 			t.Fatalf("%s accepted a change from the revoked device", n.Name)
 		}
 	}
-	if _, err := a3.Client().RecordGet(ctx, agent.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
+	if _, err := a3.Client().RecordGet(ctx, api.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
 		t.Fatal("the revoked device reads a change written after its revocation")
 	}
 	a1ID := deviceOf(t, ctx, a1)
@@ -549,7 +550,7 @@ func TestRevocation(t *testing.T) {
 	for _, env := range envs {
 		s3.Ingest(env)
 	}
-	if _, err := s3.GetRecord(agent.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
+	if _, err := s3.GetRecord(api.RecordRef{Space: sp.ID, Record: "after"}); err == nil {
 		t.Fatal("the revoked device opened a change written after its revocation")
 	}
 }

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/bench/w1"
 	"fieldsync/internal/harness"
 )
@@ -75,16 +75,16 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, err
 	}
 	ca := a.Client()
-	space, err := ca.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "w1"})
+	space, err := ca.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "w1"})
 	if err != nil {
 		return res, err
 	}
 	err = Parallel(len(w.Initial), func(i int) error {
-		fields := make([]agent.FieldValue, len(w1.Fields))
+		fields := make([]api.FieldValue, len(w1.Fields))
 		for f, name := range w1.Fields {
-			fields[f] = agent.FieldValue{Name: name, Value: w.Initial[i][f]}
+			fields[f] = api.FieldValue{Name: name, Value: w.Initial[i][f]}
 		}
-		_, err := ca.RecordPut(ctx, agent.RecordPutRequest{Space: space.ID, Record: w1.RecordID(i), Fields: fields})
+		_, err := ca.RecordPut(ctx, api.RecordPutRequest{Space: space.ID, Record: w1.RecordID(i), Fields: fields})
 		return err
 	}, func(i int) int { return i })
 	if err != nil {
@@ -111,11 +111,11 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	// Step 4: offline phase. Each side writes alone; updates to one
 	// (record, field) pair stay in generator order (one client per pair).
 	pairClient := func(p w1.Pick) int { return p.Record*len(w1.Fields) + p.Field }
-	update := func(c *agent.Client, picks []w1.Pick) error {
+	update := func(c *api.Client, picks []w1.Pick) error {
 		return Parallel(len(picks), func(i int) error {
 			p := picks[i]
-			_, err := c.RecordPut(ctx, agent.RecordPutRequest{Space: space.ID, Record: w1.RecordID(p.Record),
-				Fields: []agent.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
+			_, err := c.RecordPut(ctx, api.RecordPutRequest{Space: space.ID, Record: w1.RecordID(p.Record),
+				Fields: []api.FieldValue{{Name: w1.Fields[p.Field], Value: p.Value}}})
 			return err
 		}, func(i int) int { return pairClient(picks[i]) })
 	}
@@ -142,7 +142,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	if err := cl.Start(ctx, b, ""); err != nil {
 		return res, err
 	}
-	if d, err := b.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space.ID}); err == nil {
+	if d, err := b.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID}); err == nil {
 		before["b"] = d.Bytes
 	}
 	if err := update(b.Client(), w.B); err != nil {
@@ -167,7 +167,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	sb, _ = b.Client().Status(ctx)
 	res.DeltaBytesAB = int64(sa.Sync.BytesOut)
 	res.DeltaBytesBA = int64(sb.Sync.BytesOut)
-	da, _ := a.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space.ID})
+	da, _ := a.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID})
 	// Both sides now hold the same envelopes: the delta is what both wrote
 	// offline (each side held the same base before).
 	res.SealedBytes = da.Bytes - before["a"]
@@ -192,11 +192,11 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	return res, nil
 }
 
-func digestOf(ctx context.Context, cl *harness.Cluster, n *harness.Node, space string) (agent.Digest, error) {
+func digestOf(ctx context.Context, cl *harness.Cluster, n *harness.Node, space string) (api.Digest, error) {
 	if !n.Running() {
-		return agent.Digest{}, fmt.Errorf("%s not running", n.Name)
+		return api.Digest{}, fmt.Errorf("%s not running", n.Name)
 	}
-	return n.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space})
+	return n.Client().SpaceDigest(ctx, api.SpaceRef{Space: space})
 }
 
 // Parallel runs fn(0..n-1) on Clients goroutines; items with the same
@@ -224,8 +224,8 @@ func Parallel(n int, fn func(i int) error, key func(i int) int) error {
 	return <-errs
 }
 
-func checkConflicts(ctx context.Context, c *agent.Client, space string, w *w1.Workload) (int, bool, error) {
-	list, err := c.ConflictsList(ctx, agent.ConflictsListRequest{Space: space})
+func checkConflicts(ctx context.Context, c *api.Client, space string, w *w1.Workload) (int, bool, error) {
+	list, err := c.ConflictsList(ctx, api.ConflictsListRequest{Space: space})
 	if err != nil {
 		return 0, false, err
 	}

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -62,12 +62,12 @@ func Run(ctx context.Context, exe string, n, writes int, idle time.Duration, out
 		}
 	}
 	writer := nodes[0].Client()
-	sp, err := writer.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: "mesh"})
+	sp, err := writer.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "mesh"})
 	if err != nil {
 		return res, err
 	}
 	fmt.Fprintf(out, "W-mesh: %d agents up; waiting until every one holds the space key\n", n)
-	if _, err := writer.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: "warmup", Fields: []agent.FieldValue{{Name: "f", Value: "0"}}}); err != nil {
+	if _, err := writer.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: "warmup", Fields: []api.FieldValue{{Name: "f", Value: "0"}}}); err != nil {
 		return res, err
 	}
 	if _, err := waitAll(ctx, nodes, sp.ID, "warmup", "0", 5*time.Minute); err != nil {
@@ -76,7 +76,7 @@ func Run(ctx context.Context, exe string, n, writes int, idle time.Duration, out
 	var times []float64
 	for w := 0; w < writes; w++ {
 		val := fmt.Sprint("v", w)
-		if _, err := writer.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: "probe", Fields: []agent.FieldValue{{Name: "f", Value: val}}}); err != nil {
+		if _, err := writer.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: "probe", Fields: []api.FieldValue{{Name: "f", Value: val}}}); err != nil {
 			return res, err
 		}
 		d, err := waitAll(ctx, nodes, sp.ID, "probe", val, time.Minute)
@@ -137,7 +137,7 @@ func waitAll(ctx context.Context, nodes []*harness.Node, space, rec, value strin
 			defer wg.Done()
 			c := nd.Client()
 			for time.Since(t0) < limit {
-				r, err := c.RecordGet(ctx, agent.RecordRef{Space: space, Record: rec})
+				r, err := c.RecordGet(ctx, api.RecordRef{Space: space, Record: rec})
 				if err == nil && r.Fields["f"].Value == value {
 					mu.Lock()
 					last = max(last, time.Since(t0))

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 // Exit codes fixed by docs/design.md §8.
@@ -211,7 +212,7 @@ func withHint(err error, hint string) error {
 }
 
 func notFoundf(format string, args ...any) error {
-	return &exitError{code: exitNotFound, errCode: agent.CodeNotFound, err: fmt.Errorf(format, args...)}
+	return &exitError{code: exitNotFound, errCode: api.CodeNotFound, err: fmt.Errorf(format, args...)}
 }
 
 // run executes the CLI and returns the process exit code.
@@ -227,7 +228,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	code, errCode, hint := exitFailure, codeFailure, ""
 	var ee *exitError
-	var ae *agent.APIError
+	var ae *api.APIError
 	switch {
 	case errors.As(err, &ee):
 		code, hint = ee.code, ee.hint
@@ -240,7 +241,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	case errors.As(err, &ae):
 		code, errCode, hint = apiExitCode(ae.Code), ae.Code, ae.Hint
-	case errors.Is(err, agent.ErrAgentNotRunning):
+	case errors.Is(err, api.ErrAgentNotRunning):
 		errCode = codeNotRunning
 	default:
 		var ec cli.ExitCoder
@@ -249,7 +250,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			errCode = codeUsage
 		}
 	}
-	if errors.Is(err, agent.ErrAgentNotRunning) {
+	if errors.Is(err, api.ErrAgentNotRunning) {
 		errCode = codeNotRunning
 		if hint == "" {
 			hint = "start it with `fieldsync agent`"
@@ -260,7 +261,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	msg := strings.TrimSuffix(err.Error(), ".")
 	if jsonErrors {
-		b, _ := json.Marshal(agent.ErrorBody{Error: agent.ErrorDetail{Code: errCode, Message: msg, Hint: hint}})
+		b, _ := json.Marshal(api.ErrorBody{Error: api.ErrorDetail{Code: errCode, Message: msg, Hint: hint}})
 		fmt.Fprintf(stderr, "%s\n", b)
 		return code
 	}
@@ -276,7 +277,7 @@ func codeFor(exit int) string {
 	case exitUsage:
 		return codeUsage
 	case exitNotFound:
-		return agent.CodeNotFound
+		return api.CodeNotFound
 	}
 	return codeFailure
 }
@@ -284,9 +285,9 @@ func codeFor(exit int) string {
 // apiExitCode maps an API error code to an exit code (docs/design.md §8).
 func apiExitCode(code string) int {
 	switch code {
-	case agent.CodeNotFound:
+	case api.CodeNotFound:
 		return exitNotFound
-	case agent.CodeBadRequest, agent.CodeAmbiguous:
+	case api.CodeBadRequest, api.CodeAmbiguous:
 		return exitUsage
 	}
 	return exitFailure

@@ -7,19 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func TestAPIExitCodes(t *testing.T) {
 	cases := map[string]int{
-		agent.CodeNotFound:    exitNotFound,
-		agent.CodeBadRequest:  exitUsage,
-		agent.CodeAmbiguous:   exitUsage,
-		agent.CodeConflict:    exitFailure,
-		agent.CodeTooLarge:    exitFailure,
-		agent.CodeUnavailable: exitFailure,
-		agent.CodeInternal:    exitFailure,
-		"something_new":       exitFailure,
+		api.CodeNotFound:    exitNotFound,
+		api.CodeBadRequest:  exitUsage,
+		api.CodeAmbiguous:   exitUsage,
+		api.CodeConflict:    exitFailure,
+		api.CodeTooLarge:    exitFailure,
+		api.CodeUnavailable: exitFailure,
+		api.CodeInternal:    exitFailure,
+		"something_new":     exitFailure,
 	}
 	for code, want := range cases {
 		if got := apiExitCode(code); got != want {
@@ -61,7 +61,7 @@ func TestRunErrors(t *testing.T) {
 		t.Errorf("unknown flag: code %d, stderr %q", code, stderr)
 	}
 	code, _, stderr = runCLI("--json", "record", "get", "only-one")
-	var eb agent.ErrorBody
+	var eb api.ErrorBody
 	if code != exitUsage || json.Unmarshal([]byte(stderr), &eb) != nil || eb.Error.Code != codeUsage || eb.Error.Message == "" {
 		t.Errorf("--json missing argument: code %d, stderr %q", code, stderr)
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 // bundleCommand is `fieldsync bundle want|export|import`: sneakernet, the
@@ -73,7 +74,7 @@ func absIn(path, what string) (string, error) {
 		return "", fmt.Errorf("%s %s: %v", what, path, err)
 	}
 	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-		return "", &exitError{code: exitNotFound, errCode: agent.CodeNotFound, err: fmt.Errorf("%s %s: no such file", what, path)}
+		return "", &exitError{code: exitNotFound, errCode: api.CodeNotFound, err: fmt.Errorf("%s %s: no such file", what, path)}
 	} else if err != nil {
 		return "", fmt.Errorf("%s %s: %v", what, path, err)
 	}
@@ -92,7 +93,7 @@ func bundleWant(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.BundleWant(ctxOf(c), agent.BundleWantRequest{Out: out})
+	r, err := agent.BundleWant(ctxOf(c), cl, agent.BundleWantRequest{Out: out})
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func bundleExport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := cl.BundleExport(ctxOf(c), req, bar.update())
+	r, err := agent.BundleExport(ctxOf(c), cl, req, bar.update())
 	bar.finish()
 	if err != nil {
 		return err
@@ -163,12 +164,12 @@ func bundleImport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := cl.BundleImport(ctxOf(c), agent.BundleImportRequest{File: file}, bar.update())
+	r, err := agent.BundleImport(ctxOf(c), cl, agent.BundleImportRequest{File: file}, bar.update())
 	bar.finish()
 	if err != nil {
-		var ae *agent.APIError
-		if errors.As(err, &ae) && ae.Code == agent.CodeRefused {
-			return &exitError{code: exitFailure, errCode: agent.CodeRefused, err: err,
+		var ae *api.APIError
+		if errors.As(err, &ae) && ae.Code == api.CodeRefused {
+			return &exitError{code: exitFailure, errCode: api.CodeRefused, err: err,
 				hint: "ask the sender for a new bundle; nothing of this one was stored"}
 		}
 		return err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func conflictsCommand() *cli.Command {
@@ -30,12 +30,12 @@ func conflictsList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cs, err := cl.ConflictsList(ctxOf(c), agent.ConflictsListRequest{Space: ident(c.Args().First())})
+	cs, err := cl.ConflictsList(ctxOf(c), api.ConflictsListRequest{Space: ident(c.Args().First())})
 	if err != nil {
 		return err
 	}
 	if cs == nil {
-		cs = []agent.Conflict{}
+		cs = []api.Conflict{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, cs)
@@ -71,7 +71,7 @@ func conflictsShow(c *cli.Context) error {
 		return err
 	}
 	if cs.Fields == nil {
-		cs.Fields = []agent.ConflictField{}
+		cs.Fields = []api.ConflictField{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, cs)
@@ -87,7 +87,7 @@ func conflictsShow(c *cli.Context) error {
 
 // noteSkew names the authors of shown siblings whose clocks this device
 // saw running ahead by more than the drift limit (docs/design.md §3.4).
-func noteSkew(w io.Writer, cs agent.ConflictsShow, skewed []agent.Skew) {
+func noteSkew(w io.Writer, cs api.ConflictsShow, skewed []api.Skew) {
 	drift := map[string]int64{}
 	for _, s := range skewed {
 		drift[s.Author] = s.DriftMillis
@@ -103,7 +103,7 @@ func noteSkew(w io.Writer, cs agent.ConflictsShow, skewed []agent.Skew) {
 	}
 }
 
-func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {
+func writeConflictsShow(c *cli.Context, cs api.ConflictsShow) {
 	w := c.App.Writer
 	kv(w, "space", cs.Space, "record", cs.Record)
 	writeResolutions(w, cs.Resolved)
@@ -129,7 +129,7 @@ func writeConflictsShow(c *cli.Context, cs agent.ConflictsShow) {
 
 // writeResolutions prints who resolved which fields: the accountable trail
 // of resolutions across bureaus.
-func writeResolutions(w io.Writer, fields []agent.ResolvedField) {
+func writeResolutions(w io.Writer, fields []api.ResolvedField) {
 	for _, f := range fields {
 		for _, s := range f.Siblings {
 			fmt.Fprintf(w, "field %s resolved to %s: %s\n", escapeText(f.Field), shownValue(s.Value, s.ValueBase64), resolutionText(s))
@@ -137,7 +137,7 @@ func writeResolutions(w io.Writer, fields []agent.ResolvedField) {
 	}
 }
 
-func resolutionText(s agent.Sibling) string {
+func resolutionText(s api.Sibling) string {
 	txt := fmt.Sprintf("by %s, device %s, at %s, replacing %s", officerOf(s.Officer, s.Bureau), shortID(s.Author), s.HLC, strings.Join(s.Resolution.Resolves, ", "))
 	if s.Resolution.Reason != "" {
 		txt += fmt.Sprintf(" — reason: %s", escapeText(s.Resolution.Reason))

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/internal/harness"
 )
 
@@ -93,7 +93,7 @@ func runDemo(ctx context.Context, cl *harness.Cluster, out io.Writer) error {
 	}
 
 	step(out, "amina creates a case file and records a person and a vehicle")
-	var sp agent.Space
+	var sp api.Space
 	if err := cl.CLIJSON(ctx, amina.Dir, &sp, "space", "create", "Case 42 — قضية ٤٢"); err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runDemo(ctx context.Context, cl *harness.Cluster, out io.Writer) error {
 	}
 	took, err := harness.WaitUntil(ctx, time.Minute, "boris and chen to see p1", func() (bool, error) {
 		for _, n := range []*harness.Node{boris, chen} {
-			var r agent.Record
+			var r api.Record
 			if err := cl.CLIJSON(ctx, n.Dir, &r, "record", "get", sp.ID, "p1"); err != nil {
 				return false, err
 			}
@@ -157,7 +157,7 @@ func runDemo(ctx context.Context, cl *harness.Cluster, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var dg agent.Digest
+	var dg api.Digest
 	if err := cl.CLIJSON(ctx, amina.Dir, &dg, "space", "digest", sp.ID); err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func runDemo(ctx context.Context, cl *harness.Cluster, out io.Writer) error {
 		return err
 	}
 	fmt.Fprint(out, indent(show))
-	var r agent.Record
+	var r api.Record
 	if err := cl.CLIJSON(ctx, chen.Dir, &r, "record", "get", sp.ID, "p1"); err != nil {
 		return err
 	}

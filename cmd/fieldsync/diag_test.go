@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 // diagRun runs the fieldsync main in-process and returns its exit code and output.
@@ -69,10 +70,10 @@ func TestDiagBundle(t *testing.T) {
 		}
 	}
 	t.Cleanup(stop)
-	cl := agent.NewClient(cfg.Layout.Socket())
-	var sp agent.Space
+	cl := api.NewClient(cfg.Layout)
+	var sp api.Space
 	for i := 0; ; i++ {
-		if sp, err = cl.SpaceCreate(ctx, agent.SpaceCreateRequest{Name: canary + "-space"}); err == nil {
+		if sp, err = cl.SpaceCreate(ctx, api.SpaceCreateRequest{Name: canary + "-space"}); err == nil {
 			break
 		}
 		if i == 600 {
@@ -80,8 +81,8 @@ func TestDiagBundle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := cl.RecordPut(ctx, agent.RecordPutRequest{Space: sp.ID, Record: canary + "-record",
-		Fields: []agent.FieldValue{{Name: canary + "-field", Value: canary + "-value"}}}); err != nil {
+	if _, err := cl.RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: canary + "-record",
+		Fields: []api.FieldValue{{Name: canary + "-field", Value: canary + "-value"}}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -18,14 +18,15 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 type fakeRecord struct {
 	deleted bool
-	fields  map[string][]agent.Sibling
+	fields  map[string][]api.Sibling
 	sets    map[string][]string
-	notes   []agent.Note
-	history []agent.HistoryEntry
+	notes   []api.Note
+	history []api.HistoryEntry
 }
 
 type fakeAgent struct {
@@ -33,7 +34,7 @@ type fakeAgent struct {
 	device  string
 	officer string
 	seq     uint64
-	spaces  []agent.Space
+	spaces  []api.Space
 	records map[string]map[string]*fakeRecord // space ID -> record ID
 	lastReq map[string]json.RawMessage        // path -> last request body
 }
@@ -52,8 +53,8 @@ func (f *fakeAgent) hlc() string {
 	return fmt.Sprintf("2026-11-27T10:00:%02d.000Z", f.seq%60)
 }
 
-func (f *fakeAgent) space(ref string) (string, *agent.ErrorDetail) {
-	var hits []agent.Space
+func (f *fakeAgent) space(ref string) (string, *api.ErrorDetail) {
+	var hits []api.Space
 	for _, s := range f.spaces {
 		if s.ID == ref || s.Name == ref || (len(ref) >= 6 && strings.HasPrefix(s.ID, ref)) {
 			hits = append(hits, s)
@@ -61,7 +62,7 @@ func (f *fakeAgent) space(ref string) (string, *agent.ErrorDetail) {
 	}
 	switch len(hits) {
 	case 0:
-		return "", &agent.ErrorDetail{Code: agent.CodeNotFound, Message: "no space " + ref}
+		return "", &api.ErrorDetail{Code: api.CodeNotFound, Message: "no space " + ref}
 	case 1:
 		return hits[0].ID, nil
 	}
@@ -69,49 +70,49 @@ func (f *fakeAgent) space(ref string) (string, *agent.ErrorDetail) {
 	for _, h := range hits {
 		ids = append(ids, h.ID)
 	}
-	return "", &agent.ErrorDetail{Code: agent.CodeAmbiguous, Message: fmt.Sprintf("space %q is ambiguous: %s", ref, strings.Join(ids, ", "))}
+	return "", &api.ErrorDetail{Code: api.CodeAmbiguous, Message: fmt.Sprintf("space %q is ambiguous: %s", ref, strings.Join(ids, ", "))}
 }
 
-func (f *fakeAgent) record(space, id string) *agent.Record {
+func (f *fakeAgent) record(space, id string) *api.Record {
 	r := f.records[space][id]
-	out := &agent.Record{Space: space, ID: id, Deleted: r.deleted, Fields: map[string]agent.Field{}, Sets: map[string]agent.SetField{}, Notes: r.notes}
+	out := &api.Record{Space: space, ID: id, Deleted: r.deleted, Fields: map[string]api.Field{}, Sets: map[string]api.SetField{}, Notes: r.notes}
 	for n, sibs := range r.fields {
 		if len(sibs) == 0 {
 			continue
 		}
-		out.Fields[n] = agent.Field{Value: sibs[0].Value, Conflict: len(sibs) > 1, Siblings: sibs}
+		out.Fields[n] = api.Field{Value: sibs[0].Value, Conflict: len(sibs) > 1, Siblings: sibs}
 		if r.deleted {
 			out.DeleteConflict = true
 		}
 	}
 	for n, els := range r.sets {
-		out.Sets[n] = agent.SetField{Elements: els}
+		out.Sets[n] = api.SetField{Elements: els}
 	}
 	if out.Notes == nil {
-		out.Notes = []agent.Note{}
+		out.Notes = []api.Note{}
 	}
 	return out
 }
 
-func (f *fakeAgent) put(space, id, field, value, b64, officer, author string) agent.Sibling {
+func (f *fakeAgent) put(space, id, field, value, b64, officer, author string) api.Sibling {
 	rs := f.records[space]
 	if rs[id] == nil {
-		rs[id] = &fakeRecord{fields: map[string][]agent.Sibling{}, sets: map[string][]string{}}
+		rs[id] = &fakeRecord{fields: map[string][]api.Sibling{}, sets: map[string][]string{}}
 	}
 	f.seq++
-	s := agent.Sibling{Value: value, ValueBase64: b64, Author: author, Officer: officer,
+	s := api.Sibling{Value: value, ValueBase64: b64, Author: author, Officer: officer,
 		HLC: fmt.Sprintf("2026-11-27T10:00:%02d.000Z", f.seq%60), Dot: fmt.Sprintf("%s:%d", author, f.seq)}
 	return s
 }
 
 func (f *fakeAgent) handler() http.Handler {
 	mux := http.NewServeMux()
-	fail := func(w http.ResponseWriter, status int, d *agent.ErrorDetail) {
+	fail := func(w http.ResponseWriter, status int, d *api.ErrorDetail) {
 		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(agent.ErrorBody{Error: *d})
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: *d})
 	}
 	notFound := func(w http.ResponseWriter, msg string) {
-		fail(w, 404, &agent.ErrorDetail{Code: agent.CodeNotFound, Message: msg})
+		fail(w, 404, &api.ErrorDetail{Code: api.CodeNotFound, Message: msg})
 	}
 	ok := func(w http.ResponseWriter, v any) { json.NewEncoder(w).Encode(v) }
 	handle := func(path string, fn func(w http.ResponseWriter, body []byte)) {
@@ -119,7 +120,7 @@ func (f *fakeAgent) handler() http.Handler {
 			var body json.RawMessage
 			if r.Method == http.MethodPost {
 				if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-					fail(w, 400, &agent.ErrorDetail{Code: agent.CodeBadRequest, Message: err.Error()})
+					fail(w, 400, &api.ErrorDetail{Code: api.CodeBadRequest, Message: err.Error()})
 					return
 				}
 			}
@@ -130,7 +131,7 @@ func (f *fakeAgent) handler() http.Handler {
 		})
 	}
 	withRecord := func(w http.ResponseWriter, body []byte, fn func(space, id string, r *fakeRecord)) {
-		var ref agent.RecordRef
+		var ref api.RecordRef
 		json.Unmarshal(body, &ref)
 		sp, e := f.space(ref.Space)
 		if e != nil {
@@ -144,24 +145,24 @@ func (f *fakeAgent) handler() http.Handler {
 		}
 		fn(sp, ref.Record, r)
 	}
-	handle(agent.PathStatus, func(w http.ResponseWriter, _ []byte) {
-		ok(w, agent.Status{Device: agent.DeviceInfo{ID: f.device, Bureau: "OMN", Role: "officer", CertValidUntil: "2027-11-27T00:00:00Z"},
-			Peers: []agent.PeerInfo{}, Rejected: map[string]int{"signature": 1}, SkewedAuthors: []agent.Skew{}, Gaps: []agent.Gap{}, Forks: []agent.Fork{}})
+	handle(api.PathStatus, func(w http.ResponseWriter, _ []byte) {
+		ok(w, api.Status{Device: api.DeviceInfo{ID: f.device, Bureau: "OMN", Role: "officer", CertValidUntil: "2027-11-27T00:00:00Z"},
+			Peers: []api.PeerInfo{}, Rejected: map[string]int{"signature": 1}, SkewedAuthors: []api.Skew{}, Gaps: []api.Gap{}, Forks: []api.Fork{}})
 	})
-	handle(agent.PathPeers, func(w http.ResponseWriter, _ []byte) {
-		ok(w, []agent.PeerInfo{{ID: "peer2bbbbbbbbbbbbbbbbbbbbb", Address: "127.0.0.1:7947", Role: "relay", State: "alive", PendingOut: 2}})
+	handle(api.PathPeers, func(w http.ResponseWriter, _ []byte) {
+		ok(w, []api.PeerInfo{{ID: "peer2bbbbbbbbbbbbbbbbbbbbb", Address: "127.0.0.1:7947", Role: "relay", State: "alive", PendingOut: 2}})
 	})
-	handle(agent.PathSpaceCreate, func(w http.ResponseWriter, body []byte) {
-		var req agent.SpaceCreateRequest
+	handle(api.PathSpaceCreate, func(w http.ResponseWriter, body []byte) {
+		var req api.SpaceCreateRequest
 		json.Unmarshal(body, &req)
-		s := agent.Space{ID: fmt.Sprintf("sp%024d", len(f.spaces)+1), Name: req.Name, Owner: "OMN", Release: append([]string{"OMN"}, req.ReleaseTo...)}
+		s := api.Space{ID: fmt.Sprintf("sp%024d", len(f.spaces)+1), Name: req.Name, Owner: "OMN", Release: append([]string{"OMN"}, req.ReleaseTo...)}
 		f.spaces = append(f.spaces, s)
 		f.records[s.ID] = map[string]*fakeRecord{}
 		ok(w, s)
 	})
-	handle(agent.PathSpaceList, func(w http.ResponseWriter, _ []byte) { ok(w, f.spaces) })
-	handle(agent.PathRecordPut, func(w http.ResponseWriter, body []byte) {
-		var req agent.RecordPutRequest
+	handle(api.PathSpaceList, func(w http.ResponseWriter, _ []byte) { ok(w, f.spaces) })
+	handle(api.PathRecordPut, func(w http.ResponseWriter, body []byte) {
+		var req api.RecordPutRequest
 		json.Unmarshal(body, &req)
 		sp, e := f.space(req.Space)
 		if e != nil {
@@ -171,7 +172,7 @@ func (f *fakeAgent) handler() http.Handler {
 		if req.Record == "" {
 			req.Record = fmt.Sprintf("gen%04d", len(f.records[sp])+1)
 		}
-		var ops []agent.HistoryOp
+		var ops []api.HistoryOp
 		for _, fv := range req.Fields {
 			s := f.put(sp, req.Record, fv.Name, fv.Value, fv.ValueBase64, f.officer, f.device)
 			r := f.records[sp][req.Record]
@@ -179,25 +180,25 @@ func (f *fakeAgent) handler() http.Handler {
 			for _, old := range r.fields[fv.Name] {
 				replaced = append(replaced, old.Dot)
 			}
-			r.fields[fv.Name] = []agent.Sibling{s}
-			ops = append(ops, agent.HistoryOp{Kind: "put", Record: req.Record, Field: fv.Name, Value: fv.Value, Resolves: replaced})
+			r.fields[fv.Name] = []api.Sibling{s}
+			ops = append(ops, api.HistoryOp{Kind: "put", Record: req.Record, Field: fv.Name, Value: fv.Value, Resolves: replaced})
 		}
 		r := f.records[sp][req.Record]
-		r.history = append(r.history, agent.HistoryEntry{Author: f.device, Officer: f.officer, Seq: f.seq, HLC: f.hlc(), Signature: "valid", Ops: ops})
+		r.history = append(r.history, api.HistoryEntry{Author: f.device, Officer: f.officer, Seq: f.seq, HLC: f.hlc(), Signature: "valid", Ops: ops})
 		ok(w, f.record(sp, req.Record))
 	})
-	handle(agent.PathRecordGet, func(w http.ResponseWriter, body []byte) {
+	handle(api.PathRecordGet, func(w http.ResponseWriter, body []byte) {
 		withRecord(w, body, func(sp, id string, _ *fakeRecord) { ok(w, f.record(sp, id)) })
 	})
-	handle(agent.PathRecordList, func(w http.ResponseWriter, body []byte) {
-		var ref agent.SpaceRef
+	handle(api.PathRecordList, func(w http.ResponseWriter, body []byte) {
+		var ref api.SpaceRef
 		json.Unmarshal(body, &ref)
 		sp, e := f.space(ref.Space)
 		if e != nil {
 			fail(w, 404, e)
 			return
 		}
-		out := []agent.RecordSummary{}
+		out := []api.RecordSummary{}
 		for id := range f.records[sp] {
 			rec := f.record(sp, id)
 			n := 0
@@ -206,20 +207,20 @@ func (f *fakeAgent) handler() http.Handler {
 					n++
 				}
 			}
-			out = append(out, agent.RecordSummary{ID: id, Deleted: rec.Deleted, Fields: len(rec.Fields), Conflicts: n})
+			out = append(out, api.RecordSummary{ID: id, Deleted: rec.Deleted, Fields: len(rec.Fields), Conflicts: n})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 		ok(w, out)
 	})
-	handle(agent.PathRecordDelete, func(w http.ResponseWriter, body []byte) {
+	handle(api.PathRecordDelete, func(w http.ResponseWriter, body []byte) {
 		withRecord(w, body, func(sp, id string, r *fakeRecord) {
 			r.deleted = true
 			ok(w, f.record(sp, id))
 		})
 	})
-	handle(agent.PathConflictsShow, func(w http.ResponseWriter, body []byte) {
+	handle(api.PathConflictsShow, func(w http.ResponseWriter, body []byte) {
 		withRecord(w, body, func(sp, id string, r *fakeRecord) {
-			cs := agent.ConflictsShow{Space: sp, Record: id, Fields: []agent.ConflictField{}}
+			cs := api.ConflictsShow{Space: sp, Record: id, Fields: []api.ConflictField{}}
 			rec := f.record(sp, id)
 			var names []string
 			for n, fl := range rec.Fields {
@@ -229,18 +230,18 @@ func (f *fakeAgent) handler() http.Handler {
 			}
 			sort.Strings(names)
 			for _, n := range names {
-				cs.Fields = append(cs.Fields, agent.ConflictField{Field: n, Siblings: rec.Fields[n].Siblings})
+				cs.Fields = append(cs.Fields, api.ConflictField{Field: n, Siblings: rec.Fields[n].Siblings})
 			}
 			ok(w, cs)
 		})
 	})
-	handle(agent.PathConflictsList, func(w http.ResponseWriter, body []byte) {
-		out := []agent.Conflict{}
+	handle(api.PathConflictsList, func(w http.ResponseWriter, body []byte) {
+		out := []api.Conflict{}
 		for _, s := range f.spaces {
 			for id := range f.records[s.ID] {
 				for n, fl := range f.record(s.ID, id).Fields {
 					if fl.Conflict {
-						out = append(out, agent.Conflict{Space: s.ID, Record: id, Field: n, Siblings: fl.Siblings})
+						out = append(out, api.Conflict{Space: s.ID, Record: id, Field: n, Siblings: fl.Siblings})
 					}
 				}
 			}
@@ -248,8 +249,8 @@ func (f *fakeAgent) handler() http.Handler {
 		sort.Slice(out, func(i, j int) bool { return out[i].Record+out[i].Field < out[j].Record+out[j].Field })
 		ok(w, out)
 	})
-	handle(agent.PathResolve, func(w http.ResponseWriter, body []byte) {
-		var req agent.ResolveRequest
+	handle(api.PathResolve, func(w http.ResponseWriter, body []byte) {
+		var req api.ResolveRequest
 		json.Unmarshal(body, &req)
 		sp, e := f.space(req.Space)
 		if e != nil {
@@ -267,30 +268,30 @@ func (f *fakeAgent) handler() http.Handler {
 		}
 		for _, d := range req.Dots {
 			if !live[d] {
-				fail(w, 409, &agent.ErrorDetail{Code: agent.CodeConflict, Message: "sibling " + d + " is no longer live"})
+				fail(w, 409, &api.ErrorDetail{Code: api.CodeConflict, Message: "sibling " + d + " is no longer live"})
 				return
 			}
 			delete(live, d)
 		}
 		s := f.put(sp, req.Record, req.Field, req.Value, req.ValueBase64, f.officer, f.device)
-		keep := []agent.Sibling{s}
+		keep := []api.Sibling{s}
 		for _, old := range r.fields[req.Field] {
 			if live[old.Dot] {
 				keep = append(keep, old) // arrived after what was shown: stays a conflict
 			}
 		}
 		r.fields[req.Field] = keep
-		r.history = append(r.history, agent.HistoryEntry{Author: f.device, Officer: f.officer, Seq: f.seq, HLC: f.hlc(), Signature: "valid",
-			Ops: []agent.HistoryOp{{Kind: "resolve", Record: req.Record, Field: req.Field, Value: req.Value, Resolves: req.Dots, Reason: req.Reason}}})
+		r.history = append(r.history, api.HistoryEntry{Author: f.device, Officer: f.officer, Seq: f.seq, HLC: f.hlc(), Signature: "valid",
+			Ops: []api.HistoryOp{{Kind: "resolve", Record: req.Record, Field: req.Field, Value: req.Value, Resolves: req.Dots, Reason: req.Reason}}})
 		ok(w, f.record(sp, req.Record))
 	})
-	handle(agent.PathHistory, func(w http.ResponseWriter, body []byte) {
+	handle(api.PathHistory, func(w http.ResponseWriter, body []byte) {
 		withRecord(w, body, func(sp, id string, r *fakeRecord) { ok(w, r.history) })
 	})
 	// record new: same as put with an empty record ID.
 	root := http.NewServeMux()
-	root.HandleFunc(agent.PathRecordNew, func(w http.ResponseWriter, r *http.Request) {
-		r.URL.Path = agent.PathRecordPut
+	root.HandleFunc(api.PathRecordNew, func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = api.PathRecordPut
 		mux.ServeHTTP(w, r)
 	})
 	root.Handle("/", mux)
@@ -337,7 +338,7 @@ func cmdFakeSibling(ts *testscript.TestScript, neg bool, args []string) {
 	s := f.put(sp, args[2], args[3], args[4], "", args[5], "otherdev2bbbbbbbbbbbbbbbbb")
 	r := f.records[sp][args[2]]
 	// Newer HLC first, as the agent orders siblings.
-	r.fields[args[3]] = append([]agent.Sibling{s}, r.fields[args[3]]...)
+	r.fields[args[3]] = append([]api.Sibling{s}, r.fields[args[3]]...)
 }
 
 // cmdFakeLastRequest prints the last request body the fake received on

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -311,13 +312,13 @@ func needArgs(c *cli.Context, min, max int, usage string) error {
 }
 
 // dial connects to the data directory's running agent.
-func dial(c *cli.Context) (*agent.Client, error) {
+func dial(c *cli.Context) (*api.Client, error) {
 	l, err := layoutOf(c)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := agent.Dial(l)
-	if errors.Is(err, agent.ErrAgentNotRunning) {
+	cl, err := api.Dial(l)
+	if errors.Is(err, api.ErrAgentNotRunning) {
 		return nil, &exitError{code: exitFailure, errCode: codeNotRunning,
 			err:  fmt.Errorf("agent not running — start it with `fieldsync agent`"),
 			hint: fmt.Sprintf("data directory %s", l.Dir)}
@@ -342,7 +343,7 @@ func ctxOf(c *cli.Context) context.Context {
 // noteRestart tells the user that a running agent reads the device files
 // only when it starts.
 func noteRestart(c *cli.Context, l agent.Layout, what string) {
-	if _, err := agent.Dial(l); err == nil {
+	if _, err := api.Dial(l); err == nil {
 		fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: the running agent reads the %s when it starts; restart it to apply the change\n", what)
 	}
 }

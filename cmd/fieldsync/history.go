@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func historyCommand() *cli.Command {
@@ -31,7 +31,7 @@ func historyAction(c *cli.Context) error {
 		return err
 	}
 	if h == nil {
-		h = []agent.HistoryEntry{}
+		h = []api.HistoryEntry{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, h)
@@ -55,7 +55,7 @@ func historyAction(c *cli.Context) error {
 	return nil
 }
 
-func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
+func writeHistory(c *cli.Context, h []api.HistoryEntry) {
 	t := newTable("HLC", "OFFICER", "AUTHOR", "SEQ", "SIGNATURE", "CHANGE")
 	for _, e := range h {
 		sig := e.Signature
@@ -65,7 +65,7 @@ func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
 		hlc := hlcShown(e.HLC, e.Skewed)
 		if len(e.Ops) == 0 {
 			what := ""
-			if e.Outcome != "" && e.Outcome != agent.OutcomeApplied {
+			if e.Outcome != "" && e.Outcome != api.OutcomeApplied {
 				what = "(" + e.Outcome + ": changed nothing)"
 			}
 			t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, what)
@@ -82,7 +82,7 @@ func writeHistory(c *cli.Context, h []agent.HistoryEntry) {
 }
 
 // opText is one operation in words (escaped later, as a table cell).
-func opText(op agent.HistoryOp) string {
+func opText(op api.HistoryOp) string {
 	var b strings.Builder
 	switch strings.ReplaceAll(op.Kind, "-", "_") {
 	case "put":

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -42,9 +42,9 @@ func meshKeyCommand() *cli.Command {
 				ArgsUsage: " ",
 				Action:    meshKeyList,
 			},
-			change("add", "accept the mesh key in FILE besides the others (step 1 of a rotation)", agent.PathMeshKeyAdd),
-			change("use", "send under the mesh key in FILE, already added (step 2)", agent.PathMeshKeyUse),
-			change("remove", "stop accepting the mesh key in FILE (step 3; not the primary)", agent.PathMeshKeyRemove),
+			change("add", "accept the mesh key in FILE besides the others (step 1 of a rotation)", api.PathMeshKeyAdd),
+			change("use", "send under the mesh key in FILE, already added (step 2)", api.PathMeshKeyUse),
+			change("remove", "stop accepting the mesh key in FILE (step 3; not the primary)", api.PathMeshKeyRemove),
 		},
 	}
 }
@@ -122,7 +122,7 @@ func meshKeyChange(c *cli.Context, path string) error {
 	return printKeyring(c, kr, note)
 }
 
-func printKeyring(c *cli.Context, kr agent.MeshKeyring, note string) error {
+func printKeyring(c *cli.Context, kr api.MeshKeyring, note string) error {
 	if jsonMode(c) {
 		return printJSON(c, kr)
 	}

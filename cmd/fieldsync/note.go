@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func noteCommand() *cli.Command {
@@ -38,7 +38,7 @@ func noteAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.NoteAdd(ctxOf(c), agent.NoteAddRequest{Space: ident(a.Get(0)), Record: ident(a.Get(1)), Text: text})
+	r, err := cl.NoteAdd(ctxOf(c), api.NoteAddRequest{Space: ident(a.Get(0)), Record: ident(a.Get(1)), Text: text})
 	if err != nil {
 		return err
 	}

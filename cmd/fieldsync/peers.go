@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func peersCommand() *cli.Command {
@@ -30,7 +30,7 @@ func peersAction(c *cli.Context) error {
 		return err
 	}
 	if ps == nil {
-		ps = []agent.PeerInfo{}
+		ps = []api.PeerInfo{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, ps)
@@ -39,7 +39,7 @@ func peersAction(c *cli.Context) error {
 	return nil
 }
 
-func writePeers(c *cli.Context, ps []agent.PeerInfo) {
+func writePeers(c *cli.Context, ps []api.PeerInfo) {
 	if len(ps) == 0 {
 		fmt.Fprintln(c.App.Writer, "no peers")
 		return

@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 // maxValueFile bounds a FIELD=@path file; the agent enforces the configured
@@ -71,8 +71,8 @@ func parseValue(v string) (text, b64 string, err error) {
 }
 
 // parseFields parses FIELD=VALUE arguments.
-func parseFields(args []string) ([]agent.FieldValue, error) {
-	var out []agent.FieldValue
+func parseFields(args []string) ([]api.FieldValue, error) {
+	var out []api.FieldValue
 	seen := map[string]bool{}
 	for _, a := range args {
 		name, val, ok := strings.Cut(a, "=")
@@ -91,7 +91,7 @@ func parseFields(args []string) ([]agent.FieldValue, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, agent.FieldValue{Name: name, Value: text, ValueBase64: b64})
+		out = append(out, api.FieldValue{Name: name, Value: text, ValueBase64: b64})
 	}
 	return out, nil
 }
@@ -113,7 +113,7 @@ func recordPut(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.RecordPut(ctxOf(c), agent.RecordPutRequest{Space: ident(args[0]), Record: rec, Fields: fields})
+	r, err := cl.RecordPut(ctxOf(c), api.RecordPutRequest{Space: ident(args[0]), Record: rec, Fields: fields})
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func recordNew(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.RecordNew(ctxOf(c), agent.RecordPutRequest{Space: ident(args[0]), Fields: fields})
+	r, err := cl.RecordNew(ctxOf(c), api.RecordPutRequest{Space: ident(args[0]), Fields: fields})
 	if err != nil {
 		return err
 	}
@@ -148,8 +148,8 @@ func recordNew(c *cli.Context) error {
 	return nil
 }
 
-func recordRef(c *cli.Context) agent.RecordRef {
-	return agent.RecordRef{Space: ident(c.Args().Get(0)), Record: ident(c.Args().Get(1))}
+func recordRef(c *cli.Context) api.RecordRef {
+	return api.RecordRef{Space: ident(c.Args().Get(0)), Record: ident(c.Args().Get(1))}
 }
 
 func recordGet(c *cli.Context) error {
@@ -179,12 +179,12 @@ func recordList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rs, err := cl.RecordList(ctxOf(c), agent.SpaceRef{Space: ident(c.Args().First())})
+	rs, err := cl.RecordList(ctxOf(c), api.SpaceRef{Space: ident(c.Args().First())})
 	if err != nil {
 		return err
 	}
 	if rs == nil {
-		rs = []agent.RecordSummary{}
+		rs = []api.RecordSummary{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, rs)
@@ -254,7 +254,7 @@ func officerOf(officer, bureau string) string {
 }
 
 // recordState says plainly whether a record is deleted.
-func recordState(r agent.Record) string {
+func recordState(r api.Record) string {
 	switch {
 	case r.Deleted && r.DeleteConflict:
 		return "deleted, but an edit made concurrently with the delete survives (conflict): the fields below are that edit"
@@ -266,7 +266,7 @@ func recordState(r agent.Record) string {
 
 // writeRecord prints a record: its state, its registers with every live
 // value (numbered where they conflict), its sets and its notes.
-func writeRecord(c *cli.Context, r agent.Record) {
+func writeRecord(c *cli.Context, r api.Record) {
 	w := c.App.Writer
 	kv(w, "space", r.Space, "record", r.ID, "state", recordState(r))
 	names := make([]string, 0, len(r.Fields))

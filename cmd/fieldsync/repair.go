@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func repairCommand() *cli.Command {
@@ -26,7 +27,7 @@ func repairAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cl, err := agent.Dial(l); err == nil {
+	if cl, err := api.Dial(l); err == nil {
 		_ = cl
 		return withHint(fmt.Errorf("the agent is running on %s", l.Dir), "stop it first (SIGINT or SIGTERM), then run `fieldsync repair`")
 	}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func resolveCommand() *cli.Command {
@@ -34,9 +34,9 @@ func resolveAction(c *cli.Context) error {
 		return usageErrorf("give exactly one of --value V and --pick N")
 	}
 	a := c.Args()
-	ref := agent.RecordRef{Space: ident(a.Get(0)), Record: ident(a.Get(1))}
+	ref := api.RecordRef{Space: ident(a.Get(0)), Record: ident(a.Get(1))}
 	field := ident(a.Get(2))
-	req := agent.ResolveRequest{Field: field, Reason: c.String("reason")}
+	req := api.ResolveRequest{Field: field, Reason: c.String("reason")}
 	if hasValue {
 		text, b64, err := parseValue(c.String("value"))
 		if err != nil {
@@ -52,7 +52,7 @@ func resolveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var sibs []agent.Sibling
+	var sibs []api.Sibling
 	found := false
 	for _, f := range shown.Fields {
 		if f.Field == field {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -50,8 +50,8 @@ func revokeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var plan agent.RevokePlan
-	if err := cl.Call(ctxOf(c), agent.PathRevokePrepare, agent.RevokePrepareRequest{Device: c.Args().First(), Cutoffs: c.StringSlice("cutoff")}, &plan); err != nil {
+	var plan api.RevokePlan
+	if err := cl.Call(ctxOf(c), api.PathRevokePrepare, api.RevokePrepareRequest{Device: c.Args().First(), Cutoffs: c.StringSlice("cutoff")}, &plan); err != nil {
 		return err
 	}
 	b, err := openBureauFile(c, bureauKey)
@@ -79,8 +79,8 @@ func revokeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var res agent.RevokeResult
-	if err := cl.Call(ctxOf(c), agent.PathRevoke, agent.RevokeSubmitRequest{Revocation: base64.StdEncoding.EncodeToString(rev.Marshal())}, &res); err != nil {
+	var res api.RevokeResult
+	if err := cl.Call(ctxOf(c), api.PathRevoke, api.RevokeSubmitRequest{Revocation: base64.StdEncoding.EncodeToString(rev.Marshal())}, &res); err != nil {
 		return err
 	}
 	if jsonMode(c) {

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func setCommand() *cli.Command {
@@ -31,7 +31,7 @@ func setOp(op string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		r, err := cl.SetOp(ctxOf(c), agent.SetOpRequest{
+		r, err := cl.SetOp(ctxOf(c), api.SetOpRequest{
 			Space: ident(a.Get(0)), Record: ident(a.Get(1)), Field: field, Op: op, Value: a.Get(3),
 		})
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func spaceCommand() *cli.Command {
@@ -35,7 +35,7 @@ func spaceCreate(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "[--release-to KAZ,TJK] NAME"); err != nil {
 		return err
 	}
-	req := agent.SpaceCreateRequest{Name: ident(c.Args().First())}
+	req := api.SpaceCreateRequest{Name: ident(c.Args().First())}
 	if strings.TrimSpace(req.Name) == "" {
 		return usageErrorf("empty space name")
 	}
@@ -55,11 +55,11 @@ func spaceCreate(c *cli.Context) error {
 	if jsonMode(c) {
 		return printJSON(c, s)
 	}
-	writeSpaces(c, []agent.Space{s})
+	writeSpaces(c, []api.Space{s})
 	return nil
 }
 
-func writeSpaces(c *cli.Context, spaces []agent.Space) {
+func writeSpaces(c *cli.Context, spaces []api.Space) {
 	unreadable := false
 	for _, s := range spaces {
 		unreadable = unreadable || s.Unreadable > 0
@@ -98,7 +98,7 @@ func spaceList(c *cli.Context) error {
 		return err
 	}
 	if spaces == nil {
-		spaces = []agent.Space{}
+		spaces = []api.Space{}
 	}
 	if jsonMode(c) {
 		return printJSON(c, spaces)
@@ -119,7 +119,7 @@ func spaceDigest(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := cl.SpaceDigest(ctxOf(c), agent.SpaceRef{Space: ident(c.Args().First())})
+	d, err := cl.SpaceDigest(ctxOf(c), api.SpaceRef{Space: ident(c.Args().First())})
 	if err != nil {
 		return err
 	}
@@ -139,8 +139,8 @@ func spaceBureau(op string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		req := agent.SpaceBureauRequest{Space: ident(c.Args().Get(0)), Bureau: ident(c.Args().Get(1))}
-		var s agent.Space
+		req := api.SpaceBureauRequest{Space: ident(c.Args().Get(0)), Bureau: ident(c.Args().Get(1))}
+		var s api.Space
 		if op == "release" {
 			s, err = cl.SpaceRelease(ctxOf(c), req)
 		} else {
@@ -152,7 +152,7 @@ func spaceBureau(op string) cli.ActionFunc {
 		if jsonMode(c) {
 			return printJSON(c, s)
 		}
-		writeSpaces(c, []agent.Space{s})
+		writeSpaces(c, []api.Space{s})
 		return nil
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 func statusCommand() *cli.Command {
@@ -111,7 +111,7 @@ func rejectedText(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-func writeGaps(c *cli.Context, title string, gaps []agent.Gap) {
+func writeGaps(c *cli.Context, title string, gaps []api.Gap) {
 	if len(gaps) == 0 {
 		return
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/agent/api"
 )
 
 // Cluster is a set of devices enrolled by one bureau, sharing a mesh key,
@@ -212,8 +213,8 @@ func (c *Cluster) Passphrase() []byte {
 }
 
 // Client is a local API client for the node's agent.
-func (n *Node) Client() *agent.Client {
-	return agent.NewClient(agent.Layout{Dir: n.Dir}.Socket())
+func (n *Node) Client() *api.Client {
+	return api.NewClient(agent.Layout{Dir: n.Dir})
 }
 
 // Running reports whether the node's agent process is running.
@@ -345,9 +346,9 @@ func WaitUntil(ctx context.Context, limit time.Duration, what string, cond func(
 // Converged reports whether every node holds the same envelopes of the
 // space and every officer the same state digest.
 func Converged(ctx context.Context, space string, nodes ...*Node) (bool, error) {
-	var first agent.Digest
+	var first api.Digest
 	for i, n := range nodes {
-		d, err := n.Client().SpaceDigest(ctx, agent.SpaceRef{Space: space})
+		d, err := n.Client().SpaceDigest(ctx, api.SpaceRef{Space: space})
 		if err != nil {
 			return false, err
 		}

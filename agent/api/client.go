@@ -1,4 +1,4 @@
-package agent
+package api
 
 import (
 	"bytes"
@@ -16,23 +16,6 @@ import (
 	"time"
 )
 
-// ErrAgentNotRunning means no agent serves the data directory's socket: the
-// socket file is absent or nothing accepts connections on it.
-var ErrAgentNotRunning = errors.New("agent not running")
-
-// APIError is an error response of the local API.
-type APIError struct {
-	Status int // HTTP status
-	ErrorDetail
-}
-
-func (e *APIError) Error() string {
-	if e.Message == "" {
-		return fmt.Sprintf("agent: %s (HTTP %d)", e.Code, e.Status)
-	}
-	return e.Message
-}
-
 // maxResponseBytes bounds what the client reads from the agent: a record's
 // values are each ≤ 24 MiB (default), so this leaves room for several.
 const maxResponseBytes = 1 << 30
@@ -44,10 +27,18 @@ type Client struct {
 	hc     *http.Client
 }
 
-// Dial connects to the agent of the data directory l. It returns an error
-// wrapping ErrAgentNotRunning when the socket is absent or refuses
-// connections.
-func Dial(l Layout) (*Client, error) {
+// Socket is where a client finds the agent: the socket's path, and the
+// check a client makes before it talks to it: the socket and its directory
+// are this user's alone (agent.Layout is one). CheckSocket returns an error
+// wrapping fs.ErrNotExist when there is no socket.
+type Socket interface {
+	Socket() string
+	CheckSocket() error
+}
+
+// Dial connects to the agent listening on l. It returns an error wrapping
+// ErrAgentNotRunning when the socket is absent or refuses connections.
+func Dial(l Socket) (*Client, error) {
 	sock := l.Socket()
 	if _, err := os.Lstat(sock); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w (no socket at %s)", ErrAgentNotRunning, sock)
@@ -68,17 +59,20 @@ func Dial(l Layout) (*Client, error) {
 		return nil, fmt.Errorf("connect to agent at %s: %w", sock, err)
 	}
 	conn.Close()
-	return NewClient(sock), nil
+	return NewClient(l), nil
 }
 
-// NewClient returns a client for the agent socket at path without checking
-// that it is there. Each connection it opens first checks that the socket is
-// not a symlink and is owned by this user (Dial checks its directory too).
-func NewClient(socket string) *Client {
+// NewClient returns a client for the agent listening on l without checking
+// that it is there. Each connection it opens first makes l's check of the
+// socket, when there is one (Dial also checks before it returns).
+func NewClient(l Socket) *Client {
+	socket := l.Socket()
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			if err := checkSocketFile(socket, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
+			if _, err := os.Lstat(socket); err == nil {
+				if err := l.CheckSocket(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
+				}
 			}
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
@@ -132,7 +126,7 @@ func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
 			if len(msg) > 200 {
 				msg = msg[:200]
 			}
-			eb.Error = ErrorDetail{Code: codeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d: %s", res.StatusCode, msg)}
+			eb.Error = ErrorDetail{Code: CodeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d: %s", res.StatusCode, msg)}
 		}
 		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
 	}
@@ -143,22 +137,6 @@ func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
 		return fmt.Errorf("agent response %s: %v", path, err)
 	}
 	return nil
-}
-
-func codeForStatus(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return CodeBadRequest
-	case http.StatusNotFound:
-		return CodeNotFound
-	case http.StatusConflict:
-		return CodeConflict
-	case http.StatusRequestEntityTooLarge:
-		return CodeTooLarge
-	case http.StatusServiceUnavailable:
-		return CodeUnavailable
-	}
-	return CodeInternal
 }
 
 // Status is `fieldsync status`.
@@ -267,4 +245,65 @@ func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (Record, error
 func (c *Client) History(ctx context.Context, req RecordRef) ([]HistoryEntry, error) {
 	var r []HistoryEntry
 	return r, c.Call(ctx, PathHistory, req, &r)
+}
+
+// ProgressLine is one line of a streamed (progress) response, in NDJSON:
+// exactly one of the fields is set; the last line holds the result or the
+// error (docs/api.md, "Bundles").
+type ProgressLine[P any] struct {
+	Progress *P              `json:"progress,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *ErrorDetail    `json:"error,omitempty"`
+}
+
+// CallProgress is Call for a method that can stream its progress (bundle
+// export and import): with onProgress set, the request must ask for
+// progress, and each progress line is handed to onProgress until the line
+// with the result (decoded into resp) or the error. Without onProgress it is
+// Call.
+func CallProgress[P any](ctx context.Context, c *Client, path string, req, resp any, onProgress func(P)) error {
+	if onProgress == nil {
+		return c.Call(ctx, path, req, resp)
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := c.hc.Do(hr)
+	if err != nil {
+		return fmt.Errorf("agent request %s: %w", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			eb.Error = ErrorDetail{Code: CodeForStatus(res.StatusCode), Message: fmt.Sprintf("agent: HTTP %d", res.StatusCode)}
+		}
+		return &APIError{Status: res.StatusCode, ErrorDetail: eb.Error}
+	}
+	dec := json.NewDecoder(io.LimitReader(res.Body, maxResponseBytes))
+	for {
+		var line ProgressLine[P]
+		if err := dec.Decode(&line); err != nil {
+			return fmt.Errorf("agent response %s: %v (did the agent stop?)", path, err)
+		}
+		switch {
+		case line.Progress != nil:
+			onProgress(*line.Progress)
+		case line.Error != nil:
+			status := http.StatusInternalServerError
+			if line.Error.Code == CodeRefused {
+				status = http.StatusUnprocessableEntity
+			}
+			return &APIError{Status: status, ErrorDetail: *line.Error}
+		case line.Result != nil:
+			return json.Unmarshal(line.Result, resp)
+		}
+	}
 }

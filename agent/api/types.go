@@ -1,12 +1,4 @@
-package agent
-
-// The local API's request and response types. The CLI (cmd/fieldsync) and the
-// agent's HTTP handlers share them, so the JSON shapes of docs/design.md §8 are
-// defined once. docs/api.md documents every endpoint with examples.
-//
-// The API is RPC-style: `POST /v1/<method>` with a JSON body (GET for the
-// read-only methods that take no arguments), so record IDs and names of any
-// script need no URL escaping. Errors are HTTP 4xx/5xx with ErrorBody.
+package api
 
 // API paths.
 const (
@@ -29,32 +21,6 @@ const (
 	PathResolve       = "/v1/resolve"        // POST ResolveRequest -> Record
 	PathHistory       = "/v1/history"        // POST RecordRef -> []HistoryEntry
 )
-
-// Error codes carried in ErrorBody; the CLI maps them to exit codes
-// (not_found -> 3, bad_request/ambiguous -> 2, anything else -> 1).
-const (
-	CodeBadRequest  = "bad_request" // 400: malformed request or invalid argument
-	CodeNotFound    = "not_found"   // 404: unknown space, record, field or sibling
-	CodeAmbiguous   = "ambiguous"   // 409: a name or prefix matches several spaces; message lists them
-	CodeConflict    = "conflict"    // 409: e.g. resolve names a sibling that is no longer live
-	CodeTooLarge    = "too_large"   // 413: request, value or change over the limit
-	CodeForbidden   = "forbidden"   // 403: not allowed for this device (a relay writing, no key for the space)
-	CodeUnavailable = "unavailable" // 503: store quarantined or shutting down
-	CodeInternal    = "internal"    // 500
-)
-
-// ErrorBody is the JSON of every error response (and of the CLI's --json
-// errors on stderr).
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail names the problem and, where there is one, what to do.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Hint    string `json:"hint,omitempty"`
-}
 
 // Space is `space create|list` (docs/design.md §8).
 type Space struct {
@@ -232,6 +198,20 @@ type ConflictsShow struct {
 	// Resolved lists the fields whose current value came from `resolve`:
 	// who resolved which siblings, from which bureau, and why.
 	Resolved []ResolvedField `json:"resolved"`
+}
+
+// Resolution says that a value was written by `resolve`: which siblings it
+// replaced and the reason given. With the sibling's author, officer and
+// bureau, it makes a resolution accountable across bureaus.
+type Resolution struct {
+	Resolves []string `json:"resolves"`         // the dots of the siblings it replaced
+	Reason   string   `json:"reason,omitempty"` // as given to `resolve --reason`
+}
+
+// ResolvedField is a field whose current value came from a resolution.
+type ResolvedField struct {
+	Field    string    `json:"field"`
+	Siblings []Sibling `json:"siblings"` // the live values written by resolutions
 }
 
 // ResolveRequest resolves exactly the sibling dots named (the CLI names the

@@ -44,14 +44,19 @@ type Agent struct {
 	db  *sealedKV
 	com *store.Committer
 
-	// writeMu serialises every change to the store: local writes and
+	// stateMu guards the state below (down to the health fields) and
+	// serialises every change to it and to the store: local writes and
 	// received envelopes are built under it, in the order they commit.
-	writeMu sync.Mutex
+	// Writers take it only through withWrite, which always unlocks;
+	// readers hold it for one short, consistent read (withRead, or a
+	// Lock/Unlock span that only reads). state.go; docs/design.md §4, "One
+	// owner of state".
+	stateMu sync.Mutex
 	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
 	closed  bool   // set by Close: no more writes
 	// inflight holds the results of ingests not yet waited for (commitInWindow).
 	inflight []<-chan error
-	// disk space guard (checkDiskSpace), under writeMu
+	// disk space guard (checkDiskSpace), under stateMu
 	diskChecked time.Time
 	diskOK      bool
 	writeID     uint64 // sequence number of the last write handed to the committer
@@ -83,7 +88,7 @@ type Agent struct {
 
 	// orphans holds, in memory and bounded, verified envelopes of spaces
 	// whose routing record this device does not hold yet (orphans.go).
-	// writeMu.
+	// stateMu.
 	orphans map[crypto.SpaceID]*orphanSet
 	// wrapDue: an epoch key came in a key share; it is wrapped on to
 	// every entitled device at the end of the batch (keyshare.go, wrapIfDue).
@@ -139,7 +144,7 @@ type spaceState struct {
 }
 
 // keyring returns a copy of the space's epoch keys, to open envelopes
-// outside writeMu. writeMu held.
+// outside stateMu. stateMu held.
 func (s *spaceState) keyring() crypto.Keyring {
 	return &spaceState{id: s.id, keys: maps.Clone(s.keys)}
 }
@@ -320,17 +325,17 @@ func (a *Agent) checkFormat() error {
 // Close stops the committer and closes the store. It is safe to call more
 // than once and on a partly opened agent.
 func (a *Agent) Close() error {
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	if a.closed {
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		return nil
 	}
 	a.closed = true // from here every write transaction fails with ErrClosed
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	// The worker's job in progress ends at its next transaction.
 	a.stopAfterWork()
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	var err error
 	if a.com != nil {
 		a.com.Stop()
@@ -433,7 +438,7 @@ func (a *Agent) countCorrupt(key []byte) {
 	a.log.Error("corrupt value in store", "key_prefix", string(key[:1]))
 }
 
-// sortedSpaces returns the spaces ordered by ID; the caller holds writeMu.
+// sortedSpaces returns the spaces ordered by ID; the caller holds stateMu.
 func (a *Agent) sortedSpaces() []*spaceState {
 	out := make([]*spaceState, 0, len(a.spaces))
 	for _, s := range a.spaces {

@@ -239,13 +239,13 @@ func (a *Agent) backupManifest() backupManifest {
 		m.Trust = append(m.Trust, string(b.Marshal()))
 	}
 	sort.Strings(m.Trust)
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	for _, s := range a.sortedSpaces() {
 		if h, ok := s.heads[a.dev]; ok {
 			m.Heads = append(m.Heads, api.BackupHead{Space: s.id.String(), Seq: h.Seq})
 		}
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	return m
 }
 

@@ -49,7 +49,7 @@ func dotWaitMarker(kind byte, d crdt.Dot) []byte {
 
 // depsFor is the causal context a local change carries: for each other
 // replica its ops name, the newest envelope of it this device holds.
-// writeMu held.
+// stateMu held.
 func (a *Agent) depsFor(sp *spaceState, ops []crdt.Op) ([]crdt.Dep, error) {
 	var reps []crdt.ReplicaID
 	for i := range ops {
@@ -105,7 +105,7 @@ const (
 // envelope other than the one held; wait (with the dot and marker kind to
 // wait for) while a dependency is not held or a seen change not applied;
 // else ready. Every replica that ends up holding the same envelopes reaches
-// the same verdict. writeMu held.
+// the same verdict. stateMu held.
 func (a *Agent) checkCausal(sp *spaceState, ch *crdt.Change) (causalVerdict, byte, crdt.Dot, error) {
 	v, d, err := a.staticVerdict(sp, ch, a.heldLive(sp))
 	switch v {
@@ -121,7 +121,7 @@ func (a *Agent) checkCausal(sp *spaceState, ch *crdt.Change) (causalVerdict, byt
 }
 
 // heldLive looks up the ID of the envelope at (author, seq) among those the
-// space holds now (the head's from memory). writeMu held.
+// space holds now (the head's from memory). stateMu held.
 func (a *Agent) heldLive(sp *spaceState) func(crypto.DeviceID, uint64) ([32]byte, bool) {
 	return func(dev crypto.DeviceID, seq uint64) ([32]byte, bool) {
 		hd := sp.heads[dev]
@@ -277,7 +277,7 @@ func (s *spaceState) resolvesWait(author crypto.DeviceID, seq uint64) bool {
 
 // markerReady reports, from a pending marker alone, whether its envelope
 // may be applied now (true also when the marker does not say). It notes
-// dependency waits so that their arrival triggers a drain. writeMu held.
+// dependency waits so that their arrival triggers a drain. stateMu held.
 func (a *Agent) markerReady(sp *spaceState, v []byte, upgrade bool) bool {
 	if len(v) == 0 {
 		return true
@@ -316,7 +316,7 @@ func (a *Agent) markerReady(sp *spaceState, v []byte, upgrade bool) bool {
 // noopEnvelope keeps an envelope that every replica must judge alike as
 // applied with no effect: its seq counts as seen (the context stays
 // gap-free), the reason is counted as evidence, and its author's log goes
-// on. writeMu held.
+// on. stateMu held.
 func (a *Agent) noopEnvelope(sp *spaceState, h crypto.Header, reason string, err error) {
 	sp.ctx.Add(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
 	a.countReject(reason)
@@ -331,7 +331,7 @@ func (a *Agent) noopEnvelope(sp *spaceState, h crypto.Header, reason string, err
 // waiting is final and the same on every replica that holds the key: an
 // envelope that does not open, does not decode, does not match its header
 // or names dots outside its causal context is a no-op (item 5 of issue 12).
-// writeMu held.
+// stateMu held.
 func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entries []kvEntry, waiting bool, err error) {
 	entries = a.noteHolder(sp, h.Author, h.Epoch)
 	marker := func(v []byte) ([]kvEntry, bool, error) {

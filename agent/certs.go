@@ -221,7 +221,7 @@ func (a *Agent) Certificates() [][]byte {
 
 // noteReleased publishes a space's effective release list in the trust
 // tables, for the lock-free readers (verifyEnvelope, VerifyPeer), when it
-// changed: routing.go calls it whenever the list may have. writeMu held.
+// changed: routing.go calls it whenever the list may have. stateMu held.
 func (a *Agent) noteReleased(sp *spaceState) {
 	if slices.Equal(a.trustNow().released[sp.id], sp.meta.ReleaseFP) {
 		return

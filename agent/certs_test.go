@@ -88,8 +88,8 @@ func countEnvelopes(t testing.TB, a *Agent, space crypto.SpaceID, author crypto.
 }
 
 func spaceOwnerFP(a *Agent, space crypto.SpaceID) string {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	if sp := a.spaces[space]; sp != nil {
 		return sp.meta.OwnerFP
 	}

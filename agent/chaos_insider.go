@@ -10,7 +10,7 @@ package agent
 // chained as the next of its own log and ingested here through Ingest, as
 // a received envelope would be, so that peers get it by normal sync.
 //
-// Forging reads this device's head under writeMu and ingests after
+// Forging reads this device's head under stateMu and ingests after
 // releasing it: an automatic write of the agent in between (a key share)
 // would make the forged envelope a fork of this device's own log. The test
 // runs the commands on a quiet mesh, where no such write is due.
@@ -146,8 +146,8 @@ func (a *Agent) ChaosInsider(ctx context.Context, cmd InsiderCommand) InsiderRes
 }
 
 func (a *Agent) insiderProbe(cmd InsiderCommand, res *InsiderResult) error {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	res.SpacesHeld, res.OrphanSpaces = len(a.spaces), len(a.orphans)
 	if cmd.Space == "" {
 		return nil
@@ -178,8 +178,8 @@ func (a *Agent) insiderSpace(cmd InsiderCommand) (crypto.SpaceID, *crypto.SpaceK
 			return id, nil, victim, head{}, err
 		}
 	}
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	sp := a.spaces[id]
 	if sp == nil || sp.current == nil {
 		return id, nil, victim, head{}, fmt.Errorf("space %s: not held, or no key to write under (a relay?)", cmd.Space)
@@ -190,8 +190,8 @@ func (a *Agent) insiderSpace(cmd InsiderCommand) (crypto.SpaceID, *crypto.SpaceK
 // insiderForge signs the next envelope of this device's log in the space;
 // key nil leaves the body in the clear (key shares).
 func (a *Agent) insiderForge(space crypto.SpaceID, kind crypto.Kind, key *crypto.SpaceKey, body func(seq uint64, hlc crdt.Timestamp) ([]byte, error)) ([]byte, crypto.Header, error) {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	var hd head
 	if sp := a.spaces[space]; sp != nil {
 		hd = sp.heads[a.dev]

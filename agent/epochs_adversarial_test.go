@@ -46,8 +46,8 @@ func epochLongCert(t *testing.T, tb *testBureau, cfg Config, officer string, yea
 // the given HLC (not the author's clock), without storing it.
 func epochForge(t *testing.T, author *Agent, space crypto.SpaceID, kind crypto.Kind, body []byte, hlc crdt.Timestamp) []byte {
 	t.Helper()
-	author.writeMu.Lock()
-	defer author.writeMu.Unlock()
+	author.stateMu.Lock()
+	defer author.stateMu.Unlock()
 	hd := author.spaces[space].heads[author.dev]
 	h := crypto.Header{Kind: kind, Space: space, Seq: hd.Seq + 1, HLC: hlc.Pack(), Prev: hd.Hash}
 	env, err := crypto.Seal(h, body, nil, author.id, rand.Reader)
@@ -58,8 +58,8 @@ func epochForge(t *testing.T, author *Agent, space crypto.SpaceID, kind crypto.K
 }
 
 func epochClock(a *Agent) crdt.Timestamp {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return a.clock.Last
 }
 
@@ -402,9 +402,9 @@ func TestAdvPushedClockRestartsAtOpen(t *testing.T) {
 	}
 	advSettle(t, a, b)
 	future := crdt.Timestamp{Wall: time.Now().AddDate(3, 0, 0).UnixMilli()}
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	err = a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(metaKey("hlc"), be64(future.Pack()))}})[0]
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,11 +437,11 @@ func TestEpochsMigratedAtOpen(t *testing.T) {
 	}
 	advSettle(t, a, b)
 	before := advStateOf(t, a, id)
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	m := a.spaces[id].meta
 	m.Epochs, m.EpochStarts = nil, map[string]uint64{before.current.String(): 1}
 	err = a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(spaceKey(id), m.marshal())}})[0]
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,9 +449,9 @@ func TestEpochsMigratedAtOpen(t *testing.T) {
 	if st := advStateOf(t, a, id); st.current != before.current || !slices.Equal(st.keys, before.keys) {
 		t.Fatalf("after migration %+v, before %+v", st, before)
 	}
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	migrated := a.spaces[id].meta
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if migrated.EpochStarts != nil || len(migrated.Epochs) != len(before.keys) {
 		t.Fatalf("migrated metadata: starts %v, %d epochs known", migrated.EpochStarts, len(migrated.Epochs))
 	}

@@ -86,7 +86,7 @@ func (a *Agent) frozenAt(space crypto.SpaceID, author crypto.DeviceID) uint64 {
 
 // freeze applies fork evidence: it keeps the evidence, truncates the
 // author's log in the space below the fork, and rebuilds the space's state.
-// It reports whether the evidence moved the freeze point. writeMu held, with
+// It reports whether the evidence moved the freeze point. stateMu held, with
 // nothing of this agent in flight (the caller ran beginWrite); it reloads.
 func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 	h, seq, err := a.forkPoint(e1, e2)

@@ -14,8 +14,8 @@ import (
 // space without storing it — what a cloned laptop would produce.
 func forge(t *testing.T, a *Agent, space crypto.SpaceID, value string) []byte {
 	t.Helper()
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	sp := a.spaces[space]
 	hd := sp.heads[a.dev]
 	ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: hd.Seq + 1, HLC: a.clock.Now(a.physMillis()),

@@ -319,7 +319,7 @@ func (a *Agent) missingFrom(space crypto.SpaceID, author crypto.DeviceID) uint64
 // openOrWait decrypts a sealed envelope (verified when it was received). If
 // this device holds no key for its epoch, body is nil: an officer keeps a
 // pending marker (returned in wait) and applies it when the key arrives; a
-// relay never will, and keeps nothing more. writeMu held.
+// relay never will, and keeps nothing more. stateMu held.
 func (a *Agent) openOrWait(sp *spaceState, h crypto.Header, env []byte) (body []byte, wait []kvEntry, err error) {
 	if _, ok := sp.keys[h.Epoch]; !ok {
 		if a.cfg.Relay {
@@ -336,7 +336,7 @@ func (a *Agent) openOrWait(sp *spaceState, h crypto.Header, env []byte) (body []
 
 // applyEnvelope applies a verified envelope that is next in its author's log
 // to the in-memory state of sp and returns the store entries of its effects
-// (not the envelope and head themselves). writeMu held.
+// (not the envelope and head themselves). stateMu held.
 //
 // It reports waiting=true when the envelope is kept but cannot be applied
 // yet (a pending marker among the entries says why). An error is a
@@ -400,7 +400,7 @@ func (a *Agent) applyEnvelopeKind(sp *spaceState, h crypto.Header, env []byte, c
 		}
 		if a.applyRouting(sp, h, r, cert.Bureau.Name) && !a.cfg.Relay && sp.current != nil {
 			// A bureau may have been released: wrap our keys to its known
-			// officers once this write is through (ShareKeys takes writeMu).
+			// officers once this write is through (ShareKeys takes stateMu).
 			a.queueShareKeys()
 		}
 		for _, k := range sp.keys {
@@ -529,7 +529,7 @@ func (a *Agent) applyPendingBatch(space crypto.SpaceID, upgrade bool) (int, erro
 }
 
 // readyMarkers lists the keys of the space's waiting markers that say their
-// envelope may go on now, up to four batches' worth. writeMu held.
+// envelope may go on now, up to four batches' worth. stateMu held.
 func (a *Agent) readyMarkers(sp *spaceState, upgrade bool) ([][]byte, error) {
 	prefix := append([]byte{pfxPending}, sp.id[:]...)
 	var keys [][]byte
@@ -553,7 +553,7 @@ func (a *Agent) readyMarkers(sp *spaceState, upgrade bool) ([][]byte, error) {
 // store entries (the marker's deletion among them, or its rewrite if the
 // envelope waits on for something else) and whether the marker is settled.
 // An envelope not held now, or of an author whose certificate is unknown,
-// is left waiting. writeMu held.
+// is left waiting. stateMu held.
 func (a *Agent) applyWaiting(sp *spaceState, k []byte) ([]kvEntry, bool) {
 	del := []kvEntry{{Key: k, Del: true}}
 	if len(k) != 1+16+16+8 {
@@ -619,8 +619,8 @@ func (a *Agent) Envelopes(space crypto.SpaceID, fn func(env []byte) error) error
 
 // SpaceIDs lists the spaces this agent holds.
 func (a *Agent) SpaceIDs() []crypto.SpaceID {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	var out []crypto.SpaceID
 	for _, s := range a.sortedSpaces() {
 		out = append(out, s.id)

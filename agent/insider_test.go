@@ -23,8 +23,8 @@ import (
 // not stored: the caller ingests it, into the author too.
 func insForgeChange(t testing.TB, author *Agent, space crypto.SpaceID, key *crypto.SpaceKey, body func(seq uint64, hlc crdt.Timestamp) []byte) []byte {
 	t.Helper()
-	author.writeMu.Lock()
-	defer author.writeMu.Unlock()
+	author.stateMu.Lock()
+	defer author.stateMu.Unlock()
 	var hd head
 	if sp := author.spaces[space]; sp != nil {
 		hd = sp.heads[author.dev]
@@ -51,8 +51,8 @@ func insChange(author crypto.DeviceID, ops []crdt.Op, deps []crdt.Dep) func(uint
 }
 
 func insHead(a *Agent, space crypto.SpaceID, dev crypto.DeviceID) head {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return a.spaces[space].heads[dev]
 }
 
@@ -74,8 +74,8 @@ func insRepairSame(t testing.TB, a *Agent, space string) *Agent {
 }
 
 func insContextBytes(a *Agent, space crypto.SpaceID) int {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	b, _ := a.spaces[space].ctx.MarshalBinary()
 	return len(b)
 }

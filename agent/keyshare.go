@@ -105,7 +105,7 @@ func (a *Agent) knownCerts() []*crypto.Certificate {
 // share envelopes of this device's log (its profile first if it has not
 // written one), and how many shares it wrote. The current epoch goes last,
 // and when it is held by a device not entitled to it, a new epoch is
-// started first (needsRotation). writeMu held; the caller stores the
+// started first (needsRotation). stateMu held; the caller stores the
 // context.
 func (a *Agent) shareEntries(sp *spaceState, certs []*crypto.Certificate) (entries []kvEntry, shares int, err error) {
 	if a.cfg.Relay || sp.current == nil {

@@ -15,7 +15,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // load reads every space's state and the trust tables into memory and
 // checks that every envelope the heads acknowledge is present
-// (docs/design.md §7). The caller holds writeMu or has not started serving
+// (docs/design.md §7). The caller holds stateMu or has not started serving
 // yet.
 func (a *Agent) load() error {
 	// A certificate from before version 2 is countersigned now (certs.go).
@@ -27,7 +27,7 @@ func (a *Agent) load() error {
 	}
 	a.spaces = spaces
 	// The trust tables are built afresh and published at once when they
-	// are whole: readers outside writeMu (signature checks, handshakes)
+	// are whole: readers outside stateMu (signature checks, handshakes)
 	// never see a half-loaded one.
 	tt, err := a.loadTrust()
 	if err != nil {

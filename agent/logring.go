@@ -188,11 +188,11 @@ func (a *Agent) RecentLogs() []api.LogRecord {
 // than three bytes are left alone: they would mangle every line.
 func (a *Agent) caseNameScrubber() *strings.Replacer {
 	var names []string
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	for _, sp := range a.spaces {
 		names = append(names, sp.meta.Name)
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	a.statMu.Lock()
 	for _, n := range a.officers {
 		names = append(names, n)

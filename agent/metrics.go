@@ -277,8 +277,8 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 // logSizes counts the spaces and the envelopes in the logs held, up to
 // each author's head.
 func (a *Agent) logSizes() (spaces int, own, peers uint64) {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	for _, sp := range a.spaces {
 		for author, h := range sp.heads {
 			if author == a.dev {
@@ -343,9 +343,9 @@ func (c *conflictCount) get(a *Agent) (n int, ok bool) {
 // countConflicts counts register fields with more than one live value in
 // every space this device can read.
 func (a *Agent) countConflicts() (int, error) {
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	spaces := a.sortedSpaces()
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	n := 0
 	for _, sp := range spaces {
 		if err := a.eachRecord(sp, func(r *crdt.Record) { n += len(r.Conflicts()) }); err != nil {

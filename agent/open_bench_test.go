@@ -90,8 +90,8 @@ func openChild(dir string) int {
 // way the write path does (sealed, signed, applied), but committing 1,000
 // changes per transaction: it builds a big store fast for benchmarks.
 func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	sp := a.spaces[space]
 	val := []byte("أمينة market حلب clinic #0042 — a field value")
 	for done := 0; done < n; {

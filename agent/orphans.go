@@ -59,7 +59,7 @@ func everReleased(sp *spaceState, c *crypto.Certificate) bool {
 }
 
 // holdOrphan keeps a verified envelope of a space without a routing record,
-// within the bounds. writeMu held.
+// within the bounds. stateMu held.
 func (a *Agent) holdOrphan(h crypto.Header, env []byte, cert *crypto.Certificate) error {
 	now := a.cfg.now()
 	total := 0
@@ -100,10 +100,10 @@ func (a *Agent) holdOrphan(h crypto.Header, env []byte, cert *crypto.Certificate
 // replayOrphans ingests what waited for the space's routing record, in
 // (author, seq) order. Refusals are counted as usual.
 func (a *Agent) replayOrphans(space crypto.SpaceID) error {
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	o := a.orphans[space]
 	delete(a.orphans, space)
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if o == nil {
 		return nil
 	}

@@ -15,7 +15,7 @@ import (
 // (docs/design.md §7: a corrupt record is rebuilt, never returned as data), stores
 // it again, and returns it (nil if no change names it). Envelopes that are
 // themselves corrupt are reported; the record may then lack their ops until
-// peers send them again. writeMu held.
+// peers send them again. stateMu held.
 func (a *Agent) rebuildRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
 	ctx := crdt.NewContext()
 	var rec *crdt.Record
@@ -154,7 +154,7 @@ func (a *Agent) repair(ctx context.Context, out io.Writer) error {
 }
 
 // repairLocked is repair inside its write transaction: it rebuilds and
-// writes the store directly. writeMu held.
+// writes the store directly. stateMu held.
 func (a *Agent) repairLocked(ctx context.Context, out io.Writer) error {
 	for _, sp := range a.sortedSpaces() {
 		if err := ctx.Err(); err != nil {
@@ -186,7 +186,7 @@ func (a *Agent) repairLocked(ctx context.Context, out io.Writer) error {
 // rebuildSpace recomputes a space's records and context from its envelopes
 // and writes them, with extra entries (deletes of envelopes, say) first. It
 // writes directly in several transactions — rebuilding is idempotent — so
-// the caller holds writeMu with nothing in flight (beginWrite, or a barrier),
+// the caller holds stateMu with nothing in flight (beginWrite, or a barrier),
 // and reloads afterwards.
 func (a *Agent) rebuildSpace(sp *spaceState, extra []kvEntry) (records, changes int, err error) {
 	skip := func(h crypto.Header) bool { return false }

@@ -54,8 +54,8 @@ func (a *Agent) decodeValue(text, b64 string) ([]byte, error) {
 
 // lookupSpace resolves a space reference under the write lock.
 func (a *Agent) lookupSpace(ref string) (*spaceState, error) {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return a.resolveSpace(ref)
 }
 
@@ -254,8 +254,8 @@ func (a *Agent) recordRef(ref api.RecordRef) (*spaceState, crdt.RecordID, error)
 // readRecord reads a record (nil if absent), rebuilding a corrupt one. It
 // returns a copy: the cached state is mutated in place by later writes.
 func (a *Agent) readRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	r, err := a.loadRecord(sp, id)
 	if r == nil || err != nil {
 		return r, err
@@ -344,9 +344,9 @@ func (a *Agent) ConflictsList(req api.ConflictsListRequest) ([]api.Conflict, err
 		}
 		spaces = []*spaceState{sp}
 	} else {
-		a.writeMu.Lock()
+		a.stateMu.Lock()
 		spaces = a.sortedSpaces()
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 	}
 	out := []api.Conflict{}
 	for _, sp := range spaces {
@@ -378,8 +378,8 @@ func (a *Agent) ConflictsShow(ref api.RecordRef) (api.ConflictsShow, error) {
 		return api.ConflictsShow{}, err
 	}
 	out := api.ConflictsShow{Space: sp.id.String(), Record: string(rid), Fields: []api.ConflictField{}, Resolved: []api.ResolvedField{}}
-	a.writeMu.Lock() // the space's keys, to read resolutions
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock() // the space's keys, to read resolutions
+	defer a.stateMu.Unlock()
 	for _, f := range r.Conflicts() {
 		sibs := a.siblings(sp, f.Siblings)
 		if !f.Delete {
@@ -499,9 +499,9 @@ func (a *Agent) Digest(ref api.SpaceRef) (api.Digest, error) {
 		return api.Digest{}, err
 	}
 	out.Envelopes = hex.EncodeToString(env.Sum(nil))
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	member := sp.current != nil || len(sp.keys) > 0
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if member {
 		st := sha256.New()
 		err = a.eachRecord(sp, func(r *crdt.Record) {

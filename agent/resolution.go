@@ -8,7 +8,7 @@ import (
 
 // resolutionOf reads the op behind a dot from its envelope and returns its
 // resolution, or nil when the op is not a resolve (or cannot be read here).
-// writeMu held (the space's keys).
+// stateMu held (the space's keys).
 func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *api.Resolution {
 	author := crypto.DeviceID(dot.Replica)
 	env, err := a.db.get(envKey(sp.id, author, dot.Seq))

@@ -510,8 +510,8 @@ func CatchUp(ctx context.Context, cfg Config, old crypto.DeviceID, revoke func(c
 
 // authorHeads returns the contiguous heads of dev's logs held, by space.
 func (a *Agent) authorHeads(dev crypto.DeviceID) map[crypto.SpaceID]uint64 {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	out := map[crypto.SpaceID]uint64{}
 	for id, s := range a.spaces {
 		if h, ok := s.heads[dev]; ok && h.Seq > 0 {

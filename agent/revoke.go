@@ -71,8 +71,8 @@ func (a *Agent) PrepareRevocation(req api.RevokePrepareRequest) (api.RevokePlan,
 	if dev == a.dev {
 		return api.RevokePlan{}, fmt.Errorf("%w: this agent's own device cannot be revoked through itself; run revoke on another device's agent", ErrBadRequest)
 	}
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	wildcard := false
 	type explicit struct {
 		space string
@@ -244,7 +244,7 @@ func (a *Agent) addRevocation(blob []byte) (bool, []api.Gap, error) {
 }
 
 // cutDue reports whether some space holds envelopes of r's device past its
-// cut-off. writeMu held.
+// cut-off. stateMu held.
 func (a *Agent) cutDue(r *crypto.Revocation) bool {
 	for _, sp := range a.spaces {
 		if _, due := rules.CutFrom(r, sp.id, sp.heads[r.Device].Seq); due {
@@ -255,7 +255,7 @@ func (a *Agent) cutDue(r *crypto.Revocation) bool {
 }
 
 // cutPast removes r's device's envelopes past its cut-offs in every space
-// and rebuilds those spaces. writeMu held, nothing in flight; the caller
+// and rebuilds those spaces. stateMu held, nothing in flight; the caller
 // reloads.
 func (a *Agent) cutPast(r *crypto.Revocation) ([]api.Gap, error) {
 	var dropped []api.Gap
@@ -282,9 +282,9 @@ func (a *Agent) cutRevoked() error {
 		revs = append(revs, r)
 	}
 	for _, r := range revs {
-		a.writeMu.Lock()
+		a.stateMu.Lock()
 		due := a.cutDue(r)
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		if !due {
 			continue
 		}
@@ -299,7 +299,7 @@ func (a *Agent) cutRevoked() error {
 // and pending marks deleted, its head moved below, its routing records
 // dropped — writes extra with it, rebuilds the space's state without what
 // was cut, and dates the epochs again from the key shares left. Revocations
-// and fork evidence both cut this way. writeMu held with nothing in flight;
+// and fork evidence both cut this way. stateMu held with nothing in flight;
 // the caller reloads.
 func (a *Agent) cutLog(sp *spaceState, author crypto.DeviceID, from uint64, extra []kvEntry) error {
 	if hd := sp.heads[author]; hd.Seq >= from {

@@ -60,7 +60,7 @@ func routingHeads(recs []routingEntry) []crypto.RoutingRef {
 
 // applyRouting adds a verified routing record to the space's release list and
 // recomputes it; it reports whether a bureau was released that was not
-// before (not counting a space's first record). writeMu held.
+// before (not counting a space's first record). stateMu held.
 func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, ownerName string) (released bool) {
 	author := h.Author.String()
 	for _, e := range sp.meta.Routings {
@@ -90,7 +90,7 @@ func (a *Agent) applyRouting(sp *spaceState, h crypto.Header, r crypto.Routing, 
 }
 
 // refreshRelease recomputes the release list (fingerprints and names) from
-// the routing records. writeMu held.
+// the routing records. stateMu held.
 func (a *Agent) refreshRelease(sp *spaceState) {
 	if sp.meta.OwnerFP == "" {
 		return
@@ -109,7 +109,7 @@ func (a *Agent) refreshRelease(sp *spaceState) {
 }
 
 // dropRoutings forgets the routing records of author above seq (its log was
-// cut there: a revocation or a fork). writeMu held.
+// cut there: a revocation or a fork). stateMu held.
 func (a *Agent) dropRoutings(sp *spaceState, author crypto.DeviceID, above uint64) {
 	id := author.String()
 	sp.meta.Routings = slices.DeleteFunc(sp.meta.Routings, func(e routingEntry) bool { return e.Author == id && e.Seq > above })
@@ -407,7 +407,7 @@ func (s *spaceState) beginEpoch(k *crypto.SpaceKey, began uint64) {
 // the current one (and every other epoch held that nothing replaces yet),
 // current from now on. The caller writes its key shares (shareEntries) in
 // the same commit. The clock is only read, never moved: epochs are not
-// ordered by time. writeMu held.
+// ordered by time. stateMu held.
 func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 	key, err := crypto.NewSpaceKey(rand.Reader)
 	if err != nil {
@@ -425,7 +425,7 @@ func (a *Agent) rotateEpoch(sp *spaceState) ([]kvEntry, error) {
 // recomputeEpochStarts builds the epochs' lists again from the key shares
 // left in the space's log, after a cut removed some (revocation, fork), or
 // when a store written before epochs were ordered causally is opened (then
-// the epochs this device began are those stored with a start). writeMu
+// the epochs this device began are those stored with a start). stateMu
 // held (or not serving yet); the caller stores the metadata.
 func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
 	old := sp.meta.Epochs
@@ -474,7 +474,7 @@ func (a *Agent) recomputeEpochStarts(sp *spaceState) error {
 // was withdrawn from, or unknown here: the next write must then start a new
 // epoch (docs/design.md §5).
 // A device holds an epoch when a key share of it was addressed to it, or it
-// wrote a share or a change under it. writeMu held.
+// wrote a share or a change under it. stateMu held.
 func (a *Agent) needsRotation(sp *spaceState) bool {
 	if sp.current == nil {
 		return false
@@ -497,7 +497,7 @@ func (a *Agent) needsRotation(sp *spaceState) bool {
 }
 
 // noteHolder records that dev holds the epoch (it wrote under it), so that a
-// rotation is due if it loses its entitlement. writeMu held.
+// rotation is due if it loses its entitlement. stateMu held.
 func (a *Agent) noteHolder(sp *spaceState, dev crypto.DeviceID, epoch crypto.KeyID) []kvEntry {
 	sk := shareKey{recipient: dev, epoch: epoch}
 	if epoch == (crypto.KeyID{}) || sp.shared[sk] {

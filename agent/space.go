@@ -28,7 +28,7 @@ var (
 func NFC(s string) string { return norm.NFC.String(s) }
 
 // resolveSpace finds a space by ID, unique ID prefix (≥ 6 characters) or
-// unique name (docs/design.md §8). writeMu held.
+// unique name (docs/design.md §8). stateMu held.
 func (a *Agent) resolveSpace(ref string) (*spaceState, error) {
 	ref = NFC(strings.TrimSpace(ref))
 	if ref == "" {
@@ -189,12 +189,12 @@ func nonNil(s []string) []string {
 
 // ListSpaces returns every space this device holds, by name then ID.
 func (a *Agent) ListSpaces() []api.Space {
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	out := make([]api.Space, 0, len(a.spaces))
 	for _, s := range a.spaces {
 		out = append(out, spaceView(s.meta))
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if !a.cfg.Relay {
 		for i := range out {
 			if id, err := crypto.ParseSpaceID(out[i].ID); err == nil {

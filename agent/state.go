@@ -15,13 +15,13 @@ import (
 //
 //   - What writes build on (the spaces with their metadata, contexts, heads
 //     and epoch keys, the record cache, the clock, the orphans) is guarded by
-//     writeMu. It changes only inside a write transaction (withWrite), which
-//     always unlocks; readers hold writeMu too, so they see one state.
+//     stateMu. It changes only inside a write transaction (withWrite), which
+//     always unlocks; readers hold stateMu too, so they see one state.
 //   - The trust tables (certificates, revocations, frozen authors, release
 //     lists, certificate conflicts) are copy-on-write: a write transaction
 //     publishes a changed copy (tx.editTrust); anyone reads the current one
 //     without a lock (trustNow). Signature checks, which run in parallel
-//     outside writeMu, and handshakes need them.
+//     outside stateMu, and handshakes need them.
 //   - statMu guards only counters and display caches (rejections, gaps,
 //     skew, officer names, peers' claims). It is a leaf: nothing else is
 //     locked while it is held.
@@ -97,19 +97,19 @@ func (t *tx) editTrust(fn func(*trustTables)) {
 }
 
 // editTrustLocked publishes a copy of the trust tables changed by fn, for
-// the few paths that hold writeMu and write the store directly (revocation
-// cuts, fork evidence; both reload after). writeMu held.
+// the few paths that hold stateMu and write the store directly (revocation
+// cuts, fork evidence; both reload after). stateMu held.
 func (a *Agent) editTrustLocked(fn func(*trustTables)) {
 	n := a.trustNow().clone()
 	fn(n)
 	a.trustTab.Store(n)
 }
 
-// withWrite runs fn as one write transaction: under writeMu, on the newest
+// withWrite runs fn as one write transaction: under stateMu, on the newest
 // state (reloaded first if a commit failed since), then commits what fn put
 // in one atomic, fsynced batch and returns once it is on disk. If fn fails
 // after changing the state (tx.fail, tx.changed), the state is reloaded from
-// the store. writeMu is released on every path, panics included (the next
+// the store. stateMu is released on every path, panics included (the next
 // transaction then reloads).
 func (a *Agent) withWrite(fn func(t *tx) error) error {
 	if err := a.beginWrite(); err != nil {
@@ -118,7 +118,7 @@ func (a *Agent) withWrite(fn func(t *tx) error) error {
 	return a.inWrite(fn)
 }
 
-// inWrite is withWrite for a caller that already holds writeMu through
+// inWrite is withWrite for a caller that already holds stateMu through
 // beginWrite; it releases it.
 func (a *Agent) inWrite(fn func(t *tx) error) error {
 	t := &tx{a: a}
@@ -126,7 +126,7 @@ func (a *Agent) inWrite(fn func(t *tx) error) error {
 	defer func() {
 		if !done { // fn panicked: whatever it changed is not trusted
 			a.stale = true
-			a.writeMu.Unlock()
+			a.stateMu.Unlock()
 		}
 	}()
 	if err := fn(t); err != nil {
@@ -134,13 +134,13 @@ func (a *Agent) inWrite(fn func(t *tx) error) error {
 		if t.dirty {
 			a.abortWrite()
 		} else {
-			a.writeMu.Unlock()
+			a.stateMu.Unlock()
 		}
 		return err
 	}
 	done = true
 	if len(t.entries) == 0 {
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		return nil
 	}
 	if t.window {
@@ -149,16 +149,16 @@ func (a *Agent) inWrite(fn func(t *tx) error) error {
 	return a.commitWrite(t.entries)
 }
 
-// withRead runs fn under writeMu, on the same consistent state writes see.
+// withRead runs fn under stateMu, on the same consistent state writes see.
 // fn must not write.
 func (a *Agent) withRead(fn func() error) error {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return fn()
 }
 
 // afterWork is the agent's one worker for work that follows a commit and
-// must not run under writeMu or hold up its caller: wrapping keys on to
+// must not run under stateMu or hold up its caller: wrapping keys on to
 // officers a change made entitled, and applying at start what waited for a
 // key that has since arrived. Requests coalesce: a burst of releases wraps
 // once. Close stops it and waits for it.

@@ -96,9 +96,9 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	if _, err := liar.SyncWithAddr(context.Background(), fsync.PeerID(a.DeviceID()), a.SyncAddr()); err != nil {
 		t.Fatalf("round with the liar: %v", err)
 	}
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	ownThen := a.spaces[spaceID].heads[a.dev].Seq
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	if held := a.peerHeldSeq(spaceID); held > ownThen {
 		t.Errorf("after the round A believes a peer holds seq %d of its log, which has %d", held, ownThen)
 	}

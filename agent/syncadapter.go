@@ -42,7 +42,7 @@ func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
 	// fsync, which are then waited for. If one failed, the state is
 	// reloaded from the disk and read again.
 	for range 3 {
-		a.writeMu.Lock()
+		a.stateMu.Lock()
 		v := fsync.Vector{}
 		if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
 			for author, h := range sp.heads {
@@ -54,7 +54,7 @@ func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
 			}
 		}
 		wait := a.takeInflight()
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		failed := false
 		for _, w := range wait {
 			failed = <-w != nil || failed
@@ -110,12 +110,12 @@ func (s syncAdapter) ObservePeerHeads(peer fsync.PeerID, space fsync.SpaceID, ha
 	if claim == 0 {
 		return
 	}
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	var own uint64
 	if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
 		own = sp.heads[a.dev].Seq
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	a.notePeerHeld(crypto.SpaceID(space), min(claim, own))
 }
 
@@ -294,8 +294,8 @@ func (s syncAdapter) VerifyPeer(blob []byte, t fsync.Transcript, side fsync.Side
 
 func (s syncAdapter) Entitled(p fsync.Peer, space fsync.SpaceID) bool {
 	a := s.a
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	sp := a.spaces[crypto.SpaceID(space)]
 	return sp != nil && slices.Contains(sp.meta.ReleaseFP, p.Bureau)
 }

@@ -102,8 +102,8 @@ type advState struct {
 
 func advStateOf(t testing.TB, a *Agent, space crypto.SpaceID) advState {
 	t.Helper()
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	sp := a.spaces[space]
 	if sp == nil {
 		t.Fatalf("agent %s holds no space %s", a.dev, space)
@@ -511,8 +511,8 @@ func TestAdvRevocationCutConverges(t *testing.T) {
 
 func advStateOfHead(t testing.TB, a *Agent, space crypto.SpaceID, dev crypto.DeviceID) uint64 {
 	t.Helper()
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return a.spaces[space].heads[dev].Seq
 }
 
@@ -922,13 +922,13 @@ func TestAdvConcurrentRotationSameMillisecond(t *testing.T) {
 	id := advSpaceID(t, sp.ID)
 	advSettle(t, a, b, c)
 	// The same clock reading on both writers, as two laptops may have.
-	b.writeMu.Lock()
-	c.writeMu.Lock()
+	b.stateMu.Lock()
+	c.stateMu.Lock()
 	last := max(b.clock.Last.Pack(), c.clock.Last.Pack())
 	b.clock.Last = crdt.UnpackTimestamp(last)
 	c.clock.Last = crdt.UnpackTimestamp(last)
-	c.writeMu.Unlock()
-	b.writeMu.Unlock()
+	c.stateMu.Unlock()
+	b.stateMu.Unlock()
 	if _, err := b.ChangeRelease(api.SpaceBureauRequest{Space: sp.ID, Bureau: "KAZ"}, false); err != nil {
 		t.Fatal(err)
 	}
@@ -950,8 +950,8 @@ func TestAdvConcurrentRotationSameMillisecond(t *testing.T) {
 // ingests it, into the author too, so its log stays one chain.
 func advForge(t testing.TB, author *Agent, space crypto.SpaceID, kind crypto.Kind, body []byte) []byte {
 	t.Helper()
-	author.writeMu.Lock()
-	defer author.writeMu.Unlock()
+	author.stateMu.Lock()
+	defer author.stateMu.Unlock()
 	var hd head
 	if sp := author.spaces[space]; sp != nil {
 		hd = sp.heads[author.dev]
@@ -1006,9 +1006,9 @@ func TestAdvHostileRoutingAndShares(t *testing.T) {
 	advSettle(t, o1, o2, k, tj, r)
 	base := advFPs(omn, kaz)
 	name := crypto.SealName(advKey(t, o1, id), id, "hostile", rand.Reader)
-	o1.writeMu.Lock()
+	o1.stateMu.Lock()
 	nonce := o1.spaces[id].meta.Nonce
-	o1.writeMu.Unlock()
+	o1.stateMu.Unlock()
 	routing := func(owner string, released []string, sup ...crypto.RoutingRef) []byte {
 		return crypto.Routing{Space: id, Nonce: nonce, Owner: owner, Released: released, SealedName: name, Supersedes: sup}.Marshal()
 	}
@@ -1025,9 +1025,9 @@ func TestAdvHostileRoutingAndShares(t *testing.T) {
 	// one that does not decode, so those cannot even be made.)
 
 	// An owner device's record naming records that do not exist, and itself.
-	o2.writeMu.Lock()
+	o2.stateMu.Lock()
 	next := o2.spaces[id].heads[o2.dev].Seq + 1
-	o2.writeMu.Unlock()
+	o2.stateMu.Unlock()
 	var ghost crypto.DeviceID
 	rand.Read(ghost[:])
 	bogus := advForge(t, o2, id, crypto.KindRouting, routing(omnFP, []string{omnFP},
@@ -1155,8 +1155,8 @@ func TestAdvUnopenableShareBlocksLog(t *testing.T) {
 
 func advKey(t testing.TB, a *Agent, space crypto.SpaceID) *crypto.SpaceKey {
 	t.Helper()
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	return a.spaces[space].current
 }
 
@@ -1294,12 +1294,12 @@ func TestAdvRevocationCrashBeforeCut(t *testing.T) {
 	advPut(t, c, sp.ID, "x", "past the cut-off")
 	advMove(t, c, a)
 	rev := advRevoke(t, omn, c.dev, map[crypto.SpaceID]uint64{id: cut}, 0, time.Now())
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	if err := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(revokeKey(c.dev), rev)}})[0]; err != nil {
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		t.Fatal(err)
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	a = advReopen(t, a)
 	if _, err := a.AddRevocation(rev); err != nil { // delivered again by a peer
 		t.Fatal(err)

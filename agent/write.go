@@ -18,7 +18,7 @@ var ErrDiskFull = errors.New("disk full")
 
 // checkDiskSpace refuses writes while the store's file system has less than
 // MinFreeBytes free. It asks the kernel at most once a second while there
-// is room, and on every write once there is not. writeMu held.
+// is room, and on every write once there is not. stateMu held.
 func (a *Agent) checkDiskSpace() error {
 	if a.cfg.MinFreeBytes <= 0 {
 		return nil
@@ -45,21 +45,21 @@ var ErrClosed = errors.New("agent is shutting down")
 
 // beginWrite takes the write lock and, if a commit failed since the last
 // write, reloads the in-memory state from the store first (writes built on
-// lost state must not be built upon). The caller must call a.writeMu.Unlock
+// lost state must not be built upon). The caller must call a.stateMu.Unlock
 // (commitWrite does).
 func (a *Agent) beginWrite() error {
-	a.writeMu.Lock()
+	a.stateMu.Lock()
 	if a.closed {
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		return ErrClosed
 	}
 	if err := a.checkDiskSpace(); err != nil {
-		a.writeMu.Unlock()
+		a.stateMu.Unlock()
 		return err
 	}
 	if a.gen <= a.com.FailedGen() {
 		if err := a.reload(); err != nil {
-			a.writeMu.Unlock()
+			a.stateMu.Unlock()
 			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
 		}
 	}
@@ -71,7 +71,7 @@ func (a *Agent) beginWrite() error {
 func (a *Agent) commitWrite(entries []kvEntry) error {
 	a.writeID++
 	done := a.com.Submit(entries, a.gen, a.writeID)
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	return <-done
 }
 
@@ -88,7 +88,7 @@ func (a *Agent) commitInWindow(entries []kvEntry) error {
 		wait = append(wait, a.inflight[0])
 		a.inflight = a.inflight[1:]
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 	for _, w := range wait {
 		if err := <-w; err != nil {
 			return err
@@ -99,7 +99,7 @@ func (a *Agent) commitInWindow(entries []kvEntry) error {
 
 // takeInflight hands the caller the results of the received envelopes
 // handed to the committer without waiting (commitInWindow); the caller
-// must receive each. writeMu held.
+// must receive each. stateMu held.
 func (a *Agent) takeInflight() []<-chan error {
 	w := a.inflight
 	a.inflight = nil
@@ -109,8 +109,8 @@ func (a *Agent) takeInflight() []<-chan error {
 // reloadIfFailed reloads the state from the store if a commit failed since
 // it was last loaded, so that the in-memory heads are again what is on disk.
 func (a *Agent) reloadIfFailed() error {
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	if a.closed || a.gen > a.com.FailedGen() {
 		return nil
 	}
@@ -122,7 +122,7 @@ func (a *Agent) reloadIfFailed() error {
 
 // loadRecord returns the newest state of a record: from the cache (which
 // holds uncommitted writes too) or the store. A record that is absent yields
-// (nil, nil). A corrupt record is rebuilt from its envelopes. writeMu held.
+// (nil, nil). A corrupt record is rebuilt from its envelopes. stateMu held.
 func (a *Agent) loadRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, error) {
 	key := recKey(sp.id, string(id))
 	if r, ok := a.cache.get(string(key)); ok {
@@ -148,7 +148,7 @@ func (a *Agent) loadRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, erro
 
 // appendEnvelope seals and signs the next envelope of this device's log in
 // the space and returns the store entries for it (envelope and head). The
-// in-memory head moves on at once; a failed commit reloads it. writeMu held.
+// in-memory head moves on at once; a failed commit reloads it. stateMu held.
 func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, key *crypto.SpaceKey, hlc crdt.Timestamp) ([]kvEntry, error) {
 	h0 := sp.heads[a.dev]
 	h := crypto.Header{
@@ -177,7 +177,7 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 }
 
 // ensureProfile writes this device's profile (the officer's name, sealed
-// under the epoch key) the first time it writes in a space. writeMu held.
+// under the epoch key) the first time it writes in a space. stateMu held.
 func (a *Agent) ensureProfile(sp *spaceState) ([]kvEntry, error) {
 	if _, ok := sp.heads[a.dev]; ok && sp.profiled {
 		return nil, nil
@@ -323,12 +323,12 @@ func (a *Agent) abortWrite() {
 	if err := a.reload(); err != nil {
 		a.log.Error("reload after an aborted write failed", "err", err)
 	}
-	a.writeMu.Unlock()
+	a.stateMu.Unlock()
 }
 
 // reload waits until every write already handed to the committer is on disk
 // or failed, then rebuilds the in-memory state from the store and starts a
-// new generation. writeMu held. Reloading without the barrier could forget a
+// new generation. stateMu held. Reloading without the barrier could forget a
 // write still in flight and hand its seq out again.
 func (a *Agent) reload() error {
 	a.com.Barrier()
@@ -350,7 +350,7 @@ func (a *Agent) reload() error {
 	return nil
 }
 
-// recordEntries encodes and seals touched records, and caches them. writeMu held.
+// recordEntries encodes and seals touched records, and caches them. stateMu held.
 func (a *Agent) recordEntries(sp *spaceState, touched map[crdt.RecordID]*crdt.Record) ([]kvEntry, error) {
 	ids := make([]crdt.RecordID, 0, len(touched))
 	for id := range touched {

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // Certificates of other devices: pinning and scoped trust (docs/crypto.md
@@ -298,7 +299,7 @@ func (a *Agent) upgradeOwnCert() {
 		return
 	}
 	a.cert = c
-	if err := WriteFileAtomic(a.cfg.Layout.Cert(), c.Marshal(), 0o644); err != nil {
+	if err := datadir.WriteFile(a.cfg.Layout.Cert(), c.Marshal(), 0o644); err != nil {
 		a.log.Warn("countersigned this device's certificate but could not rewrite the file; it is countersigned again at each start", "file", a.cfg.Layout.Cert(), "err", err)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -332,7 +333,7 @@ func TestCertConflictIsEvidence(t *testing.T) {
 	if !pinned.Countersigned() {
 		t.Fatal("the agent did not countersign its own version 1 certificate at start")
 	}
-	if onDisk, err := LoadCert(d.cfg.Layout); err != nil || !bytes.Equal(onDisk.MarshalBinary(), pinned.MarshalBinary()) {
+	if onDisk, err := datadir.LoadCert(d.cfg.Layout); err != nil || !bytes.Equal(onDisk.MarshalBinary(), pinned.MarshalBinary()) {
 		t.Fatalf("cert.json was not rewritten countersigned: %v", err)
 	}
 	now := time.Now()
@@ -443,7 +444,7 @@ func TestCertPinnedOverSync(t *testing.T) {
 	cfgD := newTestDevice(t, y, "Dana", crypto.RoleOfficer, x.testBureau)
 	cfgO := newTestDevice(t, y, "Omar", crypto.RoleOfficer, x.testBureau)
 	cfgX := newTestDevice(t, x.testBureau, "Xavier", crypto.RoleOfficer, y)
-	ks, err := LoadKeystore(cfgD.Layout, cfgD.Unlock)
+	ks, err := datadir.LoadKeystore(cfgD.Layout, cfgD.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"path/filepath"
 	gosync "sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"fieldsync/crdt"
+	"fieldsync/internal/platform"
 )
 
 // Prometheus metrics (docs/metrics.md). The agent keeps no metric state of
@@ -330,11 +330,7 @@ func diskUsage(dir string) (int64, error) {
 		if err != nil {
 			return nil
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
+		n += platform.AllocatedBytes(info)
 		return nil
 	})
 	return n, err

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -41,7 +42,7 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, err := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, err := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 func initCommand() *cli.Command {
@@ -125,27 +126,19 @@ func initAction(c *cli.Context) error {
 	}
 	req := crypto.NewRequest(id, crypto.NameCommitment(officer, ks.NameSalt))
 
-	var sealed, keyFile []byte
+	var keyFile []byte
+	var unlock datadir.Unlock
 	if keyFilePath != "" {
-		keyFile, err = crypto.NewKeyFile(rand.Reader)
-		if err != nil {
+		if keyFile, err = crypto.NewKeyFile(rand.Reader); err != nil {
 			return fmt.Errorf("new key file: %v", err)
 		}
-		key, err := crypto.ParseKeyFile(keyFile)
-		if err != nil {
-			return fmt.Errorf("new key file: %v", err)
-		}
-		if sealed, err = crypto.SealKeystoreWithKeyFile(ks, key, rand.Reader); err != nil {
-			return fmt.Errorf("seal keystore: %v", err)
-		}
-	} else {
-		pass, err := readPassphrase(c, "passphrase-file", "new device passphrase", true)
-		if err != nil {
-			return err
-		}
-		if sealed, err = crypto.SealKeystore(ks, pass, kdfParams(c), rand.Reader); err != nil {
-			return fmt.Errorf("seal keystore: %v", err)
-		}
+		unlock.KeyFile = keyFile
+	} else if unlock.Passphrase, err = readPassphrase(c, "passphrase-file", "new device passphrase", true); err != nil {
+		return err
+	}
+	sealed, err := datadir.SealKeystore(ks, unlock, kdfParams(c))
+	if err != nil {
+		return err
 	}
 
 	out := initOut{Device: id.ID().String(), DataDir: l.Dir, Role: role.String()}
@@ -186,20 +179,20 @@ func initAction(c *cli.Context) error {
 		return fmt.Errorf("write device file: %v", err)
 	}
 	if cert != nil {
-		if err := agent.WriteFileAtomic(l.Cert(), cert.Marshal(), 0o644); err != nil {
+		if err := datadir.WriteFile(l.Cert(), cert.Marshal(), 0o644); err != nil {
 			return fmt.Errorf("write certificate: %v", err)
 		}
-		ts, err := agent.LoadTrust(l)
+		ts, err := datadir.LoadTrust(l)
 		if err != nil {
 			return err
 		}
 		ts.Add(bureau.Public())
-		if err := agent.SaveTrust(l, ts); err != nil {
+		if err := datadir.SaveTrust(l, ts); err != nil {
 			return fmt.Errorf("write trust list: %v", err)
 		}
 	}
-	if err := agent.WriteFileAtomic(l.Keystore(), sealed, 0o600); err != nil {
-		return fmt.Errorf("write keystore: %v", err)
+	if err := datadir.WriteKeystore(l, sealed); err != nil {
+		return err
 	}
 
 	if jsonMode(c) {

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fieldsync/agent"
+	"fieldsync/internal/datadir"
 )
 
 func repairCommand() *cli.Command {
@@ -34,7 +35,7 @@ func repairAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ks, err := agent.LoadKeystore(l, u)
+	ks, err := datadir.LoadKeystore(l, u)
 	if err != nil {
 		return unlockError(l, err)
 	}

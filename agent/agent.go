@@ -13,12 +13,13 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
+	"fieldsync/internal/platform"
 	"fieldsync/internal/store"
 	fsync "fieldsync/sync"
 )
@@ -202,7 +203,7 @@ var ErrLocked = errors.New("another agent is running on this data directory")
 
 func (a *Agent) open() error {
 	l := a.cfg.Layout
-	cert, err := LoadCert(l)
+	cert, err := datadir.LoadCert(l)
 	if err != nil {
 		if errors.Is(err, ErrNotEnrolled) {
 			if _, serr := os.Stat(l.Keystore()); serr != nil {
@@ -212,19 +213,19 @@ func (a *Agent) open() error {
 		return err
 	}
 	a.cert = cert
-	if a.trust, err = LoadTrust(l); err != nil {
+	if a.trust, err = datadir.LoadTrust(l); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(l.Lock(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := platform.LockFile(lock); err != nil {
 		lock.Close()
 		return fmt.Errorf("%w (%s)", ErrLocked, l.Dir)
 	}
 	a.lock = lock
-	if a.ks, err = LoadKeystore(l, a.cfg.Unlock); err != nil {
+	if a.ks, err = datadir.LoadKeystore(l, a.cfg.Unlock); err != nil {
 		return err
 	}
 	a.id = a.ks.Identity

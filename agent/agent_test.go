@@ -12,6 +12,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 func TestPutGetRestart(t *testing.T) {
@@ -178,7 +179,7 @@ func TestIngestRejects(t *testing.T) {
 	}
 	// A certificate from an untrusted bureau is refused.
 	c := newTestDevice(t, other, "Mallory", crypto.RoleOfficer)
-	mc, _ := LoadCert(c.Layout)
+	mc, _ := datadir.LoadCert(c.Layout)
 	if _, err := b.AddCertificate(mc.MarshalBinary()); !errors.Is(err, crypto.ErrUntrusted) {
 		t.Fatalf("untrusted certificate: %v", err)
 	}

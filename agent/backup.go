@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // Backups (docs/backup.md): a consistent snapshot of the running agent's
@@ -111,7 +111,7 @@ func (a *Agent) backupHeader() (hdr []byte, key [32]byte, id [16]byte, err error
 	// The backup is sealed under what opens the keystore on disk now: if
 	// that changed since the agent started, say so rather than seal under a
 	// passphrase the owner no longer uses.
-	onDisk, err := LoadKeystore(a.cfg.Layout, a.cfg.Unlock)
+	onDisk, err := datadir.LoadKeystore(a.cfg.Layout, a.cfg.Unlock)
 	if err != nil {
 		return nil, key, id, fmt.Errorf("the keystore no longer opens with what this agent was started with (was its passphrase changed?): restart the agent, then back up: %w", err)
 	}
@@ -128,13 +128,9 @@ func (a *Agent) backupHeader() (hdr []byte, key [32]byte, id [16]byte, err error
 		hdr, err = crypto.SealBackupHeaderWithKeyFile(payload, fk, rand.Reader)
 		return hdr, key, id, err
 	}
-	data, err := os.ReadFile(a.cfg.Layout.Keystore())
+	p, err := datadir.KeystoreKDF(a.cfg.Layout)
 	if err != nil {
-		return nil, key, id, fmt.Errorf("read keystore: %w", err)
-	}
-	p, err := crypto.KeystoreKDFParams(data)
-	if err != nil {
-		return nil, key, id, fmt.Errorf("keystore: %w", err)
+		return nil, key, id, err
 	}
 	hdr, err = crypto.SealBackupHeader(payload, a.cfg.Unlock.Passphrase, p, rand.Reader)
 	return hdr, key, id, err

@@ -11,6 +11,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // backupBytes takes a backup of a in memory, as the API serves it.
@@ -244,7 +245,7 @@ func TestBackupIsConsistentUnderWrites(t *testing.T) {
 func TestBackupWithKeyFile(t *testing.T) {
 	tb := newTestBureau(t, "OMN")
 	cfg := newTestDevice(t, tb, "relay-1", crypto.RoleRelay)
-	ks, err := LoadKeystore(cfg.Layout, cfg.Unlock)
+	ks, err := datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestBackupWithKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(cfg.Layout.Keystore(), sealed, 0o600); err != nil {
+	if err := datadir.WriteFile(cfg.Layout.Keystore(), sealed, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Unlock = Unlock{KeyFile: kf}

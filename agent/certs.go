@@ -10,6 +10,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	"fieldsync/internal/rules"
 )
 
@@ -300,7 +301,7 @@ func (a *Agent) upgradeOwnCert() {
 		return
 	}
 	a.cert = c
-	if err := WriteFileAtomic(a.cfg.Layout.Cert(), c.Marshal(), 0o644); err != nil {
+	if err := datadir.WriteFile(a.cfg.Layout.Cert(), c.Marshal(), 0o644); err != nil {
 		a.log.Warn("countersigned this device's certificate but could not rewrite the file; it is countersigned again at each start", "file", a.cfg.Layout.Cert(), "err", err)
 		return
 	}

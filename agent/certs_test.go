@@ -15,6 +15,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -333,7 +334,7 @@ func TestCertConflictIsEvidence(t *testing.T) {
 	if !pinned.Countersigned() {
 		t.Fatal("the agent did not countersign its own version 1 certificate at start")
 	}
-	if onDisk, err := LoadCert(d.cfg.Layout); err != nil || !bytes.Equal(onDisk.MarshalBinary(), pinned.MarshalBinary()) {
+	if onDisk, err := datadir.LoadCert(d.cfg.Layout); err != nil || !bytes.Equal(onDisk.MarshalBinary(), pinned.MarshalBinary()) {
 		t.Fatalf("cert.json was not rewritten countersigned: %v", err)
 	}
 	now := time.Now()
@@ -444,7 +445,7 @@ func TestCertPinnedOverSync(t *testing.T) {
 	cfgD := newTestDevice(t, y, "Dana", crypto.RoleOfficer, x.testBureau)
 	cfgO := newTestDevice(t, y, "Omar", crypto.RoleOfficer, x.testBureau)
 	cfgX := newTestDevice(t, x.testBureau, "Xavier", crypto.RoleOfficer, y)
-	ks, err := LoadKeystore(cfgD.Layout, cfgD.Unlock)
+	ks, err := datadir.LoadKeystore(cfgD.Layout, cfgD.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

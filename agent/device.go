@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // DeviceFile is device.json: the device's public identity, readable without
@@ -42,7 +43,7 @@ func SaveDevice(l Layout, p crypto.DevicePublic) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(l.Device(), append(data, '\n'), 0o644)
+	return datadir.WriteFile(l.Device(), append(data, '\n'), 0o644)
 }
 
 // LoadDevice reads device.json; the error wraps ErrNotInitialized if there is

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fieldsync/agent/api"
+	"fieldsync/internal/datadir"
 )
 
 // The diagnostics bundle (`fieldsync diag`, docs/metrics.md): what support
@@ -212,7 +213,7 @@ func versions() VersionsView {
 // quarantine, and the public device, certificate and trust files.
 func dataDirFacts(l Layout) DataDirView {
 	v := DataDirView{Path: l.Dir, Quarantine: []string{}, Trusted: []string{}}
-	for _, p := range []string{l.Keystore(), l.Device(), l.Cert(), l.Trust(), l.Store(), l.Lock(), l.Socket(), l.Quarantine(), l.quarantineMarker()} {
+	for _, p := range []string{l.Keystore(), l.Device(), l.Cert(), l.Trust(), l.Store(), l.Lock(), l.Socket(), l.Quarantine(), l.QuarantineMarker()} {
 		f := FileFact{Name: p}
 		if rel, err := filepath.Rel(l.Dir, p); err == nil && filepath.IsLocal(rel) {
 			f.Name = rel
@@ -234,7 +235,7 @@ func dataDirFacts(l Layout) DataDirView {
 	if es, err := os.ReadDir(l.Store()); err == nil {
 		v.StoreFiles = len(es)
 	}
-	if _, err := os.Stat(l.quarantineMarker()); err == nil {
+	if _, err := os.Stat(l.QuarantineMarker()); err == nil {
 		v.Quarantined = true
 	}
 	if es, err := os.ReadDir(l.Quarantine()); err == nil {
@@ -244,7 +245,7 @@ func dataDirFacts(l Layout) DataDirView {
 	}
 	if dev, err := LoadDevice(l); err == nil {
 		v.Device = &DeviceFacts{ID: dev.ID().String()}
-		if c, err := LoadCert(l); err == nil {
+		if c, err := datadir.LoadCert(l); err == nil {
 			v.Device.Bureau, v.Device.Role = c.Bureau.Name, c.Role.String()
 			v.Device.NotBefore, v.Device.NotAfter = c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)
 		} else {
@@ -253,7 +254,7 @@ func dataDirFacts(l Layout) DataDirView {
 	} else {
 		note("device", err)
 	}
-	if ts, err := LoadTrust(l); err == nil {
+	if ts, err := datadir.LoadTrust(l); err == nil {
 		for _, b := range ts.List() {
 			v.Trusted = append(v.Trusted, b.Name+" "+b.Fingerprint())
 		}

@@ -7,11 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/platform"
 )
 
 // TestDiskFull fills a small tmpfs under a running agent: writes are
@@ -38,9 +38,10 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Ballast leaves the reserve and 40 MiB free.
-	var st syscall.Statfs_t
-	syscall.Statfs(mnt, &st)
-	free := int64(st.Bavail) * int64(st.Bsize)
+	free, err := platform.FreeBytes(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ballast := filepath.Join(mnt, "ballast")
 	if err := os.WriteFile(ballast, make([]byte, free-cfg.MinFreeBytes-(40<<20)), 0o600); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -27,7 +28,7 @@ import (
 // years (an attacker's laptop enrolled for a long mission).
 func epochLongCert(t *testing.T, tb *testBureau, cfg Config, officer string, years int) {
 	t.Helper()
-	ks, err := LoadKeystore(cfg.Layout, cfg.Unlock)
+	ks, err := datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

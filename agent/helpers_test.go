@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // testBureau is a bureau authority made for a test.
@@ -66,7 +67,7 @@ func initTestDevice(t testing.TB, dir string, tb *testBureau, officer string, ro
 	for _, x := range extraTrust {
 		ts.Add(x.b.Public())
 	}
-	if err := SaveTrust(l, ts); err != nil {
+	if err := datadir.SaveTrust(l, ts); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()

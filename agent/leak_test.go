@@ -7,6 +7,7 @@ import (
 	"go.uber.org/goleak"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // TestCloseLeavesNoGoroutine: two agents run with their API, sync over
@@ -19,7 +20,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
 	cfgB := newTestDevice(t, kaz, "Bolat", crypto.RoleOfficer, omn)
-	ks, err := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, err := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

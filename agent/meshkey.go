@@ -2,14 +2,13 @@ package agent
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"net/http"
-	"os"
 	"sync"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -149,46 +148,10 @@ func (a *Agent) changeMeshKeys(op string, key []byte, plan func(primary []byte, 
 // same passphrase (and argon2id parameters) or key file it was opened
 // with, and replaces the file atomically. The caller holds meshKeyMu.
 func (a *Agent) saveMeshKeys(primary []byte, others [][]byte) error {
-	path := a.cfg.Layout.Keystore()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read keystore: %w", err)
-	}
-	// The file must still be ours and still open with what unlocked it:
-	// resealing under a passphrase changed meanwhile would undo the change.
-	onDisk, err := LoadKeystore(a.cfg.Layout, a.cfg.Unlock)
-	if err != nil {
-		return fmt.Errorf("the keystore no longer opens with what this agent was started with (was its passphrase changed?): restart the agent: %w", err)
-	}
-	same := onDisk.Identity.ID() == a.dev
-	onDisk.Zero()
-	if !same {
-		return fmt.Errorf("the keystore %s now holds another device: restart the agent", path)
-	}
 	next := *a.ks
 	next.MeshKey, next.MeshKeys = primary, others
-	var sealed []byte
-	if a.cfg.Unlock.KeyFile != nil {
-		fk, err := crypto.ParseKeyFile(a.cfg.Unlock.KeyFile)
-		if err != nil {
-			return fmt.Errorf("key file: %w", err)
-		}
-		sealed, err = crypto.SealKeystoreWithKeyFile(&next, fk, rand.Reader)
-		clear(fk)
-		if err != nil {
-			return fmt.Errorf("seal keystore: %w", err)
-		}
-	} else {
-		p, err := crypto.KeystoreKDFParams(data)
-		if err != nil {
-			return fmt.Errorf("keystore: %w", err)
-		}
-		if sealed, err = crypto.SealKeystore(&next, a.cfg.Unlock.Passphrase, p, rand.Reader); err != nil {
-			return fmt.Errorf("seal keystore: %w", err)
-		}
-	}
-	if err := WriteFileAtomic(path, sealed, 0o600); err != nil {
-		return fmt.Errorf("write keystore: %w", err)
+	if err := datadir.ResealKeystore(a.cfg.Layout, &next, a.cfg.Unlock); err != nil {
+		return err
 	}
 	a.ks.MeshKey, a.ks.MeshKeys = primary, others
 	return nil

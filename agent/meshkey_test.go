@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // TestMeshKeyringPersists: add, use and remove change the running engine's
@@ -17,7 +18,7 @@ import (
 func TestMeshKeyringPersists(t *testing.T) {
 	tb := newTestBureau(t, "OMN")
 	cfg := newTestDevice(t, tb, "relay-1", crypto.RoleRelay)
-	ks, err := LoadKeystore(cfg.Layout, cfg.Unlock)
+	ks, err := datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestMeshKeyringPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(cfg.Layout.Keystore(), sealed, 0o600); err != nil {
+	if err := datadir.WriteFile(cfg.Layout.Keystore(), sealed, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Unlock = Unlock{KeyFile: kf}
@@ -57,7 +58,7 @@ func TestMeshKeyringPersists(t *testing.T) {
 		t.Fatalf("use: %+v, %v", kr, err)
 	}
 	// Persisted, and the running engine agrees.
-	ks, err = LoadKeystore(cfg.Layout, cfg.Unlock)
+	ks, err = datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestMeshKeyringPersists(t *testing.T) {
 	if kr, err := a.RemoveMeshKey(oldKey); err != nil || len(kr.Keys) != 1 {
 		t.Fatalf("remove: %+v, %v", kr, err)
 	}
-	ks, err = LoadKeystore(cfg.Layout, cfg.Unlock)
+	ks, err = datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"path/filepath"
 	gosync "sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +20,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
+	"fieldsync/internal/platform"
 )
 
 // Prometheus metrics (docs/metrics.md). The agent keeps no metric state of
@@ -306,11 +306,7 @@ func diskUsage(dir string) (int64, error) {
 		if err != nil {
 			return nil
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
+		n += platform.AllocatedBytes(info)
 		return nil
 	})
 	return n, err

@@ -16,6 +16,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // freeTCPAddr returns a 127.0.0.1 address whose port was free a moment ago.
@@ -101,7 +102,7 @@ func TestMetricsDuringSync(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfgA := newTestDevice(t, omn, canary+"-officer-a", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, canary+"-officer-b", crypto.RoleOfficer)
-	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
 	cfgA.MetricsAddr = freeTCPAddr(t)
 	var logBuf bytes.Buffer

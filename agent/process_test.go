@@ -18,6 +18,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/platform"
 )
 
 // The test binary doubles as an agent process: with FIELDSYNC_TEST_AGENT_DIR
@@ -107,8 +108,15 @@ func startChild(t testing.TB, cfg Config, env ...string) *childAgent {
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(append(os.Environ(), "FIELDSYNC_TEST_AGENT_DIR="+cfg.Layout.Dir), env...)
 	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	leash, err := platform.PrepareChild(c.cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(leash.Release)
+	if err := leash.Started(c.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
@@ -134,7 +142,7 @@ func startChild(t testing.TB, cfg Config, env ...string) *childAgent {
 func (c *childAgent) client() *api.Client { return api.NewClient(c.cfg.Layout) }
 
 func (c *childAgent) stop() {
-	c.cmd.Process.Signal(syscall.SIGTERM)
+	platform.Terminate(c.cmd.Process)
 	<-c.exited
 	if c.err != nil {
 		c.t.Fatalf("child agent did not stop cleanly: %v\n%s", c.err, c.out.String())

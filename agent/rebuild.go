@@ -143,7 +143,7 @@ func Repair(ctx context.Context, cfg Config, out io.Writer) error {
 	if err := a.repair(ctx, out); err != nil {
 		return err
 	}
-	if err := os.Remove(cfg.Layout.quarantineMarker()); err == nil {
+	if err := os.Remove(cfg.Layout.QuarantineMarker()); err == nil {
 		fmt.Fprintln(out, "quarantine cleared: the agent may start again")
 	}
 	return nil

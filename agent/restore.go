@@ -17,6 +17,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	"fieldsync/internal/store"
 	fsync "fieldsync/sync"
 )
@@ -303,19 +304,9 @@ func Restore(cfg RestoreConfig, b *BackupReader) (res *RestoreResult, err error)
 			return nil, errors.New("enroll the new device: the certificate is for another device")
 		}
 	}
-	var sealed []byte
-	if cfg.Unlock.KeyFile != nil {
-		fk, err := crypto.ParseKeyFile(cfg.Unlock.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("key file: %w", err)
-		}
-		sealed, err = crypto.SealKeystoreWithKeyFile(ks, fk, rand.Reader)
-		clear(fk)
-		if err != nil {
-			return nil, fmt.Errorf("seal keystore: %w", err)
-		}
-	} else if sealed, err = crypto.SealKeystore(ks, cfg.Unlock.Passphrase, cfg.KDF, rand.Reader); err != nil {
-		return nil, fmt.Errorf("seal keystore: %w", err)
+	sealed, err := datadir.SealKeystore(ks, cfg.Unlock, cfg.KDF)
+	if err != nil {
+		return nil, err
 	}
 
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
@@ -335,7 +326,7 @@ func Restore(cfg RestoreConfig, b *BackupReader) (res *RestoreResult, err error)
 		return nil, fmt.Errorf("write device file: %w", err)
 	}
 	if res.Cert != nil {
-		if err = WriteFileAtomic(l.Cert(), res.Cert.Marshal(), 0o644); err != nil {
+		if err = datadir.WriteFile(l.Cert(), res.Cert.Marshal(), 0o644); err != nil {
 			return nil, fmt.Errorf("write certificate: %w", err)
 		}
 	}
@@ -348,11 +339,11 @@ func Restore(cfg RestoreConfig, b *BackupReader) (res *RestoreResult, err error)
 		}
 		ts.Add(bp)
 	}
-	if err = SaveTrust(l, ts); err != nil {
+	if err = datadir.SaveTrust(l, ts); err != nil {
 		return nil, fmt.Errorf("write trust list: %w", err)
 	}
-	if err = WriteFileAtomic(l.Keystore(), sealed, 0o600); err != nil {
-		return nil, fmt.Errorf("write keystore: %w", err)
+	if err = datadir.WriteKeystore(l, sealed); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/platform"
 )
 
 // Issue 12, item 9: the local socket. Another local user must not be able
@@ -139,7 +140,7 @@ func TestSocketFallbackUsesRuntimeDir(t *testing.T) {
 	if !l.SocketIsShort() {
 		t.Fatal("the test's data directory is not long enough")
 	}
-	if s := l.Socket(); !strings.HasPrefix(s, rt+string(filepath.Separator)) || len(s) > maxSocketPath {
+	if s := l.Socket(); !strings.HasPrefix(s, rt+string(filepath.Separator)) || len(s) > platform.MaxSocketPath {
 		t.Fatalf("socket %s is not in XDG_RUNTIME_DIR %s", s, rt)
 	}
 }

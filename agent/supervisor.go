@@ -11,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
+	"fieldsync/internal/platform"
 )
 
 // Exit codes of `fieldsync agent` beyond docs/design.md §8's 0–3. A service
@@ -33,10 +34,6 @@ const (
 	crashLimit  = 5
 	crashWindow = 2 * time.Minute
 )
-
-// quarantineMarker is the file whose presence stops the agent from starting
-// on a store that crash-looped.
-func (l Layout) quarantineMarker() string { return filepath.Join(l.Dir, "QUARANTINED") }
 
 // ErrQuarantined means the store was quarantined after a crash loop.
 var ErrQuarantined = errors.New("store is quarantined after repeated crashes")
@@ -76,11 +73,19 @@ func RunWorker(ctx context.Context, cfg Config) error {
 	return a.Run(ctx)
 }
 
-// openWorker is RunWorker's opening: no core dumps, the agent opened, its
-// readiness wired to the supervisor's file descriptor.
+// openWorker is RunWorker's opening: no core dumps, the supervisor
+// watched, the agent opened, its readiness wired to the supervisor's file
+// descriptor.
 func openWorker(cfg Config) (*Agent, error) {
 	if err := DisableCoreDumps(); err != nil && cfg.Logger != nil {
 		cfg.Logger.Warn("could not disable core dumps", "err", err)
+	}
+	// Where the system cannot kill the worker with its supervisor (macOS),
+	// the worker watches it and exits at once when it is gone, as the
+	// kernel's SIGKILL would on Linux: the store survives that (design §7),
+	// and nothing is left holding the store or the socket.
+	if err := platform.WatchParent(func() { os.Exit(1) }); err != nil {
+		return nil, err
 	}
 	a, err := New(cfg)
 	if err != nil {
@@ -137,7 +142,7 @@ func ExitCode(err error) int {
 
 // CheckQuarantine fails with ErrQuarantined if the store is quarantined.
 func CheckQuarantine(l Layout) error {
-	if b, err := os.ReadFile(l.quarantineMarker()); err == nil {
+	if b, err := os.ReadFile(l.QuarantineMarker()); err == nil {
 		return fmt.Errorf("%w (%s): %s", ErrQuarantined, string(b), quarantineHint(l))
 	}
 	return nil
@@ -146,9 +151,10 @@ func CheckQuarantine(l Layout) error {
 // RunSupervisor runs the agent's worker process and restarts it when it
 // crashes (Badger can panic in a background goroutine on a corrupted table,
 // docs/design.md §7); a crash loop quarantines the store. The worker dies with the
-// supervisor (PR_SET_PDEATHSIG), so killing `fieldsync agent` even with
-// SIGKILL leaves nothing holding the store or the socket. It returns the
-// exit code for the process.
+// supervisor (platform.PrepareChild: PR_SET_PDEATHSIG on Linux, a Job
+// Object on Windows, a pipe the worker watches on macOS), so killing
+// `fieldsync agent` even with SIGKILL leaves nothing holding the store or
+// the socket. It returns the exit code for the process.
 func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
 	log := sc.Logger
 	if log == nil {
@@ -180,7 +186,7 @@ func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
 			startupCrashes = 0
 		} else if startupCrashes++; startupCrashes >= 2 {
 			reason := fmt.Sprintf("the store crashed the agent while opening, %d times in a row, last at %s", startupCrashes, now.UTC().Format(time.RFC3339))
-			if err := WriteFileAtomic(sc.Layout.quarantineMarker(), []byte(reason), 0o600); err != nil {
+			if err := datadir.WriteFile(sc.Layout.QuarantineMarker(), []byte(reason), 0o600); err != nil {
 				log.Error("could not write the quarantine marker", "err", err)
 			}
 			log.Error("store quarantined: it cannot be opened", "reason", reason, "recover", quarantineHint(sc.Layout))
@@ -192,7 +198,7 @@ func RunSupervisor(ctx context.Context, sc SupervisorConfig) int {
 		}
 		if len(crashes) >= crashLimit {
 			reason := fmt.Sprintf("%d worker crashes within %s, last at %s", len(crashes), crashWindow, now.UTC().Format(time.RFC3339))
-			if err := WriteFileAtomic(sc.Layout.quarantineMarker(), []byte(reason), 0o600); err != nil {
+			if err := datadir.WriteFile(sc.Layout.QuarantineMarker(), []byte(reason), 0o600); err != nil {
 				log.Error("could not write the quarantine marker", "err", err)
 			}
 			log.Error("store quarantined after a crash loop", "reason", reason, "recover", quarantineHint(sc.Layout))
@@ -240,18 +246,27 @@ func runWorkerOnce(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (
 	out := &crashFilter{w: sc.Stderr, layout: sc.Layout, log: log}
 	defer out.close()
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		readyW.Close()
 		log.Error("worker stdin", "err", err)
 		return 1, false, ready
 	}
+	leash, err := platform.PrepareChild(cmd) // after Env and ExtraFiles: it adds to them
+	if err != nil {
+		readyW.Close()
+		log.Error("tie the worker to the supervisor", "err", err)
+		return 1, false, ready
+	}
+	defer leash.Release() // after Wait
 	err = cmd.Start()
 	readyW.Close() // the worker holds its own copy
 	if err != nil {
 		log.Error("start agent worker", "err", err)
 		return 1, false, ready
+	}
+	if err := leash.Started(cmd.Process.Pid); err != nil {
+		log.Warn("the agent worker may outlive this supervisor if it is killed", "err", err)
 	}
 	msg, _ := json.Marshal(workerUnlock{Passphrase: sc.Unlock.Passphrase, KeyFile: sc.Unlock.KeyFile})
 	stdin.Write(msg)
@@ -264,7 +279,7 @@ func runWorkerOnce(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
+		platform.Terminate(cmd.Process)
 		select {
 		case err = <-done:
 		case <-time.After(20 * time.Second):
@@ -281,7 +296,7 @@ func runWorkerOnce(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (
 		log.Error("agent worker", "err", err)
 		return 1, true, ready
 	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if platform.KilledBySignal(ee.ProcessState) {
 		return 1, true, ready
 	}
 	switch c := ee.ExitCode(); c {
@@ -295,10 +310,8 @@ func runWorkerOnce(ctx context.Context, sc SupervisorConfig, log *slog.Logger) (
 }
 
 // DisableCoreDumps sets RLIMIT_CORE to 0 so that key material held in memory
-// never lands in a core file.
-func DisableCoreDumps() error {
-	return syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{Cur: 0, Max: 0})
-}
+// never lands in a core file (Windows writes none: nothing to do there).
+func DisableCoreDumps() error { return platform.DisableCoreDumps() }
 
 // crashFilter passes the worker's output through, except a Go panic's dump:
 // from a line starting "panic:" or "fatal error:" on, the output goes to a

@@ -7,6 +7,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -42,11 +43,11 @@ func TestUnsyncedLocalIgnoresImpossibleClaims(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, err := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, err := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ksB, err := LoadKeystore(cfgB.Layout, cfgB.Unlock)
+	ksB, err := datadir.LoadKeystore(cfgB.Layout, cfgB.Unlock)
 	if err != nil {
 		t.Fatal(err)
 	}

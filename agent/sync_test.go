@@ -10,6 +10,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // waitFor polls cond until it holds or the (generous) bound passes; the
@@ -41,7 +42,7 @@ func TestTwoAgentsSync(t *testing.T) {
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
 	// One mesh key for both.
-	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
 	a := startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)
@@ -128,7 +129,7 @@ func partitionHeal(t *testing.T, hints bool) {
 	mk := func(name string, role crypto.Role) *Agent {
 		cfg := newTestDevice(t, omn, name, role)
 		if mesh == nil {
-			ks, _ := LoadKeystore(cfg.Layout, cfg.Unlock)
+			ks, _ := datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
 			mesh = ks.MeshKey
 		}
 		cfg.MeshKey = mesh
@@ -280,7 +281,7 @@ func TestRelayBetweenOfficersNeverOnlineTogether(t *testing.T) {
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
 	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay)
-	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	for _, c := range []*Config{&cfgA, &cfgB, &cfgR} {
 		c.MeshKey = ks.MeshKey
 	}
@@ -356,7 +357,7 @@ func TestCatchUpManyChanges(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
 	a := startSyncAgent(t, cfgA)
 	sp, _ := a.CreateSpace("case", nil)
@@ -415,7 +416,7 @@ func TestLostEnvelopeFetchedAgain(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
 	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
 	a := openTestAgent(t, cfgA)
 	sp, _ := a.CreateSpace("case", nil)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"syscall"
 	"time"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/platform"
 )
 
 // ErrDiskFull means the store's disk has less free space than the agent
@@ -27,11 +27,10 @@ func (a *Agent) checkDiskSpace() error {
 	if a.diskOK && now.Sub(a.diskChecked) < time.Second {
 		return nil
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(a.cfg.Layout.Store(), &st); err != nil {
+	free, err := platform.FreeBytes(a.cfg.Layout.Store())
+	if err != nil {
 		return nil // cannot tell: let the write try
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
 	a.diskChecked, a.diskOK = now, free >= a.cfg.MinFreeBytes
 	if !a.diskOK {
 		return fmt.Errorf("%w: %d MiB free where the store is (%s); the agent keeps %d MiB in reserve and accepts no writes until space is freed — nothing was lost",

@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 // TestChaos is a Jepsen-style randomized mesh test (issue 6). It runs real

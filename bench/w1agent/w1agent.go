@@ -17,12 +17,12 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/bench/w1"
 	"fieldsync/internal/harness"
+	"fieldsync/internal/platform"
 )
 
 // Result is w1.Result plus the agent layer's figures.
@@ -254,11 +254,7 @@ func dirSize(dir string) int64 {
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-					n += st.Blocks * 512
-				} else {
-					n += fi.Size()
-				}
+				n += platform.AllocatedBytes(fi)
 			}
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"fieldsync/agent"
+	"fieldsync/internal/datadir"
 	"fieldsync/internal/logging"
 )
 
@@ -79,7 +80,7 @@ func agentAction(c *cli.Context) error {
 	if _, err := agent.LoadDevice(l); err != nil {
 		return withHint(err, "create the device with `fieldsync init`")
 	}
-	if _, err := agent.LoadCert(l); errors.Is(err, agent.ErrNotEnrolled) {
+	if _, err := datadir.LoadCert(l); errors.Is(err, agent.ErrNotEnrolled) {
 		return &exitError{code: agent.ExitNotEnrolled, errCode: "not_enrolled", err: fmt.Errorf("device is not enrolled: no certificate in %s", l.Dir),
 			hint: "have the bureau sign the request (`fieldsync enroll`), then `fieldsync cert install cert.json`"}
 	} else if err != nil {
@@ -90,7 +91,7 @@ func agentAction(c *cli.Context) error {
 		return err
 	}
 	// Open the keystore once here, for a clear error before anything starts.
-	ks, err := agent.LoadKeystore(l, u)
+	ks, err := datadir.LoadKeystore(l, u)
 	if err != nil {
 		return unlockError(l, err)
 	}

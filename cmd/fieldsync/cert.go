@@ -10,6 +10,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 func certCommand() *cli.Command {
@@ -56,7 +57,7 @@ func certInstall(c *cli.Context) error {
 		return withHint(fmt.Errorf("certificate %s is for device %s, not for this device %s", path, cert.Device.ID(), dev.ID()),
 			fmt.Sprintf("check --data-dir (%s)", l.Dir))
 	}
-	ts, err := agent.LoadTrust(l)
+	ts, err := datadir.LoadTrust(l)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func certInstall(c *cli.Context) error {
 		if uerr != nil {
 			fmt.Fprintf(c.App.ErrWriter, "fieldsync: note: %v; the certificate is installed as issued and the agent countersigns it when it starts\n", uerr)
 		} else {
-			ks, err := agent.LoadKeystore(l, u)
+			ks, err := datadir.LoadKeystore(l, u)
 			if err != nil {
 				return keystoreError("keystore", l.Keystore(), err)
 			}
@@ -93,11 +94,11 @@ func certInstall(c *cli.Context) error {
 			cert, data = signed, signed.Marshal()
 		}
 	}
-	if err := agent.WriteFileAtomic(l.Cert(), data, 0o644); err != nil {
+	if err := datadir.WriteFile(l.Cert(), data, 0o644); err != nil {
 		return fmt.Errorf("write certificate: %v", err)
 	}
 	if !had {
-		if err := agent.SaveTrust(l, ts); err != nil {
+		if err := datadir.SaveTrust(l, ts); err != nil {
 			return fmt.Errorf("write trust list: %v", err)
 		}
 	}

@@ -51,7 +51,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -59,6 +58,7 @@ import (
 	"time"
 
 	"fieldsync/agent"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -283,9 +283,6 @@ func insiderLoop(ctx context.Context, a *agent.Agent, path string) {
 			continue
 		}
 		res, _ := json.Marshal(a.ChaosInsider(ctx, cmd))
-		tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".tmp")
-		if os.WriteFile(tmp, res, 0o600) == nil {
-			os.Rename(tmp, out)
-		}
+		datadir.WriteFile(out, res, 0o600)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"fieldsync/agent"
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 // maxSecretFile bounds passphrase, key and mesh-key files.
@@ -69,7 +70,7 @@ func printJSON(c *cli.Context, v any) error {
 func layoutOf(c *cli.Context) (agent.Layout, error) {
 	dir := globalString(c, "data-dir")
 	if dir == "" {
-		d, err := agent.DefaultDataDir()
+		d, err := datadir.DefaultDir()
 		if err != nil {
 			return agent.Layout{}, err
 		}

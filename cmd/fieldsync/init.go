@@ -13,6 +13,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 func initCommand() *cli.Command {
@@ -180,27 +181,20 @@ func newKeystore(officer string, meshKey []byte) (*crypto.Identity, *crypto.Keys
 }
 
 // sealNewKeystore seals ks with a new key file (returned, to be written to
-// keyFilePath) or, without one, with a passphrase asked for twice.
+// keyFilePath) or, without one, with a passphrase asked for twice, through
+// the one keystore sealing path (internal/datadir).
 func sealNewKeystore(c *cli.Context, ks *crypto.Keystore, keyFilePath string) (sealed, keyFile []byte, err error) {
-	if keyFilePath == "" {
-		pass, err := readPassphrase(c, "passphrase-file", "new device passphrase", true)
-		if err != nil {
-			return nil, nil, err
+	var unlock datadir.Unlock
+	if keyFilePath != "" {
+		if keyFile, err = crypto.NewKeyFile(rand.Reader); err != nil {
+			return nil, nil, fmt.Errorf("new key file: %v", err)
 		}
-		if sealed, err = crypto.SealKeystore(ks, pass, kdfParams(c), rand.Reader); err != nil {
-			return nil, nil, fmt.Errorf("seal keystore: %v", err)
-		}
-		return sealed, nil, nil
+		unlock.KeyFile = keyFile
+	} else if unlock.Passphrase, err = readPassphrase(c, "passphrase-file", "new device passphrase", true); err != nil {
+		return nil, nil, err
 	}
-	if keyFile, err = crypto.NewKeyFile(rand.Reader); err != nil {
-		return nil, nil, fmt.Errorf("new key file: %v", err)
-	}
-	key, err := crypto.ParseKeyFile(keyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("new key file: %v", err)
-	}
-	if sealed, err = crypto.SealKeystoreWithKeyFile(ks, key, rand.Reader); err != nil {
-		return nil, nil, fmt.Errorf("seal keystore: %v", err)
+	if sealed, err = datadir.SealKeystore(ks, unlock, kdfParams(c)); err != nil {
+		return nil, nil, err
 	}
 	return sealed, keyFile, nil
 }
@@ -260,23 +254,23 @@ func writeInitFiles(o initOpts, f initFiles, out *initOut) error {
 			return err
 		}
 	}
-	if err := agent.WriteFileAtomic(l.Keystore(), f.sealed, 0o600); err != nil {
-		return fmt.Errorf("write keystore: %v", err)
+	if err := datadir.WriteKeystore(l, f.sealed); err != nil {
+		return err
 	}
 	return nil
 }
 
 // writeEnrollment writes the certificate and trusts its bureau.
 func writeEnrollment(l agent.Layout, cert *crypto.Certificate, bureau *crypto.Bureau) error {
-	if err := agent.WriteFileAtomic(l.Cert(), cert.Marshal(), 0o644); err != nil {
+	if err := datadir.WriteFile(l.Cert(), cert.Marshal(), 0o644); err != nil {
 		return fmt.Errorf("write certificate: %v", err)
 	}
-	ts, err := agent.LoadTrust(l)
+	ts, err := datadir.LoadTrust(l)
 	if err != nil {
 		return err
 	}
 	ts.Add(bureau.Public())
-	if err := agent.SaveTrust(l, ts); err != nil {
+	if err := datadir.SaveTrust(l, ts); err != nil {
 		return fmt.Errorf("write trust list: %v", err)
 	}
 	return nil

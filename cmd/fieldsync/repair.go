@@ -7,6 +7,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/agent/api"
+	"fieldsync/internal/datadir"
 )
 
 func repairCommand() *cli.Command {
@@ -35,7 +36,7 @@ func repairAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ks, err := agent.LoadKeystore(l, u)
+	ks, err := datadir.LoadKeystore(l, u)
 	if err != nil {
 		return unlockError(l, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 )
 
 func trustCommand() *cli.Command {
@@ -51,7 +52,7 @@ type trustChange struct {
 
 // ownBureau is the fingerprint of the device certificate's bureau, or "".
 func ownBureau(l agent.Layout) string {
-	cert, err := agent.LoadCert(l)
+	cert, err := datadir.LoadCert(l)
 	if err != nil {
 		return ""
 	}
@@ -75,7 +76,7 @@ func trustAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ts, err := agent.LoadTrust(l)
+	ts, err := datadir.LoadTrust(l)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func trustAdd(c *cli.Context) error {
 }
 
 func saveTrust(l agent.Layout, ts *crypto.TrustSet) error {
-	if err := agent.SaveTrust(l, ts); err != nil {
+	if err := datadir.SaveTrust(l, ts); err != nil {
 		return fmt.Errorf("write trust list: %v", err)
 	}
 	return nil
@@ -135,7 +136,7 @@ func trustList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ts, err := agent.LoadTrust(l)
+	ts, err := datadir.LoadTrust(l)
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func trustRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ts, err := agent.LoadTrust(l)
+	ts, err := datadir.LoadTrust(l)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"fieldsync/agent"
 	"fieldsync/agent/api"
+	"fieldsync/internal/platform"
 )
 
 // Cluster is a set of devices enrolled by one bureau, sharing a mesh key,
@@ -244,13 +245,22 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 	n.cmd = exec.Command(c.Exe, args...)
 	n.cmd.Env = append(append(os.Environ(), c.Env...), n.Env...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	leash, err := platform.PrepareChild(n.cmd) // the agent dies with the test
+	if err != nil {
+		return err
+	}
 	if err := n.cmd.Start(); err != nil {
+		leash.Release()
 		n.cmd = nil
 		return err
 	}
+	leash.Started(n.cmd.Process.Pid)
 	n.exited = make(chan error, 1)
-	go func(cmd *exec.Cmd, ch chan error) { ch <- cmd.Wait() }(n.cmd, n.exited)
+	go func(cmd *exec.Cmd, ch chan error) {
+		err := cmd.Wait()
+		leash.Release()
+		ch <- err
+	}(n.cmd, n.exited)
 	cl := n.Client()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -400,7 +410,7 @@ func (n *Node) SignalWorker(sig syscall.Signal) error {
 	if w == 0 {
 		return fmt.Errorf("node %s: no worker process", n.Name)
 	}
-	return syscall.Kill(w, sig)
+	return signalPID(w, sig)
 }
 
 // PeakRSSMB is the peak resident set (VmHWM) of the node's agent worker

@@ -1,0 +1,5 @@
+package platform
+
+// MaxSocketPath is the longest Unix socket path the kernel accepts
+// (sizeof(sun_path) - 1 for the terminating NUL; macOS's sun_path is 104).
+const MaxSocketPath = 103

@@ -119,7 +119,7 @@ func bitRotVariant(t *testing.T, threshold string, kill bool) {
 // was noticed at all.
 func readAfterFlip(t *testing.T, cfg Config, env []string, space string, want map[string]string, where string) (hit bool) {
 	t.Helper()
-	c, err := tryStartChild(cfg, append(env, "FIELDSYNC_TEST_SUPERVISE=1")...)
+	c, err := tryStartChild(t, cfg, append(env, "FIELDSYNC_TEST_SUPERVISE=1")...)
 	if err != nil {
 		// Could not open: the supervisor must say what and how to recover,
 		// once — not show a goroutine dump, not loop.
@@ -154,15 +154,19 @@ func readAfterFlip(t *testing.T, cfg Config, env []string, space string, want ma
 
 // tryStartChild is startChild that returns the child's output as an error
 // instead of failing the test when the agent does not come up.
-func tryStartChild(cfg Config, env ...string) (*childAgent, error) {
-	ft := &fakeTB{}
+func tryStartChild(t testing.TB, cfg Config, env ...string) (*childAgent, error) {
+	ft := &fakeTB{TB: t} // Cleanup goes to t; a failure is returned
 	var c *childAgent
+	var p any
 	func() {
-		defer func() { recover() }()
+		defer func() { p = recover() }()
 		c = startChild(ft, cfg, env...)
 	}()
-	if ft.failed {
+	switch {
+	case ft.failed:
 		return nil, fmt.Errorf("%s", ft.msg)
+	case c == nil:
+		panic(p) // not a start failure: a bug in the test
 	}
 	return c, nil
 }

@@ -21,8 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"fieldsync/agent"
 	"fieldsync/agent/api"
+	"fieldsync/internal/datadir"
 	"fieldsync/internal/platform"
 )
 
@@ -215,7 +215,7 @@ func (c *Cluster) Passphrase() []byte {
 
 // Client is a local API client for the node's agent.
 func (n *Node) Client() *api.Client {
-	return api.NewClient(agent.Layout{Dir: n.Dir})
+	return api.NewClient(datadir.Layout{Dir: n.Dir})
 }
 
 // Running reports whether the node's agent process is running.

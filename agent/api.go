@@ -170,88 +170,9 @@ func (a *Agent) History(ref api.RecordRef) ([]api.HistoryEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	held := a.heldEnvelope(sp, nil)
+	j := historyJudge{a: a, sp: sp, rid: rid, applied: applied, keys: keys, held: a.heldEnvelope(sp, nil)}
 	err = a.db.kv.Scan(envSpacePrefix(sp.id), func(k, sealed []byte) error {
-		env, err := a.db.open(k, sealed)
-		_, author, seq, _ := parseEnvKey(k)
-		e := api.HistoryEntry{Author: author.String(), Seq: seq, Ops: []api.HistoryOp{}}
-		if err != nil {
-			// Corrupt on disk: we cannot tell which records it touched, so
-			// it is listed in every record's history as invalid.
-			e.Signature, e.Error = "invalid", "stored envelope is corrupt"
-			out = append(out, e)
-			return nil
-		}
-		h, err := crypto.ParseHeader(env)
-		if err != nil {
-			e.Signature, e.Error = "invalid", err.Error()
-			out = append(out, e)
-			return nil
-		}
-		if h.Kind != crypto.KindChange {
-			return nil
-		}
-		ts := crdt.UnpackTimestamp(h.HLC)
-		e.HLC, e.Time = formatHLC(ts), time.UnixMilli(ts.Wall).UTC().Format(time.RFC3339)
-		e.Officer = a.officer(sp, author)
-		e.Bureau = a.bureauOf(author)
-		cert := a.trustNow().certs[author]
-		if cert == nil {
-			e.Signature, e.Error = "invalid", "author's certificate is unknown"
-			out = append(out, e)
-			return nil
-		}
-		_, body, err := crypto.Open(env, cert.Device, keys)
-		switch {
-		case errors.Is(err, crypto.ErrNoKey):
-			return nil
-		case errors.Is(err, crypto.ErrSignature):
-			e.Signature, e.Error = "invalid", err.Error()
-			out = append(out, e)
-			return nil
-		case err != nil:
-			// Validly signed, but its body does not open under its epoch
-			// key: a no-op everywhere, naming no record we can tell.
-			return nil
-		}
-		ch, err := crdt.UnmarshalChange(body)
-		if err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
-			// Validly signed; does not decode (or waits for a newer
-			// build), or does not match its header: it changed nothing
-			// and names no record we can trust.
-			return nil
-		}
-		e.Signature, e.Outcome = "valid", api.OutcomeApplied
-		if v, _, why := a.staticVerdict(sp, ch, held); v == causalBad {
-			e.Outcome, e.Error = api.OutcomeNoop, why.Error()
-		} else if !applied.Contains(ch.Dot()) {
-			e.Outcome, e.Error = api.OutcomeWaiting, "not applied yet: it waits for a change it depends on"
-		}
-		touches := false
-		for _, op := range ch.Ops {
-			if op.Record != rid {
-				continue
-			}
-			touches = true
-			if e.Outcome != api.OutcomeApplied {
-				// Listed, but not as a write: it changed nothing (yet),
-				// and a hostile change's seen dots are not worth
-				// listing.
-				continue
-			}
-			v := op.Describe()
-			hop := api.HistoryOp{Kind: strings.ReplaceAll(v.Kind, "-", "_"), Record: string(v.Record), Field: v.Field, Reason: v.Reason}
-			if utf8.Valid(v.Value) {
-				hop.Value = string(v.Value)
-			} else {
-				hop.ValueBase64 = base64.StdEncoding.EncodeToString(v.Value)
-			}
-			for _, d := range v.Seen {
-				hop.Resolves = append(hop.Resolves, d.String())
-			}
-			e.Ops = append(e.Ops, hop)
-		}
-		if touches {
+		if e, listed := j.entry(k, sealed); listed {
 			out = append(out, e)
 		}
 		return nil
@@ -269,6 +190,107 @@ func (a *Agent) History(ref api.RecordRef) ([]api.HistoryEntry, error) {
 		return out[i].Seq < out[j].Seq
 	})
 	return out, nil
+}
+
+// historyJudge judges each stored envelope of a space for History, from
+// snapshots taken under stateMu: what was applied, and the epoch keys.
+type historyJudge struct {
+	a       *Agent
+	sp      *spaceState // only its ID and the keys snapshot are read
+	rid     crdt.RecordID
+	applied *crdt.Context
+	keys    crypto.Keyring
+	held    func(crypto.DeviceID, uint64) ([32]byte, bool)
+}
+
+// entry returns the history entry of one stored envelope and whether the
+// record's history lists it: every change that touches the record, and
+// every envelope that cannot be read at all (it may have).
+func (j historyJudge) entry(k, sealed []byte) (api.HistoryEntry, bool) {
+	a, sp, rid, applied, keys, held := j.a, j.sp, j.rid, j.applied, j.keys, j.held
+	env, err := a.db.open(k, sealed)
+	_, author, seq, _ := parseEnvKey(k)
+	e := api.HistoryEntry{Author: author.String(), Seq: seq, Ops: []api.HistoryOp{}}
+	if err != nil {
+		// Corrupt on disk: we cannot tell which records it touched, so
+		// it is listed in every record's history as invalid.
+		e.Signature, e.Error = "invalid", "stored envelope is corrupt"
+		return e, true
+	}
+	h, err := crypto.ParseHeader(env)
+	if err != nil {
+		e.Signature, e.Error = "invalid", err.Error()
+		return e, true
+	}
+	if h.Kind != crypto.KindChange {
+		return e, false
+	}
+	ts := crdt.UnpackTimestamp(h.HLC)
+	e.HLC, e.Time = formatHLC(ts), time.UnixMilli(ts.Wall).UTC().Format(time.RFC3339)
+	e.Officer = a.officer(sp, author)
+	e.Bureau = a.bureauOf(author)
+	cert := a.trustNow().certs[author]
+	if cert == nil {
+		e.Signature, e.Error = "invalid", "author's certificate is unknown"
+		return e, true
+	}
+	_, body, err := crypto.Open(env, cert.Device, keys)
+	switch {
+	case errors.Is(err, crypto.ErrNoKey):
+		return e, false
+	case errors.Is(err, crypto.ErrSignature):
+		e.Signature, e.Error = "invalid", err.Error()
+		return e, true
+	case err != nil:
+		// Validly signed, but its body does not open under its epoch
+		// key: a no-op everywhere, naming no record we can tell.
+		return e, false
+	}
+	ch, err := crdt.UnmarshalChange(body)
+	if err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
+		// Validly signed; does not decode (or waits for a newer
+		// build), or does not match its header: it changed nothing
+		// and names no record we can trust.
+		return e, false
+	}
+	e.Signature, e.Outcome = "valid", api.OutcomeApplied
+	if v, _, why := a.staticVerdict(sp, ch, held); v == causalBad {
+		e.Outcome, e.Error = api.OutcomeNoop, why.Error()
+	} else if !applied.Contains(ch.Dot()) {
+		e.Outcome, e.Error = api.OutcomeWaiting, "not applied yet: it waits for a change it depends on"
+	}
+	var touches bool
+	e.Ops, touches = historyOps(ch, rid, e.Outcome == api.OutcomeApplied)
+	return e, touches
+}
+
+// historyOps lists the ops of ch on record rid, and whether there are any.
+// A change that was not applied (a no-op, or waiting) is listed without
+// ops: it changed nothing (yet), and a hostile change's seen dots are not
+// worth listing.
+func historyOps(ch *crdt.Change, rid crdt.RecordID, applied bool) ([]api.HistoryOp, bool) {
+	ops, touches := []api.HistoryOp{}, false
+	for _, op := range ch.Ops {
+		if op.Record != rid {
+			continue
+		}
+		touches = true
+		if !applied {
+			continue
+		}
+		v := op.Describe()
+		hop := api.HistoryOp{Kind: strings.ReplaceAll(v.Kind, "-", "_"), Record: string(v.Record), Field: v.Field, Reason: v.Reason}
+		if utf8.Valid(v.Value) {
+			hop.Value = string(v.Value)
+		} else {
+			hop.ValueBase64 = base64.StdEncoding.EncodeToString(v.Value)
+		}
+		for _, d := range v.Seen {
+			hop.Resolves = append(hop.Resolves, d.String())
+		}
+		ops = append(ops, hop)
+	}
+	return ops, touches
 }
 
 // Status is `status` (docs/design.md §8).

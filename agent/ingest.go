@@ -165,37 +165,10 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		if sp == nil {
 			sp = &spaceState{id: h.Space, meta: spaceMeta{ID: h.Space.String()}, ctx: crdt.NewContext(), heads: map[crypto.DeviceID]head{}, keys: map[crypto.KeyID]*crypto.SpaceKey{}}
 		}
-		hd := sp.heads[h.Author]
-		switch {
-		case h.Seq <= hd.Seq:
-			stored, err := a.db.get(envKey(h.Space, h.Author, h.Seq))
-			if err == nil && crypto.Hash(stored) == crypto.Hash(env) {
-				return nil // held already
-			}
-			if err != nil && !errors.Is(err, errKVNotFound) && !errors.Is(err, errCorrupt) {
-				return err
-			}
-			if err != nil { // our copy is gone or corrupt: put it back
-				restore = true
-				return nil
-			}
-			if _, err := a.freeze(stored, env); err != nil {
-				return err
-			}
-			return a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
-		case h.Seq > hd.Seq+1:
-			a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
-			return a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
-		case h.Prev != hd.Hash:
-			// Signed by the author yet not chained to the envelope it
-			// signed before: a fork, provable with the two.
-			if stored, err := a.db.get(envKey(h.Space, h.Author, hd.Seq)); err == nil && hd.Seq > 0 {
-				if _, err := a.freeze(stored, env); err != nil {
-					return err
-				}
-				return a.reject(RejectFork, fmt.Errorf("device %s seq %d does not chain to its seq %d", h.Author, h.Seq, hd.Seq))
-			}
-			return a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
+		next, again, err := a.chainNext(sp, h, env)
+		if !next {
+			restore = again
+			return err
 		}
 		t.changed()
 		entries, _, err := a.applyEnvelope(sp, h, env, cert)
@@ -250,6 +223,46 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		}
 	}
 	return true, nil
+}
+
+// chainNext places a verified envelope in its author's log in the space:
+// next is true when it is the next one (seq = head + 1, chained to the
+// head). Otherwise it is held already (nothing to do), a copy we lost
+// (again: put it back, restoreEnvelope), a gap, a broken chain, or a fork
+// (frozen with the two as evidence): each a rejection. stateMu held.
+func (a *Agent) chainNext(sp *spaceState, h crypto.Header, env []byte) (next, again bool, err error) {
+	hd := sp.heads[h.Author]
+	switch {
+	case h.Seq <= hd.Seq:
+		stored, err := a.db.get(envKey(h.Space, h.Author, h.Seq))
+		if err == nil && crypto.Hash(stored) == crypto.Hash(env) {
+			return false, false, nil // held already
+		}
+		if err != nil && !errors.Is(err, errKVNotFound) && !errors.Is(err, errCorrupt) {
+			return false, false, err
+		}
+		if err != nil { // our copy is gone or corrupt: put it back
+			return false, true, nil
+		}
+		if _, err := a.freeze(stored, env); err != nil {
+			return false, false, err
+		}
+		return false, false, a.reject(RejectFork, fmt.Errorf("device %s signed two envelopes for seq %d in space %s", h.Author, h.Seq, h.Space))
+	case h.Seq > hd.Seq+1:
+		a.noteGap(h.Space, h.Author, hd.Seq+1, h.Seq-1)
+		return false, false, a.reject(RejectGap, fmt.Errorf("device %s seq %d arrived before seqs %d..%d", h.Author, h.Seq, hd.Seq+1, h.Seq-1))
+	case h.Prev != hd.Hash:
+		// Signed by the author yet not chained to the envelope it signed
+		// before: a fork, provable with the two.
+		if stored, err := a.db.get(envKey(h.Space, h.Author, hd.Seq)); err == nil && hd.Seq > 0 {
+			if _, err := a.freeze(stored, env); err != nil {
+				return false, false, err
+			}
+			return false, false, a.reject(RejectFork, fmt.Errorf("device %s seq %d does not chain to its seq %d", h.Author, h.Seq, hd.Seq))
+		}
+		return false, false, a.reject(RejectChain, fmt.Errorf("device %s seq %d does not chain to seq %d", h.Author, h.Seq, hd.Seq))
+	}
+	return true, false, nil
 }
 
 // restoreEnvelope puts back an envelope that the store acknowledged but lost

@@ -333,3 +333,52 @@ func TestHeadsReportOnlyDurable(t *testing.T) {
 		t.Fatalf("after the retry heads report seq %d, want %d", got, len(log))
 	}
 }
+
+// TestWriteTransactionPanicUnlocks: a transaction that panics after
+// changing the state releases stateMu, and the next transaction reloads
+// the state from the store, so nothing of the panicked one survives.
+func TestWriteTransactionPanicUnlocks(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, a, sp.ID, "r", "v1")
+	id := advSpaceID(t, sp.ID)
+	before := a.reloads.Load()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the transaction did not panic")
+			}
+		}()
+		a.withWrite(func(tx *tx) error {
+			tx.changed()
+			a.spaces[id].heads[a.dev] = head{Seq: 999} // a change the store never saw
+			panic("a bug in a transaction")
+		})
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "r", Fields: []api.FieldValue{{Name: "v", Value: "v2"}}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // a hang guard, not a timing check
+		t.Fatal("stateMu is still held after the panic")
+	}
+	if a.reloads.Load() == before {
+		t.Fatal("the next transaction did not reload the state")
+	}
+	if v, err := advValue(a, sp.ID, "r"); err != nil || v != "v2" {
+		t.Fatalf("after the panic: %q, %v", v, err)
+	}
+	if got := advStateOfHead(t, a, id, a.dev); got == 999 || got == 1000 {
+		t.Fatalf("the panicked transaction's head %d survived", got)
+	}
+}

@@ -42,60 +42,6 @@ func (a *Agent) checkDiskSpace() error {
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("agent is shutting down")
 
-// beginWrite takes the write lock and, if a commit failed since the last
-// write, reloads the in-memory state from the store first (writes built on
-// lost state must not be built upon). The caller must call a.stateMu.Unlock
-// (commitWrite does).
-func (a *Agent) beginWrite() error {
-	a.stateMu.Lock()
-	if a.closed {
-		a.stateMu.Unlock()
-		return ErrClosed
-	}
-	if err := a.checkDiskSpace(); err != nil {
-		a.stateMu.Unlock()
-		return err
-	}
-	if a.gen <= a.com.FailedGen() {
-		if err := a.reload(); err != nil {
-			a.stateMu.Unlock()
-			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
-		}
-	}
-	return nil
-}
-
-// commitWrite hands the entries to the committer, releases the write lock
-// and waits until they are on disk (or failed).
-func (a *Agent) commitWrite(entries []kvEntry) error {
-	a.writeID++
-	done := a.com.Submit(entries, a.gen, a.writeID)
-	a.stateMu.Unlock()
-	return <-done
-}
-
-// commitInWindow hands the entries to the committer and releases the write
-// lock without waiting for the disk, unless more than ingestWindow such
-// writes are in flight: then it waits for the oldest. A failed commit is
-// reported by whichever call collects it (and fails later writes built on
-// it, as always).
-func (a *Agent) commitInWindow(entries []kvEntry) error {
-	a.writeID++
-	a.inflight = append(a.inflight, a.com.Submit(entries, a.gen, a.writeID))
-	var wait []<-chan error
-	for len(a.inflight) > ingestWindow {
-		wait = append(wait, a.inflight[0])
-		a.inflight = a.inflight[1:]
-	}
-	a.stateMu.Unlock()
-	for _, w := range wait {
-		if err := <-w; err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // takeInflight hands the caller the results of the received envelopes
 // handed to the committer without waiting (commitInWindow); the caller
 // must receive each. stateMu held.
@@ -312,39 +258,6 @@ func (a *Agent) checkChangeSize(ch *crdt.Change) error {
 	}
 	if int64(len(body)) > a.cfg.MaxChangeBytes {
 		return fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
-	}
-	return nil
-}
-
-// abortWrite undoes the in-memory changes of a write that failed before it
-// was handed to the committer, and unlocks.
-func (a *Agent) abortWrite() {
-	if err := a.reload(); err != nil {
-		a.log.Error("reload after an aborted write failed", "err", err)
-	}
-	a.stateMu.Unlock()
-}
-
-// reload waits until every write already handed to the committer is on disk
-// or failed, then rebuilds the in-memory state from the store and starts a
-// new generation. stateMu held. Reloading without the barrier could forget a
-// write still in flight and hand its seq out again.
-func (a *Agent) reload() error {
-	a.com.Barrier()
-	a.reloads.Add(1)
-	if err := a.load(); err != nil {
-		return err
-	}
-	for _, sp := range a.spaces {
-		// What waiting envelopes wait for is noted again by a drain: the
-		// next envelope received in the space drains it (a cut may also
-		// have settled what some waited for).
-		sp.unlocked = true
-	}
-	if f := a.com.FailedGen(); a.gen <= f {
-		a.gen = f + 1
-	} else {
-		a.gen++
 	}
 	return nil
 }

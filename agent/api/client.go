@@ -141,110 +141,98 @@ func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
 
 // Status is `fieldsync status`.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	var s Status
-	return s, c.Call(ctx, PathStatus, nil, &s)
+	return call[Status](ctx, c, PathStatus, nil)
 }
 
 // Peers is `fieldsync peers`.
 func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
-	var p []PeerInfo
-	return p, c.Call(ctx, PathPeers, nil, &p)
+	return call[[]PeerInfo](ctx, c, PathPeers, nil)
 }
 
 // SpaceCreate is `fieldsync space create`.
 func (c *Client) SpaceCreate(ctx context.Context, req SpaceCreateRequest) (Space, error) {
-	var s Space
-	return s, c.Call(ctx, PathSpaceCreate, req, &s)
+	return call[Space](ctx, c, PathSpaceCreate, req)
 }
 
 // SpaceList is `fieldsync space list`.
 func (c *Client) SpaceList(ctx context.Context) ([]Space, error) {
-	var s []Space
-	return s, c.Call(ctx, PathSpaceList, nil, &s)
+	return call[[]Space](ctx, c, PathSpaceList, nil)
 }
 
 // SpaceDigest is `fieldsync space digest`.
 func (c *Client) SpaceDigest(ctx context.Context, req SpaceRef) (Digest, error) {
-	var d Digest
-	return d, c.Call(ctx, PathSpaceDigest, req, &d)
+	return call[Digest](ctx, c, PathSpaceDigest, req)
 }
 
 // SpaceRelease is `fieldsync space release`.
 func (c *Client) SpaceRelease(ctx context.Context, req SpaceBureauRequest) (Space, error) {
-	var s Space
-	return s, c.Call(ctx, PathSpaceRelease, req, &s)
+	return call[Space](ctx, c, PathSpaceRelease, req)
 }
 
 // SpaceWithdraw is `fieldsync space withdraw`.
 func (c *Client) SpaceWithdraw(ctx context.Context, req SpaceBureauRequest) (Space, error) {
-	var s Space
-	return s, c.Call(ctx, PathSpaceWithdraw, req, &s)
+	return call[Space](ctx, c, PathSpaceWithdraw, req)
+}
+
+// call makes one call and decodes its result as an R.
+func call[R any](ctx context.Context, c *Client, path string, req any) (R, error) {
+	var r R
+	return r, c.Call(ctx, path, req, &r)
 }
 
 // RecordPut is `fieldsync record put`.
 func (c *Client) RecordPut(ctx context.Context, req RecordPutRequest) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathRecordPut, req, &r)
+	return call[Record](ctx, c, PathRecordPut, req)
 }
 
 // RecordNew is `fieldsync record new`; req.Record must be empty.
 func (c *Client) RecordNew(ctx context.Context, req RecordPutRequest) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathRecordNew, req, &r)
+	return call[Record](ctx, c, PathRecordNew, req)
 }
 
 // RecordGet is `fieldsync record get`.
 func (c *Client) RecordGet(ctx context.Context, req RecordRef) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathRecordGet, req, &r)
+	return call[Record](ctx, c, PathRecordGet, req)
 }
 
 // RecordList is `fieldsync record list`.
 func (c *Client) RecordList(ctx context.Context, req SpaceRef) ([]RecordSummary, error) {
-	var r []RecordSummary
-	return r, c.Call(ctx, PathRecordList, req, &r)
+	return call[[]RecordSummary](ctx, c, PathRecordList, req)
 }
 
 // RecordDelete is `fieldsync record delete`.
 func (c *Client) RecordDelete(ctx context.Context, req RecordRef) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathRecordDelete, req, &r)
+	return call[Record](ctx, c, PathRecordDelete, req)
 }
 
 // SetOp is `fieldsync set add|remove`.
 func (c *Client) SetOp(ctx context.Context, req SetOpRequest) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathSetOp, req, &r)
+	return call[Record](ctx, c, PathSetOp, req)
 }
 
 // NoteAdd is `fieldsync note add`.
 func (c *Client) NoteAdd(ctx context.Context, req NoteAddRequest) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathNoteAdd, req, &r)
+	return call[Record](ctx, c, PathNoteAdd, req)
 }
 
 // ConflictsList is `fieldsync conflicts list`.
 func (c *Client) ConflictsList(ctx context.Context, req ConflictsListRequest) ([]Conflict, error) {
-	var r []Conflict
-	return r, c.Call(ctx, PathConflictsList, req, &r)
+	return call[[]Conflict](ctx, c, PathConflictsList, req)
 }
 
 // ConflictsShow is `fieldsync conflicts show`.
 func (c *Client) ConflictsShow(ctx context.Context, req RecordRef) (ConflictsShow, error) {
-	var r ConflictsShow
-	return r, c.Call(ctx, PathConflictsShow, req, &r)
+	return call[ConflictsShow](ctx, c, PathConflictsShow, req)
 }
 
 // Resolve is `fieldsync resolve`.
 func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (Record, error) {
-	var r Record
-	return r, c.Call(ctx, PathResolve, req, &r)
+	return call[Record](ctx, c, PathResolve, req)
 }
 
 // History is `fieldsync history`.
 func (c *Client) History(ctx context.Context, req RecordRef) ([]HistoryEntry, error) {
-	var r []HistoryEntry
-	return r, c.Call(ctx, PathHistory, req, &r)
+	return call[[]HistoryEntry](ctx, c, PathHistory, req)
 }
 
 // ProgressLine is one line of a streamed (progress) response, in NDJSON:

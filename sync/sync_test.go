@@ -34,12 +34,18 @@ func TestTwoNodesExchange(t *testing.T) {
 	if h[a.Dev.ID] != 5 || h[b.Dev.ID] != 5 {
 		t.Fatalf("b heads %v", h)
 	}
-	if a.Engine.Stats().Added == 0 || b.Engine.Stats().Added == 0 {
+	// The store holds an envelope before the session that ingested it
+	// counts it (at the end of its stream): wait for the counters.
+	counted := func() bool { return a.Engine.Stats().Added > 0 && b.Engine.Stats().Added > 0 }
+	if !synctest.WaitFor(10*time.Second, counted) {
 		t.Fatalf("nothing received: %+v / %+v", a.Engine.Stats(), b.Engine.Stats())
 	}
-	ps := a.Engine.Peers()
-	if len(ps) != 1 || !ps[0].Authenticated || ps[0].BytesSent == 0 || ps[0].LastContact.IsZero() {
-		t.Fatalf("peer status %+v", ps)
+	peerSeen := func() bool {
+		ps := a.Engine.Peers()
+		return len(ps) == 1 && ps[0].Authenticated && ps[0].BytesSent > 0 && !ps[0].LastContact.IsZero()
+	}
+	if !synctest.WaitFor(10*time.Second, peerSeen) {
+		t.Fatalf("peer status %+v", a.Engine.Peers())
 	}
 	_ = context.Background
 	_ = fsync.ProfileLocal

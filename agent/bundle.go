@@ -22,50 +22,30 @@ import (
 // paths over the owner-only socket): a bundle is streamed from the store to
 // the file and from the file to the store, never held in memory whole.
 
-// Bundle API paths.
-const (
-	PathBundleWant   = "/v1/bundle/want"   // POST BundleWantRequest -> BundleWantResult
-	PathBundleExport = "/v1/bundle/export" // POST BundleExportRequest -> BundleExportResult (NDJSON with progress)
-	PathBundleImport = "/v1/bundle/import" // POST BundleImportRequest -> BundleImportResult (NDJSON with progress)
-)
-
 // ErrRefused is a bundle or want file refused whole; nothing of it was stored.
 var ErrRefused = bundle.ErrRefused
 
-// The bundle API's requests and results (docs/api.md, "Bundles").
-type (
-	BundleWantRequest   = bundle.WantRequest
-	BundleWantResult    = bundle.WantResult
-	BundleExportRequest = bundle.ExportRequest
-	BundleSpaceCount    = bundle.SpaceCount
-	BundleExportResult  = bundle.ExportResult
-	BundleImportRequest = bundle.ImportRequest
-	BundleSkip          = bundle.Skip
-	BundleImportResult  = bundle.ImportResult
-	BundleProgress      = bundle.Progress
-)
-
 func init() {
 	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
-		post(a, mux, PathBundleWant, func(req BundleWantRequest) (any, error) { return a.WriteWant(req) })
-		bundleRoute(a, mux, PathBundleExport, func(req BundleExportRequest) bool { return req.Progress },
-			func(ctx context.Context, req BundleExportRequest, p func(BundleProgress)) (any, error) {
+		post(a, mux, api.PathBundleWant, func(req api.BundleWantRequest) (any, error) { return a.WriteWant(req) })
+		bundleRoute(a, mux, api.PathBundleExport, func(req api.BundleExportRequest) bool { return req.Progress },
+			func(ctx context.Context, req api.BundleExportRequest, p func(api.BundleProgress)) (any, error) {
 				return a.ExportBundle(ctx, req, p)
 			})
-		bundleRoute(a, mux, PathBundleImport, func(req BundleImportRequest) bool { return req.Progress },
-			func(ctx context.Context, req BundleImportRequest, p func(BundleProgress)) (any, error) {
+		bundleRoute(a, mux, api.PathBundleImport, func(req api.BundleImportRequest) bool { return req.Progress },
+			func(ctx context.Context, req api.BundleImportRequest, p func(api.BundleProgress)) (any, error) {
 				return a.ImportBundle(ctx, req, p)
 			})
 	})
 }
 
 // bundleLine is one line of a streamed (progress) response.
-type bundleLine = api.ProgressLine[BundleProgress]
+type bundleLine = api.ProgressLine[api.BundleProgress]
 
 // bundleRoute registers a long-running bundle method. Without progress it
 // answers like every other method; with progress the answer is NDJSON:
 // progress lines, then one line with the result or the error.
-func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress func(T) bool, fn func(context.Context, T, func(BundleProgress)) (any, error)) {
+func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress func(T) bool, fn func(context.Context, T, func(api.BundleProgress)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		var req T
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxRequestBytes))
@@ -84,7 +64,7 @@ func bundleRoute[T any](a *Agent, mux *http.ServeMux, path string, wantsProgress
 		enc := json.NewEncoder(w)
 		flusher, _ := w.(http.Flusher)
 		last := time.Time{}
-		progress := func(p BundleProgress) {
+		progress := func(p api.BundleProgress) {
 			// At most ten lines a second, and the last one always.
 			if now := time.Now(); now.Sub(last) >= 100*time.Millisecond || p.Done == p.Total {
 				last = now
@@ -129,7 +109,7 @@ var bundleLimits = crypto.DefaultBundleLimits()
 
 // WriteWant writes this device's want file: its version vector of every
 // space it holds, signed by its device key, with its certificate.
-func (a *Agent) WriteWant(req BundleWantRequest) (BundleWantResult, error) {
+func (a *Agent) WriteWant(req api.BundleWantRequest) (api.BundleWantResult, error) {
 	res, err := bundle.WriteWant(bundleCore{a}, req)
 	return res, bundleError(err)
 }
@@ -139,7 +119,7 @@ func (a *Agent) WriteWant(req BundleWantRequest) (BundleWantResult, error) {
 // chosen spaces — all of them, or, given the receiver's want file, those it
 // lacks of the spaces it is entitled to. progress may be nil. When ctx ends
 // (the client went away) the export stops and leaves no file.
-func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progress func(BundleProgress)) (BundleExportResult, error) {
+func (a *Agent) ExportBundle(ctx context.Context, req api.BundleExportRequest, progress func(api.BundleProgress)) (api.BundleExportResult, error) {
 	res, err := bundle.Export(ctx, bundleCore{a}, bundleLimits, req, progress)
 	return res, bundleError(err)
 }
@@ -149,7 +129,7 @@ func (a *Agent) ExportBundle(ctx context.Context, req BundleExportRequest, progr
 // bundle over a limit is refused whole (ErrRefused) and nothing is stored.
 // When ctx ends (the client went away) the import stops between envelopes,
 // leaving whole verified envelopes that importing again completes.
-func (a *Agent) ImportBundle(ctx context.Context, req BundleImportRequest, progress func(BundleProgress)) (BundleImportResult, error) {
+func (a *Agent) ImportBundle(ctx context.Context, req api.BundleImportRequest, progress func(api.BundleProgress)) (api.BundleImportResult, error) {
 	res, err := bundle.Import(ctx, bundleCore{a}, bundleLimits, req, progress)
 	return res, bundleError(err)
 }
@@ -175,25 +155,3 @@ type kindError struct{ err, kind error }
 
 func (e *kindError) Error() string   { return e.err.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
-
-// ---- client ----
-
-// BundleWant is `bundle want`.
-func BundleWant(ctx context.Context, c *api.Client, req BundleWantRequest) (BundleWantResult, error) {
-	var r BundleWantResult
-	return r, c.Call(ctx, PathBundleWant, req, &r)
-}
-
-// BundleExport is `bundle export`; onProgress, when set, receives progress lines.
-func BundleExport(ctx context.Context, c *api.Client, req BundleExportRequest, onProgress func(BundleProgress)) (BundleExportResult, error) {
-	var r BundleExportResult
-	req.Progress = onProgress != nil
-	return r, api.CallProgress(ctx, c, PathBundleExport, req, &r, onProgress)
-}
-
-// BundleImport is `bundle import`; onProgress, when set, receives progress lines.
-func BundleImport(ctx context.Context, c *api.Client, req BundleImportRequest, onProgress func(BundleProgress)) (BundleImportResult, error) {
-	var r BundleImportResult
-	req.Progress = onProgress != nil
-	return r, api.CallProgress(ctx, c, PathBundleImport, req, &r, onProgress)
-}

@@ -102,11 +102,11 @@ func heapInUse() uint64 {
 // importMeasured imports path and returns the largest growth of the live
 // heap seen at any progress report of the import (the verify pass reports
 // every 256 items and when it ends, with everything it kept still live).
-func importMeasured(t *testing.T, a *Agent, path string) (BundleImportResult, error, uint64) {
+func importMeasured(t *testing.T, a *Agent, path string) (api.BundleImportResult, error, uint64) {
 	t.Helper()
 	base := heapInUse()
 	var peak uint64
-	res, err := a.ImportBundle(context.Background(), BundleImportRequest{File: path}, func(BundleProgress) {
+	res, err := a.ImportBundle(context.Background(), api.BundleImportRequest{File: path}, func(api.BundleProgress) {
 		if h := heapInUse(); h > base && h-base > peak {
 			peak = h - base
 		}
@@ -152,7 +152,7 @@ func TestBundleAttackForgedSignatureBuffers(t *testing.T) {
 	// the items of a file before its signature is checked costs their size.
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: path}, nil); !errors.Is(err, ErrRefused) {
+	if _, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: path}, nil); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a forged bundle was not refused: %v", err)
 	}
 	runtime.ReadMemStats(&m1)
@@ -187,7 +187,7 @@ func TestBundleAttackCertificateFlood(t *testing.T) {
 			add(crypto.ItemCertificate, cb)
 		}
 	})
-	res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: path}, nil)
+	res, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: path}, nil)
 	if err == nil {
 		t.Fatalf("a bundle of 70,000 certificates was imported (%d skipped objects, %d notes kept)", res.SkippedObjects, len(res.ObjectSkipNotes))
 	}
@@ -207,7 +207,7 @@ func TestBundleAttackEvidenceCountFlood(t *testing.T) {
 			add(crypto.ItemEvidence, []byte("fieldsync-fork-evidence-v1\njunk"))
 		}
 	})
-	res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: path}, nil)
+	res, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: path}, nil)
 	if err == nil {
 		t.Fatalf("a bundle of 1,025 pieces of evidence was imported (%d skipped objects)", res.SkippedObjects)
 	}
@@ -250,7 +250,7 @@ func TestBundleEnvelopeLimits(t *testing.T) {
 	bundlePut(t, c, sp1.ID, "c", "n", "from C")
 	bundleCarry(t, dir, c, a)
 	out := filepath.Join(dir, "all.fsb")
-	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil)
+	exp, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Out: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,14 +273,14 @@ func TestBundleEnvelopeLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			withBundleLimits(t, tc.set)
 			b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
-			_, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+			_, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "over a limit of bundles") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a refusal naming %q", err, tc.want)
 			}
 			if len(b.SpaceIDs()) != 0 || len(b.Certificates()) != 1 {
 				t.Fatalf("a refused bundle left %d spaces, %d certificates", len(b.SpaceIDs()), len(b.Certificates()))
 			}
-			_, err = a.ExportBundle(context.Background(), BundleExportRequest{Out: filepath.Join(t.TempDir(), "over.fsb")}, nil)
+			_, err = a.ExportBundle(context.Background(), api.BundleExportRequest{Out: filepath.Join(t.TempDir(), "over.fsb")}, nil)
 			if code, _ := errorCode(err); code != api.CodeTooLarge {
 				t.Fatalf("export over the limit: %v (code %s), want too_large", err, code)
 			}
@@ -289,7 +289,7 @@ func TestBundleEnvelopeLimits(t *testing.T) {
 	// Under the limits it imports, and again: idempotent.
 	b := openTestAgent(t, newTestDevice(t, omn, "Officer B", crypto.RoleOfficer))
 	for i := 0; i < 2; i++ {
-		res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+		res, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 		if err != nil || res.Added+res.AlreadyHeld != exp.Envelopes || (i == 1 && res.Added != 0) {
 			t.Fatalf("import %d: %+v, %v", i, res, err)
 		}

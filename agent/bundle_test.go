@@ -25,20 +25,20 @@ func bundlePut(t testing.TB, a *Agent, space, record, field, value string) {
 
 // carry moves what to lacks from `from` through a want file and a bundle,
 // as two officers would on a USB stick, and returns the import's result.
-func bundleCarry(t testing.TB, dir string, from, to *Agent) BundleImportResult {
+func bundleCarry(t testing.TB, dir string, from, to *Agent) api.BundleImportResult {
 	t.Helper()
 	n := time.Now().UnixNano()
 	want := filepath.Join(dir, fmt.Sprintf("want-%d.fsw", n))
-	if _, err := to.WriteWant(BundleWantRequest{Out: want}); err != nil {
+	if _, err := to.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 		t.Fatalf("want: %v", err)
 	}
 	out := filepath.Join(dir, fmt.Sprintf("bundle-%d.fsb", n))
-	exp, err := from.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
+	exp, err := from.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: out}, nil)
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	_ = exp
-	res, err := to.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+	res, err := to.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -70,18 +70,18 @@ func TestBundleConverge(t *testing.T) {
 	}
 	// B has never seen A: its want lists nothing; A's bundle carries a key share for B.
 	want := filepath.Join(dir, "b.fsw")
-	if _, err := b.WriteWant(BundleWantRequest{Out: want}); err != nil {
+	if _, err := b.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "a1.fsb")
-	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
+	exp, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if exp.KeyShares < 1 || exp.Recipient != b.dev.String() {
 		t.Fatalf("export for B: %d key shares, recipient %q", exp.KeyShares, exp.Recipient)
 	}
-	res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+	res, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestBundleConverge(t *testing.T) {
 		t.Fatalf("the concurrent writes are not both kept: %+v", rec.Fields["name"])
 	}
 	// The first bundle again: nothing changes.
-	again, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+	again, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestBundleTamperedRefused(t *testing.T) {
 		bundlePut(t, a, sp.ID, fmt.Sprintf("r%d", i), "name", strings.Repeat("x", 100))
 	}
 	out := filepath.Join(dir, "a.fsb")
-	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(out)
@@ -149,7 +149,7 @@ func TestBundleTamperedRefused(t *testing.T) {
 		if err := os.WriteFile(f, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := b.ImportBundle(context.Background(), BundleImportRequest{File: f}, nil)
+		_, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: f}, nil)
 		if !errors.Is(err, ErrRefused) {
 			t.Fatalf("byte %d of %d flipped: got %v, want a refusal", pos, len(data), err)
 		}
@@ -160,11 +160,11 @@ func TestBundleTamperedRefused(t *testing.T) {
 	// Truncated: refused too.
 	f := filepath.Join(dir, "short.fsb")
 	os.WriteFile(f, data[:len(data)-1], 0o600)
-	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: f}, nil); !errors.Is(err, ErrRefused) {
+	if _, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: f}, nil); !errors.Is(err, ErrRefused) {
 		t.Fatalf("truncated: got %v", err)
 	}
 	// The intact bundle still imports.
-	if res, err := b.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil); err != nil || res.Added == 0 {
+	if res, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil); err != nil || res.Added == 0 {
 		t.Fatalf("intact bundle: %+v, %v", res, err)
 	}
 }
@@ -182,10 +182,10 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	}
 	bundlePut(t, k, sp.ID, "r1", "name", "x")
 	out := filepath.Join(dir, "k.fsb")
-	if _, err := k.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := k.ExportBundle(context.Background(), api.BundleExportRequest{Out: out}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+	_, err = a.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "does not trust") {
 		t.Fatalf("got %v, want a refusal naming the untrusted bureau", err)
 	}
@@ -194,10 +194,10 @@ func TestBundleUntrustedExporter(t *testing.T) {
 	}
 	// Its want file is refused by an exporter the same way.
 	want := filepath.Join(dir, "k.fsw")
-	if _, err := k.WriteWant(BundleWantRequest{Out: want}); err != nil {
+	if _, err := k.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: filepath.Join(dir, "for-k.fsb")}, nil); !errors.Is(err, ErrRefused) {
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: filepath.Join(dir, "for-k.fsb")}, nil); !errors.Is(err, ErrRefused) {
 		t.Fatalf("export for an untrusted want: %v", err)
 	}
 }
@@ -298,7 +298,7 @@ func BenchmarkBundleImport(b *testing.B) {
 	}
 	wg.Wait()
 	out := filepath.Join(dir, "a.fsb")
-	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Out: out}, nil); err != nil {
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Out: out}, nil); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -306,7 +306,7 @@ func BenchmarkBundleImport(b *testing.B) {
 		b.StopTimer()
 		to := openTestAgent(b, newTestDevice(b, omn, "Officer B", crypto.RoleOfficer))
 		b.StartTimer()
-		res, err := to.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil)
+		res, err := to.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil)
 		if err != nil || res.Added < n {
 			b.Fatalf("%+v %v", res, err)
 		}
@@ -335,22 +335,22 @@ func TestBundleEntitlement(t *testing.T) {
 	bundlePut(t, a, own.ID, "secret", "name", "not for KAZ")
 	bundlePut(t, a, shared.ID, "r1", "name", "for KAZ")
 	want := filepath.Join(dir, "k.fsw")
-	if _, err := k.WriteWant(BundleWantRequest{Out: want}); err != nil {
+	if _, err := k.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Space: own.ID, Out: filepath.Join(dir, "own.fsb")}, nil)
+	_, err = a.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Space: own.ID, Out: filepath.Join(dir, "own.fsb")}, nil)
 	if !errors.Is(err, ErrForbidden) {
 		t.Fatalf("export of a space not released to the receiver: %v", err)
 	}
 	out := filepath.Join(dir, "k.fsb")
-	exp, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: out}, nil)
+	exp, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: out}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(exp.Spaces) != 1 || exp.Spaces[0].Space != shared.ID || len(exp.NotEntitled) != 1 || exp.NotEntitled[0] != own.ID {
 		t.Fatalf("spaces %+v, not entitled %v", exp.Spaces, exp.NotEntitled)
 	}
-	if _, err := k.ImportBundle(context.Background(), BundleImportRequest{File: out}, nil); err != nil {
+	if _, err := k.ImportBundle(context.Background(), api.BundleImportRequest{File: out}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := k.GetRecord(api.RecordRef{Space: shared.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "for KAZ" {
@@ -375,23 +375,23 @@ func TestBundleThroughRelay(t *testing.T) {
 	}
 	bundlePut(t, a, sp.ID, "r1", "name", "via the relay")
 	want := filepath.Join(dir, "b.fsw")
-	if _, err := b.WriteWant(BundleWantRequest{Out: want}); err != nil {
+	if _, err := b.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 		t.Fatal(err)
 	}
 	forB := filepath.Join(dir, "a-for-b.fsb")
-	if _, err := a.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: forB}, nil); err != nil {
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: forB}, nil); err != nil {
 		t.Fatal(err)
 	}
-	in, err := r.ImportBundle(context.Background(), BundleImportRequest{File: forB}, nil)
+	in, err := r.ImportBundle(context.Background(), api.BundleImportRequest{File: forB}, nil)
 	if err != nil || in.Added == 0 || in.Recipient != b.dev.String() {
 		t.Fatalf("relay import: %+v, %v", in, err)
 	}
 	fromRelay := filepath.Join(dir, "relay-for-b.fsb")
-	exp, err := r.ExportBundle(context.Background(), BundleExportRequest{Want: want, Out: fromRelay}, nil)
+	exp, err := r.ExportBundle(context.Background(), api.BundleExportRequest{Want: want, Out: fromRelay}, nil)
 	if err != nil || exp.Envelopes != in.Added {
 		t.Fatalf("relay export: %+v, %v", exp, err)
 	}
-	if _, err := b.ImportBundle(context.Background(), BundleImportRequest{File: fromRelay}, nil); err != nil {
+	if _, err := b.ImportBundle(context.Background(), api.BundleImportRequest{File: fromRelay}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"}); err != nil || rec.Fields["name"].Value != "via the relay" {

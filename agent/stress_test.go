@@ -154,17 +154,17 @@ func TestStressStateUnderRace(t *testing.T) {
 	})
 	run(func(i int) {
 		want, out := filepath.Join(dir, fmt.Sprint("want", i)), filepath.Join(dir, fmt.Sprint("b", i, ".bundle"))
-		if _, err := a.WriteWant(BundleWantRequest{Out: want}); err != nil {
+		if _, err := a.WriteWant(api.BundleWantRequest{Out: want}); err != nil {
 			fail("want", err)
 			return
 		}
-		if _, err := b.ExportBundle(ctx, BundleExportRequest{Want: want, Out: out}, nil); err != nil {
+		if _, err := b.ExportBundle(ctx, api.BundleExportRequest{Want: want, Out: out}, nil); err != nil {
 			fail("export from b", err)
 			return
 		}
-		_, err := a.ImportBundle(ctx, BundleImportRequest{File: out}, nil)
+		_, err := a.ImportBundle(ctx, api.BundleImportRequest{File: out}, nil)
 		fail("import", err)
-		_, err = a.ExportBundle(ctx, BundleExportRequest{Out: out + ".a"}, nil)
+		_, err = a.ExportBundle(ctx, api.BundleExportRequest{Out: out + ".a"}, nil)
 		fail("export from a", err)
 	})
 	// Readers of A's state. History opens every envelope of the space with

@@ -35,7 +35,7 @@ func isolated(t *testing.T, ctx context.Context, cl *harness.Cluster, n *harness
 
 // carryFile moves what `to` lacks from `from`: to's want file, from's
 // bundle made for it, imported by to. It returns the import's result.
-func carryFile(t testing.TB, ctx context.Context, cl *harness.Cluster, from, to *harness.Node, name string) agent.BundleImportResult {
+func carryFile(t testing.TB, ctx context.Context, cl *harness.Cluster, from, to *harness.Node, name string) api.BundleImportResult {
 	t.Helper()
 	want := filepath.Join(cl.Root, name+".fsw")
 	out := filepath.Join(cl.Root, name+".fsb")
@@ -45,7 +45,7 @@ func carryFile(t testing.TB, ctx context.Context, cl *harness.Cluster, from, to 
 	if _, err := cl.CLI(ctx, from.Dir, "bundle", "export", "--want", want, "--out", out); err != nil {
 		t.Fatal(err)
 	}
-	var res agent.BundleImportResult
+	var res api.BundleImportResult
 	if err := cl.CLIJSON(ctx, to.Dir, &res, "bundle", "import", out); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestBundleSneakernet(t *testing.T) {
 	}
 
 	// The same bundle twice: nothing changes.
-	var again agent.BundleImportResult
+	var again api.BundleImportResult
 	if err := cl.CLIJSON(ctx, b.Dir, &again, "bundle", "import", filepath.Join(cl.Root, "a-to-b-2.fsb")); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestBundleSneakernet(t *testing.T) {
 		}
 	}
 	// The intact file imports on c (it holds no key: it was made for anyone).
-	var ok agent.BundleImportResult
+	var ok api.BundleImportResult
 	if err := cl.CLIJSON(ctx, c.Dir, &ok, "bundle", "import", full); err != nil {
 		t.Fatal(err)
 	}
@@ -413,17 +413,17 @@ func runBundleW1(b *testing.B, size w1.Size) {
 	move := func(name string, from, to *harness.Node) {
 		want := filepath.Join(cl.Root, name+".fsw")
 		out := filepath.Join(cl.Root, name+".fsb")
-		if _, err := agent.BundleWant(ctx, to.Client(), agent.BundleWantRequest{Out: want}); err != nil {
+		if _, err := to.Client().BundleWant(ctx, api.BundleWantRequest{Out: want}); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		exp, err := agent.BundleExport(ctx, from.Client(), agent.BundleExportRequest{Want: want, Out: out}, nil)
+		exp, err := from.Client().BundleExport(ctx, api.BundleExportRequest{Want: want, Out: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		te := time.Since(t0)
 		t0 = time.Now()
-		imp, err := agent.BundleImport(ctx, to.Client(), agent.BundleImportRequest{File: out}, nil)
+		imp, err := to.Client().BundleImport(ctx, api.BundleImportRequest{File: out}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -33,7 +33,6 @@ import (
 	"testing"
 	"time"
 
-	"fieldsync/agent"
 	"fieldsync/agent/api"
 	"fieldsync/e2e/checker"
 	"fieldsync/internal/harness"
@@ -1883,7 +1882,7 @@ func (r *chaosRun) carry(from, to *harness.Node) string {
 	if op.Outcome != checker.OK {
 		return fmt.Sprintf("bundle %s -> %s: %s (%s)", from.Name, to.Name, op.Outcome, op.Error)
 	}
-	var imp agent.BundleImportResult
+	var imp api.BundleImportResult
 	json.Unmarshal(op.Import, &imp)
 	return fmt.Sprintf("bundle %s -> %s: %d envelopes, %d added, %d held, %d skipped", from.Name, to.Name, imp.Envelopes, imp.Added, imp.AlreadyHeld, imp.Skipped)
 }
@@ -2223,7 +2222,7 @@ func (r *chaosRun) insiderPhase(ctx context.Context, seed int64) (*insiderReport
 		if n == evil {
 			continue
 		}
-		var imp agent.BundleImportResult
+		var imp api.BundleImportResult
 		if err := r.cl.CLIJSON(ctx, n.Dir, &imp, "bundle", "import", bundle); err != nil {
 			return rep, fmt.Errorf("insider phase: bundle import on %s: %v", n.Name, err)
 		}

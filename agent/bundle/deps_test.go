@@ -11,7 +11,7 @@ import (
 // neither the agent nor its store nor sync.
 func TestDeps(t *testing.T) {
 	deptest.Check(t, "fieldsync/agent/bundle", func(p string) bool {
-		return p == "fieldsync/crypto" || p == "fieldsync/crdt" || p == "fieldsync/internal/parallel" ||
+		return p == "fieldsync/crypto" || p == "fieldsync/crdt" || p == "fieldsync/internal/parallel" || p == "fieldsync/agent/api" ||
 			strings.HasPrefix(p, "fieldsync/crypto/internal/") || strings.HasPrefix(p, "golang.org/x/")
 	})
 }

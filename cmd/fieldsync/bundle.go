@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"fieldsync/agent"
 	"fieldsync/agent/api"
 )
 
@@ -93,7 +92,7 @@ func bundleWant(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := agent.BundleWant(ctxOf(c), cl, agent.BundleWantRequest{Out: out})
+	r, err := cl.BundleWant(ctxOf(c), api.BundleWantRequest{Out: out})
 	if err != nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func bundleExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	req := agent.BundleExportRequest{Space: ident(c.String("space")), Out: out}
+	req := api.BundleExportRequest{Space: ident(c.String("space")), Out: out}
 	if w := c.String("want"); w != "" {
 		if req.Want, err = absIn(w, "want file"); err != nil {
 			return err
@@ -123,7 +122,7 @@ func bundleExport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := agent.BundleExport(ctxOf(c), cl, req, bar.update())
+	r, err := cl.BundleExport(ctxOf(c), req, bar.update())
 	bar.finish()
 	if err != nil {
 		return err
@@ -164,7 +163,7 @@ func bundleImport(c *cli.Context) error {
 		return err
 	}
 	bar := newProgressBar(c.App.ErrWriter)
-	r, err := agent.BundleImport(ctxOf(c), cl, agent.BundleImportRequest{File: file}, bar.update())
+	r, err := cl.BundleImport(ctxOf(c), api.BundleImportRequest{File: file}, bar.update())
 	bar.finish()
 	if err != nil {
 		var ae *api.APIError
@@ -208,11 +207,11 @@ func newProgressBar(w io.Writer) *progressBar {
 
 // update returns the progress callback, or nil when no bar is drawn (the
 // agent then answers in one piece).
-func (p *progressBar) update() func(agent.BundleProgress) {
+func (p *progressBar) update() func(api.BundleProgress) {
 	if !p.on {
 		return nil
 	}
-	return func(pr agent.BundleProgress) {
+	return func(pr api.BundleProgress) {
 		const width = 30
 		frac := 1.0
 		if pr.Total > 0 {

@@ -2,12 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fieldsync/agent/api"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"fieldsync/agent"
 )
 
 // The bundle commands' usage and file errors, before any agent is asked.
@@ -57,7 +56,7 @@ func TestProgressBarOffWithoutTerminal(t *testing.T) {
 	// Drawn (as on a terminal): one line, rewritten in place.
 	p.on = true
 	f := p.update()
-	f(agent.BundleProgress{Phase: "verify", Done: 50, Total: 100, Unit: "bytes"})
+	f(api.BundleProgress{Phase: "verify", Done: 50, Total: 100, Unit: "bytes"})
 	p.finish()
 	if s := buf.String(); !strings.HasPrefix(s, "\rverify ") || !strings.Contains(s, " 50%") || !strings.HasSuffix(s, "\n") {
 		t.Fatalf("bar %q", s)

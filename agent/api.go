@@ -320,12 +320,13 @@ func (a *Agent) Status() api.Status {
 	case a.cert.NotAfter.Sub(now) < a.cfg.CertWarning:
 		st.Device.CertWarning = fmt.Sprintf("certificate expires in %d days", int(a.cert.NotAfter.Sub(now).Hours()/24))
 	}
-	a.stateMu.Lock()
 	own := map[crypto.SpaceID]uint64{}
-	for id, sp := range a.spaces {
-		own[id] = sp.heads[a.dev].Seq
-	}
-	a.stateMu.Unlock()
+	a.withRead(func() error {
+		for id, sp := range a.spaces {
+			own[id] = sp.heads[a.dev].Seq
+		}
+		return nil
+	})
 	for id, seq := range own {
 		if held := a.peerHeldSeq(id); seq > held {
 			st.UnsyncedLocal += int(seq - held)

@@ -235,13 +235,14 @@ func (a *Agent) backupManifest() backupManifest {
 		m.Trust = append(m.Trust, string(b.Marshal()))
 	}
 	sort.Strings(m.Trust)
-	a.stateMu.Lock()
-	for _, s := range a.sortedSpaces() {
-		if h, ok := s.heads[a.dev]; ok {
-			m.Heads = append(m.Heads, api.BackupHead{Space: s.id.String(), Seq: h.Seq})
+	a.withRead(func() error {
+		for _, s := range a.sortedSpaces() {
+			if h, ok := s.heads[a.dev]; ok {
+				m.Heads = append(m.Heads, api.BackupHead{Space: s.id.String(), Seq: h.Seq})
+			}
 		}
-	}
-	a.stateMu.Unlock()
+		return nil
+	})
 	return m
 }
 

@@ -188,11 +188,12 @@ func (a *Agent) RecentLogs() []api.LogRecord {
 // than three bytes are left alone: they would mangle every line.
 func (a *Agent) caseNameScrubber() *strings.Replacer {
 	var names []string
-	a.stateMu.Lock()
-	for _, sp := range a.spaces {
-		names = append(names, sp.meta.Name)
-	}
-	a.stateMu.Unlock()
+	a.withRead(func() error {
+		for _, sp := range a.spaces {
+			names = append(names, sp.meta.Name)
+		}
+		return nil
+	})
 	a.statMu.Lock()
 	for _, n := range a.officers {
 		names = append(names, n)

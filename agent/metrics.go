@@ -339,9 +339,8 @@ func (c *conflictCount) get(a *Agent) (n int, ok bool) {
 // countConflicts counts register fields with more than one live value in
 // every space this device can read.
 func (a *Agent) countConflicts() (int, error) {
-	a.stateMu.Lock()
-	spaces := a.sortedSpaces()
-	a.stateMu.Unlock()
+	var spaces []*spaceState
+	a.withRead(func() error { spaces = a.sortedSpaces(); return nil })
 	n := 0
 	for _, sp := range spaces {
 		if err := a.eachRecord(sp, func(r *crdt.Record) { n += len(r.Conflicts()) }); err != nil {

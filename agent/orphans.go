@@ -100,12 +100,16 @@ func (a *Agent) holdOrphan(h crypto.Header, env []byte, cert *crypto.Certificate
 // replayOrphans ingests what waited for the space's routing record, in
 // (author, seq) order. Refusals are counted as usual.
 func (a *Agent) replayOrphans(space crypto.SpaceID) error {
-	a.stateMu.Lock()
-	o := a.orphans[space]
-	delete(a.orphans, space)
-	a.stateMu.Unlock()
-	if o == nil {
+	// Taking them out changes the state (in memory only): a transaction
+	// with nothing to store.
+	var o *orphanSet
+	err := a.withWrite(func(*tx) error {
+		o = a.orphans[space]
+		delete(a.orphans, space)
 		return nil
+	})
+	if err != nil || o == nil {
+		return err
 	}
 	slices.SortFunc(o.envs, func(x, y orphanEnv) int {
 		if c := cmp.Compare(string(x.h.Author[:]), string(y.h.Author[:])); c != 0 {

@@ -282,9 +282,8 @@ func (a *Agent) cutRevoked() error {
 		revs = append(revs, r)
 	}
 	for _, r := range revs {
-		a.stateMu.Lock()
-		due := a.cutDue(r)
-		a.stateMu.Unlock()
+		var due bool
+		a.withRead(func() error { due = a.cutDue(r); return nil })
 		if !due {
 			continue
 		}

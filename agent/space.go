@@ -189,12 +189,14 @@ func nonNil(s []string) []string {
 
 // ListSpaces returns every space this device holds, by name then ID.
 func (a *Agent) ListSpaces() []api.Space {
-	a.stateMu.Lock()
-	out := make([]api.Space, 0, len(a.spaces))
-	for _, s := range a.spaces {
-		out = append(out, spaceView(s.meta))
-	}
-	a.stateMu.Unlock()
+	var out []api.Space
+	a.withRead(func() error {
+		out = make([]api.Space, 0, len(a.spaces))
+		for _, s := range a.spaces {
+			out = append(out, spaceView(s.meta))
+		}
+		return nil
+	})
 	if !a.cfg.Relay {
 		for i := range out {
 			if id, err := crypto.ParseSpaceID(out[i].ID); err == nil {

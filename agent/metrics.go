@@ -98,12 +98,14 @@ func (a *Agent) startMetrics() (stop func(), err error) {
 		http.Error(w, "fieldsync serves its metrics at /metrics", http.StatusNotFound)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	go srv.Serve(ln)
+	served := make(chan struct{})
+	go func() { srv.Serve(ln); close(served) }()
 	a.log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		<-served // Run waits for what it started
 	}, nil
 }
 

@@ -25,6 +25,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	cfgA.MetricsAddr = "127.0.0.1:0" // the metrics server too
 	a := startStoppable(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,4 +114,33 @@ func traceProgress(ctx context.Context, t0 time.Time, nodes ...*harness.Node) (s
 		}
 	}()
 	return func() { close(done) }
+}
+
+// cpuMS is the CPU time (user + system) the node's agent worker has used
+// since it started, in ms; 0 where /proc cannot tell. A phase's CPU is the
+// difference over it, summed over both agents: unlike wall time, it hardly
+// depends on what else the machine runs.
+func cpuMS(n *harness.Node) float64 {
+	pid := n.WorkerPid()
+	if pid == 0 {
+		pid = n.Pid()
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	// Fields after the command: state is f[0]; utime and stime are the
+	// 14th and 15th of the line, f[11] and f[12] here, in clock ticks
+	// (100 a second on Linux).
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) * 10
 }

@@ -67,9 +67,14 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	w := w1.Generate(size)
 	res.ExpectedConflicts = len(w.Conflicts)
 	peak := map[string]float64{}
+	trace := os.Getenv("FIELDSYNC_BENCH_TRACE") != ""
 	notePeak := func(n *harness.Node) {
-		if v := n.PeakRSSMB(); v > peak[n.Name] {
+		v := n.PeakRSSMB()
+		if v > peak[n.Name] {
 			peak[n.Name] = v
+		}
+		if trace { // which phase sets the peak
+			fmt.Fprintf(os.Stderr, "peak RSS of %s so far: %.1f MB\n", n.Name, v)
 		}
 	}
 
@@ -100,6 +105,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, err
 	}
 	prof := newProfiler()
+	cpuA := cpuMS(a)
 	t0 := time.Now()
 	if err := cl.Start(ctx, b, "", a.Bind); err != nil {
 		return res, err
@@ -109,6 +115,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, err
 	}
 	res.InitSyncMS = ms(time.Since(t0))
+	res.InitSyncCPUMS = cpuMS(a) - cpuA + cpuMS(b)
 	prof.heap(ctx, "init", a, b)
 	sa, _ := a.Client().Status(ctx)
 	sb, _ := b.Client().Status(ctx)
@@ -140,11 +147,13 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		before[n.Name] = d.Bytes
 		counts[n.Name] = d.Count
 	}
+	cpuA = cpuMS(a)
 	t0 = time.Now()
 	if err := update(a.Client(), w.A); err != nil {
 		return res, fmt.Errorf("A's updates: %w", err)
 	}
 	res.UpdatesPerS = float64(len(w.A)) / time.Since(t0).Seconds()
+	res.UpdatesCPUMS = cpuMS(a) - cpuA
 	notePeak(a)
 	dA, err := a.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID})
 	if err != nil {
@@ -170,6 +179,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 
 	// Step 5: delta sync both ways, from A's agent joining B until both
 	// hold everything, applied.
+	cpuB := cpuMS(b)
 	t0 = time.Now()
 	if err := cl.Start(ctx, a, "", b.Bind); err != nil {
 		return res, err
@@ -180,6 +190,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
+	res.DeltaSyncCPUMS = cpuMS(a) + cpuMS(b) - cpuB
 	stopTrace()
 	prof.heap(ctx, "delta", a, b)
 	res.Converged = true
@@ -299,11 +310,11 @@ func Print(out io.Writer, r Result) {
 // space, so polling it every 50 ms would take a large share of the CPU
 // the agents are being measured on: it is computed once each agent's sync
 // counters say it received what it lacked (needA, needB envelopes), and
-// every 2 s regardless (should a counter fall short).
+// every 5 s regardless (should a counter fall short).
 func waitConverged(ctx context.Context, what, space string, a, b *harness.Node, needA, needB int) error {
 	last := time.Now()
 	_, err := harness.WaitUntil(ctx, 30*time.Minute, what, func() (bool, error) {
-		if time.Since(last) < 2*time.Second {
+		if time.Since(last) < 5*time.Second {
 			sa, err := a.Client().Status(ctx)
 			if err != nil || sa.Sync == nil || sa.Sync.EnvelopesAdded < uint64(needA) {
 				return false, err

@@ -169,7 +169,30 @@ func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsy
 		}
 		pre[i].h, pre[i].cert, pre[i].err = a.verifyEnvelope(env.Data)
 	})
+	items := make([]verified, len(envs))
 	for i, env := range envs {
+		items[i] = verified{env: env.Data, h: pre[i].h, cert: pre[i].cert, err: pre[i].err}
+	}
+	for i := 0; i < len(envs); i++ {
+		// The plain case, runs of changes next in their logs, goes in one
+		// write transaction per run (ingestRun); the rest one by one.
+		if pre[i].err == nil {
+			n, err := a.ingestRun(items[i:])
+			if err != nil {
+				for ; i < len(envs); i++ {
+					out[i] = fsync.IngestResult{Err: err}
+				}
+				return out
+			}
+			if n > 0 {
+				for j := i; j < i+n; j++ {
+					out[j] = fsync.IngestResult{Added: true}
+				}
+				i += n - 1
+				continue
+			}
+		}
+		env := envs[i]
 		err := pre[i].err
 		added := false
 		if err == nil {

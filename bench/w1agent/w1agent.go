@@ -40,6 +40,9 @@ const Clients = 32
 // Run runs W1 on two agents started from the fieldsync binary exe.
 func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut bool) (Result, error) {
 	res := Result{Clients: Clients}
+	if alt := os.Getenv("FIELDSYNC_BENCH_AGENT_EXE"); alt != "" {
+		exe = alt // another build's agents under this build's harness (before/after comparisons)
+	}
 	res.Workload, res.Size, res.Layer = "W1", size.Name, "agent"
 	res.Nproc, res.GoVersion = runtime.NumCPU(), runtime.Version()
 	res.Records, res.Updates = size.Records, size.Updates
@@ -64,9 +67,14 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	w := w1.Generate(size)
 	res.ExpectedConflicts = len(w.Conflicts)
 	peak := map[string]float64{}
+	trace := os.Getenv("FIELDSYNC_BENCH_TRACE") != ""
 	notePeak := func(n *harness.Node) {
-		if v := n.PeakRSSMB(); v > peak[n.Name] {
+		v := n.PeakRSSMB()
+		if v > peak[n.Name] {
 			peak[n.Name] = v
+		}
+		if trace { // which phase sets the peak
+			fmt.Fprintf(os.Stderr, "peak RSS of %s so far: %.1f MB\n", n.Name, v)
 		}
 	}
 
@@ -92,16 +100,23 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	}
 
 	// Step 3: initial sync A -> B.
+	d0, err := a.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID})
+	if err != nil {
+		return res, err
+	}
+	prof := newProfiler()
+	cpuA := cpuMS(a)
 	t0 := time.Now()
 	if err := cl.Start(ctx, b, "", a.Bind); err != nil {
 		return res, err
 	}
-	if _, err := harness.WaitUntil(ctx, 30*time.Minute, "initial sync", func() (bool, error) {
-		return harness.Converged(ctx, space.ID, a, b)
-	}); err != nil {
+	prof.start(ctx, "init", a, b)
+	if err := waitConverged(ctx, "initial sync", space.ID, a, b, 0, d0.Count); err != nil {
 		return res, err
 	}
 	res.InitSyncMS = ms(time.Since(t0))
+	res.InitSyncCPUMS = cpuMS(a) - cpuA + cpuMS(b)
+	prof.heap(ctx, "init", a, b)
 	sa, _ := a.Client().Status(ctx)
 	sb, _ := b.Client().Status(ctx)
 	res.InitSyncBytes = int64(sa.Sync.BytesOut + sb.Sync.BytesOut)
@@ -123,19 +138,27 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, err
 	}
 	before := map[string]int64{}
+	counts := map[string]int{}
 	for _, n := range []*harness.Node{a, b} {
 		d, err := digestOf(ctx, cl, n, space.ID)
 		if err != nil && n == a {
 			return res, err
 		}
 		before[n.Name] = d.Bytes
+		counts[n.Name] = d.Count
 	}
+	cpuA = cpuMS(a)
 	t0 = time.Now()
 	if err := update(a.Client(), w.A); err != nil {
 		return res, fmt.Errorf("A's updates: %w", err)
 	}
 	res.UpdatesPerS = float64(len(w.A)) / time.Since(t0).Seconds()
+	res.UpdatesCPUMS = cpuMS(a) - cpuA
 	notePeak(a)
+	dA, err := a.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID})
+	if err != nil {
+		return res, err
+	}
 	if err := cl.Stop(a); err != nil {
 		return res, err
 	}
@@ -149,19 +172,27 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		return res, fmt.Errorf("B's updates: %w", err)
 	}
 	notePeak(b)
+	dB, err := b.Client().SpaceDigest(ctx, api.SpaceRef{Space: space.ID})
+	if err != nil {
+		return res, err
+	}
 
 	// Step 5: delta sync both ways, from A's agent joining B until both
 	// hold everything, applied.
+	cpuB := cpuMS(b)
 	t0 = time.Now()
 	if err := cl.Start(ctx, a, "", b.Bind); err != nil {
 		return res, err
 	}
-	if _, err := harness.WaitUntil(ctx, 30*time.Minute, "delta sync", func() (bool, error) {
-		return harness.Converged(ctx, space.ID, a, b)
-	}); err != nil {
+	prof.start(ctx, "delta", a, b)
+	stopTrace := traceProgress(ctx, t0, a, b)
+	if err := waitConverged(ctx, "delta sync", space.ID, a, b, dB.Count-counts["a"], dA.Count-counts["a"]); err != nil {
 		return res, err
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
+	res.DeltaSyncCPUMS = cpuMS(a) + cpuMS(b) - cpuB
+	stopTrace()
+	prof.heap(ctx, "delta", a, b)
 	res.Converged = true
 	sa, _ = a.Client().Status(ctx)
 	sb, _ = b.Client().Status(ctx)
@@ -272,4 +303,29 @@ func Print(out io.Writer, r Result) {
 	row("sealed envelopes (delta)", fmt.Sprintf("%.2f MB; wire/sealed = %.2f", float64(r.SealedBytes)/1e6, float64(wire)/float64(max(r.SealedBytes, 1))))
 	row("store", fmt.Sprintf("%.2f MB (%.2f× the %.2f MB of sealed envelopes it holds)", float64(r.StoreBytes)/1e6, float64(r.StoreBytes)/float64(max(r.HeldBytes, 1)), float64(r.HeldBytes)/1e6))
 	row("API clients per side", strconv.Itoa(r.Clients))
+}
+
+// waitConverged waits until a and b hold the same envelopes and state
+// (harness.Converged). A digest scans every envelope and record of the
+// space, so polling it every 50 ms would take a large share of the CPU
+// the agents are being measured on: it is computed once each agent's sync
+// counters say it received what it lacked (needA, needB envelopes), and
+// every 5 s regardless (should a counter fall short).
+func waitConverged(ctx context.Context, what, space string, a, b *harness.Node, needA, needB int) error {
+	last := time.Now()
+	_, err := harness.WaitUntil(ctx, 30*time.Minute, what, func() (bool, error) {
+		if time.Since(last) < 5*time.Second {
+			sa, err := a.Client().Status(ctx)
+			if err != nil || sa.Sync == nil || sa.Sync.EnvelopesAdded < uint64(needA) {
+				return false, err
+			}
+			sb, err := b.Client().Status(ctx)
+			if err != nil || sb.Sync == nil || sb.Sync.EnvelopesAdded < uint64(needB) {
+				return false, err
+			}
+		}
+		last = time.Now()
+		return harness.Converged(ctx, space, a, b)
+	})
+	return err
 }

@@ -52,9 +52,9 @@ type Agent struct {
 	// readers hold it for one short, consistent read (withRead, or a
 	// Lock/Unlock span that only reads). state.go; docs/design.md §4, "One
 	// owner of state".
-	stateMu stateLock // a sync.Mutex that also settles handed-off signing (signstage.go)
-	gen     uint64    // store generation; bumped when caches are reloaded after a failed commit
-	closed  bool      // set by Close: no more writes
+	stateMu sync.Mutex
+	gen     uint64 // store generation; bumped when caches are reloaded after a failed commit
+	closed  bool   // set by Close: no more writes
 	// inflight holds the results of ingests not yet waited for (commitInWindow).
 	inflight []<-chan error
 	// disk space guard (checkDiskSpace), under stateMu
@@ -338,7 +338,6 @@ func (a *Agent) Close() error {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	var err error
-	a.stateMu.stopSigner() // settled by Lock: nothing queued
 	if a.com != nil {
 		a.com.Stop()
 	}

@@ -75,10 +75,6 @@ type tx struct {
 	// window: hand the entries to the committer and return without waiting
 	// for the disk (up to ingestWindow in flight; commitInWindow).
 	window bool
-	// job: a change to sign, seal and commit after stateMu is released, in
-	// write order (signstage.go); withChangeWrite only, and then entries
-	// is empty.
-	job *signJob
 }
 
 // put adds store entries to the transaction's atomic batch.
@@ -116,19 +112,7 @@ func (a *Agent) editTrustLocked(fn func(*trustTables)) {
 // the store. stateMu is released on every path, panics included (the next
 // transaction then reloads).
 func (a *Agent) withWrite(fn func(t *tx) error) error {
-	return a.write(false, fn)
-}
-
-// withChangeWrite is withWrite for the local change path: fn may build on
-// heads whose newest envelope is still being signed (stateMu.lockUnsettled)
-// and may hand its envelope off (tx.job) to be signed, sealed and submitted
-// in order after stateMu is released; it returns once that is on disk.
-func (a *Agent) withChangeWrite(fn func(t *tx) error) error {
-	return a.write(true, fn)
-}
-
-func (a *Agent) write(unsettled bool, fn func(t *tx) error) error {
-	if err := a.beginWrite(unsettled); err != nil {
+	if err := a.beginWrite(); err != nil {
 		return err
 	}
 	t := &tx{a: a}
@@ -149,13 +133,6 @@ func (a *Agent) write(unsettled bool, fn func(t *tx) error) error {
 		return err
 	}
 	done = true
-	if t.job != nil {
-		if len(t.entries) > 0 {
-			panic("agent: a write both hands off a change and puts entries")
-		}
-		a.stateMu.Unlock()
-		return waitSignJob(t.job)
-	}
 	if len(t.entries) == 0 {
 		a.stateMu.Unlock()
 		return nil
@@ -169,14 +146,9 @@ func (a *Agent) write(unsettled bool, fn func(t *tx) error) error {
 // beginWrite takes stateMu for a write transaction and, if a commit failed
 // (or a transaction panicked) since the state was loaded, reloads it from
 // the store first: writes built on lost state must not be built upon. On
-// success the caller holds stateMu (withWrite releases it). unsettled: the
-// change write path, which may build on changes still being signed.
-func (a *Agent) beginWrite(unsettled bool) error {
-	if unsettled {
-		a.stateMu.lockUnsettled()
-	} else {
-		a.stateMu.Lock()
-	}
+// success the caller holds stateMu (withWrite releases it).
+func (a *Agent) beginWrite() error {
+	a.stateMu.Lock()
 	if a.closed {
 		a.stateMu.Unlock()
 		return ErrClosed
@@ -185,7 +157,7 @@ func (a *Agent) beginWrite(unsettled bool) error {
 		a.stateMu.Unlock()
 		return err
 	}
-	if a.gen <= a.com.FailedGen() || a.stale || a.stateMu.failed {
+	if a.gen <= a.com.FailedGen() || a.stale {
 		if err := a.reload(); err != nil {
 			a.stateMu.Unlock()
 			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
@@ -235,14 +207,12 @@ func (a *Agent) abortWrite() {
 	a.stateMu.Unlock()
 }
 
-// reload waits until every write already handed off or to the committer is on disk
+// reload waits until every write already handed to the committer is on disk
 // or failed, then rebuilds the in-memory state from the store and starts a
 // new generation. stateMu held. Reloading without the barrier could forget a
 // write still in flight and hand its seq out again.
 func (a *Agent) reload() error {
-	a.stateMu.settle() // every change handed off is submitted
 	a.com.Barrier()
-	a.stateMu.failed = false
 	a.reloads.Add(1)
 	if err := a.load(); err != nil {
 		return err

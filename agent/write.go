@@ -121,18 +121,6 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 	}, nil
 }
 
-// nextHeader is the header of this device's next envelope in the space,
-// with the head's hash as Prev (zero while that is still being signed: the
-// job then takes it from the job before), for a change handed off to be signed (signstage.go): the
-// in-memory head takes the new seq at once and its hash once the envelope
-// is signed (stateLock.settle). stateMu held.
-func (a *Agent) nextHeader(sp *spaceState, kind crypto.Kind, hlc crdt.Timestamp) crypto.Header {
-	h0 := sp.heads[a.dev]
-	h := crypto.Header{Kind: kind, Space: sp.id, Author: a.dev, Seq: h0.Seq + 1, HLC: hlc.Pack(), Prev: h0.Hash}
-	sp.heads[a.dev] = head{Seq: h.Seq}
-	return h
-}
-
 // ensureProfile writes this device's profile (the officer's name, sealed
 // under the epoch key) the first time it writes in a space. stateMu held.
 func (a *Agent) ensureProfile(sp *spaceState) ([]kvEntry, error) {
@@ -162,7 +150,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 	var ch *crdt.Change
 	var out map[crdt.RecordID]*crdt.Record
 	drain := false
-	err := a.withChangeWrite(func(t *tx) error {
+	err := a.withWrite(func(t *tx) error {
 		// withWrite may have reloaded: look the space up again.
 		if sp = a.spaces[sp.id]; sp == nil {
 			return errNoSpace
@@ -190,14 +178,6 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 			return err
 		}
 		t.changed()
-		_, hasHead := sp.heads[a.dev]
-		// The common case hands the envelope off to be signed after
-		// stateMu is released (signstage.go). A rotation or a first
-		// profile signs under the lock, on settled heads.
-		handOff := !a.needsRotation(sp) && hasHead && sp.profiled
-		if !handOff {
-			a.stateMu.settle()
-		}
 		if a.needsRotation(sp) {
 			// A device that held the current epoch key was revoked or its
 			// bureau withdrawn: this write opens a new epoch (docs/design.md §5).
@@ -229,35 +209,24 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		if err != nil {
 			return fmt.Errorf("apply own change: %w", err)
 		}
-		var h crypto.Header
-		if handOff {
-			h = a.nextHeader(sp, crypto.KindChange, ch.HLC)
-		} else {
-			envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
-			if err != nil {
-				return err
-			}
-			t.put(envEntries...)
+		envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+		if err != nil {
+			return err
 		}
 		// A received change may wait for this very write (a hostile one
 		// named it before it was made): judge it once this write is stored.
 		drain = sp.resolvesWait(a.dev, ch.Seq)
-		plain, err := a.recordPlain(sp, touched)
+		t.put(envEntries...)
+		recEntries, err := a.recordEntries(sp, touched)
 		if err != nil {
 			return err
 		}
+		t.put(recEntries...)
 		ctxBytes, err := sp.ctx.MarshalBinary()
 		if err != nil {
 			return err
 		}
-		plain = append(plain, kvEntry{Key: ctxKey(sp.id), Val: ctxBytes}, kvEntry{Key: metaKey("hlc"), Val: be64(a.clock.Last.Pack())})
-		if handOff {
-			t.job = a.handOff(sp, h, body, sp.current, plain)
-		} else {
-			for _, e := range plain {
-				t.put(a.db.entry(e.Key, e.Val))
-			}
-		}
+		t.put(a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
 		// The cache keeps touched records and later writes mutate them in
 		// place: the caller gets copies made under the lock.
 		out = make(map[crdt.RecordID]*crdt.Record, len(touched))
@@ -295,29 +264,19 @@ func (a *Agent) checkChangeSize(ch *crdt.Change) error {
 
 // recordEntries encodes and seals touched records, and caches them. stateMu held.
 func (a *Agent) recordEntries(sp *spaceState, touched map[crdt.RecordID]*crdt.Record) ([]kvEntry, error) {
-	entries, err := a.recordPlain(sp, touched)
-	for i, e := range entries {
-		entries[i] = a.db.entry(e.Key, e.Val)
-	}
-	return entries, err
-}
-
-// recordPlain encodes touched records, in clear (the caller seals them),
-// and caches them as written by the next write. stateMu held.
-func (a *Agent) recordPlain(sp *spaceState, touched map[crdt.RecordID]*crdt.Record) ([]kvEntry, error) {
 	ids := make([]crdt.RecordID, 0, len(touched))
 	for id := range touched {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	entries := make([]kvEntry, 0, len(ids)+2)
+	entries := make([]kvEntry, 0, len(ids))
 	for _, id := range ids {
 		b, err := touched[id].MarshalBinary()
 		if err != nil {
 			return nil, fmt.Errorf("encode record: %w", err)
 		}
 		key := recKey(sp.id, string(id))
-		entries = append(entries, kvEntry{Key: key, Val: b})
+		entries = append(entries, a.db.entry(key, b))
 		a.cache.put(string(key), touched[id], a.writeID+1, a.com.Committed())
 	}
 	return entries, nil

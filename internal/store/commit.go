@@ -21,10 +21,6 @@ type commitReq struct {
 	gen     uint64     // the store generation the entries were built on
 	writeID uint64     // the write's sequence number, ascending
 	done    chan error // receives exactly one result
-	// more are requests submitted together with this one (SubmitAll),
-	// after it, in order; this one is then a carrier only if entries is
-	// nil and done is nil.
-	more []*commitReq
 }
 
 // Committer owns the commit goroutine.
@@ -72,32 +68,6 @@ func (c *Committer) Submit(entries []Entry, gen, writeID uint64) <-chan error {
 	return r.done
 }
 
-// Write is one atomic group for SubmitAll.
-type Write struct {
-	Entries []Entry
-	Gen     uint64 // the store generation it was built on
-	WriteID uint64 // ascending
-}
-
-// SubmitAll queues several writes at once, in order, so that one commit
-// takes them all, and returns the channels of their results (as Submit).
-func (c *Committer) SubmitAll(ws []Write) []<-chan error {
-	if len(ws) == 0 {
-		return nil
-	}
-	out := make([]<-chan error, len(ws))
-	reqs := make([]*commitReq, len(ws))
-	for i, w := range ws {
-		if w.Entries == nil {
-			w.Entries = []Entry{}
-		}
-		reqs[i] = &commitReq{entries: w.Entries, gen: w.Gen, writeID: w.WriteID, done: make(chan error, 1)}
-		out[i] = reqs[i].done
-	}
-	c.reqs <- &commitReq{more: reqs}
-	return out
-}
-
 // FailedGen is the generation of the last failed commit (0: none). Groups
 // built on it or earlier fail without being written: they may depend on
 // writes that never reached the disk. The writer reloads its state from
@@ -132,16 +102,8 @@ func (c *Committer) Stop() {
 func (c *Committer) loop() {
 	defer close(c.stopped)
 	batch := make([]*commitReq, 0, c.maxBatch)
-	add := func(r *commitReq) {
-		if r.more != nil {
-			batch = append(batch, r.more...)
-		} else {
-			batch = append(batch, r)
-		}
-	}
 	for first := range c.reqs {
-		batch = batch[:0]
-		add(first)
+		batch = append(batch[:0], first)
 	drain:
 		for len(batch) < c.maxBatch {
 			select {
@@ -149,7 +111,7 @@ func (c *Committer) loop() {
 				if !ok {
 					break drain
 				}
-				add(r)
+				batch = append(batch, r)
 			default:
 				break drain
 			}

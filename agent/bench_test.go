@@ -52,6 +52,7 @@ func BenchmarkDurableWrites(b *testing.B) {
 				wg.Add(1)
 				go func(c int) {
 					defer wg.Done()
+					cl := api.NewClient(a.cfg.Layout) // one client each, as separate processes would have
 					for {
 						i := n.Add(1)
 						if i > int64(b.N) {

@@ -1,0 +1,296 @@
+// Package writes measures the local write path against what the disk
+// allows (issue 15, item 2), in one run on one file system:
+//
+//   - raw: internal/store with one goroutine committing one small fsynced
+//     group at a time (what one durable write physically costs), and 32
+//     goroutines through store.Committer (the group commit's ceiling);
+//   - agent: a real agent process (internal/harness) with 1 API client doing
+//     `record put` of one field in a loop, then 32 clients.
+//
+// `fieldsync bench writes [--json]` calls Run.
+package writes
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fieldsync/agent/api"
+	"fieldsync/internal/datadir"
+	"fieldsync/internal/harness"
+	"fieldsync/internal/store"
+)
+
+// Options bound the run.
+type Options struct {
+	// Duration bounds each of the four phases; Count bounds the writes of
+	// each (whichever comes first).
+	Duration time.Duration
+	Count    int
+	// Clients is the many-client figure's number of clients (32).
+	Clients int
+	// CPUProfile, if set, names the files that receive the agent's CPU
+	// profiles of the two phases: CPUProfile.1 and CPUProfile.32.
+	CPUProfile string
+}
+
+// DefaultOptions: 4 s or 20,000 writes per phase, 32 clients.
+func DefaultOptions() Options {
+	return Options{Duration: 4 * time.Second, Count: 20000, Clients: 32}
+}
+
+// Result is the run's figures (the JSON line).
+type Result struct {
+	Workload            string  `json:"workload"`
+	RawCommitsPerS      float64 `json:"raw_commits_per_s"`
+	RawGroupCommitsPerS float64 `json:"raw_group_commits_per_s"` // acknowledged groups/s, 32 goroutines through the committer
+	RawGroupFsyncsPerS  float64 `json:"raw_group_fsyncs_per_s"`
+	Agent1ClientPerS    float64 `json:"agent_1_client_per_s"`
+	AgentNClientsPerS   float64 `json:"agent_32_clients_per_s"`
+	Agent1ClientUS      float64 `json:"agent_1_client_us"` // mean latency of one write, 1 client
+	Ratio1ClientToRaw   float64 `json:"ratio_1_client_to_raw"`
+	RatioNTo1           float64 `json:"ratio_32_to_1"`
+	Clients             int     `json:"clients"`
+	Nproc               int     `json:"nproc"`
+	GoVersion           string  `json:"go_version"`
+	Dir                 string  `json:"dir"`    // where it ran (a temp dir)
+	Rounds              int     `json:"rounds"` // slices of raw and agent alternating in each phase
+}
+
+// Run runs the benchmark with the fieldsync binary exe.
+func Run(ctx context.Context, exe string, o Options, out io.Writer, jsonOut bool) (Result, error) {
+	res := Result{Workload: "writes", Rounds: rounds, Clients: o.Clients, Nproc: runtime.NumCPU(), GoVersion: runtime.Version()}
+	root, err := os.MkdirTemp("", "fieldsync-writes-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(root)
+	res.Dir = root
+
+	if err := measure(ctx, exe, root, o, &res); err != nil {
+		return res, err
+	}
+	res.Ratio1ClientToRaw = res.Agent1ClientPerS / res.RawCommitsPerS
+	res.RatioNTo1 = res.AgentNClientsPerS / res.Agent1ClientPerS
+	if jsonOut {
+		return res, json.NewEncoder(out).Encode(res)
+	}
+	Print(out, res)
+	return res, nil
+}
+
+// group is one small atomic group, about the size of one agent write
+// (envelope, head, record, context, clock).
+func group(w, i int) []store.Entry {
+	es := make([]store.Entry, 5)
+	for k := range es {
+		v := make([]byte, 160)
+		rand.Read(v)
+		es[k] = store.Entry{Key: fmt.Appendf(nil, "w%02d/%08d/%d", w, i, k), Val: v}
+	}
+	return es
+}
+
+// loop runs fn on clients goroutines until o.Count calls in all or
+// o.Duration, and returns the calls done (-1 on error) and the time taken.
+func loop(clients int, o Options, fn func(client, i int) error) (int, time.Duration) {
+	var done atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(o.Duration)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				if done.Load() >= int64(o.Count) || time.Now().After(deadline) || failed.Load() {
+					return
+				}
+				if err := fn(c, i); err != nil {
+					failed.Store(true)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() {
+		return -1, 0
+	}
+	return int(done.Load()), time.Since(start)
+}
+
+// rounds is how many times the raw and the agent figures alternate within
+// a phase, so that both see the same load on a shared machine.
+const rounds = 4
+
+// measure runs the two phases (1 writer, then o.Clients writers); within
+// each, slices of the raw store and of the agent alternate.
+func measure(ctx context.Context, exe, root string, o Options, res *Result) error {
+	key := make([]byte, 32)
+	rand.Read(key)
+	db, err := store.Open(store.Options{Dir: filepath.Join(root, "raw"), EncryptionKey: key})
+	if err != nil {
+		return fmt.Errorf("raw store: %w", err)
+	}
+	defer db.Close()
+	com := store.NewCommitter(db, nil)
+	defer com.Stop()
+	var seq atomic.Int64
+	raw1 := func(_, _ int) error {
+		// One writer, one group per fsync: what one durable write costs.
+		return db.CommitGroups([][]store.Entry{group(0, int(seq.Add(1)))})[0]
+	}
+	var id atomic.Uint64
+	rawN := func(w, _ int) error {
+		return <-com.Submit(group(w+1, int(seq.Add(1))), 1, id.Add(1))
+	}
+
+	dir := filepath.Join(root, "agent")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	cl, err := harness.New(ctx, exe, dir, "OMN")
+	if err != nil {
+		return err
+	}
+	defer cl.StopAll()
+	a, err := cl.Add(ctx, "a", "Officer A", false)
+	if err != nil {
+		return err
+	}
+	if err := cl.Start(ctx, a, ""); err != nil {
+		return err
+	}
+	sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "writes"})
+	if err != nil {
+		return err
+	}
+	// One API client per writer, as separate `fieldsync` processes would be.
+	clients := make([]*api.Client, o.Clients)
+	for i := range clients {
+		clients[i] = a.Client()
+	}
+	var lastErr error
+	var errMu sync.Mutex
+	put := func(c, i int) error {
+		_, err := clients[c].RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("c%02d-%03d", c, i%100),
+			Fields: []api.FieldValue{{Name: "visit_note", Value: "أمينة market حلب clinic #" + strconv.Itoa(i)}}})
+		if err != nil {
+			errMu.Lock()
+			lastErr = err
+			errMu.Unlock()
+		}
+		return err
+	}
+	// Warm up both: the records exist and the connections are open.
+	if n, _ := loop(o.Clients, Options{Duration: time.Second, Count: 4 * o.Clients}, put); n < 0 {
+		return fmt.Errorf("agent: %w", lastErr)
+	}
+	if n, _ := loop(1, Options{Duration: time.Second, Count: 20}, raw1); n < 0 {
+		return fmt.Errorf("raw store: commit failed")
+	}
+
+	slice := Options{Duration: o.Duration / rounds, Count: max(1, o.Count/rounds)}
+	phase := func(clients int, raw func(int, int) error, profile string) (rawRate, agentRate float64, err error) {
+		var prof chan error
+		if profile != "" {
+			prof = make(chan error, 1)
+			go func() { prof <- cpuProfile(ctx, a, 2*o.Duration, profile) }()
+		}
+		var rn, an int
+		var rd, ad time.Duration
+		for range rounds {
+			n, d := loop(clients, slice, raw)
+			if n < 0 {
+				return 0, 0, fmt.Errorf("raw store: commit failed")
+			}
+			rn, rd = rn+n, rd+d
+			n, d = loop(clients, slice, put)
+			if n < 0 {
+				return 0, 0, fmt.Errorf("agent: %w", lastErr)
+			}
+			an, ad = an+n, ad+d
+		}
+		if prof != nil {
+			if err := <-prof; err != nil {
+				return 0, 0, fmt.Errorf("cpu profile: %w", err)
+			}
+		}
+		return float64(rn) / rd.Seconds(), float64(an) / ad.Seconds(), nil
+	}
+	prof1, profN := "", ""
+	if o.CPUProfile != "" {
+		prof1, profN = o.CPUProfile+".1", fmt.Sprintf("%s.%d", o.CPUProfile, o.Clients)
+	}
+	if res.RawCommitsPerS, res.Agent1ClientPerS, err = phase(1, raw1, prof1); err != nil {
+		return err
+	}
+	res.Agent1ClientUS = 1e6 / res.Agent1ClientPerS
+	c0 := com.Commits()
+	t0 := time.Now()
+	if res.RawGroupCommitsPerS, res.AgentNClientsPerS, err = phase(o.Clients, rawN, profN); err != nil {
+		return err
+	}
+	// The committer's fsyncs over the phase, of which about half the time
+	// was the raw slices.
+	res.RawGroupFsyncsPerS = float64(com.Commits()-c0) / (time.Since(t0).Seconds() / 2)
+	return nil
+}
+
+// cpuProfile fetches the agent's CPU profile over its socket (GET
+// /debug/pprof/profile) for about d.
+func cpuProfile(ctx context.Context, n *harness.Node, d time.Duration, file string) error {
+	sock := datadir.Layout{Dir: n.Dir}.Socket()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dd net.Dialer
+		return dd.DialContext(ctx, "unix", sock)
+	}}}
+	secs := max(1, int(d/time.Second))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Print prints the figures for people.
+func Print(out io.Writer, r Result) {
+	row := func(k, v string) { fmt.Fprintf(out, "  %-34s %s\n", k, v) }
+	fmt.Fprintf(out, "writes: durable writes on one file system (%s), nproc %d, %s\n", r.Dir, r.Nproc, r.GoVersion)
+	row("raw: 1 writer, fsync per group", fmt.Sprintf("%.0f commits/s", r.RawCommitsPerS))
+	row(fmt.Sprintf("raw: %d writers, group commit", r.Clients), fmt.Sprintf("%.0f groups/s (%.0f fsyncs/s)", r.RawGroupCommitsPerS, r.RawGroupFsyncsPerS))
+	row("agent: 1 API client", fmt.Sprintf("%.0f writes/s (%.0f µs each)", r.Agent1ClientPerS, r.Agent1ClientUS))
+	row(fmt.Sprintf("agent: %d API clients", r.Clients), fmt.Sprintf("%.0f writes/s", r.AgentNClientsPerS))
+	row("1 client / raw (aim ≥ 0.80)", fmt.Sprintf("%.2f", r.Ratio1ClientToRaw))
+	row(fmt.Sprintf("%d clients / 1 client (aim ≥ 10)", r.Clients), fmt.Sprintf("%.2f", r.RatioNTo1))
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -33,6 +34,10 @@ type Result struct {
 	Converged         bool    `json:"converged"`
 	StateBytes        int64   `json:"state_bytes"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	// LiveHeapMB is the largest live heap (as marked by the last GC, read
+	// at the end of each phase without forcing one) in MB: what the two
+	// replicas and the bench really hold; peak RSS adds the GC's headroom.
+	LiveHeapMB float64 `json:"live_heap_mb"`
 	Nproc             int     `json:"nproc"`
 	GoVersion         string  `json:"go_version"`
 	// Not in BENCH.md's list, useful to compare:
@@ -178,6 +183,24 @@ func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
 	return total, recvErr
 }
 
+// trim drops from s's log the changes peer holds: with one peer, a change
+// it acknowledged (its context contains it) is never sent again. (The
+// agent keeps every envelope in its store, on disk; this in-memory layer
+// keeps what its one peer still lacks.)
+func (s *side) trim(peer *side) {
+	keep := s.log[:0]
+	for _, ch := range s.log {
+		if !peer.space.Context.Contains(ch.Dot()) {
+			keep = append(keep, ch)
+		}
+	}
+	clear(s.log[len(keep):])
+	s.log = keep
+	if cap(s.log) > 2*len(s.log)+64 {
+		s.log = append([]*crdt.Change(nil), s.log...)
+	}
+}
+
 // sync sends from src to dst the changes dst lacks.
 func sync(src, dst *side, opt Options) (int64, error) {
 	return transfer(missing(src, dst), dst, opt)
@@ -245,6 +268,7 @@ func RunCRDT(size Size, out io.Writer, jsonOut bool) (Result, error) {
 func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res := Result{Workload: "W1", Size: size.Name, Layer: "crdt", Nproc: runtime.NumCPU(),
 		GoVersion: runtime.Version(), Records: size.Records, Updates: size.Updates}
+	maxLive = 0
 	w := Generate(size)
 	res.ExpectedConflicts = len(w.Conflicts)
 	ids := make([]crdt.RecordID, size.Records)
@@ -255,10 +279,11 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	b := &side{id: replica(0xb), space: crdt.NewSpace(), phys: startWall}
 
 	// Step 2: A creates every record, one change per record.
+	var slab valueSlab
 	for r := range w.Initial {
 		ops := make([]crdt.Op, len(Fields))
 		for f, name := range Fields {
-			ops[f] = crdt.NewPut(ids[r], name, []byte(w.Initial[r][f]))
+			ops[f] = crdt.NewPut(ids[r], name, slab.bytes(w.Initial[r][f]))
 		}
 		ch := a.change(ops)
 		if err := a.space.Apply(ch); err != nil {
@@ -286,16 +311,17 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		}
 	}
 	initial = nil
+	a.trim(b)
 	memCheckpoint("after initial sync")
 
 	// Step 4: offline phase. Values are prepared outside the timed loop.
 	valsA := make([][]byte, len(w.A))
 	for i, p := range w.A {
-		valsA[i] = []byte(p.Value)
+		valsA[i] = slab.bytes(p.Value)
 	}
 	valsB := make([][]byte, len(w.B))
 	for i, p := range w.B {
-		valsB[i] = []byte(p.Value)
+		valsB[i] = slab.bytes(p.Value)
 	}
 	picksA, picksB := w.A, w.B
 	w.A, w.B = nil, nil
@@ -315,11 +341,13 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		}
 	}
 	picksA, picksB, valsA, valsB = nil, nil, nil, nil
+	noteLive()
 	// Step 5: delta sync both ways.
 	var toB, toA []*crdt.Change
 	if opt.ReportDeflate { // before the clock starts: sync computes its own
 		toB, toA = missing(a, b), missing(b, a)
 	}
+	memCheckpoint("before delta sync")
 	c0 = cpuTime()
 	t0 = time.Now()
 	if res.DeltaBytesAB, res.DeltaBytesBA, err = syncBoth(a, b, opt); err != nil {
@@ -327,6 +355,8 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
 	res.DeltaSyncCPUMS = cpuTime() - c0
+	a.trim(b)
+	b.trim(a)
 	memCheckpoint("after delta sync")
 	if opt.ReportDeflate {
 		if res.DeltaBytesABDeflate, err = deflatedSize(toB); err != nil {
@@ -338,6 +368,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 		toB, toA = nil, nil
 	}
 
+	memCheckpoint("after deflate report")
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()
 	if err != nil {
@@ -350,8 +381,10 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	res.StateBytes = int64(len(sa))
 	res.Converged = bytes.Equal(sa, sb)
+	memCheckpoint("after state encode")
 	res.Conflicts, res.ConflictsMatch = checkConflicts(w, ids, a, b)
 	res.PeakRSSMB = PeakRSSMB()
+	res.LiveHeapMB = liveHeapMB()
 	return res, nil
 }
 
@@ -387,6 +420,24 @@ func replica(b byte) crdt.ReplicaID {
 		r[i] = b
 	}
 	return r
+}
+
+// valueSlab hands out values carved from shared blocks: W1's values are
+// ~57 bytes, which the allocator rounds up to 64, and each is immutable
+// once made (Apply keeps a reference).
+type valueSlab struct{ free []byte }
+
+func (s *valueSlab) bytes(v string) []byte {
+	if len(v) > 1024 {
+		return []byte(v)
+	}
+	if len(s.free) < len(v) {
+		s.free = make([]byte, 64<<10)
+	}
+	b := s.free[:len(v):len(v)]
+	copy(b, v)
+	s.free = s.free[len(v):]
+	return b
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -442,15 +493,45 @@ func PrintTable(out io.Writer, r Result) {
 			mb(r.InitSyncBytesDeflate), mb(r.DeltaBytesABDeflate), mb(r.DeltaBytesBADeflate),
 			float64(r.DeltaBytesABDeflate+r.DeltaBytesBADeflate)/float64(2*r.Updates)))
 	}
-	row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
+	if r.LiveHeapMB > 0 {
+		row("peak RSS", fmt.Sprintf("%.1f MB (largest live heap %.1f MB)", r.PeakRSSMB, r.LiveHeapMB))
+	} else {
+		row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
+	}
 	row("conflicts", fmt.Sprintf("%d of %d expected (matched pair by pair: %v)", r.Conflicts, r.ExpectedConflicts, r.ConflictsMatch))
 	row("converged", fmt.Sprintf("%v", r.Converged))
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }
 
-// memCheckpoint prints the live heap when FIELDSYNC_W1_DEBUG is set.
+// maxLive is the largest live heap seen at a checkpoint, in bytes.
+var maxLive uint64
+
+// noteLive reads the live heap as of the last GC (without forcing one,
+// which would lower the peak RSS being measured) and keeps the largest.
+func noteLive() {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		maxLive = max(maxLive, s[0].Value.Uint64())
+	}
+}
+
+// liveHeapMB returns the largest live heap noted in this run, in MB.
+func liveHeapMB() float64 {
+	noteLive()
+	v := maxLive
+	maxLive = 0
+	return float64(v) / 1e6
+}
+
+// memCheckpoint notes the live heap, and prints it when FIELDSYNC_W1_DEBUG
+// is set (after a forced GC).
 func memCheckpoint(where string) {
+	noteLive()
+	if os.Getenv("FIELDSYNC_W1_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "w1: %-20s live heap (last GC) %.1f MB, peak RSS %.1f MB\n", where, float64(maxLive)/1e6, PeakRSSMB())
+	}
 	if os.Getenv("FIELDSYNC_W1_DEBUG") == "" {
 		return
 	}

@@ -38,8 +38,8 @@ type Result struct {
 	// at the end of each phase without forcing one) in MB: what the two
 	// replicas and the bench really hold; peak RSS adds the GC's headroom.
 	LiveHeapMB float64 `json:"live_heap_mb"`
-	Nproc             int     `json:"nproc"`
-	GoVersion         string  `json:"go_version"`
+	Nproc      int     `json:"nproc"`
+	GoVersion  string  `json:"go_version"`
 	// Not in BENCH.md's list, useful to compare:
 	Records        int     `json:"records"`
 	Updates        int     `json:"updates_per_side"`

@@ -133,6 +133,14 @@ func (c *Change) MarshalBinary() ([]byte, error) {
 	return c.appendBinary(nil)
 }
 
+// AppendBinary appends the encoding of MarshalBinary to b.
+func (c *Change) AppendBinary(b []byte) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c.appendBinary(b)
+}
+
 func (c *Change) appendBinary(b []byte) ([]byte, error) {
 	// The replica table lists the replicas of seen dots other than the
 	// author; the author is index 0, the table's entries 1...

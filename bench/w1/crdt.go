@@ -75,51 +75,150 @@ type side struct {
 	space *crdt.Space
 	clock crdt.Clock
 	seq   uint64
-	log   []*crdt.Change
 	phys  int64
+	log   changeLog
 }
 
-func (s *side) change(ops []crdt.Op) *crdt.Change {
+// changeLog holds a side's own changes encoded, as the agent's store holds
+// envelopes: a change costs its encoding (~80 bytes for one field), not
+// its Go structs (~240 bytes plus the values, which the records share).
+// Changes are appended in seq order and stored in chunks, so that growing
+// the log never copies it and trimming frees whole chunks.
+type changeLog struct {
+	chunks [][]byte
+	refs   []logRef
+}
+
+type logRef struct {
+	seq        uint64
+	chunk, off int32
+	n          int32
+}
+
+const logChunk = 256 << 10
+
+func (l *changeLog) append(ch *crdt.Change) error {
+	var last []byte
+	if n := len(l.chunks); n > 0 {
+		last = l.chunks[n-1]
+	}
+	if hint := ch.EncodedSizeHint(); last == nil || cap(last)-len(last) < hint {
+		last = make([]byte, 0, max(logChunk, hint))
+		l.chunks = append(l.chunks, last)
+	}
+	off := len(last)
+	b, err := ch.AppendBinary(last)
+	if err != nil {
+		return err
+	}
+	l.chunks[len(l.chunks)-1] = b
+	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off)})
+	return nil
+}
+
+func (l *changeLog) bytes(r logRef) []byte {
+	return l.chunks[r.chunk][r.off : r.off+r.n]
+}
+
+func (s *side) next() (uint64, crdt.Timestamp) {
 	s.seq++
 	s.phys++
-	return &crdt.Change{Author: s.id, Seq: s.seq, HLC: s.clock.Now(s.phys), Ops: ops}
+	return s.seq, s.clock.Now(s.phys)
+}
+
+// commit applies a local change and logs it. The change and its ops are
+// scratch the caller may reuse: Apply keeps only the values.
+func (s *side) commit(ch *crdt.Change) error {
+	if err := s.space.Apply(ch); err != nil {
+		return err
+	}
+	return s.log.append(ch)
 }
 
 // update makes one local update: build the op from the current record,
 // wrap it in its own change, apply it, log it.
-func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
+func (s *side) update(rec crdt.RecordID, field string, value []byte, ops *[1]crdt.Op) error {
 	r := s.space.Records[rec]
-	ch := s.change([]crdt.Op{r.Put(field, value)})
-	if err := s.space.Apply(ch); err != nil {
-		return err
-	}
-	s.log = append(s.log, ch)
-	return nil
+	ops[0] = r.Put(field, value)
+	seq, hlc := s.next()
+	return s.commit(&crdt.Change{Author: s.id, Seq: seq, HLC: hlc, Ops: ops[:]})
 }
 
 // FrameBytes bounds the encoded changes of one sync frame (docs/design.md §6:
 // frames of at most 1 MiB).
 const FrameBytes = 1 << 20
 
-// missing returns the changes of src's log that dst lacks: what a version
+// missing returns the entries of src's log that dst lacks: what a version
 // vector exchange tells the sender before it streams.
-func missing(src, dst *side) []*crdt.Change {
-	var out []*crdt.Change
-	for _, ch := range src.log {
-		if !dst.space.Context.Contains(ch.Dot()) {
-			out = append(out, ch)
+func missing(src, dst *side) []logRef {
+	var out []logRef
+	for _, r := range src.log.refs {
+		if !dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) {
+			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// transfer streams chs from one replica to another as the two would over a
-// connection: a sender goroutine encodes (and compresses) frames of at most
-// FrameBytes, a receiver decodes and applies them to dst as they come, so
-// the two sides work at the same time, as two machines do. It returns the
-// bytes sent. The sender reads only chs (immutable); the receiver alone
-// writes dst.
-func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
+// trim drops from s's log the changes peer holds: with one peer, a change
+// it acknowledged (its context contains it) is never sent again. (The
+// agent keeps every envelope in its store, on disk; this in-memory layer
+// keeps what its one peer still lacks.) Changes are acknowledged in order,
+// so this drops a prefix, and with it the chunks it fills.
+func (s *side) trim(peer *side) {
+	l := &s.log
+	i := 0
+	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.refs[i].seq}) {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	if i == len(l.refs) {
+		*l = changeLog{}
+		return
+	}
+	keep := l.refs[i].chunk
+	for c := int32(0); c < keep; c++ {
+		l.chunks[c] = nil
+	}
+	l.refs = append([]logRef(nil), l.refs[i:]...)
+}
+
+// frames cuts the logged changes refs into frames of at most FrameBytes
+// (one frame can exceed it with a single change) and calls emit with each,
+// decoded: the sender decodes its log as it streams, a frame at a time.
+func frames(l *changeLog, refs []logRef, emit func([]*crdt.Change) error) error {
+	var batch []*crdt.Change
+	size := 0
+	for _, r := range refs {
+		ch, err := crdt.UnmarshalChange(l.bytes(r))
+		if err != nil {
+			return err
+		}
+		n := ch.EncodedSizeHint()
+		if len(batch) > 0 && size+n > FrameBytes {
+			if err := emit(batch); err != nil {
+				return err
+			}
+			batch, size = batch[:0], 0
+		}
+		batch = append(batch, ch)
+		size += n
+	}
+	if len(batch) > 0 {
+		return emit(batch)
+	}
+	return nil
+}
+
+// transfer streams the logged changes refs of src to dst as the two would
+// over a connection: a sender goroutine decodes its log and encodes (and
+// compresses) frames of at most FrameBytes, a receiver decodes and applies
+// them to dst as they come, so the two sides work at the same time, as two
+// machines do. It returns the bytes sent. The sender reads only src's log
+// (not written meanwhile); the receiver alone writes dst.
+func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 	level := crdt.NoCompression
 	if opt.Compress {
 		level = opt.Level
@@ -127,39 +226,23 @@ func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
 			level = flate.BestSpeed
 		}
 	}
-	frames := make(chan []byte, 2)
+	out := make(chan []byte, 2)
 	sendErr := make(chan error, 1)
 	var total int64
 	go func() {
-		defer close(frames)
-		start, size := 0, 0
-		for i, ch := range chs {
-			n := ch.EncodedSizeHint()
-			if i > start && size+n > FrameBytes {
-				b, err := crdt.EncodeChangesLevel(chs[start:i], level)
-				if err != nil {
-					sendErr <- err
-					return
-				}
-				total += int64(len(b))
-				frames <- b
-				start, size = i, 0
-			}
-			size += n
-		}
-		if start < len(chs) {
-			b, err := crdt.EncodeChangesLevel(chs[start:], level)
+		defer close(out)
+		sendErr <- frames(&src.log, refs, func(chs []*crdt.Change) error {
+			b, err := crdt.EncodeChangesLevel(chs, level)
 			if err != nil {
-				sendErr <- err
-				return
+				return err
 			}
 			total += int64(len(b))
-			frames <- b
-		}
-		sendErr <- nil
+			out <- b
+			return nil
+		})
 	}()
 	var recvErr error
-	for b := range frames {
+	for b := range out {
 		if recvErr != nil {
 			continue // drain
 		}
@@ -183,51 +266,21 @@ func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
 	return total, recvErr
 }
 
-// trim drops from s's log the changes peer holds: with one peer, a change
-// it acknowledged (its context contains it) is never sent again. (The
-// agent keeps every envelope in its store, on disk; this in-memory layer
-// keeps what its one peer still lacks.)
-func (s *side) trim(peer *side) {
-	keep := s.log[:0]
-	for _, ch := range s.log {
-		if !peer.space.Context.Contains(ch.Dot()) {
-			keep = append(keep, ch)
-		}
-	}
-	clear(s.log[len(keep):])
-	s.log = keep
-	if cap(s.log) > 2*len(s.log)+64 {
-		s.log = append([]*crdt.Change(nil), s.log...)
-	}
-}
-
 // sync sends from src to dst the changes dst lacks.
 func sync(src, dst *side, opt Options) (int64, error) {
-	return transfer(missing(src, dst), dst, opt)
+	return transfer(src, missing(src, dst), dst, opt)
 }
 
-// deflatedSize is the size of chs cut into the same frames as transfer's,
-// each compressed with DEFLATE (BestSpeed). Not timed.
-func deflatedSize(chs []*crdt.Change) (int64, error) {
+// deflatedSize is the size of the logged changes refs cut into the same
+// frames as transfer's, each compressed with DEFLATE (BestSpeed). Not timed.
+func deflatedSize(src *side, refs []logRef) (int64, error) {
 	var total int64
-	start, size := 0, 0
-	for i := 0; i <= len(chs); i++ {
-		if i == len(chs) || i > start && size+chs[i].EncodedSizeHint() > FrameBytes {
-			if i == start {
-				break
-			}
-			b, err := crdt.EncodeChangesLevel(chs[start:i], flate.BestSpeed)
-			if err != nil {
-				return 0, err
-			}
-			total += int64(len(b))
-			start, size = i, 0
-		}
-		if i < len(chs) {
-			size += chs[i].EncodedSizeHint()
-		}
-	}
-	return total, nil
+	err := frames(&src.log, refs, func(chs []*crdt.Change) error {
+		b, err := crdt.EncodeChangesLevel(chs, flate.BestSpeed)
+		total += int64(len(b))
+		return err
+	})
+	return total, err
 }
 
 // syncBoth runs both directions at once, after both sides learnt what the
@@ -237,10 +290,10 @@ func syncBoth(a, b *side, opt Options) (ab, ba int64, err error) {
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		ba, err = transfer(toA, a, opt)
+		ba, err = transfer(b, toA, a, opt)
 		done <- err
 	}()
-	ab, err = transfer(toB, b, opt)
+	ab, err = transfer(a, toB, b, opt)
 	if err2 := <-done; err == nil {
 		err = err2
 	}
@@ -280,16 +333,15 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 
 	// Step 2: A creates every record, one change per record.
 	var slab valueSlab
+	var ops [len(Fields)]crdt.Op
 	for r := range w.Initial {
-		ops := make([]crdt.Op, len(Fields))
 		for f, name := range Fields {
 			ops[f] = crdt.NewPut(ids[r], name, slab.bytes(w.Initial[r][f]))
 		}
-		ch := a.change(ops)
-		if err := a.space.Apply(ch); err != nil {
+		seq, hlc := a.next()
+		if err := a.commit(&crdt.Change{Author: a.id, Seq: seq, HLC: hlc, Ops: ops[:]}); err != nil {
 			return res, err
 		}
-		a.log = append(a.log, ch)
 	}
 	w.Initial = nil // the values now live in A's changes
 	memCheckpoint("after create")
@@ -298,7 +350,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	t0 := time.Now()
 	res.Compressed = opt.Compress
 	initial := missing(a, b)
-	n, err := transfer(initial, b, opt)
+	n, err := transfer(a, initial, b, opt)
 	if err != nil {
 		return res, err
 	}
@@ -306,7 +358,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res.InitSyncCPUMS = cpuTime() - c0
 	res.InitSyncBytes = n
 	if opt.ReportDeflate {
-		if res.InitSyncBytesDeflate, err = deflatedSize(initial); err != nil {
+		if res.InitSyncBytesDeflate, err = deflatedSize(a, initial); err != nil {
 			return res, err
 		}
 	}
@@ -328,22 +380,23 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	runtime.GC()
 	c0 = cpuTime()
 	t0 = time.Now()
+	var op [1]crdt.Op
 	for i, p := range picksA {
-		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i]); err != nil {
+		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i], &op); err != nil {
 			return res, err
 		}
 	}
 	res.UpdatesPerS = float64(len(picksA)) / time.Since(t0).Seconds()
 	res.UpdatesCPUMS = cpuTime() - c0
 	for i, p := range picksB {
-		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i]); err != nil {
+		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i], &op); err != nil {
 			return res, err
 		}
 	}
 	picksA, picksB, valsA, valsB = nil, nil, nil, nil
 	noteLive()
 	// Step 5: delta sync both ways.
-	var toB, toA []*crdt.Change
+	var toB, toA []logRef
 	if opt.ReportDeflate { // before the clock starts: sync computes its own
 		toB, toA = missing(a, b), missing(b, a)
 	}
@@ -355,19 +408,18 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	res.DeltaSyncMS = ms(time.Since(t0))
 	res.DeltaSyncCPUMS = cpuTime() - c0
-	a.trim(b)
-	b.trim(a)
 	memCheckpoint("after delta sync")
 	if opt.ReportDeflate {
-		if res.DeltaBytesABDeflate, err = deflatedSize(toB); err != nil {
+		if res.DeltaBytesABDeflate, err = deflatedSize(a, toB); err != nil {
 			return res, err
 		}
-		if res.DeltaBytesBADeflate, err = deflatedSize(toA); err != nil {
+		if res.DeltaBytesBADeflate, err = deflatedSize(b, toA); err != nil {
 			return res, err
 		}
 		toB, toA = nil, nil
 	}
-
+	a.trim(b)
+	b.trim(a)
 	memCheckpoint("after deflate report")
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()
@@ -530,7 +582,11 @@ func liveHeapMB() float64 {
 func memCheckpoint(where string) {
 	noteLive()
 	if os.Getenv("FIELDSYNC_W1_TRACE") != "" {
-		fmt.Fprintf(os.Stderr, "w1: %-20s live heap (last GC) %.1f MB, peak RSS %.1f MB\n", where, float64(maxLive)/1e6, PeakRSSMB())
+		ms := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+			{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		metrics.Read(ms)
+		fmt.Fprintf(os.Stderr, "w1: %-20s live heap (last GC) %.1f MB, peak RSS %.1f MB; objects %.1f unused %.1f free %.1f released %.1f total %.1f\n", where, float64(maxLive)/1e6, PeakRSSMB(),
+			float64(ms[0].Value.Uint64())/1e6, float64(ms[1].Value.Uint64())/1e6, float64(ms[2].Value.Uint64())/1e6, float64(ms[4].Value.Uint64())/1e6, float64(ms[3].Value.Uint64())/1e6)
 	}
 	if os.Getenv("FIELDSYNC_W1_DEBUG") == "" {
 		return

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -151,9 +153,24 @@ const FrameBytes = 1 << 20
 // missing returns the entries of src's log that dst lacks: what a version
 // vector exchange tells the sender before it streams.
 func missing(src, dst *side) []logRef {
-	var out []logRef
-	for _, r := range src.log.refs {
-		if !dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) {
+	refs := src.log.refs
+	has := func(r logRef) bool { return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) }
+	// Usually dst holds a prefix of the log: then what it lacks is the
+	// rest, shared rather than copied (the log is not written meanwhile).
+	i := 0
+	for i < len(refs) && has(refs[i]) {
+		i++
+	}
+	j := i
+	for j < len(refs) && !has(refs[j]) {
+		j++
+	}
+	if j == len(refs) {
+		return refs[i:len(refs):len(refs)]
+	}
+	out := slices.Clone(refs[i:j])
+	for _, r := range refs[j:] {
+		if !has(r) {
 			out = append(out, r)
 		}
 	}
@@ -422,8 +439,9 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	b.trim(a)
 	// What follows (state encoding, the conflict check) is the bench's own
 	// checking, not W1's work: start it from a collected heap, as the
-	// update phase does, so its garbage does not stack on the sync's.
-	runtime.GC()
+	// update phase does, with the freed pages given back, so that its
+	// garbage and its large buffers do not stack on the sync's peak.
+	debug.FreeOSMemory()
 	memCheckpoint("after deflate report")
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"slices"
+	"strings"
 )
 
 // applyValid applies a validated change whose records are all reachable
@@ -14,7 +15,6 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 	}
 	hlc := ch.HLC.Pack()
 	var r *Record
-	var arena []entry // entries for the new slots of a new record
 	for i := range ch.Ops {
 		o := &ch.Ops[i]
 		if r == nil || r.id != o.Record {
@@ -27,11 +27,8 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 				}
 			}
 			r = rec(o.Record, k)
-			if r.slots == nil && k > 1 {
-				r.slots = make([]slot, 0, k)
-				arena = make([]entry, k)
-			} else if len(r.slots) == 0 && cap(r.arena) > 0 {
-				arena, r.arena = r.arena, nil
+			if r.regs == nil && k > 1 {
+				r.regs = make([]regEntry, 0, k)
 			}
 		}
 		d := Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(i)}
@@ -42,11 +39,11 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 		switch o.Kind {
 		case OpPut, OpResolve:
 			if !dead {
-				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value}, &arena)
+				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value})
 			}
 		case OpSetAdd:
 			if !dead {
-				r.addEntry(kindSet, o.Field, string(o.Value), entry{dot: d, hlc: hlc})
+				r.addSetEntry(o.Field, string(o.Value), entry{dot: d, hlc: hlc})
 			}
 		case OpDelete:
 			if !dead {
@@ -125,7 +122,7 @@ func (s *Space) init() {
 }
 
 // record returns the record id, creating it if needed. A new record that
-// is about to get k slots is allocated with them and their entries in one
+// is about to get k registers is allocated with room for them in one
 // block, so that reading it later touches adjacent memory.
 func (s *Space) record(id RecordID, k int) *Record {
 	r := s.Records[id]
@@ -138,25 +135,23 @@ func (s *Space) record(id RecordID, k int) *Record {
 
 type recordBlock4 struct {
 	r Record
-	s [4]slot
-	e [4]entry
+	e [4]regEntry
 }
 
 type recordBlock8 struct {
 	r Record
-	s [8]slot
-	e [8]entry
+	e [8]regEntry
 }
 
 func newRecordBlock(id RecordID, k int) *Record {
 	switch {
 	case k >= 2 && k <= 4:
 		b := &recordBlock4{}
-		b.r = Record{id: id, slots: b.s[:0:k], arena: b.e[:k]}
+		b.r = Record{id: id, regs: b.e[:0:k]}
 		return &b.r
 	case k >= 5 && k <= 8:
 		b := &recordBlock8{}
-		b.r = Record{id: id, slots: b.s[:0:k], arena: b.e[:k]}
+		b.r = Record{id: id, regs: b.e[:0:k]}
 		return &b.r
 	}
 	return NewRecord(id)
@@ -226,11 +221,13 @@ func Merge(a, b *Space) *Space {
 	return out
 }
 
-// mergeEntries joins two sorted entry lists: a dot both hold stays; a dot
+// mergeEntries joins two lists sorted by dot: a dot both hold stays; a dot
 // one holds stays unless the other's context covers it (seen there, so
-// overwritten there).
-func mergeEntries(id RecordID, ea []entry, ca *Context, eb []entry, cb *Context) []entry {
-	var out []entry
+// overwritten there). It appends to out.
+func mergeEntries[E any, P interface {
+	*E
+	dotOf() Dot
+}](out []E, id RecordID, ea []E, ca *Context, eb []E, cb *Context) []E {
 	i, j := 0, 0
 	for i < len(ea) || j < len(eb) {
 		var c int
@@ -240,7 +237,7 @@ func mergeEntries(id RecordID, ea []entry, ca *Context, eb []entry, cb *Context)
 		case j == len(eb):
 			c = -1
 		default:
-			c = ea[i].dot.Compare(eb[j].dot)
+			c = P(&ea[i]).dotOf().Compare(P(&eb[j]).dotOf())
 		}
 		switch {
 		case c == 0:
@@ -248,12 +245,12 @@ func mergeEntries(id RecordID, ea []entry, ca *Context, eb []entry, cb *Context)
 			i++
 			j++
 		case c < 0:
-			if !cb.covers(ea[i].dot, id) {
+			if !cb.covers(P(&ea[i]).dotOf(), id) {
 				out = append(out, ea[i])
 			}
 			i++
 		default:
-			if !ca.covers(eb[j].dot, id) {
+			if !ca.covers(P(&eb[j]).dotOf(), id) {
 				out = append(out, eb[j])
 			}
 			j++
@@ -262,41 +259,77 @@ func mergeEntries(id RecordID, ea []entry, ca *Context, eb []entry, cb *Context)
 	return out
 }
 
+// run returns the run of regs at i with the same name.
+func run(regs []regEntry, i int) []regEntry {
+	j := i + 1
+	for j < len(regs) && regs[j].name == regs[i].name {
+		j++
+	}
+	return regs[i:j]
+}
+
 func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) *Record {
 	out := &Record{id: id}
 	i, j := 0, 0
-	for i < len(ra.slots) || j < len(rb.slots) {
+	for i < len(ra.regs) || j < len(rb.regs) {
 		var c int
 		switch {
-		case i == len(ra.slots):
+		case i == len(ra.regs):
 			c = 1
-		case j == len(rb.slots):
+		case j == len(rb.regs):
 			c = -1
 		default:
-			sb := &rb.slots[j]
-			c = cmpSlotKey(&ra.slots[i], sb.kind, sb.name, sb.elem)
+			c = strings.Compare(ra.regs[i].name, rb.regs[j].name)
+		}
+		switch {
+		case c == 0:
+			a, b := run(ra.regs, i), run(rb.regs, j)
+			out.regs = mergeEntries(out.regs, id, a, ca, b, cb)
+			i += len(a)
+			j += len(b)
+		case c < 0:
+			a := run(ra.regs, i)
+			out.regs = mergeEntries(out.regs, id, a, ca, nil, cb)
+			i += len(a)
+		default:
+			b := run(rb.regs, j)
+			out.regs = mergeEntries(out.regs, id, nil, ca, b, cb)
+			j += len(b)
+		}
+	}
+	i, j = 0, 0
+	for i < len(ra.sets) || j < len(rb.sets) {
+		var c int
+		switch {
+		case i == len(ra.sets):
+			c = 1
+		case j == len(rb.sets):
+			c = -1
+		default:
+			sb := &rb.sets[j]
+			c = cmpSetKey(&ra.sets[i], sb.name, sb.elem)
 		}
 		var s slot
 		switch {
 		case c == 0:
-			s = ra.slots[i]
-			s.entries = mergeEntries(id, ra.slots[i].entries, ca, rb.slots[j].entries, cb)
+			s = ra.sets[i]
+			s.entries = mergeEntries(nil, id, ra.sets[i].entries, ca, rb.sets[j].entries, cb)
 			i++
 			j++
 		case c < 0:
-			s = ra.slots[i]
-			s.entries = mergeEntries(id, s.entries, ca, nil, cb)
+			s = ra.sets[i]
+			s.entries = mergeEntries(nil, id, s.entries, ca, nil, cb)
 			i++
 		default:
-			s = rb.slots[j]
-			s.entries = mergeEntries(id, nil, ca, s.entries, cb)
+			s = rb.sets[j]
+			s.entries = mergeEntries(nil, id, nil, ca, s.entries, cb)
 			j++
 		}
 		if len(s.entries) > 0 {
-			out.slots = append(out.slots, s)
+			out.sets = append(out.sets, s)
 		}
 	}
-	out.dels = mergeEntries(id, ra.dels, ca, rb.dels, cb)
+	out.dels = mergeEntries(nil, id, ra.dels, ca, rb.dels, cb)
 	i, j = 0, 0
 	for i < len(ra.notes) || j < len(rb.notes) {
 		var c int
@@ -335,31 +368,19 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 // putEntry adds a register sibling. In the common case (the register has
 // one sibling, which the op saw and whose change is applied) it replaces it
 // in place and returns its dot, which the caller then skips.
-func (r *Record) putEntry(ctx *Context, o *Op, e entry, arena *[]entry) Dot {
-	i, found := r.findSlot(kindRegister, o.Field, "")
-	if found {
-		es := r.slots[i].entries
-		if len(es) == 1 && es[0].dot != e.dot {
-			old := es[0].dot
-			if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
-				es[0] = e
-				return old
-			}
+func (r *Record) putEntry(ctx *Context, o *Op, e entry) Dot {
+	lo, hi := r.findReg(o.Field)
+	if hi-lo == 1 && r.regs[lo].dot != e.dot {
+		old := r.regs[lo].dot
+		if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
+			r.regs[lo].entry = e
+			return old
 		}
-		r.slots[i].entries = insertEntry(es, e)
+	}
+	i, found := findDot(r.regs[lo:hi], e.dot)
+	if found {
 		return Dot{}
 	}
-	var es []entry
-	if a := *arena; len(a) > 0 {
-		es, *arena = a[:1:1], a[1:]
-		es[0] = e
-	} else {
-		es = []entry{e}
-	}
-	if i == len(r.slots) {
-		r.slots = append(r.slots, slot{kind: kindRegister, name: o.Field, entries: es})
-	} else {
-		r.slots = slices.Insert(r.slots, i, slot{kind: kindRegister, name: o.Field, entries: es})
-	}
+	r.regs = insertRegAt(r.regs, lo+i, regEntry{name: o.Field, entry: e})
 	return Dot{}
 }

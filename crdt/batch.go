@@ -98,7 +98,12 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 		i, _ := slices.BinarySearchFunc(reps, r, ReplicaID.Compare)
 		return uint64(i)
 	}
-	body := make([]byte, 0, 16+17*len(reps)+12*len(strs)+16*len(chs)+values)
+	// A plain batch is the header then the body: write the header first so
+	// that the body needs no second copy.
+	body := make([]byte, 0, 2+16+17*len(reps)+12*len(strs)+16*len(chs)+values)
+	if level == NoCompression {
+		body = append(body, batchVersion, 0)
+	}
 	body = appendUvarint(body, uint64(len(chs)))
 	body = appendUvarint(body, uint64(len(reps)))
 	for i := range reps {
@@ -145,7 +150,7 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 		}
 	}
 	if level == NoCompression {
-		return append([]byte{batchVersion, 0}, body...), nil
+		return body, nil
 	}
 	out := bytes.NewBuffer(make([]byte, 0, len(body)/2+16))
 	out.Write([]byte{batchVersion, 1})

@@ -133,6 +133,14 @@ func (c *Change) MarshalBinary() ([]byte, error) {
 	return c.appendBinary(nil)
 }
 
+// AppendBinary appends the encoding of MarshalBinary to b.
+func (c *Change) AppendBinary(b []byte) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c.appendBinary(b)
+}
+
 func (c *Change) appendBinary(b []byte) ([]byte, error) {
 	// The replica table lists the replicas of seen dots other than the
 	// author; the author is index 0, the table's entries 1...
@@ -381,12 +389,8 @@ func (r *Record) appendBinary(b []byte) []byte { return r.appendEncoding(b, fals
 // appendValues appends the register values of r in encoding order (the
 // values column of a space).
 func (r *Record) appendValues(b []byte) []byte {
-	for _, s := range r.slots {
-		if s.kind == kindRegister {
-			for _, e := range s.entries {
-				b = appendBytes(b, e.value)
-			}
-		}
+	for i := range r.regs {
+		b = appendBytes(b, r.regs[i].value)
 	}
 	return b
 }
@@ -396,7 +400,10 @@ func (r *Record) appendValues(b []byte) []byte {
 func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	var small [4]ReplicaID
 	t := replicaTable{ids: small[:0]}
-	for _, s := range r.slots {
+	for i := range r.regs {
+		t.add(r.regs[i].dot.Replica)
+	}
+	for _, s := range r.sets {
 		for _, e := range s.entries {
 			t.add(e.dot.Replica)
 		}
@@ -411,20 +418,34 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	b = append(b, recordVersion)
 	b = appendString(b, string(r.id))
 	b = appendTable(b, &t)
-	b = appendUvarint(b, uint64(len(r.slots)))
-	for _, s := range r.slots {
-		b = append(b, byte(s.kind))
-		b = appendString(b, s.name)
-		if s.kind == kindSet {
-			b = appendString(b, s.elem)
+	// Slots in (kind, name, elem) order: registers (kind 1), then sets.
+	nregs := 0
+	for i := range r.regs {
+		if i == 0 || r.regs[i].name != r.regs[i-1].name {
+			nregs++
 		}
+	}
+	b = appendUvarint(b, uint64(nregs+len(r.sets)))
+	r.regRuns(func(run []regEntry) {
+		b = append(b, byte(kindRegister))
+		b = appendString(b, run[0].name)
+		b = appendUvarint(b, uint64(len(run)))
+		for i := range run {
+			b = appendDot(b, &t, run[i].dot)
+			b = appendU64(b, run[i].hlc)
+			if !noValues {
+				b = appendBytes(b, run[i].value)
+			}
+		}
+	})
+	for _, s := range r.sets {
+		b = append(b, byte(kindSet))
+		b = appendString(b, s.name)
+		b = appendString(b, s.elem)
 		b = appendUvarint(b, uint64(len(s.entries)))
 		for _, e := range s.entries {
 			b = appendDot(b, &t, e.dot)
 			b = appendU64(b, e.hlc)
-			if s.kind == kindRegister && !noValues {
-				b = appendBytes(b, e.value)
-			}
 		}
 	}
 	b = appendUvarint(b, uint64(len(r.dels)))
@@ -492,6 +513,39 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool, vr *
 	return es
 }
 
+// decodeRegEntries reads a register's siblings (as decodeEntries does)
+// and appends them to regs under name.
+func decodeRegEntries(r *reader, ids []ReplicaID, used []bool, vr *reader, name string, regs []regEntry) []regEntry {
+	n := r.count(11, 1<<26)
+	if r.err != nil {
+		return regs
+	}
+	k := len(regs)
+	for i := 0; i < n; i++ {
+		var e regEntry
+		e.name = name
+		e.dot = readDot(r, ids, used)
+		e.hlc = r.u64()
+		if vr != nil {
+			e.value = vr.bytes(MaxValueBytes)
+			if vr.err != nil {
+				r.fail(vr.err)
+			}
+		} else {
+			e.value = r.bytes(MaxValueBytes)
+		}
+		if r.err != nil {
+			return regs
+		}
+		if i > 0 && regs[k+i-1].dot.Compare(e.dot) >= 0 {
+			r.fail(malformed(nil, "entries not sorted"))
+			return regs
+		}
+		regs = append(regs, e)
+	}
+	return regs
+}
+
 func decodeRecord(r *reader, vr *reader) *Record {
 	if v := r.byte1(); r.err == nil && v != recordVersion {
 		r.fail(malformed(ErrUnknownVersion, "record version %d", v))
@@ -507,33 +561,45 @@ func decodeRecord(r *reader, vr *reader) *Record {
 	if r.err != nil {
 		return nil
 	}
-	if ns > 0 {
-		rec.slots = make([]slot, ns)
-	}
-	for i := range rec.slots {
-		s := &rec.slots[i]
-		s.kind = slotKind(r.byte1())
-		if r.err == nil && s.kind != kindRegister && s.kind != kindSet {
-			r.fail(malformed(nil, "slot kind %d", s.kind))
+	var prev slot
+	var prevKind slotKind
+	for i := 0; i < ns; i++ {
+		var s slot
+		kind := slotKind(r.byte1())
+		if r.err == nil && kind != kindRegister && kind != kindSet {
+			r.fail(malformed(nil, "slot kind %d", kind))
 		}
 		s.name = r.text(MaxNameBytes)
 		if r.err == nil && s.name == "" {
 			r.fail(malformed(nil, "empty field name"))
 		}
-		if s.kind == kindSet {
+		var n int
+		if kind == kindSet {
 			s.elem = string(r.bytes(MaxValueBytes))
+			s.entries = decodeEntries(r, ids, used, false, nil)
+			n = len(s.entries)
+		} else {
+			if rec.regs == nil {
+				rec.regs = make([]regEntry, 0, ns)
+			}
+			k := len(rec.regs)
+			rec.regs = decodeRegEntries(r, ids, used, vr, s.name, rec.regs)
+			n = len(rec.regs) - k
 		}
-		s.entries = decodeEntries(r, ids, used, s.kind == kindRegister, vr)
 		if r.err != nil {
 			return nil
 		}
-		if len(s.entries) == 0 {
+		if n == 0 {
 			r.fail(malformed(nil, "empty slot"))
 			return nil
 		}
-		if i > 0 && cmpSlotKey(&rec.slots[i-1], s.kind, s.name, s.elem) >= 0 {
+		if i > 0 && (prevKind > kind || prevKind == kind && cmpSetKey(&prev, s.name, s.elem) >= 0) {
 			r.fail(malformed(nil, "slots not sorted"))
 			return nil
+		}
+		prev, prevKind = s, kind
+		if kind == kindSet {
+			rec.sets = append(rec.sets, s)
 		}
 	}
 	rec.dels = decodeEntries(r, ids, used, false, nil)

@@ -21,9 +21,20 @@ type entry struct {
 	value []byte
 }
 
-// slot holds the live entries of one register, or of one element of a set.
+func (e *entry) dotOf() Dot { return e.dot }
+
+// regEntry is one live sibling of a register, with the register's name.
+// A record keeps its registers as one slice of these, sorted by (name,
+// dot): a register with k siblings is a run of k adjacent entries, and a
+// register with one sibling (nearly all of them) costs one element and no
+// allocation of its own. Names are shared strings (the op's), not copies.
+type regEntry struct {
+	name string
+	entry
+}
+
+// slot holds the live entries of one element of a set.
 type slot struct {
-	kind    slotKind
 	name    string
 	elem    string
 	entries []entry // sorted by dot, never empty in a stored record
@@ -41,12 +52,10 @@ type note struct {
 // usable: call NewRecord.
 type Record struct {
 	id    RecordID
-	slots []slot  // sorted by (kind, name, elem)
-	dels  []entry // live delete markers, sorted by dot
-	notes []note  // sorted by id
-	// arena holds preallocated entries for the first slots of a record
-	// created by Space (see newRecordBlock); consumed by the first apply.
-	arena []entry
+	regs  []regEntry // sorted by (name, dot)
+	sets  []slot     // sorted by (name, elem)
+	dels  []entry    // live delete markers, sorted by dot
+	notes []note     // sorted by id
 }
 
 // NewRecord returns an empty record.
@@ -55,48 +64,56 @@ func NewRecord(id RecordID) *Record { return &Record{id: id} }
 // ID returns the record's ID.
 func (r *Record) ID() RecordID { return r.id }
 
-func cmpSlotKey(s *slot, kind slotKind, name, elem string) int {
-	if s.kind != kind {
-		if s.kind < kind {
-			return -1
+// findReg returns the run regs[lo:hi] of register name's siblings; if the
+// register has none, lo == hi is where they would go.
+func (r *Record) findReg(name string) (lo, hi int) {
+	s := r.regs
+	// Most records are small: a linear scan beats binary search, and an
+	// equality pass is cheaper than ordering comparisons.
+	if len(s) <= 16 {
+		for i := range s {
+			if s[i].name == name {
+				hi = i + 1
+				for hi < len(s) && s[hi].name == name {
+					hi++
+				}
+				return i, hi
+			}
 		}
-		return 1
+		i := 0
+		for i < len(s) && s[i].name < name {
+			i++
+		}
+		return i, i
 	}
+	lo = sort.Search(len(s), func(i int) bool { return s[i].name >= name })
+	hi = lo
+	for hi < len(s) && s[hi].name == name {
+		hi++
+	}
+	return lo, hi
+}
+
+func cmpSetKey(s *slot, name, elem string) int {
 	if c := strings.Compare(s.name, name); c != 0 {
 		return c
 	}
 	return strings.Compare(s.elem, elem)
 }
 
-func (r *Record) findSlot(kind slotKind, name, elem string) (int, bool) {
-	s := r.slots
-	// Most records are small: a linear scan beats binary search, and an
-	// equality pass is cheaper than ordering comparisons.
-	if len(s) <= 16 {
-		for i := range s {
-			if s[i].kind == kind && s[i].name == name && s[i].elem == elem {
-				return i, true
-			}
-		}
-		for i := range s {
-			c := cmpSlotKey(&s[i], kind, name, elem)
-			if c == 0 {
-				return i, true
-			}
-			if c > 0 {
-				return i, false
-			}
-		}
-		return len(s), false
-	}
-	i := sort.Search(len(s), func(i int) bool { return cmpSlotKey(&s[i], kind, name, elem) >= 0 })
-	return i, i < len(s) && cmpSlotKey(&s[i], kind, name, elem) == 0
+func (r *Record) findSet(name, elem string) (int, bool) {
+	i := sort.Search(len(r.sets), func(i int) bool { return cmpSetKey(&r.sets[i], name, elem) >= 0 })
+	return i, i < len(r.sets) && cmpSetKey(&r.sets[i], name, elem) == 0
 }
 
-func findEntry(es []entry, d Dot) (int, bool) {
+// findDot finds d in a list sorted by dot.
+func findDot[E any, P interface {
+	*E
+	dotOf() Dot
+}](es []E, d Dot) (int, bool) {
 	if len(es) <= 8 {
 		for i := range es {
-			c := es[i].dot.Compare(d)
+			c := P(&es[i]).dotOf().Compare(d)
 			if c == 0 {
 				return i, true
 			}
@@ -106,8 +123,10 @@ func findEntry(es []entry, d Dot) (int, bool) {
 		}
 		return len(es), false
 	}
-	return slices.BinarySearchFunc(es, d, func(e entry, d Dot) int { return e.dot.Compare(d) })
+	return slices.BinarySearchFunc(es, d, func(e E, d Dot) int { return P(&e).dotOf().Compare(d) })
 }
+
+func findEntry(es []entry, d Dot) (int, bool) { return findDot(es, d) }
 
 func insertEntry(es []entry, e entry) []entry {
 	i, found := findEntry(es, e.dot)
@@ -120,27 +139,61 @@ func insertEntry(es []entry, e entry) []entry {
 	return slices.Insert(es, i, e)
 }
 
-func (r *Record) addEntry(kind slotKind, name, elem string, e entry) {
-	i, found := r.findSlot(kind, name, elem)
-	if !found {
-		r.slots = slices.Insert(r.slots, i, slot{kind: kind, name: name, elem: elem, entries: []entry{e}})
+// insertReg adds sibling e to register name (no-op if present).
+func (r *Record) insertReg(name string, e entry) {
+	lo, hi := r.findReg(name)
+	i, found := findDot(r.regs[lo:hi], e.dot)
+	if found {
 		return
 	}
-	r.slots[i].entries = insertEntry(r.slots[i].entries, e)
+	r.regs = insertRegAt(r.regs, lo+i, regEntry{name: name, entry: e})
 }
 
-// removeFromSlot removes dot d from slot i, dropping the slot if it empties.
-func (r *Record) removeFromSlot(i int, d Dot) bool {
-	es := r.slots[i].entries
+// insertRegAt inserts e at i. A full slice grows by an eighth (at least
+// one), not twice as append would: a record's registers gain a sibling
+// rarely (a conflict), and most records never do.
+func insertRegAt(regs []regEntry, i int, e regEntry) []regEntry {
+	if len(regs) == cap(regs) {
+		n := make([]regEntry, len(regs), len(regs)+1+len(regs)/8)
+		copy(n, regs)
+		regs = n
+	}
+	return slices.Insert(regs, i, e)
+}
+
+func (r *Record) addSetEntry(name, elem string, e entry) {
+	i, found := r.findSet(name, elem)
+	if !found {
+		r.sets = slices.Insert(r.sets, i, slot{name: name, elem: elem, entries: []entry{e}})
+		return
+	}
+	r.sets[i].entries = insertEntry(r.sets[i].entries, e)
+}
+
+// removeFromSet removes dot d from set slot i, dropping the slot if it
+// empties.
+func (r *Record) removeFromSet(i int, d Dot) bool {
+	es := r.sets[i].entries
 	j, found := findEntry(es, d)
 	if !found {
 		return false
 	}
 	if len(es) == 1 {
-		r.slots = slices.Delete(r.slots, i, i+1)
+		r.sets = slices.Delete(r.sets, i, i+1)
 		return true
 	}
-	r.slots[i].entries = slices.Delete(es, j, j+1)
+	r.sets[i].entries = slices.Delete(es, j, j+1)
+	return true
+}
+
+// removeFromReg removes sibling d from register name.
+func (r *Record) removeFromReg(name string, d Dot) bool {
+	lo, hi := r.findReg(name)
+	j, found := findDot(r.regs[lo:hi], d)
+	if !found {
+		return false
+	}
+	r.regs = slices.Delete(r.regs, lo+j, lo+j+1)
 	return true
 }
 
@@ -150,11 +203,11 @@ func (r *Record) removeFromSlot(i int, d Dot) bool {
 func (r *Record) removeDot(d Dot, hint *Op) {
 	switch hint.Kind {
 	case OpPut, OpResolve:
-		if i, ok := r.findSlot(kindRegister, hint.Field, ""); ok && r.removeFromSlot(i, d) {
+		if r.removeFromReg(hint.Field, d) {
 			return
 		}
 	case OpSetAdd, OpSetRemove:
-		if i, ok := r.findSlot(kindSet, hint.Field, string(hint.Value)); ok && r.removeFromSlot(i, d) {
+		if i, ok := r.findSet(hint.Field, string(hint.Value)); ok && r.removeFromSet(i, d) {
 			return
 		}
 	}
@@ -165,8 +218,14 @@ func (r *Record) removeDot(d Dot, hint *Op) {
 	if r.tombstone(d) {
 		return
 	}
-	for i := range r.slots {
-		if r.removeFromSlot(i, d) {
+	for i := range r.regs {
+		if r.regs[i].dot == d {
+			r.regs = slices.Delete(r.regs, i, i+1)
+			return
+		}
+	}
+	for i := range r.sets {
+		if r.removeFromSet(i, d) {
 			return
 		}
 	}
@@ -199,25 +258,25 @@ func (r *Record) addNote(n note) {
 
 // Clone returns a deep copy of r (values are shared: they are immutable).
 func (r *Record) Clone() *Record {
-	c := &Record{id: r.id, dels: slices.Clone(r.dels), notes: slices.Clone(r.notes)}
-	c.slots = make([]slot, len(r.slots))
-	for i, s := range r.slots {
-		s.entries = slices.Clone(s.entries)
-		c.slots[i] = s
+	c := &Record{id: r.id, regs: slices.Clone(r.regs), dels: slices.Clone(r.dels), notes: slices.Clone(r.notes)}
+	if len(r.sets) > 0 {
+		c.sets = make([]slot, len(r.sets))
+		for i, s := range r.sets {
+			s.entries = slices.Clone(s.entries)
+			c.sets[i] = s
+		}
 	}
 	return c
 }
 
 // ---- building ops ----
 
-func (r *Record) registerDots(field string) []entry {
+func (r *Record) registerDots(field string) []regEntry {
 	if r == nil {
 		return nil
 	}
-	if i, ok := r.findSlot(kindRegister, field, ""); ok {
-		return r.slots[i].entries
-	}
-	return nil
+	lo, hi := r.findReg(field)
+	return r.regs[lo:hi]
 }
 
 func (r *Record) recordID() RecordID {
@@ -234,13 +293,16 @@ func (r *Record) delEntries() []entry {
 	return r.dels
 }
 
-func seenOf(a, b []entry) []Dot {
+func seenOf[E any, P interface {
+	*E
+	dotOf() Dot
+}](a []E, b []entry) []Dot {
 	if len(a)+len(b) == 0 {
 		return nil
 	}
 	out := make([]Dot, 0, len(a)+len(b))
 	for i := range a {
-		out = append(out, a[i].dot)
+		out = append(out, P(&a[i]).dotOf())
 	}
 	for i := range b {
 		out = append(out, b[i].dot)
@@ -267,7 +329,10 @@ func (r *Record) Put(field string, value []byte) Op {
 // record then shows as deleted with a conflict.
 func (r *Record) Delete() Op {
 	var seen []Dot
-	for _, s := range r.slots {
+	for _, e := range r.regs {
+		seen = append(seen, e.dot)
+	}
+	for _, s := range r.sets {
 		for _, e := range s.entries {
 			seen = append(seen, e.dot)
 		}
@@ -287,8 +352,8 @@ func (r *Record) setDots(field string, elem []byte) []entry {
 	if r == nil {
 		return nil
 	}
-	if i, ok := r.findSlot(kindSet, field, string(elem)); ok {
-		return r.slots[i].entries
+	if i, ok := r.findSet(field, string(elem)); ok {
+		return r.sets[i].entries
 	}
 	return nil
 }
@@ -304,7 +369,7 @@ func (r *Record) SetAdd(field string, elem []byte) Op {
 // adds the author has seen; a concurrent add survives.
 func (r *Record) SetRemove(field string, elem []byte) Op {
 	return Op{Kind: OpSetRemove, Record: r.recordID(), Field: field, Value: elem,
-		Seen: seenOf(r.setDots(field, elem), nil)}
+		Seen: seenOf[entry](r.setDots(field, elem), nil)}
 }
 
 // AddNote builds a NoteAdd that also overwrites the record's delete
@@ -312,7 +377,7 @@ func (r *Record) SetRemove(field string, elem []byte) Op {
 // not).
 func (r *Record) AddNote(text string) Op {
 	o := NoteAdd(r.recordID(), text)
-	o.Seen = seenOf(r.delEntries(), nil)
+	o.Seen = seenOf[entry](r.delEntries(), nil)
 	return o
 }
 
@@ -335,7 +400,7 @@ func (r *Record) Resolve(field string, dots []Dot, value []byte, reason string) 
 	}
 	live := r.registerDots(field)
 	for _, d := range dots {
-		if _, ok := findEntry(live, d); !ok {
+		if _, ok := findDot(live, d); !ok {
 			return Op{}, ErrNotSibling
 		}
 	}
@@ -393,6 +458,21 @@ func siblings(es []entry) []Sibling {
 	for i, e := range es {
 		out[i] = Sibling{Value: e.value, Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
 	}
+	return sortSiblings(out)
+}
+
+func regSiblings(es []regEntry) []Sibling {
+	out := make([]Sibling, len(es))
+	for i, e := range es {
+		out[i] = Sibling{Value: e.value, Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
+	}
+	return sortSiblings(out)
+}
+
+func sortSiblings(out []Sibling) []Sibling {
+	if len(out) < 2 {
+		return out
+	}
 	slices.SortFunc(out, func(a, b Sibling) int {
 		if c := b.HLC.Compare(a.HLC); c != 0 {
 			return c
@@ -404,32 +484,38 @@ func siblings(es []entry) []Sibling {
 
 // Register returns one register's view; ok is false if it has no live value.
 func (r *Record) Register(name string) (FieldView, bool) {
-	i, ok := r.findSlot(kindRegister, name, "")
-	if !ok {
+	lo, hi := r.findReg(name)
+	if lo == hi {
 		return FieldView{}, false
 	}
-	es := r.slots[i].entries
-	return FieldView{Name: name, Siblings: siblings(es), Conflict: len(es) > 1}, true
+	return FieldView{Name: name, Siblings: regSiblings(r.regs[lo:hi]), Conflict: hi-lo > 1}, true
+}
+
+// regRuns calls fn for each register's run of siblings, in name order.
+func (r *Record) regRuns(fn func(run []regEntry)) {
+	for lo := 0; lo < len(r.regs); {
+		hi := lo + 1
+		for hi < len(r.regs) && r.regs[hi].name == r.regs[lo].name {
+			hi++
+		}
+		fn(r.regs[lo:hi])
+		lo = hi
+	}
 }
 
 // Registers returns the registers with a live value, sorted by name.
 func (r *Record) Registers() []FieldView {
 	var out []FieldView
-	for _, s := range r.slots {
-		if s.kind == kindRegister {
-			out = append(out, FieldView{Name: s.name, Siblings: siblings(s.entries), Conflict: len(s.entries) > 1})
-		}
-	}
+	r.regRuns(func(run []regEntry) {
+		out = append(out, FieldView{Name: run[0].name, Siblings: regSiblings(run), Conflict: len(run) > 1})
+	})
 	return out
 }
 
 // Sets returns the sets with at least one element, sorted by name.
 func (r *Record) Sets() []SetView {
 	var out []SetView
-	for _, s := range r.slots {
-		if s.kind != kindSet {
-			continue
-		}
+	for _, s := range r.sets {
 		if len(out) == 0 || out[len(out)-1].Name != s.name {
 			out = append(out, SetView{Name: s.name})
 		}
@@ -457,7 +543,7 @@ func (r *Record) Notes() []NoteView {
 // hasContent reports whether any register, set element or unremoved note
 // is live.
 func (r *Record) hasContent() bool {
-	if len(r.slots) > 0 {
+	if len(r.regs) > 0 || len(r.sets) > 0 {
 		return true
 	}
 	for _, n := range r.notes {
@@ -480,7 +566,9 @@ func (r *Record) Deleted() (deleted bool, conflict bool) {
 
 // Empty reports whether the record holds nothing live: no register, set
 // element, note (live or tombstone) or delete marker.
-func (r *Record) Empty() bool { return len(r.slots) == 0 && len(r.dels) == 0 && len(r.notes) == 0 }
+func (r *Record) Empty() bool {
+	return len(r.regs) == 0 && len(r.sets) == 0 && len(r.dels) == 0 && len(r.notes) == 0
+}
 
 // Conflicts returns the conflicted registers, sorted by name, preceded, if
 // the record is deleted with a conflict, by the delete pseudo-field (Delete
@@ -491,10 +579,10 @@ func (r *Record) Conflicts() []FieldView {
 	if del, conflict := r.Deleted(); del && conflict {
 		out = append(out, FieldView{Delete: true, Siblings: siblings(r.dels), Conflict: true})
 	}
-	for _, s := range r.slots {
-		if s.kind == kindRegister && len(s.entries) > 1 {
-			out = append(out, FieldView{Name: s.name, Siblings: siblings(s.entries), Conflict: true})
+	r.regRuns(func(run []regEntry) {
+		if len(run) > 1 {
+			out = append(out, FieldView{Name: run[0].name, Siblings: regSiblings(run), Conflict: true})
 		}
-	}
+	})
 	return out
 }

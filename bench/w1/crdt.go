@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +36,12 @@ type Result struct {
 	Converged         bool    `json:"converged"`
 	StateBytes        int64   `json:"state_bytes"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
-	Nproc             int     `json:"nproc"`
-	GoVersion         string  `json:"go_version"`
+	// LiveHeapMB is the largest live heap (as marked by the last GC, read
+	// at the end of each phase without forcing one) in MB: what the two
+	// replicas and the bench really hold; peak RSS adds the GC's headroom.
+	LiveHeapMB float64 `json:"live_heap_mb"`
+	Nproc      int     `json:"nproc"`
+	GoVersion  string  `json:"go_version"`
 	// Not in BENCH.md's list, useful to compare:
 	Records        int     `json:"records"`
 	Updates        int     `json:"updates_per_side"`
@@ -70,51 +77,165 @@ type side struct {
 	space *crdt.Space
 	clock crdt.Clock
 	seq   uint64
-	log   []*crdt.Change
 	phys  int64
+	log   changeLog
 }
 
-func (s *side) change(ops []crdt.Op) *crdt.Change {
+// changeLog holds a side's own changes encoded, as the agent's store holds
+// envelopes: a change costs its encoding (~80 bytes for one field), not
+// its Go structs (~240 bytes plus the values, which the records share).
+// Changes are appended in seq order and stored in chunks, so that growing
+// the log never copies it and trimming frees whole chunks.
+type changeLog struct {
+	chunks [][]byte
+	refs   []logRef
+}
+
+type logRef struct {
+	seq        uint64
+	chunk, off int32
+	n          int32
+}
+
+const logChunk = 256 << 10
+
+func (l *changeLog) append(ch *crdt.Change) error {
+	var last []byte
+	if n := len(l.chunks); n > 0 {
+		last = l.chunks[n-1]
+	}
+	if hint := ch.EncodedSizeHint(); last == nil || cap(last)-len(last) < hint {
+		last = make([]byte, 0, max(logChunk, hint))
+		l.chunks = append(l.chunks, last)
+	}
+	off := len(last)
+	b, err := ch.AppendBinary(last)
+	if err != nil {
+		return err
+	}
+	l.chunks[len(l.chunks)-1] = b
+	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off)})
+	return nil
+}
+
+func (l *changeLog) bytes(r logRef) []byte {
+	return l.chunks[r.chunk][r.off : r.off+r.n]
+}
+
+func (s *side) next() (uint64, crdt.Timestamp) {
 	s.seq++
 	s.phys++
-	return &crdt.Change{Author: s.id, Seq: s.seq, HLC: s.clock.Now(s.phys), Ops: ops}
+	return s.seq, s.clock.Now(s.phys)
+}
+
+// commit applies a local change and logs it. The change and its ops are
+// scratch the caller may reuse: Apply keeps only the values.
+func (s *side) commit(ch *crdt.Change) error {
+	if err := s.space.Apply(ch); err != nil {
+		return err
+	}
+	return s.log.append(ch)
 }
 
 // update makes one local update: build the op from the current record,
 // wrap it in its own change, apply it, log it.
-func (s *side) update(rec crdt.RecordID, field string, value []byte) error {
+func (s *side) update(rec crdt.RecordID, field string, value []byte, ops *[1]crdt.Op) error {
 	r := s.space.Records[rec]
-	ch := s.change([]crdt.Op{r.Put(field, value)})
-	if err := s.space.Apply(ch); err != nil {
-		return err
-	}
-	s.log = append(s.log, ch)
-	return nil
+	ops[0] = r.Put(field, value)
+	seq, hlc := s.next()
+	return s.commit(&crdt.Change{Author: s.id, Seq: seq, HLC: hlc, Ops: ops[:]})
 }
 
 // FrameBytes bounds the encoded changes of one sync frame (docs/design.md §6:
 // frames of at most 1 MiB).
 const FrameBytes = 1 << 20
 
-// missing returns the changes of src's log that dst lacks: what a version
+// missing returns the entries of src's log that dst lacks: what a version
 // vector exchange tells the sender before it streams.
-func missing(src, dst *side) []*crdt.Change {
-	var out []*crdt.Change
-	for _, ch := range src.log {
-		if !dst.space.Context.Contains(ch.Dot()) {
-			out = append(out, ch)
+func missing(src, dst *side) []logRef {
+	refs := src.log.refs
+	has := func(r logRef) bool { return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) }
+	// Usually dst holds a prefix of the log: then what it lacks is the
+	// rest, shared rather than copied (the log is not written meanwhile).
+	i := 0
+	for i < len(refs) && has(refs[i]) {
+		i++
+	}
+	j := i
+	for j < len(refs) && !has(refs[j]) {
+		j++
+	}
+	if j == len(refs) {
+		return refs[i:len(refs):len(refs)]
+	}
+	out := slices.Clone(refs[i:j])
+	for _, r := range refs[j:] {
+		if !has(r) {
+			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// transfer streams chs from one replica to another as the two would over a
-// connection: a sender goroutine encodes (and compresses) frames of at most
-// FrameBytes, a receiver decodes and applies them to dst as they come, so
-// the two sides work at the same time, as two machines do. It returns the
-// bytes sent. The sender reads only chs (immutable); the receiver alone
-// writes dst.
-func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
+// trim drops from s's log the changes peer holds: with one peer, a change
+// it acknowledged (its context contains it) is never sent again. (The
+// agent keeps every envelope in its store, on disk; this in-memory layer
+// keeps what its one peer still lacks.) Changes are acknowledged in order,
+// so this drops a prefix, and with it the chunks it fills.
+func (s *side) trim(peer *side) {
+	l := &s.log
+	i := 0
+	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.refs[i].seq}) {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	if i == len(l.refs) {
+		*l = changeLog{}
+		return
+	}
+	keep := l.refs[i].chunk
+	for c := int32(0); c < keep; c++ {
+		l.chunks[c] = nil
+	}
+	l.refs = append([]logRef(nil), l.refs[i:]...)
+}
+
+// frames cuts the logged changes refs into frames of at most FrameBytes
+// (one frame can exceed it with a single change) and calls emit with each,
+// decoded: the sender decodes its log as it streams, a frame at a time.
+func frames(l *changeLog, refs []logRef, emit func([]*crdt.Change) error) error {
+	var batch []*crdt.Change
+	size := 0
+	for _, r := range refs {
+		ch, err := crdt.UnmarshalChange(l.bytes(r))
+		if err != nil {
+			return err
+		}
+		n := ch.EncodedSizeHint()
+		if len(batch) > 0 && size+n > FrameBytes {
+			if err := emit(batch); err != nil {
+				return err
+			}
+			batch, size = batch[:0], 0
+		}
+		batch = append(batch, ch)
+		size += n
+	}
+	if len(batch) > 0 {
+		return emit(batch)
+	}
+	return nil
+}
+
+// transfer streams the logged changes refs of src to dst as the two would
+// over a connection: a sender goroutine decodes its log and encodes (and
+// compresses) frames of at most FrameBytes, a receiver decodes and applies
+// them to dst as they come, so the two sides work at the same time, as two
+// machines do. It returns the bytes sent. The sender reads only src's log
+// (not written meanwhile); the receiver alone writes dst.
+func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 	level := crdt.NoCompression
 	if opt.Compress {
 		level = opt.Level
@@ -122,39 +243,23 @@ func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
 			level = flate.BestSpeed
 		}
 	}
-	frames := make(chan []byte, 2)
+	out := make(chan []byte, 2)
 	sendErr := make(chan error, 1)
 	var total int64
 	go func() {
-		defer close(frames)
-		start, size := 0, 0
-		for i, ch := range chs {
-			n := ch.EncodedSizeHint()
-			if i > start && size+n > FrameBytes {
-				b, err := crdt.EncodeChangesLevel(chs[start:i], level)
-				if err != nil {
-					sendErr <- err
-					return
-				}
-				total += int64(len(b))
-				frames <- b
-				start, size = i, 0
-			}
-			size += n
-		}
-		if start < len(chs) {
-			b, err := crdt.EncodeChangesLevel(chs[start:], level)
+		defer close(out)
+		sendErr <- frames(&src.log, refs, func(chs []*crdt.Change) error {
+			b, err := crdt.EncodeChangesLevel(chs, level)
 			if err != nil {
-				sendErr <- err
-				return
+				return err
 			}
 			total += int64(len(b))
-			frames <- b
-		}
-		sendErr <- nil
+			out <- b
+			return nil
+		})
 	}()
 	var recvErr error
-	for b := range frames {
+	for b := range out {
 		if recvErr != nil {
 			continue // drain
 		}
@@ -180,31 +285,19 @@ func transfer(chs []*crdt.Change, dst *side, opt Options) (int64, error) {
 
 // sync sends from src to dst the changes dst lacks.
 func sync(src, dst *side, opt Options) (int64, error) {
-	return transfer(missing(src, dst), dst, opt)
+	return transfer(src, missing(src, dst), dst, opt)
 }
 
-// deflatedSize is the size of chs cut into the same frames as transfer's,
-// each compressed with DEFLATE (BestSpeed). Not timed.
-func deflatedSize(chs []*crdt.Change) (int64, error) {
+// deflatedSize is the size of the logged changes refs cut into the same
+// frames as transfer's, each compressed with DEFLATE (BestSpeed). Not timed.
+func deflatedSize(src *side, refs []logRef) (int64, error) {
 	var total int64
-	start, size := 0, 0
-	for i := 0; i <= len(chs); i++ {
-		if i == len(chs) || i > start && size+chs[i].EncodedSizeHint() > FrameBytes {
-			if i == start {
-				break
-			}
-			b, err := crdt.EncodeChangesLevel(chs[start:i], flate.BestSpeed)
-			if err != nil {
-				return 0, err
-			}
-			total += int64(len(b))
-			start, size = i, 0
-		}
-		if i < len(chs) {
-			size += chs[i].EncodedSizeHint()
-		}
-	}
-	return total, nil
+	err := frames(&src.log, refs, func(chs []*crdt.Change) error {
+		b, err := crdt.EncodeChangesLevel(chs, flate.BestSpeed)
+		total += int64(len(b))
+		return err
+	})
+	return total, err
 }
 
 // syncBoth runs both directions at once, after both sides learnt what the
@@ -214,10 +307,10 @@ func syncBoth(a, b *side, opt Options) (ab, ba int64, err error) {
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		ba, err = transfer(toA, a, opt)
+		ba, err = transfer(b, toA, a, opt)
 		done <- err
 	}()
-	ab, err = transfer(toB, b, opt)
+	ab, err = transfer(a, toB, b, opt)
 	if err2 := <-done; err == nil {
 		err = err2
 	}
@@ -245,8 +338,11 @@ func RunCRDT(size Size, out io.Writer, jsonOut bool) (Result, error) {
 func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res := Result{Workload: "W1", Size: size.Name, Layer: "crdt", Nproc: runtime.NumCPU(),
 		GoVersion: runtime.Version(), Records: size.Records, Updates: size.Updates}
-	w := Generate(size)
-	res.ExpectedConflicts = len(w.Conflicts)
+	maxLive = 0
+	// The workload is drawn in its two stages, so that the initial values
+	// and the updates are never held at once.
+	gen := NewGenerator(size)
+	w := gen.Initial()
 	ids := make([]crdt.RecordID, size.Records)
 	for i := range ids {
 		ids[i] = crdt.RecordID(RecordID(i))
@@ -255,16 +351,16 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	b := &side{id: replica(0xb), space: crdt.NewSpace(), phys: startWall}
 
 	// Step 2: A creates every record, one change per record.
+	var slab valueSlab
+	var ops [len(Fields)]crdt.Op
 	for r := range w.Initial {
-		ops := make([]crdt.Op, len(Fields))
 		for f, name := range Fields {
-			ops[f] = crdt.NewPut(ids[r], name, []byte(w.Initial[r][f]))
+			ops[f] = crdt.NewPut(ids[r], name, slab.bytes(w.Initial[r][f]))
 		}
-		ch := a.change(ops)
-		if err := a.space.Apply(ch); err != nil {
+		seq, hlc := a.next()
+		if err := a.commit(&crdt.Change{Author: a.id, Seq: seq, HLC: hlc, Ops: ops[:]}); err != nil {
 			return res, err
 		}
-		a.log = append(a.log, ch)
 	}
 	w.Initial = nil // the values now live in A's changes
 	memCheckpoint("after create")
@@ -273,7 +369,7 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	t0 := time.Now()
 	res.Compressed = opt.Compress
 	initial := missing(a, b)
-	n, err := transfer(initial, b, opt)
+	n, err := transfer(a, initial, b, opt)
 	if err != nil {
 		return res, err
 	}
@@ -281,45 +377,51 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res.InitSyncCPUMS = cpuTime() - c0
 	res.InitSyncBytes = n
 	if opt.ReportDeflate {
-		if res.InitSyncBytesDeflate, err = deflatedSize(initial); err != nil {
+		if res.InitSyncBytesDeflate, err = deflatedSize(a, initial); err != nil {
 			return res, err
 		}
 	}
 	initial = nil
+	a.trim(b)
 	memCheckpoint("after initial sync")
 
 	// Step 4: offline phase. Values are prepared outside the timed loop.
+	gen.Updates(w)
+	res.ExpectedConflicts = len(w.Conflicts)
 	valsA := make([][]byte, len(w.A))
 	for i, p := range w.A {
-		valsA[i] = []byte(p.Value)
+		valsA[i] = slab.bytes(p.Value)
 	}
 	valsB := make([][]byte, len(w.B))
 	for i, p := range w.B {
-		valsB[i] = []byte(p.Value)
+		valsB[i] = slab.bytes(p.Value)
 	}
 	picksA, picksB := w.A, w.B
 	w.A, w.B = nil, nil
 	runtime.GC()
 	c0 = cpuTime()
 	t0 = time.Now()
+	var op [1]crdt.Op
 	for i, p := range picksA {
-		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i]); err != nil {
+		if err := a.update(ids[p.Record], Fields[p.Field], valsA[i], &op); err != nil {
 			return res, err
 		}
 	}
 	res.UpdatesPerS = float64(len(picksA)) / time.Since(t0).Seconds()
 	res.UpdatesCPUMS = cpuTime() - c0
 	for i, p := range picksB {
-		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i]); err != nil {
+		if err := b.update(ids[p.Record], Fields[p.Field], valsB[i], &op); err != nil {
 			return res, err
 		}
 	}
 	picksA, picksB, valsA, valsB = nil, nil, nil, nil
+	noteLive()
 	// Step 5: delta sync both ways.
-	var toB, toA []*crdt.Change
+	var toB, toA []logRef
 	if opt.ReportDeflate { // before the clock starts: sync computes its own
 		toB, toA = missing(a, b), missing(b, a)
 	}
+	memCheckpoint("before delta sync")
 	c0 = cpuTime()
 	t0 = time.Now()
 	if res.DeltaBytesAB, res.DeltaBytesBA, err = syncBoth(a, b, opt); err != nil {
@@ -328,16 +430,26 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	res.DeltaSyncMS = ms(time.Since(t0))
 	res.DeltaSyncCPUMS = cpuTime() - c0
 	memCheckpoint("after delta sync")
+	// What follows (the DEFLATE report, state encoding, the conflict
+	// check) is the bench's own measuring, not W1's work: start it from a
+	// collected heap, as the update phase does, so that its garbage reuses
+	// the sync's freed pages instead of stacking on them.
+	runtime.GC()
 	if opt.ReportDeflate {
-		if res.DeltaBytesABDeflate, err = deflatedSize(toB); err != nil {
+		if res.DeltaBytesABDeflate, err = deflatedSize(a, toB); err != nil {
 			return res, err
 		}
-		if res.DeltaBytesBADeflate, err = deflatedSize(toA); err != nil {
+		if res.DeltaBytesBADeflate, err = deflatedSize(b, toA); err != nil {
 			return res, err
 		}
 		toB, toA = nil, nil
 	}
-
+	a.trim(b)
+	b.trim(a)
+	// The logs are gone: give their pages back before the state encoding's
+	// large buffers.
+	debug.FreeOSMemory()
+	memCheckpoint("after deflate report")
 	t0 = time.Now()
 	sa, err := a.space.MarshalBinary()
 	if err != nil {
@@ -350,8 +462,10 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	}
 	res.StateBytes = int64(len(sa))
 	res.Converged = bytes.Equal(sa, sb)
+	memCheckpoint("after state encode")
 	res.Conflicts, res.ConflictsMatch = checkConflicts(w, ids, a, b)
 	res.PeakRSSMB = PeakRSSMB()
+	res.LiveHeapMB = liveHeapMB()
 	return res, nil
 }
 
@@ -387,6 +501,24 @@ func replica(b byte) crdt.ReplicaID {
 		r[i] = b
 	}
 	return r
+}
+
+// valueSlab hands out values carved from shared blocks: W1's values are
+// ~57 bytes, which the allocator rounds up to 64, and each is immutable
+// once made (Apply keeps a reference).
+type valueSlab struct{ free []byte }
+
+func (s *valueSlab) bytes(v string) []byte {
+	if len(v) > 1024 {
+		return []byte(v)
+	}
+	if len(s.free) < len(v) {
+		s.free = make([]byte, 64<<10)
+	}
+	b := s.free[:len(v):len(v)]
+	copy(b, v)
+	s.free = s.free[len(v):]
+	return b
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -442,15 +574,49 @@ func PrintTable(out io.Writer, r Result) {
 			mb(r.InitSyncBytesDeflate), mb(r.DeltaBytesABDeflate), mb(r.DeltaBytesBADeflate),
 			float64(r.DeltaBytesABDeflate+r.DeltaBytesBADeflate)/float64(2*r.Updates)))
 	}
-	row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
+	if r.LiveHeapMB > 0 {
+		row("peak RSS", fmt.Sprintf("%.1f MB (largest live heap %.1f MB)", r.PeakRSSMB, r.LiveHeapMB))
+	} else {
+		row("peak RSS", fmt.Sprintf("%.1f MB", r.PeakRSSMB))
+	}
 	row("conflicts", fmt.Sprintf("%d of %d expected (matched pair by pair: %v)", r.Conflicts, r.ExpectedConflicts, r.ConflictsMatch))
 	row("converged", fmt.Sprintf("%v", r.Converged))
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }
 
-// memCheckpoint prints the live heap when FIELDSYNC_W1_DEBUG is set.
+// maxLive is the largest live heap seen at a checkpoint, in bytes.
+var maxLive uint64
+
+// noteLive reads the live heap as of the last GC (without forcing one,
+// which would lower the peak RSS being measured) and keeps the largest.
+func noteLive() {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		maxLive = max(maxLive, s[0].Value.Uint64())
+	}
+}
+
+// liveHeapMB returns the largest live heap noted in this run, in MB.
+func liveHeapMB() float64 {
+	noteLive()
+	v := maxLive
+	maxLive = 0
+	return float64(v) / 1e6
+}
+
+// memCheckpoint notes the live heap, and prints it when FIELDSYNC_W1_DEBUG
+// is set (after a forced GC).
 func memCheckpoint(where string) {
+	noteLive()
+	if os.Getenv("FIELDSYNC_W1_TRACE") != "" {
+		ms := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+			{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		metrics.Read(ms)
+		fmt.Fprintf(os.Stderr, "w1: %-20s live heap (last GC) %.1f MB, peak RSS %.1f MB; objects %.1f unused %.1f free %.1f released %.1f total %.1f\n", where, float64(maxLive)/1e6, PeakRSSMB(),
+			float64(ms[0].Value.Uint64())/1e6, float64(ms[1].Value.Uint64())/1e6, float64(ms[2].Value.Uint64())/1e6, float64(ms[4].Value.Uint64())/1e6, float64(ms[3].Value.Uint64())/1e6)
+	}
 	if os.Getenv("FIELDSYNC_W1_DEBUG") == "" {
 		return
 	}

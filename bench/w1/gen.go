@@ -150,15 +150,42 @@ func (g *valueGen) value() string {
 // probability 0.10, then an index into A's picks, or fresh (record, field)
 // picks until one A did not touch, then the value).
 func Generate(size Size) *Workload {
+	g := NewGenerator(size)
+	w := g.Initial()
+	g.Updates(w)
+	return w
+}
+
+// Generator draws the workload in two stages, from the same stream as
+// Generate: Initial, then Updates. A run can so drop the initial values
+// before the updates exist.
+type Generator struct {
+	size Size
+	g    *valueGen
+}
+
+// NewGenerator returns a generator at the start of the stream.
+func NewGenerator(size Size) *Generator {
 	arabic, latin := Vocabulary()
-	g := &valueGen{rng: NewMulberry32(42), arabic: arabic, latin: latin}
-	rng := g.rng
-	w := &Workload{Size: size, Initial: make([][8]string, size.Records)}
+	return &Generator{size: size, g: &valueGen{rng: NewMulberry32(42), arabic: arabic, latin: latin}}
+}
+
+// Initial draws the initial values (first in the stream).
+func (gen *Generator) Initial() *Workload {
+	w := &Workload{Size: gen.size, Initial: make([][8]string, gen.size.Records)}
 	for r := range w.Initial {
 		for f := range Fields {
-			w.Initial[r][f] = g.value()
+			w.Initial[r][f] = gen.g.value()
 		}
 	}
+	return w
+}
+
+// Updates draws A's and B's picks and the expected conflicts into w (after
+// Initial).
+func (gen *Generator) Updates(w *Workload) {
+	g, size := gen.g, gen.size
+	rng := g.rng
 	touchedA := make(map[int]int, size.Updates) // pair -> index of A's last pick
 	w.A = make([]Pick, size.Updates)
 	for i := range w.A {
@@ -192,7 +219,6 @@ func Generate(size Size) *Workload {
 		}
 	}
 	sortConflicts(w.Conflicts)
-	return w
 }
 
 func sortConflicts(c []Conflict) {

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+
 	"fieldsync/crypto"
 )
 
@@ -96,7 +98,7 @@ func (a *Agent) ingestRun(items []verified) (n int, err error) {
 		t.window = !unlocked
 		return nil
 	})
-	if _, ok := err.(errRunFallback); ok {
+	if errors.As(err, new(errRunFallback)) {
 		return 0, nil
 	}
 	if err != nil {

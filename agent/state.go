@@ -157,13 +157,23 @@ func (a *Agent) beginWrite() error {
 		a.stateMu.Unlock()
 		return err
 	}
-	if a.gen <= a.com.FailedGen() || a.stale {
-		if err := a.reload(); err != nil {
-			a.stateMu.Unlock()
-			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
-		}
-		a.stale = false
+	if err := a.reloadIfStale(); err != nil {
+		a.stateMu.Unlock()
+		return err
 	}
+	return nil
+}
+
+// reloadIfStale reloads the state from the store if a commit failed (or a
+// transaction panicked) since it was loaded. stateMu held.
+func (a *Agent) reloadIfStale() error {
+	if a.gen > a.com.FailedGen() && !a.stale {
+		return nil
+	}
+	if err := a.reload(); err != nil {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
+	}
+	a.stale = false
 	return nil
 }
 

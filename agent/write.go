@@ -56,13 +56,10 @@ func (a *Agent) takeInflight() []<-chan error {
 func (a *Agent) reloadIfFailed() error {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
-	if a.closed || a.gen > a.com.FailedGen() {
+	if a.closed {
 		return nil
 	}
-	if err := a.reload(); err != nil {
-		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("reload after a failed write: %w", err)}
-	}
-	return nil
+	return a.reloadIfStale()
 }
 
 // loadRecord returns the newest state of a record: from the cache (which

@@ -303,7 +303,7 @@ func TestOversizeMeshObjectNotResentEveryRound(t *testing.T) {
 	o := synctest.Options{SyncInterval: -1, DisableHints: true}
 	a := c.Add(o)
 	b := c.Add(o)
-	a.Auth.Extra = [][]byte{make([]byte, fsync.MaxMeshObject+1)}
+	a.Auth.SetExtra(make([]byte, fsync.MaxMeshObject+1))
 	if !synctest.WaitMembers(15*time.Second, a, b) {
 		t.Fatal("no membership")
 	}

@@ -107,15 +107,21 @@ type Auth struct {
 	// device's (a peer that cannot answer the challenge).
 	WrongKey bool
 
-	// Extra are mesh objects offered besides the known certificates (a
-	// hostile or unlucky node: oversize or junk objects).
-	Extra [][]byte
-
 	// MeshIngested counts IngestMeshObject calls (objects received).
 	MeshIngested atomic.Int64
 
 	mu    gosync.Mutex
 	certs map[fsync.PeerID][]byte // known certificates (mesh-wide objects)
+	extra [][]byte                // see SetExtra
+}
+
+// SetExtra sets mesh objects offered besides the known certificates (a
+// hostile or unlucky node: oversize or junk objects). Sessions may be
+// running: it takes the lock MeshObjects reads under.
+func (a *Auth) SetExtra(objs ...[]byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.extra = objs
 }
 
 var _ fsync.Authenticator = (*Auth)(nil)
@@ -202,11 +208,11 @@ func (a *Auth) Entitled(p fsync.Peer, s fsync.SpaceID) bool {
 func (a *Auth) MeshObjects() ([][]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([][]byte, 0, len(a.certs)+len(a.Extra))
+	out := make([][]byte, 0, len(a.certs)+len(a.extra))
 	for _, c := range a.certs {
 		out = append(out, c)
 	}
-	return append(out, a.Extra...), nil
+	return append(out, a.extra...), nil
 }
 
 // IngestMeshObject implements sync.Authenticator.

@@ -82,6 +82,10 @@ type peerState struct {
 	running       bool
 	again         bool
 	inbound       int // inbound sessions from this peer in progress
+	// background is our own background round with this peer once it has
+	// authenticated (nil otherwise): the node with the higher ID ends it
+	// when the peer's round with us is admitted (one session per pair).
+	background *session
 }
 
 // Stats are the engine's counters since New.
@@ -107,6 +111,7 @@ type Stats struct {
 	SyncBytesIn     uint64            // sync stream bytes on the socket, received
 	SyncBytesOut    uint64            // sync stream bytes on the socket, sent
 	LargestFrameOut int               // largest frame payload sent
+	RoundsMerged    uint64            // own background rounds ended because the peer's round with us does the same work
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
@@ -416,7 +421,7 @@ func (e *Engine) SyncWith(ctx context.Context, id PeerID) (Round, error) {
 	if addr == "" {
 		return Round{Peer: id}, fmt.Errorf("sync with %s: no address known", id)
 	}
-	return e.round(ctx, id, addr)
+	return e.round(ctx, id, addr, false)
 }
 
 // SyncWithAddr runs one round with the peer id at addr (host:port of its
@@ -426,7 +431,7 @@ func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Roun
 	if e.tr == nil {
 		return Round{Peer: id}, errors.New("sync: engine not started")
 	}
-	return e.round(ctx, id, addr)
+	return e.round(ctx, id, addr, false)
 }
 
 // addrOf is the address to dial a peer at: its member address while
@@ -488,7 +493,14 @@ func (e *Engine) requestSync(id PeerID, why string) {
 				}
 			}
 			if addr := e.addrOf(id); addr != "" && e.ctx.Err() == nil {
-				if _, err := e.round(e.ctx, id, addr); err != nil && e.ctx.Err() == nil {
+				_, err := e.round(e.ctx, id, addr, true)
+				if errors.Is(err, errMerged) {
+					// The peer's round with us does this work; one more
+					// (cheap) round after it carries anything newer.
+					e.mu.Lock()
+					p.again = true
+					e.mu.Unlock()
+				} else if err != nil && e.ctx.Err() == nil {
 					e.log.Debug("sync round failed", "peer", id.String(), "why", why, "err", err)
 				}
 			}
@@ -1015,6 +1027,7 @@ func (e *Engine) serveInbound(c net.Conn, releaseSource func()) {
 		}
 		p.inbound++
 		s.countedInbound = true
+		e.supersedeLocked(p, true)
 		e.mu.Unlock()
 		// When every slot is taken (a hint makes every peer pull from the
 		// writer at once), wait a little for one instead of refusing; the
@@ -1045,6 +1058,46 @@ func (e *Engine) serveInbound(c net.Conn, releaseSource func()) {
 	_, _ = e.runSession(e.ctx, c, false, PeerID{}, admit)
 }
 
+// errMerged ends a background round superseded by the peer's round with us.
+var errMerged = errors.New("merged into the peer's round with us")
+
+// admitBackground runs when our background round has authenticated the
+// peer: it registers the round so that the peer's round with us can
+// supersede it, and supersedes it at once if that round is already in.
+func (e *Engine) admitBackground(s *session) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.peerLocked(s.peer.ID)
+	if p.background == nil {
+		p.background = s
+		s.registered = true
+	}
+	if e.supersedeLocked(p, false) == s {
+		return errMerged
+	}
+	return nil
+}
+
+// supersedeLocked ends our background round with p if the peer's round
+// with us is also in and our ID is the higher (the tie-break both ends
+// agree on without a message), and returns it. closeConn: the round runs in
+// another goroutine, which its closed stream stops; otherwise the caller is
+// that round, and returns errMerged. e.mu held.
+func (e *Engine) supersedeLocked(p *peerState, closeConn bool) *session {
+	s := p.background
+	if s == nil || p.inbound == 0 || e.id.Compare(p.id) < 0 {
+		return nil
+	}
+	p.background = nil
+	s.registered = false
+	s.merged.Store(true)
+	e.stats.RoundsMerged++
+	if closeConn {
+		_ = s.conn.Close() // its session goroutine returns errMerged
+	}
+	return s
+}
+
 func (e *Engine) refused(c net.Conn) {
 	e.mu.Lock()
 	e.stats.StreamsRefused++
@@ -1053,7 +1106,13 @@ func (e *Engine) refused(c net.Conn) {
 }
 
 // round dials a peer and runs one session as initiator.
-func (e *Engine) round(ctx context.Context, id PeerID, addr string) (Round, error) {
+//
+// background rounds (requestSync's) may be merged: when both ends of a pair
+// start a round at once, each session would carry the whole delta both
+// ways. The end with the higher ID ends its own background round as soon as
+// both are authenticated (supersede), and runs one more after the peer's.
+// Explicit rounds (SyncWith) are never ended this way.
+func (e *Engine) round(ctx context.Context, id PeerID, addr string, background bool) (Round, error) {
 	select {
 	case e.roundSem <- struct{}{}:
 	case <-ctx.Done():
@@ -1070,7 +1129,11 @@ func (e *Engine) round(ctx context.Context, id PeerID, addr string) (Round, erro
 		e.mu.Unlock()
 		return Round{Peer: id}, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	r, err := e.runSession(ctx, c, true, id, nil)
+	var admit func(*session) error
+	if background {
+		admit = e.admitBackground
+	}
+	r, err := e.runSession(ctx, c, true, id, admit)
 	if errors.Is(err, ErrUnauthenticated) {
 		// Whoever answers there is not the device we expected (or no longer
 		// passes the challenge): no automatic dial of it until memberlist

@@ -173,3 +173,44 @@ func TestCrashedNodeReturnsFromNewAddress(t *testing.T) {
 	a.Write(sp, []byte("after"))
 	synctest.WaitConverged(t, 10*time.Second, a, b, x2)
 }
+
+// TestSimultaneousRoundsMerge: two nodes that each wrote a batch learn of
+// the other's at about the same time (hints) and both start a round; over a
+// slow link both rounds run at the same time. Only one may carry the batches: the
+// node with the higher ID ends its own background round for the peer's, so
+// no envelope crosses twice.
+func TestSimultaneousRoundsMerge(t *testing.T) {
+	c := synctest.NewCluster(t)
+	o := synctest.Options{SyncInterval: -1}
+	a := c.Add(o)
+	b := c.Add(o)
+	if !synctest.WaitMembers(15*time.Second, a, b) {
+		t.Fatal("no membership")
+	}
+	quiesceRounds(t, a, b)
+	c.Faults.SlowStreams(100 * time.Millisecond)
+	sp := synctest.NewSpace()
+	const n = 400
+	for _, node := range []*synctest.Node{a, b} {
+		for i := 0; i < n; i++ {
+			if err := node.Store.Put(node.Seal(sp, []byte(fmt.Sprintf("%s %d", node.Name(), i)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.Engine.Notify()
+	b.Engine.Notify()
+	synctest.WaitConverged(t, 30*time.Second, a, b)
+	quiesceRounds(t, a, b)
+	sa, sb := a.Engine.Stats(), b.Engine.Stats()
+	t.Logf("added %d+%d, duplicates %d+%d, rounds merged %d+%d", sa.Added, sb.Added, sa.Duplicates, sb.Duplicates, sa.RoundsMerged, sb.RoundsMerged)
+	if sa.Added != n || sb.Added != n {
+		t.Fatalf("added %d and %d, want %d each", sa.Added, sb.Added, n)
+	}
+	if d := sa.Duplicates + sb.Duplicates; d != 0 {
+		t.Fatalf("%d envelopes crossed twice: two rounds between one pair carried the same batches", d)
+	}
+	if sa.RoundsMerged+sb.RoundsMerged == 0 {
+		t.Fatal("no round merged: the rounds did not overlap, the test proves nothing")
+	}
+}

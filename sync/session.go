@@ -51,6 +51,10 @@ type session struct {
 	countedInbound              bool      // peerState.inbound was incremented
 	deadline                    time.Time // the whole session's (Limits.SessionTimeout)
 	admit                       func(*session) error
+	// registered: this background round is its peer's peerState.background
+	// (e.mu); merged: it was superseded by the peer's round (admitBackground).
+	registered bool
+	merged     atomic.Bool
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
@@ -92,6 +96,9 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 	defer s.conn.Close()
 
 	err := s.run(expect)
+	if s.merged.Load() {
+		err = errMerged
+	}
 	s.round.Duration = time.Since(start)
 	s.round.Peer = s.peer.ID
 	s.round.BytesSent = s.out.Load()
@@ -117,6 +124,19 @@ func (e *Engine) finishRound(s *session, err error) {
 	e.stats.Duplicates += s.round.Duplicates
 	e.stats.Sent += s.round.Sent
 	e.stats.RejectedEnvs += s.round.Rejected
+	if merged(err) {
+		// Not a failure: the other round between us carries the work.
+		if p := e.peers[s.peer.ID]; p != nil {
+			if s.countedInbound {
+				p.inbound--
+			}
+			if s.registered {
+				p.background = nil
+				s.registered = false
+			}
+		}
+		return
+	}
 	e.observeRoundLocked(s.initiator, err == nil, s.round.Duration)
 	if err != nil {
 		e.stats.RoundErrors++
@@ -130,6 +150,10 @@ func (e *Engine) finishRound(s *session, err error) {
 	if s.countedInbound {
 		p.inbound--
 	}
+	if s.registered {
+		p.background = nil
+		s.registered = false
+	}
 	p.bytesSent += s.round.BytesSent
 	p.bytesRecv += s.round.BytesReceived
 	p.rounds++
@@ -141,6 +165,13 @@ func (e *Engine) finishRound(s *session, err error) {
 	p.lastContact = time.Now()
 	p.pendingOut = sub0(s.pendingOut, s.round.Sent)
 	p.pendingIn = sub0(s.pendingIn, s.round.Added+s.round.Duplicates+s.round.Rejected)
+}
+
+// merged reports a round ended by the one-session-per-pair tie-break, on
+// either end (admitBackground).
+func merged(err error) bool {
+	var pe *PeerError
+	return errors.Is(err, errMerged) || (errors.As(err, &pe) && pe.Code == codeMerged)
 }
 
 func sub0(a, b uint64) uint64 {
@@ -379,7 +410,11 @@ func (s *session) authenticate(expect PeerID) error {
 	e.peerAuthenticated(peer, addr, dialed)
 	if s.admit != nil {
 		if err := s.admit(s); err != nil {
-			s.fail(codeBusy, "busy")
+			if errors.Is(err, errMerged) {
+				s.fail(codeMerged, "merged into your round with us")
+			} else {
+				s.fail(codeBusy, "busy")
+			}
 			return err
 		}
 	}

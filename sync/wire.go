@@ -381,6 +381,7 @@ const (
 	codeMalformed uint16 = 3
 	codeBusy      uint16 = 4
 	codeVersion   uint16 = 5
+	codeMerged    uint16 = 6 // the sender's round was merged into ours (one session per pair)
 )
 
 func encodeError(code uint16, msg string) []byte {

@@ -303,6 +303,27 @@ type Faults struct {
 	cutTo   string
 	cutN    int64
 	cuts    atomic.Int64
+	delay   time.Duration // every write of a new sync stream waits this long
+}
+
+// SlowStreams makes every write of the sync streams opened from now on wait
+// d (a slow link, one-way latency d): a round's handshake and summaries
+// then take several d, so rounds that both ends start at about the same
+// time really overlap. Zero ends it.
+func (f *Faults) SlowStreams(d time.Duration) {
+	f.mu.Lock()
+	f.delay = d
+	f.mu.Unlock()
+}
+
+type delayConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c *delayConn) Write(p []byte) (int, error) {
+	time.Sleep(c.d)
+	return c.Conn.Write(p)
 }
 
 var _ fsync.Faults = (*Faults)(nil)
@@ -365,6 +386,9 @@ func (f *Faults) WrapSync(from, to string, c net.Conn) net.Conn {
 		n := f.cutN
 		f.cutN = 0
 		return &cutConn{Conn: c, left: n, f: f}
+	}
+	if f.delay > 0 {
+		return &delayConn{Conn: c, d: f.delay}
 	}
 	return c
 }

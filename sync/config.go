@@ -77,6 +77,13 @@ type Config struct {
 	// must come from anti-entropy alone). Received hints are still counted.
 	DisableHints bool
 
+	// PullFromWriter restores the behaviour before fan-out: every node a
+	// hint reaches re-queues it at once and pulls from the writer, so one
+	// write opens a session to the writer from every other node. Kept only
+	// so that `fieldsync bench mesh` can measure both in one run; never set
+	// it in production (docs/sync.md "Fan-out").
+	PullFromWriter bool
+
 	// Faults injects network faults. Tests only; nil in production.
 	Faults Faults
 

@@ -58,6 +58,8 @@ type Engine struct {
 	hintSeen  map[PeerID]*hintOrigin // known origins only
 	hintAnon  hintOrigin             // shared budget of origins we do not know
 	rejected  map[string]uint64
+	joinBurst float64   // join rounds that may start now (joinRoundLocked)
+	joinLast  time.Time // when joinBurst was last refilled
 	stats     Stats
 	roundDur  roundHistograms // round durations (metrics.go)
 }
@@ -86,32 +88,38 @@ type peerState struct {
 	// authenticated (nil otherwise): the node with the higher ID ends it
 	// when the peer's round with us is admitted (one session per pair).
 	background *session
+	// waiters are told how the next round with this peer that starts
+	// after they were added ends (requestSyncThen).
+	waiters []func(error)
 }
 
 // Stats are the engine's counters since New.
 type Stats struct {
-	Rejected        map[string]uint64 // envelopes and mesh objects refused by the verifier, by reason
-	AuthFailures    uint64            // streams whose peer failed the challenge (either direction)
-	BadGossip       uint64            // undecodable gossip messages dropped
-	HintsSent       uint64            // own hints queued
-	HintsReceived   uint64            // hints received (any origin)
-	HintsRequeued   uint64            // hints not seen before, queued again
-	HintsUnknown    uint64            // hints whose origin is not a known peer (never re-queued)
-	StreamsRefused  uint64            // inbound streams closed by a limit (per address, budgets, per peer)
-	MeshSkipped     uint64            // own mesh objects not offered: over MaxMeshObject or the per-round caps
-	Rounds          uint64            // completed anti-entropy rounds (either direction)
-	RoundErrors     uint64            // failed or cut rounds
-	Added           uint64            // envelopes stored (Ingest added=true)
-	Duplicates      uint64            // envelopes received that were already held
-	Sent            uint64            // envelopes sent
-	RejectedEnvs    uint64            // envelopes received in rounds and refused by the verifier
-	BroadcastQueue  int               // hints waiting in memberlist's queue
-	GossipBytesIn   uint64            // memberlist bytes (UDP + its streams) received
-	GossipBytesOut  uint64            // memberlist bytes sent
-	SyncBytesIn     uint64            // sync stream bytes on the socket, received
-	SyncBytesOut    uint64            // sync stream bytes on the socket, sent
-	LargestFrameOut int               // largest frame payload sent
-	RoundsMerged    uint64            // own background rounds ended because the peer's round with us does the same work
+	Rejected          map[string]uint64 // envelopes and mesh objects refused by the verifier, by reason
+	AuthFailures      uint64            // streams whose peer failed the challenge (either direction)
+	BadGossip         uint64            // undecodable gossip messages dropped
+	HintsSent         uint64            // own hints queued
+	HintsReceived     uint64            // hints received (any origin)
+	HintsRequeued     uint64            // hints queued again, naming this node as holder once its pull completed
+	HintsUnknown      uint64            // hints whose origin is not a known peer (never re-queued)
+	StreamsRefused    uint64            // inbound streams closed by a limit (per address, budgets, per peer)
+	MeshSkipped       uint64            // own mesh objects not offered: over MaxMeshObject or the per-round caps
+	Rounds            uint64            // completed anti-entropy rounds (either direction)
+	RoundErrors       uint64            // failed or cut rounds
+	Added             uint64            // envelopes stored (Ingest added=true)
+	Duplicates        uint64            // envelopes received that were already held
+	Sent              uint64            // envelopes sent
+	RejectedEnvs      uint64            // envelopes received in rounds and refused by the verifier
+	BroadcastQueue    int               // hints waiting in memberlist's queue
+	GossipBytesIn     uint64            // memberlist bytes (UDP + its streams) received
+	GossipBytesOut    uint64            // memberlist bytes sent
+	SyncBytesIn       uint64            // sync stream bytes on the socket, received
+	SyncBytesOut      uint64            // sync stream bytes on the socket, sent
+	LargestFrameOut   int               // largest frame payload sent
+	RoundsMerged      uint64            // own background rounds ended because the peer's round with us does the same work
+	JoinRoundsSkipped uint64            // members that appeared while the join-round budget was spent (the interval covers them)
+	HintPulls         uint64            // rounds hints started (or joined, when one with the target was running)
+	HintPullsFailed   uint64            // of those, rounds that failed: the hint's counter is forgotten, so another holder's hint starts one
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
@@ -362,7 +370,7 @@ func (e *Engine) Notify() {
 		return
 	}
 	c := e.hintCounter.Add(1)
-	e.queue.QueueBroadcast(&hintBroadcast{origin: e.id, msg: hint{Origin: e.id, Counter: c}.encode()})
+	e.queue.QueueBroadcast(&hintBroadcast{origin: e.id, msg: hint{Origin: e.id, Counter: c, Holder: e.id}.encode()})
 	e.mu.Lock()
 	e.stats.HintsSent++
 	e.mu.Unlock()
@@ -456,16 +464,31 @@ func (e *Engine) addrOfLocked(id PeerID) string {
 
 // requestSync starts a round with a peer in the background, unless one is
 // running (then one more runs after it).
-func (e *Engine) requestSync(id PeerID, why string) {
+func (e *Engine) requestSync(id PeerID, why string) { e.requestSyncThen(id, why, nil) }
+
+// requestSyncThen is requestSync that also calls done (if not nil, outside
+// e.mu) with the outcome of the first round with the peer that starts after
+// the call: nil once it completed, else why not. A round merged into the
+// peer's round with us does not count; the one that runs after it does.
+func (e *Engine) requestSyncThen(id PeerID, why string, done func(error)) {
 	if id == e.id {
+		if done != nil {
+			done(errors.New("sync: a round with ourselves"))
+		}
 		return
 	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
+		if done != nil {
+			done(errors.New("sync: engine closed"))
+		}
 		return
 	}
 	p := e.peerLocked(id)
+	if done != nil {
+		p.waiters = append(p.waiters, done)
+	}
 	if p.running {
 		p.again = true
 		e.mu.Unlock()
@@ -492,22 +515,40 @@ func (e *Engine) requestSync(id PeerID, why string) {
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
-			if addr := e.addrOf(id); addr != "" && e.ctx.Err() == nil {
-				_, err := e.round(e.ctx, id, addr, true)
+			e.mu.Lock()
+			waiters := p.waiters
+			p.waiters = nil
+			e.mu.Unlock()
+			err := errors.New("sync: no address to dial")
+			if e.ctx.Err() != nil {
+				err = e.ctx.Err()
+			} else if addr := e.addrOf(id); addr != "" {
+				_, err = e.round(e.ctx, id, addr, true)
 				if errors.Is(err, errMerged) {
 					// The peer's round with us does this work; one more
-					// (cheap) round after it carries anything newer.
+					// (cheap) round after it carries anything newer, and
+					// tells the waiters.
 					e.mu.Lock()
 					p.again = true
+					p.waiters = append(waiters, p.waiters...)
+					waiters = nil
 					e.mu.Unlock()
 				} else if err != nil && e.ctx.Err() == nil {
 					e.log.Debug("sync round failed", "peer", id.String(), "why", why, "err", err)
 				}
 			}
+			for _, w := range waiters {
+				w(err)
+			}
 			e.mu.Lock()
 			if !p.again || e.closed {
 				p.running = false
+				waiters := p.waiters
+				p.waiters = nil
 				e.mu.Unlock()
+				for _, w := range waiters {
+					w(errors.New("sync: engine closed"))
+				}
 				return
 			}
 			p.again = false
@@ -732,12 +773,15 @@ const hintRecent = 16
 
 // hintOrigin is what the engine keeps per hint origin: the counters seen
 // lately (a set, not a maximum: a forged counter of 2^64-1 must not
-// silence the origin's real hints) and the pace of rounds its hints start.
+// silence the origin's real hints), the pace of rounds its hints start, and
+// the newest hint's counter and holder (whom the next pull goes to).
 type hintOrigin struct {
 	recent  [hintRecent]uint64
 	n       int // counters stored (ring)
 	lastReq time.Time
 	pending bool // a round is scheduled for the end of the interval
+	counter uint64
+	holder  PeerID
 }
 
 func (h *hintOrigin) seen(c uint64) bool {
@@ -757,6 +801,16 @@ func (h *hintOrigin) add(c uint64) {
 	}
 }
 
+// forget drops c from the counters seen, so that the next hint naming it
+// (from another holder) starts a pull again.
+func (h *hintOrigin) forget(c uint64) {
+	for i := 0; i < min(h.n, hintRecent); i++ {
+		if h.recent[i] == c {
+			h.recent[i] = 0
+		}
+	}
+}
+
 // onHint handles a received hint (from NotifyMsg: must not block). Hints
 // are unauthenticated claims of any mesh-key holder, so: a hint is
 // recognised as seen by its exact (origin, counter), not by a maximum;
@@ -764,6 +818,13 @@ func (h *hintOrigin) add(c uint64) {
 // and remembered (at most MaxHintOrigins); and the rounds hints start are
 // paced per origin (Limits.HintRoundEvery), origins we do not know sharing
 // one budget.
+//
+// Fan-out (docs/sync.md): a hint names a holder of the change, and the
+// pull goes to it; only once that round has completed is the hint re-queued,
+// naming this node as the holder. A holder's hint reaches about
+// RetransmitMult·log10(N) nodes, so no node serves more pulls than that per
+// write, and the change spreads in O(log N) hops instead of N-1 sessions to
+// the writer.
 func (e *Engine) onHint(h hint) {
 	e.mu.Lock()
 	e.stats.HintsReceived++
@@ -795,8 +856,9 @@ func (e *Engine) onHint(h hint) {
 		e.stats.HintsUnknown++
 		st = &e.hintAnon
 	}
-	requeue := known && !e.cfg.DisableHints
-	if requeue {
+	st.counter, st.holder = h.Counter, h.Holder
+	requeueNow := known && !e.cfg.DisableHints && e.cfg.PullFromWriter
+	if requeueNow {
 		e.stats.HintsRequeued++
 	}
 	now := time.Now()
@@ -812,35 +874,64 @@ func (e *Engine) onHint(h hint) {
 		wait = st.lastReq.Add(e.lim.HintRoundEvery).Sub(now)
 	}
 	e.mu.Unlock()
-	if requeue {
+	if requeueNow {
 		e.queue.QueueBroadcast(&hintBroadcast{origin: h.Origin, msg: h.encode()})
 	}
 	origin := h.Origin
 	if start {
-		e.hintPull(origin)
+		e.hintPull(origin, st, known)
 	} else if wait > 0 {
 		time.AfterFunc(wait, func() {
 			e.mu.Lock()
 			st.pending = false
 			st.lastReq = time.Now()
 			e.mu.Unlock()
-			e.hintPull(origin)
+			e.hintPull(origin, st, known)
 		})
 	}
 }
 
-// hintPull pulls from a hint's origin if it is a live member; else from a
-// random member (the hint reached us through someone who may have it).
-func (e *Engine) hintPull(origin PeerID) {
+// hintPull pulls the change a hint announced: from the holder it names if
+// that is a live member (fan-out), else from the origin if it is one, else
+// from a random member (the hint reached us through someone who may have
+// it). When the round completes and the origin is known, the hint goes on
+// naming this node as its holder; when it fails, its counter is forgotten so
+// that another holder's hint starts a pull.
+func (e *Engine) hintPull(origin PeerID, st *hintOrigin, known bool) {
+	e.mu.Lock()
+	counter, holder := st.counter, st.holder
+	e.mu.Unlock()
 	target := origin
-	if e.addrOfMember(target) == "" {
+	if !e.cfg.PullFromWriter && holder != e.id && e.addrOfMember(holder) != "" {
+		target = holder
+	} else if e.addrOfMember(target) == "" {
 		m := e.dialableMembers()
 		if len(m) == 0 {
 			return
 		}
 		target = m[rand.IntN(len(m))]
 	}
-	e.requestSync(target, "hint")
+	e.mu.Lock()
+	e.stats.HintPulls++
+	e.mu.Unlock()
+	e.requestSyncThen(target, "hint", func(err error) {
+		if err != nil {
+			e.mu.Lock()
+			e.stats.HintPullsFailed++
+			if known {
+				st.forget(counter)
+			}
+			e.mu.Unlock()
+			return
+		}
+		if !known || e.cfg.DisableHints || e.cfg.PullFromWriter {
+			return
+		}
+		e.mu.Lock()
+		e.stats.HintsRequeued++
+		e.mu.Unlock()
+		e.queue.QueueBroadcast(&hintBroadcast{origin: origin, msg: hint{Origin: origin, Counter: counter, Holder: e.id}.encode()})
+	})
 }
 
 func (e *Engine) addrOfMember(id PeerID) string {
@@ -947,6 +1038,10 @@ func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 	}
 	was := p.alive
 	p.alive = alive
+	// A round runs both ways, so one per pair is enough: the side with the
+	// lower ID starts it (halves the round storm when a mesh starts; the
+	// interval covers a side that never sees the event).
+	joinRound := alive && !was && e.id.Compare(id) < 0 && e.joinRoundLocked()
 	if p.addr != addr {
 		if p.addr != "" {
 			e.tr.forgetName(p.addr)
@@ -964,12 +1059,38 @@ func (e *Engine) onMember(n *memberlist.Node, alive bool) {
 	}
 	e.mu.Unlock()
 	e.tr.setName(addr, n.Name)
-	// A round runs both ways, so one per pair is enough: the side with the
-	// lower ID starts it (halves the round storm when a mesh starts; the
-	// interval covers a side that never sees the event).
-	if alive && !was && e.id.Compare(id) < 0 {
+	if joinRound {
 		e.requestSync(id, "join")
 	}
+}
+
+// joinRoundBurst is how many join rounds may start at once; then one more
+// per quarter of the sync interval. A device that rejoins a mesh of a
+// thousand sees a thousand members appear: it syncs with a few at once and
+// leaves the rest to the interval, instead of opening a session to each
+// (docs/sync.md "Fan-out").
+const joinRoundBurst = 4
+
+// joinRoundLocked takes one join round from the budget, if any is left.
+// e.mu held.
+func (e *Engine) joinRoundLocked() bool {
+	now := time.Now()
+	every := e.cfg.SyncInterval / 4
+	if every <= 0 {
+		every = e.prof.syncInterval / 4
+	}
+	if e.joinLast.IsZero() {
+		e.joinBurst = joinRoundBurst
+	} else {
+		e.joinBurst = min(joinRoundBurst, e.joinBurst+float64(now.Sub(e.joinLast))/float64(every))
+	}
+	e.joinLast = now
+	if e.joinBurst < 1 {
+		e.stats.JoinRoundsSkipped++
+		return false
+	}
+	e.joinBurst--
+	return true
 }
 
 // dialTimeout for sync streams.

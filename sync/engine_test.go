@@ -214,3 +214,47 @@ func TestSimultaneousRoundsMerge(t *testing.T) {
 		t.Fatal("no round merged: the rounds did not overlap, the test proves nothing")
 	}
 }
+
+// TestHintsFanOut: one write reaches every node through hints alone, and the
+// writer does not serve a session to every other node: a hint names a
+// holder, receivers pull from it and only then pass the hint on naming
+// themselves. The writer's own hint goes out RetransmitMult·⌈log10(N+1)⌉
+// times (10 at 16 nodes), so fewer than N-1 nodes can pull from it; the rest
+// pull from nodes that already hold the write. With PullFromWriter (the
+// behaviour before fan-out) the writer serves all N-1, and this test fails.
+func TestHintsFanOut(t *testing.T) {
+	const n = 16
+	c := synctest.NewCluster(t)
+	nodes := c.Start(n, synctest.Options{SyncInterval: -1})
+	if !synctest.WaitMembers(30*time.Second, nodes...) {
+		t.Fatal("no full membership")
+	}
+	quiesceRounds(t, nodes...) // the join rounds are over
+	before := make([]fsync.Stats, n)
+	for i, x := range nodes {
+		before[i] = x.Engine.Stats()
+	}
+	sp := synctest.NewSpace()
+	writer := nodes[3]
+	writer.Write(sp, []byte("fan out"))
+	synctest.WaitConverged(t, 30*time.Second, nodes...)
+	quiesceRounds(t, nodes...)
+	served := 0 // nodes other than the writer that served or ran a hint round
+	var pulls uint64
+	for i, x := range nodes {
+		st := x.Engine.Stats()
+		pulls += st.HintPulls - before[i].HintPulls
+		if x != writer && st.Rounds-before[i].Rounds > st.HintPulls-before[i].HintPulls {
+			served++
+		}
+	}
+	ws := writer.Engine.Stats()
+	writerRounds := ws.Rounds - before[3].Rounds
+	t.Logf("%d nodes: the writer ran %d rounds, %d hint pulls in all, %d other nodes served pulls", n, writerRounds, pulls, served)
+	if writerRounds >= n-1 {
+		t.Errorf("the writer served %d rounds for one write: every node pulled from it", writerRounds)
+	}
+	if served == 0 {
+		t.Error("no node but the writer served a pull: the write did not fan out")
+	}
+}

@@ -413,20 +413,31 @@ func decodeError(p []byte) error {
 	return &PeerError{Code: code, Message: string(msg)}
 }
 
-// --- gossip hint: type u8 (1), version u8 (1), origin id 16, counter u64 = 26 bytes
+// --- gossip hint (docs/sync.md "Gossip: hints"):
+//   version 1: type u8 (1), version u8 (1), origin id 16, counter u64 = 26 bytes
+//   version 2: the same, then holder id 16 = 42 bytes
+// The holder is a device that already holds the origin's change (the origin
+// itself, or a node that pulled it): receivers pull from it, so one write
+// fans out instead of every node pulling from the writer. Version 1 (older
+// builds) decodes with holder = origin.
 
-const hintSize = 1 + 1 + 16 + 8
+const (
+	hintSizeV1 = 1 + 1 + 16 + 8
+	hintSize   = hintSizeV1 + 16
+)
 
 type hint struct {
 	Origin  PeerID
 	Counter uint64
+	Holder  PeerID
 }
 
 func (h hint) encode() []byte {
 	b := make([]byte, 0, hintSize)
-	b = append(b, gossipHint, 1)
+	b = append(b, gossipHint, 2)
 	b = append(b, h.Origin[:]...)
-	return binary.BigEndian.AppendUint64(b, h.Counter)
+	b = binary.BigEndian.AppendUint64(b, h.Counter)
+	return append(b, h.Holder[:]...)
 }
 
 func decodeHint(p []byte) (hint, error) {
@@ -438,11 +449,16 @@ func decodeHint(p []byte) (hint, error) {
 	if t := d.u8(); d.err == nil && t != gossipHint {
 		return h, malformed("unknown gossip type %d", t)
 	}
-	if v := d.u8(); d.err == nil && v != 1 {
+	v := d.u8()
+	if d.err == nil && v != 1 && v != 2 {
 		return h, malformed("unknown hint version %d", v)
 	}
 	h.Origin = d.id16()
 	h.Counter = d.u64()
+	h.Holder = h.Origin
+	if v == 2 {
+		h.Holder = d.id16()
+	}
 	return h, d.end()
 }
 

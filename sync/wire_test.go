@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -17,7 +18,7 @@ func TestDependencies(t *testing.T) {
 }
 
 func TestHintRoundTrip(t *testing.T) {
-	h := hint{Origin: PeerID{1, 2, 3}, Counter: 42}
+	h := hint{Origin: PeerID{1, 2, 3}, Counter: 42, Holder: PeerID{7}}
 	b := h.encode()
 	if len(b) != hintSize || len(b) > MaxHint {
 		t.Fatalf("hint is %d bytes", len(b))
@@ -26,10 +27,20 @@ func TestHintRoundTrip(t *testing.T) {
 	if err != nil || got != h {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	for _, bad := range [][]byte{nil, {1}, b[:len(b)-1], append(bytes.Clone(b), 0), {2, 1}, append([]byte{1, 2}, b[2:]...)} {
+	for _, bad := range [][]byte{nil, {1}, b[:len(b)-1], append(bytes.Clone(b), 0), {2, 1}, append([]byte{1, 3}, b[2:]...)} {
 		if _, err := decodeHint(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("decodeHint(%x) = %v, want ErrMalformed", bad, err)
 		}
+	}
+	// Version 1 (older builds) names no holder: the origin holds it.
+	v1 := append([]byte{gossipHint, 1}, h.Origin[:]...)
+	v1 = binary.BigEndian.AppendUint64(v1, h.Counter)
+	got, err = decodeHint(v1)
+	if err != nil || got != (hint{Origin: h.Origin, Counter: 42, Holder: h.Origin}) {
+		t.Fatalf("version 1: got %+v, %v", got, err)
+	}
+	if _, err := decodeHint(append(v1, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("version 1 with a trailing byte: %v, want ErrMalformed", err)
 	}
 }
 
@@ -75,7 +86,7 @@ func FuzzDecoders(f *testing.F) {
 	f.Add(envHead{Seq: 1, Total: 3}.encode())
 	f.Add(encodeError(codeAuth, "x"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if h, err := decodeHint(b); err == nil && !bytes.Equal(h.encode(), b) {
+		if h, err := decodeHint(b); err == nil && b[1] == 2 && !bytes.Equal(h.encode(), b) {
 			t.Fatal("hint does not round-trip")
 		}
 		if h, err := decodeHello(b); err == nil && !bytes.Equal(h.encode(), b) {

@@ -87,6 +87,12 @@ type Config struct {
 	// Faults injects network faults. Tests only; nil in production.
 	Faults Faults
 
+	// TuneMemberlist, if set, adjusts memberlist's configuration after the
+	// profile has set it. Benchmarks only (bench spread slows the failure
+	// detector so that a thousand members fit on two cores); nil in
+	// production.
+	TuneMemberlist func(*memberlist.Config)
+
 	// Limits bound what strangers on the port and members of the mesh can
 	// make this node hold or do. Zero fields take the defaults.
 	Limits Limits

@@ -288,7 +288,9 @@ func (e *Engine) memberlistConfig(host string, port int, mlLog *log.Logger) *mem
 	mc.DelegateProtocolVersion = ProtocolVersion
 	mc.DelegateProtocolMin = ProtocolVersion
 	mc.DelegateProtocolMax = ProtocolVersion
-
+	if e.cfg.TuneMemberlist != nil {
+		e.cfg.TuneMemberlist(mc)
+	}
 	return mc
 }
 
@@ -590,8 +592,14 @@ func (e *Engine) rejoinLoop() {
 		e.loadKnown(known)
 	}
 	delay := e.prof.rejoinMin
+	var lastPrune time.Time
 	for {
-		e.prunePeers()
+		// Pruning walks the whole table; expiry is counted in days, so
+		// once a minute is enough (and at once over the table's bound).
+		if time.Since(lastPrune) >= pruneEvery || e.peerCount() > e.lim.MaxPeers {
+			e.prunePeers()
+			lastPrune = time.Now()
+		}
 		targets := e.offlineTargets()
 		if len(targets) > 0 {
 			if ml := e.memberlist(); ml != nil {
@@ -622,6 +630,15 @@ func (e *Engine) rejoinLoop() {
 		case <-time.After(delay/2 + rand.N(delay)):
 		}
 	}
+}
+
+// pruneEvery is how often the rejoin loop prunes the peer table.
+const pruneEvery = time.Minute
+
+func (e *Engine) peerCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.peers)
 }
 
 // loadKnown takes the remembered peers into the table: the most recently

@@ -80,3 +80,40 @@ func TestLogBridgeLevelsAndRateLimit(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestJoinRoundBudget: a node that sees many members appear at once (it
+// rejoined a large mesh) starts a few join rounds, then one per quarter
+// of the sync interval; the rest are counted and left to the interval.
+func TestJoinRoundBudget(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	e, err := New(Config{Store: NewMemStore(nil), Auth: stubAuth{key}, Profile: ProfileLocal, BindAddr: "127.0.0.1:0",
+		MeshKeys: [][]byte{make([]byte, 32)}, SyncInterval: 8 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	started := 0
+	for i := 0; i < 1000; i++ { // a thousand members appear at once
+		if e.joinRoundLocked() {
+			started++
+		}
+	}
+	if started != joinRoundBurst || e.stats.JoinRoundsSkipped != 1000-joinRoundBurst {
+		t.Fatalf("%d join rounds started, %d skipped; want %d and %d", started, e.stats.JoinRoundsSkipped, joinRoundBurst, 1000-joinRoundBurst)
+	}
+	e.joinLast = e.joinLast.Add(-2 * time.Second) // a quarter of the interval later
+	if !e.joinRoundLocked() || e.joinRoundLocked() {
+		t.Fatal("a quarter interval later, want exactly one more join round")
+	}
+	e.joinLast = e.joinLast.Add(-time.Hour) // long after: the budget is full again, not more
+	started = 0
+	for i := 0; i < 10; i++ {
+		if e.joinRoundLocked() {
+			started++
+		}
+	}
+	if started != joinRoundBurst {
+		t.Fatalf("after a long quiet, %d join rounds at once; want %d", started, joinRoundBurst)
+	}
+}

@@ -20,6 +20,7 @@ func benchCommand() *cli.Command {
 				Action: benchW1,
 			},
 			benchWMeshCommand(),
+			benchSpreadCommand(),
 			benchWritesCommand(),
 		},
 	}

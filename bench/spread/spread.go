@@ -216,7 +216,11 @@ func runMode(ctx context.Context, o Options, mode string, out io.Writer) (mr Mod
 	}
 	// A thousand engines' state is this process's heap (GBs): the default
 	// GC pace spent a quarter of the CPU marking it, starving memberlist.
+	// And a soft limit, so that a mesh that fails to settle makes the GC
+	// work harder instead of the kernel killing the process (a writer-mode
+	// run at 1,000 reached 23 GB once while its mesh formed).
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(8 << 30))
 	tb := &benchTB{}
 	defer tb.close()
 	defer func() {

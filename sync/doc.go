@@ -66,11 +66,14 @@
 //
 // # Hints and anti-entropy
 //
-// Notify queues a 26-byte hint ("node X has new changes", a counter) in
-// memberlist's TransmitLimitedQueue; receivers re-queue hints they have not
-// seen before (one per origin, at most MaxHintOrigins remembered) and pull
-// from X. Correctness never depends on hints: rounds also run when a peer
-// joins or comes back, and with a random peer on a jittered interval.
+// Notify queues a 42-byte hint ("node X has new changes", a counter, and a
+// holder: X) in memberlist's TransmitLimitedQueue. A receiver that has not
+// seen it pulls from the holder and, once that round completes, re-queues
+// it naming itself as the holder (one per origin, at most MaxHintOrigins
+// remembered): a write fans out instead of every node pulling from X
+// (docs/sync.md "Fan-out"). Correctness never depends on hints: rounds
+// also run when a peer joins or comes back (from a small budget), and with a
+// random peer on a jittered interval.
 // Remembered peers are re-joined on start and with backoff while offline.
 //
 // # Design note

@@ -500,25 +500,9 @@ func TestSessionDeadline(t *testing.T) {
 	}
 }
 
-// quiesceRounds waits (bounded) until no round runs between the nodes: their
+// quiesceRounds waits (≤ 10 s) until no round runs between the nodes: their
 // round counters stay the same over a second.
 func quiesceRounds(t *testing.T, nodes ...*synctest.Node) {
 	t.Helper()
-	count := func() uint64 {
-		var n uint64
-		for _, x := range nodes {
-			st := x.Engine.Stats()
-			n += st.Rounds + st.RoundErrors
-		}
-		return n
-	}
-	last, stable := count(), 0
-	for i := 0; i < 100 && stable < 10; i++ {
-		time.Sleep(100 * time.Millisecond)
-		if n := count(); n == last {
-			stable++
-		} else {
-			last, stable = n, 0
-		}
-	}
+	synctest.Quiesce(time.Second, 10*time.Second, nodes...)
 }

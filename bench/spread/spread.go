@@ -282,7 +282,9 @@ func runMode(ctx context.Context, o Options, mode string, out io.Writer) (mr Mod
 		// every member, and a thousand joins at once on two cores back its
 		// queues up until probes time out and suspicion feeds more gossip.
 		if (i+1)%formBatch == 0 || i+1 == len(nodes) {
-			waitSlow(time.Minute, func() bool { return ctx.Err() != nil || membersOf(nodes[:i+1]) >= i-i/100 })
+			// Polled every 500 ms: reading every engine's member list
+			// costs N² at a thousand engines.
+			synctest.WaitEvery(time.Minute, 500*time.Millisecond, func() bool { return ctx.Err() != nil || membersOf(nodes[:i+1]) >= i-i/100 })
 			fmt.Fprintf(out, "  %d engines in the mesh (%.0f s)\n", i+1, time.Since(start).Seconds())
 		}
 	}
@@ -298,8 +300,8 @@ func runMode(ctx context.Context, o Options, mode string, out io.Writer) (mr Mod
 	for _, n := range nodes {
 		n.Auth.Know(certs...)
 	}
-	waitSlow(o.Form, func() bool { return ctx.Err() != nil || members() >= o.Agents-1 })
-	quiesce(ctx, nodes)
+	synctest.WaitEvery(o.Form, 500*time.Millisecond, func() bool { return ctx.Err() != nil || members() >= o.Agents-1 })
+	synctest.Quiesce(500*time.Millisecond, 30*time.Second, nodes...)
 	if ctx.Err() != nil {
 		return mr, ctx.Err()
 	}
@@ -330,7 +332,7 @@ func runMode(ctx context.Context, o Options, mode string, out io.Writer) (mr Mod
 				}
 			}
 		}
-		quiesce(ctx, nodes)
+		synctest.Quiesce(500*time.Millisecond, 30*time.Second, nodes...)
 		after := stats(nodes)
 		var wl []float64
 		for i, n := range nodes {
@@ -363,16 +365,6 @@ func runMode(ctx context.Context, o Options, mode string, out io.Writer) (mr Mod
 // to take them in.
 const formBatch = 50
 
-// waitSlow polls cond every 500 ms until it holds or timeout passes: a
-// poll of every engine's member list costs N² at a thousand engines, which
-// synctest.WaitFor's 20 ms would spend on the bench instead of the mesh.
-func waitSlow(timeout time.Duration, cond func() bool) {
-	deadline := time.Now().Add(timeout)
-	for !cond() && time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // membersOf is the fewest live members any of nodes sees.
 func membersOf(nodes []*synctest.Node) int {
 	lo := len(nodes)
@@ -388,26 +380,6 @@ func stats(nodes []*synctest.Node) []fsync.Stats {
 		out[i] = n.Engine.Stats()
 	}
 	return out
-}
-
-// quiesce waits (≤ 30 s) until no engine has run a round for 500 ms, so that
-// one write's sessions and bytes are counted apart from the next's.
-func quiesce(ctx context.Context, nodes []*synctest.Node) {
-	total := func() (n uint64) {
-		for _, x := range nodes {
-			st := x.Engine.Stats()
-			n += st.Rounds + st.RoundErrors
-		}
-		return n
-	}
-	last, since := total(), time.Now()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Since(since) < 500*time.Millisecond && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-		if n := total(); n != last {
-			last, since = n, time.Now()
-		}
-	}
 }
 
 // pct is the p-th percentile of sorted xs (nearest rank; 0 when empty).

@@ -222,7 +222,7 @@ func (a *Auth) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error) {
 	// differ carries every certificate.
 	if len(obj) == certSize {
 		a.mu.Lock()
-		held := bytes.Equal(a.certs[IDOf(ed25519.PublicKey(obj[4:36]))], obj)
+		held := bytes.Equal(a.certs[certID(obj)], obj)
 		a.mu.Unlock()
 		if held {
 			return false, nil
@@ -245,6 +245,9 @@ func (a *Auth) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error) {
 	return true, nil
 }
 
+// certID is the device ID a certificate blob of certSize names, unverified.
+func certID(blob []byte) fsync.PeerID { return IDOf(ed25519.PublicKey(blob[4:36])) }
+
 // Know adds certificates as already held, without verifying them: a
 // mesh whose devices were enrolled long ago (bench spread seeds a thousand
 // engines this way instead of verifying a million signatures).
@@ -253,7 +256,7 @@ func (a *Auth) Know(certs ...[]byte) {
 	defer a.mu.Unlock()
 	for _, c := range certs {
 		if len(c) == certSize {
-			a.certs[IDOf(ed25519.PublicKey(c[4:36]))] = c
+			a.certs[certID(c)] = c
 		}
 	}
 }
@@ -669,6 +672,11 @@ func WaitMembers(timeout time.Duration, nodes ...*Node) bool {
 
 // WaitFor polls cond every 20 ms until it holds or timeout passes.
 func WaitFor(timeout time.Duration, cond func() bool) bool {
+	return WaitEvery(timeout, 20*time.Millisecond, cond)
+}
+
+// WaitEvery polls cond every `every` until it holds or timeout passes.
+func WaitEvery(timeout, every time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		if cond() {
@@ -677,7 +685,28 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(every)
+	}
+}
+
+// Quiesce waits until no round starts or ends among nodes (their round
+// counters, failed ones included) for `stable`, or timeout passes, so that
+// what follows is counted apart from the rounds before it.
+func Quiesce(stable, timeout time.Duration, nodes ...*Node) {
+	count := func() (n uint64) {
+		for _, x := range nodes {
+			st := x.Engine.Stats()
+			n += st.Rounds + st.RoundErrors
+		}
+		return n
+	}
+	last, since := count(), time.Now()
+	deadline := time.Now().Add(timeout)
+	for time.Since(since) < stable && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if n := count(); n != last {
+			last, since = n, time.Now()
+		}
 	}
 }
 
@@ -774,12 +803,5 @@ func (c *Cluster) Restart(n *Node, o Options) *Node {
 
 // WaitForFast polls cond every millisecond (for latency measurements).
 func WaitForFast(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
+	return WaitEvery(timeout, time.Millisecond, cond)
 }

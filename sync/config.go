@@ -48,8 +48,20 @@ type Config struct {
 	Advertise string
 
 	// Join lists host:port addresses to join on start and to retry with
-	// backoff while this node sees no other member.
+	// backoff while this node sees no other member. In client mode they
+	// are the upstreams (host names allowed).
 	Join []string
+
+	// Client runs the engine in client mode (client.go, docs/sync.md
+	// "Client mode"): no memberlist, nothing listens; one watch stream to
+	// each upstream (Join, or without any the remembered relays). BindAddr
+	// and Advertise are ignored.
+	Client bool
+
+	// Keepalive is a client's keepalive interval on an idle watch stream;
+	// three unanswered in a row end it. Default by profile: wan 60 s, lan
+	// 30 s, local 1 s.
+	Keepalive time.Duration
 
 	// MeshKeys is memberlist's keyring: the first key is primary (used to
 	// send), all are accepted. 16, 24 or 32 bytes each. Required.
@@ -157,6 +169,11 @@ type Limits struct {
 	// peers). Default 4,096.
 	MaxPeers int
 
+	// Watchers bounds the clients' idle watch streams this node serves
+	// (each holds a connection and its buffers, not a session slot).
+	// Default DefaultWatchers (1024).
+	Watchers int
+
 	// PeerExpiry: a peer neither alive nor seen (authenticated) for this
 	// long is forgotten and no longer rejoined. Default 90 days.
 	PeerExpiry time.Duration
@@ -173,6 +190,7 @@ const (
 	DefaultHandshakes          = 128
 	DefaultGossipStreams       = 128
 	DefaultSessionsPerPeer     = 2
+	DefaultWatchers            = 1024
 	DefaultTLSHandshakeTimeout = 5 * time.Second
 	DefaultSessionTimeout      = 10 * time.Minute
 	DefaultMaxPeers            = 4096
@@ -199,6 +217,7 @@ func (l Limits) withDefaults(prof profileParams) Limits {
 	def(&l.GossipStreams, DefaultGossipStreams)
 	def(&l.InboundSessions, MaxInboundSessions)
 	def(&l.SessionsPerPeer, DefaultSessionsPerPeer)
+	def(&l.Watchers, DefaultWatchers)
 	def(&l.MaxPeers, DefaultMaxPeers)
 	def(&l.MeshObjectsPerRound, DefaultMeshObjectsPerRound)
 	if l.MeshObjectsPerRound > MaxMeshObjects {
@@ -224,7 +243,7 @@ func (l Limits) validate() error {
 	}{
 		{"conns per IP", int64(l.ConnsPerIP)}, {"pending peeks", int64(l.PendingPeeks)}, {"handshakes", int64(l.Handshakes)},
 		{"gossip streams", int64(l.GossipStreams)}, {"inbound sessions", int64(l.InboundSessions)},
-		{"sessions per peer", int64(l.SessionsPerPeer)}, {"max peers", int64(l.MaxPeers)},
+		{"sessions per peer", int64(l.SessionsPerPeer)}, {"watchers", int64(l.Watchers)}, {"max peers", int64(l.MaxPeers)},
 		{"mesh objects per round", int64(l.MeshObjectsPerRound)}, {"mesh bytes per round", l.MeshBytesPerRound},
 		{"peek timeout", int64(l.PeekTimeout)}, {"TLS handshake timeout", int64(l.TLSHandshakeTimeout)},
 		{"handshake timeout", int64(l.HandshakeTimeout)}, {"session timeout", int64(l.SessionTimeout)},
@@ -261,19 +280,20 @@ type profileParams struct {
 	rejoinMax    time.Duration
 	reclaim      time.Duration // DeadNodeReclaimTime
 	hintEvery    time.Duration // default Limits.HintRoundEvery
+	keepalive    time.Duration // default Config.Keepalive
 }
 
 func profileOf(p Profile) (profileParams, error) {
 	switch p {
 	case "", ProfileWAN:
 		return profileParams{base: memberlist.DefaultWANConfig, gossipNodes: 5, gossipEvery: 300 * time.Millisecond,
-			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: 5 * time.Second, hintEvery: 2 * time.Second}, nil
+			retransmit: 5, syncInterval: 30 * time.Second, rejoinMin: 5 * time.Second, rejoinMax: 5 * time.Minute, reclaim: 5 * time.Second, hintEvery: 2 * time.Second, keepalive: time.Minute}, nil
 	case ProfileLAN:
 		return profileParams{base: memberlist.DefaultLANConfig, gossipNodes: 5, gossipEvery: 100 * time.Millisecond,
-			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: time.Second, hintEvery: time.Second}, nil
+			retransmit: 5, syncInterval: 10 * time.Second, rejoinMin: 1 * time.Second, rejoinMax: 1 * time.Minute, reclaim: time.Second, hintEvery: time.Second, keepalive: 30 * time.Second}, nil
 	case ProfileLocal:
 		return profileParams{base: memberlist.DefaultLocalConfig, gossipNodes: 4, gossipEvery: 50 * time.Millisecond,
-			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Millisecond, hintEvery: 200 * time.Millisecond}, nil
+			retransmit: 5, syncInterval: 2 * time.Second, rejoinMin: 200 * time.Millisecond, rejoinMax: 2 * time.Second, reclaim: time.Millisecond, hintEvery: 200 * time.Millisecond, keepalive: time.Second}, nil
 	}
 	return profileParams{}, fmt.Errorf("unknown profile %q (want wan, lan or local)", p)
 }
@@ -290,12 +310,17 @@ func (c *Config) Validate() error {
 	if _, err := profileOf(c.Profile); err != nil {
 		errs = append(errs, err)
 	}
-	if c.BindAddr == "" {
+	if c.Client {
+		// nothing listens
+	} else if c.BindAddr == "" {
 		errs = append(errs, errors.New("bind address is required (host:port)"))
 	} else if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		errs = append(errs, fmt.Errorf("bind address: %w", err))
 	}
-	if c.Advertise != "" {
+	if c.Keepalive < 0 {
+		errs = append(errs, errors.New("keepalive is negative (0 takes the profile's)"))
+	}
+	if c.Advertise != "" && !c.Client {
 		if _, _, err := splitHostPort(c.Advertise); err != nil {
 			errs = append(errs, fmt.Errorf("advertise address: %w", err))
 		}

@@ -61,7 +61,10 @@ type Engine struct {
 	joinBurst float64   // join rounds that may start now (joinRoundLocked)
 	joinLast  time.Time // when joinBurst was last refilled
 	stats     Stats
-	roundDur  roundHistograms // round durations (metrics.go)
+	roundDur  roundHistograms     // round durations (metrics.go)
+	watchers  map[PeerID]*watcher // clients' idle watch streams (watch.go)
+
+	upstreams []*upstream // client mode: set by Start, then read only (client.go)
 }
 
 type peerState struct {
@@ -120,6 +123,9 @@ type Stats struct {
 	JoinRoundsSkipped uint64            // members that appeared while the join-round budget was spent (the interval covers them)
 	HintPulls         uint64            // rounds hints started (or joined, when one with the target was running)
 	HintPullsFailed   uint64            // of those, rounds that failed: the hint's counter is forgotten, so another holder's hint starts one
+	Watchers          int               // clients' watch streams open now (client mode, docs/sync.md)
+	NudgesSent        uint64            // NUDGE frames sent to watching clients
+	WatchesSuperseded uint64            // watch streams ended by a newer one of the same client (it moved)
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
@@ -193,6 +199,7 @@ func New(cfg Config) (*Engine, error) {
 		peers:        make(map[PeerID]*peerState),
 		hintSeen:     make(map[PeerID]*hintOrigin),
 		rejected:     make(map[string]uint64),
+		watchers:     make(map[PeerID]*watcher),
 	}
 	e.logw = newLogBridge(lg, cfg.LogEvery)
 	// Hint counters start at the clock so that a restarted node's hints are
@@ -215,6 +222,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.started = true
 	e.mu.Unlock()
+	if e.cfg.Client {
+		e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+		e.startClient()
+		return nil
+	}
 
 	host, port, _ := splitHostPort(e.cfg.BindAddr)
 	mlLog := log.New(e.logw, "", 0)
@@ -368,6 +380,20 @@ func (e *Engine) Members() []PeerID {
 // Notify tells the engine that this node has stored new local changes: a
 // hint goes out through memberlist's broadcast queue. Never blocks.
 func (e *Engine) Notify() {
+	e.mu.Lock()
+	e.nudgeWatchersLocked(PeerID{})
+	e.mu.Unlock()
+	if e.cfg.Client {
+		e.notifyUpstreams()
+		return
+	}
+	e.queueHint()
+}
+
+// queueHint queues a hint naming this node as origin and holder. Never
+// with e.mu held: the queue's GetBroadcasts holds its lock while it asks
+// NumNodes, which takes e.mu.
+func (e *Engine) queueHint() {
 	if e.cfg.DisableHints || e.queue == nil {
 		return
 	}
@@ -382,6 +408,7 @@ func (e *Engine) Notify() {
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	s := e.stats
+	s.Watchers = len(e.watchers)
 	s.Rejected = make(map[string]uint64, len(e.rejected))
 	for k, v := range e.rejected {
 		s.Rejected[k] = v
@@ -438,7 +465,10 @@ func (e *Engine) SyncWith(ctx context.Context, id PeerID) (Round, error) {
 // engine), whether or not it is a memberlist member: a node that cannot be
 // reached back (docs/design.md §10) can still pull and push over a stream it opens.
 func (e *Engine) SyncWithAddr(ctx context.Context, id PeerID, addr string) (Round, error) {
-	if e.tr == nil {
+	e.mu.Lock()
+	started := e.started && e.ctx != nil
+	e.mu.Unlock()
+	if !started {
 		return Round{Peer: id}, errors.New("sync: engine not started")
 	}
 	return e.round(ctx, id, addr, false)
@@ -1154,6 +1184,23 @@ func (e *Engine) serveInbound(c net.Conn, releaseSource func()) {
 			<-e.inboundSem
 		}
 	}()
+	// take waits for a session slot (a little, instead of refusing at once).
+	take := func() error {
+		t := time.NewTimer(InboundQueueWait)
+		defer t.Stop()
+		select {
+		case e.inboundSem <- struct{}{}:
+			holding = true
+			return nil
+		case <-t.C:
+			e.mu.Lock()
+			e.stats.StreamsRefused++
+			e.mu.Unlock()
+			return fmt.Errorf("%w: no session slot within %v", errBusy, InboundQueueWait)
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		}
+	}
 	admit := func(s *session) error {
 		endHandshake()
 		e.mu.Lock()
@@ -1178,22 +1225,21 @@ func (e *Engine) serveInbound(c net.Conn, releaseSource func()) {
 			return fmt.Errorf("%w: too many sessions waiting", errBusy)
 		}
 		defer e.inboundWaiting.Add(-1)
-		t := time.NewTimer(InboundQueueWait)
-		defer t.Stop()
-		select {
-		case e.inboundSem <- struct{}{}:
-			holding = true
-			return nil
-		case <-t.C:
-			e.mu.Lock()
-			e.stats.StreamsRefused++
-			e.mu.Unlock()
-			return fmt.Errorf("%w: no session slot within %v", errBusy, InboundQueueWait)
-		case <-e.ctx.Done():
-			return e.ctx.Err()
+		if err := take(); err != nil {
+			return err
 		}
+		// A watch stream gives its slot back while idle and takes one
+		// again for each round (watch.go).
+		s.idle = func() {
+			if holding {
+				holding = false
+				<-e.inboundSem
+			}
+		}
+		s.busy = take
+		return nil
 	}
-	_, _ = e.runSession(e.ctx, c, false, PeerID{}, admit)
+	_, _ = e.runSession(e.ctx, c, false, PeerID{}, admit, nil)
 }
 
 // errMerged ends a background round superseded by the peer's round with us.
@@ -1257,7 +1303,13 @@ func (e *Engine) round(ctx context.Context, id PeerID, addr string, background b
 		return Round{Peer: id}, ctx.Err()
 	}
 	defer func() { <-e.roundSem }()
-	c, err := e.tr.dialSync(addr, id.String(), e.dialTimeout())
+	var c net.Conn
+	var err error
+	if e.tr != nil {
+		c, err = e.tr.dialSync(addr, id.String(), e.dialTimeout())
+	} else { // client mode: nothing listens, a plain dial
+		c, err = net.DialTimeout("tcp", addr, e.dialTimeout())
+	}
 	if err != nil {
 		e.mu.Lock()
 		e.stats.RoundErrors++
@@ -1271,7 +1323,7 @@ func (e *Engine) round(ctx context.Context, id PeerID, addr string, background b
 	if background {
 		admit = e.admitBackground
 	}
-	r, err := e.runSession(ctx, c, true, id, admit)
+	r, err := e.runSession(ctx, c, true, id, admit, nil)
 	if errors.Is(err, ErrUnauthenticated) {
 		// Whoever answers there is not the device we expected (or no longer
 		// passes the challenge): no automatic dial of it until memberlist

@@ -55,15 +55,42 @@ type session struct {
 	// (e.mu); merged: it was superseded by the peer's round (admitBackground).
 	registered bool
 	merged     atomic.Bool
+
+	// Watch streams (watch.go). watch: ALPN chose alpnWatch. watchIdle:
+	// the stream waits between rounds (a stream that ends then ended no
+	// round). idle and busy give back and take again the responder's
+	// inbound session slot around idle waits. watchEnd closes when a newer
+	// watch stream of the same peer supersedes this one. up is the
+	// client's upstream. booked: the counters already booked by
+	// bookWatchRound.
+	watch     bool
+	watchIdle bool
+	idle      func()
+	busy      func() error
+	watchEnd  chan struct{}
+	up        *upstream
+	booked    Round
+	// roundStart: when the current round began; meshAdded: a mesh object
+	// new to this node arrived in it (watching clients are nudged).
+	roundStart time.Time
+	meshAdded  atomic.Bool
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
 // expect is the peer we dialed (initiator) or zero (responder). admit, if
 // set, is called once the peer has authenticated and may refuse the session
 // (limits); it is the responder's.
-func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID, admit func(*session) error) (Round, error) {
+//
+// up is set for a client's stream to an upstream (client.go): it offers
+// alpnWatch and, if the responder takes it, the stream stays open for more
+// rounds (watch.go) and runSession returns when it ends.
+func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID, admit func(*session) error, up *upstream) (Round, error) {
 	start := time.Now()
-	s := &session{e: e, initiator: initiator, deadline: start.Add(e.lim.SessionTimeout), admit: admit}
+	s := &session{e: e, initiator: initiator, deadline: start.Add(e.lim.SessionTimeout), admit: admit, up: up, roundStart: start}
+	protos := []string{alpn}
+	if up != nil {
+		protos = []string{alpnWatch, alpn}
+	}
 	cc := &countConn{Conn: raw, in: &s.in, out: &s.out}
 	if initiator && e.cfg.Faults != nil {
 		s.raw = e.cfg.Faults.WrapSync(e.name, expect.String(), cc)
@@ -76,7 +103,7 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			InsecureSkipVerify: true, // identity comes from the challenge, checked below
 			MinVersion:         tls.VersionTLS13,
 			CurvePreferences:   curves,
-			NextProtos:         []string{alpn},
+			NextProtos:         protos,
 			ServerName:         "fieldsync",
 		})
 	} else {
@@ -85,7 +112,7 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			ClientAuth:             tls.RequireAnyClientCert,
 			MinVersion:             tls.VersionTLS13,
 			CurvePreferences:       curves,
-			NextProtos:             []string{alpn},
+			NextProtos:             []string{alpnWatch, alpn},
 			SessionTicketsDisabled: true,
 		})
 	}
@@ -99,14 +126,8 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 	if s.merged.Load() {
 		err = errMerged
 	}
-	s.round.Duration = time.Since(start)
-	s.round.Peer = s.peer.ID
-	s.round.BytesSent = s.out.Load()
-	s.round.BytesReceived = s.in.Load()
-	s.round.Sent = s.sent.Load()
-	s.round.Added = s.added.Load()
-	s.round.Duplicates = s.dups.Load()
-	s.round.Rejected = s.rejected.Load()
+	s.round = s.counters()
+	s.round.Duration = time.Since(s.roundStart)
 	e.finishRound(s, err)
 	if err != nil {
 		return s.round, fmt.Errorf("sync round (%s): %w", map[bool]string{true: "initiator", false: "responder"}[initiator], err)
@@ -114,57 +135,107 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 	return s.round, nil
 }
 
-// finishRound books a round's outcome into the engine's and the peer's counters.
+// counters returns the session's counters so far (cumulative).
+func (s *session) counters() Round {
+	return Round{Peer: s.peer.ID, BytesSent: s.out.Load(), BytesReceived: s.in.Load(), Sent: s.sent.Load(),
+		Added: s.added.Load(), Duplicates: s.dups.Load(), Rejected: s.rejected.Load()}
+}
+
+// minus returns r's counters less b's (what happened since b was taken).
+func (r Round) minus(b Round) Round {
+	r.BytesSent -= b.BytesSent
+	r.BytesReceived -= b.BytesReceived
+	r.Sent -= b.Sent
+	r.Added -= b.Added
+	r.Duplicates -= b.Duplicates
+	r.Rejected -= b.Rejected
+	return r
+}
+
+// finishRound books a session's end into the engine's and the peer's
+// counters: its round, or, for a watch stream, what is not booked yet (a
+// watch stream that ends between rounds ends no round).
 func (e *Engine) finishRound(s *session, err error) {
+	idleEnd := s.watch && s.watchIdle
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.stats.SyncBytesIn += s.round.BytesReceived
-	e.stats.SyncBytesOut += s.round.BytesSent
-	e.stats.Added += s.round.Added
-	e.stats.Duplicates += s.round.Duplicates
-	e.stats.Sent += s.round.Sent
-	e.stats.RejectedEnvs += s.round.Rejected
-	if merged(err) {
-		// Not a failure: the other round between us carries the work.
-		if p := e.peers[s.peer.ID]; p != nil {
+	hint := e.bookLocked(s, s.round.minus(s.booked), err, !idleEnd, true)
+	e.mu.Unlock()
+	if hint {
+		e.queueHint()
+	}
+}
+
+// bookWatchRound books a round a watch stream has completed; the stream
+// stays open.
+func (e *Engine) bookWatchRound(s *session) {
+	now := s.counters()
+	d := now.minus(s.booked)
+	d.Duration = time.Since(s.roundStart)
+	s.booked = now
+	e.mu.Lock()
+	hint := e.bookLocked(s, d, nil, true, false)
+	e.mu.Unlock()
+	if hint {
+		e.queueHint()
+	}
+}
+
+// bookLocked adds round r's counters. countRound: r is a round (counted as
+// one, timed, and the peer's last contact or error); final: the session
+// ended (its inbound slot and registration are released). A round that
+// brought something new nudges the watching clients. e.mu held.
+func (e *Engine) bookLocked(s *session, r Round, err error, countRound, final bool) (hintForClient bool) {
+	e.stats.SyncBytesIn += r.BytesReceived
+	e.stats.SyncBytesOut += r.BytesSent
+	e.stats.Added += r.Added
+	e.stats.Duplicates += r.Duplicates
+	e.stats.Sent += r.Sent
+	e.stats.RejectedEnvs += r.Rejected
+	if meshNew := s.meshAdded.Swap(false); r.Added > 0 || meshNew {
+		e.nudgeWatchersLocked(s.peer.ID)
+	}
+	// A client sends no hints of its own (it is no member): this node now
+	// holds its changes and says so, as for a local write (after e.mu).
+	hintForClient = r.Added > 0 && s.watch && !s.initiator
+	var p *peerState
+	if !s.peer.ID.IsZero() {
+		p = e.peerLocked(s.peer.ID)
+		if final {
 			if s.countedInbound {
 				p.inbound--
+				s.countedInbound = false
 			}
 			if s.registered {
 				p.background = nil
 				s.registered = false
 			}
 		}
-		return
+		p.bytesSent += r.BytesSent
+		p.bytesRecv += r.BytesReceived
 	}
-	e.observeRoundLocked(s.initiator, err == nil, s.round.Duration)
+	if merged(err) || !countRound {
+		// merged: not a failure, the other round between us carries the work.
+		return hintForClient
+	}
+	e.observeRoundLocked(s.initiator, err == nil, r.Duration)
 	if err != nil {
 		e.stats.RoundErrors++
 	} else {
 		e.stats.Rounds++
 	}
-	if s.peer.ID.IsZero() {
-		return
+	if p == nil {
+		return hintForClient
 	}
-	p := e.peerLocked(s.peer.ID)
-	if s.countedInbound {
-		p.inbound--
-	}
-	if s.registered {
-		p.background = nil
-		s.registered = false
-	}
-	p.bytesSent += s.round.BytesSent
-	p.bytesRecv += s.round.BytesReceived
 	p.rounds++
 	if err != nil {
 		p.lastErr = err.Error()
-		return
+		return hintForClient
 	}
 	p.lastErr = ""
 	p.lastContact = time.Now()
-	p.pendingOut = sub0(s.pendingOut, s.round.Sent)
-	p.pendingIn = sub0(s.pendingIn, s.round.Added+s.round.Duplicates+s.round.Rejected)
+	p.pendingOut = sub0(s.pendingOut, r.Sent)
+	p.pendingIn = sub0(s.pendingIn, r.Added+r.Duplicates+r.Rejected)
+	return hintForClient
 }
 
 // merged reports a round ended by the one-session-per-pair tie-break, on
@@ -191,19 +262,20 @@ func (s *session) run(expect PeerID) error {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	_ = s.conn.SetDeadline(start.Add(s.e.lim.HandshakeTimeout))
+	s.watch = s.conn.ConnectionState().NegotiatedProtocol == alpnWatch
 	if err := s.authenticate(expect); err != nil {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})
-	if err := s.meshPhase(); err != nil {
-		return fmt.Errorf("mesh objects: %w", err)
+	if err := s.phases(); err != nil {
+		return err
 	}
-	mine, theirs, err := s.summaryPhase()
-	if err != nil {
-		return fmt.Errorf("summary: %w", err)
-	}
-	if err := s.envelopePhase(mine, theirs); err != nil {
-		return fmt.Errorf("envelopes: %w", err)
+	if s.watch {
+		s.e.bookWatchRound(s)
+		if s.initiator {
+			return s.watchClient(s.up)
+		}
+		return s.watchServe()
 	}
 	// Orderly close: send close_notify and wait for the peer's, which it
 	// sends once it has ingested everything we sent. So a round ends when
@@ -214,6 +286,28 @@ func (s *session) run(expect PeerID) error {
 	_ = s.conn.CloseWrite()
 	_ = s.conn.SetReadDeadline(s.idleDeadline())
 	_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 4096))
+	return nil
+}
+
+// phases runs one round's phases: mesh objects, summaries, envelopes, and
+// on a watch stream the ROUNDEND exchange that stands for the orderly close
+// of a plain stream (both ends have ingested the round).
+func (s *session) phases() error {
+	if err := s.meshPhase(); err != nil {
+		return fmt.Errorf("mesh objects: %w", err)
+	}
+	mine, theirs, err := s.summaryPhase()
+	if err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	if err := s.envelopePhase(mine, theirs); err != nil {
+		return fmt.Errorf("envelopes: %w", err)
+	}
+	if s.watch {
+		if err := s.roundEnd(); err != nil {
+			return fmt.Errorf("round end: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -330,10 +424,13 @@ func (s *session) authenticate(expect PeerID) error {
 		s.fail(codeVersion, "unsupported protocol version")
 		return fmt.Errorf("peer speaks protocol %d, we speak %d", them.Version, ProtocolVersion)
 	}
-	if s.initiator && them.ID != expect {
+	// A client dials an upstream by address and may not know its ID: on a
+	// watch stream it expects nobody in particular (the challenge below
+	// still proves who answered).
+	if s.initiator && them.ID != expect && !(s.watch && expect.IsZero()) {
 		return s.authFail(them.ID, fmt.Errorf("dialed %s, answered by %s", expect, them.ID))
 	}
-	if !s.initiator && them.Expect != e.id {
+	if !s.initiator && them.Expect != e.id && !(s.watch && them.Expect.IsZero()) {
 		return s.authFail(them.ID, fmt.Errorf("peer expected %s", them.Expect))
 	}
 	cs := s.conn.ConnectionState()
@@ -593,7 +690,11 @@ func (s *session) meshPhase() error {
 				if total += int64(len(p)); total > e.lim.MeshBytesPerRound {
 					return malformed("more than %d bytes of mesh objects in a round", e.lim.MeshBytesPerRound)
 				}
-				if _, err := e.auth.IngestMeshObject(s.peer, bytes.Clone(p)); err != nil {
+				added, err := e.auth.IngestMeshObject(s.peer, bytes.Clone(p))
+				if added {
+					s.meshAdded.Store(true)
+				}
+				if err != nil {
 					reason, ok := rejectReason(err)
 					if !ok {
 						return fmt.Errorf("ingest mesh object: %w", err)

@@ -15,6 +15,13 @@ const ProtocolVersion = 1
 // alpn is the TLS application protocol of sync streams.
 const alpn = "fieldsync-sync/1"
 
+// alpnWatch is the TLS application protocol of a client's watch stream
+// (docs/sync.md "Client mode"): the same round, then the stream stays open
+// for more rounds (frameRound) and for the responder's nudges. A client
+// offers it before alpn; a responder that does not know it picks alpn and
+// the client polls instead.
+const alpnWatch = "fieldsync-watch/1"
+
 // Frame types on a sync stream. Append only.
 const (
 	frameHello      byte = 1
@@ -28,6 +35,13 @@ const (
 	frameEnvCont    byte = 9
 	frameDone       byte = 10
 	frameError      byte = 11
+	// Watch streams only (alpnWatch; docs/sync.md "Client mode").
+	frameRoundEnd  byte = 12 // both: this round's envelopes are all ingested
+	frameWatch     byte = 13 // client, after the first round: u16 keepalive seconds
+	frameNudge     byte = 14 // responder: I hold something new; start a round
+	frameKeepalive byte = 15 // client: still here; responder: answer
+	frameRound     byte = 16 // client: start a round now
+	frameRoundOK   byte = 17 // responder: the round starts (after this frame)
 )
 
 // Gossip message types (memberlist user messages). Append only.

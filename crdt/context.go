@@ -3,6 +3,7 @@ package crdt
 import (
 	"slices"
 	"sort"
+	"unique"
 )
 
 // Context is a space's causal context: the set of changes applied (or
@@ -17,6 +18,21 @@ type Context struct {
 	// ops of one seq, and a list scanned on every insert made that
 	// quadratic (100k dots froze an agent for seconds).
 	partial map[ReplicaID]map[uint64]map[partialDot]struct{}
+	// last caches the interned handle of the author last applied: a
+	// replica applies runs of changes by one author, and interning costs
+	// a lookup in a global table. It is not part of the context's value.
+	last struct {
+		id ReplicaID
+		h  unique.Handle[ReplicaID]
+	}
+}
+
+// handle returns the interned handle of replica r.
+func (c *Context) handle(r ReplicaID) unique.Handle[ReplicaID] {
+	if c.last.h == (unique.Handle[ReplicaID]{}) || c.last.id != r {
+		c.last.id, c.last.h = r, repHandle(r)
+	}
+	return c.last.h
 }
 
 type partialDot struct {

@@ -1,6 +1,8 @@
 package crdt_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,7 +19,7 @@ import (
 // the views the replicas show. The hash was taken with the layout before
 // the compact one (docs/crdt.md, "Memory layout"): a change of in-memory
 // layout must leave every byte and every view as it was.
-func goldenHistory(t *testing.T) string {
+func goldenHistory(t *testing.T) (string, []*crdt.Change) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(15, 3))
 	type replica struct {
@@ -158,7 +160,7 @@ func goldenHistory(t *testing.T) string {
 	if conflicts == 0 || delConflicts == 0 || sets == 0 || notes == 0 || removed == 0 {
 		t.Fatalf("history too plain: %d conflicts, %d delete conflicts, %d sets, %d notes (%d removed)", conflicts, delConflicts, sets, notes, removed)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), history
 }
 
 func indexOf(s []string, v string) int {
@@ -216,7 +218,69 @@ func hashSpace(t *testing.T, h hash.Hash, s *crdt.Space) {
 // those of the layout before the compact one.
 func TestGoldenHistory(t *testing.T) {
 	const want = "8b1299e5a8db58dc45ab794f18b09c4b10348b40e4b94a7c41db1b5d8977265c"
-	if got := goldenHistory(t); got != want {
+	if got, _ := goldenHistory(t); got != want {
 		t.Fatalf("history hash %s, want %s", got, want)
+	}
+}
+
+// TestTranscodeChanges checks that a batch transcoded from encoded changes
+// is byte for byte the batch encoded from the changes, at every level and
+// for batches of every size, and that it refuses what EncodeChangesLevel
+// refuses.
+func TestTranscodeChanges(t *testing.T) {
+	_, history := goldenHistory(t)
+	encs := make([][]byte, len(history))
+	for i, ch := range history {
+		b, err := ch.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		encs[i] = b
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, level := range []int{crdt.NoCompression, flate.HuffmanOnly, flate.BestSpeed, flate.BestCompression} {
+		for lo := 0; lo < len(history); {
+			hi := min(len(history), lo+1+rng.IntN(300))
+			want, err := crdt.EncodeChangesLevel(history[lo:hi], level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := crdt.TranscodeChanges(encs[lo:hi], level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("level %d, changes %d..%d: transcoded batch differs", level, lo, hi)
+			}
+			lo = hi
+		}
+	}
+	if got, err := crdt.TranscodeChanges(nil, crdt.NoCompression); err != nil {
+		t.Fatal(err)
+	} else if want, _ := crdt.EncodeChanges(nil, false); !bytes.Equal(got, want) {
+		t.Fatal("empty batch differs")
+	}
+	// A change with dependencies goes in no batch; garbage is refused.
+	dep := *history[0]
+	dep.Ops = []crdt.Op{crdt.NewPut("r1", "f", []byte("v"))}
+	var other crdt.ReplicaID
+	other[0] = 0x77
+	dep.Ops[0].Seen = []crdt.Dot{{Replica: other, Seq: 1}}
+	dep.Deps = []crdt.Dep{{Replica: other, Seq: 1}}
+	b, err := dep.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crdt.EncodeChangesLevel([]*crdt.Change{&dep}, crdt.NoCompression); err == nil {
+		t.Fatal("EncodeChangesLevel took a change with dependencies")
+	}
+	if _, err := crdt.TranscodeChanges([][]byte{b}, crdt.NoCompression); err == nil {
+		t.Fatal("TranscodeChanges took a change with dependencies")
+	}
+	if _, err := crdt.TranscodeChanges([][]byte{encs[0], encs[1][:len(encs[1])-1]}, crdt.NoCompression); err == nil {
+		t.Fatal("TranscodeChanges took a truncated change")
+	}
+	if _, err := crdt.TranscodeChanges(encs[:1], 42); err == nil {
+		t.Fatal("TranscodeChanges took level 42")
 	}
 }

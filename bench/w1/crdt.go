@@ -95,6 +95,7 @@ type logRef struct {
 	seq        uint64
 	chunk, off int32
 	n          int32
+	hint       int32 // the change's EncodedSizeHint, to cut frames without decoding
 }
 
 const logChunk = 256 << 10
@@ -114,7 +115,7 @@ func (l *changeLog) append(ch *crdt.Change) error {
 		return err
 	}
 	l.chunks[len(l.chunks)-1] = b
-	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off)})
+	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off), hint: int32(ch.EncodedSizeHint())})
 	return nil
 }
 
@@ -203,24 +204,22 @@ func (s *side) trim(peer *side) {
 }
 
 // frames cuts the logged changes refs into frames of at most FrameBytes
-// (one frame can exceed it with a single change) and calls emit with each,
-// decoded: the sender decodes its log as it streams, a frame at a time.
-func frames(l *changeLog, refs []logRef, emit func([]*crdt.Change) error) error {
-	var batch []*crdt.Change
+// (one frame can exceed it with a single change) and calls emit with each
+// frame's encoded changes, which crdt.TranscodeChanges turns into a batch:
+// the sender decodes its log as it streams, a frame at a time, one change
+// at a time (holding a frame of decoded changes cost ~4 times the frame).
+func frames(l *changeLog, refs []logRef, emit func([][]byte) error) error {
+	var batch [][]byte
 	size := 0
 	for _, r := range refs {
-		ch, err := crdt.UnmarshalChange(l.bytes(r))
-		if err != nil {
-			return err
-		}
-		n := ch.EncodedSizeHint()
+		n := int(r.hint)
 		if len(batch) > 0 && size+n > FrameBytes {
 			if err := emit(batch); err != nil {
 				return err
 			}
 			batch, size = batch[:0], 0
 		}
-		batch = append(batch, ch)
+		batch = append(batch, l.bytes(r))
 		size += n
 	}
 	if len(batch) > 0 {
@@ -248,8 +247,8 @@ func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 	var total int64
 	go func() {
 		defer close(out)
-		sendErr <- frames(&src.log, refs, func(chs []*crdt.Change) error {
-			b, err := crdt.EncodeChangesLevel(chs, level)
+		sendErr <- frames(&src.log, refs, func(encs [][]byte) error {
+			b, err := crdt.TranscodeChanges(encs, level)
 			if err != nil {
 				return err
 			}
@@ -292,8 +291,8 @@ func sync(src, dst *side, opt Options) (int64, error) {
 // frames as transfer's, each compressed with DEFLATE (BestSpeed). Not timed.
 func deflatedSize(src *side, refs []logRef) (int64, error) {
 	var total int64
-	err := frames(&src.log, refs, func(chs []*crdt.Change) error {
-		b, err := crdt.EncodeChangesLevel(chs, flate.BestSpeed)
+	err := frames(&src.log, refs, func(encs [][]byte) error {
+		b, err := crdt.TranscodeChanges(encs, flate.BestSpeed)
 		total += int64(len(b))
 		return err
 	})

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"unique"
@@ -169,8 +170,8 @@ func newRecordBlock(id RecordID, k int) *Record {
 	return NewRecord(id)
 }
 
-// Apply applies a change (see ApplyChange). It keeps references to the
-// change's values.
+// Apply applies a change (see ApplyChange). It copies the values it keeps,
+// so a record never pins the buffer a change was decoded from.
 func (s *Space) Apply(ch *Change) error {
 	if err := ch.Validate(); err != nil {
 		return err
@@ -394,7 +395,7 @@ func (r *Record) putEntry(ctx *Context, o *Op, author unique.Handle[ReplicaID], 
 	if hi-lo == 1 && !r.regs[lo].is(d) {
 		old := r.regs[lo].dotOf()
 		if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
-			r.regs[lo].set(author, d, hlc, o.Value)
+			r.regs[lo].set(author, d, hlc, ownValue(o.Value))
 			return old
 		}
 	}
@@ -408,6 +409,20 @@ func (r *Record) putEntry(ctx *Context, o *Op, author unique.Handle[ReplicaID], 
 	} else {
 		name = uniqueName(o.Field)
 	}
-	r.regs = insertRegAt(r.regs, lo+i, newRegEntry(name, author, d, hlc, o.Value))
+	r.regs = insertRegAt(r.regs, lo+i, newRegEntry(name, author, d, hlc, ownValue(o.Value)))
 	return Dot{}
+}
+
+// ownValue returns a copy of an applied register value for the record to
+// keep (nil stays nil, empty stays empty). Keeping the op's own bytes
+// instead pinned whatever they were cut from: a decoded batch of a
+// thousand changes stayed whole while one of its values was live, and a
+// caller's buffer of values stayed whole once most were overwritten. A
+// copy costs its size rounded to the allocator's class (64 bytes for
+// W1's 57).
+func ownValue(v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	return bytes.Clone(v)
 }

@@ -428,3 +428,223 @@ func decodeBatchBody(body []byte) ([]*Change, error) {
 	}
 	return out, nil
 }
+
+// DecodeChangesFunc decodes a batch written by EncodeChanges, as
+// DecodeChanges does, and calls fn with each change in order. It checks
+// the whole batch first (the same checks as DecodeChanges: on a batch
+// DecodeChanges refuses it returns an error without calling fn), then
+// decodes each change again into one scratch change: fn must not keep the
+// change, its ops or its values beyond the call (Space.Apply copies what
+// it keeps). So a receiver applying a batch holds the batch, not the batch
+// and ~3 times its size in Change values. fn's error stops the decoding
+// and is returned.
+func DecodeChangesFunc(b []byte, fn func(*Change) error) error {
+	if len(b) < 2 {
+		return malformed(ErrTruncated, "batch header")
+	}
+	if b[0] != batchVersion {
+		return malformed(ErrUnknownVersion, "batch version %d", b[0])
+	}
+	var body []byte
+	switch b[1] {
+	case 0:
+		body = b[2:]
+	case 1:
+		r := &reader{b: b, off: 2}
+		size := r.uvarint()
+		if r.err != nil {
+			return r.err
+		}
+		if size > MaxBatchBytes || size > uint64(len(b))*1032 {
+			return malformed(ErrOversize, "batch of %d bytes", size)
+		}
+		var err error
+		if body, err = inflateSized(b[r.off:], int(size)); err != nil {
+			return err
+		}
+	default:
+		return malformed(nil, "batch flags %d", b[1])
+	}
+	d, err := newBatchDecoder(body)
+	if err != nil {
+		return err
+	}
+	// Pass 1: the structure, the tables' use and the values column's size.
+	total := 0
+	for k := 0; k < d.n; k++ {
+		if err := d.next(nil, &total); err != nil {
+			return err
+		}
+	}
+	if d.r.remaining() != total {
+		return malformed(nil, "values column is %d bytes, want %d", d.r.remaining(), total)
+	}
+	for _, u := range d.usedR {
+		if !u {
+			return malformed(nil, "unused replica")
+		}
+	}
+	for _, u := range d.usedS {
+		if !u {
+			return malformed(nil, "unused string")
+		}
+	}
+	// Pass 2: every change with its values is valid. Pass 3: hand them out.
+	for pass := 2; pass <= 3; pass++ {
+		d.rewind(total)
+		for k := 0; k < d.n; k++ {
+			if err := d.next(&d.c, nil); err != nil {
+				return err
+			}
+			if pass == 2 {
+				if err := d.c.Validate(); err != nil {
+					return malformed(nil, "%v", err)
+				}
+			} else if err := fn(&d.c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// batchDecoder reads a batch body's changes one at a time into scratch.
+type batchDecoder struct {
+	r            reader
+	n            int // changes
+	reps         []ReplicaID
+	usedR, usedS []bool
+	strs         []string
+	start        int    // offset of the first change
+	prev         uint64 // the previous change's packed HLC
+	col          []byte // the rest of the values column (passes 2 and 3)
+	c            Change
+	in           interner
+	ops          [64]Op
+	dots         [256]Dot
+}
+
+func newBatchDecoder(body []byte) (*batchDecoder, error) {
+	d := &batchDecoder{r: reader{b: body}}
+	r := &d.r
+	d.n = r.count(4, 1<<28)
+	d.reps, d.usedR = readTable(r, nil, nil)
+	ns := r.count(2, 1<<28)
+	if r.err != nil {
+		return nil, r.err
+	}
+	d.strs = make([]string, ns)
+	d.usedS = make([]bool, ns)
+	for i := range d.strs {
+		d.strs[i] = r.text(MaxNameBytes)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if d.strs[i] == "" || i > 0 && d.strs[i-1] >= d.strs[i] {
+			return nil, malformed(nil, "string table not sorted")
+		}
+	}
+	d.start = r.off
+	return d, nil
+}
+
+// rewind goes back to the first change, with the values column (total
+// bytes at the end of the body) to hand out.
+func (d *batchDecoder) rewind(total int) {
+	d.r.off = d.start
+	d.prev = 0
+	d.col = d.r.b[len(d.r.b)-total:]
+}
+
+// next reads the next change. With c nil (pass 1) it only checks it and
+// adds its values' size to *total; otherwise it decodes it into c, which
+// it resets, with its values from the column.
+func (d *batchDecoder) next(c *Change, total *int) error {
+	r := &d.r
+	var scratch Change
+	if c == nil {
+		c = &scratch
+	} else {
+		*c = Change{}
+	}
+	d.in.ops, d.in.dots = d.ops[:], d.dots[:]
+	if i := r.uvarint(); i < uint64(len(d.reps)) {
+		c.Author = d.reps[i]
+		d.usedR[i] = true
+	} else if r.err == nil {
+		return malformed(nil, "replica index %d out of range", i)
+	}
+	c.Seq = r.uvarint()
+	d.prev += uint64(unzigzag(r.uvarint()))
+	c.HLC = UnpackTimestamp(d.prev)
+	if r.err == nil && c.HLC.Pack() != d.prev {
+		return malformed(nil, "HLC out of range")
+	}
+	nops := r.count(3, MaxOpsPerChange)
+	if r.err != nil {
+		return r.err
+	}
+	if nops > 0 {
+		c.Ops = d.in.opSlice(nops)
+		clear(c.Ops) // the scratch ops hold the previous change's
+	}
+	str := func(i uint64) string {
+		if i >= uint64(len(d.strs)) {
+			r.fail(malformed(nil, "string index %d out of range", i))
+			return ""
+		}
+		d.usedS[i] = true
+		return d.strs[i]
+	}
+	for i := 0; i < nops && r.err == nil; i++ {
+		o := &c.Ops[i]
+		o.Kind = OpKind(r.byte1())
+		if r.err == nil && (o.Kind < OpPut || o.Kind > OpResolve) {
+			return malformed(nil, "op kind %d", o.Kind)
+		}
+		o.Record = RecordID(str(r.uvarint()))
+		if opHasField(o.Kind) {
+			o.Field = str(r.uvarint())
+		}
+		if opHasValue(o.Kind) {
+			l := r.uvarint()
+			if l > MaxValueBytes || l > uint64(len(r.b)) {
+				return malformed(ErrOversize, "value of %d bytes", l)
+			}
+			if l > 0 {
+				if total != nil {
+					*total += int(l)
+					if *total > len(r.b) {
+						return malformed(ErrTruncated, "values column")
+					}
+				} else {
+					o.Value, d.col = d.col[:l:l], d.col[l:]
+				}
+			}
+		}
+		if o.Kind == OpResolve {
+			o.Reason = r.text(MaxNameBytes)
+		}
+		nseen := r.count(3, MaxOpsPerChange)
+		if nseen > 0 && r.err == nil {
+			o.Seen = d.in.dotSlice(nseen)
+		}
+		for j := 0; j < nseen && r.err == nil; j++ {
+			ri := r.uvarint()
+			dot := Dot{Seq: r.uvarint()}
+			if ri < uint64(len(d.reps)) {
+				dot.Replica = d.reps[ri]
+				d.usedR[ri] = true
+			} else if r.err == nil {
+				return malformed(nil, "replica index %d out of range", ri)
+			}
+			op := r.uvarint()
+			if op > 1<<32-1 {
+				return malformed(nil, "op index")
+			}
+			dot.Op = uint32(op)
+			o.Seen[j] = dot
+		}
+	}
+	return r.err
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"fieldsync/crdt"
@@ -282,5 +283,72 @@ func TestTranscodeChanges(t *testing.T) {
 	}
 	if _, err := crdt.TranscodeChanges(encs[:1], 42); err == nil {
 		t.Fatal("TranscodeChanges took level 42")
+	}
+}
+
+// TestDecodeChangesFunc checks that the streaming decoder hands out
+// exactly the changes DecodeChanges returns, and on a damaged batch fails
+// exactly when DecodeChanges does, without handing out any change.
+func TestDecodeChangesFunc(t *testing.T) {
+	_, history := goldenHistory(t)
+	rng := rand.New(rand.NewPCG(4, 5))
+	collect := func(b []byte) ([][]byte, error) {
+		var out [][]byte
+		err := crdt.DecodeChangesFunc(b, func(c *crdt.Change) error {
+			enc, err := c.MarshalBinary()
+			out = append(out, enc)
+			return err
+		})
+		return out, err
+	}
+	for lo := 0; lo < len(history); {
+		hi := min(len(history), lo+1+rng.IntN(200))
+		compress := rng.IntN(2) == 0
+		batch, err := crdt.EncodeChanges(history[lo:hi], compress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := collect(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != hi-lo {
+			t.Fatalf("%d changes, want %d", len(got), hi-lo)
+		}
+		for i, enc := range got {
+			want, _ := history[lo+i].MarshalBinary()
+			if !bytes.Equal(enc, want) {
+				t.Fatalf("change %d differs", lo+i)
+			}
+		}
+		// Damage: flip, drop or add bytes; both decoders must agree.
+		for k := 0; k < 40; k++ {
+			bad := slices.Clone(batch)
+			switch rng.IntN(3) {
+			case 0:
+				bad[rng.IntN(len(bad))] ^= byte(1 + rng.IntN(255))
+			case 1:
+				bad = bad[:rng.IntN(len(bad))]
+			default:
+				bad = append(bad, byte(rng.IntN(256)))
+			}
+			_, wantErr := crdt.DecodeChanges(bad)
+			calls := 0
+			err := crdt.DecodeChangesFunc(bad, func(*crdt.Change) error { calls++; return nil })
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("damaged batch: DecodeChangesFunc error %v, DecodeChanges error %v", err, wantErr)
+			}
+			if err != nil && calls > 0 {
+				t.Fatalf("damaged batch: %d changes handed out before the error %v", calls, err)
+			}
+		}
+		lo = hi
+	}
+	// fn's error stops the decoding.
+	batch, _ := crdt.EncodeChanges(history[:10], false)
+	stop := fmt.Errorf("stop")
+	calls := 0
+	if err := crdt.DecodeChangesFunc(batch, func(*crdt.Change) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Fatalf("error %v after %d calls, want stop after 1", err, calls)
 	}
 }

@@ -262,17 +262,9 @@ func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 		if recvErr != nil {
 			continue // drain
 		}
-		dec, err := crdt.DecodeChanges(b)
-		if err != nil {
-			recvErr = err
-			continue
-		}
-		for _, ch := range dec {
-			if err := dst.space.Apply(ch); err != nil {
-				recvErr = err
-				break
-			}
-		}
+		// Decoded one change at a time into scratch: Apply copies what
+		// it keeps, so the receiver holds the frame, not its changes.
+		recvErr = crdt.DecodeChangesFunc(b, dst.space.Apply)
 	}
 	if err := <-sendErr; err != nil {
 		return 0, err

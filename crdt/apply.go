@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"strings"
-	"unique"
 )
 
 // applyValid applies a validated change whose records are all reachable
@@ -16,7 +15,6 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 		return false
 	}
 	hlc := ch.HLC.Pack()
-	var author unique.Handle[ReplicaID] // made on the first register write
 	var r *Record
 	for i := range ch.Ops {
 		o := &ch.Ops[i]
@@ -42,10 +40,7 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 		switch o.Kind {
 		case OpPut, OpResolve:
 			if !dead {
-				if author == (unique.Handle[ReplicaID]{}) {
-					author = ctx.handle(ch.Author)
-				}
-				skip = r.putEntry(ctx, o, author, d, hlc)
+				skip = r.putEntry(ctx, o, d, hlc)
 			}
 		case OpSetAdd:
 			if !dead {
@@ -143,9 +138,8 @@ func (s *Space) record(id RecordID, k int) *Record {
 // Record blocks hold a record and room for its first registers plus one:
 // the spare slot takes a concurrent write's sibling in place (a conflict)
 // instead of moving every register to a new array while the old one stays
-// pinned by the header it shares a block with. With 48-byte headers and
-// entries the sizes fall exactly on the allocator's classes (288 and 480
-// bytes).
+// pinned by the header it shares a block with. With a 48-byte header and
+// 40-byte entries they are 248 and 408 bytes (allocated as 256 and 416).
 type recordBlock5 struct {
 	r Record
 	e [5]regEntry
@@ -275,7 +269,7 @@ func mergeEntries[E any, P interface {
 // run returns the run of regs at i with the same name.
 func run(regs []regEntry, i int) []regEntry {
 	j := i + 1
-	for j < len(regs) && regs[j].name == regs[i].name { // same handle, same name
+	for j < len(regs) && regs[j].sameName(&regs[i]) {
 		j++
 	}
 	return regs[i:j]
@@ -387,15 +381,17 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 // putEntry adds a register sibling. In the common case (the register has
 // one sibling, which the op saw and whose change is applied) it replaces it
 // in place and returns its dot, which the caller then skips.
-//
-// author is the handle of d.Replica. A new register's name is interned
-// here; a new sibling of a register shares the name handle of the others.
-func (r *Record) putEntry(ctx *Context, o *Op, author unique.Handle[ReplicaID], d Dot, hlc uint64) Dot {
+func (r *Record) putEntry(ctx *Context, o *Op, d Dot, hlc uint64) Dot {
 	lo, hi := r.findReg(o.Field)
 	if hi-lo == 1 && !r.regs[lo].is(d) {
-		old := r.regs[lo].dotOf()
+		e := &r.regs[lo]
+		old := e.dotOf()
 		if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
-			r.regs[lo].set(author, d, hlc, ownValue(o.Value))
+			key := e.key
+			if old.Replica != d.Replica {
+				key = ctx.key(o.Field, d.Replica)
+			}
+			e.set(key, d, hlc, ownValue(o.Value))
 			return old
 		}
 	}
@@ -403,13 +399,7 @@ func (r *Record) putEntry(ctx *Context, o *Op, author unique.Handle[ReplicaID], 
 	if found {
 		return Dot{}
 	}
-	var name unique.Handle[string]
-	if lo < hi {
-		name = r.regs[lo].name
-	} else {
-		name = uniqueName(o.Field)
-	}
-	r.regs = insertRegAt(r.regs, lo+i, newRegEntry(name, author, d, hlc, ownValue(o.Value)))
+	r.regs = insertRegAt(r.regs, lo+i, newRegEntry(ctx.key(o.Field, d.Replica), d, hlc, ownValue(o.Value)))
 	return Dot{}
 }
 

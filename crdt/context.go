@@ -18,21 +18,31 @@ type Context struct {
 	// ops of one seq, and a list scanned on every insert made that
 	// quadratic (100k dots froze an agent for seconds).
 	partial map[ReplicaID]map[uint64]map[partialDot]struct{}
-	// last caches the interned handle of the author last applied: a
-	// replica applies runs of changes by one author, and interning costs
-	// a lookup in a global table. It is not part of the context's value.
-	last struct {
-		id ReplicaID
-		h  unique.Handle[ReplicaID]
+	// keys caches the interned (register name, author) handles of the
+	// last few register writes applied: a space has a few fields and
+	// applies runs of changes by one author, and interning costs a lookup
+	// in a global table. It is not part of the context's value.
+	keys [8]struct {
+		name string
+		rep  ReplicaID
+		h    unique.Handle[regKey]
 	}
+	nextKey uint8
 }
 
-// handle returns the interned handle of replica r.
-func (c *Context) handle(r ReplicaID) unique.Handle[ReplicaID] {
-	if c.last.h == (unique.Handle[ReplicaID]{}) || c.last.id != r {
-		c.last.id, c.last.h = r, repHandle(r)
+// key returns the interned handle of (name, r).
+func (c *Context) key(name string, r ReplicaID) unique.Handle[regKey] {
+	for i := range c.keys {
+		k := &c.keys[i]
+		if k.h != (unique.Handle[regKey]{}) && k.rep == r && k.name == name {
+			return k.h
+		}
 	}
-	return c.last.h
+	h := makeKey(name, r)
+	k := &c.keys[c.nextKey%uint8(len(c.keys))]
+	c.nextKey++
+	k.name, k.rep, k.h = h.Value().name, r, h
+	return h
 }
 
 type partialDot struct {

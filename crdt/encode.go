@@ -402,8 +402,8 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	var small [4]ReplicaID
 	t := replicaTable{ids: small[:0]}
 	for i := range r.regs {
-		if i == 0 || r.regs[i].rep != r.regs[i-1].rep {
-			t.add(r.regs[i].rep.Value())
+		if i == 0 || r.regs[i].key != r.regs[i-1].key {
+			t.add(r.regs[i].key.Value().rep)
 		}
 	}
 	x := r.more()
@@ -425,7 +425,7 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	// Slots in (kind, name, elem) order: registers (kind 1), then sets.
 	nregs := 0
 	for i := range r.regs {
-		if i == 0 || r.regs[i].name != r.regs[i-1].name {
+		if i == 0 || !r.regs[i].sameName(&r.regs[i-1]) {
 			nregs++
 		}
 	}
@@ -508,14 +508,13 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool) []entry {
 
 // decodeRegEntries reads a register's siblings (as decodeEntries does,
 // with their values from vr, the values column of a space, or if vr is
-// nil inline from r) and appends them to regs under name. hs holds the
-// interned handles of ids, made as they are first needed.
-func decodeRegEntries(r *reader, ids []ReplicaID, hs []unique.Handle[ReplicaID], used []bool, vr *reader, name string, regs []regEntry) []regEntry {
+// nil inline from r) and appends them to regs under name.
+func decodeRegEntries(r *reader, ids []ReplicaID, used []bool, vr *reader, name string, regs []regEntry) []regEntry {
 	n := r.count(11, 1<<26)
 	if r.err != nil || n == 0 {
 		return regs
 	}
-	nh := uniqueName(name)
+	var key unique.Handle[regKey]
 	var prev Dot
 	for i := 0; i < n; i++ {
 		d := readDot(r, ids, used)
@@ -536,24 +535,13 @@ func decodeRegEntries(r *reader, ids []ReplicaID, hs []unique.Handle[ReplicaID],
 			r.fail(malformed(nil, "entries not sorted"))
 			return regs
 		}
+		if i == 0 || d.Replica != prev.Replica {
+			key = makeKey(name, d.Replica)
+		}
 		prev = d
-		regs = append(regs, newRegEntry(nh, replicaHandle(hs, ids, d.Replica), d, hlc, v))
+		regs = append(regs, newRegEntry(key, d, hlc, v))
 	}
 	return regs
-}
-
-// replicaHandle returns the handle of id, one of ids, caching it in hs
-// (parallel to ids).
-func replicaHandle(hs []unique.Handle[ReplicaID], ids []ReplicaID, id ReplicaID) unique.Handle[ReplicaID] {
-	for i := range ids {
-		if ids[i] == id {
-			if hs[i] == (unique.Handle[ReplicaID]{}) {
-				hs[i] = repHandle(id)
-			}
-			return hs[i]
-		}
-	}
-	return repHandle(id)
 }
 
 func decodeRecord(r *reader, vr *reader) *Record {
@@ -566,7 +554,6 @@ func decodeRecord(r *reader, vr *reader) *Record {
 		r.fail(malformed(nil, "empty record id"))
 	}
 	ids, used := readTable(r, nil, nil)
-	hs := make([]unique.Handle[ReplicaID], len(ids))
 	rec := &Record{id: RecordID(id)}
 	ns := r.count(4, 1<<26)
 	if r.err != nil {
@@ -594,7 +581,7 @@ func decodeRecord(r *reader, vr *reader) *Record {
 				rec.regs = make([]regEntry, 0, ns)
 			}
 			k := len(rec.regs)
-			rec.regs = decodeRegEntries(r, ids, hs, used, vr, s.name, rec.regs)
+			rec.regs = decodeRegEntries(r, ids, used, vr, s.name, rec.regs)
 			n = len(rec.regs) - k
 		}
 		if r.err != nil {

@@ -6,27 +6,27 @@ import (
 )
 
 // TestLayoutSizes pins the compact layout (docs/crdt.md, "Memory layout"):
-// a register sibling and a record header are 48 bytes each, so a record
-// with up to 8 registers and room for one more sibling is one 480-byte
-// allocation.
+// a register sibling is 40 bytes and a record header 48, so a record with
+// up to 8 registers and room for one more sibling is one 408-byte
+// allocation (the allocator's 416-byte class).
 func TestLayoutSizes(t *testing.T) {
-	if n := unsafe.Sizeof(regEntry{}); n != 48 {
-		t.Errorf("regEntry is %d bytes, want 48", n)
+	if n := unsafe.Sizeof(regEntry{}); n != 40 {
+		t.Errorf("regEntry is %d bytes, want 40", n)
 	}
 	if n := unsafe.Sizeof(Record{}); n != 48 {
 		t.Errorf("Record is %d bytes, want 48", n)
 	}
-	if n := unsafe.Sizeof(recordBlock9{}); n != 480 {
-		t.Errorf("recordBlock9 is %d bytes, want 480", n)
+	if n := unsafe.Sizeof(recordBlock9{}); n != 408 {
+		t.Errorf("recordBlock9 is %d bytes, want 408", n)
 	}
-	if n := unsafe.Sizeof(recordBlock5{}); n != 288 {
-		t.Errorf("recordBlock5 is %d bytes, want 288", n)
+	if n := unsafe.Sizeof(recordBlock5{}); n != 248 {
+		t.Errorf("recordBlock5 is %d bytes, want 248", n)
 	}
 }
 
-// TestRegEntryRoundTrip checks that a sibling gives back the dot, HLC and
-// value it was made with: nil stays nil, empty stays empty and not nil,
-// and the bytes are shared, not copied.
+// TestRegEntryRoundTrip checks that a sibling gives back the name, dot,
+// HLC and value it was made with: nil stays nil, empty stays empty and not
+// nil, and the bytes are the ones given, not a copy.
 func TestRegEntryRoundTrip(t *testing.T) {
 	var a ReplicaID
 	a[0], a[15] = 1, 2
@@ -34,7 +34,7 @@ func TestRegEntryRoundTrip(t *testing.T) {
 	name := "given_name"
 	buf := []byte("أمينة market #0042 and more")
 	for _, v := range [][]byte{nil, {}, buf[:5], buf} {
-		e := newRegEntry(uniqueName(name), repHandle(a), d, 77, v)
+		e := newRegEntry(makeKey(name, a), d, 77, v)
 		if got := e.dotOf(); got != d || !e.is(d) {
 			t.Fatalf("dot %v, want %v", got, d)
 		}
@@ -49,37 +49,55 @@ func TestRegEntryRoundTrip(t *testing.T) {
 			t.Fatalf("value %q (nil %v), want %q (nil %v)", got, got == nil, v, v == nil)
 		}
 		if len(v) > 0 && &got[0] != &v[0] {
-			t.Fatal("value copied, want shared")
+			t.Fatal("value copied, want the bytes given")
 		}
 		if cap(got) != len(v) {
 			t.Fatalf("value capacity %d, want %d (a caller's append must not reach beyond it)", cap(got), len(v))
 		}
+		o := newRegEntry(makeKey(name, ReplicaID{9}), Dot{Replica: ReplicaID{9}, Seq: 1}, 1, nil)
+		if !e.sameName(&o) || e.key == o.key {
+			t.Fatal("two authors of one register: want the same name, different keys")
+		}
+		o = newRegEntry(makeKey("village", a), d, 1, nil)
+		if e.sameName(&o) {
+			t.Fatal("two registers of one author: want different names")
+		}
 	}
 }
 
-// TestInterning checks that equal names and replica IDs share one handle,
-// whatever string or array they came from.
+// TestInterning checks that equal (name, author) pairs share one handle,
+// whatever string or array they came from, and that the context's cache
+// of handles never answers for another pair.
 func TestInterning(t *testing.T) {
 	n1 := string([]byte("village"))
 	n2 := string([]byte("village"))
-	if uniqueName(n1) != uniqueName(n2) {
-		t.Fatal("equal names, different handles")
-	}
-	if uniqueName(n1) == uniqueName("district") {
-		t.Fatal("different names, one handle")
-	}
 	var a, b ReplicaID
 	a[3], b[3] = 9, 9
-	if repHandle(a) != repHandle(b) || repHandle(a).Value() != b {
-		t.Fatal("equal replicas, different handles")
+	if makeKey(n1, a) != makeKey(n2, b) {
+		t.Fatal("equal pairs, different handles")
+	}
+	if makeKey(n1, a) == makeKey("district", a) {
+		t.Fatal("different names, one handle")
 	}
 	b[4] = 1
-	if repHandle(a) == repHandle(b) {
+	if makeKey(n1, a) == makeKey(n1, b) {
 		t.Fatal("different replicas, one handle")
 	}
+	// More pairs than the cache holds, asked in a shuffled order, twice.
 	var c Context
-	if c.handle(a) != repHandle(a) || c.handle(b) != repHandle(b) || c.handle(a) != repHandle(a) {
-		t.Fatal("context's handle cache returned another replica's handle")
+	names := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}
+	for round := 0; round < 2; round++ {
+		for i := range 3 * len(names) {
+			n := names[(i*7)%len(names)]
+			r := a
+			if i%3 == 0 {
+				r = b
+			}
+			h := c.key(n, r)
+			if h != makeKey(n, r) || h.Value().name != n || h.Value().rep != r {
+				t.Fatalf("context key(%q, %v) = %+v", n, r, h.Value())
+			}
+		}
 	}
 }
 

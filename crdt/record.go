@@ -30,47 +30,58 @@ func (e *entry) dotOf() Dot { return e.dot }
 // register with one sibling (nearly all of them) costs one element and no
 // allocation of its own.
 //
-// It is laid out compactly (48 bytes, was 80): a record holds one per
-// field, and a space holds every record. The name and the author are
-// interned handles (8 bytes each, shared by every entry of every record
-// naming them), and the value is a pointer and a 32-bit length (values are
+// It is laid out compactly (40 bytes, was 80): a record holds one per
+// field, and a space holds every record. The register's name and the
+// dot's replica are one interned handle (8 bytes, shared by every entry of
+// every record with that name and author: a space has a few fields and a
+// few authors), and the value is a pointer and a 32-bit length (values are
 // at most MaxValueBytes) rather than a slice header with a capacity. See
 // docs/crdt.md, "Memory layout".
 type regEntry struct {
-	name unique.Handle[string]
-	rep  unique.Handle[ReplicaID]
+	key  unique.Handle[regKey]
 	seq  uint64
 	hlc  uint64
-	val  *byte // nil for a nil value; shared with the op that wrote it
+	val  *byte // nil for a nil value; the record's own copy
 	op   uint32
 	vlen uint32
 }
 
-func newRegEntry(name unique.Handle[string], rep unique.Handle[ReplicaID], d Dot, hlc uint64, value []byte) regEntry {
-	e := regEntry{name: name}
-	e.set(rep, d, hlc, value)
+// regKey is what a sibling shares with others: its register's name and
+// its author.
+type regKey struct {
+	name string
+	rep  ReplicaID
+}
+
+func newRegEntry(key unique.Handle[regKey], d Dot, hlc uint64, value []byte) regEntry {
+	var e regEntry
+	e.set(key, d, hlc, value)
 	return e
 }
 
-// set replaces the sibling's dot, HLC and value, keeping its name. rep
-// must be the handle of d.Replica.
-func (e *regEntry) set(rep unique.Handle[ReplicaID], d Dot, hlc uint64, value []byte) {
-	e.rep, e.seq, e.op, e.hlc = rep, d.Seq, d.Op, hlc
+// set replaces the sibling's key, dot, HLC and value. key must name
+// d.Replica.
+func (e *regEntry) set(key unique.Handle[regKey], d Dot, hlc uint64, value []byte) {
+	e.key, e.seq, e.op, e.hlc = key, d.Seq, d.Op, hlc
 	e.val, e.vlen = unsafe.SliceData(value), uint32(len(value))
 }
 
-func (e *regEntry) dotOf() Dot { return Dot{Replica: e.rep.Value(), Seq: e.seq, Op: e.op} }
+func (e *regEntry) dotOf() Dot { return Dot{Replica: e.key.Value().rep, Seq: e.seq, Op: e.op} }
 
 // is reports whether the sibling's dot is d.
 func (e *regEntry) is(d Dot) bool {
-	return e.seq == d.Seq && e.op == d.Op && e.rep.Value() == d.Replica
+	return e.seq == d.Seq && e.op == d.Op && e.key.Value().rep == d.Replica
+}
+
+// sameName reports whether two siblings belong to one register.
+func (e *regEntry) sameName(o *regEntry) bool {
+	return e.key == o.key || e.key.Value().name == o.key.Value().name
 }
 
 // fieldName returns the register's name.
-func (e *regEntry) fieldName() string { return e.name.Value() }
+func (e *regEntry) fieldName() string { return e.key.Value().name }
 
-// value returns the sibling's value (nil if it was written nil). It shares
-// the bytes the op carried, which are immutable once applied.
+// value returns the sibling's value (nil if it was written nil).
 func (e *regEntry) value() []byte { return unsafe.Slice(e.val, e.vlen) }
 
 // slot holds the live entries of one element of a set.
@@ -133,11 +144,10 @@ func (r *Record) tidy() {
 	}
 }
 
-// repHandle interns a replica ID.
-func repHandle(r ReplicaID) unique.Handle[ReplicaID] { return unique.Make(r) }
-
-// uniqueName interns a register name.
-func uniqueName(name string) unique.Handle[string] { return unique.Make(name) }
+// makeKey interns a register name with an author.
+func makeKey(name string, r ReplicaID) unique.Handle[regKey] {
+	return unique.Make(regKey{name: name, rep: r})
+}
 
 // NewRecord returns an empty record.
 func NewRecord(id RecordID) *Record { return &Record{id: id} }
@@ -155,7 +165,7 @@ func (r *Record) findReg(name string) (lo, hi int) {
 		for i := range s {
 			if s[i].fieldName() == name {
 				hi = i + 1
-				for hi < len(s) && s[hi].name == s[i].name {
+				for hi < len(s) && s[hi].fieldName() == name {
 					hi++
 				}
 				return i, hi
@@ -579,7 +589,7 @@ func (r *Record) Register(name string) (FieldView, bool) {
 func (r *Record) regRuns(fn func(run []regEntry)) {
 	for lo := 0; lo < len(r.regs); {
 		hi := lo + 1
-		for hi < len(r.regs) && r.regs[hi].name == r.regs[lo].name {
+		for hi < len(r.regs) && r.regs[hi].sameName(&r.regs[lo]) {
 			hi++
 		}
 		fn(r.regs[lo:hi])

@@ -85,14 +85,16 @@ type side struct {
 // envelopes: a change costs its encoding (~80 bytes for one field), not
 // its Go structs (~240 bytes plus the value).
 // Changes are appended in seq order and stored in chunks, so that growing
-// the log never copies it and trimming frees whole chunks.
+// the log never copies it and trimming frees whole chunks. A side's seqs
+// are contiguous, so refs[i] is seq first+i and a ref need not say it
+// (16 bytes a change, not 24).
 type changeLog struct {
 	chunks [][]byte
 	refs   []logRef
+	first  uint64 // the seq of refs[0]
 }
 
 type logRef struct {
-	seq        uint64
 	chunk, off int32
 	n          int32
 	hint       int32 // the change's EncodedSizeHint, to cut frames without decoding
@@ -101,6 +103,11 @@ type logRef struct {
 const logChunk = 256 << 10
 
 func (l *changeLog) append(ch *crdt.Change) error {
+	if len(l.refs) == 0 {
+		l.first = ch.Seq
+	} else if ch.Seq != l.first+uint64(len(l.refs)) {
+		return fmt.Errorf("w1: log of seqs %d..%d: appending seq %d", l.first, l.first+uint64(len(l.refs))-1, ch.Seq)
+	}
 	var last []byte
 	if n := len(l.chunks); n > 0 {
 		last = l.chunks[n-1]
@@ -115,7 +122,7 @@ func (l *changeLog) append(ch *crdt.Change) error {
 		return err
 	}
 	l.chunks[len(l.chunks)-1] = b
-	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off), hint: int32(ch.EncodedSizeHint())})
+	l.refs = append(l.refs, logRef{chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off), hint: int32(ch.EncodedSizeHint())})
 	return nil
 }
 
@@ -154,25 +161,27 @@ const FrameBytes = 1 << 20
 // missing returns the entries of src's log that dst lacks: what a version
 // vector exchange tells the sender before it streams.
 func missing(src, dst *side) []logRef {
-	refs := src.log.refs
-	has := func(r logRef) bool { return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) }
+	refs, first := src.log.refs, src.log.first
+	has := func(i int) bool {
+		return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: first + uint64(i)})
+	}
 	// Usually dst holds a prefix of the log: then what it lacks is the
 	// rest, shared rather than copied (the log is not written meanwhile).
 	i := 0
-	for i < len(refs) && has(refs[i]) {
+	for i < len(refs) && has(i) {
 		i++
 	}
 	j := i
-	for j < len(refs) && !has(refs[j]) {
+	for j < len(refs) && !has(j) {
 		j++
 	}
 	if j == len(refs) {
 		return refs[i:len(refs):len(refs)]
 	}
 	out := slices.Clone(refs[i:j])
-	for _, r := range refs[j:] {
-		if !has(r) {
-			out = append(out, r)
+	for k := j; k < len(refs); k++ {
+		if !has(k) {
+			out = append(out, refs[k])
 		}
 	}
 	return out
@@ -186,7 +195,7 @@ func missing(src, dst *side) []logRef {
 func (s *side) trim(peer *side) {
 	l := &s.log
 	i := 0
-	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.refs[i].seq}) {
+	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.first + uint64(i)}) {
 		i++
 	}
 	if i == 0 {
@@ -201,6 +210,7 @@ func (s *side) trim(peer *side) {
 		l.chunks[c] = nil
 	}
 	l.refs = append([]logRef(nil), l.refs[i:]...)
+	l.first += uint64(i)
 }
 
 // frames cuts the logged changes refs into frames of at most FrameBytes

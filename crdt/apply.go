@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 )
@@ -39,7 +40,7 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 		switch o.Kind {
 		case OpPut, OpResolve:
 			if !dead {
-				skip = r.putEntry(ctx, o, entry{dot: d, hlc: hlc, value: o.Value})
+				skip = r.putEntry(ctx, o, d, hlc)
 			}
 		case OpSetAdd:
 			if !dead {
@@ -47,7 +48,8 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 			}
 		case OpDelete:
 			if !dead {
-				r.dels = insertEntry(r.dels, entry{dot: d, hlc: hlc})
+				x := r.ext()
+				x.dels = insertEntry(x.dels, entry{dot: d, hlc: hlc})
 			}
 		case OpNoteAdd:
 			r.addNote(note{id: d, hlc: hlc, text: string(o.Value), removed: dead})
@@ -133,32 +135,37 @@ func (s *Space) record(id RecordID, k int) *Record {
 	return r
 }
 
-type recordBlock4 struct {
+// Record blocks hold a record and room for its first registers plus one:
+// the spare slot takes a concurrent write's sibling in place (a conflict)
+// instead of moving every register to a new array while the old one stays
+// pinned by the header it shares a block with. With a 48-byte header and
+// 40-byte entries they are 248 and 408 bytes (allocated as 256 and 416).
+type recordBlock5 struct {
 	r Record
-	e [4]regEntry
+	e [5]regEntry
 }
 
-type recordBlock8 struct {
+type recordBlock9 struct {
 	r Record
-	e [8]regEntry
+	e [9]regEntry
 }
 
 func newRecordBlock(id RecordID, k int) *Record {
 	switch {
 	case k >= 2 && k <= 4:
-		b := &recordBlock4{}
-		b.r = Record{id: id, regs: b.e[:0:k]}
+		b := &recordBlock5{}
+		b.r = Record{id: id, regs: b.e[:0:len(b.e)]}
 		return &b.r
 	case k >= 5 && k <= 8:
-		b := &recordBlock8{}
-		b.r = Record{id: id, regs: b.e[:0:k]}
+		b := &recordBlock9{}
+		b.r = Record{id: id, regs: b.e[:0:len(b.e)]}
 		return &b.r
 	}
 	return NewRecord(id)
 }
 
-// Apply applies a change (see ApplyChange). It keeps references to the
-// change's values.
+// Apply applies a change (see ApplyChange). It copies the values it keeps,
+// so a record never pins the buffer a change was decoded from.
 func (s *Space) Apply(ch *Change) error {
 	if err := ch.Validate(); err != nil {
 		return err
@@ -262,7 +269,7 @@ func mergeEntries[E any, P interface {
 // run returns the run of regs at i with the same name.
 func run(regs []regEntry, i int) []regEntry {
 	j := i + 1
-	for j < len(regs) && regs[j].name == regs[i].name {
+	for j < len(regs) && regs[j].sameName(&regs[i]) {
 		j++
 	}
 	return regs[i:j]
@@ -279,7 +286,7 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 		case j == len(rb.regs):
 			c = -1
 		default:
-			c = strings.Compare(ra.regs[i].name, rb.regs[j].name)
+			c = strings.Compare(ra.regs[i].fieldName(), rb.regs[j].fieldName())
 		}
 		switch {
 		case c == 0:
@@ -297,70 +304,76 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 			j += len(b)
 		}
 	}
+	xa, xb := ra.more(), rb.more()
+	var sets []slot
 	i, j = 0, 0
-	for i < len(ra.sets) || j < len(rb.sets) {
+	for i < len(xa.sets) || j < len(xb.sets) {
 		var c int
 		switch {
-		case i == len(ra.sets):
+		case i == len(xa.sets):
 			c = 1
-		case j == len(rb.sets):
+		case j == len(xb.sets):
 			c = -1
 		default:
-			sb := &rb.sets[j]
-			c = cmpSetKey(&ra.sets[i], sb.name, sb.elem)
+			sb := &xb.sets[j]
+			c = cmpSetKey(&xa.sets[i], sb.name, sb.elem)
 		}
 		var s slot
 		switch {
 		case c == 0:
-			s = ra.sets[i]
-			s.entries = mergeEntries(nil, id, ra.sets[i].entries, ca, rb.sets[j].entries, cb)
+			s = xa.sets[i]
+			s.entries = mergeEntries(nil, id, xa.sets[i].entries, ca, xb.sets[j].entries, cb)
 			i++
 			j++
 		case c < 0:
-			s = ra.sets[i]
+			s = xa.sets[i]
 			s.entries = mergeEntries(nil, id, s.entries, ca, nil, cb)
 			i++
 		default:
-			s = rb.sets[j]
+			s = xb.sets[j]
 			s.entries = mergeEntries(nil, id, nil, ca, s.entries, cb)
 			j++
 		}
 		if len(s.entries) > 0 {
-			out.sets = append(out.sets, s)
+			sets = append(sets, s)
 		}
 	}
-	out.dels = mergeEntries(nil, id, ra.dels, ca, rb.dels, cb)
+	dels := mergeEntries(nil, id, xa.dels, ca, xb.dels, cb)
+	var notes []note
 	i, j = 0, 0
-	for i < len(ra.notes) || j < len(rb.notes) {
+	for i < len(xa.notes) || j < len(xb.notes) {
 		var c int
 		switch {
-		case i == len(ra.notes):
+		case i == len(xa.notes):
 			c = 1
-		case j == len(rb.notes):
+		case j == len(xb.notes):
 			c = -1
 		default:
-			c = ra.notes[i].id.Compare(rb.notes[j].id)
+			c = xa.notes[i].id.Compare(xb.notes[j].id)
 		}
 		var n note
 		switch {
 		case c == 0:
-			n = ra.notes[i]
-			n.removed = n.removed || rb.notes[j].removed
+			n = xa.notes[i]
+			n.removed = n.removed || xb.notes[j].removed
 			i++
 			j++
 		case c < 0:
-			n = ra.notes[i]
+			n = xa.notes[i]
 			n.removed = n.removed || cb.hasPartial(n.id, id)
 			i++
 		default:
-			n = rb.notes[j]
+			n = xb.notes[j]
 			n.removed = n.removed || ca.hasPartial(n.id, id)
 			j++
 		}
 		if n.removed {
 			n.text = ""
 		}
-		out.notes = append(out.notes, n)
+		notes = append(notes, n)
+	}
+	if len(sets) > 0 || len(dels) > 0 || len(notes) > 0 {
+		out.x = &recordExtra{sets: sets, dels: dels, notes: notes}
 	}
 	return out
 }
@@ -368,19 +381,38 @@ func mergeRecord(id RecordID, ra *Record, ca *Context, rb *Record, cb *Context) 
 // putEntry adds a register sibling. In the common case (the register has
 // one sibling, which the op saw and whose change is applied) it replaces it
 // in place and returns its dot, which the caller then skips.
-func (r *Record) putEntry(ctx *Context, o *Op, e entry) Dot {
+func (r *Record) putEntry(ctx *Context, o *Op, d Dot, hlc uint64) Dot {
 	lo, hi := r.findReg(o.Field)
-	if hi-lo == 1 && r.regs[lo].dot != e.dot {
-		old := r.regs[lo].dot
+	if hi-lo == 1 && !r.regs[lo].is(d) {
+		e := &r.regs[lo]
+		old := e.dotOf()
 		if _, saw := slices.BinarySearchFunc(o.Seen, old, Dot.Compare); saw && ctx.hasChange(old.Replica, old.Seq) {
-			r.regs[lo].entry = e
+			key := e.key
+			if old.Replica != d.Replica {
+				key = ctx.key(o.Field, d.Replica)
+			}
+			e.set(key, d, hlc, ownValue(o.Value))
 			return old
 		}
 	}
-	i, found := findDot(r.regs[lo:hi], e.dot)
+	i, found := findDot(r.regs[lo:hi], d)
 	if found {
 		return Dot{}
 	}
-	r.regs = insertRegAt(r.regs, lo+i, regEntry{name: o.Field, entry: e})
+	r.regs = insertRegAt(r.regs, lo+i, newRegEntry(ctx.key(o.Field, d.Replica), d, hlc, ownValue(o.Value)))
 	return Dot{}
+}
+
+// ownValue returns a copy of an applied register value for the record to
+// keep (nil stays nil, empty stays empty). Keeping the op's own bytes
+// instead pinned whatever they were cut from: a decoded batch of a
+// thousand changes stayed whole while one of its values was live, and a
+// caller's buffer of values stayed whole once most were overwritten. A
+// copy costs its size rounded to the allocator's class (64 bytes for
+// W1's 57).
+func ownValue(v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	return bytes.Clone(v)
 }

@@ -41,106 +41,18 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 	if level < flate.HuffmanOnly || level > flate.BestCompression {
 		return nil, fmt.Errorf("crdt: compression level %d", level)
 	}
-	reps := make([]ReplicaID, 0, 4)
-	sidx := make(map[string]uint64)
-	var strs []string
-	addStr := func(s string) {
-		if _, ok := sidx[s]; !ok {
-			sidx[s] = 0
-			strs = append(strs, s)
-		}
-	}
-	var lastRec RecordID
-	values := 0
+	w := newBatchWriter()
 	for _, c := range chs {
 		if err := c.Validate(); err != nil {
 			return nil, err
 		}
-		if len(c.Deps) > 0 {
-			// Batches are the crdt layer's bulk form (benchmarks, state
-			// transfer tests); dependencies live in envelopes only.
-			return nil, invalid("a change batch carries no dependencies (change %s:%d has %d)", c.Author, c.Seq, len(c.Deps))
-		}
-		reps = append(reps, c.Author)
-		for i := range c.Ops {
-			o := &c.Ops[i]
-			if o.Record != lastRec || len(strs) == 0 {
-				addStr(string(o.Record))
-				lastRec = o.Record
-			}
-			if opHasField(o.Kind) {
-				addStr(o.Field)
-			}
-			if opHasValue(o.Kind) {
-				values += len(o.Value)
-			}
-			for _, d := range o.Seen {
-				if d.Replica != reps[len(reps)-1] {
-					reps = append(reps, d.Replica)
-				}
-			}
+		if err := w.collect(c); err != nil {
+			return nil, err
 		}
 	}
-	slices.SortFunc(reps, ReplicaID.Compare)
-	reps = slices.Compact(reps)
-	slices.Sort(strs)
-	for i, s := range strs {
-		sidx[s] = uint64(i)
-	}
-	ridx := func(r ReplicaID) uint64 {
-		if len(reps) <= 8 {
-			for i := range reps {
-				if reps[i] == r {
-					return uint64(i)
-				}
-			}
-		}
-		i, _ := slices.BinarySearchFunc(reps, r, ReplicaID.Compare)
-		return uint64(i)
-	}
-	// A plain batch is the header then the body: write the header first so
-	// that the body needs no second copy.
-	body := make([]byte, 0, 2+16+17*len(reps)+12*len(strs)+16*len(chs)+values)
-	if level == NoCompression {
-		body = append(body, batchVersion, 0)
-	}
-	body = appendUvarint(body, uint64(len(chs)))
-	body = appendUvarint(body, uint64(len(reps)))
-	for i := range reps {
-		body = append(body, reps[i][:]...)
-	}
-	body = appendUvarint(body, uint64(len(strs)))
-	for _, s := range strs {
-		body = appendString(body, s)
-	}
-	var prev uint64
+	body := w.header(len(chs), level)
 	for _, c := range chs {
-		body = appendUvarint(body, ridx(c.Author))
-		body = appendUvarint(body, c.Seq)
-		h := c.HLC.Pack()
-		body = appendUvarint(body, zigzag(int64(h-prev)))
-		prev = h
-		body = appendUvarint(body, uint64(len(c.Ops)))
-		for i := range c.Ops {
-			o := &c.Ops[i]
-			body = append(body, byte(o.Kind))
-			body = appendUvarint(body, sidx[string(o.Record)])
-			if opHasField(o.Kind) {
-				body = appendUvarint(body, sidx[o.Field])
-			}
-			if opHasValue(o.Kind) {
-				body = appendUvarint(body, uint64(len(o.Value)))
-			}
-			if o.Kind == OpResolve {
-				body = appendString(body, o.Reason)
-			}
-			body = appendUvarint(body, uint64(len(o.Seen)))
-			for _, d := range o.Seen {
-				body = appendUvarint(body, ridx(d.Replica))
-				body = appendUvarint(body, d.Seq)
-				body = appendUvarint(body, uint64(d.Op))
-			}
-		}
+		body = w.appendChange(body, c)
 	}
 	for _, c := range chs {
 		for i := range c.Ops {
@@ -149,23 +61,205 @@ func EncodeChangesLevel(chs []*Change, level int) ([]byte, error) {
 			}
 		}
 	}
+	return finishBatch(body, level), nil
+}
+
+// TranscodeChanges encodes as one batch the changes encs, each encoded by
+// Change.MarshalBinary: the result is byte for byte EncodeChangesLevel of
+// the decoded changes. It decodes each change twice into one scratch
+// change instead of holding them all decoded, so a sender streaming its
+// stored changes in batches holds a batch's encodings, not ~4 times as
+// many bytes of Change values. encs are only read, and only during the
+// call.
+func TranscodeChanges(encs [][]byte, level int) ([]byte, error) {
+	if level < flate.HuffmanOnly || level > flate.BestCompression {
+		return nil, fmt.Errorf("crdt: compression level %d", level)
+	}
+	var c Change
+	in := &interner{m: make(map[string]string)}
+	var ops [64]Op
+	var dots [256]Dot
+	decode := func(b []byte) error {
+		if len(b) > MaxChangeBytes {
+			return malformed(ErrOversize, "change of %d bytes", len(b))
+		}
+		clear(c.Ops)
+		c = Change{}
+		in.ops, in.dots = ops[:], dots[:]
+		r := &reader{b: b}
+		decodeChange(r, &c, in)
+		return r.end()
+	}
+	w := newBatchWriter()
+	for _, b := range encs {
+		if err := decode(b); err != nil {
+			return nil, err
+		}
+		if err := w.collect(&c); err != nil {
+			return nil, err
+		}
+	}
+	body := w.header(len(encs), level)
+	// The values column follows every change's metadata: keep where each
+	// value is (they alias encs) and copy them after.
+	vals := make([][]byte, 0, len(encs))
+	for _, b := range encs {
+		if err := decode(b); err != nil {
+			return nil, err
+		}
+		body = w.appendChange(body, &c)
+		for i := range c.Ops {
+			if opHasValue(c.Ops[i].Kind) && len(c.Ops[i].Value) > 0 {
+				vals = append(vals, c.Ops[i].Value)
+			}
+		}
+	}
+	clear(c.Ops)
+	for _, v := range vals {
+		body = append(body, v...)
+	}
+	return finishBatch(body, level), nil
+}
+
+// batchWriter writes a change batch in two passes: collect every change
+// (the replica and string tables), then the header and each change.
+type batchWriter struct {
+	reps    []ReplicaID
+	sidx    map[string]uint64
+	strs    []string
+	lastRec RecordID
+	values  int
+	prev    uint64 // the previous change's packed HLC
+}
+
+func newBatchWriter() *batchWriter {
+	return &batchWriter{reps: make([]ReplicaID, 0, 4), sidx: make(map[string]uint64)}
+}
+
+// collect adds a valid change's replicas and strings to the tables.
+func (w *batchWriter) collect(c *Change) error {
+	if len(c.Deps) > 0 {
+		// Batches are the crdt layer's bulk form (benchmarks, state
+		// transfer tests); dependencies live in envelopes only.
+		return invalid("a change batch carries no dependencies (change %s:%d has %d)", c.Author, c.Seq, len(c.Deps))
+	}
+	addStr := func(s string) {
+		if _, ok := w.sidx[s]; !ok {
+			w.sidx[s] = 0
+			w.strs = append(w.strs, s)
+		}
+	}
+	w.reps = append(w.reps, c.Author)
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		if o.Record != w.lastRec || len(w.strs) == 0 {
+			addStr(string(o.Record))
+			w.lastRec = o.Record
+		}
+		if opHasField(o.Kind) {
+			addStr(o.Field)
+		}
+		if opHasValue(o.Kind) {
+			w.values += len(o.Value)
+		}
+		for _, d := range o.Seen {
+			if d.Replica != w.reps[len(w.reps)-1] {
+				w.reps = append(w.reps, d.Replica)
+			}
+		}
+	}
+	return nil
+}
+
+func (w *batchWriter) ridx(r ReplicaID) uint64 {
+	if len(w.reps) <= 8 {
+		for i := range w.reps {
+			if w.reps[i] == r {
+				return uint64(i)
+			}
+		}
+	}
+	i, _ := slices.BinarySearchFunc(w.reps, r, ReplicaID.Compare)
+	return uint64(i)
+}
+
+// header sorts the tables and returns a new body holding the batch header
+// (for a plain batch), the count of n changes and the tables.
+func (w *batchWriter) header(n, level int) []byte {
+	slices.SortFunc(w.reps, ReplicaID.Compare)
+	w.reps = slices.Compact(w.reps)
+	slices.Sort(w.strs)
+	for i, s := range w.strs {
+		w.sidx[s] = uint64(i)
+	}
+	// A plain batch is the header then the body: write the header first so
+	// that the body needs no second copy.
+	body := make([]byte, 0, 2+16+17*len(w.reps)+12*len(w.strs)+16*n+w.values)
 	if level == NoCompression {
-		return body, nil
+		body = append(body, batchVersion, 0)
+	}
+	body = appendUvarint(body, uint64(n))
+	body = appendUvarint(body, uint64(len(w.reps)))
+	for i := range w.reps {
+		body = append(body, w.reps[i][:]...)
+	}
+	body = appendUvarint(body, uint64(len(w.strs)))
+	for _, s := range w.strs {
+		body = appendString(body, s)
+	}
+	return body
+}
+
+// appendChange appends a change's metadata (not its values).
+func (w *batchWriter) appendChange(body []byte, c *Change) []byte {
+	body = appendUvarint(body, w.ridx(c.Author))
+	body = appendUvarint(body, c.Seq)
+	h := c.HLC.Pack()
+	body = appendUvarint(body, zigzag(int64(h-w.prev)))
+	w.prev = h
+	body = appendUvarint(body, uint64(len(c.Ops)))
+	for i := range c.Ops {
+		o := &c.Ops[i]
+		body = append(body, byte(o.Kind))
+		body = appendUvarint(body, w.sidx[string(o.Record)])
+		if opHasField(o.Kind) {
+			body = appendUvarint(body, w.sidx[o.Field])
+		}
+		if opHasValue(o.Kind) {
+			body = appendUvarint(body, uint64(len(o.Value)))
+		}
+		if o.Kind == OpResolve {
+			body = appendString(body, o.Reason)
+		}
+		body = appendUvarint(body, uint64(len(o.Seen)))
+		for _, d := range o.Seen {
+			body = appendUvarint(body, w.ridx(d.Replica))
+			body = appendUvarint(body, d.Seq)
+			body = appendUvarint(body, uint64(d.Op))
+		}
+	}
+	return body
+}
+
+// finishBatch returns a plain body as it is, or compresses it.
+func finishBatch(body []byte, level int) []byte {
+	if level == NoCompression {
+		return body
 	}
 	out := bytes.NewBuffer(make([]byte, 0, len(body)/2+16))
 	out.Write([]byte{batchVersion, 1})
 	out.Write(binary.AppendUvarint(nil, uint64(len(body))))
 	pool := &flateWriters[level-flate.HuffmanOnly]
-	w, _ := pool.Get().(*flate.Writer)
-	if w == nil {
-		w, _ = flate.NewWriter(out, level)
+	fw, _ := pool.Get().(*flate.Writer)
+	if fw == nil {
+		fw, _ = flate.NewWriter(out, level)
 	} else {
-		w.Reset(out)
+		fw.Reset(out)
 	}
-	w.Write(body)
-	w.Close()
-	pool.Put(w)
-	return out.Bytes(), nil
+	fw.Write(body)
+	fw.Close()
+	pool.Put(fw)
+	return out.Bytes()
 }
 
 var flateWriters [flate.BestCompression - flate.HuffmanOnly + 1]sync.Pool
@@ -333,4 +427,224 @@ func decodeBatchBody(body []byte) ([]*Change, error) {
 		}
 	}
 	return out, nil
+}
+
+// DecodeChangesFunc decodes a batch written by EncodeChanges, as
+// DecodeChanges does, and calls fn with each change in order. It checks
+// the whole batch first (the same checks as DecodeChanges: on a batch
+// DecodeChanges refuses it returns an error without calling fn), then
+// decodes each change again into one scratch change: fn must not keep the
+// change, its ops or its values beyond the call (Space.Apply copies what
+// it keeps). So a receiver applying a batch holds the batch, not the batch
+// and ~3 times its size in Change values. fn's error stops the decoding
+// and is returned.
+func DecodeChangesFunc(b []byte, fn func(*Change) error) error {
+	if len(b) < 2 {
+		return malformed(ErrTruncated, "batch header")
+	}
+	if b[0] != batchVersion {
+		return malformed(ErrUnknownVersion, "batch version %d", b[0])
+	}
+	var body []byte
+	switch b[1] {
+	case 0:
+		body = b[2:]
+	case 1:
+		r := &reader{b: b, off: 2}
+		size := r.uvarint()
+		if r.err != nil {
+			return r.err
+		}
+		if size > MaxBatchBytes || size > uint64(len(b))*1032 {
+			return malformed(ErrOversize, "batch of %d bytes", size)
+		}
+		var err error
+		if body, err = inflateSized(b[r.off:], int(size)); err != nil {
+			return err
+		}
+	default:
+		return malformed(nil, "batch flags %d", b[1])
+	}
+	d, err := newBatchDecoder(body)
+	if err != nil {
+		return err
+	}
+	// Pass 1: the structure, the tables' use and the values column's size.
+	total := 0
+	for k := 0; k < d.n; k++ {
+		if err := d.next(nil, &total); err != nil {
+			return err
+		}
+	}
+	if d.r.remaining() != total {
+		return malformed(nil, "values column is %d bytes, want %d", d.r.remaining(), total)
+	}
+	for _, u := range d.usedR {
+		if !u {
+			return malformed(nil, "unused replica")
+		}
+	}
+	for _, u := range d.usedS {
+		if !u {
+			return malformed(nil, "unused string")
+		}
+	}
+	// Pass 2: every change with its values is valid. Pass 3: hand them out.
+	for pass := 2; pass <= 3; pass++ {
+		d.rewind(total)
+		for k := 0; k < d.n; k++ {
+			if err := d.next(&d.c, nil); err != nil {
+				return err
+			}
+			if pass == 2 {
+				if err := d.c.Validate(); err != nil {
+					return malformed(nil, "%v", err)
+				}
+			} else if err := fn(&d.c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// batchDecoder reads a batch body's changes one at a time into scratch.
+type batchDecoder struct {
+	r            reader
+	n            int // changes
+	reps         []ReplicaID
+	usedR, usedS []bool
+	strs         []string
+	start        int    // offset of the first change
+	prev         uint64 // the previous change's packed HLC
+	col          []byte // the rest of the values column (passes 2 and 3)
+	c            Change
+	in           interner
+	ops          [64]Op
+	dots         [256]Dot
+}
+
+func newBatchDecoder(body []byte) (*batchDecoder, error) {
+	d := &batchDecoder{r: reader{b: body}}
+	r := &d.r
+	d.n = r.count(4, 1<<28)
+	d.reps, d.usedR = readTable(r, nil, nil)
+	ns := r.count(2, 1<<28)
+	if r.err != nil {
+		return nil, r.err
+	}
+	d.strs = make([]string, ns)
+	d.usedS = make([]bool, ns)
+	for i := range d.strs {
+		d.strs[i] = r.text(MaxNameBytes)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if d.strs[i] == "" || i > 0 && d.strs[i-1] >= d.strs[i] {
+			return nil, malformed(nil, "string table not sorted")
+		}
+	}
+	d.start = r.off
+	return d, nil
+}
+
+// rewind goes back to the first change, with the values column (total
+// bytes at the end of the body) to hand out.
+func (d *batchDecoder) rewind(total int) {
+	d.r.off = d.start
+	d.prev = 0
+	d.col = d.r.b[len(d.r.b)-total:]
+}
+
+// next reads the next change. With c nil (pass 1) it only checks it and
+// adds its values' size to *total; otherwise it decodes it into c, which
+// it resets, with its values from the column.
+func (d *batchDecoder) next(c *Change, total *int) error {
+	r := &d.r
+	var scratch Change
+	if c == nil {
+		c = &scratch
+	} else {
+		*c = Change{}
+	}
+	d.in.ops, d.in.dots = d.ops[:], d.dots[:]
+	if i := r.uvarint(); i < uint64(len(d.reps)) {
+		c.Author = d.reps[i]
+		d.usedR[i] = true
+	} else if r.err == nil {
+		return malformed(nil, "replica index %d out of range", i)
+	}
+	c.Seq = r.uvarint()
+	d.prev += uint64(unzigzag(r.uvarint()))
+	c.HLC = UnpackTimestamp(d.prev)
+	if r.err == nil && c.HLC.Pack() != d.prev {
+		return malformed(nil, "HLC out of range")
+	}
+	nops := r.count(3, MaxOpsPerChange)
+	if r.err != nil {
+		return r.err
+	}
+	if nops > 0 {
+		c.Ops = d.in.opSlice(nops)
+		clear(c.Ops) // the scratch ops hold the previous change's
+	}
+	str := func(i uint64) string {
+		if i >= uint64(len(d.strs)) {
+			r.fail(malformed(nil, "string index %d out of range", i))
+			return ""
+		}
+		d.usedS[i] = true
+		return d.strs[i]
+	}
+	for i := 0; i < nops && r.err == nil; i++ {
+		o := &c.Ops[i]
+		o.Kind = OpKind(r.byte1())
+		if r.err == nil && (o.Kind < OpPut || o.Kind > OpResolve) {
+			return malformed(nil, "op kind %d", o.Kind)
+		}
+		o.Record = RecordID(str(r.uvarint()))
+		if opHasField(o.Kind) {
+			o.Field = str(r.uvarint())
+		}
+		if opHasValue(o.Kind) {
+			l := r.uvarint()
+			if l > MaxValueBytes || l > uint64(len(r.b)) {
+				return malformed(ErrOversize, "value of %d bytes", l)
+			}
+			if l > 0 {
+				if total != nil {
+					*total += int(l)
+					if *total > len(r.b) {
+						return malformed(ErrTruncated, "values column")
+					}
+				} else {
+					o.Value, d.col = d.col[:l:l], d.col[l:]
+				}
+			}
+		}
+		if o.Kind == OpResolve {
+			o.Reason = r.text(MaxNameBytes)
+		}
+		nseen := r.count(3, MaxOpsPerChange)
+		if nseen > 0 && r.err == nil {
+			o.Seen = d.in.dotSlice(nseen)
+		}
+		for j := 0; j < nseen && r.err == nil; j++ {
+			ri := r.uvarint()
+			dot := Dot{Seq: r.uvarint()}
+			if ri < uint64(len(d.reps)) {
+				dot.Replica = d.reps[ri]
+				d.usedR[ri] = true
+			} else if r.err == nil {
+				return malformed(nil, "replica index %d out of range", ri)
+			}
+			op := r.uvarint()
+			if op > 1<<32-1 {
+				return malformed(nil, "op index")
+			}
+			dot.Op = uint32(op)
+			o.Seen[j] = dot
+		}
+	}
+	return r.err
 }

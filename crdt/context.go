@@ -3,6 +3,7 @@ package crdt
 import (
 	"slices"
 	"sort"
+	"unique"
 )
 
 // Context is a space's causal context: the set of changes applied (or
@@ -17,6 +18,31 @@ type Context struct {
 	// ops of one seq, and a list scanned on every insert made that
 	// quadratic (100k dots froze an agent for seconds).
 	partial map[ReplicaID]map[uint64]map[partialDot]struct{}
+	// keys caches the interned (register name, author) handles of the
+	// last few register writes applied: a space has a few fields and
+	// applies runs of changes by one author, and interning costs a lookup
+	// in a global table. It is not part of the context's value.
+	keys [8]struct {
+		name string
+		rep  ReplicaID
+		h    unique.Handle[regKey]
+	}
+	nextKey uint8
+}
+
+// key returns the interned handle of (name, r).
+func (c *Context) key(name string, r ReplicaID) unique.Handle[regKey] {
+	for i := range c.keys {
+		k := &c.keys[i]
+		if k.h != (unique.Handle[regKey]{}) && k.rep == r && k.name == name {
+			return k.h
+		}
+	}
+	h := makeKey(name, r)
+	k := &c.keys[c.nextKey%uint8(len(c.keys))]
+	c.nextKey++
+	k.name, k.rep, k.h = h.Value().name, r, h
+	return h
 }
 
 type partialDot struct {

@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"io"
 	"slices"
+	"unique"
 )
 
 // Format versions (docs/format.md).
@@ -390,7 +391,7 @@ func (r *Record) appendBinary(b []byte) []byte { return r.appendEncoding(b, fals
 // values column of a space).
 func (r *Record) appendValues(b []byte) []byte {
 	for i := range r.regs {
-		b = appendBytes(b, r.regs[i].value)
+		b = appendBytes(b, r.regs[i].value())
 	}
 	return b
 }
@@ -401,17 +402,20 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	var small [4]ReplicaID
 	t := replicaTable{ids: small[:0]}
 	for i := range r.regs {
-		t.add(r.regs[i].dot.Replica)
+		if i == 0 || r.regs[i].key != r.regs[i-1].key {
+			t.add(r.regs[i].key.Value().rep)
+		}
 	}
-	for _, s := range r.sets {
+	x := r.more()
+	for _, s := range x.sets {
 		for _, e := range s.entries {
 			t.add(e.dot.Replica)
 		}
 	}
-	for _, e := range r.dels {
+	for _, e := range x.dels {
 		t.add(e.dot.Replica)
 	}
-	for _, n := range r.notes {
+	for _, n := range x.notes {
 		t.add(n.id.Replica)
 	}
 	t.finish()
@@ -421,24 +425,24 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 	// Slots in (kind, name, elem) order: registers (kind 1), then sets.
 	nregs := 0
 	for i := range r.regs {
-		if i == 0 || r.regs[i].name != r.regs[i-1].name {
+		if i == 0 || !r.regs[i].sameName(&r.regs[i-1]) {
 			nregs++
 		}
 	}
-	b = appendUvarint(b, uint64(nregs+len(r.sets)))
+	b = appendUvarint(b, uint64(nregs+len(x.sets)))
 	r.regRuns(func(run []regEntry) {
 		b = append(b, byte(kindRegister))
-		b = appendString(b, run[0].name)
+		b = appendString(b, run[0].fieldName())
 		b = appendUvarint(b, uint64(len(run)))
 		for i := range run {
-			b = appendDot(b, &t, run[i].dot)
+			b = appendDot(b, &t, run[i].dotOf())
 			b = appendU64(b, run[i].hlc)
 			if !noValues {
-				b = appendBytes(b, run[i].value)
+				b = appendBytes(b, run[i].value())
 			}
 		}
 	})
-	for _, s := range r.sets {
+	for _, s := range x.sets {
 		b = append(b, byte(kindSet))
 		b = appendString(b, s.name)
 		b = appendString(b, s.elem)
@@ -448,13 +452,13 @@ func (r *Record) appendEncoding(b []byte, noValues bool) []byte {
 			b = appendU64(b, e.hlc)
 		}
 	}
-	b = appendUvarint(b, uint64(len(r.dels)))
-	for _, e := range r.dels {
+	b = appendUvarint(b, uint64(len(x.dels)))
+	for _, e := range x.dels {
 		b = appendDot(b, &t, e.dot)
 		b = appendU64(b, e.hlc)
 	}
-	b = appendUvarint(b, uint64(len(r.notes)))
-	for _, n := range r.notes {
+	b = appendUvarint(b, uint64(len(x.notes)))
+	for _, n := range x.notes {
 		b = appendDot(b, &t, n.id)
 		b = appendU64(b, n.hlc)
 		if n.removed {
@@ -481,9 +485,8 @@ func UnmarshalRecord(b []byte) (*Record, error) {
 	return rec, nil
 }
 
-// decodeEntries reads entries; register values come from vr (the values
-// column of a space) or, if vr is nil, inline from r.
-func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool, vr *reader) []entry {
+// decodeEntries reads the entries of a set element or the delete markers.
+func decodeEntries(r *reader, ids []ReplicaID, used []bool) []entry {
 	n := r.count(11, 1<<26)
 	if r.err != nil || n == 0 {
 		return nil
@@ -492,16 +495,6 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool, vr *
 	for i := range es {
 		es[i].dot = readDot(r, ids, used)
 		es[i].hlc = r.u64()
-		if withValue {
-			if vr != nil {
-				es[i].value = vr.bytes(MaxValueBytes)
-				if vr.err != nil {
-					r.fail(vr.err)
-				}
-			} else {
-				es[i].value = r.bytes(MaxValueBytes)
-			}
-		}
 		if r.err != nil {
 			return nil
 		}
@@ -513,35 +506,40 @@ func decodeEntries(r *reader, ids []ReplicaID, used []bool, withValue bool, vr *
 	return es
 }
 
-// decodeRegEntries reads a register's siblings (as decodeEntries does)
-// and appends them to regs under name.
+// decodeRegEntries reads a register's siblings (as decodeEntries does,
+// with their values from vr, the values column of a space, or if vr is
+// nil inline from r) and appends them to regs under name.
 func decodeRegEntries(r *reader, ids []ReplicaID, used []bool, vr *reader, name string, regs []regEntry) []regEntry {
 	n := r.count(11, 1<<26)
-	if r.err != nil {
+	if r.err != nil || n == 0 {
 		return regs
 	}
-	k := len(regs)
+	var key unique.Handle[regKey]
+	var prev Dot
 	for i := 0; i < n; i++ {
-		var e regEntry
-		e.name = name
-		e.dot = readDot(r, ids, used)
-		e.hlc = r.u64()
+		d := readDot(r, ids, used)
+		hlc := r.u64()
+		var v []byte
 		if vr != nil {
-			e.value = vr.bytes(MaxValueBytes)
+			v = vr.bytes(MaxValueBytes)
 			if vr.err != nil {
 				r.fail(vr.err)
 			}
 		} else {
-			e.value = r.bytes(MaxValueBytes)
+			v = r.bytes(MaxValueBytes)
 		}
 		if r.err != nil {
 			return regs
 		}
-		if i > 0 && regs[k+i-1].dot.Compare(e.dot) >= 0 {
+		if i > 0 && prev.Compare(d) >= 0 {
 			r.fail(malformed(nil, "entries not sorted"))
 			return regs
 		}
-		regs = append(regs, e)
+		if i == 0 || d.Replica != prev.Replica {
+			key = makeKey(name, d.Replica)
+		}
+		prev = d
+		regs = append(regs, newRegEntry(key, d, hlc, v))
 	}
 	return regs
 }
@@ -576,7 +574,7 @@ func decodeRecord(r *reader, vr *reader) *Record {
 		var n int
 		if kind == kindSet {
 			s.elem = string(r.bytes(MaxValueBytes))
-			s.entries = decodeEntries(r, ids, used, false, nil)
+			s.entries = decodeEntries(r, ids, used)
 			n = len(s.entries)
 		} else {
 			if rec.regs == nil {
@@ -599,19 +597,23 @@ func decodeRecord(r *reader, vr *reader) *Record {
 		}
 		prev, prevKind = s, kind
 		if kind == kindSet {
-			rec.sets = append(rec.sets, s)
+			rec.ext().sets = append(rec.ext().sets, s)
 		}
 	}
-	rec.dels = decodeEntries(r, ids, used, false, nil)
+	if dels := decodeEntries(r, ids, used); len(dels) > 0 {
+		rec.ext().dels = dels
+	}
 	nn := r.count(12, 1<<26)
 	if r.err != nil {
 		return nil
 	}
+	var notes []note
 	if nn > 0 {
-		rec.notes = make([]note, nn)
+		notes = make([]note, nn)
+		rec.ext().notes = notes
 	}
-	for i := range rec.notes {
-		n := &rec.notes[i]
+	for i := range notes {
+		n := &notes[i]
 		n.id = readDot(r, ids, used)
 		n.hlc = r.u64()
 		switch r.byte1() {
@@ -625,7 +627,7 @@ func decodeRecord(r *reader, vr *reader) *Record {
 		if r.err != nil {
 			return nil
 		}
-		if i > 0 && rec.notes[i-1].id.Compare(n.id) >= 0 {
+		if i > 0 && notes[i-1].id.Compare(n.id) >= 0 {
 			r.fail(malformed(nil, "notes not sorted"))
 			return nil
 		}

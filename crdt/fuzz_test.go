@@ -120,8 +120,38 @@ func FuzzUnmarshalSpace(f *testing.F) {
 func FuzzDecodeChanges(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		chs, err := crdt.DecodeChanges(b)
+		// The streaming decoder agrees: same verdict, same changes, none
+		// handed out from a refused batch.
+		var streamed [][]byte
+		serr := crdt.DecodeChangesFunc(b, func(c *crdt.Change) error {
+			enc, err := c.MarshalBinary()
+			streamed = append(streamed, enc)
+			return err
+		})
+		if (err != nil) != (serr != nil) || err != nil && len(streamed) > 0 {
+			t.Fatalf("DecodeChanges: %v; DecodeChangesFunc: %v after %d changes", err, serr, len(streamed))
+		}
 		if err != nil {
 			return
+		}
+		encs := make([][]byte, len(chs))
+		for i, c := range chs {
+			enc, err := c.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(enc, streamed[i]) {
+				t.Fatalf("change %d: streamed differently", i)
+			}
+			encs[i] = enc
+		}
+		// Transcoding the changes' own encodings gives the same batch.
+		plain, err := crdt.EncodeChanges(chs, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr, err := crdt.TranscodeChanges(encs, crdt.NoCompression); err != nil || !bytes.Equal(tr, plain) {
+			t.Fatalf("transcoded batch differs (%v)", err)
 		}
 		out, err := crdt.EncodeChanges(chs, b[1] == 1)
 		if err != nil {

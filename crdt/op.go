@@ -38,8 +38,8 @@ type Op struct {
 	// Field is the register or set name (Put, Resolve, SetAdd, SetRemove).
 	Field string
 	// Value is the register value (Put, Resolve), the set element (SetAdd,
-	// SetRemove) or the note text (NoteAdd). Apply keeps a reference to it:
-	// do not modify it afterwards.
+	// SetRemove) or the note text (NoteAdd). Applying copies what it keeps
+	// (docs/crdt.md, "Memory layout"): the caller may reuse it afterwards.
 	Value []byte
 	// Seen lists the dots this op overwrites, sorted by Dot.Compare, unique.
 	// For NoteRemove these are the note IDs; for Resolve the resolved

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unique"
+	"unsafe"
 )
 
 type slotKind uint8
@@ -13,12 +15,11 @@ const (
 	kindSet      slotKind = 2
 )
 
-// entry is one live dot of a register (a sibling, with its value), of a set
-// element, or a delete marker. hlc is the packed HLC of the dot's change.
+// entry is one live dot of a set element, or a delete marker. hlc is the
+// packed HLC of the dot's change.
 type entry struct {
-	dot   Dot
-	hlc   uint64
-	value []byte
+	dot Dot
+	hlc uint64
 }
 
 func (e *entry) dotOf() Dot { return e.dot }
@@ -27,11 +28,61 @@ func (e *entry) dotOf() Dot { return e.dot }
 // A record keeps its registers as one slice of these, sorted by (name,
 // dot): a register with k siblings is a run of k adjacent entries, and a
 // register with one sibling (nearly all of them) costs one element and no
-// allocation of its own. Names are shared strings (the op's), not copies.
+// allocation of its own.
+//
+// It is laid out compactly (40 bytes, was 80): a record holds one per
+// field, and a space holds every record. The register's name and the
+// dot's replica are one interned handle (8 bytes, shared by every entry of
+// every record with that name and author: a space has a few fields and a
+// few authors), and the value is a pointer and a 32-bit length (values are
+// at most MaxValueBytes) rather than a slice header with a capacity. See
+// docs/crdt.md, "Memory layout".
 type regEntry struct {
-	name string
-	entry
+	key  unique.Handle[regKey]
+	seq  uint64
+	hlc  uint64
+	val  *byte // nil for a nil value; the record's own copy
+	op   uint32
+	vlen uint32
 }
+
+// regKey is what a sibling shares with others: its register's name and
+// its author.
+type regKey struct {
+	name string
+	rep  ReplicaID
+}
+
+func newRegEntry(key unique.Handle[regKey], d Dot, hlc uint64, value []byte) regEntry {
+	var e regEntry
+	e.set(key, d, hlc, value)
+	return e
+}
+
+// set replaces the sibling's key, dot, HLC and value. key must name
+// d.Replica.
+func (e *regEntry) set(key unique.Handle[regKey], d Dot, hlc uint64, value []byte) {
+	e.key, e.seq, e.op, e.hlc = key, d.Seq, d.Op, hlc
+	e.val, e.vlen = unsafe.SliceData(value), uint32(len(value))
+}
+
+func (e *regEntry) dotOf() Dot { return Dot{Replica: e.key.Value().rep, Seq: e.seq, Op: e.op} }
+
+// is reports whether the sibling's dot is d.
+func (e *regEntry) is(d Dot) bool {
+	return e.seq == d.Seq && e.op == d.Op && e.key.Value().rep == d.Replica
+}
+
+// sameName reports whether two siblings belong to one register.
+func (e *regEntry) sameName(o *regEntry) bool {
+	return e.key == o.key || e.key.Value().name == o.key.Value().name
+}
+
+// fieldName returns the register's name.
+func (e *regEntry) fieldName() string { return e.key.Value().name }
+
+// value returns the sibling's value (nil if it was written nil).
+func (e *regEntry) value() []byte { return unsafe.Slice(e.val, e.vlen) }
 
 // slot holds the live entries of one element of a set.
 type slot struct {
@@ -50,12 +101,52 @@ type note struct {
 // Record is the materialized state of one record: its registers, sets,
 // notes and delete markers, each as live dots. The zero value is not
 // usable: call NewRecord.
+//
+// Registers are what nearly every record holds; sets, delete markers and
+// notes are rare, so they live behind one pointer (nil while the record
+// has none), which keeps a record's header at 48 bytes.
 type Record struct {
-	id    RecordID
-	regs  []regEntry // sorted by (name, dot)
-	sets  []slot     // sorted by (name, elem)
-	dels  []entry    // live delete markers, sorted by dot
-	notes []note     // sorted by id
+	id   RecordID
+	regs []regEntry   // sorted by (name, dot)
+	x    *recordExtra // nil while there is no set element, delete marker or note
+}
+
+// recordExtra holds a record's rarer contents.
+type recordExtra struct {
+	sets  []slot  // sorted by (name, elem)
+	dels  []entry // live delete markers, sorted by dot
+	notes []note  // sorted by id
+}
+
+var emptyExtra recordExtra
+
+// more returns the record's sets, delete markers and notes for reading
+// (an empty, shared value if it has none: do not modify it).
+func (r *Record) more() *recordExtra {
+	if r.x == nil {
+		return &emptyExtra
+	}
+	return r.x
+}
+
+// ext returns the record's sets, delete markers and notes for writing.
+func (r *Record) ext() *recordExtra {
+	if r.x == nil {
+		r.x = &recordExtra{}
+	}
+	return r.x
+}
+
+// tidy drops the extra part once it holds nothing.
+func (r *Record) tidy() {
+	if x := r.x; x != nil && len(x.sets) == 0 && len(x.dels) == 0 && len(x.notes) == 0 {
+		r.x = nil
+	}
+}
+
+// makeKey interns a register name with an author.
+func makeKey(name string, r ReplicaID) unique.Handle[regKey] {
+	return unique.Make(regKey{name: name, rep: r})
 }
 
 // NewRecord returns an empty record.
@@ -72,23 +163,23 @@ func (r *Record) findReg(name string) (lo, hi int) {
 	// equality pass is cheaper than ordering comparisons.
 	if len(s) <= 16 {
 		for i := range s {
-			if s[i].name == name {
+			if s[i].fieldName() == name {
 				hi = i + 1
-				for hi < len(s) && s[hi].name == name {
+				for hi < len(s) && s[hi].fieldName() == name {
 					hi++
 				}
 				return i, hi
 			}
 		}
 		i := 0
-		for i < len(s) && s[i].name < name {
+		for i < len(s) && s[i].fieldName() < name {
 			i++
 		}
 		return i, i
 	}
-	lo = sort.Search(len(s), func(i int) bool { return s[i].name >= name })
+	lo = sort.Search(len(s), func(i int) bool { return s[i].fieldName() >= name })
 	hi = lo
-	for hi < len(s) && s[hi].name == name {
+	for hi < len(s) && s[hi].fieldName() == name {
 		hi++
 	}
 	return lo, hi
@@ -102,8 +193,9 @@ func cmpSetKey(s *slot, name, elem string) int {
 }
 
 func (r *Record) findSet(name, elem string) (int, bool) {
-	i := sort.Search(len(r.sets), func(i int) bool { return cmpSetKey(&r.sets[i], name, elem) >= 0 })
-	return i, i < len(r.sets) && cmpSetKey(&r.sets[i], name, elem) == 0
+	sets := r.more().sets
+	i := sort.Search(len(sets), func(i int) bool { return cmpSetKey(&sets[i], name, elem) >= 0 })
+	return i, i < len(sets) && cmpSetKey(&sets[i], name, elem) == 0
 }
 
 // findDot finds d in a list sorted by dot.
@@ -139,16 +231,6 @@ func insertEntry(es []entry, e entry) []entry {
 	return slices.Insert(es, i, e)
 }
 
-// insertReg adds sibling e to register name (no-op if present).
-func (r *Record) insertReg(name string, e entry) {
-	lo, hi := r.findReg(name)
-	i, found := findDot(r.regs[lo:hi], e.dot)
-	if found {
-		return
-	}
-	r.regs = insertRegAt(r.regs, lo+i, regEntry{name: name, entry: e})
-}
-
 // insertRegAt inserts e at i. A full slice grows by an eighth (at least
 // one), not twice as append would: a record's registers gain a sibling
 // rarely (a conflict), and most records never do.
@@ -163,26 +245,29 @@ func insertRegAt(regs []regEntry, i int, e regEntry) []regEntry {
 
 func (r *Record) addSetEntry(name, elem string, e entry) {
 	i, found := r.findSet(name, elem)
+	x := r.ext()
 	if !found {
-		r.sets = slices.Insert(r.sets, i, slot{name: name, elem: elem, entries: []entry{e}})
+		x.sets = slices.Insert(x.sets, i, slot{name: name, elem: elem, entries: []entry{e}})
 		return
 	}
-	r.sets[i].entries = insertEntry(r.sets[i].entries, e)
+	x.sets[i].entries = insertEntry(x.sets[i].entries, e)
 }
 
 // removeFromSet removes dot d from set slot i, dropping the slot if it
 // empties.
 func (r *Record) removeFromSet(i int, d Dot) bool {
-	es := r.sets[i].entries
+	x := r.x
+	es := x.sets[i].entries
 	j, found := findEntry(es, d)
 	if !found {
 		return false
 	}
 	if len(es) == 1 {
-		r.sets = slices.Delete(r.sets, i, i+1)
+		x.sets = slices.Delete(x.sets, i, i+1)
+		r.tidy()
 		return true
 	}
-	r.sets[i].entries = slices.Delete(es, j, j+1)
+	x.sets[i].entries = slices.Delete(es, j, j+1)
 	return true
 }
 
@@ -211,20 +296,21 @@ func (r *Record) removeDot(d Dot, hint *Op) {
 			return
 		}
 	}
-	if j, found := findEntry(r.dels, d); found {
-		r.dels = slices.Delete(r.dels, j, j+1)
+	if j, found := findEntry(r.more().dels, d); found {
+		r.x.dels = slices.Delete(r.x.dels, j, j+1)
+		r.tidy()
 		return
 	}
 	if r.tombstone(d) {
 		return
 	}
 	for i := range r.regs {
-		if r.regs[i].dot == d {
+		if r.regs[i].is(d) {
 			r.regs = slices.Delete(r.regs, i, i+1)
 			return
 		}
 	}
-	for i := range r.sets {
+	for i := range r.more().sets {
 		if r.removeFromSet(i, d) {
 			return
 		}
@@ -232,7 +318,7 @@ func (r *Record) removeDot(d Dot, hint *Op) {
 }
 
 func (r *Record) findNote(id Dot) (int, bool) {
-	return slices.BinarySearchFunc(r.notes, id, func(n note, d Dot) int { return n.id.Compare(d) })
+	return slices.BinarySearchFunc(r.more().notes, id, func(n note, d Dot) int { return n.id.Compare(d) })
 }
 
 func (r *Record) tombstone(id Dot) bool {
@@ -240,8 +326,8 @@ func (r *Record) tombstone(id Dot) bool {
 	if !found {
 		return false
 	}
-	r.notes[i].removed = true
-	r.notes[i].text = ""
+	r.x.notes[i].removed = true
+	r.x.notes[i].text = ""
 	return true
 }
 
@@ -253,18 +339,24 @@ func (r *Record) addNote(n note) {
 	if n.removed {
 		n.text = ""
 	}
-	r.notes = slices.Insert(r.notes, i, n)
+	x := r.ext()
+	x.notes = slices.Insert(x.notes, i, n)
 }
 
 // Clone returns a deep copy of r (values are shared: they are immutable).
 func (r *Record) Clone() *Record {
-	c := &Record{id: r.id, regs: slices.Clone(r.regs), dels: slices.Clone(r.dels), notes: slices.Clone(r.notes)}
-	if len(r.sets) > 0 {
-		c.sets = make([]slot, len(r.sets))
-		for i, s := range r.sets {
-			s.entries = slices.Clone(s.entries)
-			c.sets[i] = s
+	c := &Record{id: r.id, regs: slices.Clone(r.regs)}
+	if r.x != nil {
+		x := &recordExtra{dels: slices.Clone(r.x.dels), notes: slices.Clone(r.x.notes)}
+		if len(r.x.sets) > 0 {
+			x.sets = make([]slot, len(r.x.sets))
+			for i, s := range r.x.sets {
+				s.entries = slices.Clone(s.entries)
+				x.sets[i] = s
+			}
 		}
+		c.x = x
+		c.tidy()
 	}
 	return c
 }
@@ -290,7 +382,7 @@ func (r *Record) delEntries() []entry {
 	if r == nil {
 		return nil
 	}
-	return r.dels
+	return r.more().dels
 }
 
 func seenOf[E any, P interface {
@@ -329,18 +421,19 @@ func (r *Record) Put(field string, value []byte) Op {
 // record then shows as deleted with a conflict.
 func (r *Record) Delete() Op {
 	var seen []Dot
-	for _, e := range r.regs {
-		seen = append(seen, e.dot)
+	for i := range r.regs {
+		seen = append(seen, r.regs[i].dotOf())
 	}
-	for _, s := range r.sets {
+	x := r.more()
+	for _, s := range x.sets {
 		for _, e := range s.entries {
 			seen = append(seen, e.dot)
 		}
 	}
-	for _, e := range r.dels {
+	for _, e := range x.dels {
 		seen = append(seen, e.dot)
 	}
-	for _, n := range r.notes {
+	for _, n := range x.notes {
 		if !n.removed {
 			seen = append(seen, n.id)
 		}
@@ -353,7 +446,7 @@ func (r *Record) setDots(field string, elem []byte) []entry {
 		return nil
 	}
 	if i, ok := r.findSet(field, string(elem)); ok {
-		return r.sets[i].entries
+		return r.x.sets[i].entries
 	}
 	return nil
 }
@@ -456,15 +549,16 @@ type NoteView struct {
 func siblings(es []entry) []Sibling {
 	out := make([]Sibling, len(es))
 	for i, e := range es {
-		out[i] = Sibling{Value: e.value, Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
+		out[i] = Sibling{Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
 	}
 	return sortSiblings(out)
 }
 
 func regSiblings(es []regEntry) []Sibling {
 	out := make([]Sibling, len(es))
-	for i, e := range es {
-		out[i] = Sibling{Value: e.value, Dot: e.dot, HLC: UnpackTimestamp(e.hlc)}
+	for i := range es {
+		e := &es[i]
+		out[i] = Sibling{Value: e.value(), Dot: e.dotOf(), HLC: UnpackTimestamp(e.hlc)}
 	}
 	return sortSiblings(out)
 }
@@ -495,7 +589,7 @@ func (r *Record) Register(name string) (FieldView, bool) {
 func (r *Record) regRuns(fn func(run []regEntry)) {
 	for lo := 0; lo < len(r.regs); {
 		hi := lo + 1
-		for hi < len(r.regs) && r.regs[hi].name == r.regs[lo].name {
+		for hi < len(r.regs) && r.regs[hi].sameName(&r.regs[lo]) {
 			hi++
 		}
 		fn(r.regs[lo:hi])
@@ -507,7 +601,7 @@ func (r *Record) regRuns(fn func(run []regEntry)) {
 func (r *Record) Registers() []FieldView {
 	var out []FieldView
 	r.regRuns(func(run []regEntry) {
-		out = append(out, FieldView{Name: run[0].name, Siblings: regSiblings(run), Conflict: len(run) > 1})
+		out = append(out, FieldView{Name: run[0].fieldName(), Siblings: regSiblings(run), Conflict: len(run) > 1})
 	})
 	return out
 }
@@ -515,7 +609,7 @@ func (r *Record) Registers() []FieldView {
 // Sets returns the sets with at least one element, sorted by name.
 func (r *Record) Sets() []SetView {
 	var out []SetView
-	for _, s := range r.sets {
+	for _, s := range r.more().sets {
 		if len(out) == 0 || out[len(out)-1].Name != s.name {
 			out = append(out, SetView{Name: s.name})
 		}
@@ -527,8 +621,9 @@ func (r *Record) Sets() []SetView {
 
 // Notes returns the notes (removed ones as tombstones) in (HLC, ID) order.
 func (r *Record) Notes() []NoteView {
-	out := make([]NoteView, 0, len(r.notes))
-	for _, n := range r.notes {
+	notes := r.more().notes
+	out := make([]NoteView, 0, len(notes))
+	for _, n := range notes {
 		out = append(out, NoteView{ID: n.id, Author: n.id.Replica, HLC: UnpackTimestamp(n.hlc), Text: n.text, Removed: n.removed})
 	}
 	slices.SortFunc(out, func(a, b NoteView) int {
@@ -543,10 +638,11 @@ func (r *Record) Notes() []NoteView {
 // hasContent reports whether any register, set element or unremoved note
 // is live.
 func (r *Record) hasContent() bool {
-	if len(r.regs) > 0 || len(r.sets) > 0 {
+	x := r.more()
+	if len(r.regs) > 0 || len(x.sets) > 0 {
 		return true
 	}
-	for _, n := range r.notes {
+	for _, n := range x.notes {
 		if !n.removed {
 			return true
 		}
@@ -558,7 +654,7 @@ func (r *Record) hasContent() bool {
 // and whether that delete is in conflict: some edit that no live delete saw
 // survives alongside it.
 func (r *Record) Deleted() (deleted bool, conflict bool) {
-	if len(r.dels) == 0 {
+	if len(r.more().dels) == 0 {
 		return false, false
 	}
 	return true, r.hasContent()
@@ -567,7 +663,8 @@ func (r *Record) Deleted() (deleted bool, conflict bool) {
 // Empty reports whether the record holds nothing live: no register, set
 // element, note (live or tombstone) or delete marker.
 func (r *Record) Empty() bool {
-	return len(r.regs) == 0 && len(r.sets) == 0 && len(r.dels) == 0 && len(r.notes) == 0
+	x := r.more()
+	return len(r.regs) == 0 && len(x.sets) == 0 && len(x.dels) == 0 && len(x.notes) == 0
 }
 
 // Conflicts returns the conflicted registers, sorted by name, preceded, if
@@ -577,11 +674,11 @@ func (r *Record) Empty() bool {
 func (r *Record) Conflicts() []FieldView {
 	var out []FieldView
 	if del, conflict := r.Deleted(); del && conflict {
-		out = append(out, FieldView{Delete: true, Siblings: siblings(r.dels), Conflict: true})
+		out = append(out, FieldView{Delete: true, Siblings: siblings(r.x.dels), Conflict: true})
 	}
 	r.regRuns(func(run []regEntry) {
 		if len(run) > 1 {
-			out = append(out, FieldView{Name: run[0].name, Siblings: regSiblings(run), Conflict: true})
+			out = append(out, FieldView{Name: run[0].fieldName(), Siblings: regSiblings(run), Conflict: true})
 		}
 	})
 	return out

@@ -83,23 +83,31 @@ type side struct {
 
 // changeLog holds a side's own changes encoded, as the agent's store holds
 // envelopes: a change costs its encoding (~80 bytes for one field), not
-// its Go structs (~240 bytes plus the values, which the records share).
+// its Go structs (~240 bytes plus the value).
 // Changes are appended in seq order and stored in chunks, so that growing
-// the log never copies it and trimming frees whole chunks.
+// the log never copies it and trimming frees whole chunks. A side's seqs
+// are contiguous, so refs[i] is seq first+i and a ref need not say it
+// (16 bytes a change, not 24).
 type changeLog struct {
 	chunks [][]byte
 	refs   []logRef
+	first  uint64 // the seq of refs[0]
 }
 
 type logRef struct {
-	seq        uint64
 	chunk, off int32
 	n          int32
+	hint       int32 // the change's EncodedSizeHint, to cut frames without decoding
 }
 
 const logChunk = 256 << 10
 
 func (l *changeLog) append(ch *crdt.Change) error {
+	if len(l.refs) == 0 {
+		l.first = ch.Seq
+	} else if ch.Seq != l.first+uint64(len(l.refs)) {
+		return fmt.Errorf("w1: log of seqs %d..%d: appending seq %d", l.first, l.first+uint64(len(l.refs))-1, ch.Seq)
+	}
 	var last []byte
 	if n := len(l.chunks); n > 0 {
 		last = l.chunks[n-1]
@@ -114,7 +122,7 @@ func (l *changeLog) append(ch *crdt.Change) error {
 		return err
 	}
 	l.chunks[len(l.chunks)-1] = b
-	l.refs = append(l.refs, logRef{seq: ch.Seq, chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off)})
+	l.refs = append(l.refs, logRef{chunk: int32(len(l.chunks) - 1), off: int32(off), n: int32(len(b) - off), hint: int32(ch.EncodedSizeHint())})
 	return nil
 }
 
@@ -129,7 +137,7 @@ func (s *side) next() (uint64, crdt.Timestamp) {
 }
 
 // commit applies a local change and logs it. The change and its ops are
-// scratch the caller may reuse: Apply keeps only the values.
+// scratch the caller may reuse: Apply copies what it keeps.
 func (s *side) commit(ch *crdt.Change) error {
 	if err := s.space.Apply(ch); err != nil {
 		return err
@@ -153,25 +161,27 @@ const FrameBytes = 1 << 20
 // missing returns the entries of src's log that dst lacks: what a version
 // vector exchange tells the sender before it streams.
 func missing(src, dst *side) []logRef {
-	refs := src.log.refs
-	has := func(r logRef) bool { return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: r.seq}) }
+	refs, first := src.log.refs, src.log.first
+	has := func(i int) bool {
+		return dst.space.Context.Contains(crdt.Dot{Replica: src.id, Seq: first + uint64(i)})
+	}
 	// Usually dst holds a prefix of the log: then what it lacks is the
 	// rest, shared rather than copied (the log is not written meanwhile).
 	i := 0
-	for i < len(refs) && has(refs[i]) {
+	for i < len(refs) && has(i) {
 		i++
 	}
 	j := i
-	for j < len(refs) && !has(refs[j]) {
+	for j < len(refs) && !has(j) {
 		j++
 	}
 	if j == len(refs) {
 		return refs[i:len(refs):len(refs)]
 	}
 	out := slices.Clone(refs[i:j])
-	for _, r := range refs[j:] {
-		if !has(r) {
-			out = append(out, r)
+	for k := j; k < len(refs); k++ {
+		if !has(k) {
+			out = append(out, refs[k])
 		}
 	}
 	return out
@@ -185,7 +195,7 @@ func missing(src, dst *side) []logRef {
 func (s *side) trim(peer *side) {
 	l := &s.log
 	i := 0
-	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.refs[i].seq}) {
+	for i < len(l.refs) && peer.space.Context.Contains(crdt.Dot{Replica: s.id, Seq: l.first + uint64(i)}) {
 		i++
 	}
 	if i == 0 {
@@ -200,27 +210,26 @@ func (s *side) trim(peer *side) {
 		l.chunks[c] = nil
 	}
 	l.refs = append([]logRef(nil), l.refs[i:]...)
+	l.first += uint64(i)
 }
 
 // frames cuts the logged changes refs into frames of at most FrameBytes
-// (one frame can exceed it with a single change) and calls emit with each,
-// decoded: the sender decodes its log as it streams, a frame at a time.
-func frames(l *changeLog, refs []logRef, emit func([]*crdt.Change) error) error {
-	var batch []*crdt.Change
+// (one frame can exceed it with a single change) and calls emit with each
+// frame's encoded changes, which crdt.TranscodeChanges turns into a batch:
+// the sender decodes its log as it streams, a frame at a time, one change
+// at a time (holding a frame of decoded changes cost ~4 times the frame).
+func frames(l *changeLog, refs []logRef, emit func([][]byte) error) error {
+	var batch [][]byte
 	size := 0
 	for _, r := range refs {
-		ch, err := crdt.UnmarshalChange(l.bytes(r))
-		if err != nil {
-			return err
-		}
-		n := ch.EncodedSizeHint()
+		n := int(r.hint)
 		if len(batch) > 0 && size+n > FrameBytes {
 			if err := emit(batch); err != nil {
 				return err
 			}
 			batch, size = batch[:0], 0
 		}
-		batch = append(batch, ch)
+		batch = append(batch, l.bytes(r))
 		size += n
 	}
 	if len(batch) > 0 {
@@ -248,8 +257,8 @@ func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 	var total int64
 	go func() {
 		defer close(out)
-		sendErr <- frames(&src.log, refs, func(chs []*crdt.Change) error {
-			b, err := crdt.EncodeChangesLevel(chs, level)
+		sendErr <- frames(&src.log, refs, func(encs [][]byte) error {
+			b, err := crdt.TranscodeChanges(encs, level)
 			if err != nil {
 				return err
 			}
@@ -263,17 +272,9 @@ func transfer(src *side, refs []logRef, dst *side, opt Options) (int64, error) {
 		if recvErr != nil {
 			continue // drain
 		}
-		dec, err := crdt.DecodeChanges(b)
-		if err != nil {
-			recvErr = err
-			continue
-		}
-		for _, ch := range dec {
-			if err := dst.space.Apply(ch); err != nil {
-				recvErr = err
-				break
-			}
-		}
+		// Decoded one change at a time into scratch: Apply copies what
+		// it keeps, so the receiver holds the frame, not its changes.
+		recvErr = crdt.DecodeChangesFunc(b, dst.space.Apply)
 	}
 	if err := <-sendErr; err != nil {
 		return 0, err
@@ -292,8 +293,8 @@ func sync(src, dst *side, opt Options) (int64, error) {
 // frames as transfer's, each compressed with DEFLATE (BestSpeed). Not timed.
 func deflatedSize(src *side, refs []logRef) (int64, error) {
 	var total int64
-	err := frames(&src.log, refs, func(chs []*crdt.Change) error {
-		b, err := crdt.EncodeChangesLevel(chs, flate.BestSpeed)
+	err := frames(&src.log, refs, func(encs [][]byte) error {
+		b, err := crdt.TranscodeChanges(encs, flate.BestSpeed)
 		total += int64(len(b))
 		return err
 	})
@@ -388,13 +389,18 @@ func RunCRDTWith(size Size, opt Options) (Result, error) {
 	// Step 4: offline phase. Values are prepared outside the timed loop.
 	gen.Updates(w)
 	res.ExpectedConflicts = len(w.Conflicts)
+	// Each value is held once, as bytes: the picks drop their strings (the
+	// expected conflicts keep their own), or the generated workload would
+	// be held twice over while the replicas work.
 	valsA := make([][]byte, len(w.A))
-	for i, p := range w.A {
-		valsA[i] = slab.bytes(p.Value)
+	for i := range w.A {
+		valsA[i] = slab.bytes(w.A[i].Value)
+		w.A[i].Value = ""
 	}
 	valsB := make([][]byte, len(w.B))
-	for i, p := range w.B {
-		valsB[i] = slab.bytes(p.Value)
+	for i := range w.B {
+		valsB[i] = slab.bytes(w.B[i].Value)
+		w.B[i].Value = ""
 	}
 	picksA, picksB := w.A, w.B
 	w.A, w.B = nil, nil
@@ -503,9 +509,10 @@ func replica(b byte) crdt.ReplicaID {
 	return r
 }
 
-// valueSlab hands out values carved from shared blocks: W1's values are
-// ~57 bytes, which the allocator rounds up to 64, and each is immutable
-// once made (Apply keeps a reference).
+// valueSlab hands out the workload's input values carved from shared
+// blocks (W1's values are ~57 bytes, which the allocator rounds up to 64):
+// the bench holds them outside the timed loops; Apply copies each into the
+// record.
 type valueSlab struct{ free []byte }
 
 func (s *valueSlab) bytes(v string) []byte {

@@ -464,6 +464,7 @@ func (a *Agent) startSync(ctx context.Context) error {
 		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
 		Join: a.cfg.Join, MeshKeys: mesh, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
 		DisableHints: a.cfg.DisableHints, Faults: a.cfg.Faults,
+		Client: a.cfg.Client, Keepalive: a.cfg.KeepaliveInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)

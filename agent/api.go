@@ -353,7 +353,19 @@ func (a *Agent) Status() api.Status {
 		s := e.Stats()
 		st.Sync = &api.SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,
 			EnvelopesAdded: s.Added, Duplicates: s.Duplicates, BytesIn: s.SyncBytesIn, BytesOut: s.SyncBytesOut,
-			GossipBytesIn: s.GossipBytesIn, GossipBytesOut: s.GossipBytesOut, AuthFailures: s.AuthFailures, BroadcastQueue: s.BroadcastQueue}
+			GossipBytesIn: s.GossipBytesIn, GossipBytesOut: s.GossipBytesOut, AuthFailures: s.AuthFailures, BroadcastQueue: s.BroadcastQueue,
+			Mode: "member", Watchers: s.Watchers, NudgesSent: s.NudgesSent}
+		if e.IsClient() {
+			st.Sync.Mode = "client"
+			for _, u := range e.Upstreams() {
+				up := api.Upstream{Addr: u.Addr, State: u.State, Since: u.Since.UTC().Format(time.RFC3339), LastErr: u.LastErr,
+					Streams: u.Streams, Nudges: u.Nudges}
+				if !u.Peer.IsZero() {
+					up.Peer = u.Peer.String()
+				}
+				st.Sync.Upstreams = append(st.Sync.Upstreams, up)
+			}
+		}
 		for reason, n := range s.Rejected {
 			if _, ok := st.Rejected[reason]; !ok { // counted by the engine only (e.g. mesh objects)
 				st.Rejected[reason] = int(n)

@@ -25,6 +25,15 @@ type Config struct {
 	Advertise string
 	// Join lists peers to join at start (and to re-join while offline).
 	Join []string
+	// Client runs sync in client mode (docs/sync.md "Client mode"): for a
+	// laptop nobody can reach (NAT, hotel Wi-Fi, a tether). It listens on
+	// nothing, is no memberlist member, and keeps one watch stream to each
+	// Join address (relays or reachable peers). Bind and Advertise are
+	// ignored.
+	Client bool
+	// KeepaliveInterval is a client's keepalive on an idle watch stream; 0
+	// takes the profile's (wan 60 s).
+	KeepaliveInterval time.Duration
 	// Relay runs the agent as a bureau relay: it stores and forwards
 	// envelopes without any space key. The certificate must say role relay.
 	Relay bool
@@ -99,7 +108,12 @@ func (c *Config) Validate() error {
 	if c.Unlock.Passphrase == nil && c.Unlock.KeyFile == nil {
 		errs = append(errs, errors.New("unlock: neither a passphrase nor a key file"))
 	}
-	if _, _, err := net.SplitHostPort(c.Bind); err != nil {
+	if c.Client && c.Relay {
+		errs = append(errs, errors.New("client and relay: a relay must be reachable; run it without --client"))
+	}
+	if c.Client {
+		// nothing listens: Bind is not used
+	} else if _, _, err := net.SplitHostPort(c.Bind); err != nil {
 		errs = append(errs, fmt.Errorf("bind %q: %v", c.Bind, err))
 	}
 	if c.Advertise != "" {

@@ -216,5 +216,49 @@ func (e *Engine) upstreamSession(u *upstream) (Round, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetKeepAlive(false)
 	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go e.watchLocalAddr(c, stop)
 	return e.runSession(e.ctx, c, true, PeerID{}, nil, u)
+}
+
+// watchLocalAddr closes c once its local address is no longer on any
+// interface of this machine (Wi-Fi to a tether, a new DHCP lease): the
+// stream is dead even if no read has timed out yet, and the loop dials
+// again from the new address at once instead of after an idle timeout.
+// It looks once per keepalive interval (at most once a second), until stop.
+func (e *Engine) watchLocalAddr(c net.Conn, stop <-chan struct{}) {
+	la, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok || la.IP.IsLoopback() {
+		return
+	}
+	t := time.NewTicker(max(e.keepalive(), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if !hasLocalIP(la.IP) {
+			e.log.Info("local address gone; dialing the upstream again from the new one", "addr", la.IP.String())
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+// hasLocalIP reports whether ip is an address of one of this machine's
+// interfaces (true when they cannot be listed: never close on doubt).
+func hasLocalIP(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

@@ -349,4 +349,24 @@ type SyncStats struct {
 	GossipBytesOut uint64 `json:"gossip_bytes_out"`
 	AuthFailures   uint64 `json:"auth_failures"`
 	BroadcastQueue int    `json:"broadcast_queue"`
+	// Mode is "member" (memberlist, reachable) or "client" (outbound
+	// watch streams only; docs/sync.md "Client mode").
+	Mode string `json:"mode"`
+	// Upstreams are a client's watch streams, one per upstream address.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
+	// Watchers counts the clients watching this node now; NudgesSent the
+	// nudges sent to them.
+	Watchers   int    `json:"watchers"`
+	NudgesSent uint64 `json:"nudges_sent"`
+}
+
+// Upstream is a client's view of one upstream (status.sync.upstreams).
+type Upstream struct {
+	Addr    string `json:"addr"`
+	Peer    string `json:"peer,omitempty"` // the device that answered there last
+	State   string `json:"state"`          // connecting, syncing, watching, backoff, polling
+	Since   string `json:"since"`          // RFC 3339, when it entered State
+	LastErr string `json:"last_error,omitempty"`
+	Streams uint64 `json:"streams"` // streams opened (more when the link or address changed)
+	Nudges  uint64 `json:"nudges"`  // rounds the upstream asked for
 }

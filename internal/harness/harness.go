@@ -49,6 +49,10 @@ type Node struct {
 	// Args are added to this node's `fieldsync agent` flags, e.g.
 	// --metrics-addr 127.0.0.1:PORT.
 	Args []string
+	// Netns, if set, runs the agent in that network namespace (`ip netns
+	// exec`, which execs the agent: the pid is still the agent's). Its API
+	// socket is a file in the data directory, reachable from the test.
+	Netns string
 
 	cmd     *exec.Cmd
 	rebinds int // times Start took another port after a bind failed
@@ -242,7 +246,11 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 		return err
 	}
 	n.log = log
-	n.cmd = exec.Command(c.Exe, args...)
+	if n.Netns != "" {
+		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.Netns, c.Exe}, args...)...)
+	} else {
+		n.cmd = exec.Command(c.Exe, args...)
+	}
 	n.cmd.Env = append(append(os.Environ(), c.Env...), n.Env...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	leash, err := platform.PrepareChild(n.cmd) // the agent dies with the test
@@ -271,7 +279,7 @@ func (c *Cluster) Start(ctx context.Context, n *Node, meshKey string, join ...st
 		case err := <-n.exited:
 			n.cmd = nil
 			b, _ := os.ReadFile(log.Name())
-			if bytes.Contains(b, []byte("address already in use")) && n.rebinds < 3 {
+			if bytes.Contains(b, []byte("address already in use")) && n.rebinds < 3 && n.Netns == "" {
 				// Another process took the port between FreeAddr and
 				// the bind: take another one (peers learn it through
 				// memberlist; later joins read n.Bind).

@@ -12,8 +12,13 @@ import (
 )
 
 func newCluster(t *testing.T) (*harness.Cluster, context.Context) {
+	return newClusterFor(t, 5*time.Minute)
+}
+
+// newClusterFor is newCluster with a bound on the whole test other than 5 min.
+func newClusterFor(t *testing.T, limit time.Duration) (*harness.Cluster, context.Context) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	cl, err := harness.New(ctx, binary, t.TempDir(), "OMN")
 	if err != nil {

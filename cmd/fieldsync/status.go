@@ -51,12 +51,24 @@ func statusAction(c *cli.Context) error {
 	)
 	if y := s.Sync; y != nil {
 		pairs = append(pairs,
-			"sync address", y.Addr,
+			"sync address", orNone(y.Addr),
 			"sync rounds", fmt.Sprintf("%d (%d failed)", y.Rounds, y.RoundErrors),
 			"envelopes", fmt.Sprintf("%d sent, %d received, %d duplicates", y.EnvelopesSent, y.EnvelopesAdded, y.Duplicates),
 			"sync bytes", fmt.Sprintf("%d in, %d out (gossip %d in, %d out)", y.BytesIn, y.BytesOut, y.GossipBytesIn, y.GossipBytesOut),
 			"peer auth failures", fmt.Sprint(y.AuthFailures),
 		)
+		if y.Mode == "client" {
+			pairs = append(pairs, "sync mode", "client (reachable by nobody; streams to its upstreams)")
+			for _, u := range y.Upstreams {
+				v := fmt.Sprintf("%s since %s, %d streams, %d nudges", u.State, u.Since, u.Streams, u.Nudges)
+				if u.LastErr != "" {
+					v += "; last error: " + u.LastErr
+				}
+				pairs = append(pairs, "upstream "+u.Addr, v)
+			}
+		} else if y.Watchers > 0 {
+			pairs = append(pairs, "watching clients", fmt.Sprintf("%d (%d nudges sent)", y.Watchers, y.NudgesSent))
+		}
 	} else {
 		pairs = append(pairs, "sync", "not running")
 	}
@@ -121,4 +133,12 @@ func writeGaps(c *cli.Context, title string, gaps []api.Gap) {
 		t.add(g.Space, g.Author, fmt.Sprint(g.From), fmt.Sprint(g.To))
 	}
 	t.write(c.App.Writer)
+}
+
+// orNone shows an empty value as "none".
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

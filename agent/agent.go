@@ -85,6 +85,8 @@ type Agent struct {
 	peerHeld map[crypto.SpaceID]uint64
 
 	syncMu sync.Mutex
+	// switchMu orders a switch to client mode (becomeClient) against itself.
+	switchMu sync.Mutex
 	sync   *fsync.Engine // nil until Run starts it
 
 	// orphans holds, in memory and bounded, verified envelopes of spaces
@@ -387,7 +389,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopMetrics()
-	if err := a.startSync(ctx); err != nil {
+	if err := a.startSync(ctx, nil); err != nil {
 		ln.Close()
 		return err
 	}
@@ -449,8 +451,10 @@ func (a *Agent) sortedSpaces() []*spaceState {
 	return out
 }
 
-// startSync starts the sync engine: memberlist on cfg.Bind, hints, anti-entropy.
-func (a *Agent) startSync(ctx context.Context) error {
+// startSync starts the sync engine: memberlist on cfg.Bind, hints,
+// anti-entropy; or, with cfg.Client or upstreams given (the switch below),
+// client mode with those upstreams.
+func (a *Agent) startSync(ctx context.Context, upstreams []string) error {
 	mesh := a.meshKeyring() // agent/meshkey.go: the override, or the keystore's ring
 	if len(mesh) == 0 {
 		return errors.New("no mesh key: give --mesh-key-file or re-run init with --mesh-key")
@@ -459,13 +463,20 @@ func (a *Agent) startSync(ctx context.Context) error {
 	if a.cfg.Relay {
 		role = fsync.RoleRelay
 	}
-	e, err := fsync.New(fsync.Config{
+	cfg := fsync.Config{
 		Store: syncAdapter{a}, Auth: syncAdapter{a}, Role: role,
 		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
 		Join: a.cfg.Join, MeshKeys: mesh, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
 		DisableHints: a.cfg.DisableHints, Faults: a.cfg.Faults,
 		Client: a.cfg.Client, Keepalive: a.cfg.KeepaliveInterval,
-	})
+	}
+	if upstreams != nil {
+		cfg.Client, cfg.Join = true, upstreams
+	} else if a.cfg.DetectNAT && !a.cfg.Client && !a.cfg.Relay {
+		cfg.DetectUnreachable = true
+		cfg.OnUnreachable = func(up []string) { a.becomeClient(ctx, up) }
+	}
+	e, err := fsync.New(cfg)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -477,6 +488,26 @@ func (a *Agent) startSync(ctx context.Context) error {
 	a.syncMu.Unlock()
 	a.log.Info("sync running", "addr", e.LocalAddr(), "profile", a.cfg.Profile)
 	return nil
+}
+
+// becomeClient restarts sync in client mode once the engine found that
+// peers cannot reach this device (Config.DetectNAT; docs/sync.md "Client
+// mode"). Without any upstream it stays a member and says so.
+func (a *Agent) becomeClient(ctx context.Context, upstreams []string) {
+	if len(upstreams) == 0 {
+		a.log.Warn("peers cannot reach this device and it knows no relay to keep a stream with: staying a member; give --join a relay address, or run with --client")
+		return
+	}
+	a.switchMu.Lock()
+	defer a.switchMu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	a.log.Warn("peers cannot reach this device: switching to client mode", "upstreams", upstreams)
+	a.stopSync()
+	if err := a.startSync(ctx, upstreams); err != nil {
+		a.log.Error("client mode did not start; sync is off until the agent restarts", "err", err)
+	}
 }
 
 func (a *Agent) stopSync() {

@@ -31,6 +31,10 @@ type Config struct {
 	// Join address (relays or reachable peers). Bind and Advertise are
 	// ignored.
 	Client bool
+	// DetectNAT switches a member to client mode once peers cannot reach
+	// it (memberlist keeps refuting that it is suspect or dead), with the
+	// relays it knows as upstreams. Officers' laptops only.
+	DetectNAT bool
 	// KeepaliveInterval is a client's keepalive on an idle watch stream; 0
 	// takes the profile's (wan 60 s).
 	KeepaliveInterval time.Duration

@@ -262,3 +262,74 @@ func hasLocalIP(ip net.IP) bool {
 	}
 	return false
 }
+
+// Detecting that nobody can reach this node (Config.DetectUnreachable). A
+// member behind address translation can probe and push to others, but
+// their probes of it fail: they suspect it, declare it dead, and it learns
+// so from the state it pulls, and refutes. Refuting now and then is normal
+// on a lossy link; refuting again and again is not.
+const (
+	UnreachableRefutes = 3
+	UnreachableWindow  = 10 * time.Minute
+)
+
+// noteRefute counts one refutation and, past the threshold, tells
+// OnUnreachable once.
+func (e *Engine) noteRefute() {
+	if !e.cfg.DetectUnreachable || e.cfg.Client {
+		return
+	}
+	now := time.Now()
+	e.mu.Lock()
+	e.stats.Refutations++
+	kept := e.refutes[:0]
+	for _, t := range e.refutes {
+		if now.Sub(t) < UnreachableWindow {
+			kept = append(kept, t)
+		}
+	}
+	e.refutes = append(kept, now)
+	fire := len(e.refutes) >= UnreachableRefutes && !e.unreachable
+	if fire {
+		e.unreachable = true
+	}
+	e.mu.Unlock()
+	if fire {
+		up := e.upstreamCandidates()
+		e.log.Warn("peers cannot reach this device: memberlist keeps refuting that it is suspect or dead",
+			"refutations", UnreachableRefutes, "window", UnreachableWindow.String(), "upstreams", up)
+		if e.cfg.OnUnreachable != nil {
+			go e.cfg.OnUnreachable(up)
+		}
+	}
+}
+
+// upstreamCandidates are where a node that cannot be reached would keep
+// watch streams: the relays it has authenticated, then the configured join
+// addresses, then (without either) up to three live members it reached.
+func (e *Engine) upstreamCandidates() []string {
+	var relays, others []string
+	e.mu.Lock()
+	for _, p := range e.peers {
+		addr := p.vouched
+		if addr == "" {
+			addr = p.addr
+		}
+		if addr == "" || !p.authenticated {
+			continue
+		}
+		if p.role == RoleRelay {
+			relays = append(relays, addr)
+		} else if p.alive && !p.lastContact.IsZero() {
+			others = append(others, addr)
+		}
+	}
+	e.mu.Unlock()
+	sort.Strings(relays)
+	sort.Strings(others)
+	out := append(relays, e.cfg.Join...)
+	if len(out) == 0 {
+		out = others[:min(3, len(others))]
+	}
+	return dedup(out)
+}

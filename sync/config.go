@@ -58,6 +58,14 @@ type Config struct {
 	// and Advertise are ignored.
 	Client bool
 
+	// DetectUnreachable watches for signs that peers cannot reach this
+	// node: memberlist refuting that it is suspect or dead
+	// (UnreachableRefutes times within UnreachableWindow). Then it calls
+	// OnUnreachable once, with upstreams for client mode (relays first).
+	// Member mode only.
+	DetectUnreachable bool
+	OnUnreachable     func(upstreams []string)
+
 	// Keepalive is a client's keepalive interval on an idle watch stream;
 	// three unanswered in a row end it. Default by profile: wan 60 s, lan
 	// 30 s, local 1 s.

@@ -65,6 +65,9 @@ type Engine struct {
 	watchers  map[PeerID]*watcher // clients' idle watch streams (watch.go)
 
 	upstreams []*upstream // client mode: set by Start, then read only (client.go)
+
+	refutes     []time.Time // recent refutations (DetectUnreachable)
+	unreachable bool        // OnUnreachable was called
 }
 
 type peerState struct {
@@ -126,6 +129,7 @@ type Stats struct {
 	Watchers          int               // clients' watch streams open now (client mode, docs/sync.md)
 	NudgesSent        uint64            // NUDGE frames sent to watching clients
 	WatchesSuperseded uint64            // watch streams ended by a newer one of the same client (it moved)
+	Refutations       uint64            // times memberlist refuted that this node is suspect or dead
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
@@ -202,6 +206,7 @@ func New(cfg Config) (*Engine, error) {
 		watchers:     make(map[PeerID]*watcher),
 	}
 	e.logw = newLogBridge(lg, cfg.LogEvery)
+	e.logw.onRefute = e.noteRefute
 	// Hint counters start at the clock so that a restarted node's hints are
 	// newer than the ones peers remember.
 	e.hintCounter.Store(uint64(time.Now().UnixNano()))

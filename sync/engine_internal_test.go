@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,62 @@ func TestJoinRoundBudget(t *testing.T) {
 	}
 	if started != joinRoundBurst {
 		t.Fatalf("after a long quiet, %d join rounds at once; want %d", started, joinRoundBurst)
+	}
+}
+
+// Memberlist refuting, again and again, that this node is suspect or dead
+// (peers cannot reach it) calls OnUnreachable once, relays first; a
+// refutation or two (a lossy link) does not, and nothing does without
+// DetectUnreachable.
+func TestDetectUnreachable(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	for _, detect := range []bool{false, true} {
+		got := make(chan []string, 2)
+		e, err := New(Config{Store: NewMemStore(nil), Auth: stubAuth{key}, Profile: ProfileLocal, BindAddr: "127.0.0.1:0",
+			MeshKeys: [][]byte{make([]byte, 32)}, Join: []string{"198.51.100.9:7946"},
+			DetectUnreachable: detect, OnUnreachable: func(up []string) { got <- up }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.mu.Lock()
+		relay := e.peerLocked(PeerID{7})
+		relay.authenticated, relay.role, relay.vouched = true, RoleRelay, "203.0.113.5:7946"
+		officer := e.peerLocked(PeerID{8})
+		officer.authenticated, officer.alive, officer.vouched, officer.lastContact = true, true, "203.0.113.6:7946", time.Now()
+		e.mu.Unlock()
+		refute := func() { _, _ = e.logw.Write([]byte("[WARN] memberlist: Refuting a suspect message (from: x)\n")) }
+		refute()
+		_, _ = e.logw.Write([]byte("[WARN] memberlist: Refuting a dead message (from: y)\n"))
+		select {
+		case up := <-got:
+			t.Fatalf("detect=%v: called after two refutations with %v", detect, up)
+		case <-time.After(50 * time.Millisecond):
+		}
+		refute()
+		refute()
+		if !detect {
+			select {
+			case up := <-got:
+				t.Fatalf("called with detection off: %v", up)
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case up := <-got:
+			if want := []string{"203.0.113.5:7946", "198.51.100.9:7946"}; !slices.Equal(up, want) {
+				t.Errorf("upstreams %v, want %v (the relay, then the join address)", up, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("not called after three refutations")
+		}
+		select {
+		case up := <-got:
+			t.Fatalf("called twice: %v", up)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if st := e.Stats(); st.Refutations != 4 {
+			t.Errorf("refutations %d, want 4", st.Refutations)
+		}
 	}
 }

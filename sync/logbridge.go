@@ -22,6 +22,10 @@ type logBridge struct {
 
 	mu    gosync.Mutex
 	kinds map[string]*logKind
+
+	// onRefute, if set, is told of each time memberlist refuted a message
+	// that this node is suspect or dead (set before memberlist starts).
+	onRefute func()
 }
 
 type logKind struct {
@@ -41,6 +45,9 @@ func newLogBridge(l *slog.Logger, every time.Duration) *logBridge {
 // Write implements io.Writer for memberlist's *log.Logger (one line a call).
 func (b *logBridge) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\n")
+	if b.onRefute != nil && (strings.Contains(line, "Refuting a suspect message") || strings.Contains(line, "Refuting a dead message")) {
+		b.onRefute()
+	}
 	level, rest := memberlistLevel(line)
 	if level < slog.LevelWarn || routineMemberlist(rest) {
 		b.log.Debug(rest, "src", "memberlist")

@@ -27,6 +27,7 @@ func agentFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "advertise", EnvVars: []string{"FIELDSYNC_ADVERTISE"}, Usage: "address other nodes reach this one at, `HOST:PORT` (behind address translation)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "join", EnvVars: []string{"FIELDSYNC_JOIN"}, Usage: "join the mesh through `HOST:PORT` (repeatable)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", EnvVars: []string{"FIELDSYNC_CLIENT"}, Usage: "client mode, for a laptop nobody can reach (NAT, hotel Wi-Fi, a tether): listen on nothing and keep outbound streams to the --join relays"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "detect-nat", EnvVars: []string{"FIELDSYNC_DETECT_NAT"}, Usage: "switch to client mode by itself once peers cannot reach this laptop (they keep declaring it dead)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "keepalive", EnvVars: []string{"FIELDSYNC_KEEPALIVE"}, Usage: "client mode: keepalive `INTERVAL` of an idle stream (default: the profile's, wan 1m)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "relay", EnvVars: []string{"FIELDSYNC_RELAY"}, Usage: "run as a relay: store and forward without space keys"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "profile", EnvVars: []string{"FIELDSYNC_PROFILE"}, Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"}),
@@ -105,7 +106,7 @@ func agentAction(c *cli.Context) error {
 	cfg.Layout, cfg.Unlock = l, u
 	cfg.Bind, cfg.Advertise, cfg.Join = c.String("bind"), c.String("advertise"), c.StringSlice("join")
 	cfg.Relay, cfg.Profile = c.Bool("relay"), c.String("profile")
-	cfg.Client, cfg.KeepaliveInterval = c.Bool("client"), c.Duration("keepalive")
+	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("agent configuration: %v", err)
 	}
@@ -177,7 +178,7 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 	wargs = append(wargs, "agent-worker",
 		"--bind", c.String("bind"), "--profile", c.String("profile"),
 		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")),
-		fmt.Sprintf("--client=%t", c.Bool("client")), "--keepalive="+c.Duration("keepalive").String(),
+		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")), "--keepalive="+c.Duration("keepalive").String(),
 		"--metrics-addr="+c.String("metrics-addr"))
 	for _, j := range c.StringSlice("join") {
 		wargs = append(wargs, "--join", j)
@@ -252,7 +253,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Advertise = c.String("advertise")
 	cfg.Join = c.StringSlice("join")
 	cfg.Relay = c.Bool("relay")
-	cfg.Client, cfg.KeepaliveInterval = c.Bool("client"), c.Duration("keepalive")
+	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	cfg.Profile = c.String("profile")
 	cfg.MetricsAddr = c.String("metrics-addr")
 	logger, flushLog, err := newLoggerChecked(c)

@@ -13,7 +13,7 @@ import (
 func PhoneticKey(s string) string {
 	words := strings.Fields(clean(s, true))
 	for i, w := range words {
-		words[i] = latinKey(transliterateWord(w))
+		words[i] = latinKey(transliterateWord(w), isASCII(w))
 	}
 	return strings.Join(words, " ")
 }
@@ -41,8 +41,10 @@ func PhoneticKey(s string) string {
 // Vowels are dropped (Arabic does not write short ones), repeated classes
 // collapse (Mohammed, Mohamed), and a final h goes (Fatimah, Fatima, فاطمة;
 // Abdullah, Абдулла). Runes outside a–z (other scripts, digits) are kept
-// as their own class.
-func latinKey(w string) string {
+// as their own class. fromLatin says the word was typed in Latin letters:
+// two rules only hold for such spellings (a skeleton transliterated from
+// Arabic has consonants next to each other by design).
+func latinKey(w string, fromLatin bool) string {
 	var out []byte
 	emit := func(class byte) {
 		if n := len(out); n > 0 && out[n-1] == class {
@@ -69,8 +71,10 @@ func latinKey(w string) string {
 			continue
 		}
 		switch {
-		case i == 0 && has(0, "ou") && isVowel(at(2)):
-			emit('f') // French ou before a vowel is w: Oualid, Ouafa
+		case has(i, "ou") && isVowel(at(i+2)) && (i == 0 || isVowel(at(i-1))):
+			// French ou before a vowel is w: Oualid, Naoual, Merouane (but
+			// Mouad is mu-adh).
+			emit('f')
 			i += 2
 		case i == 0 && c == 'i' && (at(1) == 'a' || at(1) == 'o' || at(1) == 'u'):
 			emit('j') // French ia io iou for я ё ю: Iouri, Iakov
@@ -80,13 +84,25 @@ func latinKey(w string) string {
 				emit('a')
 			}
 			i++
+		case c == '\'':
+			i++ // separator from transliterateWord
 		case c == 'y':
 			// y is a consonant at the start and between vowels (Yusuf,
-			// Ayoub), a vowel elsewhere (Sergey, Dmitriy, Mariya).
-			if i == 0 || (isVowel(at(i-1)) && isVowel(at(i+1))) {
+			// Ayoub, Ayyub), a vowel elsewhere (Sergey, Dmitriy, Mariya).
+			end := i + 1
+			for at(end) == 'y' {
+				end++
+			}
+			if i == 0 || (isVowel(at(i-1)) && isVowel(at(end))) {
 				emit('j')
 			}
+			i = end
+		case fromLatin && c == 'j' && i > 0 && !isVowel(at(i-1)) && at(i-1) != 'd' && isVowel(at(i+1)):
+			// German and Slavic j after a consonant is the y of Tatyana,
+			// Ilya: Tatjana, Ilja, Darja.
 			i++
+		case fromLatin && c == 'h' && i > 0 && !isVowel(at(i-1)) && at(i-1) != 'y':
+			i++ // h after a consonant that forms no digraph is silent: John, Rhys
 		case has(i, "tsch"), has(i, "shch"):
 			emit('x')
 			i += 4
@@ -117,6 +133,9 @@ func latinKey(w string) string {
 		case has(i, "ph"):
 			emit('f')
 			i += 2
+		case has(i, "tsh"):
+			emit('x') // Arabic writes ch as تش: تشارلز Charles
+			i += 3
 		case has(i, "ts"), has(i, "tz"):
 			emit('c')
 			i += 2

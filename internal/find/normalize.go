@@ -39,7 +39,7 @@ func Words(s string) []string {
 // clean is Normalize; with forKey it keeps the information the
 // transliteration needs and Normalize throws away: ة stays ة (read "a", not
 // "h") and the caron letters of ISO 9 and Slavic Latin (č š ž) become the
-// English digraphs ch sh zh instead of losing their caron. Neither changes
+// English digraphs ch sh zh instead of losing their caron, and ç becomes s. Neither changes
 // where words split, so both variants have the same words in the same order.
 func clean(s string, forKey bool) string {
 	out := cleanOnce(s, forKey)
@@ -87,6 +87,16 @@ func cleanOnce(s string, forKey bool) string {
 			// phonetic key č is ch, not c.
 			if forKey && r == 0x030C && (last == 'c' || last == 's' || last == 'z') {
 				write('h')
+				continue
+			}
+			// ç is s (French Fayçal, François), not the k a bare c before a
+			// would be.
+			if forKey && r == 0x0327 && last == 'c' {
+				str := b.String()
+				b.Reset()
+				b.WriteString(str[:len(str)-1])
+				b.WriteByte('s')
+				last = 's'
 				continue
 			}
 			// й is a letter of its own in Russian, not и with an accent.

@@ -19,28 +19,34 @@ func Transliterate(s string) string {
 
 // transliterateWord transliterates one word of clean(s, true).
 func transliterateWord(w string) string {
-	ascii := true
-	for i := 0; i < len(w); i++ {
-		if w[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	if isASCII(w) {
 		return w
 	}
 	rs := []rune(w)
 	var b strings.Builder
 	b.Grow(2 * len(w))
+	var last byte // last byte written
 	for i, r := range rs {
+		var l string
 		switch {
 		case r >= 0x0600 && r <= 0x06FF:
-			b.WriteString(arabicLetter(rs, i))
+			l = arabicLetter(rs, i)
 		case r >= 0x0400 && r <= 0x04FF:
-			b.WriteString(cyrillicLetter(rs, i))
+			l = cyrillicLetter(rs, i)
 		default:
-			b.WriteRune(r)
+			l = string(r)
 		}
+		if l == "" {
+			continue
+		}
+		// Two letters must not read as one digraph: زهير is z-h (Zuhair),
+		// not zh; сх is s-kh, not sh. The apostrophe keeps them apart, as
+		// the BGN/PCGN tables' middle dot does; the key skips it.
+		if l[0] == 'h' && strings.IndexByte("zskgtdcp", last) >= 0 {
+			b.WriteByte('\'')
+		}
+		b.WriteString(l)
+		last = l[len(l)-1]
 	}
 	return b.String()
 }
@@ -93,16 +99,21 @@ func arabicLetter(rs []rune, i int) string {
 		return ""
 	case 'ة':
 		return "a" // ta marbuta in pause: Fatima, Aisha
-	case 'و':
-		if i == 0 || prev == 'ا' || next == 'ا' {
-			return "w"
+	case 'و', 'ي':
+		consonant, vowel := "w", "u"
+		if r == 'ي' {
+			consonant, vowel = "y", "i"
 		}
-		return "u"
-	case 'ي':
-		if i == 0 || prev == 'ا' || next == 'ا' {
-			return "y"
+		switch {
+		case i == 0 || prev == 'ا':
+			return consonant
+		case next == 'ا':
+			// A consonant after a consonant: the short vowel between them
+			// is not written (حياة Hayat, بيان Bayan); write it, so that
+			// the y stands between vowels as in the Latin spelling.
+			return "a" + consonant
 		}
-		return "i"
+		return vowel
 	case 'ه':
 		// الله at the end of a name is "Allah" (Abdullah, Abdallah): the
 		// English spelling has the vowel, and the key drops the h after it.
@@ -161,4 +172,13 @@ func cyrillicLetter(rs []rune, i int) string {
 		return l
 	}
 	return ""
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

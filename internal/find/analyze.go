@@ -1,15 +1,18 @@
 package find
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
 // word is one word of a text in the three forms the index compares.
 type word struct {
-	norm  string // Normalize's form: exact matches
-	latin string // transliterated: edit distance between spellings
-	key   string // phonetic key: same-sounding spellings
+	norm     string // Normalize's form: exact matches
+	latin    string // transliterated: edit distance between spellings
+	key      string // phonetic key: same-sounding spellings
+	latinLen int    // runes in latin
+	keyLen   int    // runes in key
 	// particle marks name particles (al-, bin, ould, de, von ...): they
 	// neither count as a word of their own in a multi-word query nor get
 	// index terms, but stay in the text's joined form.
@@ -22,8 +25,9 @@ type word struct {
 // analyzed is a text split into words, plus all its words joined into one
 // (so "Abd al-Aziz", "Abdelaziz" and عبد العزيز can meet as one word).
 type analyzed struct {
-	words  []word
-	joined word
+	words       []word
+	significant []word // the words that are not particles, or all if none
+	joined      word
 }
 
 // particles are the name particles of the conventions in docs/find.md:
@@ -76,74 +80,71 @@ func analyze(text string) analyzed {
 		a.joined = a.words[0]
 	default:
 		latin := joinedLatin.String()
-		a.joined = word{norm: joinedNorm.String(), latin: latin, key: latinKey(latin, allLatin)}
+		a.joined = newWordForms(joinedNorm.String(), latin, latinKey(latin, allLatin))
+	}
+	for _, w := range a.words {
+		if !w.particle {
+			a.significant = append(a.significant, w)
+		}
+	}
+	if len(a.significant) == 0 {
+		a.significant = a.words
 	}
 	return a
 }
 
 func newWord(norm, forKey string) word {
 	latin := transliterateWord(forKey)
-	return word{norm: norm, latin: latin, key: latinKey(latin, isASCII(forKey))}
+	return newWordForms(norm, latin, latinKey(latin, isASCII(forKey)))
+}
+
+func newWordForms(norm, latin, key string) word {
+	return word{norm: norm, latin: latin, key: key,
+		latinLen: utf8.RuneCountInString(latin), keyLen: utf8.RuneCountInString(key)}
 }
 
 // Term prefixes: one namespace per form, so a normalised word can never
-// collide with a key or an n-gram.
+// collide with a key.
 const (
 	termExact = "n:" // normalised word
-	termKey   = "k:" // phonetic key of a word or of the joined text
-	termGram  = "g:" // bigram of a word's key, for edit-distance tolerance
+	termKey   = "k:" // phonetic key of a word
+	// termJoined is the key of a text of several words joined into one. It
+	// has a namespace of its own because nearly every record's is unique:
+	// in "k:" it would swell the Vocabulary that fuzzy expansion scans.
+	termJoined = "j:"
 )
 
 // Terms returns the index terms of text, sorted and without duplicates:
-// for each word that is not a particle, "n:" and its normalised form,
-// "k:" and its phonetic key, and "g:" and each bigram of the key padded
-// with ^ and $; for a text of several words, "k:" and the key of all its
-// words joined. A query's candidates are the documents sharing a term
-// with it (for n-grams, enough of them; see Index.Search), so a caller
-// that stores postings under a keyed hash of each term can find them
-// without a plaintext term on disk (docs/find.md).
+// for each word that is not a particle, "n:" and its normalised form and
+// "k:" and its phonetic key (both again without an Arabic article, if the
+// word has one); for a text of several words, "j:" and the key of all its
+// words joined. A caller that persists postings stores them under a keyed
+// hash of each term, so no plaintext term reaches the disk, and finds a
+// query's candidates under the hashes of QueryTerms (docs/find.md).
 func Terms(text string) []string {
 	return analyze(text).terms()
 }
 
 func (a analyzed) terms() []string {
-	set := make(map[string]struct{}, 8*len(a.words))
-	add := func(w word) {
+	set := make(map[string]struct{}, 4*len(a.words))
+	add := func(w *word) {
 		set[termExact+w.norm] = struct{}{}
 		set[termKey+w.key] = struct{}{}
-		for _, g := range keyGrams(w.key) {
-			set[termGram+g] = struct{}{}
-		}
 	}
-	for _, w := range a.significantWords() {
-		add(w)
+	for _, w := range a.significant {
+		add(&w)
 		if w.withoutArticle != nil {
-			add(*w.withoutArticle)
+			add(w.withoutArticle)
 		}
 	}
 	if len(a.words) > 1 {
-		set[termKey+a.joined.key] = struct{}{}
+		set[termJoined+a.joined.key] = struct{}{}
 	}
 	out := make([]string, 0, len(set))
 	for t := range set {
 		out = append(out, t)
 	}
-	sortStrings(out)
-	return out
-}
-
-// significantWords returns the words that are not particles, or all words
-// if every one is a particle.
-func (a analyzed) significantWords() []word {
-	out := make([]word, 0, len(a.words))
-	for _, w := range a.words {
-		if !w.particle {
-			out = append(out, w)
-		}
-	}
-	if len(out) == 0 {
-		return a.words
-	}
+	slices.Sort(out)
 	return out
 }
 

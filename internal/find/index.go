@@ -1,10 +1,9 @@
 package find
 
 import (
-	"cmp"
 	"slices"
+	"strings"
 	"sync"
-	"unicode/utf8"
 )
 
 // Hit is one search result: the document, its best-matching field, and the
@@ -24,6 +23,8 @@ type Index struct {
 	docs     []*document         // nil for a free slot
 	free     []uint32            // free slots, reused before docs grows
 	postings map[string][]uint32 // term → slots holding it, ascending
+	vocab    *Vocabulary         // the keys of the "k:" terms
+	lex      *lexicon            // the words of the fields
 }
 
 type document struct {
@@ -35,11 +36,12 @@ type field struct {
 	name  string
 	text  analyzed
 	terms []string
+	words []uint32 // lexicon numbers of text.significant
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{refs: make(map[string]uint32), postings: make(map[string][]uint32)}
+	return &Index{refs: make(map[string]uint32), postings: make(map[string][]uint32), vocab: NewVocabulary(), lex: newLexicon()}
 }
 
 // Add sets the text of one field of a document, replacing what the field
@@ -61,13 +63,18 @@ func (x *Index) Add(docID, fieldName, text string) {
 		ref = x.newSlot(&document{id: docID})
 	}
 	doc := x.docs[ref]
+	if len(a.words) > 0 {
+		f.words = x.lex.intern(a.significant)
+	}
 	before := doc.termSet()
 	i := slices.IndexFunc(doc.fields, func(g field) bool { return g.name == fieldName })
 	switch {
 	case len(a.words) == 0 && i >= 0:
+		x.lex.release(doc.fields[i].words)
 		doc.fields = slices.Delete(doc.fields, i, i+1)
 	case len(a.words) == 0:
 	case i >= 0:
+		x.lex.release(doc.fields[i].words)
 		doc.fields[i] = f
 	default:
 		doc.fields = append(doc.fields, f)
@@ -98,6 +105,9 @@ func (x *Index) Remove(docID string) {
 	}
 	for t := range x.docs[ref].termSet() {
 		x.unpost(t, ref)
+	}
+	for _, f := range x.docs[ref].fields {
+		x.lex.release(f.words)
 	}
 	x.freeSlot(ref)
 }
@@ -139,6 +149,9 @@ func (x *Index) post(t string, ref uint32) {
 	i, found := slices.BinarySearch(p, ref)
 	if !found {
 		x.postings[t] = slices.Insert(p, i, ref)
+		if key, ok := strings.CutPrefix(t, termKey); ok {
+			x.vocab.Add(key)
+		}
 	}
 }
 
@@ -147,6 +160,9 @@ func (x *Index) unpost(t string, ref uint32) {
 	i, found := slices.BinarySearch(p, ref)
 	if !found {
 		return
+	}
+	if key, ok := strings.CutPrefix(t, termKey); ok {
+		x.vocab.Remove(key)
 	}
 	p = slices.Delete(p, i, i+1)
 	if len(p) == 0 {
@@ -167,9 +183,9 @@ func (x *Index) Search(query string, limit int) []Hit {
 // document ID, then by field name, so equal scores always come in the
 // same order.
 //
-// Candidates are the documents sharing with the query a normalised word,
-// a phonetic key, or enough key trigrams to be within the allowed edit
-// distance of a query word's key; each is then scored on its stored text.
+// Candidates are the documents under the query's terms (QueryTerms): a
+// normalised word of the query, or a key near a query word's key. Each is
+// then scored on its stored text.
 func (x *Index) SearchField(query, fieldName string, limit int) []Hit {
 	q := analyze(query)
 	if len(q.words) == 0 || limit <= 0 {
@@ -177,76 +193,87 @@ func (x *Index) SearchField(query, fieldName string, limit int) []Hit {
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	candidates := make(map[uint32]struct{})
-	addAll := func(term string) {
-		for _, ref := range x.postings[term] {
-			candidates[ref] = struct{}{}
-		}
-	}
-	gramCounts := make(map[uint32]int)
-	gramsFor := func(w *word) {
-		addAll(termExact + w.norm)
-		addAll(termKey + w.key)
-		grams := keyGrams(w.key)
-		// An edit changes at most two bigrams; a word within the allowed
-		// distance shares at least len(grams) - 2*edits of them. A short
-		// key allows no edit, but its word may still be within the Latin
-		// spelling tolerance (Riad, Riyad: rd, rjd): one edit's worth of
-		// bigrams, and never fewer than two, keeps those.
-		edits := max(1, allowedEdits(utf8.RuneCountInString(w.key), 2))
-		need := max(2, len(grams)-2*edits)
-		clear(gramCounts)
-		for _, g := range grams {
-			for _, ref := range x.postings[termGram+g] {
-				gramCounts[ref]++
-			}
-		}
-		for ref, n := range gramCounts {
-			if n >= need {
-				candidates[ref] = struct{}{}
+	direct, near := q.queryTerms(x.vocab)
+	sc := newScorer(&q)
+	// A bitmap over slots dedupes the candidates: cheaper than a map for
+	// the thousands a common name has.
+	seen := make([]uint64, (len(x.docs)+63)/64)
+	var top topHits
+	top.limit = limit
+	collect := func(terms []string) {
+		for _, t := range terms {
+			for _, ref := range x.postings[t] {
+				if seen[ref/64]&(1<<(ref%64)) != 0 {
+					continue
+				}
+				seen[ref/64] |= 1 << (ref % 64)
+				if h, ok := x.scoreDoc(sc, ref, fieldName); ok {
+					top.offer(h)
+				}
 			}
 		}
 	}
-	for _, w := range q.significantWords() {
-		gramsFor(&w)
-		if w.withoutArticle != nil {
-			gramsFor(w.withoutArticle)
-		}
+	collect(direct)
+	// A document reached only through near keys matches each query word,
+	// and the joined query, at most in the near-key tier (an exact or
+	// same-key match would be under a direct term), so once the direct
+	// terms gave limit hits above that tier, none of them can enter.
+	if len(top.hits) < limit || top.hits[len(top.hits)-1].Score <= scoreNearKeyMax+coverageWeight {
+		collect(near)
 	}
-	if len(q.words) > 1 {
-		addAll(termKey + q.joined.key)
-	}
+	return top.hits
+}
 
-	hits := make([]Hit, 0, len(candidates))
-	for ref := range candidates {
-		doc := x.docs[ref]
-		best := Hit{DocID: doc.id}
-		for i := range doc.fields {
-			f := &doc.fields[i]
-			if fieldName != "" && f.name != fieldName {
-				continue
-			}
-			if s := score(&q, &f.text); s > best.Score || (s == best.Score && s > 0 && f.name < best.Field) {
-				best.Score, best.Field = s, f.name
-			}
+// scoreDoc scores the document in slot ref by its best field (or the named
+// one), reporting false if nothing matched.
+func (x *Index) scoreDoc(sc *scorer, ref uint32, fieldName string) (Hit, bool) {
+	doc := x.docs[ref]
+	best := Hit{DocID: doc.id}
+	for i := range doc.fields {
+		f := &doc.fields[i]
+		if fieldName != "" && f.name != fieldName {
+			continue
 		}
-		if best.Score > 0 {
-			hits = append(hits, best)
+		if s := sc.score(&f.text, f.words); s > best.Score || (s == best.Score && s > 0 && f.name < best.Field) {
+			best.Score, best.Field = s, f.name
 		}
 	}
-	slices.SortFunc(hits, func(a, b Hit) int {
-		if c := cmp.Compare(b.Score, a.Score); c != 0 {
-			return c
+	return best, best.Score > 0
+}
+
+// topHits keeps the best limit hits offered, in result order.
+type topHits struct {
+	limit int
+	hits  []Hit
+}
+
+func (t *topHits) offer(h Hit) {
+	if len(t.hits) == t.limit && !hitBefore(h, t.hits[len(t.hits)-1]) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(t.hits, h, func(a, b Hit) int {
+		if hitBefore(a, b) {
+			return -1
 		}
-		if c := cmp.Compare(a.DocID, b.DocID); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Field, b.Field)
+		return 1
 	})
-	if len(hits) > limit {
-		hits = hits[:limit]
+	if len(t.hits) < t.limit {
+		t.hits = slices.Insert(t.hits, i, h)
+		return
 	}
-	return hits
+	copy(t.hits[i+1:], t.hits[i:len(t.hits)-1])
+	t.hits[i] = h
+}
+
+// hitBefore orders hits: higher score first, then document ID, then field.
+func hitBefore(a, b Hit) bool {
+	if a.Score != b.Score {
+		return a.Score > b.Score
+	}
+	if a.DocID != b.DocID {
+		return a.DocID < b.DocID
+	}
+	return a.Field < b.Field
 }
 
 // Len returns the number of documents in the index.
@@ -261,6 +288,7 @@ type Stats struct {
 	Docs     int // documents
 	Terms    int // distinct terms
 	Postings int // (term, document) pairs
+	Keys     int // distinct phonetic keys (the Vocabulary)
 	// TermBytes is the length of all distinct terms; a persisted index
 	// stores a fixed-size keyed hash per term instead (docs/find.md).
 	TermBytes int
@@ -270,7 +298,7 @@ type Stats struct {
 func (x *Index) Stats() Stats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	s := Stats{Docs: len(x.refs), Terms: len(x.postings)}
+	s := Stats{Docs: len(x.refs), Terms: len(x.postings), Keys: x.vocab.Len()}
 	for t, p := range x.postings {
 		s.TermBytes += len(t)
 		s.Postings += len(p)

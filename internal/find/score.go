@@ -1,18 +1,14 @@
 package find
 
-import (
-	"slices"
-	"unicode/utf8"
-)
-
 // Scores of one query word against one document word. The tiers do not
 // overlap, so the ranking is exact match > same key > near key > near
 // spelling whatever the edit distances inside a tier.
 const (
-	scoreExact   = 1.0
-	scoreSameKey = 0.8 // to 0.9, by how close the Latin spellings are
-	scoreNearKey = 0.5 // to 0.75
-	scoreNearLat = 0.4 // to 0.6
+	scoreExact      = 1.0
+	scoreSameKey    = 0.8 // to 0.9, by how close the Latin spellings are
+	scoreNearKey    = 0.5 // to 0.75
+	scoreNearKeyMax = scoreNearKey + 0.25
+	scoreNearLat    = 0.4 // to 0.6
 	// coverageWeight rewards documents whose words the query covers: for
 	// the query Mohammed, the field "Mohammed" ranks above "Mohammed Salem
 	// al-Hassan". Small enough never to cross a tier.
@@ -38,17 +34,23 @@ func wordScore(q, d *word) float64 {
 	if q.norm == d.norm {
 		return scoreExact
 	}
-	latinSim := similarityRatio(q.latin, d.latin)
+	if q.key != d.key && (d.keyLen-q.keyLen > 2 || q.keyLen-d.keyLen > 2) {
+		// No tier tolerates more than two edits, and two strings whose
+		// lengths differ by more are further apart: skip the distances.
+		if d.latinLen-q.latinLen > 2 || q.latinLen-d.latinLen > 2 {
+			return 0
+		}
+	}
+	latinDist := levenshtein(q.latin, d.latin)
+	latinSim := 1 - float64(latinDist)/float64(max(q.latinLen, d.latinLen, 1))
 	if q.key == d.key {
 		return scoreSameKey + 0.1*latinSim
 	}
-	qk, dk := utf8.RuneCountInString(q.key), utf8.RuneCountInString(d.key)
-	if dist := levenshtein(q.key, d.key); dist <= allowedEdits(min(qk, dk), 2) {
-		keySim := 1 - float64(dist)/float64(max(qk, dk))
+	if dist := levenshtein(q.key, d.key); dist <= allowedEdits(min(q.keyLen, d.keyLen), 2) {
+		keySim := 1 - float64(dist)/float64(max(q.keyLen, d.keyLen))
 		return scoreNearKey + 0.15*keySim + 0.1*latinSim
 	}
-	ql, dl := utf8.RuneCountInString(q.latin), utf8.RuneCountInString(d.latin)
-	if dist := levenshtein(q.latin, d.latin); dist <= allowedEdits(min(ql, dl), 3) {
+	if latinDist <= allowedEdits(min(q.latinLen, d.latinLen), 3) {
 		return scoreNearLat + 0.2*latinSim
 	}
 	return 0
@@ -69,23 +71,54 @@ func bestWordScore(q, d *word) float64 {
 	return best
 }
 
-// score compares a query with a document text: the mean over the query's
+// scorer scores one query against many documents. Documents repeat words
+// (a common name is in thousands of records), so it remembers the score of
+// each query word against each document word it has seen.
+type scorer struct {
+	q    *analyzed
+	memo map[uint64]float64 // query word index << 32 | lexicon number → score
+}
+
+func newScorer(q *analyzed) *scorer {
+	return &scorer{q: q, memo: make(map[uint64]float64)}
+}
+
+// score compares the query with a document text: the mean over the query's
 // significant words of each one's best match among the document's words,
 // or the match of the two texts joined into one word if that is higher
 // (Abdelaziz against Abd al-Aziz), plus a small reward for the share of
-// the document's words that some query word matched.
-func score(q, d *analyzed) float64 {
+// the document's words that some query word matched. ids, if not nil, are
+// the lexicon numbers of d.significant, for the memo.
+func (s *scorer) score(d *analyzed, ids []uint32) float64 {
+	q := s.q
 	if len(q.words) == 0 || len(d.words) == 0 {
 		return 0
 	}
-	qWords, dWords := q.significantWords(), d.significantWords()
-	matched := make([]bool, len(dWords))
+	dWords := d.significant
+	var matchedBuf [8]bool
+	matched := matchedBuf[:0]
+	if len(dWords) > len(matchedBuf) {
+		matched = make([]bool, 0, len(dWords))
+	}
+	matched = matched[:len(dWords)]
+	clear(matched)
 	sum := 0.0
-	for i := range qWords {
+	for i := range q.significant {
 		best, bestAt := 0.0, -1
 		for j := range dWords {
-			if s := bestWordScore(&qWords[i], &dWords[j]); s > best {
-				best, bestAt = s, j
+			var ws float64
+			if ids == nil {
+				ws = bestWordScore(&q.significant[i], &dWords[j])
+			} else {
+				k := uint64(i)<<32 | uint64(ids[j])
+				var ok bool
+				if ws, ok = s.memo[k]; !ok {
+					ws = bestWordScore(&q.significant[i], &dWords[j])
+					s.memo[k] = ws
+				}
+			}
+			if ws > best {
+				best, bestAt = ws, j
 			}
 		}
 		if bestAt >= 0 {
@@ -93,8 +126,10 @@ func score(q, d *analyzed) float64 {
 		}
 		sum += best
 	}
-	total := sum / float64(len(qWords))
-	if len(q.words) > 1 || len(d.words) > 1 {
+	total := sum / float64(len(q.significant))
+	// The joined texts can only do better if the words did not all match
+	// at the top of the same-key tier, or if they are the same text.
+	if (len(q.words) > 1 || len(d.words) > 1) && (total < scoreSameKey+0.1 || q.joined.norm == d.joined.norm) {
 		if joined := wordScore(&q.joined, &d.joined); joined > total {
 			total = joined
 			for j := range matched {
@@ -119,16 +154,7 @@ func score(q, d *analyzed) float64 {
 // candidates through persisted postings (Terms) re-ranks them with it.
 func Similarity(query, text string) float64 {
 	q, d := analyze(query), analyze(text)
-	return score(&q, &d)
-}
-
-// similarityRatio is 1 - edit distance / length of the longer string.
-func similarityRatio(a, b string) float64 {
-	n := max(utf8.RuneCountInString(a), utf8.RuneCountInString(b))
-	if n == 0 {
-		return 1
-	}
-	return 1 - float64(levenshtein(a, b))/float64(n)
+	return newScorer(&q).score(&d, nil)
 }
 
 // levenshtein is the edit distance between a and b in runes.
@@ -175,5 +201,3 @@ func appendRunes(dst []rune, s string) []rune {
 	}
 	return dst
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

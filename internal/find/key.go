@@ -19,9 +19,10 @@ func PhoneticKey(s string) string {
 }
 
 // latinKey reduces a lowercase Latin word (the output of transliterateWord)
-// to its consonant skeleton, written with one letter per class. Each class is the set of spellings that the conventions in
-// docs/find.md use for one sound of a name, across English, French, German
-// and scholarly transliteration of Arabic and Russian:
+// to its consonant skeleton, written with one letter per class. Each class
+// is the set of spellings that the conventions in docs/find.md use for one
+// sound of a name, across English, French, German and scholarly
+// transliteration of Arabic and Russian:
 //
 //	a  the word starts with a vowel (Omar, Umar, عمر; Ali, علي)
 //	b  b p              (Arabic has no p: Philippe is فيليب)
@@ -30,7 +31,7 @@ func PhoneticKey(s string) string {
 //	f  f v w ph         (Russian writes و as в: Walid, Валид; German w for в)
 //	g  g gh             (غ: Ghassan, Гассан)
 //	h  h kh             (ح ه خ are all х in Russian: Хасан, Халид)
-//	j  j y- dj dzh zh   (ج: Jamal, Djamel, Джамал; й ю я: Yusuf, Юсуф; ж: Zhukov, Joukov)
+//	j  j y dj dzh zh    (y at the start or between vowels; ج: Jamal, Djamel, Джамал; й ю я: Yusuf, Юсуф; ж: Zhukov, Joukov)
 //	k  k q ck c(a,o,u) qu
 //	s  s c(e,i,y)
 //	t  t th             (ث: Uthman; English th)

@@ -87,7 +87,7 @@ type Agent struct {
 	syncMu sync.Mutex
 	// switchMu orders a switch to client mode (becomeClient) against itself.
 	switchMu sync.Mutex
-	sync   *fsync.Engine // nil until Run starts it
+	sync     *fsync.Engine // nil until Run starts it
 
 	// orphans holds, in memory and bounded, verified envelopes of spaces
 	// whose routing record this device does not hold yet (orphans.go).

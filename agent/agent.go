@@ -468,7 +468,7 @@ func (a *Agent) startSync(ctx context.Context, upstreams []string) error {
 		Profile: fsync.Profile(a.cfg.Profile), BindAddr: a.cfg.Bind, Advertise: a.cfg.Advertise,
 		Join: a.cfg.Join, MeshKeys: mesh, Logger: a.log, SyncInterval: a.cfg.SyncInterval,
 		DisableHints: a.cfg.DisableHints, Faults: a.cfg.Faults,
-		Client: a.cfg.Client, Keepalive: a.cfg.KeepaliveInterval,
+		Client: a.cfg.Client, Keepalive: a.cfg.KeepaliveInterval, Budget: a.cfg.Budget,
 	}
 	if upstreams != nil {
 		cfg.Client, cfg.Join = true, upstreams

@@ -354,7 +354,11 @@ func (a *Agent) Status() api.Status {
 		st.Sync = &api.SyncStats{Addr: e.LocalAddr(), Rounds: s.Rounds, RoundErrors: s.RoundErrors, EnvelopesSent: s.Sent,
 			EnvelopesAdded: s.Added, Duplicates: s.Duplicates, BytesIn: s.SyncBytesIn, BytesOut: s.SyncBytesOut,
 			GossipBytesIn: s.GossipBytesIn, GossipBytesOut: s.GossipBytesOut, AuthFailures: s.AuthFailures, BroadcastQueue: s.BroadcastQueue,
-			Mode: "member", Watchers: s.Watchers, NudgesSent: s.NudgesSent}
+			Mode: "member", Watchers: s.Watchers, NudgesSent: s.NudgesSent,
+			HeldBackEnvelopes: s.HeldBackEnvelopes, HeldBackBytes: s.HeldBackBytes, BudgetDayBytes: s.BudgetDayBytes}
+		if !s.HeldBackSince.IsZero() {
+			st.Sync.HeldBackSince = s.HeldBackSince.UTC().Format(time.RFC3339)
+		}
 		if e.IsClient() {
 			st.Sync.Mode = "client"
 			for _, u := range e.Upstreams() {

@@ -31,6 +31,10 @@ type Config struct {
 	// Join address (relays or reachable peers). Bind and Advertise are
 	// ignored.
 	Client bool
+	// Budget bounds what sync sends per round and per UTC day, for
+	// metered links (docs/sync.md "Priority and budgets"); zero fields are
+	// unlimited.
+	Budget fsync.Budget
 	// DetectNAT switches a member to client mode once peers cannot reach
 	// it (memberlist keeps refuting that it is suspect or dead), with the
 	// relays it knows as upstreams. Officers' laptops only.
@@ -111,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Unlock.Passphrase == nil && c.Unlock.KeyFile == nil {
 		errs = append(errs, errors.New("unlock: neither a passphrase nor a key file"))
+	}
+	if c.Budget.SessionBytes < 0 || c.Budget.DailyBytes < 0 {
+		errs = append(errs, errors.New("budget: negative bytes (0 is unlimited)"))
 	}
 	if c.Client && c.Relay {
 		errs = append(errs, errors.New("client and relay: a relay must be reachable; run it without --client"))

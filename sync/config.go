@@ -66,6 +66,10 @@ type Config struct {
 	DetectUnreachable bool
 	OnUnreachable     func(upstreams []string)
 
+	// Budget bounds what this node sends per round and per day, for
+	// metered links (budget.go). Zero: unlimited.
+	Budget Budget
+
 	// Keepalive is a client's keepalive interval on an idle watch stream;
 	// three unanswered in a row end it. Default by profile: wan 60 s, lan
 	// 30 s, local 1 s.

@@ -66,6 +66,9 @@ type Engine struct {
 
 	upstreams []*upstream // client mode: set by Start, then read only (client.go)
 
+	day      string // UTC date of dayBytes (budget.go)
+	dayBytes uint64 // sync bytes on the wire today
+
 	refutes     []time.Time // recent refutations (DetectUnreachable)
 	unreachable bool        // OnUnreachable was called
 }
@@ -130,6 +133,10 @@ type Stats struct {
 	NudgesSent        uint64            // NUDGE frames sent to watching clients
 	WatchesSuperseded uint64            // watch streams ended by a newer one of the same client (it moved)
 	Refutations       uint64            // times memberlist refuted that this node is suspect or dead
+	HeldBackEnvelopes uint64            // envelopes the last round held back for the budget (Config.Budget)
+	HeldBackBytes     uint64            // their bytes (the first of each author's held run)
+	HeldBackSince     time.Time         // since when rounds have been holding something back (zero: nothing held)
+	BudgetDayBytes    uint64            // sync bytes on the wire today (UTC)
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).
@@ -414,6 +421,8 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	s := e.stats
 	s.Watchers = len(e.watchers)
+	e.rollDayLocked(time.Now())
+	s.BudgetDayBytes = e.dayBytes
 	s.Rejected = make(map[string]uint64, len(e.rejected))
 	for k, v := range e.rejected {
 		s.Rejected[k] = v

@@ -74,6 +74,8 @@ type session struct {
 	// new to this node arrived in it (watching clients are nudged).
 	roundStart time.Time
 	meshAdded  atomic.Bool
+	// budget: what this round may still send (Config.Budget).
+	budget roundBudget
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
@@ -87,6 +89,7 @@ type session struct {
 func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, expect PeerID, admit func(*session) error, up *upstream) (Round, error) {
 	start := time.Now()
 	s := &session{e: e, initiator: initiator, deadline: start.Add(e.lim.SessionTimeout), admit: admit, up: up, roundStart: start}
+	s.budget = e.newRoundBudget()
 	protos := []string{alpn}
 	if up != nil {
 		protos = []string{alpnWatch, alpn}
@@ -187,6 +190,8 @@ func (e *Engine) bookWatchRound(s *session) {
 func (e *Engine) bookLocked(s *session, r Round, err error, countRound, final bool) (hintForClient bool) {
 	e.stats.SyncBytesIn += r.BytesReceived
 	e.stats.SyncBytesOut += r.BytesSent
+	e.bookBudgetLocked(s, r.BytesReceived+r.BytesSent, countRound && err == nil)
+	s.budget = e.newRoundBudget() // the next round of a watch stream starts afresh
 	e.stats.Added += r.Added
 	e.stats.Duplicates += r.Duplicates
 	e.stats.Sent += r.Sent
@@ -840,6 +845,16 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 	}
 	sort.Slice(spaces, func(i, j int) bool { return spaces[i].Compare(spaces[j]) < 0 })
 	return s.exchange(func() error {
+		// Small envelopes first, in every space; then, per author, the
+		// rest of the log from its first large envelope on (an author's
+		// envelopes must arrive in order: a large one holds back the
+		// author's later ones, never other authors'). docs/sync.md
+		// "Priority and budgets".
+		type rest struct {
+			space SpaceID
+			have  Vector
+		}
+		var later []rest
 		for _, sp := range spaces {
 			have := theirs[sp]
 			if have == nil {
@@ -848,9 +863,46 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 			if o, ok := e.store.(PeerHeadsObserver); ok {
 				o.ObservePeerHeads(s.peer.ID, sp, have)
 			}
+			stopped := map[PeerID]uint64{}
 			// Since runs even when nothing is missing: the store learns the
 			// peer's vector from it (the agent counts unsynced local writes).
-			if err := e.store.Since(sp, have, s.sendEnvelope); err != nil {
+			err := e.store.Since(sp, have, func(env Envelope) error {
+				if _, ok := stopped[env.Author]; ok {
+					return nil
+				}
+				if len(env.Data) > LargeEnvelope || !s.budget.allow(len(env.Data), false) {
+					stopped[env.Author] = env.Seq - 1
+					return nil
+				}
+				return s.sendEnvelope(env)
+			})
+			if err != nil {
+				return err
+			}
+			if len(stopped) > 0 {
+				// Every other author at our own head: the second pass sends
+				// only what the first held back.
+				h := mine[sp].Clone()
+				for a, seq := range stopped {
+					h[a] = seq
+				}
+				later = append(later, rest{sp, h})
+			}
+		}
+		for _, r := range later {
+			stopped := map[PeerID]bool{}
+			err := e.store.Since(r.space, r.have, func(env Envelope) error {
+				if stopped[env.Author] {
+					return nil
+				}
+				if !s.budget.allow(len(env.Data), len(env.Data) > LargeEnvelope) {
+					stopped[env.Author] = true
+					s.budget.hold(env)
+					return nil
+				}
+				return s.sendEnvelope(env)
+			})
+			if err != nil {
 				return err
 			}
 		}

@@ -358,6 +358,14 @@ type SyncStats struct {
 	// nudges sent to them.
 	Watchers   int    `json:"watchers"`
 	NudgesSent uint64 `json:"nudges_sent"`
+	// What the byte budgets (agent --budget-session, --budget-day) hold
+	// back: envelopes and bytes the last round did not send, since when
+	// rounds have been holding something back (RFC 3339, "" when nothing
+	// is held), and today's (UTC) sync bytes on the wire.
+	HeldBackEnvelopes uint64 `json:"held_back_envelopes"`
+	HeldBackBytes     uint64 `json:"held_back_bytes"`
+	HeldBackSince     string `json:"held_back_since,omitempty"`
+	BudgetDayBytes    uint64 `json:"budget_day_bytes"`
 }
 
 // Upstream is a client's view of one upstream (status.sync.upstreams).

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -27,6 +29,8 @@ func agentFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "advertise", EnvVars: []string{"FIELDSYNC_ADVERTISE"}, Usage: "address other nodes reach this one at, `HOST:PORT` (behind address translation)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "join", EnvVars: []string{"FIELDSYNC_JOIN"}, Usage: "join the mesh through `HOST:PORT` (repeatable)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", EnvVars: []string{"FIELDSYNC_CLIENT"}, Usage: "client mode, for a laptop nobody can reach (NAT, hotel Wi-Fi, a tether): listen on nothing and keep outbound streams to the --join relays"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "budget-session", EnvVars: []string{"FIELDSYNC_BUDGET_SESSION"}, Usage: "send at most `SIZE` of envelopes per sync round (e.g. 2MiB; small changes first, large values last; 0 = no limit)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "budget-day", EnvVars: []string{"FIELDSYNC_BUDGET_DAY"}, Usage: "sync bytes per UTC day after which large values wait for the next day (e.g. 50MB; 0 = no limit)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "detect-nat", EnvVars: []string{"FIELDSYNC_DETECT_NAT"}, Usage: "switch to client mode by itself once peers cannot reach this laptop (they keep declaring it dead)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "keepalive", EnvVars: []string{"FIELDSYNC_KEEPALIVE"}, Usage: "client mode: keepalive `INTERVAL` of an idle stream (default: the profile's, wan 1m)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "relay", EnvVars: []string{"FIELDSYNC_RELAY"}, Usage: "run as a relay: store and forward without space keys"}),
@@ -107,6 +111,9 @@ func agentAction(c *cli.Context) error {
 	cfg.Bind, cfg.Advertise, cfg.Join = c.String("bind"), c.String("advertise"), c.StringSlice("join")
 	cfg.Relay, cfg.Profile = c.Bool("relay"), c.String("profile")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
+	if err := budgetFlags(c, &cfg); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("agent configuration: %v", err)
 	}
@@ -178,7 +185,8 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 	wargs = append(wargs, "agent-worker",
 		"--bind", c.String("bind"), "--profile", c.String("profile"),
 		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")),
-		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")), "--keepalive="+c.Duration("keepalive").String(),
+		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")),
+		"--budget-session="+c.String("budget-session"), "--budget-day="+c.String("budget-day"), "--keepalive="+c.Duration("keepalive").String(),
 		"--metrics-addr="+c.String("metrics-addr"))
 	for _, j := range c.StringSlice("join") {
 		wargs = append(wargs, "--join", j)
@@ -254,6 +262,9 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Join = c.StringSlice("join")
 	cfg.Relay = c.Bool("relay")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
+	if err := budgetFlags(c, &cfg); err != nil {
+		return err
+	}
 	cfg.Profile = c.String("profile")
 	cfg.MetricsAddr = c.String("metrics-addr")
 	logger, flushLog, err := newLoggerChecked(c)
@@ -273,4 +284,42 @@ func agentWorkerAction(c *cli.Context) error {
 		return &exitError{code: agent.ExitCode(err), errCode: "agent_exit", err: err}
 	}
 	return nil
+}
+
+// budgetFlags reads --budget-session and --budget-day into cfg.Budget.
+func budgetFlags(c *cli.Context, cfg *agent.Config) error {
+	var err error
+	if cfg.Budget.SessionBytes, err = parseSize(c.String("budget-session")); err != nil {
+		return usageErrorf("--budget-session: %v", err)
+	}
+	if cfg.Budget.DailyBytes, err = parseSize(c.String("budget-day")); err != nil {
+		return usageErrorf("--budget-day: %v", err)
+	}
+	return nil
+}
+
+// parseSize reads a byte count: a whole number with an optional unit, B,
+// kB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024). "" is 0.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(s[:i]), strings.TrimSpace(s[i:])
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 500kB, 20MiB, 1GB)", s)
+	}
+	mult := map[string]int64{"": 1, "B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q: unknown unit %q (B, kB, MB, GB, KiB, MiB, GiB)", s, unit)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
 }

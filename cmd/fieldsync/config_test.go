@@ -301,3 +301,16 @@ func TestConfigExamples(t *testing.T) {
 		t.Errorf("the examples differ:\ntoml %+v\nyaml %+v", a, b)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "512": 512, "500kB": 500_000, "20MiB": 20 << 20, "1 GB": 1e9, "7B": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "1.5MB", "12 parsecs", "MB", "99999999999GiB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

@@ -57,6 +57,10 @@ func statusAction(c *cli.Context) error {
 			"sync bytes", fmt.Sprintf("%d in, %d out (gossip %d in, %d out)", y.BytesIn, y.BytesOut, y.GossipBytesIn, y.GossipBytesOut),
 			"peer auth failures", fmt.Sprint(y.AuthFailures),
 		)
+		if y.HeldBackEnvelopes > 0 {
+			pairs = append(pairs, "held back by the budget", fmt.Sprintf("%d envelopes, %d bytes, since %s (today %d bytes on the wire)",
+				y.HeldBackEnvelopes, y.HeldBackBytes, y.HeldBackSince, y.BudgetDayBytes))
+		}
 		if y.Mode == "client" {
 			pairs = append(pairs, "sync mode", "client (reachable by nobody; streams to its upstreams)")
 			for _, u := range y.Upstreams {

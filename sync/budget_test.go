@@ -1,0 +1,114 @@
+package sync_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	fsync "fieldsync/sync"
+	"fieldsync/sync/synctest"
+)
+
+// budgetPair is a node A holding envelopes of two other officers — X with a
+// large value first, then a small change; Y with five small changes — and
+// a node B that pulls from A with explicit rounds only.
+func budgetPair(t *testing.T, budget fsync.Budget) (a, b *synctest.Node, sp fsync.SpaceID, x, y *synctest.Device) {
+	c := synctest.NewCluster(t)
+	opts := synctest.Options{SyncInterval: -1, DisableHints: true}
+	aOpts := opts
+	aOpts.Tweak = func(cfg *fsync.Config) { cfg.Budget = budget }
+	a = c.Add(aOpts)
+	b = c.Add(opts)
+	x, y = synctest.NewDevice(c.Bureau, fsync.RoleOfficer), synctest.NewDevice(c.Bureau, fsync.RoleOfficer)
+	for _, n := range []*synctest.Node{a, b} {
+		n.Auth.Know(x.Cert, y.Cert)
+	}
+	sp = synctest.NewSpace()
+	return a, b, sp, x, y
+}
+
+func fill(t *testing.T, a *synctest.Node, sp fsync.SpaceID, x, y *synctest.Device) {
+	t.Helper()
+	put := func(env fsync.Envelope) {
+		if err := a.Store.Put(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(synctest.Seal(x, sp, 1, bytes.Repeat([]byte("p"), 200<<10))) // a passport scan
+	put(synctest.Seal(x, sp, 2, []byte("small change after the scan")))
+	for i := uint64(1); i <= 5; i++ {
+		put(synctest.Seal(y, sp, i, []byte("small change")))
+	}
+}
+
+func heads(t *testing.T, n *synctest.Node, sp fsync.SpaceID, x, y *synctest.Device) (uint64, uint64) {
+	t.Helper()
+	h, err := n.Store.Heads(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h[x.ID], h[y.ID]
+}
+
+// pull runs a round from b with a and waits until a (the responder, which
+// books its side after the stream ends) has booked it too.
+func pull(t *testing.T, b, a *synctest.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before := a.Engine.Stats().Rounds
+	if _, err := b.Engine.SyncWith(ctx, a.Dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !synctest.WaitFor(10*time.Second, func() bool { return a.Engine.Stats().Rounds > before }) {
+		t.Fatal("the responder did not book the round")
+	}
+}
+
+// Small envelopes go before large ones, and a session budget holds the rest
+// back for later rounds without ever stalling: each round sends at least
+// one envelope.
+func TestBudgetSessionSmallFirst(t *testing.T) {
+	a, b, sp, x, y := budgetPair(t, fsync.Budget{SessionBytes: 20 << 10})
+	synctest.WaitMembers(10*time.Second, a, b)
+	fill(t, a, sp, x, y)
+
+	pull(t, b, a)
+	if hx, hy := heads(t, b, sp, x, y); hx != 0 || hy != 5 {
+		t.Fatalf("after round 1: X at %d, Y at %d; want the small changes of Y (5) and not X's scan", hx, hy)
+	}
+	if st := a.Engine.Stats(); st.HeldBackEnvelopes != 1 || st.HeldBackBytes < 200<<10 || st.HeldBackSince.IsZero() {
+		t.Errorf("held back %d envelopes, %d bytes, since %v: want the scan", st.HeldBackEnvelopes, st.HeldBackBytes, st.HeldBackSince)
+	}
+	pull(t, b, a)
+	if hx, _ := heads(t, b, sp, x, y); hx != 1 {
+		t.Fatalf("after round 2: X at %d, want 1 (the scan alone, over the budget but the round's first)", hx)
+	}
+	pull(t, b, a)
+	if hx, _ := heads(t, b, sp, x, y); hx != 2 {
+		t.Fatalf("after round 3: X at %d, want 2", hx)
+	}
+	if st := a.Engine.Stats(); st.HeldBackEnvelopes != 0 || !st.HeldBackSince.IsZero() {
+		t.Errorf("still holding back %d envelopes", st.HeldBackEnvelopes)
+	}
+}
+
+// Once the day's budget is spent, large values wait; small changes still go.
+func TestBudgetDailyHoldsLargeValues(t *testing.T) {
+	a, b, sp, x, y := budgetPair(t, fsync.Budget{DailyBytes: 1})
+	synctest.WaitMembers(10*time.Second, a, b)
+	pull(t, b, a) // spends the day's byte
+	if !synctest.WaitFor(5*time.Second, func() bool { return a.Engine.Stats().BudgetDayBytes > 0 }) {
+		t.Fatal("no bytes counted for today")
+	}
+	fill(t, a, sp, x, y)
+	pull(t, b, a)
+	pull(t, b, a)
+	if hx, hy := heads(t, b, sp, x, y); hx != 0 || hy != 5 {
+		t.Fatalf("X at %d, Y at %d: want Y's small changes only", hx, hy)
+	}
+	if st := a.Engine.Stats(); st.HeldBackEnvelopes != 1 {
+		t.Errorf("held back %d envelopes, want 1", st.HeldBackEnvelopes)
+	}
+}

@@ -85,6 +85,10 @@ type Agent struct {
 	peerHeld map[crypto.SpaceID]uint64
 
 	syncMu sync.Mutex
+	// combineMu guards writeQueues: each space's API writes waiting to
+	// share a change (combine.go).
+	combineMu   sync.Mutex
+	writeQueues map[crypto.SpaceID]*writeQueue
 	// switchMu orders a switch to client mode (becomeClient) against itself.
 	switchMu sync.Mutex
 	sync     *fsync.Engine // nil until Run starts it

@@ -113,7 +113,7 @@ func (a *Agent) PutFields(req api.RecordPutRequest) (api.Record, error) {
 // state (nil if it has none) and returns the ops; the result is the
 // record as the write left it.
 func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crdt.Record) ([]crdt.Op, error)) (api.Record, error) {
-	_, touched, err := a.writeOps(sp, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+	rec, err := a.combinedWrite(sp, rid, func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
 		r, err := load(rid)
 		if err != nil {
 			return nil, err
@@ -123,7 +123,7 @@ func (a *Agent) writeRecord(sp *spaceState, rid crdt.RecordID, build func(r *crd
 	if err != nil {
 		return api.Record{}, err
 	}
-	return a.recordView(sp, touched[rid]), nil
+	return a.recordView(sp, rec), nil
 }
 
 func noRecord(sp *spaceState, rid crdt.RecordID) error {

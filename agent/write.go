@@ -144,9 +144,29 @@ func (a *Agent) physMillis() int64 { return a.cfg.now().UnixMilli() }
 // envelope, the new record states, the context and the head in one atomic,
 // fsynced batch. It returns once the change is durable.
 func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error)) (*crdt.Change, map[crdt.RecordID]*crdt.Record, error) {
+	ch, outs, errs, err := a.writeOpsMulti(sp, []opBuilder{build})
+	if err != nil {
+		return nil, nil, err
+	}
+	if errs[0] != nil {
+		return nil, nil, errs[0]
+	}
+	return ch, outs[0], nil
+}
+
+// opBuilder builds one request's ops against the newest state.
+type opBuilder func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error)
+
+// writeOpsMulti is writeOps for several requests at once (combine.go): the
+// ops of every request whose build succeeds go into one change — one
+// signature, one envelope, one fsync. errs[i] is request i's own refusal
+// (it is left out); err fails them all. outs[i] are the records request i
+// touched. The builds must touch distinct records.
+func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder) (*crdt.Change, []map[crdt.RecordID]*crdt.Record, []error, error) {
 	var ch *crdt.Change
-	var out map[crdt.RecordID]*crdt.Record
-	drain := false
+	outs := make([]map[crdt.RecordID]*crdt.Record, len(builds))
+	errs := make([]error, len(builds))
+	drain, handed := false, false // handed: the batch went to the committer
 	err := a.withWrite(func(t *tx) error {
 		// withWrite may have reloaded: look the space up again.
 		if sp = a.spaces[sp.id]; sp == nil {
@@ -155,12 +175,28 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		if a.cfg.Relay || sp.current == nil {
 			return fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
 		}
-		ops, err := build(func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) })
-		if err != nil {
-			return err
+		load := func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }
+		var ops []crdt.Op
+		owner := map[crdt.RecordID]int{} // record -> request
+		for i, build := range builds {
+			o, err := build(load)
+			if err == nil && len(o) == 0 {
+				err = fmt.Errorf("%w: nothing to write", ErrBadRequest)
+			}
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			for _, op := range o {
+				owner[op.Record] = i
+			}
+			ops = append(ops, o...)
 		}
 		if len(ops) == 0 {
-			return fmt.Errorf("%w: nothing to write", ErrBadRequest)
+			if len(builds) == 1 {
+				return errs[0]
+			}
+			return nil
 		}
 		// The dependencies name other authors' envelopes only: the rotation
 		// and profile below do not change them.
@@ -202,7 +238,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		if int64(len(body)) > a.cfg.MaxChangeBytes { // a few bytes over the check above
 			return fmt.Errorf("%w: change of %d bytes exceeds the limit of %d", errTooLarge, len(body), a.cfg.MaxChangeBytes)
 		}
-		touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
+		touched, err := crdt.ApplyChange(sp.ctx, load, ch)
 		if err != nil {
 			return fmt.Errorf("apply own change: %w", err)
 		}
@@ -225,18 +261,28 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		}
 		t.put(a.db.entry(ctxKey(sp.id), ctxBytes), a.hlcEntry())
 		// The cache keeps touched records and later writes mutate them in
-		// place: the caller gets copies made under the lock.
-		out = make(map[crdt.RecordID]*crdt.Record, len(touched))
+		// place: the callers get copies made under the lock.
 		for id, r := range touched {
-			out[id] = r.Clone()
+			i, ok := owner[id]
+			if !ok {
+				continue
+			}
+			if outs[i] == nil {
+				outs[i] = make(map[crdt.RecordID]*crdt.Record, 1)
+			}
+			outs[i][id] = r.Clone()
 		}
+		handed = true
 		return nil
 	})
 	if err != nil {
-		if ch != nil && out != nil {
-			return nil, nil, fmt.Errorf("write not stored: %w", err)
+		if handed {
+			return nil, nil, nil, fmt.Errorf("write not stored: %w", err)
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if ch == nil { // every request was refused on its own
+		return nil, outs, errs, nil
 	}
 	if drain {
 		if err := a.drainPending(sp.id); err != nil && !errors.Is(err, ErrClosed) {
@@ -244,7 +290,7 @@ func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*c
 		}
 	}
 	a.notify()
-	return ch, out, nil
+	return ch, outs, errs, nil
 }
 
 // checkChangeSize refuses a change whose encoding exceeds MaxChangeBytes.

@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"errors"
+	gosync "sync"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// Write combining (docs/design.md §4, "Group commit"). Every local write is
+// a change: built under the state lock, signed, sealed, applied, and made
+// durable by an fsync. Signing and the fsync dominate, and an author's
+// changes form a hash chain (each names the hash of the signed envelope
+// before it), so one author's signatures cannot run in parallel. What can
+// be shared is the change: API requests that arrive while a write is under
+// way, in the same space and on distinct records, go into the next change
+// together — one signature, one envelope, one fsync — and each request is
+// answered with its own record once that change is durable. A lone writer
+// pays nothing for this: its request is its own batch.
+//
+// One request at a time per space leads: it takes the waiting requests
+// (distinct records, at most maxCombine), writes them as one change, then
+// hands the lead to the oldest request still waiting, so no request waits
+// for more than the batches queued before it.
+
+// maxCombine bounds the requests in one combined change (its size is also
+// bounded by MaxChangeBytes: a batch over it is written one by one).
+const maxCombine = 64
+
+// writeReq is one API write waiting to be combined.
+type writeReq struct {
+	rid   crdt.RecordID
+	build opBuilder
+	done  chan writeResult // buffered: the result
+	lead  chan struct{}    // buffered: this request now leads
+}
+
+type writeResult struct {
+	rec *crdt.Record
+	err error
+}
+
+// writeQueue is one space's waiting writes.
+type writeQueue struct {
+	mu      gosync.Mutex
+	pending []*writeReq
+	leading bool
+}
+
+func (a *Agent) writeQueueFor(id crypto.SpaceID) *writeQueue {
+	a.combineMu.Lock()
+	defer a.combineMu.Unlock()
+	if a.writeQueues == nil {
+		a.writeQueues = make(map[crypto.SpaceID]*writeQueue)
+	}
+	q := a.writeQueues[id]
+	if q == nil {
+		q = &writeQueue{}
+		a.writeQueues[id] = q
+	}
+	return q
+}
+
+// combinedWrite writes one record's ops, in a change shared with other
+// requests waiting at the same time, and returns the record once durable.
+func (a *Agent) combinedWrite(sp *spaceState, rid crdt.RecordID, build opBuilder) (*crdt.Record, error) {
+	q := a.writeQueueFor(sp.id)
+	req := &writeReq{rid: rid, build: build, done: make(chan writeResult, 1), lead: make(chan struct{}, 1)}
+	q.mu.Lock()
+	q.pending = append(q.pending, req)
+	lead := !q.leading
+	q.leading = true
+	q.mu.Unlock()
+	for {
+		if lead {
+			a.runCombined(sp, q)
+			q.mu.Lock()
+			if len(q.pending) > 0 {
+				q.pending[0].lead <- struct{}{} // not yet taken: it is waiting below
+			} else {
+				q.leading = false
+			}
+			q.mu.Unlock()
+			lead = false
+		}
+		select {
+		case r := <-req.done:
+			return r.rec, r.err
+		case <-req.lead:
+			lead = true
+		}
+	}
+}
+
+// runCombined takes the waiting requests on distinct records (in arrival
+// order; a second write of a record waits for the next batch) and writes
+// them as one change.
+func (a *Agent) runCombined(sp *spaceState, q *writeQueue) {
+	q.mu.Lock()
+	var batch []*writeReq
+	seen := map[crdt.RecordID]bool{}
+	rest := q.pending[:0]
+	for _, r := range q.pending {
+		if len(batch) < maxCombine && !seen[r.rid] {
+			seen[r.rid] = true
+			batch = append(batch, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	q.pending = rest
+	q.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	builds := make([]opBuilder, len(batch))
+	for i, r := range batch {
+		builds[i] = r.build
+	}
+	_, outs, errs, err := a.writeOpsMulti(sp, builds)
+	if err != nil && len(batch) > 1 && errors.Is(err, errTooLarge) {
+		// Together over the change limit: one by one.
+		for _, r := range batch {
+			_, out, err := a.writeOps(sp, r.build)
+			r.done <- writeResult{rec: out[r.rid], err: err}
+		}
+		return
+	}
+	for i, r := range batch {
+		switch {
+		case err != nil:
+			r.done <- writeResult{err: err}
+		case errs[i] != nil:
+			r.done <- writeResult{err: errs[i]}
+		default:
+			r.done <- writeResult{rec: outs[i][r.rid]}
+		}
+	}
+}

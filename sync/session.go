@@ -68,6 +68,7 @@ type session struct {
 	idle      func()
 	busy      func() error
 	watchEnd  chan struct{}
+	watcher   *watcher
 	up        *upstream
 	booked    Round
 	// roundStart: when the current round began; meshAdded: a mesh object
@@ -272,6 +273,14 @@ func (s *session) run(expect PeerID) error {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})
+	if s.watch && !s.initiator {
+		// Registered before the first round: what arrives while it runs,
+		// after its summary, must still nudge this client.
+		if err := s.registerWatcher(); err != nil {
+			return err
+		}
+		defer s.e.removeWatcher(s.watcher)
+	}
 	if err := s.phases(); err != nil {
 		return err
 	}

@@ -146,6 +146,18 @@ func decodeWatch(p []byte) (time.Duration, error) {
 	return min(max(time.Duration(secs)*time.Second, minKeepalive), maxKeepalive), nil
 }
 
+// registerWatcher registers this responder's watch stream, so that what
+// this node stores from now on nudges the client.
+func (s *session) registerWatcher() error {
+	s.watchEnd = make(chan struct{})
+	s.watcher = &watcher{peer: s.peer.ID, nudge: make(chan struct{}, 1), s: s}
+	if err := s.e.addWatcher(s.watcher); err != nil {
+		s.fail(codeBusy, "busy: too many watchers")
+		return err
+	}
+	return nil
+}
+
 // watchServe is the responder's side of a watch stream once the first round
 // is done: register, answer keepalives, nudge, and run the client's rounds.
 func (s *session) watchServe() error {
@@ -158,13 +170,7 @@ func (s *session) watchServe() error {
 	if err != nil {
 		return err
 	}
-	s.watchEnd = make(chan struct{})
-	w := &watcher{peer: s.peer.ID, nudge: make(chan struct{}, 1), s: s}
-	if err := e.addWatcher(w); err != nil {
-		s.fail(codeBusy, "busy: too many watchers")
-		return err
-	}
-	defer e.removeWatcher(w)
+	w := s.watcher
 	s.watchIdle = true
 	if s.idle != nil {
 		s.idle()

@@ -75,13 +75,6 @@ func (a *Agent) combinedWrite(sp *spaceState, rid crdt.RecordID, build opBuilder
 	for {
 		if lead {
 			a.runCombined(sp, q)
-			q.mu.Lock()
-			if len(q.pending) > 0 {
-				q.pending[0].lead <- struct{}{} // not yet taken: it is waiting below
-			} else {
-				q.leading = false
-			}
-			q.mu.Unlock()
 			lead = false
 		}
 		select {
@@ -93,10 +86,26 @@ func (a *Agent) combinedWrite(sp *spaceState, rid crdt.RecordID, build opBuilder
 	}
 }
 
+// handOff passes the lead to the oldest waiting request, or ends it.
+func (q *writeQueue) handOff() {
+	q.mu.Lock()
+	if len(q.pending) > 0 {
+		q.pending[0].lead <- struct{}{} // not yet taken: it is waiting in combinedWrite
+	} else {
+		q.leading = false
+	}
+	q.mu.Unlock()
+}
+
 // runCombined takes the waiting requests on distinct records (in arrival
 // order; a second write of a record waits for the next batch) and writes
-// them as one change.
+// them as one change. It hands the lead on as soon as the change is with
+// the committer, so the next batch is built while this one is synced (the
+// committer orders them, and fails the later if the earlier fails).
 func (a *Agent) runCombined(sp *spaceState, q *writeQueue) {
+	var once gosync.Once
+	handOff := func() { once.Do(q.handOff) }
+	defer handOff()
 	q.mu.Lock()
 	var batch []*writeReq
 	seen := map[crdt.RecordID]bool{}
@@ -118,7 +127,7 @@ func (a *Agent) runCombined(sp *spaceState, q *writeQueue) {
 	for i, r := range batch {
 		builds[i] = r.build
 	}
-	_, outs, errs, err := a.writeOpsMulti(sp, builds)
+	_, outs, errs, err := a.writeOpsMulti(sp, builds, handOff)
 	if err != nil && len(batch) > 1 && errors.Is(err, errTooLarge) {
 		// Together over the change limit: one by one.
 		for _, r := range batch {

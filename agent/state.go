@@ -75,6 +75,10 @@ type tx struct {
 	// window: hand the entries to the committer and return without waiting
 	// for the disk (up to ingestWindow in flight; commitInWindow).
 	window bool
+	// handed, if set, runs once the entries are with the committer and
+	// stateMu is released, before the wait for the disk (combine.go: the
+	// next batch of writes is built while this one is synced).
+	handed func()
 }
 
 // put adds store entries to the transaction's atomic batch.
@@ -140,7 +144,7 @@ func (a *Agent) withWrite(fn func(t *tx) error) error {
 	if t.window {
 		return a.commitInWindow(t.entries)
 	}
-	return a.commitWrite(t.entries)
+	return a.commitWrite(t.entries, t.handed)
 }
 
 // beginWrite takes stateMu for a write transaction and, if a commit failed
@@ -179,10 +183,13 @@ func (a *Agent) reloadIfStale() error {
 
 // commitWrite hands the entries to the committer, releases the write lock
 // and waits until they are on disk (or failed).
-func (a *Agent) commitWrite(entries []kvEntry) error {
+func (a *Agent) commitWrite(entries []kvEntry, handed func()) error {
 	a.writeID++
 	done := a.com.Submit(entries, a.gen, a.writeID)
 	a.stateMu.Unlock()
+	if handed != nil {
+		handed()
+	}
 	return <-done
 }
 

@@ -144,7 +144,7 @@ func (a *Agent) physMillis() int64 { return a.cfg.now().UnixMilli() }
 // envelope, the new record states, the context and the head in one atomic,
 // fsynced batch. It returns once the change is durable.
 func (a *Agent) writeOps(sp *spaceState, build func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error)) (*crdt.Change, map[crdt.RecordID]*crdt.Record, error) {
-	ch, outs, errs, err := a.writeOpsMulti(sp, []opBuilder{build})
+	ch, outs, errs, err := a.writeOpsMulti(sp, []opBuilder{build}, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,13 +161,15 @@ type opBuilder func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, 
 // ops of every request whose build succeeds go into one change — one
 // signature, one envelope, one fsync. errs[i] is request i's own refusal
 // (it is left out); err fails them all. outs[i] are the records request i
-// touched. The builds must touch distinct records.
-func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder) (*crdt.Change, []map[crdt.RecordID]*crdt.Record, []error, error) {
+// touched. The builds must touch distinct records. handed, if set, runs once
+// the change is with the committer, before it is durable (withWrite).
+func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder, handed func()) (*crdt.Change, []map[crdt.RecordID]*crdt.Record, []error, error) {
 	var ch *crdt.Change
 	outs := make([]map[crdt.RecordID]*crdt.Record, len(builds))
 	errs := make([]error, len(builds))
-	drain, handed := false, false // handed: the batch went to the committer
+	drain, submitted := false, false // submitted: the batch went to the committer
 	err := a.withWrite(func(t *tx) error {
+		t.handed = handed
 		// withWrite may have reloaded: look the space up again.
 		if sp = a.spaces[sp.id]; sp == nil {
 			return errNoSpace
@@ -272,11 +274,11 @@ func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder) (*crdt.Change,
 			}
 			outs[i][id] = r.Clone()
 		}
-		handed = true
+		submitted = true
 		return nil
 	})
 	if err != nil {
-		if handed {
+		if submitted {
 			return nil, nil, nil, fmt.Errorf("write not stored: %w", err)
 		}
 		return nil, nil, nil, err

@@ -398,8 +398,11 @@ func (s stallStore) Since(sp fsync.SpaceID, have fsync.Vector, fn func(fsync.Env
 		if s.trickle {
 			var au fsync.PeerID
 			au[0] = byte(seq)
-			// Larger than the frame writer's buffer, so each goes out at once.
-			if err := fn(fsync.Envelope{Space: sp, Author: au, Seq: 1, Data: make([]byte, 70<<10)}); err != nil {
+			// As large as the frame writer's buffer, so each goes out at
+			// once, and no larger than LargeEnvelope, so the round's first
+			// pass sends it rather than deferring it to the (never reached)
+			// second pass for large values.
+			if err := fn(fsync.Envelope{Space: sp, Author: au, Seq: 1, Data: make([]byte, fsync.LargeEnvelope)}); err != nil {
 				return err
 			}
 		}

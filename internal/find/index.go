@@ -187,6 +187,26 @@ func (x *Index) Search(query string, limit int) []Hit {
 // normalised word of the query, or a key near a query word's key. Each is
 // then scored on its stored text.
 func (x *Index) SearchField(query, fieldName string, limit int) []Hit {
+	var f Filter
+	if fieldName != "" {
+		f.Field = func(name string) bool { return name == fieldName }
+	}
+	return x.SearchFilter(query, f, limit)
+}
+
+// Filter restricts a search (SearchFilter). A nil function accepts all.
+type Filter struct {
+	// Doc reports whether a document may be returned; documents it
+	// refuses are not scored.
+	Doc func(docID string) bool
+	// Field reports whether a field may match.
+	Field func(fieldName string) bool
+}
+
+// SearchFilter is SearchField with the documents and fields chosen by f:
+// the limit applies to what f accepts, so a caller that may not show some
+// documents (another space, one it cannot read) still gets limit hits.
+func (x *Index) SearchFilter(query string, filter Filter, limit int) []Hit {
 	q := analyze(query)
 	if len(q.words) == 0 || limit <= 0 {
 		return nil
@@ -207,7 +227,10 @@ func (x *Index) SearchField(query, fieldName string, limit int) []Hit {
 					continue
 				}
 				seen[ref/64] |= 1 << (ref % 64)
-				if h, ok := x.scoreDoc(sc, ref, fieldName); ok {
+				if filter.Doc != nil && !filter.Doc(x.docs[ref].id) {
+					continue
+				}
+				if h, ok := x.scoreDoc(sc, ref, filter.Field); ok {
 					top.offer(h)
 				}
 			}
@@ -224,14 +247,14 @@ func (x *Index) SearchField(query, fieldName string, limit int) []Hit {
 	return top.hits
 }
 
-// scoreDoc scores the document in slot ref by its best field (or the named
-// one), reporting false if nothing matched.
-func (x *Index) scoreDoc(sc *scorer, ref uint32, fieldName string) (Hit, bool) {
+// scoreDoc scores the document in slot ref by its best field (among those
+// keep accepts), reporting false if nothing matched.
+func (x *Index) scoreDoc(sc *scorer, ref uint32, keep func(string) bool) (Hit, bool) {
 	doc := x.docs[ref]
 	best := Hit{DocID: doc.id}
 	for i := range doc.fields {
 		f := &doc.fields[i]
-		if fieldName != "" && f.name != fieldName {
+		if keep != nil && !keep(f.name) {
 			continue
 		}
 		if s := sc.score(&f.text, f.words); s > best.Score || (s == best.Score && s > 0 && f.name < best.Field) {

@@ -199,3 +199,29 @@ func TestDependencies(t *testing.T) {
 		return strings.HasPrefix(p, "golang.org/x/text/")
 	})
 }
+
+// The limit counts only what the filter accepts: a caller hiding documents
+// (spaces it cannot read) still gets limit hits, and refused documents never
+// come back.
+func TestSearchFilter(t *testing.T) {
+	x := NewIndex()
+	for i := range 20 {
+		x.Add(fmt.Sprintf("a/%02d", i), "name", "Mohammed")
+		x.Add(fmt.Sprintf("b/%02d", i), "name", "Mohammed")
+	}
+	x.Add("b/99", "alias", "Mohammed")
+	onlyB := Filter{Doc: func(id string) bool { return strings.HasPrefix(id, "b/") }}
+	got := x.SearchFilter("محمد", onlyB, 5)
+	if len(got) != 5 {
+		t.Fatalf("SearchFilter gave %d hits, want 5: %v", len(got), got)
+	}
+	for _, h := range got {
+		if !strings.HasPrefix(h.DocID, "b/") {
+			t.Errorf("filtered-out document %s returned", h.DocID)
+		}
+	}
+	onlyAlias := Filter{Doc: onlyB.Doc, Field: func(f string) bool { return f == "alias" }}
+	if got := ids(x.SearchFilter("Mohammed", onlyAlias, 5)); !slices.Equal(got, []string{"b/99"}) {
+		t.Errorf("SearchFilter by field = %v, want [b/99]", got)
+	}
+}

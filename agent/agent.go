@@ -73,6 +73,9 @@ type Agent struct {
 	reloads atomic.Uint64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
+	// find is the search index, in memory only (find.go); nil on relays
+	// and with Config.DisableFind. Its lock is taken under stateMu.
+	find *findIndex
 
 	// health and status (statMu)
 	statMu   sync.Mutex
@@ -197,6 +200,9 @@ func newAgent(cfg Config) (*Agent, error) {
 		gen:      1,
 	}
 	a.trustTab.Store(newTrustTables())
+	if !cfg.Relay && !cfg.DisableFind {
+		a.find = newFindIndex()
+	}
 	if err := a.open(); err != nil {
 		a.Close()
 		return nil, err
@@ -339,6 +345,9 @@ func (a *Agent) Close() error {
 	}
 	a.closed = true // from here every write transaction fails with ErrClosed
 	a.stateMu.Unlock()
+	if a.find != nil {
+		a.find.stop.Store(true) // a build in progress ends at its next record
+	}
 	// The worker's job in progress ends at its next transaction.
 	a.stopAfterWork()
 	a.stateMu.Lock()

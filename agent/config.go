@@ -89,6 +89,11 @@ type Config struct {
 	// truncation, splices, replays, a withheld range). Tests only; nil in
 	// production, and set only by binaries built with -tags fieldsync_chaos.
 	Tamper func(fsync.Envelope) []fsync.Envelope
+	// DisableFind turns the search index off (find.go): `find` then
+	// answers an error, the apply path indexes nothing and no memory goes
+	// to it. For devices short of memory, and to measure what indexing
+	// costs (agent --no-find).
+	DisableFind bool
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

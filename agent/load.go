@@ -21,6 +21,8 @@ func (a *Agent) load() error {
 	// A certificate from before version 2 is countersigned now (certs.go).
 	a.upgradeOwnCert()
 	a.cache.clear()
+	// The search index is derived from the state: built again from it.
+	a.findReset()
 	spaces, err := a.loadSpaces()
 	if err != nil {
 		return err

@@ -107,6 +107,11 @@ func (a *Agent) editTrustLocked(fn func(*trustTables)) {
 	n := a.trustNow().clone()
 	fn(n)
 	a.trustTab.Store(n)
+	// A release list or a revocation may change which spaces this device
+	// can read: the search index follows (find.go).
+	if a.find != nil {
+		a.queueAfter(&a.after.findRefreshDue)
+	}
 }
 
 // withWrite runs fn as one write transaction: under stateMu, on the newest
@@ -268,6 +273,10 @@ type afterWork struct {
 	done     chan struct{}
 	shareDue atomic.Bool // ShareKeys
 	drainDue atomic.Bool // drain every space, for upgrades too
+	// findFlushDue: changes wait to be added to the search index;
+	// findRefreshDue: spaces to drop from it or build (find.go).
+	findFlushDue   atomic.Bool
+	findRefreshDue atomic.Bool
 }
 
 func (a *Agent) startAfterWork() {
@@ -295,6 +304,12 @@ func (a *Agent) afterLoop() {
 					break
 				}
 			}
+		}
+		if a.after.findFlushDue.Swap(false) {
+			a.find.flush()
+		}
+		if a.after.findRefreshDue.Swap(false) {
+			_ = a.findRefresh() // it logs what is not a shutdown
 		}
 	}
 }

@@ -324,6 +324,7 @@ func (a *Agent) recordEntries(sp *spaceState, touched map[crdt.RecordID]*crdt.Re
 		entries = append(entries, a.db.entry(key, b))
 		a.cache.put(string(key), touched[id], a.writeID+1, a.com.Committed())
 	}
+	a.findTouched(sp, touched)
 	return entries, nil
 }
 

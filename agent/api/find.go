@@ -20,12 +20,15 @@ type FindRequest struct {
 
 // FindHit is one matching record, best first.
 type FindHit struct {
-	Space     string  `json:"space"`      // space ID
-	SpaceName string  `json:"space_name"` // its name
-	Record    string  `json:"record"`     // record ID
-	Field     string  `json:"field"`      // the best-matching field
-	Value     string  `json:"value"`      // that field's text as stored
-	Score     float64 `json:"score"`      // in (0, 1]: 1 is an exact match after normalisation
+	Space     string `json:"space"`      // space ID
+	SpaceName string `json:"space_name"` // its name
+	Record    string `json:"record"`     // record ID
+	Field     string `json:"field"`      // the best-matching field
+	// Kind is the field's kind: "register", "set" or "note" (Field is then
+	// "notes" and Value the best-matching note).
+	Kind  string  `json:"kind"`
+	Value string  `json:"value"` // that field's text as stored
+	Score float64 `json:"score"` // in (0, 1]: 1 is an exact match after normalisation
 }
 
 // FindResponse is the ranked hits and how many documents were searched.

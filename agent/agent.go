@@ -76,6 +76,9 @@ type Agent struct {
 	// find is the search index, in memory only (find.go); nil on relays
 	// and with Config.DisableFind. Its lock is taken under stateMu.
 	find *findIndex
+	// opened is set once open is done: before, load runs without stateMu
+	// and the worker must not read the state (findReset).
+	opened atomic.Bool
 
 	// health and status (statMu)
 	statMu   sync.Mutex
@@ -281,6 +284,10 @@ func (a *Agent) open() error {
 	a.clock.MaxDriftMillis = a.cfg.MaxDrift.Milliseconds()
 	if err := a.cutRevoked(); err != nil {
 		return &StoreError{Dir: l.Store(), Err: err}
+	}
+	a.opened.Store(true)
+	if a.find != nil {
+		a.queueAfter(&a.after.findRefreshDue) // build the search index
 	}
 	return nil
 }

@@ -289,7 +289,9 @@ func (a *Agent) findReset() {
 	f.spaces = map[crypto.SpaceID]*findSpace{}
 	f.pending = nil
 	f.mu.Unlock()
-	a.queueAfter(&a.after.findRefreshDue)
+	if a.opened.Load() { // open queues the first build when it is done
+		a.queueAfter(&a.after.findRefreshDue)
+	}
 }
 
 // findRefresh is the worker's job: drop the spaces the device can no longer

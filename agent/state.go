@@ -109,7 +109,7 @@ func (a *Agent) editTrustLocked(fn func(*trustTables)) {
 	a.trustTab.Store(n)
 	// A release list or a revocation may change which spaces this device
 	// can read: the search index follows (find.go).
-	if a.find != nil {
+	if a.find != nil && a.opened.Load() {
 		a.queueAfter(&a.after.findRefreshDue)
 	}
 }

@@ -34,6 +34,7 @@ func agentFlags() []cli.Flag {
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "detect-nat", EnvVars: []string{"FIELDSYNC_DETECT_NAT"}, Usage: "switch to client mode by itself once peers cannot reach this laptop (they keep declaring it dead)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "keepalive", EnvVars: []string{"FIELDSYNC_KEEPALIVE"}, Usage: "client mode: keepalive `INTERVAL` of an idle stream (default: the profile's, wan 1m)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "relay", EnvVars: []string{"FIELDSYNC_RELAY"}, Usage: "run as a relay: store and forward without space keys"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-find", EnvVars: []string{"FIELDSYNC_NO_FIND"}, Usage: "keep no search index (saves its memory; `find` then answers an error)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "profile", EnvVars: []string{"FIELDSYNC_PROFILE"}, Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"}),
 		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn, error (default: the global --log-level)"},
 		&cli.StringFlag{Name: "log-format", Usage: "log `FORMAT`: text or json (default: the global --log-format)"},
@@ -110,6 +111,7 @@ func agentAction(c *cli.Context) error {
 	cfg.Layout, cfg.Unlock = l, u
 	cfg.Bind, cfg.Advertise, cfg.Join = c.String("bind"), c.String("advertise"), c.StringSlice("join")
 	cfg.Relay, cfg.Profile = c.Bool("relay"), c.String("profile")
+	cfg.DisableFind = c.Bool("no-find")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err
@@ -184,7 +186,7 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 	}
 	wargs = append(wargs, "agent-worker",
 		"--bind", c.String("bind"), "--profile", c.String("profile"),
-		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")),
+		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")), fmt.Sprintf("--no-find=%t", c.Bool("no-find")),
 		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")),
 		"--budget-session="+c.String("budget-session"), "--budget-day="+c.String("budget-day"), "--keepalive="+c.Duration("keepalive").String(),
 		"--metrics-addr="+c.String("metrics-addr"))
@@ -261,6 +263,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Advertise = c.String("advertise")
 	cfg.Join = c.StringSlice("join")
 	cfg.Relay = c.Bool("relay")
+	cfg.DisableFind = c.Bool("no-find")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err

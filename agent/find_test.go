@@ -29,7 +29,7 @@ func waitFindBuilt(t *testing.T, a *Agent) {
 	})
 }
 
-func mustFind(t *testing.T, a *Agent, req api.FindRequest) api.FindResponse {
+func mustFind(t testing.TB, a *Agent, req api.FindRequest) api.FindResponse {
 	t.Helper()
 	r, err := a.Find(req)
 	if err != nil {

@@ -44,6 +44,14 @@ const findMaxText = 64 << 10
 // findBatch is how many records one lock hold of findIndex.mu adds.
 const findBatch = 256
 
+// findFlushAt is the queue length at which the worker adds the queue to
+// the index. Below it the queue waits (a search adds it first, so results
+// never miss a write): a sync burst is applied first and indexed after, or
+// in large batches, instead of the worker taking CPU from every batch
+// (docs/find.md, "Figures"). At about 150 bytes an update, the queue holds
+// a few MB at most.
+const findFlushAt = 16384
+
 type findState uint8
 
 const (
@@ -248,8 +256,11 @@ func (a *Agent) findTouched(sp *spaceState, touched map[crdt.RecordID]*crdt.Reco
 	if fs := f.spaces[sp.id]; fs != nil && fs.state == findBuilt {
 		f.pending = append(f.pending, ups...)
 	}
+	due := len(f.pending) >= findFlushAt
 	f.mu.Unlock()
-	a.queueAfter(&a.after.findFlushDue)
+	if due {
+		a.queueAfter(&a.after.findFlushDue)
+	}
 }
 
 // flush adds the queued updates to the index, a batch per lock hold so

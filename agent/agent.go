@@ -354,6 +354,7 @@ func (a *Agent) Close() error {
 	a.stateMu.Unlock()
 	if a.find != nil {
 		a.find.stop.Store(true) // a build in progress ends at its next record
+		a.find.closeQuiet()
 	}
 	// The worker's job in progress ends at its next transaction.
 	a.stopAfterWork()

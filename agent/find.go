@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"fieldsync/agent/api"
@@ -44,13 +45,16 @@ const findMaxText = 64 << 10
 // findBatch is how many records one lock hold of findIndex.mu adds.
 const findBatch = 256
 
-// findFlushAt is the queue length at which the worker adds the queue to
-// the index. Below it the queue waits (a search adds it first, so results
-// never miss a write): a sync burst is applied first and indexed after, or
-// in large batches, instead of the worker taking CPU from every batch
-// (docs/find.md, "Figures"). At about 150 bytes an update, the queue holds
-// a few MB at most.
-const findFlushAt = 16384
+// The queue of updates is added to the index once the apply path has been
+// quiet for findQuiet, or once it holds findFlushAt updates, and by every
+// search first (so results never miss a write). A sync burst is thus applied
+// first and indexed after, instead of the worker taking CPU from every
+// batch: on two cores, indexing as the changes came cost apply a third of
+// its throughput (docs/find.md, "Figures"). At about 200 bytes an update,
+// the queue holds some 13 MB at most.
+var findFlushAt = 65536 // a variable for BenchmarkFindAgent (FIND_BENCH_FLUSH_AT)
+
+const findQuiet = 250 * time.Millisecond
 
 type findState uint8
 
@@ -95,6 +99,13 @@ type findIndex struct {
 	stop atomic.Bool
 	// builds counts completed space builds (tests, metrics).
 	builds atomic.Uint64
+	// quiet is armed by the first update queued; when it fires it flushes
+	// if nothing was queued since it was armed, else waits again. pushes
+	// and seen count the queued batches. Under mu.
+	quiet       *time.Timer
+	pushes      uint64
+	seen        uint64
+	quietClosed bool
 }
 
 func newFindIndex() *findIndex {
@@ -256,10 +267,46 @@ func (a *Agent) findTouched(sp *spaceState, touched map[crdt.RecordID]*crdt.Reco
 	if fs := f.spaces[sp.id]; fs != nil && fs.state == findBuilt {
 		f.pending = append(f.pending, ups...)
 	}
+	f.pushes++
 	due := len(f.pending) >= findFlushAt
+	if !due && f.quiet == nil && !f.quietClosed {
+		f.seen = f.pushes
+		f.quiet = time.AfterFunc(findQuiet, a.findQuietCheck)
+	}
 	f.mu.Unlock()
 	if due {
 		a.queueAfter(&a.after.findFlushDue)
+	}
+}
+
+// findQuietCheck runs when the quiet timer fires: the worker flushes if no
+// update was queued for findQuiet, else the timer waits again.
+func (a *Agent) findQuietCheck() {
+	f := a.find
+	f.mu.Lock()
+	if f.quietClosed || f.quiet == nil {
+		f.mu.Unlock()
+		return
+	}
+	if f.pushes != f.seen {
+		f.seen = f.pushes
+		f.quiet.Reset(findQuiet)
+		f.mu.Unlock()
+		return
+	}
+	f.quiet = nil
+	f.mu.Unlock()
+	a.queueAfter(&a.after.findFlushDue)
+}
+
+// closeQuiet stops the quiet timer for good (Close).
+func (f *findIndex) closeQuiet() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.quietClosed = true
+	if f.quiet != nil {
+		f.quiet.Stop()
+		f.quiet = nil
 	}
 }
 

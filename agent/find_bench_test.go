@@ -130,6 +130,11 @@ func BenchmarkFindAgent(b *testing.B) {
 	names := findBenchNames(b)
 	nApply := findBenchN("FIND_BENCH_APPLY", 20000)
 	nRecords := findBenchN("FIND_BENCH_RECORDS", 100000)
+	// FIND_BENCH_FLUSH_AT moves the queue length at which the worker
+	// indexes (findFlushAt): a large one shows the apply path's own cost,
+	// with the indexing left to the first search after the burst.
+	defer func(v int) { findFlushAt = v }(findFlushAt)
+	findFlushAt = findBenchN("FIND_BENCH_FLUSH_AT", findFlushAt)
 	rng := rand.New(rand.NewPCG(17, 1))
 	omn := newTestBureau(b, "OMN")
 	res := map[string]float64{}
@@ -259,7 +264,7 @@ func BenchmarkFindAgent(b *testing.B) {
 	slices.Sort(lat)
 	res["query_p50_ms"] = float64(lat[len(lat)/2].Microseconds()) / 1000
 	res["query_p99_ms"] = float64(lat[len(lat)*99/100].Microseconds()) / 1000
-	res["records"], res["applied"] = float64(nRecords), float64(nApply)
+	res["records"], res["applied"], res["flush_at"] = float64(nRecords), float64(nApply), float64(findFlushAt)
 
 	fmt.Printf("find in the agent (%d records; apply: %d changes)\n", nRecords, nApply)
 	fmt.Printf("%-34s %12s\n", "measure", "value")

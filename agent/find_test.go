@@ -250,6 +250,14 @@ func TestFindDeleteAndEdit(t *testing.T) {
 	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Пьер Мартен"})); !slices.Equal(got, []string{"case/p2/name"}) {
 		t.Errorf("the new name: %v", got)
 	}
+	// Without a search, the worker indexes the queue once writes are quiet.
+	findPut(t, a, sp.ID, "p3", "name", "Leila")
+	waitFor(t, "the queue to be indexed without a search", func() bool {
+		a.find.mu.Lock()
+		defer a.find.mu.Unlock()
+		_, ok := a.find.spaces[mustSpaceID(t, sp.ID)].docs["p3"]
+		return len(a.find.pending) == 0 && ok
+	})
 }
 
 // Repair reloads the state: the index is emptied and built again from the

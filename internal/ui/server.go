@@ -124,6 +124,10 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Token is the launch's token (hex, 256 bits).
 func (s *Server) Token() string { return s.token }
 
+// Close closes the listener of a server that is not serving (Serve closes
+// it when its context ends).
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Serve serves until ctx ends, then closes the listener and the open event
 // streams.
 func (s *Server) Serve(ctx context.Context) error {
@@ -159,6 +163,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /app.css", func(w http.ResponseWriter, r *http.Request) { files.ServeHTTP(w, r) })
 	mux.HandleFunc("GET /api/events", s.serveEvents)
 	mux.HandleFunc("POST /api/{method}", s.serveAPI)
+	mux.HandleFunc("GET /api/{method}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeBadRequest, Message: "API calls are POSTs with the token header"}})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})

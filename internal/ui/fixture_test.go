@@ -20,7 +20,7 @@ import (
 // once) and, for the browser tests, a real headless Chromium.
 
 var (
-	binDir string // holds the fieldsync binary
+	binDir  string // holds the fieldsync binary
 	fixOnce sync.Once
 	fix     *fixture
 	fixErr  error
@@ -43,9 +43,9 @@ func TestMain(m *testing.M) {
 
 // Records of the fixture's space.
 const (
-	recConflict = "p1"    // village written concurrently on a and b
-	recRTL      = "rtl"   // an Arabic and a Latin value
-	recXSS      = "xss"   // a value that is HTML
+	recConflict = "p1"  // village written concurrently on a and b
+	recRTL      = "rtl" // an Arabic and a Latin value
+	recXSS      = "xss" // a value that is HTML
 	xssValue    = `<img src=x onerror="window.__pwned=1">` + "<script>window.__pwned=2</script>"
 	arabicValue = "أمينة الحلبي من حلب"
 	latinValue  = "Amina Halabi from Aleppo"

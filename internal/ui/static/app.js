@@ -337,7 +337,8 @@
         const status = el('div', { class: 'resolve-status', role: 'status' });
         const form = el('form', { class: 'resolve-form', onsubmit: async (ev) => {
           ev.preventDefault();
-          const picked = form.querySelector('input[name="' + group + '"]:checked');
+          // The values' radios are in their cards, beside the form.
+          const picked = form.parentNode.querySelector('input[name="' + group + '"]:checked');
           if (!picked) {
             status.replaceChildren(el('span', { class: 'sig-invalid' }, 'pick a value, or type another one'));
             return;
@@ -447,6 +448,7 @@
   // resolve reason, another value): then it offers a refresh instead.
   function onChanged() {
     const typing = Array.from(view.querySelectorAll('textarea, input[type=text]')).some((x) => x.value !== '') ||
+      !!view.querySelector('.resolve-form input[type=radio]:checked, .conflict input[type=radio]:checked') ||
       (document.activeElement && view.contains(document.activeElement) && /^(TEXTAREA|INPUT|SELECT)$/.test(document.activeElement.tagName) &&
         document.activeElement.id !== 'search-q');
     if (typing) {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/internal/ui"
@@ -128,7 +129,8 @@ func TestSecurity(t *testing.T) {
 			for k, v := range c.headers {
 				r.Header.Set(k, v)
 			}
-			res, err := http.DefaultClient.Do(r)
+			// Bounded: an event stream let through would never end.
+			res, err := (&http.Client{Timeout: 20 * time.Second}).Do(r)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -67,6 +67,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		resolveCommand(),
 		historyCommand(),
 		findCommand(),
+		uiCommand(),
 		statusCommand(),
 		peersCommand(),
 		repairCommand(),

@@ -40,10 +40,10 @@ func TestStoreImportsNothingOfOurs(t *testing.T) {
 }
 
 // TestClientsDoNotLinkTheAgent: what only talks to a running agent (the
-// process harness, the agent-layer benchmarks) uses agent/api, never the
+// process harness, the agent-layer benchmarks, the web view) uses agent/api, never the
 // agent itself, so it does not link Badger or the agent's state.
 func TestClientsDoNotLinkTheAgent(t *testing.T) {
-	for _, pkg := range []string{"fieldsync/internal/harness", "fieldsync/bench/w1agent", "fieldsync/bench/wmesh", "fieldsync/agent/api"} {
+	for _, pkg := range []string{"fieldsync/internal/harness", "fieldsync/bench/w1agent", "fieldsync/bench/wmesh", "fieldsync/agent/api", "fieldsync/internal/ui"} {
 		Check(t, pkg, func(p string) bool {
 			return p != "fieldsync/agent" && p != "fieldsync/internal/store" && !strings.HasPrefix(p, "github.com/dgraph-io/")
 		})

@@ -276,6 +276,9 @@ func (a *Agent) open() error {
 	if err := a.cutRevoked(); err != nil {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
+	if err := a.purgeAtStart(); err != nil { // erase.go
+		return &StoreError{Dir: l.Store(), Err: err}
+	}
 	return nil
 }
 

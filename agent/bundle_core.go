@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"time"
@@ -85,6 +86,10 @@ func (b bundleCore) TrustAnywhere(cert *crypto.Certificate) *crypto.TrustSet {
 }
 
 func (b bundleCore) CheckAuthor(h crypto.Header, cert *crypto.Certificate, rev *crypto.Revocation, at time.Time) (string, error) {
+	if e := b.a.erasedSpace(h.Space); e != nil {
+		// A bundle made before the erasure cannot bring the space back.
+		return RejectErased, fmt.Errorf("space %s was erased on %s by device %s: its envelopes are refused for good", h.Space, e.IssuedAt.Format(time.RFC3339), e.Author)
+	}
 	if err := crypto.CheckAuthor(h, cert, rev, b.a.trustFor(h.Space, cert), at); err != nil {
 		return rejectReason(err), err
 	}

@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"fieldsync/agent/api"
+	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
+	"fieldsync/internal/store"
+)
+
+// forensicHits reads a stopped device's store as a thief holding its
+// passphrase would: the keystore unlocked, Badger opened with its key, every
+// version of every key still in the files read — deleted and overwritten
+// ones included — and every value unsealed. It reports which needles are
+// found (in keys or values) and any key that names the space, besides its
+// tombstone. Values are sealed at rest, so a plain scan of the files finds
+// nothing either way; this is the scan that can fail.
+func forensicHits(t *testing.T, cfg Config, space crypto.SpaceID, needles map[string][]byte) (hits []string, versions int) {
+	t.Helper()
+	ks, err := datadir.LoadKeystore(cfg.Layout, cfg.Unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := crypto.DeriveKey(&ks.StorageKey, "fieldsync badger encryption v1")
+	vk := crypto.DeriveKey(&ks.StorageKey, "fieldsync value seal v1")
+	db, err := store.Open(store.Options{Dir: cfg.Layout.Store(), EncryptionKey: bk[:], ValueThreshold: cfg.BadgerValueThreshold})
+	if err != nil {
+		t.Fatalf("open %s: %v", cfg.Layout.Store(), err)
+	}
+	defer db.Close()
+	seen := map[string]bool{}
+	err = db.Versions(func(k, v []byte, deleted bool) error {
+		versions++
+		if len(k) >= 17 && k[0] != pfxTombstone && bytes.Equal(k[1:17], space[:]) && !seen["key "+string(k[:1])] {
+			seen["key "+string(k[:1])] = true
+			hits = append(hits, fmt.Sprintf("a key %q… naming the space (deleted=%v)", k[:1], deleted))
+		}
+		pt := v
+		if len(v) > 0 {
+			if p, err := crypto.OpenValue(&vk, k, v); err == nil {
+				pt = p
+			}
+		}
+		for name, n := range needles {
+			if !seen[name] && (bytes.Contains(pt, n) || bytes.Contains(k, n)) {
+				seen[name] = true
+				hits = append(hits, fmt.Sprintf("%s under key %q… (deleted=%v)", name, k[:1], deleted))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits, versions
+}
+
+// spaceNeedles are what must not survive an erasure anywhere: the
+// ciphertext of every envelope of the space, and its epoch keys (taken from
+// a before the erasure).
+func spaceNeedles(t *testing.T, a *Agent, space crypto.SpaceID, canary string) map[string][]byte {
+	t.Helper()
+	n := map[string][]byte{"canary plaintext": []byte(canary)}
+	i := 0
+	err := a.Envelopes(space, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			return err
+		}
+		i++
+		n[fmt.Sprintf("envelope %d (kind %d) body", i, h.Kind)] = bytes.Clone(env[104 : len(env)-64])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.withRead(func() error {
+		for id, k := range a.spaces[space].keys {
+			n["epoch key "+id.String()[:8]] = k.Bytes()
+		}
+		return nil
+	})
+	if i < 4 || len(n) < 6 {
+		t.Fatalf("only %d envelopes and %d needles: the check proves nothing", i, len(n))
+	}
+	return n
+}
+
+// TestEraseSpaceCanary is issue 16's test: two officers of the owning
+// bureau, a partner bureau's officer and the bureau relay, syncing over
+// loopback, and a third officer of the owner offline at the erasure. After
+// the erasure no byte of the canary's space survives in any store — not the
+// plaintext, not any envelope's ciphertext, not an epoch key, not a key
+// naming the space, in any version Badger still holds — and a bundle made
+// before the erasure brings nothing back.
+func TestEraseSpaceCanary(t *testing.T) {
+	const canary = "CANARYerase16"
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer, kaz)
+	cfgD := newTestDevice(t, omn, "Dilnoza", crypto.RoleOfficer, kaz)
+	cfgP := newTestDevice(t, kaz, "Parviz", crypto.RoleOfficer, omn)
+	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay, kaz)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	all := []*Config{&cfgA, &cfgB, &cfgD, &cfgP, &cfgR}
+	for _, c := range all {
+		c.MeshKey = ks.MeshKey
+	}
+	R := startStoppable(t, cfgR)
+	for _, c := range all[:4] {
+		c.Join = []string{R.SyncAddr()}
+	}
+	A := startStoppable(t, cfgA)
+	sp, err := A.CreateSpace("case", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spaceID := bundleSpaceID(t, sp.ID)
+	if _, err := A.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "note", Value: "witness " + canary}}}); err != nil {
+		t.Fatal(err)
+	}
+	B, D, P := startStoppable(t, cfgB), startStoppable(t, cfgD), startStoppable(t, cfgP)
+	for _, x := range []*runningAgent{B, D, P} {
+		waitFor(t, "every officer to read the canary", func() bool {
+			r, err := x.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
+			return err == nil && r.Fields["note"].Value == "witness "+canary
+		})
+	}
+	// Every copy in step: the relay holds all of A's log.
+	aDigest := bundleDigest(t, A.Agent, sp.ID)
+	for _, x := range []*runningAgent{R, B, D, P} {
+		waitFor(t, "every replica to hold the same envelopes", func() bool {
+			d, err := x.Digest(api.SpaceRef{Space: sp.ID})
+			return err == nil && d.Count >= aDigest.Count
+		})
+	}
+	needles := spaceNeedles(t, A.Agent, spaceID, canary)
+	// A bundle of everything, made before the erasure.
+	old := filepath.Join(t.TempDir(), "before.fsb")
+	if _, err := A.ExportBundle(context.Background(), api.BundleExportRequest{Out: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	D.stop() // offline at the erasure
+
+	er, err := A.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "court order 16/2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !er.Purged || er.Space != sp.ID {
+		t.Fatalf("erase: %+v", er)
+	}
+	if _, err := A.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("record after erasure: %v", err)
+	}
+	erasedHere := func(x *runningAgent) func() bool {
+		return func() bool {
+			l, err := x.Erased()
+			return err == nil && len(l) == 1 && l[0].Space == sp.ID && l[0].Purged
+		}
+	}
+	for _, x := range []*runningAgent{R, B, P} {
+		waitFor(t, "the erasure to reach every replica", erasedHere(x))
+	}
+	// D comes back months later (as far as it knows): erased on its first sync.
+	D = startStoppable(t, cfgD)
+	waitFor(t, "the device offline at the erasure to erase on its return", erasedHere(D))
+	if _, err := D.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+		t.Fatal("the returning device still reads the canary")
+	}
+
+	// Every byte of every store.
+	for i, x := range []*runningAgent{A, B, D, P, R} {
+		x.stop()
+		cfg := *all[i]
+		hits, versions := forensicHits(t, cfg, spaceID, needles)
+		for _, h := range hits {
+			t.Errorf("%s: %s", filepath.Base(cfg.Layout.Dir), h)
+		}
+		if versions < 3 {
+			t.Fatalf("%s: only %d versions read: is the store there?", cfg.Layout.Dir, versions)
+		}
+		raw := [][]byte{}
+		for _, n := range needles {
+			raw = append(raw, n)
+		}
+		scanForCanary(t, cfg.Layout.Dir, raw...)
+	}
+
+	// The old bundle cannot bring the space back.
+	B2 := openTestAgent(t, cfgB)
+	res, err := B2.ImportBundle(context.Background(), api.BundleImportRequest{File: old}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != 0 || res.Skipped == 0 {
+		t.Fatalf("old bundle after erasure: %+v", res)
+	}
+	for _, s := range res.Skips {
+		if s.Reason != RejectErased {
+			t.Errorf("skip %+v: want reason %q", s, RejectErased)
+		}
+	}
+	if _, err := B2.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); err == nil {
+		t.Fatal("the old bundle brought the canary back")
+	}
+	if n := len(B2.SpaceIDs()); n != 0 {
+		t.Fatalf("%d spaces after importing the old bundle", n)
+	}
+	B2.Close()
+	hits, _ := forensicHits(t, cfgB, spaceID, needles)
+	for _, h := range hits {
+		t.Errorf("after the old bundle: %s", h)
+	}
+}
+
+// TestErasePurgeNeedsDrop shows that the forensic scan can fail: deleting a
+// space's keys the ordinary way leaves every byte in Badger's files (the
+// versions below the deletion markers); the erasure's drop leaves none.
+func TestErasePurgeNeedsDrop(t *testing.T) {
+	const canary = "CANARYdrop16"
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	bundlePut(t, a, sp.ID, "p1", "note", canary)
+	bundlePut(t, a, sp.ID, "p2", "note", "second")
+	needles := spaceNeedles(t, a, id, canary)
+	// Delete every key of the space as an ordinary write would.
+	var dels []kvEntry
+	for _, p := range spacePrefixes {
+		a.db.kv.ScanKeys(append([]byte{p}, id[:]...), func(k []byte) error {
+			dels = append(dels, kvEntry{Key: k, Del: true})
+			return nil
+		})
+	}
+	if len(dels) < 8 {
+		t.Fatalf("only %d keys in the space", len(dels))
+	}
+	if err := a.db.kv.CommitGroups([][]kvEntry{dels})[0]; err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	hits, _ := forensicHits(t, cfg, id, needles)
+	if len(hits) < len(needles) {
+		t.Fatalf("after ordinary deletes the scan finds only %v: it cannot tell a purge from a delete", hits)
+	}
+	t.Logf("after ordinary deletes: %d findings, e.g. %s", len(hits), hits[0])
+
+	// Now the erasure's drop, on the same store.
+	a = openTestAgent(t, cfg)
+	if err := a.withWrite(func(tx *tx) error { a.com.Barrier(); return a.dropSpace(id) }); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if hits, _ := forensicHits(t, cfg, id, needles); len(hits) > 0 {
+		t.Fatalf("after the drop: %v", hits)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
@@ -264,5 +265,112 @@ func TestErasePurgeNeedsDrop(t *testing.T) {
 	a.Close()
 	if hits, _ := forensicHits(t, cfg, id, needles); len(hits) > 0 {
 		t.Fatalf("after the drop: %v", hits)
+	}
+}
+
+// TestEraseRefusedUnlessOwnerOfficer: a partner bureau's officer, a relay
+// of the owning bureau, a revoked officer of the owning bureau and a device
+// nobody knows each sign a valid marker of the space; every receiver (an
+// officer and the relay, through the sync path) refuses each, and keeps
+// the space. The sender side refuses the first two as well. Then a marker
+// of an officer of the owning bureau is taken: the refusals were the
+// author's, not the path's.
+func TestEraseRefusedUnlessOwnerOfficer(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz))
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer, kaz))
+	c := openTestAgent(t, newTestDevice(t, omn, "Chingiz", crypto.RoleOfficer, kaz))
+	p := openTestAgent(t, newTestDevice(t, kaz, "Parviz", crypto.RoleOfficer, omn))
+	r := openTestAgent(t, newTestDevice(t, omn, "relay", crypto.RoleRelay, kaz))
+	x := openTestAgent(t, newTestDevice(t, newTestBureau(t, "XXX"), "Stranger", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	bundlePut(t, a, sp.ID, "p1", "note", "witness")
+	for _, to := range []*Agent{b, c, p, r} {
+		transfer(t, a, to)
+		transfer(t, to, a)
+	}
+	for _, to := range []*Agent{b, r} {
+		transfer(t, c, to)
+		transfer(t, p, to)
+	}
+	transfer(t, r, b) // the relay's certificate
+	before := bundleDigest(t, b, sp.ID)
+	var nonce [16]byte
+	a.withRead(func() error { nonce = a.spaces[id].meta.Nonce; return nil })
+	owner := omn.b.Public().Fingerprint()
+	marker := func(by *Agent) []byte {
+		e, err := crypto.NewErasure(by.id, id, nonce, owner, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Marshal()
+	}
+	// The sender side.
+	for _, by := range []*Agent{p, r} {
+		if _, err := by.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "hostile"}); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("%s erased the space: %v", by.cert.Bureau.Name, err)
+		}
+	}
+	// C is revoked by its bureau (its writes so far stay valid).
+	rev, err := omn.b.Revoke(c.dev, map[crypto.SpaceID]uint64{id: 100}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []*Agent{a, b, r} {
+		if _, err := to.AddRevocation(rev.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attacks := []struct {
+		name string
+		blob []byte
+		want error
+	}{
+		{"partner bureau's officer", marker(p), crypto.ErrRole},
+		{"owning bureau's relay", marker(r), crypto.ErrRole},
+		{"revoked officer of the owning bureau", marker(c), crypto.ErrRevoked},
+		{"unknown device", marker(x), crypto.ErrUntrusted},
+	}
+	for _, at := range attacks {
+		for _, to := range []*Agent{b, r} {
+			if _, err := to.AddErasure(at.blob); !errors.Is(err, at.want) {
+				t.Errorf("%s's marker at %s: %v, want %v", at.name, to.cert.Role, err, at.want)
+			}
+			// The sync path: a mesh object from a peer.
+			if _, err := (syncAdapter{to}).IngestMeshObject(fsyncPeer(), at.blob); err == nil {
+				t.Errorf("%s's marker taken as a mesh object at %s", at.name, to.cert.Role)
+			}
+			if to.erasedSpace(id) != nil || len(to.SpaceIDs()) != 1 {
+				t.Fatalf("%s's marker erased the space at %s", at.name, to.cert.Role)
+			}
+		}
+	}
+	if d := bundleDigest(t, b, sp.ID); d.Envelopes != before.Envelopes || d.Count < 3 {
+		t.Fatalf("the space changed after refused markers: %+v, before %+v", d, before)
+	}
+	// A marker of an owning bureau's officer is taken by both.
+	good := marker(b)
+	for _, to := range []*Agent{a, r} {
+		if added, err := (syncAdapter{to}).IngestMeshObject(fsyncPeer(), good); err != nil || !added {
+			t.Fatalf("owner officer's marker at %s: %v %v", to.cert.Role, added, err)
+		}
+		if to.erasedSpace(id) == nil || len(to.SpaceIDs()) != 0 {
+			t.Fatalf("not erased at %s", to.cert.Role)
+		}
+	}
+	// An envelope of the space, even one held before, is refused from now on.
+	var env []byte
+	b.Envelopes(id, func(e []byte) error {
+		if env == nil {
+			env = bytes.Clone(e)
+		}
+		return nil
+	})
+	if _, err := a.Ingest(env); !isReject(err, RejectErased) {
+		t.Fatalf("envelope of the erased space: %v", err)
 	}
 }

@@ -99,6 +99,8 @@ func (b bundleCore) CheckAuthor(h crypto.Header, cert *crypto.Certificate, rev *
 func (b bundleCore) AddCertificate(blob []byte) (bool, error) { return b.a.AddCertificate(blob) }
 func (b bundleCore) AddRevocation(blob []byte) (bool, error)  { return b.a.AddRevocation(blob) }
 func (b bundleCore) AddEvidence(blob []byte) (bool, error)    { return b.a.ingestEvidence(blob) }
+func (b bundleCore) AddErasure(blob []byte) (bool, error)     { return b.a.AddErasure(blob) }
+func (b bundleCore) Erasures() [][]byte                       { return b.a.erasureBlobs() }
 
 func (b bundleCore) Ingest(env []byte, h crypto.Header, cert *crypto.Certificate) (bundle.Outcome, error) {
 	added, err := b.a.ingestVerified(env, h, cert, false)

@@ -374,3 +374,54 @@ func TestEraseRefusedUnlessOwnerOfficer(t *testing.T) {
 		t.Fatalf("envelope of the erased space: %v", err)
 	}
 }
+
+// TestEraseTravelsByBundle: an air-gapped officer that got the space by
+// bundle gets its erasure by bundle too (the marker is carried like a
+// revocation), and then refuses the old bundle it got the space from.
+func TestEraseTravelsByBundle(t *testing.T) {
+	const canary = "CANARYbundle16"
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	cfgE := newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
+	e := openTestAgent(t, cfgE)
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	bundlePut(t, a, sp.ID, "p1", "note", canary)
+	bundleCarry(t, dir, e, a) // A learns E
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(dir, "old.fsb")
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Out: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.ImportBundle(context.Background(), api.BundleImportRequest{File: old}, nil); err != nil || res.Added == 0 {
+		t.Fatalf("first bundle: %+v %v", res, err)
+	}
+	if r, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); err != nil || r.Fields["note"].Value != canary {
+		t.Fatalf("E cannot read the canary: %v", err)
+	}
+	needles := spaceNeedles(t, e, id, canary)
+	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "retention ended"}); err != nil {
+		t.Fatal(err)
+	}
+	res := bundleCarry(t, dir, a, e)
+	if res.Erasures != 1 {
+		t.Fatalf("the bundle after the erasure: %+v", res)
+	}
+	if e.erasedSpace(id) == nil || len(e.SpaceIDs()) != 0 {
+		t.Fatal("E did not erase the space")
+	}
+	res, err = e.ImportBundle(context.Background(), api.BundleImportRequest{File: old}, nil)
+	if err != nil || res.Added != 0 || res.Skipped == 0 || len(res.Skips) == 0 || res.Skips[0].Reason != RejectErased {
+		t.Fatalf("old bundle after the erasure: %+v %v", res, err)
+	}
+	e.Close()
+	if hits, _ := forensicHits(t, cfgE, id, needles); len(hits) > 0 {
+		t.Fatalf("left on E: %v", hits)
+	}
+}

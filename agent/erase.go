@@ -301,8 +301,12 @@ func (a *Agent) purged(space crypto.SpaceID) bool {
 // large values (over Badger's value threshold) of an erased space live
 // there, not in the tables. Best effort; the file being written is
 // reached by the pass after the next start (purgeAtStart).
+//
+// The ratio is tiny on purpose: a file is rewritten as soon as anything in
+// it is discarded, so one erased value in a full 64 MiB file is not left
+// behind; this runs only after an erasure, and once at the next start.
 func (a *Agent) collectValueLog() {
-	if n, err := a.db.kv.CollectValueLog(0.01); err != nil {
+	if n, err := a.db.kv.CollectValueLog(1e-6); err != nil {
 		a.log.Warn("collecting the value log after an erasure", "err", err)
 	} else if n > 0 {
 		a.log.Info("value log collected after an erasure", "files", n)

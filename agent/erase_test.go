@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -424,4 +426,67 @@ func TestEraseTravelsByBundle(t *testing.T) {
 	if hits, _ := forensicHits(t, cfgE, id, needles); len(hits) > 0 {
 		t.Fatalf("left on E: %v", hits)
 	}
+}
+
+// TestEraseLargeValuesLeaveValueLogAtRestart: values over Badger's value
+// threshold live in its value log, which a drop does not touch and which
+// Badger never rewrites while it is the file being written. The first
+// start after an erasure collects it: no value-log file that held the
+// erased space's values survives, and another space's large values are
+// kept (moved to a new file).
+func TestEraseLargeValuesLeaveValueLogAtRestart(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.BadgerValueThreshold = 1 << 10 // every record and envelope in the value log
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := a.CreateSpace("keep", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("CANARYvlog16 ", 400)
+	for i := range 8 {
+		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", big)
+		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+big)
+	}
+	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	before := vlogFiles(t, cfg.Layout.Store())
+	if len(before) == 0 {
+		t.Fatal("no value-log file: the test proves nothing")
+	}
+	a.Close()
+	a = openTestAgent(t, cfg)
+	after := vlogFiles(t, cfg.Layout.Store())
+	for f := range before {
+		if after[f] {
+			t.Errorf("value-log file %s, written before the erasure, survives the restart (files now %v)", f, after)
+		}
+	}
+	r, err := a.GetRecord(api.RecordRef{Space: keep.ID, Record: "k7"})
+	if err != nil || r.Fields["note"].Value != "kept "+big {
+		t.Fatalf("the other space lost its large values: %v", err)
+	}
+	if _, err := a.db.get(metaKey(metaPurge)); !errors.Is(err, errKVNotFound) {
+		t.Fatalf("purge still marked due after the start's pass: %v", err)
+	}
+}
+
+func vlogFiles(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, e := range es {
+		if strings.HasSuffix(e.Name(), ".vlog") {
+			m[e.Name()] = true
+		}
+	}
+	return m
 }

@@ -163,17 +163,34 @@ func (a *Agent) EraseSpace(req api.SpaceEraseRequest) (api.Erased, error) {
 // author's certificate must be held (one that arrives before it is refused
 // and comes again with the next round: certificates travel first).
 func (a *Agent) AddErasure(blob []byte) (bool, error) {
+	e, err := a.checkErasure(blob)
+	if err != nil {
+		return false, &erasureRefused{err}
+	}
+	return a.applyErasure(e, "")
+}
+
+// erasureRefused is an erase marker that failed the receiver's checks (as
+// opposed to a local failure while erasing): sync counts it as a
+// rejection and goes on.
+type erasureRefused struct{ err error }
+
+func (e *erasureRefused) Error() string { return "erase marker refused: " + e.err.Error() }
+func (e *erasureRefused) Unwrap() error { return e.err }
+
+// checkErasure parses an erase marker and judges its author.
+func (a *Agent) checkErasure(blob []byte) (*crypto.Erasure, error) {
 	e, err := crypto.ParseErasure(blob)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	tt := a.trustNow()
 	cert := tt.certs[e.Author]
 	if cert == nil {
-		return false, fmt.Errorf("%w: erase marker of space %s by device %s, whose certificate this device has not seen yet (taken once it has)", crypto.ErrUntrusted, e.Space, e.Author)
+		return nil, fmt.Errorf("%w: erase marker of space %s by device %s, whose certificate this device has not seen yet (taken once it has)", crypto.ErrUntrusted, e.Space, e.Author)
 	}
 	if err := e.Verify(cert.Device); err != nil {
-		return false, err
+		return nil, err
 	}
 	// The author is judged at the marker's time, as a change at its HLC;
 	// a time before the certificate's start only says its clock is behind.
@@ -182,12 +199,12 @@ func (a *Agent) AddErasure(blob []byte) (bool, error) {
 		at = cert.NotBefore
 	}
 	if err := cert.Verify(a.trustAnywhere(cert), at); err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := rules.MayErase(cert, tt.revs[e.Author], e.Owner); err != nil {
-		return false, err
+		return nil, err
 	}
-	return a.applyErasure(e, "")
+	return e, nil
 }
 
 // applyErasure keeps e as its space's tombstone and erases the space here.

@@ -353,10 +353,11 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 	}
 	if crypto.IsErasure(obj) {
 		added, err := s.a.AddErasure(obj)
-		if err != nil {
+		var refused *erasureRefused
+		if errors.As(err, &refused) {
 			return false, fsync.Reject(rejectReason(err), err)
 		}
-		return added, nil
+		return added, err // a local failure ends the stream
 	}
 	if _, err := crypto.ParseRevocation(obj); err == nil {
 		added, err := s.a.AddRevocation(obj)

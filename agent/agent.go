@@ -285,6 +285,9 @@ func (a *Agent) open() error {
 	if err := a.cutRevoked(); err != nil {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
+	if err := a.purgeAtStart(); err != nil { // erase.go
+		return &StoreError{Dir: l.Store(), Err: err}
+	}
 	a.opened.Store(true)
 	if a.find != nil {
 		a.queueAfter(&a.after.findRefreshDue) // build the search index

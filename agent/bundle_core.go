@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"time"
@@ -85,6 +86,10 @@ func (b bundleCore) TrustAnywhere(cert *crypto.Certificate) *crypto.TrustSet {
 }
 
 func (b bundleCore) CheckAuthor(h crypto.Header, cert *crypto.Certificate, rev *crypto.Revocation, at time.Time) (string, error) {
+	if e := b.a.erasedSpace(h.Space); e != nil {
+		// A bundle made before the erasure cannot bring the space back.
+		return RejectErased, fmt.Errorf("space %s was erased on %s by device %s: its envelopes are refused for good", h.Space, e.IssuedAt.Format(time.RFC3339), e.Author)
+	}
 	if err := crypto.CheckAuthor(h, cert, rev, b.a.trustFor(h.Space, cert), at); err != nil {
 		return rejectReason(err), err
 	}
@@ -94,6 +99,8 @@ func (b bundleCore) CheckAuthor(h crypto.Header, cert *crypto.Certificate, rev *
 func (b bundleCore) AddCertificate(blob []byte) (bool, error) { return b.a.AddCertificate(blob) }
 func (b bundleCore) AddRevocation(blob []byte) (bool, error)  { return b.a.AddRevocation(blob) }
 func (b bundleCore) AddEvidence(blob []byte) (bool, error)    { return b.a.ingestEvidence(blob) }
+func (b bundleCore) AddErasure(blob []byte) (bool, error)     { return b.a.AddErasure(blob) }
+func (b bundleCore) Erasures() [][]byte                       { return b.a.erasureBlobs() }
 
 func (b bundleCore) Ingest(env []byte, h crypto.Header, cert *crypto.Certificate) (bundle.Outcome, error) {
 	added, err := b.a.ingestVerified(env, h, cert, false)

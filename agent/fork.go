@@ -93,6 +93,9 @@ func (a *Agent) freeze(e1, e2 []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if e := a.erasedSpace(h.Space); e != nil {
+		return false, a.rejectErased(h.Space, e) // its envelopes are not kept, evidence included
+	}
 	if _, moved := rules.FreezePoint(a.frozenAt(h.Space, h.Author), seq); !moved {
 		return false, nil
 	}

@@ -111,6 +111,9 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 	if err != nil {
 		return h, nil, a.reject(RejectMalformed, err)
 	}
+	if e := a.erasedSpace(h.Space); e != nil {
+		return h, nil, a.rejectErased(h.Space, e)
+	}
 	cert, rev := a.trustNow().certs[h.Author], a.trustNow().revs[h.Author]
 	if cert == nil {
 		return h, nil, a.reject(RejectUnknown, fmt.Errorf("no certificate for device %s", h.Author))
@@ -141,6 +144,9 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 	}
 	var created, unlocked, restore bool
 	err = a.withWrite(func(t *tx) error {
+		if e := a.erasedSpace(h.Space); e != nil {
+			return a.rejectErased(h.Space, e) // erased since it was verified
+		}
 		sp := a.spaces[h.Space]
 		if h.Kind != crypto.KindRouting {
 			// Only a space's routing record may open it here; the rest

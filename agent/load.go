@@ -75,8 +75,14 @@ func (a *Agent) loadSpaces() (spaceSet, error) {
 		{pfxEpoch, loadEpochKey},
 		{pfxShared, loadShared},
 	}
+	erased := a.tombstoneIDs() // their keys are skipped (erase.go)
 	for _, st := range steps {
-		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error { return st.load(m, k, v) }, nil)
+		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error {
+			if ofErased(erased, k) {
+				return nil
+			}
+			return st.load(m, k, v)
+		}, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -174,9 +180,16 @@ func (a *Agent) loadTrust() (*trustTables, error) {
 		{pfxProfile, a.loadProfile},
 		{pfxFork, loadForkPoint},
 		{pfxCert, a.loadCert},
+		{pfxTombstone, a.loadTombstone},
 	}
+	erased := a.tombstoneIDs() // their keys are skipped (erase.go)
 	for _, st := range steps {
-		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error { return st.load(tt, k, v) }, a.countCorrupt)
+		err := a.db.scan([]byte{st.prefix}, func(k, v []byte) error {
+			if ofErased(erased, k) {
+				return nil
+			}
+			return st.load(tt, k, v)
+		}, a.countCorrupt)
 		if err != nil {
 			return nil, err
 		}

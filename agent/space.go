@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -37,6 +38,9 @@ func (a *Agent) resolveSpace(ref string) (*spaceState, error) {
 	if id, err := crypto.ParseSpaceID(strings.ToLower(ref)); err == nil {
 		if s := a.spaces[id]; s != nil {
 			return s, nil
+		}
+		if e := a.erasedSpace(id); e != nil {
+			return nil, fmt.Errorf("%w: space %s was erased on %s (see `fieldsync space list --erased`)", ErrNotFound, id, e.IssuedAt.Format(time.RFC3339))
 		}
 	}
 	var byPrefix, byName []*spaceState

@@ -39,6 +39,9 @@ type trustTables struct {
 	released map[crypto.SpaceID][]string // each space's effective release list (bureau fingerprints)
 	// conflicts are certificates that contradict a pinned one (certs.go).
 	conflicts []certConflict
+	// erased are the tombstones: the erase marker of every space erased
+	// here, whose envelopes are refused from then on (erase.go).
+	erased map[crypto.SpaceID]*crypto.Erasure
 }
 
 func newTrustTables() *trustTables {
@@ -47,6 +50,7 @@ func newTrustTables() *trustTables {
 		revs:     map[crypto.DeviceID]*crypto.Revocation{},
 		frozen:   map[gapKey]uint64{},
 		released: map[crypto.SpaceID][]string{},
+		erased:   map[crypto.SpaceID]*crypto.Erasure{},
 	}
 }
 
@@ -57,6 +61,7 @@ func (t *trustTables) clone() *trustTables {
 		frozen:    maps.Clone(t.frozen),
 		released:  maps.Clone(t.released), // the lists are replaced, never changed in place
 		conflicts: slices.Clone(t.conflicts),
+		erased:    maps.Clone(t.erased),
 	}
 }
 

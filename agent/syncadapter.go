@@ -329,6 +329,7 @@ func (s syncAdapter) MeshObjects() ([][]byte, error) {
 	for _, r := range s.a.trustNow().revs {
 		out = append(out, r.Marshal())
 	}
+	out = append(out, s.a.erasureBlobs()...) // tombstones: erase.go
 	return out, nil
 }
 
@@ -350,6 +351,14 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 		}
 		return added, nil
 	}
+	if crypto.IsErasure(obj) {
+		added, err := s.a.AddErasure(obj)
+		var refused *erasureRefused
+		if errors.As(err, &refused) {
+			return false, fsync.Reject(rejectReason(err), err)
+		}
+		return added, err // a local failure ends the stream
+	}
 	if _, err := crypto.ParseRevocation(obj); err == nil {
 		added, err := s.a.AddRevocation(obj)
 		if err != nil {
@@ -357,5 +366,5 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 		}
 		return added, nil
 	}
-	return false, fsync.Reject(RejectMalformed, errors.New("mesh object is neither a certificate nor a revocation"))
+	return false, fsync.Reject(RejectMalformed, errors.New("mesh object is neither a certificate, a revocation, fork evidence nor an erase marker"))
 }

@@ -86,6 +86,7 @@ const (
 	ItemEvidence    ItemType = 4    // fork evidence (two envelopes of one author; format of the agent)
 	ItemEnvelope    ItemType = 5    // a signed envelope
 	ItemVector      ItemType = 6    // want files: space (16) | count (u32) | count × (author (16) | seq (u64))
+	ItemErasure     ItemType = 7    // an erase marker (Erasure), a space's tombstone
 	itemEnd         ItemType = 0xFF // the end item and signature
 )
 
@@ -103,6 +104,8 @@ func (t ItemType) String() string {
 		return "envelope"
 	case ItemVector:
 		return "version vector"
+	case ItemErasure:
+		return "erase marker"
 	case itemEnd:
 		return "end"
 	}
@@ -132,6 +135,7 @@ type BundleLimits struct {
 	RevocationBytes   int64
 	Evidence          int // fork evidence items
 	EvidenceBytes     int64
+	Erasures          int // erase marker items (each erasureSize bytes)
 	Envelopes         int // envelope items in the whole bundle
 	EnvelopesPerSpace int // envelopes of one space (checked by the importer)
 	Spaces            int // distinct spaces with envelopes (checked by the importer)
@@ -148,6 +152,7 @@ const (
 	MaxBundleRevocationBytes   = 64 << 20
 	MaxBundleEvidence          = 1 << 10
 	MaxBundleEvidenceBytes     = 256 << 20
+	MaxBundleErasures          = 1 << 16
 	MaxBundleEnvelopes         = 1 << 22
 	MaxBundleEnvelopesPerSpace = 1 << 21
 	MaxBundleSpaces            = 1 << 16
@@ -160,6 +165,7 @@ func DefaultBundleLimits() BundleLimits {
 		Certificates: MaxBundleCertificates, CertificateBytes: MaxBundleCertificateBytes,
 		Revocations: MaxBundleRevocations, RevocationBytes: MaxBundleRevocationBytes,
 		Evidence: MaxBundleEvidence, EvidenceBytes: MaxBundleEvidenceBytes,
+		Erasures:  MaxBundleErasures,
 		Envelopes: MaxBundleEnvelopes, EnvelopesPerSpace: MaxBundleEnvelopesPerSpace,
 		Spaces: MaxBundleSpaces, Authors: MaxBundleAuthors,
 	}
@@ -189,6 +195,8 @@ func (l *BundleLimits) limit(t ItemType) (count int, bytes int64, what string) {
 		return l.Evidence, l.EvidenceBytes, "pieces of fork evidence"
 	case ItemEnvelope:
 		return l.Envelopes, 0, "envelopes"
+	case ItemErasure:
+		return l.Erasures, 0, "erase markers"
 	}
 	return 0, 0, ""
 }
@@ -214,6 +222,10 @@ func maxItem(k BundleKind, t ItemType) int {
 	case ItemEnvelope:
 		if k == BundleExport {
 			return MaxEnvelopeSize
+		}
+	case ItemErasure:
+		if k == BundleExport {
+			return erasureSize
 		}
 	}
 	return 0

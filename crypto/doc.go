@@ -9,8 +9,8 @@
 //     type ("fieldsync/envelope/v1", "fieldsync/certificate/v1",
 //     "fieldsync/request/v1", "fieldsync/revocation/v1",
 //     "fieldsync/challenge/v1", "fieldsync/message/v1",
-//     "fieldsync/bundle/v1"), so no signature can be replayed as another
-//     kind of object. Messages are signed directly, not pre-hashed — except
+//     "fieldsync/bundle/v1", "fieldsync/erasure/v1"), so no signature can
+//     be replayed as another kind of object. Messages are signed directly, not pre-hashed — except
 //     bundle and want files (bundle.go), whose signature covers SHA-256 of
 //     the whole file so that a file of any size is checked in one stream.
 //   - Symmetric encryption: XChaCha20-Poly1305 with random 24-byte nonces.

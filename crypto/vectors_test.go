@@ -256,6 +256,16 @@ var vectorChecks = map[string]func(t *testing.T, v *vector) error{
 		}
 		return r.Verify(vectorTrust(t, v))
 	},
+	"erasure": func(t *testing.T, v *vector) error {
+		e, err := ParseErasure(v.payload)
+		if err != nil {
+			return err
+		}
+		if e.Space.String() != v.get("space") {
+			t.Fatalf("space %s, want %s", e.Space, v.get("space"))
+		}
+		return e.Verify(identityFromHex(t, v, "author").Public())
+	},
 	"author": func(t *testing.T, v *vector) error {
 		cert := must(ParseCertificate(v.hex(t, "certificate")))
 		var rev *Revocation
@@ -466,6 +476,13 @@ func writeVectors(t *testing.T) {
 	rev := must(w.bureau.Revoke(w.alice.ID(), map[SpaceID]uint64{w.space: 5}, 0, mid))
 	add("revocation.txt", rev.Marshal(), "expect", "success", "type", "revocation", "trust", trust)
 	add("revocation-untrusted.txt", must(w.other.Revoke(w.alice.ID(), nil, 0, mid)).Marshal(), "expect", "untrusted", "type", "revocation", "trust", trust)
+	er := must(NewErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), mid)).Marshal()
+	add("erasure.txt", er, "expect", "success", "type", "erasure", "author", alice, "space", sp)
+	add("erasure-wrong-author.txt", er, "expect", "signature", "type", "erasure", "comment", "alice's marker checked against bob's key", "author", bob, "space", sp)
+	ert := bytes.Clone(er)
+	ert[5] ^= 1 // another space: no longer bound to the owner by the nonce
+	add("erasure-unbound.txt", ert, "expect", "invalid", "type", "erasure", "author", alice, "space", sp)
+	add("erasure-truncated.txt", er[:100], "expect", "truncated", "type", "erasure", "author", alice, "space", sp)
 	author := func(file, expect, comment string, c *Certificate, r *Revocation, space SpaceID, seq uint64) {
 		var p []byte
 		if r != nil {

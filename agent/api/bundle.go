@@ -51,6 +51,7 @@ type BundleExportResult struct {
 	Certificates int                `json:"certificates"`
 	Revocations  int                `json:"revocations"`
 	Evidence     int                `json:"evidence"`
+	Erasures     int                `json:"erasures"`     // erase markers (tombstones) carried
 	NotEntitled  []string           `json:"not_entitled"` // spaces held but not released to the recipient's bureau
 	Corrupt      int                `json:"corrupt"`      // envelopes left out: corrupt in this store
 	Bytes        int64              `json:"bytes"`
@@ -88,6 +89,7 @@ type BundleImportResult struct {
 	Certificates    int                `json:"certificates_added"`
 	Revocations     int                `json:"revocations_added"`
 	Evidence        int                `json:"evidence_added"`
+	Erasures        int                `json:"erasures_added"`  // erase markers taken: their spaces are erased here
 	SkippedObjects  int                `json:"skipped_objects"` // certificates/revocations/evidence not accepted
 	Skips           []BundleSkip       `json:"skips"`
 	SkipsOmitted    int                `json:"skips_omitted,omitempty"` // runs of skips not listed (over 4,096)

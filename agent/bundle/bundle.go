@@ -46,6 +46,8 @@ type Core interface {
 	Certificates() []*crypto.Certificate
 	Revocations() map[crypto.DeviceID]*crypto.Revocation
 	Evidence() [][]byte
+	// Erasures are the erase markers (tombstones) held here, to pass on.
+	Erasures() [][]byte
 	// Pinned is the certificate the device is pinned to here, or nil; Pin
 	// is the one c's device is pinned to and whether c conflicts with it
 	// (another bureau or other keys: docs/crypto.md, "Pinning and scoped
@@ -67,6 +69,9 @@ type Core interface {
 	AddCertificate(blob []byte) (added bool, err error)
 	AddRevocation(blob []byte) (added bool, err error)
 	AddEvidence(blob []byte) (added bool, err error)
+	// AddErasure takes an erase marker as if a peer had sent it: its
+	// space is erased here (agent/erase.go).
+	AddErasure(blob []byte) (added bool, err error)
 	// Ingest stores a verified envelope as the next of its author's log,
 	// not waiting for the disk (see Flush). It returns a *Reject for an
 	// envelope refused, and Orphan for one held until its space's routing

@@ -67,6 +67,7 @@ type export struct {
 	certs     []*crypto.Certificate
 	revs      [][]byte // sorted
 	evidence  [][]byte
+	erasures  [][]byte // erase markers, sorted
 }
 
 // plan is what to send of one space: per author, the seqs above the
@@ -147,6 +148,10 @@ func (x *export) gatherObjects() error {
 	}
 	slices.SortFunc(x.revs, bytes.Compare)
 	x.evidence = x.c.Evidence()
+	x.erasures = x.c.Erasures()
+	if len(x.erasures) > x.lim.Erasures {
+		return fmt.Errorf("%w: this device holds %d erase markers, over the %d an importer accepts in one bundle", ErrTooLarge, len(x.erasures), x.lim.Erasures)
+	}
 	_, self := x.c.Self()
 	return checkExportLimits(x.lim, x.certs, self.Device.ID(), x.revs, x.evidence)
 }
@@ -262,6 +267,12 @@ func (x *export) writeObjects(bw *crypto.BundleWriter, self crypto.DeviceID) err
 			return err
 		}
 		x.res.Evidence++
+	}
+	for _, e := range x.erasures {
+		if err := bw.Add(crypto.ItemErasure, e); err != nil {
+			return err
+		}
+		x.res.Erasures++
 	}
 	return nil
 }

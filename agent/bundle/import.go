@@ -217,6 +217,19 @@ func (im *importer) storeObjects(v *verifiedBundle) (newCert bool) {
 			im.res.Revocations++
 		}
 	}
+	// Erase markers before any envelope: an envelope of a space erased
+	// is then refused, whatever the bundle's age (agent/erase.go).
+	for _, e := range v.erasures {
+		added, err := im.c.AddErasure(e)
+		if err != nil {
+			im.res.SkippedObjects++
+			im.notes.add(fmt.Sprintf("erase marker: %v", err))
+			continue
+		}
+		if added {
+			im.res.Erasures++
+		}
+	}
 	im.res.SkippedObjects += v.skippedObjects
 	for _, n := range v.notes.notes {
 		im.notes.add(n)

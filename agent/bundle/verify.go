@@ -31,6 +31,7 @@ type verifiedBundle struct {
 	byDevice       map[crypto.DeviceID]*crypto.Certificate
 	revs           []*crypto.Revocation // trusted revocations in the bundle
 	evidence       [][32]byte           // SHA-256 of each piece of fork evidence, in order
+	erasures       [][]byte             // erase markers (small, bounded by the limits), judged when stored
 	verdicts       []verdict
 	messages       map[int]string // why an envelope was left out, for the first maxSkipMessages
 	skippedObjects int
@@ -133,6 +134,11 @@ func (vf *verifier) readItems(ctx context.Context, br *crypto.BundleReader, prog
 			err = vf.revocation(payload, items)
 		case crypto.ItemEvidence:
 			vf.v.evidence = append(vf.v.evidence, sha256.Sum256(payload))
+		case crypto.ItemErasure:
+			if _, perr := crypto.ParseErasure(payload); perr != nil {
+				return fmt.Errorf("erase marker item %d: %v", items, perr)
+			}
+			vf.v.erasures = append(vf.v.erasures, bytes.Clone(payload))
 		case crypto.ItemEnvelope:
 			seenEnvelope = true
 			err = vf.envelope(payload)

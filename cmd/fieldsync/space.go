@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"fieldsync/agent/api"
 )
@@ -23,10 +27,23 @@ func spaceCommand() *cli.Command {
 				},
 				Action: spaceCreate,
 			},
-			{Name: "list", Usage: "list the spaces this device holds", ArgsUsage: " ", Action: spaceList},
+			{
+				Name: "list", Usage: "list the spaces this device holds", ArgsUsage: " ", Action: spaceList,
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "erased", Usage: "list the erased spaces (tombstones) instead"}},
+			},
 			{Name: "digest", Usage: "hashes of a space's state and of its envelopes (equal on converged replicas)", ArgsUsage: "SPACE", Action: spaceDigest},
 			{Name: "release", Usage: "release a space to another bureau (owning bureau's devices only)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("release")},
 			{Name: "withdraw", Usage: "withdraw a space from a bureau (wins over a concurrent release)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("withdraw")},
+			{
+				Name:      "erase",
+				Usage:     "erase a space on every device and relay it reaches, for good (owning bureau's officers only)",
+				ArgsUsage: "SPACE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "reason", Usage: "why (`TEXT`, required; stays on this device, never sent)"},
+					&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation"},
+				},
+				Action: spaceErase,
+			},
 		},
 	}
 }
@@ -93,6 +110,9 @@ func spaceList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("erased") {
+		return spaceListErased(c, cl)
+	}
 	spaces, err := cl.SpaceList(ctxOf(c))
 	if err != nil {
 		return err
@@ -155,4 +175,69 @@ func spaceBureau(op string) cli.ActionFunc {
 		writeSpaces(c, []api.Space{s})
 		return nil
 	}
+}
+
+func spaceListErased(c *cli.Context, cl *api.Client) error {
+	l, err := cl.SpaceErased(ctxOf(c))
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		l = []api.Erased{}
+	}
+	if jsonMode(c) {
+		return printJSON(c, l)
+	}
+	if len(l) == 0 {
+		fmt.Fprintln(c.App.Writer, "no erased spaces")
+		return nil
+	}
+	writeErased(c, l)
+	return nil
+}
+
+func writeErased(c *cli.Context, l []api.Erased) {
+	t := newTable("ERASED SPACE", "OWNER", "BY DEVICE", "AT", "PURGED", "REASON")
+	for _, e := range l {
+		t.add(e.Space, e.Owner, e.Author, e.ErasedAt, fmt.Sprint(e.Purged), e.Reason)
+	}
+	t.write(c.App.Writer)
+}
+
+// spaceErase is `space erase SPACE --reason TEXT [--yes]`: it asks for
+// confirmation on a terminal unless --yes; without a terminal --yes is
+// required (a usage error otherwise).
+func spaceErase(c *cli.Context) error {
+	if err := needArgs(c, 1, 1, "--reason TEXT [--yes] SPACE"); err != nil {
+		return err
+	}
+	reason := strings.TrimSpace(c.String("reason"))
+	if reason == "" {
+		return usageErrorf("--reason TEXT is required: say why the space is erased (it stays on this device)")
+	}
+	ref := ident(c.Args().First())
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("yes") {
+		f, ok := c.App.Reader.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return usageErrorf("erasing a space cannot be undone: give --yes to confirm (standard input is not a terminal)")
+		}
+		fmt.Fprintf(c.App.ErrWriter, "Erase space %s on every device and relay it reaches? It cannot be undone, and no bundle or backup brings it back.\nType yes to erase: ", ref)
+		line, _ := bufio.NewReader(f).ReadString('\n')
+		if strings.TrimSpace(line) != "yes" {
+			return &exitError{code: exitFailure, errCode: codeFailure, err: errors.New("not erased: not confirmed")}
+		}
+	}
+	e, err := cl.SpaceErase(ctxOf(c), api.SpaceEraseRequest{Space: ref, Reason: reason})
+	if err != nil {
+		return err
+	}
+	if jsonMode(c) {
+		return printJSON(c, e)
+	}
+	writeErased(c, []api.Erased{e})
+	return nil
 }

@@ -1,8 +1,9 @@
 // Package rules holds fieldsync's trust rules as pure functions: who a
 // space is released to (release lists over routing records), which epoch
 // key is current (epochs ordered by the lists their key shares carry),
-// which of two revocations of a device wins and what it cuts, and what
-// fork evidence and a conflicting certificate decide. Every replica must
+// which of two revocations of a device wins and what it cuts, what
+// fork evidence and a conflicting certificate decide, and who may erase a
+// space and which of two erase markers is kept. Every replica must
 // reach the same answer from the same inputs, whatever order they came in;
 // the property tests check that (docs/crdt.md, "Release lists" and
 // "Epochs"; docs/crypto.md §4).

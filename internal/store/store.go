@@ -307,3 +307,70 @@ func (k *DB) ScanFrom(prefix, start []byte, fn func(key, val []byte) error) erro
 	}
 	return err
 }
+
+// DropPrefixes removes every version of every key under the prefixes from
+// the store's files, not only from its view: Badger flushes its memtables
+// without those keys (their write-ahead files are deleted after the flush)
+// and rewrites every table that holds one, deleting the old table files
+// (badger DB.DropPrefix). Writes are refused while it runs: the caller
+// holds off its own. Values in the value log are left to CollectValueLog.
+//
+// Badger skips a prefix under which no live key is left (deleted keys'
+// older versions then stay in the tables): the caller writes a live key
+// under each prefix first.
+func (k *DB) DropPrefixes(prefixes ...[]byte) error { return k.db.DropPrefix(prefixes...) }
+
+// CollectValueLog rewrites value-log files with discarded data until there
+// is none left to rewrite (badger RunValueLogGC with the given ratio), and
+// returns how many files it rewrote. The file being written is never
+// rewritten by Badger; a new one is begun at every open, so a pass after a
+// restart reaches what a pass before could not.
+func (k *DB) CollectValueLog(ratio float64) (int, error) {
+	n := 0
+	for n < 1<<10 {
+		err := k.db.RunValueLogGC(ratio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Versions calls fn with every version of every key the store's tables and
+// memtables still hold — deleted and overwritten ones included, until a
+// compaction drops them — with its value (empty for a deletion marker).
+// It is what a reader of the files holding Badger's key would find; the
+// erasure tests use it to show that an erased space's bytes are gone.
+func (k *DB) Versions(fn func(key, val []byte, deleted bool) error) error {
+	return k.VersionsUnder(nil, fn)
+}
+
+// VersionsUnder is Versions for the keys under prefix.
+func (k *DB) VersionsUnder(prefix []byte, fn func(key, val []byte, deleted bool) error) error {
+	return k.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.AllVersions = true
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			var val []byte
+			if !item.IsDeletedOrExpired() {
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					return fmt.Errorf("read %x: %w", item.Key(), err)
+				}
+				val = v
+			}
+			if err := fn(item.KeyCopy(nil), val, item.IsDeletedOrExpired()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

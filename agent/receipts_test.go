@@ -8,6 +8,7 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -364,4 +365,93 @@ func TestReceiptOnlyForOtherBureaus(t *testing.T) {
 	if len(hist[0].Receipts) != 1 || hist[0].Receipts[0].Device != a.dev.String() || hist[0].Receipts[0].Bureau != "OMN" {
 		t.Fatalf("K's change has receipts %+v, want A's", hist[0].Receipts)
 	}
+}
+
+// Through a relay, over real sync on loopback, with A and K never online
+// together: K's receipt reaches A, while the relay stores and forwards it
+// as one more sealed change envelope — it holds no key to open it, keeps no
+// receipt, and the clear header of a receipt is that of any change.
+func TestReceiptThroughRelayUnreadable(t *testing.T) {
+	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
+	cfgK := newTestDevice(t, kaz, "Kairat", crypto.RoleOfficer, omn)
+	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	for _, c := range []*Config{&cfgA, &cfgK, &cfgR} {
+		c.MeshKey = ks.MeshKey
+	}
+	R := startStoppable(t, cfgR)
+	cfgA.Join = []string{R.SyncAddr()}
+	cfgK.Join = []string{R.SyncAddr()}
+	heldBy := func(r *runningAgent, space string, n int) func() bool {
+		return func() bool {
+			d, err := r.Digest(api.SpaceRef{Space: space})
+			return err == nil && d.Count >= n
+		}
+	}
+	A := startStoppable(t, cfgA)
+	sp, err := A.CreateSpace("joint", []string{"KAZ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := A.SetReceiptPolicy(api.ReceiptPolicyRequest{Space: sp.ID, Receipts: api.ReceiptsPerChange}); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, A.Agent, sp.ID, "p1", "secret")
+	waitFor(t, "the relay to hold A's log", func() bool { return A.Status().UnsyncedLocal == 0 })
+	A.stop()
+
+	K := startStoppable(t, cfgK)
+	waitFor(t, "the relay to learn K's certificate", func() bool { return R.trustNow().certs[K.DeviceID()] != nil })
+	K.stop()
+	before := func() int { d, _ := R.Digest(api.SpaceRef{Space: sp.ID}); return d.Count }()
+
+	A = startStoppable(t, cfgA)
+	waitFor(t, "the relay to hold A's key share for K", heldBy(R, sp.ID, before+1))
+	A.stop()
+
+	K = startStoppable(t, cfgK)
+	waitFor(t, "K to read A's record and receipt it", func() bool {
+		v, _ := advValue(K.Agent, sp.ID, "p1")
+		rs, _ := K.Receipts(api.ReceiptsRequest{Space: sp.ID})
+		return v == "secret" && len(rs) == 1
+	})
+	waitFor(t, "the relay to hold K's receipt", func() bool { return K.Status().UnsyncedLocal == 0 })
+	K.stop()
+
+	A = startStoppable(t, cfgA)
+	waitFor(t, "A's history to show K's receipt", func() bool {
+		hist, err := A.History(api.RecordRef{Space: sp.ID, Record: "p1"})
+		return err == nil && len(hist) == 1 && len(hist[0].Receipts) == 1 && hist[0].Receipts[0].Bureau == "KAZ"
+	})
+	A.stop()
+
+	// The relay: it forwarded the receipt, and reads nothing of it.
+	if rs, err := R.Receipts(api.ReceiptsRequest{Space: sp.ID}); err != nil || len(rs) != 0 {
+		t.Fatalf("the relay lists receipts: %v %+v", err, rs)
+	}
+	id := advSpaceID(t, sp.ID)
+	var kinds []string
+	R.Envelopes(id, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil || h.Author != K.DeviceID() {
+			return nil
+		}
+		kinds = append(kinds, fmt.Sprintf("%d/%d", h.Kind, h.BodyVersion))
+		if h.Kind == crypto.KindChange {
+			R.stateMu.Lock()
+			keys := R.spaces[id].keyring()
+			R.stateMu.Unlock()
+			if _, _, err := crypto.Open(env, R.trustNow().certs[h.Author].Device, keys); !errors.Is(err, crypto.ErrNoKey) {
+				t.Fatalf("the relay opens K's receipt envelope? %v", err)
+			}
+		}
+		return nil
+	})
+	// K's log: its profile, then the receipt — a change envelope like any.
+	want := fmt.Sprintf("%d/0", crypto.KindChange)
+	if len(kinds) != 2 || kinds[1] != want {
+		t.Fatalf("K's envelopes on the relay (kind/body version): %v, want [profile, %s]", kinds, want)
+	}
+	R.stop()
 }

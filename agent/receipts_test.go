@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"fieldsync/agent/api"
+	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
@@ -454,4 +455,44 @@ func TestReceiptThroughRelayUnreadable(t *testing.T) {
 		t.Fatalf("K's envelopes on the relay (kind/body version): %v, want [profile, %s]", kinds, want)
 	}
 	R.stop()
+}
+
+// Forward compatibility, both ways. A build before receipts reads a receipt
+// as a change of a newer version (crdt refuses it as ErrUnknownVersion) and
+// keeps it waiting for an upgrade; so does this build with an agent body
+// newer than it knows — and the author's later changes still apply.
+func TestReceiptNewerBodyWaitsWithoutBlocking(t *testing.T) {
+	if _, err := crdt.UnmarshalChange(marshalReceipt([]receiptRange{{first: 1, last: 1}})); !errors.Is(err, crdt.ErrUnknownVersion) {
+		t.Fatalf("a receipt decodes as a change as: %v, want ErrUnknownVersion (older builds wait)", err)
+	}
+	if _, err := crdt.UnmarshalChange(marshalPolicy(policyPerBatch)); !errors.Is(err, crdt.ErrUnknownVersion) {
+		t.Fatalf("a policy decodes as a change as: %v", err)
+	}
+	a, k, space := receiptPair(t, api.ReceiptsOff)
+	advPut(t, a, space, "p1", "v")
+	receiptSync(t, a, k)
+	id := advSpaceID(t, space)
+	if err := k.withWrite(func(t *tx) error {
+		t.changed()
+		entries, err := k.agentBodyEntries(k.spaces[id], [][]byte{{0x82, 1, 2, 3}})
+		t.put(entries...)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, k, space, "k1", "after")
+	receiptSync(t, k, a)
+	if v, err := advValue(a, space, "k1"); err != nil || v != "after" {
+		t.Fatalf("K's change after a newer agent body: %q %v", v, err)
+	}
+	waiting := 0
+	a.db.scan(append([]byte{pfxPending}, id[:]...), func(k, v []byte) error {
+		if len(v) == 1 && v[0] == waitUpgrade {
+			waiting++
+		}
+		return nil
+	}, nil)
+	if waiting != 1 {
+		t.Fatalf("%d envelopes wait for an upgrade, want the newer body", waiting)
+	}
 }

@@ -66,6 +66,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		conflictsCommand(),
 		resolveCommand(),
 		historyCommand(),
+		receiptsCommand(),
 		statusCommand(),
 		peersCommand(),
 		repairCommand(),

@@ -49,7 +49,7 @@ func receiptSync(t testing.TB, from, to *Agent) int {
 
 // receiptPair is an OMN officer A (owner) and a KAZ officer K, a space of
 // A's released to KAZ with the given policy, K holding its key.
-func receiptPair(t *testing.T, policy string) (a, k *Agent, space string) {
+func receiptPair(t testing.TB, policy string) (a, k *Agent, space string) {
 	t.Helper()
 	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
 	a = openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz))
@@ -74,7 +74,7 @@ func receiptPair(t *testing.T, policy string) (a, k *Agent, space string) {
 	return a, k, sp.ID
 }
 
-func receiptCount(t *testing.T, x *Agent, space string) []api.Receipt {
+func receiptCount(t testing.TB, x *Agent, space string) []api.Receipt {
 	t.Helper()
 	rs, err := x.Receipts(api.ReceiptsRequest{Space: space})
 	if err != nil {

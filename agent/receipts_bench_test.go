@@ -29,7 +29,7 @@ func BenchmarkReceiptCosts(b *testing.B) {
 		ChangeBytes   int     `json:"change_bytes"`
 		Receipts      int     `json:"receipts"`
 		ReceiptBytes  int     `json:"receipt_bytes"`
-		IngestMS      float64 `json:"ingest_ms"`       // K: ingest the changes, write the receipts
+		IngestMS      float64 `json:"ingest_ms"`        // K: ingest the changes, write the receipts
 		BackMS        float64 `json:"receipts_back_ms"` // A: ingest K's receipts
 		ListMS        float64 `json:"list_ms"`          // A: `receipts SPACE`, every row verified
 		ReceiptsShown int     `json:"rows_shown"`

@@ -496,3 +496,28 @@ func TestReceiptNewerBodyWaitsWithoutBlocking(t *testing.T) {
 		t.Fatalf("%d envelopes wait for an upgrade, want the newer body", waiting)
 	}
 }
+
+// Repair rebuilds the same state with receipts in the logs (their seqs are
+// seen, no record changes), and receipts and the policy survive a restart.
+func TestReceiptRepairSameState(t *testing.T) {
+	a, k, space := receiptPair(t, api.ReceiptsPerBatch)
+	for i := range 5 {
+		advPut(t, a, space, fmt.Sprintf("r%d", i), "x")
+	}
+	receiptSync(t, a, k)
+	receiptSync(t, k, a)
+	if len(receiptCount(t, a, space)) != 1 {
+		t.Fatal("no receipt reached A")
+	}
+	a = insRepairSame(t, a, space)
+	k = insRepairSame(t, k, space)
+	rs := receiptCount(t, a, space)
+	if len(rs) != 1 || rs[0].Status != api.ReceiptValid {
+		t.Fatalf("after repair and restart, A's receipts: %+v", rs)
+	}
+	for _, s := range k.ListSpaces() {
+		if s.ID == space && s.Receipts != api.ReceiptsPerBatch {
+			t.Fatalf("after restart K shows policy %q", s.Receipts)
+		}
+	}
+}

@@ -509,8 +509,19 @@ func TestReceiptRepairSameState(t *testing.T) {
 	if len(receiptCount(t, a, space)) != 1 {
 		t.Fatal("no receipt reached A")
 	}
+	id := advSpaceID(t, space)
+	ctxOf := func(x *Agent) []byte {
+		x.stateMu.Lock()
+		defer x.stateMu.Unlock()
+		b, _ := x.spaces[id].ctx.MarshalBinary()
+		return b
+	}
+	ca, ck := ctxOf(a), ctxOf(k)
 	a = insRepairSame(t, a, space)
 	k = insRepairSame(t, k, space)
+	if !bytes.Equal(ctxOf(a), ca) || !bytes.Equal(ctxOf(k), ck) {
+		t.Fatal("repair changed a causal context: receipts' seqs must count as seen")
+	}
 	rs := receiptCount(t, a, space)
 	if len(rs) != 1 || rs[0].Status != api.ReceiptValid {
 		t.Fatalf("after repair and restart, A's receipts: %+v", rs)

@@ -106,6 +106,8 @@ type Agent struct {
 	// wrapDue: an epoch key came in a key share; it is wrapped on to
 	// every entitled device at the end of the batch (keyshare.go, wrapIfDue).
 	wrapDue atomic.Bool
+	// receiptsDue: some space has changes that owe a receipt (receipts.go).
+	receiptsDue atomic.Bool
 }
 
 func (a *Agent) engine() *fsync.Engine {
@@ -154,6 +156,9 @@ type spaceState struct {
 	// depIDs caches the IDs of held envelopes that changes name as
 	// dependencies (causal.go heldLive).
 	depIDs map[depKey][32]byte
+	// receiptDue are received changes this device owes a receipt
+	// (receipts.go); in memory only.
+	receiptDue []dueReceipt
 }
 
 // keyring returns a copy of the space's epoch keys, to open envelopes

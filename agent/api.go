@@ -189,6 +189,9 @@ func (a *Agent) History(ref api.RecordRef) ([]api.HistoryEntry, error) {
 		}
 		return out[i].Seq < out[j].Seq
 	})
+	if err := a.withReceipts(sp, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

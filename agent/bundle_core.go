@@ -150,4 +150,5 @@ func (b bundleCore) Imported(added, newCert bool) {
 		}
 	}
 	a.wrapIfDue() // keys that came in shares go on to entitled devices
+	a.receiptsIfDue()
 }

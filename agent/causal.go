@@ -348,6 +348,9 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 		a.noopEnvelope(sp, h, RejectUndecoded, fmt.Errorf("does not open under its epoch key: %w", err))
 		return entries, false, nil
 	}
+	if len(body) > 0 && body[0] >= agentBodyMin { // a receipt or a receipt policy (receipts.go)
+		return a.applyAgentBody(sp, h, body, entries)
+	}
 	ch, err := crdt.UnmarshalChange(body)
 	switch {
 	case errors.Is(err, crdt.ErrUnknownVersion):
@@ -386,5 +389,6 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 	if err != nil {
 		return nil, false, err
 	}
+	a.noteReceiptDue(sp, h, env)
 	return append(entries, rec...), false, nil
 }

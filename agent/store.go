@@ -110,6 +110,9 @@ type spaceMeta struct {
 	// replaces, per bureau of the shares' authors (routing.go, "Epoch
 	// keys"; docs/crdt.md "Epochs").
 	Epochs map[string]*epochInfo `json:"epochs,omitempty"`
+	// Receipts is the space's receipt policy, from its newest policy
+	// envelope (receipts.go); nil: off.
+	Receipts *receiptPolicy `json:"receipts,omitempty"`
 }
 
 func (m *spaceMeta) marshal() []byte {

@@ -129,6 +129,7 @@ func (s syncAdapter) Get(space fsync.SpaceID, author fsync.PeerID, seq uint64) (
 
 func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error) {
 	defer s.a.wrapIfDue() // keys that came in shares go on to entitled devices
+	defer s.a.receiptsIfDue()
 	h, err := crypto.ParseHeader(env.Data)
 	if err != nil {
 		s.a.countReject(RejectMalformed)
@@ -152,6 +153,7 @@ func (s syncAdapter) Ingest(from fsync.PeerID, env fsync.Envelope) (bool, error)
 func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsync.IngestResult {
 	a := s.a
 	defer a.wrapIfDue() // keys that came in shares go on to entitled devices
+	defer a.receiptsIfDue()
 	type checked struct {
 		h    crypto.Header
 		cert *crypto.Certificate

@@ -34,6 +34,9 @@ type Space struct {
 	// 0 and [] elsewhere, and always on relays, which open nothing).
 	Unreadable        int      `json:"unreadable"`
 	UnreadableAuthors []string `json:"unreadable_authors"`
+	// Receipts is the space's receipt policy (ReceiptsOff, ...); relays,
+	// which read nothing, show none.
+	Receipts string `json:"receipts,omitempty"`
 }
 
 // UnreadableSpace is one space with envelopes held that this device cannot
@@ -253,6 +256,9 @@ type HistoryEntry struct {
 	// OutcomeNoop, OutcomeWaiting); Ops is empty unless it was applied.
 	Outcome string      `json:"outcome,omitempty"`
 	Ops     []HistoryOp `json:"ops"`
+	// Receipts are the valid delivery receipts of this change: which
+	// devices of other bureaus opened it, and when (receipts.go).
+	Receipts []HistoryReceipt `json:"receipts,omitempty"`
 }
 
 // Outcomes of a change in history (docs/crdt.md, "Causal dependencies").

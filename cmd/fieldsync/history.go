@@ -77,6 +77,9 @@ func writeHistory(c *cli.Context, h []api.HistoryEntry) {
 				t.add("", "", "", "", "", opText(op))
 			}
 		}
+		for _, r := range e.Receipts {
+			t.add("", "", "", "", "", fmt.Sprintf("received by %s, device %s, at %s", officerOf(r.Officer, r.Bureau), shortID(r.Device), r.HLC))
+		}
 	}
 	t.write(c.App.Writer)
 }

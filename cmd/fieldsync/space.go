@@ -33,6 +33,7 @@ func spaceCommand() *cli.Command {
 			},
 			{Name: "digest", Usage: "hashes of a space's state and of its envelopes (equal on converged replicas)", ArgsUsage: "SPACE", Action: spaceDigest},
 			{Name: "release", Usage: "release a space to another bureau (owning bureau's devices only)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("release")},
+			{Name: "receipts", Usage: "set whether other bureaus' devices sign delivery receipts: off, per-change or per-batch (owning bureau's devices only)", ArgsUsage: "SPACE off|per-change|per-batch", Action: spaceReceipts},
 			{Name: "withdraw", Usage: "withdraw a space from a bureau (wins over a concurrent release)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("withdraw")},
 			{
 				Name:      "erase",

@@ -389,6 +389,8 @@ func (a *Agent) Status() api.Status {
 		}
 		return st.Gaps[i].Author < st.Gaps[j].Author
 	})
+	att := a.AttachStatus()
+	st.Attachments = &att
 	return st
 }
 

@@ -166,6 +166,8 @@ type cutConn struct {
 	c *cutter
 }
 
+func (cc *cutConn) NetConn() net.Conn { return cc.Conn }
+
 func (cc *cutConn) count(n int) error {
 	t := cc.c.total.Add(int64(n))
 	cc.c.mu.Lock()

@@ -22,7 +22,10 @@ import (
 // bookkeeping. Create it with New, start it with Start (or Run), stop it
 // with Close. All methods are safe for concurrent use.
 type Engine struct {
-	cfg    Config
+	// fetching: chunks some session is fetching now (e.mu; chunks.go), so
+	// two rounds at once never ask for the same chunk.
+	fetching map[chunkWant]bool
+	cfg      Config
 	prof   profileParams
 	lim    Limits
 	log    *slog.Logger

@@ -26,16 +26,16 @@ type Engine struct {
 	// two rounds at once never ask for the same chunk.
 	fetching map[chunkWant]bool
 	cfg      Config
-	prof   profileParams
-	lim    Limits
-	log    *slog.Logger
-	store  Store
-	auth   Authenticator
-	id     PeerID
-	name   string
-	label  string
-	tlsCrt tls.Certificate
-	logw   *logBridge
+	prof     profileParams
+	lim      Limits
+	log      *slog.Logger
+	store    Store
+	auth     Authenticator
+	id       PeerID
+	name     string
+	label    string
+	tlsCrt   tls.Certificate
+	logw     *logBridge
 
 	keyring *memberlist.Keyring
 	tr      *muxTransport

@@ -22,10 +22,7 @@ import (
 // bookkeeping. Create it with New, start it with Start (or Run), stop it
 // with Close. All methods are safe for concurrent use.
 type Engine struct {
-	// fetching: chunks some session is fetching now (e.mu; chunks.go), so
-	// two rounds at once never ask for the same chunk.
-	fetching map[chunkWant]bool
-	cfg      Config
+	cfg    Config
 	prof     profileParams
 	lim      Limits
 	log      *slog.Logger
@@ -74,6 +71,10 @@ type Engine struct {
 
 	refutes     []time.Time // recent refutations (DetectUnreachable)
 	unreachable bool        // OnUnreachable was called
+
+	// fetching: chunks some session is fetching now (e.mu; chunks.go), so
+	// two rounds at once never ask for the same chunk.
+	fetching map[chunkWant]bool
 }
 
 type peerState struct {

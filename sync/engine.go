@@ -23,16 +23,16 @@ import (
 // with Close. All methods are safe for concurrent use.
 type Engine struct {
 	cfg    Config
-	prof     profileParams
-	lim      Limits
-	log      *slog.Logger
-	store    Store
-	auth     Authenticator
-	id       PeerID
-	name     string
-	label    string
-	tlsCrt   tls.Certificate
-	logw     *logBridge
+	prof   profileParams
+	lim    Limits
+	log    *slog.Logger
+	store  Store
+	auth   Authenticator
+	id     PeerID
+	name   string
+	label  string
+	tlsCrt tls.Certificate
+	logw   *logBridge
 
 	keyring *memberlist.Keyring
 	tr      *muxTransport

@@ -301,3 +301,64 @@ func TestAttachOnDemand(t *testing.T) {
 		t.Fatalf("opened %+v", res)
 	}
 }
+
+// tamperChunks serves chunks with one byte flipped: a hostile member.
+type tamperChunks struct{ syncAdapter }
+
+func (t tamperChunks) GetChunk(space fsync.SpaceID, ref fsync.ChunkRef) ([]byte, error) {
+	b, err := t.syncAdapter.GetChunk(space, ref)
+	if err == nil {
+		b[len(b)/2] ^= 1
+	}
+	return b, err
+}
+
+// TestAttachTamperedChunkRejected: a member whose chunks do not match their
+// refs gets every one refused and counted; nothing of them is stored.
+func TestAttachTamperedChunkRejected(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgV := newTestDevice(t, omn, "Victor", crypto.RoleOfficer)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	cfgV.MeshKey = ks.MeshKey
+	a := openTestAgent(t, cfgA) // its store serves the liar; its own engine never runs
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeRandomFile(t, filepath.Join(dir, "f"), 2<<20, 5)
+	res, err := a.Attach(api.AttachRequest{Space: sp.ID, Record: "r", Field: "f", Path: filepath.Join(dir, "f")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startSyncAgent(t, cfgV)
+	liar, err := fsync.New(fsync.Config{
+		Store: tamperChunks{syncAdapter{a}}, Auth: syncAdapter{a}, Profile: fsync.ProfileLocal, BindAddr: "127.0.0.1:0",
+		Advertise: "127.0.0.1:1", MeshKeys: [][]byte{ks.MeshKey}, SyncInterval: -1, DisableHints: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := liar.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = liar.Close() })
+	// Round 1 brings the space (envelopes); round 2 its chunks.
+	for range 2 {
+		if _, err := liar.SyncWithAddr(context.Background(), fsync.PeerID(v.DeviceID()), v.SyncAddr()); err != nil {
+			t.Fatalf("round with the liar: %v", err)
+		}
+	}
+	st := v.engine().Stats()
+	t.Logf("%d chunks offered tampered: victim rejected %d, stored %d", res.NewChunks, st.Chunks.Rejected, v.AttachStatus().Chunks)
+	if st.Chunks.Rejected != uint64(res.NewChunks) || st.Rejected["chunk"] != uint64(res.NewChunks) {
+		t.Fatalf("rejected %d chunks (by reason %v), want %d", st.Chunks.Rejected, st.Rejected, res.NewChunks)
+	}
+	if n := v.AttachStatus().Chunks; n != 0 {
+		t.Fatalf("victim stored %d tampered chunks", n)
+	}
+	if v.Status().Rejected["chunk"] != res.NewChunks {
+		t.Fatalf("status.rejected: %v", v.Status().Rejected)
+	}
+}

@@ -132,18 +132,14 @@ func (a *Agent) hasChunk(space crypto.SpaceID, ref crypto.ChunkRef) (bool, error
 // corrupted at rest is reported missing, so peers send it again).
 func (a *Agent) getChunk(space crypto.SpaceID, ref crypto.ChunkRef) ([]byte, error) {
 	v, err := a.db.get(chunkKey(space, ref))
-	if err != nil {
-		if errors.Is(err, errCorrupt) {
-			a.countCorrupt(chunkKey(space, ref))
-			return nil, errKVNotFound
-		}
-		return nil, err
-	}
-	if !crypto.CheckChunk(ref, v) {
+	if errors.Is(err, errCorrupt) || err == nil && !crypto.CheckChunk(ref, v) {
+		// Corrupt at rest: dropped, so that it counts as missing and is
+		// fetched again from a peer.
 		a.countCorrupt(chunkKey(space, ref))
+		_ = a.db.kv.CommitGroups([][]kvEntry{{{Key: chunkKey(space, ref), Del: true}}})
 		return nil, errKVNotFound
 	}
-	return v, nil
+	return v, err
 }
 
 func (a *Agent) attachMode() string {

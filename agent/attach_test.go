@@ -350,15 +350,16 @@ func TestAttachTamperedChunkRejected(t *testing.T) {
 			t.Fatalf("round with the liar: %v", err)
 		}
 	}
+	// The liar, once authenticated, also joins V's mesh, so rounds of
+	// their own may run beside these: wait (bounded) for every chunk to
+	// have been refused at least once, then check none was stored.
+	waitFor(t, "every tampered chunk to be refused", func() bool { return v.engine().Stats().Rejected["chunk"] >= uint64(res.NewChunks) })
 	st := v.engine().Stats()
-	t.Logf("%d chunks offered tampered: victim rejected %d, stored %d", res.NewChunks, st.Chunks.Rejected, v.AttachStatus().Chunks)
-	if st.Chunks.Rejected != uint64(res.NewChunks) || st.Rejected["chunk"] != uint64(res.NewChunks) {
-		t.Fatalf("rejected %d chunks (by reason %v), want %d", st.Chunks.Rejected, st.Rejected, res.NewChunks)
-	}
-	if n := v.AttachStatus().Chunks; n != 0 {
+	t.Logf("%d chunks offered tampered: victim refused %d (%v), stored %d", res.NewChunks, st.Rejected["chunk"], st.Chunks, v.AttachStatus().Chunks)
+	if n := v.AttachStatus().Chunks; n != 0 || st.Chunks.Added != 0 {
 		t.Fatalf("victim stored %d tampered chunks", n)
 	}
-	if v.Status().Rejected["chunk"] != res.NewChunks {
+	if v.Status().Rejected["chunk"] < res.NewChunks {
 		t.Fatalf("status.rejected: %v", v.Status().Rejected)
 	}
 }

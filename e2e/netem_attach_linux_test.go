@@ -108,10 +108,11 @@ func TestPoorLinkAttachment(t *testing.T) {
 		if _, err := harness.WaitUntil(ctx, 50*time.Minute, fmt.Sprintf("lap2 to hold %d chunks", at), func() (bool, error) { return held() >= at, nil }); err != nil {
 			t.Fatal(err)
 		}
+		h := held()
 		if err := cl.Kill(laps[1]); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("kill %d: lap2 held %d of %d chunks after %v", k+1, held(), res.Attachment.Chunks, time.Since(start).Round(time.Second))
+		t.Logf("kill %d: lap2 held %d of %d chunks after %v", k+1, h, res.Attachment.Chunks, time.Since(start).Round(time.Second))
 		if err := cl.Start(ctx, laps[1], "", relay.Bind); err != nil {
 			t.Fatal(err)
 		}

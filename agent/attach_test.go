@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,6 +107,9 @@ func TestAttachDedupAndEdit(t *testing.T) {
 	}
 	if got := a.AttachStatus().Chunks; got != r1.NewChunks {
 		t.Fatalf("store holds %d chunks, want %d", got, r1.NewChunks)
+	}
+	if m, err := a.MetricsText(); err != nil || !strings.Contains(m, fmt.Sprintf("\nfieldsync_attachment_chunks %d\n", r1.NewChunks)) {
+		t.Fatalf("metrics (%v) lack fieldsync_attachment_chunks %d", err, r1.NewChunks)
 	}
 	// Edit 1000 bytes in the middle.
 	for i := 3 << 20; i < 3<<20+1000; i++ {

@@ -2,6 +2,7 @@ package sync_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"slices"
@@ -116,5 +117,58 @@ func TestChunksWithinSessionBudget(t *testing.T) {
 	}
 	if st.Sent != 6 || st.HeldBack != 0 {
 		t.Fatalf("a sent %d chunks, holds back %d: want 6 and 0", st.Sent, st.HeldBack)
+	}
+}
+
+// TestChunksIdleRoundCost: between nodes in step, the chunk phase costs the
+// sums and one more round trip, the same whatever the number of chunks held
+// (a test that fails if a round in step lists refs or moves chunks).
+func TestChunksIdleRoundCost(t *testing.T) {
+	measure := func(chunks bool, n int) fsync.Round {
+		c := synctest.NewCluster(t)
+		o := synctest.Options{SyncInterval: -1, DisableHints: true}
+		var stores []*chunkMem
+		if chunks {
+			o.Tweak = func(cfg *fsync.Config) { withChunks(cfg); stores = append(stores, cfg.Store.(*chunkMem)) }
+		}
+		a, b := c.Add(o), c.Add(o)
+		sp := synctest.NewSpace()
+		for i := range 3 {
+			env := synctest.Seal(a.Dev, sp, uint64(i+1), []byte("change"))
+			for _, n := range []*synctest.Node{a, b} {
+				if err := n.Store.Put(env); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, s := range stores {
+			for i := range n {
+				data := []byte{byte(i), byte(i >> 8)}
+				if _, err := s.PutChunk(fsync.PeerID{}, sp, sha256.Sum256(data), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if !synctest.WaitMembers(10*time.Second, a, b) {
+			t.Fatal("no membership")
+		}
+		ctx := context.Background()
+		if _, err := a.Engine.SyncWith(ctx, b.Dev.ID); err != nil { // warm: mesh objects
+			t.Fatal(err)
+		}
+		r, err := a.Engine.SyncWith(ctx, b.Dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := a.Engine.Stats().Chunks; st.Sent+st.Added != 0 {
+			t.Fatalf("nodes in step moved chunks: %+v", st)
+		}
+		return r
+	}
+	without, with10, with1000 := measure(false, 0), measure(true, 10), measure(true, 1000)
+	t.Logf("idle round, one space: without chunk stores sent %d received %d; with 10 chunks %d/%d; with 1,000 chunks %d/%d",
+		without.BytesSent, without.BytesReceived, with10.BytesSent, with10.BytesReceived, with1000.BytesSent, with1000.BytesReceived)
+	if with10.BytesSent != with1000.BytesSent || with10.BytesReceived != with1000.BytesReceived {
+		t.Fatalf("idle round cost grew with chunks held: %+v vs %+v", with10, with1000)
 	}
 }

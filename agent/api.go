@@ -392,6 +392,8 @@ func (a *Agent) Status() api.Status {
 		}
 		return st.Gaps[i].Author < st.Gaps[j].Author
 	})
+	att := a.AttachStatus()
+	st.Attachments = &att
 	return st
 }
 

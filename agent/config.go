@@ -45,6 +45,10 @@ type Config struct {
 	// Relay runs the agent as a bureau relay: it stores and forwards
 	// envelopes without any space key. The certificate must say role relay.
 	Relay bool
+	// Attachments is "all" (fetch every attachment chunk peers hold; the
+	// default, and always on relays) or "on-demand" (fetch a file's chunks
+	// when `record open` asks). agent/attach.go.
+	Attachments string
 	// Profile is the mesh's memberlist timing profile: "wan", "lan" or "local".
 	Profile string
 	// Logger receives structured logs; nil discards them.
@@ -123,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Budget.SessionBytes < 0 || c.Budget.DailyBytes < 0 {
 		errs = append(errs, errors.New("budget: negative bytes (0 is unlimited)"))
+	}
+	if c.Attachments != "" && c.Attachments != "all" && c.Attachments != "on-demand" {
+		errs = append(errs, fmt.Errorf("attachments %q: want all or on-demand", c.Attachments))
 	}
 	if c.Client && c.Relay {
 		errs = append(errs, errors.New("client and relay: a relay must be reachable; run it without --client"))

@@ -26,6 +26,7 @@ const (
 	pfxFork     = 'F' // F space author seq(8)      -> the second envelope of a fork (evidence)
 	pfxShared   = 'W' // W space recipient keyID    -> empty: an epoch key already wrapped to that device
 	pfxPending  = 'Q' // Q space author seq(8)      -> empty: an envelope stored but not yet applied (no key yet)
+	pfxChunk    = 'B' // B space ref(32)            -> a sealed attachment chunk (attach.go)
 )
 
 // storageFormat is the version of this layout; an agent refuses to open a

@@ -419,6 +419,9 @@ func (a *Agent) recordView(sp *spaceState, r *crdt.Record) api.Record {
 		if len(sibs) > 0 {
 			fv.Value = sibs[0].Value
 		}
+		if len(f.Siblings) > 0 {
+			fv.Attachment = a.attachmentInfo(sp.id, f.Siblings[0].Value) // nil unless a manifest (attach.go)
+		}
 		out.Fields[f.Name] = fv
 	}
 	for _, s := range r.Sets() {

@@ -71,6 +71,10 @@ type Engine struct {
 
 	refutes     []time.Time // recent refutations (DetectUnreachable)
 	unreachable bool        // OnUnreachable was called
+
+	// fetching: chunks some session is fetching now (e.mu; chunks.go), so
+	// two rounds at once never ask for the same chunk.
+	fetching map[chunkWant]bool
 }
 
 type peerState struct {
@@ -137,6 +141,7 @@ type Stats struct {
 	HeldBackBytes     uint64            // their bytes (the first of each author's held run)
 	HeldBackSince     time.Time         // since when rounds have been holding something back (zero: nothing held)
 	BudgetDayBytes    uint64            // sync bytes on the wire today (UTC)
+	Chunks            ChunkStats        // attachment chunks (docs/sync.md "Attachment chunks")
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).

@@ -77,6 +77,8 @@ type session struct {
 	meshAdded  atomic.Bool
 	// budget: what this round may still send (Config.Budget).
 	budget roundBudget
+	// chunks: ALPN chose a protocol with the chunk phase (chunks.go).
+	chunks bool
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
@@ -94,6 +96,16 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 	protos := []string{alpn}
 	if up != nil {
 		protos = []string{alpnWatch, alpn}
+	}
+	if e.chunkStore() != nil {
+		protos = append([]string{alpnChunks}, protos...)
+		if up != nil {
+			protos = append([]string{alpnWatchChunks}, protos...)
+		}
+	}
+	serverProtos := []string{alpnWatch, alpn}
+	if e.chunkStore() != nil {
+		serverProtos = []string{alpnWatchChunks, alpnWatch, alpnChunks, alpn}
 	}
 	cc := &countConn{Conn: raw, in: &s.in, out: &s.out}
 	if initiator && e.cfg.Faults != nil {
@@ -116,7 +128,7 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			ClientAuth:             tls.RequireAnyClientCert,
 			MinVersion:             tls.VersionTLS13,
 			CurvePreferences:       curves,
-			NextProtos:             []string{alpnWatch, alpn},
+			NextProtos:             serverProtos,
 			SessionTicketsDisabled: true,
 		})
 	}
@@ -268,7 +280,9 @@ func (s *session) run(expect PeerID) error {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	_ = s.conn.SetDeadline(start.Add(s.e.lim.HandshakeTimeout))
-	s.watch = s.conn.ConnectionState().NegotiatedProtocol == alpnWatch
+	proto := s.conn.ConnectionState().NegotiatedProtocol
+	s.watch = proto == alpnWatch || proto == alpnWatchChunks
+	s.chunks = proto == alpnChunks || proto == alpnWatchChunks
 	if err := s.authenticate(expect); err != nil {
 		return err
 	}
@@ -316,6 +330,11 @@ func (s *session) phases() error {
 	}
 	if err := s.envelopePhase(mine, theirs); err != nil {
 		return fmt.Errorf("envelopes: %w", err)
+	}
+	if s.chunks {
+		if err := s.chunkPhase(mine, theirs); err != nil {
+			return fmt.Errorf("chunks: %w", err)
+		}
 	}
 	if s.watch {
 		if err := s.roundEnd(); err != nil {

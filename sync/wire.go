@@ -22,6 +22,15 @@ const alpn = "fieldsync-sync/1"
 // the client polls instead.
 const alpnWatch = "fieldsync-watch/1"
 
+// alpnChunks and alpnWatchChunks are alpn and alpnWatch with the chunk
+// phase after the envelopes (docs/sync.md "Attachment chunks"). A node whose
+// Store is a ChunkStore offers them first; a peer that does not know them
+// picks the older ones and the round runs without chunks.
+const (
+	alpnChunks      = "fieldsync-sync/2"
+	alpnWatchChunks = "fieldsync-watch/2"
+)
+
 // Frame types on a sync stream. Append only.
 const (
 	frameHello      byte = 1
@@ -42,6 +51,15 @@ const (
 	frameKeepalive byte = 15 // client: still here; responder: answer
 	frameRound     byte = 16 // client: start a round now
 	frameRoundOK   byte = 17 // responder: the round starts (after this frame)
+	// Attachment chunks (alpnChunks, alpnWatchChunks; chunks.go).
+	frameChunkSum     byte = 18 // k × (16 space · 32 digest · u32 count)
+	frameChunkSumEnd  byte = 19 // u8 flags (1: wants every chunk; 2: wants some now)
+	frameChunkHave    byte = 20 // 16 space · k × 32 ref
+	frameChunkHaveEnd byte = 21 // empty
+	frameChunkWant    byte = 22 // 16 space · k × 32 ref
+	frameChunkWantEnd byte = 23 // empty
+	frameChunk        byte = 24 // 16 space · 32 ref · sealed chunk
+	frameChunkEnd     byte = 25 // empty
 )
 
 // Gossip message types (memberlist user messages). Append only.

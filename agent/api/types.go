@@ -138,6 +138,9 @@ type Field struct {
 	Value    string    `json:"value"`    // the display winner's value (siblings[0])
 	Conflict bool      `json:"conflict"` // more than one live sibling
 	Siblings []Sibling `json:"siblings"` // every live value, winner first
+	// Attachment is set when the winner's value is an attachment manifest
+	// (record attach): the file's name, size, hash and whether it is held.
+	Attachment *Attachment `json:"attachment,omitempty"`
 }
 
 // SetField is one add-wins set of `record get`.
@@ -329,6 +332,8 @@ type Status struct {
 	// CertConflicts lists certificates that claim a device pinned to
 	// another bureau (or to other keys), kept as evidence and never used.
 	CertConflicts []CertConflict `json:"cert_conflicts"`
+	// Attachments: chunks held, wanted and moved (agent/attach.go).
+	Attachments *AttachStatus `json:"attachments,omitempty"`
 }
 
 // CertConflict is a certificate that contradicts a device's pinned one

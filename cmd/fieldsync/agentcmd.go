@@ -31,6 +31,7 @@ func agentFlags() []cli.Flag {
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "client", EnvVars: []string{"FIELDSYNC_CLIENT"}, Usage: "client mode, for a laptop nobody can reach (NAT, hotel Wi-Fi, a tether): listen on nothing and keep outbound streams to the --join relays"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "budget-session", EnvVars: []string{"FIELDSYNC_BUDGET_SESSION"}, Usage: "send at most `SIZE` of envelopes per sync round (e.g. 2MiB; small changes first, large values last; 0 = no limit)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "budget-day", EnvVars: []string{"FIELDSYNC_BUDGET_DAY"}, Usage: "sync bytes per UTC day after which large values wait for the next day (e.g. 50MB; 0 = no limit)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "attachments", EnvVars: []string{"FIELDSYNC_ATTACHMENTS"}, Value: "all", Usage: "`MODE` all: fetch every attached file's chunks; on-demand: only when `record open` asks (relays always keep all)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "detect-nat", EnvVars: []string{"FIELDSYNC_DETECT_NAT"}, Usage: "switch to client mode by itself once peers cannot reach this laptop (they keep declaring it dead)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "keepalive", EnvVars: []string{"FIELDSYNC_KEEPALIVE"}, Usage: "client mode: keepalive `INTERVAL` of an idle stream (default: the profile's, wan 1m)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "relay", EnvVars: []string{"FIELDSYNC_RELAY"}, Usage: "run as a relay: store and forward without space keys"}),
@@ -189,6 +190,7 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 		"--advertise="+c.String("advertise"), fmt.Sprintf("--relay=%t", c.Bool("relay")), fmt.Sprintf("--no-find=%t", c.Bool("no-find")),
 		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")),
 		"--budget-session="+c.String("budget-session"), "--budget-day="+c.String("budget-day"), "--keepalive="+c.Duration("keepalive").String(),
+		"--attachments="+c.String("attachments"),
 		"--metrics-addr="+c.String("metrics-addr"))
 	for _, j := range c.StringSlice("join") {
 		wargs = append(wargs, "--join", j)
@@ -289,9 +291,11 @@ func agentWorkerAction(c *cli.Context) error {
 	return nil
 }
 
-// budgetFlags reads --budget-session and --budget-day into cfg.Budget.
+// budgetFlags reads --budget-session and --budget-day into cfg.Budget, and
+// --attachments (what the agent fetches, and when).
 func budgetFlags(c *cli.Context, cfg *agent.Config) error {
 	var err error
+	cfg.Attachments = c.String("attachments")
 	if cfg.Budget.SessionBytes, err = parseSize(c.String("budget-session")); err != nil {
 		return usageErrorf("--budget-session: %v", err)
 	}

@@ -22,7 +22,7 @@ func recordCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "record",
 		Usage: "write, read, list and delete records",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:  "put",
 				Usage: "write register fields of a record (creating it if needed)",
@@ -40,7 +40,7 @@ func recordCommand() *cli.Command {
 			{Name: "get", Usage: "show a record: every field with all its live values, sets and notes", ArgsUsage: "SPACE RECORD", Action: recordGet},
 			{Name: "list", Usage: "list a space's records", ArgsUsage: "SPACE", Action: recordList},
 			{Name: "delete", Usage: "delete a record (an edit made concurrently survives as a conflict)", ArgsUsage: "SPACE RECORD", Action: recordDelete},
-		},
+		}, recordAttachCommands()...),
 	}
 }
 
@@ -295,7 +295,11 @@ func writeRecord(c *cli.Context, r api.Record) {
 				if f.Conflict {
 					num = fmt.Sprint(i + 1)
 				}
-				t.add(name, num, shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed))
+				val := shownValue(s.Value, s.ValueBase64)
+				if i == 0 && f.Attachment != nil {
+					val = attachmentShown(f.Attachment)
+				}
+				t.add(name, num, val, officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed))
 			}
 		}
 		t.write(w)

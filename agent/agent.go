@@ -31,6 +31,8 @@ var Version = "dev"
 // New opens everything; Run serves until its context ends; the Agent owns
 // every goroutine it starts.
 type Agent struct {
+	attachSt attachState // on-demand attachment wants (attach.go)
+
 	cfg   Config
 	log   *slog.Logger
 	ks    *crypto.Keystore

@@ -106,11 +106,23 @@ type attachState struct {
 	wants map[crypto.SpaceID]map[crypto.ChunkRef]bool
 }
 
-var attachStates sync.Map // *Agent -> *attachState
-
+// attach returns the agent's on-demand wants (created on first use).
 func (a *Agent) attach() *attachState {
-	v, _ := attachStates.LoadOrStore(a, &attachState{wants: map[crypto.SpaceID]map[crypto.ChunkRef]bool{}})
-	return v.(*attachState)
+	st := &a.attachSt
+	st.mu.Lock()
+	if st.wants == nil {
+		st.wants = map[crypto.SpaceID]map[crypto.ChunkRef]bool{}
+	}
+	st.mu.Unlock()
+	return st
+}
+
+// forgetWants drops the wants of an erased space.
+func (a *Agent) forgetWants(space crypto.SpaceID) {
+	st := a.attach()
+	st.mu.Lock()
+	delete(st.wants, space)
+	st.mu.Unlock()
 }
 
 func chunkKey(space crypto.SpaceID, ref crypto.ChunkRef) []byte {

@@ -245,6 +245,7 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 		}
 		delete(a.orphans, e.Space)
 		a.forgetSpaceStats(e.Space)
+		a.forgetWants(e.Space)
 		if err := a.dropSpace(e.Space); err != nil {
 			return err
 		}

@@ -129,12 +129,40 @@ func TestEraseSpaceCanary(t *testing.T) {
 	if _, err := A.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "note", Value: "witness " + canary}}}); err != nil {
 		t.Fatal(err)
 	}
+	// What later features keep per space must go too: an attached file
+	// (chunks, key space B), delivery receipts the partner writes (key
+	// space r), and the search index (in memory).
+	if _, err := A.SetReceiptPolicy(api.ReceiptPolicyRequest{Space: sp.ID, Receipts: api.ReceiptsPerChange}); err != nil {
+		t.Fatal(err)
+	}
+	photo := filepath.Join(t.TempDir(), "passport.jpg")
+	pix := make([]byte, 300<<10)
+	for i := range pix {
+		pix[i] = byte(i * 7 % 251)
+	}
+	copy(pix[1000:], canary)
+	if err := os.WriteFile(photo, pix, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := A.Attach(api.AttachRequest{Space: sp.ID, Record: "p1", Field: "photo", Path: photo}); err != nil {
+		t.Fatal(err)
+	}
 	B, D, P := startStoppable(t, cfgB), startStoppable(t, cfgD), startStoppable(t, cfgP)
 	for _, x := range []*runningAgent{B, D, P} {
 		waitFor(t, "every officer to read the canary", func() bool {
 			r, err := x.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
 			return err == nil && r.Fields["note"].Value == "witness "+canary
 		})
+		waitFor(t, "every officer to hold the attached file", func() bool {
+			return x.AttachStatus().Chunks > 0
+		})
+	}
+	waitFor(t, "the partner's receipts to reach the author", func() bool {
+		rs, err := A.Receipts(api.ReceiptsRequest{Space: sp.ID})
+		return err == nil && len(rs) > 0
+	})
+	if res, err := A.Find(api.FindRequest{Query: canary}); err != nil || len(res.Hits) == 0 {
+		t.Fatalf("the canary is not found before the erasure (%v): the check after proves nothing", err)
 	}
 	// Every copy in step: the relay holds all of A's log.
 	aDigest := bundleDigest(t, A.Agent, sp.ID)
@@ -161,6 +189,9 @@ func TestEraseSpaceCanary(t *testing.T) {
 	}
 	if _, err := A.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("record after erasure: %v", err)
+	}
+	if res, err := A.Find(api.FindRequest{Query: canary}); err != nil || len(res.Hits) != 0 {
+		t.Fatalf("search after erasure: %+v, %v", res.Hits, err)
 	}
 	erasedHere := func(x *runningAgent) func() bool {
 		return func() bool {

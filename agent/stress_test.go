@@ -72,8 +72,11 @@ func TestStressStateUnderRace(t *testing.T) {
 		if err == nil || errors.Is(err, errTooLarge) || errors.Is(err, ErrClosed) {
 			return
 		}
-		// Injected commit failures, as each path reports them.
-		if msg := err.Error(); strings.Contains(msg, "injected") || strings.Contains(msg, "store write failed") {
+		// Injected commit failures, as each path reports them, and the
+		// writes queued behind one, built on the state it lost (the
+		// committer fails them too: store.ErrStaleWrite).
+		if msg := err.Error(); strings.Contains(msg, "injected") || strings.Contains(msg, "store write failed") ||
+			errors.Is(err, errStaleWrite) || strings.Contains(msg, errStaleWrite.Error()) {
 			return
 		}
 		mu.Lock()

@@ -43,54 +43,14 @@ func findBenchNames(tb testing.TB) []string {
 }
 
 // findBulkNames writes n records of two fields (a name of two spellings
-// from the test set, a place) as the write path does — sealed, signed,
-// applied, indexed through recordEntries — 200 changes per commit.
+// from the test set, a place), one change each, 200 changes per commit.
 func findBulkNames(a *Agent, space crypto.SpaceID, names []string, from, n int, rng *rand.Rand) error {
-	a.stateMu.Lock()
-	defer a.stateMu.Unlock()
-	sp := a.spaces[space]
 	places := []string{"Muscat", "مسقط", "Алматы", "Almaty", "Marseille", "Душанбе", "صلالة", "Lyon"}
-	for done := 0; done < n; {
-		var entries []kvEntry
-		touched := map[crdt.RecordID]*crdt.Record{}
-		for i := 0; i < 200 && done < n; i, done = i+1, done+1 {
-			rid := crdt.RecordID(fmt.Sprintf("p%07d", from+done))
-			r := crdt.NewRecord(rid)
-			name := names[rng.IntN(len(names))] + " " + names[rng.IntN(len(names))]
-			ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()),
-				Ops: []crdt.Op{crdt.NewPut(rid, "name", []byte(name)), crdt.NewPut(rid, "place", []byte(places[rng.IntN(len(places))]))}}
-			body, err := ch.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			got, err := crdt.ApplyChange(sp.ctx, func(crdt.RecordID) (*crdt.Record, error) { return r, nil }, ch)
-			if err != nil {
-				return err
-			}
-			for id, rec := range got {
-				touched[id] = rec
-			}
-			env, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
-			if err != nil {
-				return err
-			}
-			entries = append(entries, env...)
-		}
-		rec, err := a.recordEntries(sp, touched)
-		if err != nil {
-			return err
-		}
-		cb, _ := sp.ctx.MarshalBinary()
-		entries = append(entries, rec...)
-		entries = append(entries, a.db.entry(ctxKey(space), cb), a.hlcEntry())
-		for _, err := range a.db.kv.CommitGroups([][]kvEntry{entries}) {
-			if err != nil {
-				return err
-			}
-		}
-		a.cache.clear()
-	}
-	return nil
+	return bulkChanges(a, space, n, func(done int) []crdt.Op {
+		rid := crdt.RecordID(fmt.Sprintf("p%07d", from+done))
+		name := names[rng.IntN(len(names))] + " " + names[rng.IntN(len(names))]
+		return []crdt.Op{crdt.NewPut(rid, "name", []byte(name)), crdt.NewPut(rid, "place", []byte(places[rng.IntN(len(places))]))}
+	})
 }
 
 // findBenchN reads a size from the environment (default def).

@@ -86,19 +86,28 @@ func openChild(dir string) int {
 	return 0
 }
 
-// bulkWrite writes n changes of one put each over `records` records the
-// way the write path does (sealed, signed, applied), but committing 1,000
-// changes per transaction: it builds a big store fast for benchmarks.
+// bulkWrite writes n changes of one put each over `records` records.
 func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
+	val := []byte("أمينة market حلب clinic #0042 — a field value")
+	return bulkChanges(a, space, n, func(done int) []crdt.Op {
+		return []crdt.Op{crdt.NewPut(crdt.RecordID(fmt.Sprintf("r%06d", done%records)), "f", val)}
+	})
+}
+
+// bulkChanges writes n changes, the ops of change i from ops(i) (all on one
+// record), the way the write path does (sealed, signed, applied, indexed
+// through recordEntries), but committing 200 changes per transaction: it
+// builds a big store fast for benchmarks.
+func bulkChanges(a *Agent, space crypto.SpaceID, n int, ops func(i int) []crdt.Op) error {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	sp := a.spaces[space]
-	val := []byte("أمينة market حلب clinic #0042 — a field value")
 	for done := 0; done < n; {
 		var entries []kvEntry
 		touched := map[crdt.RecordID]*crdt.Record{}
 		for i := 0; i < 200 && done < n; i, done = i+1, done+1 {
-			rid := crdt.RecordID(fmt.Sprintf("r%06d", done%records))
+			o := ops(done)
+			rid := o[0].Record
 			r, err := a.loadRecord(sp, rid)
 			if err != nil {
 				return err
@@ -109,13 +118,12 @@ func bulkWrite(a *Agent, space crypto.SpaceID, n, records int) error {
 			if r == nil {
 				r = crdt.NewRecord(rid)
 			}
-			ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()),
-				Ops: []crdt.Op{crdt.NewPut(rid, "f", val)}}
+			ch := &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: o}
 			body, err := ch.MarshalBinary()
 			if err != nil {
 				return err
 			}
-			got, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return r, nil }, ch)
+			got, err := crdt.ApplyChange(sp.ctx, func(crdt.RecordID) (*crdt.Record, error) { return r, nil }, ch)
 			if err != nil {
 				return err
 			}

@@ -263,29 +263,15 @@ func (s *session) chunkPhase(mine, theirs map[SpaceID]Vector) error {
 		return s.write(frameChunkHaveEnd)
 	}, func() error {
 		n := 0
-		for {
-			typ, p, err := s.next()
-			if err != nil {
-				return eofUnexpected(err)
+		return s.readRefFrames(frameChunkHave, frameChunkHaveEnd, "chunk refs", func(sp SpaceID, refs []ChunkRef) error {
+			if n += len(refs); n > MaxChunkRefs {
+				return malformed("more than %d chunk refs offered", MaxChunkRefs)
 			}
-			switch typ {
-			case frameChunkHave:
-				sp, refs, err := decodeRefs(p)
-				if err != nil {
-					return err
-				}
-				if n += len(refs); n > MaxChunkRefs {
-					return malformed("more than %d chunk refs offered", MaxChunkRefs)
-				}
-				if both(sp) {
-					offered[sp] = append(offered[sp], refs...)
-				}
-			case frameChunkHaveEnd:
-				return nil
-			default:
-				return malformed("frame type %d in chunk refs", typ)
+			if both(sp) {
+				offered[sp] = append(offered[sp], refs...)
 			}
-		}
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -362,32 +348,18 @@ func (s *session) chunkPhase(mine, theirs map[SpaceID]Vector) error {
 		}
 		return s.write(frameChunkWantEnd)
 	}, func() error {
-		for {
-			typ, p, err := s.next()
-			if err != nil {
-				return eofUnexpected(err)
+		return s.readRefFrames(frameChunkWant, frameChunkWantEnd, "chunk wants", func(sp SpaceID, refs []ChunkRef) error {
+			if len(peerWants)+len(refs) > MaxChunkWants {
+				return malformed("more than %d chunks wanted", MaxChunkWants)
 			}
-			switch typ {
-			case frameChunkWant:
-				sp, refs, err := decodeRefs(p)
-				if err != nil {
-					return err
-				}
-				if len(peerWants)+len(refs) > MaxChunkWants {
-					return malformed("more than %d chunks wanted", MaxChunkWants)
-				}
-				if _, ok := mine[sp]; !ok {
-					continue // not a space we serve this peer
-				}
-				for _, r := range refs {
-					peerWants = append(peerWants, want{sp, r})
-				}
-			case frameChunkWantEnd:
-				return nil
-			default:
-				return malformed("frame type %d in chunk wants", typ)
+			if _, ok := mine[sp]; !ok {
+				return nil // not a space we serve this peer
 			}
-		}
+			for _, r := range refs {
+				peerWants = append(peerWants, want{sp, r})
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -517,6 +489,32 @@ func tcpOf(c net.Conn) *net.TCPConn {
 		}
 	}
 	return nil
+}
+
+// readRefFrames reads frames of type more, each a space and a list of chunk
+// refs handed to fn, until a frame of type end; any other type is
+// malformed (what names the list in the error).
+func (s *session) readRefFrames(more, end byte, what string, fn func(SpaceID, []ChunkRef) error) error {
+	for {
+		typ, p, err := s.next()
+		if err != nil {
+			return eofUnexpected(err)
+		}
+		switch typ {
+		case more:
+			sp, refs, err := decodeRefs(p)
+			if err != nil {
+				return err
+			}
+			if err := fn(sp, refs); err != nil {
+				return err
+			}
+		case end:
+			return nil
+		default:
+			return malformed("frame type %d in %s", typ, what)
+		}
+	}
 }
 
 func decodeRefs(p []byte) (SpaceID, []ChunkRef, error) {

@@ -12,7 +12,9 @@ package agent
 // and keeps it waiting for an upgrade (docs/design.md §5), which blocks
 // nothing (no change names a receipt as seen). The space's receipt policy
 // is a second agent body (bodyPolicyV1), written only by officers of the
-// owning bureau, last writer wins by (HLC, device).
+// owning bureau, last writer wins by (HLC, device). A third, the space's
+// retention policy (bodyRetentionV1, 0x82), follows the same rules
+// (retention.go); 0x83 and above are newer bodies waiting for an upgrade.
 
 import (
 	"bytes"
@@ -36,6 +38,10 @@ import (
 const (
 	bodyReceiptV1 = 0x80 // a delivery receipt
 	bodyPolicyV1  = 0x81 // a space's receipt policy
+	// bodyRetentionV1 is a space's retention policy (retention.go); 0x83
+	// and above are free: an agent that does not know one keeps it
+	// waiting for an upgrade.
+	bodyRetentionV1 = 0x82
 	// agentBodyMin is the first byte from which a change's plaintext is an
 	// agent body rather than a crdt change.
 	agentBodyMin = 0x80
@@ -229,6 +235,8 @@ func (a *Agent) applyAgentBody(sp *spaceState, h crypto.Header, body []byte, ent
 		}
 		sp.meta.setPolicy(mode, h.HLC, h.Author)
 		return entries, false, nil
+	case bodyRetentionV1:
+		return a.applyRetention(sp, h, body, entries)
 	}
 	// A newer agent body: kept, applied after an upgrade.
 	return append(entries, a.db.entry(pendingKey(sp.id, h.Author, h.Seq), []byte{waitUpgrade})), true, nil
@@ -237,7 +245,7 @@ func (a *Agent) applyAgentBody(sp *spaceState, h crypto.Header, body []byte, ent
 // knownAgentBody reports whether a change plaintext is an agent body this
 // build applies (rebuild marks those seen, as the apply path does).
 func knownAgentBody(body []byte) bool {
-	return len(body) > 0 && (body[0] == bodyReceiptV1 || body[0] == bodyPolicyV1)
+	return len(body) > 0 && (body[0] == bodyReceiptV1 || body[0] == bodyPolicyV1 || body[0] == bodyRetentionV1)
 }
 
 // noteReceiptDue notes that this device applied a received change, if the

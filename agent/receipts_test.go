@@ -468,13 +468,16 @@ func TestReceiptNewerBodyWaitsWithoutBlocking(t *testing.T) {
 	if _, err := crdt.UnmarshalChange(marshalPolicy(policyPerBatch)); !errors.Is(err, crdt.ErrUnknownVersion) {
 		t.Fatalf("a policy decodes as a change as: %v", err)
 	}
+	if _, err := crdt.UnmarshalChange(marshalRetention(730, 1825)); !errors.Is(err, crdt.ErrUnknownVersion) {
+		t.Fatalf("a retention policy decodes as a change as: %v", err)
+	}
 	a, k, space := receiptPair(t, api.ReceiptsOff)
 	advPut(t, a, space, "p1", "v")
 	receiptSync(t, a, k)
 	id := advSpaceID(t, space)
 	if err := k.withWrite(func(t *tx) error {
 		t.changed()
-		entries, err := k.agentBodyEntries(k.spaces[id], [][]byte{{0x82, 1, 2, 3}})
+		entries, err := k.agentBodyEntries(k.spaces[id], [][]byte{{0x83, 1, 2, 3}})
 		t.put(entries...)
 		return err
 	}); err != nil {

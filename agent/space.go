@@ -181,7 +181,7 @@ func (a *Agent) CreateSpace(name string, releaseTo []string) (api.Space, error) 
 }
 
 func spaceView(m spaceMeta) api.Space {
-	return api.Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}, Receipts: policyNames[m.receiptMode()]}
+	return api.Space{ID: m.ID, Name: m.Name, Owner: m.Owner, Release: slices.Clone(nonNil(m.Release)), UnreadableAuthors: []string{}, Receipts: policyNames[m.receiptMode()], Retention: m.retentionView()}
 }
 
 func nonNil(s []string) []string {

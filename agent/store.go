@@ -113,6 +113,9 @@ type spaceMeta struct {
 	// Receipts is the space's receipt policy, from its newest policy
 	// envelope (receipts.go); nil: off.
 	Receipts *receiptPolicy `json:"receipts,omitempty"`
+	// Retention is the space's retention policy, from its newest
+	// retention envelope (retention.go); nil: none.
+	Retention *retentionPolicy `json:"retention,omitempty"`
 }
 
 func (m *spaceMeta) marshal() []byte {

@@ -37,6 +37,9 @@ type Space struct {
 	// Receipts is the space's receipt policy (ReceiptsOff, ...); relays,
 	// which read nothing, show none.
 	Receipts string `json:"receipts,omitempty"`
+	// Retention is the space's retention policy (nil: none); relays show
+	// none.
+	Retention *Retention `json:"retention,omitempty"`
 }
 
 // UnreadableSpace is one space with envelopes held that this device cannot

@@ -69,6 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		findCommand(),
 		uiCommand(),
 		receiptsCommand(),
+		reviewCommand(),
 		statusCommand(),
 		peersCommand(),
 		repairCommand(),

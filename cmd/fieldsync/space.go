@@ -34,6 +34,16 @@ func spaceCommand() *cli.Command {
 			{Name: "digest", Usage: "hashes of a space's state and of its envelopes (equal on converged replicas)", ArgsUsage: "SPACE", Action: spaceDigest},
 			{Name: "release", Usage: "release a space to another bureau (owning bureau's devices only)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("release")},
 			{Name: "receipts", Usage: "set whether other bureaus' devices sign delivery receipts: off, per-change or per-batch (owning bureau's devices only)", ArgsUsage: "SPACE off|per-change|per-batch", Action: spaceReceipts},
+			{
+				Name:      "retention",
+				Usage:     "set when the space's records are due for review and for erasure, or off (owning bureau's officers only)",
+				ArgsUsage: "SPACE [off]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "review-after", Usage: "records are due for review `DAYS` after their last review (e.g. 730d)"},
+					&cli.StringFlag{Name: "erase-after", Usage: "and due for erasure `DAYS` after it (e.g. 1825d; at least review-after)"},
+				},
+				Action: spaceRetention,
+			},
 			{Name: "withdraw", Usage: "withdraw a space from a bureau (wins over a concurrent release)", ArgsUsage: "SPACE BUREAU", Action: spaceBureau("withdraw")},
 			{
 				Name:      "erase",

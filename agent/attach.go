@@ -140,6 +140,19 @@ func (a *Agent) hasChunk(space crypto.SpaceID, ref crypto.ChunkRef) (bool, error
 	return err == nil, err
 }
 
+// commitChunks stores chunks of space, unless the space is erased. It holds
+// the state lock, so it never runs while an erasure drops the space's keys
+// (a chunk stored after the drop would outlive the erasure) or collects the
+// value log (Badger's collection races with a write being applied).
+func (a *Agent) commitChunks(space crypto.SpaceID, entries []kvEntry) error {
+	return a.withRead(func() error {
+		if e := a.erasedSpace(space); e != nil {
+			return a.rejectErased(space, e)
+		}
+		return a.db.kv.CommitGroups([][]kvEntry{entries})[0]
+	})
+}
+
 // getChunk returns a held sealed chunk, checked against its ref (a chunk
 // corrupted at rest is reported missing, so peers send it again).
 func (a *Agent) getChunk(space crypto.SpaceID, ref crypto.ChunkRef) ([]byte, error) {
@@ -210,9 +223,9 @@ func (a *Agent) Attach(req api.AttachRequest) (api.AttachResult, error) {
 		if len(batch) == 0 {
 			return nil
 		}
-		errs := a.db.kv.CommitGroups([][]kvEntry{batch})
+		err := a.commitChunks(sp.id, batch)
 		batch, batchBytes = nil, 0
-		return errs[0]
+		return err
 	}
 	inBatch := map[crypto.ChunkRef]bool{}
 	err = chunkReader(f, func(c []byte) error {
@@ -474,8 +487,8 @@ func (s syncAdapter) PutChunk(from fsync.PeerID, space fsync.SpaceID, ref fsync.
 	if err := a.checkDiskSpace(); err != nil {
 		return false, err
 	}
-	if errs := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(chunkKey(sid, cref), data)}}); errs[0] != nil {
-		return false, errs[0]
+	if err := a.commitChunks(sid, []kvEntry{a.db.entry(chunkKey(sid, cref), data)}); err != nil {
+		return false, err
 	}
 	st := a.attach()
 	st.mu.Lock()

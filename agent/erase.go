@@ -249,12 +249,15 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 		if err := a.dropSpace(e.Space); err != nil {
 			return err
 		}
+		// Still under the write lock with nothing in flight: Badger's value
+		// log collection reads the memtable's version unlocked
+		// (DB.MaxVersion), which races with a write being applied.
+		a.collectValueLog()
 		return a.reload()
 	})
 	if err != nil {
 		return fresh, fmt.Errorf("erase space %s: %w", e.Space, err)
 	}
-	a.collectValueLog()
 	return fresh, nil
 }
 

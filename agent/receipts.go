@@ -422,25 +422,36 @@ func (a *Agent) SetReceiptPolicy(req api.ReceiptPolicyRequest) (api.Space, error
 	if !ok {
 		return api.Space{}, fmt.Errorf("%w: receipt policy %q: want %s, %s or %s", ErrBadRequest, req.Receipts, api.ReceiptsOff, api.ReceiptsPerChange, api.ReceiptsPerBatch)
 	}
-	var view api.Space
-	changed := false
-	err := a.withWrite(func(t *tx) error {
-		sp, err := a.resolveSpace(req.Space)
+	view, changed, err := a.setSpacePolicy(req.Space, "receipt policy",
+		func(m *spaceMeta) bool { return m.receiptMode() == mode && m.Receipts != nil },
+		marshalPolicy(mode))
+	if err == nil && changed {
+		a.log.Info("set a space's receipt policy", "space", view.ID, "receipts", req.Receipts)
+	}
+	return view, err
+}
+
+// setSpacePolicy writes a policy body (receipts, retention) into the space,
+// as the owning bureau's officers alone may, unless inForce says the space
+// already has it. changed: a policy envelope was written (peers notified).
+func (a *Agent) setSpacePolicy(space, what string, inForce func(*spaceMeta) bool, body []byte) (view api.Space, changed bool, err error) {
+	err = a.withWrite(func(t *tx) error {
+		sp, err := a.resolveSpace(space)
 		if err != nil {
 			return err
 		}
 		if sp.meta.OwnerFP != a.cert.Bureau.Fingerprint() {
-			return fmt.Errorf("%w: only officers of the owning bureau (%s) may set the receipt policy of space %s", ErrForbidden, sp.meta.Owner, sp.id)
+			return fmt.Errorf("%w: only officers of the owning bureau (%s) may set the %s of space %s", ErrForbidden, sp.meta.Owner, what, sp.id)
 		}
 		if sp.current == nil {
 			return fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
 		}
-		if sp.meta.receiptMode() == mode && sp.meta.Receipts != nil {
+		if inForce(&sp.meta) {
 			view = spaceView(sp.meta)
 			return nil
 		}
 		t.changed()
-		entries, err := a.agentBodyEntries(sp, [][]byte{marshalPolicy(mode)})
+		entries, err := a.agentBodyEntries(sp, [][]byte{body})
 		if err != nil {
 			return err
 		}
@@ -449,13 +460,12 @@ func (a *Agent) SetReceiptPolicy(req api.ReceiptPolicyRequest) (api.Space, error
 		return nil
 	})
 	if err != nil {
-		return api.Space{}, err
+		return api.Space{}, false, err
 	}
 	if changed {
-		a.log.Info("set a space's receipt policy", "space", view.ID, "receipts", req.Receipts)
 		a.notify()
 	}
-	return view, nil
+	return view, changed, nil
 }
 
 // receiptRow is one range of one stored receipt, judged.

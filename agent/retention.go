@@ -129,40 +129,16 @@ func (a *Agent) SetRetentionPolicy(req api.RetentionPolicyRequest) (api.Space, e
 	if err := checkRetention(review, erase); err != nil {
 		return api.Space{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	var view api.Space
-	changed := false
-	err := a.withWrite(func(t *tx) error {
-		sp, err := a.resolveSpace(req.Space)
-		if err != nil {
-			return err
-		}
-		if sp.meta.OwnerFP != a.cert.Bureau.Fingerprint() {
-			return fmt.Errorf("%w: only officers of the owning bureau (%s) may set the retention policy of space %s", ErrForbidden, sp.meta.Owner, sp.id)
-		}
-		if sp.current == nil {
-			return fmt.Errorf("%w: this device holds no key for space %s yet", ErrForbidden, sp.id)
-		}
-		if p := sp.meta.Retention; (p == nil && review == 0) || (p != nil && p.ReviewDays == review && p.EraseDays == erase) {
-			view = spaceView(sp.meta)
-			return nil
-		}
-		t.changed()
-		entries, err := a.agentBodyEntries(sp, [][]byte{marshalRetention(uint32(review), uint32(erase))})
-		if err != nil {
-			return err
-		}
-		t.put(entries...)
-		view, changed = spaceView(sp.meta), true
-		return nil
-	})
-	if err != nil {
-		return api.Space{}, err
-	}
-	if changed {
+	view, changed, err := a.setSpacePolicy(req.Space, "retention policy",
+		func(m *spaceMeta) bool {
+			p := m.Retention
+			return (p == nil && review == 0) || (p != nil && p.ReviewDays == review && p.EraseDays == erase)
+		},
+		marshalRetention(uint32(review), uint32(erase)))
+	if err == nil && changed {
 		a.log.Info("set a space's retention policy", "space", view.ID, "review_days", review, "erase_days", erase)
-		a.notify()
 	}
-	return view, nil
+	return view, err
 }
 
 // reviewInput is one live record for dueForReview: since is its last

@@ -32,30 +32,7 @@ func TestPoorLinkAttachment(t *testing.T) {
 		t.Skip("the poor-link run takes many minutes: go test ./e2e -run PoorLinkAttachment -netem -v -timeout 60m")
 	}
 	size := int(*netemAttachMiB) << 20
-	l := requireNetlab(t)
-	l.build(2)
-	cl, ctx := newClusterFor(t, 58*time.Minute)
-	relay, err := cl.Add(ctx, "relay", "Relay", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay.Netns, relay.Bind = l.ns("relay"), "10.201.0.2:7946"
-	laps := make([]*harness.Node, 2)
-	for i := range laps {
-		if laps[i], err = cl.Add(ctx, fmt.Sprintf("lap%d", i+1), []string{"Officer A", "Officer B"}[i], false); err != nil {
-			t.Fatal(err)
-		}
-		laps[i].Netns = l.ns(fmt.Sprintf("lap%d", i+1))
-		laps[i].Args = []string{"--client"}
-	}
-	if err := cl.Start(ctx, relay, ""); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range laps {
-		if err := cl.Start(ctx, n, "", relay.Bind); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l, cl, ctx, relay, laps := poorLinkCluster(t)
 	ca := laps[0].Client()
 	space, err := ca.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "photos"})
 	if err != nil {

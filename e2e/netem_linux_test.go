@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"testing"
@@ -41,17 +42,10 @@ func (l *netlab) shape(i int, delay time.Duration, lossPct float64, kbit int) st
 	return fmt.Sprintf("no sch_netem in this kernel: tbf %d kbit/s each way, nftables loss %g%% each way, NO added delay (asked: %v one-way)", kbit, lossPct, delay)
 }
 
-// TestPoorLinkW1 (issue 14, item 3; opt-in with -netem): W1-S on two
-// laptops in client mode, each behind a NAT, through a relay in the open.
-// The initial 10,000 records sync over clean links; both officers then edit
-// offline (20,000 updates each); the links come back shaped by netem
-// (default 600 ms round trip, 5% loss each way, 256 kbit/s each way) and the
-// delta must converge, conflicts kept. It reports the time and the bytes on
-// each laptop's link against the link's own limit (bytes ÷ rate).
-func TestPoorLinkW1(t *testing.T) {
-	if !*netemRun {
-		t.Skip("the poor-link run takes many minutes: go test ./e2e -run PoorLink -netem -v -timeout 60m")
-	}
+// poorLinkCluster starts, for the poor-link runs, a relay in the open and
+// two laptops in client mode, each behind its own NAT (lap1, lap2).
+func poorLinkCluster(t *testing.T) (*netlab, *harness.Cluster, context.Context, *harness.Node, []*harness.Node) {
+	t.Helper()
 	l := requireNetlab(t)
 	l.build(2)
 	cl, ctx := newClusterFor(t, 58*time.Minute)
@@ -76,6 +70,21 @@ func TestPoorLinkW1(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return l, cl, ctx, relay, laps
+}
+
+// TestPoorLinkW1 (issue 14, item 3; opt-in with -netem): W1-S on two
+// laptops in client mode, each behind a NAT, through a relay in the open.
+// The initial 10,000 records sync over clean links; both officers then edit
+// offline (20,000 updates each); the links come back shaped by netem
+// (default 600 ms round trip, 5% loss each way, 256 kbit/s each way) and the
+// delta must converge, conflicts kept. It reports the time and the bytes on
+// each laptop's link against the link's own limit (bytes ÷ rate).
+func TestPoorLinkW1(t *testing.T) {
+	if !*netemRun {
+		t.Skip("the poor-link run takes many minutes: go test ./e2e -run PoorLink -netem -v -timeout 60m")
+	}
+	l, _, ctx, relay, laps := poorLinkCluster(t)
 	w := w1.Generate(w1.SizeS)
 	ca, cb := laps[0].Client(), laps[1].Client()
 	space, err := ca.SpaceCreate(ctx, api.SpaceCreateRequest{Name: "w1"})

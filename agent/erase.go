@@ -246,8 +246,16 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 		delete(a.orphans, e.Space)
 		a.forgetSpaceStats(e.Space)
 		a.forgetWants(e.Space)
-		if err := a.dropSpace(e.Space); err != nil {
+		dropped, err := a.dropSpace(e.Space)
+		if err != nil {
 			return err
+		}
+		if !dropped {
+			// Nothing of the space was held here (a marker of a space this
+			// device never had): no flush, no table rewrite, no collection,
+			// so that markers a member mints for made-up spaces cost a
+			// tombstone each, not a rewrite of the store.
+			return nil
 		}
 		// Still under the write lock with nothing in flight: Badger's value
 		// log collection reads the memtable's version unlocked
@@ -269,10 +277,13 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 // of an erased space). Whatever version is still found under a prefix
 // after the drop (Badger gives up on a level-0 compaction silently) is
 // dropped again; the erasure fails if some remains.
-func (a *Agent) dropSpace(space crypto.SpaceID) error {
+func (a *Agent) dropSpace(space crypto.SpaceID) (dropped bool, err error) {
 	prefixes := make([][]byte, 0, len(spacePrefixes))
 	for _, p := range spacePrefixes {
 		prefixes = append(prefixes, append([]byte{p}, space[:]...))
+	}
+	if a.versionsLeft(prefixes) == 0 {
+		return false, nil
 	}
 	for range 3 {
 		var live []kvEntry
@@ -280,16 +291,16 @@ func (a *Agent) dropSpace(space crypto.SpaceID) error {
 			live = append(live, a.db.entry(append(bytes.Clone(p), "\x00erased"...), nil))
 		}
 		if err := a.db.kv.CommitGroups([][]kvEntry{live})[0]; err != nil {
-			return fmt.Errorf("drop the space's keys from the store: %w", err)
+			return true, fmt.Errorf("drop the space's keys from the store: %w", err)
 		}
 		if err := a.db.kv.DropPrefixes(prefixes...); err != nil {
-			return fmt.Errorf("drop the space's keys from the store: %w", err)
+			return true, fmt.Errorf("drop the space's keys from the store: %w", err)
 		}
 		if left := a.versionsLeft(prefixes); left == 0 {
-			return nil
+			return true, nil
 		}
 	}
-	return fmt.Errorf("drop the space's keys from the store: %d versions remain after three passes; stop the agent and start it again to finish", a.versionsLeft(prefixes))
+	return true, fmt.Errorf("drop the space's keys from the store: %d versions remain after three passes; stop the agent and start it again to finish", a.versionsLeft(prefixes))
 }
 
 // versionsLeft counts the versions of keys still held under the prefixes,

@@ -293,7 +293,7 @@ func TestErasePurgeNeedsDrop(t *testing.T) {
 
 	// Now the erasure's drop, on the same store.
 	a = openTestAgent(t, cfg)
-	if err := a.withWrite(func(tx *tx) error { a.com.Barrier(); return a.dropSpace(id) }); err != nil {
+	if err := a.withWrite(func(tx *tx) error { a.com.Barrier(); _, err := a.dropSpace(id); return err }); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()

@@ -299,6 +299,9 @@ func (a *Agent) open() error {
 	if a.find != nil {
 		a.queueAfter(&a.after.findRefreshDue) // build the search index
 	}
+	if a.receiptsDue.Load() {
+		a.queueAfter(&a.after.receiptsDue) // owed from before a stop
+	}
 	return nil
 }
 

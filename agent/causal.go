@@ -389,6 +389,5 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 	if err != nil {
 		return nil, false, err
 	}
-	a.noteReceiptDue(sp, h, env)
-	return append(entries, rec...), false, nil
+	return append(append(entries, rec...), a.noteReceiptDue(sp, h, env)...), false, nil
 }

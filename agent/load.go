@@ -92,6 +92,13 @@ func (a *Agent) loadSpaces() (spaceSet, error) {
 		// (after the routing record when we created it).
 		_, s.profiled = s.heads[a.dev]
 	}
+	// Receipts owed from before a stop are written by the worker soon
+	// after (agent.go, Open; receipts.go).
+	owed, err := a.loadOwed(m, erased)
+	if err != nil {
+		return nil, err
+	}
+	a.receiptsDue.Store(owed)
 	return m, nil
 }
 

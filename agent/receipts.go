@@ -52,8 +52,56 @@ const (
 const maxReceiptRanges = 256
 
 // maxReceiptDue bounds the changes a space keeps noted for receipts between
-// two batches (in memory); beyond it, changes get no receipt (logged).
+// two batches; beyond it, changes get no receipt (logged).
 const maxReceiptDue = 1 << 16
+
+// pfxOwed keys the receipts a device owes and has not written yet, per
+// space: o space author seq(8) -> the envelope ID (32) of that change. The
+// note is stored in the transaction that applies the change and deleted in
+// the one that writes its receipt, so an agent stopped between the two
+// (killed, a commit failure, a crash) writes it after its next start.
+const pfxOwed = 'o'
+
+func owedKey(space crypto.SpaceID, author crypto.DeviceID, seq uint64) []byte {
+	k := append(append([]byte{pfxOwed}, space[:]...), author[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// loadOwed reads the receipts owed into the spaces being loaded; a note of
+// a space not held (its state gone) is ignored, a malformed one skipped.
+// It reports whether any is owed.
+func (a *Agent) loadOwed(m spaceSet, erased map[crypto.SpaceID]bool) (bool, error) {
+	owed := false
+	err := a.db.scan([]byte{pfxOwed}, func(k, v []byte) error {
+		if len(k) != 1+16+16+8 || len(v) != 32 || ofErased(erased, k) {
+			return nil
+		}
+		var id crypto.SpaceID
+		var d dueReceipt
+		copy(id[:], k[1:17])
+		copy(d.author[:], k[17:33])
+		d.seq = binary.BigEndian.Uint64(k[33:])
+		copy(d.id[:], v)
+		sp := m[id]
+		if sp == nil || len(sp.receiptDue) >= maxReceiptDue {
+			return nil
+		}
+		sp.receiptDue = append(sp.receiptDue, d)
+		owed = true
+		return nil
+	}, a.countCorrupt)
+	return owed, err
+}
+
+// owedDeletes are the entries that delete the notes of receipts now written
+// (or no longer owed: the policy was turned off).
+func owedDeletes(space crypto.SpaceID, due []dueReceipt) []kvEntry {
+	out := make([]kvEntry, 0, len(due))
+	for _, d := range due {
+		out = append(out, kvEntry{Key: owedKey(space, d.author, d.seq), Del: true})
+	}
+	return out
+}
 
 // receiptFlushBatch bounds the receipts written in one transaction.
 const receiptFlushBatch = 512
@@ -251,21 +299,24 @@ func knownAgentBody(body []byte) bool {
 // noteReceiptDue notes that this device applied a received change, if the
 // space's policy asks for receipts and the change is of another bureau's
 // device. Receipts and policies never come here (no receipt of a receipt),
-// nor does anything on a relay. stateMu held.
-func (a *Agent) noteReceiptDue(sp *spaceState, h crypto.Header, env []byte) {
+// nor does anything on a relay. It returns the entry that notes the debt on
+// disk, to be stored with the change. stateMu held.
+func (a *Agent) noteReceiptDue(sp *spaceState, h crypto.Header, env []byte) []kvEntry {
 	if a.cfg.Relay || sp.meta.receiptMode() == policyOff || h.Author == a.dev {
-		return
+		return nil
 	}
 	cert := a.trustNow().certs[h.Author]
 	if cert == nil || cert.Bureau.Fingerprint() == a.cert.Bureau.Fingerprint() {
-		return
+		return nil
 	}
 	if len(sp.receiptDue) >= maxReceiptDue {
 		a.log.Warn("too many changes owe a receipt; this one gets none", "space", sp.id.String(), "author", h.Author.String(), "seq", h.Seq)
-		return
+		return nil
 	}
-	sp.receiptDue = append(sp.receiptDue, dueReceipt{author: h.Author, seq: h.Seq, id: crypto.Hash(env)})
+	d := dueReceipt{author: h.Author, seq: h.Seq, id: crypto.Hash(env)}
+	sp.receiptDue = append(sp.receiptDue, d)
 	a.receiptsDue.Store(true)
+	return []kvEntry{a.db.entry(owedKey(sp.id, d.author, d.seq), d.id[:])}
 }
 
 // receiptBodies groups the due changes into receipt bodies: one per change,
@@ -307,8 +358,9 @@ func receiptBodies(mode byte, due []dueReceipt) [][]byte {
 // receiptsIfDue writes the receipts owed for the changes applied since it
 // last ran. It runs at the end of each batch of received envelopes (a sync
 // frame, a bundle), like wrapIfDue: per-batch receipts name what that batch
-// applied. Receipts owed when the agent stops or a commit fails are not
-// written (a receipt is a courtesy the policy asks for, not a guarantee).
+// applied. What is owed is noted on disk with each change (pfxOwed), so
+// receipts owed when the agent stops or a commit fails are written after
+// the next start.
 func (a *Agent) receiptsIfDue() {
 	if a.cfg.Relay || !a.receiptsDue.Swap(false) {
 		return
@@ -323,9 +375,14 @@ func (a *Agent) receiptsIfDue() {
 					continue
 				}
 				mode := sp.meta.receiptMode()
-				if mode == policyOff || sp.current == nil {
+				if mode == policyOff {
+					t.changed()
+					t.put(owedDeletes(sp.id, sp.receiptDue)...)
 					sp.receiptDue = nil
 					continue
+				}
+				if sp.current == nil {
+					continue // no key to seal with yet: kept for later
 				}
 				if n >= receiptFlushBatch {
 					more = true
@@ -347,6 +404,7 @@ func (a *Agent) receiptsIfDue() {
 					return err
 				}
 				t.put(entries...)
+				t.put(owedDeletes(sp.id, due)...)
 				n += len(bodies)
 			}
 			wrote = wrote || n > 0

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
@@ -533,5 +534,65 @@ func TestReceiptRepairSameState(t *testing.T) {
 		if s.ID == space && s.Receipts != api.ReceiptsPerBatch {
 			t.Fatalf("after restart K shows policy %q", s.Receipts)
 		}
+	}
+}
+
+// A receipt owed is not lost when the agent stops before writing it: K
+// applies A's changes one by one (the batch's end, which writes receipts,
+// never comes), stops, and writes them after its next start. Before the
+// debt was noted on disk, K wrote none.
+func TestReceiptOwedSurvivesRestart(t *testing.T) {
+	a, k, space := receiptPair(t, api.ReceiptsPerChange)
+	for i := range 3 {
+		advPut(t, a, space, fmt.Sprintf("r%d", i), "x")
+	}
+	for _, c := range a.Certificates() {
+		if _, err := k.AddCertificate(c); err != nil && !errors.Is(err, crypto.ErrUntrusted) {
+			t.Fatal(err)
+		}
+	}
+	id := advSpaceID(t, space)
+	err := a.Envelopes(id, func(env []byte) error {
+		_, err := k.ingest(bytes.Clone(env), false)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.com.Barrier()
+	if v, _ := advValue(k, space, "r2"); v != "x" {
+		t.Fatalf("K reads %q", v)
+	}
+	if got := receiptCount(t, k, space); len(got) != 0 {
+		t.Fatalf("K wrote %d receipts before the batch's end", len(got))
+	}
+	cfg := k.cfg
+	k.Close()
+	k = openTestAgent(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(receiptCount(t, k, space)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := receiptCount(t, k, space)
+	if len(got) != 3 {
+		t.Fatalf("after a restart K holds %d receipts, want the 3 it owed: %+v", len(got), got)
+	}
+	// Written once: the notes are gone, nothing is owed twice.
+	k.stateMu.Lock()
+	owed := len(k.spaces[id].receiptDue)
+	k.stateMu.Unlock()
+	n := 0
+	if err := k.db.kv.ScanKeys([]byte{pfxOwed}, func([]byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if owed != 0 || n != 0 {
+		t.Fatalf("after writing them K still owes %d (memory) and %d (disk)", owed, n)
+	}
+	cfg = k.cfg
+	k.Close()
+	k = openTestAgent(t, cfg)
+	k.com.Barrier()
+	if got := receiptCount(t, k, space); len(got) != 3 {
+		t.Fatalf("after a second restart K holds %d receipts, want still 3", len(got))
 	}
 }

@@ -282,6 +282,8 @@ type afterWork struct {
 	// findRefreshDue: spaces to drop from it or build (find.go).
 	findFlushDue   atomic.Bool
 	findRefreshDue atomic.Bool
+	// receiptsDue: receipts owed from before a stop (receipts.go).
+	receiptsDue atomic.Bool
 }
 
 func (a *Agent) startAfterWork() {
@@ -315,6 +317,9 @@ func (a *Agent) afterLoop() {
 		}
 		if a.after.findRefreshDue.Swap(false) {
 			_ = a.findRefresh() // it logs what is not a shutdown
+		}
+		if a.after.receiptsDue.Swap(false) {
+			a.receiptsIfDue()
 		}
 	}
 }

@@ -213,7 +213,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	}
 	res.PeakRSSMB = max(peak["a"], peak["b"])
 	cl.StopAll()
-	res.StoreBytes = dirSize(a.Dir)
+	res.StoreBytes = DirSize(a.Dir)
 	res.StateBytes = res.StoreBytes
 	Print(out, res)
 	if jsonOut {
@@ -278,9 +278,9 @@ func checkConflicts(ctx context.Context, c *api.Client, space string, w *w1.Work
 	return len(list), ok, nil
 }
 
-// dirSize is the disk space the files under dir use (allocated blocks, as
+// DirSize is the disk space the files under dir use (allocated blocks, as
 // du counts them: Badger's memory-mapped files are sparse).
-func dirSize(dir string) int64 {
+func DirSize(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

@@ -39,7 +39,7 @@ type Result struct {
 	FreshEnvelopeBytes int64   `json:"fresh_envelope_bytes"`
 	GrownEnvelopes     int     `json:"grown_envelopes"`
 	FreshEnvelopes     int     `json:"fresh_envelopes"`
-	Ratio              float64 `json:"ratio"` // grown ÷ fresh store bytes; the aim is ≤ 2
+	Ratio              float64 `json:"ratio"`      // grown ÷ fresh store bytes; the aim is ≤ 2
 	SameState          bool    `json:"same_state"` // both hold the final values (a sample of records checked)
 }
 

@@ -23,6 +23,7 @@ func benchCommand() *cli.Command {
 			benchSpreadCommand(),
 			benchWritesCommand(),
 			benchStorageCommand(),
+			benchAnchorsCommand(),
 		},
 	}
 }

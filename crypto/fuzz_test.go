@@ -236,3 +236,43 @@ func FuzzOpenValue(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSegments(f *testing.F) {
+	w := fuzzWorld(f)
+	env := w.sealSegs(f, 1, [32]byte{}, "record a", "record b", "c")
+	f.Add(env)
+	f.Add(must(EraseSegments(env, 1)))
+	f.Add(must(EraseSegments(env, 0, 1, 2)))
+	f.Add(w.seal(f, KindChange, 1, [32]byte{}, []byte("change")))
+	pub := w.alice.Public()
+	f.Fuzz(func(t *testing.T, env []byte) {
+		id := Hash(env)
+		infos, serr := Segments(env)
+		if serr != nil {
+			typedErr(t, serr)
+		}
+		_, _, verr := Verify(env, pub)
+		if verr != nil {
+			typedErr(t, verr)
+		}
+		h, segs, err := OpenSegments(env, w.keys)
+		if err != nil {
+			typedErr(t, err)
+		} else if h.Version == HeaderVersion2 && len(segs) != len(infos) {
+			t.Fatal("segment count")
+		}
+		if serr != nil {
+			return
+		}
+		er, err := EraseSegments(env, 0)
+		if err != nil {
+			t.Fatalf("erase of a parsed envelope: %v", err)
+		}
+		if Hash(er) != id {
+			t.Fatal("erasure changed the ID")
+		}
+		if _, _, err := Verify(er, pub); (err == nil) != (verr == nil) {
+			t.Fatalf("erasure changed verification: %v then %v", verr, err)
+		}
+	})
+}

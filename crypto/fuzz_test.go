@@ -276,3 +276,23 @@ func FuzzSegments(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseRecordErasure(f *testing.F) {
+	w := fuzzWorld(f)
+	e := must(NewRecordErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), w.key, "r",
+		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}, {Author: w.bob.ID(), Seq: 3, Index: 2}}, t0))
+	f.Add(e.Marshal())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseRecordErasure(data)
+		if err != nil {
+			typedErr(t, err)
+			return
+		}
+		if !bytes.Equal(p.Marshal(), data) {
+			t.Fatal("does not re-encode")
+		}
+		if err := p.Verify(w.alice.Public()); err != nil {
+			typedErr(t, err)
+		}
+	})
+}

@@ -228,3 +228,58 @@ func TestSegmentsMalformed(t *testing.T) {
 		_ = Hash(b)
 	}
 }
+
+func TestRecordErasure(t *testing.T) {
+	w := newWorld(t)
+	owner := w.bureau.Public().Fingerprint()
+	refs := []SegmentRef{{Author: w.alice.ID(), Seq: 5, Index: 1}, {Author: w.alice.ID(), Seq: 2, Index: 0}, {Author: w.alice.ID(), Seq: 5, Index: 1}}
+	e, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "CANARY-record", refs, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Segments) != 2 || e.Segments[0].Seq != 2 {
+		t.Fatalf("segments not sorted and unique: %+v", e.Segments)
+	}
+	b := e.Marshal()
+	if bytes.Contains(b, []byte("CANARY")) {
+		t.Fatal("the marker names the record in clear")
+	}
+	if !IsRecordErasure(b) || IsErasure(b) {
+		t.Fatal("magic")
+	}
+	p, err := ParseRecordErasure(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.Marshal(), b) || p.Tag != RecordTag(w.key, "CANARY-record") || p.TagEpoch != w.key.ID() {
+		t.Fatal("round trip")
+	}
+	if err := p.Verify(w.alice.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(w.bob.Public()); !errors.Is(err, ErrSignature) {
+		t.Fatalf("other device: %v", err)
+	}
+	bad := bytes.Clone(b)
+	bad[len(bad)-70] ^= 1 // a segment index
+	if p, err := ParseRecordErasure(bad); err == nil && p.Verify(w.alice.Public()) == nil {
+		t.Fatal("altered marker verifies")
+	}
+	for n := 0; n < len(b); n++ {
+		if _, err := ParseRecordErasure(b[:n]); err == nil {
+			t.Fatalf("prefix %d parses", n)
+		} else {
+			typedErr(t, err)
+		}
+	}
+	other := must(NewSpaceKey(detRand("epoch 2")))
+	if RecordTag(other, "CANARY-record") == p.Tag {
+		t.Fatal("the tag does not depend on the key")
+	}
+	if _, err := NewRecordErasure(w.alice, SpaceID{1}, w.nonce, owner, w.key, "r", refs, t0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("space not bound: %v", err)
+	}
+	if _, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "r", nil, t0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("no segment: %v", err)
+	}
+}

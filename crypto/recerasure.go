@@ -21,6 +21,9 @@ var ctxRecordErasure = &ed25519.Options{Context: "fieldsync/record-erasure/v1"}
 // MaxErasedSegments bounds the segments one record-erase marker names.
 const MaxErasedSegments = 1 << 16
 
+// maxRecordErasure is the largest record-erase marker.
+const maxRecordErasure = recordErasureHead + segRefSize*MaxErasedSegments + SignatureSize
+
 // segRefSize is one SegmentRef's size: author (16), seq (8), index (2).
 const segRefSize = 16 + 8 + 2
 
@@ -168,7 +171,7 @@ func IsRecordErasure(data []byte) bool { return bytes.HasPrefix(data, []byte(mag
 // ParseRecordErasure decodes a record-erase marker and checks its form (as
 // ParseErasure, plus sorted unique references). It never panics.
 func ParseRecordErasure(data []byte) (*RecordErasure, error) {
-	if len(data) > recordErasureHead+segRefSize*MaxErasedSegments+SignatureSize {
+	if len(data) > maxRecordErasure {
 		return nil, malformed("record-erase marker", ErrOversize, "")
 	}
 	rd := format.NewReader(data, "record-erase marker")

@@ -51,6 +51,10 @@ type SegmentInfo struct {
 	sealed []byte // the sealed bytes in the envelope (nil if erased)
 }
 
+// Sealed returns the segment's sealed bytes as they are in the envelope
+// (nil if erased).
+func (s SegmentInfo) Sealed() []byte { return s.sealed }
+
 // SegmentHash is the hash that stands for a sealed segment once erased:
 // SHA-256("fieldsync/segment/v2\x00" ‖ nonce ‖ ciphertext).
 func SegmentHash(sealed []byte) [32]byte {

@@ -73,6 +73,7 @@ type envRef struct {
 type recErasures struct {
 	loaded bool
 	refs   map[envRef][]int
+	chunks map[chunkID]bool
 	blobs  map[[32]byte][]byte
 }
 
@@ -89,7 +90,7 @@ func (a *Agent) recErasedLocked() *recErasures {
 	if x.loaded {
 		return x
 	}
-	x.refs, x.blobs = map[envRef][]int{}, map[[32]byte][]byte{}
+	x.refs, x.chunks, x.blobs = map[envRef][]int{}, map[chunkID]bool{}, map[[32]byte][]byte{}
 	a.db.scan([]byte{pfxRecErasure}, func(k, v []byte) error {
 		var ts recTombstone
 		if json.Unmarshal(v, &ts) != nil {
@@ -106,6 +107,9 @@ func (a *Agent) recErasedLocked() *recErasures {
 
 func (x *recErasures) add(e *crypto.RecordErasure) {
 	x.blobs[e.ID()] = e.Marshal()
+	for _, c := range e.Chunks {
+		x.chunks[chunkID{e.Space, c}] = true
+	}
 	for _, r := range e.Segments {
 		k := envRef{e.Space, r.Author, r.Seq}
 		if !slices.Contains(x.refs[k], int(r.Index)) {
@@ -203,7 +207,7 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 		if sp.current == nil {
 			return fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
 		}
-		refs, v1, err := a.recordSegments(sp, rid)
+		refs, chunks, v1, err := a.recordSegments(sp, rid)
 		if err != nil {
 			return err
 		}
@@ -218,7 +222,7 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 			seen[envRef{sp.id, r.Author, r.Seq}] = true
 		}
 		envs = len(seen)
-		e, err = crypto.NewRecordErasure(a.id, sp.id, sp.meta.Nonce, sp.meta.OwnerFP, sp.current, string(rid), refs, a.cfg.now())
+		e, err = crypto.NewRecordErasure(a.id, sp.id, sp.meta.Nonce, sp.meta.OwnerFP, sp.current, string(rid), refs, chunks, a.cfg.now())
 		return err
 	})
 	if err != nil {
@@ -230,13 +234,15 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 	a.log.Warn("record erased here; the record-erase marker goes to every peer", "space", e.Space.String(), "segments", len(e.Segments))
 	a.notify()
 	return api.RecordErased{Space: e.Space.String(), Record: string(rid), Tag: hex.EncodeToString(e.Tag[:]), Author: e.Author.String(),
-		ErasedAt: e.IssuedAt.Format(time.RFC3339), Segments: len(e.Segments), Envelopes: envs, Reason: reason}, nil
+		ErasedAt: e.IssuedAt.Format(time.RFC3339), Segments: len(e.Segments), Envelopes: envs, Chunks: len(e.Chunks), Reason: reason}, nil
 }
 
 // recordSegments lists the segments of record rid in the space's change
-// envelopes this device can open, and counts the version 1 changes that
-// touch it (which cannot be cut). stateMu held.
-func (a *Agent) recordSegments(sp *spaceState, rid crdt.RecordID) (refs []crypto.SegmentRef, v1 int, err error) {
+// envelopes this device can open, the attachment chunks that only rid's
+// manifests (any value it ever held) name, and counts the version 1 changes
+// that touch rid (which cannot be cut). stateMu held.
+func (a *Agent) recordSegments(sp *spaceState, rid crdt.RecordID) (refs []crypto.SegmentRef, chunks []crypto.ChunkRef, v1 int, err error) {
+	mine, others := map[crypto.ChunkRef]bool{}, map[crypto.ChunkRef]bool{}
 	err = a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
 		if err != nil || h.Kind != crypto.KindChange {
@@ -245,6 +251,20 @@ func (a *Agent) recordSegments(sp *spaceState, rid crdt.RecordID) (refs []crypto
 		oc, err := openChange(env, sp)
 		if err != nil || oc.ch == nil {
 			return nil
+		}
+		for _, o := range oc.ch.Ops {
+			if o.Kind != crdt.OpPut && o.Kind != crdt.OpResolve {
+				continue
+			}
+			if _, cs, ok, err := parseManifest(o.Value); ok && err == nil {
+				for _, c := range cs {
+					if o.Record == rid {
+						mine[c] = true
+					} else {
+						others[c] = true
+					}
+				}
+			}
 		}
 		if h.Version != crypto.HeaderVersion2 {
 			if slices.Contains(oc.ch.Records(), rid) {
@@ -259,7 +279,55 @@ func (a *Agent) recordSegments(sp *spaceState, rid crdt.RecordID) (refs []crypto
 		}
 		return nil
 	}, a.countCorrupt)
-	return refs, v1, err
+	for c := range mine {
+		if !others[c] {
+			chunks = append(chunks, c)
+		}
+	}
+	return refs, chunks, v1, err
+}
+
+// erasedChunk reports whether a record-erase marker held here names the
+// chunk: it is taken from no peer again.
+func (a *Agent) erasedChunk(space crypto.SpaceID, ref crypto.ChunkRef) bool {
+	a.recErMu.Lock()
+	defer a.recErMu.Unlock()
+	return a.recErasedLocked().chunks[chunkID{space, ref}]
+}
+
+type chunkID struct {
+	space crypto.SpaceID
+	ref   crypto.ChunkRef
+}
+
+// dropChunks drops every version of the held chunks among refs from the
+// store's files. It reports whether any was held. stateMu held, nothing in
+// flight.
+func (a *Agent) dropChunks(space crypto.SpaceID, refs []crypto.ChunkRef) (bool, error) {
+	var keys [][]byte
+	for _, r := range refs {
+		if held, err := a.hasChunk(space, r); err != nil {
+			return false, err
+		} else if held {
+			keys = append(keys, chunkKey(space, r))
+		}
+	}
+	if len(keys) == 0 {
+		return false, nil
+	}
+	for pass := 0; ; pass++ {
+		if err := a.db.kv.DropPrefixes(keys...); err != nil {
+			return true, fmt.Errorf("drop the erased record's attachment chunks: %w", err)
+		}
+		if a.versionsLeft(keys) == 0 {
+			break
+		}
+		if pass == 2 {
+			return true, fmt.Errorf("drop the erased record's attachment chunks: versions remain after three passes; restart the agent to finish")
+		}
+	}
+	a.dropWants(space, refs)
+	return true, nil
 }
 
 // AddRecordErasure checks a record-erase marker received from a peer or a
@@ -346,8 +414,15 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		if err := a.db.kv.CommitGroups([][]kvEntry{entries})[0]; err != nil {
 			return err
 		}
-		if len(entries) == 1 || sp == nil {
-			return nil // nothing of the record held here
+		chunks, err := a.dropChunks(e.Space, e.Chunks)
+		if err != nil {
+			return err
+		}
+		if sp == nil || len(entries) == 1 {
+			if chunks { // large values: the value log holds them
+				a.collectValueLog()
+			}
+			return nil // no envelope of the record held here
 		}
 		return a.purgeRecord(sp)
 	})
@@ -427,6 +502,25 @@ func (a *Agent) purgeRecord(sp *spaceState) error {
 // purgeRecordsAtStart finishes record erasures a crash interrupted: any
 // staged cut envelope left means the purge did not end.
 func (a *Agent) purgeRecordsAtStart() error {
+	a.recErMu.Lock()
+	var held []chunkID
+	for c := range a.recErasedLocked().chunks {
+		held = append(held, c)
+	}
+	a.recErMu.Unlock()
+	for _, c := range held {
+		if ok, _ := a.hasChunk(c.space, c.ref); ok {
+			err := a.withWrite(func(t *tx) error {
+				t.changed()
+				a.com.Barrier()
+				_, err := a.dropChunks(c.space, []crypto.ChunkRef{c.ref})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
 	spaces := map[crypto.SpaceID]bool{}
 	a.db.kv.ScanKeys([]byte{pfxRecStaged}, func(k []byte) error {
 		if len(k) >= 17 {

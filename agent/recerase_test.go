@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"fieldsync/agent/api"
+	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/datadir"
 )
@@ -24,7 +26,7 @@ func recordNeedles(t *testing.T, a *Agent, space crypto.SpaceID, record, canary 
 	var refs []crypto.SegmentRef
 	a.withRead(func() error {
 		var err error
-		refs, _, err = a.recordSegments(a.spaces[space], "p1")
+		refs, _, _, err = a.recordSegments(a.spaces[space], "p1")
 		return err
 	})
 	for _, r := range refs {
@@ -42,6 +44,28 @@ func recordNeedles(t *testing.T, a *Agent, space crypto.SpaceID, record, canary 
 		t.Fatalf("only %d segments of the record: the check proves little", len(refs))
 	}
 	return n
+}
+
+// fieldChunks returns the chunk refs of the attachment in a record's field.
+func fieldChunks(t *testing.T, a *Agent, space crypto.SpaceID, record, field string) []crypto.ChunkRef {
+	t.Helper()
+	var refs []crypto.ChunkRef
+	a.withRead(func() error {
+		r, err := a.loadRecord(a.spaces[space], crdt.RecordID(record))
+		if err != nil || r == nil {
+			t.Fatalf("record %s: %v", record, err)
+		}
+		v, ok := r.Register(field)
+		if !ok {
+			t.Fatalf("no field %s", field)
+		}
+		_, refs, _, err = parseManifest(v.Siblings[0].Value)
+		return err
+	})
+	if len(refs) == 0 {
+		t.Fatal("no chunks")
+	}
+	return refs
 }
 
 // recordHits is forensicHits without the keys naming the space (the space
@@ -137,6 +161,24 @@ func TestEraseRecordCanary(t *testing.T) {
 		return err == nil && r.Fields["f"].Value == "witness "+canary
 	})
 	combinedChange(t, B.Agent, space, [2]string{"p1", "seen again " + canary}, [2]string{"p2", "two, by B"})
+	// Attachments: a photo holding the canary on p1 only (its chunks must
+	// go), and one file on both p1 and p3 (its chunks must stay: p3 names
+	// them).
+	dir := t.TempDir()
+	photo, shared := filepath.Join(dir, "passport.jpg"), filepath.Join(dir, "map.pdf")
+	pix, doc := make([]byte, 300<<10), make([]byte, 200<<10)
+	for i := range pix {
+		pix[i], doc[i%len(doc)] = byte(i*7%251), byte(i*13%241)
+	}
+	copy(pix[1000:], canary)
+	os.WriteFile(photo, pix, 0o600)
+	os.WriteFile(shared, doc, 0o600)
+	for _, at := range []api.AttachRequest{{Record: "p1", Field: "photo", Path: photo}, {Record: "p1", Field: "map", Path: shared}, {Record: "p3", Field: "map", Path: shared}} {
+		at.Space = sp.ID
+		if _, err := A.Attach(at); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := A.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p3", Fields: []api.FieldValue{{Name: "g", Value: "later"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +196,23 @@ func TestEraseRecordCanary(t *testing.T) {
 			return err == nil && r.Fields["f"].Value == "seen again "+canary
 		})
 	}
+	chunksA := A.AttachStatus().Chunks
+	for _, x := range []*runningAgent{B, D, P, R} {
+		waitFor(t, "every replica to hold every attachment chunk", func() bool { return x.AttachStatus().Chunks == chunksA })
+	}
 	if res, err := A.Find(api.FindRequest{Query: canary}); err != nil || len(res.Hits) == 0 {
 		t.Fatalf("the canary is not found before the erasure (%v)", err)
 	}
 	needles := recordNeedles(t, A.Agent, space, "p1", canary)
+	photoRefs := fieldChunks(t, A.Agent, space, "p1", "photo")
+	sharedRefs := fieldChunks(t, A.Agent, space, "p3", "map")
+	for i, r := range photoRefs {
+		c, err := A.getChunk(space, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		needles[fmt.Sprintf("photo chunk %d", i)] = c
+	}
 	old := filepath.Join(t.TempDir(), "before.fsb")
 	if _, err := A.ExportBundle(context.Background(), api.BundleExportRequest{Out: old}, nil); err != nil {
 		t.Fatal(err)
@@ -177,7 +232,7 @@ func TestEraseRecordCanary(t *testing.T) {
 	if er.Segments < 2 || er.Envelopes < 2 {
 		t.Fatalf("erase: %+v", er)
 	}
-	want := map[string]map[string]string{"p2": {"f": "two, by B"}, "p3": {"f": "three", "g": "later"}}
+	want := map[string]map[string]string{"p2": {"f": "two, by B"}, "p3": {"f": "three", "g": "later", "map": ""}}
 	gone := func(x *runningAgent) func() bool {
 		return func() bool {
 			_, err := x.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
@@ -202,6 +257,9 @@ func TestEraseRecordCanary(t *testing.T) {
 		return cut == er.Segments
 	}
 	waitFor(t, "the relay to cut the record's segments", relayCut)
+	if er.Chunks != len(photoRefs) {
+		t.Fatalf("the marker names %d chunks; the photo has %d (the shared file's must not be named)", er.Chunks, len(photoRefs))
+	}
 	D = startStoppable(t, cfgD)
 	waitFor(t, "the device offline at the erasure to erase on its return", gone(D))
 	if res, err := A.Find(api.FindRequest{Query: canary}); err != nil || len(res.Hits) != 0 {
@@ -217,6 +275,16 @@ func TestEraseRecordCanary(t *testing.T) {
 	}
 	for _, x := range append([]*runningAgent{A, B, D, P}, R) {
 		checkChains(t, x.Agent, space, certs)
+		for _, r := range sharedRefs {
+			if ok, _ := x.hasChunk(space, r); !ok {
+				t.Fatalf("%s lost a chunk p3 still names", x.cert.Role)
+			}
+		}
+		for _, r := range photoRefs {
+			if ok, _ := x.hasChunk(space, r); ok {
+				t.Fatalf("%s still holds a chunk of the erased photo", x.cert.Role)
+			}
+		}
 	}
 	for _, x := range []*runningAgent{A, B, D, P} {
 		for id, fields := range want {
@@ -226,7 +294,7 @@ func TestEraseRecordCanary(t *testing.T) {
 					return false
 				}
 				for f, v := range fields {
-					if r.Fields[f].Value != v || r.Fields[f].Conflict {
+					if v == "" && r.Fields[f].Attachment == nil || v != "" && r.Fields[f].Value != v || r.Fields[f].Conflict {
 						return false
 					}
 				}
@@ -315,7 +383,7 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 	a.withRead(func() error {
 		s := a.spaces[id]
 		nonce, key = s.meta.Nonce, s.current
-		refs, _, err = a.recordSegments(s, "p1")
+		refs, _, _, err = a.recordSegments(s, "p1")
 		return err
 	})
 	if len(refs) != 1 {
@@ -323,7 +391,7 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 	}
 	owner := omn.b.Public().Fingerprint()
 	marker := func(by *Agent) []byte {
-		e, err := crypto.NewRecordErasure(by.id, id, nonce, owner, key, "p1", refs, time.Now())
+		e, err := crypto.NewRecordErasure(by.id, id, nonce, owner, key, "p1", refs, nil, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -280,8 +280,11 @@ func FuzzSegments(f *testing.F) {
 func FuzzParseRecordErasure(f *testing.F) {
 	w := fuzzWorld(f)
 	e := must(NewRecordErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), w.key, "r",
-		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}, {Author: w.bob.ID(), Seq: 3, Index: 2}}, t0))
+		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}, {Author: w.bob.ID(), Seq: 3, Index: 2}}, nil, t0))
 	f.Add(e.Marshal())
+	e2 := must(NewRecordErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), w.key, "r",
+		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}}, []ChunkRef{{1}, {2}}, t0))
+	f.Add(e2.Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParseRecordErasure(data)
 		if err != nil {

@@ -22,7 +22,7 @@ var ctxRecordErasure = &ed25519.Options{Context: "fieldsync/record-erasure/v1"}
 const MaxErasedSegments = 1 << 16
 
 // maxRecordErasure is the largest record-erase marker.
-const maxRecordErasure = recordErasureHead + segRefSize*MaxErasedSegments + SignatureSize
+const maxRecordErasure = recordErasureHead + segRefSize*MaxErasedSegments + 4 + 32*MaxErasedSegments + SignatureSize
 
 // segRefSize is one SegmentRef's size: author (16), seq (8), index (2).
 const segRefSize = 16 + 8 + 2
@@ -65,7 +65,8 @@ func (r SegmentRef) compare(o SegmentRef) int {
 // Binary: "FSRE" | 1 | space (16) | nonce (16) | owner fingerprint (u8 26 +
 // ID text) | tag epoch (16) | tag (32) | author device (16) | issued at (i64
 // Unix seconds) | u32 n (1 … 65536) | n × (author (16) | seq (u64) | segment
-// index (u16)), strictly ascending | signature (64, Ed25519ctx
+// index (u16)), strictly ascending | u32 m (0 … 65536) | m × chunk ref (32),
+// strictly ascending | signature (64, Ed25519ctx
 // "fieldsync/record-erasure/v1" over the bytes before it).
 type RecordErasure struct {
 	Space    SpaceID
@@ -76,6 +77,10 @@ type RecordErasure struct {
 	Author   DeviceID
 	IssuedAt time.Time
 	Segments []SegmentRef // sorted, unique
+	// Chunks are the attachment chunks only this record's manifests name
+	// (the eraser checked the space's other records): every replica drops
+	// them and takes them from no peer again. Sorted, unique; may be empty.
+	Chunks []ChunkRef
 
 	sig []byte
 }
@@ -111,6 +116,10 @@ func (e *RecordErasure) encode() []byte {
 		b = format.AppendU64(b, r.Seq)
 		b = append(b, byte(r.Index>>8), byte(r.Index))
 	}
+	b = format.AppendU32(b, uint32(len(e.Chunks)))
+	for _, c := range e.Chunks {
+		b = append(b, c[:]...)
+	}
 	return b
 }
 
@@ -137,12 +146,20 @@ func (e *RecordErasure) check() error {
 			return invalid("record-erase marker", "seq 0")
 		}
 	}
+	if len(e.Chunks) > MaxErasedSegments {
+		return invalid("record-erase marker", "more than 65536 chunks")
+	}
+	for i := 1; i < len(e.Chunks); i++ {
+		if bytes.Compare(e.Chunks[i-1][:], e.Chunks[i][:]) >= 0 {
+			return invalid("record-erase marker", "chunks not sorted and unique")
+		}
+	}
 	return nil
 }
 
 // NewRecordErasure signs a record-erase marker by id at time at. The record
 // is named by RecordTag(tagKey, record); segs are sorted here.
-func NewRecordErasure(id *Identity, space SpaceID, nonce [16]byte, owner string, tagKey *SpaceKey, record string, segs []SegmentRef, at time.Time) (*RecordErasure, error) {
+func NewRecordErasure(id *Identity, space SpaceID, nonce [16]byte, owner string, tagKey *SpaceKey, record string, segs []SegmentRef, chunks []ChunkRef, at time.Time) (*RecordErasure, error) {
 	if !tagKey.usable() {
 		return nil, fmt.Errorf("record-erase marker: %w", ErrNoKey)
 	}
@@ -150,6 +167,9 @@ func NewRecordErasure(id *Identity, space SpaceID, nonce [16]byte, owner string,
 		Author: id.ID(), IssuedAt: time.Unix(at.Unix(), 0).UTC(), Segments: slices.Clone(segs)}
 	slices.SortFunc(e.Segments, SegmentRef.compare)
 	e.Segments = slices.Compact(e.Segments)
+	e.Chunks = slices.Clone(chunks)
+	slices.SortFunc(e.Chunks, func(x, y ChunkRef) int { return bytes.Compare(x[:], y[:]) })
+	e.Chunks = slices.Compact(e.Chunks)
 	if err := e.check(); err != nil {
 		return nil, err
 	}
@@ -185,7 +205,7 @@ func ParseRecordErasure(data []byte) (*RecordErasure, error) {
 	rd.CopyTo(e.Author[:])
 	e.IssuedAt = readTime(rd)
 	n := int(rd.U32())
-	if rd.Err() == nil && (n == 0 || n > MaxErasedSegments || n*segRefSize+SignatureSize != rd.Len()) {
+	if rd.Err() == nil && (n == 0 || n > MaxErasedSegments || n*segRefSize+4+SignatureSize > rd.Len()) {
 		return nil, invalid("record-erase marker", "segment count does not match the length")
 	}
 	for i := 0; i < n && rd.Err() == nil; i++ {
@@ -194,6 +214,15 @@ func ParseRecordErasure(data []byte) (*RecordErasure, error) {
 		r.Seq = rd.U64()
 		r.Index = rd.U16()
 		e.Segments = append(e.Segments, r)
+	}
+	m := int(rd.U32())
+	if rd.Err() == nil && (m > MaxErasedSegments || m*32+SignatureSize != rd.Len()) {
+		return nil, invalid("record-erase marker", "chunk count does not match the length")
+	}
+	for i := 0; i < m && rd.Err() == nil; i++ {
+		var c ChunkRef
+		rd.CopyTo(c[:])
+		e.Chunks = append(e.Chunks, c)
 	}
 	e.sig = bytes.Clone(rd.Bytes(SignatureSize))
 	if err := rd.Done(); err != nil {

@@ -233,9 +233,12 @@ func TestRecordErasure(t *testing.T) {
 	w := newWorld(t)
 	owner := w.bureau.Public().Fingerprint()
 	refs := []SegmentRef{{Author: w.alice.ID(), Seq: 5, Index: 1}, {Author: w.alice.ID(), Seq: 2, Index: 0}, {Author: w.alice.ID(), Seq: 5, Index: 1}}
-	e, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "CANARY-record", refs, t0)
+	e, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "CANARY-record", refs, []ChunkRef{{9}, {3}, {9}}, t0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(e.Chunks) != 2 || e.Chunks[0] != (ChunkRef{3}) {
+		t.Fatalf("chunks not sorted and unique: %v", e.Chunks)
 	}
 	if len(e.Segments) != 2 || e.Segments[0].Seq != 2 {
 		t.Fatalf("segments not sorted and unique: %+v", e.Segments)
@@ -261,7 +264,7 @@ func TestRecordErasure(t *testing.T) {
 		t.Fatalf("other device: %v", err)
 	}
 	bad := bytes.Clone(b)
-	bad[len(bad)-70] ^= 1 // a segment index
+	bad[len(bad)-64-4-64-1] ^= 1 // the last segment index
 	if p, err := ParseRecordErasure(bad); err == nil && p.Verify(w.alice.Public()) == nil {
 		t.Fatal("altered marker verifies")
 	}
@@ -276,10 +279,10 @@ func TestRecordErasure(t *testing.T) {
 	if RecordTag(other, "CANARY-record") == p.Tag {
 		t.Fatal("the tag does not depend on the key")
 	}
-	if _, err := NewRecordErasure(w.alice, SpaceID{1}, w.nonce, owner, w.key, "r", refs, t0); !errors.Is(err, ErrInvalid) {
+	if _, err := NewRecordErasure(w.alice, SpaceID{1}, w.nonce, owner, w.key, "r", refs, nil, t0); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("space not bound: %v", err)
 	}
-	if _, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "r", nil, t0); !errors.Is(err, ErrInvalid) {
+	if _, err := NewRecordErasure(w.alice, w.space, w.nonce, owner, w.key, "r", nil, nil, t0); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no segment: %v", err)
 	}
 }

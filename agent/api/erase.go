@@ -65,6 +65,7 @@ type RecordErased struct {
 	ErasedAt  string `json:"erased_at"` // RFC 3339
 	Segments  int    `json:"segments"`
 	Envelopes int    `json:"envelopes"`
+	Chunks    int    `json:"chunks"` // attachment chunks only this record named, dropped
 	Reason    string `json:"reason"`
 }
 

@@ -465,3 +465,56 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 		t.Fatalf("erase of a record never written: %v", err)
 	}
 }
+
+// TestEraseRecordTravelsByBundle: an air-gapped officer that got the record
+// by bundle gets its erasure by bundle too (item 8), keeps the other record
+// of the same change, and the old bundle does not bring the record back.
+func TestEraseRecordTravelsByBundle(t *testing.T) {
+	const canary = "CANARYrecbundle16"
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	cfgE := newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
+	e := openTestAgent(t, cfgE)
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	bundleCarry(t, dir, e, a) // A learns E
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	combinedChange(t, a, id, [2]string{"p1", canary}, [2]string{"p2", "stays"})
+	combinedChange(t, a, id, [2]string{"p2", "stays, edited"}, [2]string{"p1", canary + " again"})
+	old := filepath.Join(dir, "old.fsb")
+	if _, err := a.ExportBundle(context.Background(), api.BundleExportRequest{Out: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.ImportBundle(context.Background(), api.BundleImportRequest{File: old}, nil); err != nil || res.Added == 0 {
+		t.Fatalf("first bundle: %+v %v", res, err)
+	}
+	needles := recordNeedles(t, e, id, "p1", canary)
+	if _, err := a.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "p1", Reason: "retention ended"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := bundleCarry(t, dir, a, e); res.Erasures != 1 {
+		t.Fatalf("the bundle after the erasure: %+v", res)
+	}
+	if _, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("p1 on E after the bundle: %v", err)
+	}
+	if _, err := e.ImportBundle(context.Background(), api.BundleImportRequest{File: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the old bundle brought p1 back: %v", err)
+	}
+	if r, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p2"}); err != nil || r.Fields["f"].Value != "stays, edited" {
+		t.Fatalf("p2 on E: %+v %v", r, err)
+	}
+	e.Close()
+	for _, h := range recordHits(t, cfgE, id, needles) {
+		t.Errorf("left on E: %s", h)
+	}
+}

@@ -89,6 +89,8 @@ const (
 	ItemErasure     ItemType = 7    // an erase marker (Erasure), a space's tombstone
 	ItemRecErasure  ItemType = 8    // a record-erase marker (RecordErasure)
 	itemEnd         ItemType = 0xFF // the end item and signature
+
+	numItemTypes = int(ItemRecErasure) + 1 // sizes per-type counters: maxItem allows no type at or above it
 )
 
 func (t ItemType) String() string {
@@ -359,8 +361,8 @@ type BundleReader struct {
 	err    error
 	limits BundleLimits
 	// per item type: items and payload bytes read so far
-	nItems [8]int
-	nBytes [8]int64
+	nItems [numItemTypes]int
+	nBytes [numItemTypes]int64
 }
 
 // SetLimits replaces the reader's limits (DefaultBundleLimits at first).

@@ -60,6 +60,10 @@ type recTombstone struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// crashAfterStaging, set by a test only, stops a record erasure right
+// after the marker and the cut envelopes are committed, as a crash would.
+var crashAfterStaging func() error
+
 // envRef names one envelope.
 type envRef struct {
 	space  crypto.SpaceID
@@ -413,6 +417,9 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		}
 		if err := a.db.kv.CommitGroups([][]kvEntry{entries})[0]; err != nil {
 			return err
+		}
+		if crashAfterStaging != nil {
+			return crashAfterStaging()
 		}
 		chunks, err := a.dropChunks(e.Space, e.Chunks)
 		if err != nil {

@@ -518,3 +518,43 @@ func TestEraseRecordTravelsByBundle(t *testing.T) {
 		t.Errorf("left on E: %s", h)
 	}
 }
+
+// TestEraseRecordFinishedAtStart: a crash right after the marker and the
+// cut envelopes are committed (before any drop) leaves the canary on disk;
+// the next start finishes the erasure, and nothing of it is left.
+func TestEraseRecordFinishedAtStart(t *testing.T) {
+	const canary = "CANARYreccrash16"
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	combinedChange(t, a, id, [2]string{"p1", canary}, [2]string{"p2", "stays"})
+	combinedChange(t, a, id, [2]string{"p2", "stays, edited"}, [2]string{"p1", canary + " again"})
+	needles := recordNeedles(t, a, id, "p1", canary)
+	crash := errors.New("crash")
+	crashAfterStaging = func() error { return crash }
+	_, err = a.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "p1", Reason: "test"})
+	crashAfterStaging = nil
+	if !errors.Is(err, crash) {
+		t.Fatalf("erase with a crash: %v", err)
+	}
+	a.Close()
+	if hits := recordHits(t, cfg, id, needles); len(hits) == 0 {
+		t.Fatal("after the crash the canary is already gone: the test proves nothing")
+	}
+	a = openTestAgent(t, cfg)
+	if _, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("p1 after the restart: %v", err)
+	}
+	if r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "p2"}); err != nil || r.Fields["f"].Value != "stays, edited" {
+		t.Fatalf("p2 after the restart: %+v %v", r, err)
+	}
+	a.Close()
+	for _, h := range recordHits(t, cfg, id, needles) {
+		t.Errorf("after the restart: %s", h)
+	}
+}

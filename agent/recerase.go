@@ -78,7 +78,13 @@ type recErasures struct {
 	loaded bool
 	refs   map[envRef][]int
 	chunks map[chunkID]bool
-	blobs  map[[32]byte][]byte
+	blobs  map[[32]byte]markerBlob
+}
+
+// markerBlob is a record-erase marker held, with its space.
+type markerBlob struct {
+	space crypto.SpaceID
+	blob  []byte
 }
 
 func init() {
@@ -94,7 +100,7 @@ func (a *Agent) recErasedLocked() *recErasures {
 	if x.loaded {
 		return x
 	}
-	x.refs, x.chunks, x.blobs = map[envRef][]int{}, map[chunkID]bool{}, map[[32]byte][]byte{}
+	x.refs, x.chunks, x.blobs = map[envRef][]int{}, map[chunkID]bool{}, map[[32]byte]markerBlob{}
 	a.db.scan([]byte{pfxRecErasure}, func(k, v []byte) error {
 		var ts recTombstone
 		if json.Unmarshal(v, &ts) != nil {
@@ -110,7 +116,7 @@ func (a *Agent) recErasedLocked() *recErasures {
 }
 
 func (x *recErasures) add(e *crypto.RecordErasure) {
-	x.blobs[e.ID()] = e.Marshal()
+	x.blobs[e.ID()] = markerBlob{e.Space, e.Marshal()}
 	for _, c := range e.Chunks {
 		x.chunks[chunkID{e.Space, c}] = true
 	}
@@ -130,14 +136,18 @@ func (a *Agent) erasedSegments(space crypto.SpaceID, author crypto.DeviceID, seq
 	return slices.Clone(a.recErasedLocked().refs[envRef{space, author, seq}])
 }
 
-// recordErasureBlobs are the record-erase markers to pass on.
+// recordErasureBlobs are the record-erase markers to pass on (not those of
+// a space erased since: its own marker says more).
 func (a *Agent) recordErasureBlobs() [][]byte {
+	erased := a.trustNow().erased
 	a.recErMu.Lock()
 	defer a.recErMu.Unlock()
 	x := a.recErasedLocked()
 	out := make([][]byte, 0, len(x.blobs))
 	for _, b := range x.blobs {
-		out = append(out, b)
+		if erased[b.space] == nil {
+			out = append(out, b.blob)
+		}
 	}
 	slices.SortFunc(out, bytes.Compare)
 	return out

@@ -142,3 +142,27 @@ func TestGroupOpsByRecord(t *testing.T) {
 		t.Fatalf("grouped %q", s)
 	}
 }
+
+// FuzzJoinSegments: no segment plaintexts make joining panic, and what
+// joins is a valid change of the header's author and seq.
+func FuzzJoinSegments(f *testing.F) {
+	ch := &crdt.Change{Author: crdt.ReplicaID{1}, Seq: 3, HLC: crdt.Timestamp{Wall: 5}, Ops: []crdt.Op{
+		crdt.NewPut("a", "x", []byte("1")), crdt.NewPut("a", "y", []byte("2")), crdt.NewPut("b", "x", []byte("3"))}}
+	segs, err := changeSegments(ch)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(segs[0], segs[1], false)
+	f.Add(segs[1], segs[0], true)
+	h := crypto.Header{Author: crypto.DeviceID{1}, Seq: 3, HLC: ch.HLC.Pack()}
+	f.Fuzz(func(t *testing.T, s0, s1 []byte, erase bool) {
+		in := []crypto.Segment{{Plain: s0}, {Plain: s1}, {Erased: erase}}
+		oc, err := joinSegments(h, in)
+		if err != nil {
+			return
+		}
+		if oc.ch.Author != ch.Author || oc.ch.Seq != 3 || oc.ch.Validate() != nil {
+			t.Fatalf("joined an invalid change: %+v", oc.ch)
+		}
+	})
+}

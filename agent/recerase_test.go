@@ -558,3 +558,37 @@ func TestEraseRecordFinishedAtStart(t *testing.T) {
 		t.Errorf("after the restart: %s", h)
 	}
 }
+
+// TestEraseRecordVersion1: a change written as a version 1 envelope (by a
+// build before segmented changes) is still verified and applied, and a
+// record it touches cannot be erased alone: refused, naming the way out.
+func TestEraseRecordVersion1(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	transfer(t, b, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, b)
+	old := forge(t, a, id, "written by an older build") // record r1, version 1
+	if h, _ := crypto.ParseHeader(old); h.Version != 1 {
+		t.Fatal("forge no longer writes version 1")
+	}
+	if added, err := b.Ingest(old); err != nil || !added {
+		t.Fatalf("version 1 change: %v %v", added, err)
+	}
+	if r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r1"}); err != nil || r.Fields["f"].Value != "written by an older build" {
+		t.Fatalf("r1 from a version 1 change: %+v %v", r, err)
+	}
+	bundlePut(t, b, sp.ID, "r1", "g", "new") // a version 2 change of r1 too
+	_, err = b.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "r1", Reason: "test"})
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "space erase") {
+		t.Fatalf("erase of a record with a version 1 change: %v", err)
+	}
+}

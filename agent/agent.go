@@ -33,6 +33,9 @@ var Version = "dev"
 type Agent struct {
 	attachSt attachState // on-demand attachment wants (attach.go)
 
+	recErMu sync.Mutex  // guards recEr
+	recEr   recErasures // record-erase markers held, by envelope (recerase.go)
+
 	cfg   Config
 	log   *slog.Logger
 	ks    *crypto.Keystore

@@ -237,20 +237,19 @@ func (j historyJudge) entry(k, sealed []byte) (api.HistoryEntry, bool) {
 		e.Signature, e.Error = "invalid", "author's certificate is unknown"
 		return e, true
 	}
-	_, body, err := crypto.Open(env, cert.Device, keys)
-	switch {
-	case errors.Is(err, crypto.ErrNoKey):
-		return e, false
-	case errors.Is(err, crypto.ErrSignature):
+	if _, _, err := crypto.Verify(env, cert.Device); err != nil {
 		e.Signature, e.Error = "invalid", err.Error()
 		return e, true
-	case err != nil:
-		// Validly signed, but its body does not open under its epoch
-		// key: a no-op everywhere, naming no record we can tell.
+	}
+	oc, err := openChange(env, keys) // either envelope version (segments.go)
+	if err != nil || oc.ch == nil {
+		// No key; or validly signed, but its body does not open under its
+		// epoch key (a no-op everywhere, naming no record we can tell), or
+		// is an agent body (no record).
 		return e, false
 	}
-	ch, err := crdt.UnmarshalChange(body)
-	if err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
+	ch := oc.ch
+	if ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC {
 		// Validly signed; does not decode (or waits for a newer
 		// build), or does not match its header: it changed nothing
 		// and names no record we can trust.

@@ -481,6 +481,9 @@ func (s syncAdapter) PutChunk(from fsync.PeerID, space fsync.SpaceID, ref fsync.
 		return false, fsync.Reject("chunk", errors.New("chunk bytes do not match their ref"))
 	}
 	sid, cref := crypto.SpaceID(space), crypto.ChunkRef(ref)
+	if a.erasedChunk(sid, cref) { // of an erased record (recerase.go)
+		return false, fsync.Reject(RejectErased, errors.New("chunk of an erased record"))
+	}
 	if held, err := a.hasChunk(sid, cref); err != nil || held {
 		return false, err
 	}

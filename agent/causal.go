@@ -343,16 +343,19 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 		}
 		return marker(keyWaitMarker(h.Epoch))
 	}
-	_, body, err := crypto.OpenVerified(env, sp)
-	if err != nil {
-		a.noopEnvelope(sp, h, RejectUndecoded, fmt.Errorf("does not open under its epoch key: %w", err))
-		return entries, false, nil
+	oc, err := openChange(env, sp) // either envelope version (segments.go)
+	var ch *crdt.Change
+	if err == nil {
+		if oc.agent != nil { // a receipt or a receipt policy (receipts.go)
+			return a.applyAgentBody(sp, h, oc.agent, entries)
+		}
+		ch = oc.ch
 	}
-	if len(body) > 0 && body[0] >= agentBodyMin { // a receipt or a receipt policy (receipts.go)
-		return a.applyAgentBody(sp, h, body, entries)
-	}
-	ch, err := crdt.UnmarshalChange(body)
+	var eo errOpen
 	switch {
+	case errors.As(err, &eo):
+		a.noopEnvelope(sp, h, RejectUndecoded, err)
+		return entries, false, nil
 	case errors.Is(err, crdt.ErrUnknownVersion):
 		// A newer format: kept, applied after an upgrade (docs/design.md §5).
 		return marker([]byte{waitUpgrade})

@@ -48,7 +48,7 @@ func tombstoneKey(space crypto.SpaceID) []byte { return append([]byte{pfxTombsto
 // followed by the space ID (docs/storage.md). A new per-space key space
 // must be added here; the erasure test fails on any key left that names the
 // space.
-var spacePrefixes = []byte{pfxEnvelope, pfxRecord, pfxContext, pfxHead, pfxSpace, pfxEpoch, pfxProfile, pfxFork, pfxShared, pfxPending, pfxReceipt, pfxOwed, pfxChunk}
+var spacePrefixes = []byte{pfxEnvelope, pfxRecord, pfxContext, pfxHead, pfxSpace, pfxEpoch, pfxProfile, pfxFork, pfxShared, pfxPending, pfxReceipt, pfxOwed, pfxChunk, pfxRecErasure, pfxRecStaged}
 
 // tombstone is what the T key holds.
 type tombstone struct {
@@ -163,6 +163,9 @@ func (a *Agent) EraseSpace(req api.SpaceEraseRequest) (api.Erased, error) {
 // author's certificate must be held (one that arrives before it is refused
 // and comes again with the next round: certificates travel first).
 func (a *Agent) AddErasure(blob []byte) (bool, error) {
+	if crypto.IsRecordErasure(blob) { // one record's marker travels the same ways (recerase.go)
+		return a.AddRecordErasure(blob)
+	}
 	e, err := a.checkErasure(blob)
 	if err != nil {
 		return false, &erasureRefused{err}
@@ -350,6 +353,9 @@ func (a *Agent) collectValueLog() {
 // the value log is collected once after the restart that follows an
 // erasure. Called by open, before serving.
 func (a *Agent) purgeAtStart() error {
+	if err := a.purgeRecordsAtStart(); err != nil { // recerase.go
+		return err
+	}
 	for id, e := range a.trustNow().erased {
 		var done bool
 		a.withRead(func() error { done = a.purged(id); return nil })
@@ -384,7 +390,8 @@ func (a *Agent) forgetSpaceStats(space crypto.SpaceID) {
 	delete(a.peerHeld, space)
 }
 
-// erasureBlobs are the tombstones to pass on (mesh objects, bundles).
+// erasureBlobs are the tombstones to pass on (mesh objects, bundles):
+// spaces' erase markers, then records' (recerase.go).
 func (a *Agent) erasureBlobs() [][]byte {
 	tt := a.trustNow()
 	out := make([][]byte, 0, len(tt.erased))
@@ -392,7 +399,7 @@ func (a *Agent) erasureBlobs() [][]byte {
 		out = append(out, e.Marshal())
 	}
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
-	return out
+	return append(out, a.recordErasureBlobs()...) // records' markers: recerase.go
 }
 
 // Erased lists the tombstones held here (api.PathSpaceErased), by space.

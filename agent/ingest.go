@@ -139,6 +139,8 @@ func (a *Agent) verifyEnvelope(env []byte) (crypto.Header, *crypto.Certificate, 
 
 // ingestVerified stores and applies an envelope that verifyEnvelope passed.
 func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certificate, durable bool) (added bool, err error) {
+	// Segments of erased records never reach the store (recerase.go).
+	env = a.eraseOnIngest(h, env)
 	if f := a.frozenAt(h.Space, h.Author); f != 0 && h.Seq >= f {
 		return false, a.reject(RejectFrozen, fmt.Errorf("device %s is frozen in space %s from seq %d (forked)", h.Author, h.Space, f))
 	}

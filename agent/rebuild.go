@@ -94,21 +94,27 @@ func (a *Agent) replayChangesSkipping(sp *spaceState, skip func(crypto.Header) b
 		if cert == nil {
 			return nil
 		}
-		_, body, err := crypto.Open(env, cert.Device, sp)
-		if errors.Is(err, crypto.ErrSignature) {
+		if _, _, err := crypto.Verify(env, cert.Device); err != nil {
 			a.countCorrupt(k)
 			return nil
 		}
-		if err != nil {
-			noop(h)
-			return nil
-		}
-		ch, err := crdt.UnmarshalChange(body)
+		oc, err := openChange(env, sp) // either envelope version (segments.go)
+		var ch *crdt.Change
+		var eo errOpen
 		switch {
-		case errors.Is(err, crdt.ErrUnknownVersion):
-			if knownAgentBody(body) { // a receipt or policy: seen, no ops (receipts.go)
+		case err == nil && oc.agent != nil:
+			if knownAgentBody(oc.agent) { // a receipt or policy: seen, no ops (receipts.go)
 				noop(h)
 			}
+			return nil // waits for an upgrade
+		case err == nil:
+			ch = oc.ch
+		}
+		switch {
+		case errors.As(err, &eo):
+			noop(h)
+			return nil
+		case errors.Is(err, crdt.ErrUnknownVersion):
 			return nil // waits for an upgrade
 		case err != nil || ch.Author != crdt.ReplicaID(h.Author) || ch.Seq != h.Seq || ch.HLC.Pack() != h.HLC:
 			noop(h)

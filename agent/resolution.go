@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"slices"
+
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
@@ -19,15 +21,22 @@ func (a *Agent) resolutionOf(sp *spaceState, dot crdt.Dot) *api.Resolution {
 	if cert == nil {
 		return nil
 	}
-	_, body, err := crypto.Open(env, cert.Device, sp)
-	if err != nil {
+	if _, _, err := crypto.Verify(env, cert.Device); err != nil {
 		return nil
 	}
-	ch, err := crdt.UnmarshalChange(body)
-	if err != nil || int(dot.Op) >= len(ch.Ops) {
+	oc, err := openChange(env, sp) // either envelope version (segments.go)
+	if err != nil || oc.ch == nil {
 		return nil
 	}
-	op := ch.Ops[dot.Op]
+	ch := oc.ch
+	i := int(dot.Op)
+	if ch.OpIndex != nil { // some segments erased: find the op by its index
+		i = slices.Index(ch.OpIndex, dot.Op)
+	}
+	if i < 0 || i >= len(ch.Ops) {
+		return nil
+	}
+	op := ch.Ops[i]
 	if op.Kind != crdt.OpResolve {
 		return nil
 	}

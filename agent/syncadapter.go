@@ -174,6 +174,9 @@ func (s syncAdapter) IngestBatch(from fsync.PeerID, envs []fsync.Envelope) []fsy
 	items := make([]verified, len(envs))
 	for i, env := range envs {
 		items[i] = verified{env: env.Data, h: pre[i].h, cert: pre[i].cert, err: pre[i].err}
+		if pre[i].err == nil {
+			items[i].env = a.eraseOnIngest(pre[i].h, env.Data) // recerase.go
+		}
 	}
 	for i := 0; i < len(envs); i++ {
 		// The plain case, runs of changes next in their logs, goes in one
@@ -353,7 +356,7 @@ func (s syncAdapter) IngestMeshObject(from fsync.Peer, obj []byte) (bool, error)
 		}
 		return added, nil
 	}
-	if crypto.IsErasure(obj) {
+	if crypto.IsErasure(obj) || crypto.IsRecordErasure(obj) {
 		added, err := s.a.AddErasure(obj)
 		var refused *erasureRefused
 		if errors.As(err, &refused) {

@@ -92,6 +92,15 @@ func (a *Agent) loadRecord(sp *spaceState, id crdt.RecordID) (*crdt.Record, erro
 // the space and returns the store entries for it (envelope and head). The
 // in-memory head moves on at once; a failed commit reloads it. stateMu held.
 func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, key *crypto.SpaceKey, hlc crdt.Timestamp) ([]kvEntry, error) {
+	return a.appendSealed(sp, kind, hlc, func(h crypto.Header) ([]byte, error) {
+		return crypto.Seal(h, body, key, a.id, rand.Reader)
+	})
+}
+
+// appendSealed is appendEnvelope with the sealing given: seal gets the
+// header (seq and prev filled in). Changes are sealed in segments
+// (segments.go). stateMu held.
+func (a *Agent) appendSealed(sp *spaceState, kind crypto.Kind, hlc crdt.Timestamp, seal func(crypto.Header) ([]byte, error)) ([]kvEntry, error) {
 	h0 := sp.heads[a.dev]
 	h := crypto.Header{
 		Kind:   kind,
@@ -101,7 +110,7 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 		HLC:    hlc.Pack(),
 		Prev:   h0.Hash,
 	}
-	env, err := crypto.Seal(h, body, key, a.id, rand.Reader)
+	env, err := seal(h)
 	if err != nil {
 		return nil, fmt.Errorf("seal envelope: %w", err)
 	}
@@ -232,6 +241,8 @@ func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder, handed func())
 			return err
 		}
 		t.put(prof...)
+		// One segment per record (segments.go): each record's ops together.
+		ops = groupOpsByRecord(ops)
 		ch = &crdt.Change{Author: crdt.ReplicaID(a.dev), Seq: sp.heads[a.dev].Seq + 1, HLC: a.clock.Now(a.physMillis()), Ops: ops, Deps: deps}
 		body, err := ch.MarshalBinary()
 		if err != nil {
@@ -244,7 +255,7 @@ func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder, handed func())
 		if err != nil {
 			return fmt.Errorf("apply own change: %w", err)
 		}
-		envEntries, err := a.appendEnvelope(sp, crypto.KindChange, body, sp.current, ch.HLC)
+		envEntries, err := a.sealChange(sp, ch, sp.current)
 		if err != nil {
 			return err
 		}

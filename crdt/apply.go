@@ -32,7 +32,7 @@ func applyValid(ctx *Context, rec func(RecordID, int) *Record, ch *Change) bool 
 				r.regs = make([]regEntry, 0, k)
 			}
 		}
-		d := Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(i)}
+		d := ch.opDot(i)
 		// A partial dot for this op in this record means a change already
 		// applied overwrote it: the op arrives dead.
 		dead := ctx.hasPartial(d, o.Record)

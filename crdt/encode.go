@@ -128,14 +128,14 @@ func opHasValue(k OpKind) bool { return opHasField(k) || k == OpNoteAdd }
 // is deterministic: equal changes give equal bytes. An invalid change is an
 // error.
 func (c *Change) MarshalBinary() ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c.appendBinary(nil)
+	return c.AppendBinary(nil)
 }
 
 // AppendBinary appends the encoding of MarshalBinary to b.
 func (c *Change) AppendBinary(b []byte) ([]byte, error) {
+	if c.OpIndex != nil {
+		return nil, invalid("a change with op indexes (part of a change) has no encoding")
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

@@ -69,6 +69,22 @@ type Change struct {
 	// it holds the same (docs/crdt.md, "Causal dependencies"). Sorted by
 	// replica, unique; each replica must appear among the seen dots.
 	Deps []Dep
+	// OpIndex, if set, gives each op its index in the change as written:
+	// op i has the dot (Author, Seq, OpIndex[i]). It is set when a change is
+	// applied without some of its ops — a record erased from the change's
+	// envelope (docs/design.md §6, "Erasing one record") — so that the ops
+	// left keep the dots every other replica gave them. Strictly increasing;
+	// nil means op i is index i. A change with OpIndex has no encoding of
+	// its own (MarshalBinary refuses it).
+	OpIndex []uint32
+}
+
+// opDot returns the dot of op i.
+func (c *Change) opDot(i int) Dot {
+	if c.OpIndex != nil {
+		return Dot{Replica: c.Author, Seq: c.Seq, Op: c.OpIndex[i]}
+	}
+	return Dot{Replica: c.Author, Seq: c.Seq, Op: uint32(i)}
 }
 
 // Dep is one entry of a change's causal context: the author held replica
@@ -136,6 +152,19 @@ func (c *Change) Validate() error {
 	}
 	if len(c.Ops) > MaxOpsPerChange {
 		return invalid("%d ops > %d", len(c.Ops), MaxOpsPerChange)
+	}
+	if c.OpIndex != nil {
+		if len(c.OpIndex) != len(c.Ops) {
+			return invalid("%d op indexes for %d ops", len(c.OpIndex), len(c.Ops))
+		}
+		for i := 1; i < len(c.OpIndex); i++ {
+			if c.OpIndex[i] <= c.OpIndex[i-1] {
+				return invalid("op indexes not increasing")
+			}
+		}
+		if len(c.OpIndex) > 0 && c.OpIndex[len(c.OpIndex)-1] >= MaxOpsPerChange {
+			return invalid("op index above %d", MaxOpsPerChange)
+		}
 	}
 	var prevRec RecordID
 	var prevField string

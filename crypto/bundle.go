@@ -87,7 +87,10 @@ const (
 	ItemEnvelope    ItemType = 5    // a signed envelope
 	ItemVector      ItemType = 6    // want files: space (16) | count (u32) | count × (author (16) | seq (u64))
 	ItemErasure     ItemType = 7    // an erase marker (Erasure), a space's tombstone
+	ItemRecErasure  ItemType = 8    // a record-erase marker (RecordErasure)
 	itemEnd         ItemType = 0xFF // the end item and signature
+
+	numItemTypes = int(ItemRecErasure) + 1 // sizes per-type counters: maxItem allows no type at or above it
 )
 
 func (t ItemType) String() string {
@@ -106,6 +109,8 @@ func (t ItemType) String() string {
 		return "version vector"
 	case ItemErasure:
 		return "erase marker"
+	case ItemRecErasure:
+		return "record-erase marker"
 	case itemEnd:
 		return "end"
 	}
@@ -135,11 +140,12 @@ type BundleLimits struct {
 	RevocationBytes   int64
 	Evidence          int // fork evidence items
 	EvidenceBytes     int64
-	Erasures          int // erase marker items (each erasureSize bytes)
-	Envelopes         int // envelope items in the whole bundle
-	EnvelopesPerSpace int // envelopes of one space (checked by the importer)
-	Spaces            int // distinct spaces with envelopes (checked by the importer)
-	Authors           int // distinct (space, author) pairs (checked by the importer)
+	Erasures          int   // erase marker items (each erasureSize bytes), and record-erase marker items
+	RecErasureBytes   int64 // record-erase markers' payload bytes
+	Envelopes         int   // envelope items in the whole bundle
+	EnvelopesPerSpace int   // envelopes of one space (checked by the importer)
+	Spaces            int   // distinct spaces with envelopes (checked by the importer)
+	Authors           int   // distinct (space, author) pairs (checked by the importer)
 }
 
 // Default bundle limits (docs/bundle.md). They are far above what a device
@@ -153,6 +159,7 @@ const (
 	MaxBundleEvidence          = 1 << 10
 	MaxBundleEvidenceBytes     = 256 << 20
 	MaxBundleErasures          = 1 << 16
+	MaxBundleRecErasureBytes   = 64 << 20
 	MaxBundleEnvelopes         = 1 << 22
 	MaxBundleEnvelopesPerSpace = 1 << 21
 	MaxBundleSpaces            = 1 << 16
@@ -165,7 +172,7 @@ func DefaultBundleLimits() BundleLimits {
 		Certificates: MaxBundleCertificates, CertificateBytes: MaxBundleCertificateBytes,
 		Revocations: MaxBundleRevocations, RevocationBytes: MaxBundleRevocationBytes,
 		Evidence: MaxBundleEvidence, EvidenceBytes: MaxBundleEvidenceBytes,
-		Erasures:  MaxBundleErasures,
+		Erasures: MaxBundleErasures, RecErasureBytes: MaxBundleRecErasureBytes,
 		Envelopes: MaxBundleEnvelopes, EnvelopesPerSpace: MaxBundleEnvelopesPerSpace,
 		Spaces: MaxBundleSpaces, Authors: MaxBundleAuthors,
 	}
@@ -197,6 +204,8 @@ func (l *BundleLimits) limit(t ItemType) (count int, bytes int64, what string) {
 		return l.Envelopes, 0, "envelopes"
 	case ItemErasure:
 		return l.Erasures, 0, "erase markers"
+	case ItemRecErasure:
+		return l.Erasures, l.RecErasureBytes, "record-erase markers"
 	}
 	return 0, 0, ""
 }
@@ -226,6 +235,10 @@ func maxItem(k BundleKind, t ItemType) int {
 	case ItemErasure:
 		if k == BundleExport {
 			return erasureSize
+		}
+	case ItemRecErasure:
+		if k == BundleExport {
+			return maxRecordErasure
 		}
 	}
 	return 0
@@ -348,8 +361,8 @@ type BundleReader struct {
 	err    error
 	limits BundleLimits
 	// per item type: items and payload bytes read so far
-	nItems [8]int
-	nBytes [8]int64
+	nItems [numItemTypes]int
+	nBytes [numItemTypes]int64
 }
 
 // SetLimits replaces the reader's limits (DefaultBundleLimits at first).

@@ -365,7 +365,7 @@ func TestDomainSeparation(t *testing.T) {
 	if ed25519.Verify(pub, msg, sig) {
 		t.Fatal("message signature verifies as pure Ed25519")
 	}
-	ctxs := map[string]*ed25519.Options{"envelope": ctxEnvelope, "certificate": ctxCertificate,
+	ctxs := map[string]*ed25519.Options{"envelope": ctxEnvelope, "envelope v2": ctxEnvelopeV2, "record erasure": ctxRecordErasure, "certificate": ctxCertificate,
 		"request": ctxRequest, "revocation": ctxRevocation, "challenge": ctxChallenge, "message": ctxMessage}
 	for name, ctx := range ctxs {
 		s := signCtx(w.alice.sign, msg, ctx)

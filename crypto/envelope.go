@@ -43,9 +43,16 @@ func (k Kind) valid() bool { return k >= KindChange && k <= KindRouting }
 // sealed reports whether the kind's body is encrypted under the epoch key.
 func (k Kind) sealed() bool { return k == KindChange || k == KindProfile }
 
-// HeaderVersion is the envelope header format version that Seal writes and
-// Verify accepts.
+// HeaderVersion is the envelope header format version that Seal writes;
+// Verify accepts it and HeaderVersion2 (SealSegments, segments.go).
 const HeaderVersion = format.HeaderVersion
+
+// HeaderVersion2 is the segmented change envelope (SealSegments): its body
+// is a list of segments sealed one by one, and the signature covers a
+// commitment to them, so a segment can be erased (replaced by its hash)
+// without breaking the signature or the author's hash chain
+// (docs/crypto.md §2, "Envelope version 2").
+const HeaderVersion2 = format.HeaderVersion2
 
 // MaxEnvelopeSize bounds a whole envelope: a change is at most 32 MiB, plus
 // header, nonce, tag and signature.
@@ -119,6 +126,15 @@ func decodeHeader(b []byte) (Header, error) {
 	if h.BodyLen > MaxBodySize {
 		return h, malformed("envelope", ErrOversize, "body length")
 	}
+	if h.Version == HeaderVersion2 {
+		if h.Kind != KindChange {
+			return h, invalid("envelope header", "version 2 is for changes only")
+		}
+		if h.BodyLen < minSegmentedBody {
+			return h, invalid("envelope", "segmented body shorter than one segment")
+		}
+		return h, nil
+	}
 	if h.Kind.sealed() && h.BodyLen < sealOverhead {
 		return h, invalid("envelope", "sealed body shorter than nonce and tag")
 	}
@@ -141,6 +157,11 @@ func ParseHeader(env []byte) (Header, error) {
 		return h, truncated("envelope")
 	case len(env) > want:
 		return h, invalid("envelope", "trailing bytes")
+	}
+	if h.Version == HeaderVersion2 {
+		if _, err := parseSegments(env[HeaderSize:HeaderSize+int(h.BodyLen)], nil); err != nil {
+			return h, err
+		}
 	}
 	return h, nil
 }
@@ -289,6 +310,12 @@ func Verify(env []byte, author DevicePublic) (Header, []byte, error) {
 		return Header{}, nil, wrapf(ErrSignature, "envelope author is not the given device")
 	}
 	n := HeaderSize + int(h.BodyLen)
+	if h.Version == HeaderVersion2 {
+		if !verifyCtx(author.SignKey, signedV2(env), env[n:], ctxEnvelopeV2) {
+			return Header{}, nil, ErrSignature
+		}
+		return h, env[HeaderSize:n:n], nil
+	}
 	if !verifyCtx(author.SignKey, env[:n], env[n:], ctxEnvelope) {
 		return Header{}, nil, ErrSignature
 	}
@@ -341,6 +368,9 @@ func Open(env []byte, author DevicePublic, keys Keyring) (Header, []byte, error)
 	if err != nil || !h.Kind.sealed() {
 		return h, body, err
 	}
+	if h.Version == HeaderVersion2 {
+		return h, nil, errSegmented
+	}
 	return decrypt(env, h, body, keys)
 }
 
@@ -354,6 +384,9 @@ func OpenVerified(env []byte, keys Keyring) (Header, []byte, error) {
 	h, err := ParseHeader(env)
 	if err != nil {
 		return Header{}, nil, err
+	}
+	if h.Version == HeaderVersion2 {
+		return h, nil, errSegmented
 	}
 	n := HeaderSize + int(h.BodyLen)
 	body := env[HeaderSize:n:n]
@@ -385,7 +418,16 @@ func decrypt(env []byte, h Header, body []byte, keys Keyring) (Header, []byte, e
 // "fieldsync/envelope-id/v1\x00" || header || body, i.e. of everything the
 // signature covers (not of the signature, so the ID names the content). It is
 // meaningful for envelopes that parse; for shorter input it hashes all of it.
+//
+// For a version 2 envelope (segmented) it is the ID of docs/crypto.md §2
+// "Envelope version 2": a hash of the signed header and the segments'
+// commitment, the same before and after segments are erased.
 func Hash(env []byte) [32]byte {
+	if len(env) > 0 && env[0] == HeaderVersion2 {
+		if id, ok := hashV2(env); ok {
+			return id
+		}
+	}
 	signed := env
 	if len(env) >= envOverhead {
 		signed = env[:len(env)-SignatureSize]

@@ -236,3 +236,66 @@ func FuzzOpenValue(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSegments(f *testing.F) {
+	w := fuzzWorld(f)
+	env := w.sealSegs(f, 1, [32]byte{}, "record a", "record b", "c")
+	f.Add(env)
+	f.Add(must(EraseSegments(env, 1)))
+	f.Add(must(EraseSegments(env, 0, 1, 2)))
+	f.Add(w.seal(f, KindChange, 1, [32]byte{}, []byte("change")))
+	pub := w.alice.Public()
+	f.Fuzz(func(t *testing.T, env []byte) {
+		id := Hash(env)
+		infos, serr := Segments(env)
+		if serr != nil {
+			typedErr(t, serr)
+		}
+		_, _, verr := Verify(env, pub)
+		if verr != nil {
+			typedErr(t, verr)
+		}
+		h, segs, err := OpenSegments(env, w.keys)
+		if err != nil {
+			typedErr(t, err)
+		} else if h.Version == HeaderVersion2 && len(segs) != len(infos) {
+			t.Fatal("segment count")
+		}
+		if serr != nil {
+			return
+		}
+		er, err := EraseSegments(env, 0)
+		if err != nil {
+			t.Fatalf("erase of a parsed envelope: %v", err)
+		}
+		if Hash(er) != id {
+			t.Fatal("erasure changed the ID")
+		}
+		if _, _, err := Verify(er, pub); (err == nil) != (verr == nil) {
+			t.Fatalf("erasure changed verification: %v then %v", verr, err)
+		}
+	})
+}
+
+func FuzzParseRecordErasure(f *testing.F) {
+	w := fuzzWorld(f)
+	e := must(NewRecordErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), w.key, "r",
+		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}, {Author: w.bob.ID(), Seq: 3, Index: 2}}, nil, t0))
+	f.Add(e.Marshal())
+	e2 := must(NewRecordErasure(w.alice, w.space, w.nonce, w.bureau.Public().Fingerprint(), w.key, "r",
+		[]SegmentRef{{Author: w.alice.ID(), Seq: 1, Index: 0}}, []ChunkRef{{1}, {2}}, t0))
+	f.Add(e2.Marshal())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseRecordErasure(data)
+		if err != nil {
+			typedErr(t, err)
+			return
+		}
+		if !bytes.Equal(p.Marshal(), data) {
+			t.Fatal("does not re-encode")
+		}
+		if err := p.Verify(w.alice.Public()); err != nil {
+			typedErr(t, err)
+		}
+	})
+}

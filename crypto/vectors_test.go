@@ -200,6 +200,42 @@ var vectorChecks = map[string]func(t *testing.T, v *vector) error{
 		}
 		return nil
 	},
+	"segmented": func(t *testing.T, v *vector) error {
+		author := identityFromHex(t, v, "author")
+		k := must(SpaceKeyFromBytes(v.hex(t, "space-key")))
+		keys := mapKeyring{k.ID(): k}
+		if _, _, err := Verify(v.payload, author.Public()); err != nil {
+			return err
+		}
+		_, segs, err := OpenSegments(v.payload, keys)
+		if err != nil {
+			return err
+		}
+		want := strings.Split(v.get("segments"), ",")
+		if len(segs) != len(want) {
+			t.Fatalf("%d segments", len(segs))
+		}
+		for i, s := range segs {
+			if hex.EncodeToString(s.Plain) != want[i] {
+				t.Fatalf("segment %d: %x", i, s.Plain)
+			}
+		}
+		hash := Hash(v.payload)
+		if hex.EncodeToString(hash[:]) != v.get("hash") {
+			t.Fatalf("hash %x", hash)
+		}
+		er := v.hex(t, "erased-1")
+		if !bytes.Equal(er, must(EraseSegments(v.payload, 1))) {
+			t.Fatal("erasure differs")
+		}
+		if _, _, err := Verify(er, author.Public()); err != nil {
+			t.Fatalf("erased: %v", err)
+		}
+		if Hash(er) != hash {
+			t.Fatal("erased hash differs")
+		}
+		return nil
+	},
 	"key share": func(t *testing.T, v *vector) error {
 		id := identityFromHex(t, v, "recipient")
 		space := SpaceID(v.hex(t, "space"))
@@ -409,8 +445,23 @@ func writeVectors(t *testing.T) {
 	over[100], over[101], over[102], over[103] = 0x7f, 0xff, 0xff, 0xff
 	env("envelope-oversize.txt", "oversize", "body length above the limit", over, alice, keyHex, nil)
 	unk := bytes.Clone(e1)
-	unk[0] = 2
-	env("envelope-unknown-version.txt", "unknown version", "header version 2", unk, alice, keyHex, nil)
+	unk[0] = 3
+	env("envelope-unknown-version.txt", "unknown version", "header version 3", unk, alice, keyHex, nil)
+	seg := func(file, expect, comment string, e []byte, erased []byte, pts ...string) {
+		hash := Hash(e)
+		hx := make([]string, len(pts))
+		for i, p := range pts {
+			hx[i] = hex.EncodeToString([]byte(p))
+		}
+		add(file, e, "expect", expect, "type", "segmented", "comment", comment, "author", alice, "space-key", keyHex,
+			"space", sp, "segments", strings.Join(hx, ","), "erased-1", hex.EncodeToString(erased), "hash", hex.EncodeToString(hash[:]))
+	}
+	s1 := w.sealSegs(t, 1, [32]byte{}, "record a: put name Zoë", "record b: CANARY", "record c: note")
+	seg("envelope-v2-segments.txt", "success", "a version 2 change of three segments; erased-1 is it with segment 1 erased (same hash)",
+		s1, must(EraseSegments(s1, 1)), "record a: put name Zoë", "record b: CANARY", "record c: note")
+	sbad := bytes.Clone(s1)
+	sbad[HeaderSize+2+5+30] ^= 1
+	seg("envelope-v2-signature.txt", "signature", "version 2, one byte of segment 0 flipped", sbad, nil)
 	res := bytes.Clone(e1)
 	res[3] = 1
 	env("envelope-invalid.txt", "invalid", "reserved header byte set", res, alice, keyHex, nil)

@@ -41,3 +41,35 @@ func (c *Client) SpaceErase(ctx context.Context, req SpaceEraseRequest) (Erased,
 func (c *Client) SpaceErased(ctx context.Context) ([]Erased, error) {
 	return call[[]Erased](ctx, c, PathSpaceErased, nil)
 }
+
+// PathRecordErase erases one record (docs/api.md, "Record erasure").
+const PathRecordErase = "/v1/record/erase" // POST RecordEraseRequest -> RecordErased
+
+// RecordEraseRequest names the record to erase and why. The reason and the
+// record ID stay on this device: the marker that travels names the record by
+// a keyed hash only.
+type RecordEraseRequest struct {
+	Space  string `json:"space"`
+	Record string `json:"record"`
+	Reason string `json:"reason"`
+}
+
+// RecordErased is the outcome of a record erasure on the device that made
+// it: the marker's tag (hex of the keyed hash), the segments it names and
+// the envelopes they were cut from here.
+type RecordErased struct {
+	Space     string `json:"space"`
+	Record    string `json:"record"`
+	Tag       string `json:"tag"`
+	Author    string `json:"author"`
+	ErasedAt  string `json:"erased_at"` // RFC 3339
+	Segments  int    `json:"segments"`
+	Envelopes int    `json:"envelopes"`
+	Chunks    int    `json:"chunks"` // attachment chunks only this record named, dropped
+	Reason    string `json:"reason"`
+}
+
+// RecordErase is `fieldsync record erase`.
+func (c *Client) RecordErase(ctx context.Context, req RecordEraseRequest) (RecordErased, error) {
+	return call[RecordErased](ctx, c, PathRecordErase, req)
+}

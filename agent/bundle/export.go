@@ -269,7 +269,11 @@ func (x *export) writeObjects(bw *crypto.BundleWriter, self crypto.DeviceID) err
 		x.res.Evidence++
 	}
 	for _, e := range x.erasures {
-		if err := bw.Add(crypto.ItemErasure, e); err != nil {
+		t := crypto.ItemErasure
+		if crypto.IsRecordErasure(e) {
+			t = crypto.ItemRecErasure
+		}
+		if err := bw.Add(t, e); err != nil {
 			return err
 		}
 		x.res.Erasures++

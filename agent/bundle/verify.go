@@ -139,6 +139,11 @@ func (vf *verifier) readItems(ctx context.Context, br *crypto.BundleReader, prog
 				return fmt.Errorf("erase marker item %d: %v", items, perr)
 			}
 			vf.v.erasures = append(vf.v.erasures, bytes.Clone(payload))
+		case crypto.ItemRecErasure:
+			if _, perr := crypto.ParseRecordErasure(payload); perr != nil {
+				return fmt.Errorf("record-erase marker item %d: %v", items, perr)
+			}
+			vf.v.erasures = append(vf.v.erasures, bytes.Clone(payload)) // AddErasure tells them apart
 		case crypto.ItemEnvelope:
 			seenEnvelope = true
 			err = vf.envelope(payload)

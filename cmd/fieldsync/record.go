@@ -40,6 +40,16 @@ func recordCommand() *cli.Command {
 			{Name: "get", Usage: "show a record: every field with all its live values, sets and notes", ArgsUsage: "SPACE RECORD", Action: recordGet},
 			{Name: "list", Usage: "list a space's records", ArgsUsage: "SPACE", Action: recordList},
 			{Name: "delete", Usage: "delete a record (an edit made concurrently survives as a conflict)", ArgsUsage: "SPACE RECORD", Action: recordDelete},
+			{
+				Name:      "erase",
+				Usage:     "erase a record's every version on every device and relay it reaches, for good (owning bureau's officers only)",
+				ArgsUsage: "SPACE RECORD",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "reason", Usage: "why (`TEXT`, required; stays on this device, never sent)"},
+					&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation"},
+				},
+				Action: recordErase,
+			},
 		}, recordAttachCommands()...),
 	}
 }

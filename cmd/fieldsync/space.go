@@ -231,16 +231,8 @@ func spaceErase(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("yes") {
-		f, ok := c.App.Reader.(*os.File)
-		if !ok || !term.IsTerminal(int(f.Fd())) {
-			return usageErrorf("erasing a space cannot be undone: give --yes to confirm (standard input is not a terminal)")
-		}
-		fmt.Fprintf(c.App.ErrWriter, "Erase space %s on every device and relay it reaches? It cannot be undone, and no bundle or backup brings it back.\nType yes to erase: ", ref)
-		line, _ := bufio.NewReader(f).ReadString('\n')
-		if strings.TrimSpace(line) != "yes" {
-			return &exitError{code: exitFailure, errCode: codeFailure, err: errors.New("not erased: not confirmed")}
-		}
+	if err := confirmErase(c, "a space", fmt.Sprintf("Erase space %s on every device and relay it reaches? It cannot be undone, and no bundle or backup brings it back.", ref)); err != nil {
+		return err
 	}
 	e, err := cl.SpaceErase(ctxOf(c), api.SpaceEraseRequest{Space: ref, Reason: reason})
 	if err != nil {
@@ -250,5 +242,54 @@ func spaceErase(c *cli.Context) error {
 		return printJSON(c, e)
 	}
 	writeErased(c, []api.Erased{e})
+	return nil
+}
+
+// confirmErase asks on a terminal, unless --yes, before an erasure (of
+// what: "a space", "a record"); without a terminal --yes is required (a
+// usage error otherwise). Not confirming is a failure (exit 1).
+func confirmErase(c *cli.Context, what, question string) error {
+	if c.Bool("yes") {
+		return nil
+	}
+	f, ok := c.App.Reader.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return usageErrorf("erasing %s cannot be undone: give --yes to confirm (standard input is not a terminal)", what)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s\nType yes to erase: ", question)
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return &exitError{code: exitFailure, errCode: codeFailure, err: errors.New("not erased: not confirmed")}
+	}
+	return nil
+}
+
+// recordErase is `record erase --reason TEXT [--yes] SPACE RECORD`.
+func recordErase(c *cli.Context) error {
+	if err := needArgs(c, 2, 2, "--reason TEXT [--yes] SPACE RECORD"); err != nil {
+		return err
+	}
+	reason := strings.TrimSpace(c.String("reason"))
+	if reason == "" {
+		return usageErrorf("--reason TEXT is required: say why the record is erased (it stays on this device)")
+	}
+	ref, rec := ident(c.Args().Get(0)), ident(c.Args().Get(1))
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	if err := confirmErase(c, "a record", fmt.Sprintf("Erase record %s of space %s on every device and relay it reaches? It cannot be undone, and no bundle brings it back.", rec, ref)); err != nil {
+		return err
+	}
+	e, err := cl.RecordErase(ctxOf(c), api.RecordEraseRequest{Space: ref, Record: rec, Reason: reason})
+	if err != nil {
+		return err
+	}
+	if jsonMode(c) {
+		return printJSON(c, e)
+	}
+	t := newTable("ERASED RECORD", "SPACE", "SEGMENTS", "ENVELOPES", "BY DEVICE", "AT", "REASON")
+	t.add(e.Record, e.Space, fmt.Sprint(e.Segments), fmt.Sprint(e.Envelopes), e.Author, e.ErasedAt, e.Reason)
+	t.write(c.App.Writer)
 	return nil
 }

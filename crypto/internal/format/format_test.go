@@ -63,7 +63,7 @@ func TestHeader(t *testing.T) {
 			t.Fatalf("prefix %d: %v", n, err)
 		}
 	}
-	b[0] = 2
+	b[0] = 3 // 1 and 2 are known (2: segmented changes)
 	if err := DecodeHeader(b, &g); !errors.Is(err, ErrUnknownVersion) {
 		t.Fatal(err)
 	}

@@ -4,8 +4,10 @@ import "encoding/binary"
 
 // Envelope header layout (docs/crypto.md §2).
 const (
-	HeaderVersion = 1
-	HeaderSize    = 104
+	HeaderVersion  = 1
+	HeaderVersion2 = 2 // segmented change envelope (docs/crypto.md §2, "Envelope version 2")
+	HeaderSize     = 104
+	SignedHeader   = offBodyLen // a v2 signature covers the header without its body length
 
 	offVersion     = 0
 	offKind        = 1
@@ -44,12 +46,12 @@ func AppendHeader(b []byte, h *Header) []byte {
 }
 
 // DecodeHeader decodes the first 104 bytes of b, checking only the version
-// and the reserved byte (the envelope's rules are package crypto's).
+// (1 or 2) and the reserved byte (the envelope's rules are package crypto's).
 func DecodeHeader(b []byte, h *Header) error {
 	if len(b) < 1 {
 		return Truncated("envelope header")
 	}
-	if b[offVersion] != HeaderVersion {
+	if b[offVersion] != HeaderVersion && b[offVersion] != HeaderVersion2 {
 		return Malformed("envelope header", ErrUnknownVersion, "version "+itoa(b[offVersion]))
 	}
 	if len(b) < HeaderSize {

@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"fieldsync/agent/api"
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// putBuild is an opBuilder that sets field f of record id to v.
+func putBuild(id crdt.RecordID, f, v string) opBuilder {
+	return func(load func(crdt.RecordID) (*crdt.Record, error)) ([]crdt.Op, error) {
+		r, err := load(id)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			r = crdt.NewRecord(id)
+		}
+		return []crdt.Op{r.Put(f, []byte(v))}, nil
+	}
+}
+
+// combinedChange writes the given records (record → value of field "f") as
+// one combined change on a, and returns its envelope.
+func combinedChange(t *testing.T, a *Agent, space crypto.SpaceID, recs ...[2]string) []byte {
+	t.Helper()
+	a.stateMu.Lock()
+	sp := a.spaces[space]
+	a.stateMu.Unlock()
+	builds := make([]opBuilder, len(recs))
+	for i, r := range recs {
+		builds[i] = putBuild(crdt.RecordID(r[0]), "f", r[1])
+	}
+	ch, _, errs, err := a.writeOpsMulti(sp, builds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range errs {
+		if e != nil {
+			t.Fatal(e)
+		}
+	}
+	env, err := a.db.get(envKey(space, a.dev, ch.Seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// A combined write is sealed as one segment per record; with one segment
+// erased, the change still verifies, keeps its ID, and applies to exactly
+// the other records' states (same dots, same bytes) — on a second device
+// too, which received the whole change.
+func TestSegmentedChanges(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	env := combinedChange(t, a, space, [2]string{"a1", "alpha"}, [2]string{"secret", "CANARYseg"}, [2]string{"c1", "gamma"})
+	h, err := crypto.ParseHeader(env)
+	if err != nil || h.Version != crypto.HeaderVersion2 {
+		t.Fatalf("combined change written as version %d (%v)", h.Version, err)
+	}
+	infos, err := crypto.Segments(env)
+	if err != nil || len(infos) != 3 {
+		t.Fatalf("%d segments (%v), want one per record", len(infos), err)
+	}
+	// A later write overwrites c1.f, naming the combined change's dot.
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "c1", Fields: []api.FieldValue{{Name: "f", Value: "gamma2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, b, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, b)
+	for _, who := range []*Agent{a, b} {
+		for id, want := range map[string]string{"a1": "alpha", "secret": "CANARYseg", "c1": "gamma2"} {
+			r, err := who.GetRecord(api.RecordRef{Space: sp.ID, Record: id})
+			if err != nil || r.Fields["f"].Value != want || r.Fields["f"].Conflict {
+				t.Fatalf("%s on %s: %+v %v", id, who.dev, r.Fields["f"], err)
+			}
+		}
+	}
+	oc, err := openChange(env, a.spaces[space])
+	if err != nil || len(oc.segRecord) != 3 {
+		t.Fatal(err)
+	}
+	secret := -1
+	for i, r := range oc.segRecord {
+		if r == "secret" {
+			secret = i
+		}
+	}
+	er, err := crypto.EraseSegments(env, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crypto.Hash(er) != crypto.Hash(env) {
+		t.Fatal("erasure changed the ID")
+	}
+	whole, part := crdt.NewSpace(), crdt.NewSpace()
+	oc2, err := openChange(er, a.spaces[space])
+	if err != nil || oc2.erased != 1 || len(oc2.ch.Ops) != 2 || oc2.ch.OpIndex == nil {
+		t.Fatalf("opened erased: %+v %v", oc2, err)
+	}
+	if err := whole.Apply(oc.ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := part.Apply(oc2.ch); err != nil {
+		t.Fatal(err)
+	}
+	if part.Record("secret") != nil {
+		t.Fatal("erased record applied")
+	}
+	for _, id := range []crdt.RecordID{"a1", "c1"} {
+		x, _ := whole.Record(id).MarshalBinary()
+		y, _ := part.Record(id).MarshalBinary()
+		if !bytes.Equal(x, y) {
+			t.Fatalf("record %s differs without the erased segment", id)
+		}
+	}
+}
+
+// Ops of several records interleaved in one request are grouped per record.
+func TestGroupOpsByRecord(t *testing.T) {
+	ops := []crdt.Op{crdt.NewPut("x", "1", nil), crdt.NewPut("y", "1", nil), crdt.NewPut("x", "2", nil), crdt.NewPut("z", "1", nil), crdt.NewPut("y", "2", nil)}
+	got := groupOpsByRecord(ops)
+	var s string
+	for _, o := range got {
+		s += fmt.Sprintf("%s%s ", o.Record, o.Field)
+	}
+	if s != "x1 x2 y1 y2 z1 " {
+		t.Fatalf("grouped %q", s)
+	}
+}
+
+// FuzzJoinSegments: no segment plaintexts make joining panic, and what
+// joins is a valid change of the header's author and seq.
+func FuzzJoinSegments(f *testing.F) {
+	ch := &crdt.Change{Author: crdt.ReplicaID{1}, Seq: 3, HLC: crdt.Timestamp{Wall: 5}, Ops: []crdt.Op{
+		crdt.NewPut("a", "x", []byte("1")), crdt.NewPut("a", "y", []byte("2")), crdt.NewPut("b", "x", []byte("3"))}}
+	segs, err := changeSegments(ch)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(segs[0], segs[1], false)
+	f.Add(segs[1], segs[0], true)
+	h := crypto.Header{Author: crypto.DeviceID{1}, Seq: 3, HLC: ch.HLC.Pack()}
+	f.Fuzz(func(t *testing.T, s0, s1 []byte, erase bool) {
+		in := []crypto.Segment{{Plain: s0}, {Plain: s1}, {Erased: erase}}
+		oc, err := joinSegments(h, in)
+		if err != nil {
+			return
+		}
+		if oc.ch.Author != ch.Author || oc.ch.Seq != 3 || oc.ch.Validate() != nil {
+			t.Fatalf("joined an invalid change: %+v", oc.ch)
+		}
+	})
+}

@@ -193,9 +193,10 @@ func TestLargeValueResumesFromRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := putLargeValue(t, A, sp.ID)
-	waitFor(t, "the relay to hold the value's envelope", func() bool {
-		st := R.Status()
-		return st.Sync != nil && R.engine().Stats().Added >= 3 && A.Status().UnsyncedLocal == 0
+	waitFor(t, "the relay to hold every envelope of a's, the value's included", func() bool {
+		da, err1 := A.Digest(api.SpaceRef{Space: sp.ID})
+		dr, err2 := R.Digest(api.SpaceRef{Space: sp.ID})
+		return err1 == nil && err2 == nil && da.Count > 0 && dr.Count == da.Count
 	})
 	// b reaches only a; the first round is cut 9 MiB in.
 	g.mu.Lock()
@@ -209,9 +210,9 @@ func TestLargeValueResumesFromRelay(t *testing.T) {
 	waitFor(t, "the cut", func() bool { return g.done.Load() == 1 })
 	g.block(A.DeviceID().String(), B.DeviceID().String(), true)
 	waitFor(t, "b to hold a prefix", func() bool { return B.PartialStatus().HeldBytes > 0 })
+	sentToBBefore := sentTo(A.Agent, B.DeviceID().String())
 	A.stop()
 	prefix := B.PartialStatus().HeldBytes
-	sentToBBefore := sentTo(A.Agent, B.DeviceID().String())
 	g.mu2.Lock()
 	g.isolate = ""
 	g.mu2.Unlock()

@@ -78,9 +78,10 @@ type Engine struct {
 	// resuming: slots of large envelopes some session is writing to the
 	// PartialStore now (e.mu; resume.go).
 	resuming map[envKey]bool
-	// sendTamper, tests only: replaces the bytes a resumable send puts on
-	// the wire (a hostile peer announcing one hash and sending other bytes).
-	sendTamper func(env Envelope, offset uint32, data []byte) []byte
+	// sendTamper, tests only: replaces the offset and bytes a resumable
+	// send puts on the wire (a hostile peer announcing one hash and sending
+	// other bytes, or an offset the receiver never announced).
+	sendTamper func(env Envelope, offset uint32, data []byte) (uint32, []byte)
 }
 
 type peerState struct {

@@ -283,11 +283,11 @@ func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte) err
 		s.e.stats.Resume.BytesSkipped += uint64(offset)
 		s.e.mu.Unlock()
 	}
-	h := envAtHead{Partial: Partial{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data)), Hash: hash}, Offset: offset}
 	data := env.Data[offset:]
 	if s.e.sendTamper != nil {
-		data = s.e.sendTamper(env, offset, data)
+		offset, data = s.e.sendTamper(env, offset, data)
 	}
+	h := envAtHead{Partial: Partial{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data)), Hash: hash}, Offset: offset}
 	first := min(len(data), MaxFrame-envAtHeaderSize)
 	if err := s.write(frameEnvAt, h.encode(), data[:first]); err != nil {
 		return err

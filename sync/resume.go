@@ -90,6 +90,8 @@ type ResumeStats struct {
 	Completed    uint64 // large envelopes completed from pieces held on disk
 	Bad          uint64 // envelopes whose bytes did not hash as announced: dropped, fetched again from zero
 	Discarded    uint64 // resumed envelopes whose prefix we no longer held: skipped this round
+	PartsSent    uint64 // parts of envelopes sent within the session budget (ENVPAUSE): the rest waits
+	PartsIn      uint64 // such parts received
 }
 
 func (e *Engine) partialStore() PartialStore {
@@ -266,9 +268,49 @@ func (s *session) wireLen(env Envelope) int {
 	return len(env.Data) - int(off)
 }
 
+// budgetPart returns how many bytes of env to send this round when the
+// session budget cannot take all that is left of it (n bytes) and it is
+// resumable on this stream: what the budget leaves (at least LargeEnvelope in
+// a round that has sent nothing yet, so every round makes progress); 0: the
+// usual rules apply (it fits, no session budget, the daily budget holds it,
+// or too little room is left).
+func (s *session) budgetPart(env Envelope, n int) int {
+	if !s.resume || n <= 0 {
+		return 0
+	}
+	if _, _, ok := s.resumeFrom(env); !ok {
+		return 0
+	}
+	room := s.budget.room()
+	if room < 0 || int64(n) <= room {
+		return 0
+	}
+	if len(env.Data) > LargeEnvelope && s.e.dailySpent() {
+		return 0
+	}
+	part := room
+	if s.budget.sent == 0 {
+		part = max(room, LargeEnvelope)
+	} else if room < LargeEnvelope {
+		return 0
+	}
+	if part >= int64(n) {
+		return 0
+	}
+	return int(part)
+}
+
+// sendEnvelopePart sends the next part bytes of a resumable envelope, then
+// ENVPAUSE: the receiver keeps them, the rest waits for a later round.
+func (s *session) sendEnvelopePart(env Envelope, part int) error {
+	offset, hash, _ := s.resumeFrom(env)
+	return s.sendEnvelopeAt(env, offset, hash, part)
+}
+
 // sendEnvelopeAt sends a large envelope from offset on, in an ENVAT frame and
-// ENVCONT frames.
-func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte) error {
+// ENVCONT frames: all of the rest, or (limit > 0) limit bytes of it followed
+// by ENVPAUSE.
+func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte, limit int) error {
 	if !s.shrunk {
 		// What a cut loses is what was in flight: keep it small
 		// (ChunkSocketBuffer, as the chunk phase does).
@@ -284,6 +326,10 @@ func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte) err
 		s.e.mu.Unlock()
 	}
 	data := env.Data[offset:]
+	paused := limit > 0 && limit < len(data)
+	if paused {
+		data = data[:limit]
+	}
 	if s.e.sendTamper != nil {
 		offset, data = s.e.sendTamper(env, offset, data)
 	}
@@ -301,6 +347,9 @@ func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte) err
 		}
 		s.e.noteFrame(n)
 		data = data[n:]
+	}
+	if paused {
+		return s.write(frameEnvPause)
 	}
 	s.sent.Add(1)
 	return nil
@@ -442,6 +491,20 @@ func (s *session) flushPiece(lr *largeRecv) error {
 	lr.pieceAt += uint32(len(lr.piece))
 	lr.piece = lr.piece[:0]
 	return nil
+}
+
+// pauseLarge ends the current resumable envelope for this round (ENVPAUSE):
+// what arrived is kept for the next.
+func (s *session) pauseLarge(lr *largeRecv) error {
+	e := s.e
+	e.mu.Lock()
+	e.stats.Resume.PartsIn++
+	e.mu.Unlock()
+	if !lr.persist {
+		return nil // in memory (or skipped): nothing to keep
+	}
+	defer e.releaseSlot(lr.h.key())
+	return s.flushPiece(lr)
 }
 
 // abandonLarge runs when the stream ends inside a resumable envelope: what

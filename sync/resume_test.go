@@ -251,3 +251,66 @@ func TestResumeOlderPeer(t *testing.T) {
 		t.Fatal("the older peer did not get the envelope")
 	}
 }
+
+// TestResumeWithinSessionBudget: on a resumable stream the session budget
+// bounds a large envelope too: each round sends a part of it within the
+// budget and the receiver keeps it, so a 4 MiB envelope under a 1.5 MiB
+// budget takes three rounds of at most 1.5 MiB each, and about 4 MiB in
+// all (before, the first round sent it whole, whatever the budget).
+func TestResumeWithinSessionBudget(t *testing.T) {
+	const budget = 1536 << 10
+	c := synctest.NewCluster(t)
+	var sb *resumeMem
+	a := c.Add(synctest.Options{SyncInterval: -1, DisableHints: true, Tweak: func(cfg *fsync.Config) {
+		withResume(cfg)
+		cfg.Budget = fsync.Budget{SessionBytes: budget}
+	}})
+	b := c.Add(synctest.Options{SyncInterval: -1, DisableHints: true, Tweak: func(cfg *fsync.Config) {
+		withResume(cfg)
+		sb = cfg.Store.(*resumeMem)
+	}})
+	if !synctest.WaitMembers(10*time.Second, a, b) {
+		t.Fatal("no membership")
+	}
+	ctx := context.Background()
+	if _, err := b.Engine.SyncWith(ctx, a.Dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	sp := synctest.NewSpace()
+	body := make([]byte, 4<<20)
+	_, _ = rand.Read(body)
+	env := synctest.Seal(a.Dev, sp, 2, body)
+	for _, e := range []fsync.Envelope{synctest.Seal(a.Dev, sp, 1, []byte("routing")), env} {
+		if err := a.Store.Put(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := a.Engine.Stats().SyncBytesOut
+	var perRound []uint64
+	var held []uint32
+	for range 6 {
+		r, err := b.Engine.SyncWith(ctx, a.Dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perRound = append(perRound, r.BytesReceived)
+		held = append(held, sb.held())
+		if holds(b, env) {
+			break
+		}
+	}
+	st := a.Engine.Stats()
+	total := st.SyncBytesOut - before
+	t.Logf("4 MiB envelope, 1.5 MiB session budget: received per round %v, prefix held after each %v; a sent %d bytes in all, %d parts", perRound, held, total, st.Resume.PartsSent)
+	if !holds(b, env) || len(perRound) != 3 {
+		t.Fatalf("b holds it: %v, after %d rounds; want 3 rounds", holds(b, env), len(perRound))
+	}
+	for i, n := range perRound {
+		if n > budget+64<<10 {
+			t.Fatalf("round %d carried %d bytes, over the %d-byte session budget", i+1, n, budget)
+		}
+	}
+	if st.Resume.PartsSent != 2 || total > uint64(len(env.Data))*11/10 {
+		t.Fatalf("%d parts, %d bytes sent for a %d-byte envelope", st.Resume.PartsSent, total, len(env.Data))
+	}
+}

@@ -961,7 +961,20 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 				if stopped[env.Author] {
 					return nil
 				}
-				if !s.budget.allow(s.wireLen(env), len(env.Data) > LargeEnvelope) {
+				n := s.wireLen(env)
+				if part := s.budgetPart(env, n); part > 0 {
+					// Resumable and larger than the session budget
+					// leaves: its next part goes, the rest (and the
+					// author's later envelopes) wait.
+					stopped[env.Author] = true
+					s.budget.hold(env)
+					s.budget.spend(part)
+					s.e.mu.Lock()
+					s.e.stats.Resume.PartsSent++
+					s.e.mu.Unlock()
+					return s.sendEnvelopePart(env, part)
+				}
+				if !s.budget.allow(n, len(env.Data) > LargeEnvelope) {
 					stopped[env.Author] = true
 					s.budget.hold(env)
 					return nil
@@ -983,7 +996,7 @@ func (s *session) sendEnvelope(env Envelope) error {
 		return nil
 	}
 	if offset, hash, ok := s.resumeFrom(env); ok {
-		return s.sendEnvelopeAt(env, offset, hash)
+		return s.sendEnvelopeAt(env, offset, hash, 0)
 	}
 	head := envHead{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data))}.encode()
 	data := env.Data
@@ -1147,6 +1160,15 @@ func (s *session) receiveEnvelopes() error {
 				return malformed("envelope longer than announced")
 			}
 			buf = append(buf, p...)
+		case frameEnvPause:
+			if large == nil || !s.resume {
+				return malformed("pause outside a resumable envelope")
+			}
+			lr := large
+			large = nil
+			if err := s.pauseLarge(lr); err != nil {
+				return err
+			}
 		case frameDone:
 			if cur != nil || large != nil {
 				return malformed("stream done inside an envelope")

@@ -70,8 +70,9 @@ const (
 	frameChunk        byte = 24 // 16 space · 32 ref · sealed chunk
 	frameChunkEnd     byte = 25 // empty
 	// Resumable envelopes (alpnResume, alpnWatchResume; resume.go).
-	framePartial byte = 26 // summary phase: k × (16 space · 16 author · u64 seq · u32 total · 32 hash · u32 have)
-	frameEnvAt   byte = 27 // 16 space · 16 author · u64 seq · u32 total · 32 hash · u32 offset · first bytes
+	framePartial  byte = 26 // summary phase: k × (16 space · 16 author · u64 seq · u32 total · 32 hash · u32 have)
+	frameEnvAt    byte = 27 // 16 space · 16 author · u64 seq · u32 total · 32 hash · u32 offset · first bytes
+	frameEnvPause byte = 28 // empty: the current ENVAT envelope stops here this round (session budget)
 )
 
 // Gossip message types (memberlist user messages). Append only.

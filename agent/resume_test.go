@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -116,6 +118,9 @@ func TestLargeValueResumesAfterCuts(t *testing.T) {
 	}
 	if st := b.PartialStatus(); st.Held != 0 || st.HeldBytes != 0 {
 		t.Fatalf("partial envelopes still held after the value arrived: %+v", st)
+	}
+	if m, err := a.MetricsText(); err != nil || !strings.Contains(m, "\nfieldsync_resumed_bytes_skipped_total "+strconv.FormatFloat(float64(sa.Resume.BytesSkipped), 'g', -1, 64)+"\n") {
+		t.Fatalf("metrics (%v) lack fieldsync_resumed_bytes_skipped_total %d", err, sa.Resume.BytesSkipped)
 	}
 }
 

@@ -3,6 +3,7 @@ package sync
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -206,7 +207,11 @@ func (s *session) announcePartials(mine map[SpaceID]Vector) ([]Partial, error) {
 		}
 		for _, p := range held {
 			if p.Seq <= mine[sp][p.Author] {
-				// Arrived whole (from another peer, or by a bundle).
+				// Arrived whole (from another peer, or by a bundle); a
+				// session writing it now drops it when it completes.
+				if s.e.slotBusy(p.key()) {
+					continue
+				}
 				if err := ps.DropPartial(p.Space, p.Author, p.Seq); err != nil {
 					return nil, err
 				}
@@ -383,6 +388,12 @@ func (e *Engine) claimSlot(k envKey) bool {
 	return true
 }
 
+func (e *Engine) slotBusy(k envKey) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.resuming[k]
+}
+
 func (e *Engine) releaseSlot(k envKey) {
 	e.mu.Lock()
 	delete(e.resuming, k)
@@ -535,7 +546,7 @@ func (s *session) finishLarge(lr *largeRecv) ([]byte, error) {
 		ps := e.partialStore()
 		var err error
 		data, err = ps.ReadPartial(Partial{Space: h.Space, Author: h.Author, Seq: h.Seq, Total: h.Total, Hash: h.Hash, Have: h.Total})
-		if err != nil && err != ErrNotFound {
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("read partial envelope: %w", err)
 		}
 		// Whatever happens next, the prefix has served: a good envelope is

@@ -100,6 +100,13 @@ func (m *resumeMem) held() uint32 {
 // resumeTrio: a (honest), m (to be hostile) and b (the receiver), all
 // holding the author x's certificate; a and m hold one 4 MiB envelope of x.
 func resumeTrio(t *testing.T) (c *synctest.Cluster, a, m, b *synctest.Node, stores map[*synctest.Node]*resumeMem, env fsync.Envelope) {
+	c, a, m, b, stores, env, _ = resumeTrioFork(t, false)
+	return
+}
+
+// resumeTrioFork is resumeTrio; with fork, a holds another envelope of the
+// same length at the same slot (x signed two), returned as other.
+func resumeTrioFork(t *testing.T, fork bool) (c *synctest.Cluster, a, m, b *synctest.Node, stores map[*synctest.Node]*resumeMem, env, other fsync.Envelope) {
 	c = synctest.NewCluster(t)
 	stores = map[*synctest.Node]*resumeMem{}
 	add := func() *synctest.Node {
@@ -136,14 +143,43 @@ func resumeTrio(t *testing.T) (c *synctest.Cluster, a, m, b *synctest.Node, stor
 	// is): b holds the space, and lists it, before the large one.
 	first := synctest.Seal(x, sp, 1, []byte("routing"))
 	env = synctest.Seal(x, sp, 2, body)
-	for _, n := range []*synctest.Node{a, m} {
-		for _, e := range []fsync.Envelope{first, env} {
+	other = env
+	if fork {
+		body2 := slices.Clone(body)
+		body2[len(body2)-1] ^= 1
+		other = synctest.Seal(x, sp, 2, body2)
+	}
+	for n, e := range map[*synctest.Node]fsync.Envelope{a: other, m: env} {
+		for _, e := range []fsync.Envelope{first, e} {
 			if err := n.Store.Put(e); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	return c, a, m, b, stores, env
+	return c, a, m, b, stores, env, other
+}
+
+// TestResumeForkNeverMixes: b holds a prefix of x's envelope 2 (from m);
+// a holds another envelope x signed for the same seq, of the same length
+// (a fork). Its hash differs, so a sends it from zero and b never splices
+// m's prefix onto a's rest.
+func TestResumeForkNeverMixes(t *testing.T) {
+	c, a, m, b, stores, _, other := resumeTrioFork(t, true)
+	ctx := context.Background()
+	c.Faults.CutStreamAfter(b, m, 2<<20)
+	if _, err := b.Engine.SyncWith(ctx, m.Dev.ID); err == nil {
+		t.Fatal("the cut round succeeded")
+	}
+	if stores[b].held() == 0 {
+		t.Fatal("b kept nothing of the cut envelope")
+	}
+	if _, err := b.Engine.SyncWith(ctx, a.Dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := a.Engine.Stats(), b.Engine.Stats()
+	if sa.Resume.Resumed != 0 || sb.Resume.Bad != 0 || !holds(b, other) || stores[b].held() != 0 {
+		t.Fatalf("fork: a resumed %d, b bad %d, b holds a's envelope %v, prefix %d", sa.Resume.Resumed, sb.Resume.Bad, holds(b, other), stores[b].held())
+	}
 }
 
 func holds(n *synctest.Node, env fsync.Envelope) bool {

@@ -83,16 +83,17 @@ type Agent struct {
 	opened atomic.Bool
 
 	// health and status (statMu)
-	statMu sync.Mutex
+	statMu   sync.Mutex
+	rejected map[string]int
+	skewed   map[crypto.DeviceID]int64
+	missing  []api.Gap
+	gaps     map[gapKey]api.Gap
+	corrupt  int
+	officers map[gapKey]string // (space, author) -> officer name from a verified profile
+	peerHeld map[crypto.SpaceID]uint64
+
 	// partialMu serialises the partial envelopes' key space (partial.go).
 	partialMu sync.Mutex
-	rejected  map[string]int
-	skewed    map[crypto.DeviceID]int64
-	missing   []api.Gap
-	gaps      map[gapKey]api.Gap
-	corrupt   int
-	officers  map[gapKey]string // (space, author) -> officer name from a verified profile
-	peerHeld  map[crypto.SpaceID]uint64
 
 	syncMu sync.Mutex
 	// combineMu guards writeQueues: each space's API writes waiting to

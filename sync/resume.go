@@ -316,10 +316,10 @@ func (s *session) sendEnvelopePart(env Envelope, part int) error {
 // ENVCONT frames: all of the rest, or (limit > 0) limit bytes of it followed
 // by ENVPAUSE.
 func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte, limit int) error {
-	if !s.shrunk {
+	if !s.shrunkOut {
 		// What a cut loses is what was in flight: keep it small
 		// (ChunkSocketBuffer, as the chunk phase does).
-		s.shrunk = true
+		s.shrunkOut = true
 		if tc := tcpOf(s.raw); tc != nil {
 			_ = tc.SetWriteBuffer(ChunkSocketBuffer)
 		}
@@ -406,8 +406,8 @@ func (s *session) startLarge(h envAtHead, first []byte, skipped bool) (*largeRec
 	if !s.resume {
 		return nil, malformed("resumable envelope on a stream without resumption")
 	}
-	if !s.shrunk {
-		s.shrunk = true
+	if !s.shrunkIn {
+		s.shrunkIn = true
 		if tc := tcpOf(s.raw); tc != nil {
 			_ = tc.SetReadBuffer(ChunkSocketBuffer)
 		}

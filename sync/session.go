@@ -81,14 +81,14 @@ type session struct {
 	chunks bool
 	// resume: ALPN chose a protocol with resumable envelopes (resume.go);
 	// theirPartials: what the peer announced it holds in part; sendHash*:
-	// the hash of the large envelope being sent; shrunk: socket buffers
-	// already shrunk.
-	resume        bool
-	theirPartials map[envKey]Partial
-	sendHashKey   envKey
-	sendHashLen   int
-	sendHash      [32]byte
-	shrunk        bool
+	// the hash of the large envelope being sent; shrunkOut, shrunkIn: the
+	// socket's send (sending goroutine) and receive buffer already shrunk.
+	resume              bool
+	theirPartials       map[envKey]Partial
+	sendHashKey         envKey
+	sendHashLen         int
+	sendHash            [32]byte
+	shrunkOut, shrunkIn bool
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.

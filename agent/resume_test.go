@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,4 +246,80 @@ func sentTo(a *Agent, id string) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestPartialStoreBoundsAndPieces: the agent's partial envelopes (key space
+// U): pieces append and, resumed at an earlier offset, replace what
+// followed; a different hash at the slot is another envelope; the per-space
+// cap drops the oldest prefix to make room; and the bytes are sealed at
+// rest like every value.
+func TestPartialStoreBoundsAndPieces(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	a := openTestAgent(t, cfg)
+	s := syncAdapter{a}
+	sp := fsync.SpaceID{1}
+	p := fsync.Partial{Space: sp, Author: fsync.PeerID{2}, Seq: 7, Total: 10, Hash: [32]byte{3}}
+	if ok, err := s.BeginPartial(p); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, step := range []struct {
+		at   uint32
+		data string
+	}{{0, "abcd"}, {4, "efg"}, {2, "XY"}, {4, "ZZZZ"}} {
+		if err := s.AppendPartial(p, step.at, []byte(step.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AppendPartial(p, 9, []byte("!")); err == nil {
+		t.Fatal("a piece beyond the bytes held was accepted")
+	}
+	other := p
+	other.Hash[0] = 9
+	if err := s.AppendPartial(other, 0, []byte("x")); err == nil {
+		t.Fatal("a piece of another envelope at the same slot was accepted")
+	}
+	if _, err := s.ReadPartial(other); err != fsync.ErrNotFound {
+		t.Fatalf("another envelope's read: %v", err)
+	}
+	got, err := s.ReadPartial(p)
+	if err != nil || string(got) != "abXYZZZZ" {
+		t.Fatalf("read %q, %v; want abXYZZZZ", got, err)
+	}
+	if ps, _ := s.Partials(sp); len(ps) != 1 || ps[0].Have != 8 || ps[0].Hash != p.Hash {
+		t.Fatalf("partials %+v", ps)
+	}
+	// The per-space cap (96 MiB): a fourth 30 MiB envelope drops the oldest
+	// prefixes until it fits.
+	big := func(seq uint64) fsync.Partial {
+		return fsync.Partial{Space: sp, Author: fsync.PeerID{2}, Seq: seq, Total: 30 << 20, Hash: [32]byte{byte(seq)}}
+	}
+	for seq := uint64(10); seq < 14; seq++ {
+		if ok, err := s.BeginPartial(big(seq)); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if err := s.AppendPartial(big(seq), 0, []byte("piece")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, _ := s.Partials(sp)
+	var seqs []uint64
+	for _, q := range ps {
+		seqs = append(seqs, q.Seq)
+	}
+	slices.Sort(seqs)
+	if !slices.Equal(seqs, []uint64{11, 12, 13}) {
+		t.Fatalf("after four 30 MiB envelopes in a space: slots %v, want [11 12 13] (7 and 10 dropped for the 96 MiB cap)", seqs)
+	}
+	if err := s.DropPartial(sp, fsync.PeerID{2}, 11); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.PartialStatus(); st.Held != 2 || st.HeldBytes != 10 {
+		t.Fatalf("status %+v", st)
+	}
+	// Sealed: the raw value under a piece key is not the bytes.
+	raw, err := a.db.kv.Get(partialPieceKey(sp, fsync.PeerID{2}, 12, 0))
+	if err != nil || bytes.Contains(raw, []byte("piece")) {
+		t.Fatalf("piece at rest: %v, sealed %v", err, !bytes.Contains(raw, []byte("piece")))
+	}
 }

@@ -86,7 +86,7 @@ type PartialStore interface {
 // ResumeStats counts resumable envelopes (docs/sync.md "Resumable envelopes").
 type ResumeStats struct {
 	Resumed      uint64 // envelope sends we started from a peer's held prefix
-	BytesSkipped uint64 // bytes those sends did not repeat
+	BytesSkipped uint64 // the offsets those sends started at, summed (bytes not sent again)
 	ResumedIn    uint64 // envelopes we received from our held prefix (started)
 	Completed    uint64 // large envelopes completed from pieces held on disk
 	Bad          uint64 // envelopes whose bytes did not hash as announced: dropped, fetched again from zero

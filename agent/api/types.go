@@ -350,7 +350,7 @@ type PartialStatus struct {
 	Held         int    `json:"held"`          // partial envelopes held
 	HeldBytes    uint64 `json:"held_bytes"`    // their bytes held
 	Resumed      uint64 `json:"resumed"`       // envelopes sent from a peer's held prefix
-	BytesSkipped uint64 `json:"bytes_skipped"` // bytes those sends did not repeat
+	BytesSkipped uint64 `json:"bytes_skipped"` // the offsets those sends started at, summed
 	ResumedIn    uint64 `json:"resumed_in"`    // envelopes received from our held prefix
 	Completed    uint64 `json:"completed"`     // large envelopes completed from pieces held on disk
 	Bad          uint64 `json:"bad"`           // envelopes whose bytes did not match their announced hash: dropped, fetched again

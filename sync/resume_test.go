@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -348,5 +349,52 @@ func TestResumeWithinSessionBudget(t *testing.T) {
 	}
 	if st.Resume.PartsSent != 2 || total > uint64(len(env.Data))*11/10 {
 		t.Fatalf("%d parts, %d bytes sent for a %d-byte envelope", st.Resume.PartsSent, total, len(env.Data))
+	}
+}
+
+// TestResumeOnWatchStream: a client (watch stream, fieldsync-watch/3) that
+// holds a prefix of a large envelope from an earlier cut round announces it
+// on its first round, and its upstream sends only the rest.
+func TestResumeOnWatchStream(t *testing.T) {
+	c := synctest.NewCluster(t)
+	a := c.Add(synctest.Options{SyncInterval: -1, Tweak: withResume})
+	sp := synctest.NewSpace()
+	body := make([]byte, 3<<20)
+	_, _ = rand.Read(body)
+	first, env := synctest.Seal(a.Dev, sp, 1, []byte("routing")), synctest.Seal(a.Dev, sp, 2, body)
+	for _, e := range []fsync.Envelope{first, env} {
+		if err := a.Store.Put(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := clientOpts(a.Engine.LocalAddr())
+	client := opts.Tweak
+	var sb *resumeMem
+	opts.Tweak = func(cfg *fsync.Config) {
+		client(cfg)
+		withResume(cfg)
+		sb = cfg.Store.(*resumeMem)
+		// What an earlier, cut round left: the space's first envelope and
+		// 1 MiB of the large one.
+		if err := sb.Put(first); err != nil {
+			t.Fatal(err)
+		}
+		p := fsync.Partial{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data)), Hash: sha256.Sum256(env.Data)}
+		if _, err := sb.BeginPartial(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.AppendPartial(p, 0, env.Data[:1<<20]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := c.Add(opts)
+	if !synctest.WaitFor(20*time.Second, func() bool { return holds(b, env) }) {
+		t.Fatal("the client did not get the envelope")
+	}
+	if r := a.Engine.Stats().Resume; r.Resumed != 1 || r.BytesSkipped != 1<<20 {
+		t.Fatalf("the upstream did not resume from the client's prefix: %+v", r)
+	}
+	if sb.held() != 0 {
+		t.Fatal("the client kept the prefix of a completed envelope")
 	}
 }

@@ -95,6 +95,9 @@ type Agent struct {
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
 
+	// partialMu serialises the partial envelopes' key space (partial.go).
+	partialMu sync.Mutex
+
 	syncMu sync.Mutex
 	// combineMu guards writeQueues: each space's API writes waiting to
 	// share a change (combine.go).

@@ -393,6 +393,8 @@ func (a *Agent) Status() api.Status {
 	})
 	att := a.AttachStatus()
 	st.Attachments = &att
+	ps := a.PartialStatus()
+	st.PartialEnvelopes = &ps
 	return st
 }
 

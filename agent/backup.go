@@ -190,6 +190,12 @@ func (a *Agent) writeBackup(w io.Writer, hdr []byte, key *[32]byte, id [16]byte)
 	// One scan of the whole key space is one Badger read transaction: the
 	// backup is the store as of one read timestamp, whatever commits meanwhile.
 	err = a.db.scan(nil, func(k, v []byte) error {
+		if len(k) > 0 && k[0] == pfxPartial {
+			// Prefixes of envelopes being received (partial.go): transient,
+			// up to 256 MiB, and fetched again after a restore.
+			clear(v)
+			return nil
+		}
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(k)))
 		buf = append(buf, k...)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(v)))

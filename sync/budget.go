@@ -21,7 +21,9 @@ type Budget struct {
 	// SessionBytes bounds the envelope bytes one round sends; the rest
 	// waits for the next round. A round that has sent nothing yet may
 	// always send one envelope, so a value larger than the budget still
-	// goes (whole: large values are not resumable yet).
+	// goes — whole, unless the stream resumes envelopes (fieldsync-sync/3):
+	// then a part of it within the budget goes and the rest waits
+	// (docs/sync.md "Resumable envelopes").
 	SessionBytes int64
 	// DailyBytes bounds the sync bytes on the wire per UTC day (both
 	// directions, all peers). Once spent, large envelopes wait for the
@@ -61,6 +63,18 @@ func (b *roundBudget) allow(n int, large bool) bool {
 	b.sent += int64(n)
 	return true
 }
+
+// room returns the envelope bytes the session budget still allows this
+// round (-1: no session budget).
+func (b *roundBudget) room() int64 {
+	if b.e == nil || b.session < 0 {
+		return -1
+	}
+	return max(b.session-b.sent, 0)
+}
+
+// spend counts n bytes sent outside allow (part of a resumable envelope).
+func (b *roundBudget) spend(n int) { b.sent += int64(n) }
 
 // hold notes an envelope (and with it the rest of its author's log in this
 // round) held back.

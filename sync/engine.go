@@ -75,6 +75,13 @@ type Engine struct {
 	// fetching: chunks some session is fetching now (e.mu; chunks.go), so
 	// two rounds at once never ask for the same chunk.
 	fetching map[chunkWant]bool
+	// resuming: slots of large envelopes some session is writing to the
+	// PartialStore now (e.mu; resume.go).
+	resuming map[envKey]bool
+	// sendTamper, tests only: replaces the offset and bytes a resumable
+	// send puts on the wire (a hostile peer announcing one hash and sending
+	// other bytes, or an offset the receiver never announced).
+	sendTamper func(env Envelope, offset uint32, data []byte) (uint32, []byte)
 }
 
 type peerState struct {
@@ -142,6 +149,7 @@ type Stats struct {
 	HeldBackSince     time.Time         // since when rounds have been holding something back (zero: nothing held)
 	BudgetDayBytes    uint64            // sync bytes on the wire today (UTC)
 	Chunks            ChunkStats        // attachment chunks (docs/sync.md "Attachment chunks")
+	Resume            ResumeStats       // large envelopes sent and received resumably (docs/sync.md "Resumable envelopes")
 }
 
 // PeerStatus is what the engine knows of one peer (docs/design.md §9 `status`).

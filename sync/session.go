@@ -79,6 +79,16 @@ type session struct {
 	budget roundBudget
 	// chunks: ALPN chose a protocol with the chunk phase (chunks.go).
 	chunks bool
+	// resume: ALPN chose a protocol with resumable envelopes (resume.go);
+	// theirPartials: what the peer announced it holds in part; sendHash*:
+	// the hash of the large envelope being sent; shrunkOut, shrunkIn: the
+	// socket's send (sending goroutine) and receive buffer already shrunk.
+	resume              bool
+	theirPartials       map[envKey]Partial
+	sendHashKey         envKey
+	sendHashLen         int
+	sendHash            [32]byte
+	shrunkOut, shrunkIn bool
 }
 
 // runSession authenticates the stream and runs one anti-entropy round.
@@ -103,9 +113,18 @@ func (e *Engine) runSession(ctx context.Context, raw net.Conn, initiator bool, e
 			protos = append([]string{alpnWatchChunks}, protos...)
 		}
 	}
+	if e.partialStore() != nil {
+		protos = append([]string{alpnResume}, protos...)
+		if up != nil {
+			protos = append([]string{alpnWatchResume}, protos...)
+		}
+	}
 	serverProtos := []string{alpnWatch, alpn}
 	if e.chunkStore() != nil {
 		serverProtos = []string{alpnWatchChunks, alpnWatch, alpnChunks, alpn}
+	}
+	if e.partialStore() != nil {
+		serverProtos = []string{alpnWatchResume, alpnWatchChunks, alpnWatch, alpnResume, alpnChunks, alpn}
 	}
 	cc := &countConn{Conn: raw, in: &s.in, out: &s.out}
 	if initiator && e.cfg.Faults != nil {
@@ -281,8 +300,9 @@ func (s *session) run(expect PeerID) error {
 	}
 	_ = s.conn.SetDeadline(start.Add(s.e.lim.HandshakeTimeout))
 	proto := s.conn.ConnectionState().NegotiatedProtocol
-	s.watch = proto == alpnWatch || proto == alpnWatchChunks
-	s.chunks = proto == alpnChunks || proto == alpnWatchChunks
+	s.watch = proto == alpnWatch || proto == alpnWatchChunks || proto == alpnWatchResume
+	s.resume = proto == alpnResume || proto == alpnWatchResume
+	s.chunks = proto == alpnChunks || proto == alpnWatchChunks || s.resume
 	if err := s.authenticate(expect); err != nil {
 		return err
 	}
@@ -789,6 +809,13 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 		entries += n
 		mine[sp] = v
 	}
+	var partials []Partial
+	if s.resume {
+		if partials, err = s.announcePartials(mine); err != nil {
+			return nil, nil, err
+		}
+	}
+	s.theirPartials = nil // a watch stream's earlier round said nothing of this one
 	theirs = make(map[SpaceID]Vector)
 	total := 0
 	err = s.exchange(func() error {
@@ -800,6 +827,13 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 			}
 			entries = entries[n:]
 		}
+		for len(partials) > 0 {
+			n := min(len(partials), partialsPerFrame)
+			if err := s.write(framePartial, encodePartials(partials[:n])); err != nil {
+				return err
+			}
+			partials = partials[n:]
+		}
 		return s.write(frameSummaryEnd)
 	}, func() error {
 		for {
@@ -810,6 +844,10 @@ func (s *session) summaryPhase() (mine, theirs map[SpaceID]Vector, err error) {
 			switch typ {
 			case frameSummaryEnd:
 				return nil
+			case framePartial:
+				if err := s.readPartials(p); err != nil {
+					return err
+				}
 			case frameSummary:
 				entries, err := decodeSummary(p)
 				if err != nil {
@@ -923,7 +961,20 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 				if stopped[env.Author] {
 					return nil
 				}
-				if !s.budget.allow(len(env.Data), len(env.Data) > LargeEnvelope) {
+				n := s.wireLen(env)
+				if part := s.budgetPart(env, n); part > 0 {
+					// Resumable and larger than the session budget
+					// leaves: its next part goes, the rest (and the
+					// author's later envelopes) wait.
+					stopped[env.Author] = true
+					s.budget.hold(env)
+					s.budget.spend(part)
+					s.e.mu.Lock()
+					s.e.stats.Resume.PartsSent++
+					s.e.mu.Unlock()
+					return s.sendEnvelopePart(env, part)
+				}
+				if !s.budget.allow(n, len(env.Data) > LargeEnvelope) {
 					stopped[env.Author] = true
 					s.budget.hold(env)
 					return nil
@@ -943,6 +994,9 @@ func (s *session) sendEnvelope(env Envelope) error {
 		s.e.logw.limited("local-oversize", slog.LevelWarn, "not sending an envelope over the size limit",
 			"space", env.Space.String(), "author", env.Author.String(), "seq", env.Seq, "size", len(env.Data))
 		return nil
+	}
+	if offset, hash, ok := s.resumeFrom(env); ok {
+		return s.sendEnvelopeAt(env, offset, hash, 0)
 	}
 	head := envHead{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data))}.encode()
 	data := env.Data
@@ -1050,6 +1104,10 @@ func (s *session) receiveEnvelopes() error {
 		}
 		return nil
 	}
+	// large: a resumable envelope being received (resume.go); if the
+	// stream ends inside it, what arrived stays on disk for the next round.
+	var large *largeRecv
+	defer func() { s.abandonLarge(large) }()
 	for {
 		typ, p, err := s.next()
 		if err != nil {
@@ -1059,8 +1117,26 @@ func (s *session) receiveEnvelopes() error {
 			return err
 		}
 		switch typ {
+		case frameEnvAt:
+			if cur != nil || large != nil {
+				return malformed("envelope started before the previous one ended")
+			}
+			h, first, err := decodeEnvAt(p)
+			if err != nil {
+				return err
+			}
+			// What arrived before a large envelope is ingested first: a
+			// cut inside it must not lose them (the space's first
+			// envelopes, without which its prefix is never announced).
+			if err := flush(); err != nil {
+				return err
+			}
+			large, err = s.startLarge(h, first, skip[spaceAuthor{h.Space, h.Author}])
+			if err != nil {
+				return err
+			}
 		case frameEnv:
-			if cur != nil {
+			if cur != nil || large != nil {
 				return malformed("envelope started before the previous one ended")
 			}
 			h, chunk, err := decodeEnvHead(p)
@@ -1071,6 +1147,12 @@ func (s *session) receiveEnvelopes() error {
 			buf = make([]byte, 0, min(h.Total, MaxFrame)) // grows as chunks arrive
 			buf = append(buf, chunk...)
 		case frameEnvCont:
+			if large != nil {
+				if err := s.addLarge(large, p); err != nil {
+					return err
+				}
+				break
+			}
 			if cur == nil {
 				return malformed("continuation without an envelope")
 			}
@@ -1078,8 +1160,17 @@ func (s *session) receiveEnvelopes() error {
 				return malformed("envelope longer than announced")
 			}
 			buf = append(buf, p...)
+		case frameEnvPause:
+			if large == nil || !s.resume {
+				return malformed("pause outside a resumable envelope")
+			}
+			lr := large
+			large = nil
+			if err := s.pauseLarge(lr); err != nil {
+				return err
+			}
 		case frameDone:
-			if cur != nil {
+			if cur != nil || large != nil {
 				return malformed("stream done inside an envelope")
 			}
 			return flush()
@@ -1089,6 +1180,20 @@ func (s *session) receiveEnvelopes() error {
 		if cur != nil && uint32(len(buf)) == cur.Total {
 			if err := deliver(); err != nil {
 				return err
+			}
+		}
+		if large != nil && large.got == large.h.Total {
+			lr := large
+			large = nil
+			data, err := s.finishLarge(lr)
+			if err != nil {
+				return err
+			}
+			if data != nil {
+				cur, buf = &envHead{Space: lr.h.Space, Author: lr.h.Author, Seq: lr.h.Seq, Total: lr.h.Total}, data
+				if err := deliver(); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -31,6 +31,15 @@ const (
 	alpnWatchChunks = "fieldsync-watch/2"
 )
 
+// alpnResume and alpnWatchResume are alpnChunks and alpnWatchChunks with
+// resumable large envelopes (PARTIAL after the summary, ENVAT; docs/sync.md
+// "Resumable envelopes"). A node whose Store is a ChunkStore and a
+// PartialStore offers them first.
+const (
+	alpnResume      = "fieldsync-sync/3"
+	alpnWatchResume = "fieldsync-watch/3"
+)
+
 // Frame types on a sync stream. Append only.
 const (
 	frameHello      byte = 1
@@ -60,6 +69,10 @@ const (
 	frameChunkWantEnd byte = 23 // empty
 	frameChunk        byte = 24 // 16 space · 32 ref · sealed chunk
 	frameChunkEnd     byte = 25 // empty
+	// Resumable envelopes (alpnResume, alpnWatchResume; resume.go).
+	framePartial  byte = 26 // summary phase: k × (16 space · 16 author · u64 seq · u32 total · 32 hash · u32 have)
+	frameEnvAt    byte = 27 // 16 space · 16 author · u64 seq · u32 total · 32 hash · u32 offset · first bytes
+	frameEnvPause byte = 28 // empty: the current ENVAT envelope stops here this round (session budget)
 )
 
 // Gossip message types (memberlist user messages). Append only.

@@ -337,6 +337,23 @@ type Status struct {
 	CertConflicts []CertConflict `json:"cert_conflicts"`
 	// Attachments: chunks held, wanted and moved (agent/attach.go).
 	Attachments *AttachStatus `json:"attachments,omitempty"`
+	// PartialEnvelopes: prefixes of large envelopes held from cut rounds,
+	// and resumed transfers (agent/partial.go, docs/sync.md "Resumable
+	// envelopes").
+	PartialEnvelopes *PartialStatus `json:"partial_envelopes,omitempty"`
+}
+
+// PartialStatus is status.partial_envelopes: large envelopes received in
+// part (kept on disk until the rest arrives) and transfers resumed since the
+// agent started.
+type PartialStatus struct {
+	Held         int    `json:"held"`          // partial envelopes held
+	HeldBytes    uint64 `json:"held_bytes"`    // their bytes held
+	Resumed      uint64 `json:"resumed"`       // envelopes sent from a peer's held prefix
+	BytesSkipped uint64 `json:"bytes_skipped"` // the offsets those sends started at, summed
+	ResumedIn    uint64 `json:"resumed_in"`    // envelopes received from our held prefix
+	Completed    uint64 `json:"completed"`     // large envelopes completed from pieces held on disk
+	Bad          uint64 `json:"bad"`           // envelopes whose bytes did not match their announced hash: dropped, fetched again
 }
 
 // CertConflict is a certificate that contradicts a device's pinned one

@@ -13,6 +13,7 @@ import (
 	"fieldsync/bench/w1"
 	"fieldsync/bench/w1agent"
 	"fieldsync/internal/harness"
+	"fieldsync/internal/linkemu"
 )
 
 var (
@@ -20,26 +21,93 @@ var (
 	netemDelay = flag.Duration("netem.delay", 300*time.Millisecond, "one-way delay of each laptop's link (the round trip is twice this)")
 	netemLoss  = flag.Float64("netem.loss", 5, "packet loss of each laptop's link, percent, each direction")
 	netemRate  = flag.Int("netem.rate", 256, "rate of each laptop's link, kbit/s, each direction")
+	netemLink  = flag.String("netem.link", "auto", "how the poor link is made: netem (sch_netem), tun (the userspace link emulator, internal/linkemu), or auto (netem where the kernel has it, else tun)")
+	netemSeed  = flag.Uint64("netem.seed", 1, "seed of the link emulator's loss draws (laptop i: seed+2i up, seed+2i+1 down)")
 )
 
-// shape makes both directions of laptop i's link poor: its egress (eth0)
-// and its router's egress towards it (lan0). With netem (sch_netem) it adds
-// delay, loss and rate there. Kernels without sch_netem (this sandbox's)
-// get what they have: the rate from tbf and the loss from an nftables rule
-// on the router (each direction), and no delay. It returns what it did.
+// shape makes both directions of laptop i's link poor: what the laptop
+// sends (eth0) and what its router sends towards it (lan0). With
+// -netem.link=netem, or auto on a kernel that has sch_netem, netem adds
+// delay, loss and rate there. With -netem.link=tun, or auto on a kernel
+// without it (this sandbox's), the laptop's veth pair is replaced by the
+// userspace link emulator (internal/linkemu, docs/e2e.md "The link
+// emulator"): the same delay, loss and rate, so the runs are the same on
+// every kernel. It returns what it did.
 func (l *netlab) shape(i int, delay time.Duration, lossPct float64, kbit int) string {
 	lap, nat := fmt.Sprintf("lap%d", i), fmt.Sprintf("nat%d", i)
-	args := []string{"netem", "delay", fmt.Sprintf("%dms", delay.Milliseconds()), "loss", fmt.Sprintf("%g%%", lossPct),
-		"rate", fmt.Sprintf("%dkbit", kbit), "limit", "10000"}
-	if l.try(lap, append([]string{"tc", "qdisc", "replace", "dev", "eth0", "root"}, args...)...) == nil {
-		l.run(nat, append([]string{"tc", "qdisc", "replace", "dev", "lan0", "root"}, args...)...)
-		return fmt.Sprintf("netem: one-way delay %v, loss %g%% and %d kbit/s each way", delay, lossPct, kbit)
+	switch *netemLink {
+	case "auto", "netem":
+		args := []string{"netem", "delay", fmt.Sprintf("%dms", delay.Milliseconds()), "loss", fmt.Sprintf("%g%%", lossPct),
+			"rate", fmt.Sprintf("%dkbit", kbit), "limit", "10000"}
+		err := l.try(lap, append([]string{"tc", "qdisc", "replace", "dev", "eth0", "root"}, args...)...)
+		if err == nil {
+			l.run(nat, append([]string{"tc", "qdisc", "replace", "dev", "lan0", "root"}, args...)...)
+			return fmt.Sprintf("netem: one-way delay %v, loss %g%% and %d kbit/s each way", delay, lossPct, kbit)
+		}
+		if *netemLink == "netem" {
+			l.t.Fatalf("-netem.link=netem, and netem cannot be set here (the kernel lacks sch_netem?): %v", err)
+		}
+	case "tun":
+	default:
+		l.t.Fatalf("-netem.link=%q: want auto, netem or tun", *netemLink)
 	}
-	tbf := []string{"tbf", "rate", fmt.Sprintf("%dkbit", kbit), "burst", "1600", "latency", "2s"}
-	l.run(lap, append([]string{"tc", "qdisc", "replace", "dev", "eth0", "root"}, tbf...)...)
-	l.run(nat, append([]string{"tc", "qdisc", "replace", "dev", "lan0", "root"}, tbf...)...)
-	l.run(nat, "nft", fmt.Sprintf("insert rule ip filter fw_lan numgen random mod 1000 < %d drop", int(lossPct*10)))
-	return fmt.Sprintf("no sch_netem in this kernel: tbf %d kbit/s each way, nftables loss %g%% each way, NO added delay (asked: %v one-way)", kbit, lossPct, delay)
+	p := linkemu.Params{Delay: delay, Loss: lossPct / 100, Rate: kbit * 1000}
+	up, down := p, p
+	up.Seed, down.Seed = *netemSeed+uint64(2*i), *netemSeed+uint64(2*i+1)
+	l.emulate(i, up, down)
+	return fmt.Sprintf("userspace link emulator (TUN pair, -netem.link=%s): %v each way, loss seeds %d up and %d down", *netemLink, p, up.Seed, down.Seed)
+}
+
+// emulate replaces laptop i's veth pair (lap eth0 ── nat lan0) by a pair
+// of TUN devices with the same names and addresses, joined by the link
+// emulator: up is what the laptop sends, down what it receives. The
+// devices go at the end of the test, before the namespaces.
+func (l *netlab) emulate(i int, up, down linkemu.Params) {
+	lap, nat := fmt.Sprintf("lap%d", i), fmt.Sprintf("nat%d", i)
+	pair, err := linkemu.NewPair(fmt.Sprintf("%st%da", l.prefix, i), fmt.Sprintf("%st%db", l.prefix, i), up, down)
+	if err != nil {
+		l.t.Fatalf("the link emulator needs TUN devices: %v", err)
+	}
+	l.t.Cleanup(func() { pair.Close() })
+	if l.emu == nil {
+		l.emu = map[int]*linkemu.Pair{}
+	}
+	l.emu[i] = pair
+	l.run(lap, "ip", "link", "del", "eth0") // and its peer, lan0
+	for _, end := range []struct{ ns, tmp, dev, addr string }{
+		{lap, pair.NameA, "eth0", fmt.Sprintf("192.168.%d.2/24", i)},
+		{nat, pair.NameB, "lan0", fmt.Sprintf("192.168.%d.1/24", i)},
+	} {
+		l.run("", "ip", "link", "set", end.tmp, "netns", l.ns(end.ns))
+		l.run(end.ns, "ip", "link", "set", end.tmp, "name", end.dev)
+		// No IPv6 chatter on the link: only the agents' traffic is counted.
+		_ = l.try(end.ns, "sysctl", "-qw", "net.ipv6.conf."+end.dev+".disable_ipv6=1")
+		l.run(end.ns, "ip", "addr", "add", end.addr, "dev", end.dev)
+		l.run(end.ns, "ip", "link", "set", end.dev, "up")
+	}
+	l.run(lap, "ip", "route", "replace", "default", "via", fmt.Sprintf("192.168.%d.1", i))
+	pair.Start()
+}
+
+// emuReport describes what laptop i's emulated link did, or "" when it
+// is not emulated.
+func (l *netlab) emuReport(i int) string {
+	pair := l.emu[i]
+	if pair == nil {
+		return ""
+	}
+	up, down := pair.Stats()
+	return fmt.Sprintf("lap%d emulated link: up %v; down %v", i, up, down)
+}
+
+// poorLinkBudget is how long a poor-link run may take: until a minute
+// before go test's -timeout (at 256 kbit/s with a 600 ms one-way delay a
+// 50 MiB file needs more than an hour), 58 minutes without one.
+func poorLinkBudget(t *testing.T) time.Duration {
+	if d, ok := t.Deadline(); ok && time.Until(d) > 2*time.Minute {
+		return time.Until(d) - time.Minute
+	}
+	return 58 * time.Minute
 }
 
 // poorLinkCluster starts, for the poor-link runs, a relay in the open and
@@ -48,7 +116,7 @@ func poorLinkCluster(t *testing.T) (*netlab, *harness.Cluster, context.Context, 
 	t.Helper()
 	l := requireNetlab(t)
 	l.build(2)
-	cl, ctx := newClusterFor(t, 58*time.Minute)
+	cl, ctx := newClusterFor(t, poorLinkBudget(t))
 	relay, err := cl.Add(ctx, "relay", "Relay", true)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +201,7 @@ func TestPoorLinkW1(t *testing.T) {
 	}
 	l.uplink(1, true)
 	l.uplink(2, true)
-	took := waitConverged(t, ctx, space.ID, 50*time.Minute, laps[0], laps[1], relay)
+	took := waitConverged(t, ctx, space.ID, poorLinkBudget(t), laps[0], laps[1], relay)
 	rate := float64(*netemRate) * 1000 / 8 // bytes per second, each direction
 	t.Logf("W1-S delta over the poor links: converged in %v", took.Round(time.Millisecond))
 	for i := range before {
@@ -142,6 +210,9 @@ func TestPoorLinkW1(t *testing.T) {
 		limit := time.Duration(float64(max(up, down)) / rate * float64(time.Second))
 		t.Logf("lap%d link: %.2f MB up, %.2f MB down; the link's own limit for the larger direction %v (%.0f%% of the time taken)",
 			i+1, float64(up)/1e6, float64(down)/1e6, limit.Round(time.Second), 100*limit.Seconds()/took.Seconds())
+		if r := l.emuReport(i + 1); r != "" {
+			t.Log(r)
+		}
 	}
 	conflicts, err := cb.ConflictsList(ctx, api.ConflictsListRequest{Space: space.ID})
 	if err != nil {

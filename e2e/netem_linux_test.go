@@ -6,6 +6,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +103,70 @@ func (l *netlab) emuReport(i int) string {
 	return fmt.Sprintf("lap%d emulated link: up %v; down %v", i, up, down)
 }
 
+// sampleLinks reads the eth0 counters of the laptops every period until
+// the returned function is called, which returns a table: per period, each
+// direction's bytes as a share of what the rate allows. It shows when a
+// link was busy and when it waited (round trips, a peer not sending).
+func (l *netlab) sampleLinks(every time.Duration, rate float64, laps ...int) (stop func() string) {
+	read := func(i int) (rx, tx uint64, ok bool) {
+		for _, f := range []struct {
+			name string
+			v    *uint64
+		}{{"rx_bytes", &rx}, {"tx_bytes", &tx}} {
+			out, err := exec.Command("ip", "netns", "exec", l.ns(fmt.Sprintf("lap%d", i)), "cat", "/sys/class/net/eth0/statistics/"+f.name).Output()
+			if err != nil {
+				return 0, 0, false
+			}
+			if _, err := fmt.Sscan(string(out), f.v); err != nil {
+				return 0, 0, false
+			}
+		}
+		return rx, tx, true
+	}
+	var b strings.Builder
+	b.WriteString("  after")
+	for _, i := range laps {
+		fmt.Fprintf(&b, "   lap%d up  down", i)
+	}
+	b.WriteString("\n")
+	prev := make([][2]uint64, len(laps))
+	for k, i := range laps {
+		prev[k][0], prev[k][1], _ = read(i)
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			fmt.Fprintf(&b, "%7s", time.Since(start).Round(time.Second))
+			for k, i := range laps {
+				rx, tx, ok := read(i)
+				if !ok {
+					b.WriteString("          ?     ?")
+					continue
+				}
+				fmt.Fprintf(&b, "        %3.0f%%  %3.0f%%", 100*float64(tx-prev[k][1])/rate/every.Seconds(), 100*float64(rx-prev[k][0])/rate/every.Seconds())
+				prev[k] = [2]uint64{rx, tx}
+			}
+			b.WriteString("\n")
+		}
+	}()
+	var once sync.Once
+	stop = func() string {
+		once.Do(func() { close(done); <-finished })
+		return b.String()
+	}
+	l.t.Cleanup(func() { stop() }) // a failed run stops the sampler too
+	return stop
+}
+
 // poorLinkBudget is how long a poor-link run may take: until a minute
 // before go test's -timeout (at 256 kbit/s with a 600 ms one-way delay a
 // 50 MiB file needs more than an hour), 58 minutes without one.
@@ -189,21 +256,20 @@ func TestPoorLinkW1(t *testing.T) {
 	update(ca, w.A)
 	update(cb, w.B)
 
-	var how string
 	for i := 1; i <= 2; i++ {
-		how = l.shape(i, *netemDelay, *netemLoss, *netemRate)
+		t.Logf("lap%d's link: %s", i, l.shape(i, *netemDelay, *netemLoss, *netemRate))
 	}
-	t.Logf("links: %s", how)
 	type link struct{ rx, tx uint64 }
 	var before [2]link
 	for i := range before {
 		before[i].rx, before[i].tx = l.ifBytes(fmt.Sprintf("lap%d", i+1), "eth0")
 	}
+	rate := float64(*netemRate) * 1000 / 8 // bytes per second, each direction
+	stop := l.sampleLinks(20*time.Second, rate, 1, 2)
 	l.uplink(1, true)
 	l.uplink(2, true)
 	took := waitConverged(t, ctx, space.ID, poorLinkBudget(t), laps[0], laps[1], relay)
-	rate := float64(*netemRate) * 1000 / 8 // bytes per second, each direction
-	t.Logf("W1-S delta over the poor links: converged in %v", took.Round(time.Millisecond))
+	t.Logf("W1-S delta over the poor links: converged in %v; use of each direction of the links, per 20 s:\n%s", took.Round(time.Millisecond), stop())
 	for i := range before {
 		rx, tx := l.ifBytes(fmt.Sprintf("lap%d", i+1), "eth0")
 		up, down := tx-before[i].tx, rx-before[i].rx

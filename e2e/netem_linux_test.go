@@ -20,12 +20,13 @@ import (
 )
 
 var (
-	netemRun   = flag.Bool("netem", false, "run TestPoorLinkW1: W1-S's delta sync between two NATed laptops through a relay over a poor link (many minutes)")
-	netemDelay = flag.Duration("netem.delay", 300*time.Millisecond, "one-way delay of each laptop's link (the round trip is twice this)")
-	netemLoss  = flag.Float64("netem.loss", 5, "packet loss of each laptop's link, percent, each direction")
-	netemRate  = flag.Int("netem.rate", 256, "rate of each laptop's link, kbit/s, each direction")
-	netemLink  = flag.String("netem.link", "auto", "how the poor link is made: netem (sch_netem), tun (the userspace link emulator, internal/linkemu), or auto (netem where the kernel has it, else tun)")
-	netemSeed  = flag.Uint64("netem.seed", 1, "seed of the link emulator's loss draws (laptop i: seed+2i up, seed+2i+1 down)")
+	netemRun    = flag.Bool("netem", false, "run TestPoorLinkW1: W1-S's delta sync between two NATed laptops through a relay over a poor link (many minutes)")
+	netemDelay  = flag.Duration("netem.delay", 300*time.Millisecond, "one-way delay of each laptop's link (the round trip is twice this)")
+	netemLoss   = flag.Float64("netem.loss", 5, "packet loss of each laptop's link, percent, each direction")
+	netemRate   = flag.Int("netem.rate", 256, "rate of each laptop's link, kbit/s, each direction")
+	netemLink   = flag.String("netem.link", "auto", "how the poor link is made: netem (sch_netem), tun (the userspace link emulator, internal/linkemu), or auto (netem where the kernel has it, else tun)")
+	netemBudget = flag.String("netem.budget", "", "if set, every agent of the poor-link runs gets --budget-session with this SIZE (e.g. 256KiB): shorter rounds")
+	netemSeed   = flag.Uint64("netem.seed", 1, "seed of the link emulator's loss draws (laptop i: seed+2i up, seed+2i+1 down)")
 )
 
 // shape makes both directions of laptop i's link poor: what the laptop
@@ -189,13 +190,19 @@ func poorLinkCluster(t *testing.T) (*netlab, *harness.Cluster, context.Context, 
 		t.Fatal(err)
 	}
 	relay.Netns, relay.Bind = l.ns("relay"), "10.201.0.2:7946"
+	var budget []string
+	if *netemBudget != "" {
+		budget = []string{"--budget-session=" + *netemBudget}
+		t.Logf("every agent: --budget-session=%s", *netemBudget)
+	}
+	relay.Args = budget
 	laps := make([]*harness.Node, 2)
 	for i := range laps {
 		if laps[i], err = cl.Add(ctx, fmt.Sprintf("lap%d", i+1), []string{"Officer A", "Officer B"}[i], false); err != nil {
 			t.Fatal(err)
 		}
 		laps[i].Netns = l.ns(fmt.Sprintf("lap%d", i+1))
-		laps[i].Args = []string{"--client"}
+		laps[i].Args = append([]string{"--client"}, budget...)
 	}
 	if err := cl.Start(ctx, relay, ""); err != nil {
 		t.Fatal(err)

@@ -224,7 +224,7 @@ func poorLinkCluster(t *testing.T) (*netlab, *harness.Cluster, context.Context, 
 // each laptop's link against the link's own limit (bytes ÷ rate).
 func TestPoorLinkW1(t *testing.T) {
 	if !*netemRun {
-		t.Skip("the poor-link run takes many minutes: go test ./e2e -run PoorLink -netem -v -timeout 60m")
+		t.Skip("the poor-link run takes many minutes: go test ./e2e -run TestPoorLinkW1 -netem -v -timeout 60m")
 	}
 	l, _, ctx, relay, laps := poorLinkCluster(t)
 	w := w1.Generate(w1.SizeS)

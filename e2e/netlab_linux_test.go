@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"fieldsync/internal/linkemu"
 )
 
 // netlab builds a small internet out of network namespaces for the field
@@ -23,6 +25,7 @@ type netlab struct {
 	t      *testing.T
 	prefix string
 	spaces []string
+	emu    map[int]*linkemu.Pair // laptop → its emulated link (netem_linux_test.go)
 }
 
 // requireNetlab skips the test, saying why, where namespaces cannot be made

@@ -33,6 +33,7 @@ import (
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/rules"
+	fsync "fieldsync/sync"
 )
 
 const (
@@ -435,6 +436,14 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		if err != nil {
 			return err
 		}
+		// A prefix of a listed envelope, received in part (partial.go),
+		// holds the segment's sealed bytes too: it goes, and the envelope
+		// comes again whole, to be cut on arrival.
+		partials, err := a.dropPartials(order)
+		if err != nil {
+			return err
+		}
+		chunks = chunks || partials
 		if sp == nil || len(entries) == 1 {
 			if chunks { // large values: the value log holds them
 				a.collectValueLog()
@@ -447,6 +456,27 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		return fresh, fmt.Errorf("erase a record in space %s: %w", e.Space, err)
 	}
 	return fresh, nil
+}
+
+// dropPartials drops, from Badger's files, the partial envelopes held of
+// the given envelopes; it reports whether there were any.
+func (a *Agent) dropPartials(refs []envRef) (bool, error) {
+	var slots [][]byte
+	for _, k := range refs {
+		slot := partialSlot(fsync.SpaceID(k.space), fsync.PeerID(k.author), k.seq)
+		held := false
+		a.db.kv.ScanKeys(slot, func([]byte) error { held = true; return errStopScan })
+		if held {
+			slots = append(slots, slot)
+		}
+	}
+	if len(slots) == 0 {
+		return false, nil
+	}
+	if err := a.db.kv.DropPrefixes(slots...); err != nil {
+		return false, fmt.Errorf("drop the partial envelopes of an erased record: %w", err)
+	}
+	return true, nil
 }
 
 // purgeRecord finishes a record erasure in sp: the staged cut envelopes

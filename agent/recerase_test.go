@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"fieldsync/crdt"
 	"fieldsync/crypto"
 	"fieldsync/internal/datadir"
+	fsync "fieldsync/sync"
 )
 
 // recordNeedles are what must not survive a record's erasure anywhere: the
@@ -590,5 +592,70 @@ func TestEraseRecordVersion1(t *testing.T) {
 	_, err = b.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "r1", Reason: "test"})
 	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "space erase") {
 		t.Fatalf("erase of a record with a version 1 change: %v", err)
+	}
+}
+
+// TestEraseRecordDropsPartialEnvelope: E holds only the first part of an
+// envelope of the record (a resumable transfer cut mid-way, partial.go);
+// the erasure reaching E drops that prefix too — it carries the segment's
+// sealed bytes — and the envelope, sent whole later, arrives cut.
+func TestEraseRecordDropsPartialEnvelope(t *testing.T) {
+	const canary = "CANARYrecpartial16"
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	cfgE := newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
+	e := openTestAgent(t, cfgE)
+	dir := t.TempDir()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	bundleCarry(t, dir, e, a) // A learns E
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	bundleCarry(t, dir, a, e) // E holds the space and its key
+	combinedChange(t, a, id, [2]string{"p1", canary}, [2]string{"p2", "stays"})
+	combinedChange(t, a, id, [2]string{"p2", "stays, edited"}, [2]string{"p1", canary + " again"})
+	needles := recordNeedles(t, a, id, "p1", canary)
+	// E receives the first 3/4 of A's newest envelope, then the round is cut.
+	var newest []byte
+	if err := a.Envelopes(id, func(env []byte) error { newest = bytes.Clone(env); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h, err := crypto.ParseHeader(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := fsync.Partial{Space: fsync.SpaceID(id), Author: fsync.PeerID(h.Author), Seq: h.Seq, Total: uint32(len(newest)), Hash: sha256.Sum256(newest)}
+	ad := syncAdapter{a: e}
+	if ok, err := ad.BeginPartial(p); err != nil || !ok {
+		t.Fatalf("begin partial: %v %v", ok, err)
+	}
+	if err := ad.AppendPartial(p, 0, newest[:len(newest)*3/4]); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := ad.Partials(fsync.SpaceID(id)); len(ps) != 1 {
+		t.Fatalf("E holds %d partial envelopes, want 1", len(ps))
+	}
+	if _, err := a.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "p1", Reason: "retention ended"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := bundleCarry(t, dir, a, e); res.Erasures != 1 {
+		t.Fatalf("the bundle after the erasure: %+v", res)
+	}
+	if ps, _ := ad.Partials(fsync.SpaceID(id)); len(ps) != 0 {
+		t.Fatalf("after the erasure E still holds %d partial envelopes of the record", len(ps))
+	}
+	if _, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("p1 on E: %v", err)
+	}
+	if r, err := e.GetRecord(api.RecordRef{Space: sp.ID, Record: "p2"}); err != nil || r.Fields["f"].Value != "stays, edited" {
+		t.Fatalf("p2 on E: %+v %v", r, err)
+	}
+	e.Close()
+	for _, h := range recordHits(t, cfgE, id, needles) {
+		t.Errorf("left on E: %s", h)
 	}
 }

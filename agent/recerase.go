@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -77,10 +78,35 @@ type envRef struct {
 // applyRecordErasure; read without stateMu by the ingest path.
 type recErasures struct {
 	loaded bool
-	refs   map[envRef][]int
+	refs   map[envRef][]segCut
 	chunks map[chunkID]bool
 	blobs  map[[32]byte]markerBlob
 }
+
+// segCut is one segment a marker names, and the end of the time its marker
+// covers (cutUntil): only an envelope written before then can be one the
+// eraser held.
+type segCut struct {
+	index int
+	until int64 // Unix milliseconds
+}
+
+// cutUntil is the end of the time a record-erase marker covers: the
+// second after its IssuedAt (kept to the second). An envelope whose signed
+// HLC is at or after it was written after the marker, so the eraser cannot
+// have held it, and no marker cuts it: a hostile owner officer listing
+// slots not yet written (an author's next seqs) cannot silently erase
+// writes to come. The eraser sets IssuedAt no earlier than the newest
+// envelope it lists, and receivers refuse a marker from further ahead than
+// the clock drift they allow envelopes (docs/design.md §6).
+func cutUntil(e *crypto.RecordErasure) int64 { return (e.IssuedAt.Unix() + 1) * 1000 }
+
+// errMarkerAhead is a record-erase marker dated further ahead of this
+// device's clock than the drift allowed (cutUntil).
+var errMarkerAhead = errors.New("marker from the future")
+
+// hlcMillis is the wall-clock part of a packed HLC (docs/format.md).
+func hlcMillis(hlc uint64) int64 { return int64(hlc >> 16) }
 
 // markerBlob is a record-erase marker held, with its space.
 type markerBlob struct {
@@ -101,7 +127,7 @@ func (a *Agent) recErasedLocked() *recErasures {
 	if x.loaded {
 		return x
 	}
-	x.refs, x.chunks, x.blobs = map[envRef][]int{}, map[chunkID]bool{}, map[[32]byte]markerBlob{}
+	x.refs, x.chunks, x.blobs = map[envRef][]segCut{}, map[chunkID]bool{}, map[[32]byte]markerBlob{}
 	a.db.scan([]byte{pfxRecErasure}, func(k, v []byte) error {
 		var ts recTombstone
 		if json.Unmarshal(v, &ts) != nil {
@@ -121,20 +147,25 @@ func (x *recErasures) add(e *crypto.RecordErasure) {
 	for _, c := range e.Chunks {
 		x.chunks[chunkID{e.Space, c}] = true
 	}
+	until := cutUntil(e)
 	for _, r := range e.Segments {
 		k := envRef{e.Space, r.Author, r.Seq}
-		if !slices.Contains(x.refs[k], int(r.Index)) {
-			x.refs[k] = append(x.refs[k], int(r.Index))
-		}
+		x.refs[k] = append(x.refs[k], segCut{int(r.Index), until})
 	}
 }
 
-// erasedSegments returns the segments of an envelope that record-erase
-// markers held here name.
-func (a *Agent) erasedSegments(space crypto.SpaceID, author crypto.DeviceID, seq uint64) []int {
+// erasedSegments returns the segments of an envelope (with that signed
+// HLC) that record-erase markers held here name and cover (cutUntil).
+func (a *Agent) erasedSegments(space crypto.SpaceID, author crypto.DeviceID, seq, hlc uint64) []int {
 	a.recErMu.Lock()
 	defer a.recErMu.Unlock()
-	return slices.Clone(a.recErasedLocked().refs[envRef{space, author, seq}])
+	var out []int
+	for _, c := range a.recErasedLocked().refs[envRef{space, author, seq}] {
+		if hlcMillis(hlc) < c.until && !slices.Contains(out, c.index) {
+			out = append(out, c.index)
+		}
+	}
+	return out
 }
 
 // recordErasureBlobs are the record-erase markers to pass on (not those of
@@ -187,7 +218,7 @@ func (a *Agent) eraseOnIngest(h crypto.Header, env []byte) []byte {
 	if h.Version != crypto.HeaderVersion2 {
 		return env
 	}
-	idx := a.erasedSegments(h.Space, h.Author, h.Seq)
+	idx := a.erasedSegments(h.Space, h.Author, h.Seq, h.HLC)
 	if len(idx) == 0 {
 		return env
 	}
@@ -232,12 +263,33 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 		if len(refs) == 0 {
 			return fmt.Errorf("%w: no change of record %q in space %s is held here", ErrNotFound, rid, sp.id)
 		}
+		// The marker is dated no earlier than the newest envelope it
+		// lists (an author's clock may run ahead of ours, within the
+		// allowed drift): receivers cut only envelopes written before it.
+		at := a.cfg.now()
 		seen := map[envRef]bool{}
 		for _, r := range refs {
-			seen[envRef{sp.id, r.Author, r.Seq}] = true
+			k := envRef{sp.id, r.Author, r.Seq}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			env, err := a.db.get(envKey(k.space, k.author, k.seq))
+			if err != nil {
+				return err
+			}
+			if h, err := crypto.ParseHeader(env); err == nil && time.UnixMilli(hlcMillis(h.HLC)).After(at) {
+				at = time.UnixMilli(hlcMillis(h.HLC))
+			}
+		}
+		// An author whose clock ran further ahead than receivers allow
+		// (skewed): the marker would be refused; it is dated at the limit,
+		// and that author's envelopes beyond it are not cut elsewhere.
+		if limit := a.cfg.now().Add(a.cfg.MaxDrift); at.After(limit) {
+			at = limit
 		}
 		envs = len(seen)
-		e, err = crypto.NewRecordErasure(a.id, sp.id, sp.meta.Nonce, sp.meta.OwnerFP, sp.current, string(rid), refs, chunks, a.cfg.now())
+		e, err = crypto.NewRecordErasure(a.id, sp.id, sp.meta.Nonce, sp.meta.OwnerFP, sp.current, string(rid), refs, chunks, at)
 		return err
 	})
 	if err != nil {
@@ -370,6 +422,9 @@ func (a *Agent) AddRecordErasure(blob []byte) (bool, error) {
 	if err := rules.MayErase(cert, tt.revs[e.Author], e.Owner); err != nil {
 		return false, &erasureRefused{err}
 	}
+	if ahead := e.IssuedAt.Sub(a.cfg.now()); ahead > a.cfg.MaxDrift {
+		return false, &erasureRefused{fmt.Errorf("%w: record-erase marker in space %s issued %v ahead of this device's clock (more than the %v allowed): taken when it is no longer in the future", errMarkerAhead, e.Space, ahead.Round(time.Second), a.cfg.MaxDrift)}
+	}
 	return a.applyRecordErasure(e, "")
 }
 
@@ -409,6 +464,9 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 			env, err := a.db.get(envKey(k.space, k.author, k.seq))
 			if err != nil {
 				continue // not held here (yet): erased on ingest
+			}
+			if h, err := crypto.ParseHeader(env); err != nil || hlcMillis(h.HLC) >= cutUntil(e) {
+				continue // written after the marker: not what the eraser held (cutUntil)
 			}
 			if sp != nil && sp.current != nil {
 				if oc, err := openChange(env, sp); err == nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -657,5 +658,90 @@ func TestEraseRecordDropsPartialEnvelope(t *testing.T) {
 	e.Close()
 	for _, h := range recordHits(t, cfgE, id, needles) {
 		t.Errorf("left on E: %s", h)
+	}
+}
+
+// TestEraseRecordCannotReachFutureWrites: a hostile owner officer (or its
+// laptop, taken over) signs a record-erase marker listing slots of a
+// colleague's log that are not written yet. Before markers were bound to
+// the time they were issued (cutUntil), every replica holding the marker
+// silently cut the victim's next writes as they arrived: the victim saw
+// its record, everyone else lost it. Now a write made after the marker is
+// never cut, and a marker dated ahead of the receiver's clock (to cover
+// writes to come) is refused.
+func TestEraseRecordCannotReachFutureWrites(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	cfgV := newTestDevice(t, omn, "Victor", crypto.RoleOfficer)
+	cfgV.Now = clock
+	cfgO := newTestDevice(t, omn, "Olga", crypto.RoleOfficer)
+	cfgO.Now = clock
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
+	v := openTestAgent(t, cfgV)
+	o := openTestAgent(t, cfgO)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	for _, x := range []*Agent{h, v, o} {
+		transfer(t, x, a)
+	}
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*Agent{h, v, o} {
+		transfer(t, a, x)
+	}
+	for _, x := range []*Agent{h, o} {
+		transfer(t, v, x)
+	}
+	advPut(t, v, sp.ID, "v1", "before")
+	transfer(t, v, o)
+	transfer(t, v, h)
+	var next uint64
+	var nonce [16]byte
+	var key *crypto.SpaceKey
+	h.withRead(func() error {
+		s := h.spaces[id]
+		next, nonce, key = s.heads[v.dev].Seq+1, s.meta.Nonce, s.current
+		return nil
+	})
+	var slots []crypto.SegmentRef
+	for seq := next; seq < next+8; seq++ {
+		slots = append(slots, crypto.SegmentRef{Author: v.dev, Seq: seq, Index: 0})
+	}
+	owner := omn.b.Public().Fingerprint()
+	marker := func(at time.Time) []byte {
+		e, err := crypto.NewRecordErasure(h.id, id, nonce, owner, key, "v2", slots, nil, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Marshal()
+	}
+	// Dated a day ahead, to cover the victim's next day of writes: refused.
+	if _, err := o.AddRecordErasure(marker(time.Now().Add(24 * time.Hour))); !errors.Is(err, errMarkerAhead) {
+		t.Fatalf("a marker dated a day ahead: %v, want refused", err)
+	}
+	// Dated now: taken (its author may erase in the space)...
+	if fresh, err := o.AddRecordErasure(marker(time.Now())); err != nil || !fresh {
+		t.Fatalf("the marker dated now: %v %v", fresh, err)
+	}
+	// ...but the victim's writes made after it are not cut.
+	offset.Store(int64(time.Hour))
+	advPut(t, v, sp.ID, "v2", "after the marker")
+	advPut(t, v, sp.ID, "v3", "after the marker too")
+	transfer(t, v, o)
+	for _, rec := range []string{"v1", "v2", "v3"} {
+		got, err := advValue(o, sp.ID, rec)
+		want, _ := advValue(v, sp.ID, rec)
+		if err != nil || got != want {
+			t.Errorf("%s on the observer: %q %v, the victim holds %q", rec, got, err, want)
+		}
+	}
+	if dv, do := advDigest(t, v, sp.ID), advDigest(t, o, sp.ID); dv.Digest != do.Digest || dv.Envelopes != do.Envelopes {
+		t.Fatalf("victim and observer differ: %+v vs %+v", dv, do)
 	}
 }

@@ -7,6 +7,14 @@
 //   - agent: a real agent process (internal/harness) with 1 API client doing
 //     `record put` of one field in a loop, then 32 clients.
 //
+// The clients' mix (Options.Mix) is what an officer's agent sees from its
+// local API: by default ("records") every client writes its own records of
+// one case file, round robin over 100 each — the UI, the CLI and a script
+// or an import working on one space at once. "record" makes every client
+// write one record (a hot record: its writes can never share a change),
+// "spaces" gives each client a space of its own (changes cannot be shared
+// across spaces, only fsyncs).
+//
 // `fieldsync bench writes [--json]` calls Run.
 package writes
 
@@ -40,6 +48,9 @@ type Options struct {
 	Count    int
 	// Clients is the many-client figure's number of clients (32).
 	Clients int
+	// Mix is what the clients write: "records" (default), "record" or
+	// "spaces" (see the package comment).
+	Mix string
 	// CPUProfile, if set, names the files that receive the agent's CPU
 	// profiles of the two phases: CPUProfile.1 and CPUProfile.32.
 	CPUProfile string
@@ -47,8 +58,15 @@ type Options struct {
 
 // DefaultOptions: 4 s or 20,000 writes per phase, 32 clients.
 func DefaultOptions() Options {
-	return Options{Duration: 4 * time.Second, Count: 20000, Clients: 32}
+	return Options{Duration: 4 * time.Second, Count: 20000, Clients: 32, Mix: MixRecords}
 }
+
+// The clients' mixes (Options.Mix).
+const (
+	MixRecords = "records"
+	MixRecord  = "record"
+	MixSpaces  = "spaces"
+)
 
 // Result is the run's figures (the JSON line).
 type Result struct {
@@ -62,6 +80,7 @@ type Result struct {
 	Ratio1ClientToRaw   float64 `json:"ratio_1_client_to_raw"`
 	RatioNTo1           float64 `json:"ratio_32_to_1"`
 	Clients             int     `json:"clients"`
+	Mix                 string  `json:"mix"` // what the clients write (Options.Mix)
 	Nproc               int     `json:"nproc"`
 	GoVersion           string  `json:"go_version"`
 	Dir                 string  `json:"dir"`    // where it ran (a temp dir)
@@ -70,7 +89,14 @@ type Result struct {
 
 // Run runs the benchmark with the fieldsync binary exe.
 func Run(ctx context.Context, exe string, o Options, out io.Writer, jsonOut bool) (Result, error) {
-	res := Result{Workload: "writes", Rounds: rounds, Clients: o.Clients, Nproc: runtime.NumCPU(), GoVersion: runtime.Version()}
+	switch o.Mix {
+	case "":
+		o.Mix = MixRecords
+	case MixRecords, MixRecord, MixSpaces:
+	default:
+		return Result{}, fmt.Errorf("unknown mix %q (records, record or spaces)", o.Mix)
+	}
+	res := Result{Workload: "writes", Mix: o.Mix, Rounds: rounds, Clients: o.Clients, Nproc: runtime.NumCPU(), GoVersion: runtime.Version()}
 	root, err := os.MkdirTemp("", "fieldsync-writes-")
 	if err != nil {
 		return res, err
@@ -175,11 +201,19 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 	if err := cl.Start(ctx, a, ""); err != nil {
 		return err
 	}
-	sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: "writes"})
-	if err != nil {
-		return err
+	spaces := make([]string, 1)
+	if o.Mix == MixSpaces {
+		spaces = make([]string, o.Clients)
 	}
-	// One API client per writer, as separate `fieldsync` processes would be.
+	for i := range spaces {
+		sp, err := a.Client().SpaceCreate(ctx, api.SpaceCreateRequest{Name: fmt.Sprintf("writes %d", i)})
+		if err != nil {
+			return err
+		}
+		spaces[i] = sp.ID
+	}
+	// One API client per writer, as separate `fieldsync` processes would
+	// be; each keeps its connection open between requests (keep-alive).
 	clients := make([]*api.Client, o.Clients)
 	for i := range clients {
 		clients[i] = a.Client()
@@ -187,7 +221,14 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 	var lastErr error
 	var errMu sync.Mutex
 	put := func(c, i int) error {
-		_, err := clients[c].RecordPut(ctx, api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("c%02d-%03d", c, i%100),
+		space, record := spaces[0], fmt.Sprintf("c%02d-%03d", c, i%100)
+		switch o.Mix {
+		case MixRecord:
+			record = "shared"
+		case MixSpaces:
+			space = spaces[c]
+		}
+		_, err := clients[c].RecordPut(ctx, api.RecordPutRequest{Space: space, Record: record,
 			Fields: []api.FieldValue{{Name: "visit_note", Value: "أمينة market حلب clinic #" + strconv.Itoa(i)}}})
 		if err != nil {
 			errMu.Lock()
@@ -286,7 +327,7 @@ func cpuProfile(ctx context.Context, n *harness.Node, d time.Duration, file stri
 // Print prints the figures for people.
 func Print(out io.Writer, r Result) {
 	row := func(k, v string) { fmt.Fprintf(out, "  %-34s %s\n", k, v) }
-	fmt.Fprintf(out, "writes: durable writes on one file system (%s), nproc %d, %s\n", r.Dir, r.Nproc, r.GoVersion)
+	fmt.Fprintf(out, "writes: durable writes on one file system (%s), nproc %d, %s, clients' mix %q\n", r.Dir, r.Nproc, r.GoVersion, r.Mix)
 	row("raw: 1 writer, fsync per group", fmt.Sprintf("%.0f commits/s", r.RawCommitsPerS))
 	row(fmt.Sprintf("raw: %d writers, group commit", r.Clients), fmt.Sprintf("%.0f groups/s (%.0f fsyncs/s)", r.RawGroupCommitsPerS, r.RawGroupFsyncsPerS))
 	row("agent: 1 API client", fmt.Sprintf("%.0f writes/s (%.0f µs each)", r.Agent1ClientPerS, r.Agent1ClientUS))

@@ -339,19 +339,8 @@ func (s *session) sendEnvelopeAt(env Envelope, offset uint32, hash [32]byte, lim
 		offset, data = s.e.sendTamper(env, offset, data)
 	}
 	h := envAtHead{Partial: Partial{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data)), Hash: hash}, Offset: offset}
-	first := min(len(data), MaxFrame-envAtHeaderSize)
-	if err := s.write(frameEnvAt, h.encode(), data[:first]); err != nil {
+	if err := s.writeFramed(frameEnvAt, h.encode(), data); err != nil {
 		return err
-	}
-	s.e.noteFrame(envAtHeaderSize + first)
-	data = data[first:]
-	for len(data) > 0 {
-		n := min(len(data), MaxFrame)
-		if err := s.write(frameEnvCont, data[:n]); err != nil {
-			return err
-		}
-		s.e.noteFrame(n)
-		data = data[n:]
 	}
 	if paused {
 		return s.write(frameEnvPause)

@@ -999,12 +999,21 @@ func (s *session) sendEnvelope(env Envelope) error {
 		return s.sendEnvelopeAt(env, offset, hash, 0)
 	}
 	head := envHead{Space: env.Space, Author: env.Author, Seq: env.Seq, Total: uint32(len(env.Data))}.encode()
-	data := env.Data
-	first := min(len(data), MaxFrame-envHeaderSize)
-	if err := s.write(frameEnv, head, data[:first]); err != nil {
+	if err := s.writeFramed(frameEnv, head, env.Data); err != nil {
 		return err
 	}
-	s.e.noteFrame(envHeaderSize + first)
+	s.sent.Add(1)
+	return nil
+}
+
+// writeFramed sends data after a head in a frame of type typ, and what does
+// not fit in it in continuation frames of at most MaxFrame bytes.
+func (s *session) writeFramed(typ byte, head, data []byte) error {
+	first := min(len(data), MaxFrame-len(head))
+	if err := s.write(typ, head, data[:first]); err != nil {
+		return err
+	}
+	s.e.noteFrame(len(head) + first)
 	data = data[first:]
 	for len(data) > 0 {
 		n := min(len(data), MaxFrame)
@@ -1014,7 +1023,6 @@ func (s *session) sendEnvelope(env Envelope) error {
 		s.e.noteFrame(n)
 		data = data[n:]
 	}
-	s.sent.Add(1)
 	return nil
 }
 

@@ -472,22 +472,34 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 // TestEraseRecordTravelsByBundle: an air-gapped officer that got the record
 // by bundle gets its erasure by bundle too (item 8), keeps the other record
 // of the same change, and the old bundle does not bring the record back.
-func TestEraseRecordTravelsByBundle(t *testing.T) {
-	const canary = "CANARYrecbundle16"
+// bundlePair is an owner officer A and a colleague E who meet only by
+// bundle (in dir), A's space, and, when shared, E holding the space and its
+// key.
+func bundlePair(t *testing.T, shared bool) (a, e *Agent, cfgE Config, dir string, sp api.Space, id crypto.SpaceID) {
+	t.Helper()
 	omn := newTestBureau(t, "OMN")
-	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
-	cfgE := newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
-	e := openTestAgent(t, cfgE)
-	dir := t.TempDir()
+	a = openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	cfgE = newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
+	e = openTestAgent(t, cfgE)
+	dir = t.TempDir()
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := bundleSpaceID(t, sp.ID)
+	id = bundleSpaceID(t, sp.ID)
 	bundleCarry(t, dir, e, a) // A learns E
 	if _, err := a.ShareKeys(); err != nil {
 		t.Fatal(err)
 	}
+	if shared {
+		bundleCarry(t, dir, a, e)
+	}
+	return a, e, cfgE, dir, sp, id
+}
+
+func TestEraseRecordTravelsByBundle(t *testing.T) {
+	const canary = "CANARYrecbundle16"
+	a, e, cfgE, dir, sp, id := bundlePair(t, false)
 	combinedChange(t, a, id, [2]string{"p1", canary}, [2]string{"p2", "stays"})
 	combinedChange(t, a, id, [2]string{"p2", "stays, edited"}, [2]string{"p1", canary + " again"})
 	old := filepath.Join(dir, "old.fsb")
@@ -602,21 +614,7 @@ func TestEraseRecordVersion1(t *testing.T) {
 // sealed bytes — and the envelope, sent whole later, arrives cut.
 func TestEraseRecordDropsPartialEnvelope(t *testing.T) {
 	const canary = "CANARYrecpartial16"
-	omn := newTestBureau(t, "OMN")
-	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
-	cfgE := newTestDevice(t, omn, "Erlan", crypto.RoleOfficer)
-	e := openTestAgent(t, cfgE)
-	dir := t.TempDir()
-	sp, err := a.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := bundleSpaceID(t, sp.ID)
-	bundleCarry(t, dir, e, a) // A learns E
-	if _, err := a.ShareKeys(); err != nil {
-		t.Fatal(err)
-	}
-	bundleCarry(t, dir, a, e) // E holds the space and its key
+	a, e, cfgE, dir, sp, id := bundlePair(t, true) // E holds the space and its key
 	combinedChange(t, a, id, [2]string{"p1", canary}, [2]string{"p2", "stays"})
 	combinedChange(t, a, id, [2]string{"p2", "stays, edited"}, [2]string{"p1", canary + " again"})
 	needles := recordNeedles(t, a, id, "p1", canary)

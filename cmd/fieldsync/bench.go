@@ -22,6 +22,7 @@ func benchCommand() *cli.Command {
 			benchWMeshCommand(),
 			benchSpreadCommand(),
 			benchWritesCommand(),
+			benchJoinCommand(),
 		},
 	}
 }

@@ -52,8 +52,9 @@ var particles = map[string]bool{
 const arabicArticle = "ال"
 
 func analyze(text string) analyzed {
-	norms := strings.Fields(clean(text, false))
-	forKey := strings.Fields(clean(text, true))
+	plain, key := cleanBoth(text)
+	norms := strings.Fields(plain)
+	forKey := strings.Fields(key)
 	if len(forKey) != len(norms) {
 		// Cannot happen (clean's two modes split alike); stay correct if
 		// it ever does by transliterating the normalised words.

@@ -111,9 +111,9 @@ func (x *Index) SetFields(docID string, fields []FieldText) {
 		ref = x.newSlot(&document{id: docID})
 	}
 	doc := x.docs[ref]
-	before := doc.termSet()
 	out := make([]field, 0, len(ns))
 	kept := map[string]bool{}
+	var added []field
 	for _, n := range ns {
 		if !n.changed {
 			// Unchanged when read, but the lock was let go since: take the
@@ -133,22 +133,44 @@ func (x *Index) SetFields(docID string, fields []FieldText) {
 		}
 		n.f.words = x.lex.intern(n.f.text.significant)
 		out = append(out, n.f)
+		added = append(added, n.f)
 	}
+	var dropped, stay []field
 	for _, g := range doc.fields {
-		if !kept[g.name] {
+		if kept[g.name] {
+			stay = append(stay, g)
+		} else {
 			x.lex.release(g.words)
+			dropped = append(dropped, g)
 		}
 	}
 	doc.fields = out
-	after := doc.termSet()
-	for t := range before {
-		if _, k := after[t]; !k {
-			x.unpost(t, ref)
+	// The document's terms change only by the fields that left or came: a
+	// term of a field that left is unposted unless a kept or new field has
+	// it, a term of a new field posted unless the document had it. Each
+	// field's terms are sorted (analyzed.terms), so this needs no set of
+	// the whole document's terms (two per update, the bulk of an update's
+	// cost, before).
+	has := func(fs []field, t string) bool {
+		for i := range fs {
+			if _, ok := slices.BinarySearch(fs[i].terms, t); ok {
+				return true
+			}
+		}
+		return false
+	}
+	for _, g := range dropped {
+		for _, t := range g.terms {
+			if !has(stay, t) && !has(added, t) {
+				x.unpost(t, ref)
+			}
 		}
 	}
-	for t := range after {
-		if _, had := before[t]; !had {
-			x.post(t, ref)
+	for _, g := range added {
+		for _, t := range g.terms {
+			if !has(stay, t) && !has(dropped, t) {
+				x.post(t, ref)
+			}
 		}
 	}
 	if len(doc.fields) == 0 {

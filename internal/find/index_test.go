@@ -239,6 +239,11 @@ func TestSetFieldsMatchesAdd(t *testing.T) {
 		{{"given", "محمد"}, {"given", "Ignored"}},                        // a second of a name is left out
 		nil, // the document leaves
 		{{"family", "Мухаммед"}},
+		{{"family", "Haddad Karim"}, {"given", "Haddad"}}, // a term in two fields
+		{{"family", "Petrov"}, {"given", "Haddad"}},       // still in the other
+		{{"family", "Haddad"}, {"given", "Petrov"}},       // terms swap fields
+		{{"family", "Haddad"}, {"given", "Petrov"}, {"place", "Haddad"}},
+		{{"place", "Haddad Tripoli"}},
 	}
 	set, add := NewIndex(), NewIndex()
 	add.Add("r2", "given", "Karima") // another document, untouched

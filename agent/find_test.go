@@ -384,3 +384,33 @@ func TestFindCanaryNotOnDisk(t *testing.T) {
 		t.Errorf("the canary is on disk in clear: %v", hits)
 	}
 }
+
+// An edit of one field of a record of several re-indexes that record with
+// SetFields: the edited field's old text is gone, its new text and the
+// untouched fields are found, and a field the edit removed (set to "") is
+// gone too.
+func TestFindEditOneFieldOfMany(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFindBuilt(t, a)
+	findPut(t, a, sp.ID, "p1", "given", "Karim", "family", "Haddad", "village", "Tripoli")
+	findPut(t, a, sp.ID, "p1", "village", "Benghazi")
+	for q, want := range map[string][]string{
+		"Karim": {"case/p1/given"}, "Haddad": {"case/p1/family"}, "Benghazi": {"case/p1/village"}, "Tripoli": nil,
+	} {
+		if got := hitSet(mustFind(t, a, api.FindRequest{Query: q})); !slices.Equal(got, want) {
+			t.Errorf("Find(%q) = %v, want %v", q, got, want)
+		}
+	}
+	findPut(t, a, sp.ID, "p1", "family", "")
+	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Haddad"})); len(got) != 0 {
+		t.Errorf("a field emptied by an edit is still found: %v", got)
+	}
+	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Karim"})); !slices.Equal(got, []string{"case/p1/given"}) {
+		t.Errorf("an untouched field after another field's edit: %v", got)
+	}
+}

@@ -24,6 +24,7 @@ func benchCommand() *cli.Command {
 			benchWritesCommand(),
 			benchStorageCommand(),
 			benchAnchorsCommand(),
+			benchJoinCommand(),
 		},
 	}
 }

@@ -52,8 +52,9 @@ var particles = map[string]bool{
 const arabicArticle = "ال"
 
 func analyze(text string) analyzed {
-	norms := strings.Fields(clean(text, false))
-	forKey := strings.Fields(clean(text, true))
+	plain, key := cleanBoth(text)
+	norms := strings.Fields(plain)
+	forKey := strings.Fields(key)
 	if len(forKey) != len(norms) {
 		// Cannot happen (clean's two modes split alike); stay correct if
 		// it ever does by transliterating the normalised words.
@@ -82,13 +83,24 @@ func analyze(text string) analyzed {
 		latin := joinedLatin.String()
 		a.joined = newWordForms(joinedNorm.String(), latin, latinKey(latin, allLatin))
 	}
+	// significant shares words' array unless a particle must be left out:
+	// the index keeps every field's analysis, and a copy of its words
+	// was a fifth of its heap.
+	particles := 0
+	for _, w := range a.words {
+		if w.particle {
+			particles++
+		}
+	}
+	if particles == 0 || particles == len(a.words) {
+		a.significant = a.words
+		return a
+	}
+	a.significant = make([]word, 0, len(a.words)-particles)
 	for _, w := range a.words {
 		if !w.particle {
 			a.significant = append(a.significant, w)
 		}
-	}
-	if len(a.significant) == 0 {
-		a.significant = a.words
 	}
 	return a
 }

@@ -1,6 +1,7 @@
 package find
 
 import (
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type Index struct {
 	postings map[string][]uint32 // term → slots holding it, ascending
 	vocab    *Vocabulary         // the keys of the "k:" terms
 	lex      *lexicon            // the words of the fields
+	seed     maphash.Seed        // of field.sum
 }
 
 type document struct {
@@ -37,11 +39,143 @@ type field struct {
 	text  analyzed
 	terms []string
 	words []uint32 // lexicon numbers of text.significant
+	// sum is a keyed hash of the field's text (SetFields): a field whose
+	// text did not change is kept as it is, not analysed again.
+	sum uint64
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{refs: make(map[string]uint32), postings: make(map[string][]uint32), vocab: NewVocabulary(), lex: newLexicon()}
+	return &Index{refs: make(map[string]uint32), postings: make(map[string][]uint32), vocab: NewVocabulary(), lex: newLexicon(), seed: maphash.MakeSeed()}
+}
+
+// FieldText is one field of a document (SetFields).
+type FieldText struct {
+	Name, Text string
+}
+
+// SetFields sets a document's fields to exactly fields (in that order), as
+// Add of each and Add(docID, name, "") of every other field would, but at
+// the cost of the fields whose text changed only: a field whose text is
+// the same as before is kept without being analysed again, and the
+// document's terms are compared once, not once per field. Fields with no
+// words, and names after the first of a kind, are left out; no fields at
+// all removes the document.
+func (x *Index) SetFields(docID string, fields []FieldText) {
+	type next struct {
+		f       field
+		changed bool
+	}
+	sums := make([]uint64, len(fields))
+	for i, ft := range fields {
+		sums[i] = maphash.String(x.seed, ft.Text)
+	}
+	// Analysis is the expensive part: done outside the lock, for the
+	// fields the index does not hold with the same text.
+	x.mu.RLock()
+	var old []field
+	if ref, ok := x.refs[docID]; ok {
+		old = x.docs[ref].fields
+	}
+	same := make([]int, len(fields)) // index in old + 1, 0 if changed
+	for i, ft := range fields {
+		if j := slices.IndexFunc(old, func(g field) bool { return g.name == ft.Name }); j >= 0 && old[j].sum == sums[i] {
+			same[i] = j + 1
+		}
+	}
+	x.mu.RUnlock()
+	ns := make([]next, 0, len(fields))
+	seen := make(map[string]bool, len(fields))
+	for i, ft := range fields {
+		if seen[ft.Name] {
+			continue
+		}
+		seen[ft.Name] = true
+		if same[i] > 0 {
+			ns = append(ns, next{f: field{name: ft.Name, sum: sums[i]}})
+			continue
+		}
+		a := analyze(ft.Text)
+		if len(a.words) == 0 {
+			continue
+		}
+		ns = append(ns, next{f: field{name: ft.Name, text: a, terms: a.terms(), sum: sums[i]}, changed: true})
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ref, ok := x.refs[docID]
+	if !ok {
+		if len(ns) == 0 {
+			return
+		}
+		ref = x.newSlot(&document{id: docID})
+	}
+	doc := x.docs[ref]
+	out := make([]field, 0, len(ns))
+	kept := map[string]bool{}
+	var added []field
+	for _, n := range ns {
+		if !n.changed {
+			// Unchanged when read, but the lock was let go since: take the
+			// field as the index holds it now, if its text is still the same.
+			j := slices.IndexFunc(doc.fields, func(g field) bool { return g.name == n.f.name })
+			if j >= 0 && doc.fields[j].sum == n.f.sum {
+				out = append(out, doc.fields[j])
+				kept[n.f.name] = true
+				continue
+			}
+			i := slices.IndexFunc(fields, func(ft FieldText) bool { return ft.Name == n.f.name })
+			a := analyze(fields[i].Text) // rare: changed by another writer meanwhile
+			if len(a.words) == 0 {
+				continue
+			}
+			n.f.text, n.f.terms = a, a.terms()
+		}
+		n.f.words = x.lex.intern(n.f.text.significant)
+		out = append(out, n.f)
+		added = append(added, n.f)
+	}
+	var dropped, stay []field
+	for _, g := range doc.fields {
+		if kept[g.name] {
+			stay = append(stay, g)
+		} else {
+			x.lex.release(g.words)
+			dropped = append(dropped, g)
+		}
+	}
+	doc.fields = out
+	// The document's terms change only by the fields that left or came: a
+	// term of a field that left is unposted unless a kept or new field has
+	// it, a term of a new field posted unless the document had it. Each
+	// field's terms are sorted (analyzed.terms), so this needs no set of
+	// the whole document's terms (two per update, the bulk of an update's
+	// cost, before).
+	has := func(fs []field, t string) bool {
+		for i := range fs {
+			if _, ok := slices.BinarySearch(fs[i].terms, t); ok {
+				return true
+			}
+		}
+		return false
+	}
+	for _, g := range dropped {
+		for _, t := range g.terms {
+			if !has(stay, t) && !has(added, t) {
+				x.unpost(t, ref)
+			}
+		}
+	}
+	for _, g := range added {
+		for _, t := range g.terms {
+			if !has(stay, t) && !has(dropped, t) {
+				x.post(t, ref)
+			}
+		}
+	}
+	if len(doc.fields) == 0 {
+		x.freeSlot(ref)
+	}
 }
 
 // Add sets the text of one field of a document, replacing what the field
@@ -51,7 +185,7 @@ func (x *Index) Add(docID, fieldName, text string) {
 	a := analyze(text)
 	var f field
 	if len(a.words) > 0 {
-		f = field{name: fieldName, text: a, terms: a.terms()}
+		f = field{name: fieldName, text: a, terms: a.terms(), sum: maphash.String(x.seed, text)}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -225,3 +225,66 @@ func TestSearchFilter(t *testing.T) {
 		t.Errorf("SearchFilter by field = %v, want [b/99]", got)
 	}
 }
+
+// TestSetFieldsMatchesAdd: SetFields leaves the index exactly as the
+// equivalent Add calls do (same hits, same sizes), whether fields change,
+// stay, disappear or come back, and a field whose text is unchanged keeps
+// its analysis (not redone).
+func TestSetFieldsMatchesAdd(t *testing.T) {
+	steps := [][]FieldText{
+		{{"given", "Karim"}, {"family", "Haddad"}, {"place", "Tripoli"}},
+		{{"given", "Karim"}, {"family", "Petrov"}, {"place", "Tripoli"}}, // one field changes
+		{{"given", "Karim"}, {"place", "Tripoli"}},                       // one leaves
+		{{"given", "Karim"}, {"place", ""}, {"family", "Haddad"}},        // empty text: no field
+		{{"given", "محمد"}, {"given", "Ignored"}},                        // a second of a name is left out
+		nil, // the document leaves
+		{{"family", "Мухаммед"}},
+		{{"family", "Haddad Karim"}, {"given", "Haddad"}}, // a term in two fields
+		{{"family", "Petrov"}, {"given", "Haddad"}},       // still in the other
+		{{"family", "Haddad"}, {"given", "Petrov"}},       // terms swap fields
+		{{"family", "Haddad"}, {"given", "Petrov"}, {"place", "Haddad"}},
+		{{"place", "Haddad Tripoli"}},
+	}
+	set, add := NewIndex(), NewIndex()
+	add.Add("r2", "given", "Karima") // another document, untouched
+	set.Add("r2", "given", "Karima")
+	var had []string
+	for n, fs := range steps {
+		set.SetFields("r1", fs)
+		var names []string
+		for _, f := range fs {
+			if slices.Contains(names, f.Name) {
+				continue
+			}
+			names = append(names, f.Name)
+			add.Add("r1", f.Name, f.Text)
+		}
+		for _, h := range had {
+			if !slices.Contains(names, h) {
+				add.Add("r1", h, "")
+			}
+		}
+		had = names
+		if s, a := set.Stats(), add.Stats(); s != a {
+			t.Fatalf("step %d: SetFields gives %+v, Add gives %+v", n, s, a)
+		}
+		for _, q := range []string{"Karim", "Haddad", "Petrov", "Tripoli", "Mohammed", "Ignored"} {
+			if s, a := set.Search(q, 10), add.Search(q, 10); !slices.Equal(s, a) {
+				t.Fatalf("step %d: Search(%q) = %v after SetFields, %v after Add", n, q, s, a)
+			}
+		}
+	}
+	// An unchanged field is kept as it was: its analysis is the same
+	// slice, not a new one.
+	x := NewIndex()
+	x.SetFields("r", []FieldText{{"given", "Karim"}, {"family", "Haddad"}})
+	before := &x.docs[x.refs["r"]].fields[0].terms[0]
+	x.SetFields("r", []FieldText{{"given", "Karim"}, {"family", "Petrov"}})
+	if after := &x.docs[x.refs["r"]].fields[0].terms[0]; before != after {
+		t.Error("an unchanged field was analysed again")
+	}
+	x.SetFields("r", nil)
+	if s := x.Stats(); s != (Stats{}) || len(x.lex.ids) != 0 {
+		t.Errorf("empty index has %+v and %d lexicon words", s, len(x.lex.ids))
+	}
+}

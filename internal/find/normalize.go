@@ -42,21 +42,44 @@ func Words(s string) []string {
 // English digraphs ch sh zh instead of losing their caron, and ç becomes s. Neither changes
 // where words split, so both variants have the same words in the same order.
 func clean(s string, forKey bool) string {
-	out := cleanOnce(s, forKey)
-	// Case folding can take an NFKC string out of NFKC for a few compatibility
-	// characters; one more pass reaches the fixed point, which keeps
-	// Normalize idempotent (FuzzNormalize checks it).
+	return cleanAgain(cleanPrepared(prepare(s), forKey), forKey)
+}
+
+// cleanBoth is clean(s, false) and clean(s, true), sharing the Unicode
+// passes (NFKC, folding, NFD), which are most of the cost.
+func cleanBoth(s string) (plain, forKey string) {
+	p := prepare(s)
+	return cleanAgain(cleanPrepared(p, false), false), cleanAgain(cleanPrepared(p, true), true)
+}
+
+// cleanAgain is the second pass of clean. Case folding can take an NFKC
+// string out of NFKC for a few compatibility characters; one more pass
+// reaches the fixed point, which keeps Normalize idempotent (FuzzNormalize
+// checks it). An output of ASCII letters, digits and single spaces (what
+// cleanOnce writes for ASCII) is its own fixed point: no pass needed.
+func cleanAgain(out string, forKey bool) string {
+	if isASCII(out) {
+		return out
+	}
 	if again := cleanOnce(out, forKey); again != out {
 		return again
 	}
 	return out
 }
 
-func cleanOnce(s string, forKey bool) string {
+func cleanOnce(s string, forKey bool) string { return cleanPrepared(prepare(s), forKey) }
+
+// prepare is the Unicode part of cleanOnce: valid UTF-8, NFKC, case
+// folding, NFD.
+func prepare(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, " ")
 	}
-	s = norm.NFD.String(foldCase(norm.NFKC.String(s)))
+	return norm.NFD.String(foldCase(norm.NFKC.String(s)))
+}
+
+// cleanPrepared is the rest of cleanOnce, on prepare's output.
+func cleanPrepared(s string, forKey bool) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	pendingSpace := false

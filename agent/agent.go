@@ -302,9 +302,7 @@ func (a *Agent) open() error {
 		return &StoreError{Dir: l.Store(), Err: err}
 	}
 	a.opened.Store(true)
-	if a.find != nil {
-		a.queueAfter(&a.after.findRefreshDue) // build the search index
-	}
+	// The search index is built at the first search (find.go).
 	if a.receiptsDue.Load() {
 		a.queueAfter(&a.after.receiptsDue) // owed from before a stop
 	}

@@ -21,9 +21,12 @@ import (
 // space this device can read, in memory only, so that no term of it ever
 // reaches the disk. It is derived data:
 //
-//   - built in the background at start (and after every reload of the state,
-//     repair included) from the stored records, on the agent's worker
-//     (afterWork); FindResponse.Building is true until it is done;
+//   - built at the first search (and again after every reload of the state,
+//     repair included, while it is in use) from the stored records, and
+//     dropped after findIdle without a search: it costs some 1.7 KB per
+//     indexed field (hundreds of MB for a large store), which a laptop
+//     syncing but not searching should not carry (docs/design.md §7);
+//     FindResponse.Building is true while a space is still being built;
 //   - kept up to date by the apply path: recordEntries, which every local
 //     write and every applied received change goes through, queues the
 //     touched records' texts under stateMu (cheap) and the worker, or the
@@ -55,6 +58,9 @@ const findBatch = 256
 var findFlushAt = 65536 // a variable for BenchmarkFindAgent (FIND_BENCH_FLUSH_AT)
 
 const findQuiet = 250 * time.Millisecond
+
+// findIdle is how long the index is kept after the last search.
+var findIdle = 30 * time.Minute // a variable for tests
 
 type findState uint8
 
@@ -106,6 +112,14 @@ type findIndex struct {
 	pushes      uint64
 	seen        uint64
 	quietClosed bool
+	// active: the index is in use (a search came within findIdle); while it
+	// is not, it holds nothing and the apply path skips it. Changed under
+	// stateMu and mu. lastSearch is a search's time (Unix ns); idle checks
+	// it when findIdle has passed since the index became active or was
+	// last checked. Under mu.
+	active     bool
+	lastSearch int64
+	idle       *time.Timer
 }
 
 func newFindIndex() *findIndex {
@@ -237,6 +251,10 @@ func (a *Agent) findTouched(sp *spaceState, touched map[crdt.RecordID]*crdt.Reco
 		return
 	}
 	f.mu.Lock()
+	if !f.active {
+		f.mu.Unlock()
+		return // not in use: built from the store at the next search
+	}
 	fs := f.spaces[sp.id]
 	var state findState
 	if fs != nil {
@@ -309,6 +327,53 @@ func (f *findIndex) closeQuiet() {
 		f.quiet.Stop()
 		f.quiet = nil
 	}
+	if f.idle != nil {
+		f.idle.Stop()
+		f.idle = nil
+	}
+}
+
+// findActivate puts the index in use (a search): from now the apply path
+// feeds it, and the worker builds every readable space. It reports whether
+// the index was idle. stateMu held, so no apply runs between the switch and
+// the build's marking of its spaces.
+func (a *Agent) findActivate() bool {
+	f := a.find
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastSearch = a.cfg.now().UnixNano()
+	if f.active {
+		return false
+	}
+	f.active = true
+	if !f.quietClosed {
+		f.idle = time.AfterFunc(findIdle, a.findIdleCheck)
+	}
+	return true
+}
+
+// findIdleCheck runs findIdle after the index became active or was last
+// checked: the index is dropped if no search came since, so its memory goes
+// back, else checked again when the newest search is findIdle old.
+func (a *Agent) findIdleCheck() {
+	f := a.find
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quietClosed || !f.active {
+		return
+	}
+	if since := a.cfg.now().Sub(time.Unix(0, f.lastSearch)); since < findIdle {
+		f.idle = time.AfterFunc(findIdle-since, a.findIdleCheck)
+		return
+	}
+	f.idle = nil
+	f.active = false
+	f.gen++ // a build in progress stops (errFindStale)
+	f.idx = find.NewIndex()
+	f.spaces = map[crypto.SpaceID]*findSpace{}
+	f.pending = nil
 }
 
 // flush adds the queued updates to the index, a batch per lock hold so
@@ -347,8 +412,9 @@ func (a *Agent) findReset() {
 	f.idx = find.NewIndex()
 	f.spaces = map[crypto.SpaceID]*findSpace{}
 	f.pending = nil
+	active := f.active
 	f.mu.Unlock()
-	if a.opened.Load() { // open queues the first build when it is done
+	if active && a.opened.Load() {
 		a.queueAfter(&a.after.findRefreshDue)
 	}
 }
@@ -365,6 +431,13 @@ func (a *Agent) findRefresh() error {
 	if a.closed {
 		a.stateMu.Unlock()
 		return ErrClosed
+	}
+	f.mu.Lock()
+	active := f.active
+	f.mu.Unlock()
+	if !active {
+		a.stateMu.Unlock()
+		return nil // not in use: nothing to build or drop
 	}
 	readable := map[crypto.SpaceID]bool{}
 	for id, sp := range a.spaces {
@@ -626,7 +699,15 @@ func (a *Agent) Find(req api.FindRequest) (api.FindResponse, error) {
 			}
 		}
 	}
+	wasIdle := a.findActivate()
 	a.stateMu.Unlock()
+	if wasIdle {
+		// The first search since the index was idle builds it, and waits:
+		// a search must not answer from an empty index.
+		if err := a.findRefresh(); err != nil && !errors.Is(err, errFindStale) {
+			return api.FindResponse{}, err
+		}
+	}
 
 	f.flush()
 	out := api.FindResponse{Query: req.Query, Hits: []api.FindHit{}}

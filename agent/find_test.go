@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
@@ -412,5 +414,62 @@ func TestFindEditOneFieldOfMany(t *testing.T) {
 	}
 	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Karim"})); !slices.Equal(got, []string{"case/p1/given"}) {
 		t.Errorf("an untouched field after another field's edit: %v", got)
+	}
+}
+
+// findHeld is what the index holds: documents and spaces.
+func findHeld(a *Agent) (docs, spaces int, active bool) {
+	a.find.mu.Lock()
+	defer a.find.mu.Unlock()
+	for _, fs := range a.find.spaces {
+		docs += len(fs.docs)
+	}
+	return docs, len(a.find.spaces), a.find.active
+}
+
+// The index costs memory only while it is in use: nothing is indexed until
+// the first search, which builds it and waits for it (complete results at
+// once); it follows writes while searches come, is dropped findIdle after
+// the last one, and the next search builds it again, writes made while it
+// was idle included.
+func TestFindIndexOnlyWhileSearching(t *testing.T) {
+	old := findIdle
+	findIdle = 300 * time.Millisecond
+	t.Cleanup(func() { findIdle = old })
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		findPut(t, a, sp.ID, fmt.Sprintf("p%02d", i), "name", fmt.Sprintf("Oleg Smirnov %d", i))
+	}
+	a.com.Barrier()
+	if docs, spaces, active := findHeld(a); docs != 0 || spaces != 0 || active {
+		t.Fatalf("before any search the index holds %d records of %d spaces (active %v)", docs, spaces, active)
+	}
+	r := mustFind(t, a, api.FindRequest{Query: "Oleg Smirnov", Limit: 100})
+	if r.Building || len(r.Hits) != 50 || r.Searched != 50 {
+		t.Fatalf("the first search: building %v, %d hits of %d searched, want 50 of 50", r.Building, len(r.Hits), r.Searched)
+	}
+	findPut(t, a, sp.ID, "q1", "name", "Leila Haddad")
+	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Leila"})); !slices.Equal(got, []string{"case/q1/name"}) {
+		t.Fatalf("a write while in use: %v", got)
+	}
+	waitFor(t, "the idle index to be dropped", func() bool {
+		docs, spaces, active := findHeld(a)
+		return docs == 0 && spaces == 0 && !active
+	})
+	findPut(t, a, sp.ID, "q2", "name", "Pierre Martin")
+	a.com.Barrier()
+	if docs, _, _ := findHeld(a); docs != 0 {
+		t.Fatalf("an idle index took a write: %d records", docs)
+	}
+	if got := hitSet(mustFind(t, a, api.FindRequest{Query: "Пьер Мартен"})); !slices.Equal(got, []string{"case/q2/name"}) {
+		t.Fatalf("after the index was dropped, a write made while idle: %v", got)
+	}
+	if docs, _, active := findHeld(a); docs != 52 || !active {
+		t.Fatalf("rebuilt: %d records (active %v), want 52", docs, active)
 	}
 }

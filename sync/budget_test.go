@@ -107,3 +107,48 @@ func TestBudgetDailyHoldsLargeValues(t *testing.T) {
 		t.Errorf("held back %d envelopes, want 1", st.HeldBackEnvelopes)
 	}
 }
+
+// A node sends its own log of a space first: it holds the key shares this
+// node wrapped for the peer (a device just enrolled), without which the
+// rest of the space arrives unreadable and waits. With a budget of one
+// envelope a round, the first round carries A's own envelope although
+// another author's log sorts before it (before, authors went in ID order
+// and the key share came last).
+func TestOwnLogFirst(t *testing.T) {
+	c := synctest.NewCluster(t)
+	a := c.Add(synctest.Options{SyncInterval: -1, DisableHints: true, Tweak: func(cfg *fsync.Config) { cfg.Budget = fsync.Budget{SessionBytes: 1} }})
+	b := c.Add(clientOpts(a.Engine.LocalAddr()))
+	var y *synctest.Device
+	for range 64 {
+		if d := synctest.NewDevice(c.Bureau, fsync.RoleOfficer); d.ID.Compare(a.Dev.ID) < 0 {
+			y = d
+			break
+		}
+	}
+	if y == nil {
+		t.Fatal("no device ID sorting before A's in 64 tries")
+	}
+	for _, n := range []*synctest.Node{a, b} {
+		n.Auth.Know(y.Cert)
+	}
+	if !synctest.WaitFor(10*time.Second, func() bool { return watching(b) && a.Engine.Stats().Rounds > 0 }) {
+		t.Fatalf("client not watching: %+v", b.Engine.Upstreams())
+	}
+	sp := synctest.NewSpace()
+	for i := uint64(1); i <= 3; i++ {
+		if err := a.Store.Put(synctest.Seal(y, sp, i, []byte("a change of Y"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Store.Put(a.Seal(sp, []byte("A's key share for B"))); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, b, a)
+	h, err := b.Store.Heads(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h[a.Dev.ID] != 1 || h[y.ID] != 0 {
+		t.Fatalf("after one round of one envelope B holds A at %d and Y at %d; want A's own envelope first", h[a.Dev.ID], h[y.ID])
+	}
+}

@@ -930,9 +930,7 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 				o.ObservePeerHeads(s.peer.ID, sp, have)
 			}
 			stopped := map[PeerID]uint64{}
-			// Since runs even when nothing is missing: the store learns the
-			// peer's vector from it (the agent counts unsynced local writes).
-			err := e.store.Since(sp, have, func(env Envelope) error {
+			send := func(env Envelope) error {
 				if _, ok := stopped[env.Author]; ok {
 					return nil
 				}
@@ -941,8 +939,23 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 					return nil
 				}
 				return s.sendEnvelope(env)
-			})
-			if err != nil {
+			}
+			// This node's own log first: it holds the key shares this node
+			// wrapped for the peer (a device just enrolled, a bureau just
+			// released to), without which everything else of the space
+			// arrives unreadable and waits for the end of the stream.
+			// Then the other authors, as before. docs/sync.md "Priority".
+			others := have
+			if own := mine[sp][e.id]; own > have[e.id] {
+				only := mine[sp].Clone()
+				only[e.id] = have[e.id]
+				if err := e.store.Since(sp, only, send); err != nil {
+					return err
+				}
+				others = have.Clone()
+				others[e.id] = own
+			}
+			if err := e.store.Since(sp, others, send); err != nil {
 				return err
 			}
 			if len(stopped) > 0 {

@@ -32,7 +32,12 @@ func watching(n *synctest.Node) bool {
 func TestClientModeThroughRelay(t *testing.T) {
 	c := synctest.NewCluster(t)
 	relay := c.Add(synctest.Options{Device: synctest.NewDevice(c.Bureau, fsync.RoleRelay), SyncInterval: -1})
-	officer := c.Add(synctest.Options{SyncInterval: -1})
+	// The officer learns the clients' writes from the relay's hints, one
+	// best-effort gossip message each; under the whole suite's load one was
+	// seen lost (twice in seven runs), and then only anti-entropy brings the
+	// write, as in the field: the officer has a short interval of it. The
+	// clients get everything by the relay's nudges (checked below).
+	officer := c.Add(synctest.Options{SyncInterval: 2 * time.Second})
 	a := c.Add(clientOpts(relay.Engine.LocalAddr()))
 	b := c.Add(clientOpts(relay.Engine.LocalAddr()))
 	if a.Engine.LocalAddr() != "" || !a.Engine.IsClient() {

@@ -947,13 +947,29 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 			// Then the other authors, as before. docs/sync.md "Priority".
 			others := have
 			if own := mine[sp][e.id]; own > have[e.id] {
+				// Only this node's envelopes: another author's stored
+				// since the summary (a concurrent round) goes in the
+				// second pass, once.
+				sentOwn := have[e.id]
 				only := mine[sp].Clone()
 				only[e.id] = have[e.id]
-				if err := e.store.Since(sp, only, send); err != nil {
+				err := e.store.Since(sp, only, func(env Envelope) error {
+					if env.Author != e.id {
+						return nil
+					}
+					if err := send(env); err != nil {
+						return err
+					}
+					if _, held := stopped[e.id]; !held {
+						sentOwn = env.Seq
+					}
+					return nil
+				})
+				if err != nil {
 					return err
 				}
 				others = have.Clone()
-				others[e.id] = own
+				others[e.id] = sentOwn
 			}
 			if err := e.store.Since(sp, others, send); err != nil {
 				return err

@@ -62,7 +62,9 @@ type Agent struct {
 	closed  bool   // set by Close: no more writes
 	// inflight holds the results of ingests not yet waited for (commitInWindow).
 	inflight []<-chan error
-	// disk space guard (checkDiskSpace), under stateMu
+	// diskMu guards the free-space check's cache (write.go): writes check
+	// it under stateMu, chunks and partial envelopes without it.
+	diskMu      sync.Mutex
 	diskChecked time.Time
 	diskOK      bool
 	writeID     uint64 // sequence number of the last write handed to the committer

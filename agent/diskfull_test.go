@@ -69,7 +69,9 @@ func TestDiskFull(t *testing.T) {
 	// Free space: writes resume (after the one-second recheck window).
 	os.Remove(ballast)
 	a.stateMu.Lock()
+	a.diskMu.Lock()
 	a.diskOK = false // recheck now rather than in a second
+	a.diskMu.Unlock()
 	a.stateMu.Unlock()
 	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "after", Fields: []api.FieldValue{{Name: "f", Value: "ok"}}}); err != nil {
 		t.Fatalf("write after freeing space: %v", err)

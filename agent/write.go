@@ -18,11 +18,14 @@ var ErrDiskFull = errors.New("disk full")
 
 // checkDiskSpace refuses writes while the store's file system has less than
 // MinFreeBytes free. It asks the kernel at most once a second while there
-// is room, and on every write once there is not. stateMu held.
+// is room, and on every write once there is not. Safe without stateMu
+// (diskMu): chunks and partial envelopes are stored outside it.
 func (a *Agent) checkDiskSpace() error {
 	if a.cfg.MinFreeBytes <= 0 {
 		return nil
 	}
+	a.diskMu.Lock()
+	defer a.diskMu.Unlock()
 	now := time.Now()
 	if a.diskOK && now.Sub(a.diskChecked) < time.Second {
 		return nil

@@ -1,0 +1,7 @@
+//go:build !race
+
+package agent
+
+// raceOn: the race detector is on (tests that measure bytes sent relax
+// what timing changes, see TestLargeValueResumesFromRelay).
+const raceOn = false

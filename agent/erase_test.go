@@ -103,28 +103,39 @@ func spaceNeedles(t *testing.T, a *Agent, space crypto.SpaceID, canary string) m
 // plaintext, not any envelope's ciphertext, not an epoch key, not a key
 // naming the space, in any version Badger still holds — and a bundle made
 // before the erasure brings nothing back.
-func TestEraseSpaceCanary(t *testing.T) {
-	const canary = "CANARYerase16"
-	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
+// erasureMesh is the five devices of the erasure canary tests, in one mesh
+// through the relay: A, B and D officers of OMN, P an officer of KAZ, R
+// OMN's relay (all, in that order). R and A are running, and A has made a
+// space released to KAZ; the others are started by the test.
+func erasureMesh(t *testing.T) (omn, kaz *testBureau, all []*Config, R, A *runningAgent, sp api.Space) {
+	t.Helper()
+	omn, kaz = newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
 	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
 	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer, kaz)
 	cfgD := newTestDevice(t, omn, "Dilnoza", crypto.RoleOfficer, kaz)
 	cfgP := newTestDevice(t, kaz, "Parviz", crypto.RoleOfficer, omn)
 	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay, kaz)
 	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	all := []*Config{&cfgA, &cfgB, &cfgD, &cfgP, &cfgR}
+	all = []*Config{&cfgA, &cfgB, &cfgD, &cfgP, &cfgR}
 	for _, c := range all {
 		c.MeshKey = ks.MeshKey
 	}
-	R := startStoppable(t, cfgR)
+	R = startStoppable(t, cfgR)
 	for _, c := range all[:4] {
 		c.Join = []string{R.SyncAddr()}
 	}
-	A := startStoppable(t, cfgA)
+	A = startStoppable(t, cfgA)
 	sp, err := A.CreateSpace("case", []string{"KAZ"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return omn, kaz, all, R, A, sp
+}
+
+func TestEraseSpaceCanary(t *testing.T) {
+	const canary = "CANARYerase16"
+	_, _, all, R, A, sp := erasureMesh(t)
+	cfgB, cfgD, cfgP := *all[1], *all[2], *all[3]
 	spaceID := bundleSpaceID(t, sp.ID)
 	if _, err := A.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "p1", Fields: []api.FieldValue{{Name: "note", Value: "witness " + canary}}}); err != nil {
 		t.Fatal(err)

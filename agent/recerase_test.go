@@ -16,7 +16,6 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
-	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -125,26 +124,8 @@ func checkChains(t *testing.T, x *Agent, space crypto.SpaceID, certs map[crypto.
 // made before the erasure does not bring p1 back.
 func TestEraseRecordCanary(t *testing.T) {
 	const canary = "CANARYrecord16"
-	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer, kaz)
-	cfgD := newTestDevice(t, omn, "Dilnoza", crypto.RoleOfficer, kaz)
-	cfgP := newTestDevice(t, kaz, "Parviz", crypto.RoleOfficer, omn)
-	cfgR := newTestDevice(t, omn, "relay", crypto.RoleRelay, kaz)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	all := []*Config{&cfgA, &cfgB, &cfgD, &cfgP, &cfgR}
-	for _, c := range all {
-		c.MeshKey = ks.MeshKey
-	}
-	R := startStoppable(t, cfgR)
-	for _, c := range all[:4] {
-		c.Join = []string{R.SyncAddr()}
-	}
-	A := startStoppable(t, cfgA)
-	sp, err := A.CreateSpace("case", []string{"KAZ"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	omn, kaz, all, R, A, sp := erasureMesh(t)
+	cfgB, cfgD, cfgP := *all[1], *all[2], *all[3]
 	space := bundleSpaceID(t, sp.ID)
 	B, D, P := startStoppable(t, cfgB), startStoppable(t, cfgD), startStoppable(t, cfgP)
 	officers := []*runningAgent{A, B, D, P}

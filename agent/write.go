@@ -18,8 +18,10 @@ var ErrDiskFull = errors.New("disk full")
 
 // checkDiskSpace refuses writes while the store's file system has less than
 // MinFreeBytes free. It asks the kernel at most once a second while there
-// is room, and on every write once there is not. Safe without stateMu
-// (diskMu): chunks and partial envelopes are stored outside it.
+// is ample room (diskSlack beyond the reserve), and on every write once
+// there is not: a second of fast writes must not overshoot the reserve.
+// Safe without stateMu (diskMu): chunks and partial envelopes are stored
+// outside it.
 func (a *Agent) checkDiskSpace() error {
 	if a.cfg.MinFreeBytes <= 0 {
 		return nil
@@ -34,13 +36,17 @@ func (a *Agent) checkDiskSpace() error {
 	if err != nil {
 		return nil // cannot tell: let the write try
 	}
-	a.diskChecked, a.diskOK = now, free >= a.cfg.MinFreeBytes
-	if !a.diskOK {
+	a.diskChecked, a.diskOK = now, free >= a.cfg.MinFreeBytes+diskSlack
+	if free < a.cfg.MinFreeBytes {
 		return fmt.Errorf("%w: %d MiB free where the store is (%s); the agent keeps %d MiB in reserve and accepts no writes until space is freed — nothing was lost",
 			ErrDiskFull, free>>20, a.cfg.Layout.Store(), a.cfg.MinFreeBytes>>20)
 	}
 	return nil
 }
+
+// diskSlack is the room beyond the reserve above which the free-space
+// answer is reused for a second: more than a second of writes can take.
+const diskSlack = 512 << 20
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("agent is shutting down")

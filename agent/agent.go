@@ -166,6 +166,9 @@ type spaceState struct {
 	// depIDs caches the IDs of held envelopes that changes name as
 	// dependencies (causal.go heldLive).
 	depIDs map[depKey][32]byte
+	// unflushed holds the IDs of envelopes below their author's head that
+	// may not be on disk yet (causal.go advanceHead).
+	unflushed map[depKey]unflushedID
 	// receiptDue are received changes this device owes a receipt
 	// (receipts.go); in memory only.
 	receiptDue []dueReceipt

@@ -132,6 +132,9 @@ func (a *Agent) heldLive(sp *spaceState) func(crypto.DeviceID, uint64) ([32]byte
 			return hd.Hash, true
 		}
 		k := depKey{dev, seq}
+		if u, ok := sp.unflushed[k]; ok {
+			return u.id, true
+		}
 		if h, ok := sp.depIDs[k]; ok {
 			return h, true
 		}
@@ -157,6 +160,43 @@ func (a *Agent) heldLive(sp *spaceState) func(crypto.DeviceID, uint64) ([32]byte
 type depKey struct {
 	author crypto.DeviceID
 	seq    uint64
+}
+
+// unflushedID is the ID of an envelope that was its author's head until a
+// later one of the same log was stored, and the write that stored the later
+// one: until that write is on disk, the earlier envelope may not be there
+// yet either.
+type unflushedID struct {
+	id      [32]byte
+	writeID uint64
+}
+
+// advanceHead makes nh the head of author's log in sp, and remembers the ID
+// of the envelope it follows until that one is surely on disk. heldLive
+// looks envelopes below the head up on disk, where the transaction being
+// built (a sync batch's run) or a commit still in flight (the ingest
+// window) may not have put them yet: a change depending on one of them
+// would be kept waiting for an envelope this device holds and has applied,
+// and nothing would drain it until that author wrote again. stateMu held,
+// inside the write transaction that stores nh's envelope.
+func (a *Agent) advanceHead(sp *spaceState, author crypto.DeviceID, nh head) {
+	if old := sp.heads[author]; old.Seq > 0 && old.Seq < nh.Seq {
+		if sp.unflushed == nil {
+			sp.unflushed = map[depKey]unflushedID{}
+		}
+		if len(sp.unflushed) >= 1024 {
+			done := a.com.Committed()
+			for k, u := range sp.unflushed {
+				if u.writeID <= done {
+					delete(sp.unflushed, k)
+				}
+			}
+		}
+		// This transaction is handed to the committer as write writeID+1
+		// (commitWrite, commitInWindow), after every earlier one.
+		sp.unflushed[depKey{author, old.Seq}] = unflushedID{id: old.Hash, writeID: a.writeID + 1}
+	}
+	sp.heads[author] = nh
 }
 
 // staticVerdict is the part of checkCausal that depends on the envelopes

@@ -189,7 +189,7 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		}
 		a.spaces[h.Space] = sp
 		nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
-		sp.heads[h.Author] = nh
+		a.advanceHead(sp, h.Author, nh)
 		if sp.resolvesWait(h.Author, h.Seq) {
 			sp.unlocked = true
 		}

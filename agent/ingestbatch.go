@@ -64,7 +64,7 @@ func (a *Agent) ingestRun(items []verified) (n int, err error) {
 				return errRunFallback{err}
 			}
 			nh := head{Seq: h.Seq, Hash: crypto.Hash(it.env)}
-			sp.heads[h.Author] = nh
+			a.advanceHead(sp, h.Author, nh)
 			if _, ok := heads[h.Author]; !ok {
 				order = append(order, h.Author)
 			}

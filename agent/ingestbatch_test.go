@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"fieldsync/agent/api"
@@ -102,5 +103,78 @@ func TestLastPerKey(t *testing.T) {
 	got := lastPerKey(es)
 	if len(got) != 3 || string(got[0].Val) != "2" || string(got[1].Key) != "b" || !got[2].Del {
 		t.Fatalf("%+v", got)
+	}
+}
+
+// A change that depends on an envelope stored earlier in the same sync
+// batch, when its author's log has already moved past that envelope, is
+// applied at once. The dependency's ID used to be looked up on disk only,
+// where the batch (or a commit still in flight) had not put it yet: the
+// change was kept waiting for an envelope held and applied, and nothing
+// drained it until that author wrote again (TestEraseRecordCanary's flake).
+func TestIngestBatchDependencyStoredInSameBatch(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	c := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, b, a)
+	transfer(t, c, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	put := func(ag *Agent, rec, val string) {
+		t.Helper()
+		if _, err := ag.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec,
+			Fields: []api.FieldValue{{Name: "f", Value: val}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(a, "p1", "a1")
+	transfer(t, a, b) // b holds a's log up to p1=a1
+	put(b, "p1", "b1")
+	put(a, "p2", "a2") // a's log moves past what b's change depends on
+	// c receives a's log and then b's change in one batch.
+	var id crypto.SpaceID
+	for _, s := range a.SpaceIDs() {
+		id = s
+	}
+	for _, cert := range append(a.Certificates(), b.Certificates()...) {
+		if _, err := c.AddCertificate(cert); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch []fsync.Envelope
+	collect := func(from *Agent, author crypto.DeviceID) {
+		if err := from.Envelopes(id, func(env []byte) error {
+			h, _ := crypto.ParseHeader(env)
+			if h.Author == author {
+				batch = append(batch, fsync.Envelope{Space: fsync.SpaceID(id), Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env})
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	collect(a, a.dev)
+	collect(b, b.dev)
+	for _, r := range (syncAdapter{c}).IngestBatch(fsync.PeerID(a.dev), batch) {
+		if r.Err != nil {
+			t.Fatalf("ingest: %v", r.Err)
+		}
+	}
+	c.com.Barrier()
+	if _, _, waiting, err := c.unreadableIn(id); err != nil || waiting != 0 {
+		t.Fatalf("%d envelopes wait (err %v): b's change waits for an envelope c holds", waiting, err)
+	}
+	rec, err := c.GetRecord(api.RecordRef{Space: sp.ID, Record: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(rec.Fields); !strings.Contains(got, "b1") {
+		t.Fatalf("c shows p1 = %s, want b's value b1", got)
 	}
 }

@@ -124,7 +124,7 @@ func (a *Agent) appendSealed(sp *spaceState, kind crypto.Kind, hlc crdt.Timestam
 		return nil, fmt.Errorf("seal envelope: %w", err)
 	}
 	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
-	sp.heads[a.dev] = nh
+	a.advanceHead(sp, a.dev, nh)
 	if kind != crypto.KindChange {
 		// Seqs of envelopes without CRDT ops still count as seen, so the
 		// context's vector stays gap-free.

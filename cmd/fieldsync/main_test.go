@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -87,20 +88,49 @@ func cmdWaitAgent(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdFreePort sets the environment variable NAME to a free 127.0.0.1
-// address: `freeport NAME`.
+// cmdFreePort sets the environment variable NAME to a free loopback
+// address: `freeport NAME`. The port is free for TCP and UDP (memberlist
+// binds both) on an address of 127.0.0.0/8 of this script's own, so that
+// the agents of scripts running in parallel, which bind 127.0.0.1:0, cannot
+// take it between this check and the agent's bind (a flake seen in CI).
 func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: freeport NAME")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		ts.Fatalf("freeport: %v", err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	ts.Setenv(args[0], addr)
 	fmt.Fprintf(ts.Stdout(), "%s\n", addr)
+}
+
+// freeLoopbackAddr returns host:port on a random address of 127.0.0.0/8
+// (127.0.0.1 where the system has only that one, as macOS does) whose port
+// is free for both TCP and UDP.
+func freeLoopbackAddr() (string, error) {
+	for range 20 {
+		ip := fmt.Sprintf("127.%d.%d.%d", 64+rand.IntN(64), rand.IntN(256), 1+rand.IntN(254))
+		if addr, err := freePortOn(ip); err == nil {
+			return addr, nil
+		}
+	}
+	return freePortOn("127.0.0.1")
+}
+
+func freePortOn(ip string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	pc.Close()
+	return addr, nil
 }
 
 // cmdExits runs a program and checks its exit code:

@@ -170,7 +170,49 @@ func (a *Agent) AddErasure(blob []byte) (bool, error) {
 	if err != nil {
 		return false, &erasureRefused{err}
 	}
+	if err := a.spaceErasureRoom(e); err != nil {
+		a.log.Warn("a device's erase markers of spaces not held here reached the cap: refused", "author", e.Author.String(), "space", e.Space.String())
+		return false, &erasureRefused{err}
+	}
 	return a.applyErasure(e, "")
+}
+
+// maxSpaceErasuresPerAuthor caps the tombstones one device's markers may
+// leave of spaces this device does not hold. Any officer of a bureau (or its
+// laptop, taken over before it is revoked) may mint markers for made-up
+// space IDs of its bureau, each a tombstone on every replica, relays
+// included; without a cap that fills their disks (docs/design.md §6).
+// Markers of spaces held here are not capped: there are only so many.
+const maxSpaceErasuresPerAuthor = 4096
+
+// spaceErasureRoom reports whether this device may keep e's tombstone:
+// always for a space it holds or a marker it keeps already, else only
+// within its author's cap.
+func (a *Agent) spaceErasureRoom(e *crypto.Erasure) error {
+	if a.erasedSpace(e.Space) != nil {
+		return nil // rules.ErasureReplaces judges the two
+	}
+	held := false
+	a.withRead(func() error {
+		_, held = a.spaces[e.Space]
+		_, orphan := a.orphans[e.Space]
+		held = held || orphan
+		return nil
+	})
+	if held {
+		return nil
+	}
+	n := 0
+	for _, x := range a.trustNow().erased {
+		if x.Author == e.Author {
+			n++
+		}
+	}
+	if n >= maxSpaceErasuresPerAuthor {
+		return fmt.Errorf("%w: device %s has erased %d spaces this device never held (the cap per device is %d, docs/design.md §6): a device that does this is more likely taken over than busy; its bureau should look at it, and revoke it if so",
+			errErasureCap, e.Author, n, maxSpaceErasuresPerAuthor)
+	}
+	return nil
 }
 
 // erasureRefused is an erase marker that failed the receiver's checks (as

@@ -31,6 +31,9 @@ const (
 	RejectMismatch        = "mismatch"
 	RejectUndecoded       = "undecodable"
 	RejectNotEntitle      = "not_entitled"
+	// RejectErasureCap counts erase markers refused because their author's
+	// markers reached the cap (recerase.go, erase.go).
+	RejectErasureCap = "erasure_cap"
 )
 
 // RejectError is an envelope refused by Ingest; Reason is one of the Reject
@@ -64,6 +67,8 @@ func rejectReason(err error) string {
 		return RejectRole
 	case errors.Is(err, crypto.ErrSignature):
 		return RejectSignature
+	case errors.Is(err, errErasureCap):
+		return RejectErasureCap
 	}
 	return RejectMalformed
 }

@@ -113,7 +113,7 @@ func (a *Agent) startMetrics() (stop func(), err error) {
 // knownRejections are the rejection reasons exposed at 0 before any occurs.
 var knownRejections = []string{RejectMalformed, RejectUnknown, RejectSignature, RejectExpired, RejectNotYet,
 	RejectRevoked, RejectUntrusted, RejectRole, RejectGap, RejectChain, RejectFork, RejectFrozen,
-	RejectMismatch, RejectUndecoded, RejectNotEntitle}
+	RejectMismatch, RejectUndecoded, RejectNotEntitle, RejectErasureCap}
 
 // agentCollector reads the agent's counters at scrape time.
 type agentCollector struct {

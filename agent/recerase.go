@@ -81,6 +81,43 @@ type recErasures struct {
 	refs   map[envRef][]segCut
 	chunks map[chunkID]bool
 	blobs  map[[32]byte]markerBlob
+	// byAuthor is what each device's markers held here weigh (capped:
+	// maxRecordErasuresPerAuthor).
+	byAuthor map[crypto.DeviceID]markerLoad
+}
+
+// markerLoad counts one author's record-erase markers held, and the
+// segment and chunk references they list.
+type markerLoad struct{ markers, refs int }
+
+// Caps on what one device's record-erase markers may make every replica,
+// relays included, keep on disk and in memory (docs/design.md §6, "Erasing
+// one record"). Every marker is signed by an owner officer and lists up to
+// 65,536 segments and as many chunks (~3.7 MB): without a cap, one officer
+// laptop taken over before its revocation could mint markers until every
+// relay's disk and every agent's memory were full. An honest device stays
+// far below: 4,096 records erased, of 32 segments each on average.
+const (
+	maxRecordErasuresPerAuthor    = 4096
+	maxRecordErasureRefsPerAuthor = 1 << 17
+)
+
+// errErasureCap refuses an erase marker beyond its author's cap.
+var errErasureCap = errors.New("erase marker cap reached")
+
+// recordErasureRoom reports whether this device may take e: a marker held
+// already always, a new one only within its author's caps. recErMu held.
+func (x *recErasures) room(e *crypto.RecordErasure) error {
+	if _, ok := x.blobs[e.ID()]; ok {
+		return nil
+	}
+	l := x.byAuthor[e.Author]
+	refs := len(e.Segments) + len(e.Chunks)
+	if l.markers+1 > maxRecordErasuresPerAuthor || l.refs+refs > maxRecordErasureRefsPerAuthor {
+		return fmt.Errorf("%w: device %s has %d record-erase markers listing %d segments and chunks here, and this one lists %d more (the cap per device is %d markers and %d references, docs/design.md §6): a device that erases this much is more likely taken over than busy; its bureau should look at it, and revoke it if so",
+			errErasureCap, e.Author, l.markers, l.refs, refs, maxRecordErasuresPerAuthor, maxRecordErasureRefsPerAuthor)
+	}
+	return nil
 }
 
 // segCut is one segment a marker names, and the end of the time its marker
@@ -128,6 +165,7 @@ func (a *Agent) recErasedLocked() *recErasures {
 		return x
 	}
 	x.refs, x.chunks, x.blobs = map[envRef][]segCut{}, map[chunkID]bool{}, map[[32]byte]markerBlob{}
+	x.byAuthor = map[crypto.DeviceID]markerLoad{}
 	a.db.scan([]byte{pfxRecErasure}, func(k, v []byte) error {
 		var ts recTombstone
 		if json.Unmarshal(v, &ts) != nil {
@@ -143,6 +181,10 @@ func (a *Agent) recErasedLocked() *recErasures {
 }
 
 func (x *recErasures) add(e *crypto.RecordErasure) {
+	if _, ok := x.blobs[e.ID()]; !ok {
+		l := x.byAuthor[e.Author]
+		x.byAuthor[e.Author] = markerLoad{l.markers + 1, l.refs + len(e.Segments) + len(e.Chunks)}
+	}
 	x.blobs[e.ID()] = markerBlob{e.Space, e.Marshal()}
 	for _, c := range e.Chunks {
 		x.chunks[chunkID{e.Space, c}] = true
@@ -296,6 +338,9 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 		return api.RecordErased{}, err
 	}
 	if _, err := a.applyRecordErasure(e, reason); err != nil {
+		if errors.Is(err, errErasureCap) {
+			err = fmt.Errorf("%w: %v", ErrForbidden, err)
+		}
 		return api.RecordErased{}, err
 	}
 	a.log.Warn("record erased here; the record-erase marker goes to every peer", "space", e.Space.String(), "segments", len(e.Segments))
@@ -425,7 +470,12 @@ func (a *Agent) AddRecordErasure(blob []byte) (bool, error) {
 	if ahead := e.IssuedAt.Sub(a.cfg.now()); ahead > a.cfg.MaxDrift {
 		return false, &erasureRefused{fmt.Errorf("%w: record-erase marker in space %s issued %v ahead of this device's clock (more than the %v allowed): taken when it is no longer in the future", errMarkerAhead, e.Space, ahead.Round(time.Second), a.cfg.MaxDrift)}
 	}
-	return a.applyRecordErasure(e, "")
+	fresh, err := a.applyRecordErasure(e, "")
+	if errors.Is(err, errErasureCap) {
+		a.log.Warn("a device's record-erase markers reached the cap: refused", "author", e.Author.String(), "space", e.Space.String())
+		return false, &erasureRefused{err}
+	}
+	return fresh, err
 }
 
 // applyRecordErasure keeps e and erases its segments here. It returns
@@ -441,12 +491,17 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		if err == nil {
 			return nil // held: applied when it came (a crash is finished at start)
 		}
+		a.recErMu.Lock()
+		x := a.recErasedLocked()
+		if err := x.room(e); err != nil {
+			a.recErMu.Unlock()
+			return err
+		}
+		x.add(e)
+		a.recErMu.Unlock()
 		t.changed()
 		a.com.Barrier()
 		fresh = true
-		a.recErMu.Lock()
-		a.recErasedLocked().add(e)
-		a.recErMu.Unlock()
 		byEnv := map[envRef][]int{}
 		var order []envRef
 		for _, r := range e.Segments {

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"crypto/rand"
+	"errors"
+	"testing"
+	"time"
+
+	"fieldsync/crypto"
+)
+
+// An owner officer's laptop taken over before its revocation mints
+// record-erase markers listing made-up slots, each up to 65,536 segments
+// and as many chunks: every replica, relays included, kept every one on
+// disk and every reference in memory. Now one device's markers are capped
+// (maxRecordErasuresPerAuthor, maxRecordErasureRefsPerAuthor): beyond the
+// cap they are refused and counted, on a relay as on an officer, and a
+// marker held already is still taken again.
+func TestInsiderRecordEraseMarkerFloodCapped(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
+	o := openTestAgent(t, newTestDevice(t, omn, "Olga", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "relay", crypto.RoleRelay))
+	sp, err := h.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	transfer(t, o, h)
+	transfer(t, h, o)
+	transfer(t, h, r)
+	var nonce [16]byte
+	var key *crypto.SpaceKey
+	h.withRead(func() error { s := h.spaces[id]; nonce, key = s.meta.Nonce, s.current; return nil })
+	owner := omn.b.Public().Fingerprint()
+	mint := func(first uint64, segs, chunks int) []byte {
+		t.Helper()
+		var refs []crypto.SegmentRef
+		for i := range segs {
+			refs = append(refs, crypto.SegmentRef{Author: o.dev, Seq: first + uint64(i), Index: 0})
+		}
+		var cr []crypto.ChunkRef
+		for range chunks {
+			var c crypto.ChunkRef
+			rand.Read(c[:])
+			cr = append(cr, c)
+		}
+		e, err := crypto.NewRecordErasure(h.id, id, nonce, owner, key, "made-up", refs, cr, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Marshal()
+	}
+	// The reference cap: one marker at the format's limits fills it...
+	big := mint(1000, crypto.MaxErasedSegments, crypto.MaxErasedSegments)
+	small := mint(1, 1, 0)
+	for _, x := range []*Agent{o, r} {
+		if fresh, err := x.AddErasure(big); err != nil || !fresh {
+			t.Fatalf("the first marker: %v %v", fresh, err)
+		}
+		// ...and the next one is refused, counted as such.
+		if _, err := x.AddErasure(small); !errors.Is(err, errErasureCap) {
+			t.Fatalf("a marker beyond its author's %d references: %v, want refused", maxRecordErasureRefsPerAuthor, err)
+		}
+		// AddErasure itself does not count: the sync adapter and bundle
+		// import do, by this reason.
+		if rejectReason(&erasureRefused{errErasureCap}) != RejectErasureCap {
+			t.Fatalf("a capped marker is not counted as %s", RejectErasureCap)
+		}
+		// A marker held already is taken again (sync offers it every round).
+		if _, err := x.AddErasure(big); err != nil {
+			t.Fatalf("the held marker again: %v", err)
+		}
+	}
+}
+
+// The same device's markers are capped in number too: a flood of one-slot
+// markers stops at maxRecordErasuresPerAuthor.
+func TestInsiderRecordEraseMarkerCountCapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mints 4,097 markers")
+	}
+	omn := newTestBureau(t, "OMN")
+	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
+	o := openTestAgent(t, newTestDevice(t, omn, "Olga", crypto.RoleOfficer))
+	sp, err := h.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	transfer(t, o, h)
+	transfer(t, h, o)
+	var nonce [16]byte
+	var key *crypto.SpaceKey
+	h.withRead(func() error { s := h.spaces[id]; nonce, key = s.meta.Nonce, s.current; return nil })
+	owner := omn.b.Public().Fingerprint()
+	for i := range maxRecordErasuresPerAuthor + 1 {
+		e, err := crypto.NewRecordErasure(h.id, id, nonce, owner, key, "made-up", []crypto.SegmentRef{{Author: o.dev, Seq: uint64(1000 + i)}}, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = o.AddErasure(e.Marshal())
+		if i < maxRecordErasuresPerAuthor && err != nil {
+			t.Fatalf("marker %d: %v", i, err)
+		}
+		if i == maxRecordErasuresPerAuthor && !errors.Is(err, errErasureCap) {
+			t.Fatalf("marker %d, beyond the cap: %v, want refused", i, err)
+		}
+	}
+}
+
+// An officer mints erase markers for made-up spaces of its own bureau:
+// each was a tombstone on every replica, without limit. Markers of spaces
+// not held here are now capped per author; a marker of a space held here
+// is still taken beyond it.
+func TestInsiderSpaceEraseMarkerFloodCapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mints 4,097 markers")
+	}
+	omn := newTestBureau(t, "OMN")
+	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "relay", crypto.RoleRelay))
+	sp, err := h.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := bundleSpaceID(t, sp.ID)
+	transfer(t, h, r)
+	owner := omn.b.Public().Fingerprint()
+	for i := range maxSpaceErasuresPerAuthor + 1 {
+		var nonce [16]byte
+		rand.Read(nonce[:])
+		e, err := crypto.NewErasure(h.id, crypto.SpaceIDFor(owner, nonce), nonce, owner, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.AddErasure(e.Marshal())
+		if i < maxSpaceErasuresPerAuthor && err != nil {
+			t.Fatalf("marker %d: %v", i, err)
+		}
+		if i == maxSpaceErasuresPerAuthor && !errors.Is(err, errErasureCap) {
+			t.Fatalf("marker %d, beyond the cap: %v, want refused", i, err)
+		}
+	}
+	var nonce [16]byte
+	h.withRead(func() error { nonce = h.spaces[real].meta.Nonce; return nil })
+	e, err := crypto.NewErasure(h.id, real, nonce, owner, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := r.AddErasure(e.Marshal()); err != nil || !fresh {
+		t.Fatalf("the marker of a space the relay holds, beyond the cap: %v %v", fresh, err)
+	}
+}

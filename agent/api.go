@@ -180,6 +180,7 @@ func (a *Agent) History(ref api.RecordRef) ([]api.HistoryEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	out = append(out, a.erasureHistory(sp.id, rid)...)
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].HLC != out[j].HLC {
 			return out[i].HLC < out[j].HLC

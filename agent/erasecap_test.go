@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldsync/agent/api"
 	"fieldsync/crypto"
 )
 
@@ -150,5 +151,93 @@ func TestInsiderSpaceEraseMarkerFloodCapped(t *testing.T) {
 	}
 	if fresh, err := r.AddErasure(e.Marshal()); err != nil || !fresh {
 		t.Fatalf("the marker of a space the relay holds, beyond the cap: %v %v", fresh, err)
+	}
+}
+
+// An owner officer (or its laptop, taken over) signs a record-erase marker
+// that names a decoy record by its keyed tag but lists the segments of
+// another record: every replica cuts them (relays cannot read, and replicas
+// must converge), and the victim record's history said nothing of it — its
+// changes just vanished, erased under another record's name. Now a replica
+// that can read the segments records which records they were and shows the
+// erasure, flagged, in the victim record's history; an honest erasure shows
+// in the erased record's history unflagged.
+func TestInsiderMisattributedRecordEraseShown(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
+	v := openTestAgent(t, newTestDevice(t, omn, "Victor", crypto.RoleOfficer))
+	o := openTestAgent(t, newTestDevice(t, omn, "Olga", crypto.RoleOfficer))
+	sp, err := h.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bundleSpaceID(t, sp.ID)
+	for _, x := range []*Agent{v, o} {
+		transfer(t, x, h)
+	}
+	if _, err := h.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*Agent{v, o} {
+		transfer(t, h, x)
+	}
+	advPut(t, v, sp.ID, "victim", "evidence")
+	advPut(t, v, sp.ID, "decoy", "nothing")
+	transfer(t, v, h)
+	transfer(t, v, o)
+	var refs []crypto.SegmentRef
+	var nonce [16]byte
+	var key *crypto.SpaceKey
+	h.withRead(func() error {
+		s := h.spaces[id]
+		nonce, key = s.meta.Nonce, s.current
+		refs, _, _, err = h.recordSegments(s, "victim")
+		return err
+	})
+	if err != nil || len(refs) == 0 {
+		t.Fatalf("victim's segments: %v %v", refs, err)
+	}
+	e, err := crypto.NewRecordErasure(h.id, id, nonce, omn.b.Public().Fingerprint(), key, "decoy", refs, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := o.AddErasure(e.Marshal()); err != nil || !fresh {
+		t.Fatalf("the marker: %v %v", fresh, err)
+	}
+	if got, _ := advValue(o, sp.ID, "victim"); got == "evidence" {
+		t.Fatalf("the marker did not cut the victim record here")
+	}
+	hist, err := o.History(api.RecordRef{Space: sp.ID, Record: "victim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown *api.HistoryEntry
+	for i := range hist {
+		if hist[i].Outcome == api.OutcomeErased {
+			shown = &hist[i]
+		}
+	}
+	if shown == nil || shown.Author != h.dev.String() || shown.Error == "" {
+		t.Fatalf("the victim record's history does not show who erased it under another name: %+v", hist)
+	}
+	// An honest erasure: shown in the erased record's history, unflagged.
+	if _, err := o.EraseRecord(api.RecordEraseRequest{Space: sp.ID, Record: "decoy", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	hist, err = o.History(api.RecordRef{Space: sp.ID, Record: "decoy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, x := range hist {
+		if x.Outcome == api.OutcomeErased {
+			n++
+			if x.Author != o.dev.String() || x.Error != "" {
+				t.Fatalf("the honest erasure in history: %+v", x)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d erasures in the decoy's history, want 1: %+v", n, hist)
 	}
 }

@@ -60,6 +60,12 @@ type recTombstone struct {
 	Marker []byte `json:"marker"`
 	// Reason is given only on the device that erased, and stays there.
 	Reason string `json:"reason,omitempty"`
+	// Records are the records whose segments this device cut for the
+	// marker, as far as it could read them (history shows the erasure in
+	// theirs); Misattributed says some are not the record the marker names
+	// by its keyed tag (misattributed).
+	Records       []string `json:"records,omitempty"`
+	Misattributed bool     `json:"misattributed,omitempty"`
 }
 
 // crashAfterStaging, set by a test only, stops a record erasure right
@@ -511,10 +517,9 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 			}
 			byEnv[k] = append(byEnv[k], int(r.Index))
 		}
-		b, _ := json.Marshal(recTombstone{Marker: e.Marshal(), Reason: reason})
-		entries := []kvEntry{a.db.entry(key, b)}
 		sp := a.spaces[e.Space]
 		var recs []crdt.RecordID
+		var entries []kvEntry
 		for _, k := range order {
 			env, err := a.db.get(envKey(k.space, k.author, k.seq))
 			if err != nil {
@@ -536,6 +541,15 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 				entries = append(entries, a.db.entry(recStagedKey(k.space, k.author, k.seq), cut))
 			}
 		}
+		ts := recTombstone{Marker: e.Marshal(), Reason: reason}
+		for _, r := range recs {
+			ts.Records = append(ts.Records, string(r))
+		}
+		if sp != nil {
+			ts.Misattributed = a.misattributed(sp, e, recs)
+		}
+		b, _ := json.Marshal(ts)
+		entries = append([]kvEntry{a.db.entry(key, b)}, entries...)
 		if len(entries) > 1 {
 			entries = append(entries, a.db.entry(metaKey(metaPurge), []byte{1}))
 		}
@@ -569,6 +583,62 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		return fresh, fmt.Errorf("erase a record in space %s: %w", e.Space, err)
 	}
 	return fresh, nil
+}
+
+// misattributed reports whether a record-erase marker cut segments of a
+// record other than the one it names by its keyed tag. Only an owner
+// officer may sign a marker, and it may erase any record of its space; but
+// a marker naming record A while listing B's segments erases B under A's
+// name, and no replica without the key can tell. Every replica cuts what
+// the marker lists all the same (they must converge, and relays cannot
+// read); one that can read the segments records which records they were,
+// says so in each one's history, and warns, naming the device (docs/design.md
+// §6, "Erasing one record"). stateMu held.
+func (a *Agent) misattributed(sp *spaceState, e *crypto.RecordErasure, recs []crdt.RecordID) bool {
+	key := sp.keys[e.TagEpoch]
+	if key == nil {
+		return false // the tag's key is not held here: nothing to check against
+	}
+	var other []string
+	for _, r := range recs {
+		if crypto.RecordTag(key, string(r)) != e.Tag {
+			other = append(other, string(r))
+		}
+	}
+	if len(other) == 0 {
+		return false
+	}
+	a.log.Warn("a record-erase marker cuts segments of records other than the one it names: erased here as everywhere, shown in their history; the signing device's bureau should look at it",
+		"author", e.Author.String(), "space", e.Space.String(), "records", len(other))
+	return true
+}
+
+// erasureHistory lists, for a record's history, the record-erase markers
+// held here that cut segments of it (as this device read them when it
+// applied the marker): who erased, when, and whether the marker named
+// another record (misattributed).
+func (a *Agent) erasureHistory(space crypto.SpaceID, rid crdt.RecordID) []api.HistoryEntry {
+	var out []api.HistoryEntry
+	a.db.scan(append([]byte{pfxRecErasure}, space[:]...), func(k, v []byte) error {
+		var ts recTombstone
+		if json.Unmarshal(v, &ts) != nil || !slices.Contains(ts.Records, string(rid)) {
+			return nil
+		}
+		e, err := crypto.ParseRecordErasure(ts.Marker)
+		if err != nil {
+			return nil
+		}
+		at := crdt.Timestamp{Wall: e.IssuedAt.UnixMilli()}
+		h := api.HistoryEntry{Author: e.Author.String(), Bureau: a.bureauOf(e.Author), HLC: formatHLC(at),
+			Time: e.IssuedAt.UTC().Format(time.RFC3339), Signature: "valid", Outcome: api.OutcomeErased, Ops: []api.HistoryOp{}}
+		h.Officer = a.officer(&spaceState{id: space}, e.Author) // by the space's profiles
+		if ts.Misattributed {
+			h.Error = "the record-erase marker names another record by its keyed tag, yet listed this record's segments: cut here as on every replica; the bureau of the device that signed it should look at that device"
+		}
+		out = append(out, h)
+		return nil
+	}, a.countCorrupt)
+	return out
 }
 
 // dropPartials drops, from Badger's files, the partial envelopes held of

@@ -259,7 +259,8 @@ type HistoryEntry struct {
 	Error     string `json:"error,omitempty"`
 	Skewed    bool   `json:"skewed,omitempty"` // never set in JSON (skew is each device's own observation: status.skewed_authors); the CLI marks it in tables
 	// Outcome is what the apply path did with the change (OutcomeApplied,
-	// OutcomeNoop, OutcomeWaiting); Ops is empty unless it was applied.
+	// OutcomeNoop, OutcomeWaiting), or OutcomeErased for a record erasure;
+	// Ops is empty unless it was applied.
 	Outcome string      `json:"outcome,omitempty"`
 	Ops     []HistoryOp `json:"ops"`
 	// Receipts are the valid delivery receipts of this change: which
@@ -272,6 +273,10 @@ const (
 	OutcomeApplied = "applied"
 	OutcomeNoop    = "no-op"   // kept, changes nothing: it named dots outside its causal context
 	OutcomeWaiting = "waiting" // held, not applied yet: a change it depends on is not
+	// OutcomeErased is a record-erase marker that cut this record's
+	// segments here (docs/design.md §6): Author signed it, Time is when;
+	// Seq is 0 and Ops empty.
+	OutcomeErased = "erased"
 )
 
 // DeviceInfo is the `device` object of `status`.

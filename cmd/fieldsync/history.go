@@ -65,7 +65,10 @@ func writeHistory(c *cli.Context, h []api.HistoryEntry) {
 		hlc := hlcShown(e.HLC, e.Skewed)
 		if len(e.Ops) == 0 {
 			what := ""
-			if e.Outcome != "" && e.Outcome != api.OutcomeApplied {
+			switch {
+			case e.Outcome == api.OutcomeErased:
+				what = "(record erased: its values here were cut)"
+			case e.Outcome != "" && e.Outcome != api.OutcomeApplied:
 				what = "(" + e.Outcome + ": changed nothing)"
 			}
 			t.add(hlc, officerOf(e.Officer, e.Bureau), shortID(e.Author), fmt.Sprint(e.Seq), sig, what)

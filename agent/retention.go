@@ -31,6 +31,7 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/rules"
 )
 
 // maxRetentionDays bounds both durations (100 years).
@@ -304,12 +305,50 @@ func (a *Agent) ReviewExtend(req api.ReviewActionRequest) (api.Record, error) {
 // ReviewLapse is `review lapse`: a lapse mark (for history), then the
 // record's delete, which has seen the mark. It deletes the record's state;
 // its past envelopes stay until the whole space is erased.
+//
+// With req.Erase it then erases the record (EraseRecord, with the same
+// reason): its past values are cut from every envelope on every replica it
+// reaches. Who may not erase (rules.MayErase: officers of the owning bureau
+// only) is refused before anything is written.
 func (a *Agent) ReviewLapse(req api.ReviewActionRequest) (api.Record, error) {
+	if req.Erase {
+		if err := a.mayEraseIn(req.Space); err != nil {
+			return api.Record{}, err
+		}
+	}
 	sp, rid, _, err := a.reviewWrite(req, api.ReviewLapse)
 	if err != nil {
 		return api.Record{}, err
 	}
-	return a.DeleteRecord(api.RecordRef{Space: sp.id.String(), Record: string(rid)})
+	rec, err := a.DeleteRecord(api.RecordRef{Space: sp.id.String(), Record: string(rid)})
+	if err != nil || !req.Erase {
+		return rec, err
+	}
+	if _, err := a.EraseRecord(api.RecordEraseRequest{Space: sp.id.String(), Record: string(rid), Reason: req.Reason}); err != nil {
+		return rec, fmt.Errorf("the record lapsed (deleted) but was not erased: %w; erase it with fieldsync record erase", err)
+	}
+	return rec, nil
+}
+
+// mayEraseIn reports whether this device may erase in the space (an
+// officer of its owning bureau, not revoked, holding its key).
+func (a *Agent) mayEraseIn(space string) error {
+	if a.cfg.Relay {
+		return fmt.Errorf("%w: a relay cannot erase a record", ErrForbidden)
+	}
+	return a.withRead(func() error {
+		sp, err := a.resolveSpace(space)
+		if err != nil {
+			return err
+		}
+		if len(sp.meta.Routings) == 0 || sp.meta.OwnerFP == "" {
+			return fmt.Errorf("%w: space %s has no routing record here yet", ErrForbidden, sp.id)
+		}
+		if err := rules.MayErase(a.cert, a.trustNow().revs[a.dev], sp.meta.OwnerFP); err != nil {
+			return fmt.Errorf("%w: %v", ErrForbidden, err)
+		}
+		return nil
+	})
 }
 
 func init() {

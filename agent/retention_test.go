@@ -218,3 +218,56 @@ func TestRetentionExtendAndLapse(t *testing.T) {
 		}
 	}
 }
+
+// review lapse with Erase deletes the record and then erases it: its past
+// values are cut from every envelope here (history keeps who erased, and
+// when), and go from every replica the marker reaches. A partner's device
+// may not: it is refused before anything is written.
+func TestRetentionLapseErase(t *testing.T) {
+	const canary = "CANARYlapse16"
+	a, k, space, _ := retentionPair(t)
+	advPut(t, a, space, "drop", canary)
+	advPut(t, a, space, "keep", "v")
+	receiptSync(t, a, k)
+	if _, err := k.ReviewLapse(api.ReviewActionRequest{Space: space, Record: "drop", Reason: "r", Erase: true}); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a partner's lapse with erase: %v, want forbidden", err)
+	}
+	if r, err := k.GetRecord(api.RecordRef{Space: space, Record: "drop"}); err != nil || r.Deleted {
+		t.Fatalf("the refused lapse wrote: %+v %v", r, err)
+	}
+	rec, err := a.ReviewLapse(api.ReviewActionRequest{Space: space, Record: "drop", Reason: "retention: erase after 5 years", Erase: true})
+	if err != nil || !rec.Deleted {
+		t.Fatalf("lapse with erase: %+v %v", rec, err)
+	}
+	receiptSync(t, a, k)
+	for _, m := range a.recordErasureBlobs() { // sync passes markers on as mesh objects
+		if _, err := k.AddErasure(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range []*Agent{a, k} {
+		id := advSpaceID(t, space)
+		var keys crypto.Keyring
+		x.withRead(func() error { keys = x.spaces[id].keyring(); return nil })
+		x.Envelopes(id, func(env []byte) error {
+			if oc, err := openChange(env, keys); err == nil && oc.ch != nil {
+				for _, op := range oc.ch.Ops {
+					if strings.Contains(string(op.Value), canary) {
+						t.Errorf("%s still holds the lapsed record's value in %s:%d", x.dev, oc.ch.Author, oc.ch.Seq)
+					}
+				}
+			}
+			return nil
+		})
+		if v, _ := advValue(x, space, "keep"); v != "v" {
+			t.Errorf("%s: the other record is %q", x.dev, v)
+		}
+	}
+	hist, err := a.History(api.RecordRef{Space: space, Record: "drop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) == 0 || hist[len(hist)-1].Outcome != api.OutcomeErased {
+		t.Fatalf("the lapsed record's history does not end with its erasure: %+v", hist)
+	}
+}

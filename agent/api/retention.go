@@ -73,6 +73,10 @@ type ReviewActionRequest struct {
 	Space  string `json:"space"`
 	Record string `json:"record"`
 	Reason string `json:"reason"`
+	// Erase, with a lapse, also erases the record everywhere it reaches
+	// after the delete (as PathRecordErase, with Reason): its past values
+	// are cut from every envelope, not only deleted from the state.
+	Erase bool `json:"erase,omitempty"`
 }
 
 // SetRetentionPolicy sets a space's retention policy (PathSpaceRetention).

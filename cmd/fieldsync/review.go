@@ -28,8 +28,13 @@ func reviewCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{Name: "extend", Usage: "mark a record reviewed and kept; restarts its review clock", ArgsUsage: "SPACE RECORD", Flags: []cli.Flag{reason}, Action: reviewAction(false)},
 			{
-				Name: "lapse", Usage: "let a record lapse: it is deleted, the reason kept in its history (its past envelopes are not erased)",
-				ArgsUsage: "SPACE RECORD", Flags: []cli.Flag{reason}, Action: reviewAction(true),
+				Name: "lapse", Usage: "let a record lapse: it is deleted, the reason kept in its history (its past values are erased everywhere only with --erase)",
+				ArgsUsage: "SPACE RECORD",
+				Flags: []cli.Flag{reason,
+					&cli.BoolFlag{Name: "erase", Usage: "also erase the record everywhere it reaches, as `record erase` (owning bureau's officers only; cannot be undone)"},
+					&cli.BoolFlag{Name: "yes", Usage: "with --erase: do not ask for confirmation"},
+				},
+				Action: reviewAction(true),
 			},
 		},
 	}
@@ -82,6 +87,12 @@ func reviewAction(lapse bool) cli.ActionFunc {
 			return err
 		}
 		req := api.ReviewActionRequest{Space: ident(c.Args().Get(0)), Record: ident(c.Args().Get(1)), Reason: c.String("reason")}
+		if lapse && c.Bool("erase") {
+			req.Erase = true
+			if err := confirmErase(c, "a record", fmt.Sprintf("Record %s lapses and is erased on every device and relay it reaches; this cannot be undone.", req.Record)); err != nil {
+				return err
+			}
+		}
 		var r api.Record
 		if lapse {
 			r, err = cl.ReviewLapse(ctxOf(c), req)

@@ -185,9 +185,12 @@ func (a *Agent) advanceHead(sp *spaceState, author crypto.DeviceID, nh head) {
 			sp.unflushed = map[depKey]unflushedID{}
 		}
 		if len(sp.unflushed) >= 1024 {
+			// A margin: a corrupt record rebuilt inside this transaction
+			// takes write IDs of its own (rebuild.go), so this one's may end
+			// up a few above writeID+1.
 			done := a.com.Committed()
 			for k, u := range sp.unflushed {
-				if u.writeID <= done {
+				if u.writeID+64 <= done {
 					delete(sp.unflushed, k)
 				}
 			}

@@ -18,40 +18,10 @@ import (
 // cap they are refused and counted, on a relay as on an officer, and a
 // marker held already is still taken again.
 func TestInsiderRecordEraseMarkerFloodCapped(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
-	o := openTestAgent(t, newTestDevice(t, omn, "Olga", crypto.RoleOfficer))
-	r := openTestAgent(t, newTestDevice(t, omn, "relay", crypto.RoleRelay))
-	sp, err := h.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := bundleSpaceID(t, sp.ID)
-	transfer(t, o, h)
-	transfer(t, h, o)
-	transfer(t, h, r)
-	var nonce [16]byte
-	var key *crypto.SpaceKey
-	h.withRead(func() error { s := h.spaces[id]; nonce, key = s.meta.Nonce, s.current; return nil })
-	owner := omn.b.Public().Fingerprint()
-	mint := func(first uint64, segs, chunks int) []byte {
-		t.Helper()
-		var refs []crypto.SegmentRef
-		for i := range segs {
-			refs = append(refs, crypto.SegmentRef{Author: o.dev, Seq: first + uint64(i), Index: 0})
-		}
-		var cr []crypto.ChunkRef
-		for range chunks {
-			var c crypto.ChunkRef
-			rand.Read(c[:])
-			cr = append(cr, c)
-		}
-		e, err := crypto.NewRecordErasure(h.id, id, nonce, owner, key, "made-up", refs, cr, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e.Marshal()
-	}
+	m := newMarkerMint(t)
+	o, r := m.o, openTestAgent(t, newTestDevice(t, m.omn, "relay", crypto.RoleRelay))
+	transfer(t, m.h, r)
+	mint := func(first uint64, segs, chunks int) []byte { return m.mint(t, first, segs, chunks) }
 	// The reference cap: one marker at the format's limits fills it...
 	big := mint(1000, crypto.MaxErasedSegments, crypto.MaxErasedSegments)
 	small := mint(1, 1, 0)
@@ -81,26 +51,9 @@ func TestInsiderRecordEraseMarkerCountCapped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mints 4,097 markers")
 	}
-	omn := newTestBureau(t, "OMN")
-	h := openTestAgent(t, newTestDevice(t, omn, "Hostile", crypto.RoleOfficer))
-	o := openTestAgent(t, newTestDevice(t, omn, "Olga", crypto.RoleOfficer))
-	sp, err := h.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := bundleSpaceID(t, sp.ID)
-	transfer(t, o, h)
-	transfer(t, h, o)
-	var nonce [16]byte
-	var key *crypto.SpaceKey
-	h.withRead(func() error { s := h.spaces[id]; nonce, key = s.meta.Nonce, s.current; return nil })
-	owner := omn.b.Public().Fingerprint()
+	m := newMarkerMint(t)
 	for i := range maxRecordErasuresPerAuthor + 1 {
-		e, err := crypto.NewRecordErasure(h.id, id, nonce, owner, key, "made-up", []crypto.SegmentRef{{Author: o.dev, Seq: uint64(1000 + i)}}, nil, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = o.AddErasure(e.Marshal())
+		_, err := m.o.AddErasure(m.mint(t, uint64(1000+i), 1, 0))
 		if i < maxRecordErasuresPerAuthor && err != nil {
 			t.Fatalf("marker %d: %v", i, err)
 		}
@@ -108,6 +61,53 @@ func TestInsiderRecordEraseMarkerCountCapped(t *testing.T) {
 			t.Fatalf("marker %d, beyond the cap: %v, want refused", i, err)
 		}
 	}
+}
+
+// markerMint is a hostile owner officer h with a space that observer o
+// holds, and a way to mint record-erase markers in it listing slots of o.
+type markerMint struct {
+	h, o *Agent
+	omn  *testBureau
+	id   crypto.SpaceID
+}
+
+func newMarkerMint(t *testing.T) *markerMint {
+	t.Helper()
+	m := &markerMint{omn: newTestBureau(t, "OMN")}
+	m.h = openTestAgent(t, newTestDevice(t, m.omn, "Hostile", crypto.RoleOfficer))
+	m.o = openTestAgent(t, newTestDevice(t, m.omn, "Olga", crypto.RoleOfficer))
+	sp, err := m.h.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.id = bundleSpaceID(t, sp.ID)
+	transfer(t, m.o, m.h)
+	transfer(t, m.h, m.o)
+	return m
+}
+
+// mint signs a marker listing segs slots of o from seq first on, and
+// chunks random chunk references.
+func (m *markerMint) mint(t *testing.T, first uint64, segs, chunks int) []byte {
+	t.Helper()
+	var nonce [16]byte
+	var key *crypto.SpaceKey
+	m.h.withRead(func() error { s := m.h.spaces[m.id]; nonce, key = s.meta.Nonce, s.current; return nil })
+	var refs []crypto.SegmentRef
+	for i := range segs {
+		refs = append(refs, crypto.SegmentRef{Author: m.o.dev, Seq: first + uint64(i), Index: 0})
+	}
+	var cr []crypto.ChunkRef
+	for range chunks {
+		var c crypto.ChunkRef
+		rand.Read(c[:])
+		cr = append(cr, c)
+	}
+	e, err := crypto.NewRecordErasure(m.h.id, m.id, nonce, m.omn.b.Public().Fingerprint(), key, "made-up", refs, cr, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Marshal()
 }
 
 // An officer mints erase markers for made-up spaces of its own bureau:

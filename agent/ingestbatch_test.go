@@ -10,14 +10,15 @@ import (
 	fsync "fieldsync/sync"
 )
 
-// A sync batch applied in runs (ingestRun) leaves the same state as the
-// same envelopes ingested one by one, including batches that repeat
-// envelopes, skip ahead (a gap) and touch one record many times.
-func TestIngestBatchRunsMatchOneByOne(t *testing.T) {
+// threeOfficers opens three officer devices of one bureau; a creates a
+// space and wraps its key to the other two (which do not hold the space
+// yet).
+func threeOfficers(t *testing.T) (a, b, c *Agent, sp api.Space) {
+	t.Helper()
 	omn := newTestBureau(t, "OMN")
-	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
-	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
-	c := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
+	a = openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	b = openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	c = openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +28,14 @@ func TestIngestBatchRunsMatchOneByOne(t *testing.T) {
 	if _, err := a.ShareKeys(); err != nil {
 		t.Fatal(err)
 	}
+	return a, b, c, sp
+}
+
+// A sync batch applied in runs (ingestRun) leaves the same state as the
+// same envelopes ingested one by one, including batches that repeat
+// envelopes, skip ahead (a gap) and touch one record many times.
+func TestIngestBatchRunsMatchOneByOne(t *testing.T) {
+	a, b, c, sp := threeOfficers(t)
 	for i := range 300 {
 		_, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprintf("r%d", i%7),
 			Fields: []api.FieldValue{{Name: fmt.Sprint("f", i%3), Value: fmt.Sprint("v", i)}}})
@@ -113,19 +122,7 @@ func TestLastPerKey(t *testing.T) {
 // change was kept waiting for an envelope held and applied, and nothing
 // drained it until that author wrote again (TestEraseRecordCanary's flake).
 func TestIngestBatchDependencyStoredInSameBatch(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
-	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
-	c := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
-	sp, err := a.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	transfer(t, b, a)
-	transfer(t, c, a)
-	if _, err := a.ShareKeys(); err != nil {
-		t.Fatal(err)
-	}
+	a, b, c, sp := threeOfficers(t)
 	put := func(ag *Agent, rec, val string) {
 		t.Helper()
 		if _, err := ag.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec,

@@ -288,15 +288,9 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 	var e *crypto.RecordErasure
 	var envs int
 	err := a.withRead(func() error {
-		sp, err := a.resolveSpace(req.Space)
+		sp, err := a.erasableSpace(req.Space)
 		if err != nil {
 			return err
-		}
-		if len(sp.meta.Routings) == 0 || sp.meta.OwnerFP == "" {
-			return fmt.Errorf("%w: space %s has no routing record here yet", ErrForbidden, sp.id)
-		}
-		if err := rules.MayErase(a.cert, a.trustNow().revs[a.dev], sp.meta.OwnerFP); err != nil {
-			return fmt.Errorf("%w: %v", ErrForbidden, err)
 		}
 		if sp.current == nil {
 			return fmt.Errorf("%w: this device holds no key for space %s", ErrForbidden, sp.id)
@@ -353,6 +347,22 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 	a.notify()
 	return api.RecordErased{Space: e.Space.String(), Record: string(rid), Tag: hex.EncodeToString(e.Tag[:]), Author: e.Author.String(),
 		ErasedAt: e.IssuedAt.Format(time.RFC3339), Segments: len(e.Segments), Envelopes: envs, Chunks: len(e.Chunks), Reason: reason}, nil
+}
+
+// erasableSpace resolves a space this device may erase records in: an
+// officer of its owning bureau, not revoked (rules.MayErase). stateMu held.
+func (a *Agent) erasableSpace(ref string) (*spaceState, error) {
+	sp, err := a.resolveSpace(ref)
+	if err != nil {
+		return nil, err
+	}
+	if len(sp.meta.Routings) == 0 || sp.meta.OwnerFP == "" {
+		return nil, fmt.Errorf("%w: space %s has no routing record here yet", ErrForbidden, sp.id)
+	}
+	if err := rules.MayErase(a.cert, a.trustNow().revs[a.dev], sp.meta.OwnerFP); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
+	}
+	return sp, nil
 }
 
 // recordSegments lists the segments of record rid in the space's change

@@ -31,7 +31,6 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
-	"fieldsync/internal/rules"
 )
 
 // maxRetentionDays bounds both durations (100 years).
@@ -330,24 +329,15 @@ func (a *Agent) ReviewLapse(req api.ReviewActionRequest) (api.Record, error) {
 	return rec, nil
 }
 
-// mayEraseIn reports whether this device may erase in the space (an
-// officer of its owning bureau, not revoked, holding its key).
+// mayEraseIn reports whether this device may erase records in the space
+// (erasableSpace).
 func (a *Agent) mayEraseIn(space string) error {
 	if a.cfg.Relay {
 		return fmt.Errorf("%w: a relay cannot erase a record", ErrForbidden)
 	}
 	return a.withRead(func() error {
-		sp, err := a.resolveSpace(space)
-		if err != nil {
-			return err
-		}
-		if len(sp.meta.Routings) == 0 || sp.meta.OwnerFP == "" {
-			return fmt.Errorf("%w: space %s has no routing record here yet", ErrForbidden, sp.id)
-		}
-		if err := rules.MayErase(a.cert, a.trustNow().revs[a.dev], sp.meta.OwnerFP); err != nil {
-			return fmt.Errorf("%w: %v", ErrForbidden, err)
-		}
-		return nil
+		_, err := a.erasableSpace(space)
+		return err
 	})
 }
 

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+
+	"fieldsync/crdt"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
@@ -38,8 +42,8 @@ func everySegment(int) bool { return true }
 // threeWrites has a write record r.f = v1, v2, v3 in turn (each saw the
 // one before) and returns the agents, the space and the seqs of the three
 // changes. b is enrolled, holds the space's key and everything before v1.
-func threeWrites(t *testing.T) (a, b *Agent, sp api.Space, seqs [3]uint64) {
-	omn := newTestBureau(t, "OMN")
+func threeWrites(t *testing.T) (omn *testBureau, a, b *Agent, sp api.Space, seqs [3]uint64) {
+	omn = newTestBureau(t, "OMN")
 	a = openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
 	b = openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
 	sp, err := a.CreateSpace("case", nil)
@@ -59,7 +63,7 @@ func threeWrites(t *testing.T) (a, b *Agent, sp api.Space, seqs [3]uint64) {
 		seqs[i] = a.spaces[mustSpaceID(t, sp.ID)].heads[a.dev].Seq
 		a.stateMu.Unlock()
 	}
-	return a, b, sp, seqs
+	return omn, a, b, sp, seqs
 }
 
 // envAt returns a's envelope (a's own log) at seq.
@@ -85,7 +89,7 @@ func TestPruneStubKillsWhatItSaw(t *testing.T) {
 		resurrect bool
 	}{{"values cut", valuesOnly, false}, {"skeleton cut too", everySegment, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b, sp, seqs := threeWrites(t)
+			_, a, b, sp, seqs := threeWrites(t)
 			if err := ingestNew(t, b, envAt(t, a, sp, seqs[0])); err != nil {
 				t.Fatal(err)
 			}
@@ -127,4 +131,134 @@ func ingestNew(t testing.TB, a *Agent, env []byte) error {
 		t.Fatal("envelope not added")
 	}
 	return err
+}
+
+// envVersions counts the versions Badger's files hold under the space's
+// envelope keys (overwritten ones included).
+func envVersions(t *testing.T, a *Agent, space crypto.SpaceID) (keys, versions int) {
+	t.Helper()
+	seen := map[string]bool{}
+	err := a.db.kv.VersionsUnder(envSpacePrefix(space), func(k, v []byte, deleted bool) error {
+		seen[string(k)] = true
+		versions++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(seen), versions
+}
+
+func compactNow(t *testing.T, a *Agent, space string) api.Compacted {
+	t.Helper()
+	zero := int64(0)
+	c, err := a.Compact(api.CompactRequest{Space: space, MinAgeSeconds: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func put(t *testing.T, a *Agent, sp api.Space, rec, field, v string) {
+	t.Helper()
+	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: rec, Fields: []api.FieldValue{{Name: field, Value: v}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Compaction cuts the values segments of superseded writes and of removed
+// notes, never of a live value or of a change younger than the minimum
+// age; the state, the envelope IDs and the chains stay; history shows the
+// pruned ops as pruned; the old versions leave Badger's files; a new
+// device that receives the pruned envelopes reaches the same state.
+func TestCompactPrunesDeadValues(t *testing.T) {
+	omn, a, b, sp, _ := threeWrites(t) // r.f = v1, v2, v3
+	space := mustSpaceID(t, sp.ID)
+	put(t, a, sp, "live", "f", "keep-me")
+	if _, err := a.AddNote(api.NoteAddRequest{Space: sp.ID, Record: "n", Text: "note-canary"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "n"})
+	if err != nil || len(rec.Notes) != 1 {
+		t.Fatal(err)
+	}
+	id, err := crdt.ParseDot(rec.Notes[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.writeRecord(a.spaces[space], "n", func(r *crdt.Record) ([]crdt.Op, error) {
+		op, err := r.NoteRemove(crdt.NoteID(id))
+		return []crdt.Op{op}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, sp, "d", "f", "del-canary")
+	if _, err := a.DeleteRecord(api.RecordRef{Space: sp.ID, Record: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, b)
+	before, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+
+	// The default minimum age (24 h) keeps everything written just now.
+	if c, err := a.Compact(api.CompactRequest{Space: sp.ID}); err != nil || c.Spaces[0].Envelopes != 0 {
+		t.Fatalf("compacted young changes: %+v %v", c, err)
+	}
+	c := compactNow(t, a, sp.ID)
+	st := c.Spaces[0]
+	// v1 and v2 (superseded), the note (removed), d's put (deleted), and
+	// the note's removal and d's delete, whose values segments hold no
+	// value (empty entries): six.
+	if st.Envelopes != 6 || st.Values != 6 || st.BytesAfter >= st.BytesBefore || !c.Reclaimed || st.Withheld != 0 {
+		t.Fatalf("compaction: %+v", c)
+	}
+	if again := compactNow(t, a, sp.ID); again.Spaces[0].Envelopes != 0 {
+		t.Fatalf("second pass cut again: %+v", again)
+	}
+	after, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+	if after.Digest != before.Digest || after.Envelopes != before.Envelopes || after.Bytes >= before.Bytes {
+		t.Fatalf("digest before %+v after %+v", before, after)
+	}
+	if keys, versions := envVersions(t, a, space); versions != keys {
+		t.Fatalf("%d versions of %d envelope keys left after reclaiming", versions, keys)
+	}
+	r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "live"})
+	if err != nil || r.Fields["f"].Value != "keep-me" {
+		t.Fatalf("live value: %+v %v", r, err)
+	}
+	hist, err := a.History(api.RecordRef{Space: sp.ID, Record: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown []string
+	for _, e := range hist {
+		for _, o := range e.Ops {
+			shown = append(shown, fmt.Sprintf("%s/%v", o.Value, o.Pruned))
+		}
+	}
+	if strings.Join(shown, " ") != "/true /true v3/false" {
+		t.Fatalf("history shows %v", shown)
+	}
+	certs := map[crypto.DeviceID]*crypto.Certificate{a.dev: a.cert, b.dev: b.cert}
+	checkChains(t, a, space, certs)
+	// A device joining now gets the stubs: same state, same envelopes.
+	c2 := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
+	transfer(t, c2, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, c2)
+	dc, _ := c2.Digest(api.SpaceRef{Space: sp.ID})
+	da, _ := a.Digest(api.SpaceRef{Space: sp.ID}) // with the key share to c2
+	if dc != da || dc.Digest != before.Digest {
+		t.Fatalf("new device: %+v, want %+v", dc, da)
+	}
+	// b, holding every envelope whole, compacts to the same.
+	if cb := compactNow(t, b, sp.ID); cb.Spaces[0].Envelopes != 6 {
+		t.Fatalf("b compacted %+v", cb)
+	}
+	db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
+	if db != after {
+		t.Fatalf("b: %+v, a: %+v", db, after)
+	}
 }

@@ -262,3 +262,88 @@ func TestCompactPrunesDeadValues(t *testing.T) {
 		t.Fatalf("b: %+v, a: %+v", db, after)
 	}
 }
+
+// A device that returns after the others pruned, holding old envelopes
+// whole and writes nobody saw (docs/design.md §7, "Bounded storage"):
+// what was overwritten or deleted elsewhere does not come back, its own
+// writes are the concurrent edits they are (a register conflict beside
+// the newest value, a delete-vs-edit conflict), every replica ends with
+// the same state and envelopes, and its own pass then prunes its whole
+// copies without changing the state.
+func TestPruneReturningDevice(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "Rania", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, b, a)
+	transfer(t, r, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, sp, "r", "f", "v1")
+	put(t, a, sp, "d", "f", "deleted-canary")
+	transfer(t, a, b)
+	transfer(t, a, r)
+	// r goes away. a overwrites r.f twice and deletes d; a and b prune.
+	put(t, a, sp, "r", "f", "v2")
+	put(t, a, sp, "r", "f", "v3")
+	if _, err := a.DeleteRecord(api.RecordRef{Space: sp.ID, Record: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, b)
+	if ca, cb := compactNow(t, a, sp.ID), compactNow(t, b, sp.ID); ca.Spaces[0].Envelopes == 0 || cb.Spaces[0].Envelopes != ca.Spaces[0].Envelopes {
+		t.Fatalf("a pruned %+v, b %+v", ca, cb)
+	}
+	// Offline, r writes on what it holds: r.f over v1, d.g on the record
+	// it still sees.
+	put(t, r, sp, "r", "f", "offline")
+	put(t, r, sp, "d", "g", "edit")
+	// r returns: every pair syncs, twice over.
+	for range 2 {
+		for _, p := range [][2]*Agent{{r, b}, {b, r}, {b, a}, {a, b}, {r, a}, {a, r}} {
+			transfer(t, p[0], p[1])
+		}
+	}
+	var want api.Digest
+	for i, x := range []*Agent{a, b, r} {
+		d, err := x.Digest(api.SpaceRef{Space: sp.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			want = d
+		} else if d.Digest != want.Digest || d.Envelopes != want.Envelopes {
+			// Bytes differ: r holds whole what the others pruned.
+			t.Fatalf("device %d: %+v, want %+v", i, d, want)
+		}
+		rec, err := x.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vals []string
+		for _, s := range rec.Fields["f"].Siblings {
+			vals = append(vals, s.Value)
+		}
+		if !rec.Fields["f"].Conflict || strings.Join(vals, ",") != "offline,v3" && strings.Join(vals, ",") != "v3,offline" {
+			t.Fatalf("device %d: r.f = %+v, want the conflict v3 / offline and never v1", i, rec.Fields["f"])
+		}
+		dr, err := x.GetRecord(api.RecordRef{Space: sp.ID, Record: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, back := dr.Fields["f"]; back || !dr.Deleted || !dr.DeleteConflict || dr.Fields["g"].Value != "edit" {
+			t.Fatalf("device %d: d = %+v, want deleted with r's edit in conflict and no f", i, dr)
+		}
+	}
+	// r prunes its own whole copies of what the others pruned.
+	if cr := compactNow(t, r, sp.ID); cr.Spaces[0].Envelopes == 0 {
+		t.Fatalf("r pruned nothing: %+v", cr)
+	}
+	if d, _ := r.Digest(api.SpaceRef{Space: sp.ID}); d != want {
+		t.Fatalf("r after its pass: %+v, want %+v", d, want)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	"fieldsync/internal/store"
 )
 
 const (
@@ -193,8 +194,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int)
 	}
 	st.Withheld = a.countWithheld(id, withheld)
 	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
-		n := min(len(cands), compactBatch)
-		envs, vals, err := a.pruneBatch(id, cands[:n])
+		n, envs, vals, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)])
 		if err != nil {
 			return st, err
 		}
@@ -218,16 +218,24 @@ func opDotOf(ch *crdt.Change, j int) crdt.Dot {
 	return d
 }
 
-// pruneBatch judges a batch of candidates against the newest record
-// states and cuts the values segments whose values are all dead, under the
-// write lock, in one commit. It returns the envelopes and segments cut.
-func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (envs, vals int, err error) {
+// pruneBatch judges candidates from the front of batch against the newest
+// record states and cuts the values segments whose values are all dead,
+// under the write lock, in one commit of at most store.MaxGroupBytes
+// (a Badger transaction's limit). It returns how many candidates it
+// judged (at least one), and the envelopes and segments cut.
+func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, envs, vals int, err error) {
 	err = a.withWrite(func(t *tx) error {
 		sp := a.spaces[id]
 		if sp == nil {
+			judged = len(batch)
 			return nil // erased meanwhile
 		}
+		size := 0
 		for _, c := range batch {
+			if judged > 0 && size >= store.MaxGroupBytes/2 {
+				break
+			}
+			judged++
 			var idx []int
 			for _, s := range c.segs {
 				r, err := a.loadRecord(sp, s.record)
@@ -260,12 +268,13 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (envs, val
 				continue
 			}
 			t.put(a.db.entry(c.key, cut))
+			size += len(c.key) + len(cut) + 64
 			envs++
 			vals += len(idx)
 		}
 		return nil
 	})
-	return envs, vals, err
+	return judged, envs, vals, err
 }
 
 // countWithheld counts the ops applied without their value (a values

@@ -347,3 +347,28 @@ func TestPruneReturningDevice(t *testing.T) {
 		t.Fatalf("r after its pass: %+v, want %+v", d, want)
 	}
 }
+
+// Pruning more than one store transaction holds (here ~800 KB of dead
+// values; a transaction takes ~460 KB) is split into several commits.
+func TestCompactSplitsLargeBatches(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 8<<10)
+	for round := range 2 {
+		for i := range 100 {
+			put(t, a, sp, fmt.Sprintf("r%d", i), "f", fmt.Sprintf("%d%s", round, big))
+		}
+	}
+	before, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+	c := compactNow(t, a, sp.ID)
+	if c.Spaces[0].Envelopes != 100 || c.Spaces[0].BytesAfter > c.Spaces[0].BytesBefore-100*(8<<10) {
+		t.Fatalf("compacted %+v", c)
+	}
+	if after, _ := a.Digest(api.SpaceRef{Space: sp.ID}); after.Digest != before.Digest || after.Envelopes != before.Envelopes {
+		t.Fatal("state or envelope set changed")
+	}
+}

@@ -382,3 +382,38 @@ func TestCompactSplitsLargeBatches(t *testing.T) {
 		t.Fatal("state or envelope set changed")
 	}
 }
+
+// A peer that sends a stub of a live write (its values segment cut): the
+// receiver applies it without the value — the same state as any replica
+// that got that stub, never an error or a made-up value — shows the
+// sibling as value_withheld, lists the op as pruned in history, and counts
+// it in compact's withheld (docs/design.md §7: an availability limit).
+func TestPruneHostileStubOfLiveValue(t *testing.T) {
+	_, a, b, sp, seqs := threeWrites(t)
+	for _, s := range seqs[:2] {
+		if err := ingestNew(t, b, envAt(t, a, sp, s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ingestNew(t, b, cutEvery(t, envAt(t, a, sp, seqs[2]), valuesOnly)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := r.Fields["f"]
+	if f.Conflict || len(f.Siblings) != 1 || !f.Siblings[0].Withheld || f.Value != "" {
+		t.Fatalf("b shows %+v, want v3's sibling withheld", f)
+	}
+	if ra, _ := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"}); ra.Fields["f"].Siblings[0].Withheld {
+		t.Fatal("a, holding v3 whole, shows it withheld")
+	}
+	hist, err := b.History(api.RecordRef{Space: sp.ID, Record: "r"})
+	if err != nil || len(hist) != 3 || !hist[2].Ops[0].Pruned || hist[1].Ops[0].Pruned {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	if c := compactNow(t, b, sp.ID); c.Spaces[0].Withheld != 1 {
+		t.Fatalf("compact on b: %+v", c)
+	}
+}

@@ -417,3 +417,31 @@ func TestPruneHostileStubOfLiveValue(t *testing.T) {
 		t.Fatalf("compact on b: %+v", c)
 	}
 }
+
+// The agent prunes by itself once CompactEvery changes were applied:
+// the pass runs on the after-commit worker, which stopAfterWork drains.
+func TestCompactBackground(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.CompactEvery, cfg.PruneMinAge = 4, -1
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		put(t, a, sp, "r", "f", fmt.Sprintf("v%d", i))
+	}
+	a.stopAfterWork() // runs what was queued, then stops
+	hist, err := a.History(api.RecordRef{Space: sp.ID, Record: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pruned []bool
+	for _, e := range hist {
+		pruned = append(pruned, e.Ops[0].Pruned)
+	}
+	if fmt.Sprint(pruned) != "[true true true false]" {
+		t.Fatalf("pruned by the background pass: %v", pruned)
+	}
+}

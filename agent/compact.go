@@ -172,6 +172,8 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int)
 		}
 		c := pruneCandidate{key: bytes.Clone(k)}
 		for i := 1; i < len(infos); i += 2 {
+			// A values segment and its live skeleton name the same
+			// record; in the version 1 layout neighbours never do.
 			rec := oc.segRecord[i]
 			if rec == "" || infos[i].Erased || oc.segRecord[i-1] != rec {
 				continue

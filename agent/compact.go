@@ -86,7 +86,7 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	out := api.Compacted{Spaces: []api.CompactedSpace{}}
 	cut := 0
 	for _, id := range ids {
-		st, err := a.compactSpace(id, minAge, 0)
+		st, err := a.compactSpace(id, minAge, 0, true)
 		if err != nil {
 			return out, err
 		}
@@ -128,8 +128,12 @@ type pruneSeg struct {
 // compactSpace prunes the dead values of one space's applied changes older
 // than minAge, at most limit envelopes (0: no limit). The envelopes are
 // read and opened without the write lock; each batch is judged against the
-// newest record states and cut under it.
-func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int) (api.CompactedSpace, error) {
+// newest record states and cut under it. With report set it also counts
+// the live values held without their bytes (Withheld), which means opening
+// every envelope with a cut values segment; without it (background passes)
+// an envelope with nothing left to prune, or too young, is skipped from
+// its header and segment list, unopened.
+func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report bool) (api.CompactedSpace, error) {
 	st := api.CompactedSpace{Space: id.String()}
 	var keys crypto.Keyring
 	var applied *crdt.Context
@@ -153,6 +157,9 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int)
 		}
 		if !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}) {
 			return nil // waiting: its values are yet to be applied
+		}
+		if !report && (hlcMillis(h.HLC) > horizon || !valuesLeft(env)) {
+			return nil
 		}
 		oc, err := openChange(env, keys)
 		if err != nil || oc.ch == nil {
@@ -194,7 +201,9 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int)
 	if err != nil {
 		return st, err
 	}
-	st.Withheld = a.countWithheld(id, withheld)
+	if report {
+		st.Withheld = a.countWithheld(id, withheld)
+	}
 	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
 		n, envs, vals, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)])
 		if err != nil {
@@ -209,6 +218,21 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int)
 		return nil
 	}, a.countCorrupt)
 	return st, err
+}
+
+// valuesLeft reports whether a version 2 envelope has a values segment
+// (an odd index) not cut yet: read from its segment list, without a key.
+func valuesLeft(env []byte) bool {
+	infos, err := crypto.Segments(env)
+	if err != nil {
+		return false
+	}
+	for i := 1; i < len(infos); i += 2 {
+		if !infos[i].Erased {
+			return true
+		}
+	}
+	return false
 }
 
 // opDotOf is the dot of op j of ch.
@@ -321,7 +345,7 @@ func (a *Agent) noteApplied(n int) {
 // old versions over time; `fieldsync compact` rewrites the files at once.
 func (a *Agent) compactBackground() {
 	for _, id := range a.SpaceIDs() {
-		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax)
+		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)

@@ -186,12 +186,20 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 				continue
 			}
 			ps := pruneSeg{index: i, record: rec}
+			manifest := false
 			for j := range oc.ch.Ops {
 				if o := &oc.ch.Ops[j]; o.Record == rec && carriesValue(o.Kind) {
 					ps.dots = append(ps.dots, opDotOf(oc.ch, j))
+					_, _, isManifest, _ := parseManifest(o.Value)
+					manifest = manifest || isManifest
 				}
 			}
-			c.segs = append(c.segs, ps)
+			// An attachment's manifest is kept: it is what names the
+			// file's chunks, which a record erasure must find
+			// (recordSegments) and which stay held anyway.
+			if !manifest {
+				c.segs = append(c.segs, ps)
+			}
 		}
 		if len(c.segs) > 0 {
 			cands = append(cands, c)

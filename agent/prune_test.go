@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -443,5 +444,35 @@ func TestCompactBackground(t *testing.T) {
 	}
 	if fmt.Sprint(pruned) != "[true true true false]" {
 		t.Fatalf("pruned by the background pass: %v", pruned)
+	}
+}
+
+// A superseded attachment keeps its manifest (its values segment is not
+// cut): a later record erasure must still find the file's chunks to drop.
+func TestCompactKeepsAttachmentManifests(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	photo := filepath.Join(t.TempDir(), "passport.jpg")
+	writeRandomFile(t, photo, 200<<10, 3)
+	if _, err := a.Attach(api.AttachRequest{Space: sp.ID, Record: "p1", Field: "passport", Path: photo}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, sp, "p1", "passport", "replaced by text")
+	put(t, a, sp, "p1", "passport", "and again")
+	if c := compactNow(t, a, sp.ID); c.Spaces[0].Envelopes != 1 {
+		t.Fatalf("compacted %+v: want only the superseded text pruned", c)
+	}
+	var chunks []crypto.ChunkRef
+	a.withRead(func() error {
+		var err error
+		_, chunks, _, err = a.recordSegments(a.spaces[mustSpaceID(t, sp.ID)], "p1")
+		return err
+	})
+	if len(chunks) == 0 {
+		t.Fatal("the erasure no longer finds the superseded attachment's chunks")
 	}
 }

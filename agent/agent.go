@@ -78,6 +78,9 @@ type Agent struct {
 	// reloads counts reloads of the whole state (tests: a refused write
 	// must not cost one).
 	reloads atomic.Uint64
+	// compactCount counts changes applied since the last compaction pass
+	// (compact.go).
+	compactCount atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
 	// find is the search index, in memory only (find.go); nil on relays

@@ -263,7 +263,7 @@ func (j historyJudge) entry(k, sealed []byte) (api.HistoryEntry, bool) {
 		e.Outcome, e.Error = api.OutcomeWaiting, "not applied yet: it waits for a change it depends on"
 	}
 	var touches bool
-	e.Ops, touches = historyOps(ch, rid, e.Outcome == api.OutcomeApplied)
+	e.Ops, touches = historyOps(ch, oc.withheld, rid, e.Outcome == api.OutcomeApplied)
 	return e, touches
 }
 
@@ -271,9 +271,11 @@ func (j historyJudge) entry(k, sealed []byte) (api.HistoryEntry, bool) {
 // A change that was not applied (a no-op, or waiting) is listed without
 // ops: it changed nothing (yet), and a hostile change's seen dots are not
 // worth listing.
-func historyOps(ch *crdt.Change, rid crdt.RecordID, applied bool) ([]api.HistoryOp, bool) {
+//
+// An op held without its value (withheld: pruned) is listed with Pruned.
+func historyOps(ch *crdt.Change, withheld []bool, rid crdt.RecordID, applied bool) ([]api.HistoryOp, bool) {
 	ops, touches := []api.HistoryOp{}, false
-	for _, op := range ch.Ops {
+	for i, op := range ch.Ops {
 		if op.Record != rid {
 			continue
 		}
@@ -291,6 +293,7 @@ func historyOps(ch *crdt.Change, rid crdt.RecordID, applied bool) ([]api.History
 		for _, d := range v.Seen {
 			hop.Resolves = append(hop.Resolves, d.String())
 		}
+		hop.Pruned = i < len(withheld) && withheld[i]
 		ops = append(ops, hop)
 	}
 	return ops, touches

@@ -435,5 +435,6 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 	if err != nil {
 		return nil, false, err
 	}
+	a.noteApplied(1) // compact.go
 	return append(append(entries, rec...), a.noteReceiptDue(sp, h, env)...), false, nil
 }

@@ -98,6 +98,15 @@ type Config struct {
 	// to it. For devices short of memory, and to measure what indexing
 	// costs (agent --no-find).
 	DisableFind bool
+	// PruneMinAge is how old, by its HLC, a change must be before its
+	// superseded values are pruned (compact.go; docs/design.md §7,
+	// "Bounded storage"), so that history shows recent ones; 0 means the
+	// default (24 hours), negative prunes at once.
+	PruneMinAge time.Duration
+	// CompactEvery is how many changes applied here (written or received)
+	// start a background compaction pass; 0 means the default (4,096),
+	// negative never (`fieldsync compact` still does).
+	CompactEvery int
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

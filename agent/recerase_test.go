@@ -370,7 +370,7 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 		refs, _, _, err = a.recordSegments(s, "p1")
 		return err
 	})
-	if len(refs) != 1 {
+	if len(refs) != 2 { // its skeleton and its values (docs/format.md)
 		t.Fatalf("%d segments of p1", len(refs))
 	}
 	owner := omn.b.Public().Fingerprint()
@@ -434,7 +434,7 @@ func TestEraseRecordRefusedUnlessOwnerOfficer(t *testing.T) {
 		if added, err := (syncAdapter{to}).IngestMeshObject(fsyncPeer(), good); err != nil || !added {
 			t.Fatalf("owner officer's marker at %s: %v %v", to.cert.Role, added, err)
 		}
-		if n := segsErased(to); n != 1 {
+		if n := segsErased(to); n != 2 { // p1's skeleton and values
 			t.Fatalf("%d segments cut at %s", n, to.cert.Role)
 		}
 	}

@@ -352,7 +352,7 @@ func (a *Agent) ConflictsList(req api.ConflictsListRequest) ([]api.Conflict, err
 	for _, sp := range spaces {
 		err := a.eachRecord(sp, func(r *crdt.Record) {
 			for _, f := range r.Conflicts() {
-				out = append(out, api.Conflict{Space: sp.id.String(), Record: string(r.ID()), Field: f.Name, Siblings: a.siblings(sp, f.Siblings)})
+				out = append(out, api.Conflict{Space: sp.id.String(), Record: string(r.ID()), Field: f.Name, Siblings: a.siblings(sp, f.Siblings, nil)})
 			}
 		})
 		if err != nil {
@@ -381,7 +381,7 @@ func (a *Agent) ConflictsShow(ref api.RecordRef) (api.ConflictsShow, error) {
 	a.stateMu.Lock() // the space's keys, to read resolutions
 	defer a.stateMu.Unlock()
 	for _, f := range r.Conflicts() {
-		sibs := a.siblings(sp, f.Siblings)
+		sibs := a.siblings(sp, f.Siblings, sp)
 		if !f.Delete {
 			sibs = a.withResolutions(sp, f.Siblings, sibs)
 		}
@@ -391,7 +391,7 @@ func (a *Agent) ConflictsShow(ref api.RecordRef) (api.ConflictsShow, error) {
 		if f.Conflict {
 			continue
 		}
-		sibs := a.withResolutions(sp, f.Siblings, a.siblings(sp, f.Siblings))
+		sibs := a.withResolutions(sp, f.Siblings, a.siblings(sp, f.Siblings, sp))
 		var resolved []api.Sibling
 		for _, s := range sibs {
 			if s.Resolution != nil {
@@ -414,7 +414,7 @@ func (a *Agent) recordView(sp *spaceState, r *crdt.Record) api.Record {
 	out.ID = string(r.ID())
 	out.Deleted, out.DeleteConflict = r.Deleted()
 	for _, f := range r.Registers() {
-		sibs := a.siblings(sp, f.Siblings)
+		sibs := a.siblings(sp, f.Siblings, nil)
 		fv := api.Field{Conflict: f.Conflict, Siblings: sibs}
 		if len(sibs) > 0 {
 			fv.Value = sibs[0].Value
@@ -438,9 +438,21 @@ func (a *Agent) recordView(sp *spaceState, r *crdt.Record) api.Record {
 	return out
 }
 
-func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []api.Sibling {
+// siblings shows a register's siblings. keys opens the envelopes of
+// siblings without a value, to tell a value withheld (its values segment
+// cut: docs/design.md §7, "Bounded storage") from an empty one; nil takes a
+// snapshot of the space's keys (stateMu not held).
+func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling, keys crypto.Keyring) []api.Sibling {
 	out := make([]api.Sibling, 0, len(in))
 	for _, s := range in {
+		if len(s.Value) == 0 && keys == nil {
+			a.withRead(func() error {
+				if cur := a.spaces[sp.id]; cur != nil {
+					keys = cur.keyring()
+				}
+				return nil
+			})
+		}
 		author := crypto.DeviceID(s.Dot.Replica)
 		// No skew flag here: it is this device's observation, and record and
 		// conflict JSON must read the same on every device (docs/design.md §8).
@@ -449,6 +461,9 @@ func (a *Agent) siblings(sp *spaceState, in []crdt.Sibling) []api.Sibling {
 			sib.Value = string(s.Value)
 		} else {
 			sib.ValueBase64 = base64.StdEncoding.EncodeToString(s.Value)
+		}
+		if len(s.Value) == 0 && keys != nil {
+			sib.Withheld = a.valueWithheld(sp.id, keys, s.Dot)
 		}
 		out = append(out, sib)
 	}

@@ -54,3 +54,21 @@ func (a *Agent) withResolutions(sp *spaceState, in []crdt.Sibling, out []api.Sib
 	}
 	return out
 }
+
+// valueWithheld reports whether the op behind a dot is held here without
+// its value (its values segment cut or malformed: segments.go).
+func (a *Agent) valueWithheld(space crypto.SpaceID, keys crypto.Keyring, dot crdt.Dot) bool {
+	env, err := a.db.get(envKey(space, crypto.DeviceID(dot.Replica), dot.Seq))
+	if err != nil {
+		return false
+	}
+	oc, err := openChange(env, keys)
+	if err != nil || oc.ch == nil || oc.withheld == nil {
+		return false
+	}
+	i := int(dot.Op)
+	if oc.ch.OpIndex != nil {
+		i = slices.Index(oc.ch.OpIndex, dot.Op)
+	}
+	return i >= 0 && i < len(oc.withheld) && oc.withheld[i]
+}

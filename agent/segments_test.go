@@ -70,8 +70,8 @@ func TestSegmentedChanges(t *testing.T) {
 		t.Fatalf("combined change written as version %d (%v)", h.Version, err)
 	}
 	infos, err := crypto.Segments(env)
-	if err != nil || len(infos) != 3 {
-		t.Fatalf("%d segments (%v), want one per record", len(infos), err)
+	if err != nil || len(infos) != 6 {
+		t.Fatalf("%d segments (%v), want two per record", len(infos), err)
 	}
 	// A later write overwrites c1.f, naming the combined change's dot.
 	if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: "c1", Fields: []api.FieldValue{{Name: "f", Value: "gamma2"}}}); err != nil {
@@ -91,16 +91,19 @@ func TestSegmentedChanges(t *testing.T) {
 		}
 	}
 	oc, err := openChange(env, a.spaces[space])
-	if err != nil || len(oc.segRecord) != 3 {
+	if err != nil || len(oc.segRecord) != 6 {
 		t.Fatal(err)
 	}
-	secret := -1
+	var secret []int
 	for i, r := range oc.segRecord {
 		if r == "secret" {
-			secret = i
+			secret = append(secret, i)
 		}
 	}
-	er, err := crypto.EraseSegments(env, secret)
+	if len(secret) != 2 {
+		t.Fatalf("record secret has segments %v, want its skeleton and its values", secret)
+	}
+	er, err := crypto.EraseSegments(env, secret...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +112,7 @@ func TestSegmentedChanges(t *testing.T) {
 	}
 	whole, part := crdt.NewSpace(), crdt.NewSpace()
 	oc2, err := openChange(er, a.spaces[space])
-	if err != nil || oc2.erased != 1 || len(oc2.ch.Ops) != 2 || oc2.ch.OpIndex == nil {
+	if err != nil || oc2.erased != 2 || len(oc2.ch.Ops) != 2 || oc2.ch.OpIndex == nil {
 		t.Fatalf("opened erased: %+v %v", oc2, err)
 	}
 	if err := whole.Apply(oc.ch); err != nil {
@@ -144,7 +147,10 @@ func TestGroupOpsByRecord(t *testing.T) {
 }
 
 // FuzzJoinSegments: no segment plaintexts make joining panic, and what
-// joins is a valid change of the header's author and seq.
+// joins is a valid change of the header's author and seq, whose withheld
+// marks (values pruned or malformed) match its ops. Seeds cover both
+// layouts: one segment per record (version 1) and skeleton + values pairs
+// (version 2).
 func FuzzJoinSegments(f *testing.F) {
 	ch := &crdt.Change{Author: crdt.ReplicaID{1}, Seq: 3, HLC: crdt.Timestamp{Wall: 5}, Ops: []crdt.Op{
 		crdt.NewPut("a", "x", []byte("1")), crdt.NewPut("a", "y", []byte("2")), crdt.NewPut("b", "x", []byte("3"))}}
@@ -152,11 +158,22 @@ func FuzzJoinSegments(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(segs[0], segs[1], false)
-	f.Add(segs[1], segs[0], true)
+	f.Add(segs[0], segs[1], segs[2], segs[3], false)
+	f.Add(segs[0], segs[1], segs[2], segs[3], true)
+	f.Add(segs[1], segs[0], segs[3], segs[2], true)
+	f.Add(segs[0], segs[3], segs[2], segs[1], false)
+	v1 := func(start int, ops []crdt.Op) []byte {
+		part := crdt.Change{Author: ch.Author, Seq: ch.Seq, HLC: ch.HLC, Ops: ops}
+		b, _ := part.AppendBinary([]byte{segmentVersion, 0, 0, 0, byte(start)})
+		return b
+	}
+	f.Add(v1(0, ch.Ops[:2]), v1(2, ch.Ops[2:]), []byte(nil), []byte(nil), true)
 	h := crypto.Header{Author: crypto.DeviceID{1}, Seq: 3, HLC: ch.HLC.Pack()}
-	f.Fuzz(func(t *testing.T, s0, s1 []byte, erase bool) {
-		in := []crypto.Segment{{Plain: s0}, {Plain: s1}, {Erased: erase}}
+	f.Fuzz(func(t *testing.T, s0, s1, s2, s3 []byte, erase bool) {
+		in := []crypto.Segment{{Plain: s0}, {Plain: s1}, {Plain: s2}, {Plain: s3, Erased: erase}}
+		if len(s2) == 0 && len(s3) == 0 {
+			in = in[:2]
+		}
 		oc, err := joinSegments(h, in)
 		if err != nil {
 			return
@@ -164,5 +181,65 @@ func FuzzJoinSegments(f *testing.F) {
 		if oc.ch.Author != ch.Author || oc.ch.Seq != 3 || oc.ch.Validate() != nil {
 			t.Fatalf("joined an invalid change: %+v", oc.ch)
 		}
+		if oc.withheld != nil && len(oc.withheld) != len(oc.ch.Ops) {
+			t.Fatalf("%d withheld marks for %d ops", len(oc.withheld), len(oc.ch.Ops))
+		}
+		for i, w := range oc.withheld {
+			if w && len(oc.ch.Ops[i].Value) > 0 {
+				t.Fatalf("op %d withheld with a value", i)
+			}
+		}
 	})
+}
+
+// The version 2 layout joins back into the change as written; with a
+// values segment cut, that record's ops keep their kinds, fields, set
+// elements, seen dots and dots, and lose only their values (withheld).
+func TestSegmentsSkeletonAndValues(t *testing.T) {
+	r := crdt.NewRecord("a")
+	ch := &crdt.Change{Author: crdt.ReplicaID{1}, Seq: 3, HLC: crdt.Timestamp{Wall: 5}, Ops: []crdt.Op{
+		{Kind: crdt.OpPut, Record: "a", Field: "x", Value: []byte("secret"), Seen: []crdt.Dot{{Replica: crdt.ReplicaID{1}, Seq: 1}}},
+		r.SetAdd("tags", []byte("elem")), r.AddNote("a note"),
+		crdt.NewPut("b", "x", []byte("3"))}}
+	segs, err := changeSegments(ch)
+	if err != nil || len(segs) != 4 {
+		t.Fatalf("%d segments, %v", len(segs), err)
+	}
+	if bytes.Contains(segs[0], []byte("secret")) || bytes.Contains(segs[0], []byte("a note")) || !bytes.Contains(segs[0], []byte("elem")) {
+		t.Fatal("the skeleton holds a value, or lacks the set element")
+	}
+	h := crypto.Header{Author: crypto.DeviceID{1}, Seq: 3, HLC: ch.HLC.Pack()}
+	in := make([]crypto.Segment, len(segs))
+	for i, s := range segs {
+		in[i] = crypto.Segment{Plain: s}
+	}
+	whole, err := joinSegments(h, in)
+	if err != nil || whole.withheld != nil {
+		t.Fatal(err)
+	}
+	w1, _ := whole.ch.MarshalBinary()
+	w0, _ := ch.MarshalBinary()
+	if !bytes.Equal(w0, w1) {
+		t.Fatal("joined change differs from the change written")
+	}
+	in[1] = crypto.Segment{Erased: true}
+	cut, err := joinSegments(h, in)
+	if err != nil || cut.valuesCut != 1 || cut.ch.OpIndex != nil || len(cut.ch.Ops) != 4 {
+		t.Fatalf("%+v %v", cut, err)
+	}
+	want := []bool{true, false, true, false}
+	for i, o := range cut.ch.Ops {
+		if cut.withheld[i] != want[i] || (want[i] && len(o.Value) != 0) || len(o.Seen) != len(ch.Ops[i].Seen) {
+			t.Fatalf("op %d: %+v withheld %v", i, o, cut.withheld[i])
+		}
+	}
+	if string(cut.ch.Ops[1].Value) != "elem" || cut.segRecord[1] != "a" {
+		t.Fatal("set element or the values segment's record lost")
+	}
+	// A malformed values segment is treated as cut, never as a no-op.
+	in[1] = crypto.Segment{Plain: append(bytes.Clone(segs[1]), 0)}
+	bad, err := joinSegments(h, in)
+	if err != nil || bad.valuesBad != 1 || !bad.withheld[0] {
+		t.Fatalf("%+v %v", bad, err)
+	}
 }

@@ -284,6 +284,9 @@ type afterWork struct {
 	findRefreshDue atomic.Bool
 	// receiptsDue: receipts owed from before a stop (receipts.go).
 	receiptsDue atomic.Bool
+	// compactDue: enough changes were applied for a compaction pass
+	// (compact.go).
+	compactDue atomic.Bool
 }
 
 func (a *Agent) startAfterWork() {
@@ -320,6 +323,9 @@ func (a *Agent) afterLoop() {
 		}
 		if a.after.receiptsDue.Swap(false) {
 			a.receiptsIfDue()
+		}
+		if a.after.compactDue.Swap(false) {
+			a.compactBackground()
 		}
 	}
 }

@@ -272,6 +272,7 @@ func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder, handed func())
 		// named it before it was made): judge it once this write is stored.
 		drain = sp.resolvesWait(a.dev, ch.Seq)
 		t.put(envEntries...)
+		a.noteApplied(1) // compact.go
 		recEntries, err := a.recordEntries(sp, touched)
 		if err != nil {
 			return err

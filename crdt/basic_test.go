@@ -90,3 +90,33 @@ func TestConcurrentPutsAndResolve(t *testing.T) {
 		t.Fatalf("resolve of a non-sibling: %v", err)
 	}
 }
+
+// HoldsValue: a put's value is held until an op that saw it overwrites it;
+// a note's until it is removed.
+func TestHoldsValue(t *testing.T) {
+	s := NewSpace()
+	a := ReplicaID{1}
+	r := NewRecord("r")
+	put := r.Put("f", []byte("v1"))
+	note := r.AddNote("n")
+	ch1 := &Change{Author: a, Seq: 1, HLC: Timestamp{Wall: 1}, Ops: []Op{put, note}}
+	if err := s.Apply(ch1); err != nil {
+		t.Fatal(err)
+	}
+	d0, d1 := Dot{Replica: a, Seq: 1, Op: 0}, Dot{Replica: a, Seq: 1, Op: 1}
+	if !s.Record("r").HoldsValue(d0) || !s.Record("r").HoldsValue(d1) {
+		t.Fatal("fresh values not held")
+	}
+	cur := s.Record("r").Clone()
+	rm, err := cur.NoteRemove(NoteID(d1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2 := &Change{Author: a, Seq: 2, HLC: Timestamp{Wall: 2}, Ops: []Op{cur.Put("f", []byte("v2")), rm}}
+	if err := s.Apply(ch2); err != nil {
+		t.Fatal(err)
+	}
+	if s.Record("r").HoldsValue(d0) || s.Record("r").HoldsValue(d1) || !s.Record("r").HoldsValue(Dot{Replica: a, Seq: 2}) {
+		t.Fatal("overwritten or removed values still held, or the new one not")
+	}
+}

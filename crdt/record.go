@@ -683,3 +683,23 @@ func (r *Record) Conflicts() []FieldView {
 	})
 	return out
 }
+
+// HoldsValue reports whether the record still holds a value the op with
+// dot d wrote: a live register sibling (a put or resolve) or a note not
+// removed. An op whose value it does not hold is dead for good: only an op
+// that saw its dot removes it, and no later op brings a dot back, so every
+// state that contains the remover lacks it too. The agent prunes such
+// values (docs/design.md §7, "Bounded storage").
+func (r *Record) HoldsValue(d Dot) bool {
+	for i := range r.regs {
+		if r.regs[i].is(d) {
+			return true
+		}
+	}
+	for _, n := range r.more().notes {
+		if n.id == d {
+			return !n.removed
+		}
+	}
+	return false
+}

@@ -51,6 +51,7 @@ var (
 	chaosKeep     = flag.Bool("chaos.keep", false, "keep the chaos run's directory (logs, op log, outputs) even when it passes")
 	chaosTamper   = flag.Bool("chaos.tamper", true, "chaos test: the relay is hostile (flips, truncates, splices, replays during the workload; then a replay phase and a withhold phase in which it is the officers' only path)")
 	chaosTrust    = flag.Bool("chaos.trust", true, "chaos test: officers of a second bureau (KAZ), withdrawals and releases of KAZ, at most one revocation, bundles carried across partitions")
+	chaosPrune    = flag.Bool("chaos.prune", true, "chaos test: after the heal, every other officer prunes every superseded value (fieldsync compact --min-age 0s): no state or envelope set may change, and the later phases sync pruned and whole copies of the same envelopes")
 	chaosInsider  = flag.Bool("chaos.insider", true, "chaos test: after the heal (and the hostile relay's phases), an entitled officer acts as a compromised laptop and forges envelopes of its own log (future dots, 100,000 dots, undecodable bodies, key shares for random spaces)")
 )
 
@@ -353,6 +354,14 @@ func TestChaos(t *testing.T) {
 	// The hostile relay as the officers' only path, then an honest path.
 	var hostile *checker.Hostile
 	settled := convErr == nil // the agents converged after the last phase
+
+	// Pruning (docs/design.md §7, "Bounded storage").
+	if *chaosPrune && convErr == nil {
+		if err := r.prunePhase(ctx); err != nil {
+			t.Error(err)
+			settled = false
+		}
+	}
 	if *chaosTamper && convErr == nil && len(r.judged) < 3 {
 		t.Logf("chaos: hostile relay phases skipped: %d entitled officer(s) left after the trust events, and the phases need two", len(r.judged)-1)
 	}
@@ -1406,6 +1415,54 @@ func (r *chaosRun) converge(ctx context.Context, healed time.Time) (time.Duratio
 		fmt.Fprintf(&b, "\n  %s: %d envelopes %.12s digest %.12s", nodes[i].Name, d.Count, d.Envelopes, d.Digest)
 	}
 	return 0, fmt.Errorf("agents did not converge within %s of the heal:%s", chaosConverge, b.String())
+}
+
+// prunePhase has every other officer judged prune every superseded value
+// now, through the CLI (`fieldsync compact --min-age 0s`), and checks that
+// no replica's state or envelope set changed and that no live value is
+// held without its bytes. The phases after it then sync pruned and whole
+// copies of the same envelopes, and the checker judges the end.
+func (r *chaosRun) prunePhase(ctx context.Context) error {
+	nodes, before, err := r.judgedDigests(ctx)
+	if err != nil {
+		return err
+	}
+	cut, officers := 0, 0
+	var on []string
+	for _, n := range nodes {
+		if n.Relay {
+			continue
+		}
+		officers++
+		if officers%2 == 0 {
+			continue
+		}
+		var out api.Compacted
+		if err := r.cl.CLIJSON(ctx, n.Dir, &out, "compact", "--min-age", "0s"); err != nil {
+			return fmt.Errorf("prune phase: compact on %s: %w", n.Name, err)
+		}
+		for _, s := range out.Spaces {
+			cut += s.Envelopes
+			if s.Withheld != 0 {
+				return fmt.Errorf("prune phase: %s holds %d live values without their bytes in space %s", n.Name, s.Withheld, s.Space)
+			}
+		}
+		on = append(on, n.Name)
+	}
+	after, err := r.digests(ctx, nodes)
+	if err != nil {
+		return err
+	}
+	for i, n := range nodes {
+		if after[i].Digest != before[i].Digest || after[i].Envelopes != before[i].Envelopes {
+			return fmt.Errorf("prune phase: %s changed: digest %.12s → %.12s, envelopes %.12s → %.12s", n.Name, before[i].Digest, after[i].Digest, before[i].Envelopes, after[i].Envelopes)
+		}
+	}
+	if cut == 0 {
+		return fmt.Errorf("prune phase: nothing pruned on %v: the phase proves nothing", on)
+	}
+	r.t.Logf("chaos: prune phase: %d envelopes pruned on %v; states and envelope sets unchanged", cut, on)
+	return nil
 }
 
 // Hostile phases: lengths and limits.

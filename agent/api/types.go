@@ -131,6 +131,11 @@ type Sibling struct {
 	// it is in status (skewed_authors) and history, not in record or
 	// conflict JSON, which must read the same on every device (docs/design.md §8).
 	Skewed bool `json:"skewed,omitempty"`
+	// Withheld is set when this device holds the write without its value:
+	// its values segment was cut while the value is live (a stub of a
+	// live write, sent by a hostile or broken peer: docs/design.md §7,
+	// "Bounded storage"). Value is then empty and means nothing.
+	Withheld bool `json:"value_withheld,omitempty"`
 	// Resolution is set, in `conflicts show`, on a value written by
 	// `resolve`: which siblings it replaced, and why.
 	Resolution *Resolution `json:"resolution,omitempty"`
@@ -245,6 +250,11 @@ type HistoryOp struct {
 	ValueBase64 string   `json:"value_base64,omitempty"` // set instead of value when it is not UTF-8
 	Resolves    []string `json:"resolves,omitempty"`     // dots a resolve (or overwrite) replaced
 	Reason      string   `json:"reason,omitempty"`
+	// Pruned is set when this device holds the op without its value (and
+	// reason): it was superseded and pruned (docs/design.md §7, "Bounded
+	// storage"), or withheld by whoever sent the envelope. Value is then
+	// empty and means nothing.
+	Pruned bool `json:"pruned,omitempty"`
 }
 
 // HistoryEntry is one change of `history` (docs/design.md §8).

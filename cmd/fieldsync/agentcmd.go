@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -39,6 +40,8 @@ func agentFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "profile", EnvVars: []string{"FIELDSYNC_PROFILE"}, Value: "wan", Usage: "gossip timing `PROFILE`: wan, lan or local (one per mesh)"}),
 		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn, error (default: the global --log-level)"},
 		&cli.StringFlag{Name: "log-format", Usage: "log `FORMAT`: text or json (default: the global --log-format)"},
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "prune-min-age", EnvVars: []string{"FIELDSYNC_PRUNE_MIN_AGE"}, Value: 24 * time.Hour, Usage: "prune superseded values of changes older than `DURATION` by their clock (0: at once; docs/design.md §7)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "compact-every", EnvVars: []string{"FIELDSYNC_COMPACT_EVERY"}, Value: 4096, Usage: "run a background pruning pass after `N` changes applied (0: never; `fieldsync compact` still does)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"FIELDSYNC_METRICS_ADDR"}, Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics (e.g. 127.0.0.1:9464)"}),
 	}
 }
@@ -117,6 +120,9 @@ func agentAction(c *cli.Context) error {
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err
 	}
+	if err := pruneFlags(c, &cfg); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("agent configuration: %v", err)
 	}
@@ -191,6 +197,7 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 		fmt.Sprintf("--client=%t", c.Bool("client")), fmt.Sprintf("--detect-nat=%t", c.Bool("detect-nat")),
 		"--budget-session="+c.String("budget-session"), "--budget-day="+c.String("budget-day"), "--keepalive="+c.Duration("keepalive").String(),
 		"--attachments="+c.String("attachments"),
+		"--prune-min-age="+c.Duration("prune-min-age").String(), fmt.Sprintf("--compact-every=%d", c.Int("compact-every")),
 		"--metrics-addr="+c.String("metrics-addr"))
 	for _, j := range c.StringSlice("join") {
 		wargs = append(wargs, "--join", j)
@@ -270,6 +277,9 @@ func agentWorkerAction(c *cli.Context) error {
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err
 	}
+	if err := pruneFlags(c, &cfg); err != nil {
+		return err
+	}
 	cfg.Profile = c.String("profile")
 	cfg.MetricsAddr = c.String("metrics-addr")
 	logger, flushLog, err := newLoggerChecked(c)
@@ -329,4 +339,26 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return n * mult, nil
+}
+
+// pruneFlags sets the pruning of superseded values (docs/design.md §7,
+// "Bounded storage") from --prune-min-age and --compact-every.
+func pruneFlags(c *cli.Context, cfg *agent.Config) error {
+	switch d := c.Duration("prune-min-age"); {
+	case d < 0:
+		return usageErrorf("--prune-min-age must not be negative")
+	case d == 0:
+		cfg.PruneMinAge = -1 // at once (0 in Config is the default)
+	default:
+		cfg.PruneMinAge = d
+	}
+	switch n := c.Int("compact-every"); {
+	case n < 0:
+		return usageErrorf("--compact-every must not be negative")
+	case n == 0:
+		cfg.CompactEvery = -1 // never
+	default:
+		cfg.CompactEvery = n
+	}
+	return nil
 }

@@ -73,6 +73,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		statusCommand(),
 		peersCommand(),
 		repairCommand(),
+		compactCommand(),
 		revokeCommand(),
 		bundleCommand(),
 		backupCommand(),

@@ -51,7 +51,7 @@ func conflictsList(c *cli.Context) error {
 			if i == 0 {
 				sp, rec, f = cf.Space, cf.Record, cf.Field
 			}
-			t.add(sp, rec, f, fmt.Sprint(i+1), shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed))
+			t.add(sp, rec, f, fmt.Sprint(i+1), siblingValue(s), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed))
 		}
 	}
 	t.write(c.App.Writer)
@@ -115,7 +115,7 @@ func writeConflictsShow(c *cli.Context, cs api.ConflictsShow) {
 		fmt.Fprintf(w, "\nfield %s: %d values\n", escapeText(f.Field), len(f.Siblings))
 		t := newTable("#", "VALUE", "OFFICER", "AUTHOR", "HLC", "DOT")
 		for i, s := range f.Siblings {
-			t.add(fmt.Sprint(i+1), shownValue(s.Value, s.ValueBase64), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed), s.Dot)
+			t.add(fmt.Sprint(i+1), siblingValue(s), officerOf(s.Officer, s.Bureau), shortID(s.Author), hlcShown(s.HLC, s.Skewed), s.Dot)
 		}
 		t.write(w)
 		for i, s := range f.Siblings {
@@ -132,7 +132,7 @@ func writeConflictsShow(c *cli.Context, cs api.ConflictsShow) {
 func writeResolutions(w io.Writer, fields []api.ResolvedField) {
 	for _, f := range fields {
 		for _, s := range f.Siblings {
-			fmt.Fprintf(w, "field %s resolved to %s: %s\n", escapeText(f.Field), shownValue(s.Value, s.ValueBase64), resolutionText(s))
+			fmt.Fprintf(w, "field %s resolved to %s: %s\n", escapeText(f.Field), siblingValue(s), resolutionText(s))
 		}
 	}
 }

@@ -89,6 +89,9 @@ func writeHistory(c *cli.Context, h []api.HistoryEntry) {
 
 // opText is one operation in words (escaped later, as a table cell).
 func opText(op api.HistoryOp) string {
+	if op.Pruned { // docs/design.md §7: superseded, its value no longer kept
+		op.Value, op.ValueBase64 = "(pruned)", ""
+	}
 	var b strings.Builder
 	switch strings.ReplaceAll(op.Kind, "-", "_") {
 	case "put":

@@ -238,6 +238,15 @@ func recordDelete(c *cli.Context) error {
 const maxShownRunes = 200
 
 // shownValue is a value as a table shows it (before escaping).
+// siblingValue is shownValue for a register's sibling: a live value this
+// device holds without its bytes says so (docs/design.md §7).
+func siblingValue(s api.Sibling) string {
+	if s.Withheld {
+		return "(value withheld: this device holds the write without its value)"
+	}
+	return shownValue(s.Value, s.ValueBase64)
+}
+
 func shownValue(text, b64 string) string {
 	if b64 != "" {
 		n := base64.StdEncoding.DecodedLen(len(b64))
@@ -305,7 +314,7 @@ func writeRecord(c *cli.Context, r api.Record) {
 				if f.Conflict {
 					num = fmt.Sprint(i + 1)
 				}
-				val := shownValue(s.Value, s.ValueBase64)
+				val := siblingValue(s)
 				if i == 0 && f.Attachment != nil {
 					val = attachmentShown(f.Attachment)
 				}

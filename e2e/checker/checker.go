@@ -210,6 +210,9 @@ func Check(ops []Op, nodes []Node) Result {
 		}
 	}
 	c.trust = c.readTrust(ops, nodes)
+	if filled, missing := restorePruned(nodes); filled+missing > 0 {
+		c.res.Notes = append(c.res.Notes, fmt.Sprintf("history: %d pruned op values taken from devices holding them whole, %d held whole nowhere (docs/design.md §7)", filled, missing))
+	}
 	for i := range ops {
 		op := &ops[i]
 		switch op.Outcome {

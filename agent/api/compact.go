@@ -1,0 +1,44 @@
+package api
+
+import "context"
+
+// PathCompact prunes superseded values (docs/api.md, "Compaction";
+// docs/design.md §7, "Bounded storage").
+const PathCompact = "/v1/compact" // POST CompactRequest -> Compacted
+
+// CompactRequest names the space to compact ("" for every space) and, if
+// set, the minimum age of a change whose values may be pruned, by its HLC
+// (nil: the agent's default, 24 hours unless configured).
+type CompactRequest struct {
+	Space         string `json:"space,omitempty"`
+	MinAgeSeconds *int64 `json:"min_age_seconds,omitempty"`
+}
+
+// Compacted is what one compaction did.
+type Compacted struct {
+	Spaces []CompactedSpace `json:"spaces"`
+	// Reclaimed is set once the store's files were rewritten to drop the
+	// old versions of the envelopes cut (and the value log collected).
+	Reclaimed bool `json:"reclaimed"`
+}
+
+// CompactedSpace is one space's part of a compaction.
+type CompactedSpace struct {
+	Space string `json:"space"`
+	// Envelopes cut, and values segments cut in them (one per record of
+	// a change whose every value is superseded or removed).
+	Envelopes int `json:"envelopes"`
+	Values    int `json:"values"`
+	// Sealed bytes of the space's envelopes before and after.
+	BytesBefore int64 `json:"bytes_before"`
+	BytesAfter  int64 `json:"bytes_after"`
+	// Withheld counts the values applied here without their bytes (their
+	// values segment cut or malformed) that are still live: stubs of live
+	// writes, shown as value_withheld (docs/design.md §7).
+	Withheld int `json:"withheld"`
+}
+
+// Compact is `fieldsync compact`.
+func (c *Client) Compact(ctx context.Context, req CompactRequest) (Compacted, error) {
+	return call[Compacted](ctx, c, PathCompact, req)
+}

@@ -1,0 +1,368 @@
+package agent
+
+// Compaction: pruning superseded values (docs/design.md §7, "Bounded
+// storage"; docs/storage.md, "Compaction").
+//
+// A change written in the version 2 segment layout (segments.go) keeps, per
+// record, a skeleton (ops, seen dots, dependencies) apart from the values.
+// A value no record holds any more — a register sibling some later op saw
+// and replaced, a note removed — is dead for good (crdt.Record.HoldsValue),
+// and every replica that applies the op that killed it reaches the same
+// state. So once every value-carrying op of a record in a change is dead,
+// that record's values segment is cut (replaced by its hash, as a record
+// erasure cuts): the envelope keeps its ID, signature and chain, and its
+// skeleton still kills everything the whole change killed, on a device
+// holding older values too. No causal stability is needed for that; a
+// minimum age (by the change's HLC) keeps recent superseded values for
+// history.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"fieldsync/agent/api"
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+	"fieldsync/internal/store"
+)
+
+const (
+	// defaultPruneMinAge is how old (by HLC) a change must be before its
+	// dead values are pruned, unless configured (Config.PruneMinAge).
+	defaultPruneMinAge = 24 * time.Hour
+	// defaultCompactEvery is how many changes applied here (written or
+	// received) start a background pass (Config.CompactEvery).
+	defaultCompactEvery = 4096
+	// compactBatch bounds the envelopes judged and cut under one hold of
+	// the write lock.
+	compactBatch = 256
+	// compactBackgroundMax bounds the envelopes one background pass cuts
+	// per space; the next pass goes on.
+	compactBackgroundMax = 8192
+)
+
+// compactSentinel is the key Reclaim writes and drops to flush the
+// memtables; nothing reads it.
+var compactSentinel = metaKey("compact-flush")
+
+func init() {
+	apiExtensions = append(apiExtensions, func(a *Agent, mux *http.ServeMux) {
+		post(a, mux, api.PathCompact, func(req api.CompactRequest) (any, error) { return a.Compact(req) })
+	})
+}
+
+// pruneMinAge is the configured minimum age, or the default.
+func (a *Agent) pruneMinAge() time.Duration {
+	if a.cfg.PruneMinAge != 0 {
+		return max(a.cfg.PruneMinAge, 0)
+	}
+	return defaultPruneMinAge
+}
+
+// Compact is `fieldsync compact [SPACE]`: prune every dead value old
+// enough in the space (or every space), then rewrite the store's files so
+// the old versions are gone (Reclaim) and collect the value log.
+func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
+	minAge := a.pruneMinAge()
+	if req.MinAgeSeconds != nil {
+		if *req.MinAgeSeconds < 0 {
+			return api.Compacted{}, fmt.Errorf("%w: min_age_seconds is negative", ErrBadRequest)
+		}
+		minAge = time.Duration(*req.MinAgeSeconds) * time.Second
+	}
+	var ids []crypto.SpaceID
+	if req.Space != "" {
+		sp, err := a.lookupSpace(req.Space)
+		if err != nil {
+			return api.Compacted{}, err
+		}
+		ids = []crypto.SpaceID{sp.id}
+	} else {
+		ids = a.SpaceIDs()
+	}
+	out := api.Compacted{Spaces: []api.CompactedSpace{}}
+	cut := 0
+	for _, id := range ids {
+		st, err := a.compactSpace(id, minAge, 0, true)
+		if err != nil {
+			return out, err
+		}
+		cut += st.Envelopes
+		out.Spaces = append(out.Spaces, st)
+	}
+	if cut > 0 {
+		if err := a.reclaim(); err != nil {
+			return out, err
+		}
+		out.Reclaimed = true
+	}
+	return out, nil
+}
+
+// reclaim drops the old versions of what compaction overwrote from the
+// store's files and collects the value log.
+func (a *Agent) reclaim() error {
+	if err := a.db.kv.Reclaim(compactSentinel); err != nil {
+		return fmt.Errorf("reclaim the space of pruned values: %w", err)
+	}
+	a.collectValueLog()
+	return nil
+}
+
+// pruneCandidate is an envelope with values segments that may be dead.
+type pruneCandidate struct {
+	key  []byte // its E key
+	segs []pruneSeg
+}
+
+// pruneSeg is one values segment and the dots of the values it holds.
+type pruneSeg struct {
+	index  int
+	record crdt.RecordID
+	dots   []crdt.Dot
+}
+
+// compactSpace prunes the dead values of one space's applied changes older
+// than minAge, at most limit envelopes (0: no limit). The envelopes are
+// read and opened without the write lock; each batch is judged against the
+// newest record states and cut under it. With report set it also counts
+// the live values held without their bytes (Withheld), which means opening
+// every envelope with a cut values segment; without it (background passes)
+// an envelope with nothing left to prune, or too young, is skipped from
+// its header and segment list, unopened.
+func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report bool) (api.CompactedSpace, error) {
+	st := api.CompactedSpace{Space: id.String()}
+	var keys crypto.Keyring
+	var applied *crdt.Context
+	a.withRead(func() error {
+		if sp := a.spaces[id]; sp != nil && len(sp.keys) > 0 {
+			keys, applied = sp.keyring(), sp.ctx.Clone()
+		}
+		return nil
+	})
+	horizon := a.cfg.now().Add(-minAge).UnixMilli()
+	var cands []pruneCandidate
+	var withheld []pruneSeg // ops applied without their value
+	err := a.db.scan(envSpacePrefix(id), func(k, env []byte) error {
+		st.BytesBefore += int64(len(env))
+		if keys == nil {
+			return nil // a relay, or no key yet: it cannot tell dead from live
+		}
+		h, err := crypto.ParseHeader(env)
+		if err != nil || h.Kind != crypto.KindChange || h.Version != crypto.HeaderVersion2 {
+			return nil
+		}
+		if !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}) {
+			return nil // waiting: its values are yet to be applied
+		}
+		if !report && (hlcMillis(h.HLC) > horizon || !valuesLeft(env)) {
+			return nil
+		}
+		oc, err := openChange(env, keys)
+		if err != nil || oc.ch == nil {
+			return nil
+		}
+		for j, w := range oc.withheld {
+			if w {
+				withheld = append(withheld, pruneSeg{record: oc.ch.Ops[j].Record, dots: []crdt.Dot{opDotOf(oc.ch, j)}})
+			}
+		}
+		if hlcMillis(h.HLC) > horizon {
+			return nil
+		}
+		infos, err := crypto.Segments(env)
+		if err != nil || len(infos) != len(oc.segRecord) {
+			return nil
+		}
+		c := pruneCandidate{key: bytes.Clone(k)}
+		for i := 1; i < len(infos); i += 2 {
+			// A values segment and its live skeleton name the same
+			// record; in the version 1 layout neighbours never do.
+			rec := oc.segRecord[i]
+			if rec == "" || infos[i].Erased || oc.segRecord[i-1] != rec {
+				continue
+			}
+			ps := pruneSeg{index: i, record: rec}
+			manifest := false
+			for j := range oc.ch.Ops {
+				if o := &oc.ch.Ops[j]; o.Record == rec && carriesValue(o.Kind) {
+					ps.dots = append(ps.dots, opDotOf(oc.ch, j))
+					_, _, isManifest, _ := parseManifest(o.Value)
+					manifest = manifest || isManifest
+				}
+			}
+			// An attachment's manifest is kept: it is what names the
+			// file's chunks, which a record erasure must find
+			// (recordSegments) and which stay held anyway.
+			if !manifest {
+				c.segs = append(c.segs, ps)
+			}
+		}
+		if len(c.segs) > 0 {
+			cands = append(cands, c)
+		}
+		return nil
+	}, a.countCorrupt)
+	if err != nil {
+		return st, err
+	}
+	if report {
+		st.Withheld = a.countWithheld(id, withheld)
+	}
+	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
+		n, envs, vals, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)])
+		if err != nil {
+			return st, err
+		}
+		st.Envelopes += envs
+		st.Values += vals
+		cands = cands[n:]
+	}
+	err = a.db.scan(envSpacePrefix(id), func(k, env []byte) error {
+		st.BytesAfter += int64(len(env))
+		return nil
+	}, a.countCorrupt)
+	return st, err
+}
+
+// valuesLeft reports whether a version 2 envelope has a values segment
+// (an odd index) not cut yet: read from its segment list, without a key.
+func valuesLeft(env []byte) bool {
+	infos, err := crypto.Segments(env)
+	if err != nil {
+		return false
+	}
+	for i := 1; i < len(infos); i += 2 {
+		if !infos[i].Erased {
+			return true
+		}
+	}
+	return false
+}
+
+// opDotOf is the dot of op j of ch.
+func opDotOf(ch *crdt.Change, j int) crdt.Dot {
+	d := crdt.Dot{Replica: ch.Author, Seq: ch.Seq, Op: uint32(j)}
+	if ch.OpIndex != nil {
+		d.Op = ch.OpIndex[j]
+	}
+	return d
+}
+
+// pruneBatch judges candidates from the front of batch against the newest
+// record states and cuts the values segments whose values are all dead,
+// under the write lock, in one commit of at most store.MaxGroupBytes
+// (a Badger transaction's limit). It returns how many candidates it
+// judged (at least one), and the envelopes and segments cut.
+func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, envs, vals int, err error) {
+	err = a.withWrite(func(t *tx) error {
+		sp := a.spaces[id]
+		if sp == nil {
+			judged = len(batch)
+			return nil // erased meanwhile
+		}
+		size := 0
+		for _, c := range batch {
+			if judged > 0 && size >= store.MaxGroupBytes/2 {
+				break
+			}
+			judged++
+			var idx []int
+			for _, s := range c.segs {
+				r, err := a.loadRecord(sp, s.record)
+				if err != nil {
+					return err
+				}
+				dead := true
+				for _, d := range s.dots {
+					if r != nil && r.HoldsValue(d) {
+						dead = false
+						break
+					}
+				}
+				if dead {
+					idx = append(idx, s.index)
+				}
+			}
+			if len(idx) == 0 {
+				continue
+			}
+			env, err := a.db.get(c.key)
+			if err != nil {
+				if errors.Is(err, errKVNotFound) {
+					continue // dropped meanwhile (an erasure)
+				}
+				return err
+			}
+			cut := cutSegments(env, idx)
+			if bytes.Equal(cut, env) {
+				continue
+			}
+			t.put(a.db.entry(c.key, cut))
+			size += len(c.key) + len(cut) + 64
+			envs++
+			vals += len(idx)
+		}
+		return nil
+	})
+	return judged, envs, vals, err
+}
+
+// countWithheld counts the ops applied without their value (a values
+// segment cut or malformed) whose value is still live: stubs of live
+// writes (a hostile or broken peer's), shown as value_withheld.
+func (a *Agent) countWithheld(id crypto.SpaceID, ops []pruneSeg) int {
+	n := 0
+	a.withRead(func() error {
+		sp := a.spaces[id]
+		if sp == nil {
+			return nil
+		}
+		for _, o := range ops {
+			if r, err := a.loadRecord(sp, o.record); err == nil && r != nil && r.HoldsValue(o.dots[0]) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// noteApplied counts changes applied here and starts a background
+// compaction pass once enough have been since the last one. stateMu held.
+func (a *Agent) noteApplied(n int) {
+	every := a.cfg.CompactEvery
+	if every < 0 || a.cfg.Relay {
+		return
+	}
+	if every == 0 {
+		every = defaultCompactEvery
+	}
+	if a.compactCount.Add(int64(n)) >= int64(every) {
+		a.compactCount.Store(0)
+		a.queueAfter(&a.after.compactDue)
+	}
+}
+
+// compactBackground is one bounded background pass (afterLoop): every
+// space, at most compactBackgroundMax envelopes each, judged in batches
+// that hold the write lock briefly. Badger's own compactions reclaim the
+// old versions over time; `fieldsync compact` rewrites the files at once.
+func (a *Agent) compactBackground() {
+	for _, id := range a.SpaceIDs() {
+		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
+		if err != nil {
+			if !errors.Is(err, ErrClosed) {
+				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)
+			}
+			return
+		}
+		if st.Envelopes > 0 {
+			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
+				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
+		}
+	}
+}

@@ -104,12 +104,29 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 
 // reclaim drops the old versions of what compaction overwrote from the
 // store's files and collects the value log.
+//
+// Badger refuses writes while the memtables flush (DropPrefix), and its
+// value-log collection reads the memtable's version unlocked
+// (DB.MaxVersion): both run under stateMu with nothing in flight, as an
+// erasure's do (erase.go). Flatten, the long part, runs beside writes. Not
+// withWrite: compaction must run on a disk that is full, to free it.
 func (a *Agent) reclaim() error {
-	if err := a.db.kv.Reclaim(compactSentinel); err != nil {
+	quiet := func(fn func() error) error {
+		return a.withRead(func() error {
+			if a.closed {
+				return ErrClosed
+			}
+			a.com.Barrier()
+			return fn()
+		})
+	}
+	if err := quiet(func() error { return a.db.kv.FlushMemtables(compactSentinel) }); err != nil {
 		return fmt.Errorf("reclaim the space of pruned values: %w", err)
 	}
-	a.collectValueLog()
-	return nil
+	if err := a.db.kv.Flatten(); err != nil {
+		return fmt.Errorf("reclaim the space of pruned values: %w", err)
+	}
+	return quiet(func() error { a.collectValueLog(); return nil })
 }
 
 // pruneCandidate is an envelope with values segments that may be dead.

@@ -476,3 +476,39 @@ func TestCompactKeepsAttachmentManifests(t *testing.T) {
 		t.Fatal("the erasure no longer finds the superseded attachment's chunks")
 	}
 }
+
+// Compaction beside writes: reclaiming flushes Badger's memtables with a
+// DropPrefix, which makes Badger refuse every write while it runs; run
+// beside the agent's writers, a write failed ("Writes are blocked"). Now the
+// flush and the value-log collection run with the writers held back.
+func TestCompactBesideWrites(t *testing.T) {
+	_, a, _, sp, _ := threeWrites(t)
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := a.PutFields(api.RecordPutRequest{Space: sp.ID, Record: fmt.Sprint("w", i%50),
+				Fields: []api.FieldValue{{Name: "f", Value: fmt.Sprint("v", i)}}}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	zero := int64(0)
+	for range 20 {
+		if _, err := a.Compact(api.CompactRequest{MinAgeSeconds: &zero}); err != nil {
+			t.Errorf("compact: %v", err)
+			break
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatalf("a write beside compaction failed: %v", err)
+	}
+}

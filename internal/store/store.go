@@ -320,25 +320,26 @@ func (k *DB) ScanFrom(prefix, start []byte, fn func(key, val []byte) error) erro
 // under each prefix first.
 func (k *DB) DropPrefixes(prefixes ...[]byte) error { return k.db.DropPrefix(prefixes...) }
 
-// Reclaim rewrites the store's tables so that they hold only the newest
-// version of every key: overwritten values (envelopes whose pruned
-// segments were cut, docs/design.md §7 "Bounded storage") otherwise stay
-// in the tables until compactions happen to merge them with their newer
-// version. The memtables are flushed first (badger DB.DropPrefix on
-// sentinel, a key written and dropped here: the caller picks one it never
-// reads), then every level is compacted into one (badger DB.Flatten),
-// which drops the older versions it meets. Writes go on meanwhile, held
-// only while the memtables flush. Values in the value log are left to
-// CollectValueLog.
-func (k *DB) Reclaim(sentinel []byte) error {
+// FlushMemtables writes the memtables out to tables (badger DB.DropPrefix
+// on sentinel, a key written and dropped here: the caller picks one it
+// never reads). Badger refuses writes while it runs (ErrBlockedWrites): the
+// caller holds its writers back and lets nothing be in flight.
+func (k *DB) FlushMemtables(sentinel []byte) error {
 	if err := k.db.Update(func(txn *badger.Txn) error { return txn.Set(sentinel, []byte{0}) }); err != nil {
 		return err
 	}
-	if err := k.db.DropPrefix(sentinel); err != nil {
-		return err
-	}
-	return k.db.Flatten(1)
+	return k.db.DropPrefix(sentinel)
 }
+
+// Flatten rewrites the store's tables so that they hold only the newest
+// version of every key (badger DB.Flatten: every level compacted into
+// one): overwritten values (envelopes whose pruned segments were cut,
+// docs/design.md §7 "Bounded storage") otherwise stay in the tables until
+// compactions happen to merge them with their newer version. Flush the
+// memtables first (FlushMemtables) for it to reach the newest writes.
+// Writes go on meanwhile (Badger's other compactions wait). Values in the
+// value log are left to CollectValueLog.
+func (k *DB) Flatten() error { return k.db.Flatten(1) }
 
 // CollectValueLog rewrites value-log files with discarded data until there
 // is none left to rewrite (badger RunValueLogGC with the given ratio), and

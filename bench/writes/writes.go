@@ -80,12 +80,19 @@ type Result struct {
 	Agent1ClientUS      float64 `json:"agent_1_client_us"` // mean latency of one write, 1 client
 	Ratio1ClientToRaw   float64 `json:"ratio_1_client_to_raw"`
 	RatioNTo1           float64 `json:"ratio_32_to_1"`
-	Clients             int     `json:"clients"`
-	Mix                 string  `json:"mix"` // what the clients write (Options.Mix)
-	Nproc               int     `json:"nproc"`
-	GoVersion           string  `json:"go_version"`
-	Dir                 string  `json:"dir"`    // where it ran (a temp dir)
-	Rounds              int     `json:"rounds"` // slices of raw and agent alternating in each phase
+	// The disk's own bounds in the same run: the raw group commit with 32
+	// writers over one raw writer (what 32 agent clients could reach over
+	// one raw writer), and the agent's 32 clients over that raw group
+	// commit. ratio_32_to_1 = agent_32_to_raw_32 × raw_32_to_1 ÷
+	// ratio_1_client_to_raw: a faster lone write lowers it.
+	RawNTo1      float64 `json:"raw_32_to_1"`
+	AgentNToRawN float64 `json:"agent_32_to_raw_32"`
+	Clients      int     `json:"clients"`
+	Mix          string  `json:"mix"` // what the clients write (Options.Mix)
+	Nproc        int     `json:"nproc"`
+	GoVersion    string  `json:"go_version"`
+	Dir          string  `json:"dir"`    // where it ran (a temp dir)
+	Rounds       int     `json:"rounds"` // slices of raw and agent alternating in each phase
 
 	// What the agent did in each phase's agent slices: fsynced commits per
 	// second, API writes per commit, local changes (atomic groups) per
@@ -124,6 +131,8 @@ func Run(ctx context.Context, exe string, o Options, out io.Writer, jsonOut bool
 	}
 	res.Ratio1ClientToRaw = res.Agent1ClientPerS / res.RawCommitsPerS
 	res.RatioNTo1 = res.AgentNClientsPerS / res.Agent1ClientPerS
+	res.RawNTo1 = res.RawGroupCommitsPerS / res.RawCommitsPerS
+	res.AgentNToRawN = res.AgentNClientsPerS / res.RawGroupCommitsPerS
 	if jsonOut {
 		return res, json.NewEncoder(out).Encode(res)
 	}
@@ -415,6 +424,7 @@ func Print(out io.Writer, r Result) {
 	row(fmt.Sprintf("agent: %d API clients", r.Clients), fmt.Sprintf("%.0f writes/s", r.AgentNClientsPerS))
 	row("1 client / raw (aim ≥ 0.80)", fmt.Sprintf("%.2f", r.Ratio1ClientToRaw))
 	row(fmt.Sprintf("%d clients / 1 client (aim ≥ 10)", r.Clients), fmt.Sprintf("%.2f", r.RatioNTo1))
+	row(fmt.Sprintf("raw: %d writers / 1 writer", r.Clients), fmt.Sprintf("%.2f (agent's %d clients / raw %d writers: %.2f)", r.RawNTo1, r.Clients, r.Clients, r.AgentNToRawN))
 	row("agent, 1 client: commits", fmt.Sprintf("%.0f/s; CPU per write: agent %.0f µs, client %.0f µs", r.Agent1CommitsPerS, r.Agent1CPUUS, r.Agent1ClientCPUUS))
 	row(fmt.Sprintf("agent, %d clients: commits", r.Clients), fmt.Sprintf("%.0f/s, %.1f writes and %.1f changes each; CPU per write: agent %.0f µs, clients %.0f µs",
 		r.AgentNCommitsPerS, r.AgentNWritesPerCommit, r.AgentNChangesPerCommit, r.AgentNCPUUS, r.AgentNClientCPUUS))

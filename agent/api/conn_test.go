@@ -1,11 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +17,7 @@ import (
 
 // serveCounting serves h on l and counts the connections it accepts; stop
 // closes the server and every connection, as an agent that stops does.
-func serveCounting(t *testing.T, l testSocket, h http.Handler) (conns *atomic.Int64, stop func()) {
+func serveCounting(t testing.TB, l testSocket, h http.Handler) (conns *atomic.Int64, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("unix", l.Socket())
 	if err != nil {
@@ -111,4 +115,55 @@ func TestClientNeverResends(t *testing.T) {
 	if n := reqs.Load(); n != 1 {
 		t.Fatalf("the request reached the agent %d times, want once", n)
 	}
+}
+
+// BenchmarkClientCall: one small POST and its answer on a kept connection,
+// through Call (the request written and the response read on the caller's
+// goroutine) and through http.Transport (its reader and writer goroutines
+// per connection, as Call did before), against one trivial server in the
+// same process. The difference is the client's own cost per request
+// (docs/design.md §7, "Group commit").
+func BenchmarkClientCall(b *testing.B) {
+	l := testSocket(shortSocket(b))
+	serveCounting(b, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req RecordPutRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		json.NewEncoder(w).Encode(Record{Space: req.Space, ID: req.Record})
+	}))
+	c := NewClient(l)
+	req := RecordPutRequest{Space: "s", Record: "r", Fields: []FieldValue{{Name: "visit_note", Value: "أمينة market حلب clinic #0042"}}}
+	ctx := context.Background()
+	b.Run("call", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.RecordPut(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("transport", func(b *testing.B) {
+		for b.Loop() {
+			body, _ := json.Marshal(req)
+			hr, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://fieldsync"+PathRecordPut, bytes.NewReader(body))
+			hr.Header.Set("Content-Type", "application/json")
+			res, err := c.hc.Do(hr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var out Record
+			data, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err := json.Unmarshal(data, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func shortSocket(tb testing.TB) string {
+	d, err := os.MkdirTemp("", "fsb")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return filepath.Join(d, "agent.sock")
 }

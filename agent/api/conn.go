@@ -118,14 +118,18 @@ func (c *Client) roundTrip(ctx context.Context, hr *http.Request) (*http.Respons
 		}
 		return nil, nil, err
 	}
-	if err := hr.Write(cn.bw); err != nil {
-		return fail(err)
+	werr := hr.Write(cn.bw)
+	if werr == nil {
+		werr = cn.bw.Flush()
 	}
-	if err := cn.bw.Flush(); err != nil {
-		return fail(err)
-	}
+	// An agent that refuses a request before reading all of it (one over
+	// its size limit) answers and closes: the rest of the body then meets
+	// a closed socket, and the answer is what the caller must see.
 	res, err := http.ReadResponse(cn.br, hr)
 	if err != nil {
+		if werr != nil {
+			return fail(werr)
+		}
 		return fail(err)
 	}
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
@@ -136,6 +140,6 @@ func (c *Client) roundTrip(ctx context.Context, hr *http.Request) (*http.Respons
 	if len(data) > maxResponseBytes {
 		return nil, nil, errResponseTooLarge
 	}
-	keep = !res.Close && !cancelled
+	keep = !res.Close && !cancelled && werr == nil
 	return res, data, nil
 }

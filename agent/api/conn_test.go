@@ -167,3 +167,31 @@ func shortSocket(tb testing.TB) string {
 	tb.Cleanup(func() { os.RemoveAll(d) })
 	return filepath.Join(d, "agent.sock")
 }
+
+// An agent that refuses a request too large answers before it has read the
+// body, and closes: the client reports that answer (too_large), not the
+// broken pipe its unsent rest of the body met.
+func TestClientRequestTooLarge(t *testing.T) {
+	l := testSocketDir(t)
+	serveCounting(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req RecordPutRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&req); err != nil {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: CodeTooLarge, Message: "request larger than 1024 bytes"}})
+			return
+		}
+		json.NewEncoder(w).Encode(Record{})
+	}))
+	c := NewClient(l)
+	big := RecordPutRequest{Space: "s", Record: "r", Fields: []FieldValue{{Name: "f", Value: string(bytes.Repeat([]byte("x"), 8<<20))}}}
+	for range 2 { // the second on a new connection: the first was closed
+		_, err := c.RecordPut(clientCtx(t), big)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != CodeTooLarge {
+			t.Fatalf("request over the agent's limit: err = %v, want the agent's too_large answer", err)
+		}
+	}
+	if _, err := c.RecordPut(clientCtx(t), RecordPutRequest{Space: "s", Record: "r"}); err != nil {
+		t.Fatalf("a small request after: %v", err)
+	}
+}

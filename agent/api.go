@@ -399,6 +399,9 @@ func (a *Agent) Status() api.Status {
 	st.Attachments = &att
 	ps := a.PartialStatus()
 	st.PartialEnvelopes = &ps
+	if a.com != nil {
+		st.Store = &api.StoreStats{Commits: a.com.Commits(), Groups: a.com.Writes()}
+	}
 	return st
 }
 

@@ -10,14 +10,18 @@ import (
 
 // Write combining (docs/design.md §4, "A local write"; §7, "Group
 // commit"). Every local write is a change: built under the state lock,
-// signed, sealed, applied, and made durable by an fsync. Signing and the fsync dominate, and an author's
-// changes form a hash chain (each names the hash of the signed envelope
-// before it), so one author's signatures cannot run in parallel. What can
-// be shared is the change: API requests that arrive while a write is under
-// way, in the same space and on distinct records, go into the next change
-// together — one signature, one envelope, one fsync — and each request is
-// answered with its own record once that change is durable. A lone writer
-// pays nothing for this: its request is its own batch.
+// signed, sealed, applied, and made durable by an fsync. Signing and the
+// fsync dominate. An author's changes form a hash chain, but each names the
+// ID of the envelope before it, which does not cover its signature
+// (docs/crypto.md, "Envelope ID and chain link"): signatures could be made
+// outside the state lock and in parallel, as long as the envelopes reach the
+// committer in seq order; measured, that would not pay here (docs/design.md
+// §7, "Group commit"). What is shared is the change: API requests that
+// arrive while a write is under way, in the same space and on distinct
+// records, go into the next change together — one signature, one envelope,
+// one fsync — and each request is answered with its own record once that
+// change is durable. A lone writer pays nothing for this: its request is
+// its own batch.
 //
 // One request at a time per space leads: it takes the waiting requests
 // (distinct records, at most maxCombine), writes them as one change, then

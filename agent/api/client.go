@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -24,7 +25,13 @@ const maxResponseBytes = 1 << 30
 // concurrent use.
 type Client struct {
 	socket string
-	hc     *http.Client
+	hc     *http.Client // streamed calls (CallProgress, backups)
+	dial   func(ctx context.Context) (net.Conn, error)
+
+	// Call's own connections (conn.go): one request at a time on each,
+	// without http.Transport's reader and writer goroutines per connection.
+	mu   sync.Mutex
+	idle []*conn
 }
 
 // Socket is where a client finds the agent: the socket's path, and the
@@ -67,20 +74,21 @@ func Dial(l Socket) (*Client, error) {
 // socket, when there is one (Dial also checks before it returns).
 func NewClient(l Socket) *Client {
 	socket := l.Socket()
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			if _, err := os.Lstat(socket); err == nil {
-				if err := l.CheckSocket(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
-				}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		if _, err := os.Lstat(socket); err == nil {
+			if err := l.CheckSocket(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("refusing to talk to the agent socket: %w", err)
 			}
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}
+	tr := &http.Transport{
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConns:    2,
 		IdleConnTimeout: 30 * time.Second,
 	}
-	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}, dial: dial}
 }
 
 // Call sends one request: a POST with req as JSON body, or a GET when req is
@@ -104,20 +112,15 @@ func (c *Client) Call(ctx context.Context, path string, req, resp any) error {
 	if req != nil {
 		hr.Header.Set("Content-Type", "application/json")
 	}
-	res, err := c.hc.Do(hr)
+	res, data, err := c.roundTrip(ctx, hr)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w (nothing listens on %s)", ErrAgentNotRunning, c.socket)
 		}
+		if errors.Is(err, errResponseTooLarge) {
+			return fmt.Errorf("agent response %s: over %d bytes", path, maxResponseBytes)
+		}
 		return fmt.Errorf("agent request %s: %w", path, err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
-	if err != nil {
-		return fmt.Errorf("agent response %s: %w", path, err)
-	}
-	if len(data) > maxResponseBytes {
-		return fmt.Errorf("agent response %s: over %d bytes", path, maxResponseBytes)
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		var eb ErrorBody

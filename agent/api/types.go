@@ -356,6 +356,17 @@ type Status struct {
 	// and resumed transfers (agent/partial.go, docs/sync.md "Resumable
 	// envelopes").
 	PartialEnvelopes *PartialStatus `json:"partial_envelopes,omitempty"`
+	// Store: the group committer's counts since start (docs/design.md §7,
+	// "Group commit"): benchmarks read writes per fsync from it.
+	Store *StoreStats `json:"store,omitempty"`
+}
+
+// StoreStats is status.store: the fsynced transactions the agent's group
+// committer made since start, and the atomic groups they carried (a local
+// change with its record states and head, a batch of received envelopes…).
+type StoreStats struct {
+	Commits uint64 `json:"commits"` // fsynced transactions
+	Groups  uint64 `json:"groups"`  // atomic groups acknowledged durable
 }
 
 // PartialStatus is status.partial_envelopes: large envelopes received in

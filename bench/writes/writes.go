@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,12 +80,33 @@ type Result struct {
 	Agent1ClientUS      float64 `json:"agent_1_client_us"` // mean latency of one write, 1 client
 	Ratio1ClientToRaw   float64 `json:"ratio_1_client_to_raw"`
 	RatioNTo1           float64 `json:"ratio_32_to_1"`
-	Clients             int     `json:"clients"`
-	Mix                 string  `json:"mix"` // what the clients write (Options.Mix)
-	Nproc               int     `json:"nproc"`
-	GoVersion           string  `json:"go_version"`
-	Dir                 string  `json:"dir"`    // where it ran (a temp dir)
-	Rounds              int     `json:"rounds"` // slices of raw and agent alternating in each phase
+	// The disk's own bounds in the same run: the raw group commit with 32
+	// writers over one raw writer (what 32 agent clients could reach over
+	// one raw writer), and the agent's 32 clients over that raw group
+	// commit. ratio_32_to_1 = agent_32_to_raw_32 × raw_32_to_1 ÷
+	// ratio_1_client_to_raw: a faster lone write lowers it.
+	RawNTo1      float64 `json:"raw_32_to_1"`
+	AgentNToRawN float64 `json:"agent_32_to_raw_32"`
+	Clients      int     `json:"clients"`
+	Mix          string  `json:"mix"` // what the clients write (Options.Mix)
+	Nproc        int     `json:"nproc"`
+	GoVersion    string  `json:"go_version"`
+	Dir          string  `json:"dir"`    // where it ran (a temp dir)
+	Rounds       int     `json:"rounds"` // slices of raw and agent alternating in each phase
+
+	// What the agent did in each phase's agent slices: fsynced commits per
+	// second, API writes per commit, local changes (atomic groups) per
+	// commit, and CPU per API write of the agent's worker process and of
+	// the clients' process (this one), in µs. The CPU figures come from
+	// /proc (10 ms ticks, summed over the slices): 0 where it cannot tell.
+	Agent1CommitsPerS      float64 `json:"agent_1_commits_per_s"`
+	Agent1CPUUS            float64 `json:"agent_1_cpu_us_per_write"`
+	Agent1ClientCPUUS      float64 `json:"agent_1_client_cpu_us_per_write"`
+	AgentNCommitsPerS      float64 `json:"agent_32_commits_per_s"`
+	AgentNWritesPerCommit  float64 `json:"agent_32_writes_per_commit"`
+	AgentNChangesPerCommit float64 `json:"agent_32_changes_per_commit"`
+	AgentNCPUUS            float64 `json:"agent_32_cpu_us_per_write"`
+	AgentNClientCPUUS      float64 `json:"agent_32_client_cpu_us_per_write"`
 }
 
 // Run runs the benchmark with the fieldsync binary exe.
@@ -109,6 +131,8 @@ func Run(ctx context.Context, exe string, o Options, out io.Writer, jsonOut bool
 	}
 	res.Ratio1ClientToRaw = res.Agent1ClientPerS / res.RawCommitsPerS
 	res.RatioNTo1 = res.AgentNClientsPerS / res.Agent1ClientPerS
+	res.RawNTo1 = res.RawGroupCommitsPerS / res.RawCommitsPerS
+	res.AgentNToRawN = res.AgentNClientsPerS / res.RawGroupCommitsPerS
 	if jsonOut {
 		return res, json.NewEncoder(out).Encode(res)
 	}
@@ -246,7 +270,23 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 	}
 
 	slice := Options{Duration: o.Duration / rounds, Count: max(1, o.Count/rounds)}
+	// agentStats is what the agent did in one phase's agent slices.
+	type agentStats struct {
+		writes                int
+		secs                  float64
+		commits, groups       uint64
+		agentCPUms, selfCPUms float64
+	}
+	storeCounts := func() (uint64, uint64, error) {
+		st, err := a.Client().Status(ctx)
+		if err != nil || st.Store == nil {
+			return 0, 0, fmt.Errorf("agent status: %v (no store counts)", err)
+		}
+		return st.Store.Commits, st.Store.Groups, nil
+	}
+	var stats agentStats
 	phase := func(clients int, raw func(int, int) error, profile string) (rawRate, agentRate float64, err error) {
+		stats = agentStats{}
 		var prof chan error
 		if profile != "" {
 			prof = make(chan error, 1)
@@ -260,12 +300,26 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 				return 0, 0, fmt.Errorf("raw store: commit failed")
 			}
 			rn, rd = rn+n, rd+d
+			c0, g0, err := storeCounts()
+			if err != nil {
+				return 0, 0, err
+			}
+			acpu, scpu := cpuMS(a.WorkerPid()), cpuMS(os.Getpid())
 			n, d = loop(clients, slice, put)
 			if n < 0 {
 				return 0, 0, fmt.Errorf("agent: %w", lastErr)
 			}
+			stats.agentCPUms += cpuMS(a.WorkerPid()) - acpu
+			stats.selfCPUms += cpuMS(os.Getpid()) - scpu
+			c1, g1, err := storeCounts()
+			if err != nil {
+				return 0, 0, err
+			}
+			stats.commits += c1 - c0
+			stats.groups += g1 - g0
 			an, ad = an+n, ad+d
 		}
+		stats.writes, stats.secs = an, ad.Seconds()
 		if prof != nil {
 			if err := <-prof; err != nil {
 				return 0, 0, fmt.Errorf("cpu profile: %w", err)
@@ -281,6 +335,9 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 		return err
 	}
 	res.Agent1ClientUS = 1e6 / res.Agent1ClientPerS
+	res.Agent1CommitsPerS = float64(stats.commits) / stats.secs
+	res.Agent1CPUUS = 1e3 * stats.agentCPUms / float64(stats.writes)
+	res.Agent1ClientCPUUS = 1e3 * stats.selfCPUms / float64(stats.writes)
 	c0 := com.Commits()
 	t0 := time.Now()
 	if res.RawGroupCommitsPerS, res.AgentNClientsPerS, err = phase(o.Clients, rawN, profN); err != nil {
@@ -289,7 +346,40 @@ func measure(ctx context.Context, exe, root string, o Options, res *Result) erro
 	// The committer's fsyncs over the phase, of which about half the time
 	// was the raw slices.
 	res.RawGroupFsyncsPerS = float64(com.Commits()-c0) / (time.Since(t0).Seconds() / 2)
+	res.AgentNCommitsPerS = float64(stats.commits) / stats.secs
+	if stats.commits > 0 {
+		res.AgentNWritesPerCommit = float64(stats.writes) / float64(stats.commits)
+		res.AgentNChangesPerCommit = float64(stats.groups) / float64(stats.commits)
+	}
+	res.AgentNCPUUS = 1e3 * stats.agentCPUms / float64(stats.writes)
+	res.AgentNClientCPUUS = 1e3 * stats.selfCPUms / float64(stats.writes)
 	return nil
+}
+
+// cpuMS is the CPU time (user + system) process pid has used since it
+// started, in ms; 0 where /proc cannot tell (pid 0, not Linux).
+func cpuMS(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	// After the command: the state is f[0]; utime and stime, the line's
+	// 14th and 15th fields, are f[11] and f[12], in clock ticks (100 a
+	// second on Linux).
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) * 10
 }
 
 // cpuProfile fetches the agent's CPU profile over its socket (GET
@@ -334,4 +424,8 @@ func Print(out io.Writer, r Result) {
 	row(fmt.Sprintf("agent: %d API clients", r.Clients), fmt.Sprintf("%.0f writes/s", r.AgentNClientsPerS))
 	row("1 client / raw (aim ≥ 0.80)", fmt.Sprintf("%.2f", r.Ratio1ClientToRaw))
 	row(fmt.Sprintf("%d clients / 1 client (aim ≥ 10)", r.Clients), fmt.Sprintf("%.2f", r.RatioNTo1))
+	row(fmt.Sprintf("raw: %d writers / 1 writer", r.Clients), fmt.Sprintf("%.2f (agent's %d clients / raw %d writers: %.2f)", r.RawNTo1, r.Clients, r.Clients, r.AgentNToRawN))
+	row("agent, 1 client: commits", fmt.Sprintf("%.0f/s; CPU per write: agent %.0f µs, client %.0f µs", r.Agent1CommitsPerS, r.Agent1CPUUS, r.Agent1ClientCPUUS))
+	row(fmt.Sprintf("agent, %d clients: commits", r.Clients), fmt.Sprintf("%.0f/s, %.1f writes and %.1f changes each; CPU per write: agent %.0f µs, clients %.0f µs",
+		r.AgentNCommitsPerS, r.AgentNWritesPerCommit, r.AgentNChangesPerCommit, r.AgentNCPUUS, r.AgentNClientCPUUS))
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -130,7 +131,17 @@ func Open(o Options) (*DB, error) {
 		}
 		return nil, err
 	}
-	return &DB{db: db}, nil
+	k := &DB{db: db}
+	if !o.ReadOnly {
+		// A crash between BeginValueLogFile's fillers and their deletion.
+		if _, err := k.Get(fillerKey); err == nil {
+			if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]; err != nil {
+				db.Close()
+				return nil, err
+			}
+		}
+	}
+	return k, nil
 }
 
 // Close closes the database.
@@ -351,6 +362,67 @@ func (k *DB) ScanFrom(prefix, start []byte, fn func(key, val []byte) error) erro
 // older versions then stay in the tables): the caller writes a live key
 // under each prefix first.
 func (k *DB) DropPrefixes(prefixes ...[]byte) error { return k.db.DropPrefix(prefixes...) }
+
+// fillerKey holds the values BeginValueLogFile writes; no caller's key
+// starts with a zero byte followed by this text (the agent's key spaces
+// begin with a letter, docs/storage.md).
+var fillerKey = []byte("\x00store: value-log filler")
+
+// fillerBytes is one filler value: small enough not to weigh on memory,
+// large enough that a 64 MiB file fills in 16 commits.
+const fillerBytes = 4 << 20
+
+// BeginValueLogFile makes Badger begin a new value-log file, so that the
+// one being written until now can be collected at once (Badger never
+// rewrites the file being written, and begins a new one only when a write
+// takes it past its size, or at open). It writes filler values under
+// fillerKey until that happens, up to one file's size, then deletes them:
+// an erasure uses it so that its collection reaches the values it dropped
+// without waiting for a restart (docs/storage.md, "Tombstones and
+// purging"). The caller holds off its own writes.
+func (k *DB) BeginValueLogFile() error {
+	first, err := k.maxValueLogFile()
+	if err != nil {
+		return err
+	}
+	size := int64(fillerBytes)
+	if fs := k.db.Opts().ValueLogFileSize; size > fs/2 {
+		size = fs / 2 // a value may not exceed a file
+	}
+	filler := make([]byte, size)
+	limit := int(k.db.Opts().ValueLogFileSize/size) + 2
+	for i := 0; ; i++ {
+		if fid, err := k.maxValueLogFile(); err != nil {
+			return err
+		} else if fid != first {
+			break
+		}
+		if i == limit {
+			return fmt.Errorf("value log: no new file after %d filler values", limit)
+		}
+		if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Val: filler}}})[0]; err != nil {
+			return fmt.Errorf("value log filler: %w", err)
+		}
+	}
+	return k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]
+}
+
+// maxValueLogFile is the name of the newest value-log file (the one being
+// written): Badger numbers them in order (zero-padded, so a longer name is
+// a larger number).
+func (k *DB) maxValueLogFile() (string, error) {
+	ents, err := os.ReadDir(k.db.Opts().ValueDir)
+	if err != nil {
+		return "", err
+	}
+	last := ""
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".vlog") && (len(n) > len(last) || len(n) == len(last) && n > last) {
+			last = n
+		}
+	}
+	return last, nil
+}
 
 // CollectValueLog rewrites value-log files with discarded data until there
 // is none left to rewrite (badger RunValueLogGC with the given ratio), and

@@ -91,3 +91,85 @@ func TestValueLogOverwritesCollected(t *testing.T) {
 		}
 	}
 }
+
+// An erasure drops a space's keys, then collects the value log; but Badger
+// never rewrites the file being written, so the dropped values written
+// there stayed on disk (sealed under the storage key) until a restart
+// began a new file. BeginValueLogFile begins one at once: the same pass
+// then rewrites the old file, and no file written before the drop
+// survives, while the kept values read back.
+func TestBeginValueLogFileLetsCollectionReachDroppedValues(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(Options{Dir: dir, EncryptionKey: make([]byte, 32), ValueLogFileSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	keep := bytes.Repeat([]byte("kept value "), 100)
+	for i := range 50 {
+		for _, err := range db.CommitGroups([][]Entry{
+			{{Key: []byte(fmt.Sprintf("Ekeep%03d", i)), Val: keep}},
+			{{Key: []byte(fmt.Sprintf("Egone%03d", i)), Val: bytes.Repeat([]byte("CANARY"), 200)}},
+		}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := vlogNames(t, dir)
+	if err := db.DropPrefixes([]byte("Egone")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.CollectValueLog(1e-6); err != nil {
+		t.Fatal(err)
+	} else if survivors := common(before, vlogNames(t, dir)); len(survivors) > 0 {
+		t.Logf("collection alone rewrote %d files; %v, written before the drop, survive", n, survivors)
+	}
+	if err := db.BeginValueLogFile(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CollectValueLog(1e-6); err != nil {
+		t.Fatal(err)
+	}
+	if survivors := common(before, vlogNames(t, dir)); len(survivors) > 0 {
+		t.Fatalf("value-log files %v, written before the drop, survive its collection (now %v)", survivors, vlogNames(t, dir))
+	}
+	for i := range 50 {
+		if got, err := db.Get([]byte(fmt.Sprintf("Ekeep%03d", i))); err != nil || !bytes.Equal(got, keep) {
+			t.Fatalf("kept value %d: %v", i, err)
+		}
+		if _, err := db.Get([]byte(fmt.Sprintf("Egone%03d", i))); err != ErrNotFound {
+			t.Fatalf("dropped value %d: %v", i, err)
+		}
+	}
+	if _, err := db.Get(fillerKey); err != ErrNotFound {
+		t.Fatalf("the filler is left: %v", err)
+	}
+}
+
+func vlogNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".vlog") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func common(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}

@@ -440,6 +440,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.stopSync()
+	defer a.startValueLogGC(ctx)() // vlog.go
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

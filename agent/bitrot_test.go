@@ -25,10 +25,10 @@ func TestBitRot(t *testing.T) {
 	}
 	for _, variant := range []struct {
 		name      string
-		threshold string // Badger value threshold: small puts values in the value log
+		threshold string // Badger value threshold: small puts values in the value log, large in the tables
 		kill      bool   // SIGKILL instead of a clean stop leaves the memtable WAL (.mem)
 	}{
-		{"lsm-values-clean", "", false},
+		{"lsm-values-clean", "32768", false}, // the tables hold the values (the default puts most in the value log)
 		{"vlog-values-clean", "64", false},
 		{"wal-killed", "64", true},
 	} {

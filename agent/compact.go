@@ -44,7 +44,7 @@ const (
 	compactBackgroundMax = 8192
 )
 
-// compactSentinel is the key Reclaim writes and drops to flush the
+// compactSentinel is the key FlushMemtables writes and drops to flush the
 // memtables; nothing reads it.
 var compactSentinel = metaKey("compact-flush")
 
@@ -64,7 +64,7 @@ func (a *Agent) pruneMinAge() time.Duration {
 
 // Compact is `fieldsync compact [SPACE]`: prune every dead value old
 // enough in the space (or every space), then rewrite the store's files so
-// the old versions are gone (Reclaim) and collect the value log.
+// the old versions are gone (FlushMemtables, Flatten) and collect the value log.
 func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	minAge := a.pruneMinAge()
 	if req.MinAgeSeconds != nil {
@@ -111,22 +111,13 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 // erasure's do (erase.go). Flatten, the long part, runs beside writes. Not
 // withWrite: compaction must run on a disk that is full, to free it.
 func (a *Agent) reclaim() error {
-	quiet := func(fn func() error) error {
-		return a.withRead(func() error {
-			if a.closed {
-				return ErrClosed
-			}
-			a.com.Barrier()
-			return fn()
-		})
-	}
-	if err := quiet(func() error { return a.db.kv.FlushMemtables(compactSentinel) }); err != nil {
+	if err := a.quiesced(func() error { return a.db.kv.FlushMemtables(compactSentinel) }); err != nil {
 		return fmt.Errorf("reclaim the space of pruned values: %w", err)
 	}
 	if err := a.db.kv.Flatten(); err != nil {
 		return fmt.Errorf("reclaim the space of pruned values: %w", err)
 	}
-	return quiet(func() error { a.collectValueLog(); return nil })
+	return a.quiesced(func() error { a.collectValueLog(); return nil })
 }
 
 // pruneCandidate is an envelope with values segments that may be dead.

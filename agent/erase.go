@@ -305,7 +305,7 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 		// Still under the write lock with nothing in flight: Badger's value
 		// log collection reads the memtable's version unlocked
 		// (DB.MaxVersion), which races with a write being applied.
-		a.collectValueLog()
+		a.collectValueLogNow()
 		return a.reload()
 	})
 	if err != nil {
@@ -374,10 +374,24 @@ func (a *Agent) purged(space crypto.SpaceID) bool {
 	return true
 }
 
+// collectValueLogNow is collectValueLog after making Badger begin a new
+// value-log file (store.BeginValueLogFile: up to one file, 64 MiB, of
+// filler writes), so that the file being written until now, which holds
+// most of an erased space's values, is rewritten by this pass rather than
+// after the next start. Should beginning a file fail (a full disk), the
+// pass after the next start (purgeAtStart) still reaches it.
+func (a *Agent) collectValueLogNow() {
+	if err := a.db.kv.BeginValueLogFile(); err != nil {
+		a.log.Warn("beginning a value-log file after an erasure: its values are collected after the next start", "err", err)
+	}
+	a.collectValueLog()
+}
+
 // collectValueLog rewrites the value-log files that hold discarded data:
-// large values (over Badger's value threshold) of an erased space live
-// there, not in the tables. Best effort; the file being written is
-// reached by the pass after the next start (purgeAtStart).
+// values of Badger's value threshold or more (most records and envelopes)
+// of an erased space live there, not in the tables. Best effort; the file
+// being written is reached by the pass after the next start (purgeAtStart)
+// unless collectValueLogNow began a new one.
 //
 // The ratio is tiny on purpose: a file is rewritten as soon as anything in
 // it is discarded, so one erased value in a full 64 MiB file is not left

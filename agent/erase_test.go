@@ -495,12 +495,15 @@ func TestEraseLargeValuesLeaveValueLogAtRestart(t *testing.T) {
 		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", big)
 		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+big)
 	}
-	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	// The files that may hold the space's values: those written before
+	// the erasure (the erasure's own pass writes new ones, holding only
+	// kept values).
 	before := vlogFiles(t, cfg.Layout.Store())
 	if len(before) == 0 {
 		t.Fatal("no value-log file: the test proves nothing")
+	}
+	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
 	}
 	a.Close()
 	a = openTestAgent(t, cfg)
@@ -516,6 +519,48 @@ func TestEraseLargeValuesLeaveValueLogAtRestart(t *testing.T) {
 	}
 	if _, err := a.db.get(metaKey(metaPurge)); !errors.Is(err, errKVNotFound) {
 		t.Fatalf("purge still marked due after the start's pass: %v", err)
+	}
+}
+
+// TestEraseLeavesNoValueLogFileBeforeRestart: with the default threshold
+// most records and envelopes live in the value log, and the file being
+// written is one Badger never rewrites. The erasure begins a new file
+// before its collection, so no value-log file that held the erased
+// space's values survives the erasure itself — no restart needed — and
+// another space's values are kept.
+func TestEraseLeavesNoValueLogFileBeforeRestart(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := a.CreateSpace("keep", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := strings.Repeat("CANARYvlog0 ", 60) // over the value threshold once sealed
+	for i := range 8 {
+		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", note)
+		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+note)
+	}
+	before := vlogFiles(t, cfg.Layout.Store())
+	if len(before) == 0 {
+		t.Fatal("no value-log file: the test proves nothing")
+	}
+	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	after := vlogFiles(t, cfg.Layout.Store())
+	for f := range before {
+		if after[f] {
+			t.Errorf("value-log file %s, written before the erasure, survives it (files now %v)", f, after)
+		}
+	}
+	r, err := a.GetRecord(api.RecordRef{Space: keep.ID, Record: "k7"})
+	if err != nil || r.Fields["note"].Value != "kept "+note {
+		t.Fatalf("the other space lost its values: %v", err)
 	}
 }
 

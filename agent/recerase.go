@@ -583,7 +583,7 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		chunks = chunks || partials
 		if sp == nil || len(entries) == 1 {
 			if chunks { // large values: the value log holds them
-				a.collectValueLog()
+				a.collectValueLogNow()
 			}
 			return nil // no envelope of the record held here
 		}
@@ -735,7 +735,7 @@ func (a *Agent) purgeRecord(sp *spaceState) error {
 		return err
 	}
 	a.cache.clear()
-	a.collectValueLog()
+	a.collectValueLogNow()
 	return a.reload()
 }
 

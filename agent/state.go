@@ -258,6 +258,21 @@ func (a *Agent) reload() error {
 	return nil
 }
 
+// quiesced runs fn under stateMu with every commit settled: for work on the
+// store itself that must not overlap a write (Badger refuses writes while
+// a DropPrefix runs; its value-log collection reads the memtable's version
+// unlocked). Unlike withWrite it does not refuse on a full disk: what runs
+// here frees space.
+func (a *Agent) quiesced(fn func() error) error {
+	return a.withRead(func() error {
+		if a.closed {
+			return ErrClosed
+		}
+		a.com.Barrier()
+		return fn()
+	})
+}
+
 // withRead runs fn under stateMu, on the same consistent state writes see.
 // fn must not write.
 func (a *Agent) withRead(fn func() error) error {

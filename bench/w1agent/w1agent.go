@@ -78,6 +78,11 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		}
 	}
 
+	prof := newProfiler()
+	mem := newMemSampler(ctx, prof, a, b)
+	defer mem.report(os.Stderr)
+	mem.setPhase("create")
+
 	// Step 2: A creates every record, one change per record.
 	if err := cl.Start(ctx, a, ""); err != nil {
 		return res, err
@@ -104,7 +109,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	if err != nil {
 		return res, err
 	}
-	prof := newProfiler()
+	mem.setPhase("init")
 	cpuA := cpuMS(a)
 	t0 := time.Now()
 	if err := cl.Start(ctx, b, "", a.Bind); err != nil {
@@ -147,6 +152,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 		before[n.Name] = d.Bytes
 		counts[n.Name] = d.Count
 	}
+	mem.setPhase("updates")
 	cpuA = cpuMS(a)
 	t0 = time.Now()
 	if err := update(a.Client(), w.A); err != nil {
@@ -179,6 +185,7 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 
 	// Step 5: delta sync both ways, from A's agent joining B until both
 	// hold everything, applied.
+	mem.setPhase("delta")
 	cpuB := cpuMS(b)
 	t0 = time.Now()
 	if err := cl.Start(ctx, a, "", b.Bind); err != nil {
@@ -205,6 +212,8 @@ func Run(ctx context.Context, exe string, size w1.Size, out io.Writer, jsonOut b
 	res.HeldBytes = da.Bytes
 	notePeak(a)
 	notePeak(b)
+
+	mem.setPhase("after")
 
 	// Conflicts, matched pair by pair against the generator.
 	res.Conflicts, res.ConflictsMatch, err = checkConflicts(ctx, a.Client(), space.ID, w)

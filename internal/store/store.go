@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -22,9 +23,14 @@ import (
 type Options struct {
 	Dir            string
 	EncryptionKey  []byte // 32 bytes: Badger's AES encryption at rest (hides keys too)
-	ValueThreshold int64  // values larger than this go to the value log (0 = default)
-	Logger         *slog.Logger
-	ReadOnly       bool
+	ValueThreshold int64  // values of this size or larger go to the value log (0 = DefaultValueThreshold)
+	// ValueLogFileSize is the size at which Badger begins a new value-log
+	// file (0 = DefaultValueLogFileSize); tests make it small to roll files.
+	ValueLogFileSize int64
+
+	tinyTables bool // tests: 64 KiB memtables and tables, to flush and compact early
+	Logger     *slog.Logger
+	ReadOnly   bool
 }
 
 // ErrNotFound is returned by Get for an absent key.
@@ -44,30 +50,54 @@ type DB struct {
 	db *badger.DB
 }
 
-// Table and memtable sizes are chosen for Badger's table builders, which
-// hold most of its heap (docs/design.md §7). A builder keeps a table's
-// blocks twice (plain, then encrypted) in an allocator that starts at
-// 2 × the table size rounded up to a power of two and doubles when full,
-// and Badger pools up to 8 of them for reuse (a memtable flush takes the
-// same pool). With 4 MiB memtables and 2 MiB tables every allocator grew to
-// 4 + 8 = 12 MiB and 8 of them stayed live during a sync (96 MiB of heap,
-// twice that in RSS under GOGC=100); with 3 MiB memtables and 3 MiB tables
-// at every level (TableSizeMultiplier 1) a flush (~6.6 MiB) and a
-// compaction output (~6.1 MiB) both fit in the first 8 MiB buffer, and six
-// L0 tables before a compaction make fewer, larger compactions (fewer
-// builders in flight, less rewriting of the base level). A memtable of
-// 3 MiB keeps Badger's transaction limit (15% of it, ~460 KiB) well above
-// MaxGroupBytes.
+// Memory (docs/design.md §7, "Tuned for a laptop"; measured on W1-S).
+// Badger's table builders hold most of its heap: a builder keeps a table's
+// blocks twice (plain, then encrypted) in an allocator that starts at 2 ×
+// the table size rounded up to a power of two and doubles when full;
+// Badger pools up to 8 of them (hard-coded), a compaction runs several at
+// once, and without jemalloc they are Go heap, doubled in RSS by GOGC.
+// Values inline in the tables went through those builders at every flush
+// and compaction: with W1's ~0.5–1 KiB records rewritten on every update
+// and envelopes of up to 32 KiB,
+// Badger's buffers were 70–90 of a 90–100 MB live heap and an agent's peak
+// RSS 230–280 MB (RssAnon 155–215). So every value of DefaultValueThreshold
+// bytes or more — records and envelopes, all sealed — goes to the value
+// log, written once and never rebuilt by a compaction; the tables keep
+// keys, pointers and the small values (heads, contexts, metadata). That
+// took Badger's share off the heap (RssAnon 40–55 MB, peak RSS ~120–130
+// MB) and made the delta sync cheaper. The price is garbage in the value
+// log (each overwritten record), which Badger reclaims only when asked:
+// the agent collects it periodically (CollectValueLogUpTo), a file of
+// DefaultValueLogFileSize at a time; the file being written is never
+// collected.
+//
+// Memtables and tables stay 3 MiB (TableSizeMultiplier 1) with six L0
+// tables before a compaction: a flush and a compaction output fit one
+// 8 MiB builder buffer. A memtable of 3 MiB keeps Badger's transaction
+// limit (15% of it, ~460 KiB, values in the value log counting as
+// pointers) well above MaxGroupBytes.
 const (
 	memTableSize  = 3 << 20
 	baseTableSize = 3 << 20
+
+	// DefaultValueThreshold: values of this many bytes or more go to the
+	// value log.
+	DefaultValueThreshold = 512
+	// DefaultValueLogFileSize is the size of a value-log file. It also
+	// bounds one value (Badger refuses a larger one): the agent's largest
+	// values (24 MiB fields, agent.Config.MaxValueBytes) must fit.
+	DefaultValueLogFileSize = 64 << 20
 )
 
 // Open opens (or creates) the database in o.Dir.
 func Open(o Options) (*DB, error) {
 	threshold := o.ValueThreshold
 	if threshold == 0 {
-		threshold = 32 << 10
+		threshold = DefaultValueThreshold
+	}
+	vlogSize := o.ValueLogFileSize
+	if vlogSize == 0 {
+		vlogSize = DefaultValueLogFileSize
 	}
 	opts := badger.DefaultOptions(o.Dir).
 		WithSyncWrites(true).
@@ -79,7 +109,7 @@ func Open(o Options) (*DB, error) {
 		WithNumLevelZeroTables(6).
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(baseTableSize).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(vlogSize).
 		WithValueThreshold(threshold).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
@@ -91,6 +121,9 @@ func Open(o Options) (*DB, error) {
 		WithReadOnly(o.ReadOnly).
 		WithLogger(badgerLogger{o.Logger})
 	opts.TableSizeMultiplier = 1 // every level's tables baseTableSize (no WithTableSizeMultiplier)
+	if o.tinyTables {
+		opts = opts.WithMemTableSize(64 << 10).WithBaseTableSize(64 << 10)
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") || strings.Contains(err.Error(), "resource temporarily unavailable") {
@@ -98,7 +131,17 @@ func Open(o Options) (*DB, error) {
 		}
 		return nil, err
 	}
-	return &DB{db: db}, nil
+	k := &DB{db: db}
+	if !o.ReadOnly {
+		// A crash between BeginValueLogFile's fillers and their deletion.
+		if _, err := k.Get(fillerKey); err == nil {
+			if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]; err != nil {
+				db.Close()
+				return nil, err
+			}
+		}
+	}
+	return k, nil
 }
 
 // Close closes the database.
@@ -341,14 +384,81 @@ func (k *DB) FlushMemtables(sentinel []byte) error {
 // value log are left to CollectValueLog.
 func (k *DB) Flatten() error { return k.db.Flatten(1) }
 
+// fillerKey holds the values BeginValueLogFile writes; no caller's key
+// starts with a zero byte followed by this text (the agent's key spaces
+// begin with a letter, docs/storage.md).
+var fillerKey = []byte("\x00store: value-log filler")
+
+// fillerBytes is one filler value: small enough not to weigh on memory,
+// large enough that a 64 MiB file fills in 16 commits.
+const fillerBytes = 4 << 20
+
+// BeginValueLogFile makes Badger begin a new value-log file, so that the
+// one being written until now can be collected at once (Badger never
+// rewrites the file being written, and begins a new one only when a write
+// takes it past its size, or at open). It writes filler values under
+// fillerKey until that happens, up to one file's size, then deletes them:
+// an erasure uses it so that its collection reaches the values it dropped
+// without waiting for a restart (docs/storage.md, "Tombstones and
+// purging"). The caller holds off its own writes.
+func (k *DB) BeginValueLogFile() error {
+	first, err := k.maxValueLogFile()
+	if err != nil {
+		return err
+	}
+	size := int64(fillerBytes)
+	if fs := k.db.Opts().ValueLogFileSize; size > fs/2 {
+		size = fs / 2 // a value may not exceed a file
+	}
+	filler := make([]byte, size)
+	limit := int(k.db.Opts().ValueLogFileSize/size) + 2
+	for i := 0; ; i++ {
+		if fid, err := k.maxValueLogFile(); err != nil {
+			return err
+		} else if fid != first {
+			break
+		}
+		if i == limit {
+			return fmt.Errorf("value log: no new file after %d filler values", limit)
+		}
+		if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Val: filler}}})[0]; err != nil {
+			return fmt.Errorf("value log filler: %w", err)
+		}
+	}
+	return k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]
+}
+
+// maxValueLogFile is the name of the newest value-log file (the one being
+// written): Badger numbers them in order (zero-padded, so a longer name is
+// a larger number).
+func (k *DB) maxValueLogFile() (string, error) {
+	ents, err := os.ReadDir(k.db.Opts().ValueDir)
+	if err != nil {
+		return "", err
+	}
+	last := ""
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".vlog") && (len(n) > len(last) || len(n) == len(last) && n > last) {
+			last = n
+		}
+	}
+	return last, nil
+}
+
 // CollectValueLog rewrites value-log files with discarded data until there
 // is none left to rewrite (badger RunValueLogGC with the given ratio), and
 // returns how many files it rewrote. The file being written is never
 // rewritten by Badger; a new one is begun at every open, so a pass after a
 // restart reaches what a pass before could not.
 func (k *DB) CollectValueLog(ratio float64) (int, error) {
+	return k.CollectValueLogUpTo(ratio, 1<<10)
+}
+
+// CollectValueLogUpTo is CollectValueLog rewriting at most max files: the
+// periodic collection bounds how long it holds the agent's writes.
+func (k *DB) CollectValueLogUpTo(ratio float64, max int) (int, error) {
 	n := 0
-	for n < 1<<10 {
+	for n < max {
 		err := k.db.RunValueLogGC(ratio)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return n, nil

@@ -81,6 +81,10 @@ type Agent struct {
 	// compactCount counts changes applied since the last compaction pass
 	// (compact.go).
 	compactCount atomic.Int64
+	// prunedSince counts envelopes pruned since the store's files were
+	// last rewritten, at lastReclaim (Unix seconds; 0 never) (compact.go).
+	prunedSince atomic.Int64
+	lastReclaim atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
 	// find is the search index, in memory only (find.go); nil on relays

@@ -117,7 +117,12 @@ func (a *Agent) reclaim() error {
 	if err := a.db.kv.Flatten(); err != nil {
 		return fmt.Errorf("reclaim the space of pruned values: %w", err)
 	}
-	return a.quiesced(func() error { a.collectValueLog(); return nil })
+	if err := a.quiesced(func() error { a.collectValueLog(); return nil }); err != nil {
+		return err
+	}
+	a.prunedSince.Store(0)
+	a.lastReclaim.Store(a.cfg.now().Unix())
+	return nil
 }
 
 // pruneCandidate is an envelope with values segments that may be dead.
@@ -355,11 +360,25 @@ func (a *Agent) noteApplied(n int) {
 	}
 }
 
+// Background reclaims: once background passes have pruned
+// reclaimAfterPruned envelopes (Config.ReclaimAfterPruned), the next pass
+// also rewrites the store's files, at most once per reclaimInterval. Values
+// of 512 bytes and more live in Badger's value log (docs/storage.md, "Value
+// log"), where a cut envelope's old version stays until a compaction drops
+// its pointer and the log is collected; Badger's own compactions rarely
+// reach those keys, so without this the store grew to 11× the live state on
+// W1-S's ten overwrites (`bench storage`), pruned or not.
+const (
+	defaultReclaimAfterPruned = 4096
+	reclaimInterval           = time.Hour
+)
+
 // compactBackground is one bounded background pass (afterLoop): every
 // space, at most compactBackgroundMax envelopes each, judged in batches
-// that hold the write lock briefly. Badger's own compactions reclaim the
-// old versions over time; `fieldsync compact` rewrites the files at once.
+// that hold the write lock briefly; then, when enough was pruned since the
+// last time, the store's files are rewritten (reclaim).
 func (a *Agent) compactBackground() {
+	defer a.reclaimIfDue()
 	for _, id := range a.SpaceIDs() {
 		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
 		if err != nil {
@@ -368,9 +387,30 @@ func (a *Agent) compactBackground() {
 			}
 			return
 		}
+		a.prunedSince.Add(int64(st.Envelopes))
 		if st.Envelopes > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
 				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
 		}
 	}
+}
+
+// reclaimIfDue rewrites the store's files after a background pass when
+// enough was pruned since the last rewrite and it was not within the hour.
+func (a *Agent) reclaimIfDue() {
+	need := int64(a.cfg.ReclaimAfterPruned)
+	if need <= 0 {
+		need = defaultReclaimAfterPruned
+	}
+	last := a.lastReclaim.Load()
+	if a.prunedSince.Load() < need || (last != 0 && a.cfg.now().Sub(time.Unix(last, 0)) < reclaimInterval) {
+		return
+	}
+	if err := a.reclaim(); err != nil {
+		if !errors.Is(err, ErrClosed) {
+			a.log.Warn("rewriting the store after pruning", "err", err)
+		}
+		return
+	}
+	a.log.Info("store rewritten after pruning", "envelopes_pruned", a.prunedSince.Load())
 }

@@ -107,6 +107,10 @@ type Config struct {
 	// start a background compaction pass; 0 means the default (4,096),
 	// negative never (`fieldsync compact` still does).
 	CompactEvery int
+	// ReclaimAfterPruned is how many envelopes background passes prune
+	// before one of them also rewrites the store's files (compact.go
+	// reclaim), at most once an hour; 0 means the default (4,096).
+	ReclaimAfterPruned int
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

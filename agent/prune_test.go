@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -510,5 +511,36 @@ func TestCompactBesideWrites(t *testing.T) {
 	close(stop)
 	if err := <-errs; err != nil {
 		t.Fatalf("a write beside compaction failed: %v", err)
+	}
+}
+
+// Background passes also rewrite the store's files once enough is pruned:
+// the whole old version of a pruned envelope then stays in no table and no
+// value-log file. Without it, Badger's own compactions rarely reached those
+// keys (their values live in the value log) and every old version stayed
+// on disk until someone ran `fieldsync compact`.
+func TestCompactBackgroundReclaims(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.CompactEvery, cfg.PruneMinAge, cfg.ReclaimAfterPruned = 4, -1, 1
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustSpaceID(t, sp.ID)
+	put(t, a, sp, "r", "f", strings.Repeat("superseded ", 100)) // in the value log
+	var first []byte
+	a.Envelopes(id, func(env []byte) error { first = bytes.Clone(env); return nil })
+	for i := range 3 {
+		put(t, a, sp, "r", "f", fmt.Sprint("v", i+1))
+	}
+	a.stopAfterWork() // runs the queued pass, then stops
+	a.Close()
+	hits, _ := forensicHits(t, cfg, id, map[string][]byte{"the pruned envelope's whole old version": first})
+	for _, h := range hits {
+		if strings.HasPrefix(h, "the pruned") {
+			t.Fatalf("after a background pass: %s", h)
+		}
 	}
 }

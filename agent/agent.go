@@ -82,9 +82,11 @@ type Agent struct {
 	// (compact.go).
 	compactCount atomic.Int64
 	// prunedSince counts envelopes pruned since the store's files were
-	// last rewritten, at lastReclaim (Unix seconds; 0 never) (compact.go).
-	prunedSince atomic.Int64
-	lastReclaim atomic.Int64
+	// last rewritten, at lastReclaim (Unix seconds; 0 never) (compact.go);
+	// appliedSince the changes applied since then.
+	prunedSince  atomic.Int64
+	appliedSince atomic.Int64 // changes applied since then
+	lastReclaim  atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
 	// find is the search index, in memory only (find.go); nil on relays

@@ -121,6 +121,7 @@ func (a *Agent) reclaim() error {
 		return err
 	}
 	a.prunedSince.Store(0)
+	a.appliedSince.Store(0)
 	a.lastReclaim.Store(a.cfg.now().Unix())
 	return nil
 }
@@ -354,6 +355,7 @@ func (a *Agent) noteApplied(n int) {
 	if every == 0 {
 		every = defaultCompactEvery
 	}
+	a.appliedSince.Add(int64(n))
 	if a.compactCount.Add(int64(n)) >= int64(every) {
 		a.compactCount.Store(0)
 		a.queueAfter(&a.after.compactDue)
@@ -368,8 +370,14 @@ func (a *Agent) noteApplied(n int) {
 // its pointer and the log is collected; Badger's own compactions rarely
 // reach those keys, so without this the store grew to 11× the live state on
 // W1-S's ten overwrites (`bench storage`), pruned or not.
+//
+// Overwritten records leave their old values in the value log too, pruned
+// or not: so the files are also rewritten after reclaimAfterPasses
+// background passes' worth of changes applied (65,536 by default, about
+// 64 MiB of old record values at most).
 const (
 	defaultReclaimAfterPruned = 4096
+	reclaimAfterPasses        = 16
 	reclaimInterval           = time.Hour
 )
 
@@ -402,8 +410,13 @@ func (a *Agent) reclaimIfDue() {
 	if need <= 0 {
 		need = defaultReclaimAfterPruned
 	}
+	every := int64(a.cfg.CompactEvery)
+	if every <= 0 {
+		every = defaultCompactEvery
+	}
 	last := a.lastReclaim.Load()
-	if a.prunedSince.Load() < need || (last != 0 && a.cfg.now().Sub(time.Unix(last, 0)) < reclaimInterval) {
+	due := a.prunedSince.Load() >= need || a.appliedSince.Load() >= reclaimAfterPasses*every
+	if !due || (last != 0 && a.cfg.now().Sub(time.Unix(last, 0)) < reclaimInterval) {
 		return
 	}
 	if err := a.reclaim(); err != nil {

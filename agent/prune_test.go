@@ -544,3 +544,32 @@ func TestCompactBackgroundReclaims(t *testing.T) {
 		}
 	}
 }
+
+// Overwritten records leave their old values in the store's files too
+// (in the value log from 512 bytes on), pruned or not: after enough
+// changes applied, a background pass rewrites the files, and no old
+// version of the record is left.
+func TestCompactBackgroundReclaimsOverwrites(t *testing.T) {
+	const canary = "CANARYoverwritten"
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.CompactEvery = 2 // a rewrite after 16 × 2 changes; nothing is old enough to prune
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustSpaceID(t, sp.ID)
+	put(t, a, sp, "r", "f", canary+strings.Repeat(".", 600))
+	for i := range 2 * reclaimAfterPasses {
+		put(t, a, sp, "r", "f", fmt.Sprint("v", i)+strings.Repeat(".", 600))
+	}
+	a.stopAfterWork()
+	a.Close()
+	hits, _ := forensicHits(t, cfg, id, map[string][]byte{"an old version of the record": []byte(canary)})
+	for _, h := range hits {
+		if strings.HasPrefix(h, "an old version") {
+			t.Fatalf("after the background passes: %s", h)
+		}
+	}
+}

@@ -7,6 +7,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +89,14 @@ const (
 	// bounds one value (Badger refuses a larger one): the agent's largest
 	// values (24 MiB fields, agent.Config.MaxValueBytes) must fit.
 	DefaultValueLogFileSize = 64 << 20
+	// DefaultValueLogMaxEntries is how many values a value-log file holds
+	// at most before Badger begins the next (Badger's default is a
+	// million). It bounds what an erasure writes to begin a new file
+	// (BeginValueLogFile: at most this many values of the threshold's
+	// size, ~4.5 MB, against up to a whole 64 MiB file by size), and makes
+	// files of 4–20 MB on records and envelopes, which collection rewrites
+	// in smaller steps.
+	DefaultValueLogMaxEntries = 8192
 )
 
 // Open opens (or creates) the database in o.Dir.
@@ -110,6 +120,7 @@ func Open(o Options) (*DB, error) {
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(baseTableSize).
 		WithValueLogFileSize(vlogSize).
+		WithValueLogMaxEntries(DefaultValueLogMaxEntries).
 		WithValueThreshold(threshold).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
@@ -134,11 +145,9 @@ func Open(o Options) (*DB, error) {
 	k := &DB{db: db}
 	if !o.ReadOnly {
 		// A crash between BeginValueLogFile's fillers and their deletion.
-		if _, err := k.Get(fillerKey); err == nil {
-			if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]; err != nil {
-				db.Close()
-				return nil, err
-			}
+		if err := k.deleteFillers(); err != nil {
+			db.Close()
+			return nil, err
 		}
 	}
 	return k, nil
@@ -384,34 +393,32 @@ func (k *DB) FlushMemtables(sentinel []byte) error {
 // value log are left to CollectValueLog.
 func (k *DB) Flatten() error { return k.db.Flatten(1) }
 
-// fillerKey holds the values BeginValueLogFile writes; no caller's key
-// starts with a zero byte followed by this text (the agent's key spaces
-// begin with a letter, docs/storage.md).
+// fillerKey prefixes the keys of the values BeginValueLogFile writes; no
+// caller's key starts with a zero byte followed by this text (the agent's
+// key spaces begin with a letter, docs/storage.md).
 var fillerKey = []byte("\x00store: value-log filler")
 
-// fillerBytes is one filler value: small enough not to weigh on memory,
-// large enough that a 64 MiB file fills in 16 commits.
-const fillerBytes = 4 << 20
+// fillerGroup is how many filler values one commit writes (well within a
+// Badger transaction's count and size limits at 3 MiB memtables).
+const fillerGroup = 512
 
 // BeginValueLogFile makes Badger begin a new value-log file, so that the
 // one being written until now can be collected at once (Badger never
 // rewrites the file being written, and begins a new one only when a write
-// takes it past its size, or at open). It writes filler values under
-// fillerKey until that happens, up to one file's size, then deletes them:
-// an erasure uses it so that its collection reaches the values it dropped
-// without waiting for a restart (docs/storage.md, "Tombstones and
-// purging"). The caller holds off its own writes.
+// takes it past DefaultValueLogMaxEntries values or its size, or at open).
+// It writes the smallest values that go to the value log, in groups under
+// fillerKey, until that happens — at most DefaultValueLogMaxEntries of
+// them, about 4.5 MB — then deletes them: an erasure uses it so that its
+// collection reaches the values it dropped without waiting for a restart
+// (docs/storage.md, "Tombstones and purging"). The caller holds off its own
+// writes.
 func (k *DB) BeginValueLogFile() error {
 	first, err := k.maxValueLogFile()
 	if err != nil {
 		return err
 	}
-	size := int64(fillerBytes)
-	if fs := k.db.Opts().ValueLogFileSize; size > fs/2 {
-		size = fs / 2 // a value may not exceed a file
-	}
-	filler := make([]byte, size)
-	limit := int(k.db.Opts().ValueLogFileSize/size) + 2
+	filler := make([]byte, k.db.Opts().ValueThreshold)
+	limit := int(k.db.Opts().ValueLogMaxEntries)/fillerGroup + 2
 	for i := 0; ; i++ {
 		if fid, err := k.maxValueLogFile(); err != nil {
 			return err
@@ -419,13 +426,39 @@ func (k *DB) BeginValueLogFile() error {
 			break
 		}
 		if i == limit {
-			return fmt.Errorf("value log: no new file after %d filler values", limit)
+			return fmt.Errorf("value log: no new file after %d filler values", i*fillerGroup)
 		}
-		if err := k.CommitGroups([][]Entry{{{Key: fillerKey, Val: filler}}})[0]; err != nil {
+		group := make([]Entry, fillerGroup)
+		for j := range group {
+			key := binary.BigEndian.AppendUint32(bytes.Clone(fillerKey), uint32(i*fillerGroup+j))
+			group[j] = Entry{Key: key, Val: filler}
+		}
+		if err := k.CommitGroups([][]Entry{group})[0]; err != nil {
 			return fmt.Errorf("value log filler: %w", err)
 		}
 	}
-	return k.CommitGroups([][]Entry{{{Key: fillerKey, Del: true}}})[0]
+	return k.deleteFillers()
+}
+
+// deleteFillers deletes every filler value BeginValueLogFile wrote, in
+// groups.
+func (k *DB) deleteFillers() error {
+	var keys [][]byte
+	if err := k.ScanKeys(fillerKey, func(key []byte) error { keys = append(keys, bytes.Clone(key)); return nil }); err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), fillerGroup)
+		group := make([]Entry, n)
+		for j, key := range keys[:n] {
+			group[j] = Entry{Key: key, Del: true}
+		}
+		if err := k.CommitGroups([][]Entry{group})[0]; err != nil {
+			return fmt.Errorf("value log filler: %w", err)
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // maxValueLogFile is the name of the newest value-log file (the one being

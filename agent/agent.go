@@ -177,7 +177,8 @@ type spaceState struct {
 	depIDs map[depKey][32]byte
 	// unflushed holds the IDs of envelopes below their author's head that
 	// may not be on disk yet (causal.go advanceHead).
-	unflushed map[depKey]unflushedID
+	unflushed        map[depKey]unflushedID
+	unflushedPruneAt int // the size at which unflushed is next swept
 	// receiptDue are received changes this device owes a receipt
 	// (receipts.go); in memory only.
 	receiptDue []dueReceipt

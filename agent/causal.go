@@ -184,7 +184,7 @@ func (a *Agent) advanceHead(sp *spaceState, author crypto.DeviceID, nh head) {
 		if sp.unflushed == nil {
 			sp.unflushed = map[depKey]unflushedID{}
 		}
-		if len(sp.unflushed) >= 1024 {
+		if len(sp.unflushed) >= max(1024, sp.unflushedPruneAt) {
 			// A margin: a corrupt record rebuilt inside this transaction
 			// takes write IDs of its own (rebuild.go), so this one's may end
 			// up a few above writeID+1.
@@ -194,6 +194,10 @@ func (a *Agent) advanceHead(sp *spaceState, author crypto.DeviceID, nh head) {
 					delete(sp.unflushed, k)
 				}
 			}
+			// What is still in flight stays; the next sweep waits until the
+			// map has doubled, so that a bulk ingest with thousands in
+			// flight does not sweep them all at every envelope.
+			sp.unflushedPruneAt = 2 * len(sp.unflushed)
 		}
 		// This transaction is handed to the committer as write writeID+1
 		// (commitWrite, commitInWindow), after every earlier one.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -125,22 +124,5 @@ func cpuMS(n *harness.Node) float64 {
 	if pid == 0 {
 		pid = n.Pid()
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		s = s[i+1:]
-	}
-	f := strings.Fields(s)
-	if len(f) < 13 {
-		return 0
-	}
-	// Fields after the command: state is f[0]; utime and stime are the
-	// 14th and 15th of the line, f[11] and f[12] here, in clock ticks
-	// (100 a second on Linux).
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) * 10
+	return harness.ProcessCPUMillis(pid)
 }

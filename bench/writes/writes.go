@@ -30,7 +30,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,24 +361,7 @@ func cpuMS(pid int) float64 {
 	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		s = s[i+1:]
-	}
-	f := strings.Fields(s)
-	if len(f) < 13 {
-		return 0
-	}
-	// After the command: the state is f[0]; utime and stime, the line's
-	// 14th and 15th fields, are f[11] and f[12], in clock ticks (100 a
-	// second on Linux).
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) * 10
+	return harness.ProcessCPUMillis(pid)
 }
 
 // cpuProfile fetches the agent's CPU profile over its socket (GET

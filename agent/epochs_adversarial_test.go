@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,4 +457,39 @@ func TestEpochsMigratedAtOpen(t *testing.T) {
 	if migrated.EpochStarts != nil || len(migrated.Epochs) != len(before.keys) {
 		t.Fatalf("migrated metadata: starts %v, %d epochs known", migrated.EpochStarts, len(migrated.Epochs))
 	}
+}
+
+// A device whose own clock ran hours ahead wrote at that time, then its
+// clock was set back and the agent restarted: the clock restarted from
+// physical time, below the device's own last envelope, and its next
+// envelope's HLC came before the previous one in its own log (the chaos
+// test's seed 7). It now restarts no lower than its own last envelope.
+func TestOwnLogHLCMonotonicAfterClockSetBack(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	var offset atomic.Int64
+	cfg := newTestDevice(t, omn, "Alpha", crypto.RoleOfficer)
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(10 * time.Hour))
+	advPut(t, a, sp.ID, "r", "ahead")
+	offset.Store(0)
+	a = advReopen(t, a)
+	advPut(t, a, sp.ID, "r", "after the clock was set back")
+	id := advSpaceID(t, sp.ID)
+	var last uint64
+	a.Envelopes(id, func(env []byte) error {
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.HLC <= last {
+			t.Fatalf("seq %d has HLC %s, not after the previous envelope's %s", h.Seq, crdt.UnpackTimestamp(h.HLC), crdt.UnpackTimestamp(last))
+		}
+		last = h.HLC
+		return nil
+	})
 }

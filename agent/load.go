@@ -305,11 +305,38 @@ func (a *Agent) loadClock() error {
 	a.clock.Last = crdt.UnpackTimestamp(beUint64(b))
 	phys := a.physMillis()
 	if limit := phys + a.cfg.MaxDrift.Milliseconds(); a.clock.Last.Wall > limit {
-		a.log.Warn("the stored clock is ahead of this device's clock beyond the drift limit; restarting it from this device's clock (check the system clock if it was set back)",
-			"stored", a.clock.Last.String(), "now", crdt.Timestamp{Wall: phys}.String())
-		a.clock.Last = crdt.Timestamp{Wall: phys}
+		// Restarted from physical time, but never below this device's own
+		// last envelope: an author's log stays in HLC order (its own clock
+		// ran ahead and was set back; a pushed clock no write used goes).
+		restart := crdt.Timestamp{Wall: phys}
+		if own := a.ownLastHLC(); own.Pack() > restart.Pack() {
+			restart = own
+		}
+		a.log.Warn("the stored clock is ahead of this device's clock beyond the drift limit; restarting it from this device's clock, or its own last envelope if later (check the system clock if it was set back)",
+			"stored", a.clock.Last.String(), "now", crdt.Timestamp{Wall: phys}.String(), "restart", restart.String())
+		a.clock.Last = restart
 	}
 	return nil
+}
+
+// ownLastHLC is the latest HLC of this device's own envelopes, the head of
+// its log in each space (zero when it wrote none). a.spaces loaded.
+func (a *Agent) ownLastHLC() crdt.Timestamp {
+	var out crdt.Timestamp
+	for _, sp := range a.spaces {
+		hd := sp.heads[a.dev]
+		if hd.Seq == 0 {
+			continue
+		}
+		env, err := a.db.get(envKey(sp.id, a.dev, hd.Seq))
+		if err != nil {
+			continue // reported by the open-time check
+		}
+		if h, err := crypto.ParseHeader(env); err == nil && h.HLC > out.Pack() {
+			out = crdt.UnpackTimestamp(h.HLC)
+		}
+	}
+	return out
 }
 
 // openCheckDepth is how many of the newest seqs of each author's log the

@@ -294,6 +294,7 @@ func historyOps(ch *crdt.Change, withheld []bool, rid crdt.RecordID, applied boo
 			hop.Resolves = append(hop.Resolves, d.String())
 		}
 		hop.Pruned = i < len(withheld) && withheld[i]
+		hop.Dot = opDotOf(ch, i).String()
 		ops = append(ops, hop)
 	}
 	return ops, touches

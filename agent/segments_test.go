@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"fieldsync/agent/api"
@@ -241,5 +242,36 @@ func TestSegmentsSkeletonAndValues(t *testing.T) {
 	bad, err := joinSegments(h, in)
 	if err != nil || bad.valuesBad != 1 || !bad.withheld[0] {
 		t.Fatalf("%+v %v", bad, err)
+	}
+}
+
+// History gives each op its dot among all the ops of its change: in a
+// combined change the second record's op is op 1, though it is the first
+// (and only) op its record's history lists. The chaos checker took the
+// position in the record's list for the dot, and reported a combined write
+// as lost and as a phantom at once (seed 4).
+func TestHistoryOpDotsInCombinedChange(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustSpaceID(t, sp.ID)
+	combinedChange(t, a, id, [2]string{"first", "x"}, [2]string{"second", "y"})
+	hist, err := a.History(api.RecordRef{Space: sp.ID, Record: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rec.Fields["f"]
+	if len(hist) != 1 || len(hist[0].Ops) != 1 || len(f.Siblings) != 1 {
+		t.Fatalf("history %+v, record %+v", hist, rec)
+	}
+	if got, want := hist[0].Ops[0].Dot, f.Siblings[0].Dot; got != want || !strings.HasSuffix(got, ".1") {
+		t.Fatalf("history gives the second record's op dot %q, the record shows %q (want op 1 of the change)", got, want)
 	}
 }

@@ -255,6 +255,9 @@ type HistoryOp struct {
 	// storage"), or withheld by whoever sent the envelope. Value is then
 	// empty and means nothing.
 	Pruned bool `json:"pruned,omitempty"`
+	// Dot is the op's dot (author:seq.op): its position among all the
+	// ops of its change, not among those of this record that history lists.
+	Dot string `json:"dot,omitempty"`
 }
 
 // HistoryEntry is one change of `history` (docs/design.md §8).

@@ -160,6 +160,7 @@ type histOp struct {
 	Value    string   `json:"value"`
 	Resolves []string `json:"resolves"`
 	Reason   string   `json:"reason"`
+	Dot      string   `json:"dot"` // the op's dot, among all its change's ops
 }
 
 type histEntry struct {

@@ -135,7 +135,11 @@ func (c *checker) node(n Node, count bool) {
 				if o.Record != id {
 					continue
 				}
-				w := write{kind: o.Kind, dot: fmt.Sprintf("%s:%d.%d", e.Author, e.Seq, i), author: e.Author, record: id, field: o.Field, value: o.Value, reason: o.Reason, resolves: o.Resolves}
+				dot := o.Dot
+				if dot == "" { // an agent before history gave dots: its position among the record's ops
+					dot = fmt.Sprintf("%s:%d.%d", e.Author, e.Seq, i)
+				}
+				w := write{kind: o.Kind, dot: dot, author: e.Author, record: id, field: o.Field, value: o.Value, reason: o.Reason, resolves: o.Resolves}
 				ws = append(ws, w)
 				byDot[w.dot] = w
 				if op := c.attribute(n, w, counted); op != nil {

@@ -482,29 +482,8 @@ func TestEraseLargeValuesLeaveValueLogAtRestart(t *testing.T) {
 	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfg.BadgerValueThreshold = 1 << 10 // every record and envelope in the value log
 	a := openTestAgent(t, cfg)
-	sp, err := a.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keep, err := a.CreateSpace("keep", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	big := strings.Repeat("CANARYvlog16 ", 400)
-	for i := range 8 {
-		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", big)
-		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+big)
-	}
-	// The files that may hold the space's values: those written before
-	// the erasure (the erasure's own pass writes new ones, holding only
-	// kept values).
-	before := vlogFiles(t, cfg.Layout.Store())
-	if len(before) == 0 {
-		t.Fatal("no value-log file: the test proves nothing")
-	}
-	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	keep, before := eraseOneOfTwoSpaces(t, a, big)
 	a.Close()
 	a = openTestAgent(t, cfg)
 	after := vlogFiles(t, cfg.Layout.Store())
@@ -532,26 +511,8 @@ func TestEraseLeavesNoValueLogFileBeforeRestart(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	a := openTestAgent(t, cfg)
-	sp, err := a.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keep, err := a.CreateSpace("keep", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	note := strings.Repeat("CANARYvlog0 ", 60) // over the value threshold once sealed
-	for i := range 8 {
-		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", note)
-		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+note)
-	}
-	before := vlogFiles(t, cfg.Layout.Store())
-	if len(before) == 0 {
-		t.Fatal("no value-log file: the test proves nothing")
-	}
-	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	keep, before := eraseOneOfTwoSpaces(t, a, note)
 	after := vlogFiles(t, cfg.Layout.Store())
 	for f := range before {
 		if after[f] {
@@ -562,6 +523,35 @@ func TestEraseLeavesNoValueLogFileBeforeRestart(t *testing.T) {
 	if err != nil || r.Fields["note"].Value != "kept "+note {
 		t.Fatalf("the other space lost its values: %v", err)
 	}
+}
+
+// eraseOneOfTwoSpaces writes note into eight records of each of two new
+// spaces on a, erases the first and returns the other, with the value-log
+// files that existed before the erasure (those that may hold the erased
+// space's values: the erasure's own pass writes new ones, holding only
+// kept values).
+func eraseOneOfTwoSpaces(t *testing.T, a *Agent, note string) (keep api.Space, before map[string]bool) {
+	t.Helper()
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err = a.CreateSpace("keep", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		bundlePut(t, a, sp.ID, fmt.Sprint("p", i), "note", note)
+		bundlePut(t, a, keep.ID, fmt.Sprint("k", i), "note", "kept "+note)
+	}
+	before = vlogFiles(t, a.cfg.Layout.Store())
+	if len(before) == 0 {
+		t.Fatal("no value-log file: the test proves nothing")
+	}
+	if _, err := a.EraseSpace(api.SpaceEraseRequest{Space: sp.ID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return keep, before
 }
 
 func vlogFiles(t *testing.T, dir string) map[string]bool {

@@ -88,11 +88,15 @@ type Config struct {
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics on this
 	// TCP address (docs/operations.md). Empty serves none.
 	MetricsAddr string
-	// Tamper, when set, rewrites every envelope this agent sends to a peer
-	// into zero or more envelopes: the e2e test's hostile relay (bit flips,
-	// truncation, splices, replays, a withheld range). Tests only; nil in
-	// production, and set only by binaries built with -tags fieldsync_chaos.
-	Tamper func(fsync.Envelope) []fsync.Envelope
+	// Tamper, when set, rewrites what this agent sends to a peer: the e2e
+	// test's hostile relay (bit flips, truncation, splices, replays, a
+	// withheld range). It is called once per space sent to a peer in a
+	// round and returns that round's rewriter, which gets each envelope with
+	// the round's send and sends zero or more envelopes in its place (a
+	// round's own state lets it know what the receiver will skip). Tests
+	// only; nil in production, and set only by binaries built with
+	// -tags fieldsync_chaos.
+	Tamper func() func(e fsync.Envelope, send func(fsync.Envelope) error) error
 	// DisableFind turns the search index off (find.go): `find` then
 	// answers an error, the apply path indexes nothing and no memory goes
 	// to it. For devices short of memory, and to measure what indexing

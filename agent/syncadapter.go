@@ -79,6 +79,11 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 	for author, seq := range have {
 		held[crypto.DeviceID(author)] = seq
 	}
+	send := fn
+	if a.cfg.Tamper != nil { // tests only: a hostile relay
+		round := a.cfg.Tamper()
+		send = func(e fsync.Envelope) error { return round(e, fn) }
+	}
 	// A corrupt envelope ends its author's run: the peer sees a gap and
 	// fetches it from someone else.
 	return a.scanToSend(crypto.SpaceID(space), held, heads, func(env []byte) error {
@@ -86,16 +91,7 @@ func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync
 		if err != nil {
 			return nil // unreadable header: as corrupt, never sent
 		}
-		e := fsync.Envelope{Space: space, Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env}
-		if a.cfg.Tamper == nil {
-			return fn(e)
-		}
-		for _, t := range a.cfg.Tamper(e) { // tests only: a hostile relay
-			if err := fn(t); err != nil {
-				return err
-			}
-		}
-		return nil
+		return send(fsync.Envelope{Space: space, Author: fsync.PeerID(h.Author), Seq: h.Seq, Data: env})
 	}, func() {})
 }
 

@@ -136,7 +136,7 @@ func chaosConfig(cfg *agent.Config) {
 			os.Exit(1)
 		}
 		t := newTamperer(seed, os.Getenv(chaosTamperFileEnv), os.Getenv(chaosTamperLogEnv))
-		cfg.Tamper = t.apply
+		cfg.Tamper = t.round
 	}
 	if path := os.Getenv(chaosInsiderEnv); path != "" {
 		// The insider hook needs the open agent: run it through the

@@ -22,12 +22,15 @@ package main
 // has sent it, so a given envelope's fate on its Nth sending is fixed by the
 // seed; which peer gets it, and when, is not.
 //
-// After altering an envelope of an author, the relay sends nothing more of
-// that author for tamperQuiet: the receiver would skip the rest of that
-// author's log for the round anyway (sync skips an author after a
-// rejection), and this way each alteration that arrives is ingested, and
-// rejected, exactly once — so that the test can hold the receivers' reject
-// counters to the relay's log.
+// The receiver skips the rest of an author's log for the session after
+// rejecting one of its envelopes (sync's receiveEnvelopes: the rest would
+// only fail the chain). So within one round (one space sent to one peer),
+// once the relay has altered an envelope of an author, or sent the first
+// envelope after a withheld one (rejected as a gap), it sends nothing more
+// of that author in that round: each alteration that leaves the relay is
+// then ingested, and rejected, exactly once, and the test can hold the
+// receivers' reject counters to the relay's log. An alteration is logged
+// once its send succeeded.
 //
 // Every alteration, withheld envelope (once per envelope) and replay is
 // appended as a JSON line to FIELDSYNC_CHAOS_TAMPER_LOG:
@@ -49,10 +52,6 @@ import (
 
 	fsync "fieldsync/sync"
 )
-
-// tamperQuiet is how long the relay withholds an author after altering one
-// of its envelopes.
-const tamperQuiet = 300 * time.Millisecond
 
 // tamperKeep is how many recent envelopes of each author the relay keeps
 // for splices and replays.
@@ -87,7 +86,6 @@ type tamperer struct {
 	rules    tamperRules
 	attempts map[envID]uint64
 	withheld map[envID]bool
-	quiet    map[spaceAuthor]time.Time
 	recent   map[spaceAuthor][]fsync.Envelope
 	log      *os.File
 }
@@ -95,7 +93,7 @@ type tamperer struct {
 func newTamperer(seed uint64, path, logPath string) *tamperer {
 	t := &tamperer{seed: seed, path: path, logPath: logPath,
 		attempts: map[envID]uint64{}, withheld: map[envID]bool{},
-		quiet: map[spaceAuthor]time.Time{}, recent: map[spaceAuthor][]fsync.Envelope{}}
+		recent: map[spaceAuthor][]fsync.Envelope{}}
 	if logPath != "" {
 		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err == nil {
@@ -209,12 +207,48 @@ func (t *tamperer) note(kind string, e fsync.Envelope, attempt uint64) {
 	t.log.Write(append(b, '\n'))
 }
 
-// apply is agent.Config.Tamper.
-func (t *tamperer) apply(e fsync.Envelope) []fsync.Envelope {
+// tamperRound is what the relay knows of one round: the authors the
+// receiver will skip for the rest of it.
+type tamperRound struct {
+	skipped  map[spaceAuthor]bool
+	withheld map[spaceAuthor]bool // an envelope of the author was withheld this round
+}
+
+func newTamperRound() *tamperRound {
+	return &tamperRound{skipped: map[spaceAuthor]bool{}, withheld: map[spaceAuthor]bool{}}
+}
+
+// round is agent.Config.Tamper: the rewriter of one round.
+func (t *tamperer) round() func(fsync.Envelope, func(fsync.Envelope) error) error {
+	r := newTamperRound()
+	return func(e fsync.Envelope, send func(fsync.Envelope) error) error {
+		out, note := t.apply(r, e)
+		for _, o := range out {
+			if err := send(o); err != nil {
+				return err
+			}
+		}
+		if note != nil {
+			t.mu.Lock()
+			t.note(note.kind, note.env, note.attempt)
+			t.mu.Unlock()
+		}
+		return nil
+	}
+}
+
+// tamperNote is a log line to write once the round's send succeeded.
+type tamperNote struct {
+	kind    string
+	env     fsync.Envelope
+	attempt uint64
+}
+
+// apply decides what the relay sends in e's place in round r.
+func (t *tamperer) apply(r *tamperRound, e fsync.Envelope) ([]fsync.Envelope, *tamperNote) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := time.Now()
-	t.refresh(now)
+	t.refresh(time.Now())
 	id := envID{e.Space, e.Author, e.Seq}
 	sa := spaceAuthor{e.Space, e.Author}
 	t.remember(sa, e)
@@ -223,13 +257,14 @@ func (t *tamperer) apply(e fsync.Envelope) []fsync.Envelope {
 			t.withheld[id] = true
 			t.note("withhold", e, 0)
 		}
-		return nil
+		r.withheld[sa] = true
+		return nil, nil
 	}
-	if until, ok := t.quiet[sa]; ok {
-		if now.Before(until) {
-			return nil
-		}
-		delete(t.quiet, sa)
+	if r.skipped[sa] {
+		return nil, nil // the receiver would skip it
+	}
+	if r.withheld[sa] {
+		r.skipped[sa] = true // this one is rejected as a gap; the rest skipped
 	}
 	attempt := t.attempts[id]
 	t.attempts[id] = attempt + 1
@@ -237,19 +272,18 @@ func (t *tamperer) apply(e fsync.Envelope) []fsync.Envelope {
 	out := []fsync.Envelope{e}
 	u := d.float()
 	kind := ""
-	switch r := t.rules; {
-	case u < r.flip:
+	switch rl := t.rules; {
+	case u < rl.flip:
 		kind = "flip"
-	case u < r.flip+r.truncate:
+	case u < rl.flip+rl.truncate:
 		kind = "truncate"
-	case u < r.flip+r.truncate+r.splice:
+	case u < rl.flip+rl.truncate+rl.splice:
 		kind = "splice"
 	}
 	if kind != "" && len(e.Data) > 1 {
 		data, how := t.alter(kind, e, d)
-		t.note(how, e, attempt)
-		t.quiet[sa] = now.Add(tamperQuiet)
-		return []fsync.Envelope{{Space: e.Space, Author: e.Author, Seq: e.Seq, Data: data}}
+		r.skipped[sa] = true
+		return []fsync.Envelope{{Space: e.Space, Author: e.Author, Seq: e.Seq, Data: data}}, &tamperNote{how, e, attempt}
 	}
 	if t.rules.replay > 0 && d.float() < t.rules.replay {
 		var older []fsync.Envelope
@@ -260,11 +294,10 @@ func (t *tamperer) apply(e fsync.Envelope) []fsync.Envelope {
 		}
 		if len(older) > 0 {
 			o := older[d.intn(len(older))]
-			t.note("replay", o, attempt)
-			out = append(out, o)
+			return append(out, o), &tamperNote{"replay", o, attempt}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // alter returns a copy of e's data, altered, and how (a splice with no

@@ -15,28 +15,34 @@ import (
 )
 
 // TestTamperer: the hostile relay withholds exactly the range, every
-// alteration differs from the original and is logged, replays are older
-// envelopes of the same author, and one seed gives the same decisions.
+// alteration differs from the original and is logged once sent, replays are
+// older envelopes of the same author, one seed gives the same decisions,
+// and within a round nothing of an author follows what the receiver will
+// reject (an alteration, or the first envelope after a withheld one): the
+// receiver would skip it, and the test counts each alteration sent as one
+// rejection.
 // Run with: go test -tags fieldsync_chaos ./cmd/fieldsync -run Tamperer
 func TestTamperer(t *testing.T) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules")
 	author := fsync.PeerID{1, 2, 3}
-	os.WriteFile(rules, []byte("flip 0.2\ntruncate 0.2\nsplice 0.2\nreplay 0.5\nwithhold "+author.String()+" 5 7\n"), 0o600)
+	os.WriteFile(rules, []byte("flip 0.1\ntruncate 0.1\nsplice 0.1\nreplay 0.5\nwithhold "+author.String()+" 15 17\n"), 0o600)
 	run := func(logName string) []string {
 		tm := newTamperer(42, rules, filepath.Join(dir, logName))
 		var got []string
-		for round := 0; round < 4; round++ {
+		for round := 0; round < 40; round++ {
+			send := tm.round()
+			var sent []fsync.Envelope
 			for seq := uint64(1); seq <= 20; seq++ {
 				e := fsync.Envelope{Author: author, Seq: seq, Data: bytes.Repeat([]byte{byte(seq)}, 200)}
-				tm.mu.Lock()
-				delete(tm.quiet, spaceAuthor{e.Space, e.Author}) // decisions only, not timing
-				tm.mu.Unlock()
-				out := tm.apply(e)
-				if seq >= 5 && seq <= 7 && len(out) != 0 {
+				n := len(sent)
+				if err := send(e, func(o fsync.Envelope) error { sent = append(sent, o); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				if seq >= 15 && seq <= 17 && len(sent) != n {
 					t.Fatalf("seq %d withheld, yet sent", seq)
 				}
-				for i, o := range out {
+				for i, o := range sent[n:] {
 					switch {
 					case i == 0 && o.Seq != seq:
 						t.Fatalf("seq %d sent as %d", seq, o.Seq)
@@ -44,12 +50,25 @@ func TestTamperer(t *testing.T) {
 						got = append(got, "altered")
 					case i == 0:
 						got = append(got, "ok")
-					case o.Seq >= seq || (o.Seq >= 5 && o.Seq <= 7):
+					case o.Seq >= seq || (o.Seq >= 15 && o.Seq <= 17):
 						t.Fatalf("replayed seq %d with seq %d", o.Seq, seq)
 					default:
 						got = append(got, "replay")
 					}
 				}
+			}
+			// Nothing after the round's first alteration, nor after the
+			// first envelope past the withheld range.
+			for i, o := range sent {
+				altered := !bytes.Equal(o.Data, bytes.Repeat([]byte{byte(o.Seq)}, 200))
+				if !altered && o.Seq <= 17 {
+					continue
+				}
+				rest := sent[i+1:]
+				if altered && len(rest) > 0 || len(rest) > 1 || len(rest) == 1 && rest[0].Seq >= o.Seq {
+					t.Fatalf("round %d: %v sent after seq %d, which the receiver rejects", round, seqsOf(rest), o.Seq)
+				}
+				break
 			}
 		}
 		tm.log.Close()
@@ -87,6 +106,26 @@ func TestTamperer(t *testing.T) {
 	if kinds["withhold"] != 3 || kinds["replay"] == 0 || kinds["splice"] == 0 || kinds["truncate"] == 0 {
 		t.Fatalf("log %v", kinds)
 	}
+
+	// A send that fails logs nothing: the alteration never left.
+	os.WriteFile(rules, []byte("flip 1\n"), 0o600)
+	tm := newTamperer(42, rules, filepath.Join(dir, "c.log"))
+	err := tm.round()(fsync.Envelope{Author: author, Seq: 1, Data: []byte("envelope")}, func(fsync.Envelope) error { return os.ErrClosed })
+	tm.log.Close()
+	if err == nil {
+		t.Fatal("a failed send: want its error")
+	}
+	if c, _ := os.ReadFile(filepath.Join(dir, "c.log")); len(c) != 0 {
+		t.Fatalf("a failed send logged %q", c)
+	}
+}
+
+func seqsOf(es []fsync.Envelope) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.Seq)
+	}
+	return out
 }
 
 // TestJumpClock: the offset follows the file the test rewrites; a missing

@@ -448,6 +448,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.stopSync()
 	defer a.startValueLogGC(ctx)() // vlog.go
+	defer a.startAutoErase(ctx)()  // autoerase.go
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -115,6 +115,11 @@ type Config struct {
 	// before one of them also rewrites the store's files (compact.go
 	// reclaim), at most once an hour; 0 means the default (4,096).
 	ReclaimAfterPruned int
+	// NoAutoErase turns off the erasure of records whose space's
+	// retention policy says they are due (autoerase.go; docs/design.md §2,
+	// "Retention"): `review` still lists them, and an officer lapses them by
+	// hand (agent --no-auto-erase).
+	NoAutoErase bool
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller

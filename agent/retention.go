@@ -230,32 +230,44 @@ func (a *Agent) Review(req api.ReviewRequest) ([]api.ReviewDue, error) {
 	now := a.cfg.now()
 	out := []api.ReviewDue{}
 	for _, sp := range spaces {
-		var pol *retentionPolicy
-		a.withRead(func() error {
-			if p := sp.meta.Retention; p != nil {
-				c := *p
-				pol = &c
-			}
-			return nil
-		})
-		if pol == nil || pol.ReviewDays == 0 {
-			continue
-		}
-		var in []reviewInput
-		err := a.eachRecord(sp, func(r *crdt.Record) {
-			if del, _ := r.Deleted(); del {
-				return
-			}
-			if since, reviewed, ok := reviewSince(r); ok {
-				in = append(in, reviewInput{space: sp.id.String(), record: string(r.ID()), since: since, reviewed: reviewed})
-			}
-		})
+		pol, in, err := a.reviewInputs(sp)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, dueForReview(now, pol.ReviewDays, pol.EraseDays, in)...)
+		if pol != nil {
+			out = append(out, dueForReview(now, pol.ReviewDays, pol.EraseDays, in)...)
+		}
 	}
 	return out, nil
+}
+
+// reviewInputs is the space's retention policy (nil if none, or no review
+// period) and, with one, the review clock of each live record.
+func (a *Agent) reviewInputs(sp *spaceState) (*retentionPolicy, []reviewInput, error) {
+	var pol *retentionPolicy
+	a.withRead(func() error {
+		if p := sp.meta.Retention; p != nil {
+			c := *p
+			pol = &c
+		}
+		return nil
+	})
+	if pol == nil || pol.ReviewDays == 0 {
+		return nil, nil, nil
+	}
+	var in []reviewInput
+	err := a.eachRecord(sp, func(r *crdt.Record) {
+		if del, _ := r.Deleted(); del {
+			return
+		}
+		if since, reviewed, ok := reviewSince(r); ok {
+			in = append(in, reviewInput{space: sp.id.String(), record: string(r.ID()), since: since, reviewed: reviewed})
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pol, in, nil
 }
 
 // reviewMark is the value of a review mark.

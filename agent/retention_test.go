@@ -15,13 +15,21 @@ import (
 // an OMN officer A (owner), a KAZ officer K, a space of A's released to
 // KAZ, K holding its key.
 func retentionPair(t testing.TB) (a, k *Agent, space string, skip func(time.Duration)) {
+	a, k, space, skip, _ = retentionClocks(t)
+	return a, k, space, skip
+}
+
+// retentionClocks is retentionPair with K's clock moved on too (skipK).
+func retentionClocks(t testing.TB) (a, k *Agent, space string, skipA, skipK func(time.Duration)) {
 	t.Helper()
 	omn, kaz := newTestBureau(t, "OMN"), newTestBureau(t, "KAZ")
-	var offset atomic.Int64
+	var offA, offK atomic.Int64
 	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer, kaz)
-	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offA.Load())) }
 	a = openTestAgent(t, cfg)
-	k = openTestAgent(t, newTestDevice(t, kaz, "Kairat", crypto.RoleOfficer, omn))
+	cfg = newTestDevice(t, kaz, "Kairat", crypto.RoleOfficer, omn)
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offK.Load())) }
+	k = openTestAgent(t, cfg)
 	sp, err := a.CreateSpace("joint", []string{"KAZ"})
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +39,26 @@ func retentionPair(t testing.TB) (a, k *Agent, space string, skip func(time.Dura
 		t.Fatal(err)
 	}
 	receiptSync(t, a, k)
-	return a, k, sp.ID, func(d time.Duration) { offset.Add(int64(d)) }
+	return a, k, sp.ID, func(d time.Duration) { offA.Add(int64(d)) }, func(d time.Duration) { offK.Add(int64(d)) }
+}
+
+// assertValueGone fails if any change x holds in space still carries a
+// value containing canary.
+func assertValueGone(t testing.TB, x *Agent, space, canary string) {
+	t.Helper()
+	id := advSpaceID(t, space)
+	var keys crypto.Keyring
+	x.withRead(func() error { keys = x.spaces[id].keyring(); return nil })
+	x.Envelopes(id, func(env []byte) error {
+		if oc, err := openChange(env, keys); err == nil && oc.ch != nil {
+			for _, op := range oc.ch.Ops {
+				if strings.Contains(string(op.Value), canary) {
+					t.Errorf("%s still holds the value %q in %s:%d", x.dev, canary, oc.ch.Author, oc.ch.Seq)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func retentionOf(t testing.TB, x *Agent, space string) *retentionPolicy {
@@ -246,19 +273,7 @@ func TestRetentionLapseErase(t *testing.T) {
 		}
 	}
 	for _, x := range []*Agent{a, k} {
-		id := advSpaceID(t, space)
-		var keys crypto.Keyring
-		x.withRead(func() error { keys = x.spaces[id].keyring(); return nil })
-		x.Envelopes(id, func(env []byte) error {
-			if oc, err := openChange(env, keys); err == nil && oc.ch != nil {
-				for _, op := range oc.ch.Ops {
-					if strings.Contains(string(op.Value), canary) {
-						t.Errorf("%s still holds the lapsed record's value in %s:%d", x.dev, oc.ch.Author, oc.ch.Seq)
-					}
-				}
-			}
-			return nil
-		})
+		assertValueGone(t, x, space, canary)
 		if v, _ := advValue(x, space, "keep"); v != "v" {
 			t.Errorf("%s: the other record is %q", x.dev, v)
 		}

@@ -42,6 +42,7 @@ func agentFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "log `FORMAT`: text or json (default: the global --log-format)"},
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "prune-min-age", EnvVars: []string{"FIELDSYNC_PRUNE_MIN_AGE"}, Value: 24 * time.Hour, Usage: "prune superseded values of changes older than `DURATION` by their clock (0: at once; docs/design.md §7)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "compact-every", EnvVars: []string{"FIELDSYNC_COMPACT_EVERY"}, Value: 4096, Usage: "run a background pruning pass after `N` changes applied (0: never; `fieldsync compact` still does)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "no-auto-erase", EnvVars: []string{"FIELDSYNC_NO_AUTO_ERASE"}, Usage: "never erase records by their space's retention policy on this device (`review` still lists them as erase due)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"FIELDSYNC_METRICS_ADDR"}, Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics (e.g. 127.0.0.1:9464)"}),
 	}
 }
@@ -116,6 +117,7 @@ func agentAction(c *cli.Context) error {
 	cfg.Bind, cfg.Advertise, cfg.Join = c.String("bind"), c.String("advertise"), c.StringSlice("join")
 	cfg.Relay, cfg.Profile = c.Bool("relay"), c.String("profile")
 	cfg.DisableFind = c.Bool("no-find")
+	cfg.NoAutoErase = c.Bool("no-auto-erase")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err
@@ -198,6 +200,7 @@ func workerArgs(c *cli.Context, l agent.Layout) []string {
 		"--budget-session="+c.String("budget-session"), "--budget-day="+c.String("budget-day"), "--keepalive="+c.Duration("keepalive").String(),
 		"--attachments="+c.String("attachments"),
 		"--prune-min-age="+c.Duration("prune-min-age").String(), fmt.Sprintf("--compact-every=%d", c.Int("compact-every")),
+		fmt.Sprintf("--no-auto-erase=%t", c.Bool("no-auto-erase")),
 		"--metrics-addr="+c.String("metrics-addr"))
 	for _, j := range c.StringSlice("join") {
 		wargs = append(wargs, "--join", j)
@@ -273,6 +276,7 @@ func agentWorkerAction(c *cli.Context) error {
 	cfg.Join = c.StringSlice("join")
 	cfg.Relay = c.Bool("relay")
 	cfg.DisableFind = c.Bool("no-find")
+	cfg.NoAutoErase = c.Bool("no-auto-erase")
 	cfg.Client, cfg.KeepaliveInterval, cfg.DetectNAT = c.Bool("client"), c.Duration("keepalive"), c.Bool("detect-nat")
 	if err := budgetFlags(c, &cfg); err != nil {
 		return err

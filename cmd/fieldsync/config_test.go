@@ -192,7 +192,7 @@ func TestConfigWorkerArgs(t *testing.T) {
 	want := "--config= --data-dir /data --log-level warn --log-format json --mesh-key-file " +
 		filepath.Join(filepath.Dir(cfg), "mesh.key") + " agent-worker --bind 10.0.0.1:7946 --profile lan " +
 		"--advertise=203.0.113.5:7946 --relay=true --no-find=false --client=false --detect-nat=false --budget-session= --budget-day= --keepalive=0s --attachments=all " +
-		"--prune-min-age=24h0m0s --compact-every=4096 " +
+		"--prune-min-age=24h0m0s --compact-every=4096 --no-auto-erase=false " +
 		"--metrics-addr=127.0.0.1:9464 --join relay-a:7946 --join relay-b:7946"
 	if w != want {
 		t.Errorf("worker args:\n got %s\nwant %s", w, want)

@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"fieldsync/agent/api"
+	"fieldsync/crdt"
+)
+
+// Automatic erasure (docs/design.md §2, "Retention"): a record whose space's
+// retention policy has an erase-after period, and whose review clock is
+// older than it, is lapsed and erased (ReviewLapse with Erase) by the
+// officer devices of the owning bureau, the only ones that may erase
+// (erasableSpace), without a person: `review` lists it as erase_due until
+// then. Several such devices may do it at once; the CRDT and the erasure
+// markers take that.
+//
+// A laptop's clock can be wrong by years. Erasing is not undoable, so the
+// time a record is judged by is the earlier of this device's clock and the
+// newest HLC among the values other devices wrote in the spaces held here
+// (their clocks, not ours: Observe keeps a remote HLC far ahead of ours out
+// of our clock). A laptop whose clock jumped ahead erases nothing by itself
+// until other devices' writes date the erase-after period as passed too; a
+// device that has seen nobody else's writes erases nothing.
+const (
+	autoEraseEvery = time.Hour
+	// autoEraseFirst is when the first pass runs after the agent starts:
+	// not during the start's own work, soon enough for a laptop that is
+	// only opened now and then.
+	autoEraseFirst = time.Minute
+)
+
+// autoEraseResult is what one pass did.
+type autoEraseResult struct {
+	Erased int // records lapsed and erased
+	// Held are records due by this device's clock but not yet by the
+	// newest write of another device (the clocks disagree, or nobody
+	// else wrote since).
+	Held   int
+	Failed int
+}
+
+// startAutoErase runs autoErasePass after autoEraseFirst and then every
+// autoEraseEvery until ctx ends or stop is called; stop waits for a pass in
+// progress. A relay, or an agent with Config.NoAutoErase, runs none.
+func (a *Agent) startAutoErase(ctx context.Context) (stop func()) {
+	if a.cfg.Relay || a.cfg.NoAutoErase {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(autoEraseFirst)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			a.autoErasePass()
+			t.Reset(autoEraseEvery)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// autoErasePass lapses and erases every record due for erasure in the
+// spaces this device may erase in, judged by the corroborated time (above).
+func (a *Agent) autoErasePass() (autoEraseResult, error) {
+	var res autoEraseResult
+	if a.cfg.Relay || a.cfg.NoAutoErase {
+		return res, nil
+	}
+	var spaces []*spaceState
+	a.withRead(func() error {
+		for _, sp := range a.sortedSpaces() {
+			if p := sp.meta.Retention; p == nil || p.EraseDays == 0 || p.ReviewDays == 0 {
+				continue
+			}
+			if _, err := a.erasableSpace(sp.id.String()); err == nil && sp.current != nil {
+				spaces = append(spaces, sp)
+			}
+		}
+		return nil
+	})
+	if len(spaces) == 0 {
+		return res, nil
+	}
+	now := a.cfg.now()
+	judged, seen, err := a.othersNewestWrite()
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case !seen:
+		judged = time.Time{} // nobody else's clock: nothing is due
+	case judged.After(now):
+		judged = now
+	}
+	for _, sp := range spaces {
+		pol, in, err := a.reviewInputs(sp)
+		if err != nil {
+			return res, err
+		}
+		if pol == nil {
+			continue
+		}
+		byJudged := map[string]bool{}
+		for _, d := range dueForReview(judged, pol.ReviewDays, pol.EraseDays, in) {
+			byJudged[d.Record] = d.EraseDue
+		}
+		reason := fmt.Sprintf("retention: erase after %d days (automatic)", pol.EraseDays)
+		for _, d := range dueForReview(now, pol.ReviewDays, pol.EraseDays, in) {
+			if !d.EraseDue {
+				continue
+			}
+			if !byJudged[d.Record] {
+				res.Held++
+				continue
+			}
+			_, err := a.ReviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason, Erase: true})
+			switch {
+			case errors.Is(err, ErrClosed):
+				return res, err
+			case err != nil:
+				res.Failed++
+				a.log.Warn("erasing a record due under its space's retention policy", "space", d.Space, "record", d.Record, "err", err)
+			default:
+				res.Erased++
+				a.log.Info("record erased: its space's retention policy's erase-after period passed", "space", d.Space, "record", d.Record,
+					"erase_after_days", pol.EraseDays, "since", d.Since)
+			}
+		}
+	}
+	if res.Held > 0 {
+		a.log.Warn("records due for erasure by this device's clock are kept until other devices' writes date it too (is this clock ahead?)",
+			"records", res.Held, "clock", now.UTC().Format(time.RFC3339), "others_newest", judged.UTC().Format(time.RFC3339))
+	}
+	return res, nil
+}
+
+// othersNewestWrite is the newest HLC wall time among the live values and
+// notes that devices other than this one wrote, in every space held here;
+// seen is false when there is none.
+func (a *Agent) othersNewestWrite() (t time.Time, seen bool, err error) {
+	var spaces []*spaceState
+	a.withRead(func() error {
+		spaces = a.sortedSpaces()
+		return nil
+	})
+	me := crdt.ReplicaID(a.dev)
+	var newest int64
+	see := func(r crdt.ReplicaID, wall int64) {
+		if r != me && (!seen || wall > newest) {
+			newest, seen = wall, true
+		}
+	}
+	for _, sp := range spaces {
+		err := a.eachRecord(sp, func(r *crdt.Record) {
+			for _, f := range r.Registers() {
+				for _, s := range f.Siblings {
+					see(s.Dot.Replica, s.HLC.Wall)
+				}
+			}
+			for _, n := range r.Notes() {
+				see(n.Author, n.HLC.Wall)
+			}
+		})
+		if err != nil {
+			return time.Time{}, false, err
+		}
+	}
+	return time.UnixMilli(newest), seen, nil
+}

@@ -52,6 +52,7 @@ var (
 	chaosTamper   = flag.Bool("chaos.tamper", true, "chaos test: the relay is hostile (flips, truncates, splices, replays during the workload; then a replay phase and a withhold phase in which it is the officers' only path)")
 	chaosTrust    = flag.Bool("chaos.trust", true, "chaos test: officers of a second bureau (KAZ), withdrawals and releases of KAZ, at most one revocation, bundles carried across partitions")
 	chaosPrune    = flag.Bool("chaos.prune", true, "chaos test: after the heal, every other officer prunes every superseded value (fieldsync compact --min-age 0s): no state or envelope set may change, and the later phases sync pruned and whole copies of the same envelopes")
+	chaosReturn   = flag.Bool("chaos.return", true, "chaos test: after the prune phase, an officer cut off from all writes offline while another overwrites and deletes records it holds whole and prunes them; once it returns, nothing overwritten or deleted may come back, and its own writes show as concurrent edits")
 	chaosInsider  = flag.Bool("chaos.insider", true, "chaos test: after the heal (and the hostile relay's phases), an entitled officer acts as a compromised laptop and forges envelopes of its own log (future dots, 100,000 dots, undecodable bodies, key shares for random spaces)")
 )
 
@@ -358,6 +359,13 @@ func TestChaos(t *testing.T) {
 	// Pruning (docs/design.md §7, "Bounded storage").
 	if *chaosPrune && convErr == nil {
 		if err := r.prunePhase(ctx); err != nil {
+			t.Error(err)
+			settled = false
+		}
+	}
+	// A device returning with old whole envelopes after others pruned.
+	if *chaosReturn && convErr == nil && settled {
+		if err := r.returnPhase(ctx); err != nil {
 			t.Error(err)
 			settled = false
 		}
@@ -1462,6 +1470,173 @@ func (r *chaosRun) prunePhase(ctx context.Context) error {
 		return fmt.Errorf("prune phase: nothing pruned on %v: the phase proves nothing", on)
 	}
 	r.t.Logf("chaos: prune phase: %d envelopes pruned on %v; states and envelope sets unchanged", cut, on)
+	return nil
+}
+
+// returnPhase is the device that returns after others pruned (issue 16
+// item 3; docs/design.md §7, "Bounded storage"). An officer W writes
+// records every officer then holds whole; a second officer R is cut off
+// from everyone. W overwrites ret-o twice (new1, then new2), deletes
+// ret-d and edits ret-c, then prunes at once (compact --min-age 0s): it
+// holds new1 as a stub. R meanwhile edits ret-c (a concurrent edit) and
+// writes a new record. R then returns reaching W alone (so it gets new1 as
+// W's stub, not whole from another), and everyone converges. Every officer
+// must show ret-d deleted, ret-o with new2 alone (R holds the old value
+// whole: a stub that did not kill it would bring it back beside new2),
+// ret-c with both edits as siblings, and R's new record; R's own pruning
+// then changes nothing. Its writes are logged ops, so the checker judges
+// them too. Only W and R prune: the checker reads a pruned value from an
+// officer that kept it whole (the prune phase spared every second officer;
+// with three or more, the second is neither W nor R).
+func (r *chaosRun) returnPhase(ctx context.Context) error {
+	var officers []*harness.Node
+	for _, n := range r.judged {
+		if !n.Relay {
+			officers = append(officers, n)
+		}
+	}
+	if len(officers) < 2 {
+		r.t.Logf("chaos: return phase skipped: %d entitled officer(s) left, and it needs two", len(officers))
+		return nil
+	}
+	w, ret := officers[0], officers[len(officers)-1]
+	put := func(n *harness.Node, rec, tag string) (checker.Op, error) {
+		op := checker.Op{Client: "ret", Node: n.Name, Kind: "put", Record: rec, Field: "v", Value: fmt.Sprintf("ret-%s-op%d", tag, r.opID.Load()+1)}
+		r.runOp(n, &op, opKinds[0], nil, []string{"record", "put", r.space, rec, "v=" + op.Value})
+		r.logOp(op)
+		if op.Outcome != checker.OK {
+			return op, fmt.Errorf("return phase: put %s on %s: %s %s (no fault is running)", rec, n.Name, op.Outcome, op.Error)
+		}
+		return op, nil
+	}
+	var err error
+	var old, new1, new2, wside, rside, fresh checker.Op
+	for _, p := range []struct {
+		op       *checker.Op
+		rec, tag string
+	}{{&old, "ret-o", "old"}, {nil, "ret-d", "doomed"}, {nil, "ret-c", "base"}} {
+		op, err := put(w, p.rec, p.tag)
+		if err != nil {
+			return err
+		}
+		if p.op != nil {
+			*p.op = op
+		}
+	}
+	if _, err := r.converge(ctx, time.Now()); err != nil {
+		return fmt.Errorf("return phase: before the cut: %w", err)
+	}
+
+	if err := r.writeRules("isolate " + r.ids[ret.Name] + "\n"); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond) // > the injector's 100 ms re-read
+	if new1, err = put(w, "ret-o", "new1"); err != nil {
+		return err
+	}
+	if new2, err = put(w, "ret-o", "new2"); err != nil {
+		return err
+	}
+	del := checker.Op{Client: "ret", Node: w.Name, Kind: "delete", Record: "ret-d"}
+	r.runOp(w, &del, opKinds[4], nil, []string{"record", "delete", r.space, "ret-d"})
+	r.logOp(del)
+	if del.Outcome != checker.OK {
+		return fmt.Errorf("return phase: delete on %s: %s %s", w.Name, del.Outcome, del.Error)
+	}
+	if wside, err = put(w, "ret-c", "wside"); err != nil {
+		return err
+	}
+	if rside, err = put(ret, "ret-c", "rside"); err != nil {
+		return err
+	}
+	if fresh, err = put(ret, "ret-n", "fresh"); err != nil {
+		return err
+	}
+	var out api.Compacted
+	if err := r.cl.CLIJSON(ctx, w.Dir, &out, "compact", "--min-age", "0s"); err != nil {
+		return fmt.Errorf("return phase: compact on %s: %w", w.Name, err)
+	}
+	pruned := 0
+	for _, s := range out.Spaces {
+		pruned += s.Envelopes
+	}
+	if pruned == 0 {
+		return fmt.Errorf("return phase: %s pruned nothing: the phase proves nothing", w.Name)
+	}
+
+	// R returns reaching W alone, then everyone.
+	var only strings.Builder
+	for _, n := range r.nodes {
+		if n != w && n != ret {
+			fmt.Fprintf(&only, "drop %s %s\ndrop %s %s\n", r.ids[ret.Name], r.ids[n.Name], r.ids[n.Name], r.ids[ret.Name])
+		}
+	}
+	if err := r.writeRules(only.String()); err != nil {
+		return err
+	}
+	if _, err := r.converge(ctx, time.Now()); err != nil {
+		return fmt.Errorf("return phase: after %s returned through %s: %w", ret.Name, w.Name, err)
+	}
+	if err := r.writeRules(""); err != nil {
+		return err
+	}
+	check := func(n *harness.Node) error {
+		var rec api.Record
+		err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", r.space, "ret-d")
+		switch {
+		case err != nil && !strings.Contains(err.Error(), api.CodeNotFound):
+			return err
+		case err == nil && !rec.Deleted && len(rec.Fields) > 0:
+			return fmt.Errorf("return phase: %s shows the deleted record ret-d again: %v", n.Name, rec.Fields)
+		}
+		for rec, want := range map[string][]string{"ret-o": {new2.Value}, "ret-c": {wside.Value, rside.Value}, "ret-n": {fresh.Value}} {
+			var got api.Record
+			if err := r.cl.CLIJSON(ctx, n.Dir, &got, "record", "get", r.space, rec); err != nil {
+				return err
+			}
+			var vs []string
+			for _, s := range got.Fields["v"].Siblings {
+				vs = append(vs, s.Value)
+			}
+			slices.Sort(vs)
+			slices.Sort(want)
+			if !slices.Equal(vs, want) {
+				return fmt.Errorf("return phase: %s shows %s.v = %v, want %v (%s and %s overwritten, never to come back)", n.Name, rec, vs, want, old.Value, new1.Value)
+			}
+		}
+		return nil
+	}
+	for _, n := range officers {
+		if err := check(n); err != nil {
+			return err
+		}
+	}
+	if len(officers) < 3 {
+		r.t.Logf("chaos: return phase: %s returned after %s pruned %d envelopes; it does not prune itself (two officers: the checker needs a whole copy)", ret.Name, w.Name, pruned)
+		return nil
+	}
+	// The returning officer prunes its whole copies: nothing changes.
+	nodes, before, err := r.judgedDigests(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.cl.CLIJSON(ctx, ret.Dir, &out, "compact", "--min-age", "0s"); err != nil {
+		return fmt.Errorf("return phase: compact on %s: %w", ret.Name, err)
+	}
+	after, err := r.digests(ctx, nodes)
+	if err != nil {
+		return err
+	}
+	for i, n := range nodes {
+		if after[i].Digest != before[i].Digest || after[i].Envelopes != before[i].Envelopes {
+			return fmt.Errorf("return phase: %s changed when %s pruned: digest %.12s → %.12s", n.Name, ret.Name, before[i].Digest, after[i].Digest)
+		}
+	}
+	if err := check(ret); err != nil {
+		return err
+	}
+	r.t.Logf("chaos: return phase: %s returned through %s after it pruned %d envelopes; ret-d stayed deleted, %s and %s never came back, the concurrent edits %s and %s both kept",
+		ret.Name, w.Name, pruned, old.Value, new1.Value, wside.Value, rside.Value)
 	return nil
 }
 

@@ -36,6 +36,10 @@ type CompactedSpace struct {
 	// values segment cut or malformed) that are still live: stubs of live
 	// writes, shown as value_withheld (docs/design.md §7).
 	Withheld int `json:"withheld"`
+	// Frozen counts the envelopes with cut segments now stored in cold
+	// form (docs/storage.md, "Cold envelopes"): those cut by this pass and
+	// those cut before.
+	Frozen int `json:"frozen"`
 }
 
 // Compact is `fieldsync compact`.

@@ -35,9 +35,10 @@ const (
 // errCold names the cold form in every error it returns.
 func errCold(detail string) error { return invalid("cold envelope", detail) }
 
-// IsCold reports whether a stored value is a cold envelope (by its first
-// byte) rather than an envelope.
-func IsCold(b []byte) bool { return len(b) > 0 && b[0] == ColdVersion1 }
+// IsCold reports whether a stored value is a cold envelope of any version
+// (first byte 0xC0 to 0xCF) rather than an envelope. ThawEnvelope knows
+// version 1 only and names any other as an unknown version.
+func IsCold(b []byte) bool { return len(b) > 0 && b[0]&0xF0 == 0xC0 }
 
 var flateWriters = sync.Pool{New: func() any {
 	w, _ := flate.NewWriter(nil, flate.BestCompression)
@@ -251,6 +252,33 @@ func ThawEnvelope(cold []byte, keys Keyring) ([]byte, error) {
 		return nil, errCold("rebuilt envelope differs from the one frozen (damaged cold form)")
 	}
 	return out, nil
+}
+
+// ColdContents returns what a cold envelope holds besides its nonces,
+// hashes and signature, decompressed: the signed header and each sealed
+// segment's length and plaintext. It is for forensic checks (that erased
+// case data is nowhere in a store); ThawEnvelope is how cold envelopes are
+// read.
+func ColdContents(cold []byte) ([]byte, error) {
+	if len(cold) < coldFixed || cold[0] != ColdVersion1 {
+		return nil, errCold("not a version 1 cold envelope")
+	}
+	k := int(binary.BigEndian.Uint16(cold[coldFixed-2:]))
+	if len(cold) < coldFixed+k {
+		return nil, truncated("cold envelope")
+	}
+	off := coldFixed + k
+	for _, f := range cold[coldFixed : coldFixed+k] {
+		if f == segSealed {
+			off += nonceSize
+		} else {
+			off += 32
+		}
+	}
+	if off > len(cold) {
+		return nil, truncated("cold envelope")
+	}
+	return inflate(cold[off:])
 }
 
 // inflate decompresses a cold envelope's DEFLATE stream, refusing more than

@@ -120,11 +120,11 @@ func (s *sealedKV) freeze(env []byte) []byte {
 // whether it is stored cold and how many bytes it takes as stored (before
 // the store's own sealing). A value that fails to open or thaw goes to
 // onCorrupt and is skipped.
-func (s *sealedKV) scanStored(prefix []byte, fn func(key, env []byte, cold bool, stored int) error, onCorrupt func(key []byte)) error {
+func (s *sealedKV) scanStored(prefix []byte, fn func(key, env []byte, cold bool, size int) error, onCorrupt func(key []byte)) error {
 	return s.kv.Scan(prefix, func(k, v []byte) error {
 		pt, err := s.openRaw(k, v)
 		cold := err == nil && len(k) > 0 && k[0] == pfxEnvelope && crypto.IsCold(pt)
-		stored := len(pt)
+		size := len(pt)
 		if cold {
 			pt, err = s.thaw(k, pt)
 		}
@@ -135,7 +135,7 @@ func (s *sealedKV) scanStored(prefix []byte, fn func(key, env []byte, cold bool,
 			}
 			return err
 		}
-		return fn(k, pt, cold, stored)
+		return fn(k, pt, cold, size)
 	})
 }
 

@@ -86,7 +86,7 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	out := api.Compacted{Spaces: []api.CompactedSpace{}}
 	cut := 0
 	for _, id := range ids {
-		st, err := a.compactSpace(id, minAge, 0, true)
+		st, err := a.compactSpace(id, minAge, 0, true, !req.NoCold)
 		if err != nil {
 			return out, err
 		}
@@ -149,7 +149,10 @@ type pruneSeg struct {
 // every envelope with a cut values segment; without it (background passes)
 // an envelope with nothing left to prune, or too young, is skipped from
 // its header and segment list, unopened.
-func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report bool) (api.CompactedSpace, error) {
+//
+// With cold set, the envelopes it cuts, and those cut before, are stored
+// in cold form (cold.go).
+func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report, cold bool) (api.CompactedSpace, error) {
 	st := api.CompactedSpace{Space: id.String()}
 	var keys crypto.Keyring
 	var applied *crdt.Context
@@ -162,8 +165,8 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 	horizon := a.cfg.now().Add(-minAge).UnixMilli()
 	var cands []pruneCandidate
 	var withheld []pruneSeg // ops applied without their value
-	err := a.db.scanStored(envSpacePrefix(id), func(k, env []byte, cold bool, stored int) error {
-		st.BytesBefore += int64(stored)
+	err := a.db.scanStored(envSpacePrefix(id), func(k, env []byte, stored bool, size int) error {
+		st.BytesBefore += int64(size)
 		if keys == nil {
 			return nil // a relay, or no key yet: it cannot tell dead from live
 		}
@@ -176,7 +179,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 		}
 		// Cut already (a pass of an older build, a record erasure, a
 		// stub received) but stored whole: freeze it (cold.go).
-		freeze := !cold && anyCut(env)
+		freeze := cold && !stored && anyCut(env)
 		if !report && (hlcMillis(h.HLC) > horizon || !valuesLeft(env)) {
 			if freeze {
 				cands = append(cands, pruneCandidate{key: bytes.Clone(k), freeze: true})
@@ -238,7 +241,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 		st.Withheld = a.countWithheld(id, withheld)
 	}
 	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
-		n, envs, vals, frozen, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)])
+		n, envs, vals, frozen, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)], cold)
 		if err != nil {
 			return st, err
 		}
@@ -287,7 +290,7 @@ func opDotOf(ch *crdt.Change, j int) crdt.Dot {
 // segment is stored cold when it can be (cold.go). It returns how many
 // candidates it judged (at least one), the envelopes and segments cut, and
 // the envelopes stored cold.
-func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, envs, vals, frozen int, err error) {
+func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate, cold bool) (judged, envs, vals, frozen int, err error) {
 	err = a.withWrite(func(t *tx) error {
 		sp := a.spaces[id]
 		if sp == nil {
@@ -336,9 +339,9 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, e
 				continue
 			}
 			val := cut
-			if anyCut(cut) {
-				if cold := a.db.freeze(cut); cold != nil {
-					val = cold
+			if cold && anyCut(cut) {
+				if c := a.db.freeze(cut); c != nil {
+					val = c
 					frozen++
 				}
 			}
@@ -420,7 +423,7 @@ const (
 func (a *Agent) compactBackground() {
 	defer a.reclaimIfDue()
 	for _, id := range a.SpaceIDs() {
-		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
+		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false, true)
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)

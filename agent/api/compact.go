@@ -12,6 +12,10 @@ const PathCompact = "/v1/compact" // POST CompactRequest -> Compacted
 type CompactRequest struct {
 	Space         string `json:"space,omitempty"`
 	MinAgeSeconds *int64 `json:"min_age_seconds,omitempty"`
+	// NoCold keeps the envelopes this call cuts whole, as received,
+	// rather than in cold form (docs/storage.md, "Cold envelopes"): to
+	// measure what the cold form saves. Background passes still freeze.
+	NoCold bool `json:"no_cold,omitempty"`
 }
 
 // Compacted is what one compaction did.

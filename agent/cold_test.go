@@ -289,3 +289,49 @@ func TestColdDamagedValue(t *testing.T) {
 		t.Fatalf("restored cold value: %v", err)
 	}
 }
+
+// The background pass freezes what it cuts; a pass also freezes stubs
+// received already cut (here from a compacted peer), even those too young
+// to prune: nothing is cut, only stored cold.
+func TestColdBackgroundAndReceivedStubs(t *testing.T) {
+	omn, a, _, sp, _ := threeWrites(t) // r.f = v1, v2, v3 on a
+	space := mustSpaceID(t, sp.ID)
+	if c := compactNow(t, a, sp.ID); c.Spaces[0].Frozen != 2 {
+		t.Fatalf("a: %+v", c.Spaces[0])
+	}
+	c := openTestAgent(t, newTestDevice(t, omn, "Chen", crypto.RoleOfficer))
+	transfer(t, c, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, c)
+	if cold, cutWhole := storedForms(t, c, space); cold != 0 || cutWhole != 2 {
+		t.Fatalf("c as received: %d cold, %d cut but whole", cold, cutWhole)
+	}
+	dc, _ := c.Digest(api.SpaceRef{Space: sp.ID})
+	st, err := c.Compact(api.CompactRequest{Space: sp.ID}) // default minimum age: 24 h
+	if err != nil || st.Spaces[0].Envelopes != 0 || st.Spaces[0].Frozen != 2 {
+		t.Fatalf("c: %+v %v", st, err)
+	}
+	if cold, cutWhole := storedForms(t, c, space); cold != 2 || cutWhole != 0 {
+		t.Fatalf("c after a pass: %d cold, %d cut but whole", cold, cutWhole)
+	}
+	if d, _ := c.Digest(api.SpaceRef{Space: sp.ID}); d != dc {
+		t.Fatalf("c's digest %+v, was %+v", d, dc)
+	}
+
+	cfg := newTestDevice(t, omn, "Dana", crypto.RoleOfficer)
+	cfg.CompactEvery, cfg.PruneMinAge = 4, -1
+	d := openTestAgent(t, cfg)
+	dsp, err := d.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		put(t, d, dsp, "r", "f", strings.Repeat("v", i+1))
+	}
+	d.stopAfterWork() // runs the background pass queued, then stops
+	if cold, cutWhole := storedForms(t, d, mustSpaceID(t, dsp.ID)); cold != 3 || cutWhole != 0 {
+		t.Fatalf("background pass: %d cold, %d cut but whole", cold, cutWhole)
+	}
+}

@@ -100,7 +100,7 @@ func (s *sealedKV) thaw(key, cold []byte) ([]byte, error) {
 		if space, author, seq, ok := parseEnvKey(key); ok {
 			what = fmt.Sprintf("space %s author %s seq %d", space, author, seq)
 		}
-		return nil, fmt.Errorf("%w: %w: envelope %s: %w (it is counted as corrupt; `fieldsync repair` rebuilds the store from the envelopes that read, and peers send this one again)", errCorrupt, errColdThaw, what, err)
+		return nil, fmt.Errorf("%w: %w: envelope %s: %w (counted as a corrupt value: stop the agent and run `fieldsync repair`, then start it to fetch the envelope again from peers)", errCorrupt, errColdThaw, what, err)
 	}
 	return env, nil
 }

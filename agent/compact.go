@@ -40,7 +40,7 @@ const (
 	// the write lock.
 	compactBatch = 256
 	// compactBackgroundMax bounds the envelopes one background pass cuts
-	// per space; the next pass goes on.
+	// (or stores cold) per space; the next pass goes on.
 	compactBackgroundMax = 8192
 )
 
@@ -240,7 +240,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 	if report {
 		st.Withheld = a.countWithheld(id, withheld)
 	}
-	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
+	for len(cands) > 0 && (limit == 0 || max(st.Envelopes, st.Frozen) < limit) {
 		n, envs, vals, frozen, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)], cold)
 		if err != nil {
 			return st, err
@@ -340,8 +340,8 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate, cold bool)
 			}
 			val := cut
 			if cold && anyCut(cut) {
-				if c := a.db.freeze(cut); c != nil {
-					val = c
+				if fz := a.db.freeze(cut); fz != nil {
+					val = fz
 					frozen++
 				}
 			}
@@ -430,10 +430,10 @@ func (a *Agent) compactBackground() {
 			}
 			return
 		}
-		a.prunedSince.Add(int64(st.Envelopes + st.Frozen))
-		if st.Envelopes > 0 {
+		a.prunedSince.Add(int64(max(st.Envelopes, st.Frozen))) // envelopes rewritten, at least
+		if st.Envelopes > 0 || st.Frozen > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
-				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
+				"frozen", st.Frozen, "bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
 		}
 	}
 }

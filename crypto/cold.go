@@ -40,8 +40,12 @@ func errCold(detail string) error { return invalid("cold envelope", detail) }
 // version 1 only and names any other as an unknown version.
 func IsCold(b []byte) bool { return len(b) > 0 && b[0]&0xF0 == 0xC0 }
 
+// coldLevel is the DEFLATE level cold envelopes are written at: on W1's
+// envelopes level 4 is as small as 9 (within 0.3%) and twice as fast.
+const coldLevel = 4
+
 var flateWriters = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestCompression)
+	w, _ := flate.NewWriter(nil, coldLevel)
 	return w
 }}
 

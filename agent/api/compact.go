@@ -33,7 +33,8 @@ type CompactedSpace struct {
 	// a change whose every value is superseded or removed).
 	Envelopes int `json:"envelopes"`
 	Values    int `json:"values"`
-	// Sealed bytes of the space's envelopes before and after.
+	// Bytes of the space's envelopes as stored before and after (a cold
+	// envelope at its cold size, before the store's own sealing).
 	BytesBefore int64 `json:"bytes_before"`
 	BytesAfter  int64 `json:"bytes_after"`
 	// Withheld counts the values applied here without their bytes (their

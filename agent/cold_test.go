@@ -335,3 +335,43 @@ func TestColdBackgroundAndReceivedStubs(t *testing.T) {
 		t.Fatalf("background pass: %d cold, %d cut but whole", cold, cutWhole)
 	}
 }
+
+// A backup of a cold store holds the envelopes themselves (thawed), and
+// the restored store reads them, rebuilds to the same state and freezes
+// them again at its first pass.
+func TestColdBackupRestore(t *testing.T) {
+	tb := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, tb, "Amina", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	overwrites(t, a, sp, "p1", 3)
+	compactNow(t, a, sp.ID)
+	if cold, _ := storedForms(t, a, space); cold != 2 {
+		t.Fatalf("%d cold before the backup", cold)
+	}
+	da, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+	data := backupBytes(t, a)
+	dir := t.TempDir()
+	if _, err := restoreInto(t, tb, data, dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newTestDevice(t, tb, "unused", crypto.RoleOfficer)
+	cfg.Layout = Layout{Dir: dir}
+	b := openTestAgent(t, cfg)
+	if cold, cutWhole := storedForms(t, b, space); cold != 0 || cutWhole != 2 {
+		t.Fatalf("restored: %d cold, %d cut and whole (the backup should hold envelopes)", cold, cutWhole)
+	}
+	db, _ := b.Digest(api.SpaceRef{Space: sp.ID})
+	if db.Digest != da.Digest || db.Envelopes != da.Envelopes {
+		t.Fatalf("restored digest %+v, want %+v", db, da)
+	}
+	if c := compactNow(t, b, sp.ID); c.Spaces[0].Frozen != 2 {
+		t.Fatalf("restored store's pass: %+v", c.Spaces[0])
+	}
+	if d, _ := b.Digest(api.SpaceRef{Space: sp.ID}); d.Digest != da.Digest || d.Envelopes != da.Envelopes {
+		t.Fatalf("after refreezing %+v, want %+v", d, da)
+	}
+}

@@ -114,6 +114,9 @@ func FuzzThawEnvelope(f *testing.F) {
 		f.Add(must(FreezeEnvelope(env, w.keys)))
 	}
 	f.Add([]byte{ColdVersion1})
+	for _, v := range loadVectorsF(f, "cold") {
+		f.Add(v.payload)
+	}
 	f.Fuzz(func(t *testing.T, cold []byte) {
 		env, err := ThawEnvelope(cold, w.keys)
 		if err != nil {

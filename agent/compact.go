@@ -40,7 +40,7 @@ const (
 	// the write lock.
 	compactBatch = 256
 	// compactBackgroundMax bounds the envelopes one background pass cuts
-	// per space; the next pass goes on.
+	// (or stores cold) per space; the next pass goes on.
 	compactBackgroundMax = 8192
 )
 
@@ -86,11 +86,11 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	out := api.Compacted{Spaces: []api.CompactedSpace{}}
 	cut := 0
 	for _, id := range ids {
-		st, err := a.compactSpace(id, minAge, 0, true)
+		st, err := a.compactSpace(id, minAge, 0, true, !req.NoCold)
 		if err != nil {
 			return out, err
 		}
-		cut += st.Envelopes
+		cut += st.Envelopes + st.Frozen
 		out.Spaces = append(out.Spaces, st)
 	}
 	if cut > 0 {
@@ -126,10 +126,12 @@ func (a *Agent) reclaim() error {
 	return nil
 }
 
-// pruneCandidate is an envelope with values segments that may be dead.
+// pruneCandidate is an envelope with values segments that may be dead,
+// or one already cut to store in cold form (cold.go).
 type pruneCandidate struct {
-	key  []byte // its E key
-	segs []pruneSeg
+	key    []byte // its E key
+	segs   []pruneSeg
+	freeze bool // cut already, stored whole: freeze even if nothing is cut now
 }
 
 // pruneSeg is one values segment and the dots of the values it holds.
@@ -147,7 +149,10 @@ type pruneSeg struct {
 // every envelope with a cut values segment; without it (background passes)
 // an envelope with nothing left to prune, or too young, is skipped from
 // its header and segment list, unopened.
-func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report bool) (api.CompactedSpace, error) {
+//
+// With cold set, the envelopes it cuts, and those cut before, are stored
+// in cold form (cold.go).
+func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int, report, cold bool) (api.CompactedSpace, error) {
 	st := api.CompactedSpace{Space: id.String()}
 	var keys crypto.Keyring
 	var applied *crdt.Context
@@ -160,8 +165,8 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 	horizon := a.cfg.now().Add(-minAge).UnixMilli()
 	var cands []pruneCandidate
 	var withheld []pruneSeg // ops applied without their value
-	err := a.db.scan(envSpacePrefix(id), func(k, env []byte) error {
-		st.BytesBefore += int64(len(env))
+	err := a.db.scanStored(envSpacePrefix(id), func(k, env []byte, stored bool, size int) error {
+		st.BytesBefore += int64(size)
 		if keys == nil {
 			return nil // a relay, or no key yet: it cannot tell dead from live
 		}
@@ -172,7 +177,13 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 		if !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}) {
 			return nil // waiting: its values are yet to be applied
 		}
+		// Cut already (a pass of an older build, a record erasure, a
+		// stub received) but stored whole: freeze it (cold.go).
+		freeze := cold && !stored && anyCut(env)
 		if !report && (hlcMillis(h.HLC) > horizon || !valuesLeft(env)) {
+			if freeze {
+				cands = append(cands, pruneCandidate{key: bytes.Clone(k), freeze: true})
+			}
 			return nil
 		}
 		oc, err := openChange(env, keys)
@@ -185,13 +196,16 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 			}
 		}
 		if hlcMillis(h.HLC) > horizon {
+			if freeze {
+				cands = append(cands, pruneCandidate{key: bytes.Clone(k), freeze: true})
+			}
 			return nil
 		}
 		infos, err := crypto.Segments(env)
 		if err != nil || len(infos) != len(oc.segRecord) {
 			return nil
 		}
-		c := pruneCandidate{key: bytes.Clone(k)}
+		c := pruneCandidate{key: bytes.Clone(k), freeze: freeze}
 		for i := 1; i < len(infos); i += 2 {
 			// A values segment and its live skeleton name the same
 			// record; in the version 1 layout neighbours never do.
@@ -215,7 +229,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 				c.segs = append(c.segs, ps)
 			}
 		}
-		if len(c.segs) > 0 {
+		if len(c.segs) > 0 || c.freeze {
 			cands = append(cands, c)
 		}
 		return nil
@@ -226,19 +240,22 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 	if report {
 		st.Withheld = a.countWithheld(id, withheld)
 	}
-	for len(cands) > 0 && (limit == 0 || st.Envelopes < limit) {
-		n, envs, vals, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)])
+	for len(cands) > 0 && (limit == 0 || max(st.Envelopes, st.Frozen) < limit) {
+		n, envs, vals, frozen, err := a.pruneBatch(id, cands[:min(len(cands), compactBatch)], cold)
 		if err != nil {
 			return st, err
 		}
 		st.Envelopes += envs
 		st.Values += vals
+		st.Frozen += frozen
 		cands = cands[n:]
 	}
-	err = a.db.scan(envSpacePrefix(id), func(k, env []byte) error {
-		st.BytesAfter += int64(len(env))
+	err = a.db.kv.Scan(envSpacePrefix(id), func(k, sealed []byte) error {
+		if pt, err := a.db.openRaw(k, sealed); err == nil {
+			st.BytesAfter += int64(len(pt)) // as stored: cold or not
+		}
 		return nil
-	}, a.countCorrupt)
+	})
 	return st, err
 }
 
@@ -269,9 +286,11 @@ func opDotOf(ch *crdt.Change, j int) crdt.Dot {
 // pruneBatch judges candidates from the front of batch against the newest
 // record states and cuts the values segments whose values are all dead,
 // under the write lock, in one commit of at most store.MaxGroupBytes
-// (a Badger transaction's limit). It returns how many candidates it
-// judged (at least one), and the envelopes and segments cut.
-func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, envs, vals int, err error) {
+// (a Badger transaction's limit). Every envelope it writes with a cut
+// segment is stored cold when it can be (cold.go). It returns how many
+// candidates it judged (at least one), the envelopes and segments cut, and
+// the envelopes stored cold.
+func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate, cold bool) (judged, envs, vals, frozen int, err error) {
 	err = a.withWrite(func(t *tx) error {
 		sp := a.spaces[id]
 		if sp == nil {
@@ -301,7 +320,7 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, e
 					idx = append(idx, s.index)
 				}
 			}
-			if len(idx) == 0 {
+			if len(idx) == 0 && !c.freeze {
 				continue
 			}
 			env, err := a.db.get(c.key)
@@ -311,18 +330,34 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate) (judged, e
 				}
 				return err
 			}
-			cut := cutSegments(env, idx)
-			if bytes.Equal(cut, env) {
+			cut := env
+			if len(idx) > 0 {
+				cut = cutSegments(env, idx)
+			}
+			changed := !bytes.Equal(cut, env)
+			if !changed && !c.freeze {
 				continue
 			}
-			t.put(a.db.entry(c.key, cut))
-			size += len(c.key) + len(cut) + 64
-			envs++
-			vals += len(idx)
+			val := cut
+			if cold && anyCut(cut) {
+				if fz := a.db.freeze(cut); fz != nil {
+					val = fz
+					frozen++
+				}
+			}
+			if !changed && bytes.Equal(val, cut) {
+				continue // nothing cut and no cold form: as stored
+			}
+			t.put(a.db.entry(c.key, val))
+			size += len(c.key) + len(val) + 64
+			if changed {
+				envs++
+				vals += len(idx)
+			}
 		}
 		return nil
 	})
-	return judged, envs, vals, err
+	return judged, envs, vals, frozen, err
 }
 
 // countWithheld counts the ops applied without their value (a values
@@ -388,17 +423,17 @@ const (
 func (a *Agent) compactBackground() {
 	defer a.reclaimIfDue()
 	for _, id := range a.SpaceIDs() {
-		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
+		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false, true)
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)
 			}
 			return
 		}
-		a.prunedSince.Add(int64(st.Envelopes))
-		if st.Envelopes > 0 {
+		a.prunedSince.Add(int64(max(st.Envelopes, st.Frozen))) // envelopes rewritten, at least
+		if st.Envelopes > 0 || st.Frozen > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
-				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
+				"frozen", st.Frozen, "bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
 		}
 	}
 }

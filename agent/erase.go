@@ -323,6 +323,7 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 // after the drop (Badger gives up on a level-0 compaction silently) is
 // dropped again; the erasure fails if some remains.
 func (a *Agent) dropSpace(space crypto.SpaceID) (dropped bool, err error) {
+	a.db.cold.forget(space) // epoch keys cached to thaw cold envelopes (cold.go)
 	prefixes := make([][]byte, 0, len(spacePrefixes))
 	for _, p := range spacePrefixes {
 		prefixes = append(prefixes, append([]byte{p}, space[:]...))

@@ -21,13 +21,26 @@ var errCorrupt = errors.New("stored value is corrupt")
 type sealedKV struct {
 	kv  *store.DB
 	key [32]byte
+	// cold finds epoch keys to thaw cold envelopes (cold.go).
+	cold coldKeyring
 }
 
 func (s *sealedKV) seal(key, plaintext []byte) []byte {
 	return crypto.SealValue(&s.key, key, plaintext, rand.Reader)
 }
 
+// open opens a stored value; an envelope stored in cold form (cold.go) is
+// thawed to its exact bytes, so no reader ever sees the cold form.
 func (s *sealedKV) open(key, sealed []byte) ([]byte, error) {
+	pt, err := s.openRaw(key, sealed)
+	if err == nil && len(key) > 0 && key[0] == pfxEnvelope && crypto.IsCold(pt) {
+		return s.thaw(key, pt)
+	}
+	return pt, err
+}
+
+// openRaw opens a stored value as stored (a cold envelope stays cold).
+func (s *sealedKV) openRaw(key, sealed []byte) ([]byte, error) {
 	pt, err := crypto.OpenValue(&s.key, key, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key %x", errCorrupt, key)

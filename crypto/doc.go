@@ -23,6 +23,9 @@
 // Seal builds a signed envelope (clear header, body, signature); Verify checks
 // it with no space key (what relays call); Open also decrypts it with a
 // Keyring; CheckAuthor judges the author's certificate, role and revocation.
+// FreezeEnvelope and ThawEnvelope turn a version 2 change into its cold
+// form, a local storage form holding plaintexts that thaws to the exact
+// sealed bytes (cold.go; docs/crypto.md, "Cold envelopes").
 //
 // # Errors
 //

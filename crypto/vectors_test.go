@@ -236,6 +236,17 @@ var vectorChecks = map[string]func(t *testing.T, v *vector) error{
 		}
 		return nil
 	},
+	"cold": func(t *testing.T, v *vector) error {
+		k := must(SpaceKeyFromBytes(v.hex(t, "space-key")))
+		env, err := ThawEnvelope(v.payload, mapKeyring{k.ID(): k})
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(env, v.hex(t, "envelope")) {
+			t.Fatal("thawed to other bytes")
+		}
+		return nil
+	},
 	"key share": func(t *testing.T, v *vector) error {
 		id := identityFromHex(t, v, "recipient")
 		space := SpaceID(v.hex(t, "space"))
@@ -462,6 +473,20 @@ func writeVectors(t *testing.T) {
 	sbad := bytes.Clone(s1)
 	sbad[HeaderSize+2+5+30] ^= 1
 	seg("envelope-v2-signature.txt", "signature", "version 2, one byte of segment 0 flipped", sbad, nil)
+	// Cold envelopes: the decoder must keep reading these bytes (DEFLATE
+	// output may differ between Go releases, so freezing is not pinned).
+	cut := must(EraseSegments(s1, 1))
+	cold := must(FreezeEnvelope(cut, w.keys))
+	cv := func(file, expect, comment string, c []byte) {
+		add(file, c, "expect", expect, "type", "cold", "comment", comment, "space-key", keyHex, "envelope", hex.EncodeToString(cut))
+	}
+	cv("cold-v1.txt", "success", "envelope-v2-segments with segment 1 cut, in cold form; thaws to envelope", cold)
+	cbad := bytes.Clone(cold)
+	cbad[1] ^= 1
+	cv("cold-v1-damaged.txt", "invalid", "the recorded SHA-256 altered: the rebuilt envelope differs", cbad)
+	cunk := bytes.Clone(cold)
+	cunk[0] = 0xC2
+	cv("cold-v1-unknown-version.txt", "unknown version", "cold form version 0xC2", cunk)
 	res := bytes.Clone(e1)
 	res[3] = 1
 	env("envelope-invalid.txt", "invalid", "reserved header byte set", res, alice, keyHex, nil)

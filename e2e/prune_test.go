@@ -77,6 +77,11 @@ func TestPruneReturningDevice(t *testing.T) {
 		if c.Spaces[0].Envelopes == 0 {
 			t.Fatalf("%s pruned nothing: %+v", n.Name, c)
 		}
+		// What is cut is stored cold, so the bundles below are exported
+		// from cold stores (docs/storage.md, "Cold envelopes").
+		if c.Spaces[0].Frozen < c.Spaces[0].Envelopes {
+			t.Fatalf("%s stored what it cut whole: %+v", n.Name, c)
+		}
 	}
 	// r, offline, writes over what it holds.
 	cli(r, "record", "put", sp.ID, "r1", "f=offline")

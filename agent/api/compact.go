@@ -12,6 +12,10 @@ const PathCompact = "/v1/compact" // POST CompactRequest -> Compacted
 type CompactRequest struct {
 	Space         string `json:"space,omitempty"`
 	MinAgeSeconds *int64 `json:"min_age_seconds,omitempty"`
+	// NoCold keeps the envelopes this call cuts whole, as received,
+	// rather than in cold form (docs/storage.md, "Cold envelopes"): to
+	// measure what the cold form saves. Background passes still freeze.
+	NoCold bool `json:"no_cold,omitempty"`
 }
 
 // Compacted is what one compaction did.
@@ -29,13 +33,18 @@ type CompactedSpace struct {
 	// a change whose every value is superseded or removed).
 	Envelopes int `json:"envelopes"`
 	Values    int `json:"values"`
-	// Sealed bytes of the space's envelopes before and after.
+	// Bytes of the space's envelopes as stored before and after (a cold
+	// envelope at its cold size, before the store's own sealing).
 	BytesBefore int64 `json:"bytes_before"`
 	BytesAfter  int64 `json:"bytes_after"`
 	// Withheld counts the values applied here without their bytes (their
 	// values segment cut or malformed) that are still live: stubs of live
 	// writes, shown as value_withheld (docs/design.md §7).
 	Withheld int `json:"withheld"`
+	// Frozen counts the envelopes with cut segments now stored in cold
+	// form (docs/storage.md, "Cold envelopes"): those cut by this pass and
+	// those cut before.
+	Frozen int `json:"frozen"`
 }
 
 // Compact is `fieldsync compact`.

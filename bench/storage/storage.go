@@ -4,7 +4,8 @@
 // the final state. The ratio is what compaction of superseded envelopes
 // (docs/design.md §7, "Bounded storage") has to bring to ≤ 2.
 //
-// `fieldsync bench storage [--size S|L] [--rounds N] [--json]` calls Run.
+// `fieldsync bench storage [--size S|L] [--rounds N] [--no-cold] [--json]`
+// calls Run.
 package storage
 
 import (
@@ -51,11 +52,20 @@ type Result struct {
 	CompactSeconds         float64 `json:"compact_seconds"`
 	CompactedRatio         float64 `json:"compacted_ratio"`
 	CompactedSameState     bool    `json:"compacted_same_state"` // same final values and state digest after compaction
+	// Cold is set when compaction stored the envelopes it cut in cold
+	// form (docs/storage.md, "Cold envelopes"; off with --no-cold).
+	// CompactedStoredEnvelopeBytes is the envelopes as stored (cold ones
+	// at their cold size; before the store's own sealing), where
+	// CompactedEnvelopeBytes counts them as served.
+	Cold                         bool  `json:"cold"`
+	FrozenEnvelopes              int   `json:"frozen_envelopes"`
+	CompactedStoredEnvelopeBytes int64 `json:"compacted_stored_envelope_bytes"`
 }
 
 // Run writes the workload into two agents started from exe.
-func Run(ctx context.Context, exe string, size w1.Size, rounds int, out io.Writer, jsonOut bool) (Result, error) {
-	res := Result{Workload: "W1-storage", Size: size.Name, Records: size.Records, Rounds: rounds,
+// With noCold, compaction keeps the envelopes it cuts whole.
+func Run(ctx context.Context, exe string, size w1.Size, rounds int, noCold bool, out io.Writer, jsonOut bool) (Result, error) {
+	res := Result{Workload: "W1-storage", Size: size.Name, Records: size.Records, Rounds: rounds, Cold: !noCold,
 		Nproc: runtime.NumCPU(), GoVersion: runtime.Version()}
 	root, err := os.MkdirTemp("", "fieldsync-storage-")
 	if err != nil {
@@ -151,13 +161,15 @@ func Run(ctx context.Context, exe string, size w1.Size, rounds int, out io.Write
 	}
 	zero := int64(0)
 	t0 := time.Now()
-	cr, err := gn.Client().Compact(ctx, api.CompactRequest{Space: dg.Space, MinAgeSeconds: &zero})
+	cr, err := gn.Client().Compact(ctx, api.CompactRequest{Space: dg.Space, MinAgeSeconds: &zero, NoCold: noCold})
 	if err != nil {
 		return res, fmt.Errorf("compact: %w", err)
 	}
 	res.CompactSeconds = time.Since(t0).Seconds()
 	for _, s := range cr.Spaces {
 		res.PrunedEnvelopes += s.Envelopes
+		res.FrozenEnvelopes += s.Frozen
+		res.CompactedStoredEnvelopeBytes += s.BytesAfter
 	}
 	same = true
 	dc, compacted, err := measure(gn, dg.Space)
@@ -193,7 +205,12 @@ func Print(out io.Writer, r Result) {
 		fmt.Fprintf(out, "  %-34s store %8.2f MB   envelopes %8.2f MB in %d\n", k, float64(store)/1e6, float64(env)/1e6, n)
 	}
 	row("after every round", r.GrownStoreBytes, r.GrownEnvelopeBytes, r.GrownEnvelopes)
-	row("after compact (values pruned)", r.CompactedStoreBytes, r.CompactedEnvelopeBytes, r.GrownEnvelopes)
+	if r.Cold {
+		row("after compact (pruned, cold)", r.CompactedStoreBytes, r.CompactedEnvelopeBytes, r.GrownEnvelopes)
+		fmt.Fprintf(out, "  %-34s %8.2f MB as stored (%d envelopes cold)\n", "", float64(r.CompactedStoredEnvelopeBytes)/1e6, r.FrozenEnvelopes)
+	} else {
+		row("after compact (pruned, whole)", r.CompactedStoreBytes, r.CompactedEnvelopeBytes, r.GrownEnvelopes)
+	}
 	row("fresh store, final state only", r.FreshStoreBytes, r.FreshEnvelopeBytes, r.FreshEnvelopes)
 	fmt.Fprintf(out, "  %-34s %.2f× before compaction; same final state: %v\n", "grown ÷ fresh", r.Ratio, r.SameState)
 	fmt.Fprintf(out, "  %-34s %.2f× (aim ≤ 2×); %d envelopes pruned in %.1f s; same state and envelope IDs: %v\n",

@@ -18,9 +18,10 @@ func benchStorageCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "size", Value: "S", Usage: "`SIZE`: S (10k records) or L (100k)"},
 			&cli.IntFlag{Name: "rounds", Value: 10, Usage: "`N` full overwrites after the first write"},
+			&cli.BoolFlag{Name: "no-cold", Usage: "compact without the cold form (pruned envelopes kept whole): the figure before it"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0, "[--size S|L] [--rounds N]"); err != nil {
+			if err := needArgs(c, 0, 0, "[--size S|L] [--rounds N] [--no-cold]"); err != nil {
 				return err
 			}
 			sz, err := w1.SizeByName(strings.ToUpper(c.String("size")))
@@ -34,7 +35,7 @@ func benchStorageCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			_, err = storage.Run(ctxOf(c), exe, sz, c.Int("rounds"), c.App.Writer, jsonMode(c))
+			_, err = storage.Run(ctxOf(c), exe, sz, c.Int("rounds"), c.Bool("no-cold"), c.App.Writer, jsonMode(c))
 			return err
 		},
 	}

@@ -9,7 +9,7 @@ import (
 	"fieldsync/agent/api"
 )
 
-// compactCommand is `fieldsync compact [--min-age DURATION] [SPACE]`:
+// compactCommand is `fieldsync compact [--min-age DURATION] [--no-cold] [SPACE]`:
 // prune superseded values now and give their disk space back
 // (docs/cli.md, "compact"; docs/design.md §7, "Bounded storage").
 func compactCommand() *cli.Command {
@@ -18,6 +18,7 @@ func compactCommand() *cli.Command {
 		Usage:     "prune superseded values (a space, or every space) and give their disk space back",
 		ArgsUsage: "[SPACE]",
 		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "no-cold", Usage: "keep the envelopes cut whole rather than in cold form (to measure what it saves; docs/storage.md)"},
 			&cli.DurationFlag{Name: "min-age", Value: -1, Usage: "prune only changes older than `DURATION` by their clock (default: the agent's, 24h)"},
 		},
 		Action: compactAction,
@@ -25,10 +26,10 @@ func compactCommand() *cli.Command {
 }
 
 func compactAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 1, "[--min-age DURATION] [SPACE]"); err != nil {
+	if err := needArgs(c, 0, 1, "[--min-age DURATION] [--no-cold] [SPACE]"); err != nil {
 		return err
 	}
-	req := api.CompactRequest{}
+	req := api.CompactRequest{NoCold: c.Bool("no-cold")}
 	if c.NArg() == 1 {
 		req.Space = ident(c.Args().Get(0))
 	}
@@ -49,9 +50,9 @@ func compactAction(c *cli.Context) error {
 	if jsonMode(c) {
 		return printJSON(c, out)
 	}
-	t := newTable("SPACE", "ENVELOPES CUT", "VALUES CUT", "BYTES BEFORE", "BYTES AFTER", "WITHHELD")
+	t := newTable("SPACE", "ENVELOPES CUT", "VALUES CUT", "BYTES BEFORE", "BYTES AFTER", "WITHHELD", "COLD")
 	for _, s := range out.Spaces {
-		t.add(s.Space, fmt.Sprint(s.Envelopes), fmt.Sprint(s.Values), fmt.Sprint(s.BytesBefore), fmt.Sprint(s.BytesAfter), fmt.Sprint(s.Withheld))
+		t.add(s.Space, fmt.Sprint(s.Envelopes), fmt.Sprint(s.Values), fmt.Sprint(s.BytesBefore), fmt.Sprint(s.BytesAfter), fmt.Sprint(s.Withheld), fmt.Sprint(s.Frozen))
 	}
 	t.write(c.App.Writer)
 	if out.Reclaimed {

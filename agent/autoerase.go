@@ -50,23 +50,7 @@ func (a *Agent) startAutoErase(ctx context.Context) (stop func()) {
 	if a.cfg.Relay || a.cfg.NoAutoErase {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTimer(autoEraseFirst)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			a.autoErasePass()
-			t.Reset(autoEraseEvery)
-		}
-	}()
-	return func() { cancel(); <-done }
+	return every(ctx, autoEraseFirst, autoEraseEvery, func() { a.autoErasePass() })
 }
 
 // autoErasePass lapses and erases every record due for erasure in the

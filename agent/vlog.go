@@ -23,11 +23,17 @@ const (
 // startValueLogGC collects the value log every valueLogGCEvery until ctx
 // ends or stop is called; stop waits for a pass in progress.
 func (a *Agent) startValueLogGC(ctx context.Context) (stop func()) {
+	return every(ctx, valueLogGCEvery, valueLogGCEvery, func() { a.gcValueLog() })
+}
+
+// every runs fn after first and then every period until ctx ends or stop
+// is called; stop waits for a run in progress.
+func every(ctx context.Context, first, period time.Duration, fn func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(valueLogGCEvery)
+		t := time.NewTimer(first)
 		defer t.Stop()
 		for {
 			select {
@@ -35,7 +41,8 @@ func (a *Agent) startValueLogGC(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
-			a.gcValueLog()
+			fn()
+			t.Reset(period)
 		}
 	}()
 	return func() { cancel(); <-done }

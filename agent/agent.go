@@ -86,7 +86,9 @@ type Agent struct {
 	// appliedSince the changes applied since then.
 	prunedSince  atomic.Int64
 	appliedSince atomic.Int64 // changes applied since then
-	lastReclaim  atomic.Int64
+	// chunksCollected counts attachment chunks collected (chunkgc.go).
+	chunksCollected atomic.Int64
+	lastReclaim     atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
 	// find is the search index, in memory only (find.go); nil on relays

@@ -87,10 +87,13 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	cut := 0
 	for _, id := range ids {
 		st, err := a.compactSpace(id, minAge, 0, true)
+		if err == nil {
+			err = a.compactChunks(&st, id, minAge, 0) // chunkgc.go
+		}
 		if err != nil {
 			return out, err
 		}
-		cut += st.Envelopes
+		cut += st.Envelopes + st.ChunksCollected
 		out.Spaces = append(out.Spaces, st)
 	}
 	if cut > 0 {
@@ -389,16 +392,20 @@ func (a *Agent) compactBackground() {
 	defer a.reclaimIfDue()
 	for _, id := range a.SpaceIDs() {
 		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false)
+		if err == nil {
+			err = a.compactChunks(&st, id, a.pruneMinAge(), chunkGCBackgroundMax) // chunkgc.go
+		}
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)
 			}
 			return
 		}
-		a.prunedSince.Add(int64(st.Envelopes))
-		if st.Envelopes > 0 {
+		a.prunedSince.Add(int64(st.Envelopes + st.ChunksCollected))
+		if st.Envelopes > 0 || st.ChunksCollected > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
-				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
+				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter,
+				"chunks_collected", st.ChunksCollected, "chunk_bytes_collected", st.ChunkBytesCollected)
 		}
 	}
 }

@@ -36,6 +36,12 @@ type CompactedSpace struct {
 	// values segment cut or malformed) that are still live: stubs of live
 	// writes, shown as value_withheld (docs/design.md §7).
 	Withheld int `json:"withheld"`
+	// ChunksCollected counts the attachment chunks deleted because no
+	// manifest a record holds, nor one younger than the minimum age, names
+	// them any more (superseded attachments), and ChunkBytesCollected
+	// their sealed bytes (docs/design.md §7, "Bounded storage").
+	ChunksCollected     int   `json:"chunks_collected"`
+	ChunkBytesCollected int64 `json:"chunk_bytes_collected"`
 }
 
 // Compact is `fieldsync compact`.

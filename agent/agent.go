@@ -88,7 +88,9 @@ type Agent struct {
 	appliedSince atomic.Int64 // changes applied since then
 	// chunksCollected counts attachment chunks collected (chunkgc.go).
 	chunksCollected atomic.Int64
-	lastReclaim     atomic.Int64
+	// healedValues counts values segments healed from whole copies (heal.go).
+	healedValues atomic.Int64
+	lastReclaim  atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork
 	// find is the search index, in memory only (find.go); nil on relays

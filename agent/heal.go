@@ -1,0 +1,136 @@
+package agent
+
+// Healing stubs of live writes (docs/design.md §7, "Bounded storage",
+// "Hostile stubs"): a peer or relay may send a change with the values
+// segment of a live write cut; it applies value-less and shows
+// value_withheld. When a whole copy of the same envelope (same ID, so the
+// same segment hashes) arrives later, the held copy's cut values segments
+// whose values the record's state still holds are put back from it, and
+// the values are given back to the records (crdt.Record.FillValue): the
+// state is then the one a replica that got the whole copy first holds.
+//
+// Never healed: a values segment whose skeleton is cut too (a record
+// erasure cuts both, and an erased record must never come back; a
+// record-erase marker's segments are cut from the arriving copy on ingest
+// anyway), a values segment whose every value is dead (pruned: it stays
+// pruned), and a held copy holding a segment the arriving one lacks (ours
+// is kept). Relays keep what they hold: they cannot tell live from dead.
+
+import (
+	"bytes"
+
+	"fieldsync/crdt"
+	"fieldsync/crypto"
+)
+
+// healHeld heals the held copy of a verified change envelope that arrived
+// again, from env, as above. It reports whether it healed anything; the
+// envelope and the records it filled are written with t. stateMu held.
+func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bool, error) {
+	if a.cfg.Relay || h.Kind != crypto.KindChange || h.Version != crypto.HeaderVersion2 || len(sp.keys) == 0 {
+		return false, nil
+	}
+	key := envKey(h.Space, h.Author, h.Seq)
+	stored, err := a.db.get(key)
+	if err != nil {
+		return false, nil // lost or corrupt: restoreEnvelope's business
+	}
+	si, err1 := crypto.Segments(stored)
+	ni, err2 := crypto.Segments(env)
+	if err1 != nil || err2 != nil || len(si) != len(ni) || crypto.Hash(stored) != crypto.Hash(env) {
+		return false, nil
+	}
+	var cand []int
+	for i := range ni {
+		if ni[i].Erased && !si[i].Erased {
+			return false, nil // the arriving copy lacks what ours holds: ours stays
+		}
+		if i%2 == 1 && si[i].Erased && !ni[i].Erased && !si[i-1].Erased {
+			cand = append(cand, i)
+		}
+	}
+	if len(cand) == 0 {
+		return false, nil
+	}
+	// Defensive: segments a record-erase marker names never come back,
+	// even if the arriving copy was not cut on ingest.
+	erased := a.erasedSegments(h.Space, h.Author, h.Seq, h.HLC)
+	oc, err := openChange(env, sp)
+	if err != nil || oc.ch == nil || len(oc.segRecord) != len(ni) {
+		return false, nil
+	}
+	applied := sp.ctx.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
+	touched := map[crdt.RecordID]*crdt.Record{}
+	var healed []int
+	for _, i := range cand {
+		rec := oc.segRecord[i]
+		if rec == "" || oc.segRecord[i-1] != rec || containsInt(erased, i) || containsInt(erased, i-1) {
+			continue
+		}
+		if !applied {
+			// Waiting: its values are applied with it, from the healed copy.
+			healed = append(healed, i)
+			continue
+		}
+		r := touched[rec]
+		if r == nil {
+			held, err := a.loadRecord(sp, rec)
+			if err != nil {
+				return false, err
+			}
+			if held == nil {
+				continue
+			}
+			r = held.Clone() // the cache's copy changes only once written
+		}
+		live, filled := false, false
+		for j := range oc.ch.Ops {
+			o := &oc.ch.Ops[j]
+			if o.Record != rec || !carriesValue(o.Kind) {
+				continue
+			}
+			if d := opDotOf(oc.ch, j); r.HoldsValue(d) {
+				live = true
+				filled = r.FillValue(d, o.Value) || filled
+			}
+		}
+		if !live {
+			continue // every value dead: pruned, stays pruned
+		}
+		healed = append(healed, i)
+		if filled {
+			touched[rec] = r
+		}
+	}
+	if len(healed) == 0 {
+		return false, nil
+	}
+	var keepCut []int
+	for i := range si {
+		if si[i].Erased && !containsInt(healed, i) {
+			keepCut = append(keepCut, i)
+		}
+	}
+	out := cutSegments(env, keepCut)
+	if crypto.Hash(out) != crypto.Hash(stored) || bytes.Equal(out, stored) {
+		return false, nil
+	}
+	t.changed() // the cache holds the filled records: a failed commit reloads
+	entries, err := a.recordEntries(sp, touched)
+	if err != nil {
+		return false, err
+	}
+	t.put(entries...)
+	t.put(a.db.entry(key, out))
+	a.healedValues.Add(int64(len(healed)))
+	return true, nil
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -435,3 +435,34 @@ func TestChunkGCBackground(t *testing.T) {
 		t.Fatalf("metrics (%v) lack fieldsync_attachment_chunks_collected_total 2", err)
 	}
 }
+
+// A relay cannot read manifests: it keeps every chunk it holds, those of
+// superseded attachments too.
+func TestChunkGCRelayKeepsAll(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	a := openTestAgent(t, newTestDevice(t, omn, "Amina", crypto.RoleOfficer))
+	r := openTestAgent(t, newTestDevice(t, omn, "Relay", crypto.RoleRelay))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	old := attachFile(t, a, sp, "p", "photo", 512<<10, 61)
+	live := attachFile(t, a, sp, "p", "photo", 512<<10, 62)
+	transfer(t, a, r)
+	for _, ref := range union(old, live) {
+		data, err := a.getChunk(space, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := (syncAdapter{a: r}).PutChunk(fsync.PeerID(a.dev), fsync.SpaceID(space), fsync.ChunkRef(ref), data); err != nil || !ok {
+			t.Fatalf("relay stores chunk: %v %v", ok, err)
+		}
+	}
+	if c := compactNow(t, r, sp.ID); c.Spaces[0].ChunksCollected != 0 || !slices.Equal(heldChunks(t, r, sp), union(old, live)) {
+		t.Fatalf("relay compact: %+v, %d chunks held", c, len(heldChunks(t, r, sp)))
+	}
+	if c := compactNow(t, a, sp.ID); c.Spaces[0].ChunksCollected != len(sortedRefs(old)) {
+		t.Fatalf("officer compact: %+v (the test proves nothing)", c)
+	}
+}

@@ -32,6 +32,7 @@ var Version = "dev"
 // every goroutine it starts.
 type Agent struct {
 	attachSt attachState // on-demand attachment wants (attach.go)
+	stubs    stubWants   // whole copies of stubs of live writes asked of peers (heal.go)
 
 	recErMu sync.Mutex  // guards recEr
 	recEr   recErasures // record-erase markers held, by envelope (recerase.go)

@@ -341,6 +341,7 @@ func (a *Agent) countWithheld(id crypto.SpaceID, ops []pruneSeg) int {
 		for _, o := range ops {
 			if r, err := a.loadRecord(sp, o.record); err == nil && r != nil && r.HoldsValue(o.dots[0]) {
 				n++
+				a.wantWhole(id, o.dots[0]) // heal.go
 			}
 		}
 		return nil

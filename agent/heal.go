@@ -18,9 +18,11 @@ package agent
 
 import (
 	"bytes"
+	"sync"
 
 	"fieldsync/crdt"
 	"fieldsync/crypto"
+	fsync "fieldsync/sync"
 )
 
 // healHeld heals the held copy of a verified change envelope that arrived
@@ -123,6 +125,7 @@ func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bo
 	t.put(entries...)
 	t.put(a.db.entry(key, out))
 	a.healedValues.Add(int64(len(healed)))
+	a.wholeArrived(envRef{h.Space, h.Author, h.Seq})
 	return true, nil
 }
 
@@ -133,4 +136,75 @@ func containsInt(s []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// Asking peers for whole copies. A stub's values cannot be judged live when
+// it is applied: a pruned envelope received while catching up leaves a
+// value-less sibling that the next envelopes kill, so asking then would
+// have a joining device ask for everything again. The wants come from
+// `compact`, which counts the live values held without their bytes once
+// the state has settled (countWithheld). For each, the heads this device
+// tells peers (syncAdapter.Heads) are lowered below the stub's envelope
+// for its author, so a peer sends that author's log again from there; the
+// whole copy heals on arrival (healHeld). Bounded: at most maxStubWants
+// wants, each told to peers for stubAskRounds summaries, then dropped
+// (a peer holding only the stub sends the stub again, which changes
+// nothing); in memory only.
+const (
+	maxStubWants  = 256
+	stubAskRounds = 4
+)
+
+// stubWants are the envelopes asked for whole: rounds left, by envelope.
+type stubWants struct {
+	mu   sync.Mutex
+	left map[envRef]int
+}
+
+// wantWhole asks peers for the whole copy of the envelope of the op with
+// dot d, whose value a record holds without its bytes.
+func (a *Agent) wantWhole(space crypto.SpaceID, d crdt.Dot) {
+	if a.cfg.Relay {
+		return
+	}
+	k := envRef{space, crypto.DeviceID(d.Replica), d.Seq}
+	w := &a.stubs
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.left == nil {
+		w.left = map[envRef]int{}
+	}
+	if _, ok := w.left[k]; !ok && len(w.left) >= maxStubWants {
+		return
+	}
+	w.left[k] = stubAskRounds
+}
+
+// askWhole lowers v, the heads of space about to be told to a peer, below
+// the envelopes asked for whole, and counts a round against each.
+func (a *Agent) askWhole(space crypto.SpaceID, v fsync.Vector) {
+	w := &a.stubs
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, n := range w.left {
+		if k.space != space {
+			continue
+		}
+		if n <= 0 {
+			delete(w.left, k)
+			continue
+		}
+		w.left[k] = n - 1
+		if seq, ok := v[fsync.PeerID(k.author)]; ok && k.seq-1 < seq {
+			v[fsync.PeerID(k.author)] = k.seq - 1
+		}
+	}
+}
+
+// wholeArrived drops the want of an envelope healed.
+func (a *Agent) wholeArrived(k envRef) {
+	w := &a.stubs
+	w.mu.Lock()
+	delete(w.left, k)
+	w.mu.Unlock()
 }

@@ -2,11 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
+	"fieldsync/internal/datadir"
+	fsync "fieldsync/sync"
 )
 
 // heldOf returns holder's copy of author's envelope at seq.
@@ -144,5 +147,74 @@ func TestHealNeverUnerases(t *testing.T) {
 			t.Fatalf("segment %d of the erased record's change is sealed again", i)
 		}
 	}
+	digestsEqual(t, a, b, sp)
+}
+
+// Over real sync: b holds a stub of a's live write and the same heads as
+// a, so no round sends it again and b stays withheld; once `compact` has
+// counted the live value held without its bytes, b asks (its heads told to
+// peers go below the stub) and the next round's whole copy heals it.
+func TestHealAsksPeers(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	cfgA.CompactEvery, cfgB.CompactEvery = -1, -1
+	a := startSyncAgent(t, cfgA)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	cfgB.Join = []string{a.SyncAddr()}
+	b := openTestAgent(t, cfgB)
+	transfer(t, b, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		put(t, a, sp, "r", "f", v)
+	}
+	a.stateMu.Lock()
+	last := a.spaces[space].heads[a.dev].Seq
+	a.stateMu.Unlock()
+	for _, c := range a.Certificates() {
+		if _, err := b.AddCertificate(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = a.Envelopes(space, func(env []byte) error {
+		if h, _ := crypto.ParseHeader(env); h.Author == a.dev && h.Seq == last {
+			env = cutEvery(t, env, valuesOnly)
+		}
+		_, err := b.Ingest(env)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withheld := func() bool {
+		r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
+		return err == nil && r.Fields["f"].Siblings[0].Withheld
+	}
+	if !withheld() {
+		t.Fatal("b does not show v3 withheld: the test proves nothing")
+	}
+	runAgent(t, b)
+	waitFor(t, "b's sync to start", func() bool { return b.SyncAddr() != "" })
+	if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
+		t.Fatal(err)
+	}
+	if !withheld() || b.Status().Healed != 0 {
+		t.Fatal("healed without asking: the test proves nothing")
+	}
+	if c := compactNow(t, b, sp.ID); c.Spaces[0].Withheld != 1 {
+		t.Fatalf("compact on b: %+v", c)
+	}
+	if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stub to heal", func() bool { return b.Status().Healed == 1 && !withheld() })
 	digestsEqual(t, a, b, sp)
 }

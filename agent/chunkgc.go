@@ -15,9 +15,10 @@ package agent
 // readable manifest names — a change waiting for its key, a chunk that
 // came before its manifest — is never judged), and no manifest the state
 // holds, nor any young or waiting one, does. The sweep deletes candidates
-// in batches of chunkGCBatch under the state lock, and only if nothing was
-// stored or applied in the space since the mark (else the next pass
-// judges again); attachments being written pin their chunks (Attach).
+// in batches of chunkGCBatch under the state lock, leaving those that
+// envelopes stored since the mark name (read again, up to chunkGCRecheck;
+// beyond, the next pass judges again); attachments being written pin
+// their chunks (Attach).
 //
 // A collected chunk leaves a small marker (pfxChunkGone): `--attachments
 // all` fetches every chunk a peer holds, and without it a device would
@@ -192,26 +193,39 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 	if limit > 0 && len(cands) > limit {
 		cands = cands[:limit]
 	}
+	if chunkGCAfterMark != nil {
+		chunkGCAfterMark()
+	}
 	n, size := 0, int64(0)
 	for len(cands) > 0 {
 		batch := cands[:min(len(cands), chunkGCBatch)]
 		cands = cands[len(batch):]
 		var done []crypto.ChunkRef
 		moved := false
-		err := a.withRead(func() error {
+		err := a.quiesced(func() error {
 			sp := a.spaces[id]
-			if sp == nil || !sp.ctx.Equal(applied) || !maps.Equal(sp.heads, heads) {
-				moved = true // stored or applied meanwhile: judged next pass
+			if sp == nil {
+				moved = true // erased meanwhile
 				return nil
 			}
+			// Envelopes stored since the mark may name candidates again
+			// (the same file attached again): those stay. A change that
+			// waited and was applied since was kept by the mark already,
+			// and no state brings a dead value back.
+			named, ok := a.namedSince(sp, heads, keys)
+			if !ok {
+				moved = true // too much came meanwhile: judged next pass
+				return nil
+			}
+			heads = maps.Clone(sp.heads)
 			st := a.attach()
 			st.mu.Lock()
 			defer st.mu.Unlock()
 			var entries []kvEntry
 			var bytesOf int64
 			for _, r := range batch {
-				if st.pins[chunkID{id, r}] > 0 {
-					continue // being attached again
+				if st.pins[chunkID{id, r}] > 0 || named[r] {
+					continue // being attached again, or named since the mark
 				}
 				v, err := a.db.kv.Get(chunkKey(id, r))
 				if err != nil {
@@ -243,6 +257,59 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 		a.chunksCollected.Add(int64(n))
 	}
 	return n, size, nil
+}
+
+// chunkGCAfterMark, set by a test only, runs between the mark and the
+// sweep.
+var chunkGCAfterMark func()
+
+// chunkGCRecheck bounds the envelopes stored since the mark that a sweep
+// batch reads again (under the state lock) rather than leaving the space
+// to the next pass.
+const chunkGCRecheck = 256
+
+// namedSince returns the chunks that manifests in the envelopes of sp
+// stored after heads name; ok is false if more than chunkGCRecheck came,
+// or one does not open. stateMu held, nothing in flight.
+func (a *Agent) namedSince(sp *spaceState, heads map[crypto.DeviceID]head, keys crypto.Keyring) (map[crypto.ChunkRef]bool, bool) {
+	named := map[crypto.ChunkRef]bool{}
+	n := 0
+	for author, h := range sp.heads {
+		from := heads[author].Seq
+		if h.Seq <= from {
+			continue
+		}
+		if n += int(h.Seq - from); n > chunkGCRecheck {
+			return nil, false
+		}
+		for seq := from + 1; seq <= h.Seq; seq++ {
+			env, err := a.db.get(envKey(sp.id, author, seq))
+			if err != nil {
+				return nil, false
+			}
+			hd, err := crypto.ParseHeader(env)
+			if err != nil || hd.Kind != crypto.KindChange {
+				continue
+			}
+			oc, err := openChange(env, keys)
+			if err != nil {
+				return nil, false
+			}
+			if oc.ch == nil {
+				continue
+			}
+			for j := range oc.ch.Ops {
+				if o := &oc.ch.Ops[j]; o.Kind == crdt.OpPut || o.Kind == crdt.OpResolve {
+					if _, refs, ok, err := parseManifest(o.Value); ok && err == nil {
+						for _, r := range refs {
+							named[r] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return named, true
 }
 
 // chunkCollected reports whether a chunk was collected here and is not

@@ -466,3 +466,37 @@ func TestChunkGCRelayKeepsAll(t *testing.T) {
 		t.Fatalf("officer compact: %+v (the test proves nothing)", c)
 	}
 }
+
+// A manifest that arrives between the mark and the sweep (another officer
+// attached the same file again: same epoch key, same refs) keeps the
+// chunks the mark found dead.
+func TestChunkGCManifestDuringSweep(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgA.CompactEvery = -1
+	a := openTestAgent(t, cfgA)
+	b := openTestAgent(t, newTestDevice(t, omn, "Boris", crypto.RoleOfficer))
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, b, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	old := attachFile(t, a, sp, "p", "photo", 512<<10, 71)
+	put(t, a, sp, "p", "photo", "replaced")
+	transfer(t, a, b)
+	if again := attachFile(t, b, sp, "q", "photo", 512<<10, 71); !slices.Equal(sortedRefs(again), sortedRefs(old)) {
+		t.Fatal("b sealed the same file under other refs: the test proves nothing")
+	}
+	chunkGCAfterMark = func() { transfer(t, b, a) }
+	t.Cleanup(func() { chunkGCAfterMark = nil })
+	if c := compactNow(t, a, sp.ID); c.Spaces[0].ChunksCollected != 0 || !slices.Equal(heldChunks(t, a, sp), sortedRefs(old)) {
+		t.Fatalf("collected chunks a manifest that came meanwhile names: %+v", c)
+	}
+	chunkGCAfterMark = nil
+	if c := compactNow(t, a, sp.ID); c.Spaces[0].ChunksCollected != 0 {
+		t.Fatalf("collected a live attachment's chunks: %+v", c)
+	}
+}

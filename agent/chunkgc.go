@@ -259,6 +259,12 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 	return n, size, nil
 }
 
+// chunkReclaimWeight is what one collected chunk counts for, in pruned
+// envelopes, towards the background rewrite of the store's files
+// (reclaimIfDue): a chunk averages 256 KiB in the value log, where only a
+// rewrite frees it; 64 chunks (~16 MiB) make a rewrite due, at most hourly.
+const chunkReclaimWeight = 64
+
 // chunkGCAfterMark, set by a test only, runs between the mark and the
 // sweep.
 var chunkGCAfterMark func()

@@ -417,6 +417,7 @@ func TestChunkGCBackground(t *testing.T) {
 	omn := newTestBureau(t, "OMN")
 	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
 	cfg.CompactEvery, cfg.PruneMinAge = 2, -1
+	cfg.ReclaimAfterPruned = 100 // two chunks collected make a rewrite due
 	a := openTestAgent(t, cfg)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
@@ -427,6 +428,9 @@ func TestChunkGCBackground(t *testing.T) {
 	a.stopAfterWork() // runs what was queued, then stops
 	if got := heldChunks(t, a, sp); !slices.Equal(got, sortedRefs(live)) {
 		t.Fatalf("after the background pass: %d chunks held, want %d", len(got), len(sortedRefs(live)))
+	}
+	if n := chunkVersions(t, a, mustSpaceID(t, sp.ID)); n != len(sortedRefs(live)) {
+		t.Fatalf("Badger's files hold %d chunk versions after the background pass, want %d (not rewritten)", n, len(sortedRefs(live)))
 	}
 	if n := a.AttachStatus().Collected; n != 2 {
 		t.Fatalf("status counts %d chunks collected, want 2", n)

@@ -402,7 +402,7 @@ func (a *Agent) compactBackground() {
 			}
 			return
 		}
-		a.prunedSince.Add(int64(st.Envelopes + st.ChunksCollected))
+		a.prunedSince.Add(int64(st.Envelopes + chunkReclaimWeight*st.ChunksCollected))
 		if st.Envelopes > 0 || st.ChunksCollected > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
 				"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter,

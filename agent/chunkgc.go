@@ -29,6 +29,7 @@ package agent
 
 import (
 	"bytes"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -126,14 +127,14 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 			return nil
 		}
 		oc, err := openChange(env, keys)
-		if err != nil {
-			// Unreadable here (waiting for its epoch key, or a newer
-			// format): what it names is unknown, so nothing is judged.
-			unsure = true
-			return errStopScan
-		}
-		if oc.ch == nil {
-			return nil
+		if err != nil || oc.ch == nil {
+			if unreadable(h, keys, err) {
+				// Waiting for its epoch key, or a newer format: what it
+				// names is unknown, so nothing is judged.
+				unsure = true
+				return errStopScan
+			}
+			return nil // a no-op on every replica (malformed): names nothing
 		}
 		young := hlcMillis(h.HLC) > horizon || !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
 		for j := range oc.ch.Ops {
@@ -298,10 +299,10 @@ func (a *Agent) namedSince(sp *spaceState, heads map[crypto.DeviceID]head, keys 
 				continue
 			}
 			oc, err := openChange(env, keys)
-			if err != nil {
-				return nil, false
-			}
-			if oc.ch == nil {
+			if err != nil || oc.ch == nil {
+				if unreadable(hd, keys, err) {
+					return nil, false
+				}
 				continue
 			}
 			for j := range oc.ch.Ops {
@@ -316,6 +317,21 @@ func (a *Agent) namedSince(sp *spaceState, heads map[crypto.DeviceID]head, keys 
 		}
 	}
 	return named, true
+}
+
+// unreadable reports whether a change that did not open to a change (err,
+// or an agent body) may yet name chunks here: its epoch key is not held, or
+// it is of a newer format. Any other failure makes it a no-op on every
+// replica (causal.go), which names nothing: a hostile member's malformed
+// change does not stop collection.
+func unreadable(h crypto.Header, keys crypto.Keyring, err error) bool {
+	if err == nil {
+		return false // an agent body (receipts): names no chunk
+	}
+	if _, ok := keys.Key(h.Space, h.Epoch); !ok {
+		return true
+	}
+	return errors.Is(err, crdt.ErrUnknownVersion)
 }
 
 // chunkCollected reports whether a chunk was collected here and is not

@@ -504,3 +504,46 @@ func TestChunkGCManifestDuringSweep(t *testing.T) {
 		t.Fatalf("collected a live attachment's chunks: %+v", c)
 	}
 }
+
+// A hostile member's change that does not decode is a no-op everywhere and
+// names nothing: collection goes on. A change of a newer format (waiting
+// for an upgrade) may name chunks this build cannot read: collection in
+// the space waits.
+func TestChunkGCUndecodableChange(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, omn, "Member", crypto.RoleOfficer)
+	cfg.CompactEvery = -1
+	member := openTestAgent(t, cfg)
+	evil := openTestAgent(t, newTestDevice(t, omn, "Evil", crypto.RoleOfficer))
+	sp, err := member.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustSpaceID(t, sp.ID)
+	advSettle(t, member, evil)
+	key := advKey(t, evil, id)
+	forge := func(body func(uint64, crdt.Timestamp) []byte) {
+		t.Helper()
+		env := insForgeChange(t, evil, id, key, body)
+		evil.Ingest(env) // its own log goes on
+		if _, err := member.Ingest(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge(func(uint64, crdt.Timestamp) []byte { return append([]byte{2}, "not a change at all"...) })
+	old := attachFile(t, member, sp, "p", "photo", 512<<10, 81)
+	put(t, member, sp, "p", "photo", "replaced")
+	if c := compactNow(t, member, sp.ID); c.Spaces[0].ChunksCollected != len(sortedRefs(old)) {
+		t.Fatalf("an undecodable change stopped collection: %+v", c)
+	}
+	forge(func(seq uint64, hlc crdt.Timestamp) []byte {
+		b := insChange(evil.dev, []crdt.Op{{Kind: crdt.OpPut, Record: "p9", Field: "v", Value: []byte("x")}}, nil)(seq, hlc)
+		b[0] = 99
+		return b
+	})
+	attachFile(t, member, sp, "p", "photo", 512<<10, 82)
+	put(t, member, sp, "p", "photo", "replaced again")
+	if c := compactNow(t, member, sp.ID); c.Spaces[0].ChunksCollected != 0 {
+		t.Fatalf("collected beside a change this build cannot read: %+v", c)
+	}
+}

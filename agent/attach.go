@@ -416,15 +416,24 @@ func (a *Agent) Open(ctx context.Context, req api.OpenRequest) (api.OpenResult, 
 	return api.OpenResult{Out: req.Out, Attachment: *info}, nil
 }
 
-// superseded reports whether field of the record no longer shows v (the
-// manifest Open began with) as its value.
+// superseded reports whether field of the record no longer holds v (the
+// manifest Open began with) as a value, winning or in conflict: its chunks
+// may be collected everywhere (chunkgc.go).
 func (a *Agent) superseded(req api.OpenRequest, field string, v []byte) bool {
 	_, _, r, err := a.existingRecord(api.RecordRef{Space: req.Space, Record: req.Record})
 	if err != nil {
 		return true
 	}
 	fv, ok := r.Register(field)
-	return !ok || !bytes.Equal(fv.Siblings[0].Value, v)
+	if !ok {
+		return true
+	}
+	for _, s := range fv.Siblings {
+		if bytes.Equal(s.Value, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrNotHeld: an attachment's chunks are not all held yet (they are being

@@ -32,6 +32,7 @@ var Version = "dev"
 // every goroutine it starts.
 type Agent struct {
 	attachSt attachState // on-demand attachment wants (attach.go)
+	stubs    stubWants   // whole copies of stubs of live writes asked of peers (heal.go)
 
 	recErMu sync.Mutex  // guards recEr
 	recEr   recErasures // record-erase markers held, by envelope (recerase.go)
@@ -86,6 +87,10 @@ type Agent struct {
 	// appliedSince the changes applied since then.
 	prunedSince  atomic.Int64
 	appliedSince atomic.Int64 // changes applied since then
+	// chunksCollected counts attachment chunks collected (chunkgc.go).
+	chunksCollected atomic.Int64
+	// healedValues counts values segments healed from whole copies (heal.go).
+	healedValues atomic.Int64
 	lastReclaim  atomic.Int64
 	// after is the worker for work that follows commits (state.go).
 	after afterWork

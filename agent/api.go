@@ -351,6 +351,7 @@ func (a *Agent) Status() api.Status {
 	}
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
+	st.Healed = a.healedValues.Load() // heal.go
 	a.statMu.Unlock()
 	for k, seq := range a.trustNow().frozen {
 		st.Forks = append(st.Forks, api.Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})

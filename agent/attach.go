@@ -104,6 +104,9 @@ func parseManifest(v []byte) (*manifest, []crypto.ChunkRef, bool, error) {
 type attachState struct {
 	mu    sync.Mutex
 	wants map[crypto.SpaceID]map[crypto.ChunkRef]bool
+	// pins are the chunks attachments being written name: chunk
+	// collection leaves them (chunkgc.go).
+	pins map[chunkID]int
 }
 
 // attach returns the agent's on-demand wants (created on first use).
@@ -228,6 +231,11 @@ func (a *Agent) Attach(req api.AttachRequest) (api.AttachResult, error) {
 		return err
 	}
 	inBatch := map[crypto.ChunkRef]bool{}
+	// Every chunk named is pinned until the manifest is written, so that a
+	// chunk collection between the check below and the write does not
+	// delete a chunk found held (chunkgc.go).
+	var pinned []crypto.ChunkRef
+	defer func() { a.unpinChunks(sp.id, pinned) }()
 	err = chunkReader(f, func(c []byte) error {
 		if m.Size += int64(len(c)); m.Size > maxAttachBytes {
 			return fmt.Errorf("%w: the file grew past %d bytes", errTooLarge, int64(maxAttachBytes))
@@ -235,6 +243,8 @@ func (a *Agent) Attach(req api.AttachRequest) (api.AttachResult, error) {
 		whole.Write(c)
 		sealed, ref := sealer.Seal(c)
 		m.Chunks = append(m.Chunks, manifestChunk{Ref: hex.EncodeToString(ref[:]), Size: len(c)})
+		a.pinChunk(sp.id, ref)
+		pinned = append(pinned, ref)
 		held, err := a.hasChunk(sp.id, ref)
 		if err != nil {
 			return err
@@ -357,6 +367,11 @@ func (a *Agent) Open(ctx context.Context, req api.OpenRequest) (api.OpenResult, 
 				nudged = time.Now()
 			}
 			info = a.attachmentInfo(sp.id, fv.Siblings[0].Value)
+			if info.Held < info.Chunks && a.superseded(req, field, fv.Siblings[0].Value) {
+				a.dropWants(sp.id, refs)
+				return api.OpenResult{}, fmt.Errorf("%w: attachment %q of field %q was replaced meanwhile (a change that came since): its chunks are no longer held by peers that collected them (docs/design.md §7); open the field again for its current value",
+					ErrNotHeld, m.Name, field)
+			}
 		}
 		if info.Held < info.Chunks {
 			return api.OpenResult{}, fmt.Errorf("%w: attachment %q not held yet: %d of %d chunks held; asked peers for the rest — try again",
@@ -399,6 +414,26 @@ func (a *Agent) Open(ctx context.Context, req api.OpenRequest) (api.OpenResult, 
 	}
 	a.dropWants(sp.id, refs)
 	return api.OpenResult{Out: req.Out, Attachment: *info}, nil
+}
+
+// superseded reports whether field of the record no longer holds v (the
+// manifest Open began with) as a value, winning or in conflict: its chunks
+// may be collected everywhere (chunkgc.go).
+func (a *Agent) superseded(req api.OpenRequest, field string, v []byte) bool {
+	_, _, r, err := a.existingRecord(api.RecordRef{Space: req.Space, Record: req.Record})
+	if err != nil {
+		return true
+	}
+	fv, ok := r.Register(field)
+	if !ok {
+		return true
+	}
+	for _, s := range fv.Siblings {
+		if bytes.Equal(s.Value, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrNotHeld: an attachment's chunks are not all held yet (they are being
@@ -511,7 +546,7 @@ func (a *Agent) countChunkReject() {
 
 // AttachStatus counts the chunks held (status.attachments).
 func (a *Agent) AttachStatus() api.AttachStatus {
-	out := api.AttachStatus{Mode: a.attachMode()}
+	out := api.AttachStatus{Mode: a.attachMode(), Collected: uint64(a.chunksCollected.Load())}
 	_ = a.db.kv.ScanKeys([]byte{pfxChunk}, func(k []byte) error {
 		out.Chunks++
 		return nil

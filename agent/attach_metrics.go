@@ -10,6 +10,7 @@ type attachCollector struct {
 	held, wanted, moved, rejected *prometheus.Desc
 	partials, partialBytes        *prometheus.Desc
 	skipped, bad                  *prometheus.Desc
+	collected, healed             *prometheus.Desc
 }
 
 func newAttachCollector(a *Agent) *attachCollector {
@@ -25,6 +26,8 @@ func newAttachCollector(a *Agent) *attachCollector {
 		partials:     d("partial_envelopes", "Large envelopes held in part from cut rounds (docs/sync.md \"Resumable envelopes\")."),
 		partialBytes: d("partial_envelope_bytes", "Bytes of those partial envelopes held."),
 		skipped:      d("resumed_bytes_skipped_total", "Bytes of large envelopes not sent again: peers held them from a cut round."),
+		collected:    d("attachment_chunks_collected_total", "Attachment chunks of superseded attachments deleted by compaction (docs/design.md §7)."),
+		healed:       d("stub_values_healed_total", "Values segments of live writes held from a stub, put back from a whole copy that came later (docs/design.md §7)."),
 		bad:          d("resumed_envelopes_bad_total", "Large envelopes completed from a held prefix whose bytes did not match their announced hash (dropped, fetched again)."),
 	}
 }
@@ -38,6 +41,8 @@ func (c *attachCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.partialBytes
 	ch <- c.skipped
 	ch <- c.bad
+	ch <- c.collected
+	ch <- c.healed
 }
 
 func (c *attachCollector) Collect(ch chan<- prometheus.Metric) {
@@ -47,6 +52,8 @@ func (c *attachCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.moved, prometheus.CounterValue, float64(st.ReceivedBytes), "in")
 	ch <- prometheus.MustNewConstMetric(c.moved, prometheus.CounterValue, float64(st.SentBytes), "out")
 	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(st.Rejected))
+	ch <- prometheus.MustNewConstMetric(c.collected, prometheus.CounterValue, float64(st.Collected))
+	ch <- prometheus.MustNewConstMetric(c.healed, prometheus.CounterValue, float64(c.a.healedValues.Load()))
 	ps := c.a.PartialStatus()
 	ch <- prometheus.MustNewConstMetric(c.partials, prometheus.GaugeValue, float64(ps.Held))
 	ch <- prometheus.MustNewConstMetric(c.partialBytes, prometheus.GaugeValue, float64(ps.HeldBytes))

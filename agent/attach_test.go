@@ -21,7 +21,7 @@ import (
 )
 
 // writeRandomFile writes n pseudo-random bytes (seeded: deterministic).
-func writeRandomFile(t *testing.T, path string, n int, seed uint64) []byte {
+func writeRandomFile(t testing.TB, path string, n int, seed uint64) []byte {
 	t.Helper()
 	r := mrand.New(mrand.NewPCG(seed, seed^0x5eed))
 	b := make([]byte, n)

@@ -36,7 +36,9 @@ func (b bundleCore) ResolveSpace(ref string) (crypto.SpaceID, error) {
 }
 
 func (b bundleCore) Heads(space crypto.SpaceID) (map[crypto.DeviceID]uint64, error) {
-	v, err := syncAdapter{b.a}.Heads(fsync.SpaceID(space))
+	// What is held: an export sends up to it (not the heads lowered to
+	// ask sync peers for whole copies of stubs, heal.go).
+	v, err := syncAdapter{b.a}.heads(fsync.SpaceID(space))
 	if err != nil {
 		return nil, err
 	}

@@ -87,10 +87,13 @@ func (a *Agent) Compact(req api.CompactRequest) (api.Compacted, error) {
 	cut := 0
 	for _, id := range ids {
 		st, err := a.compactSpace(id, minAge, 0, true, !req.NoCold)
+		if err == nil {
+			err = a.compactChunks(&st, id, minAge, 0) // chunkgc.go
+		}
 		if err != nil {
 			return out, err
 		}
-		cut += st.Envelopes + st.Frozen
+		cut += st.Envelopes + st.Frozen + st.ChunksCollected
 		out.Spaces = append(out.Spaces, st)
 	}
 	if cut > 0 {
@@ -373,6 +376,7 @@ func (a *Agent) countWithheld(id crypto.SpaceID, ops []pruneSeg) int {
 		for _, o := range ops {
 			if r, err := a.loadRecord(sp, o.record); err == nil && r != nil && r.HoldsValue(o.dots[0]) {
 				n++
+				a.wantWhole(id, o.dots[0]) // heal.go
 			}
 		}
 		return nil
@@ -424,16 +428,21 @@ func (a *Agent) compactBackground() {
 	defer a.reclaimIfDue()
 	for _, id := range a.SpaceIDs() {
 		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false, true)
+		if err == nil {
+			err = a.compactChunks(&st, id, a.pruneMinAge(), chunkGCBackgroundMax) // chunkgc.go
+		}
 		if err != nil {
 			if !errors.Is(err, ErrClosed) {
 				a.log.Warn("pruning superseded values", "space", id.String(), "err", err)
 			}
 			return
 		}
-		a.prunedSince.Add(int64(max(st.Envelopes, st.Frozen))) // envelopes rewritten, at least
-		if st.Envelopes > 0 || st.Frozen > 0 {
+		// envelopes rewritten (cut or frozen), at least, and collected chunks
+		a.prunedSince.Add(int64(max(st.Envelopes, st.Frozen) + chunkReclaimWeight*st.ChunksCollected))
+		if st.Envelopes > 0 || st.Frozen > 0 || st.ChunksCollected > 0 {
 			a.log.Info("pruned superseded values", "space", id.String(), "envelopes", st.Envelopes, "values", st.Values,
-				"frozen", st.Frozen, "bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter)
+				"frozen", st.Frozen, "bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter,
+				"chunks_collected", st.ChunksCollected, "chunk_bytes_collected", st.ChunkBytesCollected)
 		}
 	}
 }

@@ -48,7 +48,7 @@ func tombstoneKey(space crypto.SpaceID) []byte { return append([]byte{pfxTombsto
 // followed by the space ID (docs/storage.md). A new per-space key space
 // must be added here; the erasure test fails on any key left that names the
 // space.
-var spacePrefixes = []byte{pfxEnvelope, pfxRecord, pfxContext, pfxHead, pfxSpace, pfxEpoch, pfxProfile, pfxFork, pfxShared, pfxPending, pfxReceipt, pfxOwed, pfxChunk, pfxRecErasure, pfxRecStaged, pfxPartial}
+var spacePrefixes = []byte{pfxEnvelope, pfxRecord, pfxContext, pfxHead, pfxSpace, pfxEpoch, pfxProfile, pfxFork, pfxShared, pfxPending, pfxReceipt, pfxOwed, pfxChunk, pfxChunkGone, pfxRecErasure, pfxRecStaged, pfxPartial}
 
 // tombstone is what the T key holds.
 type tombstone struct {

@@ -181,6 +181,10 @@ func (a *Agent) ingestVerified(env []byte, h crypto.Header, cert *crypto.Certifi
 		next, again, err := a.chainNext(sp, h, env)
 		if !next {
 			restore = again
+			if err == nil && !again && !created {
+				// Held already: a whole copy may heal a stub (heal.go).
+				_, err = a.healHeld(t, sp, h, env)
+			}
 			return err
 		}
 		t.changed()

@@ -35,7 +35,21 @@ func (s syncAdapter) Spaces() ([]fsync.SpaceID, error) {
 	return out, nil
 }
 
+// Heads is what this device tells peers it holds: its heads, lowered for
+// an author below an envelope it holds only as a stub of a live write and
+// wants whole (heal.go), so that peers send it again.
 func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
+	v, err := s.heads(space)
+	if err != nil {
+		return nil, err
+	}
+	s.a.askWhole(crypto.SpaceID(space), v) // heal.go
+	return v, nil
+}
+
+// heads is what this device holds of the space, each author's log to the
+// first envelope lost from the store.
+func (s syncAdapter) heads(space fsync.SpaceID) (fsync.Vector, error) {
 	a := s.a
 	// Report only what is on disk (fsync.Store's contract): the heads are
 	// read together with the received envelopes still waiting for their
@@ -71,7 +85,7 @@ func (s syncAdapter) Heads(space fsync.SpaceID) (fsync.Vector, error) {
 
 func (s syncAdapter) Since(space fsync.SpaceID, have fsync.Vector, fn func(fsync.Envelope) error) error {
 	a := s.a
-	heads, err := s.Heads(space)
+	heads, err := s.heads(space) // everything held, stubs asked for again too
 	if err != nil {
 		return err
 	}

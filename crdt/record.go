@@ -703,3 +703,38 @@ func (r *Record) HoldsValue(d Dot) bool {
 	}
 	return false
 }
+
+// FillValue gives the op with dot d its value back in a record that applied
+// it without one (the copy of its change it applied had the values cut,
+// docs/crdt.md "Values apart"): the register sibling with dot d, or the
+// note d if not removed, takes value, as if the whole op had been applied.
+// It changes nothing when the record does not hold d (the value is dead:
+// nothing to give back) or already holds a value for it, and reports
+// whether it changed the record.
+func (r *Record) FillValue(d Dot, value []byte) bool {
+	if len(value) == 0 {
+		return false
+	}
+	for i := range r.regs {
+		if e := &r.regs[i]; e.is(d) {
+			if e.vlen != 0 {
+				return false
+			}
+			e.set(e.key, d, e.hlc, ownValue(value))
+			return true
+		}
+	}
+	if r.x == nil {
+		return false
+	}
+	for i := range r.x.notes {
+		if n := &r.x.notes[i]; n.id == d {
+			if n.removed || n.text != "" {
+				return false
+			}
+			n.text = string(value)
+			return true
+		}
+	}
+	return false
+}

@@ -41,6 +41,16 @@ type ChunkStore interface {
 	PutChunk(from PeerID, space SpaceID, ref ChunkRef, data []byte) (added bool, err error)
 }
 
+// ChunkCollector is implemented by a ChunkStore that deletes chunks no
+// attachment it holds names any more (docs/sync.md, "Attachment chunks").
+// A node that wants every chunk does not fetch those back from peers that
+// still hold them.
+type ChunkCollector interface {
+	// CollectedChunks lists the chunks of space collected and not held
+	// again.
+	CollectedChunks(space SpaceID) ([]ChunkRef, error)
+}
+
 // ChunkStats counts attachment chunks moved by sync rounds.
 type ChunkStats struct {
 	Sent      uint64 // chunks sent
@@ -326,6 +336,15 @@ func (s *session) chunkPhase(mine, theirs map[SpaceID]Vector) error {
 				}
 			} else {
 				return err
+			}
+			if cc, ok := cs.(ChunkCollector); ok {
+				refs, err := cc.CollectedChunks(sp)
+				if err != nil {
+					return err
+				}
+				for _, r := range refs {
+					held[r] = true // collected: not fetched back
+				}
 			}
 			for _, r := range offered[sp] {
 				if !held[r] {

@@ -81,6 +81,9 @@ type AttachStatus struct {
 	ReceivedBytes  uint64 `json:"received_bytes"`
 	Rejected       uint64 `json:"rejected"`  // chunks refused: bytes not matching their ref
 	HeldBack       uint64 `json:"held_back"` // chunks the last round held back for the budget
+	// Collected counts the chunks of superseded attachments deleted since
+	// the agent started (compaction; docs/design.md §7, "Bounded storage").
+	Collected uint64 `json:"collected"`
 }
 
 // AttachStatus is GET PathAttachStatus.

@@ -45,6 +45,12 @@ type CompactedSpace struct {
 	// form (docs/storage.md, "Cold envelopes"): those cut by this pass and
 	// those cut before.
 	Frozen int `json:"frozen"`
+	// ChunksCollected counts the attachment chunks deleted because no
+	// manifest a record holds, nor one younger than the minimum age, names
+	// them any more (superseded attachments), and ChunkBytesCollected
+	// their sealed bytes (docs/design.md §7, "Bounded storage").
+	ChunksCollected     int   `json:"chunks_collected"`
+	ChunkBytesCollected int64 `json:"chunk_bytes_collected"`
 }
 
 // Compact is `fieldsync compact`.

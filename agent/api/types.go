@@ -362,6 +362,10 @@ type Status struct {
 	// Store: the group committer's counts since start (docs/design.md §7,
 	// "Group commit"): benchmarks read writes per fsync from it.
 	Store *StoreStats `json:"store,omitempty"`
+	// Healed counts the values segments of live writes, held here from a
+	// stub (value_withheld), put back from a whole copy that came later,
+	// since the agent started (docs/design.md §7, "Hostile stubs").
+	Healed int64 `json:"healed"`
 }
 
 // StoreStats is status.store: the fsynced transactions the agent's group

@@ -50,9 +50,10 @@ func compactAction(c *cli.Context) error {
 	if jsonMode(c) {
 		return printJSON(c, out)
 	}
-	t := newTable("SPACE", "ENVELOPES CUT", "VALUES CUT", "BYTES BEFORE", "BYTES AFTER", "WITHHELD", "COLD")
+	t := newTable("SPACE", "ENVELOPES CUT", "VALUES CUT", "BYTES BEFORE", "BYTES AFTER", "WITHHELD", "COLD", "CHUNKS COLLECTED", "CHUNK BYTES")
 	for _, s := range out.Spaces {
-		t.add(s.Space, fmt.Sprint(s.Envelopes), fmt.Sprint(s.Values), fmt.Sprint(s.BytesBefore), fmt.Sprint(s.BytesAfter), fmt.Sprint(s.Withheld), fmt.Sprint(s.Frozen))
+		t.add(s.Space, fmt.Sprint(s.Envelopes), fmt.Sprint(s.Values), fmt.Sprint(s.BytesBefore), fmt.Sprint(s.BytesAfter), fmt.Sprint(s.Withheld), fmt.Sprint(s.Frozen),
+			fmt.Sprint(s.ChunksCollected), fmt.Sprint(s.ChunkBytesCollected))
 	}
 	t.write(c.App.Writer)
 	if out.Reclaimed {

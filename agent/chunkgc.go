@@ -111,7 +111,7 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 	if err != nil || keys == nil {
 		return 0, 0, err
 	}
-	horizon := a.cfg.now().Add(-minAge).UnixMilli()
+	horizon := pruneHorizon(a.cfg.now(), minAge)
 	keep, dead := map[crypto.ChunkRef]bool{}, map[crypto.ChunkRef]bool{}
 	name := func(v []byte, into map[crypto.ChunkRef]bool) {
 		if _, refs, ok, err := parseManifest(v); ok && err == nil {

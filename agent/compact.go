@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -55,6 +56,17 @@ func init() {
 }
 
 // pruneMinAge is the configured minimum age, or the default.
+// pruneHorizon is the newest HLC wall time (ms) a change may have to be
+// pruned, minAge before now. A minimum age of 0 prunes everything: a
+// change's HLC may be ahead of this device's clock (a peer's clock pushed
+// ours, within the drift allowed), and "at once" must not skip it.
+func pruneHorizon(now time.Time, minAge time.Duration) int64 {
+	if minAge <= 0 {
+		return math.MaxInt64
+	}
+	return now.Add(-minAge).UnixMilli()
+}
+
 func (a *Agent) pruneMinAge() time.Duration {
 	if a.cfg.PruneMinAge != 0 {
 		return max(a.cfg.PruneMinAge, 0)
@@ -165,7 +177,7 @@ func (a *Agent) compactSpace(id crypto.SpaceID, minAge time.Duration, limit int,
 		}
 		return nil
 	})
-	horizon := a.cfg.now().Add(-minAge).UnixMilli()
+	horizon := pruneHorizon(a.cfg.now(), minAge)
 	var cands []pruneCandidate
 	var withheld []pruneSeg // ops applied without their value
 	err := a.db.scanStored(envSpacePrefix(id), func(k, env []byte, stored bool, size int) error {

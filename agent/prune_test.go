@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"fieldsync/crdt"
 
@@ -571,5 +573,31 @@ func TestCompactBackgroundReclaimsOverwrites(t *testing.T) {
 		if strings.HasPrefix(h, "an old version") {
 			t.Fatalf("after the background passes: %s", h)
 		}
+	}
+}
+
+// `compact --min-age 0` prunes every dead value, also of changes whose HLC
+// is ahead of this device's clock (a peer's clock pushed ours within the
+// drift allowed, or the clock was set back): "at once" skipped them, and
+// the chaos test's returning-device phase found nothing to prune (seed 3).
+func TestCompactAtOnceBeyondOwnClock(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	var offset atomic.Int64
+	cfg := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	a := openTestAgent(t, cfg)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, sp, "r", "f", "v1")
+	put(t, a, sp, "r", "f", "v2")
+	offset.Store(int64(-5 * time.Minute)) // the clock set back: v1's HLC is ahead of it
+	c := compactNow(t, a, sp.ID)
+	if len(c.Spaces) != 1 || c.Spaces[0].Envelopes != 1 {
+		t.Fatalf("compact at once with the changes' HLC ahead of the clock: %+v, want v1's envelope cut", c.Spaces)
+	}
+	if r, err := a.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"}); err != nil || r.Fields["f"].Value != "v2" {
+		t.Fatalf("r after compact: %+v %v", r, err)
 	}
 }

@@ -1493,8 +1493,8 @@ func (r *chaosRun) prunePhase(ctx context.Context) error {
 // ret-c with both edits as siblings, and R's new record; R's own pruning
 // then changes nothing. Its writes are logged ops, so the checker judges
 // them too. Only W and R prune: the checker reads a pruned value from an
-// officer that kept it whole (the prune phase spared every second officer;
-// with three or more, the second is neither W nor R).
+// officer that kept it whole (the prune phase spared every second officer,
+// neither W nor R), so the phase needs three officers still judged.
 func (r *chaosRun) returnPhase(ctx context.Context) error {
 	var officers []*harness.Node
 	for _, n := range r.judged {
@@ -1502,8 +1502,10 @@ func (r *chaosRun) returnPhase(ctx context.Context) error {
 			officers = append(officers, n)
 		}
 	}
-	if len(officers) < 2 {
-		r.t.Logf("chaos: return phase skipped: %d entitled officer(s) left, and it needs two", len(officers))
+	if len(officers) < 3 {
+		// W's pruned write would be held whole by no officer, and the
+		// checker reads a pruned op's value from one that holds it whole.
+		r.t.Logf("chaos: return phase skipped: %d entitled officer(s) left, and it needs three (one keeps whole copies for the checker)", len(officers))
 		return nil
 	}
 	w, ret := officers[0], officers[len(officers)-1]
@@ -1617,10 +1619,6 @@ func (r *chaosRun) returnPhase(ctx context.Context) error {
 		if err := check(n); err != nil {
 			return err
 		}
-	}
-	if len(officers) < 3 {
-		r.t.Logf("chaos: return phase: %s returned after %s pruned %d envelopes; it does not prune itself (two officers: the checker needs a whole copy)", ret.Name, w.Name, pruned)
-		return nil
 	}
 	// The returning officer prunes its whole copies: nothing changes.
 	nodes, before, err := r.judgedDigests(ctx)

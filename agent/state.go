@@ -191,16 +191,19 @@ func (a *Agent) reloadIfStale() error {
 	return nil
 }
 
-// commitWrite hands the entries to the committer, releases the write lock
-// and waits until they are on disk (or failed).
+// commitWrite takes the write's place in the commit order, releases the
+// write lock, and waits until its entries are on disk (or failed), leading
+// the commit on this goroutine if none is under way (internal/store's
+// leader and followers; docs/design.md §7, "Group commit").
 func (a *Agent) commitWrite(entries []kvEntry, handed func()) error {
 	a.writeID++
-	done := a.com.Submit(entries, a.gen, a.writeID)
+	tk := a.com.Reserve(a.gen, a.writeID)
 	a.stateMu.Unlock()
+	tk.Fill(entries)
 	if handed != nil {
 		handed()
 	}
-	return <-done
+	return tk.Wait()
 }
 
 // commitInWindow hands the entries to the committer and releases the write

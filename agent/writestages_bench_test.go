@@ -78,9 +78,10 @@ func BenchmarkWriteStages(b *testing.B) {
 		{name: "committer", write: func(int) error {
 			a.stateMu.Lock()
 			a.writeID++
-			done := a.com.Submit(group(), a.gen, a.writeID)
+			tk := a.com.Reserve(a.gen, a.writeID)
 			a.stateMu.Unlock()
-			return <-done
+			tk.Fill(group())
+			return tk.Wait()
 		}},
 		{name: "agent", write: func(i int) error { _, err := a.PutFields(put(i)); return err }},
 		{name: "api", write: func(i int) error { _, err := cl.RecordPut(ctx, put(i)); return err }},

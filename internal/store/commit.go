@@ -237,7 +237,13 @@ func (c *Committer) headReady() bool { return len(c.queue) > 0 && c.queue[0].rea
 // committer is stopping). A ready group whose writer has not yet come to
 // Wait needs nobody: that writer leads when it comes. c.mu held.
 func (c *Committer) offerLead() {
-	if c.leading || !c.headReady() {
+	if c.leading {
+		return
+	}
+	if !c.headReady() {
+		if c.stopped { // the background goroutine ends once the queue is empty
+			c.kickBackground()
+		}
 		return
 	}
 	background := c.stopped

@@ -254,3 +254,27 @@ func goid() string {
 	f := bytes.Fields(b)
 	return string(f[1])
 }
+
+// Stop returns once a commit a writer leads is over (the background
+// goroutine, which Stop ends, is not the one committing).
+func TestCommitterStopWhileWriterLeads(t *testing.T) {
+	db := openTest(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	c := NewCommitter(db, func(uint64) error {
+		close(entered)
+		<-release
+		return nil
+	})
+	tk := c.Reserve(1, 1)
+	tk.Fill([]Entry{{Key: []byte("a"), Val: []byte("1")}})
+	res := make(chan error, 1)
+	go func() { res <- tk.Wait() }()
+	<-entered
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	close(release)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	<-stopped // hangs if the lead's end does not wake the background goroutine
+}

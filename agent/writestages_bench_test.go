@@ -23,7 +23,8 @@ import (
 // see the same disk (docs/design.md §7, "Group commit"):
 //
 //   - raw: one fsynced commit of a write-sized group (5 entries of 160 bytes);
-//   - committer: the same group through the group committer;
+//   - committer: the same group through the group committer, as a write
+//     takes it (Reserve under the lock, Fill, Wait: the writer leads);
 //   - agent: PutFields without the API (build under the lock, then the
 //     commit; agent − committer is the build);
 //   - api: `record put` through api.Client over the Unix socket;

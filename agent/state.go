@@ -156,6 +156,14 @@ func (a *Agent) withWrite(fn func(t *tx) error) error {
 		return nil
 	}
 	if t.window {
+		if t.sign != nil { // not used together today: sign under the lock
+			e, err := t.sign()
+			if err != nil {
+				a.abortWrite()
+				return err
+			}
+			t.entries = append(t.entries, e)
+		}
 		return a.commitInWindow(t.entries)
 	}
 	return a.commitWrite(t.entries, t.sign, t.handed)

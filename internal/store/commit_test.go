@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
@@ -277,4 +278,82 @@ func TestCommitterStopWhileWriterLeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-stopped // hangs if the lead's end does not wake the background goroutine
+}
+
+// Writers take places under a lock, as the agent does, and some places are
+// cancelled (a failed signature): a writer that finds its generation failed
+// moves to a new one behind a barrier, as the agent's reload does. Every
+// acknowledged group is on disk, and no group placed after a cancelled one
+// of its generation is acknowledged.
+func TestCommitterCancelsFailTheirGeneration(t *testing.T) {
+	db := openTest(t)
+	c := NewCommitter(db, nil)
+	defer c.Stop()
+	var mu sync.Mutex // the agent's state lock
+	gen, next := uint64(1), uint64(0)
+	type outcome struct {
+		gen, id   uint64
+		cancelled bool
+		err       error
+	}
+	var omu sync.Mutex
+	var outs []outcome
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 60 {
+				mu.Lock()
+				if c.FailedGen() >= gen {
+					c.Barrier()
+					gen = c.FailedGen() + 1
+				}
+				next++
+				o := outcome{gen: gen, id: next}
+				tk := c.Reserve(o.gen, o.id)
+				mu.Unlock()
+				if rng.IntN(12) == 0 {
+					o.cancelled = true
+					tk.Cancel(errors.New("signature failed"))
+				} else {
+					tk.Fill([]Entry{{Key: fmt.Appendf(nil, "c%05d", o.id), Val: []byte("x")}})
+				}
+				o.err = tk.Wait()
+				omu.Lock()
+				outs = append(outs, o)
+				omu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	acked, cancels := 0, 0
+	for _, o := range outs {
+		if o.cancelled {
+			cancels++
+			if o.err == nil {
+				t.Fatalf("cancelled place %d acknowledged", o.id)
+			}
+			for _, p := range outs {
+				if p.gen == o.gen && p.id > o.id && p.err == nil {
+					t.Fatalf("write %d acknowledged after the cancelled place %d of its generation %d", p.id, o.id, o.gen)
+				}
+			}
+			continue
+		}
+		_, err := db.Get(fmt.Appendf(nil, "c%05d", o.id))
+		switch {
+		case o.err == nil && err != nil:
+			t.Fatalf("acknowledged write %d not on disk: %v", o.id, err)
+		case o.err != nil && err == nil:
+			t.Fatalf("failed write %d on disk", o.id)
+		case o.err == nil:
+			acked++
+		}
+	}
+	if cancels == 0 || acked == 0 {
+		t.Fatalf("%d cancels, %d acknowledged: nothing tested", cancels, acked)
+	}
+	t.Logf("%d acknowledged, %d cancelled, %d failed as stale", acked, cancels, len(outs)-acked-cancels)
 }

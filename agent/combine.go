@@ -13,10 +13,11 @@ import (
 // signed, sealed, applied, and made durable by an fsync. Signing and the
 // fsync dominate. An author's changes form a hash chain, but each names the
 // ID of the envelope before it, which does not cover its signature
-// (docs/crypto.md, "Envelope ID and chain link"): signatures could be made
-// outside the state lock and in parallel, as long as the envelopes reach the
-// committer in seq order; measured, that would not pay here (docs/design.md
-// §7, "Group commit"). What is shared is the change: API requests that
+// (docs/crypto.md, "Envelope ID and chain link"): signatures are made
+// outside the state lock, in parallel with the next batch's build, and the
+// envelopes reach the disk in seq order (state.go commitWrite;
+// docs/design.md §7, "Signing outside the write lock"). What is shared is
+// the change: API requests that
 // arrive while a write is under way, in the same space and on distinct
 // records, go into the next change together — one signature, one envelope,
 // one fsync — and each request is answered with its own record once that

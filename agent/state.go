@@ -84,6 +84,10 @@ type tx struct {
 	// stateMu is released, before the wait for the disk (combine.go: the
 	// next batch of writes is built while this one is synced).
 	handed func()
+	// sign, if set, signs the transaction's change envelope and returns its
+	// entry; it runs after stateMu is released, the write's place in the
+	// commit order already taken (commitWrite).
+	sign func() (kvEntry, error)
 }
 
 // put adds store entries to the transaction's atomic batch.
@@ -152,9 +156,17 @@ func (a *Agent) withWrite(fn func(t *tx) error) error {
 		return nil
 	}
 	if t.window {
+		if t.sign != nil { // not used together today: sign under the lock
+			e, err := t.sign()
+			if err != nil {
+				a.abortWrite()
+				return err
+			}
+			t.entries = append(t.entries, e)
+		}
 		return a.commitInWindow(t.entries)
 	}
-	return a.commitWrite(t.entries, t.handed)
+	return a.commitWrite(t.entries, t.sign, t.handed)
 }
 
 // beginWrite takes stateMu for a write transaction and, if a commit failed
@@ -191,16 +203,42 @@ func (a *Agent) reloadIfStale() error {
 	return nil
 }
 
-// commitWrite hands the entries to the committer, releases the write lock
-// and waits until they are on disk (or failed).
-func (a *Agent) commitWrite(entries []kvEntry, handed func()) error {
+// commitWrite takes the write's place in the commit order, releases the
+// write lock, signs the write's envelope (sign, if set) outside it, gives
+// the entries to their place and waits until they are on disk (or failed),
+// leading the commit on this goroutine if none is under way (internal/store's
+// leader and followers; docs/design.md §7, "Group commit" and "Signing
+// outside the write lock"). Places are taken under stateMu, so groups reach
+// the disk in the order their envelopes were chained, whatever order the
+// signatures end in. A signature that fails, or panics, cancels the place:
+// the write fails, and so does every later write of its generation (they
+// may be built on it), and the next write reloads the state.
+func (a *Agent) commitWrite(entries []kvEntry, sign func() (kvEntry, error), handed func()) error {
 	a.writeID++
-	done := a.com.Submit(entries, a.gen, a.writeID)
+	a.placeOwnFlight()
+	tk := a.com.Reserve(a.gen, a.writeID)
 	a.stateMu.Unlock()
+	defer func() {
+		if !tk.Filled() { // sign panicked
+			tk.Cancel(errors.New("write not signed"))
+			_ = tk.Wait()
+		}
+	}()
 	if handed != nil {
 		handed()
 	}
-	return <-done
+	if sign != nil {
+		e, err := sign()
+		if err != nil {
+			err = fmt.Errorf("sign envelope: %w", err)
+			tk.Cancel(err)
+			_ = tk.Wait()
+			return err
+		}
+		entries = append(entries, e)
+	}
+	tk.Fill(entries)
+	return tk.Wait()
 }
 
 // commitInWindow hands the entries to the committer and releases the write
@@ -210,6 +248,7 @@ func (a *Agent) commitWrite(entries []kvEntry, handed func()) error {
 // it, as always).
 func (a *Agent) commitInWindow(entries []kvEntry) error {
 	a.writeID++
+	a.placeOwnFlight()
 	a.inflight = append(a.inflight, a.com.Submit(entries, a.gen, a.writeID))
 	var wait []<-chan error
 	for len(a.inflight) > ingestWindow {
@@ -241,6 +280,8 @@ func (a *Agent) abortWrite() {
 func (a *Agent) reload() error {
 	a.com.Barrier()
 	a.reloads.Add(1)
+	clear(a.flightFix)
+	a.flightFix = a.flightFix[:0]
 	if err := a.load(); err != nil {
 		return err
 	}

@@ -61,6 +61,12 @@ func (s syncAdapter) heads(space fsync.SpaceID) (fsync.Vector, error) {
 		if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
 			for author, h := range sp.heads {
 				seq := h.Seq
+				if author == a.dev {
+					// Our own writes still being signed or synced are not
+					// reported (docs/design.md §7, "Signing outside the
+					// write lock").
+					seq = a.ownStoredSeq(sp)
+				}
 				if f := a.missingFrom(sp.id, author); f > 0 && f-1 < seq {
 					seq = f - 1 // lost from the store: ask peers for it again
 				}

@@ -110,8 +110,22 @@ func (a *Agent) appendEnvelope(sp *spaceState, kind crypto.Kind, body []byte, ke
 // header (seq and prev filled in). Changes are sealed in segments
 // (segments.go). stateMu held.
 func (a *Agent) appendSealed(sp *spaceState, kind crypto.Kind, hlc crdt.Timestamp, seal func(crypto.Header) ([]byte, error)) ([]kvEntry, error) {
+	h := a.nextHeader(sp, kind, hlc)
+	env, err := seal(h)
+	if err != nil {
+		return nil, fmt.Errorf("seal envelope: %w", err)
+	}
+	return []kvEntry{
+		a.db.entry(envKey(sp.id, a.dev, h.Seq), env),
+		a.chainEnvelope(sp, h, crypto.Hash(env)),
+	}, nil
+}
+
+// nextHeader is the header of this device's next envelope in the space.
+// stateMu held.
+func (a *Agent) nextHeader(sp *spaceState, kind crypto.Kind, hlc crdt.Timestamp) crypto.Header {
 	h0 := sp.heads[a.dev]
-	h := crypto.Header{
+	return crypto.Header{
 		Kind:   kind,
 		Space:  sp.id,
 		Author: a.dev,
@@ -119,21 +133,92 @@ func (a *Agent) appendSealed(sp *spaceState, kind crypto.Kind, hlc crdt.Timestam
 		HLC:    hlc.Pack(),
 		Prev:   h0.Hash,
 	}
-	env, err := seal(h)
-	if err != nil {
-		return nil, fmt.Errorf("seal envelope: %w", err)
-	}
-	nh := head{Seq: h.Seq, Hash: crypto.Hash(env)}
+}
+
+// chainEnvelope makes the envelope of header h and ID id this device's
+// head in the space and returns the head's store entry. The in-memory head
+// moves on at once; a failed commit reloads it. stateMu held.
+func (a *Agent) chainEnvelope(sp *spaceState, h crypto.Header, id [32]byte) kvEntry {
+	nh := head{Seq: h.Seq, Hash: id}
 	a.advanceHead(sp, a.dev, nh)
-	if kind != crypto.KindChange {
+	a.ownStoredSeq(sp) // drops what is stored
+	f := &ownFlight{seq: h.Seq, writeID: a.writeID + 1}
+	sp.ownFlight = append(sp.ownFlight, f)
+	a.flightFix = append(a.flightFix, f)
+	if h.Kind != crypto.KindChange {
 		// Seqs of envelopes without CRDT ops still count as seen, so the
 		// context's vector stays gap-free.
 		sp.ctx.Add(crdt.Dot{Replica: crdt.ReplicaID(a.dev), Seq: h.Seq})
 	}
-	return []kvEntry{
-		a.db.entry(envKey(sp.id, a.dev, h.Seq), env),
-		a.db.entry(headKey(sp.id, a.dev), nh.marshal()),
-	}, nil
+	return a.db.entry(headKey(sp.id, a.dev), nh.marshal())
+}
+
+// ownFlight is one of this device's envelopes chained by the write numbered
+// writeID, not yet known to be on disk.
+type ownFlight struct {
+	seq     uint64
+	writeID uint64
+}
+
+// placeOwnFlight gives the envelopes the write transaction chained the
+// write number it was just given (a.writeID). stateMu held.
+func (a *Agent) placeOwnFlight() {
+	for _, f := range a.flightFix {
+		f.writeID = a.writeID
+	}
+	clear(a.flightFix)
+	a.flightFix = a.flightFix[:0]
+}
+
+// ownStoredSeq is the seq up to which this device's own log in the space is
+// on disk, signatures included: the head, less the envelopes whose write
+// has not yet reached the disk (they are chained and maybe not yet signed;
+// docs/design.md §7, "Signing outside the write lock"). Writes reach the
+// disk in the order they were chained, so the first one not known to be
+// stored bounds it. stateMu held.
+func (a *Agent) ownStoredSeq(sp *spaceState) uint64 {
+	done := a.com.Committed()
+	n := 0
+	for n < len(sp.ownFlight) && sp.ownFlight[n].writeID <= done {
+		n++
+	}
+	if n > 0 {
+		clear(sp.ownFlight[:n])
+		sp.ownFlight = sp.ownFlight[n:]
+	}
+	if len(sp.ownFlight) == 0 {
+		return sp.heads[a.dev].Seq
+	}
+	return sp.ownFlight[0].seq - 1
+}
+
+// prepareChange seals ch as this device's next envelope in the space (a
+// version 2 envelope, as sealChange) and chains it — its ID is final before
+// its signature (docs/crypto.md §2) — but leaves the signature to the
+// returned function, which runs outside stateMu, in parallel with the next
+// write's build (docs/design.md §7, "Signing outside the write lock"). It
+// returns the head's entry; sign returns the envelope's. stateMu held.
+func (a *Agent) prepareChange(sp *spaceState, ch *crdt.Change, key *crypto.SpaceKey) (kvEntry, func() (kvEntry, error), error) {
+	segs, err := changeSegments(ch)
+	if err != nil {
+		return kvEntry{}, nil, err
+	}
+	h := a.nextHeader(sp, crypto.KindChange, ch.HLC)
+	p, err := crypto.PrepareSegments(h, segs, key, a.id, rand.Reader)
+	if err != nil {
+		return kvEntry{}, nil, fmt.Errorf("seal envelope: %w", err)
+	}
+	headEntry := a.chainEnvelope(sp, h, p.ID())
+	db, space, dev, hook := a.db, sp.id, a.dev, a.signHook
+	sign := func() (kvEntry, error) {
+		if hook != nil { // tests: a signature that fails or waits
+			if err := hook(h.Seq); err != nil {
+				return kvEntry{}, err
+			}
+		}
+		return db.entry(envKey(space, dev, h.Seq), p.Sign()), nil
+	}
+	return headEntry, sign, nil
 }
 
 // ensureProfile writes this device's profile (the officer's name, sealed
@@ -264,14 +349,15 @@ func (a *Agent) writeOpsMulti(sp *spaceState, builds []opBuilder, handed func())
 		if err != nil {
 			return fmt.Errorf("apply own change: %w", err)
 		}
-		envEntries, err := a.sealChange(sp, ch, sp.current)
+		headEntry, sign, err := a.prepareChange(sp, ch, sp.current)
 		if err != nil {
 			return err
 		}
+		t.sign = sign
 		// A received change may wait for this very write (a hostile one
 		// named it before it was made): judge it once this write is stored.
 		drain = sp.resolvesWait(a.dev, ch.Seq)
-		t.put(envEntries...)
+		t.put(headEntry)
 		a.noteApplied(1) // compact.go
 		recEntries, err := a.recordEntries(sp, touched)
 		if err != nil {

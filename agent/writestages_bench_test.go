@@ -23,7 +23,8 @@ import (
 // see the same disk (docs/design.md §7, "Group commit"):
 //
 //   - raw: one fsynced commit of a write-sized group (5 entries of 160 bytes);
-//   - committer: the same group through the group committer;
+//   - committer: the same group through the group committer, as a write
+//     takes it (Reserve under the lock, Fill, Wait: the writer leads);
 //   - agent: PutFields without the API (build under the lock, then the
 //     commit; agent − committer is the build);
 //   - api: `record put` through api.Client over the Unix socket;
@@ -78,9 +79,10 @@ func BenchmarkWriteStages(b *testing.B) {
 		{name: "committer", write: func(int) error {
 			a.stateMu.Lock()
 			a.writeID++
-			done := a.com.Submit(group(), a.gen, a.writeID)
+			tk := a.com.Reserve(a.gen, a.writeID)
 			a.stateMu.Unlock()
-			return <-done
+			tk.Fill(group())
+			return tk.Wait()
 		}},
 		{name: "agent", write: func(i int) error { _, err := a.PutFields(put(i)); return err }},
 		{name: "api", write: func(i int) error { _, err := cl.RecordPut(ctx, put(i)); return err }},

@@ -184,49 +184,11 @@ func segmentAD(hdr []byte, k, i int) []byte {
 // Ed25519ctx("fieldsync/envelope/v2") over the header without its body
 // length, the count and the segments' commitment.
 func SealSegments(h Header, segs [][]byte, key *SpaceKey, id *Identity, rand io.Reader) ([]byte, error) {
-	if id == nil || id.sign == nil {
-		return nil, fmt.Errorf("seal: no identity")
-	}
-	if h.Kind != KindChange {
-		return nil, invalid("envelope header", "version 2 is for changes only")
-	}
-	if !key.usable() {
-		return nil, fmt.Errorf("seal %v: %w", h.Kind, ErrNoKey)
-	}
-	if len(segs) == 0 || len(segs) > MaxSegments {
-		return nil, invalid("segmented body", "want 1 to 65535 segments")
-	}
-	bodyLen := 2
-	for _, s := range segs {
-		bodyLen += 1 + 4 + sealOverhead + len(s)
-		if bodyLen > MaxBodySize {
-			return nil, malformed("envelope", ErrOversize, "body")
-		}
-	}
-	h.Version = HeaderVersion2
-	h.Author = id.id
-	h.Epoch = key.id
-	h.BodyLen = uint32(bodyLen)
-	if err := h.check(); err != nil {
+	u, err := PrepareSegments(h, segs, key, id, rand)
+	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, envOverhead+bodyLen)
-	out = h.appendTo(out)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(segs)))
-	infos := make([]SegmentInfo, len(segs))
-	for i, s := range segs {
-		out = append(out, segSealed)
-		out = binary.BigEndian.AppendUint32(out, uint32(sealOverhead+len(s)))
-		start := len(out)
-		out = out[:start+nonceSize]
-		if _, err := io.ReadFull(rand, out[start:]); err != nil {
-			return nil, fmt.Errorf("seal: %v", err)
-		}
-		out = key.aead.Seal(out, out[start:start+nonceSize], s, segmentAD(out, len(segs), i))
-		infos[i].Hash = SegmentHash(out[start:])
-	}
-	sig := signCtx(id.sign, signedPrefix(out, infos), ctxEnvelopeV2)
-	return append(out, sig...), nil
+	return u.Sign(), nil
 }
 
 // Segments lists a version 2 envelope's segments (erased or not, and their

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -127,18 +126,6 @@ func changeSegments(ch *crdt.Change) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: a change of %d records (at most %d)", ErrBadRequest, len(segs)/2, crypto.MaxSegments/2)
 	}
 	return segs, nil
-}
-
-// sealChange seals ch as this device's next envelope in the space: a
-// version 2 (segmented) envelope. stateMu held.
-func (a *Agent) sealChange(sp *spaceState, ch *crdt.Change, key *crypto.SpaceKey) ([]kvEntry, error) {
-	segs, err := changeSegments(ch)
-	if err != nil {
-		return nil, err
-	}
-	return a.appendSealed(sp, crypto.KindChange, ch.HLC, func(h crypto.Header) ([]byte, error) {
-		return crypto.SealSegments(h, segs, key, a.id, rand.Reader)
-	})
 }
 
 // openedChange is a change envelope opened with the space's keys.

@@ -193,7 +193,7 @@ func (a *Agent) ownStoredSeq(sp *spaceState) uint64 {
 }
 
 // prepareChange seals ch as this device's next envelope in the space (a
-// version 2 envelope, as sealChange) and chains it — its ID is final before
+// version 2, segmented envelope) and chains it — its ID is final before
 // its signature (docs/crypto.md §2) — but leaves the signature to the
 // returned function, which runs outside stateMu, in parallel with the next
 // write's build (docs/design.md §7, "Signing outside the write lock"). It

@@ -117,6 +117,8 @@ type Agent struct {
 	corrupt  int
 	officers map[gapKey]string // (space, author) -> officer name from a verified profile
 	peerHeld map[crypto.SpaceID]uint64
+	// retentionStat is status.retention (autoerase.go).
+	retentionStat api.RetentionStatus
 
 	// partialMu serialises the partial envelopes' key space (partial.go).
 	partialMu sync.Mutex

@@ -352,6 +352,11 @@ func (a *Agent) Status() api.Status {
 	st.Missing = append(st.Missing, a.missing...)
 	st.CorruptValues = a.corrupt
 	st.Healed = a.healedValues.Load() // heal.go
+	if !a.cfg.Relay {
+		r := a.retentionStat // autoerase.go
+		r.AutoErase = !a.cfg.NoAutoErase
+		st.Retention = &r
+	}
 	a.statMu.Unlock()
 	for k, seq := range a.trustNow().frozen {
 		st.Forks = append(st.Forks, api.Fork{Space: k.space.String(), Author: k.author.String(), Seq: seq})

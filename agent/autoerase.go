@@ -55,11 +55,18 @@ func (a *Agent) startAutoErase(ctx context.Context) (stop func()) {
 
 // autoErasePass lapses and erases every record due for erasure in the
 // spaces this device may erase in, judged by the corroborated time (above).
-func (a *Agent) autoErasePass() (autoEraseResult, error) {
-	var res autoEraseResult
+func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 	if a.cfg.Relay || a.cfg.NoAutoErase {
 		return res, nil
 	}
+	defer func() {
+		a.statMu.Lock()
+		defer a.statMu.Unlock()
+		a.retentionStat.LastPass = a.cfg.now().UTC().Format(time.RFC3339)
+		a.retentionStat.Erased += res.Erased
+		a.retentionStat.Failed += res.Failed
+		a.retentionStat.Held = res.Held
+	}()
 	var spaces []*spaceState
 	a.withRead(func() error {
 		for _, sp := range a.sortedSpaces() {

@@ -43,6 +43,9 @@ func TestRetentionAutoErase(t *testing.T) {
 	if v, _ := advValue(a, space, "old"); v != canary {
 		t.Fatalf("old erased on a lone clock's word: %q", v)
 	}
+	if st := a.Status().Retention; st == nil || !st.AutoErase || st.Held != 2 || st.Erased != 0 || st.LastPass == "" {
+		t.Fatalf("status.retention after the held pass: %+v", st)
+	}
 
 	// K's clock agrees (K writes 3 days on): A erases what is due by both.
 	skipK(3 * day)
@@ -84,6 +87,9 @@ func TestRetentionAutoErase(t *testing.T) {
 	// Nothing more is due: a second pass does nothing.
 	if res, err = a.autoErasePass(); err != nil || res != (autoEraseResult{}) {
 		t.Fatalf("second pass: %+v %v", res, err)
+	}
+	if st := a.Status().Retention; st == nil || st.Held != 0 || st.Erased != 1 {
+		t.Fatalf("status.retention at the end: %+v", st)
 	}
 }
 

@@ -366,6 +366,22 @@ type Status struct {
 	// stub (value_withheld), put back from a whole copy that came later,
 	// since the agent started (docs/design.md §7, "Hostile stubs").
 	Healed int64 `json:"healed"`
+	// Retention: the erasure of records past their space's erase-after
+	// period on this device (agent/autoerase.go); nil on a relay.
+	Retention *RetentionStatus `json:"retention,omitempty"`
+}
+
+// RetentionStatus is status.retention: what the passes that erase records
+// past their erase-after period did since the agent started.
+type RetentionStatus struct {
+	AutoErase bool   `json:"auto_erase"`          // false with agent --no-auto-erase
+	LastPass  string `json:"last_pass,omitempty"` // RFC 3339, UTC; "" before the first
+	Erased    int    `json:"erased"`              // records lapsed and erased, in all passes
+	Failed    int    `json:"failed"`              // erasures that failed, in all passes
+	// Held are the records the last pass found due by this device's
+	// clock but not by the newest write of another device: this clock
+	// may run ahead (docs/design.md §2, "Retention").
+	Held int `json:"held"`
 }
 
 // StoreStats is status.store: the fsynced transactions the agent's group

@@ -76,6 +76,16 @@ func statusAction(c *cli.Context) error {
 	} else {
 		pairs = append(pairs, "sync", "not running")
 	}
+	if r := s.Retention; r != nil && (r.LastPass != "" || !r.AutoErase) {
+		v := "off (agent --no-auto-erase)"
+		if r.AutoErase {
+			v = fmt.Sprintf("%d records erased, %d failed since start; last pass %s", r.Erased, r.Failed, r.LastPass)
+			if r.Held > 0 {
+				v += fmt.Sprintf("; %d due by this clock held back: no other device's write dates them due yet (is this clock ahead?)", r.Held)
+			}
+		}
+		pairs = append(pairs, "retention erasure", v)
+	}
 	if s.Version != "" {
 		pairs = append(pairs, "version", s.Version)
 	}

@@ -1561,6 +1561,19 @@ func (r *chaosRun) returnPhase(ctx context.Context) error {
 	if fresh, err = put(ret, "ret-n", "fresh"); err != nil {
 		return err
 	}
+	// The other officers (not R) get W's writes whole before W prunes:
+	// the checker reads new1's value from them.
+	for _, n := range officers[1 : len(officers)-1] {
+		if _, err := harness.WaitUntil(ctx, chaosPhaseLimit, n.Name+" to hold W's writes before W prunes", func() (bool, error) {
+			var rec api.Record
+			if err := r.cl.CLIJSON(ctx, n.Dir, &rec, "record", "get", r.space, "ret-c"); err != nil {
+				return false, nil
+			}
+			return slices.ContainsFunc(rec.Fields["v"].Siblings, func(s api.Sibling) bool { return s.Value == wside.Value }), nil
+		}); err != nil {
+			return fmt.Errorf("return phase: %w", err)
+		}
+	}
 	var out api.Compacted
 	if err := r.cl.CLIJSON(ctx, w.Dir, &out, "compact", "--min-age", "0s"); err != nil {
 		return fmt.Errorf("return phase: compact on %s: %w", w.Name, err)

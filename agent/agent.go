@@ -77,6 +77,10 @@ type Agent struct {
 	// signHook, if set, runs before a local change's signature, outside
 	// stateMu, and fails it by returning an error (tests only).
 	signHook func(seq uint64) error
+	// flightFix are the ownFlight entries chained by the write transaction
+	// being built: their write number is set when it takes its place in the
+	// commit order (commitWrite, commitInWindow).
+	flightFix []*ownFlight
 	// trustTab holds the trust tables, copy-on-write (state.go).
 	trustTab atomic.Pointer[trustTables]
 	// reloads counts reloads of the whole state (tests: a refused write
@@ -160,12 +164,16 @@ type gapKey struct {
 // spaceState is what the agent keeps in memory of each space: its metadata,
 // causal context, the heads of every author's log, and the epoch keys it holds.
 type spaceState struct {
-	id      crypto.SpaceID
-	meta    spaceMeta
-	ctx     *crdt.Context
-	heads   map[crypto.DeviceID]head
-	keys    map[crypto.KeyID]*crypto.SpaceKey
-	current *crypto.SpaceKey // the epoch key new writes are sealed under; nil on relays
+	id    crypto.SpaceID
+	meta  spaceMeta
+	ctx   *crdt.Context
+	heads map[crypto.DeviceID]head
+	// ownFlight are this device's envelopes in the space chained but not
+	// yet known to be on disk (seq ascending): sync's Heads reports the
+	// device's own log only up to what is stored (ownStoredSeq).
+	ownFlight []*ownFlight
+	keys      map[crypto.KeyID]*crypto.SpaceKey
+	current   *crypto.SpaceKey // the epoch key new writes are sealed under; nil on relays
 	// epochAt holds the provisional start of each epoch key held (packed
 	// HLC; 0 unknown), used until a key share of it dates it
 	// (meta.EpochStarts; routing.go, epochStart).

@@ -215,6 +215,7 @@ func (a *Agent) reloadIfStale() error {
 // may be built on it), and the next write reloads the state.
 func (a *Agent) commitWrite(entries []kvEntry, sign func() (kvEntry, error), handed func()) error {
 	a.writeID++
+	a.placeOwnFlight()
 	tk := a.com.Reserve(a.gen, a.writeID)
 	a.stateMu.Unlock()
 	defer func() {
@@ -247,6 +248,7 @@ func (a *Agent) commitWrite(entries []kvEntry, sign func() (kvEntry, error), han
 // it, as always).
 func (a *Agent) commitInWindow(entries []kvEntry) error {
 	a.writeID++
+	a.placeOwnFlight()
 	a.inflight = append(a.inflight, a.com.Submit(entries, a.gen, a.writeID))
 	var wait []<-chan error
 	for len(a.inflight) > ingestWindow {
@@ -278,6 +280,8 @@ func (a *Agent) abortWrite() {
 func (a *Agent) reload() error {
 	a.com.Barrier()
 	a.reloads.Add(1)
+	clear(a.flightFix)
+	a.flightFix = a.flightFix[:0]
 	if err := a.load(); err != nil {
 		return err
 	}

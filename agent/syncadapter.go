@@ -60,12 +60,13 @@ func (s syncAdapter) heads(space fsync.SpaceID) (fsync.Vector, error) {
 		v := fsync.Vector{}
 		if sp := a.spaces[crypto.SpaceID(space)]; sp != nil {
 			for author, h := range sp.heads {
-				// Our own head includes writes still being signed or
-				// synced: a peer told of them cannot fetch them before
-				// they are stored (we send from the disk), and one told
-				// less would send our own stored envelopes back
-				// (docs/design.md §7, "Signing outside the write lock").
 				seq := h.Seq
+				if author == a.dev {
+					// Our own writes still being signed or synced are not
+					// reported (docs/design.md §7, "Signing outside the
+					// write lock").
+					seq = a.ownStoredSeq(sp)
+				}
 				if f := a.missingFrom(sp.id, author); f > 0 && f-1 < seq {
 					seq = f - 1 // lost from the store: ask peers for it again
 				}

@@ -141,12 +141,55 @@ func (a *Agent) nextHeader(sp *spaceState, kind crypto.Kind, hlc crdt.Timestamp)
 func (a *Agent) chainEnvelope(sp *spaceState, h crypto.Header, id [32]byte) kvEntry {
 	nh := head{Seq: h.Seq, Hash: id}
 	a.advanceHead(sp, a.dev, nh)
+	a.ownStoredSeq(sp) // drops what is stored
+	f := &ownFlight{seq: h.Seq, writeID: a.writeID + 1}
+	sp.ownFlight = append(sp.ownFlight, f)
+	a.flightFix = append(a.flightFix, f)
 	if h.Kind != crypto.KindChange {
 		// Seqs of envelopes without CRDT ops still count as seen, so the
 		// context's vector stays gap-free.
 		sp.ctx.Add(crdt.Dot{Replica: crdt.ReplicaID(a.dev), Seq: h.Seq})
 	}
 	return a.db.entry(headKey(sp.id, a.dev), nh.marshal())
+}
+
+// ownFlight is one of this device's envelopes chained by the write numbered
+// writeID, not yet known to be on disk.
+type ownFlight struct {
+	seq     uint64
+	writeID uint64
+}
+
+// placeOwnFlight gives the envelopes the write transaction chained the
+// write number it was just given (a.writeID). stateMu held.
+func (a *Agent) placeOwnFlight() {
+	for _, f := range a.flightFix {
+		f.writeID = a.writeID
+	}
+	clear(a.flightFix)
+	a.flightFix = a.flightFix[:0]
+}
+
+// ownStoredSeq is the seq up to which this device's own log in the space is
+// on disk, signatures included: the head, less the envelopes whose write
+// has not yet reached the disk (they are chained and maybe not yet signed;
+// docs/design.md §7, "Signing outside the write lock"). Writes reach the
+// disk in the order they were chained, so the first one not known to be
+// stored bounds it. stateMu held.
+func (a *Agent) ownStoredSeq(sp *spaceState) uint64 {
+	done := a.com.Committed()
+	n := 0
+	for n < len(sp.ownFlight) && sp.ownFlight[n].writeID <= done {
+		n++
+	}
+	if n > 0 {
+		clear(sp.ownFlight[:n])
+		sp.ownFlight = sp.ownFlight[n:]
+	}
+	if len(sp.ownFlight) == 0 {
+		return sp.heads[a.dev].Seq
+	}
+	return sp.ownFlight[0].seq - 1
 }
 
 // prepareChange seals ch as this device's next envelope in the space (a

@@ -930,7 +930,15 @@ func (s *session) envelopePhase(mine, theirs map[SpaceID]Vector) error {
 				o.ObservePeerHeads(s.peer.ID, sp, have)
 			}
 			stopped := map[PeerID]uint64{}
+			// The peer's own envelopes that reached us after our summary
+			// came from the peer, in this round (it writes while it
+			// pushes): never send them back. Those we held at the summary
+			// and it lacks (it lost them) still go.
+			peerOwn := mine[sp][s.peer.ID]
 			send := func(env Envelope) error {
+				if env.Author == s.peer.ID && env.Seq > peerOwn {
+					return nil
+				}
 				if _, ok := stopped[env.Author]; ok {
 					return nil
 				}

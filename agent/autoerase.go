@@ -136,7 +136,7 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 }
 
 // othersNewestWrite is the newest HLC wall time among the live values and
-// notes that devices other than this one wrote, in every space held here;
+// unremoved notes that devices other than this one wrote, in every space held here;
 // seen is false when there is none.
 func (a *Agent) othersNewestWrite() (t time.Time, seen bool, err error) {
 	var spaces []*spaceState
@@ -152,16 +152,7 @@ func (a *Agent) othersNewestWrite() (t time.Time, seen bool, err error) {
 		}
 	}
 	for _, sp := range spaces {
-		err := a.eachRecord(sp, func(r *crdt.Record) {
-			for _, f := range r.Registers() {
-				for _, s := range f.Siblings {
-					see(s.Dot.Replica, s.HLC.Wall)
-				}
-			}
-			for _, n := range r.Notes() {
-				see(n.Author, n.HLC.Wall)
-			}
-		})
+		err := a.eachRecord(sp, func(r *crdt.Record) { liveWrites(r, see) })
 		if err != nil {
 			return time.Time{}, false, err
 		}

@@ -93,16 +93,32 @@ func TestRetentionAutoErase(t *testing.T) {
 	}
 }
 
-// An agent with NoAutoErase, or a relay, runs no pass.
+// An agent with NoAutoErase erases nothing, though a record is due by both
+// clocks, and status says it is off; turned back on, the same pass erases
+// it (the setup would have).
 func TestRetentionAutoEraseOff(t *testing.T) {
-	a, _, _, _ := retentionPair(t)
-	a.cfg.NoAutoErase = true
-	if stop := a.startAutoErase(t.Context()); stop == nil {
-		t.Fatal("no stop")
-	} else {
-		stop()
+	a, k, space, skipA, skipK := retentionClocks(t)
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
 	}
+	advPut(t, a, space, "old", "v")
+	receiptSync(t, a, k)
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+	a.cfg.NoAutoErase = true
 	if res, err := a.autoErasePass(); err != nil || res != (autoEraseResult{}) {
 		t.Fatalf("NoAutoErase: %+v %v", res, err)
+	}
+	if v, _ := advValue(a, space, "old"); v != "v" {
+		t.Fatalf("old with NoAutoErase: %q", v)
+	}
+	if st := a.Status().Retention; st == nil || st.AutoErase || st.LastPass != "" {
+		t.Fatalf("status.retention with NoAutoErase: %+v", st)
+	}
+	a.cfg.NoAutoErase = false
+	if res, err := a.autoErasePass(); err != nil || res.Erased != 1 {
+		t.Fatalf("the same pass turned on: %+v %v, want old erased", res, err)
 	}
 }

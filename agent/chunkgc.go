@@ -113,13 +113,6 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 	}
 	horizon := pruneHorizon(a.cfg.now(), minAge)
 	keep, dead := map[crypto.ChunkRef]bool{}, map[crypto.ChunkRef]bool{}
-	name := func(v []byte, into map[crypto.ChunkRef]bool) {
-		if _, refs, ok, err := parseManifest(v); ok && err == nil {
-			for _, r := range refs {
-				into[r] = true
-			}
-		}
-	}
 	unsure := false
 	err = a.db.scan(envSpacePrefix(id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
@@ -136,17 +129,10 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 			}
 			return nil // a no-op on every replica (malformed): names nothing
 		}
-		young := hlcMillis(h.HLC) > horizon || !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq})
-		for j := range oc.ch.Ops {
-			o := &oc.ch.Ops[j]
-			if o.Kind != crdt.OpPut && o.Kind != crdt.OpResolve {
-				continue
-			}
-			if young {
-				name(o.Value, keep)
-			} else {
-				name(o.Value, dead)
-			}
+		if hlcMillis(h.HLC) > horizon || !applied.Contains(crdt.Dot{Replica: crdt.ReplicaID(h.Author), Seq: h.Seq}) {
+			nameChangeChunks(oc.ch, keep) // young or waiting
+		} else {
+			nameChangeChunks(oc.ch, dead)
 		}
 		return nil
 	}, a.countCorrupt)
@@ -161,7 +147,7 @@ func (a *Agent) collectChunks(id crypto.SpaceID, minAge time.Duration, limit int
 		}
 		for _, f := range r.Registers() {
 			for _, s := range f.Siblings {
-				name(s.Value, keep)
+				nameChunks(s.Value, keep)
 			}
 		}
 		return nil
@@ -305,18 +291,29 @@ func (a *Agent) namedSince(sp *spaceState, heads map[crypto.DeviceID]head, keys 
 				}
 				continue
 			}
-			for j := range oc.ch.Ops {
-				if o := &oc.ch.Ops[j]; o.Kind == crdt.OpPut || o.Kind == crdt.OpResolve {
-					if _, refs, ok, err := parseManifest(o.Value); ok && err == nil {
-						for _, r := range refs {
-							named[r] = true
-						}
-					}
-				}
-			}
+			nameChangeChunks(oc.ch, named)
 		}
 	}
 	return named, true
+}
+
+// nameChunks adds the chunks v names to into, if v is a manifest.
+func nameChunks(v []byte, into map[crypto.ChunkRef]bool) {
+	if _, refs, ok, err := parseManifest(v); ok && err == nil {
+		for _, r := range refs {
+			into[r] = true
+		}
+	}
+}
+
+// nameChangeChunks adds the chunks the manifests a change puts (or
+// resolves to) name to into.
+func nameChangeChunks(ch *crdt.Change, into map[crypto.ChunkRef]bool) {
+	for j := range ch.Ops {
+		if o := &ch.Ops[j]; o.Kind == crdt.OpPut || o.Kind == crdt.OpResolve {
+			nameChunks(o.Value, into)
+		}
+	}
 }
 
 // unreadable reports whether a change that did not open to a change (err,

@@ -55,7 +55,6 @@ func init() {
 	})
 }
 
-// pruneMinAge is the configured minimum age, or the default.
 // pruneHorizon is the newest HLC wall time (ms) a change may have to be
 // pruned, minAge before now. A minimum age of 0 prunes everything: a
 // change's HLC may be ahead of this device's clock (a peer's clock pushed
@@ -67,6 +66,7 @@ func pruneHorizon(now time.Time, minAge time.Duration) int64 {
 	return now.Add(-minAge).UnixMilli()
 }
 
+// pruneMinAge is the configured minimum age, or the default.
 func (a *Agent) pruneMinAge() time.Duration {
 	if a.cfg.PruneMinAge != 0 {
 		return max(a.cfg.PruneMinAge, 0)

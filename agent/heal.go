@@ -18,6 +18,7 @@ package agent
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 
 	"fieldsync/crdt"
@@ -66,7 +67,7 @@ func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bo
 	var healed []int
 	for _, i := range cand {
 		rec := oc.segRecord[i]
-		if rec == "" || oc.segRecord[i-1] != rec || containsInt(erased, i) || containsInt(erased, i-1) {
+		if rec == "" || oc.segRecord[i-1] != rec || slices.Contains(erased, i) || slices.Contains(erased, i-1) {
 			continue
 		}
 		if !applied {
@@ -109,7 +110,7 @@ func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bo
 	}
 	var keepCut []int
 	for i := range si {
-		if si[i].Erased && !containsInt(healed, i) {
+		if si[i].Erased && !slices.Contains(healed, i) {
 			keepCut = append(keepCut, i)
 		}
 	}
@@ -127,15 +128,6 @@ func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bo
 	a.healedValues.Add(int64(len(healed)))
 	a.wholeArrived(envRef{h.Space, h.Author, h.Seq})
 	return true, nil
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Asking peers for whole copies. A stub's values cannot be judged live when

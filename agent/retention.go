@@ -195,17 +195,23 @@ func reviewSince(r *crdt.Record) (time.Time, bool, bool) {
 			oldest, found = w, true
 		}
 	}
+	liveWrites(r, func(_ crdt.ReplicaID, wall int64) { see(wall) })
+	return time.UnixMilli(oldest), false, found
+}
+
+// liveWrites calls fn with the author and HLC wall time of each live value
+// (register sibling) and unremoved note of r.
+func liveWrites(r *crdt.Record, fn func(author crdt.ReplicaID, wall int64)) {
 	for _, f := range r.Registers() {
 		for _, s := range f.Siblings {
-			see(s.HLC.Wall)
+			fn(s.Dot.Replica, s.HLC.Wall)
 		}
 	}
 	for _, n := range r.Notes() {
 		if !n.Removed {
-			see(n.HLC.Wall)
+			fn(n.Author, n.HLC.Wall)
 		}
 	}
-	return time.UnixMilli(oldest), false, found
 }
 
 // Review is `review [SPACE]`: the records due for review in the spaces

@@ -203,6 +203,16 @@ func TestHealAsksPeers(t *testing.T) {
 	}
 	runAgent(t, b)
 	waitFor(t, "b's sync to start", func() bool { return b.SyncAddr() != "" })
+	// b joined a over memberlist; until the join is through, b has no
+	// address for a (under the race detector that took longer than the start).
+	waitFor(t, "b to know a's address", func() bool {
+		for _, p := range b.engine().Peers() {
+			if p.ID == fsync.PeerID(a.DeviceID()) && p.Alive && p.Addr != "" {
+				return true
+			}
+		}
+		return false
+	})
 	if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,8 @@ type Agent struct {
 	attachSt attachState // on-demand attachment wants (attach.go)
 	stubs    stubWants   // whole copies of stubs of live writes asked of peers (heal.go)
 
+	storeFormat atomic.Int32 // the store's format record (storageFormat*): raised by the first freeze
+
 	recErMu sync.Mutex  // guards recEr
 	recEr   recErasures // record-erase markers held, by envelope (recerase.go)
 
@@ -372,8 +374,8 @@ func (a *Agent) checkFormat() error {
 		if !empty {
 			return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w: no format record, but the store is not empty", ErrUnknownFormat)}
 		}
-		f, _ := jsonMarshal(formatRecord{Format: storageFormat, Device: a.dev.String()})
-		errs := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(metaKey("format"), f)}})
+		a.storeFormat.Store(storageFormatWhole)
+		errs := a.db.kv.CommitGroups([][]kvEntry{{a.formatEntry(storageFormatWhole)}})
 		return errs[0]
 	}
 	if err != nil {
@@ -383,13 +385,20 @@ func (a *Agent) checkFormat() error {
 	if err := jsonUnmarshal(b, &f); err != nil {
 		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("format record: %v", err)}
 	}
-	if f.Format != storageFormat {
-		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w %d (this agent knows %d): upgrade fieldsync", ErrUnknownFormat, f.Format, storageFormat)}
+	if f.Format < storageFormatWhole || f.Format > storageFormat {
+		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("%w %d (this agent knows %d to %d): upgrade fieldsync", ErrUnknownFormat, f.Format, storageFormatWhole, storageFormat)}
 	}
 	if f.Device != a.dev.String() {
 		return &StoreError{Dir: a.cfg.Layout.Store(), Err: fmt.Errorf("store belongs to device %s, not %s", f.Device, a.dev)}
 	}
+	a.storeFormat.Store(int32(f.Format))
 	return nil
+}
+
+// formatEntry is the store's format record saying format.
+func (a *Agent) formatEntry(format int) kvEntry {
+	f, _ := jsonMarshal(formatRecord{Format: format, Device: a.dev.String()})
+	return a.db.entry(metaKey("format"), f)
 }
 
 // Close stops the committer and closes the store. It is safe to call more

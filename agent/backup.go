@@ -232,7 +232,7 @@ func (a *Agent) writeBackup(w io.Writer, hdr []byte, key *[32]byte, id [16]byte)
 // few later writes, so restore takes the heads from the entries themselves.
 func (a *Agent) backupManifest() backupManifest {
 	m := backupManifest{
-		Format: backupFormat, Storage: storageFormat, Device: a.dev.String(), Role: a.cert.Role.String(),
+		Format: backupFormat, Storage: storageFormatWhole, Device: a.dev.String(), Role: a.cert.Role.String(),
 		Officer: a.ks.Officer, Cert: a.cert.MarshalBinary(), Created: a.cfg.now().UTC().Truncate(time.Second),
 		Heads: []api.BackupHead{},
 	}

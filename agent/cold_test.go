@@ -375,3 +375,85 @@ func TestColdBackupRestore(t *testing.T) {
 		t.Fatalf("after refreezing %+v, want %+v", d, da)
 	}
 }
+
+// storeFormat reads a's format record.
+func storeFormat(t *testing.T, a *Agent) int {
+	t.Helper()
+	b, err := a.db.get(metaKey("format"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f formatRecord
+	if err := jsonUnmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f.Format
+}
+
+// A store stays of format 1 until its first cold value, and the commit
+// that writes one raises it to 2: a build of format 1, which would count
+// cold envelopes corrupt (and `repair` would drop them), refuses the
+// store instead. This build opens both; a format it does not know is
+// refused with the way out; a backup and the store restored from it are
+// of format 1 (they hold envelopes thawed).
+func TestColdRaisesStoreFormat(t *testing.T) {
+	tb := newTestBureau(t, "OMN")
+	cfg := newTestDevice(t, tb, "Amina", crypto.RoleOfficer)
+	cfg.CompactEvery = -1
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	overwrites(t, a, sp, "p1", 3)
+	zero := int64(0)
+	if _, err := a.Compact(api.CompactRequest{Space: sp.ID, MinAgeSeconds: &zero, NoCold: true}); err != nil {
+		t.Fatal(err)
+	}
+	if f := storeFormat(t, a); f != storageFormatWhole {
+		t.Fatalf("format %d with no cold value", f)
+	}
+	compactNow(t, a, sp.ID)
+	if cold, _ := storedForms(t, a, space); cold == 0 {
+		t.Fatal("nothing frozen: the test proves nothing")
+	}
+	if f := storeFormat(t, a); f != storageFormatCold {
+		t.Fatalf("format %d after freezing, want %d", f, storageFormatCold)
+	}
+	data := backupBytes(t, a)
+	da, _ := a.Digest(api.SpaceRef{Space: sp.ID})
+	a.Close()
+
+	a, err = New(cfg)
+	if err != nil {
+		t.Fatalf("reopening a format 2 store: %v", err)
+	}
+	if d, _ := a.Digest(api.SpaceRef{Space: sp.ID}); d.Digest != da.Digest {
+		t.Fatalf("reopened digest %+v, want %+v", d, da)
+	}
+	// A store of a newer format than this build's.
+	f, _ := jsonMarshal(formatRecord{Format: storageFormat + 1, Device: a.dev.String()})
+	if errs := a.db.kv.CommitGroups([][]kvEntry{{a.db.entry(metaKey("format"), f)}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	a.Close()
+	_, err = New(cfg)
+	if !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "upgrade fieldsync") {
+		t.Fatalf("opening a format %d store: %v", storageFormat+1, err)
+	}
+
+	dir := t.TempDir()
+	if _, err := restoreInto(t, tb, data, dir); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := newTestDevice(t, tb, "unused", crypto.RoleOfficer)
+	rcfg.Layout = Layout{Dir: dir}
+	b := openTestAgent(t, rcfg)
+	if f := storeFormat(t, b); f != storageFormatWhole {
+		t.Fatalf("restored store of format %d", f)
+	}
+}

@@ -306,6 +306,11 @@ func opDotOf(ch *crdt.Change, j int) crdt.Dot {
 // candidates it judged (at least one), the envelopes and segments cut, and
 // the envelopes stored cold.
 func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate, cold bool) (judged, envs, vals, frozen int, err error) {
+	defer func() {
+		if err == nil && frozen > 0 {
+			a.storeFormat.Store(storageFormatCold)
+		}
+	}()
 	err = a.withWrite(func(t *tx) error {
 		sp := a.spaces[id]
 		if sp == nil {
@@ -369,6 +374,11 @@ func (a *Agent) pruneBatch(id crypto.SpaceID, batch []pruneCandidate, cold bool)
 				envs++
 				vals += len(idx)
 			}
+		}
+		if frozen > 0 && a.storeFormat.Load() < storageFormatCold {
+			// In the cold values' commit: an older build must never
+			// open a store holding them (keys.go, storageFormatCold).
+			t.put(a.formatEntry(storageFormatCold))
 		}
 		return nil
 	})

@@ -29,9 +29,20 @@ const (
 	pfxChunk    = 'B' // B space ref(32)            -> a sealed attachment chunk (attach.go)
 )
 
-// storageFormat is the version of this layout; an agent refuses to open a
-// store of a version it does not know.
-const storageFormat = 1
+// Storage formats (docs/storage.md, "Format"). An agent refuses to open a
+// store of a format it does not know, so a build that would misread a
+// store never opens it.
+const (
+	// storageFormatWhole: every envelope is stored as signed. New stores,
+	// restored stores and backups (which hold envelopes thawed) are of it.
+	storageFormatWhole = 1
+	// storageFormatCold: the store may hold cold envelopes (cold.go), which
+	// a build of format 1 would count corrupt. The first freeze raises the
+	// store to it, in the same commit as the cold value.
+	storageFormatCold = 2
+	// storageFormat is the newest format this build reads and writes.
+	storageFormat = storageFormatCold
+)
 
 func metaKey(name string) []byte { return append([]byte{pfxMeta}, name...) }
 

@@ -142,8 +142,8 @@ func OpenBackup(r io.Reader, u Unlock) (*BackupReader, error) {
 	if m.Format != backupFormat {
 		return nil, fmt.Errorf("backup format %d (this fieldsync reads %d): upgrade fieldsync: %w", m.Format, backupFormat, crypto.ErrUnknownVersion)
 	}
-	if m.Storage != storageFormat {
-		return nil, fmt.Errorf("backup of storage format %d (this fieldsync knows %d): upgrade fieldsync: %w", m.Storage, storageFormat, crypto.ErrUnknownVersion)
+	if m.Storage != storageFormatWhole {
+		return nil, fmt.Errorf("backup of storage format %d (this fieldsync restores %d): upgrade fieldsync: %w", m.Storage, storageFormatWhole, crypto.ErrUnknownVersion)
 	}
 	if b.oldCert, err = crypto.ParseCertificate(m.Cert); err != nil {
 		return nil, fmt.Errorf("backup manifest: certificate: %w", err)
@@ -364,7 +364,8 @@ func restoreStore(l Layout, ks *crypto.Keystore, b *BackupReader, res *RestoreRe
 	defer k.Close()
 	db := &sealedKV{kv: k, key: crypto.DeriveKey(&ks.StorageKey, "fieldsync value seal v1")}
 	defer clear(db.key[:])
-	f, _ := jsonMarshal(formatRecord{Format: storageFormat, Device: ks.Identity.ID().String()})
+	// The backup holds envelopes thawed: the restored store is of format 1.
+	f, _ := jsonMarshal(formatRecord{Format: storageFormatWhole, Device: ks.Identity.ID().String()})
 	group := []kvEntry{db.entry(metaKey("format"), f), db.entry(certKey(b.old), b.oldCert.MarshalBinary())}
 	size := 0
 	flush := func() error {

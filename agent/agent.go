@@ -91,6 +91,8 @@ type Agent struct {
 	// compactCount counts changes applied since the last compaction pass
 	// (compact.go).
 	compactCount atomic.Int64
+	// backgroundPasses counts background compaction passes (compact.go).
+	backgroundPasses atomic.Int64
 	// prunedSince counts envelopes pruned since the store's files were
 	// last rewritten, at lastReclaim (Unix seconds; 0 never) (compact.go);
 	// appliedSince the changes applied since then.

@@ -212,11 +212,7 @@ func (cc *cutConn) Write(p []byte) (int, error) {
 // B opens the file with the right hash.
 func TestAttachSyncResumesAfterCuts(t *testing.T) {
 	const size = 50 << 20
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	cut := &cutter{cuts: []int64{15 << 20, 35 << 20}}
 	cfgA.Faults, cfgB.Faults = cut, cut
 	a := startSyncAgent(t, cfgA)
@@ -261,11 +257,7 @@ func TestAttachSyncResumesAfterCuts(t *testing.T) {
 // TestAttachOnDemand: an on-demand device gets the manifest but no chunk
 // until `record open` asks; then it fetches them and opens the file.
 func TestAttachOnDemand(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	cfgB.Attachments = AttachOnDemand
 	a := startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)

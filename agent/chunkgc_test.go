@@ -13,7 +13,6 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
-	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -242,11 +241,7 @@ func TestChunkGCPinsAndUnmarks(t *testing.T) {
 // it back from a peer that keeps it (`--attachments all`), and a peer
 // asking it for a collected chunk gets none, in a round that ends cleanly.
 func TestChunkGCNotFetchedBack(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	cfgA.CompactEvery, cfgB.CompactEvery = -1, -1
 	a := startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)

@@ -10,7 +10,6 @@ import (
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
 	"fieldsync/crypto"
-	"fieldsync/internal/datadir"
 )
 
 // storedForms counts a space's envelopes by how they are stored: cold, and
@@ -49,11 +48,7 @@ func overwrites(t *testing.T, a *Agent, sp api.Space, rec string, n int) {
 // verify and reaches the same state; a restart and `repair` read the cold
 // store to the same state; and nothing of a skeleton is on disk in clear.
 func TestColdCompactServesSync(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	a := startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {

@@ -43,6 +43,11 @@ const (
 	// compactBackgroundMax bounds the envelopes one background pass cuts
 	// (or stores cold) per space; the next pass goes on.
 	compactBackgroundMax = 8192
+	// healAskEvery: the first background pass and every healAskEvery-th
+	// after it also look for stubs of live writes and ask peers for their
+	// whole copies (heal.go), as `compact` does; that opens every envelope
+	// with a cut segment, so not every pass.
+	healAskEvery = 4
 )
 
 // compactSentinel is the key FlushMemtables writes and drops to flush the
@@ -161,8 +166,8 @@ type pruneSeg struct {
 // read and opened without the write lock; each batch is judged against the
 // newest record states and cut under it. With report set it also counts
 // the live values held without their bytes (Withheld), which means opening
-// every envelope with a cut values segment; without it (background passes)
-// an envelope with nothing left to prune, or too young, is skipped from
+// every envelope with a cut values segment; without it (most background
+// passes: healAskEvery) an envelope with nothing left to prune, or too young, is skipped from
 // its header and segment list, unopened.
 //
 // With cold set, the envelopes it cuts, and those cut before, are stored
@@ -448,8 +453,9 @@ const (
 // last time, the store's files are rewritten (reclaim).
 func (a *Agent) compactBackground() {
 	defer a.reclaimIfDue()
+	askHeal := a.backgroundPasses.Add(1)%healAskEvery == 1
 	for _, id := range a.SpaceIDs() {
-		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, false, true)
+		st, err := a.compactSpace(id, a.pruneMinAge(), compactBackgroundMax, askHeal, true)
 		if err == nil {
 			err = a.compactChunks(&st, id, a.pruneMinAge(), chunkGCBackgroundMax) // chunkgc.go
 		}

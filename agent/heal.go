@@ -134,8 +134,9 @@ func (a *Agent) healHeld(t *tx, sp *spaceState, h crypto.Header, env []byte) (bo
 // it is applied: a pruned envelope received while catching up leaves a
 // value-less sibling that the next envelopes kill, so asking then would
 // have a joining device ask for everything again. The wants come from
-// `compact`, which counts the live values held without their bytes once
-// the state has settled (countWithheld). For each, the heads this device
+// `compact` and from every healAskEvery-th background pass, which count
+// the live values held without their bytes once the state has settled
+// (countWithheld). For each, the heads this device
 // tells peers (syncAdapter.Heads) are lowered below the stub's envelope
 // for its author, so a peer sends that author's log again from there; the
 // whole copy heals on arrival (healHeld). Bounded: at most maxStubWants

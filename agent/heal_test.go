@@ -8,7 +8,6 @@ import (
 
 	"fieldsync/agent/api"
 	"fieldsync/crypto"
-	"fieldsync/internal/datadir"
 	fsync "fieldsync/sync"
 )
 
@@ -150,25 +149,21 @@ func TestHealNeverUnerases(t *testing.T) {
 	digestsEqual(t, a, b, sp)
 }
 
-// Over real sync: b holds a stub of a's live write and the same heads as
-// a, so no round sends it again and b stays withheld; once `compact` has
-// counted the live value held without its bytes, b asks (its heads told to
-// peers go below the stub) and the next round's whole copy heals it.
-func TestHealAsksPeers(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+// withheldOverSync sets up two officers over real sync: b holds a stub of
+// a's live write (v3 of r.f) and the same heads as a, so no round sends it
+// again. It returns once b runs and knows a's address, with a probe of
+// whether b still shows v3 withheld and an explicit round from b to a.
+func withheldOverSync(t *testing.T) (a, b *Agent, sp api.Space, withheld func() bool, round func()) {
+	_, cfgA, cfgB := omnOfficers(t)
 	cfgA.CompactEvery, cfgB.CompactEvery = -1, -1
-	a := startSyncAgent(t, cfgA)
+	a = startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	space := mustSpaceID(t, sp.ID)
 	cfgB.Join = []string{a.SyncAddr()}
-	b := openTestAgent(t, cfgB)
+	b = openTestAgent(t, cfgB)
 	transfer(t, b, a)
 	if _, err := a.ShareKeys(); err != nil {
 		t.Fatal(err)
@@ -194,7 +189,7 @@ func TestHealAsksPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withheld := func() bool {
+	withheld = func() bool {
 		r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
 		return err == nil && r.Fields["f"].Siblings[0].Withheld
 	}
@@ -213,18 +208,46 @@ func TestHealAsksPeers(t *testing.T) {
 		}
 		return false
 	})
-	if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
-		t.Fatal(err)
+	round = func() {
+		t.Helper()
+		if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
+			t.Fatal(err)
+		}
 	}
+	round()
 	if !withheld() || b.Status().Healed != 0 {
 		t.Fatal("healed without asking: the test proves nothing")
 	}
+	return a, b, sp, withheld, round
+}
+
+// Over real sync: once `compact` has counted the live value b holds
+// without its bytes, b asks (its heads told to peers go below the stub)
+// and the next round's whole copy heals it.
+func TestHealAsksPeers(t *testing.T) {
+	a, b, sp, withheld, round := withheldOverSync(t)
 	if c := compactNow(t, b, sp.ID); c.Spaces[0].Withheld != 1 {
 		t.Fatalf("compact on b: %+v", c)
 	}
-	if _, err := b.engine().SyncWith(context.Background(), fsync.PeerID(a.DeviceID())); err != nil {
-		t.Fatal(err)
+	round()
+	waitFor(t, "the stub to heal", func() bool { return b.Status().Healed == 1 && !withheld() })
+	digestsEqual(t, a, b, sp)
+}
+
+// Without `compact`: the background pass that looks for stubs (the first,
+// then every healAskEvery-th) asks; the others do not.
+func TestHealAsksPeersInBackground(t *testing.T) {
+	a, b, sp, withheld, round := withheldOverSync(t)
+	b.backgroundPasses.Store(1) // the next pass is the second
+	for range healAskEvery - 1 {
+		b.compactBackground()
+		round()
+		if !withheld() || b.Status().Healed != 0 {
+			t.Fatalf("healed after background pass %d, which does not ask", b.backgroundPasses.Load())
+		}
 	}
+	b.compactBackground() // pass healAskEvery+1
+	round()
 	waitFor(t, "the stub to heal", func() bool { return b.Status().Healed == 1 && !withheld() })
 	digestsEqual(t, a, b, sp)
 }

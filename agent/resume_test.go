@@ -83,11 +83,7 @@ func (g *gate) WrapSync(from, to string, conn net.Conn) net.Conn {
 // value's size once: each round after a cut sends only the rest. Before
 // resumption the rounds sent 7 + 7 + 20 MiB and more (each from zero).
 func TestLargeValueResumesAfterCuts(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	cut := &cutter{cuts: []int64{7 << 20, 14 << 20}}
 	cfgA.Faults, cfgB.Faults = cut, cut
 	a := startSyncAgent(t, cfgA)
@@ -129,11 +125,7 @@ func TestLargeValueResumesAfterCuts(t *testing.T) {
 // two cuts; the prefix it held is on disk (sealed, key space U) and the
 // next run of the agent asks only for the rest.
 func TestLargeValuePrefixSurvivesRestart(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	g := &gate{cutter: cutter{cuts: []int64{9 << 20}}}
 	cfgA.Faults, cfgB.Faults = g, g
 	A := startStoppable(t, cfgA)

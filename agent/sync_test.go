@@ -26,6 +26,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// omnOfficers is bureau OMN with two officer devices, Amina and Boris,
+// sharing one mesh key: the setup of most two-device sync tests.
+func omnOfficers(t *testing.T) (omn *testBureau, cfgA, cfgB Config) {
+	t.Helper()
+	omn = newTestBureau(t, "OMN")
+	cfgA = newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB = newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	ks, err := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	return omn, cfgA, cfgB
+}
+
 func startSyncAgent(t *testing.T, cfg Config) *Agent {
 	t.Helper()
 	a := openTestAgent(t, cfg)
@@ -38,12 +53,7 @@ func startSyncAgent(t *testing.T, cfg Config) *Agent {
 // memberlist and sync streams on 127.0.0.1; the second officer gets the
 // space key by itself once the first learns its certificate.
 func TestTwoAgentsSync(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	// One mesh key for both.
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	a := startSyncAgent(t, cfgA)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
@@ -354,11 +364,7 @@ func TestCatchUpManyChanges(t *testing.T) {
 	if testing.Short() {
 		n = 1500
 	}
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	a := startSyncAgent(t, cfgA)
 	sp, _ := a.CreateSpace("case", nil)
 	var wg sync.WaitGroup
@@ -413,11 +419,7 @@ func TestCatchUpManyChanges(t *testing.T) {
 // lost (here deleted behind the agent's back, as bit rot or a truncated
 // log would) is reported at open and fetched again from a peer.
 func TestLostEnvelopeFetchedAgain(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	ks, _ := datadir.LoadKeystore(cfgA.Layout, cfgA.Unlock)
-	cfgA.MeshKey, cfgB.MeshKey = ks.MeshKey, ks.MeshKey
+	_, cfgA, cfgB := omnOfficers(t)
 	a := openTestAgent(t, cfgA)
 	sp, _ := a.CreateSpace("case", nil)
 	for i := 0; i < 5; i++ {

@@ -72,8 +72,13 @@ type Agent struct {
 	diskOK      bool
 	writeID     uint64 // sequence number of the last write handed to the committer
 	clock       crdt.Clock
-	spaces      map[crypto.SpaceID]*spaceState
-	cache       *recordCache
+	// othersHLC is the newest HLC of another device's change applied here
+	// while within the allowed drift of this device's clock: the time
+	// automatic erasure trusts besides its own (autoerase.go). Stored
+	// under M hlc-others.
+	othersHLC crdt.Timestamp
+	spaces    map[crypto.SpaceID]*spaceState
+	cache     *recordCache
 	// stale: a write transaction panicked; the next one reloads the state.
 	stale bool
 	// signHook, if set, runs before a local change's signature, outside

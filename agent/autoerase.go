@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"fieldsync/agent/api"
-	"fieldsync/crdt"
 )
 
 // Automatic erasure (docs/design.md §2, "Retention"): a record whose space's
@@ -19,12 +18,22 @@ import (
 // markers take that.
 //
 // A laptop's clock can be wrong by years. Erasing is not undoable, so the
-// time a record is judged by is the earlier of this device's clock and the
-// newest HLC among the values other devices wrote in the spaces held here
-// (their clocks, not ours: Observe keeps a remote HLC far ahead of ours out
-// of our clock). A laptop whose clock jumped ahead erases nothing by itself
-// until other devices' writes date the erase-after period as passed too; a
-// device that has seen nobody else's writes erases nothing.
+// time a record is judged by is the earlier of this device's clock and
+// othersHLC: the newest HLC of a change another device wrote that this
+// device applied while that HLC was within the allowed drift of its own
+// clock (causal.go). A laptop whose clock jumped ahead erases nothing by
+// itself until other devices' writes date the erase-after period as passed
+// too; a write that came from a clock running ahead of ours (one device's
+// fault, or a hostile member's HLC) never counts, even once our clock has
+// jumped to meet it; a device that has seen nobody else's writes since it
+// was upgraded to this rule erases nothing.
+//
+// An HLC is also its author's word about when it wrote. A record's review
+// clock is its oldest live write (retention.go), so a member who may not
+// erase could add a backdated value to make a record due: automatic
+// erasure takes only records whose live values and notes were all written
+// by officer devices of the owning bureau, who may erase it anyway. The
+// others stay listed as erase due (`review`), for a person to lapse.
 const (
 	autoEraseEvery = time.Hour
 	// autoEraseFirst is when the first pass runs after the agent starts:
@@ -39,8 +48,11 @@ type autoEraseResult struct {
 	// Held are records due by this device's clock but not yet by the
 	// newest write of another device (the clocks disagree, or nobody
 	// else wrote since).
-	Held   int
-	Failed int
+	Held int
+	// Foreign are records due but holding a live write of a device that
+	// may not erase (above): left to a person.
+	Foreign int
+	Failed  int
 }
 
 // startAutoErase runs autoErasePass after autoEraseFirst and then every
@@ -66,6 +78,7 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 		a.retentionStat.Erased += res.Erased
 		a.retentionStat.Failed += res.Failed
 		a.retentionStat.Held = res.Held
+		a.retentionStat.Foreign = res.Foreign
 	}()
 	var spaces []*spaceState
 	a.withRead(func() error {
@@ -83,14 +96,14 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 		return res, nil
 	}
 	now := a.cfg.now()
-	judged, seen, err := a.othersNewestWrite()
-	if err != nil {
-		return res, err
-	}
-	switch {
-	case !seen:
-		judged = time.Time{} // nobody else's clock: nothing is due
-	case judged.After(now):
+	var judged time.Time // zero: nobody else's clock, nothing is due
+	a.withRead(func() error {
+		if a.othersHLC.Wall > 0 {
+			judged = time.UnixMilli(a.othersHLC.Wall)
+		}
+		return nil
+	})
+	if judged.After(now) {
 		judged = now
 	}
 	for _, sp := range spaces {
@@ -101,13 +114,20 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 		if pol == nil {
 			continue
 		}
-		byJudged := map[string]bool{}
+		byJudged, foreign := map[string]bool{}, map[string]bool{}
 		for _, d := range dueForReview(judged, pol.ReviewDays, pol.EraseDays, in) {
 			byJudged[d.Record] = d.EraseDue
+		}
+		for _, r := range in {
+			foreign[r.record] = r.foreign
 		}
 		reason := fmt.Sprintf("retention: erase after %d days (automatic)", pol.EraseDays)
 		for _, d := range dueForReview(now, pol.ReviewDays, pol.EraseDays, in) {
 			if !d.EraseDue {
+				continue
+			}
+			if foreign[d.Record] {
+				res.Foreign++
 				continue
 			}
 			if !byJudged[d.Record] {
@@ -133,29 +153,4 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 			"records", res.Held, "clock", now.UTC().Format(time.RFC3339), "others_newest", judged.UTC().Format(time.RFC3339))
 	}
 	return res, nil
-}
-
-// othersNewestWrite is the newest HLC wall time among the live values and
-// unremoved notes that devices other than this one wrote, in every space held here;
-// seen is false when there is none.
-func (a *Agent) othersNewestWrite() (t time.Time, seen bool, err error) {
-	var spaces []*spaceState
-	a.withRead(func() error {
-		spaces = a.sortedSpaces()
-		return nil
-	})
-	me := crdt.ReplicaID(a.dev)
-	var newest int64
-	see := func(r crdt.ReplicaID, wall int64) {
-		if r != me && (!seen || wall > newest) {
-			newest, seen = wall, true
-		}
-	}
-	for _, sp := range spaces {
-		err := a.eachRecord(sp, func(r *crdt.Record) { liveWrites(r, see) })
-		if err != nil {
-			return time.Time{}, false, err
-		}
-	}
-	return time.UnixMilli(newest), seen, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"fieldsync/agent/api"
+	"fieldsync/crdt"
 )
 
 // Automatic erasure under a retention policy (autoerase.go). The attack
@@ -37,13 +38,15 @@ func TestRetentionAutoErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Erased != 0 || res.Held != 2 { // old and kz; ext was reviewed half a day ago
-		t.Fatalf("a lone clock 3 days ahead: %+v, want nothing erased and 2 held", res)
+	// old held by the clocks; kz, which K wrote, left to a person; ext was
+	// reviewed half a day ago.
+	if res.Erased != 0 || res.Held != 1 || res.Foreign != 1 {
+		t.Fatalf("a lone clock 3 days ahead: %+v, want nothing erased, 1 held, 1 foreign", res)
 	}
 	if v, _ := advValue(a, space, "old"); v != canary {
 		t.Fatalf("old erased on a lone clock's word: %q", v)
 	}
-	if st := a.Status().Retention; st == nil || !st.AutoErase || st.Held != 2 || st.Erased != 0 || st.LastPass == "" {
+	if st := a.Status().Retention; st == nil || !st.AutoErase || st.Held != 1 || st.Foreign != 1 || st.Erased != 0 || st.LastPass == "" {
 		t.Fatalf("status.retention after the held pass: %+v", st)
 	}
 
@@ -59,6 +62,11 @@ func TestRetentionAutoErase(t *testing.T) {
 	}
 	if res.Erased != 1 || res.Held != 0 || res.Failed != 0 {
 		t.Fatalf("corroborated pass: %+v, want old erased", res)
+	}
+	var others crdt.Timestamp
+	a.withRead(func() error { others = a.othersHLC; return nil })
+	if b, err := a.db.get(metaKey("hlc-others")); err != nil || others.Wall == 0 || crdt.UnpackTimestamp(beUint64(b)) != others {
+		t.Fatalf("the others' clock is not stored as held (%v): a restart would forget it", err)
 	}
 	if r, err := a.GetRecord(api.RecordRef{Space: space, Record: "old"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("old after the pass: %+v %v, want it gone (erased)", r, err)
@@ -120,5 +128,75 @@ func TestRetentionAutoEraseOff(t *testing.T) {
 	a.cfg.NoAutoErase = false
 	if res, err := a.autoErasePass(); err != nil || res.Erased != 1 {
 		t.Fatalf("the same pass turned on: %+v %v, want old erased", res, err)
+	}
+}
+
+// The attack (found in review): a record's review clock is the oldest HLC
+// among its live values, and the HLC is the author's word. A partner-bureau device, which
+// may not erase, adds one field dated three days back to an owning-bureau
+// record written today (a modified client; or a device whose clock and HLC
+// were reset); its other writes are dated now, so the corroboration sees a
+// current clock. The owning bureau's device then erases the record on its
+// own, by its correct clock: an auto-erase a hostile peer triggers. Now
+// the record is left to a person (foreign).
+func TestAutoEraseBackdatedPartnerWrite(t *testing.T) {
+	a, k, space, _, skipK := retentionClocks(t)
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, a, space, "victim", "written today")
+	receiptSync(t, a, k)
+
+	// K backdates one write into A's record.
+	skipK(-3 * day)
+	k.stateMu.Lock()
+	k.clock.Last = crdt.Timestamp{}
+	k.stateMu.Unlock()
+	if _, err := k.PutFields(api.RecordPutRequest{Space: space, Record: "victim", Fields: []api.FieldValue{{Name: "x", Value: "backdated"}}}); err != nil {
+		t.Fatal(err)
+	}
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "written now")
+	receiptSync(t, k, a)
+
+	res, err := a.autoErasePass()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := advValue(a, space, "victim"); err != nil || v != "written today" || res.Erased != 0 {
+		t.Fatalf("a record written minutes ago was auto-erased after a partner's backdated write: %+v, value %q %v", res, v, err)
+	}
+	if res.Foreign != 1 {
+		t.Fatalf("pass %+v: want victim left to a person (foreign)", res)
+	}
+	due, err := a.Review(api.ReviewRequest{Space: space})
+	if err != nil || len(due) != 1 || due[0].Record != "victim" || !due[0].EraseDue {
+		t.Fatalf("review lists %+v %v: want victim erase due, for a person", due, err)
+	}
+}
+
+// The attack (found in review): the corroborating time was the newest HLC
+// of any other device's live write, so one write from a device whose clock ran ten days
+// ahead (beyond the drift allowed, applied all the same) corroborates
+// this device's clock for ever after: a laptop whose clock jumps 3 days
+// ahead then erases a record written today on its own word.
+func TestAutoEraseSkewedPeerCorroboratesNothing(t *testing.T) {
+	a, k, space, skipA, skipK := retentionClocks(t)
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
+	}
+	skipK(10 * day) // K's clock is ten days ahead when it writes once
+	advPut(t, k, space, "kz", "from the future")
+	skipK(-10 * day)
+	receiptSync(t, k, a)
+	advPut(t, a, space, "today", "written today")
+
+	skipA(3 * day) // A's clock alone jumps ahead
+	res, err := a.autoErasePass()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := advValue(a, space, "today"); err != nil || v != "written today" || res.Erased != 0 {
+		t.Fatalf("a lone clock 3 days ahead erased a record, corroborated by a skewed author's write: %+v, value %q %v", res, v, err)
 	}
 }

@@ -426,6 +426,9 @@ func (a *Agent) applyChange(sp *spaceState, h crypto.Header, env []byte) (entrie
 		a.statMu.Lock()
 		a.skewed[h.Author] = drift
 		a.statMu.Unlock()
+	} else if h.Author != a.dev && ch.HLC.Compare(a.othersHLC) > 0 {
+		a.othersHLC = ch.HLC // autoerase.go
+		entries = append(entries, a.db.entry(metaKey("hlc-others"), be64(ch.HLC.Pack())))
 	}
 	touched, err := crdt.ApplyChange(sp.ctx, func(id crdt.RecordID) (*crdt.Record, error) { return a.loadRecord(sp, id) }, ch)
 	if err != nil {

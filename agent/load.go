@@ -293,6 +293,11 @@ func (a *Agent) settleEpochs() error {
 // past its author's certificate. Causal order does not depend on it (dots
 // and the epochs' lists do), so it restarts from physical time.
 func (a *Agent) loadClock() error {
+	if b, err := a.db.get(metaKey("hlc-others")); err == nil && len(b) == 8 {
+		a.othersHLC = crdt.UnpackTimestamp(beUint64(b)) // autoerase.go
+	} else if err != nil && !errors.Is(err, errKVNotFound) {
+		return fmt.Errorf("hlc-others: %w", err)
+	}
 	b, err := a.db.get(metaKey("hlc"))
 	switch {
 	case errors.Is(err, errKVNotFound):

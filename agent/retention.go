@@ -143,10 +143,15 @@ func (a *Agent) SetRetentionPolicy(req api.RetentionPolicyRequest) (api.Space, e
 
 // reviewInput is one live record for dueForReview: since is its last
 // review mark's time, or (never reviewed) its oldest live value's.
+// foreign is set when a live value or note of it (the review mark
+// included) was written by a device other than an officer device of the
+// owning bureau: its HLC is that device's word, so automatic erasure
+// leaves the record to a person (autoerase.go).
 type reviewInput struct {
 	space, record string
 	since         time.Time
 	reviewed      bool
+	foreign       bool
 }
 
 const day = 24 * time.Hour
@@ -251,15 +256,22 @@ func (a *Agent) Review(req api.ReviewRequest) ([]api.ReviewDue, error) {
 // period) and, with one, the review clock of each live record.
 func (a *Agent) reviewInputs(sp *spaceState) (*retentionPolicy, []reviewInput, error) {
 	var pol *retentionPolicy
+	var owner string
 	a.withRead(func() error {
 		if p := sp.meta.Retention; p != nil {
 			c := *p
 			pol = &c
 		}
+		owner = sp.meta.OwnerFP
 		return nil
 	})
 	if pol == nil || pol.ReviewDays == 0 {
 		return nil, nil, nil
+	}
+	certs := a.trustNow().certs
+	ownerOfficer := func(author crdt.ReplicaID) bool {
+		c := certs[crypto.DeviceID(author)]
+		return c != nil && c.Role == crypto.RoleOfficer && owner != "" && c.Bureau.Fingerprint() == owner
 	}
 	var in []reviewInput
 	err := a.eachRecord(sp, func(r *crdt.Record) {
@@ -267,7 +279,9 @@ func (a *Agent) reviewInputs(sp *spaceState) (*retentionPolicy, []reviewInput, e
 			return
 		}
 		if since, reviewed, ok := reviewSince(r); ok {
-			in = append(in, reviewInput{space: sp.id.String(), record: string(r.ID()), since: since, reviewed: reviewed})
+			foreign := false
+			liveWrites(r, func(author crdt.ReplicaID, _ int64) { foreign = foreign || !ownerOfficer(author) })
+			in = append(in, reviewInput{space: sp.id.String(), record: string(r.ID()), since: since, reviewed: reviewed, foreign: foreign})
 		}
 	})
 	if err != nil {

@@ -382,6 +382,10 @@ type RetentionStatus struct {
 	// clock but not by the newest write of another device: this clock
 	// may run ahead (docs/design.md §2, "Retention").
 	Held int `json:"held"`
+	// Foreign are the records the last pass found due but left to a
+	// person: a device that may not erase wrote one of their live values
+	// or notes, and its HLC is its own word (`review lapse --erase`).
+	Foreign int `json:"held_foreign"`
 }
 
 // StoreStats is status.store: the fsynced transactions the agent's group

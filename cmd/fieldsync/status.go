@@ -83,6 +83,9 @@ func statusAction(c *cli.Context) error {
 			if r.Held > 0 {
 				v += fmt.Sprintf("; %d due by this clock held back: no other device's write dates them due yet (is this clock ahead?)", r.Held)
 			}
+			if r.Foreign > 0 {
+				v += fmt.Sprintf("; %d due left to a person: a device that may not erase wrote in them (see fieldsync review; review lapse --erase)", r.Foreign)
+			}
 		}
 		pairs = append(pairs, "retention erasure", v)
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +199,61 @@ func TestAutoEraseSkewedPeerCorroboratesNothing(t *testing.T) {
 	}
 	if v, err := advValue(a, space, "today"); err != nil || v != "written today" || res.Erased != 0 {
 		t.Fatalf("a lone clock 3 days ahead erased a record, corroborated by a skewed author's write: %+v, value %q %v", res, v, err)
+	}
+}
+
+// Found in review: an automatic pass judges every record first (reviewInputs)
+// and then lapses and erases them one by one (ReviewLapse, which does not
+// judge again). An officer who extends the review of a record while the
+// pass works on the records before it (here: while the pass's first write
+// is signed) has the record erased all the same, moments after saying the
+// case is still open.
+func TestAutoEraseExtendDuringPass(t *testing.T) {
+	a, k, space, skipA, skipK := retentionClocks(t)
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, a, space, "a1", "due")
+	advPut(t, a, space, "b2", "still open")
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+
+	q := a.writeQueueFor(advSpaceID(t, space))
+	var first atomic.Bool
+	extended := make(chan error, 1)
+	a.stateMu.Lock()
+	a.signHook = func(seq uint64) error {
+		if !first.CompareAndSwap(false, true) {
+			return nil
+		}
+		// The pass's first write (a1's lapse mark) is being signed: the
+		// officer extends b2 now; the request queues before the pass's
+		// next write.
+		go func() {
+			_, err := a.ReviewExtend(api.ReviewActionRequest{Space: space, Record: "b2", Reason: "case still open"})
+			extended <- err
+		}()
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			q.mu.Lock()
+			n := len(q.pending)
+			q.mu.Unlock()
+			if n > 0 {
+				break
+			}
+		}
+		return nil
+	}
+	a.stateMu.Unlock()
+	res, err := a.autoErasePass()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-extended; err != nil {
+		t.Fatalf("extend b2: %v", err)
+	}
+	if v, err := advValue(a, space, "b2"); err != nil || v != "still open" {
+		t.Fatalf("b2, extended during the pass, was erased by it: %+v, value %q %v", res, v, err)
 	}
 }

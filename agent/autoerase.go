@@ -134,10 +134,21 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 				res.Held++
 				continue
 			}
-			_, err := a.ReviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason, Erase: true})
+			// Judged again as the lapse is written: a review extended (or
+			// a value written) since the records were judged above keeps it.
+			limit := time.Duration(pol.EraseDays) * day
+			stillDue := func(r *crdt.Record) error {
+				if since, _, ok := reviewSince(r); ok && now.Sub(since) >= limit && judged.Sub(since) >= limit {
+					return nil
+				}
+				return errNoLongerDue
+			}
+			_, err := a.reviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason, Erase: true}, stillDue)
 			switch {
 			case errors.Is(err, ErrClosed):
 				return res, err
+			case errors.Is(err, errNoLongerDue):
+				continue
 			case err != nil:
 				res.Failed++
 				a.log.Warn("erasing a record due under its space's retention policy", "space", d.Space, "record", d.Record, "err", err)

@@ -303,6 +303,16 @@ func reviewMark(action, reason string) ([]byte, error) {
 
 // reviewWrite puts a review mark into an existing, live record.
 func (a *Agent) reviewWrite(req api.ReviewActionRequest, action string) (*spaceState, crdt.RecordID, api.Record, error) {
+	return a.reviewWriteIf(req, action, nil)
+}
+
+// errNoLongerDue refuses an automatic lapse of a record that is no longer
+// due when it is written (autoerase.go).
+var errNoLongerDue = errors.New("record no longer due for erasure")
+
+// reviewWriteIf is reviewWrite that, with check set, writes the mark only
+// if check, judging the record as it is when the mark is built, passes.
+func (a *Agent) reviewWriteIf(req api.ReviewActionRequest, action string, check func(*crdt.Record) error) (*spaceState, crdt.RecordID, api.Record, error) {
 	if a.cfg.Relay {
 		return nil, "", api.Record{}, fmt.Errorf("%w: a relay reads no records", ErrForbidden)
 	}
@@ -320,6 +330,11 @@ func (a *Agent) reviewWrite(req api.ReviewActionRequest, action string) (*spaceS
 		}
 		if del, _ := r.Deleted(); del {
 			return nil, noRecord(sp, rid)
+		}
+		if check != nil {
+			if err := check(r); err != nil {
+				return nil, err
+			}
 		}
 		return []crdt.Op{r.Put(api.ReviewField, mark)}, nil
 	})
@@ -342,12 +357,19 @@ func (a *Agent) ReviewExtend(req api.ReviewActionRequest) (api.Record, error) {
 // reaches. Who may not erase (rules.MayErase: officers of the owning bureau
 // only) is refused before anything is written.
 func (a *Agent) ReviewLapse(req api.ReviewActionRequest) (api.Record, error) {
+	return a.reviewLapse(req, nil)
+}
+
+// reviewLapse is ReviewLapse; with check set (autoerase.go), the record is
+// judged again as the lapse mark is built, and nothing is written if check
+// fails.
+func (a *Agent) reviewLapse(req api.ReviewActionRequest, check func(*crdt.Record) error) (api.Record, error) {
 	if req.Erase {
 		if err := a.mayEraseIn(req.Space); err != nil {
 			return api.Record{}, err
 		}
 	}
-	sp, rid, _, err := a.reviewWrite(req, api.ReviewLapse)
+	sp, rid, _, err := a.reviewWriteIf(req, api.ReviewLapse, check)
 	if err != nil {
 		return api.Record{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fieldsync/agent/api"
+	"fieldsync/crdt"
 )
 
 // Automatic erasure (docs/design.md §2, "Retention"): a record whose space's
@@ -114,6 +115,9 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 		if pol == nil {
 			continue
 		}
+		var ownerFP string
+		a.withRead(func() error { ownerFP = sp.meta.OwnerFP; return nil })
+		owner := a.ownerOfficer(ownerFP)
 		byJudged, foreign := map[string]bool{}, map[string]bool{}
 		for _, d := range dueForReview(judged, pol.ReviewDays, pol.EraseDays, in) {
 			byJudged[d.Record] = d.EraseDue
@@ -135,10 +139,12 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 				continue
 			}
 			// Judged again as the lapse is written: a review extended (or
-			// a value written) since the records were judged above keeps it.
+			// a value written, by anyone) since the records were judged
+			// above keeps it.
 			limit := time.Duration(pol.EraseDays) * day
 			stillDue := func(r *crdt.Record) error {
-				if since, _, ok := reviewSince(r); ok && now.Sub(since) >= limit && judged.Sub(since) >= limit {
+				in, ok := reviewInputOf(sp.id, r, owner)
+				if ok && !in.foreign && now.Sub(in.since) >= limit && judged.Sub(in.since) >= limit {
 					return nil
 				}
 				return errNoLongerDue

@@ -268,26 +268,43 @@ func (a *Agent) reviewInputs(sp *spaceState) (*retentionPolicy, []reviewInput, e
 	if pol == nil || pol.ReviewDays == 0 {
 		return nil, nil, nil
 	}
-	certs := a.trustNow().certs
-	ownerOfficer := func(author crdt.ReplicaID) bool {
-		c := certs[crypto.DeviceID(author)]
-		return c != nil && c.Role == crypto.RoleOfficer && owner != "" && c.Bureau.Fingerprint() == owner
-	}
+	ownerOfficer := a.ownerOfficer(owner)
 	var in []reviewInput
 	err := a.eachRecord(sp, func(r *crdt.Record) {
-		if del, _ := r.Deleted(); del {
-			return
-		}
-		if since, reviewed, ok := reviewSince(r); ok {
-			foreign := false
-			liveWrites(r, func(author crdt.ReplicaID, _ int64) { foreign = foreign || !ownerOfficer(author) })
-			in = append(in, reviewInput{space: sp.id.String(), record: string(r.ID()), since: since, reviewed: reviewed, foreign: foreign})
+		if ri, ok := reviewInputOf(sp.id, r, ownerOfficer); ok {
+			in = append(in, ri)
 		}
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return pol, in, nil
+}
+
+// reviewInputOf is a live record's reviewInput; ok is false for a deleted
+// record or one with no live write. ownerOfficer tells the officer
+// devices of the space's owning bureau.
+func reviewInputOf(space crypto.SpaceID, r *crdt.Record, ownerOfficer func(crdt.ReplicaID) bool) (reviewInput, bool) {
+	if del, _ := r.Deleted(); del {
+		return reviewInput{}, false
+	}
+	since, reviewed, ok := reviewSince(r)
+	if !ok {
+		return reviewInput{}, false
+	}
+	foreign := false
+	liveWrites(r, func(author crdt.ReplicaID, _ int64) { foreign = foreign || !ownerOfficer(author) })
+	return reviewInput{space: space.String(), record: string(r.ID()), since: since, reviewed: reviewed, foreign: foreign}, true
+}
+
+// ownerOfficer reports, from the trust tables as they are now, whether a
+// device is an officer device of the bureau whose fingerprint is owner.
+func (a *Agent) ownerOfficer(owner string) func(crdt.ReplicaID) bool {
+	certs := a.trustNow().certs
+	return func(author crdt.ReplicaID) bool {
+		c := certs[crypto.DeviceID(author)]
+		return c != nil && c.Role == crypto.RoleOfficer && owner != "" && c.Bureau.Fingerprint() == owner
+	}
 }
 
 // reviewMark is the value of a review mark.

@@ -323,7 +323,11 @@ func (a *Agent) applyErasure(e *crypto.Erasure, reason string) (bool, error) {
 // after the drop (Badger gives up on a level-0 compaction silently) is
 // dropped again; the erasure fails if some remains.
 func (a *Agent) dropSpace(space crypto.SpaceID) (dropped bool, err error) {
-	a.db.cold.forget(space) // epoch keys cached to thaw cold envelopes (cold.go)
+	// Epoch keys cached to thaw cold envelopes (cold.go): forgotten before
+	// and again after the drop, since a thaw (which takes no lock of the
+	// agent's) may read a key back into the cache until the keys are gone.
+	a.db.cold.forget(space)
+	defer a.db.cold.forget(space)
 	prefixes := make([][]byte, 0, len(spacePrefixes))
 	for _, p := range spacePrefixes {
 		prefixes = append(prefixes, append([]byte{p}, space[:]...))

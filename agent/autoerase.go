@@ -2,12 +2,17 @@ package agent
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"fieldsync/agent/api"
 	"fieldsync/crdt"
+	"fieldsync/crypto"
 )
 
 // Automatic erasure (docs/design.md §2, "Retention"): a record whose space's
@@ -96,6 +101,9 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 	if len(spaces) == 0 {
 		return res, nil
 	}
+	if err := a.eraseOwedAll(&res); err != nil {
+		return res, err
+	}
 	now := a.cfg.now()
 	var judged time.Time // zero: nobody else's clock, nothing is due
 	a.withRead(func() error {
@@ -149,15 +157,23 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 				}
 				return errNoLongerDue
 			}
-			_, err := a.reviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason, Erase: true}, stillDue)
+			owed := a.owedEraseKey(sp.id, d.Record)
+			if err := a.withWrite(func(t *tx) error { t.put(a.db.entry(owed, []byte(reason))); return nil }); err != nil {
+				return res, err
+			}
+			_, err := a.reviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason}, stillDue)
+			if err == nil {
+				err = a.eraseOwed(sp.id, d.Record, reason, owed)
+			}
 			switch {
 			case errors.Is(err, ErrClosed):
 				return res, err
 			case errors.Is(err, errNoLongerDue):
+				a.dropOwed(owed)
 				continue
 			case err != nil:
 				res.Failed++
-				a.log.Warn("erasing a record due under its space's retention policy", "space", d.Space, "record", d.Record, "err", err)
+				a.log.Warn("erasing a record due under its space's retention policy (tried again at the next pass)", "space", d.Space, "record", d.Record, "err", err)
 			default:
 				res.Erased++
 				a.log.Info("record erased: its space's retention policy's erase-after period passed", "space", d.Space, "record", d.Record,
@@ -170,4 +186,115 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 			"records", res.Held, "clock", now.UTC().Format(time.RFC3339), "others_newest", judged.UTC().Format(time.RFC3339))
 	}
 	return res, nil
+}
+
+// Owed erasures. A pass lapses (deletes) a record, then erases it; if the
+// erasure fails or is cut short (the agent stopping between the two), the
+// record would stay deleted but not erased, and later passes skip deleted
+// records. So the pass notes the erasure as owed (M erase-owed/SPACE/TAG ->
+// the reason) before the lapse, and drops the note once the record is
+// erased; every pass first erases the owed records that are deleted. A
+// note whose record is still live (the lapse never happened) is dropped:
+// the record is judged again like any other. TAG is a keyed hash of the
+// record ID, so the note's old versions in Badger's files name no record
+// after its erasure.
+const owedErasePrefix = "erase-owed/"
+
+func (a *Agent) owedEraseKey(space crypto.SpaceID, record string) []byte {
+	m := hmac.New(sha256.New, a.db.key[:])
+	m.Write([]byte("fieldsync owed erasure v1\x00"))
+	m.Write(space[:])
+	m.Write([]byte(record))
+	return metaKey(owedErasePrefix + space.String() + "/" + hex.EncodeToString(m.Sum(nil)[:16]))
+}
+
+// autoEraseBeforeErase, when set (tests only), runs before each erasure a
+// pass owes and fails it with its error.
+var autoEraseBeforeErase func() error
+
+// eraseOwed erases a lapsed record and drops its owed note. A refusal that
+// another try cannot change (a version 1 change, the device no longer
+// allowed, nothing held) drops the note too, and is returned.
+func (a *Agent) eraseOwed(space crypto.SpaceID, record, reason string, owed []byte) error {
+	if autoEraseBeforeErase != nil {
+		if err := autoEraseBeforeErase(); err != nil {
+			return err
+		}
+	}
+	_, err := a.EraseRecord(api.RecordEraseRequest{Space: space.String(), Record: record, Reason: reason})
+	if err == nil || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+		a.dropOwed(owed)
+	}
+	if err != nil {
+		return fmt.Errorf("the record lapsed (deleted) but was not erased: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) dropOwed(owed []byte) {
+	if err := a.withWrite(func(t *tx) error { t.put(kvEntry{Key: owed, Del: true}); return nil }); err != nil && !errors.Is(err, ErrClosed) {
+		a.log.Warn("dropping an owed erasure note", "err", err)
+	}
+}
+
+// eraseOwedAll erases the records earlier passes lapsed but did not erase.
+func (a *Agent) eraseOwedAll(res *autoEraseResult) error {
+	type owedErasure struct {
+		key            []byte
+		space          crypto.SpaceID
+		record, reason string
+	}
+	notes := map[string]string{} // key -> reason
+	spaces := map[crypto.SpaceID]bool{}
+	prefix := metaKey(owedErasePrefix)
+	err := a.db.scan(prefix, func(k, v []byte) error {
+		notes[string(k)] = string(v)
+		rest := string(k[len(prefix):])
+		if i := strings.IndexByte(rest, '/'); i > 0 {
+			if space, err := crypto.ParseSpaceID(rest[:i]); err == nil {
+				spaces[space] = true
+			}
+		}
+		return nil
+	}, a.countCorrupt)
+	if err != nil || len(notes) == 0 {
+		return err
+	}
+	// The deleted records of those spaces whose tag a note holds.
+	var owed []owedErasure
+	for space := range spaces {
+		var sp *spaceState
+		a.withRead(func() error { sp = a.spaces[space]; return nil })
+		if sp == nil {
+			continue
+		}
+		err := a.eachRecord(sp, func(r *crdt.Record) {
+			k := string(a.owedEraseKey(space, string(r.ID())))
+			if reason, ok := notes[k]; ok {
+				if del, _ := r.Deleted(); del {
+					owed = append(owed, owedErasure{key: []byte(k), space: space, record: string(r.ID()), reason: reason})
+					delete(notes, k)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for k := range notes {
+		a.dropOwed([]byte(k)) // the record is live again, or gone (erased, or with its space)
+	}
+	for _, o := range owed {
+		switch err := a.eraseOwed(o.space, o.record, o.reason, o.key); {
+		case errors.Is(err, ErrClosed):
+			return err
+		case err != nil:
+			res.Failed++
+			a.log.Warn("erasing a record lapsed under its space's retention policy (tried again at the next pass)", "space", o.space.String(), "record", o.record, "err", err)
+		default:
+			res.Erased++
+			a.log.Info("record erased: lapsed by an earlier pass under its space's retention policy", "space", o.space.String(), "record", o.record)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,52 @@ func TestAutoEraseExtendDuringPass(t *testing.T) {
 	}
 	if v, err := advValue(a, space, "b2"); err != nil || v != "still open" {
 		t.Fatalf("b2, extended during the pass, was erased by it: %+v, value %q %v", res, v, err)
+	}
+}
+
+// A record the pass lapsed but could not erase (the erasure failed, or the
+// agent stopped between the two) is erased by the next pass, though it is
+// deleted by then and deleted records are not judged: the erasure was
+// noted as owed before the lapse.
+func TestAutoEraseRetriesOwedErasure(t *testing.T) {
+	const canary = "CANARYowed16"
+	a, k, space, skipA, skipK := retentionClocks(t)
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
+	}
+	advPut(t, a, space, "old", canary)
+	receiptSync(t, a, k)
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+
+	autoEraseBeforeErase = func() error { return errors.New("injected: the agent stopped") }
+	t.Cleanup(func() { autoEraseBeforeErase = nil })
+	res, err := a.autoErasePass()
+	if err != nil || res.Erased != 0 || res.Failed != 1 {
+		t.Fatalf("the pass whose erasure fails: %+v %v", res, err)
+	}
+	owed := a.owedEraseKey(advSpaceID(t, space), "old")
+	if bytes.Contains(owed, []byte("old")) {
+		t.Fatalf("the owed note's key names the record: %q", owed)
+	}
+	if _, err := a.db.get(owed); err != nil {
+		t.Fatalf("no owed erasure noted: %v", err)
+	}
+	if r, err := a.GetRecord(api.RecordRef{Space: space, Record: "old"}); err != nil || !r.Deleted {
+		t.Fatalf("old after the failed pass: %+v %v, want lapsed (deleted)", r, err)
+	}
+
+	autoEraseBeforeErase = nil
+	if res, err = a.autoErasePass(); err != nil || res.Erased != 1 || res.Failed != 0 {
+		t.Fatalf("the next pass: %+v %v, want the owed erasure done", res, err)
+	}
+	assertValueGone(t, a, space, canary)
+	if _, err := a.db.get(owed); !errors.Is(err, errKVNotFound) {
+		t.Fatalf("owed note left after the erasure: %v", err)
+	}
+	if res, err = a.autoErasePass(); err != nil || res != (autoEraseResult{}) {
+		t.Fatalf("a third pass: %+v %v, want nothing", res, err)
 	}
 }

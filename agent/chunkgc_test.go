@@ -542,3 +542,52 @@ func TestChunkGCUndecodableChange(t *testing.T) {
 		t.Fatalf("collected beside a change this build cannot read: %+v", c)
 	}
 }
+
+// A live manifest held as a stub (a peer sent its envelope with the value
+// cut: heal.go) names chunks this device cannot see until it heals; a dead
+// manifest naming the same chunks must not get them collected meanwhile.
+func TestChunkGCWaitsForWithheldManifest(t *testing.T) {
+	omn := newTestBureau(t, "OMN")
+	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
+	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+	cfgA.CompactEvery, cfgB.CompactEvery = -1, -1
+	a, b := openTestAgent(t, cfgA), openTestAgent(t, cfgB)
+	sp, err := a.CreateSpace("case", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space := mustSpaceID(t, sp.ID)
+	transfer(t, b, a)
+	if _, err := a.ShareKeys(); err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, a, b)
+	// b's own copy of the file, superseded: b holds its chunks, and a dead
+	// manifest names them.
+	refs := sortedRefs(attachFile(t, b, sp, "r", "photo", 512<<10, 71))
+	put(t, b, sp, "r", "photo", "gone")
+	// a attaches the same file (same key, same refs); b gets that live
+	// manifest only as a stub.
+	if again := attachFile(t, a, sp, "q", "photo", 512<<10, 71); !slices.Equal(sortedRefs(again), refs) {
+		t.Fatal("a sealed the same file under other refs: the test proves nothing")
+	}
+	a.stateMu.Lock()
+	last := a.spaces[space].heads[a.dev].Seq
+	a.stateMu.Unlock()
+	err = a.Envelopes(space, func(env []byte) error {
+		if h, _ := crypto.ParseHeader(env); h.Author == a.dev && h.Seq == last {
+			env = cutEvery(t, env, valuesOnly)
+		}
+		_, err := b.Ingest(env)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "q"}); err != nil || !r.Fields["photo"].Siblings[0].Withheld {
+		t.Fatalf("b does not hold q's manifest withheld (%+v, %v): the test proves nothing", r, err)
+	}
+	if c := compactNow(t, b, sp.ID); c.Spaces[0].ChunksCollected != 0 || !slices.Equal(heldChunks(t, b, sp), refs) {
+		t.Fatalf("collected chunks a withheld live manifest may name: %+v", c.Spaces[0])
+	}
+}

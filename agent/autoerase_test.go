@@ -21,9 +21,7 @@ import (
 func TestRetentionAutoErase(t *testing.T) {
 	const canary = "CANARYauto16"
 	a, k, space, skipA, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	advPut(t, a, space, "old", canary)
 	advPut(t, a, space, "ext", "kept by review")
 	advPut(t, k, space, "kz", "k1")
@@ -108,9 +106,7 @@ func TestRetentionAutoErase(t *testing.T) {
 // it (the setup would have).
 func TestRetentionAutoEraseOff(t *testing.T) {
 	a, k, space, skipA, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	advPut(t, a, space, "old", "v")
 	receiptSync(t, a, k)
 	skipA(3 * day)
@@ -143,9 +139,7 @@ func TestRetentionAutoEraseOff(t *testing.T) {
 // the record is left to a person (foreign).
 func TestAutoEraseBackdatedPartnerWrite(t *testing.T) {
 	a, k, space, _, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	advPut(t, a, space, "victim", "written today")
 	receiptSync(t, a, k)
 
@@ -184,9 +178,7 @@ func TestAutoEraseBackdatedPartnerWrite(t *testing.T) {
 // ahead then erases a record written today on its own word.
 func TestAutoEraseSkewedPeerCorroboratesNothing(t *testing.T) {
 	a, k, space, skipA, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	skipK(10 * day) // K's clock is ten days ahead when it writes once
 	advPut(t, k, space, "kz", "from the future")
 	skipK(-10 * day)
@@ -211,9 +203,7 @@ func TestAutoEraseSkewedPeerCorroboratesNothing(t *testing.T) {
 // case is still open.
 func TestAutoEraseExtendDuringPass(t *testing.T) {
 	a, k, space, skipA, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	advPut(t, a, space, "a1", "due")
 	advPut(t, a, space, "b2", "still open")
 	skipA(3 * day)
@@ -266,9 +256,7 @@ func TestAutoEraseExtendDuringPass(t *testing.T) {
 func TestAutoEraseRetriesOwedErasure(t *testing.T) {
 	const canary = "CANARYowed16"
 	a, k, space, skipA, skipK := retentionClocks(t)
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
-		t.Fatal(err)
-	}
+	reviewDayEraseTwo(t, a, space)
 	advPut(t, a, space, "old", canary)
 	receiptSync(t, a, k)
 	skipA(3 * day)
@@ -303,5 +291,14 @@ func TestAutoEraseRetriesOwedErasure(t *testing.T) {
 	}
 	if res, err = a.autoErasePass(); err != nil || res != (autoEraseResult{}) {
 		t.Fatalf("a third pass: %+v %v, want nothing", res, err)
+	}
+}
+
+// reviewDayEraseTwo sets space's retention policy on a, its owner: review
+// after 1 day, erase after 2.
+func reviewDayEraseTwo(t *testing.T, a *Agent, space string) {
+	t.Helper()
+	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+		t.Fatal(err)
 	}
 }

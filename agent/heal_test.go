@@ -149,6 +149,31 @@ func TestHealNeverUnerases(t *testing.T) {
 	digestsEqual(t, a, b, sp)
 }
 
+// transferLastAsStub hands to all of from's certificates and envelopes of
+// space, from's own newest one as a stub: its values segments cut, as a
+// hostile peer would send a live write.
+func transferLastAsStub(t *testing.T, from, to *Agent, space crypto.SpaceID) {
+	t.Helper()
+	from.stateMu.Lock()
+	last := from.spaces[space].heads[from.dev].Seq
+	from.stateMu.Unlock()
+	for _, c := range from.Certificates() {
+		if _, err := to.AddCertificate(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := from.Envelopes(space, func(env []byte) error {
+		if h, _ := crypto.ParseHeader(env); h.Author == from.dev && h.Seq == last {
+			env = cutEvery(t, env, valuesOnly)
+		}
+		_, err := to.Ingest(env)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // withheldOverSync sets up two officers over real sync: b holds a stub of
 // a's live write (v3 of r.f) and the same heads as a, so no round sends it
 // again. It returns once b runs and knows a's address, with a probe of
@@ -171,24 +196,7 @@ func withheldOverSync(t *testing.T) (a, b *Agent, sp api.Space, withheld func() 
 	for _, v := range []string{"v1", "v2", "v3"} {
 		put(t, a, sp, "r", "f", v)
 	}
-	a.stateMu.Lock()
-	last := a.spaces[space].heads[a.dev].Seq
-	a.stateMu.Unlock()
-	for _, c := range a.Certificates() {
-		if _, err := b.AddCertificate(c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err = a.Envelopes(space, func(env []byte) error {
-		if h, _ := crypto.ParseHeader(env); h.Author == a.dev && h.Seq == last {
-			env = cutEvery(t, env, valuesOnly)
-		}
-		_, err := b.Ingest(env)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	transferLastAsStub(t, a, b, space)
 	withheld = func() bool {
 		r, err := b.GetRecord(api.RecordRef{Space: sp.ID, Record: "r"})
 		return err == nil && r.Fields["f"].Siblings[0].Withheld

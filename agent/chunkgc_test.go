@@ -100,23 +100,7 @@ func chunkVersions(t *testing.T, a *Agent, space crypto.SpaceID) int {
 // sibling's photo stay; the minimum age is honoured first; the store's
 // files shrink by about the old photos' bytes.
 func TestChunkGCCollectsSupersededPhotos(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgA.CompactEvery = -1
-	a := openTestAgent(t, cfgA)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
-	cfgB.CompactEvery = -1
-	b := openTestAgent(t, cfgB)
-	sp, err := a.CreateSpace("case", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	space := mustSpaceID(t, sp.ID)
-	transfer(t, b, a)
-	if _, err := a.ShareKeys(); err != nil {
-		t.Fatal(err)
-	}
-	transfer(t, a, b)
+	a, b, cfgA, sp, space := twoOfficersNoPasses(t)
 
 	old1 := attachFile(t, a, sp, "p1", "photo", 1<<20, 11)
 	old2 := attachFile(t, a, sp, "p1", "photo", 1<<20, 12)
@@ -543,25 +527,30 @@ func TestChunkGCUndecodableChange(t *testing.T) {
 	}
 }
 
-// A live manifest held as a stub (a peer sent its envelope with the value
-// cut: heal.go) names chunks this device cannot see until it heals; a dead
-// manifest naming the same chunks must not get them collected meanwhile.
-func TestChunkGCWaitsForWithheldManifest(t *testing.T) {
-	omn := newTestBureau(t, "OMN")
-	cfgA := newTestDevice(t, omn, "Amina", crypto.RoleOfficer)
-	cfgB := newTestDevice(t, omn, "Boris", crypto.RoleOfficer)
+// twoOfficersNoPasses is two OMN officers (not syncing, no background
+// compaction) holding a space a created and its key; cfgA reopens a.
+func twoOfficersNoPasses(t *testing.T) (a, b *Agent, cfgA Config, sp api.Space, space crypto.SpaceID) {
+	t.Helper()
+	_, cfgA, cfgB := omnOfficers(t)
 	cfgA.CompactEvery, cfgB.CompactEvery = -1, -1
-	a, b := openTestAgent(t, cfgA), openTestAgent(t, cfgB)
+	a, b = openTestAgent(t, cfgA), openTestAgent(t, cfgB)
 	sp, err := a.CreateSpace("case", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	space := mustSpaceID(t, sp.ID)
 	transfer(t, b, a)
 	if _, err := a.ShareKeys(); err != nil {
 		t.Fatal(err)
 	}
 	transfer(t, a, b)
+	return a, b, cfgA, sp, mustSpaceID(t, sp.ID)
+}
+
+// A live manifest held as a stub (a peer sent its envelope with the value
+// cut: heal.go) names chunks this device cannot see until it heals; a dead
+// manifest naming the same chunks must not get them collected meanwhile.
+func TestChunkGCWaitsForWithheldManifest(t *testing.T) {
+	a, b, _, sp, space := twoOfficersNoPasses(t)
 	// b's own copy of the file, superseded: b holds its chunks, and a dead
 	// manifest names them.
 	refs := sortedRefs(attachFile(t, b, sp, "r", "photo", 512<<10, 71))

@@ -157,6 +157,14 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 				}
 				return errNoLongerDue
 			}
+			if a.ownMarkersCapped() {
+				// Every replica would refuse the marker (recerase.go,
+				// maxRecordErasuresPerAuthor): lapsing the record would
+				// delete it without erasing it.
+				res.Failed++
+				a.log.Warn("record due for erasure kept: this device holds the most record-erase markers one device may; let another officer device of the bureau erase it, or erase the space", "space", d.Space, "record", d.Record)
+				continue
+			}
 			owed := a.owedEraseKey(sp.id, d.Record)
 			if err := a.withWrite(func(t *tx) error { t.put(a.db.entry(owed, []byte(reason))); return nil }); err != nil {
 				return res, err
@@ -297,4 +305,12 @@ func (a *Agent) eraseOwedAll(res *autoEraseResult) error {
 		}
 	}
 	return nil
+}
+
+// ownMarkersCapped reports whether this device's own record-erase markers
+// held here have reached the cap every replica applies to one device.
+func (a *Agent) ownMarkersCapped() bool {
+	a.recErMu.Lock()
+	defer a.recErMu.Unlock()
+	return a.recErasedLocked().byAuthor[a.dev].markers >= maxRecordErasuresPerAuthor
 }

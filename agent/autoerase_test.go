@@ -298,7 +298,34 @@ func TestAutoEraseRetriesOwedErasure(t *testing.T) {
 // after 1 day, erase after 2.
 func reviewDayEraseTwo(t *testing.T, a *Agent, space string) {
 	t.Helper()
-	if _, err := a.SetRetentionPolicy(api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}); err != nil {
+	if _, err := a.SetRetentionPolicy(retentionReq(space)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func retentionReq(space string) api.RetentionPolicyRequest {
+	return api.RetentionPolicyRequest{Space: space, ReviewAfterDays: 1, EraseAfterDays: 2}
+}
+
+// A device that holds as many record-erase markers as every replica takes
+// from one device does not lapse a record due: every replica would refuse
+// its marker, and the record would be deleted but never erased.
+func TestAutoEraseAtMarkerCapKeepsRecord(t *testing.T) {
+	a, k, space, skipA, skipK := retentionClocks(t)
+	reviewDayEraseTwo(t, a, space)
+	advPut(t, a, space, "old", "v")
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+	a.recErMu.Lock()
+	a.recErasedLocked().byAuthor[a.dev] = markerLoad{markers: maxRecordErasuresPerAuthor}
+	a.recErMu.Unlock()
+	res, err := a.autoErasePass()
+	if err != nil || res.Erased != 0 || res.Failed != 1 {
+		t.Fatalf("pass at the cap: %+v %v", res, err)
+	}
+	if r, err := a.GetRecord(api.RecordRef{Space: space, Record: "old"}); err != nil || r.Deleted || r.Fields["v"].Value != "v" {
+		t.Fatalf("old at the marker cap: %+v %v, want it live, untouched", r, err)
 	}
 }

@@ -171,7 +171,7 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 			}
 			_, err := a.reviewLapse(api.ReviewActionRequest{Space: d.Space, Record: d.Record, Reason: reason}, stillDue)
 			if err == nil {
-				err = a.eraseOwed(sp.id, d.Record, reason, owed)
+				err = a.eraseOwed(sp.id, d.Record, reason, owed, true)
 			}
 			switch {
 			case errors.Is(err, ErrClosed):
@@ -187,6 +187,11 @@ func (a *Agent) autoErasePass() (res autoEraseResult, err error) {
 				a.log.Info("record erased: its space's retention policy's erase-after period passed", "space", d.Space, "record", d.Record,
 					"erase_after_days", pol.EraseDays, "since", d.Since)
 			}
+		}
+		// One purge (dropping old versions, rebuilding the state) for
+		// all the records erased in the space.
+		if err := a.purgeStaged(sp.id); err != nil {
+			return res, err
 		}
 	}
 	if res.Held > 0 {
@@ -222,14 +227,16 @@ var autoEraseBeforeErase func() error
 
 // eraseOwed erases a lapsed record and drops its owed note. A refusal that
 // another try cannot change (a version 1 change, the device no longer
-// allowed, nothing held) drops the note too, and is returned.
-func (a *Agent) eraseOwed(space crypto.SpaceID, record, reason string, owed []byte) error {
+// allowed, nothing held) drops the note too, and is returned. With
+// deferPurge the space's purge is left to the caller (purgeStaged); a stop
+// before it is finished at the next start.
+func (a *Agent) eraseOwed(space crypto.SpaceID, record, reason string, owed []byte, deferPurge bool) error {
 	if autoEraseBeforeErase != nil {
 		if err := autoEraseBeforeErase(); err != nil {
 			return err
 		}
 	}
-	_, err := a.EraseRecord(api.RecordEraseRequest{Space: space.String(), Record: record, Reason: reason})
+	_, err := a.eraseRecord(api.RecordEraseRequest{Space: space.String(), Record: record, Reason: reason}, deferPurge)
 	if err == nil || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
 		a.dropOwed(owed)
 	}
@@ -293,7 +300,7 @@ func (a *Agent) eraseOwedAll(res *autoEraseResult) error {
 		a.dropOwed([]byte(k)) // the record is live again, or gone (erased, or with its space)
 	}
 	for _, o := range owed {
-		switch err := a.eraseOwed(o.space, o.record, o.reason, o.key); {
+		switch err := a.eraseOwed(o.space, o.record, o.reason, o.key, false); {
 		case errors.Is(err, ErrClosed):
 			return err
 		case err != nil:

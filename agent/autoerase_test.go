@@ -329,3 +329,51 @@ func TestAutoEraseAtMarkerCapKeepsRecord(t *testing.T) {
 		t.Fatalf("old at the marker cap: %+v %v, want it live, untouched", r, err)
 	}
 }
+
+// A pass erases every due record of a space and rebuilds the space once:
+// the erasures are staged one after another, each cutting envelopes as the
+// ones before left them (two due records written in one change lose both
+// values), then purged together. The partner that takes the markers is cut
+// the same way.
+func TestAutoEraseManyRecordsOnePurge(t *testing.T) {
+	a, k, space, skipA, skipK := retentionClocks(t)
+	reviewDayEraseTwo(t, a, space)
+	id := advSpaceID(t, space)
+	combinedChange(t, a, id, [2]string{"p1", "CANARYone16"}, [2]string{"p2", "CANARYtwo16"})
+	advPut(t, a, space, "p3", "CANARYthree16")
+	receiptSync(t, a, k)
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, a, space, "new", "stays")
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+
+	reloads := a.reloads.Load()
+	res, err := a.autoErasePass()
+	if err != nil || res.Erased != 3 || res.Failed != 0 {
+		t.Fatalf("pass: %+v %v, want p1, p2 and p3 erased", res, err)
+	}
+	if n := a.reloads.Load() - reloads; n != 1 {
+		t.Fatalf("the pass rebuilt the state %d times for one space, want once", n)
+	}
+	if v, _ := advValue(a, space, "new"); v != "stays" {
+		t.Fatalf("new after the pass: %q", v)
+	}
+	receiptSync(t, a, k)
+	for _, m := range a.recordErasureBlobs() {
+		if _, err := k.AddErasure(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range []*Agent{a, k} {
+		for _, c := range []string{"CANARYone16", "CANARYtwo16", "CANARYthree16"} {
+			assertValueGone(t, x, space, c)
+		}
+	}
+	for _, rec := range []string{"p1", "p2", "p3"} {
+		hist, err := a.History(api.RecordRef{Space: space, Record: rec})
+		if err != nil || len(hist) == 0 || hist[len(hist)-1].Outcome != api.OutcomeErased {
+			t.Fatalf("%s's history does not end with its erasure: %+v %v", rec, hist, err)
+		}
+	}
+}

@@ -277,6 +277,12 @@ func (a *Agent) eraseOnIngest(h crypto.Header, env []byte) []byte {
 // everywhere else (api.PathRecordErase). Only an officer device of the
 // owning bureau may (rules.MayErase), as for a space.
 func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error) {
+	return a.eraseRecord(req, false)
+}
+
+// eraseRecord is EraseRecord; with deferPurge the space's purge is left to
+// purgeStaged (applyRecordErasureThen).
+func (a *Agent) eraseRecord(req api.RecordEraseRequest, deferPurge bool) (api.RecordErased, error) {
 	if a.cfg.Relay {
 		return api.RecordErased{}, fmt.Errorf("%w: a relay cannot erase a record", ErrForbidden)
 	}
@@ -337,7 +343,7 @@ func (a *Agent) EraseRecord(req api.RecordEraseRequest) (api.RecordErased, error
 	if err != nil {
 		return api.RecordErased{}, err
 	}
-	if _, err := a.applyRecordErasure(e, reason); err != nil {
+	if _, err := a.applyRecordErasureThen(e, reason, deferPurge); err != nil {
 		if errors.Is(err, errErasureCap) {
 			err = fmt.Errorf("%w: %v", ErrForbidden, err)
 		}
@@ -497,6 +503,19 @@ func (a *Agent) AddRecordErasure(blob []byte) (bool, error) {
 // applyRecordErasure keeps e and erases its segments here. It returns
 // whether the marker is new here.
 func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool, error) {
+	return a.applyRecordErasureThen(e, reason, false)
+}
+
+// applyRecordErasureThen is applyRecordErasure; with deferPurge, it stages
+// the cut envelopes (and drops chunks and partial envelopes) but leaves the
+// purge — dropping the space's old versions and rebuilding its state, the
+// costly part — to purgeStaged, so that erasing many records of a space
+// rebuilds it once (autoerase.go). Staged cuts compose: a marker staged
+// after another cuts the envelope as already staged. Until the purge the
+// listed envelopes are still served whole (the marker travels with them
+// and every receiver cuts them); a crash before it is finished at start
+// like any interrupted erasure (purgeRecordsAtStart).
+func (a *Agent) applyRecordErasureThen(e *crypto.RecordErasure, reason string, deferPurge bool) (bool, error) {
 	if a.erasedSpace(e.Space) != nil {
 		return false, nil // the whole space is gone already
 	}
@@ -531,7 +550,10 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 		var recs []crdt.RecordID
 		var entries []kvEntry
 		for _, k := range order {
-			env, err := a.db.get(envKey(k.space, k.author, k.seq))
+			env, err := a.db.get(recStagedKey(k.space, k.author, k.seq)) // cut by a marker staged before
+			if err != nil {
+				env, err = a.db.get(envKey(k.space, k.author, k.seq))
+			}
 			if err != nil {
 				continue // not held here (yet): erased on ingest
 			}
@@ -586,6 +608,9 @@ func (a *Agent) applyRecordErasure(e *crypto.RecordErasure, reason string) (bool
 				a.collectValueLogNow()
 			}
 			return nil // no envelope of the record held here
+		}
+		if deferPurge {
+			return nil // purgeStaged
 		}
 		return a.purgeRecord(sp)
 	})
@@ -739,6 +764,25 @@ func (a *Agent) purgeRecord(sp *spaceState) error {
 	return a.reload()
 }
 
+// purgeStaged purges a space whose record erasures were staged with
+// deferPurge (applyRecordErasureThen), if any are.
+func (a *Agent) purgeStaged(id crypto.SpaceID) error {
+	staged := false
+	a.db.kv.ScanKeys(append([]byte{pfxRecStaged}, id[:]...), func([]byte) error { staged = true; return errStopScan })
+	if !staged {
+		return nil
+	}
+	return a.withWrite(func(t *tx) error {
+		sp := a.spaces[id]
+		if sp == nil {
+			return nil
+		}
+		t.changed()
+		a.com.Barrier()
+		return a.purgeRecord(sp)
+	})
+}
+
 // purgeRecordsAtStart finishes record erasures a crash interrupted: any
 // staged cut envelope left means the purge did not end.
 func (a *Agent) purgeRecordsAtStart() error {
@@ -769,16 +813,7 @@ func (a *Agent) purgeRecordsAtStart() error {
 		return nil
 	})
 	for id := range spaces {
-		err := a.withWrite(func(t *tx) error {
-			sp := a.spaces[id]
-			if sp == nil {
-				return nil
-			}
-			t.changed()
-			a.com.Barrier()
-			return a.purgeRecord(sp)
-		})
-		if err != nil {
+		if err := a.purgeStaged(id); err != nil {
 			return err
 		}
 	}

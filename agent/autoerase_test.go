@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -375,5 +376,29 @@ func TestAutoEraseManyRecordsOnePurge(t *testing.T) {
 		if err != nil || len(hist) == 0 || hist[len(hist)-1].Outcome != api.OutcomeErased {
 			t.Fatalf("%s's history does not end with its erasure: %+v %v", rec, hist, err)
 		}
+	}
+}
+
+// Two due records holding the same file (same chunks): the pass erases
+// both, and with them the chunks no other record names, though the first
+// erasure is only staged when the second's marker is built.
+func TestAutoEraseSharedAttachment(t *testing.T) {
+	a, k, space, skipA, skipK := retentionClocks(t)
+	reviewDayEraseTwo(t, a, space)
+	sp := api.Space{ID: space}
+	one := sortedRefs(attachFile(t, a, sp, "p1", "photo", 256<<10, 91))
+	if two := sortedRefs(attachFile(t, a, sp, "p2", "photo", 256<<10, 91)); !slices.Equal(one, two) {
+		t.Fatal("the same file under other refs: the test proves nothing")
+	}
+	skipA(3 * day)
+	skipK(3 * day)
+	advPut(t, k, space, "kz", "k")
+	receiptSync(t, k, a)
+	res, err := a.autoErasePass()
+	if err != nil || res.Erased != 2 {
+		t.Fatalf("pass: %+v %v", res, err)
+	}
+	if held := heldChunks(t, a, sp); len(held) != 0 {
+		t.Fatalf("%d chunks of the erased records' file still held", len(held))
 	}
 }

@@ -377,10 +377,20 @@ func (a *Agent) erasableSpace(ref string) (*spaceState, error) {
 // that touch rid (which cannot be cut). stateMu held.
 func (a *Agent) recordSegments(sp *spaceState, rid crdt.RecordID) (refs []crypto.SegmentRef, chunks []crypto.ChunkRef, v1 int, err error) {
 	mine, others := map[crypto.ChunkRef]bool{}, map[crypto.ChunkRef]bool{}
+	// Erasures staged and not purged yet (applyRecordErasureThen): the
+	// envelopes are read as those left them, so a manifest an erased
+	// record held does not keep its chunks.
+	staged := false
+	a.db.kv.ScanKeys(append([]byte{pfxRecStaged}, sp.id[:]...), func([]byte) error { staged = true; return errStopScan })
 	err = a.db.scan(envSpacePrefix(sp.id), func(k, env []byte) error {
 		h, err := crypto.ParseHeader(env)
 		if err != nil || h.Kind != crypto.KindChange {
 			return nil
+		}
+		if staged {
+			if cut, err := a.db.get(recStagedKey(sp.id, h.Author, h.Seq)); err == nil {
+				env = cut
+			}
 		}
 		oc, err := openChange(env, sp)
 		if err != nil || oc.ch == nil {
